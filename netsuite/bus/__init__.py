@@ -1,0 +1,15 @@
+"""
+The AMP bus: a process serves its registry to others, and reaches theirs.
+
+A hook script needs only this::
+
+    from netsuite.bus import connect, Stop, CONTINUE
+"""
+
+from ..registry.interfaces import CONTINUE, NO_ANSWER, Stop
+from ..registry.values import MAC
+from .client import BusClient, NotRunning, Peers, connect, socket_endpoint
+from .server import BusServerFactory
+
+__all__ = ["connect", "BusClient", "NotRunning", "Peers", "socket_endpoint",
+           "BusServerFactory", "Stop", "CONTINUE", "NO_ANSWER", "MAC"]

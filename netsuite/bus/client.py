@@ -1,0 +1,356 @@
+# -*- test-case-name: tests.bus.test_bus -*-
+"""
+A peer's side of the bus: another process's registry, used like a local one.
+
+L{BusClient} keeps one connection to the owner, reconnects with back-off
+when it drops (the daemon restarted) and re-adds its listeners and watches
+by itself before any other call goes out on the new connection.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from typing import Any, Callable, Dict, List, Optional
+
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.internet.defer import Deferred, DeferredList, fail, maybeDeferred
+from twisted.internet.endpoints import clientFromString
+from twisted.internet.error import ConnectError
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.protocols import amp
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from ..registry.interfaces import (CONTINUE, NO_ANSWER, IListenerHandle,
+                                   IRegistry, ListenerError, Stop, parse_address)
+from ..registry.registry import _decorator_or_handle, matcher
+from ..registry import values
+from .commands import (AddListener, CallListener, Describe, Notify, RemoveListener,
+                       Send, Unwatch, Watch)
+
+__all__ = ["BusClient", "NotRunning", "connect", "Peers", "DEFAULT_SOCKET_DIR",
+           "socket_endpoint"]
+
+_log = Logger()
+
+DEFAULT_SOCKET_DIR = "/run/netsuite"
+_ids = itertools.count(1)
+
+
+class NotRunning(ConnectionError):
+    """
+    The process could not be reached: nothing listens at its address.
+    """
+
+
+def socket_endpoint(name: str, socket_dir: Optional[str] = None) -> str:
+    """
+    The client endpoint string of process C{name}'s bus socket.
+    """
+    directory = socket_dir or os.environ.get("NETSUITE_SOCKET_DIR") or DEFAULT_SOCKET_DIR
+    path = os.path.join(directory, f"{name}.sock")
+    return "unix:path=" + path.replace("\\", "\\\\").replace(":", "\\:")
+
+
+@implementer(IListenerHandle)
+class RemoteListener:
+    """
+    One of our functions listening on the owner's mailbox.
+    """
+
+    def __init__(self, client: "BusClient", path: str, fn: Callable[..., Any], first: bool,
+                 tags: Dict[str, Any], deadline: float) -> None:
+        self.client = client
+        self.id = f"l{next(_ids)}"
+        self.address = f"{client.name}:{path}"
+        self.path = path
+        self.fn = fn
+        self.first = first
+        self.tags = tags
+        self.deadline = deadline
+        self.attached: Deferred[RemoteListener] = Deferred()
+
+    def remove(self) -> None:
+        self.client._remove_listener(self)
+
+
+class RemoteWatch:
+    """
+    One of our functions watching the owner's mailbox.
+    """
+
+    def __init__(self, client: "BusClient", path: str, fn: Callable[..., Any]) -> None:
+        self.client = client
+        self.id = f"w{next(_ids)}"
+        self.path = path
+        self.fn = fn
+        self.attached: Deferred[RemoteWatch] = Deferred()
+
+    def remove(self) -> None:
+        self.client._remove_watch(self)
+
+
+class _ClientResponders(amp.CommandLocator):
+    def __init__(self, client: "BusClient") -> None:
+        self.client = client
+
+    @CallListener.responder
+    def call_listener(self, listener: str, mailbox: str, message: bytes) -> "Deferred[Dict[str, Any]]":
+        handle = self.client._listeners.get(listener)
+        if handle is None:
+            raise ListenerError(f"no listener {listener!r} here")
+        decoded = values.loads(message)
+
+        def verdict(answer: Any) -> Dict[str, Any]:
+            if type(answer) is Stop:
+                return {"verdict": "stop", "result": values.dumps(answer.value)}
+            if answer is CONTINUE:
+                return {"verdict": "continue", "result": None}
+            raise ListenerError(f"listener returned {answer!r}; a listener returns "
+                                "Stop(value) or CONTINUE")
+
+        def failed(failure: Failure) -> Failure:
+            _log.failure("listener {fn!r} on {address} failed", failure,
+                         fn=handle.fn, address=handle.address)
+            return failure
+
+        return maybeDeferred(handle.fn, decoded).addCallbacks(verdict, failed)
+
+    @Notify.responder
+    def notify(self, watch: str, mailbox: str, message: bytes) -> Dict[str, Any]:
+        handle = self.client._watches.get(watch)
+        if handle is not None:
+            handle.fn(values.loads(message))
+        return {}
+
+
+class _ClientProtocol(amp.AMP):
+    def __init__(self, client: "BusClient") -> None:
+        amp.AMP.__init__(self, locator=_ClientResponders(client))
+        self.client = client
+
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        amp.AMP.connectionLost(self, reason)
+        self.client._lost(self)
+
+
+@implementer(IRegistry)
+class BusClient:
+    """
+    The registry of process C{name}, reached over the bus.
+
+    It has the methods of L{IRegistry} (but C{declare}); C{describe} returns
+    a Deferred. Calls made while the owner is unreachable fail with
+    L{NotRunning}; listeners and watches wait and attach once it is back.
+
+    @param endpoint: a client endpoint string (C{unix:path=...}, C{tcp:...}).
+    """
+
+    def __init__(self, name: str, endpoint: str, reactor: Any,
+                 max_delay: float = 2.0) -> None:
+        self.name = name
+        self.endpoint = endpoint
+        self._reactor = reactor
+        self._listeners: Dict[str, RemoteListener] = {}
+        self._watches: Dict[str, RemoteWatch] = {}
+        self._current: Optional[_ClientProtocol] = None
+        self._service = ClientService(
+            clientFromString(reactor, endpoint),
+            Factory.forProtocol(lambda: _ClientProtocol(self)),  # type: ignore[arg-type]
+            retryPolicy=backoffPolicy(initialDelay=0.05, maxDelay=max_delay, factor=2.0),
+            clock=reactor, prepareConnection=self._reattach)
+        self._service.startService()
+
+    # connection management
+
+    def _reattach(self, connection: _ClientProtocol) -> "Deferred[Any]":
+        """
+        A new connection: put our listeners and watches back, in order.
+        """
+        self._current = connection
+        firsts = [h for h in self._listeners.values() if h.first]
+        lasts = [h for h in self._listeners.values() if not h.first]
+        calls = [self._attach(connection, h) for h in reversed(firsts)]
+        calls += [self._attach(connection, h) for h in lasts]
+        calls += [self._attach_watch(connection, w) for w in self._watches.values()]
+        if calls:
+            _log.info("attached {n} listeners and watches to {name}", n=len(calls),
+                      name=self.name)
+        return DeferredList(calls, consumeErrors=True)
+
+    def _lost(self, connection: _ClientProtocol) -> None:
+        if self._current is connection:
+            self._current = None
+            _log.info("lost connection to {name}; reconnecting", name=self.name)
+
+    def _connection(self) -> "Deferred[_ClientProtocol]":
+        def not_running(failure: Failure) -> Failure:
+            failure.trap(ConnectError, OSError)
+            raise NotRunning(f"process {self.name} is not running "
+                             f"(nothing listens at {self.endpoint})")
+        return self._service.whenConnected(failAfterFailures=1).addErrback(not_running)  # type: ignore[return-value]
+
+    def connected(self) -> "Deferred[BusClient]":
+        """
+        Fires with this client once connected and re-attached; fails with
+        L{NotRunning} if the next attempt to connect fails.
+        """
+        return self._connection().addCallback(lambda _: self)
+
+    def close(self) -> "Deferred[None]":
+        """
+        Disconnect and stop reconnecting.
+        """
+        return self._service.stopService()
+
+    # IRegistry
+
+    def declare(self, path: str, kind: str = "decision", doc: str = "") -> None:
+        raise NotImplementedError("a process declares only its own mailboxes")
+
+    def _path(self, address: str) -> str:
+        process, path = parse_address(address)
+        if process not in (None, self.name):
+            raise ValueError(f"{address}: this client reaches process {self.name} only")
+        return path
+
+    def send(self, address: str, message: Optional[values.Message] = None) -> "Deferred[Any]":
+        try:
+            path = self._path(address)
+            data = values.dumps(values.check_message({} if message is None else message))
+        except Exception:
+            return fail()
+        return self._connection().addCallback(
+            lambda c: c.callRemote(Send, mailbox=path, message=data)).addCallback(
+            lambda r: values.loads(r["result"]) if r["answered"] else NO_ANSWER)
+
+    def listen(self, address: str, fn: Optional[Callable[..., Any]] = None, *,
+               first: bool = False, tags: Optional[Dict[str, Any]] = None,
+               deadline: Optional[float] = None) -> Any:
+        path = self._path(address)
+        tags = dict(tags or {})
+        values.check(tags, "tags")
+
+        def add(fn: Callable[..., Any]) -> RemoteListener:
+            handle = RemoteListener(self, path, fn, first, tags,
+                                    1.0 if deadline is None else deadline)
+            self._listeners[handle.id] = handle
+            if self._current is not None:
+                self._attach(self._current, handle)
+            return handle
+        return _decorator_or_handle(add, fn)
+
+    def _attach(self, connection: _ClientProtocol, handle: RemoteListener) -> "Deferred[Any]":
+        def done(result: Any) -> None:
+            if not handle.attached.called:
+                handle.attached.callback(handle)
+
+        def failed(failure: Failure) -> Failure:
+            _log.failure("could not add listener on {address}", failure,
+                         address=handle.address)
+            if not handle.attached.called:
+                handle.attached.errback(failure)
+                handle.attached.addErrback(lambda f: None)
+            return failure
+
+        return connection.callRemote(
+            AddListener, mailbox=handle.path, listener=handle.id, first=handle.first,
+            deadline=handle.deadline, tags=values.dumps(handle.tags)).addCallbacks(done, failed)
+
+    def _remove_listener(self, handle: RemoteListener) -> None:
+        if self._listeners.pop(handle.id, None) is not None and self._current is not None:
+            self._current.callRemote(RemoveListener, listener=handle.id).addErrback(
+                lambda f: None)
+
+    def watch(self, address: str, fn: Callable[..., Any]) -> RemoteWatch:
+        handle = RemoteWatch(self, self._path(address), fn)
+        self._watches[handle.id] = handle
+        if self._current is not None:
+            self._attach_watch(self._current, handle)
+        return handle
+
+    def _attach_watch(self, connection: _ClientProtocol, handle: RemoteWatch) -> "Deferred[Any]":
+        def done(result: Any) -> None:
+            if not handle.attached.called:
+                handle.attached.callback(handle)
+
+        def failed(failure: Failure) -> Failure:
+            if not handle.attached.called:
+                handle.attached.errback(failure)
+                handle.attached.addErrback(lambda f: None)
+            return failure
+
+        return connection.callRemote(Watch, mailbox=handle.path, watch=handle.id).addCallbacks(
+            done, failed)
+
+    def _remove_watch(self, handle: RemoteWatch) -> None:
+        if self._watches.pop(handle.id, None) is not None and self._current is not None:
+            self._current.callRemote(Unwatch, watch=handle.id).addErrback(lambda f: None)
+
+    def wait_for(self, address: str, match: Any = None,
+                 timeout: Optional[float] = None) -> "Deferred[values.Message]":
+        accept = matcher(match)
+        waiter: Deferred[values.Message] = Deferred(lambda d: handle.remove())
+
+        def seen(message: values.Message) -> None:
+            if not waiter.called and accept(message):
+                handle.remove()
+                waiter.callback(message)
+
+        def not_attached(failure: Failure) -> None:
+            handle.remove()
+            if not waiter.called:
+                waiter.errback(failure)
+
+        handle = self.watch(address, seen)
+        self._connection().addCallback(lambda _: handle.attached).addErrback(not_attached)
+        if timeout is not None:
+            waiter.addTimeout(timeout, self._reactor)
+        return waiter
+
+    def describe(self, prefix: str = "/") -> "Deferred[List[Dict[str, Any]]]":
+        return self._connection().addCallback(
+            lambda c: c.callRemote(Describe, prefix=prefix)).addCallback(
+            lambda r: values.loads(r["mailboxes"]))
+
+
+class Peers:
+    """
+    Finds the registries of other processes by name: C{endpoints} maps a
+    name to a client endpoint string, other names use their socket in
+    C{socket_dir}. One L{BusClient} per process, made on first use.
+    """
+
+    def __init__(self, reactor: Any, socket_dir: str,
+                 endpoints: Optional[Dict[str, str]] = None) -> None:
+        self._reactor = reactor
+        self._socket_dir = socket_dir
+        self._endpoints = dict(endpoints or {})
+        self._clients: Dict[str, BusClient] = {}
+
+    def registry_for(self, name: str) -> BusClient:
+        client = self._clients.get(name)
+        if client is None:
+            endpoint = self._endpoints.get(name) or socket_endpoint(name, self._socket_dir)
+            client = self._clients[name] = BusClient(name, endpoint, self._reactor)
+        return client
+
+    def close(self) -> "Deferred[Any]":
+        return DeferredList([c.close() for c in self._clients.values()])
+
+
+def connect(name: str, socket_dir: Optional[str] = None, endpoint: Optional[str] = None,
+            reactor: Any = None) -> BusClient:
+    """
+    The registry of the running process C{name}, for a hook script.
+
+    @param socket_dir: where the process's socket is; default
+        C{$NETSUITE_SOCKET_DIR} or C{/run/netsuite}.
+    @param endpoint: a client endpoint string, instead of the socket.
+    """
+    if reactor is None:
+        from twisted.internet import reactor as global_reactor
+        reactor = global_reactor
+    return BusClient(name, endpoint or socket_endpoint(name, socket_dir), reactor)

@@ -1,0 +1,153 @@
+# -*- test-case-name: tests.config.test_schema -*-
+"""
+The configuration file: TOML, checked against a schema at start-up.
+
+Every error names the file, the key and what was expected, so the daemon can
+refuse to start with a message an operator can act on. Each service adds its
+own section (a dict of L{Field}s) to the schema it is loaded with.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from types import SimpleNamespace
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+
+__all__ = ["Field", "ConfigError", "BASE_SECTIONS", "load", "parse", "defaults"]
+
+
+class ConfigError(ValueError):
+    """
+    The configuration is unreadable or does not fit the schema.
+    """
+
+
+class Field:
+    """
+    One key: its type (C{str}, C{int}, C{float}, C{bool}, C{"uid_list"},
+    C{"str_list"}, C{"str_map"}), its default, what it means, and optionally
+    a check that returns an error text or None.
+    """
+
+    def __init__(self, kind: Any, default: Any, doc: str,
+                 check: Optional[Callable[[Any], Optional[str]]] = None) -> None:
+        self.kind = kind
+        self.default = default
+        self.doc = doc
+        self.check = check
+
+    def convert(self, value: Any) -> Tuple[Any, Optional[str]]:
+        """
+        Return (converted value, None), or (None, what was expected).
+        """
+        kind = self.kind
+        if kind is float and type(value) in (int, float):
+            return float(value), None
+        if kind in (str, int, bool) and type(value) is kind:
+            return value, None
+        if kind == "str_list" and isinstance(value, list) and all(type(v) is str for v in value):
+            return list(value), None
+        if kind == "uid_list" and isinstance(value, list) and all(
+                type(v) is int and v >= 0 for v in value):
+            return list(value), None
+        if kind == "str_map" and isinstance(value, dict) and all(
+                type(v) is str for v in value.values()):
+            return dict(value), None
+        return None, {
+            str: "a string", int: "an integer", float: "a number", bool: "true or false",
+            "str_list": "a list of strings", "uid_list": "a list of user ids (integers >= 0)",
+            "str_map": "a table of strings",
+        }[kind]
+
+
+def _one_of(*choices: str) -> Callable[[Any], Optional[str]]:
+    return lambda value: None if value in choices else f"one of {', '.join(choices)}"
+
+
+def _positive(value: Any) -> Optional[str]:
+    return None if value > 0 else "a number greater than 0"
+
+
+def _octal(value: Any) -> Optional[str]:
+    try:
+        mode = int(value, 8)
+    except ValueError:
+        return "an octal file mode such as \"0660\""
+    return None if 0 <= mode <= 0o777 else "an octal file mode such as \"0660\""
+
+
+BASE_SECTIONS: Dict[str, Dict[str, Field]] = {
+    "process": {
+        "name": Field(str, "netsuite", "this process's name on the bus"),
+    },
+    "bus": {
+        "socket_dir": Field(str, "/run/netsuite", "directory of the bus sockets"),
+        "socket_mode": Field(str, "0660", "file mode of this process's socket", _octal),
+        "listen": Field("str_list", [], "extra server endpoints for the bus (tcp:, ssl:)"),
+        "allowed_uids": Field("uid_list", [], "uids besides root allowed on the socket"),
+        "default_deadline": Field(float, 2.0, "seconds a listener may take", _positive),
+        "peers": Field("str_map", {}, "process name -> client endpoint string"),
+    },
+    "log": {
+        "level": Field(str, "info", "lowest level logged",
+                       _one_of("debug", "info", "warn", "error", "critical")),
+        "json_file": Field(str, "", "also write JSON lines here ('-' for stdout)"),
+    },
+}
+
+
+def defaults(sections: Mapping[str, Mapping[str, Field]] = BASE_SECTIONS) -> SimpleNamespace:
+    """
+    The configuration with every key at its default.
+    """
+    return parse({}, "<defaults>", sections)
+
+
+def parse(data: Mapping[str, Any], source: str,
+          sections: Mapping[str, Mapping[str, Field]] = BASE_SECTIONS) -> SimpleNamespace:
+    """
+    Check parsed TOML against C{sections}; return attribute access to it
+    (C{config.bus.socket_dir}), defaults filled in.
+    """
+    for section, table in data.items():
+        if section not in sections:
+            raise ConfigError(f"{source}: unknown section [{section}] "
+                              f"(known: {', '.join(sorted(sections))})")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: [{section}] must be a table")
+        for key in table:
+            if key not in sections[section]:
+                raise ConfigError(
+                    f"{source}: unknown key '{section}.{key}' "
+                    f"(known in [{section}]: {', '.join(sorted(sections[section]))})")
+    config = SimpleNamespace(source=source)
+    for section, fields in sections.items():
+        table = data.get(section, {})
+        values = {}
+        for key, field in fields.items():
+            if key not in table:
+                values[key] = field.default
+                continue
+            value, expected = field.convert(table[key])
+            if expected is None and field.check is not None:
+                expected = field.check(value)
+            if expected is not None:
+                raise ConfigError(f"{source}: key '{section}.{key}': expected {expected}, "
+                                  f"got {table[key]!r}")
+            values[key] = value
+        setattr(config, section, SimpleNamespace(**values))
+    return config
+
+
+def load(path: str, sections: Mapping[str, Mapping[str, Field]] = BASE_SECTIONS) -> SimpleNamespace:
+    """
+    Read and check the TOML file at C{path}.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    return parse(data, path, sections)

@@ -1,0 +1,157 @@
+# -*- test-case-name: tests.test_process -*-
+"""
+One netsuite process: its registry, its bus, its C{/system} mailboxes, its
+logging, and whatever services its configuration enables.
+
+Every twistd plugin builds its service with L{make_process_service}; a
+service plugin passes the function that adds its own service, the
+all-in-one plugin passes the ones the config enables.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from typing import Any, Callable, Iterable, List, Optional
+
+from twisted.application.service import MultiService, Service
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import LogLevel, Logger, globalLogPublisher, jsonFileLogObserver
+from twisted.logger import FilteringLogObserver, LogLevelFilterPredicate
+
+from .bus.client import Peers
+from .bus.server import BusServerFactory
+from .registry.registry import Registry
+from .system import LogToMailbox, install_system_mailboxes
+
+__all__ = ["make_process_service", "bus_endpoint", "ServiceBuilder"]
+
+_log = Logger(namespace="netsuite.process")
+
+ServiceBuilder = Callable[[Any, Registry, Any], Optional[Service]]
+"""C{serviceFromConfig(config, registry, reactor)} of a service's tap module."""
+
+
+def bus_endpoint(config: Any) -> str:
+    """
+    The server endpoint string of this process's bus socket.
+    """
+    path = os.path.join(config.bus.socket_dir, f"{config.process.name}.sock")
+    escaped = path.replace("\\", "\\\\").replace(":", "\\:")
+    return f"unix:{escaped}:mode={config.bus.socket_mode}:lockfile=1"
+
+
+class SocketDirectory(Service):
+    """
+    Makes the bus socket directory (mode 0755) before the bus listens, and
+    refuses one that others may write to.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def privilegedStartService(self) -> None:
+        os.makedirs(self.path, mode=0o755, exist_ok=True)
+        mode = os.stat(self.path).st_mode
+        if mode & (stat.S_IWGRP | stat.S_IWOTH) and not mode & stat.S_ISVTX:
+            raise RuntimeError(f"bus.socket_dir {self.path} is writable by group or "
+                               "others; make it 0755 (or sticky)")
+        Service.privilegedStartService(self)
+
+
+class BusListener(Service):
+    """
+    Serves the registry on one server endpoint; logs "bus ready" once bound.
+    """
+
+    def __init__(self, reactor: Any, description: str, factory: BusServerFactory) -> None:
+        self.reactor = reactor
+        self.description = description
+        self.factory = factory
+        self.port: Any = None
+
+    def privilegedStartService(self) -> None:
+        Service.privilegedStartService(self)
+        endpoint = serverFromString(self.reactor, self.description)
+        self._listening = endpoint.listen(self.factory)
+
+        def listening(port: Any) -> None:
+            self.port = port
+            _log.info("bus ready: {process} listening on {endpoint}",
+                      process=self.factory.registry.name, endpoint=self.description,
+                      netsuite_event="ready")
+
+        def failed(failure: Any) -> None:
+            _log.failure("bus cannot listen on {endpoint}", failure,
+                         endpoint=self.description)
+            if self.reactor.running:
+                self.reactor.stop()
+        self._listening.addCallbacks(listening, failed)
+
+    def stopService(self) -> Any:
+        Service.stopService(self)
+        if self.port is not None:
+            return self.port.stopListening()
+        return None
+
+
+class LogService(Service):
+    """
+    Adds this process's log observers: JSON lines to a file, and the
+    C{/system/log} stream, both from C{log.level} up.
+    """
+
+    def __init__(self, registry: Registry, level: str, json_file: str) -> None:
+        self.registry = registry
+        self.level = LogLevel.levelWithName(level)
+        self.json_file = json_file
+        self._observers: List[Any] = []
+        self._file: Any = None
+
+    def startService(self) -> None:
+        Service.startService(self)
+        self._observers.append(LogToMailbox(self.registry, self.level))
+        if self.json_file:
+            if self.json_file == "-":
+                import sys
+                out = sys.stdout
+            else:
+                out = self._file = open(self.json_file, "a", encoding="utf-8")
+            predicate = LogLevelFilterPredicate(defaultLogLevel=self.level)
+            self._observers.append(FilteringLogObserver(jsonFileLogObserver(out), [predicate]))
+        for observer in self._observers:
+            globalLogPublisher.addObserver(observer)
+
+    def stopService(self) -> None:
+        Service.stopService(self)
+        for observer in self._observers:
+            globalLogPublisher.removeObserver(observer)
+        self._observers.clear()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def make_process_service(config: Any, reactor: Any,
+                         builders: Iterable[ServiceBuilder] = ()) -> MultiService:
+    """
+    Assemble (not start) a process: registry, bus listeners, C{/system}
+    mailboxes, logging, and the services C{builders} make.
+    """
+    peers = Peers(reactor, config.bus.socket_dir, config.bus.peers)
+    registry = Registry(config.process.name, reactor, peers=peers,
+                        default_deadline=config.bus.default_deadline)
+    install_system_mailboxes(registry, reactor.seconds())
+
+    top = MultiService()
+    top.registry = registry  # type: ignore[attr-defined]
+    LogService(registry, config.log.level, config.log.json_file).setServiceParent(top)
+    SocketDirectory(config.bus.socket_dir).setServiceParent(top)
+    factory = BusServerFactory(registry, config.bus.allowed_uids)
+    for description in [bus_endpoint(config)] + list(config.bus.listen):
+        BusListener(reactor, description, factory).setServiceParent(top)
+    for build in builders:
+        service = build(config, registry, reactor)
+        if service is not None:
+            service.setServiceParent(top)
+    return top

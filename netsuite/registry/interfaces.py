@@ -1,0 +1,204 @@
+# -*- test-case-name: tests.registry.test_registry -*-
+"""
+The registry's interface, its verdicts and its errors.
+
+A listener answers each message with a verdict: L{CONTINUE} lets the chain go
+on, L{Stop} ends it with a result. L{IRegistry.send} fires with that result,
+or with L{NO_ANSWER} when every listener let the chain continue.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Optional, Tuple
+
+from zope.interface import Attribute, Interface
+
+__all__ = [
+    "IRegistry",
+    "IListenerHandle",
+    "Stop",
+    "CONTINUE",
+    "NO_ANSWER",
+    "DECISION",
+    "EVENT",
+    "UnknownMailbox",
+    "MailboxExists",
+    "InvalidAddress",
+    "ListenerError",
+    "parse_address",
+]
+
+DECISION = "decision"
+"""A mailbox whose listeners run in order until one stops the chain."""
+
+EVENT = "event"
+"""A mailbox whose listeners are all told; none can stop the chain."""
+
+
+class Stop:
+    """
+    The verdict that ends a chain with C{value} as the result of the send.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"Stop({self.value!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Stop) and other.value == self.value
+
+    def __hash__(self) -> int:
+        return hash(("Stop", repr(self.value)))
+
+
+class _Continue:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "CONTINUE"
+
+    def __reduce__(self) -> str:
+        return "CONTINUE"
+
+
+CONTINUE = _Continue()
+"""The verdict that lets the chain go on to the next listener."""
+
+
+class _NoAnswer:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NO_ANSWER"
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __reduce__(self) -> str:
+        return "NO_ANSWER"
+
+
+NO_ANSWER = _NoAnswer()
+"""What L{IRegistry.send} fires with when no listener stopped the chain."""
+
+
+class UnknownMailbox(LookupError):
+    """
+    No mailbox of that name has been declared.
+    """
+
+
+class MailboxExists(ValueError):
+    """
+    A mailbox of that name is already declared (with another kind or owner).
+    """
+
+
+class InvalidAddress(ValueError):
+    """
+    A mailbox address is not C{/path} or C{process:/path}.
+    """
+
+
+class ListenerError(Exception):
+    """
+    A listener gave an answer that is not a verdict.
+    """
+
+
+_PROCESS = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+_PATH = r"(?:/[A-Za-z0-9_.+-]+)+"
+_ADDRESS_RE = re.compile(rf"^(?:({_PROCESS}):)?({_PATH})$")
+PROCESS_NAME_RE = re.compile(rf"^{_PROCESS}$")
+
+
+def parse_address(address: str) -> Tuple[Optional[str], str]:
+    """
+    Split C{process:/path} into C{(process, path)}; a bare C{/path} gives
+    C{(None, path)}.
+    """
+    match = _ADDRESS_RE.match(address) if isinstance(address, str) else None
+    if match is None:
+        raise InvalidAddress(
+            f"{address!r} is not a mailbox address (/a/b or process:/a/b)")
+    return match.group(1), match.group(2)
+
+
+class IListenerHandle(Interface):
+    """
+    A listener added to a mailbox.
+    """
+
+    id = Attribute("A string naming the listener within its mailbox.")
+    address = Attribute("The address of the mailbox it listens on.")
+    attached = Attribute(
+        "A Deferred that fires with this handle once the owner of the mailbox "
+        "holds the listener (at once for a local mailbox).")
+
+    def remove() -> None:
+        """
+        Take the listener off its mailbox; doing it twice is harmless.
+        """
+
+
+class IRegistry(Interface):
+    """
+    Named mailboxes with ordered listeners: MetaNet's message passing.
+
+    An address is C{/path} (this process) or C{process:/path}; an address
+    naming another process reaches it over the bus.
+    """
+
+    name = Attribute("The name of this process on the bus.")
+
+    def declare(path: str, kind: str = DECISION, doc: str = "") -> None:
+        """
+        Create the mailbox C{path}, owned by the caller. C{kind} is
+        L{DECISION} or L{EVENT}.
+        """
+
+    def send(address: str, message: Optional[dict] = None) -> Any:
+        """
+        Run C{message} through the listeners of C{address}.
+
+        @return: a Deferred firing with the value of the first L{Stop}, or
+            L{NO_ANSWER}; failing with L{UnknownMailbox} or
+            L{netsuite.registry.values.InvalidValue}.
+        """
+
+    def listen(address: str, fn: Any = None, *, first: bool = False,
+               tags: Optional[dict] = None, deadline: Optional[float] = None) -> Any:
+        """
+        Add C{fn} to the mailbox, first or last. C{fn(message)} returns a
+        verdict or a Deferred of one. C{deadline} bounds how long a Deferred
+        answer may take. Without C{fn}, return a decorator.
+
+        @return: an L{IListenerHandle}.
+        """
+
+    def watch(address: str, fn: Any) -> Any:
+        """
+        Call C{fn(message)} on a later turn for every message sent to the
+        mailbox, without taking part in the chain.
+
+        @return: an object with a C{remove()} method.
+        """
+
+    def wait_for(address: str, match: Any = None, timeout: Optional[float] = None) -> Any:
+        """
+        A Deferred firing with the next message sent to the mailbox that
+        C{match} accepts (a callable, or a dict of tags the message must
+        carry with equal values); it fails with
+        L{twisted.internet.defer.TimeoutError} after C{timeout} seconds.
+        """
+
+    def describe(prefix: str = "/") -> Any:
+        """
+        Mailboxes under C{prefix}, their listeners with tags and counters,
+        as a netsuite value (a list of maps).
+        """

@@ -1,0 +1,269 @@
+# -*- test-case-name: tests.registry.test_registry -*-
+"""
+One mailbox: its ordered listeners, its watchers, its counters, and the
+dispatch of a message through the chain.
+
+Synchronous listeners run in a plain loop (no Deferred per listener); a
+listener that answers with an unfired Deferred is bounded by its deadline and
+the chain resumes when it answers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from .interfaces import CONTINUE, EVENT, NO_ANSWER, IListenerHandle, ListenerError, Stop
+from .observer import EventualQueue
+from .values import InvalidValue, Message, check
+
+__all__ = ["Mailbox", "Listener", "Counters"]
+
+_log = Logger()
+
+
+class Counters:
+    """
+    What happened at a mailbox or a listener.
+    """
+
+    __slots__ = ("messages", "stops", "errors", "timeouts", "seconds")
+
+    def __init__(self) -> None:
+        self.messages = 0
+        self.stops = 0
+        self.errors = 0
+        self.timeouts = 0
+        self.seconds = 0.0
+
+    def as_value(self) -> Dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+@implementer(IListenerHandle)
+class Listener:
+    """
+    A function on a mailbox's chain, with its tags, deadline and counters.
+    """
+
+    __slots__ = ("id", "fn", "tags", "deadline", "counters", "address",
+                 "attached", "_mailbox")
+
+    def __init__(self, mailbox: "Mailbox", id: str, fn: Callable[[Message], Any],
+                 tags: Dict[str, Any], deadline: float) -> None:
+        self._mailbox: Optional[Mailbox] = mailbox
+        self.id = id
+        self.fn = fn
+        self.tags = tags
+        self.deadline = deadline
+        self.counters = Counters()
+        self.address = mailbox.path
+        self.attached: Deferred[Listener] = succeed(self)
+
+    def remove(self) -> None:
+        if self._mailbox is not None:
+            self._mailbox.remove(self)
+            self._mailbox = None
+
+    def __repr__(self) -> str:
+        return f"<Listener {self.id} on {self.address} tags={self.tags!r}>"
+
+
+class _Watcher:
+    __slots__ = ("fn", "_mailbox")
+
+    def __init__(self, mailbox: "Mailbox", fn: Callable[[Message], Any]) -> None:
+        self._mailbox: Optional[Mailbox] = mailbox
+        self.fn = fn
+
+    def remove(self) -> None:
+        if self._mailbox is not None:
+            self._mailbox.watchers.remove(self)
+            self._mailbox = None
+
+
+class Mailbox:
+    """
+    A named mailbox of kind C{decision} or C{event}.
+    """
+
+    def __init__(self, path: str, kind: str, doc: str, clock: IReactorTime,
+                 eventual: EventualQueue, default_deadline: float) -> None:
+        self.path = path
+        self.kind = kind
+        self.doc = doc
+        self.listeners: List[Listener] = []
+        self.watchers: List[_Watcher] = []
+        self.counters = Counters()
+        self._clock = clock
+        self._eventual = eventual
+        self._default_deadline = default_deadline
+        self._serial = 0
+
+    def add(self, fn: Callable[[Message], Any], first: bool, tags: Dict[str, Any],
+            deadline: Optional[float]) -> Listener:
+        check(tags, "tags")
+        self._serial += 1
+        listener = Listener(self, f"{self._serial}", fn, dict(tags),
+                            self._default_deadline if deadline is None else deadline)
+        if first:
+            self.listeners.insert(0, listener)
+        else:
+            self.listeners.append(listener)
+        return listener
+
+    def remove(self, listener: Listener) -> None:
+        if listener in self.listeners:
+            self.listeners.remove(listener)
+
+    def watch(self, fn: Callable[[Message], Any]) -> _Watcher:
+        watcher = _Watcher(self, fn)
+        self.watchers.append(watcher)
+        return watcher
+
+    def tell_watchers(self, message: Message) -> None:
+        """
+        Give C{message} to every watcher on a later turn.
+        """
+        for watcher in tuple(self.watchers):
+            self._eventual.eventually(watcher.fn, message)
+
+    def dispatch(self, message: Message) -> "Deferred[Any]":
+        """
+        Run C{message} through the chain; the Deferred fires with the result.
+        """
+        self.counters.messages += 1
+        if self.watchers:
+            self.tell_watchers(message)
+        return _Dispatch(self, tuple(self.listeners), message).run()
+
+    def describe(self) -> Dict[str, Any]:
+        return {
+            "path": self.path,
+            "kind": self.kind,
+            "doc": self.doc,
+            "counters": self.counters.as_value(),
+            "watchers": len(self.watchers),
+            "listeners": [
+                {"id": listener.id, "tags": listener.tags,
+                 "deadline": listener.deadline,
+                 "counters": listener.counters.as_value()}
+                for listener in self.listeners
+            ],
+        }
+
+
+class _Dispatch:
+    """
+    One message on its way through one chain.
+    """
+
+    __slots__ = ("mailbox", "listeners", "message", "index", "started", "result")
+
+    def __init__(self, mailbox: Mailbox, listeners: Sequence[Listener],
+                 message: Message) -> None:
+        self.mailbox = mailbox
+        self.listeners = listeners
+        self.message = message
+        self.index = 0
+        self.started = mailbox._clock.seconds()
+        self.result: Optional[Deferred[Any]] = None
+
+    def run(self) -> "Deferred[Any]":
+        clock = self.mailbox._clock
+        listeners = self.listeners
+        while self.index < len(listeners):
+            listener = listeners[self.index]
+            self.index += 1
+            listener.counters.messages += 1
+            began = clock.seconds()
+            try:
+                verdict = listener.fn(self.message)
+            except Exception:
+                listener.counters.seconds += clock.seconds() - began
+                self._failed(listener, Failure())
+                continue
+            if isinstance(verdict, Deferred):
+                return self._wait(listener, verdict, began)
+            listener.counters.seconds += clock.seconds() - began
+            if self._judge(listener, verdict):
+                return self.result  # type: ignore[return-value]
+        return self._finish(NO_ANSWER)
+
+    def _wait(self, listener: Listener, answer: "Deferred[Any]", began: float) -> "Deferred[Any]":
+        if self.result is None:
+            self.result = Deferred()
+        timed_out = []
+
+        def on_timeout(result: Any, timeout: float) -> Any:
+            timed_out.append(True)
+            return result
+
+        def answered(verdict: Any) -> None:
+            listener.counters.seconds += self.mailbox._clock.seconds() - began
+            if not self._judge(listener, verdict):
+                self.run()
+
+        def failed(failure: Failure) -> None:
+            listener.counters.seconds += self.mailbox._clock.seconds() - began
+            if timed_out:
+                listener.counters.timeouts += 1
+                self.mailbox.counters.timeouts += 1
+                _log.warn("listener {listener} on {path} gave no answer within "
+                          "{deadline}s; skipped", listener=listener.id,
+                          path=self.mailbox.path, deadline=listener.deadline,
+                          tags=listener.tags)
+            else:
+                self._failed(listener, failure)
+            self.run()
+
+        if not answer.called:
+            answer.addTimeout(listener.deadline, self.mailbox._clock,
+                              onTimeoutCancel=on_timeout)
+        answer.addCallbacks(answered, failed)
+        return self.result
+
+    def _judge(self, listener: Listener, verdict: Any) -> bool:
+        """
+        Act on a listener's verdict; True when the chain is over.
+        """
+        if type(verdict) is Stop:
+            if self.mailbox.kind == EVENT:
+                return False
+            try:
+                check(verdict.value, "result")
+            except InvalidValue as e:
+                self._failed(listener, Failure(e))
+                return False
+            listener.counters.stops += 1
+            self.mailbox.counters.stops += 1
+            self._finish(verdict.value)
+            return True
+        if verdict is CONTINUE or self.mailbox.kind == EVENT:
+            return False
+        self._failed(listener, Failure(ListenerError(
+            f"listener returned {verdict!r}; a listener returns Stop(value) or CONTINUE")))
+        return False
+
+    def _failed(self, listener: Listener, failure: Failure) -> None:
+        listener.counters.errors += 1
+        self.mailbox.counters.errors += 1
+        if failure.check(CancelledError, TimeoutError) is None:
+            _log.failure("listener {listener} on {path} failed; skipped", failure,
+                         listener=listener.id, path=self.mailbox.path, tags=listener.tags)
+        else:
+            _log.warn("listener {listener} on {path} was cancelled; skipped",
+                      listener=listener.id, path=self.mailbox.path)
+
+    def _finish(self, value: Any) -> "Deferred[Any]":
+        self.mailbox.counters.seconds += self.mailbox._clock.seconds() - self.started
+        if self.result is None:
+            self.result = succeed(value)
+        else:
+            self.result.callback(value)
+        return self.result

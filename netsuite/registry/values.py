@@ -1,0 +1,307 @@
+# -*- test-case-name: tests.registry.test_values -*-
+"""
+Typed values: what a mailbox message may carry, and their lossless encoding.
+
+A message is a map of tags (str) to values. A value is one of: str, bytes,
+int, float, bool, None, L{ipaddress.IPv4Address}, L{ipaddress.IPv6Address},
+L{MAC}, a list of values, or a map (dict with str keys) of values.
+
+The typed encoding turns a value into JSON that keeps every type: each value
+becomes a two-element array C{[type, payload]} (see docs/bus-protocol.md).
+This module is pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import json
+import math
+import re
+from typing import Any, Dict, List, Union
+
+__all__ = [
+    "MAC",
+    "InvalidValue",
+    "Value",
+    "Message",
+    "check",
+    "check_message",
+    "encode",
+    "decode",
+    "dumps",
+    "loads",
+    "to_plain",
+    "guess",
+]
+
+
+class InvalidValue(ValueError):
+    """
+    A value is not one netsuite can carry, or a typed encoding is malformed.
+    """
+
+
+_MAC_RE = re.compile(r"^[0-9a-fA-F]{2}([:-]?)(?:[0-9a-fA-F]{2}\1){4}[0-9a-fA-F]{2}$")
+
+
+class MAC:
+    """
+    An Ethernet (EUI-48) address, immutable and hashable.
+
+    Accepts C{aa:bb:cc:dd:ee:ff}, C{aa-bb-...}, C{aabbccddeeff} or 6 bytes;
+    prints as lower-case colon-separated hex.
+    """
+
+    __slots__ = ("packed",)
+    packed: bytes
+
+    def __init__(self, address: Union[str, bytes, "MAC"]) -> None:
+        if isinstance(address, MAC):
+            packed = address.packed
+        elif isinstance(address, bytes):
+            if len(address) != 6:
+                raise InvalidValue(f"a MAC address is 6 bytes, got {len(address)}")
+            packed = address
+        elif isinstance(address, str) and _MAC_RE.match(address):
+            packed = bytes.fromhex(address.replace(":", "").replace("-", ""))
+        else:
+            raise InvalidValue(f"not a MAC address: {address!r}")
+        object.__setattr__(self, "packed", packed)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("MAC is immutable")
+
+    def __str__(self) -> str:
+        return ":".join(f"{b:02x}" for b in self.packed)
+
+    def __repr__(self) -> str:
+        return f"MAC('{self}')"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, MAC):
+            return self.packed == other.packed
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((MAC, self.packed))
+
+
+Value = Any
+"""A netsuite value (see the module docstring); checked at run time by L{check}."""
+
+Message = Dict[str, Value]
+
+_SCALARS = (str, bytes, int, float, bool, type(None), ipaddress.IPv4Address,
+            ipaddress.IPv6Address, MAC)
+
+
+def check(value: Value, where: str = "value") -> None:
+    """
+    Raise L{InvalidValue} naming the offending place if C{value} is not a
+    netsuite value.
+    """
+    kind = type(value)
+    if kind in _SCALARS:
+        return
+    if kind is list or kind is tuple:
+        for i, item in enumerate(value):
+            check(item, f"{where}[{i}]")
+        return
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                raise InvalidValue(f"{where}: map keys must be str, got {key!r}")
+            check(item, f"{where}[{key!r}]")
+        return
+    raise InvalidValue(f"{where}: {kind.__name__} is not a netsuite value ({value!r})")
+
+
+def check_message(message: object) -> Message:
+    """
+    Check that C{message} is a map of tags to values; return it.
+    """
+    if type(message) is not dict:
+        raise InvalidValue(f"a message is a map of tags to values, got {type(message).__name__}")
+    check(message, "message")
+    return message  # type: ignore[return-value]
+
+
+def _encode_float(value: float) -> Union[float, str]:
+    if math.isfinite(value):
+        return value
+    return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+
+
+def encode(value: Value) -> List[Any]:
+    """
+    The typed encoding of a value: a JSON-ready C{[type, payload]} pair.
+    """
+    kind = type(value)
+    if kind is str:
+        return ["str", value]
+    if kind is bool:
+        return ["bool", value]
+    if kind is int:
+        return ["int", str(value)]
+    if kind is float:
+        return ["float", _encode_float(value)]
+    if value is None:
+        return ["none", None]
+    if kind is bytes:
+        return ["bytes", base64.b64encode(value).decode("ascii")]
+    if kind is ipaddress.IPv4Address:
+        return ["ipv4", str(value)]
+    if kind is ipaddress.IPv6Address:
+        return ["ipv6", str(value)]
+    if kind is MAC:
+        return ["mac", str(value)]
+    if kind is list or kind is tuple:
+        return ["list", [encode(item) for item in value]]
+    if kind is dict:
+        out = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                raise InvalidValue(f"map keys must be str, got {key!r}")
+            out[key] = encode(item)
+        return ["map", out]
+    raise InvalidValue(f"{kind.__name__} is not a netsuite value ({value!r})")
+
+
+def _expect(payload: Any, kind: type, tag: str) -> Any:
+    if type(payload) is not kind:
+        raise InvalidValue(f"{tag} payload must be a JSON {kind.__name__}, got {payload!r}")
+    return payload
+
+
+def decode(encoded: Any) -> Value:
+    """
+    The value a typed encoding stands for; L{InvalidValue} if it is malformed.
+    """
+    if type(encoded) is not list or len(encoded) != 2 or type(encoded[0]) is not str:
+        raise InvalidValue(f"a typed value is a [type, payload] pair, got {encoded!r}")
+    tag, payload = encoded
+    try:
+        if tag == "str":
+            return _expect(payload, str, tag)
+        if tag == "bool":
+            return _expect(payload, bool, tag)
+        if tag == "int":
+            text = _expect(payload, str, tag)
+            if not re.fullmatch(r"-?[0-9]+", text):
+                raise InvalidValue(f"int payload must be decimal digits, got {text!r}")
+            return int(text)
+        if tag == "float":
+            if payload in ("nan", "inf", "-inf"):
+                return float(payload)
+            if type(payload) is int:
+                return float(payload)
+            return _expect(payload, float, tag)
+        if tag == "none":
+            if payload is not None:
+                raise InvalidValue(f"none payload must be null, got {payload!r}")
+            return None
+        if tag == "bytes":
+            return base64.b64decode(_expect(payload, str, tag), validate=True)
+        if tag == "ipv4":
+            return ipaddress.IPv4Address(_expect(payload, str, tag))
+        if tag == "ipv6":
+            return ipaddress.IPv6Address(_expect(payload, str, tag))
+        if tag == "mac":
+            return MAC(_expect(payload, str, tag))
+        if tag == "list":
+            return [decode(item) for item in _expect(payload, list, tag)]
+        if tag == "map":
+            return {key: decode(item) for key, item in _expect(payload, dict, tag).items()}
+    except (binascii.Error, ipaddress.AddressValueError) as e:
+        raise InvalidValue(f"bad {tag} payload {payload!r}: {e}") from None
+    raise InvalidValue(f"unknown value type {tag!r}")
+
+
+def dumps(value: Value) -> bytes:
+    """
+    The typed encoding of C{value} as compact UTF-8 JSON.
+    """
+    return json.dumps(encode(value), separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode("utf-8")
+
+
+def loads(data: bytes) -> Value:
+    """
+    Parse UTF-8 JSON holding a typed encoding; L{InvalidValue} on any error.
+    """
+    try:
+        encoded = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InvalidValue(f"not UTF-8 JSON: {e}") from None
+    return decode(encoded)
+
+
+def to_plain(value: Value) -> Any:
+    """
+    A plain-JSON rendering for people and shell scripts (lossy: addresses
+    become strings, bytes become base64 text, non-finite floats strings).
+    """
+    kind = type(value)
+    if kind is bytes:
+        return base64.b64encode(value).decode("ascii")
+    if kind in (ipaddress.IPv4Address, ipaddress.IPv6Address, MAC):
+        return str(value)
+    if kind is float:
+        return _encode_float(value)
+    if kind is list or kind is tuple:
+        return [to_plain(item) for item in value]
+    if kind is dict:
+        return {key: to_plain(item) for key, item in value.items()}
+    return value
+
+
+_INT_RE = re.compile(r"^[-+]?[0-9]+$")
+_FLOAT_RE = re.compile(r"^[-+]?([0-9]+\.[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$|^[-+]?[0-9]+[eE][-+]?[0-9]+$")
+
+_CASTS = {
+    "str": str,
+    "int": int,
+    "float": float,
+    "bool": lambda text: {"true": True, "false": False}[text.lower()],
+    "none": lambda text: None,
+    "bytes": bytes.fromhex,
+    "ip": ipaddress.ip_address,
+    "ipv4": ipaddress.IPv4Address,
+    "ipv6": ipaddress.IPv6Address,
+    "mac": MAC,
+}
+
+
+def guess(text: str, kind: str = "") -> Value:
+    """
+    Type a value given on a command line.
+
+    With C{kind} (one of str, int, float, bool, none, bytes (hex), ip, ipv4,
+    ipv6, mac) the text is converted to that type. Without it: integers,
+    decimal floats, true/false, null/none, IP and MAC addresses are
+    recognised; anything else stays a string.
+    """
+    if kind:
+        if kind not in _CASTS:
+            raise InvalidValue(f"unknown type {kind!r}; use one of {', '.join(_CASTS)}")
+        try:
+            return _CASTS[kind](text)
+        except (KeyError, ValueError) as e:
+            raise InvalidValue(f"{text!r} is not a valid {kind}: {e}") from None
+    if _INT_RE.match(text):
+        return int(text)
+    if _FLOAT_RE.match(text):
+        return float(text)
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("null", "none"):
+        return None
+    if _MAC_RE.match(text) and (":" in text or "-" in text):
+        return MAC(text)
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return text

@@ -1,0 +1,83 @@
+# -*- test-case-name: tests.test_system -*-
+"""
+The C{/system} mailboxes every netsuite process has.
+
+ - C{/system/ping} (decision): answers C{{process, pid, uptime}}.
+ - C{/system/mailboxes} (decision): answers the introspection listing of the
+   mailboxes under C{prefix} (default C{/}).
+ - C{/system/log} (event): a message C{{text, level}} sent here is written to
+   the process log; watchers receive the process's log events.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict
+
+from twisted.logger import ILogObserver, LogLevel, Logger, formatEvent
+from zope.interface import implementer
+
+from .registry.interfaces import CONTINUE, EVENT, IRegistry, Stop
+from .registry.values import Message
+
+__all__ = ["install_system_mailboxes", "LogToMailbox"]
+
+_log = Logger(namespace="netsuite.system")
+
+_LEVELS = {level.name: level for level in LogLevel.iterconstants()}
+_ORDER = {level: rank for rank, level in enumerate(
+    [LogLevel.debug, LogLevel.info, LogLevel.warn, LogLevel.error, LogLevel.critical])}
+
+
+def install_system_mailboxes(registry: IRegistry, started: float) -> None:
+    """
+    Declare the C{/system} mailboxes of C{registry} with their stock listeners.
+    """
+    registry.declare("/system/ping", doc="Is the process alive? Answers "
+                     "{process, pid, uptime}.")
+    registry.declare("/system/mailboxes", doc="Introspection: mailboxes under "
+                     "'prefix', their listeners with tags, and counters.")
+    registry.declare("/system/log", kind=EVENT, doc="Send {text, level} to log it; "
+                     "watch it to stream the process log.")
+
+    def ping(message: Message) -> Stop:
+        return Stop({"process": registry.name, "pid": os.getpid(),
+                     "uptime": registry.clock.seconds() - started})  # type: ignore[attr-defined]
+
+    def mailboxes(message: Message) -> Stop:
+        prefix = message.get("prefix", "/")
+        return Stop(registry.describe(prefix if isinstance(prefix, str) else "/"))
+
+    def log(message: Message) -> Any:
+        level = _LEVELS.get(str(message.get("level", "info")), LogLevel.info)
+        _log.emit(level, "{text}", text=str(message.get("text", "")),
+                  peer_message=True)
+        return CONTINUE
+
+    stock = {"owner": "system", "stock": True}
+    registry.listen("/system/ping", ping, tags=stock)
+    registry.listen("/system/mailboxes", mailboxes, tags=stock)
+    registry.listen("/system/log", log, tags=stock)
+
+
+@implementer(ILogObserver)
+class LogToMailbox:
+    """
+    A log observer that hands events at or above C{level} to the watchers
+    of C{/system/log} (not to its listeners, so logging cannot loop).
+    """
+
+    def __init__(self, registry: Any, level: LogLevel) -> None:
+        self._mailbox = registry.mailbox("/system/log")
+        self._rank = _ORDER[level]
+
+    def __call__(self, event: Dict[str, Any]) -> None:
+        level = event.get("log_level", LogLevel.info)
+        if not self._mailbox.watchers or _ORDER.get(level, 1) < self._rank:
+            return
+        self._mailbox.tell_watchers({
+            "time": float(event.get("log_time", 0.0)),
+            "level": level.name,
+            "namespace": str(event.get("log_namespace", "")),
+            "text": formatEvent(event),
+        })

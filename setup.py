@@ -1,0 +1,19 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="netsuite",
+    version="0.1.0",
+    description="Network-service daemons for a public Wi-Fi access point, "
+                "with a hook bus any process can use",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(include=["netsuite", "netsuite.*"]) + ["twisted.plugins"],
+    package_data={"twisted": ["plugins/netsuite_*.py"]},
+    install_requires=[
+        "Twisted>=23.10.0",
+        "zope.interface>=6.0",
+    ],
+    extras_require={"test": []},
+    entry_points={"console_scripts": ["netsuite-hook = netsuite.scripts.hook:main"]},
+)
