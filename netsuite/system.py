@@ -7,6 +7,9 @@ The C{/system} mailboxes every netsuite process has.
    mailboxes under C{prefix} (default C{/}).
  - C{/system/log} (event): a message C{{text, level}} sent here is written to
    the process log; watchers receive the process's log events.
+ - C{/system/relay} (decision): sends C{message} on to the address C{to}
+   from this process and answers its result, so a peer that reaches one
+   process (over TCP, say) reaches every process that one can.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any, Dict
 from twisted.logger import ILogObserver, LogLevel, Logger, formatEvent
 from zope.interface import implementer
 
-from .registry.interfaces import CONTINUE, EVENT, IRegistry, Stop
+from .registry.interfaces import CONTINUE, EVENT, NO_ANSWER, IRegistry, Stop
 from .registry.values import Message
 
 __all__ = ["install_system_mailboxes", "LogToMailbox"]
@@ -37,6 +40,8 @@ def install_system_mailboxes(registry: IRegistry, started: float) -> None:
                      "{process, pid, uptime}.")
     registry.declare("/system/mailboxes", doc="Introspection: mailboxes under "
                      "'prefix', their listeners with tags, and counters.")
+    registry.declare("/system/relay", doc="Send 'message' on to the address 'to' "
+                     "(process:/path) and answer its result.")
     registry.declare("/system/log", kind=EVENT, doc="Send {text, level} to log it; "
                      "watch it to stream the process log.")
 
@@ -54,10 +59,16 @@ def install_system_mailboxes(registry: IRegistry, started: float) -> None:
                   peer_message=True)
         return CONTINUE
 
+    def relay(message: Message) -> Any:
+        inner = message.get("message", {})
+        d = registry.send(str(message.get("to", "")), inner)
+        return d.addCallback(lambda result: CONTINUE if result is NO_ANSWER else Stop(result))
+
     stock = {"owner": "system", "stock": True}
     registry.listen("/system/ping", ping, tags=stock)
     registry.listen("/system/mailboxes", mailboxes, tags=stock)
     registry.listen("/system/log", log, tags=stock)
+    registry.listen("/system/relay", relay, tags=stock)
 
 
 @implementer(ILogObserver)
@@ -73,7 +84,8 @@ class LogToMailbox:
 
     def __call__(self, event: Dict[str, Any]) -> None:
         level = event.get("log_level", LogLevel.info)
-        if not self._mailbox.watchers or _ORDER.get(level, 1) < self._rank:
+        if (not self._mailbox.watchers or _ORDER.get(level, 1) < self._rank
+                or event.get("peer_message")):  # watchers saw it as a message
             return
         self._mailbox.tell_watchers({
             "time": float(event.get("log_time", 0.0)),

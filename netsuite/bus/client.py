@@ -18,6 +18,7 @@ from twisted.internet.defer import Deferred, DeferredList, fail, maybeDeferred
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.error import ConnectError
 from twisted.internet.protocol import Factory
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.protocols import amp
 from twisted.python.failure import Failure
@@ -114,7 +115,8 @@ class _ClientResponders(amp.CommandLocator):
         def failed(failure: Failure) -> Failure:
             _log.failure("listener {fn!r} on {address} failed", failure,
                          fn=handle.fn, address=handle.address)
-            return failure
+            # An error type AMP does not know would close the connection.
+            return Failure(ListenerError(f"listener failed: {failure.getErrorMessage()}"))
 
         return maybeDeferred(handle.fn, decoded).addCallbacks(verdict, failed)
 
@@ -122,7 +124,11 @@ class _ClientResponders(amp.CommandLocator):
     def notify(self, watch: str, mailbox: str, message: bytes) -> Dict[str, Any]:
         handle = self.client._watches.get(watch)
         if handle is not None:
-            handle.fn(values.loads(message))
+            try:
+                handle.fn(values.loads(message))
+            except Exception:
+                # Notify has no answer: an error here would close the connection.
+                _log.failure("watch {fn!r} on {mailbox} failed", fn=handle.fn, mailbox=mailbox)
         return {}
 
 
@@ -130,6 +136,10 @@ class _ClientProtocol(amp.AMP):
     def __init__(self, client: "BusClient") -> None:
         amp.AMP.__init__(self, locator=_ClientResponders(client))
         self.client = client
+
+    def connectionMade(self) -> None:
+        amp.AMP.connectionMade(self)
+        self.client._current = self
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         amp.AMP.connectionLost(self, reason)
@@ -165,20 +175,29 @@ class BusClient:
 
     # connection management
 
-    def _reattach(self, connection: _ClientProtocol) -> "Deferred[Any]":
+    def _reattach(self, proxy: Any) -> "Deferred[Any]":
         """
         A new connection: put our listeners and watches back, in order.
+
+        C{proxy} wraps the connection, which has already made itself
+        C{self._current}.
         """
-        self._current = connection
+        connection = self._current
+        if connection is None:
+            raise ConnectionError(f"connection to {self.name} lost while preparing it")
         firsts = [h for h in self._listeners.values() if h.first]
         lasts = [h for h in self._listeners.values() if not h.first]
-        calls = [self._attach(connection, h) for h in reversed(firsts)]
+        # Each first listener goes in front of those added before it, as
+        # when it was added.
+        calls = [self._attach(connection, h) for h in firsts]
         calls += [self._attach(connection, h) for h in lasts]
         calls += [self._attach_watch(connection, w) for w in self._watches.values()]
-        if calls:
-            _log.info("attached {n} listeners and watches to {name}", n=len(calls),
-                      name=self.name)
-        return DeferredList(calls, consumeErrors=True)
+
+        def attached(results: List[Any]) -> None:
+            if results:
+                _log.info("attached {n} listeners and watches to {name}",
+                          n=sum(1 for ok, _ in results if ok), name=self.name)
+        return DeferredList(calls, consumeErrors=True).addCallback(attached)
 
     def _lost(self, connection: _ClientProtocol) -> None:
         if self._current is connection:
@@ -203,7 +222,9 @@ class BusClient:
         """
         Disconnect and stop reconnecting.
         """
-        return self._service.stopService()
+        # On a later turn: close() may be called from a callback that the
+        # connection machinery is still running.
+        return deferLater(self._reactor, 0, self._service.stopService)
 
     # IRegistry
 
@@ -234,11 +255,12 @@ class BusClient:
         values.check(tags, "tags")
 
         def add(fn: Callable[..., Any]) -> RemoteListener:
+            # float(): amp.Float refuses an int such as deadline=5.
             handle = RemoteListener(self, path, fn, first, tags,
-                                    1.0 if deadline is None else deadline)
+                                    1.0 if deadline is None else float(deadline))
             self._listeners[handle.id] = handle
             if self._current is not None:
-                self._attach(self._current, handle)
+                self._attach(self._current, handle).addErrback(lambda f: None)  # logged
             return handle
         return _decorator_or_handle(add, fn)
 
@@ -268,7 +290,7 @@ class BusClient:
         handle = RemoteWatch(self, self._path(address), fn)
         self._watches[handle.id] = handle
         if self._current is not None:
-            self._attach_watch(self._current, handle)
+            self._attach_watch(self._current, handle).addErrback(lambda f: None)  # logged
         return handle
 
     def _attach_watch(self, connection: _ClientProtocol, handle: RemoteWatch) -> "Deferred[Any]":
@@ -277,6 +299,8 @@ class BusClient:
                 handle.attached.callback(handle)
 
         def failed(failure: Failure) -> Failure:
+            _log.failure("could not watch {path} on {name}", failure,
+                         path=handle.path, name=self.name)
             if not handle.attached.called:
                 handle.attached.errback(failure)
                 handle.attached.addErrback(lambda f: None)
@@ -305,7 +329,11 @@ class BusClient:
                 waiter.errback(failure)
 
         handle = self.watch(address, seen)
-        self._connection().addCallback(lambda _: handle.attached).addErrback(not_attached)
+        # Straight on handle.attached, before the attach can fail: once failed
+        # it is swallowed (fires None), as when the failure came before the
+        # connection was reported.
+        handle.attached.addErrback(not_attached)
+        self._connection().addErrback(not_attached)
         if timeout is not None:
             waiter.addTimeout(timeout, self._reactor)
         return waiter

@@ -17,7 +17,7 @@ from typing import Any, Dict
 
 from twisted.protocols import amp
 
-from ..registry.interfaces import InvalidAddress, MailboxExists, UnknownMailbox
+from ..registry.interfaces import InvalidAddress, ListenerError, MailboxExists, UnknownMailbox
 from ..registry.values import InvalidValue
 
 __all__ = [
@@ -80,6 +80,7 @@ ERRORS = {
     MailboxExists: b"MAILBOX_EXISTS",
     DuplicateId: b"DUPLICATE_ID",
     UnknownId: b"UNKNOWN_ID",
+    ListenerError: b"LISTENER_ERROR",
 }
 
 

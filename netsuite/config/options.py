@@ -5,7 +5,7 @@ The command-line options every netsuite twistd plugin shares.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Mapping
 
 from twisted.python import usage
 

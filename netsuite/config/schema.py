@@ -9,6 +9,7 @@ own section (a dict of L{Field}s) to the schema it is loaded with.
 
 from __future__ import annotations
 
+import copy
 import tomllib
 from types import SimpleNamespace
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
@@ -126,7 +127,8 @@ def parse(data: Mapping[str, Any], source: str,
         values = {}
         for key, field in fields.items():
             if key not in table:
-                values[key] = field.default
+                # A copy: a list or table default must not be shared by configs.
+                values[key] = copy.deepcopy(field.default)
                 continue
             value, expected = field.convert(table[key])
             if expected is None and field.check is not None:

@@ -38,11 +38,15 @@ def matcher(match: Any) -> Callable[[Message], bool]:
 
 def _decorator_or_handle(add: Callable[[Callable[..., Any]], Any],
                          fn: Optional[Callable[..., Any]]) -> Any:
+    """
+    C{add(fn)} now if C{fn} is given, else a decorator that does it and
+    leaves the handle on the function as C{fn.listener}.
+    """
     if fn is not None:
         return add(fn)
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-        add(fn)
+        fn.listener = add(fn)  # type: ignore[attr-defined]
         return fn
     return decorate
 

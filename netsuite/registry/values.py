@@ -14,7 +14,6 @@ This module is pure: no I/O.
 from __future__ import annotations
 
 import base64
-import binascii
 import ipaddress
 import json
 import math
@@ -144,7 +143,10 @@ def encode(value: Value) -> List[Any]:
     if kind is bool:
         return ["bool", value]
     if kind is int:
-        return ["int", str(value)]
+        try:
+            return ["int", str(value)]
+        except ValueError as e:
+            raise InvalidValue(f"int too large to encode: {e}") from None
     if kind is float:
         return ["float", _encode_float(value)]
     if value is None:
@@ -214,8 +216,12 @@ def decode(encoded: Any) -> Value:
             return [decode(item) for item in _expect(payload, list, tag)]
         if tag == "map":
             return {key: decode(item) for key, item in _expect(payload, dict, tag).items()}
-    except (binascii.Error, ipaddress.AddressValueError) as e:
-        raise InvalidValue(f"bad {tag} payload {payload!r}: {e}") from None
+    except InvalidValue:
+        raise
+    except (ValueError, OverflowError) as e:
+        # binascii.Error and AddressValueError are ValueErrors; so are
+        # non-ASCII base64 text and ints past sys.get_int_max_str_digits().
+        raise InvalidValue(f"bad {tag} payload {payload!r:.80}: {e}") from None
     raise InvalidValue(f"unknown value type {tag!r}")
 
 
