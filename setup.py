@@ -14,6 +14,6 @@ setup(
         "Twisted>=23.10.0",
         "zope.interface>=6.0",
     ],
-    extras_require={"test": []},
+    extras_require={"test": ["pyflakes>=3.0"]},
     entry_points={"console_scripts": ["netsuite-hook = netsuite.scripts.hook:main"]},
 )

@@ -24,10 +24,11 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ..registry.interfaces import (CONTINUE, NO_ANSWER, IListenerHandle,
+from ..registry.interfaces import (CONTINUE, NO_ANSWER, IListenerHandle, NotRunning,
                                    IRegistry, ListenerError, Stop, parse_address)
 from ..registry.registry import _decorator_or_handle, matcher
 from ..registry import values
+from .server import RobustAMP
 from .commands import (AddListener, CallListener, Describe, Notify, RemoveListener,
                        Send, Unwatch, Watch)
 
@@ -38,12 +39,6 @@ _log = Logger()
 
 DEFAULT_SOCKET_DIR = "/run/netsuite"
 _ids = itertools.count(1)
-
-
-class NotRunning(ConnectionError):
-    """
-    The process could not be reached: nothing listens at its address.
-    """
 
 
 def socket_endpoint(name: str, socket_dir: Optional[str] = None) -> str:
@@ -132,9 +127,9 @@ class _ClientResponders(amp.CommandLocator):
         return {}
 
 
-class _ClientProtocol(amp.AMP):
+class _ClientProtocol(RobustAMP):
     def __init__(self, client: "BusClient") -> None:
-        amp.AMP.__init__(self, locator=_ClientResponders(client))
+        RobustAMP.__init__(self, locator=_ClientResponders(client))
         self.client = client
 
     def connectionMade(self) -> None:

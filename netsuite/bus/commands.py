@@ -17,7 +17,8 @@ from typing import Any, Dict
 
 from twisted.protocols import amp
 
-from ..registry.interfaces import InvalidAddress, ListenerError, MailboxExists, UnknownMailbox
+from ..registry.interfaces import (InvalidAddress, ListenerError, MailboxExists, NotRunning,
+                                   UnknownMailbox)
 from ..registry.values import InvalidValue
 
 __all__ = [
@@ -81,7 +82,12 @@ ERRORS = {
     DuplicateId: b"DUPLICATE_ID",
     UnknownId: b"UNKNOWN_ID",
     ListenerError: b"LISTENER_ERROR",
+    NotRunning: b"NOT_RUNNING",
 }
+
+BAD_REQUEST = b"BAD_REQUEST"
+"""The error code of a command that failed in a way no other code names
+(a missing or malformed argument, say); the connection stays open."""
 
 
 class Send(amp.Command):

@@ -21,10 +21,11 @@ from twisted.python.failure import Failure
 
 from ..registry.interfaces import CONTINUE, NO_ANSWER, IRegistry, ListenerError, Stop
 from ..registry import values
-from .commands import (AddListener, CallListener, Describe, DuplicateId, Notify,
+from .commands import (BAD_REQUEST, AddListener, CallListener, Describe, DuplicateId, Notify,
                        RemoveListener, Send, UnknownId, Unwatch, Watch)
 
-__all__ = ["BusResponders", "BusServerProtocol", "BusServerFactory", "peer_credentials"]
+__all__ = ["BusResponders", "BusServerProtocol", "BusServerFactory", "RobustAMP",
+           "peer_credentials"]
 
 _log = Logger()
 
@@ -58,6 +59,25 @@ def verdict_from_wire(response: Dict[str, Any]) -> Any:
         return CONTINUE
     raise ListenerError(f"peer answered verdict {response['verdict']!r}; "
                         "expected 'stop' or 'continue'")
+
+
+class RobustAMP(amp.AMP):
+    """
+    AMP that answers a command failing with an undeclared error with a
+    non-fatal C{BAD_REQUEST} error instead of closing the connection (which
+    would also take off every listener the peer added).
+    """
+
+    def dispatchCommand(self, box: amp.AmpBox) -> "Deferred[Any]":
+        def bad_request(failure: Failure) -> Failure:
+            if failure.check(amp.RemoteAmpError):
+                return failure
+            _log.failure("bus command {command!r} failed", failure,
+                         command=box.get(b"_command"))
+            return Failure(amp.RemoteAmpError(
+                BAD_REQUEST, f"{failure.type.__name__}: {failure.getErrorMessage()}",
+                fatal=False, local=failure))
+        return amp.AMP.dispatchCommand(self, box).addErrback(bad_request)
 
 
 class BusResponders(amp.CommandLocator):
@@ -157,7 +177,7 @@ class BusResponders(amp.CommandLocator):
         self.watches.clear()
 
 
-class BusServerProtocol(amp.AMP):
+class BusServerProtocol(RobustAMP):
     """
     One peer's connection: checks the peer's uid, then serves it.
     """
@@ -165,7 +185,7 @@ class BusServerProtocol(amp.AMP):
     def __init__(self, registry: IRegistry, allowed_uids: Iterable[int],
                  credentials: Callable[[Any], Optional[Credentials]]) -> None:
         self._responders = BusResponders(registry, "peer")
-        amp.AMP.__init__(self, locator=self._responders)
+        RobustAMP.__init__(self, locator=self._responders)
         self._responders.connection = self
         self._allowed = frozenset(allowed_uids) | {0}
         self._credentials = credentials

@@ -25,6 +25,7 @@ __all__ = [
     "UnknownMailbox",
     "MailboxExists",
     "InvalidAddress",
+    "NotRunning",
     "ListenerError",
     "parse_address",
 ]
@@ -96,6 +97,13 @@ class UnknownMailbox(LookupError):
 class MailboxExists(ValueError):
     """
     A mailbox of that name is already declared (with another kind or owner).
+    """
+
+
+class NotRunning(ConnectionError):
+    """
+    The process named in an address could not be reached: nothing listens
+    at its bus address.
     """
 
 

@@ -10,6 +10,7 @@ the chain resumes when it answers.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError, succeed
@@ -22,7 +23,10 @@ from .interfaces import CONTINUE, EVENT, NO_ANSWER, IListenerHandle, ListenerErr
 from .observer import EventualQueue
 from .values import InvalidValue, Message, check
 
-__all__ = ["Mailbox", "Listener", "Counters"]
+__all__ = ["Mailbox", "Listener", "Counters", "MAX_DEADLINE"]
+
+MAX_DEADLINE = 300.0
+"""The longest a listener may take to answer, in seconds."""
 
 _log = Logger()
 
@@ -108,9 +112,14 @@ class Mailbox:
     def add(self, fn: Callable[[Message], Any], first: bool, tags: Dict[str, Any],
             deadline: Optional[float]) -> Listener:
         check(tags, "tags")
+        if deadline is None:
+            deadline = self._default_deadline
+        if not (isinstance(deadline, (int, float)) and math.isfinite(deadline)
+                and 0 < deadline <= MAX_DEADLINE):
+            raise InvalidValue(f"deadline must be a number of seconds in (0, {MAX_DEADLINE}], "
+                               f"got {deadline!r}")
         self._serial += 1
-        listener = Listener(self, f"{self._serial}", fn, dict(tags),
-                            self._default_deadline if deadline is None else deadline)
+        listener = Listener(self, f"{self._serial}", fn, dict(tags), float(deadline))
         if first:
             self.listeners.insert(0, listener)
         else:

@@ -239,6 +239,40 @@ class ServerTests(SynchronousTestCase):
                                        InvalidValue)
         self.assertIn("a message is a map", str(failure.value))
 
+    def test_badRequestKeepsConnection(self) -> None:
+        """
+        A command that fails for a reason no error code names (here a
+        missing argument) is answered with a non-fatal C{BAD_REQUEST}; the
+        connection, and the listeners the peer added on it, stay.
+        """
+        self.successResultOf(self.call(AddListener, mailbox=LEASE, listener="x", first=True,
+                                       deadline=1.0, tags=dumps({})))
+        answers: List[Any] = []
+        self.peer.callRemoteString(b"Send", mailbox=b"/dhcp/lease").addBoth(answers.append)
+        self.pump.flush()
+        self.assertEqual(len(answers), 1)
+        self.assertIsInstance(answers[0], Failure)
+        self.assertEqual(answers[0].value.errorCode, b"BAD_REQUEST")
+        self.assertIn("KeyError", answers[0].value.description)
+        self.assertEqual(len(self.flushLoggedErrors(KeyError)), 1)
+        self.assertFalse(self.pump.serverIO.disconnecting)
+        self.assertEqual(len(self.owner.listeners()), 2)
+
+    def test_badDeadline(self) -> None:
+        """
+        A listener deadline that is not a finite number of seconds in
+        (0, 300] is refused with C{INVALID_VALUE}: a NaN or infinite
+        deadline would break or stall every later send to the mailbox.
+        """
+        for deadline in (float("nan"), float("inf"), -1.0, 0.0, 301.0):
+            failure = self.failureResultOf(
+                self.call(AddListener, mailbox=LEASE, listener=f"d{deadline}", first=True,
+                          deadline=deadline, tags=dumps({})), InvalidValue)
+            self.assertIn("deadline must be", str(failure.value))
+        self.assertEqual(len(self.owner.listeners()), 1)
+        result = self.successResultOf(self.call(Send, mailbox=LEASE, message=dumps({})))
+        self.assertEqual(result["result"], b'["str","stock"]')
+
     def test_unknownCommand(self) -> None:
         """
         An unknown command gets an C{UNHANDLED} error, and the server still
