@@ -118,7 +118,8 @@ class LogService(Service):
             else:
                 out = self._file = open(self.json_file, "a", encoding="utf-8")
             predicate = LogLevelFilterPredicate(defaultLogLevel=self.level)
-            self._observers.append(FilteringLogObserver(jsonFileLogObserver(out), [predicate]))
+            lines = jsonFileLogObserver(out, recordSeparator="")  # JSON lines, not RFC 7464
+            self._observers.append(FilteringLogObserver(lines, [predicate]))
         for observer in self._observers:
             globalLogPublisher.addObserver(observer)
 

@@ -137,6 +137,32 @@ class BusProcessTests(TestCase):
         self.assertIn('"process": "beta"', peer.output())
 
     @inlineCallbacks
+    def test_tcp_endpoint_and_peers(self):
+        """
+        With bus.listen, a daemon also serves its bus on TCP (loopback
+        here): netsuite-hook reaches it with --endpoint, and another daemon
+        whose bus.peers maps the name to that endpoint relays to it.
+        """
+        port = _free_port()
+        sockets = socket_dir(self)
+        served = write_config(self, f'[bus]\nlisten = ["tcp:{port}:interface=127.0.0.1"]\n')
+        yield start_daemon(self, "alpha", sockets, served)
+        hook = spawn(self, "netsuite-hook", [HOOK_CLI, "--endpoint",
+                                             f"tcp:host=127.0.0.1:port={port}", "send",
+                                             "alpha:/system/ping"])
+        code = yield hook.ended
+        self.assertEqual(code, 0, hook.output())
+        self.assertIn('"process": "alpha"', hook.output())
+
+        elsewhere = socket_dir(self)
+        peering = write_config(
+            self, f'[bus.peers]\nalpha = "tcp:host=127.0.0.1:port={port}"\n')
+        yield start_daemon(self, "beta", elsewhere, peering)
+        beta = self.client("beta", elsewhere)
+        result = yield beta.send("/system/relay", {"to": "alpha:/system/ping"})
+        self.assertEqual(result["process"], "alpha")
+
+    @inlineCallbacks
     def test_bad_config_refuses_to_start(self):
         """
         A config with an unknown key stops twistd with the file and the key.
@@ -204,3 +230,12 @@ class HookCommandTests(TestCase):
         line = yield watcher.wait_for_line(r"^\{")
         self.assertEqual(line, '{"ip": "10.1.2.3", "n": 5}')
 
+
+def _free_port() -> int:
+    """
+    A TCP port on 127.0.0.1 that was free a moment ago.
+    """
+    import socket
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -1,0 +1,81 @@
+"""
+Tests for the parts of C{netsuite-hook} that need no daemon (the rest is in
+tests/integration/test_bus_processes.py).
+"""
+
+from io import StringIO
+from ipaddress import IPv4Address
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from netsuite.registry.values import MAC
+from netsuite.scripts.hook import CommandError, format_listing, parse_args, parse_pairs, \
+    split_target
+
+
+class ParsePairsTests(SynchronousTestCase):
+    def test_typed(self):
+        """
+        key=value pairs are typed: ints, floats, booleans, null, IPs, MACs,
+        and strings otherwise; key:type=value forces the type.
+        """
+        message = parse_pairs(["n=3", "x=1.5", "ok=true", "none=null",
+                               "ip=10.0.0.1", "mac=AA-BB-CC-DD-EE-FF", "name=guest",
+                               "code:str=42", "raw:bytes=00ff", "eq=a=b"])
+        self.assertEqual(message, {
+            "n": 3, "x": 1.5, "ok": True, "none": None, "ip": IPv4Address("10.0.0.1"),
+            "mac": MAC("aa:bb:cc:dd:ee:ff"), "name": "guest", "code": "42",
+            "raw": b"\x00\xff", "eq": "a=b"})
+
+    def test_errors(self):
+        """
+        A pair without '=' or with a value that does not fit its type is a
+        usage error (exit 2) naming the pair.
+        """
+        for bad in ["novalue", "=3", "n:int=three", "m:mac=zz", "t:nosuch=1"]:
+            error = self.assertRaises(CommandError, parse_pairs, [bad])
+            self.assertEqual(error.code, 2)
+            self.assertIn(repr(bad), str(error))
+
+
+class TargetTests(SynchronousTestCase):
+    def test_targets(self):
+        """
+        send and watch need PROC:/path; list takes PROC or PROC:/prefix.
+        """
+        self.assertEqual(split_target("dhcp:/dhcp/lookup", True), ("dhcp", "/dhcp/lookup"))
+        self.assertEqual(split_target("dhcp", False), ("dhcp", "/"))
+        self.assertEqual(split_target("dhcp:/dhcp", False), ("dhcp", "/dhcp"))
+        self.assertEqual(self.assertRaises(CommandError, split_target, "/x/y", True).code, 2)
+        self.assertEqual(self.assertRaises(CommandError, split_target, "a:b", True).code, 2)
+
+    def test_args(self):
+        """
+        The command line names the command, the target and the options.
+        """
+        args = parse_args(["--socket-dir", "/tmp/s", "send", "a:/b", "k=v", "--json", "{}"])
+        self.assertEqual((args.command, args.target, args.pairs, args.json_message,
+                          args.socket_dir), ("send", "a:/b", ["k=v"], "{}", "/tmp/s"))
+
+
+class ListingTests(SynchronousTestCase):
+    def test_format(self):
+        """
+        The listing shows each mailbox with its counters and its listeners,
+        in chain order, with their tags.
+        """
+        out = StringIO()
+        format_listing("dhcp", [{
+            "path": "/dhcp/lookup", "kind": "decision", "doc": "Which address?",
+            "counters": {"messages": 3, "stops": 2, "errors": 1, "timeouts": 0,
+                         "seconds": 0.25},
+            "watchers": 0,
+            "listeners": [{"id": "2", "tags": {"script": "ldap"}, "deadline": 1.0,
+                           "counters": {"messages": 3, "stops": 1, "errors": 1,
+                                        "timeouts": 0, "seconds": 0.2}}]}], out)
+        self.assertEqual(out.getvalue().splitlines(), [
+            "process dhcp: 1 mailboxes",
+            "/dhcp/lookup  (decision)  messages=3 stops=2 errors=1 timeouts=0 seconds=0.250000",
+            "    Which address?",
+            "    listener 2 [script=ldap] deadline=1.0s messages=3 stops=1 errors=1 timeouts=0",
+        ])

@@ -1,0 +1,99 @@
+"""
+Tests for L{netsuite.process} and the all-in-one plugin L{netsuite.tap}.
+"""
+
+import json
+import os
+
+from twisted.application.service import IServiceMaker
+from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import Logger
+from twisted.plugin import getPlugins
+from twisted.trial.unittest import SynchronousTestCase
+
+from netsuite import tap
+from netsuite.process import LogService, SocketDirectory, bus_endpoint
+
+
+class MakeServiceTests(SynchronousTestCase):
+    def options(self, *argv):
+        options = tap.Options()
+        options.parseOptions(list(argv))
+        return options
+
+    def test_plugin_found(self):
+        """
+        twistd finds the C{netsuite} plugin, which points at L{netsuite.tap}.
+        """
+        makers = {maker.tapname: maker for maker in getPlugins(IServiceMaker)}
+        self.assertIn("netsuite", makers)
+        self.assertEqual(makers["netsuite"].module, "netsuite.tap")
+
+    def test_listens_on_socket(self):
+        """
+        The process's bus listens on <socket_dir>/<name>.sock with the
+        configured mode, and on every extra endpoint of bus.listen; services
+        start nothing before the reactor runs.
+        """
+        sockets = self.mktemp()
+        config = self.mktemp()
+        with open(config, "w") as f:
+            f.write('[bus]\nsocket_mode = "0600"\nlisten = ["tcp:7070:interface=127.0.0.1"]\n')
+        reactor = MemoryReactorClock()
+        service = tap.makeService(self.options("--config", config, "--name", "ap1",
+                                               "--socket-dir", sockets), reactor)
+        self.assertEqual(reactor.unixServers, [])
+        service.privilegedStartService()
+        service.startService()
+        self.addCleanup(service.stopService)
+        [(path, factory, backlog, mode, want_pid)] = reactor.unixServers
+        self.assertEqual((path, mode, want_pid), (os.path.join(sockets, "ap1.sock"), 0o600, True))
+        [(port, tcp_factory, _, interface)] = reactor.tcpServers
+        self.assertEqual((port, interface), (7070, "127.0.0.1"))
+        self.assertEqual(os.stat(sockets).st_mode & 0o777, 0o755)
+        self.assertEqual(service.registry.name, "ap1")
+        self.assertIn("/system/ping", [b["path"] for b in service.registry.describe()])
+
+    def test_endpoint_escapes(self):
+        """
+        A socket directory with a colon is escaped in the endpoint string.
+        """
+        options = self.options("--socket-dir", "/run/a:b", "--name", "x")
+        self.assertEqual(bus_endpoint(options.config),
+                         "unix:/run/a\\:b/x.sock:mode=0660:lockfile=1")
+
+
+class SocketDirectoryTests(SynchronousTestCase):
+    def test_refuses_writable(self):
+        """
+        A socket directory others may write to is refused at start-up.
+        """
+        path = self.mktemp()
+        os.makedirs(path)
+        os.chmod(path, 0o777)
+        error = self.assertRaises(RuntimeError, SocketDirectory(path).privilegedStartService)
+        self.assertIn("writable by group or others", str(error))
+
+
+class LogServiceTests(SynchronousTestCase):
+    def test_json_lines(self):
+        """
+        With log.json_file set, events at or above log.level are appended
+        to it as JSON lines; the observer is removed on stop.
+        """
+        from netsuite.registry import Registry
+        from netsuite.system import install_system_mailboxes
+        registry = Registry("alpha", MemoryReactorClock())
+        install_system_mailboxes(registry, 0.0)
+        path = self.mktemp()
+        service = LogService(registry, "warn", path)
+        service.startService()
+        log = Logger(namespace="test.json")
+        log.info("not written")
+        log.warn("lease {ip} declined", ip="10.0.0.9")
+        service.stopService()
+        log.warn("after stop")
+        with open(path) as f:
+            events = [json.loads(line) for line in f]
+        self.assertEqual([e["log_format"] for e in events], ["lease {ip} declined"])
+        self.assertEqual(events[0]["ip"], "10.0.0.9")
