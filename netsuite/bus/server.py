@@ -54,7 +54,9 @@ def verdict_from_wire(response: Dict[str, Any]) -> Any:
     Turn a L{CallListener} response into a registry verdict.
     """
     if response["verdict"] == "stop":
-        return Stop(values.loads(response["result"] or b""))
+        if response["result"] is None:
+            raise ListenerError("peer answered verdict 'stop' without a result")
+        return Stop(values.loads(response["result"]))
     if response["verdict"] == "continue":
         return CONTINUE
     raise ListenerError(f"peer answered verdict {response['verdict']!r}; "
@@ -200,9 +202,16 @@ class BusServerProtocol(RobustAMP):
             if uid not in self._allowed and uid != os.getuid():
                 _log.warn("refused bus peer pid {pid} uid {uid}: uid not allowed "
                           "(bus.allowed_uids)", pid=pid, uid=uid)
+                self._refused = True
                 self.transport.loseConnection()
                 return
         amp.AMP.connectionMade(self)
+
+    _refused = False
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self._refused:  # a refused peer's bytes are never read as commands
+            amp.AMP.dataReceived(self, data)
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         if self._keyLengthLimitExceeded:

@@ -121,8 +121,8 @@ class ListenerError(Exception):
 
 _PROCESS = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 _PATH = r"(?:/[A-Za-z0-9_.+-]+)+"
-_ADDRESS_RE = re.compile(rf"^(?:({_PROCESS}):)?({_PATH})$")
-PROCESS_NAME_RE = re.compile(rf"^{_PROCESS}$")
+_ADDRESS_RE = re.compile(rf"^(?:({_PROCESS}):)?({_PATH})\Z")
+PROCESS_NAME_RE = re.compile(rf"^{_PROCESS}\Z")
 
 
 def parse_address(address: str) -> Tuple[Optional[str], str]:

@@ -42,7 +42,7 @@ class InvalidValue(ValueError):
     """
 
 
-_MAC_RE = re.compile(r"^[0-9a-fA-F]{2}([:-]?)(?:[0-9a-fA-F]{2}\1){4}[0-9a-fA-F]{2}$")
+_MAC_RE = re.compile(r"^[0-9a-fA-F]{2}([:-]?)(?:[0-9a-fA-F]{2}\1){4}[0-9a-fA-F]{2}\Z")
 
 
 class MAC:
@@ -263,8 +263,8 @@ def to_plain(value: Value) -> Any:
     return value
 
 
-_INT_RE = re.compile(r"^[-+]?[0-9]+$")
-_FLOAT_RE = re.compile(r"^[-+]?([0-9]+\.[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$|^[-+]?[0-9]+[eE][-+]?[0-9]+$")
+_INT_RE = re.compile(r"^[-+]?[0-9]+\Z")
+_FLOAT_RE = re.compile(r"^[-+]?([0-9]+\.[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\Z|^[-+]?[0-9]+[eE][-+]?[0-9]+\Z")
 
 _CASTS = {
     "str": str,
