@@ -11,9 +11,12 @@ setup(
     packages=find_packages(include=["netsuite", "netsuite.*"]) + ["twisted.plugins"],
     package_data={"twisted": ["plugins/netsuite_*.py"]},
     install_requires=[
+        "pyroute2>=0.9.0",
+        "python-iptables>=1.0.1",
         "Twisted>=23.10.0",
         "zope.interface>=6.0",
     ],
     extras_require={"test": ["pyflakes>=3.0"]},
-    entry_points={"console_scripts": ["netsuite-hook = netsuite.scripts.hook:main"]},
+    entry_points={"console_scripts": ["netsuite-hook = netsuite.scripts.hook:main",
+                                      "netsuite-lab = netsuite.lab.cli:main"]},
 )

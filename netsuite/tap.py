@@ -12,6 +12,7 @@ from twisted.application.service import MultiService
 
 from .config.options import ProcessOptions
 from .process import make_process_service
+from .services import enabled_builders
 
 __all__ = ["Options", "makeService"]
 
@@ -28,4 +29,4 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     if reactor is None:
         from twisted.internet import reactor as global_reactor
         reactor = global_reactor
-    return make_process_service(options.config, reactor)
+    return make_process_service(options.config, reactor, enabled_builders(options.config))

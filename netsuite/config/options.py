@@ -5,12 +5,12 @@ The command-line options every netsuite twistd plugin shares.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 from twisted.python import usage
 
 from ..registry.interfaces import PROCESS_NAME_RE
-from .schema import BASE_SECTIONS, ConfigError, Field, defaults, load
+from .schema import ConfigError, Field, defaults, load
 
 __all__ = ["ProcessOptions"]
 
@@ -24,7 +24,8 @@ class ProcessOptions(usage.Options):
     C{sections} to add its own config sections.
     """
 
-    sections: Mapping[str, Mapping[str, Field]] = BASE_SECTIONS
+    sections: Optional[Mapping[str, Mapping[str, Field]]] = None
+    """The config schema; None: every service's (L{netsuite.services.all_sections})."""
 
     optParameters = [
         ["config", "c", None, "TOML configuration file (default: built-in defaults)"],
@@ -35,9 +36,11 @@ class ProcessOptions(usage.Options):
     config: Any = None
 
     def postOptions(self) -> None:
+        from ..services import all_sections
+        sections = self.sections if self.sections is not None else all_sections()
         try:
-            self.config = (load(self["config"], self.sections) if self["config"]
-                           else defaults(self.sections))
+            self.config = (load(self["config"], sections) if self["config"]
+                           else defaults(sections))
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
         if self["name"] is not None:

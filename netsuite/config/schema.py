@@ -26,7 +26,7 @@ class ConfigError(ValueError):
 class Field:
     """
     One key: its type (C{str}, C{int}, C{float}, C{bool}, C{"uid_list"},
-    C{"str_list"}, C{"str_map"}), its default, what it means, and optionally
+    C{"str_list"}, C{"int_list"}, C{"str_map"}), its default, what it means, and optionally
     a check that returns an error text or None.
     """
 
@@ -48,6 +48,9 @@ class Field:
             return value, None
         if kind == "str_list" and isinstance(value, list) and all(type(v) is str for v in value):
             return list(value), None
+        if kind == "int_list" and isinstance(value, list) and all(
+                type(v) is int for v in value):
+            return list(value), None
         if kind == "uid_list" and isinstance(value, list) and all(
                 type(v) is int and v >= 0 for v in value):
             return list(value), None
@@ -56,7 +59,7 @@ class Field:
             return dict(value), None
         return None, {
             str: "a string", int: "an integer", float: "a number", bool: "true or false",
-            "str_list": "a list of strings", "uid_list": "a list of user ids (integers >= 0)",
+            "str_list": "a list of strings", "int_list": "a list of integers", "uid_list": "a list of user ids (integers >= 0)",
             "str_map": "a table of strings",
         }[kind]
 

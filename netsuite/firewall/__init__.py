@@ -1,0 +1,1 @@
+"""The firewall adapter: one interface, a kernel implementation, an in-memory fake."""

@@ -1,0 +1,96 @@
+# -*- test-case-name: tests.firewall.test_kernel -*-
+"""
+netsuite's static rules in the kernel, through python-iptables (libiptc,
+the legacy iptables back end): install, verify, remove. Blocking calls,
+made from the firewall's worker thread.
+
+netsuite touches only its own chains and the one jump into each of them: it
+never flushes a chain it does not own.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Dict, List
+
+from iptc import easy
+
+from .rules import ChainKey, FirewallSettings, Jump, Rule, chains, jump_rule, jumps
+
+__all__ = ["StaticRules"]
+
+
+def _without_counters(rules: List[Rule]) -> List[Rule]:
+    return [{k: v for k, v in rule.items() if k != "counters"} for rule in rules]
+
+
+class StaticRules:
+    """
+    The chains and jumps that L{netsuite.firewall.rules} describes.
+    """
+
+    def __init__(self, settings: FirewallSettings) -> None:
+        self.chains: Dict[ChainKey, List[Rule]] = chains(settings)
+        self.jumps: List[Jump] = jumps(settings)
+
+    def problems(self) -> List[str]:
+        """
+        What differs from the intended rules (empty when all is in place).
+        """
+        found = []
+        for (table, chain), rules in self.chains.items():
+            if not easy.has_chain(table, chain):
+                found.append(f"chain {table}/{chain} is missing")
+            elif _without_counters(easy.dump_chain(table, chain)) != rules:
+                found.append(f"chain {table}/{chain} has other rules")
+        for jump in self.jumps:
+            count = self._count_jumps(jump)
+            if count != 1:
+                found.append(f"{jump.table}/{jump.builtin} has {count} jumps to {jump.chain}")
+        return found
+
+    def install(self) -> List[str]:
+        """
+        Make the kernel's rules what they should be, touching only what
+        differs; return what was repaired. Run at start-up (a crashed run
+        may have left rules behind) and by the periodic check.
+        """
+        repaired = self.problems()
+        if not repaired:
+            return []
+        for table, chain in self.chains:
+            if not easy.has_chain(table, chain):
+                easy.add_chain(table, chain)
+        for (table, chain), rules in self.chains.items():
+            if _without_counters(easy.dump_chain(table, chain)) != rules:
+                easy.flush_chain(table, chain)
+                for rule in rules:
+                    # add_rule changes the dict it is given.
+                    easy.add_rule(table, chain, copy.deepcopy(rule))
+        for jump in self.jumps:
+            count = self._count_jumps(jump)
+            if count != 1:
+                for _ in range(count):
+                    easy.delete_rule(jump.table, jump.builtin, jump_rule(jump))
+                easy.insert_rule(jump.table, jump.builtin, jump_rule(jump))
+        return repaired
+
+    def remove(self) -> None:
+        """
+        Take out the jumps, then netsuite's chains.
+        """
+        for jump in self.jumps:
+            for _ in range(self._count_jumps(jump)):
+                easy.delete_rule(jump.table, jump.builtin, jump_rule(jump))
+        for table, chain in self.chains:
+            if easy.has_chain(table, chain):
+                easy.flush_chain(table, chain)
+        for table, chain in self.chains:
+            if easy.has_chain(table, chain):
+                easy.delete_chain(table, chain)
+
+    @staticmethod
+    def _count_jumps(jump: Jump) -> int:
+        wanted = jump_rule(jump)
+        return sum(1 for rule in _without_counters(easy.dump_chain(jump.table, jump.builtin))
+                   if rule == wanted)

@@ -1,0 +1,246 @@
+# -*- test-case-name: tests.firewall.test_kernel -*-
+"""
+The real firewall adapter: python-iptables for the static rules, netlink
+for the sets, the routing, conntrack and tc. Every kernel call runs through
+the runner (one worker thread, in order); the adapter's own state (who is
+authorized) lives in the reactor thread.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from twisted.internet.defer import Deferred, fail
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from ..registry.values import MAC
+from .interfaces import Client, FirewallError, IFirewall, NotInLan, Traffic
+from .iptables import StaticRules
+from .kernelsets import KernelSets
+from .netlink import KernelNetwork
+from .rules import FirewallSettings, set_names
+
+__all__ = ["KernelFirewall"]
+
+_log = Logger()
+
+Runner = Callable[..., "Deferred[Any]"]
+
+
+@implementer(IFirewall)
+class KernelFirewall:
+    """
+    @param settings: the static rules' settings.
+    @param runner: runs blocking calls (L{netsuite.firewall.runner}).
+    @param shaper: a L{netsuite.firewall.shaping.Shaper}, or None for no
+        rate limits.
+    @param smtp_window: default seconds of an SMTP window.
+    @param default_limits: (up, down) kbit/s for clients authorized without
+        limits of their own (0: unlimited).
+    @param keep_clients: leave authorized clients (and the rules) in the
+        kernel on stop, and adopt them on the next start.
+    @param bridge_netfilter: C{"fix"} sets bridge-nf-call-iptables to 0 on
+        a LAN bridge; C{"refuse"} refuses to start while it is 1.
+    """
+
+    def __init__(self, settings: FirewallSettings, runner: Runner, shaper: Any = None,
+                 smtp_window: int = 600, default_limits: Tuple[int, int] = (0, 0),
+                 keep_clients: bool = False, bridge_netfilter: str = "fix",
+                 network: Optional[KernelNetwork] = None) -> None:
+        self.settings = settings
+        self._run = runner
+        self.shaper = shaper
+        self.smtp_window = smtp_window
+        self.default_limits = default_limits
+        self.keep_clients = keep_clients
+        self.bridge_netfilter = bridge_netfilter
+        self.rules = StaticRules(settings)
+        self.sets = KernelSets(set_names(settings), settings.lan_network, smtp_window)
+        self.network = network or KernelNetwork(settings.lan_interface, settings.tproxy_mark)
+        self.clients: Dict[ipaddress.IPv4Address, Client] = {}
+
+    # start and stop
+
+    def start(self) -> "Deferred[None]":
+        def adopted(found: Dict[ipaddress.IPv4Address, Client]) -> None:
+            self.clients = found
+            if found:
+                _log.info("firewall adopted {n} authorized clients from the kernel",
+                          n=len(found))
+        return self._run(self._start).addCallback(adopted)
+
+    def _start(self) -> Dict[ipaddress.IPv4Address, Client]:
+        self._check_bridge()
+        found: Dict[ipaddress.IPv4Address, Client] = {}
+        if self.sets.exists(self.sets.auth):
+            limits = self.shaper.limits() if self.shaper is not None else {}
+            for ip, (mac, _) in self.sets.clients().items():
+                up, down = limits.get(ip, (0, 0))
+                found[ip] = Client(ip, mac, up, down)
+            if not self.keep_clients:
+                for ip in found:
+                    self._remove_client(ip)
+                found = {}
+        self.sets.create_missing()
+        repaired = self.rules.install()
+        if repaired:
+            _log.info("firewall rules installed ({what})", what="; ".join(repaired))
+        if self.settings.tproxy_port:
+            self.network.install_tproxy_routing()
+        if self.shaper is not None:
+            self.shaper.setup()
+            for client in found.values():
+                self._apply_limits(client)
+        return found
+
+    def _check_bridge(self) -> None:
+        value = self.network.bridge_nf_call_iptables()
+        if value != 1:
+            return
+        if self.bridge_netfilter == "refuse":
+            raise FirewallError(
+                f"{self.settings.lan_interface} is a bridge and "
+                "net.bridge.bridge-nf-call-iptables is 1: TPROXY on the bridge and the "
+                "upload rate limits (IFB) would silently fail. Set it to 0 in this "
+                "namespace, or set firewall.bridge_netfilter = \"fix\".")
+        self.network.set_bridge_nf_call_iptables(0)
+        _log.warn("set net.bridge.bridge-nf-call-iptables to 0 in this namespace "
+                  "({lan} is a bridge; TPROXY and IFB need it)", lan=self.settings.lan_interface)
+
+    def stop(self) -> "Deferred[None]":
+        if self.keep_clients:
+            _log.info("firewall stopping; {n} clients stay authorized (keep_clients)",
+                      n=len(self.clients))
+            return self._run(self.sets.close)
+        return self._run(self._stop)
+
+    def _stop(self) -> None:
+        self.rules.remove()
+        if self.settings.tproxy_port:
+            self.network.remove_tproxy_routing()
+        if self.shaper is not None:
+            self.shaper.teardown()
+        self.sets.destroy()
+        self.sets.close()
+
+    # clients
+
+    def _in_lan(self, ip: Any) -> ipaddress.IPv4Address:
+        ip = ipaddress.IPv4Address(ip)
+        if ip not in self.settings.lan_network or ip in (
+                self.settings.lan_network.network_address,
+                self.settings.lan_network.broadcast_address):
+            raise NotInLan(f"{ip} is not a client address of {self.settings.lan_network}")
+        return ip
+
+    def authorize(self, ip: ipaddress.IPv4Address, mac: MAC, up_kbit: Optional[int] = None,
+                  down_kbit: Optional[int] = None) -> "Deferred[Client]":
+        try:
+            ip = self._in_lan(ip)
+            client = Client(ip, MAC(mac),
+                            self.default_limits[0] if up_kbit is None else int(up_kbit),
+                            self.default_limits[1] if down_kbit is None else int(down_kbit))
+        except (ValueError, TypeError):
+            return fail()
+
+        def done(_: Any) -> Client:
+            self.clients[ip] = client
+            return client
+        return self._run(self._add_client, client).addCallback(done)
+
+    def _add_client(self, client: Client) -> None:
+        self.sets.add_client(client.ip, client.mac)
+        self._apply_limits(client)
+
+    def _apply_limits(self, client: Client) -> None:
+        if self.shaper is None:
+            return
+        if client.up_kbit or client.down_kbit:
+            self.shaper.limit(client.ip, client.up_kbit, client.down_kbit)
+        else:
+            self.shaper.unlimit(client.ip)
+
+    def deauthorize(self, ip: ipaddress.IPv4Address) -> "Deferred[bool]":
+        try:
+            ip = self._in_lan(ip)
+        except ValueError:
+            return fail()
+        known = self.clients.pop(ip, None) is not None
+        return self._run(self._remove_client, ip).addCallback(lambda cut: known)
+
+    def _remove_client(self, ip: ipaddress.IPv4Address) -> int:
+        self.sets.remove_client(ip)
+        if self.shaper is not None:
+            self.shaper.unlimit(ip)
+        return self.network.cut_flows(ip)
+
+    def traffic(self) -> "Deferred[Dict[ipaddress.IPv4Address, Traffic]]":
+        def read() -> Dict[ipaddress.IPv4Address, Traffic]:
+            up = self.sets.clients()
+            down = self.sets.downloads()
+            result = {}
+            for ip in list(self.clients):
+                bytes_up, packets_up = up.get(ip, (None, (0, 0)))[1]
+                bytes_down, packets_down = down.get(ip, (0, 0))
+                result[ip] = Traffic(bytes_up, packets_up, bytes_down, packets_down)
+            return result
+        return self._run(read)
+
+    # SMTP windows
+
+    def open_smtp(self, ip: ipaddress.IPv4Address, seconds: Optional[int] = None) -> "Deferred[int]":
+        try:
+            ip = self._in_lan(ip)
+            seconds = self.smtp_window if seconds is None else int(seconds)
+            if not 0 < seconds <= 2_000_000:
+                raise ValueError(f"an SMTP window lasts 1 to 2000000 seconds, not {seconds}")
+        except (ValueError, TypeError):
+            return fail()
+        return self._run(self.sets.open_smtp, ip, seconds).addCallback(lambda _: seconds)
+
+    def close_smtp(self, ip: ipaddress.IPv4Address) -> "Deferred[None]":
+        try:
+            ip = self._in_lan(ip)
+        except ValueError:
+            return fail()
+        return self._run(self.sets.close_smtp, ip)
+
+    def smtp_windows(self) -> "Deferred[Dict[ipaddress.IPv4Address, int]]":
+        return self._run(self.sets.smtp_windows)
+
+    # the periodic check
+
+    def check(self) -> "Deferred[List[str]]":
+        clients = dict(self.clients)
+
+        def logged(repaired: List[str]) -> List[str]:
+            if repaired:
+                _log.warn("firewall state was changed by someone else; restored: {what}",
+                          what="; ".join(repaired))
+            return repaired
+        return self._run(self._check, clients).addCallback(logged)
+
+    def _check(self, clients: Dict[ipaddress.IPv4Address, Client]) -> List[str]:
+        repaired = [f"set {name} was missing" for name in self.sets.create_missing()]
+        # Cheap: two set headers. Only a mismatch costs a walk of the clients.
+        if (self.sets.size(self.sets.auth), self.sets.size(self.sets.down)) != \
+                (len(clients), len(clients)):
+            kernel = self.sets.clients()
+            for ip in kernel.keys() - clients.keys():
+                self.sets.remove_client(ip)
+            for client in clients.values():
+                self.sets.add_client(client.ip, client.mac)
+            missing = len(clients.keys() - kernel.keys())
+            repaired.append(f"authorized clients restored ({missing} were missing)")
+        repaired += self.rules.install()
+        if self.settings.tproxy_port and self.network.tproxy_routing_problems():
+            self.network.install_tproxy_routing()
+            repaired.append("TPROXY policy routing restored")
+        if self.shaper is not None and not self.shaper.intact():
+            self.shaper.setup()
+            for client in clients.values():
+                self._apply_limits(client)
+            repaired.append("rate limits restored")
+        return repaired

@@ -1,0 +1,207 @@
+# -*- test-case-name: tests.firewall.test_kernel -*-
+"""
+netsuite's kernel sets, through netlink (pyroute2): blocking calls, made
+from the firewall's worker thread.
+
+ - C{<prefix>-auth}: C{bitmap:ip,mac} over the LAN, with counters: the
+   authorized clients, each bound to its MAC (matched C{src,src}); its
+   counters are the client's upload.
+ - C{<prefix>-down}: C{bitmap:ip} over the LAN, with counters: the same
+   clients, matched C{dst} on the way to the LAN; its counters are the
+   client's download.
+ - C{<prefix>-smtp}: C{hash:ip} with timeouts: the open SMTP windows, which
+   the kernel expires by itself.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import socket
+from typing import Any, Dict, Iterator, Optional, Tuple
+
+from pyroute2 import IPSet
+from pyroute2.ipset import IPSET_CMD_CREATE, _nlmsg_error
+from pyroute2.netlink import NLM_F_ACK, NLM_F_EXCL, NLM_F_REQUEST
+from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.nfnetlink.ipset import IPSET_FLAG_WITH_COUNTERS, ipset_msg
+
+from ..registry.values import MAC
+from .setwriter import IPSET_CMD_ADD, IPSET_CMD_DEL, SetWriter
+
+__all__ = ["KernelSets", "SetCounters"]
+
+SetCounters = Tuple[int, int]
+"""(bytes, packets)"""
+
+IPSET_FLAG_LIST_HEADER = 1 << 2  # list the set's header only
+
+
+def _ipv4(entry: Any) -> ipaddress.IPv4Address:
+    # pyroute2 decodes attribute 1 of an entry as IPSET_ATTR_IP_FROM.
+    ip = entry.get_attr("IPSET_ATTR_IP_FROM") or entry.get_attr("IPSET_ATTR_IP")
+    return ipaddress.IPv4Address(ip.get_attr("IPSET_ATTR_IPADDR_IPV4"))
+
+
+class KernelSets:
+    """
+    Create, fill, read and remove netsuite's three sets.
+
+    @param names: (auth, down, smtp) set names.
+    @param network: the LAN, the range of the two bitmap sets.
+    """
+
+    def __init__(self, names: Tuple[str, str, str], network: ipaddress.IPv4Network,
+                 smtp_timeout: int) -> None:
+        self.auth, self.down, self.smtp = names
+        self.network = network
+        self.smtp_timeout = smtp_timeout
+        self._ipset: Optional[IPSet] = None
+        self.writer = SetWriter()
+
+    @property
+    def ipset(self) -> IPSet:
+        # Made lazily, in the thread that uses it.
+        if self._ipset is None:
+            self._ipset = IPSet()
+        return self._ipset
+
+    def close(self) -> None:
+        self.writer.close()
+        if self._ipset is not None:
+            self._ipset.close()
+            self._ipset = None
+
+    # the sets themselves
+
+    def exists(self, name: str) -> bool:
+        try:
+            list(self.ipset.headers(name))
+            return True
+        except NetlinkError as e:
+            if e.code == errno.ENOENT:
+                return False
+            raise
+
+    def size(self, name: str) -> int:
+        """
+        The number of entries, read from the set's header (cheap).
+        """
+        for header in self.ipset.list(name, flags=IPSET_FLAG_LIST_HEADER):
+            data = header.get_attr("IPSET_ATTR_DATA")
+            if data is not None:
+                return int(data.get_attr("IPSET_ATTR_ELEMENTS") or 0)
+        return 0
+
+    def create_missing(self) -> list[str]:
+        """
+        Create whichever of the three sets does not exist; return their names.
+        """
+        made = []
+        if not self.exists(self.auth):
+            self._create_bitmap(self.auth, "bitmap:ip,mac")
+            made.append(self.auth)
+        if not self.exists(self.down):
+            self._create_bitmap(self.down, "bitmap:ip")
+            made.append(self.down)
+        if not self.exists(self.smtp):
+            self.ipset.create(self.smtp, stype="hash:ip", timeout=self.smtp_timeout)
+            made.append(self.smtp)
+        return made
+
+    def _create_bitmap(self, name: str, stype: str) -> None:
+        """
+        pyroute2's C{create} has no IP range, which bitmap sets need: build
+        the same netlink request with C{IPSET_ATTR_IP}/C{IPSET_ATTR_IP_TO}.
+        """
+        first = str(self.network.network_address)
+        last = str(self.network.broadcast_address)
+        core = self.ipset.asyncore
+
+        async def create() -> Any:
+            revision = (await core.get_supported_revisions(stype))[1]
+            msg = ipset_msg()
+            msg["attrs"] = [
+                ["IPSET_ATTR_PROTOCOL", core._proto_version],
+                ["IPSET_ATTR_SETNAME", name],
+                ["IPSET_ATTR_TYPENAME", stype],
+                ["IPSET_ATTR_FAMILY", socket.AF_INET],
+                ["IPSET_ATTR_REVISION", revision],
+                ["IPSET_ATTR_DATA", {"attrs": [
+                    ["IPSET_ATTR_IP", {"attrs": [["IPSET_ATTR_IPADDR_IPV4", first]]}],
+                    ["IPSET_ATTR_IP_TO", {"attrs": [["IPSET_ATTR_IPADDR_IPV4", last]]}],
+                    ["IPSET_ATTR_CADT_FLAGS", IPSET_FLAG_WITH_COUNTERS],
+                ]}],
+            ]
+            return await core.request(msg, IPSET_CMD_CREATE,
+                                      msg_flags=NLM_F_REQUEST | NLM_F_ACK | NLM_F_EXCL,
+                                      terminate=_nlmsg_error)
+        self.ipset._run_with_cleanup(create)
+
+    def destroy(self) -> None:
+        """
+        Remove the three sets (they must no longer be referenced by rules).
+        """
+        for name in (self.auth, self.down, self.smtp):
+            if self.exists(name):
+                self.ipset.destroy(name)
+
+    def flush(self) -> None:
+        for name in (self.auth, self.down, self.smtp):
+            if self.exists(name):
+                self.ipset.flush(name)
+
+    # clients
+
+    def add_client(self, ip: ipaddress.IPv4Address, mac: MAC) -> None:
+        """
+        Put C{ip} bound to C{mac} in the auth set (replacing another MAC for
+        that address) and C{ip} in the download set.
+        """
+        self.writer.apply([(IPSET_CMD_ADD, self.auth, ip, mac, None),
+                           (IPSET_CMD_ADD, self.down, ip, None, None)])
+
+    def remove_client(self, ip: ipaddress.IPv4Address) -> None:
+        self.writer.apply([(IPSET_CMD_DEL, self.auth, ip, None, None),
+                           (IPSET_CMD_DEL, self.down, ip, None, None)])
+
+    def clients(self) -> Dict[ipaddress.IPv4Address, Tuple[MAC, SetCounters]]:
+        """
+        The auth set's entries: ip -> (mac, upload counters).
+        """
+        found = {}
+        for entry in self._entries(self.auth):
+            ether = entry.get_attr("IPSET_ATTR_ETHER")
+            found[_ipv4(entry)] = (MAC(ether), self._counters(entry))
+        return found
+
+    def downloads(self) -> Dict[ipaddress.IPv4Address, SetCounters]:
+        return {_ipv4(entry): self._counters(entry) for entry in self._entries(self.down)}
+
+    # SMTP windows
+
+    def open_smtp(self, ip: ipaddress.IPv4Address, seconds: int) -> None:
+        self.writer.add(self.smtp, ip, timeout=seconds)
+
+    def close_smtp(self, ip: ipaddress.IPv4Address) -> None:
+        self.writer.delete(self.smtp, ip)
+
+    def smtp_windows(self) -> Dict[ipaddress.IPv4Address, int]:
+        """
+        ip -> seconds left, as the kernel counts them.
+        """
+        return {_ipv4(entry): int(entry.get_attr("IPSET_ATTR_TIMEOUT") or 0)
+                for entry in self._entries(self.smtp)}
+
+    # helpers
+
+    def _entries(self, name: str) -> Iterator[Any]:
+        for message in self.ipset.list(name):
+            adt = message.get_attr("IPSET_ATTR_ADT")
+            if adt is not None:
+                yield from adt.get_attrs("IPSET_ATTR_DATA")
+
+    @staticmethod
+    def _counters(entry: Any) -> SetCounters:
+        return (int(entry.get_attr("IPSET_ATTR_BYTES") or 0),
+                int(entry.get_attr("IPSET_ATTR_PACKETS") or 0))

@@ -1,0 +1,166 @@
+# -*- test-case-name: tests.firewall.test_contract -*-
+"""
+An in-memory firewall for unit tests: the same behaviour as
+L{netsuite.firewall.kernel.KernelFirewall}, with a simulated kernel that a
+test can inspect, feed traffic to, or wipe as another tool would.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, Dict, List, Optional, Tuple
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IReactorTime
+from zope.interface import implementer
+
+from ..registry.values import MAC
+from .interfaces import Client, IFirewall, NotInLan, Traffic
+
+__all__ = ["MemoryFirewall"]
+
+
+@implementer(IFirewall)
+class MemoryFirewall:
+    """
+    @ivar kernel_clients: the simulated auth set: ip -> (mac, Traffic).
+    @ivar kernel_smtp: the simulated SMTP set: ip -> expiry time.
+    @ivar kernel_limits: the simulated tc classes: ip -> (up, down).
+    @ivar rules_installed: whether the simulated static rules are in place.
+    """
+
+    def __init__(self, clock: IReactorTime, lan_network: ipaddress.IPv4Network,
+                 smtp_window: int = 600, default_limits: Tuple[int, int] = (0, 0),
+                 keep_clients: bool = False) -> None:
+        self.clock = clock
+        self.lan_network = lan_network
+        self.smtp_window = smtp_window
+        self.default_limits = default_limits
+        self.keep_clients = keep_clients
+        self.clients: Dict[ipaddress.IPv4Address, Client] = {}
+        self.kernel_clients: Dict[ipaddress.IPv4Address, Tuple[MAC, Traffic]] = {}
+        self.kernel_smtp: Dict[ipaddress.IPv4Address, float] = {}
+        self.kernel_limits: Dict[ipaddress.IPv4Address, Tuple[int, int]] = {}
+        self.rules_installed = False
+        self.cut: List[ipaddress.IPv4Address] = []
+
+    # what a test does to the simulated kernel
+
+    def add_traffic(self, ip: ipaddress.IPv4Address, up: int = 0, down: int = 0,
+                    packets: int = 1) -> None:
+        """
+        Count traffic for C{ip}, as the kernel's set counters would.
+        """
+        if ip in self.kernel_clients:
+            mac, t = self.kernel_clients[ip]
+            self.kernel_clients[ip] = (mac, Traffic(
+                t.bytes_up + up, t.packets_up + (packets if up else 0),
+                t.bytes_down + down, t.packets_down + (packets if down else 0)))
+
+    def wipe(self) -> None:
+        """
+        Do what a distribution's firewall restart does: flush everything.
+        """
+        self.kernel_clients.clear()
+        self.kernel_smtp.clear()
+        self.kernel_limits.clear()
+        self.rules_installed = False
+
+    # IFirewall
+
+    def start(self) -> "Deferred[None]":
+        if self.keep_clients:
+            self.clients = {ip: Client(ip, mac, *self.kernel_limits.get(ip, (0, 0)))
+                            for ip, (mac, _) in self.kernel_clients.items()}
+        else:
+            self.kernel_clients.clear()
+            self.kernel_limits.clear()
+        self.rules_installed = True
+        return succeed(None)
+
+    def stop(self) -> "Deferred[None]":
+        if not self.keep_clients:
+            self.wipe()
+        return succeed(None)
+
+    def _in_lan(self, ip: Any) -> ipaddress.IPv4Address:
+        ip = ipaddress.IPv4Address(ip)
+        if ip not in self.lan_network or ip in (self.lan_network.network_address,
+                                                self.lan_network.broadcast_address):
+            raise NotInLan(f"{ip} is not a client address of {self.lan_network}")
+        return ip
+
+    def authorize(self, ip: ipaddress.IPv4Address, mac: MAC, up_kbit: Optional[int] = None,
+                  down_kbit: Optional[int] = None) -> "Deferred[Client]":
+        try:
+            ip = self._in_lan(ip)
+            client = Client(ip, MAC(mac),
+                            self.default_limits[0] if up_kbit is None else int(up_kbit),
+                            self.default_limits[1] if down_kbit is None else int(down_kbit))
+        except (ValueError, TypeError):
+            return fail()
+        self._install(client)
+        self.clients[ip] = client
+        return succeed(client)
+
+    def _install(self, client: Client) -> None:
+        self.kernel_clients[client.ip] = (client.mac, Traffic())
+        if client.up_kbit or client.down_kbit:
+            self.kernel_limits[client.ip] = (client.up_kbit, client.down_kbit)
+        else:
+            self.kernel_limits.pop(client.ip, None)
+
+    def deauthorize(self, ip: ipaddress.IPv4Address) -> "Deferred[bool]":
+        try:
+            ip = self._in_lan(ip)
+        except ValueError:
+            return fail()
+        known = self.clients.pop(ip, None) is not None
+        self.kernel_clients.pop(ip, None)
+        self.kernel_limits.pop(ip, None)
+        self.cut.append(ip)
+        return succeed(known)
+
+    def traffic(self) -> "Deferred[Dict[ipaddress.IPv4Address, Traffic]]":
+        return succeed({ip: self.kernel_clients.get(ip, (None, Traffic()))[1]
+                        for ip in self.clients})
+
+    def open_smtp(self, ip: ipaddress.IPv4Address, seconds: Optional[int] = None) -> "Deferred[int]":
+        try:
+            ip = self._in_lan(ip)
+            seconds = self.smtp_window if seconds is None else int(seconds)
+            if not 0 < seconds <= 2_000_000:
+                raise ValueError(f"an SMTP window lasts 1 to 2000000 seconds, not {seconds}")
+        except (ValueError, TypeError):
+            return fail()
+        self.kernel_smtp[ip] = self.clock.seconds() + seconds
+        return succeed(seconds)
+
+    def close_smtp(self, ip: ipaddress.IPv4Address) -> "Deferred[None]":
+        try:
+            ip = self._in_lan(ip)
+        except ValueError:
+            return fail()
+        self.kernel_smtp.pop(ip, None)
+        return succeed(None)
+
+    def smtp_windows(self) -> "Deferred[Dict[ipaddress.IPv4Address, int]]":
+        now = self.clock.seconds()
+        for ip in [ip for ip, end in self.kernel_smtp.items() if end <= now]:
+            del self.kernel_smtp[ip]
+        return succeed({ip: int(end - now) for ip, end in self.kernel_smtp.items()})
+
+    def check(self) -> "Deferred[List[str]]":
+        repaired = []
+        if set(self.kernel_clients) != set(self.clients):
+            missing = len(self.clients.keys() - self.kernel_clients.keys())
+            for ip in self.kernel_clients.keys() - self.clients.keys():
+                del self.kernel_clients[ip]
+            for client in self.clients.values():
+                if client.ip not in self.kernel_clients:
+                    self._install(client)
+            repaired.append(f"authorized clients restored ({missing} were missing)")
+        if not self.rules_installed:
+            self.rules_installed = True
+            repaired.append("static rules restored")
+        return succeed(repaired)

@@ -1,0 +1,128 @@
+# -*- test-case-name: tests.firewall.test_kernel -*-
+"""
+The rest of netsuite's kernel state, through netlink (pyroute2) and the
+namespace's own /proc/sys: the policy routing TPROXY needs, the bridge
+netfilter switch, and cutting a client's connections (conntrack). Blocking
+calls, made from the firewall's worker thread.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from typing import List, Optional
+
+from pyroute2 import Conntrack, IPRoute
+from pyroute2.conntrack import NFCTAttrTuple
+
+__all__ = ["KernelNetwork", "BRIDGE_NF_CALL"]
+
+BRIDGE_NF_CALL = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+ROUTE_LOCAL = 2  # RTN_LOCAL
+
+
+class KernelNetwork:
+    """
+    @param lan_interface: the LAN interface (often a bridge).
+    @param mark: the fwmark (and mask) TPROXY sets.
+    @param table: the routing table that delivers marked packets locally.
+    """
+
+    def __init__(self, lan_interface: str, mark: int = 1, table: int = 100,
+                 proc_sys: str = BRIDGE_NF_CALL) -> None:
+        self.lan_interface = lan_interface
+        self.mark = mark
+        self.table = table
+        self._bridge_nf_call = proc_sys
+
+    # bridge netfilter
+
+    def lan_is_bridge(self) -> bool:
+        with IPRoute() as ipr:
+            links = ipr.get_links(ifname=self.lan_interface)
+        if not links:
+            raise OSError(f"no interface {self.lan_interface}")
+        info = links[0].get_attr("IFLA_LINKINFO")
+        return info is not None and info.get_attr("IFLA_INFO_KIND") == "bridge"
+
+    def bridge_nf_call_iptables(self) -> Optional[int]:
+        """
+        The namespace's net.bridge.bridge-nf-call-iptables, or None when
+        the LAN is not a bridge (or the switch does not exist).
+        """
+        if not self.lan_is_bridge() or not os.path.exists(self._bridge_nf_call):
+            return None
+        with open(self._bridge_nf_call) as f:
+            return int(f.read().strip())
+
+    def set_bridge_nf_call_iptables(self, value: int) -> None:
+        with open(self._bridge_nf_call, "w") as f:
+            f.write(f"{value}\n")
+
+    # TPROXY routing
+
+    def _rules(self, ipr: IPRoute) -> List[object]:
+        return [rule for rule in ipr.get_rules(family=socket.AF_INET)
+                if rule.get_attr("FRA_FWMARK") == self.mark
+                and rule.get_attr("FRA_TABLE") == self.table]
+
+    def _routes(self, ipr: IPRoute) -> List[object]:
+        return [route for route in ipr.get_routes(family=socket.AF_INET, table=self.table)
+                if route["type"] == ROUTE_LOCAL and route["dst_len"] == 0]
+
+    def tproxy_routing_problems(self) -> List[str]:
+        with IPRoute() as ipr:
+            found = []
+            if len(self._rules(ipr)) != 1:
+                found.append(f"ip rule fwmark {self.mark:#x} lookup {self.table} "
+                             f"present {len(self._rules(ipr))} times")
+            if not self._routes(ipr):
+                found.append(f"local default route in table {self.table} is missing")
+            return found
+
+    def install_tproxy_routing(self) -> None:
+        """
+        C{ip rule add fwmark M/M lookup T} and C{ip route add local
+        0.0.0.0/0 dev lo table T}, once each.
+        """
+        with IPRoute() as ipr:
+            rules = self._rules(ipr)
+            for extra in rules[1:]:
+                ipr.rule("del", **self._rule_spec())
+            if not rules:
+                ipr.rule("add", **self._rule_spec())
+            if not self._routes(ipr):
+                lo = ipr.link_lookup(ifname="lo")[0]
+                ipr.route("add", dst="0.0.0.0/0", type="local", oif=lo, table=self.table,
+                          scope="host")
+
+    def remove_tproxy_routing(self) -> None:
+        with IPRoute() as ipr:
+            for _ in self._rules(ipr):
+                ipr.rule("del", **self._rule_spec())
+            if self._routes(ipr):
+                lo = ipr.link_lookup(ifname="lo")[0]
+                ipr.route("del", dst="0.0.0.0/0", type="local", oif=lo, table=self.table,
+                          scope="host")
+
+    def _rule_spec(self) -> dict:
+        return {"family": socket.AF_INET, "fwmark": self.mark, "fwmask": self.mark,
+                "table": self.table, "priority": 100}
+
+    # conntrack
+
+    def cut_flows(self, ip: ipaddress.IPv4Address) -> int:
+        """
+        Delete every connection-tracking entry that C{ip} started, so its
+        open connections stop; return how many.
+        """
+        cut = 0
+        with Conntrack() as conntrack:
+            for entry in list(conntrack.dump_entries(tuple_orig=NFCTAttrTuple(saddr=str(ip)))):
+                try:
+                    conntrack.delete(entry)
+                    cut += 1
+                except OSError:
+                    pass  # the entry ended meanwhile
+        return cut

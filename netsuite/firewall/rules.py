@@ -1,0 +1,218 @@
+# -*- test-case-name: tests.firewall.test_rules -*-
+"""
+The firewall's static rules and sets, as data: no I/O.
+
+Rules are written in python-iptables' C{iptc.easy} dictionary form, in the
+canonical shape C{iptc.easy.dump_chain} gives back, so that checking the
+kernel's rules is a comparison of two lists.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, Dict, List, Tuple
+
+import attr
+
+__all__ = ["FirewallSettings", "Jump", "Rule", "ChainKey", "chains", "jumps", "set_names"]
+
+Rule = Dict[str, Any]
+ChainKey = Tuple[str, str]
+"""(table, chain)"""
+
+
+@attr.s(frozen=True, auto_attribs=True)
+class Jump:
+    """
+    The single rule in a built-in chain that sends packets to one of ours.
+    """
+
+    table: str
+    builtin: str
+    chain: str
+
+
+@attr.s(frozen=True, auto_attribs=True)
+class FirewallSettings:
+    """
+    What the static rules depend on (from the C{[firewall]} config section).
+    """
+
+    lan_interface: str
+    wan_interface: str
+    lan_network: ipaddress.IPv4Network
+    prefix: str = "NS"
+    portal_port: int = 0
+    walled_garden: Tuple[ipaddress.IPv4Network, ...] = ()
+    reject_https: bool = True
+    masquerade: bool = True
+    block_smtp: bool = True
+    smtp_ports: Tuple[int, ...] = (25,)
+    tproxy_port: int = 0
+    tproxy_ports: Tuple[int, ...] = ()
+    tproxy_mark: int = 1
+    nfqueue_num: int = -1
+    nfqueue_ports: Tuple[int, ...] = ()
+    nfqueue_bypass: bool = True
+
+    @property
+    def auth_set(self) -> str:
+        return f"{self.prefix.lower()}-auth"
+
+    @property
+    def down_set(self) -> str:
+        return f"{self.prefix.lower()}-down"
+
+    @property
+    def smtp_set(self) -> str:
+        return f"{self.prefix.lower()}-smtp"
+
+    def chain(self, name: str) -> str:
+        return f"{self.prefix}-{name}"
+
+
+def set_names(s: FirewallSettings) -> Tuple[str, str, str]:
+    return s.auth_set, s.down_set, s.smtp_set
+
+
+def _tcp(port: int, syn: bool = False) -> Dict[str, Any]:
+    match: Dict[str, Any] = {"dport": str(port)}
+    if syn:
+        match["tcp-flags"] = ["FIN,SYN,RST,ACK", "SYN"]
+    return match
+
+
+def _reject_reset() -> Dict[str, Any]:
+    return {"REJECT": {"reject-with": "tcp-reset"}}
+
+
+def _nfqueue(s: FirewallSettings) -> Dict[str, Any]:
+    options = {"queue-num": str(s.nfqueue_num)}
+    if s.nfqueue_bypass:
+        options["queue-bypass"] = ""
+    return {"NFQUEUE": options}
+
+
+def _from_lan(s: FirewallSettings, **rule: Any) -> Rule:
+    """
+    A rule for packets coming in on the LAN interface, in dump order.
+    """
+    ordered: Rule = {}
+    if "protocol" in rule:
+        ordered["protocol"] = rule.pop("protocol")
+    if "dst" in rule:
+        ordered["dst"] = rule.pop("dst")
+    ordered["in-interface"] = s.lan_interface
+    ordered.update(rule)
+    return ordered
+
+
+def _authorized(s: FirewallSettings) -> Dict[str, Any]:
+    return {"match-set": [s.auth_set, "src,src"]}
+
+
+def chains(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
+    """
+    netsuite's own chains and their rules, in order.
+    """
+    forward: List[Rule] = [
+        # Replies, and flows of authorized clients (cut with conntrack when
+        # a client is de-authorized).
+        {"conntrack": {"ctstate": "RELATED,ESTABLISHED"}, "target": "ACCEPT"},
+        # Download counters: a rule with no target only counts (ns-down set).
+        {"out-interface": s.lan_interface, "set": {"match-set": [s.down_set, "dst"]}},
+    ]
+    smtp: List[Rule] = []
+    if s.block_smtp:
+        for port in s.smtp_ports:
+            forward.append(_from_lan(s, protocol="tcp", tcp=_tcp(port), target=s.chain("SMTP")))
+        smtp = [
+            {"set": {"match-set": [s.smtp_set, "src"]}, "target": "RETURN"},
+            {"protocol": "tcp", "target": _reject_reset()},
+        ]
+    if s.nfqueue_num >= 0:
+        for port in s.nfqueue_ports:
+            forward.append(_from_lan(s, protocol="tcp", tcp=_tcp(port, syn=True),
+                                     set=_authorized(s), target=_nfqueue(s)))
+    forward.append(_from_lan(s, set=_authorized(s), target="ACCEPT"))
+    for network in s.walled_garden:
+        forward.append(_from_lan(s, dst=str(network), target="ACCEPT"))
+    if s.reject_https:
+        forward.append(_from_lan(s, protocol="tcp", tcp=_tcp(443), target=_reject_reset()))
+    forward.append(_from_lan(s, target="DROP"))
+
+    ap_input: List[Rule] = [
+        {"conntrack": {"ctstate": "RELATED,ESTABLISHED"}, "target": "ACCEPT"},
+    ]
+    if s.tproxy_port:
+        if s.nfqueue_num >= 0:
+            for port in s.nfqueue_ports:
+                ap_input.append(_from_lan(s, protocol="tcp", tcp=_tcp(port, syn=True),
+                                          mark={"mark": _mark(s)}, target=_nfqueue(s)))
+        ap_input.append(_from_lan(s, mark={"mark": _mark(s)}, target="ACCEPT"))
+    ap_input += [
+        _from_lan(s, protocol="udp", udp={"dport": "67"}, target="ACCEPT"),
+        _from_lan(s, protocol="udp", udp={"dport": "53"}, target="ACCEPT"),
+        _from_lan(s, protocol="tcp", tcp=_tcp(53), target="ACCEPT"),
+        _from_lan(s, protocol="icmp", target="ACCEPT"),
+    ]
+    if s.portal_port:
+        ap_input.append(_from_lan(s, protocol="tcp", tcp=_tcp(s.portal_port), target="ACCEPT"))
+    ap_input.append(_from_lan(s, target="DROP"))
+
+    prerouting: List[Rule] = [_from_lan(s, set=_authorized(s), target="RETURN")]
+    for network in s.walled_garden:
+        prerouting.append(_from_lan(s, dst=str(network), target="RETURN"))
+    if s.portal_port:
+        prerouting.append(_from_lan(s, protocol="tcp", tcp=_tcp(80),
+                                    target={"REDIRECT": {"to-ports": str(s.portal_port)}}))
+
+    result: Dict[ChainKey, List[Rule]] = {
+        ("filter", s.chain("FORWARD")): forward,
+        ("filter", s.chain("INPUT")): ap_input,
+        ("nat", s.chain("PREROUTING")): prerouting,
+    }
+    if smtp:
+        result[("filter", s.chain("SMTP"))] = smtp
+    if s.masquerade:
+        result[("nat", s.chain("POSTROUTING"))] = [
+            {"src": str(s.lan_network), "out-interface": s.wan_interface,
+             "target": "MASQUERADE"}]
+    if s.tproxy_port:
+        mark = _mark(s)
+        result[("mangle", s.chain("DIVERT"))] = [
+            {"target": {"MARK": {"set-xmark": mark}}},
+            {"target": "ACCEPT"},
+        ]
+        tproxy: List[Rule] = [
+            {"protocol": "tcp", "socket": {"transparent": ""}, "target": s.chain("DIVERT")}]
+        for port in s.tproxy_ports:
+            tproxy.append(_from_lan(
+                s, protocol="tcp", tcp=_tcp(port), set=_authorized(s),
+                target={"TPROXY": {"on-port": str(s.tproxy_port), "on-ip": "0.0.0.0",
+                                   "tproxy-mark": mark}}))
+        result[("mangle", s.chain("TPROXY"))] = tproxy
+    return result
+
+
+def _mark(s: FirewallSettings) -> str:
+    return f"0x{s.tproxy_mark:x}/0x{s.tproxy_mark:x}"
+
+
+def jumps(s: FirewallSettings) -> List[Jump]:
+    """
+    One jump from each built-in chain netsuite uses into its own chain.
+    """
+    own = chains(s)
+    result = [Jump("filter", "FORWARD", s.chain("FORWARD")),
+              Jump("filter", "INPUT", s.chain("INPUT")),
+              Jump("nat", "PREROUTING", s.chain("PREROUTING"))]
+    if ("nat", s.chain("POSTROUTING")) in own:
+        result.append(Jump("nat", "POSTROUTING", s.chain("POSTROUTING")))
+    if ("mangle", s.chain("TPROXY")) in own:
+        result.append(Jump("mangle", "PREROUTING", s.chain("TPROXY")))
+    return result
+
+
+def jump_rule(jump: Jump) -> Rule:
+    return {"target": jump.chain}

@@ -1,0 +1,160 @@
+# -*- test-case-name: tests.firewall.test_service -*-
+"""
+The firewall as a service: start and stop the adapter, check the kernel
+every few seconds, and offer the adapter's operations as mailboxes so a
+script (or another netsuite process) can drive it over the bus.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, Optional
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from ..registry.interfaces import EVENT, IRegistry, Stop
+from ..registry.values import MAC, Message
+from .interfaces import Client, IFirewall
+
+__all__ = ["FirewallService", "MAILBOXES"]
+
+_log = Logger()
+
+MAILBOXES = {
+    "/firewall/authorize": "Authorize {ip, mac, up_kbit?, down_kbit?}; answers {authorized, ip, mac, up_kbit, down_kbit}.",
+    "/firewall/deauthorize": "De-authorize {ip} and cut its connections; answers {deauthorized: was it authorized}.",
+    "/firewall/smtp/open": "Open SMTP for {ip} for {seconds?}; answers {open: true, seconds}.",
+    "/firewall/smtp/close": "Close {ip}'s SMTP window; answers {open: false}.",
+    "/firewall/smtp/windows": "Open SMTP windows: answers {ip-string: seconds left}.",
+    "/firewall/clients": "Authorized clients: answers a list of {ip, mac, up_kbit, down_kbit}.",
+    "/firewall/counters": "Traffic per authorized client: answers {ip-string: {bytes_up, packets_up, bytes_down, packets_down}}.",
+}
+EVENTS = {
+    "/firewall/authorized": "Event: a client was authorized {ip, mac, up_kbit, down_kbit}.",
+    "/firewall/deauthorized": "Event: a client was de-authorized {ip}.",
+    "/firewall/repaired": "Event: the periodic check restored the kernel state {what: [str]}.",
+}
+
+
+def _client_value(client: Client) -> Message:
+    return {"ip": client.ip, "mac": client.mac, "up_kbit": client.up_kbit,
+            "down_kbit": client.down_kbit}
+
+
+def _ip(message: Message) -> ipaddress.IPv4Address:
+    if "ip" not in message:
+        raise ValueError("the message needs an 'ip'")
+    return ipaddress.IPv4Address(message["ip"])
+
+
+class FirewallService(Service):
+    """
+    @param firewall: the adapter (kernel or in-memory).
+    @param registry: where its mailboxes go.
+    @param clock: schedules the periodic check.
+    @param check_interval: seconds between checks (0: none).
+    """
+
+    def __init__(self, firewall: IFirewall, registry: IRegistry, clock: Any,
+                 check_interval: float = 5.0) -> None:
+        self.firewall = firewall
+        self.registry = registry
+        self.clock = clock
+        self.check_interval = check_interval
+        self._checking: Optional[LoopingCall] = None
+        self._declare()
+
+    def _declare(self) -> None:
+        r = self.registry
+        for path, doc in MAILBOXES.items():
+            r.declare(path, doc=doc)
+        for path, doc in EVENTS.items():
+            r.declare(path, kind=EVENT, doc=doc)
+        stock = {"owner": "firewall", "stock": True}
+        r.listen("/firewall/authorize", self._authorize, tags=stock)
+        r.listen("/firewall/deauthorize", self._deauthorize, tags=stock)
+        r.listen("/firewall/smtp/open", self._open_smtp, tags=stock)
+        r.listen("/firewall/smtp/close", self._close_smtp, tags=stock)
+        r.listen("/firewall/smtp/windows", self._smtp_windows, tags=stock)
+        r.listen("/firewall/clients", self._clients, tags=stock)
+        r.listen("/firewall/counters", self._counters, tags=stock)
+
+    # the stock listeners
+
+    def _authorize(self, message: Message) -> "Deferred[Stop]":
+        def done(client: Client) -> Stop:
+            self.registry.send("/firewall/authorized", _client_value(client))
+            return Stop(dict(_client_value(client), authorized=True))
+        return maybeDeferred(lambda: self.firewall.authorize(
+            _ip(message), MAC(message.get("mac")), message.get("up_kbit"),
+            message.get("down_kbit"))).addCallback(done)
+
+    def _deauthorize(self, message: Message) -> "Deferred[Stop]":
+        ip = _ip(message)
+
+        def done(known: bool) -> Stop:
+            if known:
+                self.registry.send("/firewall/deauthorized", {"ip": ip})
+            return Stop({"deauthorized": known, "ip": ip})
+        return self.firewall.deauthorize(ip).addCallback(done)
+
+    def _open_smtp(self, message: Message) -> "Deferred[Stop]":
+        return self.firewall.open_smtp(_ip(message), message.get("seconds")).addCallback(
+            lambda seconds: Stop({"open": True, "seconds": seconds}))
+
+    def _close_smtp(self, message: Message) -> "Deferred[Stop]":
+        return self.firewall.close_smtp(_ip(message)).addCallback(
+            lambda _: Stop({"open": False}))
+
+    def _smtp_windows(self, message: Message) -> "Deferred[Stop]":
+        return self.firewall.smtp_windows().addCallback(
+            lambda windows: Stop({str(ip): left for ip, left in windows.items()}))
+
+    def _clients(self, message: Message) -> Stop:
+        return Stop([_client_value(c) for _, c in sorted(self.firewall.clients.items())])
+
+    def _counters(self, message: Message) -> "Deferred[Stop]":
+        return self.firewall.traffic().addCallback(lambda traffic: Stop({
+            str(ip): {"bytes_up": t.bytes_up, "packets_up": t.packets_up,
+                      "bytes_down": t.bytes_down, "packets_down": t.packets_down}
+            for ip, t in traffic.items()}))
+
+    # lifecycle
+
+    def startService(self) -> None:
+        Service.startService(self)
+        d = self.firewall.start()
+        d.addCallback(lambda _: _log.info("firewall ready", netsuite_event="firewall-ready"))
+        d.addCallback(lambda _: self._start_checking())
+        d.addErrback(self._failed_to_start)
+
+    def _failed_to_start(self, failure: Any) -> None:
+        _log.failure("firewall could not start; stopping", failure)
+        if getattr(self.clock, "running", False):
+            self.clock.stop()
+
+    def _start_checking(self) -> None:
+        if self.check_interval > 0 and self.running:
+            self._checking = LoopingCall(self.check)
+            self._checking.clock = self.clock
+            self._checking.start(self.check_interval, now=False).addErrback(
+                lambda f: _log.failure("firewall check loop ended", f))
+
+    def check(self) -> "Deferred[Any]":
+        """
+        One check of the kernel; failures are logged, never raised.
+        """
+        def report(repaired: Any) -> None:
+            if repaired:
+                self.registry.send("/firewall/repaired", {"what": list(repaired)})
+        return self.firewall.check().addCallback(report).addErrback(
+            lambda f: _log.failure("firewall check failed", f))
+
+    def stopService(self) -> "Deferred[None]":
+        Service.stopService(self)
+        if self._checking is not None and self._checking.running:
+            self._checking.stop()
+        return self.firewall.stop()

@@ -1,0 +1,278 @@
+"""
+One contract for both firewalls: the in-memory fake (with a Clock) and the
+kernel adapter (in a network namespace made for the test, its state read
+back with the ipset and iptables-legacy tools).
+"""
+
+import ipaddress
+import os
+import shutil
+import subprocess
+
+from twisted.internet import reactor
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SkipTest, TestCase
+from zope.interface.verify import verifyObject
+
+from netsuite.firewall.interfaces import Client, IFirewall, NotInLan, Traffic
+from netsuite.firewall.kernel import KernelFirewall
+from netsuite.firewall.memory import MemoryFirewall
+from netsuite.firewall.rules import FirewallSettings
+from netsuite.firewall.runner import SerialRunner
+from netsuite.registry.values import MAC
+
+LAN = ipaddress.IPv4Network("10.89.0.0/24")
+A = ipaddress.IPv4Address("10.89.0.11")
+B = ipaddress.IPv4Address("10.89.0.12")
+MAC_A = MAC("02:4e:00:00:00:0b")
+MAC_B = MAC("02:4e:00:00:00:0c")
+
+
+class FirewallContract:
+    """
+    What every IFirewall does. Subclasses provide C{make(**kw)},
+    C{kernel_clients()} (ip -> mac, read from the kernel or the fake's
+    simulated kernel) and C{wipe()} (what a firewall restart does).
+    """
+
+    @inlineCallbacks
+    def test_interface(self):
+        """
+        It provides IFirewall.
+        """
+        firewall = yield self.make()
+        self.assertTrue(verifyObject(IFirewall, firewall))
+
+    @inlineCallbacks
+    def test_authorize(self):
+        """
+        An authorized client is in the firewall's state and in the kernel,
+        bound to its MAC; authorizing again with another MAC rebinds it.
+        """
+        firewall = yield self.make()
+        client = yield firewall.authorize(A, MAC_A)
+        self.assertEqual(client, Client(A, MAC_A, 0, 0))
+        self.assertEqual(firewall.clients, {A: client})
+        kernel = yield self.kernel_clients()
+        self.assertEqual(kernel, {A: MAC_A})
+        yield firewall.authorize(A, MAC_B)
+        kernel = yield self.kernel_clients()
+        self.assertEqual(kernel, {A: MAC_B})
+
+    @inlineCallbacks
+    def test_deauthorize(self):
+        """
+        De-authorizing removes the client from state and kernel and says
+        whether it was authorized.
+        """
+        firewall = yield self.make()
+        yield firewall.authorize(A, MAC_A)
+        yield firewall.authorize(B, MAC_B)
+        self.assertTrue((yield firewall.deauthorize(A)))
+        self.assertFalse((yield firewall.deauthorize(A)))
+        self.assertEqual(list(firewall.clients), [B])
+        self.assertEqual((yield self.kernel_clients()), {B: MAC_B})
+
+    @inlineCallbacks
+    def test_not_in_lan(self):
+        """
+        An address outside the LAN (or its network or broadcast address) is
+        refused with NotInLan and changes nothing.
+        """
+        firewall = yield self.make()
+        for ip in ("192.0.2.1", "10.89.0.0", "10.89.0.255"):
+            yield self.assertFailure(firewall.authorize(ipaddress.IPv4Address(ip), MAC_A),
+                                     NotInLan)
+        self.assertEqual(firewall.clients, {})
+
+    @inlineCallbacks
+    def test_traffic(self):
+        """
+        Every authorized client has traffic counters, zero at first.
+        """
+        firewall = yield self.make()
+        yield firewall.authorize(A, MAC_A)
+        traffic = yield firewall.traffic()
+        self.assertEqual(traffic, {A: Traffic(0, 0, 0, 0)})
+
+    @inlineCallbacks
+    def test_smtp_windows(self):
+        """
+        An SMTP window opens for one client with its length, is listed,
+        and closes on request.
+        """
+        firewall = yield self.make()
+        seconds = yield firewall.open_smtp(A, 120)
+        self.assertEqual(seconds, 120)
+        windows = yield firewall.smtp_windows()
+        self.assertEqual(list(windows), [A])
+        self.assertTrue(110 <= windows[A] <= 120, windows)
+        yield firewall.close_smtp(A)
+        self.assertEqual((yield firewall.smtp_windows()), {})
+        yield self.assertFailure(firewall.open_smtp(A, 0), ValueError)
+
+    @inlineCallbacks
+    def test_check_restores(self):
+        """
+        After another tool wipes the rules and sets, a check reports and
+        restores everything, authorized clients included; a second check
+        finds nothing to do.
+        """
+        firewall = yield self.make()
+        yield firewall.authorize(A, MAC_A)
+        self.assertEqual((yield firewall.check()), [])
+        yield self.wipe()
+        self.assertEqual((yield self.kernel_clients()), {})
+        repaired = yield firewall.check()
+        self.assertTrue(repaired)
+        self.assertEqual((yield self.kernel_clients()), {A: MAC_A})
+        self.assertEqual((yield firewall.check()), [])
+
+    @inlineCallbacks
+    def test_keep_clients(self):
+        """
+        With keep_clients, a stop leaves authorized clients in the kernel
+        and the next start adopts them; without it, a start drops them.
+        """
+        firewall = yield self.make(keep_clients=True)
+        yield firewall.authorize(A, MAC_A)
+        yield firewall.stop()
+        again = yield self.make(keep_clients=True)
+        self.assertEqual(list(again.clients), [A])
+        self.assertEqual(again.clients[A].mac, MAC_A)
+        yield again.stop()
+        fresh = yield self.make(keep_clients=False)
+        self.assertEqual(fresh.clients, {})
+        self.assertEqual((yield self.kernel_clients()), {})
+
+
+class MemoryFirewallTests(FirewallContract, TestCase):
+    """
+    The contract, for the in-memory fake.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.firewall = None
+
+    def make(self, keep_clients=False):
+        kernel = self.firewall
+        firewall = MemoryFirewall(self.clock, LAN, keep_clients=keep_clients)
+        if kernel is not None:  # the same simulated kernel, as after a restart
+            firewall.kernel_clients = kernel.kernel_clients
+            firewall.kernel_smtp = kernel.kernel_smtp
+            firewall.kernel_limits = kernel.kernel_limits
+        self.firewall = firewall
+        return firewall.start().addCallback(lambda _: firewall)
+
+    def kernel_clients(self):
+        from twisted.internet.defer import succeed
+        return succeed({ip: mac for ip, (mac, _) in self.firewall.kernel_clients.items()})
+
+    def wipe(self):
+        self.firewall.wipe()
+
+    def test_smtp_window_expires(self):
+        """
+        The fake's SMTP window closes by itself when its time is up.
+        """
+        self.make()
+        self.firewall.open_smtp(A, 30)
+        self.clock.advance(29)
+        self.assertEqual(list(self.successResultOf(self.firewall.smtp_windows())), [A])
+        self.clock.advance(1)
+        self.assertEqual(self.successResultOf(self.firewall.smtp_windows()), {})
+
+
+def _need_root_and_tools():
+    if os.getuid() != 0:
+        raise SkipTest("needs root to make network namespaces and change their firewall")
+    for tool in ("ip", "ipset", "iptables-legacy-save"):
+        if shutil.which(tool) is None:
+            raise SkipTest(f"needs {tool} (apt install iproute2 ipset iptables)")
+
+
+def in_netns(ns, *argv):
+    return subprocess.run(["ip", "netns", "exec", ns, *argv], check=True,
+                          capture_output=True, text=True, timeout=10).stdout
+
+
+class KernelFirewallTests(FirewallContract, TestCase):
+    """
+    The contract, for the kernel adapter in a namespace of the test's own
+    (a LAN bridge and a WAN veth, nothing attached).
+    """
+
+    timeout = 60
+
+    def setUp(self):
+        _need_root_and_tools()
+        self.ns = f"nsfwc{os.getpid()}-{self.id().rsplit('.', 1)[-1][5:14]}"
+        subprocess.run(["ip", "netns", "add", self.ns], check=True)
+        self.addCleanup(subprocess.run, ["ip", "netns", "del", self.ns], check=False)
+        for argv in (["ip", "link", "add", "br-lan", "type", "bridge"],
+                     ["ip", "link", "set", "br-lan", "up"],
+                     ["ip", "addr", "add", "10.89.0.1/24", "dev", "br-lan"],
+                     ["ip", "link", "add", "wan0", "type", "veth", "peer", "name", "wan0p"]):
+            in_netns(self.ns, *argv)
+        self.runner = SerialRunner(reactor, netns=self.ns)
+        self.addCleanup(self.runner.stop)
+        self.settings = FirewallSettings("br-lan", "wan0", LAN, portal_port=8080)
+
+    def make(self, keep_clients=False):
+        firewall = KernelFirewall(self.settings, self.runner, keep_clients=keep_clients)
+        self.addCleanup(lambda: firewall.stop() if not keep_clients else None)
+        return firewall.start().addCallback(lambda _: firewall)
+
+    def kernel_clients(self):
+        from twisted.internet.defer import succeed
+        found = {}
+        for line in in_netns(self.ns, "ipset", "save", "ns-auth").splitlines():
+            if line.startswith("add "):
+                _, _, entry = line.split()[:3]
+                ip, mac = entry.split(",")
+                found[ipaddress.IPv4Address(ip)] = MAC(mac)
+        return succeed(found)
+
+    def wipe(self):
+        for argv in (["iptables-legacy", "-F", "NS-FORWARD"],
+                     ["iptables-legacy", "-t", "nat", "-D", "PREROUTING", "-j", "NS-PREROUTING"],
+                     ["ipset", "flush", "ns-auth"], ["ipset", "flush", "ns-down"]):
+            in_netns(self.ns, *argv)
+
+    @inlineCallbacks
+    def test_rules_in_kernel(self):
+        """
+        Start-up installs each rule once, a second start (as after a crash)
+        adds no duplicate, and a clean stop leaves no rule, set, or jump.
+        """
+        first = yield self.make()
+        saved = in_netns(self.ns, "iptables-legacy-save")
+        self.assertEqual(saved.count("-A FORWARD -j NS-FORWARD"), 1)
+        self.assertIn("-A NS-PREROUTING -i br-lan -p tcp -m tcp --dport 80 -j REDIRECT "
+                      "--to-ports 8080", saved)
+        second = KernelFirewall(self.settings, self.runner)
+        yield second.start()
+        again = in_netns(self.ns, "iptables-legacy-save")
+        self.assertEqual([l for l in again.splitlines() if l.startswith("-A")],
+                         [l for l in saved.splitlines() if l.startswith("-A")])
+        yield second.stop()
+        del first
+        after = in_netns(self.ns, "iptables-legacy-save")
+        self.assertEqual([l for l in after.splitlines() if l.startswith(("-A", ":NS"))], [])
+        self.assertEqual(in_netns(self.ns, "ipset", "list", "-n").split(), [])
+
+    @inlineCallbacks
+    def test_bridge_netfilter(self):
+        """
+        On a bridge with bridge-nf-call-iptables=1 the adapter sets it to 0
+        ("fix"), or refuses to start with a message saying why ("refuse").
+        """
+        switch = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+        in_netns(self.ns, "sh", "-c", f"echo 1 > {switch}")
+        refusing = KernelFirewall(self.settings, self.runner, bridge_netfilter="refuse")
+        failure = yield self.assertFailure(refusing.start(), Exception)
+        self.assertIn("bridge-nf-call-iptables is 1", str(failure))
+        yield self.make()
+        self.assertEqual(in_netns(self.ns, "cat", switch).strip(), "0")

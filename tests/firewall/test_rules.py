@@ -1,0 +1,123 @@
+"""
+Tests for L{netsuite.firewall.rules}: the static rules as data.
+"""
+
+import ipaddress
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from netsuite.firewall.rules import FirewallSettings, Jump, chains, jumps
+
+LAN = ipaddress.IPv4Network("10.89.0.0/24")
+
+
+def minimal(**kw):
+    return FirewallSettings("br-lan", "wan0", LAN, **kw)
+
+
+def targets(rules):
+    return [rule.get("target") for rule in rules]
+
+
+class ChainsTests(SynchronousTestCase):
+    def test_forward_order(self):
+        """
+        Forwarding from the LAN: replies first, the download counter, the
+        SMTP check, authorized clients, then HTTPS refused and the rest
+        dropped, in that order.
+        """
+        forward = chains(minimal())[("filter", "NS-FORWARD")]
+        self.assertEqual(targets(forward), [
+            "ACCEPT", None, "NS-SMTP", "ACCEPT", {"REJECT": {"reject-with": "tcp-reset"}},
+            "DROP"])
+        self.assertEqual(forward[3]["set"], {"match-set": ["ns-auth", "src,src"]})
+        self.assertEqual(forward[1]["set"], {"match-set": ["ns-down", "dst"]})
+
+    def test_smtp_chain(self):
+        """
+        The SMTP chain returns for clients with an open window and resets
+        everyone else; with block_smtp off there is no such chain.
+        """
+        smtp = chains(minimal())[("filter", "NS-SMTP")]
+        self.assertEqual(smtp[0], {"set": {"match-set": ["ns-smtp", "src"]},
+                                   "target": "RETURN"})
+        self.assertNotIn(("filter", "NS-SMTP"), chains(minimal(block_smtp=False)))
+
+    def test_portal_redirect(self):
+        """
+        With a portal port, unauthorized HTTP is redirected to it and the
+        port is open on the access point; authorized clients and the walled
+        garden are not redirected.
+        """
+        garden = ipaddress.IPv4Network("198.51.100.7/32")
+        own = chains(minimal(portal_port=8080, walled_garden=(garden,)))
+        prerouting = own[("nat", "NS-PREROUTING")]
+        self.assertEqual(targets(prerouting), [
+            "RETURN", "RETURN", {"REDIRECT": {"to-ports": "8080"}}])
+        self.assertEqual(prerouting[1]["dst"], "198.51.100.7/32")
+        self.assertIn({"protocol": "tcp", "in-interface": "br-lan",
+                       "tcp": {"dport": "8080"}, "target": "ACCEPT"},
+                      own[("filter", "NS-INPUT")])
+        self.assertIn({"dst": "198.51.100.7/32", "in-interface": "br-lan", "target": "ACCEPT"},
+                      own[("filter", "NS-FORWARD")])
+        self.assertEqual(len(chains(minimal())[("nat", "NS-PREROUTING")]), 1)
+
+    def test_tproxy(self):
+        """
+        With a TPROXY port, authorized clients' mail ports are diverted to
+        it with the mark, established transparent sockets are marked, and
+        marked packets are accepted on input.
+        """
+        own = chains(minimal(tproxy_port=10143, tproxy_ports=(110, 143)))
+        tproxy = own[("mangle", "NS-TPROXY")]
+        self.assertEqual(tproxy[0]["socket"], {"transparent": ""})
+        self.assertEqual(tproxy[2]["target"], {"TPROXY": {
+            "on-port": "10143", "on-ip": "0.0.0.0", "tproxy-mark": "0x1/0x1"}})
+        self.assertEqual(tproxy[2]["set"], {"match-set": ["ns-auth", "src,src"]})
+        self.assertIn({"in-interface": "br-lan", "mark": {"mark": "0x1/0x1"},
+                       "target": "ACCEPT"}, own[("filter", "NS-INPUT")])
+        self.assertNotIn(("mangle", "NS-TPROXY"), chains(minimal()))
+
+    def test_nfqueue(self):
+        """
+        NFQUEUE takes the SYNs of authorized clients to the configured ports,
+        with queue-bypass when asked.
+        """
+        forward = chains(minimal(nfqueue_num=3, nfqueue_ports=(143,)))[("filter", "NS-FORWARD")]
+        queued = [r for r in forward if isinstance(r.get("target"), dict)
+                  and "NFQUEUE" in r["target"]]
+        self.assertEqual(len(queued), 1)
+        self.assertEqual(queued[0]["target"], {"NFQUEUE": {"queue-num": "3",
+                                                           "queue-bypass": ""}})
+        self.assertEqual(queued[0]["tcp"]["tcp-flags"], ["FIN,SYN,RST,ACK", "SYN"])
+
+    def test_input_default_deny(self):
+        """
+        The access point accepts DHCP, DNS and ICMP from the LAN and drops
+        the rest of what the LAN starts.
+        """
+        ap_input = chains(minimal())[("filter", "NS-INPUT")]
+        self.assertEqual(ap_input[-1], {"in-interface": "br-lan", "target": "DROP"})
+        self.assertIn({"protocol": "udp", "in-interface": "br-lan", "udp": {"dport": "67"},
+                       "target": "ACCEPT"}, ap_input)
+
+    def test_jumps(self):
+        """
+        One jump from each built-in chain used into netsuite's chain.
+        """
+        self.assertEqual(jumps(minimal()), [
+            Jump("filter", "FORWARD", "NS-FORWARD"), Jump("filter", "INPUT", "NS-INPUT"),
+            Jump("nat", "PREROUTING", "NS-PREROUTING"),
+            Jump("nat", "POSTROUTING", "NS-POSTROUTING")])
+        self.assertIn(Jump("mangle", "PREROUTING", "NS-TPROXY"),
+                      jumps(minimal(tproxy_port=1)))
+        self.assertEqual(len(jumps(minimal(masquerade=False))), 3)
+
+    def test_prefix(self):
+        """
+        The prefix names every chain and set, so two instances can coexist.
+        """
+        own = chains(minimal(prefix="AP2"))
+        self.assertIn(("filter", "AP2-FORWARD"), own)
+        self.assertEqual(own[("filter", "AP2-FORWARD")][1]["set"],
+                         {"match-set": ["ap2-down", "dst"]})

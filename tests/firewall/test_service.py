@@ -1,0 +1,163 @@
+"""
+Tests for L{netsuite.firewall.service}: the firewall's mailboxes, its
+lifecycle and the periodic check, with the in-memory firewall and a Clock.
+"""
+
+import ipaddress
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from netsuite.firewall.memory import MemoryFirewall
+from netsuite.firewall.service import FirewallService
+from netsuite.firewall.tap import SECTION, settings_from_config
+from netsuite.config.schema import parse
+from netsuite.registry import Registry, Stop
+from netsuite.registry.values import MAC
+
+LAN = ipaddress.IPv4Network("10.89.0.0/24")
+A = ipaddress.IPv4Address("10.89.0.11")
+MAC_A = MAC("02:4e:00:00:00:0b")
+
+
+class FirewallServiceTests(SynchronousTestCase):
+    def setUp(self):
+        self.clock = Clock()
+        self.registry = Registry("ap", self.clock)
+        self.firewall = MemoryFirewall(self.clock, LAN)
+        self.service = FirewallService(self.firewall, self.registry, self.clock,
+                                       check_interval=5.0)
+        self.service.startService()
+        self.addCleanup(self.service.stopService)
+
+    def send(self, path, message=None):
+        return self.successResultOf(self.registry.send(path, message or {}))
+
+    def test_authorize_over_mailbox(self):
+        """
+        /firewall/authorize authorizes the client, answers what was done,
+        and tells /firewall/authorized.
+        """
+        told = []
+        self.registry.watch("/firewall/authorized", told.append)
+        answer = self.send("/firewall/authorize", {"ip": A, "mac": MAC_A, "up_kbit": 512})
+        self.assertEqual(answer, {"authorized": True, "ip": A, "mac": MAC_A,
+                                  "up_kbit": 512, "down_kbit": 0})
+        self.assertIn(A, self.firewall.kernel_clients)
+        self.assertEqual(self.firewall.kernel_limits[A], (512, 0))
+        self.registry.eventual.flush_sync()
+        self.assertEqual(told, [{"ip": A, "mac": MAC_A, "up_kbit": 512, "down_kbit": 0}])
+        self.assertEqual(self.send("/firewall/clients"),
+                         [{"ip": A, "mac": MAC_A, "up_kbit": 512, "down_kbit": 0}])
+
+    def test_string_addresses(self):
+        """
+        Addresses may come as strings (from netsuite-hook --json, say).
+        """
+        answer = self.send("/firewall/authorize", {"ip": "10.89.0.11",
+                                                   "mac": "02:4e:00:00:00:0b"})
+        self.assertEqual(answer["ip"], A)
+
+    def test_hook_can_refuse(self):
+        """
+        A listener put in front of /firewall/authorize can refuse a client:
+        the stock listener never runs.
+        """
+        self.registry.listen("/firewall/authorize",
+                             lambda m: Stop({"authorized": False, "reason": "banned"}),
+                             first=True)
+        answer = self.send("/firewall/authorize", {"ip": A, "mac": MAC_A})
+        self.assertEqual(answer, {"authorized": False, "reason": "banned"})
+        self.assertEqual(self.firewall.clients, {})
+
+    def test_bad_message(self):
+        """
+        A message without an address is a failing stock listener: skipped,
+        logged, counted; the send ends with no answer and nothing changes.
+        """
+        from netsuite.registry import NO_ANSWER
+        self.assertIs(self.send("/firewall/authorize", {"mac": MAC_A}), NO_ANSWER)
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+        box = self.registry.describe("/firewall/authorize")[0]
+        self.assertEqual(box["counters"]["errors"], 1)
+
+    def test_deauthorize_and_counters(self):
+        """
+        /firewall/counters answers each client's traffic;
+        /firewall/deauthorize removes it and tells /firewall/deauthorized.
+        """
+        self.send("/firewall/authorize", {"ip": A, "mac": MAC_A})
+        self.firewall.add_traffic(A, up=1000, down=5000)
+        counters = self.send("/firewall/counters")
+        self.assertEqual(counters["10.89.0.11"]["bytes_up"], 1000)
+        self.assertEqual(counters["10.89.0.11"]["bytes_down"], 5000)
+        told = []
+        self.registry.watch("/firewall/deauthorized", told.append)
+        self.assertEqual(self.send("/firewall/deauthorize", {"ip": A}),
+                         {"deauthorized": True, "ip": A})
+        self.assertEqual(self.send("/firewall/deauthorize", {"ip": A}),
+                         {"deauthorized": False, "ip": A})
+        self.registry.eventual.flush_sync()
+        self.assertEqual(told, [{"ip": A}])
+        self.assertEqual(self.firewall.cut, [A, A])
+
+    def test_smtp_mailboxes(self):
+        """
+        /firewall/smtp/open opens a window that /firewall/smtp/windows lists
+        and that closes by itself; /firewall/smtp/close closes it at once.
+        """
+        self.assertEqual(self.send("/firewall/smtp/open", {"ip": A, "seconds": 60}),
+                         {"open": True, "seconds": 60})
+        self.assertEqual(self.send("/firewall/smtp/windows"), {"10.89.0.11": 60})
+        self.clock.advance(61)
+        self.assertEqual(self.send("/firewall/smtp/windows"), {})
+        self.send("/firewall/smtp/open", {"ip": A})
+        self.assertEqual(self.send("/firewall/smtp/windows"), {"10.89.0.11": 600})
+        self.assertEqual(self.send("/firewall/smtp/close", {"ip": A}), {"open": False})
+        self.assertEqual(self.send("/firewall/smtp/windows"), {})
+
+    def test_periodic_check(self):
+        """
+        Every check_interval seconds the kernel is checked; a wipe by
+        another tool is repaired on the next check and announced on
+        /firewall/repaired.
+        """
+        self.send("/firewall/authorize", {"ip": A, "mac": MAC_A})
+        repaired = []
+        self.registry.watch("/firewall/repaired", repaired.append)
+        self.firewall.wipe()
+        self.clock.advance(4.9)
+        self.assertEqual(self.firewall.kernel_clients, {})
+        self.clock.advance(0.1)
+        self.assertIn(A, self.firewall.kernel_clients)
+        self.registry.eventual.flush_sync()
+        self.assertEqual(len(repaired), 1)
+        self.assertIn("authorized clients restored (1 were missing)", repaired[0]["what"])
+
+    def test_stop(self):
+        """
+        Stopping the service stops the checks and the firewall (which, not
+        keeping clients, empties the kernel).
+        """
+        self.send("/firewall/authorize", {"ip": A, "mac": MAC_A})
+        self.successResultOf(self.service.stopService())
+        self.assertEqual(self.firewall.kernel_clients, {})
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class SettingsTests(SynchronousTestCase):
+    def test_from_config(self):
+        """
+        The [firewall] section becomes the rules' settings; a bad network
+        is refused naming the key.
+        """
+        config = parse({"firewall": {"lan_network": "10.1.0.0/16", "portal_port": 8080,
+                                     "walled_garden": ["198.51.100.0/24"]}},
+                       "test.toml", {"firewall": SECTION})
+        settings = settings_from_config(config.firewall)
+        self.assertEqual(settings.lan_network, ipaddress.IPv4Network("10.1.0.0/16"))
+        self.assertEqual(settings.walled_garden, (ipaddress.IPv4Network("198.51.100.0/24"),))
+        from netsuite.config.schema import ConfigError
+        error = self.assertRaises(ConfigError, parse, {"firewall": {"lan_network": "nope"}},
+                                  "test.toml", {"firewall": SECTION})
+        self.assertIn("test.toml: key 'firewall.lan_network'", str(error))

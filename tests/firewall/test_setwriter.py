@@ -1,0 +1,51 @@
+"""
+Tests for L{netsuite.firewall.setwriter}: its messages are byte for byte
+those pyroute2 builds.
+"""
+
+import ipaddress
+import socket
+
+from pyroute2.netlink.nfnetlink import NFNL_SUBSYS_IPSET
+from pyroute2.netlink.nfnetlink.ipset import ipset_msg
+from twisted.trial.unittest import SynchronousTestCase
+
+from netsuite.firewall.setwriter import IPSET_CMD_ADD, IPSET_CMD_DEL, encode_entry
+from netsuite.registry.values import MAC
+
+
+def pyroute2_entry(command, name, ip, mac=None, timeout=None):
+    data = [["IPSET_ATTR_IP", {"attrs": [["IPSET_ATTR_IPADDR_IPV4", ip]]}]]
+    if timeout is not None:
+        data.append(["IPSET_ATTR_TIMEOUT", timeout])
+    if mac is not None:
+        data.append(["IPSET_ATTR_ETHER", mac])
+    msg = ipset_msg()
+    msg["attrs"] = [["IPSET_ATTR_PROTOCOL", 7], ["IPSET_ATTR_SETNAME", name],
+                    ["IPSET_ATTR_DATA", {"attrs": data}]]
+    msg["header"]["type"] = (NFNL_SUBSYS_IPSET << 8) | command
+    msg["header"]["flags"] = 5
+    msg["header"]["sequence_number"] = 42
+    msg["nfgen_family"] = socket.AF_INET
+    msg.encode()
+    return bytes(msg.data)
+
+
+class EncodeTests(SynchronousTestCase):
+    def test_same_as_pyroute2(self):
+        """
+        Adds with a MAC, adds with a timeout and deletes encode exactly as
+        pyroute2 encodes them, for set names of every padding length.
+        """
+        ip = ipaddress.IPv4Address("10.89.0.11")
+        for name in ("a", "ns-auth", "ns-down", "ns-smtp1", "x" * 30):
+            cases = [
+                ((IPSET_CMD_ADD, name, ip, MAC("02:4e:00:00:00:01"), None),
+                 (IPSET_CMD_ADD, name, "10.89.0.11", "02:4e:00:00:00:01", None)),
+                ((IPSET_CMD_ADD, name, ip, None, 600),
+                 (IPSET_CMD_ADD, name, "10.89.0.11", None, 600)),
+                ((IPSET_CMD_DEL, name, ip, None, None),
+                 (IPSET_CMD_DEL, name, "10.89.0.11", None, None)),
+            ]
+            for ours, theirs in cases:
+                self.assertEqual(encode_entry(*ours, sequence=42), pyroute2_entry(*theirs))
