@@ -9,14 +9,16 @@ authorized) lives in the reactor thread.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from twisted.internet.defer import Deferred, fail
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from ..registry.values import MAC
 from .interfaces import Client, FirewallError, IFirewall, NotInLan, Traffic
+from .flows import FlowCutter
 from .iptables import StaticRules
 from .kernelsets import KernelSets
 from .netlink import KernelNetwork
@@ -34,6 +36,8 @@ class KernelFirewall:
     """
     @param settings: the static rules' settings.
     @param runner: runs blocking calls (L{netsuite.firewall.runner}).
+    @param clock: schedules the cutting of de-authorized clients' flows,
+        C{cut_delay} seconds after the first of a batch.
     @param shaper: a L{netsuite.firewall.shaping.Shaper}, or None for no
         rate limits.
     @param smtp_window: default seconds of an SMTP window.
@@ -45,12 +49,18 @@ class KernelFirewall:
         a LAN bridge; C{"refuse"} refuses to start while it is 1.
     """
 
-    def __init__(self, settings: FirewallSettings, runner: Runner, shaper: Any = None,
-                 smtp_window: int = 600, default_limits: Tuple[int, int] = (0, 0),
-                 keep_clients: bool = False, bridge_netfilter: str = "fix",
-                 network: Optional[KernelNetwork] = None) -> None:
+    def __init__(self, settings: FirewallSettings, runner: Runner, clock: IReactorTime,
+                 shaper: Any = None, smtp_window: int = 600,
+                 default_limits: Tuple[int, int] = (0, 0), keep_clients: bool = False,
+                 bridge_netfilter: str = "fix", network: Optional[KernelNetwork] = None,
+                 cut_delay: float = 0.2) -> None:
         self.settings = settings
         self._run = runner
+        self.clock = clock
+        self.cut_delay = cut_delay
+        self.flows = FlowCutter()
+        self._to_cut: Set[ipaddress.IPv4Address] = set()
+        self._cutting: Optional[IDelayedCall] = None
         self.shaper = shaper
         self.smtp_window = smtp_window
         self.default_limits = default_limits
@@ -82,6 +92,7 @@ class KernelFirewall:
             if not self.keep_clients:
                 for ip in found:
                     self._remove_client(ip)
+                self.flows.cut(set(found))
                 found = {}
         self.sets.create_missing()
         repaired = self.rules.install()
@@ -114,9 +125,14 @@ class KernelFirewall:
             _log.info("firewall stopping; {n} clients stay authorized (keep_clients)",
                       n=len(self.clients))
             return self._run(self.sets.close)
-        return self._run(self._stop)
+        if self._cutting is not None and self._cutting.active():
+            self._cutting.cancel()
+        to_cut, self._to_cut = self._to_cut, set()
+        return self._run(self._stop, to_cut)
 
-    def _stop(self) -> None:
+    def _stop(self, to_cut: Set[ipaddress.IPv4Address]) -> None:
+        self.flows.cut(to_cut | set(self.clients))
+        self.flows.close()
         self.rules.remove()
         if self.settings.tproxy_port:
             self.network.remove_tproxy_routing()
@@ -148,6 +164,7 @@ class KernelFirewall:
         def done(_: Any) -> Client:
             self.clients[ip] = client
             return client
+        self._to_cut.discard(ip)
         return self._run(self._add_client, client).addCallback(done)
 
     def _add_client(self, client: Client) -> None:
@@ -168,13 +185,44 @@ class KernelFirewall:
         except ValueError:
             return fail()
         known = self.clients.pop(ip, None) is not None
-        return self._run(self._remove_client, ip).addCallback(lambda cut: known)
 
-    def _remove_client(self, ip: ipaddress.IPv4Address) -> int:
+        def removed(_: Any) -> bool:
+            self._cut_soon(ip)
+            return known
+        return self._run(self._remove_client, ip).addCallback(removed)
+
+    def _remove_client(self, ip: ipaddress.IPv4Address) -> None:
+        """
+        Out of the sets: from now on its packets, established flows
+        included, stop at the firewall. Its conntrack entries go shortly
+        after (L{_cut_soon}).
+        """
         self.sets.remove_client(ip)
         if self.shaper is not None:
             self.shaper.unlimit(ip)
-        return self.network.cut_flows(ip)
+
+    def _cut_soon(self, ip: ipaddress.IPv4Address) -> None:
+        """
+        Delete C{ip}'s conntrack entries with those of every client
+        de-authorized in the next C{cut_delay} seconds: one table dump.
+        """
+        self._to_cut.add(ip)
+        if self._cutting is None or not self._cutting.active():
+            self._cutting = self.clock.callLater(self.cut_delay, self._cut_now)
+
+    def _cut_now(self) -> "Deferred[int]":
+        to_cut, self._to_cut = self._to_cut, set()
+
+        def cut(count: int) -> int:
+            if count:
+                _log.info("cut {count} connections of {n} de-authorized clients",
+                          count=count, n=len(to_cut))
+            return count
+
+        def failed(failure: Any) -> None:
+            _log.failure("could not cut the connections of {ips}", failure,
+                         ips=sorted(str(ip) for ip in to_cut))
+        return self._run(self.flows.cut, to_cut).addCallbacks(cut, failed)
 
     def traffic(self) -> "Deferred[Dict[ipaddress.IPv4Address, Traffic]]":
         def read() -> Dict[ipaddress.IPv4Address, Traffic]:

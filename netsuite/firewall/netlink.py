@@ -1,20 +1,17 @@
 # -*- test-case-name: tests.firewall.test_kernel -*-
 """
 The rest of netsuite's kernel state, through netlink (pyroute2) and the
-namespace's own /proc/sys: the policy routing TPROXY needs, the bridge
-netfilter switch, and cutting a client's connections (conntrack). Blocking
-calls, made from the firewall's worker thread.
+namespace's own /proc/sys: the policy routing TPROXY needs and the bridge
+netfilter switch. Blocking calls, made from the firewall's worker thread.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import socket
 from typing import List, Optional
 
-from pyroute2 import Conntrack, IPRoute
-from pyroute2.conntrack import NFCTAttrTuple
+from pyroute2 import IPRoute
 
 __all__ = ["KernelNetwork", "BRIDGE_NF_CALL"]
 
@@ -109,20 +106,3 @@ class KernelNetwork:
     def _rule_spec(self) -> dict:
         return {"family": socket.AF_INET, "fwmark": self.mark, "fwmask": self.mark,
                 "table": self.table, "priority": 100}
-
-    # conntrack
-
-    def cut_flows(self, ip: ipaddress.IPv4Address) -> int:
-        """
-        Delete every connection-tracking entry that C{ip} started, so its
-        open connections stop; return how many.
-        """
-        cut = 0
-        with Conntrack() as conntrack:
-            for entry in list(conntrack.dump_entries(tuple_orig=NFCTAttrTuple(saddr=str(ip)))):
-                try:
-                    conntrack.delete(entry)
-                    cut += 1
-                except OSError:
-                    pass  # the entry ended meanwhile
-        return cut

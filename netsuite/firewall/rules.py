@@ -115,26 +115,32 @@ def chains(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
     """
     netsuite's own chains and their rules, in order.
     """
+    # Authorized clients are recognised on every packet, established or
+    # not: once a client leaves the set, its flows stop at once (and the
+    # firewall deletes their conntrack entries shortly after).
     forward: List[Rule] = [
-        # Replies, and flows of authorized clients (cut with conntrack when
-        # a client is de-authorized).
-        {"conntrack": {"ctstate": "RELATED,ESTABLISHED"}, "target": "ACCEPT"},
-        # Download counters: a rule with no target only counts (ns-down set).
+        # Download counters: a rule with no target only counts (the down set).
         {"out-interface": s.lan_interface, "set": {"match-set": [s.down_set, "dst"]}},
+        _from_lan(s, set=_authorized(s), target=s.chain("CLIENT")),
+        {"out-interface": s.lan_interface,
+         "conntrack": {"ctstate": "RELATED,ESTABLISHED"}, "target": "ACCEPT"},
+    ]
+    client: List[Rule] = [
+        {"conntrack": {"ctstate": "RELATED,ESTABLISHED"}, "target": "ACCEPT"},
     ]
     smtp: List[Rule] = []
     if s.block_smtp:
         for port in s.smtp_ports:
-            forward.append(_from_lan(s, protocol="tcp", tcp=_tcp(port), target=s.chain("SMTP")))
+            client.append({"protocol": "tcp", "tcp": _tcp(port), "target": s.chain("SMTP")})
         smtp = [
             {"set": {"match-set": [s.smtp_set, "src"]}, "target": "RETURN"},
             {"protocol": "tcp", "target": _reject_reset()},
         ]
     if s.nfqueue_num >= 0:
         for port in s.nfqueue_ports:
-            forward.append(_from_lan(s, protocol="tcp", tcp=_tcp(port, syn=True),
-                                     set=_authorized(s), target=_nfqueue(s)))
-    forward.append(_from_lan(s, set=_authorized(s), target="ACCEPT"))
+            client.append({"protocol": "tcp", "tcp": _tcp(port, syn=True),
+                           "target": _nfqueue(s)})
+    client.append({"target": "ACCEPT"})
     for network in s.walled_garden:
         forward.append(_from_lan(s, dst=str(network), target="ACCEPT"))
     if s.reject_https:
@@ -169,6 +175,7 @@ def chains(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
 
     result: Dict[ChainKey, List[Rule]] = {
         ("filter", s.chain("FORWARD")): forward,
+        ("filter", s.chain("CLIENT")): client,
         ("filter", s.chain("INPUT")): ap_input,
         ("nat", s.chain("PREROUTING")): prerouting,
     }

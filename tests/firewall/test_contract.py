@@ -221,7 +221,8 @@ class KernelFirewallTests(FirewallContract, TestCase):
         self.settings = FirewallSettings("br-lan", "wan0", LAN, portal_port=8080)
 
     def make(self, keep_clients=False):
-        firewall = KernelFirewall(self.settings, self.runner, keep_clients=keep_clients)
+        firewall = KernelFirewall(self.settings, self.runner, reactor,
+                                  keep_clients=keep_clients)
         self.addCleanup(lambda: firewall.stop() if not keep_clients else None)
         return firewall.start().addCallback(lambda _: firewall)
 
@@ -252,7 +253,7 @@ class KernelFirewallTests(FirewallContract, TestCase):
         self.assertEqual(saved.count("-A FORWARD -j NS-FORWARD"), 1)
         self.assertIn("-A NS-PREROUTING -i br-lan -p tcp -m tcp --dport 80 -j REDIRECT "
                       "--to-ports 8080", saved)
-        second = KernelFirewall(self.settings, self.runner)
+        second = KernelFirewall(self.settings, self.runner, reactor)
         yield second.start()
         again = in_netns(self.ns, "iptables-legacy-save")
         self.assertEqual([l for l in again.splitlines() if l.startswith("-A")],
@@ -271,7 +272,8 @@ class KernelFirewallTests(FirewallContract, TestCase):
         """
         switch = "/proc/sys/net/bridge/bridge-nf-call-iptables"
         in_netns(self.ns, "sh", "-c", f"echo 1 > {switch}")
-        refusing = KernelFirewall(self.settings, self.runner, bridge_netfilter="refuse")
+        refusing = KernelFirewall(self.settings, self.runner, reactor,
+                                  bridge_netfilter="refuse")
         failure = yield self.assertFailure(refusing.start(), Exception)
         self.assertIn("bridge-nf-call-iptables is 1", str(failure))
         yield self.make()

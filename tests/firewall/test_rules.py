@@ -22,16 +22,25 @@ def targets(rules):
 class ChainsTests(SynchronousTestCase):
     def test_forward_order(self):
         """
-        Forwarding from the LAN: replies first, the download counter, the
-        SMTP check, authorized clients, then HTTPS refused and the rest
-        dropped, in that order.
+        Forwarding: the download counter, authorized clients (every packet,
+        established or not) to their own chain, replies to the LAN, then
+        HTTPS refused and the rest from the LAN dropped, in that order.
         """
         forward = chains(minimal())[("filter", "NS-FORWARD")]
         self.assertEqual(targets(forward), [
-            "ACCEPT", None, "NS-SMTP", "ACCEPT", {"REJECT": {"reject-with": "tcp-reset"}},
-            "DROP"])
-        self.assertEqual(forward[3]["set"], {"match-set": ["ns-auth", "src,src"]})
-        self.assertEqual(forward[1]["set"], {"match-set": ["ns-down", "dst"]})
+            None, "NS-CLIENT", "ACCEPT", {"REJECT": {"reject-with": "tcp-reset"}}, "DROP"])
+        self.assertEqual(forward[0]["set"], {"match-set": ["ns-down", "dst"]})
+        self.assertEqual(forward[1]["set"], {"match-set": ["ns-auth", "src,src"]})
+        self.assertEqual(forward[2]["out-interface"], "br-lan")
+
+    def test_client_chain(self):
+        """
+        An authorized client's packets: its established flows pass, new SMTP
+        goes through the SMTP check, the rest is accepted.
+        """
+        client = chains(minimal())[("filter", "NS-CLIENT")]
+        self.assertEqual(targets(client), ["ACCEPT", "NS-SMTP", "ACCEPT"])
+        self.assertEqual(client[1]["tcp"], {"dport": "25"})
 
     def test_smtp_chain(self):
         """
@@ -83,8 +92,8 @@ class ChainsTests(SynchronousTestCase):
         NFQUEUE takes the SYNs of authorized clients to the configured ports,
         with queue-bypass when asked.
         """
-        forward = chains(minimal(nfqueue_num=3, nfqueue_ports=(143,)))[("filter", "NS-FORWARD")]
-        queued = [r for r in forward if isinstance(r.get("target"), dict)
+        client = chains(minimal(nfqueue_num=3, nfqueue_ports=(143,)))[("filter", "NS-CLIENT")]
+        queued = [r for r in client if isinstance(r.get("target"), dict)
                   and "NFQUEUE" in r["target"]]
         self.assertEqual(len(queued), 1)
         self.assertEqual(queued[0]["target"], {"NFQUEUE": {"queue-num": "3",
@@ -119,5 +128,5 @@ class ChainsTests(SynchronousTestCase):
         """
         own = chains(minimal(prefix="AP2"))
         self.assertIn(("filter", "AP2-FORWARD"), own)
-        self.assertEqual(own[("filter", "AP2-FORWARD")][1]["set"],
+        self.assertEqual(own[("filter", "AP2-FORWARD")][0]["set"],
                          {"match-set": ["ap2-down", "dst"]})

@@ -1,0 +1,274 @@
+"""
+The firewall adapter in a real lab: netsuite runs in the access point's
+namespace, clients in theirs make real connections to real servers
+upstream, and the kernel's state is read back with iptables-legacy-save,
+ipset and conntrack.
+"""
+
+import os
+import subprocess
+import sys
+
+from twisted.internet import reactor
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.task import deferLater
+from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import SkipTest, TestCase
+
+from netsuite.bus import connect
+from netsuite.lab import Lab
+from netsuite.lab.peers import HttpPeer, SmtpPeer, missing
+
+from .procs import TWISTD, socket_dir, spawn, write_config
+from ..lab.labs import lab_name
+
+PORTAL_BODY = "the portal"
+UPSTREAM_BODY = "the internet"
+
+CONFIG = """
+[firewall]
+enabled = true
+lan_network = "10.89.0.0/24"
+portal_port = 8080
+walled_garden = ["{garden}/32"]
+check_interval = 1.0
+smtp_window = 600
+shaping = false
+"""
+
+ECHO_CLIENT = """
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2)
+s.settimeout(1.0)
+n = 0
+while True:
+    try:
+        s.sendall(b"ping\\n")
+        if not s.recv(100):
+            print("closed", flush=True); break
+    except OSError as e:
+        print("cut", type(e).__name__, flush=True); break
+    n += 1
+    print("ok", n, flush=True)
+    time.sleep(0.1)
+"""
+
+ECHO_SERVER = """
+import socket, sys, threading
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("0.0.0.0", int(sys.argv[1]))); srv.listen(5)
+print("listening", flush=True)
+def serve(c):
+    while True:
+        data = c.recv(100)
+        if not data: return
+        c.sendall(data)
+while True:
+    c, _ = srv.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"""
+
+
+def need_lab():
+    if os.getuid() != 0:
+        raise SkipTest("needs root to build network namespaces and change their firewall")
+    absent = missing("curl", "ipset", "iptables-legacy-save", "conntrack")
+    if absent:
+        raise SkipTest(f"not installed: {', '.join(absent)}")
+
+
+class FirewallLabTests(TestCase):
+    """
+    Access control for real traffic.
+    """
+
+    timeout = 120
+
+    @inlineCallbacks
+    def setUp(self):
+        need_lab()
+        self.lab = Lab(lab_name(self), clients=3)
+        self.addCleanup(self.lab.down)
+        yield deferToThread(self.lab.up, True)
+        self.portal = HttpPeer(self.lab.netns("ap"), self.lab.ap_address, 8080, PORTAL_BODY)
+        self.upstream = HttpPeer(self.lab.netns("up"), None, 80, UPSTREAM_BODY)
+        self.smtp = SmtpPeer(self.lab.netns("up"), None, 25)
+        for peer in (self.portal, self.upstream, self.smtp):
+            yield deferToThread(peer.start)
+            self.addCleanup(peer.stop)
+        self.sockets = socket_dir(self)
+        self.config = write_config(self, CONFIG.format(garden=self.lab.wan_up_address))
+        yield self.start_daemon()
+        self.bus = connect("ap", socket_dir=self.sockets, reactor=reactor)
+        self.addCleanup(self.bus.close)
+
+    def start_daemon(self):
+        self.daemon = spawn(self, "netsuite", [
+            "ip", "netns", "exec", self.lab.netns("ap"), *TWISTD, "-n", "--pidfile=",
+            "netsuite", "--name", "ap", "--socket-dir", self.sockets, "--config", self.config])
+        return self.daemon.wait_for_line("firewall ready")
+
+    def curl(self, client, url, seconds=3):
+        """
+        Fire with (curl exit code, body) of a GET from a client namespace.
+        """
+        def run():
+            done = self.lab.exec(client, ["curl", "-s", "--max-time", str(seconds), url])
+            return done.returncode, done.stdout
+        return deferToThread(run)
+
+    def in_ap(self, *argv):
+        return self.lab.exec("ap", list(argv), check=True).stdout
+
+    def authorize(self, index):
+        return self.bus.send("/firewall/authorize", {
+            "ip": self.lab.client_address(index), "mac": self.lab.client_mac(index)})
+
+    @inlineCallbacks
+    def test_login_and_logout(self):
+        """
+        Unauthorized: HTTP is answered by the portal, the walled garden is
+        reachable, HTTPS is refused at once, anything else is dropped.
+        Authorized over the bus: the client reaches upstream, others still
+        do not. De-authorized: blocked again.
+        """
+        internet = f"http://{self.lab.internet}/"
+        code, body = yield self.curl("c1", internet)
+        self.assertEqual((code, body), (0, PORTAL_BODY))
+        code, body = yield self.curl("c1", f"http://{self.lab.wan_up_address}/")
+        self.assertEqual((code, body), (0, UPSTREAM_BODY))
+        code, _ = yield self.curl("c1", f"https://{self.lab.internet}/")
+        self.assertEqual(code, 7)  # connection refused: reset, not a time-out
+        code, _ = yield self.curl("c1", f"http://{self.lab.internet}:25/", seconds=2)
+        self.assertEqual(code, 28)  # dropped: time-out
+
+        answer = yield self.authorize(1)
+        self.assertTrue(answer["authorized"])
+        code, body = yield self.curl("c1", internet)
+        self.assertEqual((code, body), (0, UPSTREAM_BODY))
+        code, body = yield self.curl("c2", internet)
+        self.assertEqual((code, body), (0, PORTAL_BODY))
+        saved = self.in_ap("ipset", "list", "ns-auth")
+        self.assertIn(f"{self.lab.client_address(1)},{self.lab.client_mac(1).upper()}", saved)
+
+        answer = yield self.bus.send("/firewall/deauthorize", {"ip": self.lab.client_address(1)})
+        self.assertTrue(answer["deauthorized"])
+        code, body = yield self.curl("c1", internet)
+        self.assertEqual((code, body), (0, PORTAL_BODY))
+
+    @inlineCallbacks
+    def test_forged_address_gets_nothing(self):
+        """
+        When an authorized client leaves and another client takes its
+        address with its own MAC, it gets nothing through; authorizing the
+        address for that MAC instead lets it through (so the MAC binding is
+        what stopped it).
+        """
+        yield self.authorize(1)
+        victim = self.lab.client_address(1)
+        self.lab.exec("c1", ["ip", "addr", "flush", "dev", "eth0"], check=True)
+        self.lab.exec("c2", ["ip", "addr", "flush", "dev", "eth0"], check=True)
+        self.lab.exec("c2", ["ip", "addr", "add", f"{victim}/24", "dev", "eth0"], check=True)
+        self.lab.exec("c2", ["ip", "route", "add", "default", "via", self.lab.ap_address],
+                      check=True)
+        self.in_ap("ip", "neigh", "flush", "dev", "br-lan")
+        code, body = yield self.curl("c2", f"http://{self.lab.internet}/", seconds=2)
+        self.assertEqual((code, body), (0, PORTAL_BODY))  # treated as unauthorized
+        code, body = yield self.curl("c2", f"http://{self.lab.internet}:25/", seconds=2)
+        self.assertEqual(code, 28)  # dropped
+        yield self.bus.send("/firewall/authorize", {"ip": victim, "mac": self.lab.client_mac(2)})
+        code, body = yield self.curl("c2", f"http://{self.lab.internet}/")
+        self.assertEqual((code, body), (0, UPSTREAM_BODY))
+
+    @inlineCallbacks
+    def test_open_connection_is_cut(self):
+        """
+        A connection the client opened while authorized stops when it is
+        de-authorized, and its conntrack entries are deleted.
+        """
+        server = self.lab.popen("up", [sys.executable, "-c", ECHO_SERVER, "7000"],
+                                stdout=subprocess.PIPE, text=True)
+        self.assertEqual(server.stdout.readline().strip(), "listening")
+        yield self.authorize(1)
+        client = self.lab.popen("c1", [sys.executable, "-u", "-c", ECHO_CLIENT,
+                                       self.lab.internet, "7000"],
+                                stdout=subprocess.PIPE, text=True)
+        first = yield deferToThread(client.stdout.readline)
+        self.assertEqual(first.strip(), "ok 1")
+        conntrack = ["conntrack", "-L", "-s", self.lab.client_address(1)]
+        self.assertIn("dport=7000", self.lab.exec("ap", conntrack).stdout)
+        yield self.bus.send("/firewall/deauthorize", {"ip": self.lab.client_address(1)})
+
+        def until_cut():
+            for line in client.stdout:
+                if line.startswith(("cut", "closed")):
+                    return line.strip()
+            return "eof"
+        last = yield deferToThread(until_cut)
+        self.assertTrue(last.startswith("cut"), last)
+        self.assertNotIn("dport=7000", self.lab.exec("ap", conntrack).stdout)
+
+    @inlineCallbacks
+    def test_smtp_window(self):
+        """
+        SMTP is refused even to an authorized client, opens for one client
+        only when its window opens, and closes by itself when it expires.
+        """
+        yield self.authorize(1)
+        yield self.authorize(2)
+        smtp_url = f"http://{self.lab.internet}:25/"
+        code, _ = yield self.curl("c1", smtp_url)
+        self.assertEqual(code, 7)  # reset
+        answer = yield self.bus.send("/firewall/smtp/open", {
+            "ip": self.lab.client_address(1), "seconds": 3})
+        self.assertEqual(answer, {"open": True, "seconds": 3})
+        send = [sys.executable, "-c",
+                "import smtplib, sys; s = smtplib.SMTP(sys.argv[1], 25, timeout=5); "
+                "s.sendmail('a@lan.test', ['b@upstream.test'], 'Subject: hi\\n\\nhello'); "
+                "s.quit()", self.lab.internet]
+        sent = yield deferToThread(self.lab.exec, "c1", send)
+        self.assertEqual(sent.returncode, 0, sent.stderr)
+        self.assertEqual(len(self.smtp.wait_for_messages(1)), 1)
+        code, _ = yield self.curl("c2", smtp_url)
+        self.assertEqual(code, 7)
+        windows = self.in_ap("ipset", "list", "ns-smtp")
+        self.assertIn(self.lab.client_address(1), windows)
+        yield deferLater(reactor, 3.5, lambda: None)  # the kernel's own timer
+        code, _ = yield self.curl("c1", smtp_url)
+        self.assertEqual(code, 7)
+
+    def rules(self):
+        return sorted(line for line in self.in_ap("iptables-legacy-save").splitlines()
+                      if line.startswith("-A") and "NS-" in line)
+
+    @inlineCallbacks
+    def test_crash_restart_and_repair(self):
+        """
+        After kill -9 and a restart every rule is there exactly once; when
+        netsuite's chains and sets are flushed by hand while it runs, they
+        are restored within seconds with authorized clients still
+        authorized; a clean stop leaves nothing.
+        """
+        installed = self.rules()
+        self.assertEqual(len(installed), len(set(installed)))
+        self.daemon.signal("KILL")
+        yield self.daemon.ended
+        yield self.start_daemon()
+        self.assertEqual(self.rules(), installed)
+
+        yield self.authorize(1)
+        seen = len(self.daemon.lines)
+        for argv in (["iptables-legacy", "-F", "NS-FORWARD"],
+                     ["iptables-legacy", "-t", "nat", "-F", "NS-PREROUTING"],
+                     ["ipset", "flush", "ns-auth"], ["ipset", "flush", "ns-down"]):
+            self.in_ap(*argv)
+        yield self.daemon.wait_for_line("restored", after=seen)
+        self.assertEqual(self.rules(), installed)
+        code, body = yield self.curl("c1", f"http://{self.lab.internet}/")
+        self.assertEqual((code, body), (0, UPSTREAM_BODY))
+
+        self.daemon.signal("TERM")
+        yield self.daemon.ended
+        self.assertEqual(self.rules(), [])
+        self.assertEqual(self.in_ap("ipset", "list", "-n").split(), [])
+        self.assertNotIn(":NS-", self.in_ap("iptables-legacy-save"))

@@ -1,0 +1,3 @@
+"""
+Tests for the namespace lab (netsuite.lab) and its peers.
+"""
