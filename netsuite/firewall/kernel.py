@@ -101,7 +101,9 @@ class KernelFirewall:
         if self.settings.tproxy_port:
             self.network.install_tproxy_routing()
         if self.shaper is not None:
-            self.shaper.setup()
+            self.shaper.setup()  # keeps a sound tree, limits included
+            for ip in set(self.shaper.limits()) - set(found):
+                self.shaper.unlimit(ip)  # left by a run whose clients are gone
             for client in found.values():
                 self._apply_limits(client)
         return found

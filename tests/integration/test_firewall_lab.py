@@ -33,7 +33,7 @@ portal_port = 8080
 walled_garden = ["{garden}/32"]
 check_interval = 1.0
 smtp_window = 600
-shaping = false
+shaping = true
 """
 
 ECHO_CLIENT = """
@@ -156,6 +156,30 @@ class FirewallLabTests(TestCase):
         code, body = yield self.curl("c1", internet)
         self.assertEqual((code, body), (0, PORTAL_BODY))
 
+    def tc_classes(self, device):
+        return self.in_ap("tc", "class", "show", "dev", device)
+
+    @inlineCallbacks
+    def test_rate_limits(self):
+        """
+        Limits given at authorization become HTB classes on the LAN
+        (download) and the IFB (upload), read back with tc; they go with
+        the de-authorization.
+        """
+        self.assertEqual(self.lab.sysctl("ap", "net.bridge.bridge-nf-call-iptables").strip(),
+                         "0")
+        answer = yield self.bus.send("/firewall/authorize", {
+            "ip": self.lab.client_address(1), "mac": self.lab.client_mac(1),
+            "up_kbit": 2000, "down_kbit": 4000})
+        self.assertEqual((answer["up_kbit"], answer["down_kbit"]), (2000, 4000))
+        self.assertIn("rate 4Mbit", self.tc_classes("br-lan"))
+        self.assertIn("rate 2Mbit", self.tc_classes("ifb-ns0"))
+        code, body = yield self.curl("c1", f"http://{self.lab.internet}/")
+        self.assertEqual((code, body), (0, UPSTREAM_BODY))
+        yield self.bus.send("/firewall/deauthorize", {"ip": self.lab.client_address(1)})
+        self.assertNotIn("rate 4Mbit", self.tc_classes("br-lan"))
+        self.assertNotIn("rate 2Mbit", self.tc_classes("ifb-ns0"))
+
     @inlineCallbacks
     def test_forged_address_gets_nothing(self):
         """
@@ -272,3 +296,5 @@ class FirewallLabTests(TestCase):
         self.assertEqual(self.rules(), [])
         self.assertEqual(self.in_ap("ipset", "list", "-n").split(), [])
         self.assertNotIn(":NS-", self.in_ap("iptables-legacy-save"))
+        self.assertNotIn("ifb-ns0", self.in_ap("ip", "link"))
+        self.assertNotIn("htb", self.in_ap("tc", "qdisc", "show", "dev", "br-lan"))
