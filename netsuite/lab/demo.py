@@ -10,12 +10,13 @@ process refuses the other client. Everything is removed at the end.
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from typing import List
+from typing import List, Optional
 
 from .netns import Lab
 from .peers import HttpPeer
@@ -53,7 +54,10 @@ def wait_for(path: str, text: str, seconds: float = 20.0) -> None:
         raise SystemExit(f"demo: '{text}' did not appear in {path}:\n{f.read()}")
 
 
-def main() -> None:
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description="netsuite demo in a namespace lab")
+    parser.add_argument("--name", default="demo", help="lab name (default: demo)")
+    args = parser.parse_args(argv)
     if os.getuid() != 0:
         raise SystemExit("demo: run as root (it builds network namespaces)")
     work = tempfile.mkdtemp(prefix="netsuite-demo-")
@@ -61,10 +65,11 @@ def main() -> None:
     config = os.path.join(work, "netsuite.toml")
     with open(config, "w") as f:
         f.write(CONFIG)
-    lab = Lab("demo", clients=2)
+    lab = Lab(args.name, clients=2)
     children: List["subprocess.Popen[str]"] = []
     try:
-        say("building the lab: access point, upstream, 2 clients (netsuite-lab status --name demo)")
+        say(f"building the lab: access point, upstream, 2 clients "
+            f"(netsuite-lab status --name {args.name})")
         lab.up(addresses=True)
         internet = f"http://{lab.internet}/"
         for role, address, port, body in (("up", None, 80, "hello from the internet\n"),
