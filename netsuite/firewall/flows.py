@@ -16,40 +16,22 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-import socket
 import struct
 from typing import AbstractSet, List, Optional
 
+from .nfnetlink import (NLA_TYPE_MASK, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetfilterSocket,
+                        message)
+
 __all__ = ["FlowCutter"]
 
-NETLINK_NETFILTER = 12
 NFNL_SUBSYS_CTNETLINK = 1
-IPCTNL_MSG_CT_NEW = 0
 IPCTNL_MSG_CT_GET = 1
 IPCTNL_MSG_CT_DELETE = 2
-
-NLM_F_REQUEST = 0x1
-NLM_F_ACK = 0x4
-NLM_F_DUMP = 0x300
-NLMSG_ERROR = 2
-NLMSG_DONE = 3
-NLA_F_NESTED = 0x8000
-NLA_TYPE_MASK = 0x3FFF
 
 CTA_TUPLE_ORIG = 1
 CTA_ZONE = 18
 CTA_TUPLE_IP = 1
 CTA_IP_V4_SRC = 1
-
-
-def _attr(kind: int, payload: bytes) -> bytes:
-    return struct.pack("=HH", 4 + len(payload), kind) + payload + b"\0" * (-len(payload) % 4)
-
-
-def _message(kind: int, flags: int, sequence: int, attributes: bytes) -> bytes:
-    body = struct.pack("=BBH", socket.AF_INET, 0, 0) + attributes
-    return struct.pack("=IHHII", 16 + len(body), (NFNL_SUBSYS_CTNETLINK << 8) | kind,
-                       flags, sequence, 0) + body
 
 
 def _top_attributes(message: bytes) -> List[bytes]:
@@ -67,56 +49,11 @@ def _top_attributes(message: bytes) -> List[bytes]:
     return found
 
 
-class FlowCutter:
+class FlowCutter(NetfilterSocket):
     """
     Deletes connection-tracking entries by original source address.
     Blocking: call it from the firewall's worker.
     """
-
-    def __init__(self) -> None:
-        self._socket: Optional[socket.socket] = None
-        self._sequence = 0
-
-    def _open(self) -> socket.socket:
-        if self._socket is None:
-            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-            sock.bind((0, 0))
-            self._socket = sock
-        return self._socket
-
-    def close(self) -> None:
-        if self._socket is not None:
-            self._socket.close()
-            self._socket = None
-
-    def _next(self) -> int:
-        self._sequence += 1
-        return self._sequence
-
-    def _replies(self, sock: socket.socket, sequences: set) -> List[bytes]:
-        """
-        Messages answering C{sequences} until each is done or acknowledged.
-        """
-        found = []
-        while sequences:
-            data = sock.recv(1 << 20)
-            offset = 0
-            while offset + 16 <= len(data):
-                length, kind, _, sequence, _ = struct.unpack_from("=IHHII", data, offset)
-                message = data[offset:offset + length]
-                offset += max(length, 16) + (-length % 4)
-                if sequence not in sequences:
-                    continue
-                if kind == NLMSG_DONE:
-                    sequences.discard(sequence)
-                elif kind == NLMSG_ERROR:
-                    (error,) = struct.unpack_from("=i", message, 16)
-                    sequences.discard(sequence)
-                    if error and -error != errno.ENOENT:
-                        raise OSError(-error, f"conntrack: {errno.errorcode.get(-error)}")
-                else:
-                    found.append(message)
-        return found
 
     def cut(self, ips: AbstractSet[ipaddress.IPv4Address]) -> int:
         """
@@ -129,23 +66,23 @@ class FlowCutter:
         if not ips:
             return 0
         wanted = {ip.packed for ip in ips}
-        sock = self._open()
-        sequence = self._next()
-        sock.send(_message(IPCTNL_MSG_CT_GET, NLM_F_REQUEST | NLM_F_DUMP, sequence, b""))
+        dump = self.next_sequence()
+        self.open().send(message(NFNL_SUBSYS_CTNETLINK, IPCTNL_MSG_CT_GET,
+                                 NLM_F_REQUEST | NLM_F_DUMP, dump, b""))
         deletes, sequences = [], set()
-        for entry in self._replies(sock, {sequence}):
+        for entry in self.replies({dump}):
             attributes = _top_attributes(entry)
             if _original_source(attributes) not in wanted:
                 continue
             keep = [a + b"\0" * (-len(a) % 4) for a in attributes
                     if _kind(a) in (CTA_TUPLE_ORIG, CTA_ZONE)]
-            sequence = self._next()
+            sequence = self.next_sequence()
             sequences.add(sequence)
-            deletes.append(_message(IPCTNL_MSG_CT_DELETE, NLM_F_REQUEST | NLM_F_ACK, sequence,
-                                    b"".join(keep)))
+            deletes.append(message(NFNL_SUBSYS_CTNETLINK, IPCTNL_MSG_CT_DELETE,
+                                   NLM_F_REQUEST | NLM_F_ACK, sequence, b"".join(keep)))
         if deletes:
-            sock.send(b"".join(deletes))
-            self._replies(sock, sequences)
+            self.open().send(b"".join(deletes))
+            self.replies(sequences, tolerated={errno.ENOENT})  # ended meanwhile
         return len(deletes)
 
 

@@ -7,14 +7,15 @@ stats ask of the kernel.
 from __future__ import annotations
 
 import ipaddress
-from typing import Optional
+from typing import Any, Optional, Tuple
 
 import attr
 from zope.interface import Attribute, Interface
 
 from ..registry.values import MAC
 
-__all__ = ["IFirewall", "Client", "Traffic", "FirewallError", "NotInLan"]
+__all__ = ["IFirewall", "Client", "Traffic", "FirewallError", "NotInLan", "client_address",
+           "new_client", "window_seconds"]
 
 
 class FirewallError(Exception):
@@ -52,6 +53,36 @@ class Traffic:
     packets_up: int = 0
     bytes_down: int = 0
     packets_down: int = 0
+
+
+def client_address(network: ipaddress.IPv4Network, ip: Any) -> ipaddress.IPv4Address:
+    """
+    C{ip} as an address, if it can be a client of C{network}; else L{NotInLan}.
+    """
+    ip = ipaddress.IPv4Address(ip)
+    if ip not in network or ip in (network.network_address, network.broadcast_address):
+        raise NotInLan(f"{ip} is not a client address of {network}")
+    return ip
+
+
+def new_client(network: ipaddress.IPv4Network, ip: Any, mac: Any, up_kbit: Optional[int],
+               down_kbit: Optional[int], defaults: Tuple[int, int]) -> Client:
+    """
+    The L{Client} to authorize (limits default to C{defaults}), checked.
+    """
+    return Client(client_address(network, ip), MAC(mac),
+                  defaults[0] if up_kbit is None else int(up_kbit),
+                  defaults[1] if down_kbit is None else int(down_kbit))
+
+
+def window_seconds(seconds: Optional[int], default: int) -> int:
+    """
+    The length of an SMTP window, checked.
+    """
+    seconds = default if seconds is None else int(seconds)
+    if not 0 < seconds <= 2_000_000:
+        raise ValueError(f"an SMTP window lasts 1 to 2000000 seconds, not {seconds}")
+    return seconds
 
 
 class IFirewall(Interface):

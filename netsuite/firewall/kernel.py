@@ -17,7 +17,8 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from ..registry.values import MAC
-from .interfaces import Client, FirewallError, IFirewall, NotInLan, Traffic
+from .interfaces import (Client, FirewallError, IFirewall, Traffic, client_address,
+                         new_client, window_seconds)
 from .flows import FlowCutter
 from .iptables import StaticRules
 from .kernelsets import KernelSets
@@ -146,22 +147,16 @@ class KernelFirewall:
     # clients
 
     def _in_lan(self, ip: Any) -> ipaddress.IPv4Address:
-        ip = ipaddress.IPv4Address(ip)
-        if ip not in self.settings.lan_network or ip in (
-                self.settings.lan_network.network_address,
-                self.settings.lan_network.broadcast_address):
-            raise NotInLan(f"{ip} is not a client address of {self.settings.lan_network}")
-        return ip
+        return client_address(self.settings.lan_network, ip)
 
     def authorize(self, ip: ipaddress.IPv4Address, mac: MAC, up_kbit: Optional[int] = None,
                   down_kbit: Optional[int] = None) -> "Deferred[Client]":
         try:
-            ip = self._in_lan(ip)
-            client = Client(ip, MAC(mac),
-                            self.default_limits[0] if up_kbit is None else int(up_kbit),
-                            self.default_limits[1] if down_kbit is None else int(down_kbit))
+            client = new_client(self.settings.lan_network, ip, mac, up_kbit, down_kbit,
+                                self.default_limits)
         except (ValueError, TypeError):
             return fail()
+        ip = client.ip
 
         def done(_: Any) -> Client:
             self.clients[ip] = client
@@ -243,9 +238,7 @@ class KernelFirewall:
     def open_smtp(self, ip: ipaddress.IPv4Address, seconds: Optional[int] = None) -> "Deferred[int]":
         try:
             ip = self._in_lan(ip)
-            seconds = self.smtp_window if seconds is None else int(seconds)
-            if not 0 < seconds <= 2_000_000:
-                raise ValueError(f"an SMTP window lasts 1 to 2000000 seconds, not {seconds}")
+            seconds = window_seconds(seconds, self.smtp_window)
         except (ValueError, TypeError):
             return fail()
         return self._run(self.sets.open_smtp, ip, seconds).addCallback(lambda _: seconds)

@@ -15,28 +15,19 @@ L{netsuite.firewall.kernelsets}.
 from __future__ import annotations
 
 import ipaddress
-import os
-import socket
 import struct
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 from ..registry.values import MAC
+from .nfnetlink import (NLA_F_NESTED, NLA_F_NET_BYTEORDER, NLM_F_ACK, NLM_F_EXCL,
+                        NLM_F_REQUEST, NetfilterSocket, attr, message)
 
 __all__ = ["SetEntry", "SetWriter", "encode_entry", "IPSET_CMD_ADD", "IPSET_CMD_DEL"]
 
-NETLINK_NETFILTER = 12
 NFNL_SUBSYS_IPSET = 6
 IPSET_CMD_ADD = 9
 IPSET_CMD_DEL = 10
 IPSET_PROTOCOL = 7
-
-NLM_F_REQUEST = 0x1
-NLM_F_ACK = 0x4
-NLM_F_EXCL = 0x200
-NLMSG_ERROR = 2
-
-NLA_F_NESTED = 0x8000
-NLA_F_NET_BYTEORDER = 0x4000
 
 IPSET_ATTR_PROTOCOL = 1
 IPSET_ATTR_SETNAME = 2
@@ -53,53 +44,29 @@ SetEntry = Tuple[int, str, ipaddress.IPv4Address, Optional[MAC], Optional[int]]
 """(command, set name, ip, mac or None, timeout or None)"""
 
 
-def _attr(kind: int, payload: bytes) -> bytes:
-    header = struct.pack("=HH", 4 + len(payload), kind)
-    padding = b"\0" * (-len(payload) % 4)
-    return header + payload + padding
-
-
 def encode_entry(command: int, name: str, ip: ipaddress.IPv4Address, mac: Optional[MAC] = None,
                  timeout: Optional[int] = None, sequence: int = 0, exclusive: bool = False) -> bytes:
     """
     One ipset ADD or DEL netlink message for C{ip} (and C{mac}) in set C{name}.
     """
-    data = _attr(IPSET_ATTR_IP | NLA_F_NESTED,
-                 _attr(IPSET_ATTR_IPADDR_IPV4 | NLA_F_NET_BYTEORDER, ip.packed))
+    data = attr(IPSET_ATTR_IP | NLA_F_NESTED,
+                attr(IPSET_ATTR_IPADDR_IPV4 | NLA_F_NET_BYTEORDER, ip.packed))
     if timeout is not None:
-        data += _attr(IPSET_ATTR_TIMEOUT | NLA_F_NET_BYTEORDER, struct.pack(">I", timeout))
+        data += attr(IPSET_ATTR_TIMEOUT | NLA_F_NET_BYTEORDER, struct.pack(">I", timeout))
     if mac is not None:
-        data += _attr(IPSET_ATTR_ETHER, mac.packed)
-    body = (struct.pack("=BBH", socket.AF_INET, 0, 0)
-            + _attr(IPSET_ATTR_PROTOCOL, bytes([IPSET_PROTOCOL]))
-            + _attr(IPSET_ATTR_SETNAME, name.encode("ascii") + b"\0")
-            + _attr(IPSET_ATTR_DATA | NLA_F_NESTED, data))
+        data += attr(IPSET_ATTR_ETHER, mac.packed)
+    attributes = (attr(IPSET_ATTR_PROTOCOL, bytes([IPSET_PROTOCOL]))
+                  + attr(IPSET_ATTR_SETNAME, name.encode("ascii") + b"\0")
+                  + attr(IPSET_ATTR_DATA | NLA_F_NESTED, data))
     flags = NLM_F_REQUEST | NLM_F_ACK | (NLM_F_EXCL if exclusive else 0)
-    return struct.pack("=IHHII", 16 + len(body), (NFNL_SUBSYS_IPSET << 8) | command,
-                       flags, sequence, 0) + body
+    return message(NFNL_SUBSYS_IPSET, command, flags, sequence, attributes)
 
 
-class SetWriter:
+class SetWriter(NetfilterSocket):
     """
     Adds and deletes set entries; each call is one C{send} and waits for
     every acknowledgement. Blocking: call it from the firewall's worker.
     """
-
-    def __init__(self) -> None:
-        self._socket: Optional[socket.socket] = None
-        self._sequence = 0
-
-    def _open(self) -> socket.socket:
-        if self._socket is None:
-            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-            sock.bind((0, 0))
-            self._socket = sock
-        return self._socket
-
-    def close(self) -> None:
-        if self._socket is not None:
-            self._socket.close()
-            self._socket = None
 
     def apply(self, entries: Sequence[SetEntry]) -> None:
         """
@@ -107,27 +74,14 @@ class SetWriter:
         (a new MAC or timeout); a delete of a missing one is not an error.
         Any other kernel error raises C{OSError}.
         """
-        sock = self._open()
-        messages: List[bytes] = []
-        first = self._sequence + 1
+        sequences = set()
+        messages = []
         for command, name, ip, mac, timeout in entries:
-            self._sequence += 1
-            messages.append(encode_entry(command, name, ip, mac, timeout, self._sequence))
-        sock.send(b"".join(messages))
-        pending = set(range(first, self._sequence + 1))
-        while pending:
-            data = sock.recv(65536)
-            offset = 0
-            while offset + 16 <= len(data):
-                length, kind, _, sequence, _ = struct.unpack_from("=IHHII", data, offset)
-                if kind == NLMSG_ERROR:
-                    (error,) = struct.unpack_from("=i", data, offset + 16)
-                    pending.discard(sequence)
-                    if error and -error != IPSET_ERR_EXIST:
-                        raise OSError(-error, f"ipset: {os.strerror(-error)}"
-                                      if -error < 4096 else f"ipset error {-error}")
-                offset += max(length, 16)
-                offset += -offset % 4
+            sequence = self.next_sequence()
+            sequences.add(sequence)
+            messages.append(encode_entry(command, name, ip, mac, timeout, sequence))
+        self.open().send(b"".join(messages))
+        self.replies(sequences, tolerated={IPSET_ERR_EXIST})
 
     def add(self, name: str, ip: ipaddress.IPv4Address, mac: Optional[MAC] = None,
             timeout: Optional[int] = None) -> None:
@@ -135,5 +89,3 @@ class SetWriter:
 
     def delete(self, name: str, ip: ipaddress.IPv4Address) -> None:
         self.apply([(IPSET_CMD_DEL, name, ip, None, None)])
-
-

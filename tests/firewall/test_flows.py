@@ -1,0 +1,98 @@
+"""
+Tests for L{netsuite.firewall.flows}: parsing conntrack messages (pure), and
+cutting real flows in a namespace.
+"""
+
+import ipaddress
+import os
+import socket
+import struct
+import subprocess
+
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
+
+from netsuite.firewall.flows import (CTA_IP_V4_SRC, CTA_TUPLE_IP, CTA_TUPLE_ORIG, FlowCutter,
+                                     _original_source, _top_attributes)
+from netsuite.firewall.nfnetlink import NLA_F_NESTED, attr, message
+from netsuite.firewall.runner import enter_netns
+
+
+def entry(source: str) -> bytes:
+    """
+    A conntrack message as the kernel sends one (trimmed to the tuple and
+    a status attribute).
+    """
+    tuple_orig = attr(CTA_TUPLE_ORIG | NLA_F_NESTED, attr(CTA_TUPLE_IP | NLA_F_NESTED,
+                      attr(CTA_IP_V4_SRC, ipaddress.IPv4Address(source).packed)
+                      + attr(2, ipaddress.IPv4Address("198.51.100.1").packed)))
+    status = attr(3, struct.pack(">I", 8))
+    return message(1, 0, 2, 7, status + tuple_orig)
+
+
+class ParseTests(SynchronousTestCase):
+    def test_original_source(self):
+        """
+        The original tuple's source address is found among the attributes.
+        """
+        attributes = _top_attributes(entry("10.89.0.11"))
+        self.assertEqual(len(attributes), 2)
+        self.assertEqual(_original_source(attributes),
+                         ipaddress.IPv4Address("10.89.0.11").packed)
+
+    def test_no_tuple(self):
+        """
+        A message without an original tuple has no source.
+        """
+        self.assertIsNone(_original_source(_top_attributes(message(1, 0, 0, 1, b""))))
+
+
+class CutTests(SynchronousTestCase):
+    def setUp(self):
+        if os.getuid() != 0:
+            raise SkipTest("needs root to make a network namespace")
+        self.ns = f"nsflow{os.getpid()}"
+        subprocess.run(["ip", "netns", "add", self.ns], check=True)
+        self.addCleanup(subprocess.run, ["ip", "netns", "del", self.ns])
+        for argv in (["ip", "link", "set", "lo", "up"],
+                     ["ip", "addr", "add", "10.9.0.1/24", "dev", "lo"],
+                     ["ip", "addr", "add", "10.9.0.2/24", "dev", "lo"],
+                     ["iptables-legacy", "-A", "INPUT", "-m", "conntrack", "--ctstate", "NEW",
+                      "-j", "ACCEPT"]):
+            subprocess.run(["ip", "netns", "exec", self.ns, *argv], check=True)
+
+    def count(self, source):
+        out = subprocess.run(["ip", "netns", "exec", self.ns, "conntrack", "-L", "-s", source],
+                             capture_output=True, text=True, check=True).stdout
+        return len(out.splitlines())
+
+    def test_cut(self):
+        """
+        cut() deletes exactly the flows started by the given addresses.
+        """
+        import threading
+        result = {}
+
+        def work():
+            enter_netns(self.ns)  # this thread only
+            server = socket.socket()
+            server.bind(("10.9.0.1", 5555))
+            server.listen(10)
+            sockets = [server]
+            for source in ["10.9.0.1"] * 3 + ["10.9.0.2"] * 2:
+                client = socket.create_connection(("10.9.0.1", 5555), source_address=(source, 0))
+                sockets += [client, server.accept()[0]]
+            result["before"] = (self.count("10.9.0.1"), self.count("10.9.0.2"))
+            cutter = FlowCutter()
+            result["cut"] = cutter.cut({ipaddress.IPv4Address("10.9.0.1")})
+            result["after"] = (self.count("10.9.0.1"), self.count("10.9.0.2"))
+            result["none"] = cutter.cut(set())
+            cutter.close()
+            for s in sockets:
+                s.close()
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join(30)
+        self.assertEqual(result["before"], (3, 2))
+        self.assertEqual(result["cut"], 3)
+        self.assertEqual(result["after"], (0, 2))
+        self.assertEqual(result["none"], 0)
