@@ -14,7 +14,8 @@ import tomllib
 from types import SimpleNamespace
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
-__all__ = ["Field", "ConfigError", "BASE_SECTIONS", "load", "parse", "defaults"]
+__all__ = ["Field", "Table", "TableList", "ConfigError", "BASE_SECTIONS", "load", "parse",
+           "defaults"]
 
 
 class ConfigError(ValueError):
@@ -64,6 +65,26 @@ class Field:
         }[kind]
 
 
+class Table:
+    """
+    A nested table of a section (C{[dhcp.ldap]}): its own fields.
+    """
+
+    def __init__(self, fields: Mapping[str, Any], doc: str = "") -> None:
+        self.fields = fields
+        self.doc = doc
+
+
+class TableList:
+    """
+    An array of tables (C{[[dhcp.subnet]]}), each with these fields.
+    """
+
+    def __init__(self, fields: Mapping[str, Any], doc: str = "") -> None:
+        self.fields = fields
+        self.doc = doc
+
+
 def _one_of(*choices: str) -> Callable[[Any], Optional[str]]:
     return lambda value: None if value in choices else f"one of {', '.join(choices)}"
 
@@ -108,7 +129,7 @@ def defaults(sections: Mapping[str, Mapping[str, Field]] = BASE_SECTIONS) -> Sim
 
 
 def parse(data: Mapping[str, Any], source: str,
-          sections: Mapping[str, Mapping[str, Field]] = BASE_SECTIONS) -> SimpleNamespace:
+          sections: Mapping[str, Mapping[str, Any]] = BASE_SECTIONS) -> SimpleNamespace:
     """
     Check parsed TOML against C{sections}; return attribute access to it
     (C{config.bus.socket_dir}), defaults filled in.
@@ -117,31 +138,47 @@ def parse(data: Mapping[str, Any], source: str,
         if section not in sections:
             raise ConfigError(f"{source}: unknown section [{section}] "
                               f"(known: {', '.join(sorted(sections))})")
-        if not isinstance(table, dict):
-            raise ConfigError(f"{source}: [{section}] must be a table")
-        for key in table:
-            if key not in sections[section]:
-                raise ConfigError(
-                    f"{source}: unknown key '{section}.{key}' "
-                    f"(known in [{section}]: {', '.join(sorted(sections[section]))})")
-    config = SimpleNamespace(source=source)
-    for section, fields in sections.items():
-        table = data.get(section, {})
-        values = {}
-        for key, field in fields.items():
-            if key not in table:
-                # A copy: a list or table default must not be shared by configs.
-                values[key] = copy.deepcopy(field.default)
-                continue
+    config = _table(data, sections, "", source)
+    config.source = source
+    return config
+
+
+def _table(table: Any, fields: Mapping[str, Any], where: str, source: str) -> SimpleNamespace:
+    """
+    One table: every key known, every value of its kind; nested L{Table}s
+    and L{TableList}s checked the same way.
+    """
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: [{where}] must be a table")
+    for key in table:
+        if key not in fields:
+            raise ConfigError(f"{source}: unknown key '{where}{'.' if where else ''}{key}' "
+                              f"(known in [{where}]: {', '.join(sorted(fields))})")
+    values = {}
+    for key, field in fields.items():
+        name = f"{where}.{key}" if where else key
+        if isinstance(field, (Table, dict)):  # a section is a plain dict of fields
+            subfields = field.fields if isinstance(field, Table) else field
+            values[key] = _table(table.get(key, {}), subfields, name, source)
+        elif isinstance(field, TableList):
+            items = table.get(key, [])
+            if not isinstance(items, list):
+                raise ConfigError(f"{source}: key '{name}': expected a list of tables "
+                                  f"([[{name}]]), got {items!r}")
+            values[key] = [_table(item, field.fields, f"{name}[{i}]", source)
+                           for i, item in enumerate(items)]
+        elif key not in table:
+            # A copy: a list or table default must not be shared by configs.
+            values[key] = copy.deepcopy(field.default)
+        else:
             value, expected = field.convert(table[key])
             if expected is None and field.check is not None:
                 expected = field.check(value)
             if expected is not None:
-                raise ConfigError(f"{source}: key '{section}.{key}': expected {expected}, "
+                raise ConfigError(f"{source}: key '{name}': expected {expected}, "
                                   f"got {table[key]!r}")
             values[key] = value
-        setattr(config, section, SimpleNamespace(**values))
-    return config
+    return SimpleNamespace(**values)
 
 
 def load(path: str, sections: Mapping[str, Mapping[str, Field]] = BASE_SECTIONS) -> SimpleNamespace:

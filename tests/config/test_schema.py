@@ -10,7 +10,8 @@ from typing import Any, Dict
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from netsuite.config.schema import BASE_SECTIONS, ConfigError, Field, defaults, load, parse
+from netsuite.config.schema import (BASE_SECTIONS, ConfigError, Field, Table, TableList, defaults,
+                                    load, parse)
 
 SOURCE = "/etc/netsuite/test.toml"
 
@@ -241,3 +242,53 @@ class LoadTests(SynchronousTestCase):
         path = self.write(b"[bus]\nsocket_dir = 5\n")
         message = str(self.assertRaises(ConfigError, load, path))
         self.assertEqual(message, f"{path}: key 'bus.socket_dir': expected a string, got 5")
+
+
+class NestedTableTests(SynchronousTestCase):
+    """
+    Nested tables ([a.b]) and arrays of tables ([[a.c]]) are checked like
+    sections, and their errors name the full key.
+    """
+
+    SCHEMA = {"dhcp": {
+        "enabled": Field(bool, False, "on"),
+        "ldap": Table({"url": Field(str, "ldap://127.0.0.1", "server")}),
+        "subnet": TableList({"network": Field(str, "", "CIDR"),
+                             "lease_time": Field(int, 3600, "seconds")}),
+    }}
+
+    def test_defaults(self):
+        """
+        A missing nested table gets its defaults; a missing array is empty.
+        """
+        config = parse({}, "x.toml", self.SCHEMA)
+        self.assertEqual(config.dhcp.ldap.url, "ldap://127.0.0.1")
+        self.assertEqual(config.dhcp.subnet, [])
+
+    def test_values(self):
+        """
+        Values of nested tables and of each table in an array are read.
+        """
+        config = parse({"dhcp": {"ldap": {"url": "ldap://10.0.0.1"},
+                                 "subnet": [{"network": "10.0.0.0/24"},
+                                            {"network": "10.1.0.0/24", "lease_time": 60}]}},
+                       "x.toml", self.SCHEMA)
+        self.assertEqual(config.dhcp.ldap.url, "ldap://10.0.0.1")
+        self.assertEqual([(s.network, s.lease_time) for s in config.dhcp.subnet],
+                         [("10.0.0.0/24", 3600), ("10.1.0.0/24", 60)])
+
+    def test_errors(self):
+        """
+        An unknown or mistyped key inside names its place: the table and the
+        array index.
+        """
+        error = self.assertRaises(ConfigError, parse, {"dhcp": {"ldap": {"uri": "x"}}},
+                                  "x.toml", self.SCHEMA)
+        self.assertIn("x.toml: unknown key 'dhcp.ldap.uri'", str(error))
+        error = self.assertRaises(ConfigError, parse,
+                                  {"dhcp": {"subnet": [{}, {"lease_time": "long"}]}},
+                                  "x.toml", self.SCHEMA)
+        self.assertIn("x.toml: key 'dhcp.subnet[1].lease_time': expected an integer", str(error))
+        error = self.assertRaises(ConfigError, parse, {"dhcp": {"subnet": {"network": "x"}}},
+                                  "x.toml", self.SCHEMA)
+        self.assertIn("key 'dhcp.subnet': expected a list of tables", str(error))
