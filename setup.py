@@ -13,10 +13,11 @@ setup(
     install_requires=[
         "pyroute2>=0.9.0",
         "python-iptables>=1.0.1",
+        "ldap3>=2.9",
         "Twisted>=23.10.0",
         "zope.interface>=6.0",
     ],
-    extras_require={"test": ["pyflakes>=3.0"]},
+    extras_require={"test": ["pyflakes>=3.0", "hypothesis>=6.0"]},
     entry_points={"console_scripts": ["netsuite-hook = netsuite.scripts.hook:main",
                                       "netsuite-lab = netsuite.lab.cli:main"]},
 )

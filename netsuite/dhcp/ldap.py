@@ -1,0 +1,408 @@
+# -*- test-case-name: tests.dhcp.test_ldap -*-
+"""
+The LDAP lookup: answer C{/dhcp/lookup} from a directory (RFC 2307
+C{ieee802Device}/C{ipHost} entries), falling through to the pool.
+
+The lookup never fails and never blocks the reactor. ldap3 runs in a small
+thread pool, one connection per thread, re-made after any error; at most
+C{threads} searches run at once and a lookup that finds every thread busy
+falls through at once, so a hung server costs a bounded number of threads
+and no waiting. A reactor-side timer answers C{CONTINUE} at the deadline
+even if a thread never returns; a late answer still fills the cache.
+
+Used in the DHCP process (L{install}) or as a hook process
+(L{netsuite.dhcp.ldaphook}).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from types import SimpleNamespace
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from ldap3.core.exceptions import LDAPException
+from ldap3.operation.search import parse_filter
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import TimeoutError as DeferredTimeout
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from ..config.schema import ConfigError, Field, Table, parse
+from ..registry.interfaces import CONTINUE, Stop
+from ..registry.values import MAC, InvalidValue
+from .ldapsearch import (Directory, DirectoryError, Entry, ThreadRunner, open_connection,
+                         search_filter, server_address)
+
+__all__ = ["LDAP_SECTION", "DEFAULT_FILTER", "LOOKUP_MAILBOX", "BUS_MARGIN", "LdapLookup",
+           "LdapHook", "Directory", "DirectoryError", "ThreadRunner", "install",
+           "parse_settings", "settings_from_toml", "search_filter", "open_connection"]
+
+_log = Logger()
+
+LOOKUP_MAILBOX = "/dhcp/lookup"
+DEFAULT_FILTER = "(&(objectClass=ieee802Device)(macAddress={mac}))"
+BUS_MARGIN = 0.25
+"""Seconds a listener's registry deadline exceeds the LDAP deadline."""
+
+
+# settings
+
+def _url_error(value: str) -> Optional[str]:
+    try:
+        server_address(value)
+    except ValueError:
+        return "an ldap:// or ldaps:// URL such as \"ldap://127.0.0.1:389\""
+    return None
+
+
+def _filter_error(value: str) -> Optional[str]:
+    expected = "an LDAP filter using {mac}, such as \"" + DEFAULT_FILTER + "\""
+    if "{mac}" not in value:
+        return expected
+    try:
+        text = search_filter(value, MAC(b"\0" * 6))
+        parse_filter(text, None, True, True, None, False)
+    except Exception:
+        return expected
+    return None
+
+
+def _between(low: float, high: float, what: str = "a number") -> Callable[[Any], Optional[str]]:
+    return lambda value: None if low <= value <= high else f"{what} from {low:g} to {high:g}"
+
+
+def _positive_at_most(high: float) -> Callable[[Any], Optional[str]]:
+    return lambda value: None if 0 < value <= high else f"a number above 0, at most {high:g}"
+
+
+def _not_empty(value: str) -> Optional[str]:
+    return None if value.strip() else "a non-empty attribute name"
+
+
+LDAP_SECTION: Dict[str, Field] = {
+    "enabled": Field(bool, False, "answer /dhcp/lookup from LDAP inside the DHCP process"),
+    "url": Field(str, "ldap://127.0.0.1:389", "the directory: ldap://host[:port] or "
+                 "ldaps://host[:port]", _url_error),
+    "base": Field(str, "", "DN searched (subtree), e.g. ou=hosts,dc=example,dc=org"),
+    "filter": Field(str, DEFAULT_FILTER, "search filter; {mac} is the client's MAC "
+                    "(aa:bb:cc:dd:ee:ff), escaped", _filter_error),
+    "address_attribute": Field(str, "ipHostNumber", "attribute holding the IPv4 address",
+                               _not_empty),
+    "hostname_attribute": Field(str, "cn", "attribute holding the host name ('' for none)"),
+    "bind_dn": Field(str, "", "DN to bind as ('' for anonymous)"),
+    "password": Field(str, "", "password of bind_dn"),
+    "deadline": Field(float, 1.0, "seconds the whole lookup may take, connect included; "
+                      "then the pool answers", _positive_at_most(60.0)),
+    "cache_ttl": Field(float, 300.0, "seconds a directory entry is remembered (0: never)",
+                       _between(0.0, 86400.0)),
+    "negative_ttl": Field(float, 60.0, "seconds an absent MAC is remembered (0: never)",
+                          _between(0.0, 86400.0)),
+    "threads": Field(int, 4, "LDAP searches at once (worker threads)",
+                     _between(1, 64, "an integer")),
+}
+"""The keys of the C{[dhcp.ldap]} table."""
+
+
+def parse_settings(table: Any = None, source: str = "<settings>") -> SimpleNamespace:
+    """
+    Check a C{[dhcp.ldap]} table (a dict, as TOML gives it); errors name
+    C{source} and the key (C{dhcp.ldap.url}).
+    """
+    schema = {"dhcp": {"ldap": Table(LDAP_SECTION)}}
+    return parse({"dhcp": {"ldap": {} if table is None else table}}, source,
+                 schema).dhcp.ldap  # type: ignore[no-any-return]
+
+
+def settings_from_toml(data: Dict[str, Any], source: str) -> SimpleNamespace:
+    """
+    The C{[dhcp.ldap]} settings of a whole parsed TOML file; other tables
+    and other keys of C{[dhcp]} are not looked at.
+    """
+    dhcp = data.get("dhcp", {})
+    if not isinstance(dhcp, dict):
+        raise ConfigError(f"{source}: [dhcp] must be a table")
+    return parse_settings(dhcp.get("ldap", {}), source)
+
+
+# the reactor side
+
+class _Cache:
+    """
+    Values by key for C{ttl} seconds of C{clock}. Every entry lives as long,
+    so the oldest are first: inserting sweeps the expired off the front.
+    """
+
+    def __init__(self, clock: Any, ttl: float) -> None:
+        self._clock = clock
+        self._ttl = ttl
+        self._items: Dict[Any, Tuple[float, Any]] = {}
+
+    def get(self, key: Any) -> Any:
+        item = self._items.get(key)
+        if item is None or item[0] <= self._clock.seconds():
+            return None
+        return item[1]
+
+    def put(self, key: Any, value: Any) -> None:
+        self._items.pop(key, None)
+        if self._ttl <= 0:
+            return
+        now = self._clock.seconds()
+        self._items[key] = (now + self._ttl, value)
+        while True:
+            oldest = next(iter(self._items))
+            if self._items[oldest][0] > now:
+                break
+            del self._items[oldest]
+
+    def discard(self, key: Any) -> None:
+        self._items.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class _Busy(Exception):
+    pass
+
+
+def _subnet(value: Any) -> Optional[ipaddress.IPv4Network]:
+    try:
+        return ipaddress.IPv4Network(value, strict=False) if value else None
+    except (ValueError, TypeError):
+        return None
+
+
+def _valid(address: ipaddress.IPv4Address, subnet: Optional[ipaddress.IPv4Network]) -> bool:
+    if (address.is_unspecified or address.is_multicast or address.is_loopback
+            or address.is_reserved):
+        return False
+    if subnet is not None and subnet.prefixlen < 31:
+        return address not in (subnet.network_address, subnet.broadcast_address)
+    return True
+
+
+class LdapLookup:
+    """
+    Answers C{/dhcp/lookup} messages from the directory.
+
+    @param settings: the C{[dhcp.ldap]} settings (L{parse_settings}).
+    @param clock: times deadlines and cache entries; default the reactor.
+    @param runner: C{runner(fn, *args) -> Deferred}, where the blocking
+        searches run; default a L{ThreadRunner} of C{settings.threads}.
+    @param open_connection: see L{Directory}.
+    @ivar counters: lookups, hits, misses, errors, timeouts, cache_hits and
+        busy (fell through because every thread was taken).
+    """
+
+    def __init__(self, settings: Any, reactor: Any, clock: Any = None,
+                 runner: Optional[Callable[..., "Deferred[Any]"]] = None,
+                 open_connection: Callable[[Any, float], Any] = open_connection) -> None:
+        self.settings = settings
+        self._clock = clock if clock is not None else reactor
+        self._runner = runner if runner is not None else ThreadRunner(reactor, settings.threads)
+        self.directory = Directory(settings, open_connection)
+        self.counters = dict.fromkeys(
+            ("lookups", "hits", "misses", "errors", "timeouts", "cache_hits", "busy"), 0)
+        self._found = _Cache(self._clock, settings.cache_ttl)
+        self._absent = _Cache(self._clock, settings.negative_ttl)
+        self._pending: Dict[MAC, List["Deferred[Tuple[Entry, ...]]"]] = {}
+        self._running = 0
+        self._idle: List["Deferred[None]"] = []
+
+    def lookup(self, message: Dict[str, Any]) -> "Deferred[Any]":
+        """
+        C{Stop({"ip", "hostname"?, "source": "ldap"})} for a MAC the
+        directory knows, else C{CONTINUE}; never fails, and answers within
+        C{settings.deadline}.
+        """
+        self.counters["lookups"] += 1
+        try:
+            mac = MAC(message["mac"])
+        except (KeyError, TypeError, InvalidValue) as e:
+            return succeed(self._fall("errors", message.get("mac"), f"no usable MAC: {e}"))
+        subnet = _subnet(message.get("subnet"))
+        cached = self._found.get(mac)
+        if cached is None:
+            cached = self._absent.get(mac)
+        if cached is not None:
+            return succeed(self._decide(mac, cached, subnet, cached=True))
+        try:
+            answer = self._ask(mac)
+        except _Busy:
+            return succeed(self._fall("busy", mac, f"all {self.settings.threads} LDAP threads "
+                                      "are busy (is the server hung?)"))
+        answer.addTimeout(self.settings.deadline, self._clock)
+        answer.addCallback(lambda entries: self._decide(mac, entries, subnet))
+        return answer.addErrback(self._failed, mac)
+
+    def _ask(self, mac: MAC) -> "Deferred[Tuple[Entry, ...]]":
+        """
+        A fresh Deferred of the entries for C{mac}; a search already under
+        way for it (a client repeating itself) is shared, not repeated.
+        """
+        waiter: Deferred[Tuple[Entry, ...]] = Deferred()
+        waiters = self._pending.get(mac)
+        if waiters is not None:
+            waiters.append(waiter)
+            return waiter
+        if self._running >= self.settings.threads:
+            raise _Busy()
+        self._pending[mac] = [waiter]
+        self._running += 1
+        try:
+            work = self._runner(self.directory.search, str(mac), self.settings.deadline)
+        except Exception:
+            work = Deferred()
+            work.errback(Failure())
+        work.addBoth(self._finished, mac)  # may run now: the runner may be synchronous
+        return waiter
+
+    def _finished(self, result: Any, mac: MAC) -> None:
+        self._running -= 1
+        waiters = self._pending.pop(mac, [])
+        if not isinstance(result, Failure):
+            (self._found if result else self._absent).put(mac, result)
+            (self._absent if result else self._found).discard(mac)
+        late = all(w.called for w in waiters)
+        for waiter in waiters:
+            if waiter.called:
+                continue  # timed out
+            if isinstance(result, Failure):
+                waiter.errback(result)
+            else:
+                waiter.callback(result)
+        if late:
+            _log.debug("late LDAP answer for {mac}: {result}", mac=str(mac),
+                       result=result.getErrorMessage() if isinstance(result, Failure)
+                       else f"{len(result)} entries, cached")
+        if self._running == 0:
+            idle, self._idle = self._idle, []
+            for done in idle:
+                done.callback(None)
+
+    def _failed(self, failure: Failure, mac: MAC) -> Any:
+        if failure.check(DeferredTimeout, TimeoutError):
+            return self._fall("timeouts", mac, f"no LDAP answer within "
+                              f"{self.settings.deadline:g} s")
+        if not failure.check(LDAPException, DirectoryError, OSError):
+            _log.failure("LDAP lookup for {mac} failed unexpectedly", failure, mac=str(mac))
+        return self._fall("errors", mac, f"{failure.type.__name__}: "
+                          f"{failure.getErrorMessage()}")
+
+    def _fall(self, counter: str, mac: Any, reason: str, cached: bool = False) -> Any:
+        self.counters[counter] += 1
+        if cached:
+            level = _log.debug
+        elif counter == "misses":
+            level = _log.info
+        else:
+            level = _log.warn
+        level("LDAP lookup for {mac} falls through{how}: {reason}", mac=str(mac),
+              how=" (cached)" if cached else "", reason=reason)
+        return CONTINUE
+
+    def _decide(self, mac: MAC, entries: Tuple[Entry, ...],
+                subnet: Optional[ipaddress.IPv4Network], cached: bool = False) -> Any:
+        """
+        The verdict for these entries: the one valid address (in C{subnet}
+        when known), or CONTINUE with the reason.
+        """
+        def count(kind: str) -> str:
+            return "cache_hits" if cached else kind
+        if not entries:
+            return self._fall(count("misses"), mac, "no entry in the directory", cached)
+        found: Dict[ipaddress.IPv4Address, Tuple[str, Optional[str]]] = {}
+        invalid = []
+        outside = []
+        for dn, values, hostname in entries:
+            for value in values:
+                try:
+                    address = ipaddress.IPv4Address(value.strip())
+                except ValueError:
+                    address = None
+                if address is None or not _valid(address, subnet):
+                    invalid.append(f"{value!r} in {dn}")
+                elif subnet is not None and address not in subnet:
+                    outside.append(str(address))
+                else:
+                    found.setdefault(address, (dn, hostname))
+        if len(found) > 1:
+            return self._fall(count("errors"), mac, "ambiguous: the directory gives "
+                              + ", ".join(f"{a} ({dn})" for a, (dn, _) in found.items()),
+                              cached)
+        if not found:
+            if outside:
+                return self._fall(count("misses"), mac, f"directory address "
+                                  f"{', '.join(outside)} is not in {subnet}", cached)
+            if invalid:
+                return self._fall(count("errors"), mac, "invalid address "
+                                  + ", ".join(invalid), cached)
+            return self._fall(count("misses"), mac, "entry has no "
+                              f"{self.settings.address_attribute}", cached)
+        (address, (dn, hostname)), = found.items()
+        self.counters[count("hits")] += 1
+        answer: Dict[str, Any] = {"ip": address, "source": "ldap"}
+        if hostname and hostname.strip():
+            answer["hostname"] = hostname.strip()
+        _log.debug("LDAP lookup for {mac}: {ip} ({dn}){how}", mac=str(mac), ip=str(address),
+                   dn=dn, how=" (cached)" if cached else "")
+        return Stop(answer)
+
+    @property
+    def running(self) -> int:
+        """
+        How many searches run now (each holds a thread).
+        """
+        return self._running
+
+    def idle(self) -> "Deferred[None]":
+        """
+        A fresh Deferred that fires once no search runs (at once if none
+        does): searches outlive the lookups they timed out.
+        """
+        waiter: Deferred[None] = Deferred()
+        if self._running == 0:
+            waiter.callback(None)
+        else:
+            self._idle.append(waiter)
+        return waiter
+
+    def close(self) -> None:
+        """
+        Stop the threads (waiting at most a deadline for running searches)
+        and close the connections.
+        """
+        stop = getattr(self._runner, "stop", None)
+        if stop is not None:
+            stop()
+        self.directory.close()
+
+
+class LdapHook:
+    """
+    What L{install} did: the lookup and its listener.
+    """
+
+    def __init__(self, lookup: LdapLookup, listener: Any) -> None:
+        self.lookup = lookup
+        self.listener = listener
+
+    def remove(self) -> None:
+        """
+        Take the listener off C{/dhcp/lookup} and stop the lookup's threads.
+        """
+        self.listener.remove()
+        self.lookup.close()
+
+
+def install(registry: Any, settings: Any, reactor: Any, **options: Any) -> LdapHook:
+    """
+    Put an L{LdapLookup} first on C{/dhcp/lookup} of C{registry}, tagged
+    C{{"hook": "ldap"}}. C{options} go to L{LdapLookup} (C{clock},
+    C{runner}, C{open_connection}).
+    """
+    lookup = LdapLookup(settings, reactor, **options)
+    listener = registry.listen(LOOKUP_MAILBOX, lookup.lookup, first=True,
+                               tags={"hook": "ldap"}, deadline=settings.deadline + BUS_MARGIN)
+    return LdapHook(lookup, listener)

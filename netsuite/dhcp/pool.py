@@ -1,0 +1,472 @@
+# -*- test-case-name: tests.dhcp.test_pool -*-
+"""
+Address pools: which address a client gets (RFC 2131 section 4.3.1), and
+the lease transitions that follow (offer, bind, release, decline, expiry).
+
+Each subnet's range is a C{bytearray} with one byte per address, built
+from the store at start-up. Finding a free address is a C{bytearray.find},
+a C{memchr} over at most 64 KiB; everything else is one indexed lookup in
+the L{LeaseStore}. Nothing scans the leases per packet, and 65,536
+addresses cost 64 KiB.
+
+The pool calls the store, which blocks: build it and call it in the
+store's worker thread (through the same serial runner).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from ipaddress import IPv4Address, IPv4Network
+from typing import (Any, Deque, Dict, FrozenSet, List, Mapping, Optional, Sequence,
+                    Tuple, Union)
+
+import attr
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from ..registry.values import MAC
+from .leases import Lease, LeaseStore
+
+__all__ = ["Subnet", "Pool", "BindRequest"]
+
+_log = Logger()
+
+# What each byte of a range says about its address.
+NEW = 0       # free, never leased (or its quarantine is over): handed out first
+OLD = 1       # free, last leased by a client who may come back for it
+USED = 2      # bound, offered or quarantined
+RESERVED = 3  # only for the client it is reserved for
+EXCLUDED = 4  # the server's, the router's, a DNS server's
+
+_NEW = bytes([NEW])
+_OLD = bytes([OLD])
+
+
+@attr.s(frozen=True, auto_attribs=True, kw_only=True)
+class Subnet:
+    """
+    One subnet and the range of addresses the server leases in it.
+
+    A packet belongs to the subnet whose C{network} holds its C{giaddr}
+    when relayed, else the address of the interface it came in on.
+
+    @ivar name: names the subnet in leases and in the configuration.
+    @ivar server: the server's own address on this subnet (option 54).
+    @ivar first: the first address of the dynamic range.
+    @ivar last: the last address of the dynamic range.
+    @ivar options: further options to send, by option code.
+    @ivar reservations: addresses for given clients, by MAC or client
+        key. A reserved address may lie outside the dynamic range, not
+        outside the network.
+    @ivar interface: the interface that serves this subnet, if directly
+        attached.
+    """
+
+    name: str
+    network: IPv4Network
+    first: IPv4Address
+    last: IPv4Address
+    server: IPv4Address
+    router: Optional[IPv4Address] = None
+    dns: Tuple[IPv4Address, ...] = ()
+    lease_time: float = 3600.0
+    options: Mapping[int, Any] = attr.Factory(dict)
+    reservations: Mapping[Union[MAC, bytes], IPv4Address] = attr.Factory(dict)
+    interface: Optional[str] = None
+
+    def __attrs_post_init__(self) -> None:
+        hosts = (self.network.network_address, self.network.broadcast_address)
+        for what, ip in [("first", self.first), ("last", self.last),
+                         ("server", self.server)] + [
+                             (f"reservation {key!r}", ip)
+                             for key, ip in self.reservations.items()]:
+            if ip not in self.network or ip in hosts:
+                raise ValueError(f"subnet {self.name}: {what} {ip} is not a host of {self.network}")
+        if self.first > self.last:
+            raise ValueError(f"subnet {self.name}: range {self.first}-{self.last} is empty")
+
+    def excluded(self) -> FrozenSet[int]:
+        """
+        The addresses never leased here: network, broadcast, our own, the
+        router's and the DNS servers'.
+        """
+        ips = [self.network.network_address, self.network.broadcast_address,
+               self.server, *self.dns]
+        if self.router is not None:
+            ips.append(self.router)
+        return frozenset(int(ip) for ip in ips)
+
+
+@attr.s(frozen=True, auto_attribs=True)
+class BindRequest:
+    """
+    A client's request to bind C{ip} (a REQUEST the server means to ACK).
+    """
+
+    subnet: str
+    ip: IPv4Address
+    client_key: bytes
+    mac: Optional[MAC] = None
+    hostname: Optional[str] = None
+
+
+class _Range:
+    """
+    One subnet's addresses, a byte each (L{NEW}, L{OLD}, L{USED}...).
+    """
+
+    def __init__(self, subnet: Subnet) -> None:
+        self.subnet = subnet
+        self.base = int(subnet.first)
+        self.marks = bytearray(int(subnet.last) - self.base + 1)
+        self.exhausted = False
+        self.excluded = subnet.excluded()
+        self.reserved: Dict[int, List[Union[MAC, bytes]]] = {}
+        for key, address in subnet.reservations.items():
+            self.reserved.setdefault(int(address), []).append(key)
+        for ip in self.excluded:
+            self._force(ip, EXCLUDED)
+        for ip in self.reserved:
+            if ip not in self.excluded:
+                self._force(ip, RESERVED)
+
+    def _force(self, ip: int, mark: int) -> None:
+        if 0 <= ip - self.base < len(self.marks):
+            self.marks[ip - self.base] = mark
+
+    def in_range(self, ip: int) -> bool:
+        return 0 <= ip - self.base < len(self.marks)
+
+    def mark(self, ip: int, mark: int) -> None:
+        """
+        Set the mark of C{ip}, unless it is reserved, excluded or outside
+        the range, which it stays.
+        """
+        offset = ip - self.base
+        if 0 <= offset < len(self.marks) and self.marks[offset] < RESERVED:
+            self.marks[offset] = mark
+
+    def find(self) -> Optional[int]:
+        """
+        The lowest free address never leased, else the lowest that was.
+        """
+        for wanted in (_NEW, _OLD):
+            offset = self.marks.find(wanted)
+            if offset >= 0:
+                return self.base + offset
+        return None
+
+    def free_count(self) -> int:
+        return self.marks.count(_NEW) + self.marks.count(_OLD)
+
+
+class Pool:
+    """
+    Allocates addresses in several subnets over one L{LeaseStore}.
+
+    @param subnets: the subnets, with distinct names.
+    @param store: the leases; the pool's state is rebuilt from it here.
+    @param clock: the time source.
+    @param offer_hold: seconds an offered address stays kept for its client.
+    @param quarantine: seconds a declined address stays out of use.
+    """
+
+    def __init__(self, subnets: Sequence[Subnet], store: LeaseStore, clock: IReactorTime,
+                 offer_hold: float = 60.0, quarantine: float = 3600.0) -> None:
+        self.store = store
+        self.clock = clock
+        self.offer_hold = offer_hold
+        self.quarantine = quarantine
+        self.subnets: Dict[str, Subnet] = {}
+        self._ranges: Dict[str, _Range] = {}
+        self._holds: Deque[Tuple[float, int, bytes]] = deque()
+        for subnet in subnets:
+            if subnet.name in self.subnets:
+                raise ValueError(f"two subnets are named {subnet.name!r}")
+            self.subnets[subnet.name] = subnet
+            rng = self._ranges[subnet.name] = _Range(subnet)
+            for ip, state in store.rows(subnet.name):
+                rng.mark(ip, OLD if state in ("released", "expired") else USED)
+        for offer in store.offers():
+            self._hold(offer)
+
+    def subnet_for(self, address: IPv4Address) -> Optional[Subnet]:
+        """
+        The subnet that C{address} (a giaddr, or the receiving interface's
+        address) selects, if any.
+        """
+        for subnet in self.subnets.values():
+            if address in subnet.network:
+                return subnet
+        return None
+
+    def free_count(self, subnet: Optional[str] = None) -> int:
+        """
+        How many addresses could go to a new client now, in one subnet or
+        in all.
+        """
+        self._sweep_offers(self.clock.seconds())
+        names = self._ranges if subnet is None else [subnet]
+        return sum(self._ranges[name].free_count() for name in names)
+
+    # Who may have an address.
+
+    def _reserved_ip(self, rng: _Range, client_key: bytes, mac: Optional[MAC]) -> Optional[int]:
+        ip = rng.subnet.reservations.get(client_key)
+        if ip is None and mac is not None:
+            ip = rng.subnet.reservations.get(mac)
+        return None if ip is None else int(ip)
+
+    def _usable(self, rng: _Range, ip: int, client_key: bytes, mac: Optional[MAC],
+                now: float, assigned: bool = False) -> bool:
+        """
+        Whether C{ip} may go to this client now: in the range or reserved
+        for it, not excluded, not reserved for, bound to or offered to
+        someone else, and not quarantined.
+
+        @param assigned: the address was chosen for the client by a hook
+            (a directory, say): anywhere in the network will do.
+        """
+        if ip in rng.excluded or IPv4Address(ip) not in rng.subnet.network:
+            return False
+        keys = rng.reserved.get(ip)
+        if keys is not None:
+            if client_key not in keys and (mac is None or mac not in keys):
+                return False
+        elif not rng.in_range(ip) and not assigned:
+            # Outside the range: only an address already given to this
+            # client (by a hook, at its offer) may be bound or renewed.
+            lease = self.store.get_by_ip(IPv4Address(ip))
+            return (lease is not None and lease.client_key == client_key
+                    and (lease.state == "bound"
+                         or (lease.state == "offered" and lease.expires > now)))
+        lease = self.store.get_by_ip(IPv4Address(ip))
+        if lease is None or lease.state in ("released", "expired"):
+            return True
+        if lease.state in ("declined", "offered"):
+            return lease.expires <= now or (
+                lease.state == "offered" and lease.client_key == client_key)
+        return lease.client_key == client_key
+
+    def _remark(self, ip: IPv4Address) -> None:
+        """
+        Set the mark of C{ip} from what the store now holds for it.
+        """
+        rng = self._range_of(ip)
+        if rng is not None:
+            lease = self.store.get_by_ip(ip)
+            if lease is None:
+                rng.mark(int(ip), NEW)
+            else:
+                rng.mark(int(ip), OLD if lease.state in ("released", "expired") else USED)
+
+    def _range_of(self, ip: IPv4Address) -> Optional[_Range]:
+        for rng in self._ranges.values():
+            if ip in rng.subnet.network:
+                return rng
+        return None
+
+    # Transitions.
+
+    def allocate(self, subnet: str, client_key: bytes, mac: Optional[MAC] = None,
+                 requested: Optional[IPv4Address] = None) -> Optional[IPv4Address]:
+        """
+        Choose an address for a DISCOVER, without holding it.
+
+        In order: the client's reservation; its current or previous
+        address; the address it asked for (option 50); a never-leased free
+        address; a free address that someone else had.
+
+        @return: the address, or L{None} when the subnet is exhausted
+            (logged when it becomes so).
+        """
+        now = self.clock.seconds()
+        self._sweep_offers(now)
+        rng = self._ranges[subnet]
+        reserved = self._reserved_ip(rng, client_key, mac)
+        if reserved is not None and self._usable(rng, reserved, client_key, mac, now):
+            return IPv4Address(reserved)
+        lease = self.store.get_by_client(client_key, subnet)
+        if lease is not None and self._usable(rng, int(lease.ip), client_key, mac, now):
+            return lease.ip
+        if requested is not None and self._usable(rng, int(requested), client_key, mac, now):
+            return requested
+        ip = self._find_free(rng, client_key, mac, now)
+        if ip is None:
+            self.expire()
+            ip = self._find_free(rng, client_key, mac, now)
+        if ip is None:
+            if not rng.exhausted:
+                rng.exhausted = True
+                _log.warn("DHCP pool {subnet} exhausted: no address for client {client}",
+                          subnet=subnet, client=client_key.hex())
+            return None
+        if rng.exhausted:
+            rng.exhausted = False
+            _log.info("DHCP pool {subnet} has free addresses again", subnet=subnet)
+        return IPv4Address(ip)
+
+    def _find_free(self, rng: _Range, client_key: bytes, mac: Optional[MAC],
+                   now: float) -> Optional[int]:
+        while True:
+            ip = rng.find()
+            if ip is None or self._usable(rng, ip, client_key, mac, now):
+                return ip
+            # The marks disagree with the store; the store wins.
+            _log.warn("DHCP pool {subnet}: {ip} was marked free but is not",
+                      subnet=rng.subnet.name, ip=str(IPv4Address(ip)))
+            rng.mark(ip, USED)
+
+    def hold_offer(self, subnet: str, ip: IPv4Address, client_key: bytes,
+                   mac: Optional[MAC] = None, hostname: Optional[str] = None,
+                   assigned: bool = False) -> Optional[Lease]:
+        """
+        Keep C{ip} for this client for C{offer_hold} seconds (in memory
+        only), replacing the client's previous offer.
+
+        @return: the offer; the client's bound lease if C{ip} is already
+            bound to it; or L{None} if C{ip} may not go to it.
+        """
+        now = self.clock.seconds()
+        self._sweep_offers(now)
+        rng = self._ranges[subnet]
+        if not self._usable(rng, int(ip), client_key, mac, now, assigned):
+            return None
+        current = self.store.get_by_ip(ip)
+        if current is not None and current.state == "bound":
+            return current
+        self._drop_offer_of(subnet, client_key)
+        offer = Lease(ip=ip, client_key=client_key, mac=mac, state="offered",
+                      expires=now + self.offer_hold, hostname=hostname, subnet=subnet)
+        self.store.put(offer, durable=False)
+        self._hold(offer)
+        return offer
+
+    def _hold(self, offer: Lease) -> None:
+        rng = self._ranges.get(offer.subnet)
+        if rng is not None:
+            rng.mark(int(offer.ip), USED)
+            self._holds.append((offer.expires, int(offer.ip), offer.client_key))
+
+    def _drop_offer_of(self, subnet: str, client_key: bytes) -> None:
+        offer = self.store.get_by_client(client_key, subnet)
+        if offer is not None and offer.state == "offered":
+            self.store.discard_offer(offer.ip)
+            self._remark(offer.ip)
+
+    def _sweep_offers(self, now: float) -> None:
+        """
+        Let go of the offers whose hold is over; the holds run in time
+        order, so this costs nothing when none is.
+        """
+        while self._holds and self._holds[0][0] <= now:
+            expires, ip, client_key = self._holds.popleft()
+            offer = self.store.get_by_ip(IPv4Address(ip))
+            if (offer is not None and offer.state == "offered"
+                    and offer.client_key == client_key and offer.expires == expires):
+                self.store.discard_offer(offer.ip)
+                self._remark(offer.ip)
+
+    def bind(self, subnet: str, ip: IPv4Address, client_key: bytes,
+             mac: Optional[MAC] = None, hostname: Optional[str] = None) -> Optional[Lease]:
+        """
+        Bind C{ip} to the client for the subnet's lease time and make it
+        durable (fsync) before returning: the server ACKs after this.
+
+        @return: the bound lease, or L{None} if C{ip} may not go to this
+            client (the server NAKs).
+        """
+        return self.bind_many([BindRequest(subnet, ip, client_key, mac, hostname)])[0]
+
+    def bind_many(self, requests: Sequence[BindRequest]) -> List[Optional[Lease]]:
+        """
+        Bind several addresses with one durable commit (group commit).
+
+        @return: for each request, as L{bind} returns.
+        """
+        now = self.clock.seconds()
+        self._sweep_offers(now)
+        results: List[Optional[Lease]] = []
+        writes: List[Lease] = []
+        claimed: Dict[int, bytes] = {}
+        for request in requests:
+            rng = self._ranges.get(request.subnet)
+            ip = int(request.ip)
+            if (rng is None or claimed.get(ip, request.client_key) != request.client_key
+                    or not self._usable(rng, ip, request.client_key, request.mac, now)):
+                results.append(None)
+                continue
+            self._drop_offer_of(request.subnet, request.client_key)
+            previous = self.store.get_by_client(request.client_key, request.subnet)
+            if (previous is not None and previous.state == "bound"
+                    and previous.ip != request.ip and int(previous.ip) not in claimed):
+                writes.append(attr.evolve(previous, state="released"))
+            lease = Lease(ip=request.ip, client_key=request.client_key, mac=request.mac,
+                          state="bound", expires=now + rng.subnet.lease_time,
+                          hostname=request.hostname, subnet=request.subnet)
+            claimed[ip] = request.client_key
+            writes.append(lease)
+            results.append(lease)
+        self.store.put_many(writes, durable=True)
+        for lease in writes:
+            self._remark(lease.ip)
+        return results
+
+    def release(self, ip: IPv4Address, client_key: bytes) -> Optional[Lease]:
+        """
+        The client gives C{ip} back (DHCPRELEASE). It stays the client's
+        previous address, used for others only after never-leased ones.
+
+        @return: the released lease, or L{None} if C{ip} was not the
+            client's.
+        """
+        self._sweep_offers(self.clock.seconds())
+        lease = self.store.get_by_ip(ip)
+        if (lease is None or lease.client_key != client_key
+                or lease.state not in ("bound", "offered")):
+            return None
+        if lease.state == "offered":
+            self.store.discard_offer(ip)
+            released: Optional[Lease] = attr.evolve(lease, state="released")
+        else:
+            released = self.store.release(ip)
+        self._remark(ip)
+        return released
+
+    def decline(self, ip: IPv4Address, client_key: bytes) -> Optional[Lease]:
+        """
+        The client found C{ip} in use (DHCPDECLINE): nobody gets it for
+        C{quarantine} seconds.
+
+        @return: the quarantine record, or L{None} if C{ip} was not the
+            client's to decline.
+        """
+        now = self.clock.seconds()
+        self._sweep_offers(now)
+        lease = self.store.get_by_ip(ip)
+        if (lease is None or lease.client_key != client_key
+                or lease.state not in ("bound", "offered")):
+            return None
+        declined = attr.evolve(lease, state="declined", expires=now + self.quarantine)
+        self.store.put(declined, durable=False)
+        self._remark(ip)
+        return declined
+
+    def expire(self, limit: int = 1000) -> List[Lease]:
+        """
+        End the bound leases whose time is over and the quarantines that
+        are, at most C{limit} of them, read from the store's expiry index;
+        and let go of offers held too long. Call it periodically.
+
+        @return: the leases that ended, now in state C{"expired"}.
+        """
+        now = self.clock.seconds()
+        self._sweep_offers(now)
+        due = self.store.expired(now, limit)
+        ended = [attr.evolve(lease, state="expired") for lease in due
+                 if lease.state == "bound"]
+        self.store.put_many(ended, durable=False)
+        self.store.remove([lease.ip for lease in due if lease.state == "declined"])
+        for lease in due:
+            self._remark(lease.ip)
+        return ended

@@ -1,0 +1,104 @@
+# -*- test-case-name: tests.dhcp.test_protocol -*-
+"""
+The DHCP server's sockets: one UDP socket on port 67 bound to the serving
+interface, datagrams parsed into packets (malformed ones dropped and
+counted), and replies sent where RFC 2131 section 4.1 says.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import Any, Optional, Tuple
+
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+
+from .packet import NAK, MalformedPacket, Packet
+
+__all__ = ["DHCPProtocol", "dhcp_socket", "reply_destination", "SERVER_PORT", "CLIENT_PORT"]
+
+_log = Logger()
+
+SERVER_PORT = 67
+CLIENT_PORT = 68
+BROADCAST = "255.255.255.255"
+ZERO = ipaddress.IPv4Address(0)
+SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
+
+
+def dhcp_socket(interface: str, port: int = SERVER_PORT, address: str = "0.0.0.0") -> socket.socket:
+    """
+    A non-blocking UDP socket on C{port} that sees (and sends) traffic of
+    C{interface} only, so the server never answers on the WAN.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, interface.encode() + b"\0")
+        sock.bind((address, port))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def reply_destination(request: Packet, reply: Packet) -> Tuple[str, int]:
+    """
+    Where a reply goes (RFC 2131 section 4.1): to the relay if there is
+    one; a NAK to everyone; to a client that has an address (ciaddr) at
+    that address; otherwise broadcast (this server does not inject ARP
+    entries to unicast to an address the client does not have yet).
+    """
+    if request.giaddr != ZERO:
+        return str(request.giaddr), SERVER_PORT
+    if reply.message_type == NAK:
+        return BROADCAST, CLIENT_PORT
+    if request.ciaddr != ZERO:
+        return str(request.ciaddr), CLIENT_PORT
+    return BROADCAST, CLIENT_PORT
+
+
+class DHCPProtocol(DatagramProtocol):
+    """
+    Moves bytes: parses requests, hands them to C{server.handle(packet)}
+    (which returns a reply packet, None, or a Deferred of either) and sends
+    the replies.
+
+    @ivar malformed: datagrams dropped because they did not parse.
+    """
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.received = 0
+        self.malformed = 0
+        self.ignored = 0
+        self.sent = 0
+
+    def datagramReceived(self, data: bytes, addr: Any) -> None:
+        self.received += 1
+        try:
+            request = Packet.from_bytes(data)
+        except MalformedPacket as e:
+            self.malformed += 1
+            _log.debug("dropped a malformed packet from {addr}: {error}", addr=addr, error=e)
+            return
+        if request.op != 1 or request.message_type is None:
+            self.ignored += 1
+            return
+        d: Deferred[Optional[Packet]] = maybeDeferred(self.server.handle, request)
+        d.addCallback(self._reply, request)
+        d.addErrback(lambda f: _log.failure("handling a {kind} from {mac} failed", f,
+                                            kind=request.message_type, mac=request.mac))
+
+    def _reply(self, reply: Optional[Packet], request: Packet) -> None:
+        if reply is None or self.transport is None:
+            return
+        if request.giaddr != ZERO and reply.message_type == NAK:
+            reply = reply.replace(flags=reply.flags | 0x8000)
+        size = max(576, min(request.max_message_size or 576, 1500))
+        self.transport.write(reply.to_bytes(max_size=size), reply_destination(request, reply))
+        self.sent += 1

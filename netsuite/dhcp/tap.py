@@ -1,0 +1,212 @@
+# -*- test-case-name: tests.dhcp.test_tap -*-
+"""
+C{twistd netsuite-dhcp}, and the C{[dhcp]} section of the config.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from typing import Any, List, Optional
+
+from twisted.application.service import MultiService, Service
+from twisted.logger import Logger
+from twisted.python import usage
+
+from ..config.options import ProcessOptions
+from ..config.schema import ConfigError, Field, Table, TableList
+from ..process import make_process_service
+from ..registry.values import MAC
+from .ldap import LDAP_SECTION
+
+__all__ = ["SECTION", "Options", "makeService", "serviceFromConfig", "subnets_from_config"]
+
+_log = Logger()
+
+
+def _ip(value: Any) -> Optional[str]:
+    try:
+        ipaddress.IPv4Address(value)
+        return None
+    except ValueError:
+        return "an IPv4 address"
+
+
+def _network(value: Any) -> Optional[str]:
+    try:
+        ipaddress.IPv4Network(value)
+        return None
+    except ValueError:
+        return "an IPv4 network such as \"10.89.0.0/24\""
+
+
+RESERVATION = {
+    "mac": Field(str, "", "the client's MAC"),
+    "ip": Field(str, "", "its address", _ip),
+    "hostname": Field(str, "", "its host name (option 12)"),
+}
+
+SUBNET = {
+    "name": Field(str, "lan", "names the subnet in leases"),
+    "network": Field(str, "10.89.0.0/24", "the subnet", _network),
+    "first": Field(str, "10.89.0.100", "first address of the dynamic range", _ip),
+    "last": Field(str, "10.89.0.199", "last address of the dynamic range", _ip),
+    "server": Field(str, "10.89.0.1", "this server's address on it (option 54)", _ip),
+    "router": Field(str, "10.89.0.1", "default gateway (option 3; \"\" for none)"),
+    "dns": Field("str_list", ["10.89.0.1"], "DNS servers (option 6)"),
+    "domain_name": Field(str, "", "option 15 (\"\" for none)"),
+    "lease_time": Field(int, 3600, "seconds"),
+    "interface": Field(str, "", "the interface it is directly on (\"\": reached through relays)"),
+    "reservation": TableList(RESERVATION, "fixed addresses"),
+}
+
+SECTION = {
+    "enabled": Field(bool, False, "run the DHCP server in this process"),
+    "interface": Field(str, "br-lan", "serve on this interface only"),
+    "port": Field(int, 67, "server port"),
+    "lease_file": Field(str, "/var/lib/netsuite/dhcp-leases.sqlite", "the lease store"),
+    "offer_hold": Field(float, 60.0, "seconds an offered address is kept for its client"),
+    "decline_quarantine": Field(float, 3600.0, "seconds a declined address stays unused"),
+    "captive_portal_url": Field(str, "", "option 114 (RFC 8910) for every client"),
+    "sweep_interval": Field(float, 10.0, "seconds between lease expiry sweeps"),
+    "subnet": TableList(SUBNET, "the subnets served"),
+    "ldap": Table(LDAP_SECTION, "the LDAP lookup hook, run in this process"),
+}
+
+
+def subnets_from_config(section: Any, source: str) -> List[Any]:
+    """
+    The configured subnets as L{netsuite.dhcp.pool.Subnet}s; errors name the
+    subnet and the file.
+    """
+    from .pool import Subnet
+    subnets = []
+    for index, table in enumerate(section.subnet):
+        try:
+            network = ipaddress.IPv4Network(table.network)
+            reservations = {MAC(r.mac): ipaddress.IPv4Address(r.ip) for r in table.reservation}
+            options: dict = {}
+            if table.domain_name:
+                options["domain_name"] = table.domain_name
+            subnets.append(Subnet(
+                name=table.name, network=network, first=ipaddress.IPv4Address(table.first),
+                last=ipaddress.IPv4Address(table.last),
+                server=ipaddress.IPv4Address(table.server),
+                router=ipaddress.IPv4Address(table.router) if table.router else None,
+                dns=tuple(ipaddress.IPv4Address(d) for d in table.dns),
+                lease_time=float(table.lease_time), options=options,
+                reservations=reservations, interface=table.interface or None))
+        except ValueError as e:
+            raise ConfigError(f"{source}: [[dhcp.subnet]] {index} ({table.name}): {e}") from None
+    if not subnets:
+        raise ConfigError(f"{source}: [dhcp] is enabled but has no [[dhcp.subnet]]")
+    return subnets
+
+
+class DHCPService(Service):
+    """
+    Binds port 67 on the interface (before twistd drops privileges), builds
+    the pool from the lease store in the worker thread, then serves.
+    """
+
+    def __init__(self, server: Any, build_pool: Any, interface: str, port: int,
+                 reactor: Any, runner: Any) -> None:
+        self.server = server
+        self.build_pool = build_pool
+        self.interface = interface
+        self.port_number = port
+        self.reactor = reactor
+        self.runner = runner
+        self.port: Any = None
+
+    def privilegedStartService(self) -> None:
+        from .protocol import DHCPProtocol, dhcp_socket
+        Service.privilegedStartService(self)
+        sock = dhcp_socket(self.interface, self.port_number)
+        self.protocol = DHCPProtocol(self.server)
+        try:
+            self.port = self.reactor.adoptDatagramPort(sock.fileno(), socket.AF_INET,
+                                                       self.protocol)
+        finally:
+            sock.close()  # Twisted has its own copy of the descriptor
+
+    def startService(self) -> None:
+        Service.startService(self)
+
+        def ready(pool: Any) -> None:
+            self.server.start(pool)
+            _log.info("dhcp ready on {interface}: {free} free addresses",
+                      interface=self.interface, free=pool.free_count(),
+                      netsuite_event="dhcp-ready")
+
+        def failed(failure: Any) -> None:
+            _log.failure("the DHCP lease store could not be opened; stopping", failure)
+            if self.reactor.running:
+                self.reactor.stop()
+        self.runner(self.build_pool).addCallbacks(ready, failed)
+
+    def stopService(self) -> Any:
+        Service.stopService(self)
+        self.server.stop()
+        if self.port is not None:
+            return self.port.stopListening()
+        return None
+
+
+def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
+    from ..firewall.runner import SerialRunner
+    from .leases import LeaseStore
+    from .pool import Pool
+    from .server import DHCPServer
+
+    section = config.dhcp
+    subnets = subnets_from_config(section, config.source)
+    direct = [s for s in subnets if s.interface == section.interface]
+    runner = SerialRunner(reactor)
+    server = DHCPServer(registry, runner, reactor, direct[0] if direct else None,
+                        section.captive_portal_url, section.sweep_interval)
+
+    def build_pool() -> Pool:
+        directory = os.path.dirname(section.lease_file)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        return Pool(subnets, LeaseStore(section.lease_file), reactor,
+                    offer_hold=section.offer_hold, quarantine=section.decline_quarantine)
+
+    top = MultiService()
+    if section.ldap.enabled:
+        from .ldap import install
+        install(registry, section.ldap, reactor)
+    DHCPService(server, build_pool, section.interface, section.port, reactor,
+                runner).setServiceParent(top)
+    return top
+
+
+class Options(ProcessOptions):
+    """
+    Options of C{twistd netsuite-dhcp}: the common ones and C{--interface}.
+    """
+
+    synopsis = "[--config PATH] [--interface IFACE] [--name NAME] [--socket-dir DIR]"
+    optParameters = ProcessOptions.optParameters + [
+        ["interface", "i", None, "serve on this interface (overrides dhcp.interface)"],
+    ]
+
+    def postOptions(self) -> None:
+        ProcessOptions.postOptions(self)
+        if self["interface"]:
+            self.config.dhcp.interface = self["interface"]
+        self.config.dhcp.enabled = True
+        try:
+            subnets_from_config(self.config.dhcp, self.config.source)
+        except ConfigError as e:
+            raise usage.UsageError(str(e)) from None
+
+
+def makeService(options: Options, reactor: Any = None) -> MultiService:
+    if reactor is None:
+        from twisted.internet import reactor as global_reactor
+        reactor = global_reactor
+    from ..services import enabled_builders
+    return make_process_service(options.config, reactor, enabled_builders(options.config))

@@ -1,0 +1,294 @@
+"""
+netsuite-dhcp in a real lab: the server runs in the access point's
+namespace, real DHCP clients (busybox udhcpc, ISC dhclient) run in the
+client namespaces.
+"""
+
+import os
+import re
+import subprocess
+import tempfile
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
+from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import SkipTest, TestCase
+
+from netsuite.bus import connect
+from netsuite.lab import Lab
+from netsuite.lab.peers import missing
+
+from .procs import PYTHON, TWISTD, socket_dir, spawn, write_config
+from ..lab.labs import lab_name
+
+CONFIG = """
+[dhcp]
+enabled = true
+interface = "br-lan"
+lease_file = "{leases}"
+sweep_interval = 1.0
+
+[[dhcp.subnet]]
+name = "lan"
+network = "10.89.0.0/24"
+first = "10.89.0.100"
+last = "{last}"
+server = "10.89.0.1"
+router = "10.89.0.1"
+dns = ["10.89.0.1"]
+lease_time = {lease_time}
+interface = "br-lan"
+"""
+
+# The client's script: print what it got, and set the address so that
+# renewals (unicast from the client's address) work. Never touches
+# resolv.conf.
+SCRIPT = """#!/bin/sh
+echo "event=$1 ip=$ip router=$router dns=$dns lease=$lease opt114=$opt114"
+case "$1" in
+  bound|renew) ip addr flush dev "$interface"; ip addr add "$ip/24" dev "$interface" ;;
+  deconfig) ip addr flush dev "$interface" ;;
+esac
+"""
+
+DHCLIENT_SCRIPT = """#!/bin/sh
+echo "reason=$reason ip=$new_ip_address router=$new_routers lease=$new_dhcp_lease_time \
+portal=$new_captive_portal"
+case "$reason" in
+  BOUND) ip addr add "$new_ip_address/24" dev "$interface" ;;
+esac
+"""
+
+# dhclient knows option 114 only when told its name and type.
+DHCLIENT_CONF = """
+option captive-portal code 114 = text;
+request subnet-mask, routers, domain-name-servers, captive-portal;
+"""
+
+OPTIONS_HOOK = """
+import sys
+from twisted.internet.defer import Deferred
+from twisted.internet.task import react
+from netsuite.bus import Stop, connect
+
+def main(reactor, socket_dir):
+    bus = connect("ap", socket_dir=socket_dir, reactor=reactor)
+    handle = bus.listen("/dhcp/options", lambda m: Stop({"captive_portal": "http://portal.test/"}),
+                        first=True)
+    handle.attached.addCallback(lambda _: print("hooked", flush=True))
+    return Deferred()
+
+react(main, sys.argv[1:])
+"""
+
+
+def need_lab():
+    if os.getuid() != 0:
+        raise SkipTest("needs root to build network namespaces and bind port 67 in them")
+    absent = missing("udhcpc", "dhclient")
+    if absent:
+        raise SkipTest(f"not installed: {', '.join(absent)}")
+
+
+class DHCPLab(TestCase):
+    """
+    A lab with netsuite-dhcp in the access point (no tests of its own).
+    """
+
+    timeout = 120
+    last = "10.89.0.150"
+    lease_time = 600
+
+    @inlineCallbacks
+    def setUp(self):
+        need_lab()
+        self.lab = Lab(lab_name(self), clients=3)
+        self.addCleanup(self.lab.down)
+        yield deferToThread(self.lab.up, False)
+        self.work = tempfile.mkdtemp(prefix="nsdhcp-")
+        self.addCleanup(subprocess.run, ["rm", "-rf", self.work])
+        self.script = os.path.join(self.work, "udhcpc.sh")
+        with open(self.script, "w") as f:
+            f.write(SCRIPT)
+        os.chmod(self.script, 0o755)
+        self.sockets = socket_dir(self)
+        self.config = write_config(self, CONFIG.format(
+            leases=os.path.join(self.work, "leases.sqlite"), last=self.last,
+            lease_time=self.lease_time))
+        yield self.start_server()
+        self.bus = connect("ap", socket_dir=self.sockets, reactor=reactor)
+        self.addCleanup(self.bus.close)
+
+    def start_server(self):
+        self.server = spawn(self, "netsuite-dhcp", [
+            "ip", "netns", "exec", self.lab.netns("ap"), *TWISTD, "-n", "--pidfile=",
+            "netsuite-dhcp", "--name", "ap", "--socket-dir", self.sockets,
+            "--config", self.config])
+        return self.server.wait_for_line("dhcp ready")
+
+    def udhcpc(self, client, *extra):
+        """
+        Run udhcpc once in C{client} (exit after a lease, or after 3 tries);
+        fire with (exit code, the script's lines).
+        """
+        argv = ["udhcpc", "-f", "-q", "-n", "-t", "3", "-T", "1", "-i", "eth0",
+                "-s", self.script, *extra]
+        done = deferToThread(self.lab.exec, client, argv, timeout=30)
+        return done.addCallback(lambda p: (p.returncode, [
+            line for line in p.stdout.splitlines() if line.startswith("event=")]))
+
+    def fields(self, line):
+        return dict(re.findall(r"(\w+)=(\S*)", line))
+
+
+class DHCPLabTests(DHCPLab):
+    """
+    Real clients against the server.
+    """
+
+    @inlineCallbacks
+    def test_udhcpc_lease(self):
+        """
+        udhcpc gets an address from the range with router, DNS and lease
+        time; the lease is in the server's store (/dhcp/leases).
+        """
+        code, lines = yield self.udhcpc("c1")
+        self.assertEqual(code, 0, lines)
+        bound = self.fields(lines[-1])
+        self.assertEqual(bound["event"], "bound")
+        self.assertTrue(bound["ip"].startswith("10.89.0.1"), bound)
+        self.assertEqual((bound["router"], bound["dns"], bound["lease"]),
+                         ("10.89.0.1", "10.89.0.1", "600"))
+        leases = yield self.bus.send("/dhcp/leases", {"mac": self.lab.client_mac(1)})
+        self.assertEqual([(str(l["ip"]), l["state"]) for l in leases], [(bound["ip"], "bound")])
+
+    @inlineCallbacks
+    def test_three_clients_at_once(self):
+        """
+        Three clients asking together get three different addresses.
+        """
+        results = yield DeferredList([self.udhcpc(c) for c in ("c1", "c2", "c3")],
+                                     consumeErrors=True)
+        addresses = [self.fields(result[1][-1])["ip"] for ok, result in results]
+        self.assertEqual(len(set(addresses)), 3, addresses)
+
+    def dhclient(self, client, *args):
+        """
+        Run dhclient in C{client} with a script of ours; fire with
+        (exit code, the script's fields per line, stderr).
+        """
+        script = os.path.join(self.work, "dhclient.sh")
+        conf = os.path.join(self.work, "dhclient.conf")
+        for path, text in ((script, DHCLIENT_SCRIPT), (conf, DHCLIENT_CONF)):
+            with open(path, "w") as f:
+                f.write(text)
+        os.chmod(script, 0o755)
+        files = ["-cf", conf, "-sf", script, "-lf", os.path.join(self.work, "dhclient.leases"),
+                 "-pf", os.path.join(self.work, "dhclient.pid")]
+        done = deferToThread(self.lab.exec, client, ["dhclient", "-v", *files, *args, "eth0"],
+                             timeout=30)
+        return done.addCallback(lambda p: (p.returncode, [
+            self.fields(line) for line in p.stdout.splitlines() if line.startswith("reason=")],
+            p.stderr))
+
+    @inlineCallbacks
+    def test_dhclient_lease_and_release(self):
+        """
+        ISC dhclient gets a lease and releases it (-r); the server records
+        the release.
+        """
+        code, lines, errors = yield self.dhclient("c2", "-1")
+        self.assertEqual(code, 0, errors)
+        bound = [fields for fields in lines if fields["reason"] == "BOUND"]
+        self.assertEqual(len(bound), 1, errors)
+        ip = bound[0]["ip"]
+        released = self.bus.wait_for("/dhcp/lease/released", timeout=20)
+        code, lines, errors = yield self.dhclient("c2", "-r")
+        self.assertEqual(code, 0, errors)
+        message = yield released
+        self.assertEqual(str(message["ip"]), ip)
+        leases = yield self.bus.send("/dhcp/leases", {"ip": ip})
+        self.assertEqual(leases[0]["state"], "released")
+
+    @inlineCallbacks
+    def test_option_114_from_another_process(self):
+        """
+        A listener on /dhcp/options in another process sets the captive-
+        portal URL (option 114), and the client receives it.
+        """
+        hook_path = os.path.join(self.work, "options_hook.py")
+        with open(hook_path, "w") as f:
+            f.write(OPTIONS_HOOK)
+        hook = spawn(self, "hook", [PYTHON, hook_path, self.sockets])
+        yield hook.wait_for_line("hooked")
+        code, lines, errors = yield self.dhclient("c1", "-1")
+        self.assertEqual(code, 0, errors)
+        self.assertEqual([f["portal"] for f in lines if f["reason"] == "BOUND"],
+                         ["http://portal.test/"], (lines, errors, hook.output()))
+
+    @inlineCallbacks
+    def test_restart_keeps_lease(self):
+        """
+        After kill -9 of the server and a restart, the client asking for
+        its address again gets the same one.
+        """
+        code, lines = yield self.udhcpc("c1")
+        ip = self.fields(lines[-1])["ip"]
+        self.server.signal("KILL")
+        yield self.server.ended
+        yield self.start_server()
+        code, lines = yield self.udhcpc("c1", "-r", ip)
+        self.assertEqual(code, 0, lines)
+        self.assertEqual(self.fields(lines[-1])["ip"], ip)
+        other = yield self.udhcpc("c2", "-r", ip)
+        self.assertNotEqual(self.fields(other[1][-1])["ip"], ip)
+
+
+    @inlineCallbacks
+    def test_renew(self):
+        """
+        A running udhcpc told to renew (SIGUSR1) sends a RENEWING request
+        from its address; the server extends the lease and announces it.
+        """
+        client = self.lab.popen("c1", ["udhcpc", "-f", "-i", "eth0", "-s", self.script,
+                                       "-t", "3", "-T", "1"],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.addCleanup(client.kill)
+
+        def until_bound():
+            for line in client.stdout:
+                if line.startswith("event=bound"):
+                    return self.fields(line)
+        bound = yield deferToThread(until_bound)
+        renewed = Deferred()
+        watch = self.bus.watch("/dhcp/lease/renewed",
+                               lambda m: renewed.called or renewed.callback(m))
+        self.addCleanup(watch.remove)
+        yield watch.attached
+        client.send_signal(10)  # SIGUSR1: renew
+        message = yield renewed.addTimeout(20, reactor)
+        self.assertEqual(str(message["ip"]), bound["ip"])
+        self.assertEqual(str(message["mac"]), self.lab.client_mac(1))
+
+
+class ExhaustionTests(DHCPLab):
+    """
+    A range of two addresses and three clients.
+    """
+
+    last = "10.89.0.101"
+
+    @inlineCallbacks
+    def test_exhausted(self):
+        """
+        The third client gets no address and the server logs the
+        exhaustion.
+        """
+        for client in ("c1", "c2"):
+            code, lines = yield self.udhcpc(client)
+            self.assertEqual(code, 0, lines)
+        code, lines = yield self.udhcpc("c3")
+        self.assertNotEqual(code, 0)
+        self.assertEqual([l for l in lines if "event=bound" in l], [])
+        yield self.server.wait_for_line("exhausted")
+
