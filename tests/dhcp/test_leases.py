@@ -14,7 +14,6 @@ import time
 from ipaddress import IPv4Address
 from typing import List
 
-import attr
 from twisted.trial.unittest import SynchronousTestCase
 
 import netsuite
