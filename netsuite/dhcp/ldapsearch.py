@@ -9,6 +9,7 @@ answers). L{netsuite.dhcp.ldap} drives them from the reactor.
 from __future__ import annotations
 
 import math
+import ssl
 import threading
 import time
 import urllib.parse
@@ -66,7 +67,9 @@ def open_connection(settings: Any, timeout: float) -> Any:
     that ldap3's memory of an unreachable server never outlives a retry.
     """
     host, port, tls = server_address(settings.url)
+    # ldap3 does not check an ldaps:// certificate unless told to.
     server = ldap3.Server(host, port=port, use_ssl=tls, get_info=ldap3.NONE,
+                          tls=ldap3.Tls(validate=ssl.CERT_REQUIRED, sni=host) if tls else None,
                           connect_timeout=timeout)
     # ldap3 packs receive_timeout into SO_RCVTIMEO as whole seconds (a float
     # raises); Directory narrows the socket timeout before each operation.

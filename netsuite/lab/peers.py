@@ -249,7 +249,9 @@ class SlapdPeer(Peer):
     """
 
     label = "slapd"
-    ready = r"slapd starting"
+    # "slapd starting" comes a few milliseconds before listen(); the
+    # "added ... listener" line (debug level "conns") comes after it.
+    ready = r"daemon: added \d+r listener=0x"
 
     def __init__(self, netns: Optional[str], address: Optional[str] = None,
                  port: int = 389, suffix: str = "dc=example,dc=test",
@@ -287,7 +289,7 @@ class SlapdPeer(Peer):
         self.run([_binary("slapadd"), "-q", "-f", config, "-l", base])
         listen = f"ldap://{self.address}:{self.port}/" if self.address else f"ldap://:{self.port}/"
         # "-d stats" keeps slapd in the foreground and logs each operation.
-        return [_binary("slapd"), "-d", "stats", "-h", listen, "-f", config]
+        return [_binary("slapd"), "-d", "stats,conns", "-h", listen, "-f", config]
 
     def host_ldif(self, cn: str, mac: str, ip: str) -> str:
         return (f"dn: cn={cn},{self.hosts_dn}\nobjectClass: device\n"
