@@ -235,6 +235,7 @@ class DHCPServer:
         answer = yield self.registry.send("/dhcp/lookup", dict(summary, client_key=key))
         ip: Optional[IPv4Address] = None
         source = "pool"
+        hostname = None
         if isinstance(answer, dict) and answer.get("ip") is not None:
             ip = IPv4Address(answer["ip"])
             source = str(answer.get("source", "hook"))
@@ -248,14 +249,14 @@ class DHCPServer:
                               "subnet {subnet}, excluded, or in use by another client",
                               ip=str(ip), mac=str(mac), subnet=subnet.name)
                     answer = yield self._pool_lookup(dict(summary, client_key=key))
-                    ip, source = answer.value["ip"], "pool"
+                    ip, source, hostname = answer.value["ip"], "pool", None
         if ip is None:
             self.counters["exhausted"] += 1
             return None
         self.counters["offers"] += 1
         self.registry.send("/dhcp/lease/offered", {"ip": ip, "mac": mac, "subnet": subnet.name,
                                                    "source": source})
-        reply = yield self._reply(request, subnet, OFFER, ip)
+        reply = yield self._reply(request, subnet, OFFER, ip, hostname=hostname)
         return reply
 
     @inlineCallbacks
@@ -284,7 +285,9 @@ class DHCPServer:
         if ip is None or ip == ZERO:
             return None
         previous = yield self.runner(self.pool.store.get_by_client, key, subnet.name)
-        lease = yield self.binder.bind(BindRequest(subnet.name, ip, key, mac, request.hostname))
+        # The client's own name, else the one its offer got from a hook.
+        hostname = request.hostname or (previous.hostname if previous is not None else None)
+        lease = yield self.binder.bind(BindRequest(subnet.name, ip, key, mac, hostname))
         if lease is None:
             return self._nak(request, subnet, "address not available to this client")
         self.counters["acks"] += 1
@@ -293,7 +296,8 @@ class DHCPServer:
         renewed = previous is not None and previous.state == "bound" and previous.ip == ip
         self.registry.send("/dhcp/lease/renewed" if renewed else "/dhcp/lease/acked", event)
         reply = yield self._reply(request, subnet, ACK, ip,
-                                  lease_time=round(lease.expires - self.clock.seconds()))
+                                  lease_time=round(lease.expires - self.clock.seconds()),
+                                  hostname=None if request.hostname else lease.hostname)
         return reply
 
     def _nak(self, request: Packet, subnet: Subnet, why: str) -> Packet:
@@ -342,8 +346,15 @@ class DHCPServer:
 
     @inlineCallbacks
     def _reply(self, request: Packet, subnet: Subnet, kind: int, ip: IPv4Address,
-               inform: bool = False, lease_time: Optional[float] = None) -> Any:
+               inform: bool = False, lease_time: Optional[float] = None,
+               hostname: Optional[str] = None) -> Any:
+        """
+        @param hostname: a host name given to the client (option 12), from
+            a hook such as the directory's.
+        """
         options = self._base_options(subnet, None if inform else (lease_time or subnet.lease_time))
+        if hostname:
+            options["host_name"] = hostname
         amend = yield self.registry.send("/dhcp/options", {
             "type": MessageType(kind).name, "mac": _mac(request), "ip": ip,
             "subnet": subnet.name, "hostname": request.hostname,

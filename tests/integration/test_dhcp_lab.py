@@ -44,7 +44,7 @@ interface = "br-lan"
 # renewals (unicast from the client's address) work. Never touches
 # resolv.conf.
 SCRIPT = """#!/bin/sh
-echo "event=$1 ip=$ip router=$router dns=$dns lease=$lease opt114=$opt114"
+echo "event=$1 ip=$ip router=$router dns=$dns lease=$lease hostname=$hostname"
 case "$1" in
   bound|renew) ip addr flush dev "$interface"; ip addr add "$ip/24" dev "$interface" ;;
   deconfig) ip addr flush dev "$interface" ;;
@@ -112,12 +112,19 @@ class DHCPLab(TestCase):
             f.write(SCRIPT)
         os.chmod(self.script, 0o755)
         self.sockets = socket_dir(self)
+        yield self.before_server()
         self.config = write_config(self, CONFIG.format(
             leases=os.path.join(self.work, "leases.sqlite"), last=self.last,
-            lease_time=self.lease_time))
+            lease_time=self.lease_time) + self.extra_config())
         yield self.start_server()
         self.bus = connect("ap", socket_dir=self.sockets, reactor=reactor)
         self.addCleanup(self.bus.close)
+
+    def before_server(self):
+        return None
+
+    def extra_config(self):
+        return ""
 
     def start_server(self):
         self.server = spawn(self, "netsuite-dhcp", [
@@ -292,3 +299,95 @@ class ExhaustionTests(DHCPLab):
         self.assertEqual([l for l in lines if "event=bound" in l], [])
         yield self.server.wait_for_line("exhausted")
 
+
+
+LDAP_CONFIG = """
+[dhcp.ldap]
+enabled = {enabled}
+url = "ldap://127.0.0.1:{port}"
+base = "{base}"
+deadline = 1.0
+cache_ttl = 0
+negative_ttl = 0
+"""
+
+
+class LdapLab(DHCPLab):
+    """
+    A directory (slapd, in the access point) knows c1 and c3.
+    """
+
+    in_process = True
+
+    def before_server(self):
+        if missing("slapd", "slapadd"):
+            raise SkipTest("not installed: slapd (Debian: slapd, ldap-utils)")
+        from netsuite.lab.peers import SlapdPeer
+        self.port = 3389
+        self.slapd = SlapdPeer(self.lab.netns("ap"), "127.0.0.1", self.port, hosts=[
+            ("c1host", self.lab.client_mac(1), "10.89.0.50"),
+            ("c3host", self.lab.client_mac(3), "10.89.0.51")])
+        self.addCleanup(self.slapd.stop)
+        return deferToThread(self.slapd.start)
+
+    def extra_config(self):
+        return LDAP_CONFIG.format(enabled=str(self.in_process).lower(), port=self.port,
+                                  base=self.slapd.hosts_dn)
+
+
+class LdapLabTests(LdapLab):
+    """
+    The paper's example for real: the LDAP hook answers from the directory,
+    the pool answers for everyone else, and for everyone when the directory
+    is gone.
+    """
+
+    @inlineCallbacks
+    def test_directory_then_pool(self):
+        """
+        c1 (in the directory) gets its directory address, outside the
+        dynamic range; c2 (not in it) gets a pool address; with slapd
+        stopped, c3 (in it) gets a pool address, within the deadline of the
+        first try.
+        """
+        code, lines = yield self.udhcpc("c1")
+        self.assertEqual((code, self.fields(lines[-1])["ip"]), (0, "10.89.0.50"), lines)
+        self.assertEqual(self.fields(lines[-1])["hostname"], "c1host")
+        code, lines = yield self.udhcpc("c2")
+        self.assertEqual((code, self.fields(lines[-1])["ip"]), (0, "10.89.0.100"), lines)
+        yield deferToThread(self.slapd.stop)
+        began = reactor.seconds()
+        code, lines = yield self.udhcpc("c3")
+        self.assertEqual((code, self.fields(lines[-1])["ip"]), (0, "10.89.0.101"), lines)
+        self.assertLess(reactor.seconds() - began, 4.0)
+        offered = yield self.bus.send("/dhcp/leases", {"mac": self.lab.client_mac(1)})
+        self.assertEqual(offered[0]["hostname"], "c1host")
+
+
+class ExternalLdapHookTests(LdapLab):
+    """
+    The same hook as a separate process over the bus (the MetaNet
+    architecture): killing it makes the chain fall through at once.
+    """
+
+    in_process = False
+
+    @inlineCallbacks
+    def test_hook_process(self):
+        """
+        With the hook process attached, c1 gets its directory address; once
+        it is killed, c3 (also in the directory) gets a pool address at once.
+        """
+        hook = spawn(self, "ldaphook", ["ip", "netns", "exec", self.lab.netns("ap"),
+                                        PYTHON, "-m", "netsuite.dhcp.ldaphook", "--config",
+                                        self.config, "--process", "ap", "--socket-dir",
+                                        self.sockets])
+        yield hook.wait_for_line("hooked")
+        code, lines = yield self.udhcpc("c1")
+        self.assertEqual((code, self.fields(lines[-1])["ip"]), (0, "10.89.0.50"), lines)
+        hook.signal("KILL")
+        yield hook.ended
+        began = reactor.seconds()
+        code, lines = yield self.udhcpc("c3")
+        self.assertEqual((code, self.fields(lines[-1])["ip"]), (0, "10.89.0.100"), lines)
+        self.assertLess(reactor.seconds() - began, 2.0)
