@@ -125,16 +125,25 @@ _ADDRESS_RE = re.compile(rf"^(?:({_PROCESS}):)?({_PATH})\Z")
 PROCESS_NAME_RE = re.compile(rf"^{_PROCESS}\Z")
 
 
+_parsed: "dict[str, Tuple[Optional[str], str]]" = {}
+
+
 def parse_address(address: str) -> Tuple[Optional[str], str]:
     """
     Split C{process:/path} into C{(process, path)}; a bare C{/path} gives
-    C{(None, path)}.
+    C{(None, path)}. Valid addresses are remembered (a process uses few).
     """
+    found = _parsed.get(address) if type(address) is str else None
+    if found is not None:
+        return found
     match = _ADDRESS_RE.match(address) if isinstance(address, str) else None
     if match is None:
         raise InvalidAddress(
             f"{address!r} is not a mailbox address (/a/b or process:/a/b)")
-    return match.group(1), match.group(2)
+    found = match.group(1), match.group(2)
+    if len(_parsed) < 4096:
+        _parsed[address] = found
+    return found
 
 
 class IListenerHandle(Interface):

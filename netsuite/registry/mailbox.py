@@ -108,6 +108,7 @@ class Mailbox:
         self._eventual = eventual
         self._default_deadline = default_deadline
         self._serial = 0
+        self._chain: Sequence[Listener] = ()  # the listeners as sends see them
 
     def add(self, fn: Callable[[Message], Any], first: bool, tags: Dict[str, Any],
             deadline: Optional[float]) -> Listener:
@@ -124,11 +125,13 @@ class Mailbox:
             self.listeners.insert(0, listener)
         else:
             self.listeners.append(listener)
+        self._chain = tuple(self.listeners)
         return listener
 
     def remove(self, listener: Listener) -> None:
         if listener in self.listeners:
             self.listeners.remove(listener)
+            self._chain = tuple(self.listeners)
 
     def watch(self, fn: Callable[[Message], Any]) -> _Watcher:
         watcher = _Watcher(self, fn)
@@ -149,7 +152,7 @@ class Mailbox:
         self.counters.messages += 1
         if self.watchers:
             self.tell_watchers(message)
-        return _Dispatch(self, tuple(self.listeners), message).run()
+        return _Dispatch(self, self._chain, message).run()
 
     def describe(self) -> Dict[str, Any]:
         return {
@@ -180,27 +183,38 @@ class _Dispatch:
         self.listeners = listeners
         self.message = message
         self.index = 0
-        self.started = mailbox._clock.seconds()
+        self.started = -1.0
         self.result: Optional[Deferred[Any]] = None
 
     def run(self) -> "Deferred[Any]":
-        clock = self.mailbox._clock
+        # The hot path: one clock reading per listener, verdicts tested by
+        # identity before the (slow, abstract-class) Deferred check.
+        seconds = self.mailbox._clock.seconds
         listeners = self.listeners
+        message = self.message
+        then = seconds()
+        if self.started < 0:
+            self.started = then
         while self.index < len(listeners):
             listener = listeners[self.index]
             self.index += 1
-            listener.counters.messages += 1
-            began = clock.seconds()
+            counters = listener.counters
+            counters.messages += 1
             try:
-                verdict = listener.fn(self.message)
+                verdict = listener.fn(message)
             except Exception:
-                listener.counters.seconds += clock.seconds() - began
+                now = seconds()
+                counters.seconds += now - then
+                then = now
                 self._failed(listener, Failure())
                 continue
-            if isinstance(verdict, Deferred):
-                return self._wait(listener, verdict, began)
-            listener.counters.seconds += clock.seconds() - began
-            if self._judge(listener, verdict):
+            if verdict is not CONTINUE and type(verdict) is not Stop and isinstance(
+                    verdict, Deferred):
+                return self._wait(listener, verdict, then)
+            now = seconds()
+            counters.seconds += now - then
+            then = now
+            if verdict is not CONTINUE and self._judge(listener, verdict):
                 return self.result  # type: ignore[return-value]
         return self._finish(NO_ANSWER)
 
