@@ -18,7 +18,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from pyroute2 import IPSet
 from pyroute2.ipset import IPSET_CMD_CREATE, _nlmsg_error
@@ -27,7 +27,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.nfnetlink.ipset import IPSET_FLAG_WITH_COUNTERS, ipset_msg
 
 from ..registry.values import MAC
-from .setwriter import IPSET_CMD_ADD, IPSET_CMD_DEL, SetWriter
+from .setwriter import IPSET_CMD_ADD, IPSET_CMD_DEL, SetReader, SetWriter
 
 __all__ = ["KernelSets", "SetCounters"]
 
@@ -35,12 +35,6 @@ SetCounters = Tuple[int, int]
 """(bytes, packets)"""
 
 IPSET_FLAG_LIST_HEADER = 1 << 2  # list the set's header only
-
-
-def _ipv4(entry: Any) -> ipaddress.IPv4Address:
-    # pyroute2 decodes attribute 1 of an entry as IPSET_ATTR_IP_FROM.
-    ip = entry.get_attr("IPSET_ATTR_IP_FROM") or entry.get_attr("IPSET_ATTR_IP")
-    return ipaddress.IPv4Address(ip.get_attr("IPSET_ATTR_IPADDR_IPV4"))
 
 
 class KernelSets:
@@ -58,6 +52,7 @@ class KernelSets:
         self.smtp_timeout = smtp_timeout
         self._ipset: Optional[IPSet] = None
         self.writer = SetWriter()
+        self.reader = SetReader()
 
     @property
     def ipset(self) -> IPSet:
@@ -68,6 +63,7 @@ class KernelSets:
 
     def close(self) -> None:
         self.writer.close()
+        self.reader.close()
         if self._ipset is not None:
             self._ipset.close()
             self._ipset = None
@@ -169,14 +165,11 @@ class KernelSets:
         """
         The auth set's entries: ip -> (mac, upload counters).
         """
-        found = {}
-        for entry in self._entries(self.auth):
-            ether = entry.get_attr("IPSET_ATTR_ETHER")
-            found[_ipv4(entry)] = (MAC(ether), self._counters(entry))
-        return found
+        return {ip: (mac, (nbytes, packets))
+                for ip, mac, nbytes, packets, _ in self.reader.rows(self.auth) if mac is not None}
 
     def downloads(self) -> Dict[ipaddress.IPv4Address, SetCounters]:
-        return {_ipv4(entry): self._counters(entry) for entry in self._entries(self.down)}
+        return {ip: (nbytes, packets) for ip, _, nbytes, packets, _ in self.reader.rows(self.down)}
 
     # SMTP windows
 
@@ -190,18 +183,4 @@ class KernelSets:
         """
         ip -> seconds left, as the kernel counts them.
         """
-        return {_ipv4(entry): int(entry.get_attr("IPSET_ATTR_TIMEOUT") or 0)
-                for entry in self._entries(self.smtp)}
-
-    # helpers
-
-    def _entries(self, name: str) -> Iterator[Any]:
-        for message in self.ipset.list(name):
-            adt = message.get_attr("IPSET_ATTR_ADT")
-            if adt is not None:
-                yield from adt.get_attrs("IPSET_ATTR_DATA")
-
-    @staticmethod
-    def _counters(entry: Any) -> SetCounters:
-        return (int(entry.get_attr("IPSET_ATTR_BYTES") or 0),
-                int(entry.get_attr("IPSET_ATTR_PACKETS") or 0))
+        return {ip: left or 0 for ip, _, _, _, left in self.reader.rows(self.smtp)}

@@ -78,7 +78,9 @@ class NetfilterSocket:
         sock = self.open()
         found = []
         while sequences:
-            data = sock.recv(1 << 20)
+            # 64 KiB: a larger buffer is allocated whole on every call, and
+            # one acknowledgement is 36 bytes (a full dump arrives in parts).
+            data = sock.recv(65536)
             offset = 0
             while offset + 16 <= len(data):
                 length, kind, _, sequence, _ = struct.unpack_from("=IHHII", data, offset)

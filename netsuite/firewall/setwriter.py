@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from typing import Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..registry.values import MAC
-from .nfnetlink import (NLA_F_NESTED, NLA_F_NET_BYTEORDER, NLM_F_ACK, NLM_F_EXCL,
-                        NLM_F_REQUEST, NetfilterSocket, attr, message)
+from .nfnetlink import (NLA_F_NESTED, NLA_F_NET_BYTEORDER, NLA_TYPE_MASK, NLM_F_ACK,
+                        NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetfilterSocket, attr, message)
 
 __all__ = ["SetEntry", "SetWriter", "encode_entry", "IPSET_CMD_ADD", "IPSET_CMD_DEL"]
 
@@ -36,6 +36,9 @@ IPSET_ATTR_IP = 1
 IPSET_ATTR_IPADDR_IPV4 = 1
 IPSET_ATTR_TIMEOUT = 6
 IPSET_ATTR_ETHER = 17
+
+BATCH = 100
+"""Entries per send: the kernel's socket buffer refuses (ENOBUFS) a few hundred."""
 
 IPSET_ERR_EXIST = 4103
 """Adding an entry that exists, or deleting one that does not, with NLM_F_EXCL."""
@@ -74,14 +77,15 @@ class SetWriter(NetfilterSocket):
         (a new MAC or timeout); a delete of a missing one is not an error.
         Any other kernel error raises C{OSError}.
         """
-        sequences = set()
-        messages = []
-        for command, name, ip, mac, timeout in entries:
-            sequence = self.next_sequence()
-            sequences.add(sequence)
-            messages.append(encode_entry(command, name, ip, mac, timeout, sequence))
-        self.open().send(b"".join(messages))
-        self.replies(sequences, tolerated={IPSET_ERR_EXIST})
+        for start in range(0, len(entries), BATCH):
+            sequences = set()
+            messages = []
+            for command, name, ip, mac, timeout in entries[start:start + BATCH]:
+                sequence = self.next_sequence()
+                sequences.add(sequence)
+                messages.append(encode_entry(command, name, ip, mac, timeout, sequence))
+            self.open().send(b"".join(messages))
+            self.replies(sequences, tolerated={IPSET_ERR_EXIST})
 
     def add(self, name: str, ip: ipaddress.IPv4Address, mac: Optional[MAC] = None,
             timeout: Optional[int] = None) -> None:
@@ -89,3 +93,80 @@ class SetWriter(NetfilterSocket):
 
     def delete(self, name: str, ip: ipaddress.IPv4Address) -> None:
         self.apply([(IPSET_CMD_DEL, name, ip, None, None)])
+
+
+IPSET_CMD_LIST = 7
+IPSET_ATTR_ADT = 8
+IPSET_ATTR_BYTES = 24
+IPSET_ATTR_PACKETS = 25
+
+SetRow = Tuple[ipaddress.IPv4Address, Optional[MAC], int, int, Optional[int]]
+"""(ip, mac, bytes, packets, seconds left) of one set entry."""
+
+
+def _attributes(data: bytes, offset: int, end: int) -> Dict[int, bytes]:
+    """
+    The attributes in C{data[offset:end]} by type (the last of a type wins).
+    """
+    found = {}
+    while offset + 4 <= end:
+        length, kind = struct.unpack_from("=HH", data, offset)
+        if length < 4:
+            break
+        found[kind & NLA_TYPE_MASK] = data[offset + 4:offset + length]
+        offset += length + (-length % 4)
+    return found
+
+
+def _entries(adt: bytes) -> List[bytes]:
+    """
+    The entries (nested DATA attributes) of an ADT attribute.
+    """
+    entries = []
+    offset = 0
+    while offset + 4 <= len(adt):
+        length = struct.unpack_from("=H", adt, offset)[0]
+        if length < 4:
+            break
+        entries.append(adt[offset + 4:offset + length])
+        offset += length + (-length % 4)
+    return entries
+
+
+def parse_list(messages: Sequence[bytes]) -> List[SetRow]:
+    """
+    The entries of a set from the messages of its LIST dump.
+    """
+    rows = []
+    for body in messages:
+        top = _attributes(body, 20, len(body))
+        for entry in _entries(top.get(IPSET_ATTR_ADT, b"")):
+            fields = _attributes(entry, 0, len(entry))
+            ip = _attributes(fields.get(IPSET_ATTR_IP, b""), 0,
+                             len(fields.get(IPSET_ATTR_IP, b""))).get(IPSET_ATTR_IPADDR_IPV4)
+            if ip is None or len(ip) != 4:
+                continue
+            mac = fields.get(IPSET_ATTR_ETHER)
+            timeout = fields.get(IPSET_ATTR_TIMEOUT)
+            rows.append((ipaddress.IPv4Address(ip), MAC(mac[:6]) if mac else None,
+                         struct.unpack(">Q", fields[IPSET_ATTR_BYTES])[0]
+                         if IPSET_ATTR_BYTES in fields else 0,
+                         struct.unpack(">Q", fields[IPSET_ATTR_PACKETS])[0]
+                         if IPSET_ATTR_PACKETS in fields else 0,
+                         struct.unpack(">I", timeout)[0] if timeout else None))
+    return rows
+
+
+class SetReader(NetfilterSocket):
+    """
+    Reads a set's entries with one LIST dump (pyroute2 decodes the same
+    dump about 30 times slower: seconds for 10,000 entries).
+    """
+
+    def rows(self, name: str) -> List[SetRow]:
+        sequence = self.next_sequence()
+        attributes = (attr(IPSET_ATTR_PROTOCOL, bytes([IPSET_PROTOCOL]))
+                      + attr(IPSET_ATTR_SETNAME, name.encode("ascii") + b"\0"))
+        self.open().send(message(NFNL_SUBSYS_IPSET, IPSET_CMD_LIST,
+                                 NLM_F_REQUEST | NLM_F_DUMP, sequence, attributes))
+        return parse_list(self.replies({sequence}))

@@ -49,3 +49,32 @@ class EncodeTests(SynchronousTestCase):
             ]
             for ours, theirs in cases:
                 self.assertEqual(encode_entry(*ours, sequence=42), pyroute2_entry(*theirs))
+
+
+class ParseListTests(SynchronousTestCase):
+    def test_entries(self):
+        """
+        The entries of a LIST dump message: address, MAC, counters and
+        time left, each only when present.
+        """
+        import struct
+        from netsuite.firewall.nfnetlink import NLA_F_NESTED, attr, message
+        from netsuite.firewall.setwriter import parse_list
+
+        def entry(ip, mac=None, counters=None, timeout=None):
+            data = attr(1 | NLA_F_NESTED, attr(1 | 0x4000, ipaddress.IPv4Address(ip).packed))
+            if mac is not None:
+                data += attr(17, MAC(mac).packed)
+            if counters is not None:
+                data += attr(24 | 0x4000, struct.pack(">Q", counters[0]))
+                data += attr(25 | 0x4000, struct.pack(">Q", counters[1]))
+            if timeout is not None:
+                data += attr(6 | 0x4000, struct.pack(">I", timeout))
+            return attr(7 | NLA_F_NESTED, data)
+
+        adt = attr(8 | NLA_F_NESTED, entry("10.89.0.11", "02:4e:00:00:00:0b", (1500, 3))
+                   + entry("10.89.0.12", timeout=42))
+        body = message(6, 7, 2, 1, attr(2, b"ns-auth\0") + adt)
+        self.assertEqual(parse_list([body]), [
+            (ipaddress.IPv4Address("10.89.0.11"), MAC("02:4e:00:00:00:0b"), 1500, 3, None),
+            (ipaddress.IPv4Address("10.89.0.12"), None, 0, 0, 42)])

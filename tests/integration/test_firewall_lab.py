@@ -148,6 +148,11 @@ class FirewallLabTests(TestCase):
         self.assertEqual((code, body), (0, UPSTREAM_BODY))
         code, body = yield self.curl("c2", internet)
         self.assertEqual((code, body), (0, PORTAL_BODY))
+        counters = yield self.bus.send("/firewall/counters")
+        mine = counters[self.lab.client_address(1)]
+        self.assertGreater(mine["bytes_up"], 0)
+        self.assertGreater(mine["bytes_down"], len(UPSTREAM_BODY))
+        self.assertGreater(mine["packets_down"], 0)
         saved = self.in_ap("ipset", "list", "ns-auth")
         self.assertIn(f"{self.lab.client_address(1)},{self.lab.client_mac(1).upper()}", saved)
 
