@@ -24,7 +24,7 @@ from ..registry.values import InvalidValue
 __all__ = [
     "Typed", "Send", "AddListener", "RemoveListener", "Watch", "Unwatch",
     "Describe", "CallListener", "Notify", "DuplicateId", "UnknownId",
-    "ERRORS",
+    "ERRORS", "put_chunks", "take_chunks",
 ]
 
 CHUNK = amp.MAX_VALUE_LENGTH
@@ -45,6 +45,27 @@ class UnknownId(KeyError):
         return str(self.args[0]) if self.args else "unknown id"
 
 
+def put_chunks(box: Dict[bytes, bytes], name: bytes, data: bytes) -> None:
+    """
+    Put C{data} in C{box} under C{name}, C{name.2}, ... (65,535 bytes each).
+    """
+    box[name] = data[:CHUNK]
+    for index, start in enumerate(range(CHUNK, len(data), CHUNK), start=2):
+        box[b"%s.%d" % (name, index)] = data[start:start + CHUNK]
+
+
+def take_chunks(box: Dict[bytes, bytes], name: bytes) -> bytes:
+    """
+    Take the value that L{put_chunks} spread over C{box} (KeyError if absent).
+    """
+    parts = [box.pop(name)]
+    index = 2
+    while b"%s.%d" % (name, index) in box:
+        parts.append(box.pop(b"%s.%d" % (name, index)))
+        index += 1
+    return b"".join(parts)
+
+
 class Typed(amp.Argument):
     """
     Bytes of any length (typed-value JSON), split into keys C{name},
@@ -56,9 +77,7 @@ class Typed(amp.Argument):
         data = objects.pop(amp._wireNameToPythonIdentifier(name))  # type: ignore[attr-defined]
         if self.optional and data is None:
             return
-        strings[name] = data[:CHUNK]
-        for index, start in enumerate(range(CHUNK, len(data), CHUNK), start=2):
-            strings[b"%s.%d" % (name, index)] = data[start:start + CHUNK]
+        put_chunks(strings, name, data)
 
     def fromBox(self, name: bytes, strings: Dict[bytes, bytes], objects: Dict[str, Any],
                 proto: Any) -> None:
@@ -66,12 +85,7 @@ class Typed(amp.Argument):
         if name not in strings and self.optional:
             objects[key] = None
             return
-        parts = [strings.pop(name)]
-        index = 2
-        while b"%s.%d" % (name, index) in strings:
-            parts.append(strings.pop(b"%s.%d" % (name, index)))
-            index += 1
-        objects[key] = b"".join(parts)
+        objects[key] = take_chunks(strings, name)
 
 
 ERRORS = {
