@@ -303,7 +303,7 @@ class BusServerProtocol(RobustAMP):
 
     def dataReceived(self, data: bytes) -> None:
         if not self._refused:  # a refused peer's bytes are never read as commands
-            amp.AMP.dataReceived(self, data)
+            RobustAMP.dataReceived(self, data)
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         if self._keyLengthLimitExceeded:
