@@ -73,7 +73,7 @@ class MAC:
         raise AttributeError("MAC is immutable")
 
     def __str__(self) -> str:
-        return ":".join(f"{b:02x}" for b in self.packed)
+        return self.packed.hex(":")
 
     def __repr__(self) -> str:
         return f"MAC('{self}')"
@@ -228,12 +228,15 @@ def decode(encoded: Any) -> Value:
     raise InvalidValue(f"unknown value type {tag!r}")
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+"""One encoder: json.dumps with options builds a new one per call."""
+
+
 def dumps(value: Value) -> bytes:
     """
     The typed encoding of C{value} as compact UTF-8 JSON.
     """
-    return json.dumps(encode(value), separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
+    return _ENCODER.encode(encode(value)).encode("utf-8")
 
 
 def loads(data: bytes) -> Value:
