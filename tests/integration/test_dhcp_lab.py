@@ -252,12 +252,13 @@ class DHCPLabTests(DHCPLab):
 
 
     @inlineCallbacks
-    def test_renew(self):
+    def test_renew_and_release(self):
         """
         A running udhcpc told to renew (SIGUSR1) sends a RENEWING request
         from its address; the server extends the lease and announces it.
+        Stopped (with -R), it releases the lease, which the server records.
         """
-        client = self.lab.popen("c1", ["udhcpc", "-f", "-i", "eth0", "-s", self.script,
+        client = self.lab.popen("c1", ["udhcpc", "-f", "-R", "-i", "eth0", "-s", self.script,
                                        "-t", "3", "-T", "1"],
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.addCleanup(client.kill)
@@ -276,6 +277,17 @@ class DHCPLabTests(DHCPLab):
         message = yield renewed.addTimeout(20, reactor)
         self.assertEqual(str(message["ip"]), bound["ip"])
         self.assertEqual(str(message["mac"]), self.lab.client_mac(1))
+
+        released = Deferred()
+        watch = self.bus.watch("/dhcp/lease/released",
+                               lambda m: released.called or released.callback(m))
+        self.addCleanup(watch.remove)
+        yield watch.attached
+        client.terminate()  # -R: release on exit
+        message = yield released.addTimeout(20, reactor)
+        self.assertEqual(str(message["ip"]), bound["ip"])
+        leases = yield self.bus.send("/dhcp/leases", {"ip": bound["ip"]})
+        self.assertEqual(leases[0]["state"], "released")
 
 
 class ExhaustionTests(DHCPLab):
