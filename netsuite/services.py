@@ -16,6 +16,7 @@ __all__ = ["SERVICES", "all_sections", "enabled_builders"]
 SERVICES: Dict[str, str] = {
     "firewall": "netsuite.firewall.tap",
     "dhcp": "netsuite.dhcp.tap",
+    "portal": "netsuite.portal.tap",
 }
 """Service name (= its config section) -> its tap module, which exports
 C{SECTION} (with an C{enabled} field) and C{serviceFromConfig}."""

@@ -1,0 +1,231 @@
+# -*- test-case-name: tests.portal.test_controller -*-
+"""
+The portal's logic and its mailboxes: authenticate a client through the
+C{/portal/authenticate} chain, authorize it in the firewall (through the
+firewall's mailboxes, in this process or another), keep its session, end
+it on logout, time-out or an operator's command.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, Callable, List, Optional
+
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.logger import Logger
+
+from ..registry.interfaces import EVENT, NO_ANSWER, IRegistry, Stop
+from ..registry.values import MAC, Message
+from .sessions import Session, Sessions
+
+__all__ = ["Portal", "MAILBOXES", "EVENTS"]
+
+_log = Logger()
+
+MAILBOXES = {
+    "/portal/authenticate": "May {ip, mac, method} log in? Answer {ok, message?}; the stock "
+                            "click-through listener (last) accepts method 'click'.",
+    "/portal/authorize": "Log {ip, mac?} in without asking (an operator); answers {authorized, ip, mac}.",
+    "/portal/deauthorize": "Log {ip, reason?} out; answers {deauthorized: had it a session}.",
+    "/portal/sessions": "The sessions: answers a list of {ip, mac, started, last_active, "
+                        "bytes_seen, reason, seconds_remaining}.",
+}
+EVENTS = {
+    "/portal/request": "Event: the portal caught a request {ip, host, path, method}.",
+    "/portal/login": "Event: a client logged in {ip, mac, reason}.",
+    "/portal/logout": "Event: a client logged out {ip, mac, reason} (logout, idle-timeout, "
+                      "session-timeout, admin).",
+}
+
+MacFinder = Callable[[ipaddress.IPv4Address], "Deferred[Optional[MAC]]"]
+
+
+def _no_mac(ip: ipaddress.IPv4Address) -> "Deferred[Optional[MAC]]":
+    return succeed(None)
+
+
+class Portal:
+    """
+    @param registry: where the portal's mailboxes go, and how it reaches
+        the firewall's.
+    @param sessions: the sessions.
+    @param host: the portal's own C{host[:port]}, for its URLs.
+    @param firewall_process: the process running the firewall ("": this one).
+    @param dhcp_process: the process whose C{/dhcp/leases} tells a MAC
+        the neighbour table does not know ("": this one).
+    @param find_mac: C{ip -> Deferred(MAC or None)} (the neighbour table).
+    """
+
+    def __init__(self, registry: IRegistry, sessions: Sessions, host: str,
+                 firewall_process: str = "", dhcp_process: str = "",
+                 find_mac: MacFinder = _no_mac, policy_text: str = "") -> None:
+        self.registry = registry
+        self.sessions = sessions
+        self.host = host
+        self.firewall_process = firewall_process
+        self.dhcp_process = dhcp_process
+        self.find_mac = find_mac
+        self.policy_text = policy_text
+        self._declare()
+
+    def _declare(self) -> None:
+        r = self.registry
+        for path, doc in MAILBOXES.items():
+            r.declare(path, doc=doc)
+        for path, doc in EVENTS.items():
+            r.declare(path, kind=EVENT, doc=doc)
+        stock = {"owner": "portal", "stock": True}
+        r.listen("/portal/authenticate", self._click_through, tags=stock)
+        r.listen("/portal/authorize", self._authorize, tags=stock)
+        r.listen("/portal/deauthorize", self._deauthorize, tags=stock)
+        r.listen("/portal/sessions", self._sessions, tags=stock)
+
+    def _at(self, process: str, path: str) -> str:
+        return f"{process}:{path}" if process else path
+
+    # the stock listeners
+
+    def _click_through(self, message: Message) -> Stop:
+        if message.get("method") == "click":
+            return Stop({"ok": True})
+        return Stop({"ok": False, "message": "unknown login method"})
+
+    def _authorize(self, message: Message) -> "Deferred[Stop]":
+        ip = ipaddress.IPv4Address(message["ip"])
+
+        @inlineCallbacks
+        def run() -> Any:
+            mac = message.get("mac")
+            try:
+                mac = MAC(mac) if mac is not None else (yield self.mac_for(ip))
+                if mac is None:
+                    raise ValueError(f"no MAC known for {ip}; give one")
+                session = yield self.login(ip, mac, "admin")
+            except Exception as e:
+                return Stop({"authorized": False, "ip": ip, "error": str(e)})
+            return Stop({"authorized": True, "ip": ip, "mac": MAC(session.mac)})
+        return run()
+
+    def _deauthorize(self, message: Message) -> "Deferred[Stop]":
+        ip = ipaddress.IPv4Address(message["ip"])
+        return self.logout(ip, str(message.get("reason") or "admin")).addCallback(
+            lambda session: Stop({"deauthorized": session is not None, "ip": ip}))
+
+    def _sessions(self, message: Message) -> Stop:
+        return Stop([self.session_value(s) for s in self.sessions.all()])
+
+    def session_value(self, s: Session) -> Message:
+        return {"ip": ipaddress.IPv4Address(s.ip), "mac": MAC(s.mac), "started": s.started,
+                "last_active": s.last_active, "bytes_seen": s.bytes_seen, "reason": s.reason,
+                "seconds_remaining": self.sessions.seconds_remaining(s.ip)}
+
+    # what the web pages and the timers do
+
+    def request_seen(self, ip: Any, host: str, path: str, method: str) -> None:
+        """
+        Tell C{/portal/request} (an event: errors are only logged).
+        """
+        self.registry.send("/portal/request", {"ip": ip, "host": host, "path": path,
+                                               "method": method}).addErrback(
+            lambda f: _log.failure("/portal/request", f))
+
+    @inlineCallbacks
+    def mac_for(self, ip: ipaddress.IPv4Address) -> Any:
+        """
+        The MAC of C{ip}: the neighbour table's, else the DHCP lease's, else None.
+        """
+        try:
+            mac = yield self.find_mac(ip)
+        except Exception:
+            _log.failure("neighbour table lookup for {ip}", ip=ip)
+            mac = None
+        if mac is not None:
+            return MAC(mac)
+        try:
+            leases = yield self.registry.send(self._at(self.dhcp_process, "/dhcp/leases"),
+                                              {"ip": ip})
+        except Exception:
+            return None
+        for lease in leases if isinstance(leases, list) else []:
+            if str(lease.get("ip")) == str(ip) and lease.get("mac") is not None:
+                return MAC(lease["mac"])
+        return None
+
+    @inlineCallbacks
+    def authenticate(self, ip: ipaddress.IPv4Address, mac: MAC, method: str,
+                     extra: Optional[Message] = None) -> Any:
+        """
+        Run the C{/portal/authenticate} chain; fires with C{(ok, message)}.
+        """
+        answer = yield self.registry.send("/portal/authenticate",
+                                          dict(extra or {}, ip=ip, mac=mac, method=method))
+        if answer is NO_ANSWER or not isinstance(answer, dict):
+            return False, "nobody accepted the login"
+        return bool(answer.get("ok")), str(answer.get("message") or "")
+
+    @inlineCallbacks
+    def login(self, ip: ipaddress.IPv4Address, mac: MAC, reason: str) -> Any:
+        """
+        Authorize C{ip}/C{mac} in the firewall, record the session, tell
+        C{/portal/login}; fires with the L{Session}.
+        """
+        answer = yield self.registry.send(
+            self._at(self.firewall_process, "/firewall/authorize"), {"ip": ip, "mac": mac})
+        if not isinstance(answer, dict) or not answer.get("authorized"):
+            raise RuntimeError(f"the firewall did not authorize {ip} ({answer!r})")
+        session = self.sessions.login(ip, mac, reason)
+        _log.info("portal login {ip} {mac} ({reason})", ip=ip, mac=mac, reason=reason,
+                  netsuite_event="portal-login")
+        self._event("/portal/login", {"ip": ip, "mac": mac, "reason": reason})
+        return session
+
+    @inlineCallbacks
+    def logout(self, ip: ipaddress.IPv4Address, reason: str) -> Any:
+        """
+        End C{ip}'s session (if any) and de-authorize it; fires with the
+        ended session or None.
+        """
+        session = self.sessions.logout(ip)
+        try:
+            yield self.registry.send(self._at(self.firewall_process, "/firewall/deauthorize"),
+                                     {"ip": ip})
+        except Exception:
+            _log.failure("firewall de-authorization of {ip} failed", ip=ip)
+        if session is not None:
+            _log.info("portal logout {ip} ({reason})", ip=ip, reason=reason,
+                      netsuite_event="portal-logout")
+            self._event("/portal/logout", {"ip": ip, "mac": MAC(session.mac), "reason": reason})
+        return session
+
+    def _event(self, path: str, message: Message) -> None:
+        self.registry.send(path, message).addErrback(lambda f: _log.failure(path, f))
+
+    @inlineCallbacks
+    def sample(self) -> Any:
+        """
+        Read the firewall's counters, note who was active, log out whoever
+        timed out. Fires with the list of (ip, reason) logged out.
+        """
+        if self.sessions.idle_timeout:
+            counters = yield self.registry.send(
+                self._at(self.firewall_process, "/firewall/counters"), {})
+            if isinstance(counters, dict):
+                self.sessions.sample(counters)
+        ended: List[Any] = []
+        for session, reason in self.sessions.expired():
+            yield self.logout(ipaddress.IPv4Address(session.ip), reason)
+            ended.append((session.ip, reason))
+        return ended
+
+    @inlineCallbacks
+    def restore(self) -> Any:
+        """
+        After a restart: authorize every stored session in the firewall again.
+        """
+        for session in self.sessions.all():
+            try:
+                yield self.registry.send(
+                    self._at(self.firewall_process, "/firewall/authorize"),
+                    {"ip": ipaddress.IPv4Address(session.ip), "mac": MAC(session.mac)})
+            except Exception:
+                _log.failure("could not restore the session of {ip}", ip=session.ip)

@@ -1,0 +1,153 @@
+# -*- test-case-name: tests.portal.test_sessions -*-
+"""
+Portal sessions: who is logged in, since when, last seen active, kept in
+SQLite so they survive a portal restart; idle and session time-outs.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, replace
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+__all__ = ["Session", "SessionStore", "Sessions", "IDLE", "TIMEOUT"]
+
+IDLE = "idle-timeout"
+TIMEOUT = "session-timeout"
+
+
+@dataclass(frozen=True)
+class Session:
+    """
+    One logged-in client. C{reason} says how it logged in (C{click}, C{admin}...).
+    """
+    ip: str
+    mac: str
+    started: float
+    last_active: float
+    bytes_seen: int = 0
+    reason: str = "click"
+
+
+class SessionStore:
+    """
+    Sessions in SQLite (a file, or C{":memory:"}); one row per client IP.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.db = sqlite3.connect(path)
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS sessions (ip TEXT PRIMARY KEY, mac TEXT NOT NULL, "
+            "started REAL NOT NULL, last_active REAL NOT NULL, bytes_seen INTEGER NOT NULL, "
+            "reason TEXT NOT NULL)")
+        self.db.commit()
+
+    def load(self) -> List[Session]:
+        rows = self.db.execute("SELECT ip, mac, started, last_active, bytes_seen, reason "
+                               "FROM sessions ORDER BY ip")
+        return [Session(*row) for row in rows]
+
+    def put(self, *sessions: Session) -> None:
+        with self.db:
+            self.db.executemany(
+                "INSERT OR REPLACE INTO sessions VALUES (?, ?, ?, ?, ?, ?)",
+                [(s.ip, s.mac, s.started, s.last_active, s.bytes_seen, s.reason)
+                 for s in sessions])
+
+    def delete(self, ip: str) -> None:
+        with self.db:
+            self.db.execute("DELETE FROM sessions WHERE ip = ?", (ip,))
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class Sessions:
+    """
+    The sessions and their time-outs.
+
+    @param store: where they are kept.
+    @param clock: gives the time (C{seconds()}).
+    @param idle_timeout: seconds without traffic before a logout (0: never).
+    @param session_timeout: seconds after login before a logout (0: never).
+    """
+
+    def __init__(self, store: SessionStore, clock: Any, idle_timeout: float = 0,
+                 session_timeout: float = 0) -> None:
+        self.store = store
+        self.clock = clock
+        self.idle_timeout = idle_timeout
+        self.session_timeout = session_timeout
+        self.sessions: Dict[str, Session] = {s.ip: s for s in store.load()}
+
+    def get(self, ip: Any) -> Optional[Session]:
+        return self.sessions.get(str(ip))
+
+    def all(self) -> List[Session]:
+        return [self.sessions[ip] for ip in sorted(self.sessions)]
+
+    def login(self, ip: Any, mac: Any, reason: str = "click") -> Session:
+        """
+        Start (or restart) the session of C{ip}.
+        """
+        now = self.clock.seconds()
+        session = Session(str(ip), str(mac), now, now, 0, reason)
+        self.sessions[session.ip] = session
+        self.store.put(session)
+        return session
+
+    def logout(self, ip: Any) -> Optional[Session]:
+        """
+        End the session of C{ip}; the ended session, or None if it had none.
+        """
+        session = self.sessions.pop(str(ip), None)
+        if session is not None:
+            self.store.delete(session.ip)
+        return session
+
+    def seconds_remaining(self, ip: Any) -> Optional[float]:
+        """
+        Seconds before C{ip}'s session times out (None: no session or no limit).
+        """
+        session = self.get(ip)
+        if session is None:
+            return None
+        now = self.clock.seconds()
+        left = []
+        if self.session_timeout:
+            left.append(session.started + self.session_timeout - now)
+        if self.idle_timeout:
+            left.append(session.last_active + self.idle_timeout - now)
+        return max(0.0, min(left)) if left else None
+
+    def sample(self, counters: Mapping[str, Mapping[str, Any]]) -> List[str]:
+        """
+        Take the firewall's counters (C{ip -> {bytes_up, bytes_down}}); a
+        session whose byte count changed was active now. Returns those IPs.
+        """
+        now = self.clock.seconds()
+        active = []
+        for ip, traffic in counters.items():
+            session = self.sessions.get(str(ip))
+            if session is None:
+                continue
+            seen = int(traffic.get("bytes_up", 0)) + int(traffic.get("bytes_down", 0))
+            if seen != session.bytes_seen:
+                self.sessions[session.ip] = replace(session, bytes_seen=seen, last_active=now)
+                active.append(session.ip)
+        if active:
+            self.store.put(*(self.sessions[ip] for ip in active))
+        return active
+
+    def expired(self) -> List[Tuple[Session, str]]:
+        """
+        The sessions past a time-out, with the reason (not yet ended).
+        """
+        now = self.clock.seconds()
+        out = []
+        for session in self.all():
+            if self.session_timeout and now - session.started >= self.session_timeout:
+                out.append((session, TIMEOUT))
+            elif self.idle_timeout and now - session.last_active >= self.idle_timeout:
+                out.append((session, IDLE))
+        return out

@@ -1,0 +1,273 @@
+# -*- test-case-name: tests.portal.test_web -*-
+"""
+The portal's web pages (twisted.web): every request for another host is
+redirected to the login page; the login (click-through) and status pages,
+logout, the OS connectivity probes and the RFC 8908 API.
+"""
+
+from __future__ import annotations
+
+import hmac
+import html
+import ipaddress
+import json
+import re
+import secrets
+from typing import Any, Callable, Optional
+from urllib.parse import quote, urlsplit
+
+from twisted.internet.defer import maybeDeferred
+from twisted.logger import Logger
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+
+from .controller import Portal
+
+__all__ = ["PortalResource", "safe_url", "PROBES"]
+
+_log = Logger()
+
+CSRF_COOKIE = b"ns_portal_csrf"
+_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{20,64}\Z")
+HTML = b"text/html; charset=utf-8"
+
+PROBES = {
+    "/hotspot-detect.html": (200, b"text/html",
+                             b"<HTML><HEAD><TITLE>Success</TITLE></HEAD><BODY>Success</BODY></HTML>"),
+    "/library/test/success.html": (200, b"text/html",
+                                   b"<HTML><HEAD><TITLE>Success</TITLE></HEAD><BODY>Success</BODY></HTML>"),
+    "/generate_204": (204, None, b""),
+    "/gen_204": (204, None, b""),
+    "/connecttest.txt": (200, b"text/plain", b"Microsoft Connect Test"),
+    "/ncsi.txt": (200, b"text/plain", b"Microsoft NCSI"),
+    "/canonical.html": (200, b"text/html",
+                        b'<meta http-equiv="refresh" '
+                        b'content="0;url=https://support.mozilla.org/kb/captive-portal"/>'),
+    "/success.txt": (200, b"text/plain", b"success\n"),
+}
+"""What a connected client gets from an OS's captive-portal probe."""
+
+
+def safe_url(url: Optional[str]) -> Optional[str]:
+    """
+    C{url} (non-ASCII and quotes %-escaped) if it is an absolute http(s) URL
+    with a host and no space or control character; else None (never a
+    redirect to another scheme).
+    """
+    if not url or len(url) > 2000 or re.search(r"[\x00-\x20\x7f\\]", url):
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    return quote(url, safe="!#$%&'()*+,/:;=?@[]~")
+
+
+def _esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _page(title: str, body: str) -> bytes:
+    return (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{_esc(title)}</title></head>\n<body>\n<h1>{_esc(title)}</h1>\n"
+            f"{body}\n</body></html>\n").encode("utf-8")
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class PortalResource(Resource):
+    """
+    The whole site: one leaf resource dispatching on Host and path.
+
+    @param portal: the controller.
+    @param clock: gives the time for the status page.
+    """
+
+    isLeaf = True
+
+    def __init__(self, portal: Portal, clock: Any) -> None:
+        Resource.__init__(self)
+        self.portal = portal
+        self.clock = clock
+
+    # plumbing
+
+    def _respond(self, request: Any, code: int, body: bytes,
+                 content_type: Optional[bytes] = HTML) -> bytes:
+        request.setResponseCode(code)
+        if content_type is not None:
+            request.setHeader(b"Content-Type", content_type)
+        return body
+
+    def _later(self, request: Any, work: Callable[[], Any]) -> Any:
+        """
+        Answer with what C{work()}'s Deferred fires with (bytes), or a 500.
+        """
+        gone = []
+        request.notifyFinish().addErrback(lambda _: gone.append(True))
+
+        def done(body: bytes) -> None:
+            if not gone:
+                request.write(body)
+                request.finish()
+
+        def failed(failure: Any) -> None:
+            _log.failure("portal request failed", failure)
+            if not gone:
+                request.setResponseCode(500)
+                request.setHeader(b"Content-Type", HTML)
+                request.write(_page("Error", "<p>Something went wrong; please try again.</p>"))
+                request.finish()
+        maybeDeferred(work).addCallbacks(done, failed)
+        return NOT_DONE_YET
+
+    def _arg(self, request: Any, name: bytes) -> str:
+        values = (request.args or {}).get(name) or [b""]
+        return values[0].decode("utf-8", "replace")
+
+    def _token(self, request: Any) -> str:
+        """
+        The client's CSRF token (from its cookie, or a new one set now).
+        """
+        token = (request.getCookie(CSRF_COOKIE) or b"").decode("ascii", "replace")
+        if not _TOKEN_RE.match(token):
+            token = secrets.token_urlsafe(24)
+            request.addCookie(CSRF_COOKIE, token.encode("ascii"), path=b"/",
+                              httpOnly=True, sameSite="strict")
+        return token
+
+    def _csrf_ok(self, request: Any) -> bool:
+        cookie = (request.getCookie(CSRF_COOKIE) or b"").decode("ascii", "replace")
+        form = self._arg(request, b"csrf")
+        return bool(_TOKEN_RE.match(cookie)) and hmac.compare_digest(cookie, form)
+
+    def _url(self, path: str) -> str:
+        return f"http://{self.portal.host}{path}"
+
+    # dispatch
+
+    def render(self, request: Any) -> Any:
+        ip = ipaddress.ip_address(request.getClientAddress().host)
+        host = (request.getHeader(b"host") or b"").decode("latin-1").strip().lower()
+        uri = request.uri.decode("latin-1")
+        path = urlsplit(uri).path or "/"
+        method = request.method.decode("latin-1")
+        request.setHeader(b"Cache-Control", b"no-store")
+        self.portal.request_seen(ip, host, path, method)
+        if host != self.portal.host.lower():
+            return self._foreign(request, ip, host, uri, path)
+        pages = {("/login", "GET"): self._login_page, ("/login", "POST"): self._login,
+                 ("/logout", "POST"): self._logout, ("/status", "GET"): self._status,
+                 ("/api", "GET"): self._api, ("/", "GET"): self._root}
+        handler = pages.get((path, "GET" if method == "HEAD" else method))
+        if handler is None:
+            return self._respond(request, 404, _page("Not found", "<p>No such page.</p>"))
+        return handler(request, ip)
+
+    def _foreign(self, request: Any, ip: Any, host: str, uri: str, path: str) -> bytes:
+        """
+        A request for another site: the client is not (yet) authorized.
+        """
+        if path in PROBES and self.portal.sessions.get(ip) is not None:
+            code, content_type, body = PROBES[path]
+            return self._respond(request, code, body, content_type)
+        original = uri if uri.startswith(("http://", "https://")) else f"http://{host}{uri}"
+        return self.redirect(request, self._url("/login?url=" + quote(original, safe="")), 307)
+
+    def redirect(self, request: Any, location: str, code: int) -> bytes:
+        """
+        Redirect with Location, Refresh and a page (meta refresh and a link).
+        """
+        request.setHeader(b"Location", location.encode("ascii"))
+        request.setHeader(b"Refresh", f"0; url={location}".encode("ascii"))
+        return self._respond(request, code, _page("Redirecting", (
+            f'<meta http-equiv="refresh" content="0; url={_esc(location)}">'
+            f'<p><a href="{_esc(location)}">Continue to the login page</a></p>')))
+
+    # pages
+
+    def _root(self, request: Any, ip: Any) -> bytes:
+        return self.redirect(request, self._url("/login"), 303)
+
+    def _login_page(self, request: Any, ip: Any, error: str = "", code: int = 200) -> bytes:
+        if self.portal.sessions.get(ip) is not None and not error:
+            return self.redirect(request, self._url("/status"), 303)
+        url = safe_url(self._arg(request, b"url"))
+        token = self._token(request)
+        error_html = f'<p class="error">{_esc(error)}</p>' if error else ""
+        destination = (f'<p>You asked for <a href="{_esc(url)}">{_esc(url)}</a>.</p>'
+                       if url else "")
+        return self._respond(request, code, _page("Welcome", (
+            f"{error_html}{destination}"
+            f'<div class="policy">{_esc(self.portal.policy_text)}</div>\n'
+            f'<form method="post" action="/login">'
+            f'<input type="hidden" name="csrf" value="{_esc(token)}">'
+            f'<input type="hidden" name="url" value="{_esc(url or "")}">'
+            f'<button type="submit" name="accept" value="1">Accept and connect</button>'
+            f"</form>")))
+
+    def _login(self, request: Any, ip: Any) -> Any:
+        if not self._csrf_ok(request):
+            return self._login_page(request, ip, "Your form expired; please try again.", 403)
+        if self._arg(request, b"accept") != "1":
+            return self._login_page(request, ip, "Please accept the usage policy.", 400)
+        url = safe_url(self._arg(request, b"url"))
+
+        async def work() -> bytes:
+            mac = await self.portal.mac_for(ip)
+            if mac is None:
+                return self._respond(request, 503, _page(
+                    "Cannot connect", "<p>Your device could not be identified; please "
+                    "reconnect to the network and try again.</p>"))
+            ok, message = await self.portal.authenticate(ip, mac, "click")
+            if not ok:
+                return self._login_page(request, ip, message or "Login refused.", 403)
+            await self.portal.login(ip, mac, "click")
+            return self.redirect(request, url or self._url("/status"), 303)
+        return self._later(request, lambda: _ensure(work()))
+
+    def _logout(self, request: Any, ip: Any) -> Any:
+        if not self._csrf_ok(request):
+            return self._respond(request, 403, _page(
+                "Form expired", f'<p><a href="{_esc(self._url("/status"))}">Back</a></p>'))
+        return self._later(request, lambda: self.portal.logout(ip, "logout").addCallback(
+            lambda _: self.redirect(request, self._url("/login"), 303)))
+
+    def _status(self, request: Any, ip: Any) -> bytes:
+        session = self.portal.sessions.get(ip)
+        if session is None:
+            return self.redirect(request, self._url("/login"), 303)
+        left = self.portal.sessions.seconds_remaining(ip)
+        used = self.clock.seconds() - session.started
+        remaining = f"<p>Time left: {_duration(left)}</p>" if left is not None else ""
+        return self._respond(request, 200, _page("Connected", (
+            f"<p>Connected as {_esc(session.ip)} ({_esc(session.mac)}).</p>"
+            f"<p>Time used: {_duration(used)}</p>{remaining}"
+            f'<form method="post" action="/logout">'
+            f'<input type="hidden" name="csrf" value="{_esc(self._token(request))}">'
+            f'<button type="submit">Log out</button></form>')))
+
+    def _api(self, request: Any, ip: Any) -> bytes:
+        """
+        RFC 8908: the Captive Portal API.
+        """
+        session = self.portal.sessions.get(ip)
+        answer: dict = {"captive": session is None, "user-portal-url": self._url("/login")}
+        if session is not None:
+            left = self.portal.sessions.seconds_remaining(ip)
+            if left is not None:
+                answer["seconds-remaining"] = int(left)
+            answer["can-extend-session"] = False
+        return self._respond(request, 200, json.dumps(answer).encode("utf-8"),
+                             b"application/captive+json")
+
+
+def _ensure(coroutine: Any) -> Any:
+    from twisted.internet.defer import Deferred
+    return Deferred.fromCoroutine(coroutine)

@@ -1,0 +1,182 @@
+"""
+The captive portal in a real lab: netsuite runs the firewall and the
+portal in the access point's namespace (C{twistd netsuite-portal}); clients
+use curl: redirected, log in through the form, reach upstream, log out,
+time out.
+"""
+
+import os
+import re
+import shutil
+import tempfile
+import time
+
+from twisted.internet import reactor
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.task import deferLater
+from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import SkipTest, TestCase
+
+from netsuite.bus import connect
+from netsuite.lab import Lab
+from netsuite.lab.peers import HttpPeer, missing
+
+from .procs import TWISTD, socket_dir, spawn, write_config
+from ..lab.labs import lab_name
+
+UPSTREAM_BODY = "the internet"
+PORT = 5280
+
+CONFIG = """
+[firewall]
+enabled = true
+lan_network = "10.89.0.0/24"
+portal_port = {port}
+check_interval = 1.0
+shaping = false
+
+[portal]
+port = {port}
+interface_address = "{ap}"
+idle_timeout = {idle}
+sample_interval = 1.0
+session_file = "{sessions}"
+policy_text = "Be nice."
+"""
+
+
+def need_lab():
+    if os.getuid() != 0:
+        raise SkipTest("needs root to build network namespaces and change their firewall")
+    absent = missing("curl", "ipset", "iptables-legacy-save")
+    if absent:
+        raise SkipTest(f"not installed: {', '.join(absent)}")
+
+
+class PortalLab(TestCase):
+    """
+    A lab with netsuite-portal (firewall and portal) in the AP.
+    """
+
+    timeout = 120
+    idle = 600.0
+
+    @inlineCallbacks
+    def setUp(self):
+        need_lab()
+        self.lab = Lab(lab_name(self), clients=2)
+        self.addCleanup(self.lab.down)
+        yield deferToThread(self.lab.up, True)
+        self.upstream = HttpPeer(self.lab.netns("up"), None, 80, UPSTREAM_BODY)
+        yield deferToThread(self.upstream.start)
+        self.addCleanup(self.upstream.stop)
+        self.sockets = socket_dir(self)
+        self.tmp = tempfile.mkdtemp(prefix="nsportal-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.config = write_config(self, CONFIG.format(
+            port=PORT, ap=self.lab.ap_address, idle=self.idle,
+            sessions=os.path.join(self.tmp, "sessions.sqlite")))
+        self.daemon = spawn(self, "netsuite-portal", [
+            "ip", "netns", "exec", self.lab.netns("ap"), *TWISTD, "-n", "--pidfile=",
+            "netsuite-portal", "--name", "ap", "--socket-dir", self.sockets,
+            "--config", self.config])
+        yield self.daemon.wait_for_line("firewall ready")
+        yield self.daemon.wait_for_line("portal ready")
+        self.bus = connect("ap", socket_dir=self.sockets, reactor=reactor)
+        self.addCleanup(self.bus.close)
+        self.portal = f"http://{self.lab.ap_address}:{PORT}"
+        self.internet = f"http://{self.lab.internet}/"
+
+    def curl(self, client, *args, seconds=3):
+        """
+        Fire with (curl exit code, output) of curl in a client namespace.
+        """
+        def run():
+            done = self.lab.exec(client, ["curl", "-s", "--max-time", str(seconds), *args])
+            return done.returncode, done.stdout
+        return deferToThread(run)
+
+    @inlineCallbacks
+    def login(self, client):
+        jar = os.path.join(self.tmp, f"{client}.jar")
+        code, page = yield self.curl(client, "-c", jar, "-b", jar,
+                                     f"{self.portal}/login?url=http%3A%2F%2Fexample.com%2F")
+        self.assertEqual(code, 0)
+        token = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+        code, out = yield self.curl(
+            client, "-c", jar, "-b", jar, "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
+            "--data", f"csrf={token}&url=http%3A%2F%2Fexample.com%2F&accept=1",
+            f"{self.portal}/login")
+        return code, out, jar, token
+
+    @inlineCallbacks
+    def assertRedirected(self, client):
+        code, out = yield self.curl(client, "-i", self.internet)
+        self.assertEqual(code, 0)
+        self.assertIn("307", out.splitlines()[0])
+        self.assertIn(f"Location: {self.portal}/login?url=http%3A%2F%2F", out)
+        self.assertNotIn(UPSTREAM_BODY, out)
+
+
+class PortalLabTests(PortalLab):
+
+    @inlineCallbacks
+    def test_login_logout(self):
+        """
+        Redirected before login; through after; the other client (and
+        one forging the first one's address) still redirected; logout:
+        redirected again.
+        """
+        yield self.assertRedirected("c1")
+        code, out, jar, token = yield self.login("c1")
+        self.assertEqual((code, out), (0, "303 http://example.com/"))
+        code, body = yield self.curl("c1", self.internet)
+        self.assertEqual((code, body), (0, UPSTREAM_BODY))
+        yield self.assertRedirected("c2")
+        sessions = yield self.bus.send("/portal/sessions")
+        self.assertEqual([str(s["ip"]) for s in sessions], [self.lab.client_address(1)])
+        self.assertEqual(str(sessions[0]["mac"]), self.lab.client_mac(1))
+
+        code, out = yield self.curl("c1", "-c", jar, "-b", jar, "-o", "/dev/null", "-w",
+                                    "%{http_code}", "--data", f"csrf={token}",
+                                    f"{self.portal}/logout")
+        self.assertEqual((code, out), (0, "303"))
+        yield self.assertRedirected("c1")
+
+    @inlineCallbacks
+    def test_forged_address(self):
+        """
+        Another client taking the logged-in client's address gets nothing.
+        """
+        code, out, _, _ = yield self.login("c1")
+        self.assertEqual(code, 0)
+        victim = self.lab.client_address(1)
+        self.lab.exec("c1", ["ip", "addr", "flush", "dev", "eth0"], check=True)
+        self.lab.exec("c2", ["ip", "addr", "flush", "dev", "eth0"], check=True)
+        self.lab.exec("c2", ["ip", "addr", "add", f"{victim}/24", "dev", "eth0"], check=True)
+        self.lab.exec("c2", ["ip", "route", "add", "default", "via", self.lab.ap_address],
+                      check=False)
+        self.lab.exec("ap", ["ip", "neigh", "flush", "all"], check=False)
+        code, body = yield self.curl("c2", self.internet)
+        self.assertNotEqual(body, UPSTREAM_BODY)
+
+
+class PortalIdleLabTests(PortalLab):
+    idle = 3.0
+
+    @inlineCallbacks
+    def test_idle_timeout(self):
+        """
+        A client without traffic for idle_timeout seconds is logged out.
+        """
+        logouts = []
+        yield self.bus.watch("/portal/logout", logouts.append)
+        code, out, _, _ = yield self.login("c1")
+        self.assertEqual(out, "303 http://example.com/")
+        code, body = yield self.curl("c1", self.internet)
+        self.assertEqual(body, UPSTREAM_BODY)
+        deadline = time.monotonic() + 15
+        while not logouts and time.monotonic() < deadline:
+            yield deferLater(reactor, 0.5, lambda: None)
+        self.assertEqual([m["reason"] for m in logouts], ["idle-timeout"])
+        yield self.assertRedirected("c1")

@@ -1,0 +1,89 @@
+"""
+Tests for L{netsuite.portal.service} and L{netsuite.portal.tap}.
+"""
+
+import os
+
+from twisted.internet import reactor
+from twisted.internet.defer import inlineCallbacks
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.client import Agent, readBody
+
+from netsuite.portal import tap
+from netsuite.portal.service import PortalService, neighbour_mac
+from netsuite.registry.values import MAC
+
+from .helpers import PortalFixture
+
+ARP = """IP address       HW type     Flags       HW address            Mask     Device
+10.89.0.11       0x1         0x2         02:4e:00:00:00:0b     *        br-lan
+10.89.0.12       0x1         0x0         00:00:00:00:00:00     *        br-lan
+"""
+
+
+class NeighbourTests(SynchronousTestCase):
+    def test_table(self):
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write(ARP)
+        self.assertEqual(neighbour_mac("10.89.0.11", path), MAC("02:4e:00:00:00:0b"))
+        self.assertIsNone(neighbour_mac("10.89.0.12", path))
+        self.assertIsNone(neighbour_mac("10.89.0.13", path))
+
+
+class TapTests(SynchronousTestCase):
+    def write(self, text):
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def test_options(self):
+        options = tap.Options()
+        options.parseOptions(["--config", self.write(
+            '[portal]\nport = 8080\nidle_timeout = 5.0\nfirewall_process = "ap"\n')])
+        self.assertTrue(options.config.portal.enabled)
+        self.assertEqual(options.config.portal.port, 8080)
+        self.assertEqual(tap.portal_host(options.config.portal), "10.89.0.1:8080")
+
+    def test_host_needed(self):
+        options = tap.Options()
+        self.assertRaises(usage.UsageError, options.parseOptions, ["--config", self.write(
+            '[portal]\ninterface_address = ""\n')])
+
+    def test_unknown_key(self):
+        self.assertRaises(usage.UsageError, tap.Options().parseOptions, [
+            "--config", self.write("[portal]\nprot = 1\n")])
+
+    def test_make_service(self):
+        """
+        makeService builds the process with the portal (and the firewall
+        when enabled, without building the portal twice).
+        """
+        options = tap.Options()
+        options.parseOptions(["--config", self.write(
+            f'[portal]\nsession_file = "{os.path.abspath(self.mktemp())}"\n')])
+        top = tap.makeService(options)
+        self.assertEqual(len([s for s in top if isinstance(s, PortalService)]), 1)
+        self.assertIn("/portal/authenticate", [m["path"] for m in top.registry.describe()])
+
+
+class ServiceTests(TestCase):
+    @inlineCallbacks
+    def test_serves(self):
+        """
+        The service listens; a request for another host is redirected.
+        """
+        from twisted.web.server import Site
+        from netsuite.portal.web import PortalResource
+        f = PortalFixture()
+        service = PortalService(f.portal, Site(PortalResource(f.portal, f.clock)), reactor,
+                                "tcp:0:interface=127.0.0.1", 0)
+        service.startService()
+        self.addCleanup(service.stopService)
+        port = service.port.getHost().port
+        response = yield Agent(reactor).request(b"GET", b"http://127.0.0.1:%d/x" % port)
+        self.assertEqual(response.code, 307)
+        self.assertEqual(response.headers.getRawHeaders(b"cache-control"), [b"no-store"])
+        yield readBody(response)

@@ -1,0 +1,82 @@
+"""
+Tests for L{netsuite.portal.sessions}.
+"""
+
+import os
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from netsuite.portal.sessions import IDLE, TIMEOUT, Session, SessionStore, Sessions
+
+
+class SessionsTests(SynchronousTestCase):
+
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(1000)
+        self.sessions = Sessions(SessionStore(":memory:"), self.clock, idle_timeout=60,
+                                 session_timeout=600)
+
+    def test_login_logout(self):
+        s = self.sessions.login("10.89.0.5", "aa:bb:cc:dd:ee:ff")
+        self.assertEqual(s, Session("10.89.0.5", "aa:bb:cc:dd:ee:ff", 1000, 1000, 0, "click"))
+        self.assertEqual(self.sessions.get("10.89.0.5"), s)
+        self.assertEqual(self.sessions.logout("10.89.0.5"), s)
+        self.assertIsNone(self.sessions.get("10.89.0.5"))
+        self.assertIsNone(self.sessions.logout("10.89.0.5"))
+
+    def test_idle(self):
+        """
+        Traffic seen by the sampler keeps a session alive; none for
+        idle_timeout seconds ends it.
+        """
+        self.sessions.login("10.89.0.5", "aa:bb:cc:dd:ee:ff")
+        self.clock.advance(50)
+        self.assertEqual(self.sessions.sample({"10.89.0.5": {"bytes_up": 10, "bytes_down": 5}}),
+                         ["10.89.0.5"])
+        self.clock.advance(50)
+        self.assertEqual(self.sessions.expired(), [])
+        self.assertEqual(self.sessions.seconds_remaining("10.89.0.5"), 10)
+        self.assertEqual(self.sessions.sample({"10.89.0.5": {"bytes_up": 10, "bytes_down": 5}}),
+                         [])
+        self.clock.advance(10)
+        [(session, reason)] = self.sessions.expired()
+        self.assertEqual((session.ip, session.bytes_seen, reason), ("10.89.0.5", 15, IDLE))
+
+    def test_session_timeout(self):
+        self.sessions.login("10.89.0.5", "aa:bb:cc:dd:ee:ff")
+        for n in range(10):
+            self.clock.advance(55)
+            self.sessions.sample({"10.89.0.5": {"bytes_up": n + 1, "bytes_down": 0}})
+        self.clock.advance(49)
+        self.assertEqual(self.sessions.expired(), [])
+        self.clock.advance(1)
+        [(session, reason)] = self.sessions.expired()
+        self.assertEqual(reason, TIMEOUT)
+
+    def test_no_limits(self):
+        sessions = Sessions(SessionStore(":memory:"), self.clock)
+        sessions.login("10.89.0.5", "aa:bb:cc:dd:ee:ff")
+        self.clock.advance(10 ** 6)
+        self.assertEqual(sessions.expired(), [])
+        self.assertIsNone(sessions.seconds_remaining("10.89.0.5"))
+
+    def test_unknown_counters_ignored(self):
+        self.assertEqual(self.sessions.sample({"10.89.0.9": {"bytes_up": 1}}), [])
+
+    def test_durable(self):
+        """
+        Sessions and their activity are back after a restart.
+        """
+        path = os.path.abspath(self.mktemp())
+        first = Sessions(SessionStore(path), self.clock, idle_timeout=60)
+        first.login("10.89.0.5", "aa:bb:cc:dd:ee:ff", reason="admin")
+        first.login("10.89.0.6", "aa:bb:cc:dd:ee:01")
+        self.clock.advance(30)
+        first.sample({"10.89.0.5": {"bytes_up": 7, "bytes_down": 1}})
+        first.logout("10.89.0.6")
+        first.store.close()
+        second = Sessions(SessionStore(path), self.clock, idle_timeout=60)
+        self.assertEqual(second.all(), [
+            Session("10.89.0.5", "aa:bb:cc:dd:ee:ff", 1000, 1030, 8, "admin")])

@@ -1,0 +1,240 @@
+"""
+Tests for L{netsuite.portal.web}: the redirect, the pages, CSRF, login
+and logout through the firewall's mailboxes, the probes and the API.
+"""
+
+import json
+import re
+from urllib.parse import quote
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from netsuite.portal.web import CSRF_COOKIE, safe_url
+from netsuite.registry import Stop
+
+from .helpers import A, B, HOST, MAC_A, PortalFixture
+
+
+class SafeURLTests(SynchronousTestCase):
+    def test_accepts_http(self):
+        self.assertEqual(safe_url("http://example.com/a?b=c"), "http://example.com/a?b=c")
+        self.assertEqual(safe_url("https://example.com/"), "https://example.com/")
+
+    def test_refuses_other_schemes(self):
+        for url in ["javascript:alert(1)", "JavaScript://example.com/%0aalert(1)",
+                    "data:text/html,x", "//evil.example/", "http:\\\\evil", "ftp://x/",
+                    "http://", "http://a b/", "http://x/\r\nSet-Cookie: a=b", "", None]:
+            self.assertIsNone(safe_url(url), url)
+
+    def test_escapes_quotes(self):
+        self.assertEqual(safe_url('http://x/"<a>'), "http://x/%22%3Ca%3E")
+
+
+class RedirectTests(SynchronousTestCase):
+    def setUp(self):
+        self.f = PortalFixture()
+
+    def test_redirect_shape(self):
+        """
+        A request for another host gets a 307 to the login page carrying
+        the original URL: Location, Refresh, a page with a meta refresh
+        and a link, and no caching.
+        """
+        r = self.f.request(b"GET", b"/some/page?x=1&y=2", b"example.com")
+        location = ("http://10.89.0.1:5280/login?url="
+                    + quote("http://example.com/some/page?x=1&y=2", safe=""))
+        self.assertEqual(r.responseCode, 307)
+        self.assertEqual(r.header(b"location"), location.encode())
+        self.assertEqual(r.header(b"refresh"), b"0; url=" + location.encode())
+        self.assertEqual(r.header(b"cache-control"), b"no-store")
+        body = r.body().decode()
+        self.assertIn(f'<meta http-equiv="refresh" content="0; url={location}">', body)
+        self.assertIn(f'<a href="{location}">', body)
+
+    def test_request_event(self):
+        seen = []
+        self.f.registry.watch("/portal/request", seen.append)
+        self.f.request(b"GET", b"/x", b"example.com")
+        self.f.registry.eventual.flush_sync()
+        self.assertEqual(seen, [{"ip": A, "host": "example.com", "path": "/x",
+                                 "method": "GET"}])
+
+    def test_hostile_host(self):
+        r = self.f.request(b"GET", b"/\"><script>", b"a\"<b>")
+        self.assertEqual(r.responseCode, 307)
+        self.assertNotIn(b"<script>", r.body())
+        self.assertNotIn(b'a"<b>', r.body())
+
+    def test_probes_unauthorized(self):
+        """
+        Before login, every OS probe gets the redirect (so the OS opens its
+        login sheet).
+        """
+        for host, path in [(b"captive.apple.com", b"/hotspot-detect.html"),
+                           (b"connectivitycheck.gstatic.com", b"/generate_204"),
+                           (b"www.msftconnecttest.com", b"/connecttest.txt"),
+                           (b"www.msftncsi.com", b"/ncsi.txt"),
+                           (b"detectportal.firefox.com", b"/canonical.html"),
+                           (b"detectportal.firefox.com", b"/success.txt")]:
+            r = self.f.request(b"GET", path, host)
+            self.assertEqual(r.responseCode, 307, path)
+
+    def test_probes_authorized(self):
+        self.f.sessions.login(A, MAC_A)
+        r = self.f.request(b"GET", b"/generate_204", b"connectivitycheck.gstatic.com")
+        self.assertEqual((r.responseCode, r.body()), (204, b""))
+        r = self.f.request(b"GET", b"/hotspot-detect.html", b"captive.apple.com")
+        self.assertIn(b"Success", r.body())
+        r = self.f.request(b"GET", b"/connecttest.txt", b"www.msftconnecttest.com")
+        self.assertEqual(r.body(), b"Microsoft Connect Test")
+
+
+class LoginTests(SynchronousTestCase):
+    def setUp(self):
+        self.f = PortalFixture()
+
+    def login_page(self, url=None, cookies=None):
+        args = {b"url": [url.encode()]} if url is not None else {}
+        r = self.f.request(b"GET", b"/login", args=args, cookies=cookies)
+        self.assertEqual(r.header(b"cache-control"), b"no-store")
+        return r
+
+    def token(self, r):
+        return re.search(r'name="csrf" value="([^"]+)"', r.body().decode()).group(1)
+
+    def post_login(self, token, cookie=None, url="http://example.com/page", client=A,
+                   accept=b"1"):
+        cookie = token if cookie is None else cookie
+        return self.f.request(b"POST", b"/login", client=client, args={
+            b"csrf": [token.encode()], b"url": [url.encode()], b"accept": [accept]},
+            cookies={CSRF_COOKIE: cookie.encode()})
+
+    def test_page(self):
+        """
+        The page shows the policy escaped, sets a CSRF cookie and puts the
+        same token in the form.
+        """
+        r = self.login_page("http://example.com/page")
+        body = r.body().decode()
+        self.assertEqual(r.responseCode, 200)
+        self.assertIn("Be &lt;nice&gt; &amp; &quot;polite&quot;", body)
+        value, kw = r.cookies_out[CSRF_COOKIE]
+        self.assertEqual(self.token(r), value.decode())
+        self.assertTrue(kw["httpOnly"])
+        self.assertIn('href="http://example.com/page"', body)
+        again = self.login_page(cookies={CSRF_COOKIE: value})
+        self.assertEqual(self.token(again), value.decode())
+        self.assertEqual(again.cookies_out, {})
+
+    def test_hostile_url(self):
+        """
+        A javascript: URL is dropped; quotes cannot leave the attribute.
+        """
+        body = self.login_page("javascript:alert(1)").body().decode()
+        self.assertNotIn("javascript", body)
+        body = self.login_page('http://x/"><script>alert(1)</script>').body().decode()
+        self.assertNotIn("<script>", body)
+        self.assertNotIn('"><', body.split("<form")[0].split("</h1>")[1])
+
+    def test_login(self):
+        """
+        A good form authorizes the client in the firewall, records its
+        session, tells /portal/login and sends it to the original URL.
+        """
+        logins = []
+        self.f.registry.watch("/portal/login", logins.append)
+        token = self.token(self.login_page())
+        r = self.post_login(token)
+        self.assertEqual(r.responseCode, 303)
+        self.assertEqual(r.header(b"location"), b"http://example.com/page")
+        self.assertEqual(r.finished, 1)
+        self.assertIn(A, self.f.firewall.clients)
+        self.assertEqual(self.f.firewall.clients[A].mac, MAC_A)
+        self.assertEqual(self.f.sessions.get(A).mac, str(MAC_A))
+        self.f.registry.eventual.flush_sync()
+        self.assertEqual(logins, [{"ip": A, "mac": MAC_A, "reason": "click"}])
+
+    def test_login_hostile_url(self):
+        token = self.token(self.login_page())
+        r = self.post_login(token, url="javascript:alert(1)")
+        self.assertEqual(r.header(b"location"), b"http://10.89.0.1:5280/status")
+
+    def test_csrf(self):
+        """
+        A form without the cookie's token is refused; nobody is authorized.
+        """
+        token = self.token(self.login_page())
+        for form, cookie in [(token, "x" * 32), ("", ""), ("y" * 32, token)]:
+            r = self.post_login(form, cookie)
+            self.assertEqual(r.responseCode, 403)
+        self.assertEqual(self.f.firewall.clients, {})
+
+    def test_policy_not_accepted(self):
+        token = self.token(self.login_page())
+        r = self.post_login(token, accept=b"")
+        self.assertEqual(r.responseCode, 400)
+        self.assertEqual(self.f.firewall.clients, {})
+
+    def test_no_mac(self):
+        token = self.token(self.login_page())
+        r = self.post_login(token, client=B)
+        self.assertEqual(r.responseCode, 503)
+        self.assertEqual(self.f.firewall.clients, {})
+
+    def test_hook_refuses(self):
+        """
+        A listener first on /portal/authenticate refuses; its message is
+        shown, escaped.
+        """
+        self.f.registry.listen("/portal/authenticate",
+                               lambda m: Stop({"ok": False, "message": "no <b>"}), first=True)
+        token = self.token(self.login_page())
+        r = self.post_login(token)
+        self.assertEqual(r.responseCode, 403)
+        self.assertIn(b"no &lt;b&gt;", r.body())
+        self.assertEqual(self.f.firewall.clients, {})
+
+    def test_status_and_logout(self):
+        """
+        The status page has a logout form; posting it de-authorizes the
+        client and tells /portal/logout.
+        """
+        logouts = []
+        self.f.registry.watch("/portal/logout", logouts.append)
+        token = self.token(self.login_page())
+        self.post_login(token)
+        self.f.clock.advance(65)
+        r = self.f.request(b"GET", b"/status", cookies={CSRF_COOKIE: token.encode()})
+        self.assertEqual(r.responseCode, 200)
+        self.assertIn(b"0:01:05", r.body())
+        self.assertEqual(self.token(r), token)
+        bad = self.f.request(b"POST", b"/logout", args={b"csrf": [b"z" * 32]},
+                             cookies={CSRF_COOKIE: token.encode()})
+        self.assertEqual(bad.responseCode, 403)
+        self.assertIn(A, self.f.firewall.clients)
+        r = self.f.request(b"POST", b"/logout", args={b"csrf": [token.encode()]},
+                           cookies={CSRF_COOKIE: token.encode()})
+        self.assertEqual(r.responseCode, 303)
+        self.assertEqual(self.f.firewall.clients, {})
+        self.assertIsNone(self.f.sessions.get(A))
+        self.f.registry.eventual.flush_sync()
+        self.assertEqual(logouts, [{"ip": A, "mac": MAC_A, "reason": "logout"}])
+        r = self.f.request(b"GET", b"/status")
+        self.assertEqual(r.responseCode, 303)
+
+    def test_api(self):
+        r = self.f.request(b"GET", b"/api")
+        self.assertEqual(r.header(b"content-type"), b"application/captive+json")
+        self.assertEqual(json.loads(r.body()), {
+            "captive": True, "user-portal-url": f"http://{HOST}/login"})
+        f = PortalFixture(session_timeout=3600)
+        f.sessions.login(A, MAC_A)
+        f.clock.advance(600)
+        r = f.request(b"GET", b"/api")
+        self.assertEqual(json.loads(r.body()), {
+            "captive": False, "user-portal-url": f"http://{HOST}/login",
+            "seconds-remaining": 3000, "can-extend-session": False})
+
+    def test_not_found(self):
+        self.assertEqual(self.f.request(b"GET", b"/nope").responseCode, 404)
+        self.assertEqual(self.f.request(b"GET", b"/").responseCode, 303)
