@@ -9,7 +9,7 @@ it on logout, time-out or an operator's command.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.logger import Logger
@@ -28,13 +28,14 @@ MAILBOXES = {
     "/portal/authorize": "Log {ip, mac?} in without asking (an operator); answers {authorized, ip, mac}.",
     "/portal/deauthorize": "Log {ip, reason?} out; answers {deauthorized: had it a session}.",
     "/portal/sessions": "The sessions: answers a list of {ip, mac, started, last_active, "
-                        "bytes_seen, reason, seconds_remaining}.",
+                        "bytes_seen, bytes_used, reason, username, seconds_remaining, "
+                        "bytes_remaining}.",
 }
 EVENTS = {
     "/portal/request": "Event: the portal caught a request {ip, host, path, method}.",
-    "/portal/login": "Event: a client logged in {ip, mac, reason}.",
+    "/portal/login": "Event: a client logged in {ip, mac, reason, username?}.",
     "/portal/logout": "Event: a client logged out {ip, mac, reason} (logout, idle-timeout, "
-                      "session-timeout, admin).",
+                      "session-timeout, quota, moved, operator, admin).",
 }
 
 MacFinder = Callable[[ipaddress.IPv4Address], "Deferred[Optional[MAC]]"]
@@ -54,13 +55,20 @@ class Portal:
     @param dhcp_process: the process whose C{/dhcp/leases} tells a MAC
         the neighbour table does not know ("": this one).
     @param find_mac: C{ip -> Deferred(MAC or None)} (the neighbour table).
+    @param move_session: a login with the username of a session on another
+        IP/MAC moves that session here (phones randomize their MAC).
+
+    @ivar last_logout: C{ip -> (reason, when)} of each client's last logout.
     """
 
     def __init__(self, registry: IRegistry, sessions: Sessions, host: str,
                  firewall_process: str = "", dhcp_process: str = "",
-                 find_mac: MacFinder = _no_mac, policy_text: str = "") -> None:
+                 find_mac: MacFinder = _no_mac, policy_text: str = "",
+                 move_session: bool = True) -> None:
         self.registry = registry
         self.sessions = sessions
+        self.move_session = move_session
+        self.last_logout: Dict[str, Any] = {}
         self.host = host
         self.firewall_process = firewall_process
         self.dhcp_process = dhcp_process
@@ -116,8 +124,10 @@ class Portal:
 
     def session_value(self, s: Session) -> Message:
         return {"ip": ipaddress.IPv4Address(s.ip), "mac": MAC(s.mac), "started": s.started,
-                "last_active": s.last_active, "bytes_seen": s.bytes_seen, "reason": s.reason,
-                "seconds_remaining": self.sessions.seconds_remaining(s.ip)}
+                "last_active": s.last_active, "bytes_seen": s.bytes_seen,
+                "bytes_used": s.bytes_used, "reason": s.reason, "username": s.username,
+                "seconds_remaining": self.sessions.seconds_remaining(s.ip),
+                "bytes_remaining": self.sessions.bytes_remaining(s.ip)}
 
     # what the web pages and the timers do
 
@@ -164,19 +174,37 @@ class Portal:
         return bool(answer.get("ok")), str(answer.get("message") or "")
 
     @inlineCallbacks
-    def login(self, ip: ipaddress.IPv4Address, mac: MAC, reason: str) -> Any:
+    def login(self, ip: ipaddress.IPv4Address, mac: MAC, reason: str,
+              username: str = "") -> Any:
         """
         Authorize C{ip}/C{mac} in the firewall, record the session, tell
-        C{/portal/login}; fires with the L{Session}.
+        C{/portal/login}; fires with the L{Session}. With C{move_session},
+        the sessions of C{username} on another IP or MAC end (reason
+        C{moved}) and this one carries on their start time and byte count.
         """
+        started, bytes_base = None, 0
+        moved = []
+        if self.move_session and username:
+            moved = [s for s in self.sessions.by_username(username)
+                     if (s.ip, s.mac) != (str(ip), str(mac))]
         answer = yield self.registry.send(
             self._at(self.firewall_process, "/firewall/authorize"), {"ip": ip, "mac": mac})
         if not isinstance(answer, dict) or not answer.get("authorized"):
             raise RuntimeError(f"the firewall did not authorize {ip} ({answer!r})")
-        session = self.sessions.login(ip, mac, reason)
+        for old in moved:
+            started = old.started if started is None else min(started, old.started)
+            bytes_base += old.bytes_used
+            if old.ip != str(ip):
+                yield self.logout(ipaddress.IPv4Address(old.ip), "moved")
+            else:  # same IP, new MAC: the firewall entry was just replaced
+                self.sessions.logout(old.ip)
+        session = self.sessions.login(ip, mac, reason, username, started, bytes_base)
         _log.info("portal login {ip} {mac} ({reason})", ip=ip, mac=mac, reason=reason,
                   netsuite_event="portal-login")
-        self._event("/portal/login", {"ip": ip, "mac": mac, "reason": reason})
+        event: Message = {"ip": ip, "mac": mac, "reason": reason}
+        if username:
+            event["username"] = username
+        self._event("/portal/login", event)
         return session
 
     @inlineCallbacks
@@ -192,6 +220,7 @@ class Portal:
         except Exception:
             _log.failure("firewall de-authorization of {ip} failed", ip=ip)
         if session is not None:
+            self.last_logout[session.ip] = (reason, self.sessions.clock.seconds())
             _log.info("portal logout {ip} ({reason})", ip=ip, reason=reason,
                       netsuite_event="portal-logout")
             self._event("/portal/logout", {"ip": ip, "mac": MAC(session.mac), "reason": reason})
@@ -206,7 +235,7 @@ class Portal:
         Read the firewall's counters, note who was active, log out whoever
         timed out. Fires with the list of (ip, reason) logged out.
         """
-        if self.sessions.idle_timeout:
+        if self.sessions.idle_timeout or self.sessions.quota_bytes:
             counters = yield self.registry.send(
                 self._at(self.firewall_process, "/firewall/counters"), {})
             if isinstance(counters, dict):

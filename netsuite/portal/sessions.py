@@ -10,16 +10,20 @@ import sqlite3
 from dataclasses import dataclass, replace
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-__all__ = ["Session", "SessionStore", "Sessions", "IDLE", "TIMEOUT"]
+__all__ = ["Session", "SessionStore", "Sessions", "IDLE", "TIMEOUT", "QUOTA"]
 
 IDLE = "idle-timeout"
 TIMEOUT = "session-timeout"
+QUOTA = "quota"
 
 
 @dataclass(frozen=True)
 class Session:
     """
-    One logged-in client. C{reason} says how it logged in (C{click}, C{admin}...).
+    One logged-in client. C{reason} says how it logged in (C{click}, C{admin}...);
+    C{username} who (C{""}: nobody in particular); C{bytes_base} the bytes
+    used before the session moved to this IP/MAC (the firewall's counters
+    start again at 0).
     """
     ip: str
     mac: str
@@ -27,6 +31,12 @@ class Session:
     last_active: float
     bytes_seen: int = 0
     reason: str = "click"
+    username: str = ""
+    bytes_base: int = 0
+
+    @property
+    def bytes_used(self) -> int:
+        return self.bytes_base + self.bytes_seen
 
 
 class SessionStore:
@@ -40,19 +50,26 @@ class SessionStore:
             "CREATE TABLE IF NOT EXISTS sessions (ip TEXT PRIMARY KEY, mac TEXT NOT NULL, "
             "started REAL NOT NULL, last_active REAL NOT NULL, bytes_seen INTEGER NOT NULL, "
             "reason TEXT NOT NULL)")
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(sessions)")}
+        if "username" not in columns:  # a file from before usernames
+            self.db.execute("ALTER TABLE sessions ADD COLUMN username TEXT NOT NULL DEFAULT ''")
+        if "bytes_base" not in columns:
+            self.db.execute("ALTER TABLE sessions ADD COLUMN bytes_base INTEGER NOT NULL "
+                            "DEFAULT 0")
         self.db.commit()
 
     def load(self) -> List[Session]:
-        rows = self.db.execute("SELECT ip, mac, started, last_active, bytes_seen, reason "
-                               "FROM sessions ORDER BY ip")
+        rows = self.db.execute("SELECT ip, mac, started, last_active, bytes_seen, reason, "
+                               "username, bytes_base FROM sessions ORDER BY ip")
         return [Session(*row) for row in rows]
 
     def put(self, *sessions: Session) -> None:
         with self.db:
             self.db.executemany(
-                "INSERT OR REPLACE INTO sessions VALUES (?, ?, ?, ?, ?, ?)",
-                [(s.ip, s.mac, s.started, s.last_active, s.bytes_seen, s.reason)
-                 for s in sessions])
+                "INSERT OR REPLACE INTO sessions (ip, mac, started, last_active, bytes_seen, "
+                "reason, username, bytes_base) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(s.ip, s.mac, s.started, s.last_active, s.bytes_seen, s.reason, s.username,
+                  s.bytes_base) for s in sessions])
 
     def delete(self, ip: str) -> None:
         with self.db:
@@ -70,14 +87,16 @@ class Sessions:
     @param clock: gives the time (C{seconds()}).
     @param idle_timeout: seconds without traffic before a logout (0: never).
     @param session_timeout: seconds after login before a logout (0: never).
+    @param quota_bytes: bytes (up and down) a session may use (0: no limit).
     """
 
     def __init__(self, store: SessionStore, clock: Any, idle_timeout: float = 0,
-                 session_timeout: float = 0) -> None:
+                 session_timeout: float = 0, quota_bytes: int = 0) -> None:
         self.store = store
         self.clock = clock
         self.idle_timeout = idle_timeout
         self.session_timeout = session_timeout
+        self.quota_bytes = quota_bytes
         self.sessions: Dict[str, Session] = {s.ip: s for s in store.load()}
 
     def get(self, ip: Any) -> Optional[Session]:
@@ -86,12 +105,21 @@ class Sessions:
     def all(self) -> List[Session]:
         return [self.sessions[ip] for ip in sorted(self.sessions)]
 
-    def login(self, ip: Any, mac: Any, reason: str = "click") -> Session:
+    def by_username(self, username: str) -> List[Session]:
         """
-        Start (or restart) the session of C{ip}.
+        The sessions of C{username} (none for C{""}).
+        """
+        return [s for s in self.all() if username and s.username == username]
+
+    def login(self, ip: Any, mac: Any, reason: str = "click", username: str = "",
+              started: Optional[float] = None, bytes_base: int = 0) -> Session:
+        """
+        Start (or restart) the session of C{ip}; C{started} and
+        C{bytes_base} carry over what a moved session had.
         """
         now = self.clock.seconds()
-        session = Session(str(ip), str(mac), now, now, 0, reason)
+        session = Session(str(ip), str(mac), now if started is None else started, now, 0,
+                          reason, username, bytes_base)
         self.sessions[session.ip] = session
         self.store.put(session)
         return session
@@ -120,6 +148,15 @@ class Sessions:
             left.append(session.last_active + self.idle_timeout - now)
         return max(0.0, min(left)) if left else None
 
+    def bytes_remaining(self, ip: Any) -> Optional[int]:
+        """
+        Bytes C{ip}'s session may still use (None: no session or no quota).
+        """
+        session = self.get(ip)
+        if session is None or not self.quota_bytes:
+            return None
+        return max(0, self.quota_bytes - session.bytes_used)
+
     def sample(self, counters: Mapping[str, Mapping[str, Any]]) -> List[str]:
         """
         Take the firewall's counters (C{ip -> {bytes_up, bytes_down}}); a
@@ -146,7 +183,9 @@ class Sessions:
         now = self.clock.seconds()
         out = []
         for session in self.all():
-            if self.session_timeout and now - session.started >= self.session_timeout:
+            if self.quota_bytes and session.bytes_used >= self.quota_bytes:
+                out.append((session, QUOTA))
+            elif self.session_timeout and now - session.started >= self.session_timeout:
                 out.append((session, TIMEOUT))
             elif self.idle_timeout and now - session.last_active >= self.idle_timeout:
                 out.append((session, IDLE))

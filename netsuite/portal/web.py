@@ -13,7 +13,7 @@ import ipaddress
 import json
 import re
 import secrets
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Tuple
 from urllib.parse import quote, urlsplit
 
 from twisted.internet.defer import maybeDeferred
@@ -21,7 +21,9 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
+from .auth import CLICK, PASSWORD, LoginLimiter
 from .controller import Portal
+from .operator import REALM, OperatorAuth, kick_address, render_clients
 
 __all__ = ["PortalResource", "safe_url", "PROBES"]
 
@@ -87,14 +89,24 @@ class PortalResource(Resource):
 
     @param portal: the controller.
     @param clock: gives the time for the status page.
+    @param method: C{"click"} (accept the policy) or C{"password"} (also a
+        username and password, checked by a back end on C{/portal/authenticate}).
+    @param limiter: the failed-login rate limit (default: 5 per minute per IP).
+    @param operator: C{(username, scrypt hash)} of the C{/operator} page
+        (None: no such page).
     """
 
     isLeaf = True
 
-    def __init__(self, portal: Portal, clock: Any) -> None:
+    def __init__(self, portal: Portal, clock: Any, method: str = CLICK,
+                 limiter: Optional[LoginLimiter] = None,
+                 operator: Optional[Tuple[str, str]] = None) -> None:
         Resource.__init__(self)
         self.portal = portal
         self.clock = clock
+        self.method = method
+        self.limiter = limiter if limiter is not None else LoginLimiter(clock)
+        self.operator = OperatorAuth(operator) if operator else None
 
     # plumbing
 
@@ -164,7 +176,9 @@ class PortalResource(Resource):
             return self._foreign(request, ip, host, uri, path)
         pages = {("/login", "GET"): self._login_page, ("/login", "POST"): self._login,
                  ("/logout", "POST"): self._logout, ("/status", "GET"): self._status,
-                 ("/api", "GET"): self._api, ("/", "GET"): self._root}
+                 ("/api", "GET"): self._api, ("/", "GET"): self._root,
+                 ("/operator", "GET"): self._operator,
+                 ("/operator/kick", "POST"): self._kick}
         handler = pages.get((path, "GET" if method == "HEAD" else method))
         if handler is None:
             return self._respond(request, 404, _page("Not found", "<p>No such page.</p>"))
@@ -203,12 +217,18 @@ class PortalResource(Resource):
         error_html = f'<p class="error">{_esc(error)}</p>' if error else ""
         destination = (f'<p>You asked for <a href="{_esc(url)}">{_esc(url)}</a>.</p>'
                        if url else "")
+        fields = ""
+        if self.method == PASSWORD:
+            fields = ('<p><label>Username <input name="username" autocomplete="username" '
+                      'required></label></p>'
+                      '<p><label>Password <input type="password" name="password" '
+                      'autocomplete="current-password" required></label></p>')
         return self._respond(request, code, _page("Welcome", (
             f"{error_html}{destination}"
             f'<div class="policy">{_esc(self.portal.policy_text)}</div>\n'
             f'<form method="post" action="/login">'
             f'<input type="hidden" name="csrf" value="{_esc(token)}">'
-            f'<input type="hidden" name="url" value="{_esc(url or "")}">'
+            f'<input type="hidden" name="url" value="{_esc(url or "")}">{fields}'
             f'<button type="submit" name="accept" value="1">Accept and connect</button>'
             f"</form>")))
 
@@ -217,7 +237,20 @@ class PortalResource(Resource):
             return self._login_page(request, ip, "Your form expired; please try again.", 403)
         if self._arg(request, b"accept") != "1":
             return self._login_page(request, ip, "Please accept the usage policy.", 400)
+        wait = self.limiter.retry_after(ip)
+        if wait is not None:
+            request.setHeader(b"Retry-After", str(wait).encode("ascii"))
+            return self._login_page(request, ip, f"Too many failed logins; please wait "
+                                    f"{wait} seconds.", 429)
         url = safe_url(self._arg(request, b"url"))
+        extra = {}
+        username = ""
+        if self.method == PASSWORD:
+            username = self._arg(request, b"username").strip()
+            extra = {"username": username, "password": self._arg(request, b"password")}
+            if not username or not extra["password"]:
+                return self._login_page(request, ip, "Please give your username and "
+                                        "password.", 400)
 
         async def work() -> bytes:
             mac = await self.portal.mac_for(ip)
@@ -225,10 +258,12 @@ class PortalResource(Resource):
                 return self._respond(request, 503, _page(
                     "Cannot connect", "<p>Your device could not be identified; please "
                     "reconnect to the network and try again.</p>"))
-            ok, message = await self.portal.authenticate(ip, mac, "click")
+            ok, message = await self.portal.authenticate(ip, mac, self.method, extra)
             if not ok:
+                self.limiter.failed(ip)
                 return self._login_page(request, ip, message or "Login refused.", 403)
-            await self.portal.login(ip, mac, "click")
+            self.limiter.succeeded(ip)
+            await self.portal.login(ip, mac, self.method, username)
             return self.redirect(request, url or self._url("/status"), 303)
         return self._later(request, lambda: _ensure(work()))
 
@@ -264,8 +299,42 @@ class PortalResource(Resource):
             if left is not None:
                 answer["seconds-remaining"] = int(left)
             answer["can-extend-session"] = False
+            remaining = self.portal.sessions.bytes_remaining(ip)
+            if remaining is not None:
+                answer["bytes-remaining"] = remaining
         return self._respond(request, 200, json.dumps(answer).encode("utf-8"),
                              b"application/captive+json")
+
+    # the operator page
+
+    def _operator_denied(self, request: Any) -> Optional[bytes]:
+        if self.operator is None:
+            return self._respond(request, 404, _page("Not found", "<p>No such page.</p>"))
+        if not self.operator.check(request):
+            request.setHeader(b"WWW-Authenticate", REALM)
+            return self._respond(request, 401, _page("Unauthorized",
+                                                     "<p>Operator credentials needed.</p>"))
+        return None
+
+    def _operator(self, request: Any, ip: Any) -> bytes:
+        denied = self._operator_denied(request)
+        if denied is not None:
+            return denied
+        body = render_clients(self.portal, self.clock.seconds(), self._token(request))
+        return self._respond(request, 200, _page("Clients", body))
+
+    def _kick(self, request: Any, ip: Any) -> Any:
+        denied = self._operator_denied(request)
+        if denied is not None:
+            return denied
+        if not self._csrf_ok(request):
+            return self._respond(request, 403, _page(
+                "Form expired", f'<p><a href="{_esc(self._url("/operator"))}">Back</a></p>'))
+        target = kick_address(self._arg(request, b"ip"))
+        if target is None:
+            return self._respond(request, 400, _page("Bad request", "<p>No such client.</p>"))
+        return self._later(request, lambda: self.portal.logout(target, "operator").addCallback(
+            lambda _: self.redirect(request, self._url("/operator"), 303)))
 
 
 def _ensure(coroutine: Any) -> Any:

@@ -1,0 +1,423 @@
+# -*- test-case-name: tests.portal.test_auth -*-
+"""
+Login back ends for C{/portal/authenticate} (method C{"password"}): a
+users file of scrypt hashes and an LDAP simple bind (ldap3, in a thread,
+within a deadline); the per-IP login rate limit; the C{[portal.auth]} and
+C{[portal.operator]} config tables.
+
+C{python -m netsuite.portal.auth hash} reads a password on stdin and prints
+its C{scrypt$N$r$p$salt$hash} (add C{username:} in front for a users file).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+import sys
+import time
+from collections import deque
+from typing import Any, Callable, Deque, Dict, Optional, Tuple
+
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.logger import Logger
+
+from ..config.schema import Field
+from ..registry.interfaces import CONTINUE, Stop
+from ..registry.values import Message
+
+__all__ = ["hash_password", "verify_password", "parse_users", "UsersFile", "LdapBind",
+           "ldap_bind", "bind_dn", "LoginLimiter", "AUTH_SECTION", "OPERATOR_SECTION",
+           "install", "PASSWORD", "CLICK"]
+
+_log = Logger()
+
+PASSWORD = "password"
+CLICK = "click"
+WRONG = "wrong username or password"
+
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2 ** 14, 8, 1
+_MAXMEM = 256 * 1024 * 1024
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def hash_password(password: str, salt: Optional[bytes] = None, n: int = SCRYPT_N,
+                  r: int = SCRYPT_R, p: int = SCRYPT_P) -> str:
+    """
+    C{scrypt$N$r$p$salt$hash} (salt and hash in unpadded URL-safe base64).
+    """
+    salt = secrets.token_bytes(16) if salt is None else salt
+    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=_MAXMEM,
+                            dklen=32)
+    return f"scrypt${n}${r}${p}${_b64(salt)}${_b64(digest)}"
+
+
+def _parse_hash(encoded: str) -> Tuple[int, int, int, bytes, bytes]:
+    scheme, n, r, p, salt, digest = encoded.strip().split("$")
+    if scheme != "scrypt":
+        raise ValueError(f"not an scrypt hash: {scheme!r}")
+    values = int(n), int(r), int(p)
+    if values[0] < 2 or values[0] & (values[0] - 1) or not 0 < values[1] <= 64 \
+            or not 0 < values[2] <= 16:
+        raise ValueError("unreasonable scrypt parameters")
+    return values[0], values[1], values[2], _unb64(salt), _unb64(digest)
+
+
+def check_hash(encoded: str) -> Optional[str]:
+    """
+    A config check: None if C{encoded} is an scrypt hash (or empty).
+    """
+    if not encoded:
+        return None
+    try:
+        _parse_hash(encoded)
+    except (ValueError, binascii.Error):
+        return "scrypt$N$r$p$salt$hash (python -m netsuite.portal.auth hash)"
+    return None
+
+
+def verify_password(password: str, encoded: str) -> bool:
+    """
+    Does C{password} match C{encoded}? Constant-time compare; a malformed
+    hash never matches.
+    """
+    try:
+        n, r, p, salt, digest = _parse_hash(encoded)
+        computed = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p,
+                                  maxmem=_MAXMEM, dklen=len(digest) or 32)
+    except (ValueError, binascii.Error, MemoryError):
+        return False
+    return bool(digest) and hmac.compare_digest(computed, digest)
+
+
+def parse_users(text: str) -> Dict[str, str]:
+    """
+    C{username -> hash} of a users file: C{username:scrypt$...} lines;
+    blank lines and C{#} comments are skipped, malformed lines logged.
+    """
+    users = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, encoded = line.partition(":")
+        if not sep or not name or check_hash(encoded) is not None or not encoded:
+            _log.warn("users file line {number} is not username:scrypt$N$r$p$salt$hash",
+                      number=number)
+            continue
+        users[name] = encoded
+    return users
+
+
+Runner = Callable[..., "Deferred[Any]"]
+
+
+def _inline(fn: Callable[..., Any], *args: Any) -> "Deferred[Any]":
+    return maybeDeferred(fn, *args)
+
+
+def _credentials(message: Message) -> Optional[Tuple[str, str]]:
+    if message.get("method") != PASSWORD:
+        return None
+    username, password = message.get("username"), message.get("password")
+    if not isinstance(username, str) or not isinstance(password, str) \
+            or not username or not password or len(username) > 256 or len(password) > 1024:
+        return None
+    return username, password
+
+
+class UsersFile:
+    """
+    The users file back end: a listener on C{/portal/authenticate}. A known
+    user gets C{ok} true or false; anyone else goes on down the chain. The
+    file is read again when its modification time changes.
+
+    @param runner: runs the (slow) scrypt check: C{(fn, *args) -> Deferred}
+        (a thread pool in production; inline by default).
+    """
+
+    def __init__(self, path: str, runner: Runner = _inline) -> None:
+        self.path = path
+        self.runner = runner
+        self._stamp: Any = None
+        self._users: Dict[str, str] = {}
+
+    def users(self) -> Dict[str, str]:
+        import os
+        try:
+            stat = os.stat(self.path)
+            stamp = (stat.st_mtime_ns, stat.st_size)
+            if stamp != self._stamp:
+                with open(self.path, encoding="utf-8") as f:
+                    self._users = parse_users(f.read())
+                self._stamp = stamp
+        except OSError as e:
+            _log.warn("cannot read the users file {path}: {error}", path=self.path, error=e)
+            self._users, self._stamp = {}, None
+        return self._users
+
+    def __call__(self, message: Message) -> Any:
+        credentials = _credentials(message)
+        if credentials is None:
+            return CONTINUE
+        username, password = credentials
+        encoded = self.users().get(username)
+        if encoded is None:
+            return CONTINUE
+        return self.runner(verify_password, password, encoded).addCallback(
+            lambda ok: Stop({"ok": True, "username": username}) if ok
+            else Stop({"ok": False, "message": WRONG}))
+
+
+def bind_dn(template: str, username: str) -> str:
+    """
+    C{template} with C{{user}} replaced by C{username} escaped as an RDN value.
+    """
+    from ldap3.utils.dn import escape_rdn
+    return template.replace("{user}", escape_rdn(username))
+
+
+def ldap_bind(url: str, dn: str, password: str, timeout: float) -> bool:
+    """
+    Blocking: does a simple bind as C{dn} with C{password} succeed within
+    C{timeout} seconds (connect and bind together)? False for refused
+    credentials; raises for an unreachable or hung server.
+    """
+    import math
+
+    import ldap3
+
+    from ..dhcp.ldapsearch import server_address
+
+    if not password:
+        return False  # an empty password is an unauthenticated bind: never a login
+    end = time.monotonic() + timeout
+    host, port, tls = server_address(url)
+    import ssl
+    server = ldap3.Server(host, port=port, use_ssl=tls, get_info=ldap3.NONE,
+                          tls=ldap3.Tls(validate=ssl.CERT_REQUIRED, sni=host) if tls else None,
+                          connect_timeout=timeout)
+    connection = ldap3.Connection(server, user=dn, password=password,
+                                  authentication=ldap3.SIMPLE,
+                                  receive_timeout=max(1, math.ceil(timeout)),
+                                  auto_bind=ldap3.AUTO_BIND_NONE, client_strategy=ldap3.SYNC,
+                                  read_only=True, raise_exceptions=False, check_names=False)
+    try:
+        connection.open()
+        remaining = end - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("deadline passed")
+        sock = getattr(connection, "socket", None)
+        if sock is not None:
+            sock.settimeout(remaining)
+        if connection.bind():
+            return True
+        code = (connection.result or {}).get("result")
+        if code in (32, 34, 48, 49, 53):  # noSuchObject, invalidDN, inappropriateAuth...
+            return False
+        raise RuntimeError(f"LDAP bind failed: {(connection.result or {}).get('description')}")
+    finally:
+        try:
+            connection.unbind()
+        except Exception:
+            pass
+
+
+class LdapBind:
+    """
+    The LDAP back end: a simple bind as C{template} (C{{user}} escaped),
+    run by C{runner} in a thread, answered within C{deadline} seconds
+    (C{clock}-timed). Refused credentials: C{ok} false; a directory that
+    fails or does not answer in time: C{ok} false with a message saying so.
+    """
+
+    def __init__(self, url: str, template: str, deadline: float, clock: Any,
+                 runner: Runner, bind: Callable[..., bool] = ldap_bind) -> None:
+        self.url = url
+        self.template = template
+        self.deadline = deadline
+        self.clock = clock
+        self.runner = runner
+        self.bind = bind
+
+    def __call__(self, message: Message) -> Any:
+        credentials = _credentials(message)
+        if credentials is None:
+            return CONTINUE
+        username, password = credentials
+        dn = bind_dn(self.template, username)
+        work = self.runner(self.bind, self.url, dn, password, self.deadline)
+        work.addTimeout(self.deadline, self.clock)
+
+        def done(ok: bool) -> Stop:
+            return Stop({"ok": True, "username": username}) if ok \
+                else Stop({"ok": False, "message": WRONG})
+
+        def failed(failure: Any) -> Stop:
+            _log.warn("LDAP login of {user!r} failed: {error}", user=username,
+                      error=failure.getErrorMessage() or failure.type.__name__)
+            return Stop({"ok": False, "message": "the directory is unavailable; please try "
+                                                 "again later"})
+        return work.addCallbacks(done, failed)
+
+
+class LoginLimiter:
+    """
+    At most C{max_failures} failed logins per client IP in C{window}
+    seconds (0: no limit); clock-driven.
+    """
+
+    def __init__(self, clock: Any, max_failures: int = 5, window: float = 60.0) -> None:
+        self.clock = clock
+        self.max_failures = max_failures
+        self.window = window
+        self._failures: Dict[str, Deque[float]] = {}
+
+    def _recent(self, ip: Any) -> Deque[float]:
+        now = self.clock.seconds()
+        times = self._failures.get(str(ip))
+        if times is None:
+            return deque()
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        if not times:
+            del self._failures[str(ip)]
+        return times
+
+    def retry_after(self, ip: Any) -> Optional[int]:
+        """
+        Seconds before C{ip} may try again, or None if it may now.
+        """
+        if not self.max_failures:
+            return None
+        times = self._recent(ip)
+        if len(times) < self.max_failures:
+            return None
+        wait = times[-self.max_failures] + self.window - self.clock.seconds()
+        return max(1, int(wait + 0.999))
+
+    def failed(self, ip: Any) -> None:
+        if self.max_failures:
+            self._recent(ip)
+            self._failures.setdefault(str(ip), deque()).append(self.clock.seconds())
+            times = self._failures[str(ip)]
+            while len(times) > self.max_failures:
+                times.popleft()
+
+    def succeeded(self, ip: Any) -> None:
+        self._failures.pop(str(ip), None)
+
+
+def _nonnegative(value: Any) -> Optional[str]:
+    return None if value >= 0 else "0 or more"
+
+
+def _template(value: Any) -> Optional[str]:
+    return None if not value or "{user}" in value else "a DN with {user} in it"
+
+
+def _ldap_url(value: Any) -> Optional[str]:
+    if not value:
+        return None
+    from ..dhcp.ldapsearch import server_address
+    try:
+        server_address(value)
+    except ValueError:
+        return "an ldap:// or ldaps:// URL"
+    return None
+
+
+AUTH_SECTION = {
+    "users_file": Field(str, "", "file of username:scrypt$N$r$p$salt$hash lines (\"\": none)"),
+    "ldap_url": Field(str, "", "ldap:// or ldaps:// URL for a simple-bind login (\"\": none)",
+                      _ldap_url),
+    "ldap_bind_dn": Field(str, "uid={user},ou=people,dc=example,dc=test",
+                          "the DN to bind as; {user} is the username, escaped", _template),
+    "ldap_deadline": Field(float, 3.0, "seconds an LDAP login may take, connect included",
+                           _nonnegative),
+    "max_failures": Field(int, 5, "failed logins per client IP per failure_window before a "
+                          "429 (0: no limit)", _nonnegative),
+    "failure_window": Field(float, 60.0, "seconds over which failed logins count",
+                            _nonnegative),
+    "move_session": Field(bool, True, "a login with the username of a session on another "
+                          "IP/MAC moves that session"),
+    "quota_bytes": Field(int, 0, "bytes (up and down) a session may use (0: no limit)",
+                         _nonnegative),
+}
+"""C{[portal.auth]}: with users_file or ldap_url set, the login asks for a
+username and password (method "password")."""
+
+OPERATOR_SECTION = {
+    "username": Field(str, "", "the operator page's HTTP Basic user (\"\": no operator page)"),
+    "password_hash": Field(str, "", "its password, scrypt$N$r$p$salt$hash "
+                           "(python -m netsuite.portal.auth hash)", check_hash),
+}
+"""C{[portal.operator]}: the C{/operator} page."""
+
+
+def install(portal: Any, auth: Any, operator: Any, reactor: Any,
+            runner: Optional[Runner] = None) -> Dict[str, Any]:
+    """
+    Put the back ends C{auth} (a C{[portal.auth]} table) configures on
+    C{/portal/authenticate} before the click-through, set the portal's
+    session move and quota; return the keyword arguments for
+    L{netsuite.portal.web.PortalResource} (C{method}, C{limiter},
+    C{operator}).
+    """
+    if runner is None:
+        from twisted.internet.threads import deferToThreadPool
+
+        def runner(fn: Callable[..., Any], *args: Any) -> "Deferred[Any]":
+            return deferToThreadPool(reactor, reactor.getThreadPool(), fn, *args)
+    method = CLICK
+    tags = {"owner": "portal"}
+    # first=True puts each before the click-through; LDAP, added last, runs first
+    # only for users the file does not know (the file answers CONTINUE for them).
+    if auth.ldap_url:
+        portal.registry.listen("/portal/authenticate",
+                               LdapBind(auth.ldap_url, auth.ldap_bind_dn, auth.ldap_deadline,
+                                        reactor, runner),
+                               first=True, tags=dict(tags, backend="ldap"))
+        method = PASSWORD
+    if auth.users_file:
+        portal.registry.listen("/portal/authenticate", UsersFile(auth.users_file, runner),
+                               first=True, tags=dict(tags, backend="users-file"))
+        method = PASSWORD
+    portal.move_session = bool(auth.move_session)
+    portal.sessions.quota_bytes = int(auth.quota_bytes)
+    credentials = None
+    if operator.username and operator.password_hash:
+        credentials = (operator.username, operator.password_hash)
+    return {"method": method,
+            "limiter": LoginLimiter(reactor, auth.max_failures, auth.failure_window),
+            "operator": credentials}
+
+
+def main(argv: Any = None, stdin: Any = None, stdout: Any = None,
+         stderr: Any = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    stdin = sys.stdin if stdin is None else stdin
+    stdout = sys.stdout if stdout is None else stdout
+    stderr = sys.stderr if stderr is None else stderr
+    if list(argv) != ["hash"]:
+        stderr.write("usage: python -m netsuite.portal.auth hash < password\n")
+        return 2
+    password = stdin.readline().rstrip("\r\n")
+    if not password:
+        stderr.write("no password on stdin\n")
+        return 1
+    stdout.write(hash_password(password) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+# -*- test-case-name: tests.portal.test_operator -*-
+"""
+The operator page C{/operator}: HTTP Basic credentials from the config
+(C{[portal.operator]}), a list of the clients (IP, MAC, user, since, idle
+seconds, bytes, the reason of the last logout) and a CSRF-protected
+"kick" (C{POST /operator/kick}) that logs a client out with reason
+C{operator}.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import html
+import ipaddress
+import time
+from typing import Any, Optional, Set, Tuple
+
+from .auth import verify_password
+
+__all__ = ["OperatorAuth", "render_clients", "REALM"]
+
+REALM = b'Basic realm="netsuite portal operator", charset="UTF-8"'
+
+
+def _esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+class OperatorAuth:
+    """
+    Checks a request's HTTP Basic credentials against C{(username,
+    scrypt hash)}; a verified pair is remembered (as a keyed digest) so
+    that each page does not cost an scrypt.
+    """
+
+    def __init__(self, credentials: Tuple[str, str]) -> None:
+        self.username, self.password_hash = credentials
+        self._key = hashlib.sha256(self.password_hash.encode()).digest()
+        self._verified: Set[bytes] = set()
+
+    def check(self, request: Any) -> bool:
+        header = request.getHeader(b"authorization") or b""
+        if isinstance(header, str):
+            header = header.encode("latin-1")
+        scheme, _, encoded = header.strip().partition(b" ")
+        if scheme.lower() != b"basic" or len(encoded) > 2048:
+            return False
+        try:
+            decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            return False
+        username, sep, password = decoded.partition(":")
+        if not sep:
+            return False
+        digest = hmac.new(self._key, decoded.encode("utf-8"), hashlib.sha256).digest()
+        if digest in self._verified:
+            return True
+        user_ok = hmac.compare_digest(username.encode("utf-8"), self.username.encode("utf-8"))
+        password_ok = verify_password(password, self.password_hash)
+        if user_ok and password_ok:
+            if len(self._verified) > 16:
+                self._verified.clear()
+            self._verified.add(digest)
+            return True
+        return False
+
+
+def _when(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds)) + " UTC"
+
+
+def render_clients(portal: Any, now: float, token: str) -> str:
+    """
+    The operator page's body: the table of clients with a kick form each.
+    """
+    rows = []
+    sessions = {s.ip: s for s in portal.sessions.all()}
+    ips = sorted(set(sessions) | set(portal.last_logout), key=_ip_key)
+    for ip in ips:
+        s = sessions.get(ip)
+        last = portal.last_logout.get(ip)
+        last_reason = last[0] if last else ""
+        if s is None:
+            rows.append(f"<tr><td>{_esc(ip)}</td><td></td><td></td><td>logged out</td>"
+                        f"<td></td><td></td><td>{_esc(last_reason)}</td><td></td></tr>")
+            continue
+        kick = (f'<form method="post" action="/operator/kick">'
+                f'<input type="hidden" name="csrf" value="{_esc(token)}">'
+                f'<input type="hidden" name="ip" value="{_esc(s.ip)}">'
+                f'<button type="submit">Kick</button></form>')
+        rows.append(f"<tr><td>{_esc(s.ip)}</td><td>{_esc(s.mac)}</td><td>{_esc(s.username)}</td>"
+                    f"<td>{_esc(_when(s.started))}</td><td>{int(max(0, now - s.last_active))}</td>"
+                    f"<td>{int(s.bytes_used)}</td><td>{_esc(last_reason)}</td>"
+                    f"<td>{kick}</td></tr>")
+    return ("<table><tr><th>IP</th><th>MAC</th><th>User</th><th>Since</th>"
+            "<th>Idle (s)</th><th>Bytes</th><th>Last logout</th><th></th></tr>\n"
+            + "\n".join(rows) + "\n</table>")
+
+
+def _ip_key(ip: str) -> Any:
+    try:
+        return (0, int(ipaddress.ip_address(ip)))
+    except ValueError:
+        return (1, ip)
+
+
+def kick_address(value: str) -> Optional[ipaddress.IPv4Address]:
+    try:
+        return ipaddress.IPv4Address(value.strip())
+    except ValueError:
+        return None

@@ -1,0 +1,356 @@
+"""
+Tests for L{netsuite.portal.auth}: scrypt hashes, the users file and LDAP
+back ends, the login rate limit, moving a session, the data quota.
+"""
+
+import io
+import json
+import os
+import socket
+from types import SimpleNamespace
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
+
+from netsuite.portal import auth
+from netsuite.portal.auth import (PASSWORD, LdapBind, LoginLimiter, UsersFile, bind_dn,
+                                  hash_password, parse_users, verify_password)
+from netsuite.portal.web import CSRF_COOKIE, PortalResource
+from netsuite.registry import Stop
+
+from .helpers import A, B, MAC_A, PortalFixture
+
+MAC_B = "02:4e:00:00:00:0c"
+FAST = {"n": 16, "r": 1, "p": 1}
+
+
+class HashTests(SynchronousTestCase):
+    def test_round_trip(self):
+        encoded = hash_password("s3cret é", **FAST)
+        self.assertTrue(encoded.startswith("scrypt$16$1$1$"))
+        self.assertTrue(verify_password("s3cret é", encoded))
+        self.assertFalse(verify_password("s3cret e", encoded))
+
+    def test_default_parameters(self):
+        encoded = hash_password("x")
+        self.assertEqual(encoded.split("$")[:4], ["scrypt", "16384", "8", "1"])
+        self.assertTrue(verify_password("x", encoded))
+
+    def test_salted(self):
+        self.assertNotEqual(hash_password("x", **FAST), hash_password("x", **FAST))
+
+    def test_malformed_never_matches(self):
+        for bad in ["", "plain", "scrypt$16$1$1$", "md5$16$1$1$AA$AA", "scrypt$15$1$1$AA$AA",
+                    "scrypt$16$1$1$!!$AA", "scrypt$16$1$1$AA$"]:
+            self.assertFalse(verify_password("x", bad), bad)
+        self.assertIsNotNone(auth.check_hash("plain"))
+        self.assertIsNone(auth.check_hash(""))
+
+    def test_parse_users(self):
+        h = hash_password("pw", **FAST)
+        users = parse_users(f"# comment\n\nalice:{h}\nbroken line\nbob:plain\n")
+        self.assertEqual(users, {"alice": h})
+
+    def test_main(self):
+        out = io.StringIO()
+        self.assertEqual(auth.main(["hash"], io.StringIO("hunter2\n"), out), 0)
+        self.assertTrue(verify_password("hunter2", out.getvalue().strip()))
+        self.assertEqual(auth.main(["hash"], io.StringIO(""), io.StringIO(), io.StringIO()), 1)
+        self.assertEqual(auth.main([], io.StringIO(""), io.StringIO(), io.StringIO()), 2)
+
+    def test_bind_dn_escaped(self):
+        template = "uid={user},ou=people,dc=example,dc=test"
+        self.assertEqual(bind_dn(template, "alice"), "uid=alice,ou=people,dc=example,dc=test")
+        dn = bind_dn(template, "x,ou=admins+cn=a\\\"<>;= #")
+        self.assertTrue(dn.endswith(",ou=people,dc=example,dc=test"))
+        self.assertNotIn(",ou=admins", dn)
+        self.assertIn("\\,ou\\=admins", dn.replace("\\3d", "\\="))
+
+
+def password_fixture(test, users=None, ldap=None, move_session=True, quota=0,
+                     idle_timeout=0, macs=None):
+    f = PortalFixture(idle_timeout=idle_timeout, macs=macs)
+    path = test.mktemp()
+    with open(path, "w") as file:
+        for name, pw in (users or {}).items():
+            file.write(f"{name}:{hash_password(pw, **FAST)}\n")
+    if users is not None:
+        f.registry.listen("/portal/authenticate", UsersFile(path), first=True)
+    if ldap is not None:
+        f.registry.listen("/portal/authenticate", ldap, first=True)
+    f.portal.move_session = move_session
+    f.sessions.quota_bytes = quota
+    f.resource = PortalResource(f.portal, f.clock, method=PASSWORD)
+    return f
+
+
+def post(f, username, password, client=A, token="t" * 32):
+    return f.request(b"POST", b"/login", client=client, args={
+        b"csrf": [token.encode()], b"url": [b""], b"accept": [b"1"],
+        b"username": [username.encode()], b"password": [password.encode()]},
+        cookies={CSRF_COOKIE: token.encode()})
+
+
+class UsersFileTests(SynchronousTestCase):
+    def test_form_has_fields(self):
+        f = password_fixture(self, {"alice": "pw"})
+        body = f.request(b"GET", b"/login").body().decode()
+        self.assertIn('name="username"', body)
+        self.assertIn('type="password" name="password"', body)
+        g = PortalFixture()
+        self.assertNotIn('name="password"', g.request(b"GET", b"/login").body().decode())
+
+    def test_login(self):
+        f = password_fixture(self, {"alice": "pw"})
+        seen = []
+        f.registry.watch("/portal/login", seen.append)
+        r = post(f, "alice", "pw")
+        self.assertEqual(r.responseCode, 303)
+        self.assertIn(A, f.firewall.clients)
+        self.assertEqual(f.sessions.get(A).username, "alice")
+        f.registry.eventual.flush_sync()
+        self.assertEqual(seen, [{"ip": A, "mac": MAC_A, "reason": "password",
+                                 "username": "alice"}])
+
+    def test_refused(self):
+        f = password_fixture(self, {"alice": "pw"})
+        for user, pw in [("alice", "wrong"), ("mallory", "pw")]:
+            r = post(f, user, pw)
+            self.assertEqual(r.responseCode, 403, user)
+            self.assertNotIn(A, f.firewall.clients)
+        r = post(f, "alice", "")
+        self.assertEqual(r.responseCode, 400)
+
+    def test_click_method_not_accepted_by_file(self):
+        uf = UsersFile("/nonexistent")
+        self.assertEqual(repr(uf({"method": "click"})), "CONTINUE")
+
+    def test_file_reloaded(self):
+        uf = UsersFile(self.mktemp())
+        with open(uf.path, "w") as file:
+            file.write(f"bob:{hash_password('pw2', **FAST)}\n")
+        self.assertIn("bob", uf.users())
+        with open(uf.path, "a") as file:
+            file.write(f"carol:{hash_password('pw3', **FAST)}\n")
+        self.assertIn("carol", uf.users())
+        os.remove(uf.path)
+        self.assertEqual(uf.users(), {})
+
+
+class RateLimitTests(SynchronousTestCase):
+    def test_limiter(self):
+        f = PortalFixture()
+        limiter = LoginLimiter(f.clock, 3, 60)
+        for _ in range(3):
+            self.assertIsNone(limiter.retry_after(A))
+            limiter.failed(A)
+            f.clock.advance(10)
+        self.assertEqual(limiter.retry_after(A), 30)
+        self.assertIsNone(limiter.retry_after(B))
+        f.clock.advance(30)
+        self.assertIsNone(limiter.retry_after(A))
+        limiter.failed(A)
+        self.assertEqual(limiter.retry_after(A), 10)
+        limiter.succeeded(A)
+        self.assertIsNone(limiter.retry_after(A))
+        self.assertIsNone(LoginLimiter(f.clock, 0, 60).retry_after(A))
+
+    def test_web_429(self):
+        """
+        Five failures in a minute: the sixth attempt (even a right one)
+        gets a 429 with Retry-After; other IPs are unaffected; after the
+        window the right password works.
+        """
+        f = password_fixture(self, {"alice": "pw", "bob": "pw"}, macs={A: MAC_A, B: MAC_B})
+        for _ in range(5):
+            self.assertEqual(post(f, "alice", "bad").responseCode, 403)
+            f.clock.advance(1)
+        r = post(f, "alice", "pw")
+        self.assertEqual(r.responseCode, 429)
+        self.assertEqual(r.header(b"retry-after"), b"55")
+        self.assertNotIn(A, f.firewall.clients)
+        self.assertEqual(post(f, "bob", "pw", client=B).responseCode, 303)
+        f.clock.advance(55)
+        self.assertEqual(post(f, "alice", "pw").responseCode, 303)
+
+
+class MoveSessionTests(SynchronousTestCase):
+    def test_moves_to_new_mac(self):
+        f = password_fixture(self, {"alice": "pw"}, macs={A: MAC_A, B: MAC_B})
+        told = []
+        f.registry.watch("/portal/logout", told.append)
+        self.assertEqual(post(f, "alice", "pw").responseCode, 303)
+        started = f.sessions.get(A).started
+        f.firewall.add_traffic(A, up=500)
+        f.sessions.quota_bytes = 10000
+        self.successResultOf(f.portal.sample())
+        f.clock.advance(100)
+        self.assertEqual(post(f, "alice", "pw", client=B).responseCode, 303)
+        self.assertEqual(list(f.firewall.clients), [B])
+        self.assertIsNone(f.sessions.get(A))
+        moved = f.sessions.get(B)
+        self.assertEqual((moved.mac, moved.username, moved.started, moved.bytes_used),
+                         (MAC_B, "alice", started, 500))
+        f.registry.eventual.flush_sync()
+        self.assertEqual(told, [{"ip": A, "mac": MAC_A, "reason": "moved"}])
+        self.assertEqual(f.portal.last_logout[str(A)][0], "moved")
+
+    def test_same_ip_new_mac(self):
+        f = password_fixture(self, {"alice": "pw"})
+        post(f, "alice", "pw")
+        f.macs[A] = MAC_B
+        post(f, "alice", "pw")
+        self.assertEqual(str(f.firewall.clients[A].mac), MAC_B)
+        self.assertEqual(len(f.sessions.all()), 1)
+
+    def test_not_moved_when_off(self):
+        f = password_fixture(self, {"alice": "pw"}, move_session=False,
+                             macs={A: MAC_A, B: MAC_B})
+        post(f, "alice", "pw")
+        post(f, "alice", "pw", client=B)
+        self.assertEqual(sorted(f.firewall.clients), [A, B])
+        self.assertEqual(len(f.sessions.by_username("alice")), 2)
+
+
+class QuotaTests(SynchronousTestCase):
+    def test_quota(self):
+        f = password_fixture(self, {"alice": "pw"}, quota=1000)
+        told = []
+        f.registry.watch("/portal/logout", told.append)
+        post(f, "alice", "pw")
+        api = json.loads(f.request(b"GET", b"/api").body())
+        self.assertEqual(api["bytes-remaining"], 1000)
+        f.firewall.add_traffic(A, up=300, down=400)
+        self.assertEqual(self.successResultOf(f.portal.sample()), [])
+        api = json.loads(f.request(b"GET", b"/api").body())
+        self.assertEqual(api["bytes-remaining"], 300)
+        f.firewall.add_traffic(A, down=300)
+        self.assertEqual(self.successResultOf(f.portal.sample()), [(str(A), "quota")])
+        self.assertEqual(f.firewall.clients, {})
+        f.registry.eventual.flush_sync()
+        self.assertEqual(told[-1]["reason"], "quota")
+
+    def test_no_quota_no_field(self):
+        f = PortalFixture()
+        f.sessions.login(A, MAC_A)
+        self.assertNotIn("bytes-remaining", json.loads(f.request(b"GET", b"/api").body()))
+
+    def test_store_keeps_username_and_bytes(self):
+        from netsuite.portal.sessions import SessionStore
+        path = os.path.abspath(self.mktemp())
+        f = PortalFixture(store=SessionStore(path))
+        f.sessions.login(A, MAC_A, "password", "alice", bytes_base=42)
+        f.sessions.store.close()
+        g = PortalFixture(store=SessionStore(path))
+        s = g.sessions.get(A)
+        self.assertEqual((s.username, s.bytes_used), ("alice", 42))
+
+
+class LdapBindUnitTests(SynchronousTestCase):
+    def test_answers(self):
+        f = PortalFixture()
+        calls = []
+
+        def runner(fn, *args):
+            calls.append(args)
+            return succeed(args[2] == "right")
+        backend = LdapBind("ldap://x/", "uid={user},dc=t", 2.0, f.clock, runner)
+        answer = self.successResultOf(backend({"method": PASSWORD, "username": "a,b",
+                                               "password": "right"}))
+        self.assertEqual(answer, Stop({"ok": True, "username": "a,b"}))
+        self.assertEqual(calls[0][:2], ("ldap://x/", "uid=a\\,b,dc=t"))
+        answer = self.successResultOf(backend({"method": PASSWORD, "username": "a",
+                                               "password": "wrong"}))
+        self.assertFalse(answer.value["ok"])
+        self.assertEqual(repr(backend({"method": "click"})), "CONTINUE")
+        self.assertEqual(repr(backend({"method": PASSWORD, "username": "a",
+                                       "password": ""})), "CONTINUE")
+
+    def test_deadline(self):
+        f = PortalFixture()
+        backend = LdapBind("ldap://x/", "uid={user},dc=t", 2.0, f.clock,
+                           lambda fn, *args: Deferred())
+        d = backend({"method": PASSWORD, "username": "a", "password": "p"})
+        self.assertNoResult(d)
+        f.clock.advance(2)
+        answer = self.successResultOf(d)
+        self.assertFalse(answer.value["ok"])
+        self.assertIn("unavailable", answer.value["message"])
+
+    def test_install(self):
+        f = PortalFixture()
+        path = self.mktemp()
+        open(path, "w").close()
+        section = SimpleNamespace(users_file=path, ldap_url="ldap://127.0.0.1:1/",
+                                  ldap_bind_dn="uid={user},dc=t", ldap_deadline=1.0,
+                                  max_failures=3, failure_window=30.0, move_session=False,
+                                  quota_bytes=99)
+        operator = SimpleNamespace(username="op", password_hash=hash_password("x", **FAST))
+        kw = auth.install(f.portal, section, operator, f.clock, runner=lambda fn, *a:
+                          succeed(fn(*a)))
+        self.assertEqual(kw["method"], PASSWORD)
+        self.assertEqual(kw["operator"][0], "op")
+        self.assertEqual(kw["limiter"].max_failures, 3)
+        self.assertEqual((f.portal.move_session, f.sessions.quota_bytes), (False, 99))
+        listeners = f.registry.describe("/portal/authenticate")[0]["listeners"]
+        self.assertEqual([l["tags"].get("backend") for l in listeners],
+                         ["users-file", "ldap", None])
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class SlapdBindTests(TestCase):
+    """
+    The LDAP back end against a real slapd with a people entry.
+    """
+
+    timeout = 60
+
+    def setUp(self):
+        from netsuite.lab.peers import SlapdPeer, missing
+        absent = missing("slapd", "slapadd", "ldapadd")
+        if absent:
+            raise SkipTest(f"needs OpenLDAP's {', '.join(absent)} (Debian: slapd, ldap-utils)")
+        if not os.path.exists("/etc/ldap/schema/nis.schema"):
+            raise SkipTest("needs /etc/ldap/schema/nis.schema (Debian: slapd)")
+        self.slapd = SlapdPeer(None, "127.0.0.1", free_port())
+        self.addCleanup(self.slapd.stop)
+        self.slapd.start(timeout=10)
+        from netsuite.lab.peers import _binary
+        ldif = (f"dn: ou=people,{self.slapd.suffix}\nobjectClass: organizationalUnit\n"
+                f"ou: people\n\n"
+                f"dn: uid=alice,ou=people,{self.slapd.suffix}\nobjectClass: account\n"
+                f"objectClass: simpleSecurityObject\nuid: alice\nuserPassword: wonderland\n\n")
+        self.slapd.run([_binary("ldapadd"), "-x", "-H", self.slapd.url, "-D",
+                        self.slapd.admin_dn, "-w", self.slapd.password],
+                       input=ldif.encode(), timeout=10)
+
+    @inlineCallbacks
+    def test_bind(self):
+        backend = LdapBind(self.slapd.url, "uid={user},ou=people," + self.slapd.suffix, 5.0,
+                           reactor, deferToThread)
+        answer = yield backend({"method": PASSWORD, "username": "alice",
+                                "password": "wonderland"})
+        self.assertEqual(answer.value, {"ok": True, "username": "alice"})
+        for user, pw in [("alice", "nope"), ("bob", "wonderland"), ("*", "wonderland"),
+                         ("alice,ou=people", "wonderland")]:
+            answer = yield backend({"method": PASSWORD, "username": user, "password": pw})
+            self.assertEqual(answer.value, {"ok": False, "message": auth.WRONG}, user)
+
+    @inlineCallbacks
+    def test_down(self):
+        url = self.slapd.url
+        self.slapd.stop()
+        backend = LdapBind(url, "uid={user},ou=people,dc=example,dc=test", 2.0, reactor,
+                           deferToThread)
+        answer = yield backend({"method": PASSWORD, "username": "alice",
+                                "password": "wonderland"})
+        self.assertFalse(answer.value["ok"])
+        self.assertIn("unavailable", answer.value["message"])
+
