@@ -43,6 +43,7 @@ class FirewallSettings:
     lan_network: ipaddress.IPv4Network
     prefix: str = "NS"
     portal_port: int = 0
+    lan_ports: Tuple[int, ...] = ()
     walled_garden: Tuple[ipaddress.IPv4Network, ...] = ()
     reject_https: bool = True
     masquerade: bool = True
@@ -162,8 +163,8 @@ def chains(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
         _from_lan(s, protocol="tcp", tcp=_tcp(53), target="ACCEPT"),
         _from_lan(s, protocol="icmp", target="ACCEPT"),
     ]
-    if s.portal_port:
-        ap_input.append(_from_lan(s, protocol="tcp", tcp=_tcp(s.portal_port), target="ACCEPT"))
+    for port in ((s.portal_port,) if s.portal_port else ()) + s.lan_ports:
+        ap_input.append(_from_lan(s, protocol="tcp", tcp=_tcp(port), target="ACCEPT"))
     ap_input.append(_from_lan(s, target="DROP"))
 
     prerouting: List[Rule] = [_from_lan(s, set=_authorized(s), target="RETURN")]

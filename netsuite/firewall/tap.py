@@ -49,6 +49,8 @@ SECTION = {
     "prefix": Field(str, "NS", "prefix of netsuite's chains and sets"),
     "portal_port": Field(int, 0, "redirect unauthorized HTTP here (0: no redirect)", _port),
     "walled_garden": Field("str_list", [], "networks open before login", _networks),
+    "lan_ports": Field("int_list", [], "more TCP ports of the access point open to every "
+                       "client (the portal's HTTPS API port, say)", _ports),
     "reject_https": Field(bool, True, "refuse unauthorized HTTPS at once (TCP reset)"),
     "masquerade": Field(bool, True, "NAT the LAN out of the WAN interface"),
     "block_smtp": Field(bool, True, "block outbound SMTP except open windows"),
@@ -77,7 +79,7 @@ def settings_from_config(section: Any) -> FirewallSettings:
     return FirewallSettings(
         lan_interface=section.lan_interface, wan_interface=section.wan_interface,
         lan_network=ipaddress.IPv4Network(section.lan_network), prefix=section.prefix,
-        portal_port=section.portal_port,
+        portal_port=section.portal_port, lan_ports=tuple(section.lan_ports),
         walled_garden=tuple(ipaddress.IPv4Network(n) for n in section.walled_garden),
         reject_https=section.reject_https, masquerade=section.masquerade,
         block_smtp=section.block_smtp, smtp_ports=tuple(section.smtp_ports),

@@ -1,8 +1,9 @@
 # -*- test-case-name: tests.portal.test_service -*-
 """
-The portal as a service: serve the pages on the portal port, re-authorize
-the stored sessions at start, sample the firewall's counters and end the
-sessions that timed out.
+The portal as a service: serve the pages on the portal port (and the
+Captive Portal API over HTTPS on the API port), re-authorize the stored
+sessions at start, announce the API URL through DHCP, sample the
+firewall's counters and end the sessions that timed out.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import ipaddress
 from typing import Any, Optional
 
 from twisted.application.service import Service
+from twisted.internet.defer import gatherResults
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -48,16 +50,28 @@ class PortalService(Service):
     @param reactor: listens and schedules.
     @param endpoint: server endpoint string of the portal port.
     @param sample_interval: seconds between samples and expiry (0: none).
+    @param api_site: the HTTPS site of the Captive Portal API, if any.
+    @param api_endpoint: its server endpoint (an object).
+    @param api_url: its URL (for the log).
+    @param announcer: adds the DHCP option 114 listener at start (an
+        L{netsuite.portal.announce.Announcer}), if any.
     """
 
     def __init__(self, portal: Portal, site: Site, reactor: Any, endpoint: str,
-                 sample_interval: float = 10.0) -> None:
+                 sample_interval: float = 10.0, api_site: Optional[Site] = None,
+                 api_endpoint: Any = None, api_url: str = "",
+                 announcer: Any = None) -> None:
         self.portal = portal
         self.site = site
         self.reactor = reactor
         self.endpoint = endpoint
         self.sample_interval = sample_interval
+        self.api_site = api_site
+        self.api_endpoint = api_endpoint
+        self.api_url = api_url
+        self.announcer = announcer
         self.port: Any = None
+        self.api_port: Any = None
         self._sampling: Optional[LoopingCall] = None
 
     def startService(self) -> None:
@@ -70,13 +84,22 @@ class PortalService(Service):
                       endpoint=self.endpoint, host=self.portal.host,
                       netsuite_event="portal-ready")
 
-        def failed(failure: Any) -> None:
+        def failed(failure: Any, endpoint: Any) -> None:
             _log.failure("portal cannot listen on {endpoint}; stopping", failure,
-                         endpoint=self.endpoint)
+                         endpoint=endpoint)
             if getattr(self.reactor, "running", False):
                 self.reactor.stop()
         serverFromString(self.reactor, self.endpoint).listen(self.site).addCallbacks(
-            listening, failed)
+            listening, failed, errbackArgs=(self.endpoint,))
+        if self.api_site is not None and self.api_endpoint is not None:
+            def api_listening(port: Any) -> None:
+                self.api_port = port
+                _log.info("portal API ready on {url}", url=self.api_url,
+                          netsuite_event="portal-api-ready")
+            self.api_endpoint.listen(self.api_site).addCallbacks(
+                api_listening, failed, errbackArgs=(self.api_url or self.api_endpoint,))
+        if self.announcer is not None:
+            self.announcer.start()
         if self.sample_interval > 0:
             self._sampling = LoopingCall(self.sample)
             self._sampling.clock = self.reactor
@@ -93,7 +116,12 @@ class PortalService(Service):
         Service.stopService(self)
         if self._sampling is not None and self._sampling.running:
             self._sampling.stop()
-        if self.port is not None:
-            port, self.port = self.port, None
-            return port.stopListening()
-        return None
+        if self.announcer is not None:
+            self.announcer.stop()
+        stopping = []
+        for name in ("port", "api_port"):
+            port = getattr(self, name)
+            if port is not None:
+                setattr(self, name, None)
+                stopping.append(port.stopListening())
+        return gatherResults([d for d in stopping if d is not None]) if stopping else None

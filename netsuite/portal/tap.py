@@ -12,10 +12,11 @@ from twisted.application.service import MultiService, Service
 from twisted.python import usage
 
 from ..config.options import ProcessOptions
-from ..config.schema import ConfigError, Field
+from ..config.schema import ConfigError, Field, Table
 from ..process import make_process_service
+from .auth import AUTH_SECTION, OPERATOR_SECTION
 
-__all__ = ["SECTION", "Options", "makeService", "serviceFromConfig", "portal_host"]
+__all__ = ["SECTION", "Options", "makeService", "serviceFromConfig", "portal_host", "api_url"]
 
 POLICY = ("This network is offered as is. By connecting you agree to use it lawfully "
           "and considerately.")
@@ -23,6 +24,10 @@ POLICY = ("This network is offered as is. By connecting you agree to use it lawf
 
 def _port(value: Any) -> Optional[str]:
     return None if 0 < value <= 65535 else "a port number"
+
+
+def _api_port(value: Any) -> Optional[str]:
+    return None if 0 <= value <= 65535 else "a port number (0: no HTTPS API)"
 
 
 def _seconds(value: Any) -> Optional[str]:
@@ -46,6 +51,14 @@ SECTION = {
                              _seconds),
     "session_file": Field(str, "/var/lib/netsuite/portal-sessions.sqlite", "the sessions"),
     "policy_text": Field(str, POLICY, "the usage policy shown on the login page"),
+    "api_port": Field(int, 8443, "HTTPS port of the Captive Portal API (RFC 8908), on when "
+                      "tls_certificate and tls_key are set (0: never)", _api_port),
+    "api_host": Field(str, "", "the host name in the API URL, named by the certificate "
+                      "(\"\": interface_address)"),
+    "tls_certificate": Field(str, "", "PEM certificate of api_host (then any intermediates)"),
+    "tls_key": Field(str, "", "PEM private key of tls_certificate"),
+    "auth": Table(AUTH_SECTION, "login back ends, rate limit, session move, quota"),
+    "operator": Table(OPERATOR_SECTION, "the /operator page's HTTP Basic credentials"),
 }
 
 
@@ -62,6 +75,16 @@ def portal_host(section: Any, source: str = "config") -> str:
     return f"{section.interface_address}{suffix}"
 
 
+def api_url(section: Any, source: str = "config") -> Optional[str]:
+    """
+    The Captive Portal API's HTTPS URL (what DHCP option 114 carries), or
+    None when the HTTPS API is off.
+    """
+    from .tls import api_settings
+    settings = api_settings(section, source)
+    return None if settings is None else settings.url
+
+
 def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
     from twisted.internet.threads import deferToThreadPool
     from twisted.web.server import Site
@@ -69,6 +92,8 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
     from .controller import Portal
     from .service import PortalService, neighbour_mac
     from .sessions import SessionStore, Sessions
+    from .announce import Announcer
+    from .tls import ApiResource, api_endpoint, api_settings, load_tls
     from .web import PortalResource
 
     section = config.portal
@@ -85,11 +110,24 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
         return deferToThreadPool(reactor, reactor.getThreadPool(), neighbour_mac, ip)
     portal = Portal(registry, sessions, host, section.firewall_process, section.dhcp_process,
                     find_mac, section.policy_text)
-    site = Site(PortalResource(portal, reactor))
+    from .auth import install
+    resource = PortalResource(portal, reactor,
+                              **install(portal, section.auth, section.operator, reactor))
+    site = Site(resource)
     site.displayTracebacks = False
     address = section.interface_address.replace(":", "\\:")
     endpoint = f"tcp:{section.port}" + (f":interface={address}" if address else "")
-    return PortalService(portal, site, reactor, endpoint, section.sample_interval)
+    settings = api_settings(section, config.source)
+    if settings is None:
+        return PortalService(portal, site, reactor, endpoint, section.sample_interval)
+    api_site = Site(ApiResource(resource, host))
+    api_site.displayTracebacks = False
+    tls_options = load_tls(settings, config.source)
+    return PortalService(portal, site, reactor, endpoint, section.sample_interval,
+                         api_site=api_site,
+                         api_endpoint=api_endpoint(reactor, settings, tls_options),
+                         api_url=settings.url,
+                         announcer=Announcer(registry, settings.url, section.dhcp_process))
 
 
 class Options(ProcessOptions):
@@ -105,6 +143,10 @@ class Options(ProcessOptions):
         self.config.portal.enabled = True
         try:
             portal_host(self.config.portal, self.config.source)
+            from .tls import api_settings, load_tls
+            settings = api_settings(self.config.portal, self.config.source)
+            if settings is not None:
+                load_tls(settings, self.config.source)
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
 

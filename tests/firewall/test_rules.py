@@ -130,3 +130,15 @@ class ChainsTests(SynchronousTestCase):
         self.assertIn(("filter", "AP2-FORWARD"), own)
         self.assertEqual(own[("filter", "AP2-FORWARD")][0]["set"],
                          {"match-set": ["ap2-down", "dst"]})
+
+    def test_lan_ports(self):
+        """
+        lan_ports opens more TCP ports of the access point to every client,
+        before the final drop.
+        """
+        ap_input = chains(minimal(portal_port=5280, lan_ports=(8443,)))[("filter", "NS-INPUT")]
+        ports = [r["tcp"]["dport"] for r in ap_input
+                 if r.get("target") == "ACCEPT" and r.get("protocol") == "tcp"
+                 and r["tcp"]["dport"] not in ("53",)]
+        self.assertEqual(ports, ["5280", "8443"])
+        self.assertEqual(ap_input[-1]["target"], "DROP")

@@ -1,0 +1,193 @@
+"""
+The Captive Portal API over HTTPS in a real lab (RFC 8908, RFC 8910): one
+C{twistd netsuite} process in the access point runs the firewall, the DHCP
+server and the portal with a test CA's certificate; the client gets the
+API URL as DHCP option 114 from dhclient, and asks the API with curl
+(trusting only the test CA) before and after logging in.
+"""
+
+import json
+import os
+import re
+import shutil
+import tempfile
+
+from twisted.internet import reactor
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import SkipTest, TestCase
+
+from netsuite.bus import connect
+from netsuite.lab import Lab
+from netsuite.lab.peers import missing
+
+from .procs import TWISTD, socket_dir, spawn, write_config
+from ..lab.labs import lab_name
+from ..portal.test_tls import make_ca_and_certificate
+
+PORT = 5280
+API_PORT = 8443
+API_HOST = "portal.lab.test"
+
+CONFIG = """
+[firewall]
+enabled = true
+lan_network = "10.89.0.0/24"
+portal_port = {port}
+lan_ports = [{api_port}]
+check_interval = 1.0
+shaping = false
+
+[dhcp]
+enabled = true
+interface = "br-lan"
+lease_file = "{work}/leases.sqlite"
+
+[[dhcp.subnet]]
+name = "lan"
+network = "10.89.0.0/24"
+first = "10.89.0.100"
+last = "10.89.0.150"
+server = "10.89.0.1"
+router = "10.89.0.1"
+dns = ["10.89.0.1"]
+lease_time = 600
+interface = "br-lan"
+
+[portal]
+enabled = true
+port = {port}
+interface_address = "{ap}"
+session_file = "{work}/sessions.sqlite"
+sample_interval = 1.0
+api_port = {api_port}
+api_host = "{api_host}"
+tls_certificate = "{cert}"
+tls_key = "{key}"
+"""
+
+DHCLIENT_SCRIPT = """#!/bin/sh
+echo "reason=$reason ip=$new_ip_address portal=$new_captive_portal"
+case "$reason" in
+  BOUND) ip addr add "$new_ip_address/24" dev "$interface" ;;
+esac
+"""
+
+# dhclient knows option 114 only when told its name and type.
+DHCLIENT_CONF = """
+option captive-portal code 114 = text;
+request subnet-mask, routers, domain-name-servers, captive-portal;
+"""
+
+
+def need_lab():
+    if os.getuid() != 0:
+        raise SkipTest("needs root to build network namespaces, bind port 67 and change "
+                       "their firewall")
+    absent = missing("curl", "dhclient", "ipset", "iptables-legacy", "iptables-legacy-save")
+    if absent:
+        raise SkipTest(f"not installed: {', '.join(absent)}")
+
+
+class PortalApiLabTests(TestCase):
+    timeout = 120
+
+    @inlineCallbacks
+    def setUp(self):
+        need_lab()
+        self.lab = Lab(lab_name(self), clients=1)
+        self.addCleanup(self.lab.down)
+        yield deferToThread(self.lab.up, False)
+        self.work = tempfile.mkdtemp(prefix="nsportalapi-")
+        self.addCleanup(shutil.rmtree, self.work, True)
+        self.ca, cert, key = make_ca_and_certificate(self.work, API_HOST)
+        self.sockets = socket_dir(self)
+        self.config = write_config(self, CONFIG.format(
+            port=PORT, api_port=API_PORT, api_host=API_HOST, ap=self.lab.ap_address,
+            work=self.work, cert=cert, key=key))
+        self.daemon = spawn(self, "netsuite", [
+            "ip", "netns", "exec", self.lab.netns("ap"), *TWISTD, "-n", "--pidfile=",
+            "netsuite", "--name", "ap", "--socket-dir", self.sockets, "--config", self.config])
+        for line in ("firewall ready", "dhcp ready", "portal ready", "portal API ready"):
+            yield self.daemon.wait_for_line(line)
+        self.bus = connect("ap", socket_dir=self.sockets, reactor=reactor)
+        self.addCleanup(self.bus.close)
+        self.portal = f"http://{self.lab.ap_address}:{PORT}"
+        self.api = f"https://{API_HOST}:{API_PORT}/api"
+
+    def run_in(self, role, argv, timeout=30):
+        return deferToThread(self.lab.exec, role, argv, timeout=timeout)
+
+    def curl(self, *args, seconds=3):
+        return self.run_in("c1", ["curl", "-s", "--max-time", str(seconds), *args]).addCallback(
+            lambda p: (p.returncode, p.stdout))
+
+    @inlineCallbacks
+    def dhclient(self):
+        script = os.path.join(self.work, "dhclient.sh")
+        conf = os.path.join(self.work, "dhclient.conf")
+        pid = os.path.join(self.work, "dhclient.pid")
+        leases = os.path.join(self.work, "dhclient.leases")
+        for path, text in ((script, DHCLIENT_SCRIPT), (conf, DHCLIENT_CONF)):
+            with open(path, "w") as f:
+                f.write(text)
+        os.chmod(script, 0o755)
+        files = ["-cf", conf, "-sf", script, "-lf", leases, "-pf", pid]
+        self.addCleanup(self.lab.exec, "c1", ["dhclient", "-x", *files, "eth0"], timeout=30,
+                        check=False)
+        done = yield self.run_in("c1", ["dhclient", "-v", *files, "-1", "eth0"])
+        self.assertEqual(done.returncode, 0, done.stderr)
+        return [dict(field.split("=", 1) for field in line.split())
+                for line in done.stdout.splitlines() if line.startswith("reason=")]
+
+    def ask_api(self):
+        return self.curl("-i", "--cacert", self.ca, "--resolve",
+                         f"{API_HOST}:{API_PORT}:{self.lab.ap_address}", self.api)
+
+    def parse(self, out):
+        head, _, body = out.replace("\r\n", "\n").partition("\n\n")
+        return head, json.loads(body)
+
+    @inlineCallbacks
+    def login(self):
+        jar = os.path.join(self.work, "c1.jar")
+        code, page = yield self.curl("-c", jar, "-b", jar, f"{self.portal}/login")
+        self.assertEqual(code, 0)
+        token = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+        code, out = yield self.curl("-c", jar, "-b", jar, "-o", "/dev/null", "-w",
+                                    "%{http_code}", "--data", f"csrf={token}&accept=1",
+                                    f"{self.portal}/login")
+        self.assertEqual((code, out), (0, "303"))
+
+    @inlineCallbacks
+    def test_option_114_and_api(self):
+        """
+        dhclient asking for option 114 gets the HTTPS API URL; the API
+        (certificate checked against the test CA) says captive before the
+        login and not captive after.
+        """
+        bound = [fields for fields in (yield self.dhclient()) if fields["reason"] == "BOUND"]
+        self.assertEqual(len(bound), 1)
+        self.assertEqual(bound[0]["portal"], self.api)
+
+        # firewall.lan_ports opens the API port to unauthorized clients.
+        code, out = yield self.ask_api()
+        self.assertEqual(code, 0, out)
+        head, answer = self.parse(out)
+        self.assertIn(" 200", head.splitlines()[0])
+        self.assertRegex(head, r"(?im)^content-type: application/captive\+json\s*$")
+        self.assertIs(answer["captive"], True)
+        self.assertEqual(answer["user-portal-url"], f"{self.portal}/login")
+
+        yield self.login()
+        sessions = yield self.bus.send("/portal/sessions")
+        self.assertEqual([str(s["ip"]) for s in sessions], [bound[0]["ip"]])
+        code, out = yield self.ask_api()
+        self.assertEqual(code, 0, out)
+        head, answer = self.parse(out)
+        self.assertIs(answer["captive"], False)
+
+        # A client not trusting the certificate's CA refuses the API.
+        code, _ = yield self.curl("--resolve", f"{API_HOST}:{API_PORT}:{self.lab.ap_address}",
+                                  self.api)
+        self.assertEqual(code, 60)
