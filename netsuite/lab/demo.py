@@ -1,17 +1,21 @@
 # -*- test-case-name: tests.integration.test_demo -*-
 """
 The demo: a simulated access point in network namespaces with netsuite in
-it, two clients and an upstream "internet"; a client is blocked, then let
-through by an authorization sent over the bus; a hook script in another
-process refuses the other client. Everything is removed at the end.
+it (firewall, DHCP server and captive portal in one process), two clients
+and an upstream "internet". Client c1 gets its address from netsuite-dhcp,
+is redirected to the portal, logs in and reaches the internet; a hook
+script in another process refuses client c2 at the firewall, so its login
+fails; the operator logs c1 out over the bus and it is captive again.
+Everything is removed at the end.
 
-    python -m netsuite.lab.demo
+    python -m netsuite.lab.demo [--name NAME]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -23,6 +27,7 @@ from .peers import HttpPeer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.dirname(sys.executable)
+PORTAL_PORT = 5280
 
 CONFIG = """
 [process]
@@ -31,8 +36,40 @@ name = "ap"
 [firewall]
 enabled = true
 lan_network = "10.89.0.0/24"
-portal_port = 8080
+portal_port = {portal_port}
 check_interval = 2.0
+
+[dhcp]
+enabled = true
+interface = "br-lan"
+lease_file = "{work}/leases.sqlite"
+
+[[dhcp.subnet]]
+name = "lan"
+network = "10.89.0.0/24"
+first = "10.89.0.100"
+last = "10.89.0.199"
+server = "10.89.0.1"
+router = "10.89.0.1"
+dns = ["10.89.0.1"]
+interface = "br-lan"
+
+[portal]
+enabled = true
+port = {portal_port}
+interface_address = "10.89.0.1"
+session_file = "{work}/sessions.sqlite"
+"""
+
+# The clients' DHCP script: configure the address and the route, and never
+# touch resolv.conf.
+UDHCPC_SCRIPT = """#!/bin/sh
+case "$1" in
+  bound|renew)
+    ip addr flush dev "$interface"; ip addr add "$ip/24" dev "$interface"
+    ip route replace default via "$router" dev "$interface"
+    echo "   -> $interface got $ip from netsuite-dhcp (router $router, lease $lease s)" ;;
+esac
 """
 
 
@@ -54,6 +91,10 @@ def wait_for(path: str, text: str, seconds: float = 20.0) -> None:
         raise SystemExit(f"demo: '{text}' did not appear in {path}:\n{f.read()}")
 
 
+def first_line(text: str) -> str:
+    return text.splitlines()[0] if text else ""
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description="netsuite demo in a namespace lab")
     parser.add_argument("--name", default="demo", help="lab name (default: demo)")
@@ -64,30 +105,53 @@ def main(argv: Optional[List[str]] = None) -> None:
     sockets = os.path.join(work, "sockets")
     config = os.path.join(work, "netsuite.toml")
     with open(config, "w") as f:
-        f.write(CONFIG)
+        f.write(CONFIG.format(work=work, portal_port=PORTAL_PORT))
+    script = os.path.join(work, "udhcpc.sh")
+    with open(script, "w") as f:
+        f.write(UDHCPC_SCRIPT)
+    os.chmod(script, 0o755)
     lab = Lab(args.name, clients=2)
     children: List["subprocess.Popen[str]"] = []
     try:
         say(f"building the lab: access point, upstream, 2 clients "
             f"(netsuite-lab status --name {args.name})")
-        lab.up(addresses=True)
+        lab.up(addresses=False)
         internet = f"http://{lab.internet}/"
-        for role, address, port, body in (("up", None, 80, "hello from the internet\n"),
-                                          ("ap", lab.ap_address, 8080, "the captive portal\n")):
-            HttpPeer(lab.netns(role), address, port, body).start()
+        portal = f"http://{lab.ap_address}:{PORTAL_PORT}"
+        HttpPeer(lab.netns("up"), None, 80, "hello from the internet\n").start()
 
-        say("starting netsuite in the access point, firewall enabled")
+        say("starting netsuite in the access point: firewall, DHCP server, captive portal")
         log = os.path.join(work, "netsuite.log")
         children.append(subprocess.Popen(
             ["ip", "netns", "exec", lab.netns("ap"), os.path.join(BIN, "twistd"), "-n",
              "--pidfile=", "netsuite", "--config", config, "--socket-dir", sockets],
             stdout=open(log, "w"), stderr=subprocess.STDOUT, cwd=ROOT))
-        wait_for(log, "firewall ready")
+        for ready in ("firewall ready", "dhcp ready"):
+            wait_for(log, ready)
 
-        def curl(role: str, url: str) -> None:
-            done = lab.exec(role, ["curl", "-sS", "--max-time", "3", url])
-            shown = done.stdout.strip() or done.stderr.strip()
-            print(f"   {role}$ curl {url}\n   -> {shown}", flush=True)
+        def curl(role: str, url: str, *extra: str) -> str:
+            print(f"   {role}$ curl {' '.join(extra + (url,))}", flush=True)
+            done = lab.exec(role, ["curl", "-sS", "--max-time", "3", *extra, url])
+            return done.stdout or done.stderr
+
+        def dhcp(role: str) -> None:
+            print(f"   {role}$ udhcpc -i eth0", flush=True)
+            done = lab.exec(role, ["udhcpc", "-f", "-q", "-n", "-t", "3", "-T", "1",
+                                   "-i", "eth0", "-s", script])
+            print(done.stdout.rstrip(), flush=True)
+
+        def login(role: str) -> None:
+            jar = os.path.join(work, f"{role}.jar")
+            page = lab.exec(role, ["curl", "-sS", "-c", jar, "-b", jar,
+                                   f"{portal}/login"]).stdout
+            token = re.search(r'name="csrf" value="([^"]+)"', page)
+            out = lab.exec(role, [
+                "curl", "-sS", "-c", jar, "-b", jar, "-o", "/dev/null",
+                "-w", "%{http_code} %{redirect_url}", "--data",
+                f"csrf={token.group(1) if token else ''}&accept=1"
+                f"&url=http%3A%2F%2F{lab.internet}%2F", f"{portal}/login"]).stdout
+            print(f"   {role}$ (accepts the usage policy on {portal}/login)\n"
+                  f"   -> {out.strip()}", flush=True)
 
         def hook(*args: str) -> None:
             argv = [os.path.join(BIN, "netsuite-hook"), "--socket-dir", sockets, *args]
@@ -95,29 +159,35 @@ def main(argv: Optional[List[str]] = None) -> None:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=20)
             print(f"   -> {(done.stdout + done.stderr).strip()}", flush=True)
 
-        say("client c1 is not authorized: its web request lands on the portal")
-        curl("c1", internet)
-        curl("c1", f"https://{lab.internet}/")
+        say("client c1 asks for an address")
+        dhcp("c1")
 
-        say("authorize c1 over the bus")
-        hook("send", "ap:/firewall/authorize", f"ip={lab.client_address(1)}",
-             f"mac={lab.client_mac(1)}")
-        curl("c1", internet)
+        say("c1 is not logged in: its web request is redirected to the portal")
+        out = curl("c1", internet, "-i")
+        location = next((line.strip() for line in out.splitlines()
+                         if line.lower().startswith("location:")), "")
+        print(f"   -> {first_line(out).strip()}; {location}", flush=True)
+        print(f"   -> {first_line(curl('c1', f'https://{lab.internet}/'))}", flush=True)
 
-        say("a ten-line hook script in another process refuses c2's MAC")
+        say("c1 logs in (click-through) and reaches the internet")
+        login("c1")
+        print(f"   -> {curl('c1', internet).strip()}", flush=True)
+
+        say("a ten-line hook script in another process refuses c2's MAC at the firewall")
         hook_log = os.path.join(work, "hook.log")
         children.append(subprocess.Popen(
             [sys.executable, os.path.join(ROOT, "examples", "deny_mac.py"), "ap", sockets,
              lab.client_mac(2)], stdout=open(hook_log, "w"), stderr=subprocess.STDOUT))
         wait_for(hook_log, "hooked")
-        hook("send", "ap:/firewall/authorize", f"ip={lab.client_address(2)}",
-             f"mac={lab.client_mac(2)}")
-        curl("c2", internet)
+        dhcp("c2")
+        login("c2")
+        print(f"   -> {first_line(curl('c2', internet, '-i')).strip()} (still captive)",
+              flush=True)
         hook("list", "ap:/firewall/authorize")
 
-        say("de-authorize c1: blocked again")
-        hook("send", "ap:/firewall/deauthorize", f"ip={lab.client_address(1)}")
-        curl("c1", internet)
+        say("the operator logs c1 out over the bus: captive again")
+        hook("send", "ap:/portal/deauthorize", f"ip={_address(lab, 'c1')}")
+        print(f"   -> {first_line(curl('c1', internet, '-i')).strip()}", flush=True)
         say("done; cleaning up")
     finally:
         for child in reversed(children):
@@ -128,6 +198,15 @@ def main(argv: Optional[List[str]] = None) -> None:
                 child.kill()
         lab.down()
         subprocess.run(["rm", "-rf", work], check=False)
+
+
+def _address(lab: Lab, role: str) -> str:
+    """
+    The IPv4 address DHCP gave the client C{role}.
+    """
+    out = lab.exec(role, ["ip", "-4", "-o", "addr", "show", "dev", "eth0"]).stdout
+    match = re.search(r"inet (\d+\.\d+\.\d+\.\d+)", out)
+    return match.group(1) if match else ""
 
 
 if __name__ == "__main__":

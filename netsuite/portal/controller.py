@@ -45,6 +45,12 @@ def _no_mac(ip: ipaddress.IPv4Address) -> "Deferred[Optional[MAC]]":
     return succeed(None)
 
 
+
+class LoginRefused(Exception):
+    """
+    The firewall (or a hook in front of it) refused to let the client in.
+    """
+
 class Portal:
     """
     @param registry: where the portal's mailboxes go, and how it reaches
@@ -190,7 +196,8 @@ class Portal:
         answer = yield self.registry.send(
             self._at(self.firewall_process, "/firewall/authorize"), {"ip": ip, "mac": mac})
         if not isinstance(answer, dict) or not answer.get("authorized"):
-            raise RuntimeError(f"the firewall did not authorize {ip} ({answer!r})")
+            reason = answer.get("reason") if isinstance(answer, dict) else None
+            raise LoginRefused(str(reason or "the network did not accept this device"))
         for old in moved:
             started = old.started if started is None else min(started, old.started)
             bytes_base += old.bytes_used

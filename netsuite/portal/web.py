@@ -22,7 +22,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from .auth import CLICK, PASSWORD, LoginLimiter
-from .controller import Portal
+from .controller import LoginRefused, Portal
 from .operator import REALM, OperatorAuth, kick_address, render_clients
 
 __all__ = ["PortalResource", "safe_url", "PROBES"]
@@ -263,7 +263,10 @@ class PortalResource(Resource):
                 self.limiter.failed(ip)
                 return self._login_page(request, ip, message or "Login refused.", 403)
             self.limiter.succeeded(ip)
-            await self.portal.login(ip, mac, self.method, username)
+            try:
+                await self.portal.login(ip, mac, self.method, username)
+            except LoginRefused as refused:
+                return self._login_page(request, ip, f"Access refused: {refused}", 403)
             return self.redirect(request, url or self._url("/status"), 303)
         return self._later(request, lambda: _ensure(work()))
 

@@ -20,24 +20,29 @@ class DemoTests(TestCase):
     @inlineCallbacks
     def test_demo(self):
         """
-        The demo shows c1 on the portal, then on the internet once
-        authorized over the bus; c2 refused by the hook script; c1 back on
-        the portal after logout; and it exits 0.
+        The demo shows c1 getting an address from netsuite-dhcp, redirected
+        to the portal, logging in and reaching the internet; c2's login
+        refused because of the hook script; c1 captive again after the
+        operator's logout over the bus; and it exits 0.
         """
         if os.getuid() != 0:
             raise SkipTest("the demo builds network namespaces: needs root")
-        if missing("curl"):
-            raise SkipTest("not installed: curl")
+        if missing("curl", "udhcpc"):
+            raise SkipTest("not installed: curl, udhcpc")
         demo = spawn(self, "demo", [sys.executable, "-m", "netsuite.lab.demo",
                                     "--name", lab_name(self)])
         code = yield demo.ended
         out = demo.output()
         self.assertEqual(code, 0, out)
         replies = [line.strip() for line in out.splitlines() if line.strip().startswith("->")]
-        self.assertEqual(replies[0], "-> the captive portal")
-        self.assertIn("Couldn't connect to server", replies[1])
-        self.assertIn('"authorized": true', replies[2])
-        self.assertEqual(replies[3], "-> hello from the internet")
-        self.assertEqual(replies[4], '-> {"authorized": false, "reason": "banned by deny_mac.py"}')
-        self.assertEqual(replies[5], "-> the captive portal")
-        self.assertEqual(replies[-1], "-> the captive portal")
+        self.assertEqual(replies[0], "-> eth0 got 10.89.0.100 from netsuite-dhcp "
+                                     "(router 10.89.0.1, lease 3600 s)")
+        self.assertEqual(replies[1], "-> HTTP/1.1 307 Temporary Redirect; Location: "
+                                     "http://10.89.0.1:5280/login?url=http%3A%2F%2F198.51.100.1%2F")
+        self.assertIn("Couldn't connect to server", replies[2])
+        self.assertEqual(replies[3:5], ["-> 303 http://198.51.100.1/",
+                                        "-> hello from the internet"])
+        self.assertEqual(replies[6], "-> 403")
+        self.assertEqual(replies[7], "-> HTTP/1.1 307 Temporary Redirect (still captive)")
+        self.assertEqual(replies[9], '-> {"deauthorized": true, "ip": "10.89.0.100"}')
+        self.assertEqual(replies[10], "-> HTTP/1.1 307 Temporary Redirect")

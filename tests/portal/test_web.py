@@ -194,6 +194,20 @@ class LoginTests(SynchronousTestCase):
         self.assertIn(b"no &lt;b&gt;", r.body())
         self.assertEqual(self.f.firewall.clients, {})
 
+    def test_firewall_refuses(self):
+        """
+        A login the firewall refuses (a hook in front of
+        /firewall/authorize) answers 403 with the reason, escaped, and
+        records no session.
+        """
+        self.f.registry.listen("/firewall/authorize", lambda m: Stop(
+            {"authorized": False, "reason": "banned <here>"}), first=True)
+        token = self.token(self.login_page())
+        r = self.post_login(token)
+        self.assertEqual(r.responseCode, 403)
+        self.assertIn(b"Access refused: banned &lt;here&gt;", r.body())
+        self.assertIsNone(self.f.sessions.get(A))
+
     def test_status_and_logout(self):
         """
         The status page has a logout form; posting it de-authorizes the
@@ -238,3 +252,4 @@ class LoginTests(SynchronousTestCase):
     def test_not_found(self):
         self.assertEqual(self.f.request(b"GET", b"/nope").responseCode, 404)
         self.assertEqual(self.f.request(b"GET", b"/").responseCode, 303)
+
