@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 APT_PACKAGES=(python3 python3-venv python3-dev gcc iproute2 iptables ipset conntrack busybox
-              dovecot-imapd dovecot-pop3d slapd ldap-utils udhcpc isc-dhcp-client curl)
+              dovecot-imapd dovecot-pop3d slapd ldap-utils udhcpc isc-dhcp-client curl
+              chromium chromium-driver)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -113,7 +113,8 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
     from .auth import install
     resource = PortalResource(portal, reactor,
                               **install(portal, section.auth, section.operator, reactor))
-    site = Site(resource)
+    from .web import PortalSite
+    site = PortalSite(resource)
     site.displayTracebacks = False
     address = section.interface_address.replace(":", "\\:")
     endpoint = f"tcp:{section.port}" + (f":interface={address}" if address else "")

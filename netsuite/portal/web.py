@@ -19,7 +19,8 @@ from urllib.parse import quote, urlsplit
 from twisted.internet.defer import maybeDeferred
 from twisted.logger import Logger
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET
+from twisted.protocols.policies import ProtocolWrapper
+from twisted.web.server import NOT_DONE_YET, Site
 
 from .auth import CLICK, PASSWORD, LoginLimiter
 from .controller import LoginRefused, Portal
@@ -81,6 +82,38 @@ def _page(title: str, body: str) -> bytes:
 def _duration(seconds: float) -> str:
     seconds = int(max(0, seconds))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class PortalSite(Site):
+    """
+    The portal's site: it knows its open connections, so that a client's
+    login can cut the others (connections diverted to the portal before the
+    login, including idle ones a browser opened ahead and would reuse).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        Site.__init__(self, *args, **kwargs)
+        self._open: set = set()
+
+    def buildProtocol(self, addr: Any) -> Any:
+        return ProtocolWrapper(self, Site.buildProtocol(self, addr))
+
+    def registerProtocol(self, protocol: Any) -> None:
+        self._open.add(protocol)
+
+    def unregisterProtocol(self, protocol: Any) -> None:
+        self._open.discard(protocol)
+
+    def drop_client(self, ip: Any, keep: Any = None) -> int:
+        """
+        Abort every connection from C{ip} but C{keep}; the number aborted.
+        """
+        dropped = 0
+        for protocol in list(self._open):
+            if protocol is not keep and getattr(protocol.getPeer(), "host", None) == str(ip):
+                protocol.transport.abortConnection()
+                dropped += 1
+        return dropped
 
 
 class PortalResource(Resource):
@@ -267,6 +300,13 @@ class PortalResource(Resource):
                 await self.portal.login(ip, mac, self.method, username)
             except LoginRefused as refused:
                 return self._login_page(request, ip, f"Access refused: {refused}", 403)
+            # cut the client's other connections to the portal: a browser
+            # reuses one diverted before the login (even one it opened ahead
+            # and never used) for the page it is sent to next
+            channel = getattr(request, "channel", None)
+            site = getattr(channel, "site", None)
+            if isinstance(site, PortalSite):
+                site.drop_client(ip, keep=channel.transport)
             return self.redirect(request, url or self._url("/status"), 303)
         return self._later(request, lambda: _ensure(work()))
 

@@ -253,3 +253,26 @@ class LoginTests(SynchronousTestCase):
         self.assertEqual(self.f.request(b"GET", b"/nope").responseCode, 404)
         self.assertEqual(self.f.request(b"GET", b"/").responseCode, 303)
 
+
+
+class PortalSiteTests(SynchronousTestCase):
+    def test_drop_client(self):
+        """
+        drop_client aborts every open connection from one address except
+        the one given to keep, and leaves other clients' alone.
+        """
+        from twisted.internet.address import IPv4Address as Address
+        from twisted.internet.testing import StringTransport
+        from twisted.web.resource import Resource
+        from netsuite.portal.web import PortalSite
+
+        site = PortalSite(Resource(), timeout=None)  # no channel timers on the reactor
+        transports = []
+        for host in ("10.89.0.11", "10.89.0.11", "10.89.0.12"):
+            protocol = site.buildProtocol(Address("TCP", host, 40000))
+            transport = StringTransport(peerAddress=Address("TCP", host, 40000))
+            protocol.makeConnection(transport)
+            transports.append((protocol, transport))
+        keep = transports[0][0]
+        self.assertEqual(site.drop_client("10.89.0.11", keep=keep), 1)
+        self.assertEqual([t.disconnecting for _, t in transports], [False, True, False])

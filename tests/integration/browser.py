@@ -1,0 +1,279 @@
+"""
+Headless Chromium for lab tests, driven through chromedriver's W3C
+WebDriver HTTP API with the standard library only (no Selenium).
+
+chromedriver must run inside the client's namespace (so the browser's
+traffic comes from the client), but it listens on that namespace's
+loopback, which the test (in the host namespace) cannot reach. So this
+module is also a tiny relay, started inside the namespace:
+
+    ip netns exec C python -m tests.integration.browser
+
+It starts chromedriver on 127.0.0.1 (its own process group), prints
+C{ready}, then for every JSON line C{[method, path, body]} on stdin does
+that WebDriver request and prints one JSON line C{{"status", "value"}}.
+At EOF (or any error) it kills chromedriver and Chromium (the whole group)
+and exits.
+
+L{Browser} is the test side: it starts the relay with C{lab.popen} and
+offers navigate / source / click, every call bounded by a timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from typing import Any, Dict, List, Optional
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
+CHROMEDRIVER_NAMES = ("chromedriver",)
+ELEMENT = "element-6066-11e4-a52e-4f735466cecf"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--disable-default-apps", "--disable-extensions", "--disable-dev-shm-usage",
+    "--disable-features=HttpsUpgrades,HttpsFirstBalancedModeAutoEnable",
+    "--no-proxy-server",
+]
+
+
+def find_program(names: Any) -> Optional[str]:
+    for name in names:
+        path = shutil.which(name) or shutil.which(name, path="/usr/bin:/usr/lib/chromium")
+        if path:
+            return path
+    return None
+
+
+def missing_browser() -> List[str]:
+    """What is missing to run the browser tests (empty: nothing)."""
+    absent = []
+    if find_program(CHROMIUM_NAMES) is None:
+        absent.append("chromium")
+    if find_program(CHROMEDRIVER_NAMES) is None:
+        absent.append("chromedriver (Debian: chromium-driver)")
+    return absent
+
+
+# the relay, inside the namespace
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _request(base: str, method: str, path: str, body: Any, timeout: float) -> Dict[str, Any]:
+    data = None if body is None else json.dumps(body).encode("utf-8")
+    req = urllib.request.Request(base + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as answer:
+            return {"status": answer.status, "value": json.loads(answer.read() or b"{}").get("value")}
+    except urllib.error.HTTPError as e:
+        try:
+            value = json.loads(e.read() or b"{}").get("value")
+        except ValueError:
+            value = None
+        return {"status": e.code, "value": value}
+
+
+def relay(timeout: float = 60.0) -> int:
+    driver = find_program(CHROMEDRIVER_NAMES)
+    if driver is None:
+        print("error no chromedriver", flush=True)
+        return 1
+    port = _free_port()
+    log = tempfile.NamedTemporaryFile(prefix="chromedriver-", suffix=".log", delete=False)
+    verbose = os.environ.get("NETSUITE_CHROMEDRIVER_LOG")  # debugging: keep a verbose log there
+    extra = ["--verbose", f"--log-path={verbose}"] if verbose else []
+    proc = subprocess.Popen([driver, f"--port={port}", "--allowed-ips=127.0.0.1", *extra],
+                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                status = _request(base, "GET", "/status", None, 2)
+                if status["status"] == 200 and (status["value"] or {}).get("ready"):
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                print("error chromedriver did not start", flush=True)
+                return 1
+            time.sleep(0.1)
+        print("ready", flush=True)
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            method, path, body = json.loads(line)
+            try:
+                answer = _request(base, method, path, body, timeout)
+            except Exception as e:  # a timeout, a refused connection
+                answer = {"status": 0, "value": {"error": "relay", "message": repr(e)}}
+            print(json.dumps(answer), flush=True)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # chromedriver and every Chromium process
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        log.close()
+        os.unlink(log.name)
+    return 0
+
+
+# the test side
+
+
+class BrowserError(Exception):
+    pass
+
+
+class Browser:
+    """
+    One headless Chromium session inside namespace C{ns} of C{lab}.
+    Blocking calls: run them in a thread (deferToThread) from a trial test.
+    Always call L{close} (it kills the relay, chromedriver and Chromium).
+    """
+
+    def __init__(self, lab: Any, ns: str, timeout: float = 30.0) -> None:
+        self.lab = lab
+        self.ns = ns
+        self.timeout = timeout
+        self.session: Optional[str] = None
+        self.profile = tempfile.mkdtemp(prefix="nschromium-")
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                   PYTHONUNBUFFERED="1")
+        self.proc = lab.popen(ns, [sys.executable, "-m", "tests.integration.browser"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, env=env, cwd=root, text=True,
+                              start_new_session=True)
+        line = self._readline(30)
+        if line.strip() != "ready":
+            self.close()
+            raise BrowserError(f"the WebDriver relay did not start: {line!r}")
+
+    def _readline(self, seconds: float) -> str:
+        ready, _, _ = select.select([self.proc.stdout], [], [], seconds)
+        if not ready:
+            raise BrowserError(f"no answer from the WebDriver relay in {seconds} s")
+        line = self.proc.stdout.readline()
+        if not line:
+            raise BrowserError("the WebDriver relay exited")
+        return line
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        self.proc.stdin.write(json.dumps([method, path, body]) + "\n")
+        self.proc.stdin.flush()
+        answer = json.loads(self._readline(self.timeout + 10))
+        if answer["status"] != 200:
+            raise BrowserError(f"{method} {path}: {answer}")
+        return answer["value"]
+
+    def start(self) -> "Browser":
+        value = self.call("POST", "/session", {"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            # "none": Debian's Chromium opens https://start.duckduckgo.com/ in its
+            # first tab, and with "normal" (or "eager") every command waits for
+            # that navigation, which hangs in the lab: the tests poll instead
+            "pageLoadStrategy": "none",
+            "timeouts": {"pageLoad": int(self.timeout * 1000 / 2), "script": 10000,
+                         "implicit": 0},
+            "goog:chromeOptions": {
+                "binary": find_program(CHROMIUM_NAMES),
+                "args": CHROMIUM_ARGS + [f"--user-data-dir={self.profile}"]}}}})
+        self.session = value["sessionId"]
+        return self
+
+    def _s(self, path: str) -> str:
+        return f"/session/{self.session}{path}"
+
+    def navigate(self, url: str) -> None:
+        """Start loading C{url} (it returns at once: poll with L{wait_for})."""
+        self.call("POST", self._s("/url"), {"url": url})
+
+    def ready(self) -> bool:
+        return self.call("POST", self._s("/execute/sync"),
+                         {"script": "return document.readyState", "args": []}) == "complete"
+
+    def url(self) -> str:
+        return self.call("GET", self._s("/url"))
+
+    def source(self) -> str:
+        return self.call("GET", self._s("/source"))
+
+    def text(self) -> str:
+        """The visible text of the page's body."""
+        element = self.find("body")
+        return self.call("GET", self._s(f"/element/{element}/text"))
+
+    def find(self, css: str) -> str:
+        value = self.call("POST", self._s("/element"), {"using": "css selector", "value": css})
+        if not isinstance(value, dict) or ELEMENT not in value:
+            raise BrowserError(f"no element {css!r}: {value!r}")
+        return value[ELEMENT]
+
+    def click(self, css: str) -> None:
+        self.call("POST", self._s(f"/element/{self.find(css)}/click"), {})
+
+    def wait_for(self, predicate: Any, seconds: float = 15.0) -> Any:
+        """Poll C{predicate(self)} until it is true; raise after C{seconds}."""
+        deadline = time.monotonic() + seconds
+        last: Any = None
+        while True:
+            try:
+                last = predicate(self)
+                if last:
+                    return last
+            except BrowserError as e:  # a page in the middle of loading
+                last = e
+            if time.monotonic() > deadline:
+                try:
+                    where = self.url()
+                except Exception as e:
+                    where = repr(e)
+                raise BrowserError(f"still not there after {seconds} s "
+                                   f"(last: {last!r}, at {where})")
+            time.sleep(0.2)
+
+    def close(self) -> None:
+        if self.session is not None and self.proc.poll() is None:
+            try:
+                self.call("DELETE", self._s(""))
+            except Exception:
+                pass
+            self.session = None
+        try:
+            if self.proc.stdin:
+                self.proc.stdin.close()  # EOF: the relay kills chromedriver and Chromium
+            self.proc.wait(10)
+        except Exception:
+            pass
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(5)
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        shutil.rmtree(self.profile, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(relay())
