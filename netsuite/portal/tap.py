@@ -51,6 +51,8 @@ SECTION = {
                              _seconds),
     "session_file": Field(str, "/var/lib/netsuite/portal-sessions.sqlite", "the sessions"),
     "policy_text": Field(str, POLICY, "the usage policy shown on the login page"),
+    "page_template": Field(str, "", "an HTML file laying out every page, with $title and "
+                           "$body (\"\": the built-in one)"),
     "api_port": Field(int, 8443, "HTTPS port of the Captive Portal API (RFC 8908), on when "
                       "tls_certificate and tls_key are set (0: never)", _api_port),
     "api_host": Field(str, "", "the host name in the API URL, named by the certificate "
@@ -111,6 +113,14 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
     portal = Portal(registry, sessions, host, section.firewall_process, section.dhcp_process,
                     find_mac, section.policy_text)
     from .auth import install
+    if section.page_template:
+        from .web import use_template
+        try:
+            with open(section.page_template, encoding="utf-8") as f:
+                use_template(f.read())
+        except OSError as e:
+            raise ConfigError(f"{config.source}: portal.page_template: cannot read "
+                              f"{section.page_template}: {e.strerror}") from None
     resource = PortalResource(portal, reactor,
                               **install(portal, section.auth, section.operator, reactor))
     from .web import PortalSite

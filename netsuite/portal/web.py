@@ -12,6 +12,7 @@ import html
 import ipaddress
 import json
 import re
+import string
 import secrets
 from typing import Any, Callable, Optional, Tuple
 from urllib.parse import quote, urlsplit
@@ -72,11 +73,41 @@ def _esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
+DEFAULT_TEMPLATE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>$title</title>
+<style>
+body { font-family: system-ui, sans-serif; max-width: 32rem; margin: 0 auto;
+       padding: 1.5rem 1rem; line-height: 1.5; color: #1b1b1b; background: #fafafa; }
+h1 { font-size: 1.5rem; margin-top: 0; }
+button, input { font-size: 1rem; padding: 0.6rem 1rem; margin: 0.25rem 0; }
+button { background: #1f6feb; color: white; border: 0; border-radius: 0.4rem; width: 100%; }
+input[type=text], input[type=password] { width: 100%; box-sizing: border-box; }
+.policy { background: white; border: 1px solid #ddd; padding: 0.75rem; border-radius: 0.4rem;
+          white-space: pre-wrap; }
+table { border-collapse: collapse; width: 100%; } td, th { padding: 0.25rem; text-align: left; }
+</style></head>
+<body>
+<h1>$title</h1>
+$body
+</body></html>
+"""
+
+_template = string.Template(DEFAULT_TEMPLATE)
+
+
+def use_template(text: str) -> None:
+    """
+    Lay every page out with C{text} instead of the default: HTML with
+    C{$title} (escaped) and C{$body} (the page's own, already escaped HTML).
+    """
+    global _template
+    _template = string.Template(text)
+
+
 def _page(title: str, body: str) -> bytes:
-    return (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{_esc(title)}</title></head>\n<body>\n<h1>{_esc(title)}</h1>\n"
-            f"{body}\n</body></html>\n").encode("utf-8")
+    return _template.safe_substitute(title=_esc(title), body=body).encode("utf-8")
 
 
 def _duration(seconds: float) -> str:

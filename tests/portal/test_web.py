@@ -276,3 +276,16 @@ class PortalSiteTests(SynchronousTestCase):
         keep = transports[0][0]
         self.assertEqual(site.drop_client("10.89.0.11", keep=keep), 1)
         self.assertEqual([t.disconnecting for _, t in transports], [False, True, False])
+
+
+class TemplateTests(SynchronousTestCase):
+    def test_use_template(self):
+        """
+        An operator's template lays out the pages: $title escaped, $body
+        as the page's own HTML.
+        """
+        from netsuite.portal import web
+        self.addCleanup(web.use_template, web.DEFAULT_TEMPLATE)
+        web.use_template("<main data-x='1'><h2>$title</h2>$body</main>")
+        self.assertEqual(web._page("A <b>", "<p>hi</p>"),
+                         b"<main data-x='1'><h2>A &lt;b&gt;</h2><p>hi</p></main>")
