@@ -9,7 +9,9 @@ firewall's counters and end the sessions that timed out.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Optional
+import threading
+import time
+from typing import Any, Dict, Optional
 
 from twisted.application.service import Service
 from twisted.internet.defer import gatherResults
@@ -21,26 +23,56 @@ from twisted.web.server import Site
 from ..registry.values import MAC
 from .controller import Portal
 
-__all__ = ["PortalService", "neighbour_mac"]
+__all__ = ["PortalService", "NeighbourTable", "neighbour_mac", "read_neighbours"]
 
 _log = Logger()
 
 
-def neighbour_mac(ip: Any, path: str = "/proc/net/arp") -> Optional[MAC]:
+def read_neighbours(path: str = "/proc/net/arp") -> Dict[str, MAC]:
     """
-    C{ip}'s MAC from the kernel's neighbour table (this namespace's), or
-    None. Blocking: call it in a thread.
+    The kernel's neighbour table (this namespace's): complete entries, by IP.
     """
-    wanted = str(ipaddress.IPv4Address(str(ip)))
+    found = {}
     with open(path, encoding="ascii") as table:
         next(table, None)
         for line in table:
             fields = line.split()
-            if len(fields) >= 4 and fields[0] == wanted and fields[2] != "0x0":
-                mac = MAC(fields[3])
-                if str(mac) != "00:00:00:00:00:00":
-                    return mac
-    return None
+            if len(fields) >= 4 and fields[2] != "0x0" and fields[3] != "00:00:00:00:00:00":
+                found[fields[0]] = MAC(fields[3])
+    return found
+
+
+class NeighbourTable:
+    """
+    MAC lookups from the neighbour table, read at most every C{ttl} seconds
+    while the addresses asked for are in it (reading 10,000 entries takes
+    about 5 ms), and again at once (but not more often than every
+    C{retry} seconds) for an address it does not know yet. Blocking: call
+    it in a thread; it is safe from several.
+    """
+
+    def __init__(self, path: str = "/proc/net/arp", ttl: float = 1.0, retry: float = 0.05,
+                 now: Any = time.monotonic) -> None:
+        self.path = path
+        self.ttl = ttl
+        self.retry = retry
+        self._now = now
+        self._lock = threading.Lock()
+        self._table: Dict[str, MAC] = {}
+        self._read = float("-inf")
+
+    def __call__(self, ip: Any) -> Optional[MAC]:
+        wanted = str(ipaddress.IPv4Address(str(ip)))
+        with self._lock:
+            age = self._now() - self._read
+            if age > self.ttl or (wanted not in self._table and age > self.retry):
+                self._table = read_neighbours(self.path)
+                self._read = self._now()
+            return self._table.get(wanted)
+
+
+neighbour_mac = NeighbourTable()
+"""C{ip}'s MAC from this namespace's neighbour table, or None (blocking)."""
 
 
 class PortalService(Service):

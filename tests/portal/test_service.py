@@ -11,7 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, readBody
 
 from netsuite.portal import tap
-from netsuite.portal.service import PortalService, neighbour_mac
+from netsuite.portal.service import NeighbourTable, PortalService
 from netsuite.registry.values import MAC
 
 from .helpers import PortalFixture
@@ -24,12 +24,33 @@ ARP = """IP address       HW type     Flags       HW address            Mask    
 
 class NeighbourTests(SynchronousTestCase):
     def test_table(self):
+        """
+        Complete entries give the MAC; incomplete and unknown ones none.
+        """
         path = self.mktemp()
         with open(path, "w") as f:
             f.write(ARP)
-        self.assertEqual(neighbour_mac("10.89.0.11", path), MAC("02:4e:00:00:00:0b"))
-        self.assertIsNone(neighbour_mac("10.89.0.12", path))
-        self.assertIsNone(neighbour_mac("10.89.0.13", path))
+        table = NeighbourTable(path)
+        self.assertEqual(table("10.89.0.11"), MAC("02:4e:00:00:00:0b"))
+        self.assertIsNone(table("10.89.0.12"))
+        self.assertIsNone(table("10.89.0.13"))
+
+    def test_cached(self):
+        """
+        The table is read again after ttl seconds, or after retry seconds
+        for an address it does not know; not on every lookup.
+        """
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write(ARP)
+        now = [0.0]
+        table = NeighbourTable(path, ttl=1.0, retry=0.05, now=lambda: now[0])
+        self.assertEqual(table("10.89.0.11"), MAC("02:4e:00:00:00:0b"))
+        with open(path, "a") as f:
+            f.write("10.89.0.13       0x1         0x2         02:4e:00:00:00:0d     *        br-lan\n")
+        self.assertIsNone(table("10.89.0.13"))  # read 0 s ago: not again yet
+        now[0] = 0.1
+        self.assertEqual(table("10.89.0.13"), MAC("02:4e:00:00:00:0d"))
 
 
 class TapTests(SynchronousTestCase):
