@@ -20,7 +20,8 @@ from typing import Any, Dict
 from twisted.logger import ILogObserver, LogLevel, Logger, formatEvent
 from zope.interface import implementer
 
-from .registry.interfaces import CONTINUE, EVENT, NO_ANSWER, IRegistry, Stop
+from .registry.interfaces import CONTINUE, NO_ANSWER, IRegistry, Stop
+from .registry.registry import declare_service
 from .registry.values import Message
 
 __all__ = ["install_system_mailboxes", "LogToMailbox"]
@@ -36,15 +37,6 @@ def install_system_mailboxes(registry: IRegistry, started: float) -> None:
     """
     Declare the C{/system} mailboxes of C{registry} with their stock listeners.
     """
-    registry.declare("/system/ping", doc="Is the process alive? Answers "
-                     "{process, pid, uptime}.")
-    registry.declare("/system/mailboxes", doc="Introspection: mailboxes under "
-                     "'prefix', their listeners with tags, and counters.")
-    registry.declare("/system/relay", doc="Send 'message' on to the address 'to' "
-                     "(process:/path) and answer its result.")
-    registry.declare("/system/log", kind=EVENT, doc="Send {text, level} to log it; "
-                     "watch it to stream the process log.")
-
     def ping(message: Message) -> Stop:
         return Stop({"process": registry.name, "pid": os.getpid(),
                      "uptime": registry.clock.seconds() - started})  # type: ignore[attr-defined]
@@ -64,11 +56,16 @@ def install_system_mailboxes(registry: IRegistry, started: float) -> None:
         d = registry.send(str(message.get("to", "")), inner)
         return d.addCallback(lambda result: CONTINUE if result is NO_ANSWER else Stop(result))
 
-    stock = {"owner": "system", "stock": True}
-    registry.listen("/system/ping", ping, tags=stock)
-    registry.listen("/system/mailboxes", mailboxes, tags=stock)
-    registry.listen("/system/log", log, tags=stock)
-    registry.listen("/system/relay", relay, tags=stock)
+    declare_service(registry, "system", {
+        "/system/ping": "Is the process alive? Answers {process, pid, uptime}.",
+        "/system/mailboxes": "Introspection: mailboxes under 'prefix', their listeners "
+                             "with tags, and counters.",
+        "/system/relay": "Send 'message' on to the address 'to' (process:/path) and "
+                         "answer its result.",
+    }, {
+        "/system/log": "Send {text, level} to log it; watch it to stream the process log.",
+    }, {"/system/ping": ping, "/system/mailboxes": mailboxes, "/system/log": log,
+        "/system/relay": relay})
 
 
 @implementer(ILogObserver)

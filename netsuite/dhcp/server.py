@@ -24,7 +24,8 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from ..registry.interfaces import EVENT, IRegistry, Stop
+from ..registry.interfaces import IRegistry, Stop
+from ..registry.registry import declare_service
 from ..registry.values import MAC, Message
 from .leases import Lease
 from .options import encode_option, option_code
@@ -131,15 +132,10 @@ class DHCPServer:
         self._declare()
 
     def _declare(self) -> None:
-        r = self.registry
-        for path, doc in MAILBOXES.items():
-            r.declare(path, doc=doc)
-        for path, doc in EVENTS.items():
-            r.declare(path, kind=EVENT, doc=doc)
-        stock = {"owner": "dhcp", "stock": True}
-        r.listen("/dhcp/lookup", self._pool_lookup, tags=stock)
-        r.listen("/dhcp/options", lambda message: Stop({}), tags=stock)
-        r.listen("/dhcp/leases", self._leases, tags=stock)
+        declare_service(self.registry, "dhcp", MAILBOXES, EVENTS, {
+            "/dhcp/lookup": self._pool_lookup,
+            "/dhcp/options": lambda message: Stop({}),
+            "/dhcp/leases": self._leases})
 
     def start(self, pool: Pool) -> None:
         """

@@ -15,7 +15,8 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from ..registry.interfaces import EVENT, IRegistry, Stop
+from ..registry.interfaces import IRegistry, Stop
+from ..registry.registry import declare_service
 from ..registry.values import MAC, Message
 from .interfaces import Client, IFirewall
 
@@ -68,19 +69,14 @@ class FirewallService(Service):
         self._declare()
 
     def _declare(self) -> None:
-        r = self.registry
-        for path, doc in MAILBOXES.items():
-            r.declare(path, doc=doc)
-        for path, doc in EVENTS.items():
-            r.declare(path, kind=EVENT, doc=doc)
-        stock = {"owner": "firewall", "stock": True}
-        r.listen("/firewall/authorize", self._authorize, tags=stock)
-        r.listen("/firewall/deauthorize", self._deauthorize, tags=stock)
-        r.listen("/firewall/smtp/open", self._open_smtp, tags=stock)
-        r.listen("/firewall/smtp/close", self._close_smtp, tags=stock)
-        r.listen("/firewall/smtp/windows", self._smtp_windows, tags=stock)
-        r.listen("/firewall/clients", self._clients, tags=stock)
-        r.listen("/firewall/counters", self._counters, tags=stock)
+        declare_service(self.registry, "firewall", MAILBOXES, EVENTS, {
+            "/firewall/authorize": self._authorize,
+            "/firewall/deauthorize": self._deauthorize,
+            "/firewall/smtp/open": self._open_smtp,
+            "/firewall/smtp/close": self._close_smtp,
+            "/firewall/smtp/windows": self._smtp_windows,
+            "/firewall/clients": self._clients,
+            "/firewall/counters": self._counters})
 
     # the stock listeners
 

@@ -14,7 +14,8 @@ from typing import Any, Callable, Dict, List, Optional
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.logger import Logger
 
-from ..registry.interfaces import EVENT, NO_ANSWER, IRegistry, Stop
+from ..registry.interfaces import NO_ANSWER, IRegistry, Stop
+from ..registry.registry import declare_service
 from ..registry.values import MAC, Message
 from .sessions import Session, Sessions
 
@@ -83,16 +84,11 @@ class Portal:
         self._declare()
 
     def _declare(self) -> None:
-        r = self.registry
-        for path, doc in MAILBOXES.items():
-            r.declare(path, doc=doc)
-        for path, doc in EVENTS.items():
-            r.declare(path, kind=EVENT, doc=doc)
-        stock = {"owner": "portal", "stock": True}
-        r.listen("/portal/authenticate", self._click_through, tags=stock)
-        r.listen("/portal/authorize", self._authorize, tags=stock)
-        r.listen("/portal/deauthorize", self._deauthorize, tags=stock)
-        r.listen("/portal/sessions", self._sessions, tags=stock)
+        declare_service(self.registry, "portal", MAILBOXES, EVENTS, {
+            "/portal/authenticate": self._click_through,
+            "/portal/authorize": self._authorize,
+            "/portal/deauthorize": self._deauthorize,
+            "/portal/sessions": self._sessions})
 
     def _at(self, process: str, path: str) -> str:
         return f"{process}:{path}" if process else path

@@ -17,7 +17,7 @@ from .mailbox import Listener, Mailbox
 from .observer import EventualQueue
 from .values import Message, check_message
 
-__all__ = ["Registry", "matcher"]
+__all__ = ["Registry", "matcher", "declare_service"]
 
 
 def matcher(match: Any) -> Callable[[Message], bool]:
@@ -164,3 +164,19 @@ class Registry:
         Take C{listener} off its mailbox (same as C{listener.remove()}).
         """
         listener.remove()
+
+
+def declare_service(registry: Any, owner: str, decisions: Dict[str, str],
+                    events: Dict[str, str], stock: Dict[str, Callable[[Message], Any]]) -> None:
+    """
+    Declare a service's mailboxes (C{decisions} and C{events}: path -> doc)
+    and put its stock behaviour on them as ordinary last listeners, tagged
+    C{owner=OWNER stock=true}.
+    """
+    for path, doc in decisions.items():
+        registry.declare(path, doc=doc)
+    for path, doc in events.items():
+        registry.declare(path, kind=EVENT, doc=doc)
+    tags = {"owner": owner, "stock": True}
+    for path, fn in stock.items():
+        registry.listen(path, fn, tags=tags)
