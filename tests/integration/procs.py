@@ -59,9 +59,11 @@ class Child(ProcessProtocol):
         self._waiting.clear()
         self.ended.callback(self.exit_code)
 
-    def wait_for_line(self, pattern: str, after: int = 0) -> "Deferred[str]":
+    def wait_for_line(self, pattern: str, after: int = 0,
+                      timeout: float = 60.0) -> "Deferred[str]":
         """
-        Fire with the first line matching C{pattern} from line C{after} on.
+        Fire with the first line matching C{pattern} from line C{after} on;
+        fail after C{timeout} seconds with the child's output.
         """
         compiled = re.compile(pattern)
         for line in self.lines[after:]:
@@ -73,8 +75,17 @@ class Child(ProcessProtocol):
         if self.ended.called:
             waiter.errback(RuntimeError(f"{self.label} has exited; output:\n"
                                         + "\n".join(self.lines[-30:])))
-        else:
-            self._waiting.append((compiled, waiter))
+            return waiter
+        self._waiting.append((compiled, waiter))
+
+        def too_late() -> None:
+            if not waiter.called:
+                self._waiting.remove((compiled, waiter))
+                waiter.errback(RuntimeError(
+                    f"{self.label} printed no line matching {pattern!r} in {timeout}s; "
+                    "output:\n" + "\n".join(self.lines[-40:])))
+        timer = reactor.callLater(timeout, too_late)
+        waiter.addBoth(lambda result: (timer.active() and timer.cancel(), result)[1])
         return waiter
 
     def signal(self, name: str) -> None:
