@@ -7,17 +7,19 @@ lookup hook in the DHCP process and as a separate process over the bus.
 Needs root, perfdhcp (Debian package kea-admin), kea-dhcp4
 (kea-dhcp4-server), dnsmasq and slapd. Builds a namespace lab of its own
 (C{nsbdh<pid>-ap|up|c1}, netsuite.lab.Lab) and removes it at the end,
-whatever happens; every packet stays inside the lab.
+whatever happens; every packet stays inside the lab. A full run takes about
+5 minutes, C{--quick} (1 s trials, no bisection, fewer variants) 1.5-2.
 
 The servers run one after another, each alone, in the AP namespace, on the
-AP's LAN address 10.89.0.1. perfdhcp runs in client namespace c1 and poses
-as a relay: C{-l 10.200.0.1} (an address on c1's eth0) fills giaddr, so the
-servers answer from a relayed subnet 10.200.0.0/15 (pool 10.200.1.0 -
-10.201.254.255, 130,560 addresses) and send their replies to 10.200.0.1:67
-(the AP routes 10.200.0.0/15 via c1). Every server starts with the same
-50,000 bound leases already in its store (written into its lease file
-before it starts: SQLite for netsuite, the memfile CSV for Kea, the lease
-file for dnsmasq), on MACs that perfdhcp never uses.
+AP's LAN address 10.89.0.1. perfdhcp runs in client namespace c1
+(single-threaded, C{-g single}: it shares the 2 cores) and poses as a relay:
+C{-l 10.200.0.1} (an address on c1's eth0) fills giaddr, so the servers
+answer from a relayed subnet 10.200.0.0/14 (pool 10.200.1.0 -
+10.203.254.255, 261,632 addresses) and send their replies to 10.200.0.1:67
+(the AP routes 10.200.0.0/14 via c1). netsuite and Kea start with the same
+50,000 bound leases already in their store (written into the lease file
+before start: SQLite for netsuite, the memfile CSV for Kea), on MACs that
+perfdhcp never uses.
 
 Configurations:
 
@@ -25,32 +27,40 @@ Configurations:
   kea             kea-dhcp4 2.x, memfile (persist, no LFC), UDP socket,
                   stock threading (2.2: single-threaded), generated config.
   dnsmasq         dnsmasq --no-ping, lease file in a temp dir (it rewrites
-                  and fsyncs the whole file on every change).
-  dnsmasq-ro      the same with --leasefile-ro (no lease file at all: the
-                  store starts empty and nothing survives a restart).
+                  and fsyncs the whole file on every change, and keeps its
+                  leases in lists): restarted on an empty store before each
+                  trial, since its cost grows with every lease it holds.
+  dnsmasq-ro      the same with --leasefile-ro (no lease file at all:
+                  nothing survives a restart).
+  dnsmasq-50k     (only with --only) dnsmasq with the 50,000 leases: it
+                  spins ~55 s loading them and then serves ~2 exchanges/s.
   ldap-inproc     netsuite with [dhcp.ldap] enabled in the process, cache
                   off (cache_ttl = negative_ttl = 0), slapd in the upstream
                   namespace; perfdhcp's MACs are not in the directory except
-                  a few (HITS entries), so almost every lookup is a miss
-                  that falls through to the pool.
+                  HITS of them, so almost every lookup is a miss that falls
+                  through to the pool.
   amp-nocache     netsuite plus the hook process
                   (python -m netsuite.dhcp.ldaphook) over the bus, cache off.
   amp-warm        the hook process with its cache on, measured on returning
                   clients after a first pass (see below).
 
 For each: the highest offered rate (4-way exchanges/s) at which fewer than
-1 % of the exchanges fail, found by a bounded search (doubling short trials,
-then bisection with longer ones; every trial is perfdhcp -r RATE -p SECONDS
--R 50000 against new clients); the completed exchanges per second at that
-rate; perfdhcp's per-exchange timestamps (-x t) give the median and 99th
+1 % of the exchanges fail (DISCOVERs sent that did not end with an ACK
+within perfdhcp's 1 s drop time), found by a bounded search: doubling short
+trials, then bisection with longer ones; the figure is a long trial's
+completed exchanges per second. Every new-client trial is perfdhcp
+-r RATE -p SECONDS -R 50000 with a MAC block of its own (perfdhcp walks -R's
+clients in order from its base MAC), so every DISCOVER is from a new client.
+perfdhcp's per-exchange timestamps (-x t) give the median and 99th
 percentile of the DISCOVER->OFFER and REQUEST->ACK delays, at that rate and
-at a light 100/s; the server's VmRSS (/proc/PID/status) after the run, and
-its CPU time per exchange.
+at a light 100/s; then the server's VmRSS (/proc/PID/status) after the run,
+its CPU time per exchange, and what it still completed at the first rate
+that failed (overload behaviour).
 
-"Returning clients" (netsuite and amp-warm): 2,000 other MACs get a lease
-first (perfdhcp --scenario avalanche: every client exactly once), then the
-same search with -R 2000: every DISCOVER is from a known client (and, with
-the hook's cache on, a cached directory miss).
+"Returning clients" (netsuite and amp-warm): 600 other MACs each get a
+lease first, in order at 100/s (slow enough that every LDAP search is made
+and cached), then the same search with -R 600: every DISCOVER is from a
+known client (and, with the hook's cache on, a cached directory miss).
 
 The last line is a machine-readable SUMMARY.
 """
