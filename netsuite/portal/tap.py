@@ -131,6 +131,7 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
     settings = api_settings(section, config.source)
     if settings is None:
         return PortalService(portal, site, reactor, endpoint, section.sample_interval)
+    resource.secure_base = settings.url[:-len("/api")]
     api_site = Site(ApiResource(resource, host))
     api_site.displayTracebacks = False
     tls_options = load_tls(settings, config.source)

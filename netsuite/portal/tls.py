@@ -160,7 +160,8 @@ def api_endpoint(reactor: Any, settings: ApiSettings, tls_options: Any) -> Any:
 
 class ApiResource(Resource):
     """
-    The HTTPS site: C{GET /api} (and C{HEAD}) answered by the portal's own
+    The HTTPS site: C{/api}, and the login, status and logout pages that
+    the API's C{user-portal-url} points to, answered by the portal's own
     resource, which dispatches on Host (the HTTPS request's Host names the
     API host, so it is replaced by the portal's); anything else is a 404.
 
@@ -175,12 +176,16 @@ class ApiResource(Resource):
         self.portal_resource = portal_resource
         self.portal_host = portal_host
 
+    # The API, and the user portal it points to (RFC 8908: over HTTPS).
+    SERVED = {(b"GET", "/api"), (b"HEAD", "/api"), (b"GET", "/login"), (b"POST", "/login"),
+              (b"GET", "/status"), (b"POST", "/logout")}
+
     def render(self, request: Any) -> Any:
         path = urlsplit(request.uri.decode("latin-1")).path
-        if path != "/api" or request.method not in (b"GET", b"HEAD"):
+        if (request.method, path) not in self.SERVED:
             request.setResponseCode(404)
             request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
             request.setHeader(b"Cache-Control", b"no-store")
-            return b"Not found: this port serves only /api.\n"
+            return b"Not found: this port serves /api and the login pages.\n"
         request.requestHeaders.setRawHeaders(b"host", [self.portal_host.encode("ascii")])
         return self.portal_resource.render(request)

@@ -168,6 +168,7 @@ class PortalResource(Resource):
         Resource.__init__(self)
         self.portal = portal
         self.clock = clock
+        self.secure_base = ""  # "https://host:port" of the HTTPS site, when there is one
         self.method = method
         self.limiter = limiter if limiter is not None else LoginLimiter(clock)
         self.operator = OperatorAuth(operator) if operator else None
@@ -367,7 +368,10 @@ class PortalResource(Resource):
         RFC 8908: the Captive Portal API.
         """
         session = self.portal.sessions.get(ip)
-        answer: dict = {"captive": session is None, "user-portal-url": self._url("/login")}
+        # RFC 8908 wants the user portal over HTTPS: the HTTPS site's login
+        # page when there is one (secure_base), else the plain one.
+        login = (self.secure_base + "/login") if self.secure_base else self._url("/login")
+        answer: dict = {"captive": session is None, "user-portal-url": login}
         if session is not None:
             left = self.portal.sessions.seconds_remaining(ip)
             if left is not None:

@@ -177,7 +177,12 @@ class PortalApiLabTests(TestCase):
         self.assertIn(" 200", head.splitlines()[0])
         self.assertRegex(head, r"(?im)^content-type: application/captive\+json\s*$")
         self.assertIs(answer["captive"], True)
-        self.assertEqual(answer["user-portal-url"], f"{self.portal}/login")
+        self.assertEqual(answer["user-portal-url"], f"https://{API_HOST}:{API_PORT}/login")
+        code, page = yield self.curl("--cacert", self.ca, "--resolve",
+                                     f"{API_HOST}:{API_PORT}:{self.lab.ap_address}",
+                                     answer["user-portal-url"])
+        self.assertEqual(code, 0, page)
+        self.assertIn('name="csrf"', page)
 
         yield self.login()
         sessions = yield self.bus.send("/portal/sessions")

@@ -193,8 +193,19 @@ class ApiResourceTests(SynchronousTestCase):
         self.assertEqual(request.header(b"cache-control"), b"no-store")
         self.assertIs(json.loads(request.body())["captive"], True)
 
+    def test_login_page(self):
+        """
+        The login page the API's user-portal-url points to is served too.
+        """
+        request = self.request(b"GET", b"/login")
+        self.assertEqual(request.responseCode or 200, 200)
+        self.assertIn(b'name="csrf"', request.body())
+
     def test_other(self):
-        for method, uri in ((b"GET", b"/login"), (b"POST", b"/api"), (b"GET", b"/")):
+        """
+        Anything else on the HTTPS port is a 404.
+        """
+        for method, uri in ((b"POST", b"/api"), (b"GET", b"/"), (b"GET", b"/operator")):
             request = self.request(method, uri)
             self.assertEqual(request.responseCode, 404)
             self.assertEqual(request.header(b"cache-control"), b"no-store")
