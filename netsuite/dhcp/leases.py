@@ -1,37 +1,47 @@
 # -*- test-case-name: tests.dhcp.test_leases -*-
 """
-The lease store: one SQLite file in WAL mode, one row per address.
+The lease store: every lease in memory, every change also written to one
+SQLite file in WAL mode, one row per address.
 
-A durable write commits with C{synchronous=FULL}, so the WAL is fsynced
-before L{LeaseStore.put} returns: the server sends an ACK only after that,
-and a kill -9 or a power cut at any moment loses no acknowledged lease.
-Offers live for seconds and only in memory. Other writes (release, expiry,
-decline) commit without fsync: a crash may undo them, never corrupt the
-file, and undoing them is harmless.
+Reads never touch the file: a lookup by address, by client or by expiry
+time is a dict or heap operation, so the server answers from memory on the
+reactor thread. Writes change memory at once and queue their rows for the
+file. With C{write_through} (the default) a write commits before it
+returns; without it the owner takes the queued rows with L{take_writes}
+and commits them with L{commit} in the store's thread, several changes in
+one transaction (the server's group commit).
 
-The store blocks, so it belongs to one worker thread (the server runs it
-through a serial runner). Its connection opens lazily in the first thread
-that uses it, and sqlite3 refuses calls from any other thread.
+A durable commit runs with C{synchronous=FULL}, so the WAL is fsynced
+before it returns: the server sends an ACK only after that, and a kill -9
+or a power cut at any moment loses no acknowledged lease. Offers live for
+seconds and only in memory. Other writes (release, expiry, decline) may
+commit without fsync: a crash may undo them, never corrupt the file, and
+undoing them is harmless.
+
+The file's connection opens in the thread that builds the store (it reads
+every row then) and sqlite3 refuses calls from any other thread: build
+the store in the thread that will commit.
 """
 
 from __future__ import annotations
 
+import heapq
 import sqlite3
 from ipaddress import IPv4Address
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 import attr
 
 from ..registry.values import MAC
 
-__all__ = ["Lease", "LeaseStore", "STATES", "ACTIVE"]
+__all__ = ["Lease", "LeaseStore", "STATES", "ACTIVE", "Writes"]
 
 STATES = frozenset({"offered", "bound", "declined", "released", "expired"})
 """Every lease state."""
 
 ACTIVE = ("bound", "declined")
 """The states whose C{expires} matters: a bound lease runs out, a declined
-address leaves quarantine. Only these rows are in the expiry index."""
+address leaves quarantine. Only these are in the expiry heap."""
 
 
 def _check_state(instance: object, attribute: object, value: str) -> None:
@@ -71,19 +81,21 @@ CREATE TABLE IF NOT EXISTS leases (
     hostname TEXT,
     subnet TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS leases_client ON leases (client_key, subnet);
-CREATE INDEX IF NOT EXISTS leases_expires ON leases (expires)
-    WHERE state IN ('bound', 'declined');
+DROP INDEX IF EXISTS leases_client;
+DROP INDEX IF EXISTS leases_expires;
 """
+# (Files written before the store kept its leases in memory have two
+# indexes that nothing reads any more; dropping them makes writes cheaper.)
 
 _COLUMNS = "ip, client_key, mac, state, expires, hostname, subnet"
+_PUT = f"INSERT OR REPLACE INTO leases ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+_DELETE = "DELETE FROM leases WHERE ip = ?"
 
 _Row = Tuple[int, bytes, Optional[bytes], str, float, Optional[str], str]
 
-# The WHERE clause must repeat the index's own so that SQLite uses it.
-EXPIRED_QUERY = (f"SELECT {_COLUMNS} FROM leases"
-                 " WHERE state IN ('bound', 'declined') AND expires <= ?"
-                 " ORDER BY expires LIMIT ?")
+Writes = Dict[int, Optional[_Row]]
+"""Changes waiting for the file: the new row of each address, or L{None}
+to delete it. The last change of an address is the only one that counts."""
 
 
 def _from_row(row: _Row) -> Lease:
@@ -109,14 +121,23 @@ class LeaseStore:
     until it is bound, dropped or replaced.
 
     @param path: the database file, or C{":memory:"} for tests.
+    @param write_through: commit each write before returning; else queue
+        it for L{take_writes} and L{commit}.
     """
 
-    def __init__(self, path: str = ":memory:") -> None:
+    def __init__(self, path: str = ":memory:", write_through: bool = True) -> None:
         self.path = path
+        self.write_through = write_through
         self._conn: Optional[sqlite3.Connection] = None
         self._synchronous = ""
+        self._rows: Dict[int, Lease] = {}
+        self._of_client: Dict[Tuple[bytes, str], Set[int]] = {}
+        self._due: List[Tuple[float, int]] = []
         self._offers: Dict[int, Lease] = {}
         self._offer_of: Dict[Tuple[bytes, str], int] = {}
+        self._writes: Writes = {}
+        for row in self._db().execute(f"SELECT {_COLUMNS} FROM leases"):
+            self._remember(_from_row(row))
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -129,19 +150,35 @@ class LeaseStore:
 
     def close(self) -> None:
         """
-        Close the connection (in the thread that used it). In-memory offers
-        are forgotten; the next call reopens the file.
+        Commit what is queued and close the connection (in its thread).
+        In-memory offers are forgotten; a later write reopens the file.
         """
+        if self._writes and self._conn is not None:
+            self.commit(self.take_writes(), durable=True)
         if self._conn is not None:
             self._conn.close()
             self._conn = None
         self._offers.clear()
         self._offer_of.clear()
 
-    def _write(self, durable: bool, statements: Sequence[Tuple[str, Sequence[Tuple[object, ...]]]]) -> None:
+    # The file.
+
+    def take_writes(self) -> Writes:
         """
-        Run C{statements} in one transaction; fsync the commit if C{durable}.
+        The changes not yet handed to L{commit}, which are now the
+        caller's to commit.
         """
+        writes, self._writes = self._writes, {}
+        return writes
+
+    def commit(self, writes: Writes, durable: bool = True) -> None:
+        """
+        Write C{writes} in one transaction, fsynced if C{durable}. Touches
+        the file only, never the leases in memory: call it from the
+        store's thread while the reactor thread goes on serving.
+        """
+        if not writes:
+            return
         db = self._db()
         wanted = "FULL" if durable else "NORMAL"
         if self._synchronous != wanted:
@@ -149,15 +186,41 @@ class LeaseStore:
             self._synchronous = wanted
         db.execute("BEGIN IMMEDIATE")
         try:
-            for sql, rows in statements:
-                db.executemany(sql, rows)
+            db.executemany(_PUT, [row for row in writes.values() if row is not None])
+            db.executemany(_DELETE, [(ip,) for ip, row in writes.items() if row is None])
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
 
-    # Offers, in memory.
+    def _wrote(self, durable: bool) -> None:
+        if self.write_through:
+            self.commit(self.take_writes(), durable)
+
+    # Memory.
+
+    def _remember(self, lease: Lease) -> None:
+        """
+        Make C{lease} the row of its address, in every index.
+        """
+        ip = int(lease.ip)
+        self._forget(ip)
+        self._rows[ip] = lease
+        self._of_client.setdefault((lease.client_key, lease.subnet), set()).add(ip)
+        if lease.state in ACTIVE:
+            heapq.heappush(self._due, (lease.expires, ip))
+
+    def _forget(self, ip: int) -> None:
+        old = self._rows.pop(ip, None)
+        if old is not None:
+            key = (old.client_key, old.subnet)
+            ips = self._of_client.get(key)
+            if ips is not None:
+                ips.discard(ip)
+                if not ips:
+                    del self._of_client[key]
+        # Its entry in the expiry heap goes stale; L{expired} skips it.
 
     def _drop_offer(self, ip: int) -> None:
         offer = self._offers.pop(ip, None)
@@ -206,17 +269,18 @@ class LeaseStore:
         Record several leases in one transaction: one fsync for all of them
         (group commit, for ACKs that wait on durability together).
         """
-        rows = []
+        wrote = False
         for lease in leases:
             if lease.state == "offered":
                 self._hold(lease)
-            else:
-                rows.append(_to_row(lease))
-        if rows:
-            self._write(durable, [(f"INSERT OR REPLACE INTO leases ({_COLUMNS})"
-                                   " VALUES (?, ?, ?, ?, ?, ?, ?)", rows)])
-            for row in rows:
-                self._drop_offer(row[0])
+                continue
+            ip = int(lease.ip)
+            self._remember(lease)
+            self._drop_offer(ip)
+            self._writes[ip] = _to_row(lease)
+            wrote = True
+        if wrote:
+            self._wrote(durable)
 
     def release(self, ip: IPv4Address, durable: bool = False) -> Optional[Lease]:
         """
@@ -225,7 +289,7 @@ class LeaseStore:
         @return: the lease as it is now, or L{None} if there was none.
         """
         self._drop_offer(int(ip))
-        lease = self._row(int(ip))
+        lease = self._rows.get(int(ip))
         if lease is None or lease.state != "bound":
             return lease
         released = attr.evolve(lease, state="released")
@@ -238,23 +302,21 @@ class LeaseStore:
         made on them since stay.
         """
         keys = [int(ip) for ip in ips]
+        for key in keys:
+            self._forget(key)
+            self._writes[key] = None
         if keys:
-            self._write(durable, [("DELETE FROM leases WHERE ip = ?",
-                                   [(key,) for key in keys])])
+            self._wrote(durable)
 
-    # Reads.
-
-    def _row(self, ip: int) -> Optional[Lease]:
-        row = self._db().execute(f"SELECT {_COLUMNS} FROM leases WHERE ip = ?",
-                                 (ip,)).fetchone()
-        return None if row is None else _from_row(row)
+    # Reads, from memory.
 
     def get_by_ip(self, ip: IPv4Address) -> Optional[Lease]:
         """
         The offer on C{ip} if there is one, else its row.
         """
-        offer = self._offers.get(int(ip))
-        return offer if offer is not None else self._row(int(ip))
+        key = int(ip)
+        offer = self._offers.get(key)
+        return offer if offer is not None else self._rows.get(key)
 
     def get_by_client(self, client_key: bytes, subnet: str) -> Optional[Lease]:
         """
@@ -265,34 +327,45 @@ class LeaseStore:
         ip = self._offer_of.get((client_key, subnet))
         if ip is not None:
             return self._offers[ip]
-        row = self._db().execute(
-            f"SELECT {_COLUMNS} FROM leases WHERE client_key = ? AND subnet = ?"
-            " AND state != 'declined'"
-            " ORDER BY state = 'bound' DESC, expires DESC LIMIT 1",
-            (client_key, subnet)).fetchone()
-        return None if row is None else _from_row(row)
+        best: Optional[Lease] = None
+        for ip in self._of_client.get((client_key, subnet), ()):
+            lease = self._rows[ip]
+            if lease.state == "declined":
+                continue
+            if best is None or ((lease.state == "bound", lease.expires)
+                                > (best.state == "bound", best.expires)):
+                best = lease
+        return best
 
     def expired(self, now: float, limit: int = 1000) -> List[Lease]:
         """
         Up to C{limit} bound or declined leases whose time ran out by
-        C{now}, oldest first, read from the expiry index: the cost depends
-        on what expired, not on the size of the store. Offers are not
+        C{now}, oldest first, from the expiry heap: the cost depends on
+        what expired, not on the size of the store. Offers are not
         included; the pool times those.
         """
-        rows = self._db().execute(EXPIRED_QUERY, (now, limit)).fetchall()
-        return [_from_row(row) for row in rows]
+        due: List[Lease] = []
+        keep: List[Tuple[float, int]] = []
+        seen: Set[int] = set()
+        while self._due and self._due[0][0] <= now and len(due) < limit:
+            entry = heapq.heappop(self._due)
+            lease = self._rows.get(entry[1])
+            if (lease is not None and lease.state in ACTIVE and lease.expires == entry[0]
+                    and entry[1] not in seen):
+                due.append(lease)
+                keep.append(entry)
+                seen.add(entry[1])
+        for entry in keep:  # still due until the caller changes them
+            heapq.heappush(self._due, entry)
+        return due
 
     def all(self, subnet: Optional[str] = None) -> List[Lease]:
         """
         Every lease (one per address, offers shadowing rows), optionally of
         one subnet only, in address order.
         """
-        if subnet is None:
-            cursor = self._db().execute(f"SELECT {_COLUMNS} FROM leases ORDER BY ip")
-        else:
-            cursor = self._db().execute(
-                f"SELECT {_COLUMNS} FROM leases WHERE subnet = ? ORDER BY ip", (subnet,))
-        leases = {row[0]: _from_row(row) for row in cursor}
+        leases = {ip: lease for ip, lease in self._rows.items()
+                  if subnet is None or lease.subnet == subnet}
         for ip, offer in self._offers.items():
             if subnet is None or offer.subnet == subnet:
                 leases[ip] = offer
@@ -301,14 +374,13 @@ class LeaseStore:
     def rows(self, subnet: str) -> List[Tuple[int, str]]:
         """
         The address (as an integer) and state of every row of C{subnet}:
-        what a pool needs at start-up, without building L{Lease}s.
+        what a pool needs at start-up.
         """
-        return self._db().execute("SELECT ip, state FROM leases WHERE subnet = ?",
-                                  (subnet,)).fetchall()
+        return [(ip, lease.state) for ip, lease in self._rows.items()
+                if lease.subnet == subnet]
 
     def count(self) -> int:
         """
         How many leases L{all} would return.
         """
-        rows: int = self._db().execute("SELECT count(*) FROM leases").fetchone()[0]
-        return rows + sum(1 for ip in self._offers if self._row(ip) is None)
+        return len(self._rows) + sum(1 for ip in self._offers if ip not in self._rows)

@@ -173,6 +173,8 @@ def _multiple(raw: bytes, size: int) -> bytes:
 
 
 def _ipv4(value: Any) -> IPv4Address:
+    if type(value) is IPv4Address:  # the stdlib would re-parse it from its str
+        return value
     if isinstance(value, (bytes, bytearray)):
         raise BadOption(f"not an IPv4 address: {value!r}")
     return IPv4Address(value)

@@ -69,6 +69,8 @@ NAK = MessageType.NAK
 RELEASE = MessageType.RELEASE
 INFORM = MessageType.INFORM
 
+_MESSAGE_TYPES = {kind.value: kind for kind in MessageType}
+
 BOOTREQUEST = 1
 BOOTREPLY = 2
 MAGIC_COOKIE = b"\x63\x82\x53\x63"
@@ -176,7 +178,8 @@ class Packet:
         if hlen > 16:
             raise MalformedPacket(f"hardware address length {hlen} exceeds 16")
         found = _read(data[_FIXED_SIZE:], "options")
-        overload = _merge(found).pop(OVERLOAD, None)
+        merged = _merge(found)
+        overload = merged.pop(OVERLOAD, None)
         if overload is not None:
             if len(overload) != 1 or overload[0] not in (1, 2, 3):
                 raise MalformedPacket(f"bad option overload value {overload.hex()}")
@@ -187,11 +190,32 @@ class Packet:
             if overload[0] & _OVERLOAD_SNAME:
                 found += _read(sname, "sname")
                 sname = b""
-        merged = _merge([(code, value) for code, value in found if code != OVERLOAD])
-        return cls(op=op, htype=htype, hlen=hlen, hops=hops, xid=xid, secs=secs, flags=flags,
-                   ciaddr=IPv4Address(ciaddr), yiaddr=IPv4Address(yiaddr),
-                   siaddr=IPv4Address(siaddr), giaddr=IPv4Address(giaddr),
-                   chaddr=chaddr, sname=sname, file=file, options=merged.items())
+            merged = _merge([(code, value) for code, value in found if code != OVERLOAD])
+        # Everything is in shape already: the struct fixes each field's
+        # range and size, _merge leaves each code once.
+        return cls.trusted(op, htype, hlen, hops, xid, secs, flags,
+                           _address(ciaddr), _address(yiaddr), _address(siaddr),
+                           _address(giaddr), chaddr, sname.ljust(64, b"\x00"),
+                           file.ljust(128, b"\x00"), tuple(merged.items()))
+
+    @classmethod
+    def trusted(cls, op: int, htype: int, hlen: int, hops: int, xid: int, secs: int,
+                flags: int, ciaddr: IPv4Address, yiaddr: IPv4Address, siaddr: IPv4Address,
+                giaddr: IPv4Address, chaddr: bytes, sname: bytes, file: bytes,
+                options: Tuple[Tuple[int, bytes], ...]) -> "Packet":
+        """
+        A packet from values already in shape, without the converters and
+        validators (which cost more than the rest of a reply): byte fields
+        at their full size, addresses as L{IPv4Address}es, options a tuple
+        of C{(code, bytes)} with each code once. For the parser and the
+        server's replies; anything else uses the checked constructor.
+        """
+        packet = object.__new__(cls)
+        for name, value in zip(_FIELDS, (op, htype, hlen, hops, xid, secs, flags, ciaddr,
+                                         yiaddr, siaddr, giaddr, chaddr, sname, file,
+                                         options)):
+            _set(packet, name, value)
+        return packet
 
     def to_bytes(self, max_size: int = DHCP_MIN_MAX_SIZE) -> bytes:
         """
@@ -272,10 +296,7 @@ class Packet:
         value = self.option(53)
         if value is None or len(value) != 1:
             return None
-        try:
-            return MessageType(value[0])
-        except ValueError:
-            return value[0]
+        return _MESSAGE_TYPES.get(value[0], value[0])
 
     @property
     def mac(self) -> Optional[MAC]:
@@ -361,6 +382,15 @@ class Packet:
         return IPv4Address(value)
 
 
+_FIELDS = tuple(field.name for field in attrs.fields(Packet))
+_set = object.__setattr__
+_ZERO_PACKED = bytes(4)
+
+
+def _address(packed: bytes) -> IPv4Address:
+    return _ZERO if packed == _ZERO_PACKED else IPv4Address(packed)
+
+
 def _read(area: bytes, where: str) -> List[Tuple[int, bytes]]:
     """
     The options in one area, up to its end option or its last byte.
@@ -398,8 +428,8 @@ def _pieces(code: int, value: bytes) -> List[bytes]:
     """
     One option on the wire: several instances when longer than 255 bytes.
     """
-    if not value:
-        return [bytes([code, 0])]
+    if len(value) <= 255:
+        return [bytes((code, len(value))) + value]
     return [bytes([code, len(value[i:i + 255])]) + value[i:i + 255]
             for i in range(0, len(value), 255)]
 

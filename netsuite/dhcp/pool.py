@@ -5,12 +5,13 @@ the lease transitions that follow (offer, bind, release, decline, expiry).
 
 Each subnet's range is a C{bytearray} with one byte per address, built
 from the store at start-up. Finding a free address is a C{bytearray.find},
-a C{memchr} over at most 64 KiB; everything else is one indexed lookup in
-the L{LeaseStore}. Nothing scans the leases per packet, and 65,536
+a C{memchr} over at most 64 KiB; everything else is a lookup in the
+L{LeaseStore}'s memory. Nothing scans the leases per packet, and 65,536
 addresses cost 64 KiB.
 
-The pool calls the store, which blocks: build it and call it in the
-store's worker thread (through the same serial runner).
+Build the pool in the store's thread (the store reads its file there);
+after that the pool only reads and changes memory, and whoever owns the
+store commits its queued writes (see L{LeaseStore.take_writes}).
 """
 
 from __future__ import annotations

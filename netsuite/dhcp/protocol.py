@@ -11,9 +11,10 @@ import ipaddress
 import socket
 from typing import Any, Optional, Tuple
 
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from .packet import NAK, MalformedPacket, Packet
 
@@ -66,7 +67,8 @@ class DHCPProtocol(DatagramProtocol):
     """
     Moves bytes: parses requests, hands them to C{server.handle(packet)}
     (which returns a reply packet, None, or a Deferred of either) and sends
-    the replies.
+    the replies. A request whose handling fails is logged and gets no
+    answer.
 
     @ivar malformed: datagrams dropped because they did not parse.
     """
@@ -89,10 +91,19 @@ class DHCPProtocol(DatagramProtocol):
         if request.op != 1 or request.message_type is None:
             self.ignored += 1
             return
-        d: Deferred[Optional[Packet]] = maybeDeferred(self.server.handle, request)
-        d.addCallback(self._reply, request)
-        d.addErrback(lambda f: _log.failure("handling a {kind} from {mac} failed", f,
-                                            kind=request.message_type, mac=request.mac))
+        try:
+            reply = self.server.handle(request)
+        except Exception:
+            self._failed(Failure(), request)
+            return
+        if isinstance(reply, Deferred):
+            reply.addCallback(self._reply, request).addErrback(self._failed, request)
+        else:
+            self._reply(reply, request)
+
+    def _failed(self, failure: Failure, request: Packet) -> None:
+        _log.failure("handling a {kind} from {mac} failed", failure,
+                     kind=request.message_type, mac=request.mac)
 
     def _reply(self, reply: Optional[Packet], request: Packet) -> None:
         if reply is None or self.transport is None:

@@ -10,17 +10,19 @@ The DHCP server's decisions (RFC 2131 section 4.3), each around a mailbox:
  - events C{/dhcp/lease/offered|acked|renewed|released|declined|expired}.
  - C{/dhcp/leases}: the leases, by MAC, by IP or all.
 
-The pool and the lease store block (SQLite): every call to them goes
-through the runner, one worker thread, in order. ACKs wait for their lease
-to be durable; leases waiting together are committed together.
+The pool and the lease store answer from memory, on the reactor thread;
+only their writes to the lease file go through the runner, one worker
+thread, in order. ACKs wait for their lease to be durable; leases waiting
+together are committed together.
 """
 
 from __future__ import annotations
 
+import struct
 from ipaddress import IPv4Address
 from typing import Any, Dict, List, Optional, Tuple
 
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -31,7 +33,8 @@ from .leases import Lease
 from .options import encode_option, option_code
 from .packet import (ACK, DECLINE, DISCOVER, INFORM, NAK, OFFER, RELEASE, REQUEST,
                      BOOTREPLY, MessageType, Packet)
-from .pool import BindRequest, Pool, Subnet
+from .leases import LeaseStore
+from .pool import Pool, Subnet
 
 __all__ = ["DHCPServer", "MAILBOXES"]
 
@@ -46,7 +49,7 @@ MAILBOXES = {
                     "the pool allocator is last.",
     "/dhcp/options": "Options for a reply: {type, mac, ip, subnet, hostname, requested_options, "
                      "options}. Answer a map of option names to values to add or replace "
-                     "(None removes); the stock listener answers {}.",
+                     "(None removes). Sent only when it has listeners.",
     "/dhcp/leases": "Leases: {mac?, ip?}; answers a list of {ip, mac, state, expires, hostname, "
                     "subnet}.",
 }
@@ -60,55 +63,60 @@ EVENTS = {
 }
 
 
-def _mac(request: Packet) -> Optional[MAC]:
-    return request.mac
-
-
-class GroupBinder:
+class Committer:
     """
-    Binds leases durably in batches: whatever arrives while the worker is
-    committing goes into the next commit (one fsync for all of them).
+    Commits the store's queued changes in the worker thread, one
+    transaction at a time: whatever is written while a commit runs goes
+    into the next (group commit: one fsync for every ACK waiting).
     """
 
-    def __init__(self, pool: Pool, runner: Any) -> None:
-        self.pool = pool
+    def __init__(self, store: LeaseStore, runner: Any) -> None:
+        self.store = store
         self.runner = runner
-        self._waiting: List[Tuple[BindRequest, Deferred[Optional[Lease]]]] = []
+        self._waiting: List[Deferred[bool]] = []
         self._busy = False
 
-    def bind(self, request: BindRequest) -> "Deferred[Optional[Lease]]":
-        d: Deferred[Optional[Lease]] = Deferred()
-        self._waiting.append((request, d))
-        if not self._busy:
-            self._flush()
+    def durable(self) -> "Deferred[bool]":
+        """
+        Fires with True once every change made so far is on disk, False if
+        the commit failed (logged).
+        """
+        d: Deferred[bool] = Deferred()
+        self._waiting.append(d)
+        self.flush()
         return d
 
-    def _flush(self) -> None:
-        batch, self._waiting = self._waiting, []
-        if not batch:
-            self._busy = False
+    def flush(self) -> None:
+        """
+        Start committing what is queued, without waiting for it.
+        """
+        if self._busy:
+            return
+        writes = self.store.take_writes()
+        waiting, self._waiting = self._waiting, []
+        if not writes and not waiting:
             return
         self._busy = True
 
-        def done(leases: List[Optional[Lease]]) -> None:
-            for (_, d), lease in zip(batch, leases):
-                d.callback(lease)
+        def done(ok: bool) -> None:
+            self._busy = False
+            for d in waiting:
+                d.callback(ok)
+            self.flush()
 
-        def failed(failure: Any) -> None:
-            _log.failure("could not store {n} leases; not acknowledging them", failure,
-                         n=len(batch))
-            for _, d in batch:
-                d.callback(None)
-
-        self.runner(self.pool.bind_many, [r for r, _ in batch]).addCallbacks(
-            done, failed).addBoth(lambda _: self._flush())
+        def failed(failure: Any) -> bool:
+            _log.failure("could not store {n} lease changes; not acknowledging them",
+                         failure, n=len(writes))
+            return False
+        self.runner(self.store.commit, writes, bool(waiting)).addCallbacks(
+            lambda _: True, failed).addCallback(done)
 
 
 class DHCPServer:
     """
     @param registry: where the DHCP mailboxes are declared.
-    @param pool: addresses and leases (blocking: used through C{runner}).
-    @param runner: runs blocking calls in order off the reactor thread.
+    @param runner: runs the lease file's commits in order off the reactor
+        thread.
     @param interface_subnet: the subnet of the interface served directly
         (requests without a relay).
     @param portal_url: the captive-portal URL (option 114), if any.
@@ -123,7 +131,8 @@ class DHCPServer:
         self.clock = clock
         self.interface_subnet = interface_subnet
         self.portal_url = portal_url
-        self.binder: Optional[GroupBinder] = None
+        self.committer: Optional[Committer] = None
+        self._encoded_subnets: Dict[str, Dict[int, bytes]] = {}
         self.counters = {"dropped": 0, "no_subnet": 0, "not_ready": 0, "offers": 0, "acks": 0, "naks": 0,
                          "exhausted": 0, "refused_hook_addresses": 0}
         self._sweeping = LoopingCall(self.sweep)
@@ -134,21 +143,29 @@ class DHCPServer:
     def _declare(self) -> None:
         declare_service(self.registry, "dhcp", MAILBOXES, EVENTS, {
             "/dhcp/lookup": self._pool_lookup,
-            "/dhcp/options": lambda message: Stop({}),
             "/dhcp/leases": self._leases})
+        self._mailboxes = {path: self.registry.mailbox(path)
+                           for path in list(MAILBOXES) + list(EVENTS)}
 
     def start(self, pool: Pool) -> None:
         """
-        Serve from C{pool} (built in the worker thread, from the store).
+        Serve from C{pool} (built in the worker thread, from the store,
+        which must not write through).
         """
         self.pool = pool
-        self.binder = GroupBinder(pool, self.runner)
+        self.committer = Committer(pool.store, self.runner)
         if self.sweep_interval > 0:
             self._sweeping.start(self.sweep_interval, now=False)
 
-    def stop(self) -> None:
+    def stop(self) -> "Deferred[bool]":
+        """
+        Stop sweeping; the Deferred fires once the last changes are on disk.
+        """
         if self._sweeping.running:
             self._sweeping.stop()
+        if self.committer is None:
+            return succeed(True)
+        return self.committer.durable()
 
     # the stock listeners
 
@@ -156,27 +173,27 @@ class DHCPServer:
         subnet = message["subnet"]
         key = message["client_key"]
 
-        def offer() -> Optional[IPv4Address]:
-            ip = self.pool.allocate(subnet, key, message["mac"], message["requested"])
-            if ip is not None and self.pool.hold_offer(subnet, ip, key, message["mac"],
-                                                       message["hostname"]) is None:
-                return None
-            return ip
-        return self.runner(offer).addCallback(
-            lambda ip: Stop({"ip": ip, "source": "pool"}))
+        ip = self.pool.allocate(subnet, key, message["mac"], message["requested"])
+        if ip is not None and self.pool.hold_offer(subnet, ip, key, message["mac"],
+                                                   message["hostname"]) is None:
+            ip = None
+        return Stop({"ip": ip, "source": "pool"})
 
-    def _leases(self, message: Message) -> "Deferred[Stop]":
-        def read() -> List[Lease]:
-            if message.get("ip") is not None:
-                lease = self.pool.store.get_by_ip(IPv4Address(message["ip"]))
-                return [] if lease is None else [lease]
-            return self.pool.store.all()
+    def _leases(self, message: Message) -> Stop:
+        if message.get("ip") is not None:
+            lease = self.pool.store.get_by_ip(IPv4Address(message["ip"]))
+            leases = [] if lease is None else [lease]
+        else:
+            leases = self.pool.store.all()
         wanted = message.get("mac")
-        return self.runner(read).addCallback(lambda leases: Stop([
-            _lease_value(lease) for lease in leases
-            if wanted is None or lease.mac == MAC(wanted)]))
+        return Stop([_lease_value(lease) for lease in leases
+                     if wanted is None or lease.mac == MAC(wanted)])
 
     # requests
+    #
+    # Each step returns the reply (a Packet or None) or a Deferred of it:
+    # with only the stock listeners attached nothing waits, and a request
+    # is answered without a Deferred or a generator in its way.
 
     def subnet_for(self, request: Packet) -> Optional[Subnet]:
         if request.giaddr != ZERO:
@@ -184,16 +201,15 @@ class DHCPServer:
         return self.interface_subnet
 
     def _summary(self, request: Packet, subnet: Subnet) -> Message:
-        return {"type": MessageType(request.message_type).name, "mac": _mac(request),
+        return {"type": MessageType(request.message_type).name, "mac": request.mac,
                 "client_id": request.client_id, "xid": request.xid, "ciaddr": request.ciaddr,
                 "giaddr": request.giaddr if request.giaddr != ZERO else None,
                 "requested": request.requested_ip, "hostname": request.hostname,
                 "subnet": subnet.name}
 
-    @inlineCallbacks
     def handle(self, request: Packet) -> Any:
         """
-        The reply to C{request}, or None.
+        The reply to C{request}: a L{Packet}, None, or a Deferred of either.
         """
         if self.pool is None:
             self.counters["not_ready"] += 1
@@ -202,75 +218,79 @@ class DHCPServer:
         if subnet is None:
             self.counters["no_subnet"] += 1
             return None
-        summary = self._summary(request, subnet)
-        if self.registry.mailbox("/dhcp/packet/in").listeners:
-            verdict = yield self.registry.send("/dhcp/packet/in", summary)
-            if isinstance(verdict, dict) and verdict.get("drop"):
-                self.counters["dropped"] += 1
-                return None
+        if self._mailboxes["/dhcp/packet/in"].listeners:
+            return self.registry.send("/dhcp/packet/in", self._summary(request, subnet)
+                                      ).addCallback(self._admitted, request, subnet)
+        return self._serve(request, subnet)
+
+    def _admitted(self, verdict: Any, request: Packet, subnet: Subnet) -> Any:
+        if isinstance(verdict, dict) and verdict.get("drop"):
+            self.counters["dropped"] += 1
+            return None
+        return self._serve(request, subnet)
+
+    def _serve(self, request: Packet, subnet: Subnet) -> Any:
         kind = request.message_type
         if kind == DISCOVER:
-            reply = yield self._discover(request, subnet, summary)
-        elif kind == REQUEST:
-            reply = yield self._request(request, subnet)
-        elif kind == DECLINE:
-            yield self._decline(request, subnet)
-            reply = None
+            return self._discover(request, subnet)
+        if kind == REQUEST:
+            return self._request(request, subnet)
+        if kind == DECLINE:
+            self._decline(request, subnet)
         elif kind == RELEASE:
-            yield self._release(request, subnet)
-            reply = None
+            self._release(request, subnet)
         elif kind == INFORM:
-            reply = yield self._reply(request, subnet, ACK, ZERO, inform=True)
-        else:
-            reply = None
-        return reply
+            return self._reply(request, subnet, ACK, ZERO, inform=True)
+        return None
 
-    @inlineCallbacks
-    def _discover(self, request: Packet, subnet: Subnet, summary: Message) -> Any:
-        key, mac = request.client_key, _mac(request)
-        answer = yield self.registry.send("/dhcp/lookup", dict(summary, client_key=key))
+    def _discover(self, request: Packet, subnet: Subnet) -> Any:
+        summary = self._summary(request, subnet)
+        summary["client_key"] = request.client_key
+        return self.registry.send("/dhcp/lookup", summary).addCallback(
+            self._offer, request, subnet, summary)
+
+    def _offer(self, answer: Any, request: Packet, subnet: Subnet, summary: Message) -> Any:
         ip: Optional[IPv4Address] = None
         source = "pool"
         hostname = None
         if isinstance(answer, dict) and answer.get("ip") is not None:
-            ip = IPv4Address(answer["ip"])
+            ip = _address(answer["ip"])
             source = str(answer.get("source", "hook"))
             if source != "pool":
                 hostname = answer.get("hostname") or request.hostname
-                held = yield self.runner(self.pool.hold_offer, subnet.name, ip, key, mac,
-                                         hostname, True)
+                held = self.pool.hold_offer(subnet.name, ip, summary["client_key"],
+                                            summary["mac"], hostname, True)
                 if held is None:
                     self.counters["refused_hook_addresses"] += 1
                     _log.warn("refused {ip} from a /dhcp/lookup hook for {mac}: outside "
                               "subnet {subnet}, excluded, or in use by another client",
-                              ip=str(ip), mac=str(mac), subnet=subnet.name)
-                    answer = yield self._pool_lookup(dict(summary, client_key=key))
-                    ip, source, hostname = answer.value["ip"], "pool", None
+                              ip=str(ip), mac=str(summary["mac"]), subnet=subnet.name)
+                    ip, source, hostname = self._pool_lookup(summary).value["ip"], "pool", None
         if ip is None:
             self.counters["exhausted"] += 1
             return None
         self.counters["offers"] += 1
-        self.registry.send("/dhcp/lease/offered", {"ip": ip, "mac": mac, "subnet": subnet.name,
-                                                   "source": source})
-        reply = yield self._reply(request, subnet, OFFER, ip, hostname=hostname)
-        return reply
+        self._announce("/dhcp/lease/offered", {"ip": ip, "mac": summary["mac"],
+                                               "subnet": subnet.name, "source": source})
+        return self._reply(request, subnet, OFFER, ip, hostname=hostname)
 
-    @inlineCallbacks
     def _request(self, request: Packet, subnet: Subnet) -> Any:
-        key, mac = request.client_key, _mac(request)
+        key, mac = request.client_key, request.mac
         server_id, requested = request.server_id, request.requested_ip
+        store = self.pool.store
         if server_id is not None:  # SELECTING
             if server_id != subnet.server:
-                yield self.runner(self.pool.release, requested or ZERO, key)
+                self.pool.release(requested or ZERO, key)
+                self.committer.flush()
                 return None  # the client chose another server
             ip = requested
         elif requested is not None and request.ciaddr == ZERO:  # INIT-REBOOT
             ip = requested
             if ip not in subnet.network:
                 return self._nak(request, subnet, "requested address on the wrong network")
-            lease = yield self.runner(self.pool.store.get_by_client, key, subnet.name)
+            lease = store.get_by_client(key, subnet.name)
             if lease is None or lease.state not in ("bound", "offered"):
-                other = yield self.runner(self.pool.store.get_by_ip, ip)
+                other = store.get_by_ip(ip)
                 if other is not None and other.state == "bound" and other.client_key != key:
                     return self._nak(request, subnet, "address leased to another client")
                 return None  # no record of this client: stay silent (section 4.3.2)
@@ -280,46 +300,60 @@ class DHCPServer:
             ip = request.ciaddr
         if ip is None or ip == ZERO:
             return None
-        previous = yield self.runner(self.pool.store.get_by_client, key, subnet.name)
+        previous = store.get_by_client(key, subnet.name)
         # The client's own name, else the one its offer got from a hook.
         hostname = request.hostname or (previous.hostname if previous is not None else None)
-        lease = yield self.binder.bind(BindRequest(subnet.name, ip, key, mac, hostname))
+        lease = self.pool.bind(subnet.name, ip, key, mac, hostname)
         if lease is None:
             return self._nak(request, subnet, "address not available to this client")
-        self.counters["acks"] += 1
-        event = {"ip": ip, "mac": mac, "subnet": subnet.name, "expires": lease.expires,
-                 "hostname": lease.hostname}
         renewed = previous is not None and previous.state == "bound" and previous.ip == ip
-        self.registry.send("/dhcp/lease/renewed" if renewed else "/dhcp/lease/acked", event)
-        reply = yield self._reply(request, subnet, ACK, ip,
-                                  lease_time=round(lease.expires - self.clock.seconds()),
-                                  hostname=None if request.hostname else lease.hostname)
-        return reply
+        return self.committer.durable().addCallback(self._acked, request, subnet, lease,
+                                                    renewed)
+
+    def _acked(self, durable: bool, request: Packet, subnet: Subnet, lease: Lease,
+               renewed: bool) -> Any:
+        if not durable:
+            return None  # logged by the committer; the client will ask again
+        self.counters["acks"] += 1
+        self._announce("/dhcp/lease/renewed" if renewed else "/dhcp/lease/acked", {
+            "ip": lease.ip, "mac": lease.mac, "subnet": subnet.name,
+            "expires": lease.expires, "hostname": lease.hostname})
+        return self._reply(request, subnet, ACK, lease.ip,
+                           lease_time=round(lease.expires - self.clock.seconds()),
+                           hostname=None if request.hostname else lease.hostname)
 
     def _nak(self, request: Packet, subnet: Subnet, why: str) -> Packet:
         self.counters["naks"] += 1
-        _log.info("NAK to {mac}: {why}", mac=str(_mac(request)), why=why)
+        _log.info("NAK to {mac}: {why}", mac=str(request.mac), why=why)
         return self._packet(request, NAK, ZERO, [(54, subnet.server.packed),
                                                  (56, why.encode())])
 
-    @inlineCallbacks
-    def _decline(self, request: Packet, subnet: Subnet) -> Any:
+    def _decline(self, request: Packet, subnet: Subnet) -> None:
         if request.server_id not in (None, subnet.server) or request.requested_ip is None:
             return
-        declined = yield self.runner(self.pool.decline, request.requested_ip,
-                                     request.client_key)
+        declined = self.pool.decline(request.requested_ip, request.client_key)
+        self.committer.flush()
         if declined is not None:
             _log.warn("{mac} declined {ip} (in use?); quarantined",
-                      mac=str(_mac(request)), ip=str(request.requested_ip))
-            self.registry.send("/dhcp/lease/declined", {
-                "ip": request.requested_ip, "mac": _mac(request), "subnet": subnet.name})
+                      mac=str(request.mac), ip=str(request.requested_ip))
+            self._announce("/dhcp/lease/declined", {
+                "ip": request.requested_ip, "mac": request.mac, "subnet": subnet.name})
 
-    @inlineCallbacks
-    def _release(self, request: Packet, subnet: Subnet) -> Any:
-        released = yield self.runner(self.pool.release, request.ciaddr, request.client_key)
+    def _release(self, request: Packet, subnet: Subnet) -> None:
+        released = self.pool.release(request.ciaddr, request.client_key)
+        self.committer.flush()
         if released is not None:
-            self.registry.send("/dhcp/lease/released", {
-                "ip": request.ciaddr, "mac": _mac(request), "subnet": subnet.name})
+            self._announce("/dhcp/lease/released", {
+                "ip": request.ciaddr, "mac": request.mac, "subnet": subnet.name})
+
+    def _announce(self, event: str, message: Message) -> None:
+        """
+        Send an event, if anyone listens or watches (an event nobody hears
+        is not worth dispatching on every exchange).
+        """
+        mailbox = self._mailboxes[event]
+        if mailbox.listeners or mailbox.watchers:
+            self.registry.send(event, message)
 
     # replies
 
@@ -340,60 +374,84 @@ class DHCPServer:
             options[code if isinstance(code, str) else _name_of(code)] = value
         return options
 
-    @inlineCallbacks
     def _reply(self, request: Packet, subnet: Subnet, kind: int, ip: IPv4Address,
                inform: bool = False, lease_time: Optional[float] = None,
                hostname: Optional[str] = None) -> Any:
         """
+        An OFFER or ACK of C{ip}, its options amended by the
+        C{/dhcp/options} listeners if there are any.
+
         @param hostname: a host name given to the client (option 12), from
             a hook such as the directory's.
         """
-        options = self._base_options(subnet, None if inform else (lease_time or subnet.lease_time))
+        ciaddr = request.ciaddr if inform else ZERO
+        seconds = None if inform else (lease_time or subnet.lease_time)
+        if not self._mailboxes["/dhcp/options"].listeners:
+            return self._packet(request, kind, ip,
+                                self._subnet_options(subnet, seconds, hostname), ciaddr)
+        options = self._base_options(subnet, seconds)
         if hostname:
             options["host_name"] = hostname
-        amend = yield self.registry.send("/dhcp/options", {
-            "type": MessageType(kind).name, "mac": _mac(request), "ip": ip,
+        return self.registry.send("/dhcp/options", {
+            "type": MessageType(kind).name, "mac": request.mac, "ip": ip,
             "subnet": subnet.name, "hostname": request.hostname,
             "requested_options": list(request.parameter_request_list),
-            "options": {name: _value(value) for name, value in options.items()}})
+            "options": {name: _value(value) for name, value in options.items()},
+        }).addCallback(self._amended, request, kind, ip, options, ciaddr)
+
+    def _amended(self, amend: Any, request: Packet, kind: int, ip: IPv4Address,
+                 options: Dict[str, Any], ciaddr: IPv4Address) -> Packet:
         if isinstance(amend, dict):
             for name, value in amend.items():
                 if value is None:
                     options.pop(name, None)
                 else:
                     options[name] = value
-        pairs = []
-        for name, value in options.items():
-            try:
-                pairs.append((option_code(name), encode_option(option_code(name), value)))
-            except (KeyError, ValueError) as e:
-                _log.warn("option {name}={value!r} left out of the reply: {error}",
-                          name=name, value=value, error=e)
-        pairs.sort(key=lambda pair: (pair[0] != 54, pair[0]))
-        return self._packet(request, kind, ip, pairs, ciaddr=request.ciaddr if inform else ZERO)
+        return self._packet(request, kind, ip, _in_order(dict(_encoded(options))), ciaddr)
+
+    def _subnet_options(self, subnet: Subnet, lease_time: Optional[float],
+                        hostname: Optional[str]) -> List[Tuple[int, bytes]]:
+        """
+        The options of a reply without C{/dhcp/options} listeners, the same
+        as L{_base_options} gives once encoded, from the subnet's options
+        encoded once.
+        """
+        static = self._encoded_subnets.get(subnet.name)
+        if static is None:
+            static = self._encoded_subnets[subnet.name] = dict(
+                _encoded(self._base_options(subnet, None)))
+        options = dict(static)
+        if lease_time is not None:  # the subnet's own options win, as in _base_options
+            seconds = max(int(lease_time), 1)
+            options.setdefault(51, _U32.pack(seconds))
+            options.setdefault(58, _U32.pack(seconds // 2))
+            options.setdefault(59, _U32.pack(seconds * 7 // 8))
+        if hostname:
+            options[12] = encode_option(12, hostname)
+        return _in_order(options)
 
     def _packet(self, request: Packet, kind: int, yiaddr: IPv4Address,
                 options: List[Tuple[int, bytes]], ciaddr: IPv4Address = ZERO) -> Packet:
-        return Packet(op=BOOTREPLY, htype=request.htype, hlen=request.hlen, hops=0,
-                      xid=request.xid, secs=0, flags=request.flags, ciaddr=ciaddr,
-                      yiaddr=yiaddr, siaddr=ZERO, giaddr=request.giaddr,
-                      chaddr=request.chaddr, sname=b"", file=b"",
-                      options=((53, bytes([kind])),) + tuple(
-                          pair for pair in options if pair[0] != 53)
-                      + _relay_echo(request))
+        return Packet.trusted(BOOTREPLY, request.htype, request.hlen, 0, request.xid, 0,
+                              request.flags, ciaddr, yiaddr, ZERO, request.giaddr,
+                              request.chaddr, _NO_SNAME, _NO_FILE,
+                              ((53, bytes([kind])),) + tuple(options) + _relay_echo(request))
 
     # expiry
 
-    def sweep(self) -> "Deferred[Any]":
+    def sweep(self) -> None:
         """
-        End the leases whose time is up (the store's expiry index: no scan).
+        End the leases whose time is up (the store's expiry heap: no scan).
         """
-        def announce(expired: List[Lease]) -> None:
-            for lease in expired:
-                self.registry.send("/dhcp/lease/expired", {
-                    "ip": lease.ip, "mac": lease.mac, "subnet": lease.subnet})
-        return self.runner(self.pool.expire).addCallback(announce).addErrback(
-            lambda f: _log.failure("lease expiry sweep failed", f))
+        try:
+            expired = self.pool.expire()
+        except Exception:
+            _log.failure("lease expiry sweep failed")
+            return
+        self.committer.flush()
+        for lease in expired:
+            self._announce("/dhcp/lease/expired", {
+                "ip": lease.ip, "mac": lease.mac, "subnet": lease.subnet})
 
 
 def _relay_echo(request: Packet) -> Tuple[Tuple[int, bytes], ...]:
@@ -402,6 +460,48 @@ def _relay_echo(request: Packet) -> Tuple[Tuple[int, bytes], ...]:
     """
     raw = request.option(82)
     return ((82, raw),) if raw is not None else ()
+
+
+_NO_SNAME = bytes(64)
+_NO_FILE = bytes(128)
+_U32 = struct.Struct("!I")
+_SERVER_MANAGED = frozenset({0, 52, 53, 82, 255})
+"""Option codes the server writes itself (or that are wire details): a
+configured or hooked value for one is left out."""
+
+
+def _address(value: Any) -> IPv4Address:
+    return value if type(value) is IPv4Address else IPv4Address(value)
+
+
+def _encoded(options: Dict[str, Any]) -> List[Tuple[int, bytes]]:
+    """
+    Options by name, encoded; a value that does not encode is left out
+    and logged.
+    """
+    pairs = []
+    for name, value in options.items():
+        try:
+            code = option_code(name)
+            if code in _SERVER_MANAGED:
+                raise ValueError("the server sets this option itself")
+            pairs.append((code, encode_option(code, value)))
+        except (KeyError, ValueError) as e:
+            _log.warn("option {name}={value!r} left out of the reply: {error}",
+                      name=name, value=value, error=e)
+    return pairs
+
+
+def _in_order(options: Dict[int, bytes]) -> List[Tuple[int, bytes]]:
+    """
+    The options by code, the server identifier first (some clients look
+    there only). Changes C{options}.
+    """
+    server_id = options.pop(54, None)
+    pairs = sorted(options.items())  # codes are distinct: only they are compared
+    if server_id is not None:
+        pairs.insert(0, (54, server_id))
+    return pairs
 
 
 def _name_of(code: int) -> str:

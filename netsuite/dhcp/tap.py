@@ -11,6 +11,7 @@ import socket
 from typing import Any, List, Optional
 
 from twisted.application.service import MultiService, Service
+from twisted.internet.defer import gatherResults, maybeDeferred
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -148,10 +149,10 @@ class DHCPService(Service):
 
     def stopService(self) -> Any:
         Service.stopService(self)
-        self.server.stop()
+        done = [self.server.stop()]
         if self.port is not None:
-            return self.port.stopListening()
-        return None
+            done.append(maybeDeferred(self.port.stopListening))
+        return gatherResults(done)
 
 
 def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
@@ -171,7 +172,7 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
         directory = os.path.dirname(section.lease_file)
         if directory:
             os.makedirs(directory, exist_ok=True)
-        return Pool(subnets, LeaseStore(section.lease_file), reactor,
+        return Pool(subnets, LeaseStore(section.lease_file, write_through=False), reactor,
                     offer_hold=section.offer_hold, quarantine=section.decline_quarantine)
 
     top = MultiService()

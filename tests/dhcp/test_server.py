@@ -5,6 +5,7 @@ mailboxes, with an in-memory lease store, a Clock and the inline runner.
 
 from ipaddress import IPv4Address, IPv4Network
 
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -55,7 +56,7 @@ class ServerTests(SynchronousTestCase):
                                 lambda m, kind=kind: self.events.append((kind, m)))
 
     def handle(self, packet):
-        reply = self.successResultOf(self.server.handle(packet))
+        reply = self.successResultOf(maybeDeferred(self.server.handle, packet))
         self.registry.eventual.flush_sync()
         return reply
 
@@ -257,5 +258,93 @@ class ServerTests(SynchronousTestCase):
         Before the pool is built, requests are dropped and counted.
         """
         server = DHCPServer(Registry("x", self.clock), InlineRunner(), self.clock, LAN)
-        self.assertIsNone(self.successResultOf(server.handle(request(DISCOVER))))
+        self.assertIsNone(server.handle(request(DISCOVER)))
         self.assertEqual(server.counters["not_ready"], 1)
+
+
+class HeldRunner:
+    """
+    A runner whose calls wait until the test lets them run.
+    """
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, fn, *args):
+        d = Deferred()
+        self.calls.append((d, fn, args))
+        return d
+
+    def run_next(self, fail_with=None):
+        d, fn, args = self.calls.pop(0)
+        if fail_with is not None:
+            d.errback(fail_with)
+        else:
+            d.callback(fn(*args))
+
+
+class GroupCommitTests(SynchronousTestCase):
+    """
+    The server answers from memory and commits the lease file in the
+    runner: an ACK waits for the commit holding its lease, ACKs waiting
+    together share one commit, and a failed commit sends no ACK.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(1_000_000)
+        self.registry = Registry("dhcp", self.clock)
+        self.path = self.mktemp()
+        self.store = LeaseStore(self.path, write_through=False)
+        self.addCleanup(self.store.close)
+        self.runner = HeldRunner()
+        self.server = DHCPServer(self.registry, self.runner, self.clock, LAN)
+        self.server.start(Pool([LAN], self.store, self.clock))
+        self.addCleanup(self.server.stop)
+
+    def ask(self, mac, xid):
+        offer = self.successResultOf(self.server.handle(request(DISCOVER, mac, xid)))
+        return self.server.handle(request(REQUEST, mac, xid, options={
+            54: SERVER.packed, 50: offer.yiaddr.packed}))
+
+    def on_disk(self):
+        other = LeaseStore(self.path)
+        try:
+            return [(l.ip, l.state) for l in other.all()]
+        finally:
+            other.close()
+
+    def test_ack_after_commit(self):
+        """
+        Nothing touches the file while offers are made; the first ACK
+        waits for its commit; two more ACKs asked meanwhile share the next.
+        """
+        first = self.ask(MAC_A, 1)
+        self.assertNoResult(first)
+        self.assertEqual(len(self.runner.calls), 1)
+        self.assertEqual(self.on_disk(), [])
+        second, third = self.ask(MAC_B, 2), self.ask(MAC("02:4e:00:00:00:0c"), 3)
+        self.assertEqual(len(self.runner.calls), 1)
+        self.runner.run_next()
+        self.assertEqual(self.successResultOf(first).message_type, ACK)
+        self.assertEqual(self.on_disk(), [(IPv4Address("10.89.0.100"), "bound")])
+        self.assertNoResult(second)
+        self.assertEqual(len(self.runner.calls), 1)
+        self.runner.run_next()
+        self.assertEqual([self.successResultOf(d).message_type for d in (second, third)],
+                         [ACK, ACK])
+        self.assertEqual(len(self.on_disk()), 3)
+
+    def test_failed_commit_no_ack(self):
+        """
+        A commit that fails is logged and its REQUEST gets no answer; the
+        next one is committed again.
+        """
+        first = self.ask(MAC_A, 1)
+        self.runner.run_next(fail_with=OSError(28, "No space left on device"))
+        self.assertIsNone(self.successResultOf(first))
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+        again = self.ask(MAC_A, 4)
+        self.runner.run_next()
+        self.assertEqual(self.successResultOf(again).message_type, ACK)
+        self.assertEqual(self.on_disk(), [(IPv4Address("10.89.0.100"), "bound")])
