@@ -135,8 +135,12 @@ class Portal:
 
     def request_seen(self, ip: Any, host: str, path: str, method: str) -> None:
         """
-        Tell C{/portal/request} (an event: errors are only logged).
+        Tell C{/portal/request} (an event: errors are only logged), if
+        anyone listens or watches: an unauthorized client sends many.
         """
+        mailbox = self.registry.mailbox("/portal/request")
+        if not (mailbox.listeners or mailbox.watchers):
+            return
         self.registry.send("/portal/request", {"ip": ip, "host": host, "path": path,
                                                "method": method}).addErrback(
             lambda f: _log.failure("/portal/request", f))
