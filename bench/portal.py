@@ -29,8 +29,8 @@ removed at the end whatever happens.
     after every request), with 10 and with 10,000 sessions already active.
     Sessions in an SQLite file on disk (as deployed; one commit per login),
     and for comparison in C{:memory:}. The MAC comes from a stub; the real
-    C{neighbour_mac} (a linear scan of /proc/net/arp, in a thread) is timed
-    on its own on synthetic tables of 10 and 10,000 entries. Timed logins use
+    neighbour table (/proc/net/arp read at most once a second, in a thread)
+    is timed on its own on synthetic tables of 10 and 10,000 entries. Timed logins use
     fresh addresses in blocks, each block logged out (untimed) after, so the
     active count stays N. Target: >= 500 logins/s at N=10,000.
  3. Memory per active session: a fresh child process logs in 10,000
@@ -447,9 +447,13 @@ def profile_login(fx: Fixture) -> str:
     return buf.getvalue()
 
 
-def bench_arp(params: Dict[str, Any], tmp: str) -> Dict[int, float]:
-    """Seconds per neighbour_mac() lookup (the last entry) on tables of n entries."""
-    from netsuite.portal.service import neighbour_mac
+def bench_arp(params: Dict[str, Any], tmp: str) -> Dict[int, Dict[str, float]]:
+    """
+    Seconds per MAC lookup of the last entry on tables of n entries: a
+    fresh read of the table (what a lookup costs at most once a second, or
+    for an address not seen yet) and a lookup in NeighbourTable's cache.
+    """
+    from netsuite.portal.service import NeighbourTable, read_neighbours
     out = {}
     for n in (10, SESSIONS):
         path = os.path.join(tmp, f"arp-{n}")
@@ -462,8 +466,14 @@ def bench_arp(params: Dict[str, Any], tmp: str) -> Dict[int, float]:
         target = ip_at(PREFILLED, n - 1)
         t0 = time.perf_counter()
         for _ in range(params["arp_lookups"]):
-            assert neighbour_mac(target, path) is not None
-        out[n] = (time.perf_counter() - t0) / params["arp_lookups"]
+            assert read_neighbours(path).get(str(target)) is not None
+        fresh = (time.perf_counter() - t0) / params["arp_lookups"]
+        table = NeighbourTable(path, ttl=3600)
+        table(target)
+        t0 = time.perf_counter()
+        for _ in range(params["arp_lookups"]):
+            assert table(target) is not None
+        out[n] = {"fresh": fresh, "cached": (time.perf_counter() - t0) / params["arp_lookups"]}
     return out
 
 
@@ -593,9 +603,10 @@ def main() -> int:
                   f"{lg[kind + '_10000'] / lg[kind + '_10']:.2f}   (prefill "
                   f"{lg[kind + '_prefill_rate']:.0f}/s)")
         arp = lg["arp"]
-        print(f"   neighbour_mac() (real MAC lookup, thread): {arp[10] * 1e6:.0f} us at 10 "
-              f"entries, {arp[SESSIONS] * 1e3:.2f} ms at {SESSIONS:,} entries "
-              f"(-> at most {1 / arp[SESSIONS]:.0f} lookups/s)")
+        print(f"   neighbour table (real MAC lookup, thread): a fresh read {arp[10]['fresh'] * 1e6:.0f}"
+              f" us at 10 entries, {arp[SESSIONS]['fresh'] * 1e3:.2f} ms at {SESSIONS:,} entries"
+              f" (at most once a second, or for an address not seen yet); cached"
+              f" {arp[SESSIONS]['cached'] * 1e6:.1f} us")
         ok2 = lg["file_10000"] >= 500
         print(f"   target >= 500 logins/s at N=10,000 (file store): {verdict(ok2)}")
         print("   profile, 300 logins at N=10,000 (file store), by own time:")
@@ -604,7 +615,7 @@ def main() -> int:
         summary.update(logins_10=lg["file_10"], logins_10000=lg["file_10000"],
                        logins_ratio=lg["file_10000"] / lg["file_10"],
                        logins_mem_10=lg["memory_10"], logins_mem_10000=lg["memory_10000"],
-                       arp_lookup_10000_ms=arp[SESSIONS] * 1e3)
+                       arp_lookup_10000_ms=arp[SESSIONS]["fresh"] * 1e3)
 
         # 3 ---------------------------------------------------------------
         mem = bench_memory(tmp)

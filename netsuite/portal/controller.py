@@ -133,13 +133,21 @@ class Portal:
 
     # what the web pages and the timers do
 
+    def hears_requests(self) -> bool:
+        """
+        Whether anyone listens to or watches C{/portal/request}: an
+        unauthorized client sends many requests, not worth an event each
+        when nobody hears them.
+        """
+        mailbox = self.registry.mailbox("/portal/request")
+        return bool(mailbox.listeners or mailbox.watchers)
+
     def request_seen(self, ip: Any, host: str, path: str, method: str) -> None:
         """
         Tell C{/portal/request} (an event: errors are only logged), if
-        anyone listens or watches: an unauthorized client sends many.
+        anyone hears it.
         """
-        mailbox = self.registry.mailbox("/portal/request")
-        if not (mailbox.listeners or mailbox.watchers):
+        if not self.hears_requests():
             return
         self.registry.send("/portal/request", {"ip": ip, "host": host, "path": path,
                                                "method": method}).addErrback(

@@ -14,7 +14,7 @@ import json
 import re
 import string
 import secrets
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 from urllib.parse import quote, urlsplit
 
 from twisted.internet.defer import maybeDeferred
@@ -258,11 +258,12 @@ class RedirectFront(TimeoutMixin, Protocol):
         except UnicodeDecodeError:
             return None
         resource = self.site.portal_resource
-        path = urlsplit(uri).path or "/"
+        path = (uri.partition("?")[0] if uri.startswith("/") else urlsplit(uri).path) or "/"
         if not host_text or host_text == resource.portal.host.lower() or path in PROBES:
             return None
-        ip = ipaddress.ip_address(self.transport.getPeer().host)
-        resource.portal.request_seen(ip, host_text, path, parts[0].decode("ascii"))
+        if resource.portal.hears_requests():
+            ip = ipaddress.ip_address(self.transport.getPeer().host)
+            resource.portal.request_seen(ip, host_text, path, parts[0].decode("ascii"))
         location, body = resource.foreign_redirect(host_text, uri)
         close = connection == b"close" or (parts[2] == b"HTTP/1.0" and connection != b"keep-alive")
         if close:
@@ -318,6 +319,8 @@ class PortalResource(Resource):
         self.method = method
         self.limiter = limiter if limiter is not None else LoginLimiter(clock)
         self.operator = OperatorAuth(operator) if operator else None
+        self._redirects: Dict[Tuple[str, str], Tuple[bytes, bytes]] = {}
+        self._redirects_template = _template
 
     # plumbing
 
@@ -408,11 +411,20 @@ class PortalResource(Resource):
     def foreign_redirect(self, host: str, uri: str) -> Tuple[bytes, bytes]:
         """
         Where a request for C{uri} on C{host} is sent (the login page,
-        carrying the original URL) and the page that says so.
+        carrying the original URL) and the page that says so. The last few
+        thousand are kept: a captive client asks for the same few URLs
+        again and again (its OS, its apps' background checks).
         """
-        original = uri if uri.startswith(("http://", "https://")) else f"http://{host}{uri}"
-        location = self._url("/login?url=" + quote(original, safe=""))
-        return location.encode("ascii"), _redirect_page(location)
+        if self._redirects_template is not _template or len(self._redirects) > 4096:
+            self._redirects = {}
+            self._redirects_template = _template
+        key = (host, uri)
+        found = self._redirects.get(key)
+        if found is None:
+            original = uri if uri.startswith(("http://", "https://")) else f"http://{host}{uri}"
+            location = self._url("/login?url=" + quote(original, safe=""))
+            found = self._redirects[key] = (location.encode("ascii"), _redirect_page(location))
+        return found
 
     def redirect(self, request: Any, location: str, code: int) -> bytes:
         """

@@ -428,3 +428,16 @@ class RedirectFrontTests(SynchronousTestCase):
         """
         self.f.clock.advance(self.site.timeOut + 1)
         self.assertTrue(self.transport.disconnecting)
+
+    def test_template_change(self):
+        """
+        Redirect pages kept from before a template change are not served
+        after it.
+        """
+        from netsuite.portal import web
+        self.send(b"GET /t HTTP/1.1\r\nHost: a.example\r\n\r\n")
+        self.addCleanup(web.use_template, web.DEFAULT_TEMPLATE)
+        web.use_template("<main>$body</main>")
+        self.transport.clear()
+        [(_, _, body)] = self.responses(self.send(b"GET /t HTTP/1.1\r\nHost: a.example\r\n\r\n"))
+        self.assertTrue(body.startswith(b"<main><meta http-equiv"), body)
