@@ -314,9 +314,14 @@ class LeaseStore:
         """
         The offer on C{ip} if there is one, else its row.
         """
-        key = int(ip)
-        offer = self._offers.get(key)
-        return offer if offer is not None else self._rows.get(key)
+        return self.at(int(ip))
+
+    def at(self, ip: int) -> Optional[Lease]:
+        """
+        L{get_by_ip} for an address given as an integer.
+        """
+        offer = self._offers.get(ip)
+        return offer if offer is not None else self._rows.get(ip)
 
     def get_by_client(self, client_key: bytes, subnet: str) -> Optional[Lease]:
         """

@@ -120,6 +120,10 @@ class _Range:
         self.subnet = subnet
         self.base = int(subnet.first)
         self.marks = bytearray(int(subnet.last) - self.base + 1)
+        self.network = (int(subnet.network.network_address),
+                        int(subnet.network.broadcast_address))
+        # The lowest offset that may hold each free mark: find() starts there.
+        self.lowest = {NEW: 0, OLD: 0}
         self.exhausted = False
         self.excluded = subnet.excluded()
         self.reserved: Dict[int, List[Union[MAC, bytes]]] = {}
@@ -146,15 +150,19 @@ class _Range:
         offset = ip - self.base
         if 0 <= offset < len(self.marks) and self.marks[offset] < RESERVED:
             self.marks[offset] = mark
+            if mark in self.lowest and offset < self.lowest[mark]:
+                self.lowest[mark] = offset
 
     def find(self) -> Optional[int]:
         """
         The lowest free address never leased, else the lowest that was.
         """
-        for wanted in (_NEW, _OLD):
-            offset = self.marks.find(wanted)
+        for mark, wanted in ((NEW, _NEW), (OLD, _OLD)):
+            offset = self.marks.find(wanted, self.lowest[mark])
             if offset >= 0:
+                self.lowest[mark] = offset
                 return self.base + offset
+            self.lowest[mark] = len(self.marks)
         return None
 
     def free_count(self) -> int:
@@ -228,7 +236,7 @@ class Pool:
         @param assigned: the address was chosen for the client by a hook
             (a directory, say): anywhere in the network will do.
         """
-        if ip in rng.excluded or IPv4Address(ip) not in rng.subnet.network:
+        if ip in rng.excluded or not rng.network[0] <= ip <= rng.network[1]:
             return False
         keys = rng.reserved.get(ip)
         if keys is not None:
@@ -237,11 +245,11 @@ class Pool:
         elif not rng.in_range(ip) and not assigned:
             # Outside the range: only an address already given to this
             # client (by a hook, at its offer) may be bound or renewed.
-            lease = self.store.get_by_ip(IPv4Address(ip))
+            lease = self.store.at(ip)
             return (lease is not None and lease.client_key == client_key
                     and (lease.state == "bound"
                          or (lease.state == "offered" and lease.expires > now)))
-        lease = self.store.get_by_ip(IPv4Address(ip))
+        lease = self.store.at(ip)
         if lease is None or lease.state in ("released", "expired"):
             return True
         if lease.state in ("declined", "offered"):
@@ -333,6 +341,24 @@ class Pool:
         rng = self._ranges[subnet]
         if not self._usable(rng, int(ip), client_key, mac, now, assigned):
             return None
+        return self._hold_offer(subnet, ip, client_key, mac, hostname, now)
+
+    def offer(self, subnet: str, client_key: bytes, mac: Optional[MAC] = None,
+              requested: Optional[IPv4Address] = None,
+              hostname: Optional[str] = None) -> Optional[Lease]:
+        """
+        L{allocate} and L{hold_offer} in one step (the address the pool
+        chose needs no second check).
+
+        @return: as L{hold_offer}; L{None} when the subnet is exhausted.
+        """
+        ip = self.allocate(subnet, client_key, mac, requested)
+        if ip is None:
+            return None
+        return self._hold_offer(subnet, ip, client_key, mac, hostname, self.clock.seconds())
+
+    def _hold_offer(self, subnet: str, ip: IPv4Address, client_key: bytes,
+                    mac: Optional[MAC], hostname: Optional[str], now: float) -> Optional[Lease]:
         current = self.store.get_by_ip(ip)
         if current is not None and current.state == "bound":
             return current

@@ -169,15 +169,10 @@ class DHCPServer:
 
     # the stock listeners
 
-    def _pool_lookup(self, message: Message) -> "Deferred[Stop]":
-        subnet = message["subnet"]
-        key = message["client_key"]
-
-        ip = self.pool.allocate(subnet, key, message["mac"], message["requested"])
-        if ip is not None and self.pool.hold_offer(subnet, ip, key, message["mac"],
-                                                   message["hostname"]) is None:
-            ip = None
-        return Stop({"ip": ip, "source": "pool"})
+    def _pool_lookup(self, message: Message) -> Stop:
+        offer = self.pool.offer(message["subnet"], message["client_key"], message["mac"],
+                                message["requested"], message["hostname"])
+        return Stop({"ip": None if offer is None else offer.ip, "source": "pool"})
 
     def _leases(self, message: Message) -> Stop:
         if message.get("ip") is not None:
