@@ -97,3 +97,20 @@ class LogServiceTests(SynchronousTestCase):
             events = [json.loads(line) for line in f]
         self.assertEqual([e["log_format"] for e in events], ["lease {ip} declined"])
         self.assertEqual(events[0]["ip"], "10.0.0.9")
+
+
+class SettleHeapTests(SynchronousTestCase):
+    def test_freezes_and_raises_threshold(self):
+        """
+        settle_heap puts what is alive out of the collector's reach and
+        collects the young generation less often.
+        """
+        import gc
+        from netsuite.process import settle_heap
+        before = gc.get_threshold()
+        self.addCleanup(gc.set_threshold, *before)
+        self.addCleanup(gc.unfreeze)
+        kept = [[] for _ in range(10)]
+        settle_heap()
+        self.assertGreaterEqual(gc.get_freeze_count(), len(kept))
+        self.assertEqual(gc.get_threshold()[0], 10000)

@@ -261,19 +261,15 @@ class Pool:
         """
         Set the mark of C{ip} from what the store now holds for it.
         """
-        rng = self._range_of(ip)
-        if rng is not None:
-            lease = self.store.get_by_ip(ip)
-            if lease is None:
-                rng.mark(int(ip), NEW)
-            else:
-                rng.mark(int(ip), OLD if lease.state in ("released", "expired") else USED)
-
-    def _range_of(self, ip: IPv4Address) -> Optional[_Range]:
+        address = int(ip)
         for rng in self._ranges.values():
-            if ip in rng.subnet.network:
-                return rng
-        return None
+            if rng.network[0] <= address <= rng.network[1]:
+                lease = self.store.at(address)
+                if lease is None:
+                    rng.mark(address, NEW)
+                else:
+                    rng.mark(address, OLD if lease.state in ("released", "expired") else USED)
+                return
 
     # Transitions.
 

@@ -27,6 +27,8 @@ CLIENT_PORT = 68
 BROADCAST = "255.255.255.255"
 ZERO = ipaddress.IPv4Address(0)
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+RECEIVE_BUFFER = 4 << 20
 
 
 def dhcp_socket(interface: str, port: int = SERVER_PORT, address: str = "0.0.0.0") -> socket.socket:
@@ -36,6 +38,10 @@ def dhcp_socket(interface: str, port: int = SERVER_PORT, address: str = "0.0.0.0
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
+        try:  # room for a burst (a pause of the reactor) without losing requests
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
+        except OSError:  # not root: as much as net.core.rmem_max allows
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, interface.encode() + b"\0")
@@ -71,6 +77,7 @@ class DHCPProtocol(DatagramProtocol):
     answer.
 
     @ivar malformed: datagrams dropped because they did not parse.
+    @ivar unsent: replies the socket refused (logged).
     """
 
     def __init__(self, server: Any) -> None:
@@ -79,6 +86,7 @@ class DHCPProtocol(DatagramProtocol):
         self.malformed = 0
         self.ignored = 0
         self.sent = 0
+        self.unsent = 0
 
     def datagramReceived(self, data: bytes, addr: Any) -> None:
         self.received += 1
@@ -111,5 +119,14 @@ class DHCPProtocol(DatagramProtocol):
         if request.giaddr != ZERO and reply.message_type == NAK:
             reply = reply.replace(flags=reply.flags | 0x8000)
         size = max(576, min(request.max_message_size or 576, 1500))
-        self.transport.write(reply.to_bytes(max_size=size), reply_destination(request, reply))
+        destination = reply_destination(request, reply)
+        try:
+            # The socket itself: Twisted's write() re-validates the address
+            # string of every datagram, a sixth of the cost of a reply here.
+            self.transport.getHandle().sendto(reply.to_bytes(max_size=size), destination)
+        except OSError as e:
+            self.unsent += 1
+            _log.warn("could not send a reply to {destination}: {error}",
+                      destination=destination, error=e)
+            return
         self.sent += 1

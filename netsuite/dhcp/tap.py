@@ -17,7 +17,7 @@ from twisted.python import usage
 
 from ..config.options import ProcessOptions
 from ..config.schema import ConfigError, Field, Table, TableList
-from ..process import make_process_service
+from ..process import make_process_service, settle_heap
 from ..registry.values import MAC
 from .ldap import LDAP_SECTION
 
@@ -136,6 +136,7 @@ class DHCPService(Service):
         Service.startService(self)
 
         def ready(pool: Any) -> None:
+            settle_heap()
             self.server.start(pool)
             _log.info("dhcp ready on {interface}: {free} free addresses",
                       interface=self.interface, free=pool.free_count(),

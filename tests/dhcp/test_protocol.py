@@ -1,0 +1,151 @@
+"""
+Tests for L{netsuite.dhcp.protocol}: datagrams to packets and replies to
+where RFC 2131 section 4.1 sends them, with a fake server and socket.
+"""
+
+import errno
+from ipaddress import IPv4Address
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.trial.unittest import SynchronousTestCase
+
+from netsuite.dhcp.packet import ACK, DISCOVER, NAK, OFFER, REQUEST, Packet
+from netsuite.dhcp.protocol import DHCPProtocol, reply_destination
+from netsuite.registry.values import MAC
+
+MAC_A = MAC("02:4e:00:00:00:0a")
+RELAY = IPv4Address("10.90.0.1")
+
+
+def request(kind=DISCOVER, **fields):
+    return Packet(op=1, xid=9, chaddr=MAC_A.packed, options=((53, bytes([kind])),), **fields)
+
+
+def reply_to(packet, kind=OFFER, **fields):
+    return Packet(op=2, xid=packet.xid, chaddr=packet.chaddr, giaddr=packet.giaddr,
+                  yiaddr=IPv4Address("10.89.0.100"), options=((53, bytes([kind])),), **fields)
+
+
+class FakeSocket:
+    def __init__(self, error=None):
+        self.sent = []
+        self.error = error
+
+    def sendto(self, data, destination):
+        if self.error is not None:
+            raise self.error
+        self.sent.append((Packet.from_bytes(data), destination))
+        return len(data)
+
+
+class FakePort:
+    def __init__(self, sock):
+        self.sock = sock
+
+    def getHandle(self):
+        return self.sock
+
+
+class FakeServer:
+    def __init__(self, answer=None):
+        self.handled = []
+        self.answer = answer
+
+    def handle(self, packet):
+        self.handled.append(packet)
+        return self.answer(packet) if self.answer else None
+
+
+class ProtocolTests(SynchronousTestCase):
+    def make(self, answer=None, error=None):
+        self.server = FakeServer(answer)
+        self.socket = FakeSocket(error)
+        protocol = DHCPProtocol(self.server)
+        protocol.transport = FakePort(self.socket)
+        return protocol
+
+    def test_malformed_counted(self):
+        """
+        Bytes that do not parse are dropped and counted; the server never
+        sees them.
+        """
+        protocol = self.make()
+        for data in (b"", b"\x01" * 10, request().to_bytes()[:-70] + b"\x35\x40"):
+            protocol.datagramReceived(data, ("10.89.0.5", 68))
+        self.assertEqual((protocol.received, protocol.malformed), (3, 3))
+        self.assertEqual(self.server.handled, [])
+
+    def test_not_a_request_ignored(self):
+        """
+        A BOOTREPLY, or a request without a message type (BOOTP), is ignored.
+        """
+        protocol = self.make()
+        protocol.datagramReceived(reply_to(request()).to_bytes(), ("10.89.0.5", 68))
+        protocol.datagramReceived(Packet(op=1).to_bytes(), ("10.89.0.5", 68))
+        self.assertEqual(protocol.ignored, 2)
+
+    def test_reply_sent(self):
+        """
+        A reply, at once or later (a Deferred), goes out once.
+        """
+        later = Deferred()
+        answers = iter([lambda p: reply_to(p), lambda p: later])
+        protocol = self.make(lambda p: next(answers)(p))
+        protocol.datagramReceived(request().to_bytes(), ("0.0.0.0", 68))
+        protocol.datagramReceived(request(REQUEST).to_bytes(), ("0.0.0.0", 68))
+        self.assertEqual(len(self.socket.sent), 1)
+        later.callback(reply_to(request(REQUEST), ACK))
+        self.assertEqual([p.message_type for p, _ in self.socket.sent], [OFFER, ACK])
+        self.assertEqual(protocol.sent, 2)
+
+    def test_relayed_nak_broadcast(self):
+        """
+        A NAK through a relay goes to the relay, with the broadcast bit set
+        (RFC 2131 section 4.3.2).
+        """
+        protocol = self.make(lambda p: succeed(reply_to(p, NAK)))
+        protocol.datagramReceived(request(REQUEST, giaddr=RELAY).to_bytes(), ("10.90.0.1", 67))
+        [(packet, destination)] = self.socket.sent
+        self.assertEqual(destination, ("10.90.0.1", 67))
+        self.assertTrue(packet.broadcast)
+
+    def test_destinations(self):
+        """
+        To the relay; a NAK to everyone; to ciaddr when the client has an
+        address; else broadcast.
+        """
+        cases = [(request(giaddr=RELAY), OFFER, ("10.90.0.1", 67)),
+                 (request(REQUEST), NAK, ("255.255.255.255", 68)),
+                 (request(REQUEST, ciaddr=IPv4Address("10.89.0.7")), ACK, ("10.89.0.7", 68)),
+                 (request(), OFFER, ("255.255.255.255", 68))]
+        for packet, kind, expected in cases:
+            self.assertEqual(reply_destination(packet, reply_to(packet, kind)), expected)
+
+    def test_handler_fails(self):
+        """
+        A request whose handling raises, at once or later, is logged and
+        gets no answer; the next one is served.
+        """
+        failing = Deferred()
+        answers = iter([ZeroDivisionError, failing, None])
+
+        def answer(packet):
+            result = next(answers)
+            if result is ZeroDivisionError:
+                raise ZeroDivisionError()
+            return result if result is not None else reply_to(packet)
+        protocol = self.make(answer)
+        for _ in range(3):
+            protocol.datagramReceived(request().to_bytes(), ("0.0.0.0", 68))
+        failing.errback(ValueError("late"))
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError, ValueError)), 2)
+        self.assertEqual(len(self.socket.sent), 1)
+
+    def test_send_error_counted(self):
+        """
+        A reply the socket refuses is counted and logged, not raised.
+        """
+        protocol = self.make(lambda p: reply_to(p),
+                             error=BlockingIOError(errno.EAGAIN, "full"))
+        protocol.datagramReceived(request().to_bytes(), ("0.0.0.0", 68))
+        self.assertEqual((protocol.sent, protocol.unsent), (0, 1))
