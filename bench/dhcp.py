@@ -98,8 +98,8 @@ GIADDR = "10.200.0.1"                # perfdhcp's relay address, on c1's eth0
 RELAY_NET = ipaddress.IPv4Network("10.200.0.0/14")
 POOL_FIRST = ipaddress.IPv4Address("10.200.1.0")
 POOL_LAST = ipaddress.IPv4Address("10.203.254.255")
-# netsuite wants option 54 inside the subnet, also for a relayed one.
-NETSUITE_RELAY_SERVER_ID = "10.200.0.2"
+# Option 54 of the relayed subnet: the address the relay forwards to, as Kea does.
+NETSUITE_RELAY_SERVER_ID = SERVER
 LEASE_TIME = 3600
 PREFILL = 50_000
 CLIENTS = 50_000                     # perfdhcp -R: new clients
@@ -114,6 +114,7 @@ HITS = 250                           # directory entries for perfdhcp MACs (hits
 HIT_TRIALS = 10                      # the first 25 clients x 20 of the first 10 trials
 HIT_FIRST = ipaddress.IPv4Address("10.200.0.3")   # outside the dynamic range
 MAX_DROP = 1.0                       # percent
+MAX_QUEUED_MS = 50.0                 # DO p50 + RA p50: a server that keeps up
 LIGHT_RATE = 100
 WARM_PASS_RATE = 100                 # the amp-warm first pass (LDAP keeps up at ~128/s)
 
@@ -478,7 +479,15 @@ class Trial:
 
     @property
     def passed(self) -> bool:
-        return self.do_sent > 0 and self.drop_percent < MAX_DROP
+        """
+        Fewer than 1 % of the exchanges failed, and the median exchange
+        did not wait in a queue: a server slower than the rate offered
+        builds a backlog that a deep socket buffer hides for the length of
+        a trial (every answer late, but within perfdhcp's 1 s).
+        """
+        return (self.do_sent > 0 and self.drop_percent < MAX_DROP
+                and self.delay("DISCOVER-OFFER", 0.5) + self.delay("REQUEST-ACK", 0.5)
+                < MAX_QUEUED_MS)
 
     @property
     def unqueued(self) -> bool:
@@ -1027,7 +1036,8 @@ def main() -> int:
     log(f"Relayed DORA via perfdhcp (-l {GIADDR}), pool {int(POOL_LAST) - int(POOL_FIRST) + 1:,}"
         f" addresses, {PREFILL:,} bound leases in the store at start (not for dnsmasq and"
         f" dnsmasq-ro); new clients: -R {CLIENTS};"
-        f" a trial passes with < {MAX_DROP:g} % of exchanges failing.")
+        f" a trial passes with < {MAX_DROP:g} % of exchanges failing and DO p50 + RA p50"
+        f" < {MAX_QUEUED_MS:g} ms (no growing queue).")
     log("DO/RA = DISCOVER->OFFER / REQUEST->ACK delays from perfdhcp -x t at the rate shown.")
     for line in table(results):
         log(line)

@@ -52,7 +52,9 @@ class Subnet:
     when relayed, else the address of the interface it came in on.
 
     @ivar name: names the subnet in leases and in the configuration.
-    @ivar server: the server's own address on this subnet (option 54).
+    @ivar server: the server identifier (option 54): the server's own
+        address on this subnet when it is attached, else the address the
+        relays forward to.
     @ivar first: the first address of the dynamic range.
     @ivar last: the last address of the dynamic range.
     @ivar options: further options to send, by option code.
@@ -77,8 +79,10 @@ class Subnet:
 
     def __attrs_post_init__(self) -> None:
         hosts = (self.network.network_address, self.network.broadcast_address)
-        for what, ip in [("first", self.first), ("last", self.last),
-                         ("server", self.server)] + [
+        # A relayed subnet's clients reach the server at its own address,
+        # which is on another network: only an attached subnet's must be here.
+        own = [("server", self.server)] if self.interface else []
+        for what, ip in [("first", self.first), ("last", self.last)] + own + [
                              (f"reservation {key!r}", ip)
                              for key, ip in self.reservations.items()]:
             if ip not in self.network or ip in hosts:

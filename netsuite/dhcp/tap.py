@@ -53,7 +53,8 @@ SUBNET = {
     "network": Field(str, "10.89.0.0/24", "the subnet", _network),
     "first": Field(str, "10.89.0.100", "first address of the dynamic range", _ip),
     "last": Field(str, "10.89.0.199", "last address of the dynamic range", _ip),
-    "server": Field(str, "10.89.0.1", "this server's address on it (option 54)", _ip),
+    "server": Field(str, "10.89.0.1", "this server's address on it, or for a relayed subnet "
+                    "the address the relays forward to (option 54)", _ip),
     "router": Field(str, "10.89.0.1", "default gateway (option 3; \"\" for none)"),
     "dns": Field("str_list", ["10.89.0.1"], "DNS servers (option 6)"),
     "domain_name": Field(str, "", "option 15 (\"\" for none)"),

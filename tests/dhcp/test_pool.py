@@ -45,6 +45,19 @@ class SubnetTests(SynchronousTestCase):
         self.assertRaises(ValueError, lan, first="30", last="20")
         self.assertRaises(ValueError, lan, reservations={mac(1): ip("10.0.1.5")})
 
+    def test_server_of_relayed_subnet(self):
+        """
+        An attached subnet's server address is one of its hosts; a relayed
+        subnet's is the server's own address elsewhere, which the relays
+        forward to.
+        """
+        def subnet(interface):
+            return Subnet(name="far", network=IPv4Network("10.90.0.0/24"),
+                          first=IPv4Address("10.90.0.10"), last=IPv4Address("10.90.0.20"),
+                          server=IPv4Address("10.89.0.1"), interface=interface)
+        self.assertRaises(ValueError, subnet, "br-lan")
+        self.assertEqual(subnet(None).server, IPv4Address("10.89.0.1"))
+
 
 class PoolTestsBase(SynchronousTestCase):
     def setUp(self):
