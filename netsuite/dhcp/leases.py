@@ -89,7 +89,8 @@ DROP INDEX IF EXISTS leases_expires;
 
 _COLUMNS = "ip, client_key, mac, state, expires, hostname, subnet"
 _PUT = f"INSERT OR REPLACE INTO leases ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
-_DELETE = "DELETE FROM leases WHERE ip = ?"
+_DELETE = "DELETE FROM leases WHERE ip IN (%s)"
+_CHUNK = 500  # rows per statement: 3,500 parameters, under SQLite's 32,766
 
 _Row = Tuple[int, bytes, Optional[bytes], str, float, Optional[str], str]
 
@@ -184,10 +185,20 @@ class LeaseStore:
         if self._synchronous != wanted:
             db.execute(f"PRAGMA synchronous={wanted}")
             self._synchronous = wanted
+        rows = [row for row in writes.values() if row is not None]
+        gone = [ip for ip, row in writes.items() if row is None]
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany(_PUT, [row for row in writes.values() if row is not None])
-            db.executemany(_DELETE, [(ip,) for ip, row in writes.items() if row is None])
+            # Many rows per statement: sqlite3 lets go of the GIL around
+            # each statement it steps, and getting it back from a busy
+            # reactor thread can take a switch interval (5 ms) each time.
+            for start in range(0, len(rows), _CHUNK):
+                chunk = rows[start:start + _CHUNK]
+                db.execute(_PUT + ", (?, ?, ?, ?, ?, ?, ?)" * (len(chunk) - 1),
+                           [value for row in chunk for value in row])
+            for start in range(0, len(gone), _CHUNK):
+                chunk = gone[start:start + _CHUNK]
+                db.execute(_DELETE % ", ".join("?" * len(chunk)), chunk)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:

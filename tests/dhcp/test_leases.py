@@ -302,6 +302,24 @@ class QueuedWritesTests(SynchronousTestCase):
         self.store.commit(self.store.take_writes(), durable=False)
         self.assertEqual(self.on_disk(), [])
 
+    def test_many_in_one_commit(self):
+        """
+        More changes than one statement takes go in one transaction: 1,200
+        leases, then 700 of them removed.
+        """
+        many = [Lease(ip=IPv4Address(0x0A000000 + n), client_key=b"c%d" % n, mac=None,
+                      state="bound", expires=1e12, subnet="lan") for n in range(1200)]
+        self.store.put_many(many)
+        self.store.commit(self.store.take_writes())
+        self.store.remove([lease.ip for lease in many[:700]])
+        db = self.store._db()
+        statements: List[str] = []
+        db.set_trace_callback(statements.append)
+        self.store.commit(self.store.take_writes())
+        db.set_trace_callback(None)
+        self.assertEqual(statements.count("COMMIT"), 1)
+        self.assertEqual(self.on_disk(), many[700:])
+
     def test_close_commits(self):
         """
         Closing commits what is still queued.
