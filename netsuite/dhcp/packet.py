@@ -211,10 +211,21 @@ class Packet:
         server's replies; anything else uses the checked constructor.
         """
         packet = object.__new__(cls)
-        for name, value in zip(_FIELDS, (op, htype, hlen, hops, xid, secs, flags, ciaddr,
-                                         yiaddr, siaddr, giaddr, chaddr, sname, file,
-                                         options)):
-            _set(packet, name, value)
+        _set(packet, "op", op)
+        _set(packet, "htype", htype)
+        _set(packet, "hlen", hlen)
+        _set(packet, "hops", hops)
+        _set(packet, "xid", xid)
+        _set(packet, "secs", secs)
+        _set(packet, "flags", flags)
+        _set(packet, "ciaddr", ciaddr)
+        _set(packet, "yiaddr", yiaddr)
+        _set(packet, "siaddr", siaddr)
+        _set(packet, "giaddr", giaddr)
+        _set(packet, "chaddr", chaddr)
+        _set(packet, "sname", sname)
+        _set(packet, "file", file)
+        _set(packet, "options", options)
         return packet
 
     def to_bytes(self, max_size: int = DHCP_MIN_MAX_SIZE) -> bytes:
@@ -382,7 +393,6 @@ class Packet:
         return IPv4Address(value)
 
 
-_FIELDS = tuple(field.name for field in attrs.fields(Packet))
 _set = object.__setattr__
 _ZERO_PACKED = bytes(4)
 
@@ -420,7 +430,10 @@ def _merge(found: Iterable[Tuple[int, bytes]]) -> Dict[int, bytes]:
     """
     merged: Dict[int, bytes] = {}
     for code, value in found:
-        merged[code] = merged.get(code, b"") + value
+        if code in merged:
+            merged[code] += value
+        else:
+            merged[code] = value
     return merged
 
 

@@ -193,6 +193,7 @@ class Pool:
         self.subnets: Dict[str, Subnet] = {}
         self._ranges: Dict[str, _Range] = {}
         self._holds: Deque[Tuple[float, int, bytes]] = deque()
+        self._subnet_of: Dict[IPv4Address, Optional[Subnet]] = {}
         for subnet in subnets:
             if subnet.name in self.subnets:
                 raise ValueError(f"two subnets are named {subnet.name!r}")
@@ -208,10 +209,13 @@ class Pool:
         The subnet that C{address} (a giaddr, or the receiving interface's
         address) selects, if any.
         """
-        for subnet in self.subnets.values():
-            if address in subnet.network:
-                return subnet
-        return None
+        found = self._subnet_of.get(address)
+        if found is None:
+            found = next((subnet for subnet in self.subnets.values()
+                          if address in subnet.network), None)
+            if len(self._subnet_of) < 4096:  # relays and interfaces: a handful
+                self._subnet_of[address] = found
+        return found
 
     def free_count(self, subnet: Optional[str] = None) -> int:
         """

@@ -105,7 +105,7 @@ class DHCPProtocol(DatagramProtocol):
             self._failed(Failure(), request)
             return
         if isinstance(reply, Deferred):
-            reply.addCallback(self._reply, request).addErrback(self._failed, request)
+            reply.addCallbacks(self._reply, self._failed, (request,), None, (request,))
         else:
             self._reply(reply, request)
 

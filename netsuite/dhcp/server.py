@@ -133,6 +133,7 @@ class DHCPServer:
         self.portal_url = portal_url
         self.committer: Optional[Committer] = None
         self._encoded_subnets: Dict[str, Dict[int, bytes]] = {}
+        self._encoded_replies: Dict[Tuple[str, Optional[int]], List[Tuple[int, bytes]]] = {}
         self.counters = {"dropped": 0, "no_subnet": 0, "not_ready": 0, "offers": 0, "acks": 0, "naks": 0,
                          "exhausted": 0, "refused_hook_addresses": 0}
         self._sweeping = LoopingCall(self.sweep)
@@ -408,22 +409,32 @@ class DHCPServer:
                         hostname: Optional[str]) -> List[Tuple[int, bytes]]:
         """
         The options of a reply without C{/dhcp/options} listeners, the same
-        as L{_base_options} gives once encoded, from the subnet's options
-        encoded once.
+        as L{_base_options} gives once encoded: the subnet's are encoded
+        once, and the whole list kept for each lease time (replies mostly
+        carry the subnet's own, or a second less).
         """
+        seconds = None if lease_time is None else max(int(lease_time), 1)
+        key = (subnet.name, seconds)
+        if not hostname:
+            ready = self._encoded_replies.get(key)
+            if ready is not None:
+                return ready
         static = self._encoded_subnets.get(subnet.name)
         if static is None:
             static = self._encoded_subnets[subnet.name] = dict(
                 _encoded(self._base_options(subnet, None)))
         options = dict(static)
-        if lease_time is not None:  # the subnet's own options win, as in _base_options
-            seconds = max(int(lease_time), 1)
+        if seconds is not None:  # the subnet's own options win, as in _base_options
             options.setdefault(51, _U32.pack(seconds))
             options.setdefault(58, _U32.pack(seconds // 2))
             options.setdefault(59, _U32.pack(seconds * 7 // 8))
         if hostname:
             options[12] = encode_option(12, hostname)
-        return _in_order(options)
+            return _in_order(options)
+        if len(self._encoded_replies) > 1024:
+            self._encoded_replies.clear()
+        ready = self._encoded_replies[key] = _in_order(options)
+        return ready
 
     def _packet(self, request: Packet, kind: int, yiaddr: IPv4Address,
                 options: List[Tuple[int, bytes]], ciaddr: IPv4Address = ZERO) -> Packet:

@@ -218,6 +218,37 @@ class ServerTests(SynchronousTestCase):
         self.assertEqual(decode_option(15, offer.option(15)), "hotspot.test")
         self.assertIsNone(offer.option(6))
 
+    def test_options_without_listeners(self):
+        """
+        Without /dhcp/options listeners the reply carries the very options
+        (bytes, order) that the listeners' path gives when they change
+        nothing: subnet options overriding the lease time, a host name,
+        and the kept lists reused for the next clients.
+        """
+        subnet = Subnet(name="lan", network=LAN.network, first=LAN.first, last=LAN.last,
+                        server=SERVER, router=SERVER, dns=(SERVER,), lease_time=600.0,
+                        interface="br-lan", options={"lease_time": 90, 15: "hotspot.test"})
+
+        def replies(listener):
+            clock = Clock()
+            clock.advance(1_000_000)
+            registry = Registry("dhcp", clock)
+            server = DHCPServer(registry, InlineRunner(), clock, subnet,
+                                portal_url="http://10.89.0.1:8080/", sweep_interval=0)
+            server.start(Pool([subnet], LeaseStore(":memory:"), clock))
+            if listener:
+                registry.listen("/dhcp/options", lambda m: CONTINUE)
+            out = []
+            for n, mac in enumerate([MAC_A, MAC_B]):
+                offer = self.successResultOf(server.handle(request(DISCOVER, mac, n)))
+                ack = self.successResultOf(server.handle(request(REQUEST, mac, n, options={
+                    54: SERVER.packed, 50: offer.yiaddr.packed, 12: b"laptop"})))
+                out += [offer.to_bytes(), ack.to_bytes()]
+            return out
+        plain, hooked = replies(False), replies(True)
+        self.assertEqual(plain, hooked)
+        self.assertEqual(decode_option(51, Packet.from_bytes(plain[1]).option(51)), 90)
+
     def test_packet_in_drop(self):
         """
         A listener on /dhcp/packet/in can drop a request.
