@@ -160,6 +160,10 @@ class Packet:
     file: bytes = _padded(128)
     options: Tuple[Tuple[int, bytes], ...] = attrs.field(
         default=(), converter=_options, validator=_check_options)
+    # The options by code, made on the first lookup (a request's are looked
+    # up a score of times): not a field of the value.
+    _by_code: Optional[Dict[int, bytes]] = attrs.field(
+        default=None, init=False, eq=False, repr=False)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Packet":
@@ -226,6 +230,7 @@ class Packet:
         _set(packet, "sname", sname)
         _set(packet, "file", file)
         _set(packet, "options", options)
+        _set(packet, "_by_code", None)
         return packet
 
     def to_bytes(self, max_size: int = DHCP_MIN_MAX_SIZE) -> bytes:
@@ -242,7 +247,10 @@ class Packet:
         """
         if max_size < BOOTP_MIN_SIZE + IP_UDP_OVERHEAD:
             raise ValueError(f"max_size {max_size} leaves less than {BOOTP_MIN_SIZE} bytes")
-        pieces = [piece for code, value in self.options for piece in _pieces(code, value)]
+        try:
+            pieces = [bytes((code, len(value))) + value for code, value in self.options]
+        except ValueError:  # a value longer than 255 bytes: several instances
+            pieces = [piece for code, value in self.options for piece in _pieces(code, value)]
         room = max_size - IP_UDP_OVERHEAD - _FIXED_SIZE - 1  # the end option
         sname, file = self.sname, self.file
         if sum(map(len, pieces)) <= room:
@@ -276,10 +284,11 @@ class Packet:
         """
         The value of option C{code}, or L{None} when absent.
         """
-        for have, value in self.options:
-            if have == code:
-                return value
-        return None
+        by_code = self._by_code
+        if by_code is None:
+            by_code = dict(self.options)
+            _set(self, "_by_code", by_code)
+        return by_code.get(code)
 
     def replace(self, **changes: Any) -> "Packet":
         """

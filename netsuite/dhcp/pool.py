@@ -401,8 +401,9 @@ class Pool:
     def bind(self, subnet: str, ip: IPv4Address, client_key: bytes,
              mac: Optional[MAC] = None, hostname: Optional[str] = None) -> Optional[Lease]:
         """
-        Bind C{ip} to the client for the subnet's lease time and make it
-        durable (fsync) before returning: the server ACKs after this.
+        Bind C{ip} to the client for the subnet's lease time. The lease is
+        durable once the store has committed it (a write-through store
+        does before this returns); the server ACKs after that.
 
         @return: the bound lease, or L{None} if C{ip} may not go to this
             client (the server NAKs).
@@ -411,7 +412,8 @@ class Pool:
 
     def bind_many(self, requests: Sequence[BindRequest]) -> List[Optional[Lease]]:
         """
-        Bind several addresses with one durable commit (group commit).
+        Bind several addresses in one write to the store (one commit for
+        all of them).
 
         @return: for each request, as L{bind} returns.
         """
