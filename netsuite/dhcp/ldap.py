@@ -16,6 +16,7 @@ Used in the DHCP process (L{install}) or as a hook process
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from types import SimpleNamespace
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -167,9 +168,14 @@ class _Busy(Exception):
 
 
 def _subnet(value: Any) -> Optional[ipaddress.IPv4Network]:
+    return _network(value) if isinstance(value, str) and value else None
+
+
+@functools.lru_cache(maxsize=256)
+def _network(text: str) -> Optional[ipaddress.IPv4Network]:
     try:
-        return ipaddress.IPv4Network(value, strict=False) if value else None
-    except (ValueError, TypeError):
+        return ipaddress.IPv4Network(text, strict=False)
+    except ValueError:  # a subnet's name, say
         return None
 
 
@@ -218,7 +224,9 @@ class LdapLookup:
         """
         self.counters["lookups"] += 1
         try:
-            mac = MAC(message["mac"])
+            mac = message["mac"]
+            if type(mac) is not MAC:
+                mac = MAC(mac)
         except (KeyError, TypeError, InvalidValue) as e:
             return succeed(self._fall("errors", message.get("mac"), f"no usable MAC: {e}"))
         subnet = _subnet(message.get("subnet"))
@@ -292,9 +300,9 @@ class LdapLookup:
 
     def _fall(self, counter: str, mac: Any, reason: str, cached: bool = False) -> Any:
         self.counters[counter] += 1
-        if cached:
-            level = _log.debug
-        elif counter == "misses":
+        if cached:  # said when it was first seen; the counter goes on counting
+            return CONTINUE
+        if counter == "misses":
             level = _log.info
         else:
             level = _log.warn
