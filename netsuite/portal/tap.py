@@ -52,7 +52,9 @@ SECTION = {
     "session_file": Field(str, "/var/lib/netsuite/portal-sessions.sqlite", "the sessions"),
     "policy_text": Field(str, POLICY, "the usage policy shown on the login page"),
     "page_template": Field(str, "", "an HTML file laying out every page, with $title and "
-                           "$body (\"\": the built-in one)"),
+                           "$body (\"\": template_dir's page.html, else the built-in one)"),
+    "template_dir": Field(str, "", "the operator's directory: page.html (the layout) and "
+                          "files the pages use (logo, style sheet), served at /static/NAME"),
     "api_port": Field(int, 8443, "HTTPS port of the Captive Portal API (RFC 8908), on when "
                       "tls_certificate and tls_key are set (0: never)", _api_port),
     "api_host": Field(str, "", "the host name in the API URL, named by the certificate "
@@ -113,15 +115,22 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
     portal = Portal(registry, sessions, host, section.firewall_process, section.dhcp_process,
                     find_mac, section.policy_text)
     from .auth import install
-    if section.page_template:
+    layout, key = section.page_template, "page_template"
+    if not layout and section.template_dir:
+        if not os.path.isdir(section.template_dir):
+            raise ConfigError(f"{config.source}: portal.template_dir: "
+                              f"{section.template_dir} is not a directory")
+        candidate = os.path.join(section.template_dir, "page.html")
+        layout, key = (candidate, "template_dir") if os.path.exists(candidate) else ("", key)
+    if layout:
         from .web import use_template
         try:
-            with open(section.page_template, encoding="utf-8") as f:
+            with open(layout, encoding="utf-8") as f:
                 use_template(f.read())
         except OSError as e:
-            raise ConfigError(f"{config.source}: portal.page_template: cannot read "
-                              f"{section.page_template}: {e.strerror}") from None
-    resource = PortalResource(portal, reactor,
+            raise ConfigError(f"{config.source}: portal.{key}: cannot read "
+                              f"{layout}: {e.strerror}") from None
+    resource = PortalResource(portal, reactor, template_dir=section.template_dir,
                               **install(portal, section.auth, section.operator, reactor))
     from .web import PortalSite
     site = PortalSite(resource)

@@ -11,6 +11,8 @@ import hmac
 import html
 import ipaddress
 import json
+import mimetypes
+import os
 import re
 import string
 import secrets
@@ -35,6 +37,7 @@ _log = Logger()
 
 CSRF_COOKIE = b"ns_portal_csrf"
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{20,64}\Z")
+_STATIC_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}\Z")
 HTML = b"text/html; charset=utf-8"
 
 PROBES = {
@@ -311,10 +314,12 @@ class PortalResource(Resource):
 
     def __init__(self, portal: Portal, clock: Any, method: str = CLICK,
                  limiter: Optional[LoginLimiter] = None,
-                 operator: Optional[Tuple[str, str]] = None) -> None:
+                 operator: Optional[Tuple[str, str]] = None,
+                 template_dir: str = "") -> None:
         Resource.__init__(self)
         self.portal = portal
         self.clock = clock
+        self.template_dir = template_dir
         self.secure_base = ""  # "https://host:port" of the HTTPS site, when there is one
         self.method = method
         self.limiter = limiter if limiter is not None else LoginLimiter(clock)
@@ -394,6 +399,8 @@ class PortalResource(Resource):
                  ("/operator", "GET"): self._operator,
                  ("/operator/kick", "POST"): self._kick}
         handler = pages.get((path, "GET" if method == "HEAD" else method))
+        if handler is None and path.startswith("/static/") and method in ("GET", "HEAD"):
+            return self._static(request, path[len("/static/"):])
         if handler is None:
             return self._respond(request, 404, _page("Not found", "<p>No such page.</p>"))
         return handler(request, ip)
@@ -407,6 +414,22 @@ class PortalResource(Resource):
             return self._respond(request, code, body, content_type)
         location, body = self.foreign_redirect(host, uri)
         return self._redirected(request, location, body, 307)
+
+    def _static(self, request: Any, name: str) -> bytes:
+        """
+        A file of the operator's template directory (a logo, a style
+        sheet), to anyone: the login page needs it before the login. Plain
+        names only (letters, digits, C{.-_}, not starting with a dot).
+        """
+        if not self.template_dir or not _STATIC_NAME.match(name):
+            return self._respond(request, 404, _page("Not found", "<p>No such page.</p>"))
+        try:
+            with open(os.path.join(self.template_dir, name), "rb") as f:
+                body = f.read()
+        except OSError:
+            return self._respond(request, 404, _page("Not found", "<p>No such page.</p>"))
+        kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        return self._respond(request, 200, body, kind.encode("ascii"))
 
     def foreign_redirect(self, host: str, uri: str) -> Tuple[bytes, bytes]:
         """

@@ -90,6 +90,43 @@ class TapTests(SynchronousTestCase):
         self.assertIn("/portal/authenticate", [m["path"] for m in top.registry.describe()])
 
 
+    def test_template_dir(self):
+        """
+        template_dir's page.html lays out the pages and its files are the
+        portal's /static/; a template_dir that is not a directory is named
+        in the error.
+        """
+        from netsuite.config.schema import ConfigError
+        from netsuite.portal import web
+        from .helpers import FakeRequest, HOST
+        self.addCleanup(web.use_template, web.DEFAULT_TEMPLATE)
+        directory = self.mktemp()
+        os.mkdir(directory)
+        with open(os.path.join(directory, "page.html"), "w") as f:
+            f.write("<main class=venue><img src=/static/logo.png>$body</main>")
+        with open(os.path.join(directory, "logo.png"), "wb") as f:
+            f.write(b"\x89PNG-logo")
+        options = tap.Options()
+        options.parseOptions(["--config", self.write(
+            f'[portal]\nsession_file = ":memory:"\ntemplate_dir = "{directory}"\n'
+            'host = "10.89.0.1:5280"\n')])
+        top = tap.makeService(options)
+        [service] = [s for s in top if isinstance(s, PortalService)]
+        resource = service.site.portal_resource
+        page = FakeRequest(b"GET", b"/login", HOST.encode())
+        page.render(resource)
+        self.assertTrue(page.body().startswith(b"<main class=venue>"))
+        logo = FakeRequest(b"GET", b"/static/logo.png", HOST.encode())
+        logo.render(resource)
+        self.assertEqual((logo.responseCode, logo.header(b"content-type"), logo.body()),
+                         (200, b"image/png", b"\x89PNG-logo"))
+        options = tap.Options()
+        options.parseOptions(["--config", self.write(
+            f'[portal]\nsession_file = ":memory:"\ntemplate_dir = "{directory}/nope"\n')])
+        error = self.assertRaises(ConfigError, tap.makeService, options)
+        self.assertIn("portal.template_dir", str(error))
+
+
 class ServiceTests(TestCase):
     @inlineCallbacks
     def test_serves(self):

@@ -291,6 +291,32 @@ class TemplateTests(SynchronousTestCase):
                          b"<main data-x='1'><h2>A &lt;b&gt;</h2><p>hi</p></main>")
 
 
+class StaticTests(SynchronousTestCase):
+    def test_static_files(self):
+        """
+        The operator's files are served by plain name, with their type and
+        no-store; other names, missing files and no template directory get
+        a 404.
+        """
+        import os
+        from netsuite.portal.web import PortalResource
+        directory = self.mktemp()
+        os.mkdir(directory)
+        with open(os.path.join(directory, "style.css"), "w") as f:
+            f.write("body { color: teal }")
+        with open(os.path.join(directory, ".secret"), "w") as f:
+            f.write("no")
+        f = PortalFixture()
+        f.resource = PortalResource(f.portal, f.clock, template_dir=directory)
+        ok = f.request(b"GET", b"/static/style.css")
+        self.assertEqual((ok.responseCode, ok.body()), (200, b"body { color: teal }"))
+        self.assertEqual(ok.header(b"content-type"), b"text/css")
+        self.assertEqual(ok.header(b"cache-control"), b"no-store")
+        for name in (b".secret", b"..%2Fpage.html", b"sub/style.css", b"missing.png", b""):
+            self.assertEqual(f.request(b"GET", b"/static/" + name).responseCode, 404, name)
+        self.assertEqual(PortalFixture().request(b"GET", b"/static/style.css").responseCode, 404)
+
+
 class RedirectFrontTests(SynchronousTestCase):
     """
     L{RedirectFront}: plain foreign GETs and HEADs answered from bytes,
