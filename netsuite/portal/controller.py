@@ -266,10 +266,14 @@ class Portal:
         """
         After a restart: authorize every stored session in the firewall again.
         """
+        restored = 0
         for session in self.sessions.all():
             try:
                 yield self.registry.send(
                     self._at(self.firewall_process, "/firewall/authorize"),
                     {"ip": ipaddress.IPv4Address(session.ip), "mac": MAC(session.mac)})
+                restored += 1
             except Exception:
                 _log.failure("could not restore the session of {ip}", ip=session.ip)
+        _log.info("portal restored {n} sessions in the firewall", n=restored,
+                  netsuite_event="portal-restored")

@@ -30,6 +30,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -95,26 +96,27 @@ def relay(timeout: float = 60.0) -> int:
         print("error no chromedriver", flush=True)
         return 1
     port = _free_port()
-    log = tempfile.NamedTemporaryFile(prefix="chromedriver-", suffix=".log", delete=False)
     verbose = os.environ.get("NETSUITE_CHROMEDRIVER_LOG")  # debugging: keep a verbose log there
     extra = ["--verbose", f"--log-path={verbose}"] if verbose else []
     proc = subprocess.Popen([driver, f"--port={port}", "--allowed-ips=127.0.0.1", *extra],
-                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                status = _request(base, "GET", "/status", None, 2)
-                if status["status"] == 200 and (status["value"] or {}).get("ready"):
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                print("error chromedriver did not start", flush=True)
-                return 1
-            time.sleep(0.1)
+        # chromedriver says when it listens; what it says after goes nowhere.
+        started = threading.Event()
+        listening = []
+
+        def read_output() -> None:
+            for line in proc.stdout:
+                if not listening and b"started successfully" in line:
+                    listening.append(True)
+                    started.set()
+            started.set()  # it exited
+        threading.Thread(target=read_output, daemon=True).start()
+        if not started.wait(20) or not listening:
+            print("error chromedriver did not start", flush=True)
+            return 1
         print("ready", flush=True)
         for line in sys.stdin:
             if not line.strip():
@@ -131,12 +133,25 @@ def relay(timeout: float = 60.0) -> int:
         except ProcessLookupError:
             pass
         proc.wait()
-        log.close()
-        os.unlink(log.name)
     return 0
 
 
 # the test side
+
+# In the page (WebDriver execute/async): answer with the URL once this page
+# is the one wanted and complete; never answer otherwise (the page will go).
+_WAIT_FOR_PAGE = """
+const [wanted, prefix, answer] = arguments;
+function check() {
+    const here = location.href;
+    if ((prefix ? here.startsWith(wanted) : here === wanted)
+            && document.readyState === "complete") {
+        answer(here);
+    }
+}
+document.addEventListener("readystatechange", check);
+check();
+"""
 
 
 class BrowserError(Exception):
@@ -204,12 +219,8 @@ class Browser:
         return f"/session/{self.session}{path}"
 
     def navigate(self, url: str) -> None:
-        """Start loading C{url} (it returns at once: poll with L{wait_for})."""
+        """Start loading C{url} (it returns at once: see L{wait_for_page})."""
         self.call("POST", self._s("/url"), {"url": url})
-
-    def ready(self) -> bool:
-        return self.call("POST", self._s("/execute/sync"),
-                         {"script": "return document.readyState", "args": []}) == "complete"
 
     def url(self) -> str:
         return self.call("GET", self._s("/url"))
@@ -231,25 +242,27 @@ class Browser:
     def click(self, css: str) -> None:
         self.call("POST", self._s(f"/element/{self.find(css)}/click"), {})
 
-    def wait_for(self, predicate: Any, seconds: float = 15.0) -> Any:
-        """Poll C{predicate(self)} until it is true; raise after C{seconds}."""
+    def wait_for_page(self, url: str, prefix: bool = False, seconds: float = 15.0) -> str:
+        """
+        Wait until the page at C{url} (or at a URL starting with it) has
+        loaded, and return its URL. The browser waits, not the test: a
+        script in the page answers when the page is the one and complete;
+        a page that goes away before (a redirect, the next page of a form)
+        fails the script, and the next page gets the script again.
+        """
         deadline = time.monotonic() + seconds
         last: Any = None
-        while True:
+        while time.monotonic() < deadline:
             try:
-                last = predicate(self)
-                if last:
-                    return last
-            except BrowserError as e:  # a page in the middle of loading
+                return self.call("POST", self._s("/execute/async"), {
+                    "script": _WAIT_FOR_PAGE, "args": [url, prefix]})
+            except BrowserError as e:  # the page went away, or the script timed out
                 last = e
-            if time.monotonic() > deadline:
-                try:
-                    where = self.url()
-                except Exception as e:
-                    where = repr(e)
-                raise BrowserError(f"still not there after {seconds} s "
-                                   f"(last: {last!r}, at {where})")
-            time.sleep(0.2)
+        try:
+            where = self.url()
+        except Exception as e:
+            where = repr(e)
+        raise BrowserError(f"{url} not loaded after {seconds} s (last: {last!r}, at {where})")
 
     def close(self) -> None:
         if self.session is not None and self.proc.poll() is None:

@@ -10,9 +10,7 @@ import os
 import sys
 import tempfile
 
-from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
-from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest
 
@@ -103,22 +101,20 @@ class BrowserLoginTests(PortalLab):
 
         login = f"{self.portal}/login?url=http%3A%2F%2F"
         yield deferToThread(browser.navigate, self.internet)
-        yield deferToThread(browser.wait_for, lambda b: (
-            b.url().startswith(login) and b.ready()))
+        yield deferToThread(browser.wait_for_page, login, True)
         source = yield deferToThread(browser.source)
         self.assertIn("Be nice.", source)
         self.assertIn("Accept and connect", source)
         self.assertNotIn(UPSTREAM_BODY, source)
 
         yield deferToThread(browser.click, 'button[name="accept"]')
-        yield deferToThread(browser.wait_for, lambda b: (
-            b.url() == self.internet and b.ready()))
+        yield deferToThread(browser.wait_for_page, self.internet)
         text = yield deferToThread(browser.text)
         self.assertEqual(text.strip(), UPSTREAM_BODY)
 
         again = self.internet + "again"
         yield deferToThread(browser.navigate, again)
-        yield deferToThread(browser.wait_for, lambda b: b.url() == again and b.ready())
+        yield deferToThread(browser.wait_for_page, again)
         text = yield deferToThread(browser.text)
         self.assertEqual(text.strip(), UPSTREAM_BODY)
         self.assertEqual([r["path"] for r in self.upstream.requests()
@@ -204,13 +200,8 @@ class RestartTests(PortalLab):
             "--config", self.config])
         yield self.daemon.wait_for_line("firewall ready")
         yield self.daemon.wait_for_line("portal ready")
-
-        # the sessions are authorized again at start (asynchronously): poll, bounded
-        for attempt in range(20):
-            code, body = yield self.curl("c1", self.internet)
-            if (code, body) == (0, UPSTREAM_BODY):
-                break
-            yield deferLater(reactor, 0.5, lambda: None)
+        yield self.daemon.wait_for_line("portal restored 1 sessions")
+        code, body = yield self.curl("c1", self.internet)
         self.assertEqual((code, body), (0, UPSTREAM_BODY), self.daemon.output()[-3000:])
         yield self.assertRedirected("c2")
         code, page = yield self.curl("c1", f"{self.portal}/status")

@@ -9,11 +9,9 @@ import os
 import re
 import shutil
 import tempfile
-import time
 
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
-from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest, TestCase
 
@@ -169,14 +167,11 @@ class PortalIdleLabTests(PortalLab):
         """
         A client without traffic for idle_timeout seconds is logged out.
         """
-        logouts = []
-        yield self.bus.watch("/portal/logout", logouts.append)
+        logout = self.bus.wait_for("/portal/logout", timeout=15)
         code, out, _, _ = yield self.login("c1")
         self.assertEqual(out, "303 http://example.com/")
         code, body = yield self.curl("c1", self.internet)
         self.assertEqual(body, UPSTREAM_BODY)
-        deadline = time.monotonic() + 15
-        while not logouts and time.monotonic() < deadline:
-            yield deferLater(reactor, 0.5, lambda: None)
-        self.assertEqual([m["reason"] for m in logouts], ["idle-timeout"])
+        message = yield logout
+        self.assertEqual(message["reason"], "idle-timeout")
         yield self.assertRedirected("c1")
