@@ -24,7 +24,7 @@ import attrs
 from netsuite.registry.values import MAC
 
 __all__ = [
-    "Packet", "MalformedPacket", "PacketTooLarge", "MessageType",
+    "Packet", "as_address", "MalformedPacket", "PacketTooLarge", "MessageType",
     "BOOTREQUEST", "BOOTREPLY", "MAGIC_COOKIE", "BOOTP_MIN_SIZE", "DHCP_MIN_MAX_SIZE",
     "IP_UDP_OVERHEAD",
     "DISCOVER", "OFFER", "REQUEST", "DECLINE", "ACK", "NAK", "RELEASE", "INFORM",
@@ -113,8 +113,12 @@ def _padded(size: int) -> Any:
     return attrs.field(default=b"\x00" * size, converter=convert, validator=check)
 
 
-def _ip(value: Any) -> IPv4Address:
-    return value if isinstance(value, IPv4Address) else IPv4Address(value)
+def as_address(value: Any) -> IPv4Address:
+    """
+    C{value} as an L{IPv4Address} (one is returned as it is: the stdlib
+    would re-parse it from its text).
+    """
+    return value if type(value) is IPv4Address else IPv4Address(value)
 
 
 def _options(pairs: Iterable[Tuple[int, bytes]]) -> Tuple[Tuple[int, bytes], ...]:
@@ -151,10 +155,10 @@ class Packet:
     xid: int = attrs.field(default=0, validator=_range(0xFFFFFFFF))
     secs: int = attrs.field(default=0, validator=_range(0xFFFF))
     flags: int = attrs.field(default=0, validator=_range(0xFFFF))
-    ciaddr: IPv4Address = attrs.field(default=_ZERO, converter=_ip)
-    yiaddr: IPv4Address = attrs.field(default=_ZERO, converter=_ip)
-    siaddr: IPv4Address = attrs.field(default=_ZERO, converter=_ip)
-    giaddr: IPv4Address = attrs.field(default=_ZERO, converter=_ip)
+    ciaddr: IPv4Address = attrs.field(default=_ZERO, converter=as_address)
+    yiaddr: IPv4Address = attrs.field(default=_ZERO, converter=as_address)
+    siaddr: IPv4Address = attrs.field(default=_ZERO, converter=as_address)
+    giaddr: IPv4Address = attrs.field(default=_ZERO, converter=as_address)
     chaddr: bytes = _padded(16)
     sname: bytes = _padded(64)
     file: bytes = _padded(128)

@@ -18,7 +18,6 @@ together are committed together.
 
 from __future__ import annotations
 
-import struct
 from ipaddress import IPv4Address
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -32,7 +31,7 @@ from ..registry.values import MAC, Message
 from .leases import Lease
 from .options import encode_option, option_code
 from .packet import (ACK, DECLINE, DISCOVER, INFORM, NAK, OFFER, RELEASE, REQUEST,
-                     BOOTREPLY, MessageType, Packet)
+                     BOOTREPLY, MessageType, Packet, as_address)
 from .leases import LeaseStore
 from .pool import Pool, Subnet
 
@@ -132,7 +131,6 @@ class DHCPServer:
         self.interface_subnet = interface_subnet
         self.portal_url = portal_url
         self.committer: Optional[Committer] = None
-        self._encoded_subnets: Dict[str, Dict[int, bytes]] = {}
         self._encoded_replies: Dict[Tuple[str, Optional[int]], List[Tuple[int, bytes]]] = {}
         self.counters = {"dropped": 0, "no_subnet": 0, "not_ready": 0, "offers": 0, "acks": 0, "naks": 0,
                          "exhausted": 0, "refused_hook_addresses": 0}
@@ -250,7 +248,7 @@ class DHCPServer:
         source = "pool"
         hostname = None
         if isinstance(answer, dict) and answer.get("ip") is not None:
-            ip = _address(answer["ip"])
+            ip = as_address(answer["ip"])
             source = str(answer.get("source", "hook"))
             if source != "pool":
                 hostname = answer.get("hostname") or request.hostname
@@ -347,8 +345,7 @@ class DHCPServer:
         Send an event, if anyone listens or watches (an event nobody hears
         is not worth dispatching on every exchange).
         """
-        mailbox = self._mailboxes[event]
-        if mailbox.listeners or mailbox.watchers:
+        if self._mailboxes[event].heard:
             self.registry.send(event, message)
 
     # replies
@@ -408,32 +405,19 @@ class DHCPServer:
     def _subnet_options(self, subnet: Subnet, lease_time: Optional[float],
                         hostname: Optional[str]) -> List[Tuple[int, bytes]]:
         """
-        The options of a reply without C{/dhcp/options} listeners, the same
-        as L{_base_options} gives once encoded: the subnet's are encoded
-        once, and the whole list kept for each lease time (replies mostly
-        carry the subnet's own, or a second less).
+        The options of a reply without C{/dhcp/options} listeners:
+        L{_base_options} encoded, kept for each subnet and lease time
+        (replies mostly carry the subnet's own, or a second less).
         """
-        seconds = None if lease_time is None else max(int(lease_time), 1)
-        key = (subnet.name, seconds)
-        if not hostname:
-            ready = self._encoded_replies.get(key)
-            if ready is not None:
-                return ready
-        static = self._encoded_subnets.get(subnet.name)
-        if static is None:
-            static = self._encoded_subnets[subnet.name] = dict(
-                _encoded(self._base_options(subnet, None)))
-        options = dict(static)
-        if seconds is not None:  # the subnet's own options win, as in _base_options
-            options.setdefault(51, _U32.pack(seconds))
-            options.setdefault(58, _U32.pack(seconds // 2))
-            options.setdefault(59, _U32.pack(seconds * 7 // 8))
+        key = (subnet.name, None if lease_time is None else max(int(lease_time), 1))
+        ready = self._encoded_replies.get(key)
+        if ready is None:
+            if len(self._encoded_replies) > 1024:
+                self._encoded_replies.clear()
+            ready = self._encoded_replies[key] = _in_order(
+                dict(_encoded(self._base_options(subnet, lease_time))))
         if hostname:
-            options[12] = encode_option(12, hostname)
-            return _in_order(options)
-        if len(self._encoded_replies) > 1024:
-            self._encoded_replies.clear()
-        ready = self._encoded_replies[key] = _in_order(options)
+            return _in_order({**dict(ready), 12: encode_option(12, hostname)})
         return ready
 
     def _packet(self, request: Packet, kind: int, yiaddr: IPv4Address,
@@ -470,14 +454,9 @@ def _relay_echo(request: Packet) -> Tuple[Tuple[int, bytes], ...]:
 
 _NO_SNAME = bytes(64)
 _NO_FILE = bytes(128)
-_U32 = struct.Struct("!I")
 _SERVER_MANAGED = frozenset({0, 52, 53, 82, 255})
 """Option codes the server writes itself (or that are wire details): a
 configured or hooked value for one is left out."""
-
-
-def _address(value: Any) -> IPv4Address:
-    return value if type(value) is IPv4Address else IPv4Address(value)
 
 
 def _encoded(options: Dict[str, Any]) -> List[Tuple[int, bytes]]:

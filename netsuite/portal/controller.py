@@ -139,8 +139,7 @@ class Portal:
         unauthorized client sends many requests, not worth an event each
         when nobody hears them.
         """
-        mailbox = self.registry.mailbox("/portal/request")
-        return bool(mailbox.listeners or mailbox.watchers)
+        return bool(self.registry.mailbox("/portal/request").heard)
 
     def request_seen(self, ip: Any, host: str, path: str, method: str) -> None:
         """

@@ -141,7 +141,6 @@ class PortalSite(Site):
 
     def __init__(self, resource: "PortalResource", *args: Any, **kwargs: Any) -> None:
         Site.__init__(self, resource, *args, **kwargs)
-        self.portal_resource = resource
         self.redirected = 0
         self._open: set = set()
 
@@ -260,7 +259,7 @@ class RedirectFront(TimeoutMixin, Protocol):
             uri = parts[1].decode("ascii")
         except UnicodeDecodeError:
             return None
-        resource = self.site.portal_resource
+        resource = self.site.resource
         path = (uri.partition("?")[0] if uri.startswith("/") else urlsplit(uri).path) or "/"
         if not host_text or host_text == resource.portal.host.lower() or path in PROBES:
             return None

@@ -133,6 +133,14 @@ class Mailbox:
             self.listeners.remove(listener)
             self._chain = tuple(self.listeners)
 
+    @property
+    def heard(self) -> bool:
+        """
+        Whether a message sent here would reach anyone (a listener or a
+        watcher): a sender may spare itself building one that would not.
+        """
+        return bool(self.listeners or self.watchers)
+
     def watch(self, fn: Callable[[Message], Any]) -> _Watcher:
         watcher = _Watcher(self, fn)
         self.watchers.append(watcher)

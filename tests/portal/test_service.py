@@ -112,7 +112,7 @@ class TapTests(SynchronousTestCase):
             'host = "10.89.0.1:5280"\n')])
         top = tap.makeService(options)
         [service] = [s for s in top if isinstance(s, PortalService)]
-        resource = service.site.portal_resource
+        resource = service.site.resource
         page = FakeRequest(b"GET", b"/login", HOST.encode())
         page.render(resource)
         self.assertTrue(page.body().startswith(b"<main class=venue>"))

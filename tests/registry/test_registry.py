@@ -623,6 +623,21 @@ class WatchTests(SynchronousTestCase):
     L{Registry.watch} copies every message to a function on a later turn.
     """
 
+    def test_heard(self) -> None:
+        """
+        A mailbox is heard while it has a listener or a watcher.
+        """
+        registry, _ = make_registry()
+        mailbox = registry.mailbox(LEASE)
+        self.assertFalse(mailbox.heard)
+        watcher = registry.watch(LEASE, lambda message: None)
+        self.assertTrue(mailbox.heard)
+        watcher.remove()
+        listener = registry.listen(LEASE, Recorder(Stop(1)))
+        self.assertTrue(mailbox.heard)
+        listener.remove()
+        self.assertFalse(mailbox.heard)
+
     def test_everyMessage(self) -> None:
         """
         A watcher sees every message, after the send, without answering.
