@@ -48,7 +48,7 @@ MAILBOXES = {
                     "the pool allocator is last.",
     "/dhcp/options": "Options for a reply: {type, mac, ip, subnet, hostname, requested_options, "
                      "options}. Answer a map of option names to values to add or replace "
-                     "(None removes). Sent only when it has listeners.",
+                     "(None removes). Sent only when it has listeners or watchers.",
     "/dhcp/leases": "Leases: {mac?, ip?}; answers a list of {ip, mac, state, expires, hostname, "
                     "subnet}.",
 }
@@ -212,7 +212,7 @@ class DHCPServer:
         if subnet is None:
             self.counters["no_subnet"] += 1
             return None
-        if self._mailboxes["/dhcp/packet/in"].listeners:
+        if self._mailboxes["/dhcp/packet/in"].heard:
             return self.registry.send("/dhcp/packet/in", self._summary(request, subnet)
                                       ).addCallback(self._admitted, request, subnet)
         return self._serve(request, subnet)
@@ -379,7 +379,7 @@ class DHCPServer:
         """
         ciaddr = request.ciaddr if inform else ZERO
         seconds = None if inform else (lease_time or subnet.lease_time)
-        if not self._mailboxes["/dhcp/options"].listeners:
+        if not self._mailboxes["/dhcp/options"].heard:
             return self._packet(request, kind, ip,
                                 self._subnet_options(subnet, seconds, hostname), ciaddr)
         options = self._base_options(subnet, seconds)

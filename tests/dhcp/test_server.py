@@ -249,6 +249,19 @@ class ServerTests(SynchronousTestCase):
         self.assertEqual(plain, hooked)
         self.assertEqual(decode_option(51, Packet.from_bytes(plain[1]).option(51)), 90)
 
+    def test_watched_decisions(self):
+        """
+        A watcher alone on /dhcp/packet/in or /dhcp/options sees every
+        request and reply, which are served as without it.
+        """
+        seen = []
+        self.registry.watch("/dhcp/packet/in", lambda m: seen.append(("in", m["type"])))
+        self.registry.watch("/dhcp/options", lambda m: seen.append(("options", m["type"])))
+        offer, ack = self.lease()
+        self.assertEqual((offer.message_type, ack.message_type), (OFFER, ACK))
+        self.assertEqual(seen, [("in", "DISCOVER"), ("options", "OFFER"),
+                                ("in", "REQUEST"), ("options", "ACK")])
+
     def test_packet_in_drop(self):
         """
         A listener on /dhcp/packet/in can drop a request.
