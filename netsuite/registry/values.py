@@ -18,7 +18,7 @@ import ipaddress
 import json
 import math
 import re
-from typing import Any, Dict, List, Union
+from typing import Any, Callable, Dict, List, Union
 
 __all__ = [
     "MAC",
@@ -136,48 +136,89 @@ def _encode_float(value: float) -> Union[float, str]:
     return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
 
 
+def _encode_int(value: int) -> List[Any]:
+    try:
+        return ["int", str(value)]
+    except ValueError as e:
+        raise InvalidValue(f"int too large to encode: {e}") from None
+
+
+def _encode_map(value: Dict[Any, Value]) -> List[Any]:
+    out = {}
+    for key, item in value.items():
+        if type(key) is not str:
+            raise InvalidValue(f"map keys must be str, got {key!r}")
+        out[key] = encode(item)
+    return ["map", out]
+
+
+_ENCODERS: Dict[type, Callable[[Any], List[Any]]] = {
+    str: lambda value: ["str", value],
+    bool: lambda value: ["bool", value],
+    int: _encode_int,
+    float: lambda value: ["float", _encode_float(value)],
+    type(None): lambda value: ["none", None],
+    bytes: lambda value: ["bytes", base64.b64encode(value).decode("ascii")],
+    ipaddress.IPv4Address: lambda value: ["ipv4", str(value)],
+    ipaddress.IPv6Address: lambda value: ["ipv6", str(value)],
+    MAC: lambda value: ["mac", str(value)],
+    list: lambda value: ["list", [encode(item) for item in value]],
+    tuple: lambda value: ["list", [encode(item) for item in value]],
+    dict: _encode_map,
+}
+
+
 def encode(value: Value) -> List[Any]:
     """
     The typed encoding of a value: a JSON-ready C{[type, payload]} pair.
     """
-    kind = type(value)
-    if kind is str:
-        return ["str", value]
-    if kind is bool:
-        return ["bool", value]
-    if kind is int:
-        try:
-            return ["int", str(value)]
-        except ValueError as e:
-            raise InvalidValue(f"int too large to encode: {e}") from None
-    if kind is float:
-        return ["float", _encode_float(value)]
-    if value is None:
-        return ["none", None]
-    if kind is bytes:
-        return ["bytes", base64.b64encode(value).decode("ascii")]
-    if kind is ipaddress.IPv4Address:
-        return ["ipv4", str(value)]
-    if kind is ipaddress.IPv6Address:
-        return ["ipv6", str(value)]
-    if kind is MAC:
-        return ["mac", str(value)]
-    if kind is list or kind is tuple:
-        return ["list", [encode(item) for item in value]]
-    if kind is dict:
-        out = {}
-        for key, item in value.items():
-            if type(key) is not str:
-                raise InvalidValue(f"map keys must be str, got {key!r}")
-            out[key] = encode(item)
-        return ["map", out]
-    raise InvalidValue(f"{kind.__name__} is not a netsuite value ({value!r})")
+    encoder = _ENCODERS.get(type(value))
+    if encoder is None:
+        raise InvalidValue(f"{type(value).__name__} is not a netsuite value ({value!r})")
+    return encoder(value)
 
 
 def _expect(payload: Any, kind: type, tag: str) -> Any:
     if type(payload) is not kind:
         raise InvalidValue(f"{tag} payload must be a JSON {kind.__name__}, got {payload!r}")
     return payload
+
+
+def _decode_int(payload: Any) -> int:
+    text = _expect(payload, str, "int")
+    if not _DECIMAL_RE.fullmatch(text):
+        raise InvalidValue(f"int payload must be decimal digits, got {text!r}")
+    return int(text)
+
+
+def _decode_float(payload: Any) -> float:
+    if payload in ("nan", "inf", "-inf"):
+        return float(payload)
+    if type(payload) is int:
+        return float(payload)
+    return _expect(payload, float, "float")  # type: ignore[no-any-return]
+
+
+def _decode_none(payload: Any) -> None:
+    if payload is not None:
+        raise InvalidValue(f"none payload must be null, got {payload!r}")
+
+
+_DECIMAL_RE = re.compile(r"-?[0-9]+")
+_DECODERS: Dict[str, Callable[[Any], Value]] = {
+    "str": lambda payload: _expect(payload, str, "str"),
+    "bool": lambda payload: _expect(payload, bool, "bool"),
+    "int": _decode_int,
+    "float": _decode_float,
+    "none": _decode_none,
+    "bytes": lambda payload: base64.b64decode(_expect(payload, str, "bytes"), validate=True),
+    "ipv4": lambda payload: ipaddress.IPv4Address(_expect(payload, str, "ipv4")),
+    "ipv6": lambda payload: ipaddress.IPv6Address(_expect(payload, str, "ipv6")),
+    "mac": lambda payload: MAC(_expect(payload, str, "mac")),
+    "list": lambda payload: [decode(item) for item in _expect(payload, list, "list")],
+    "map": lambda payload: {key: decode(item)
+                            for key, item in _expect(payload, dict, "map").items()},
+}
 
 
 def decode(encoded: Any) -> Value:
@@ -187,49 +228,23 @@ def decode(encoded: Any) -> Value:
     if type(encoded) is not list or len(encoded) != 2 or type(encoded[0]) is not str:
         raise InvalidValue(f"a typed value is a [type, payload] pair, got {encoded!r}")
     tag, payload = encoded
+    decoder = _DECODERS.get(tag)
+    if decoder is None:
+        raise InvalidValue(f"unknown value type {tag!r}")
     try:
-        if tag == "str":
-            return _expect(payload, str, tag)
-        if tag == "bool":
-            return _expect(payload, bool, tag)
-        if tag == "int":
-            text = _expect(payload, str, tag)
-            if not re.fullmatch(r"-?[0-9]+", text):
-                raise InvalidValue(f"int payload must be decimal digits, got {text!r}")
-            return int(text)
-        if tag == "float":
-            if payload in ("nan", "inf", "-inf"):
-                return float(payload)
-            if type(payload) is int:
-                return float(payload)
-            return _expect(payload, float, tag)
-        if tag == "none":
-            if payload is not None:
-                raise InvalidValue(f"none payload must be null, got {payload!r}")
-            return None
-        if tag == "bytes":
-            return base64.b64decode(_expect(payload, str, tag), validate=True)
-        if tag == "ipv4":
-            return ipaddress.IPv4Address(_expect(payload, str, tag))
-        if tag == "ipv6":
-            return ipaddress.IPv6Address(_expect(payload, str, tag))
-        if tag == "mac":
-            return MAC(_expect(payload, str, tag))
-        if tag == "list":
-            return [decode(item) for item in _expect(payload, list, tag)]
-        if tag == "map":
-            return {key: decode(item) for key, item in _expect(payload, dict, tag).items()}
+        return decoder(payload)
     except InvalidValue:
         raise
     except (ValueError, OverflowError) as e:
         # binascii.Error and AddressValueError are ValueErrors; so are
         # non-ASCII base64 text and ints past sys.get_int_max_str_digits().
         raise InvalidValue(f"bad {tag} payload {payload!r:.80}: {e}") from None
-    raise InvalidValue(f"unknown value type {tag!r}")
 
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-"""One encoder: json.dumps with options builds a new one per call."""
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+                            check_circular=False)
+"""One encoder: json.dumps with options builds a new one per call. What it
+encodes is L{encode}'s fresh tree, which holds no cycle."""
 
 
 def dumps(value: Value) -> bytes:
