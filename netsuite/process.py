@@ -10,9 +10,12 @@ all-in-one plugin passes the ones the config enables.
 
 from __future__ import annotations
 
+import faulthandler
 import gc
 import os
+import signal
 import stat
+import sys
 from typing import Any, Callable, Iterable, List, Optional
 
 from twisted.application.service import MultiService, Service
@@ -134,6 +137,22 @@ class LogService(Service):
             self._file = None
 
 
+class StackDumps(Service):
+    """
+    C{kill -USR1 PID} writes every thread's Python stack to the process's
+    standard error: what a hung daemon is doing, without a debugger.
+    """
+
+    def privilegedStartService(self) -> None:
+        Service.privilegedStartService(self)
+        # The real stderr: twistd later swaps sys.stderr for a log file object.
+        faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
+
+    def stopService(self) -> None:
+        Service.stopService(self)
+        faulthandler.unregister(signal.SIGUSR1)
+
+
 def settle_heap() -> None:
     """
     Move everything alive now out of the cyclic collector's reach
@@ -162,6 +181,7 @@ def make_process_service(config: Any, reactor: Any,
     top = MultiService()
     top.registry = registry  # type: ignore[attr-defined]
     LogService(registry, config.log.level, config.log.json_file).setServiceParent(top)
+    StackDumps().setServiceParent(top)
     SocketDirectory(config.bus.socket_dir).setServiceParent(top)
     factory = BusServerFactory(registry, config.bus.allowed_uids)
     for description in [bus_endpoint(config)] + list(config.bus.listen):

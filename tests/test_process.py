@@ -2,8 +2,11 @@
 Tests for L{netsuite.process} and the all-in-one plugin L{netsuite.tap}.
 """
 
+import faulthandler
 import json
 import os
+import signal
+import sys
 
 from twisted.application.service import IServiceMaker
 from twisted.internet.testing import MemoryReactorClock
@@ -12,7 +15,7 @@ from twisted.plugin import getPlugins
 from twisted.trial.unittest import SynchronousTestCase
 
 from netsuite import tap
-from netsuite.process import LogService, SocketDirectory, bus_endpoint
+from netsuite.process import LogService, SocketDirectory, StackDumps, bus_endpoint
 
 
 class MakeServiceTests(SynchronousTestCase):
@@ -114,3 +117,25 @@ class SettleHeapTests(SynchronousTestCase):
         settle_heap()
         self.assertGreaterEqual(gc.get_freeze_count(), len(kept))
         self.assertEqual(gc.get_threshold()[0], 10000)
+
+
+class StackDumpsTests(SynchronousTestCase):
+    def test_usr1_dumps_every_thread(self):
+        """
+        Once started, SIGUSR1 writes the stacks of the process's threads to
+        its real standard error; once stopped, the signal is no longer taken.
+        """
+        path = self.mktemp()
+        with open(path, "w") as out:
+            self.patch(sys, "__stderr__", out)
+            service = StackDumps()
+            service.privilegedStartService()
+            service.startService()
+            self.addCleanup(faulthandler.unregister, signal.SIGUSR1)
+            os.kill(os.getpid(), signal.SIGUSR1)
+            service.stopService()
+        with open(path) as f:
+            dump = f.read()
+        self.assertIn("test_usr1_dumps_every_thread", dump)
+        self.assertIn("Current thread", dump)
+        self.assertFalse(faulthandler.unregister(signal.SIGUSR1))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -77,9 +78,12 @@ def say(text: str) -> None:
     print(f"\n== {text}", flush=True)
 
 
-def wait_for(path: str, text: str, seconds: float = 20.0) -> None:
+def wait_for(path: str, text: str, seconds: float = 60.0,
+             child: "Optional[subprocess.Popen[str]]" = None) -> None:
     """
-    Wait until the file at C{path} contains C{text}.
+    Wait until the file at C{path} contains C{text}. If it does not in
+    time, ask C{child} (a netsuite daemon writing there) for its threads'
+    stacks (SIGUSR1) so the error shows where it is stuck.
     """
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -87,8 +91,12 @@ def wait_for(path: str, text: str, seconds: float = 20.0) -> None:
             if text in f.read():
                 return
         time.sleep(0.1)
+    if child is not None and child.poll() is None:
+        child.send_signal(signal.SIGUSR1)
+        time.sleep(1.0)
     with open(path) as f:
-        raise SystemExit(f"demo: '{text}' did not appear in {path}:\n{f.read()}")
+        raise SystemExit(f"demo: '{text}' did not appear in {path} within {seconds:.0f} s:\n"
+                         f"{f.read()}")
 
 
 def first_line(text: str) -> str:
@@ -127,7 +135,7 @@ def main(argv: Optional[List[str]] = None) -> None:
              "--pidfile=", "netsuite", "--config", config, "--socket-dir", sockets],
             stdout=open(log, "w"), stderr=subprocess.STDOUT, cwd=ROOT))
         for ready in ("firewall ready", "dhcp ready"):
-            wait_for(log, ready)
+            wait_for(log, ready, child=children[-1])
 
         def curl(role: str, url: str, *extra: str) -> str:
             print(f"   {role}$ curl {' '.join(extra + (url,))}", flush=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sys
 import tempfile
 from typing import Any, Dict, List, Optional, Sequence
@@ -36,6 +37,7 @@ class Child(ProcessProtocol):
         self._waiting: List[tuple[re.Pattern[str], Deferred[str]]] = []
         self.ended: Deferred[Any] = Deferred()
         self.exit_code: Optional[int] = None
+        self.dumps_stacks = False  # a netsuite daemon: SIGUSR1 prints its threads' stacks
 
     def outReceived(self, data: bytes) -> None:
         self._partial += data
@@ -78,17 +80,26 @@ class Child(ProcessProtocol):
             return waiter
         self._waiting.append((compiled, waiter))
 
-        def too_late() -> None:
+        def give_up() -> None:
             if not waiter.called:
-                self._waiting.remove((compiled, waiter))
                 waiter.errback(RuntimeError(
                     f"{self.label} printed no line matching {pattern!r} in {timeout}s; "
-                    "output:\n" + "\n".join(self.lines[-40:])))
+                    "output:\n" + "\n".join(self.lines[-80:])))
+
+        def too_late() -> None:
+            if waiter.called:
+                return
+            self._waiting.remove((compiled, waiter))
+            if self.dumps_stacks and not self.ended.called:
+                self.signal(signal.SIGUSR1)  # its stacks join the output first
+                reactor.callLater(1.0, give_up)
+            else:
+                give_up()
         timer = reactor.callLater(timeout, too_late)
         waiter.addBoth(lambda result: (timer.active() and timer.cancel(), result)[1])
         return waiter
 
-    def signal(self, name: str) -> None:
+    def signal(self, name: "str | int") -> None:
         if not self.ended.called:
             self.transport.signalProcess(name)
 
@@ -111,6 +122,7 @@ def spawn(test: TestCase, label: str, argv: Sequence[str],
     Start C{argv}; kill it (SIGKILL) and wait for it at test clean-up.
     """
     child = Child(label)
+    child.dumps_stacks = TWISTD[0] in argv
     reactor.spawnProcess(child, argv[0], list(argv), env=child_env(env), path=ROOT,
                          uid=uid, gid=gid)
 
