@@ -25,7 +25,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ..registry.interfaces import (CONTINUE, NO_ANSWER, IListenerHandle, NotRunning,
-                                   IRegistry, ListenerError, Stop, parse_address)
+                                   IRegistry, ListenerError, Remember, Stop, parse_address)
 from ..registry.registry import _decorator_or_handle, matcher
 from ..registry import values
 from .server import RobustAMP
@@ -57,7 +57,8 @@ class RemoteListener:
     """
 
     def __init__(self, client: "BusClient", path: str, fn: Callable[..., Any], first: bool,
-                 tags: Dict[str, Any], deadline: float) -> None:
+                 tags: Dict[str, Any], deadline: float,
+                 remember_by: Optional[List[str]] = None) -> None:
         self.client = client
         self.id = f"l{next(_ids)}"
         self.address = f"{client.name}:{path}"
@@ -66,6 +67,7 @@ class RemoteListener:
         self.first = first
         self.tags = tags
         self.deadline = deadline
+        self.remember_by = remember_by
         self.attached: Deferred[RemoteListener] = Deferred()
 
     def remove(self) -> None:
@@ -102,6 +104,8 @@ class _ClientResponders(amp.CommandLocator):
             reply = amp.AmpBox(verdict=response["verdict"].encode())
             if response["result"] is not None:
                 put_chunks(reply, b"result", response["result"])
+            if response.get("remember") is not None:
+                reply[b"remember"] = repr(response["remember"]).encode()
             return reply
 
         def known(failure: Failure) -> Failure:
@@ -123,12 +127,16 @@ class _ClientResponders(amp.CommandLocator):
         decoded = values.loads(message)
 
         def verdict(answer: Any) -> Dict[str, Any]:
+            remember = None
+            if type(answer) is Remember:
+                answer, remember = answer.verdict, float(answer.seconds)
             if type(answer) is Stop:
-                return {"verdict": "stop", "result": values.dumps(answer.value)}
+                return {"verdict": "stop", "result": values.dumps(answer.value),
+                        "remember": remember}
             if answer is CONTINUE:
-                return {"verdict": "continue", "result": None}
+                return {"verdict": "continue", "result": None, "remember": remember}
             raise ListenerError(f"listener returned {answer!r}; a listener returns "
-                                "Stop(value) or CONTINUE")
+                                "Stop(value) or CONTINUE (or Remember of one)")
 
         def failed(failure: Failure) -> Failure:
             _log.failure("listener {fn!r} on {address} failed", failure,
@@ -267,15 +275,16 @@ class BusClient:
 
     def listen(self, address: str, fn: Optional[Callable[..., Any]] = None, *,
                first: bool = False, tags: Optional[Dict[str, Any]] = None,
-               deadline: Optional[float] = None) -> Any:
+               deadline: Optional[float] = None, remember_by: Any = None) -> Any:
         path = self._path(address)
         tags = dict(tags or {})
         values.check(tags, "tags")
+        fields = None if remember_by is None else list(remember_by)
 
         def add(fn: Callable[..., Any]) -> RemoteListener:
             # float(): amp.Float refuses an int such as deadline=5.
             handle = RemoteListener(self, path, fn, first, tags,
-                                    1.0 if deadline is None else float(deadline))
+                                    1.0 if deadline is None else float(deadline), fields)
             self._listeners[handle.id] = handle
             if self._current is not None:
                 self._attach(self._current, handle).addErrback(lambda f: None)  # logged
@@ -297,7 +306,9 @@ class BusClient:
 
         return connection.callRemote(
             AddListener, mailbox=handle.path, listener=handle.id, first=handle.first,
-            deadline=handle.deadline, tags=values.dumps(handle.tags)).addCallbacks(done, failed)
+            deadline=handle.deadline, tags=values.dumps(handle.tags),
+            remember_by=None if handle.remember_by is None else values.dumps(handle.remember_by)
+        ).addCallbacks(done, failed)
 
     def _remove_listener(self, handle: RemoteListener) -> None:
         if self._listeners.pop(handle.id, None) is not None and self._current is not None:

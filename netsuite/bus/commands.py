@@ -74,7 +74,8 @@ class Typed(amp.Argument):
 
     def toBox(self, name: bytes, strings: Dict[bytes, bytes], objects: Dict[str, Any],
               proto: Any) -> None:
-        data = objects.pop(amp._wireNameToPythonIdentifier(name))  # type: ignore[attr-defined]
+        key = amp._wireNameToPythonIdentifier(name)  # type: ignore[attr-defined]
+        data = objects.pop(key, None) if self.optional else objects.pop(key)
         if self.optional and data is None:
             return
         put_chunks(strings, name, data)
@@ -121,7 +122,7 @@ class AddListener(amp.Command):
 
     arguments = [(b"mailbox", amp.Unicode()), (b"listener", amp.Unicode()),
                  (b"first", amp.Boolean()), (b"deadline", amp.Float()),
-                 (b"tags", Typed())]
+                 (b"tags", Typed()), (b"remember_by", Typed(optional=True))]
     response = [(b"id", amp.Unicode())]
     errors = ERRORS
 
@@ -165,7 +166,8 @@ class CallListener(amp.Command):
 
     arguments = [(b"listener", amp.Unicode()), (b"mailbox", amp.Unicode()),
                  (b"message", Typed())]
-    response = [(b"verdict", amp.Unicode()), (b"result", Typed(optional=True))]
+    response = [(b"verdict", amp.Unicode()), (b"result", Typed(optional=True)),
+                (b"remember", amp.Float(optional=True))]
     errors = ERRORS
 
 

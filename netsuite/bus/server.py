@@ -19,7 +19,7 @@ from twisted.logger import Logger
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
-from ..registry.interfaces import CONTINUE, NO_ANSWER, IRegistry, ListenerError, Stop
+from ..registry.interfaces import CONTINUE, NO_ANSWER, IRegistry, ListenerError, Remember, Stop
 from ..registry import values
 from .commands import (BAD_REQUEST, CHUNK, ERRORS, AddListener, CallListener, Describe, DuplicateId,
                        Notify, RemoveListener, Send, UnknownId, Unwatch, Watch, take_chunks)
@@ -58,11 +58,15 @@ def verdict_from_wire(response: Dict[str, Any]) -> Any:
     if response["verdict"] == "stop":
         if response["result"] is None:
             raise ListenerError("peer answered verdict 'stop' without a result")
-        return Stop(values.loads(response["result"]))
-    if response["verdict"] == "continue":
-        return CONTINUE
-    raise ListenerError(f"peer answered verdict {response['verdict']!r}; "
-                        "expected 'stop' or 'continue'")
+        verdict: Any = Stop(values.loads(response["result"]))
+    elif response["verdict"] == "continue":
+        verdict = CONTINUE
+    else:
+        raise ListenerError(f"peer answered verdict {response['verdict']!r}; "
+                            "expected 'stop' or 'continue'")
+    if response.get("remember") is not None:
+        return Remember(verdict, response["remember"])
+    return verdict
 
 
 def verdict_from_box(box: amp.AmpBox) -> Any:
@@ -71,12 +75,21 @@ def verdict_from_box(box: amp.AmpBox) -> Any:
     """
     verdict = box.get(b"verdict")
     if verdict == b"continue":
-        return CONTINUE
-    if verdict == b"stop":
+        answer: Any = CONTINUE
+    elif verdict == b"stop":
         if b"result" not in box:
             raise ListenerError("peer answered verdict 'stop' without a result")
-        return Stop(values.loads(take_chunks(box, b"result")))
-    raise ListenerError(f"peer answered verdict {verdict!r}; expected 'stop' or 'continue'")
+        answer = Stop(values.loads(take_chunks(box, b"result")))
+    else:
+        raise ListenerError(f"peer answered verdict {verdict!r}; expected 'stop' or 'continue'")
+    remember = box.get(b"remember")
+    if remember is not None:
+        try:
+            return Remember(answer, float(remember))
+        except ValueError:
+            raise ListenerError(f"peer answered remember={remember!r}; expected seconds "
+                                "(a float)") from None
+    return answer
 
 
 def call_listener(connection: amp.AMP, listener: bytes, mailbox: bytes,
@@ -198,12 +211,13 @@ class BusResponders(amp.CommandLocator):
 
     @AddListener.responder
     def add_listener(self, mailbox: str, listener: str, first: bool, deadline: float,
-                     tags: bytes) -> Dict[str, Any]:
+                     tags: bytes, remember_by: Optional[bytes] = None) -> Dict[str, Any]:
         if listener in self.listeners:
             raise DuplicateId(f"listener id {listener!r} is already in use on this connection")
         decoded_tags = values.loads(tags)
         if not isinstance(decoded_tags, dict):
             raise values.InvalidValue("tags must be a map")
+        fields = None if remember_by is None else values.loads(remember_by)
         decoded_tags = dict(decoded_tags, peer=self.peer)
         connection = self.connection
         assert connection is not None
@@ -215,11 +229,12 @@ class BusResponders(amp.CommandLocator):
                                  values.dumps(message))
 
         handle = self.registry.listen(mailbox, stand_in, first=first, tags=decoded_tags,
-                                      deadline=deadline)
+                                      deadline=deadline, remember_by=fields)
         self.listeners[listener] = handle
         _log.info("{peer} added listener {listener} on {mailbox} (first={first}, "
-                  "deadline={deadline}s)", peer=self.peer, listener=listener,
-                  mailbox=mailbox, first=first, deadline=deadline)
+                  "deadline={deadline}s{remembering})", peer=self.peer, listener=listener,
+                  mailbox=mailbox, first=first, deadline=deadline,
+                  remembering="" if fields is None else f", remember_by={fields}")
         return {"id": handle.id}
 
     @RemoveListener.responder

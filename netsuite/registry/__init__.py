@@ -4,13 +4,13 @@ message passing), typed values, verdicts.
 """
 
 from .interfaces import (CONTINUE, DECISION, EVENT, NO_ANSWER, IListenerHandle, IRegistry,
-                         InvalidAddress, ListenerError, MailboxExists, Stop, UnknownMailbox,
-                         parse_address)
+                         InvalidAddress, ListenerError, MailboxExists, Remember, Stop,
+                         UnknownMailbox, parse_address)
 from .registry import Registry
 from .values import MAC, InvalidValue
 
 __all__ = [
     "CONTINUE", "DECISION", "EVENT", "NO_ANSWER", "IListenerHandle", "IRegistry",
-    "InvalidAddress", "ListenerError", "MailboxExists", "Stop", "UnknownMailbox",
+    "InvalidAddress", "ListenerError", "MailboxExists", "Remember", "Stop", "UnknownMailbox",
     "parse_address", "Registry", "MAC", "InvalidValue",
 ]

@@ -4,7 +4,9 @@ The registry's interface, its verdicts and its errors.
 
 A listener answers each message with a verdict: L{CONTINUE} lets the chain go
 on, L{Stop} ends it with a result. L{IRegistry.send} fires with that result,
-or with L{NO_ANSWER} when every listener let the chain continue.
+or with L{NO_ANSWER} when every listener let the chain continue. Wrapped in
+L{Remember}, a verdict also holds for later messages that agree with this one
+on the listener's C{remember_by} fields, so the mailbox need not ask again.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ __all__ = [
     "IListenerHandle",
     "Stop",
     "CONTINUE",
+    "Remember",
+    "MAX_REMEMBER",
     "NO_ANSWER",
     "DECISION",
     "EVENT",
@@ -69,6 +73,37 @@ class _Continue:
 
 CONTINUE = _Continue()
 """The verdict that lets the chain go on to the next listener."""
+
+
+MAX_REMEMBER = 86400.0
+"""The longest a verdict may be remembered, in seconds."""
+
+
+class Remember:
+    """
+    A verdict (L{Stop} or L{CONTINUE}) that holds for C{seconds}: until
+    then, the mailbox answers a message that has the same values in the
+    fields the listener was added with (C{remember_by}) with this verdict,
+    without calling the listener. A hook in another process that caches its
+    answers uses it to spare the owner a round trip per message. A listener
+    added without C{remember_by} just has its verdict taken.
+    """
+
+    __slots__ = ("verdict", "seconds")
+
+    def __init__(self, verdict: Any, seconds: float) -> None:
+        self.verdict = verdict
+        self.seconds = seconds
+
+    def __repr__(self) -> str:
+        return f"Remember({self.verdict!r}, {self.seconds!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, Remember) and other.verdict == self.verdict
+                and other.seconds == self.seconds)
+
+    def __hash__(self) -> int:
+        return hash(("Remember", self.seconds))
 
 
 class _NoAnswer:
@@ -189,11 +224,14 @@ class IRegistry(Interface):
         """
 
     def listen(address: str, fn: Any = None, *, first: bool = False,
-               tags: Optional[dict] = None, deadline: Optional[float] = None) -> Any:
+               tags: Optional[dict] = None, deadline: Optional[float] = None,
+               remember_by: Optional[Any] = None) -> Any:
         """
         Add C{fn} to the mailbox, first or last. C{fn(message)} returns a
         verdict or a Deferred of one. C{deadline} bounds how long a Deferred
-        answer may take. Without C{fn}, return a decorator.
+        answer may take. C{remember_by}, a sequence of message field names,
+        lets the mailbox keep C{fn}'s L{Remember} verdicts by the values of
+        those fields. Without C{fn}, return a decorator.
 
         @return: an L{IListenerHandle}.
         """

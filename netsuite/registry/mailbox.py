@@ -11,7 +11,7 @@ the chain resumes when it answers.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -19,14 +19,19 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from .interfaces import CONTINUE, EVENT, NO_ANSWER, IListenerHandle, ListenerError, Stop
+from .interfaces import (CONTINUE, EVENT, MAX_REMEMBER, NO_ANSWER, IListenerHandle,
+                         ListenerError, Remember, Stop)
 from .observer import EventualQueue
 from .values import InvalidValue, Message, check
 
-__all__ = ["Mailbox", "Listener", "Counters", "MAX_DEADLINE"]
+__all__ = ["Mailbox", "Listener", "Counters", "MAX_DEADLINE", "MAX_REMEMBERED"]
 
 MAX_DEADLINE = 300.0
 """The longest a listener may take to answer, in seconds."""
+
+MAX_REMEMBERED = 100_000
+"""The most verdicts one listener has remembered at once; beyond, the
+oldest are forgotten first."""
 
 _log = Logger()
 
@@ -36,7 +41,7 @@ class Counters:
     What happened at a mailbox or a listener.
     """
 
-    __slots__ = ("messages", "stops", "errors", "timeouts", "seconds")
+    __slots__ = ("messages", "stops", "errors", "timeouts", "seconds", "remembered")
 
     def __init__(self) -> None:
         self.messages = 0
@@ -44,6 +49,7 @@ class Counters:
         self.errors = 0
         self.timeouts = 0
         self.seconds = 0.0
+        self.remembered = 0  # messages given a remembered verdict, not asked
 
     def as_value(self) -> Dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -52,14 +58,16 @@ class Counters:
 @implementer(IListenerHandle)
 class Listener:
     """
-    A function on a mailbox's chain, with its tags, deadline and counters.
+    A function on a mailbox's chain, with its tags, deadline and counters,
+    and the verdicts it asked to be remembered (see L{Remember}).
     """
 
     __slots__ = ("id", "fn", "tags", "deadline", "counters", "address",
-                 "attached", "_mailbox")
+                 "attached", "remember_by", "remembered", "_mailbox")
 
     def __init__(self, mailbox: "Mailbox", id: str, fn: Callable[[Message], Any],
-                 tags: Dict[str, Any], deadline: float) -> None:
+                 tags: Dict[str, Any], deadline: float,
+                 remember_by: Optional[Tuple[str, ...]] = None) -> None:
         self._mailbox: Optional[Mailbox] = mailbox
         self.id = id
         self.fn = fn
@@ -68,11 +76,51 @@ class Listener:
         self.counters = Counters()
         self.address = mailbox.path
         self.attached: Deferred[Listener] = succeed(self)
+        self.remember_by = remember_by
+        self.remembered: Dict[Tuple[Any, ...], Tuple[float, Any]] = {}
 
     def remove(self) -> None:
         if self._mailbox is not None:
             self._mailbox.remove(self)
             self._mailbox = None
+        self.remembered.clear()
+
+    def recall(self, message: Message, now: float) -> Any:
+        """
+        The verdict remembered for C{message}, or None.
+        """
+        try:
+            key = tuple([message.get(name) for name in self.remember_by])  # type: ignore[union-attr]
+            kept = self.remembered.get(key)
+        except TypeError:  # a field whose value cannot be a key (a list, a map)
+            return None
+        if kept is None:
+            return None
+        if kept[0] <= now:
+            del self.remembered[key]
+            return None
+        return kept[1]
+
+    def keep(self, message: Message, remember: Remember, now: float) -> Any:
+        """
+        Remember C{remember}'s verdict for messages like C{message} (when
+        this listener was added with C{remember_by}); return the verdict.
+        """
+        verdict = remember.verdict
+        seconds = remember.seconds
+        if (self.remember_by is None or not isinstance(seconds, (int, float))
+                or not 0 < seconds <= MAX_REMEMBER
+                or not (verdict is CONTINUE or type(verdict) is Stop)):
+            return verdict
+        try:
+            key = tuple([message.get(name) for name in self.remember_by])
+            self.remembered.pop(key, None)
+            if len(self.remembered) >= MAX_REMEMBERED:
+                del self.remembered[next(iter(self.remembered))]
+            self.remembered[key] = (now + seconds, verdict)
+        except TypeError:
+            pass
+        return verdict
 
     def __repr__(self) -> str:
         return f"<Listener {self.id} on {self.address} tags={self.tags!r}>"
@@ -111,7 +159,7 @@ class Mailbox:
         self._chain: Sequence[Listener] = ()  # the listeners as sends see them
 
     def add(self, fn: Callable[[Message], Any], first: bool, tags: Dict[str, Any],
-            deadline: Optional[float]) -> Listener:
+            deadline: Optional[float], remember_by: Any = None) -> Listener:
         check(tags, "tags")
         if deadline is None:
             deadline = self._default_deadline
@@ -119,8 +167,15 @@ class Mailbox:
                 and 0 < deadline <= MAX_DEADLINE):
             raise InvalidValue(f"deadline must be a number of seconds in (0, {MAX_DEADLINE}], "
                                f"got {deadline!r}")
+        if remember_by is not None:
+            if (isinstance(remember_by, str) or not isinstance(remember_by, (list, tuple))
+                    or not remember_by or not all(isinstance(f, str) for f in remember_by)):
+                raise InvalidValue("remember_by must be a non-empty list of message field "
+                                   f"names, got {remember_by!r}")
+            remember_by = tuple(remember_by)
         self._serial += 1
-        listener = Listener(self, f"{self._serial}", fn, dict(tags), float(deadline))
+        listener = Listener(self, f"{self._serial}", fn, dict(tags), float(deadline),
+                            remember_by)
         if first:
             self.listeners.insert(0, listener)
         else:
@@ -172,6 +227,8 @@ class Mailbox:
             "listeners": [
                 {"id": listener.id, "tags": listener.tags,
                  "deadline": listener.deadline,
+                 "remember_by": (None if listener.remember_by is None
+                                 else list(listener.remember_by)),
                  "counters": listener.counters.as_value()}
                 for listener in self.listeners
             ],
@@ -208,6 +265,14 @@ class _Dispatch:
             self.index += 1
             counters = listener.counters
             counters.messages += 1
+            if listener.remember_by is not None:
+                verdict = listener.recall(message, then)
+                if verdict is not None:
+                    counters.remembered += 1
+                    self.mailbox.counters.remembered += 1
+                    if verdict is not CONTINUE and self._judge(listener, verdict):
+                        return self.result  # type: ignore[return-value]
+                    continue
             try:
                 verdict = listener.fn(message)
             except Exception:
@@ -222,6 +287,8 @@ class _Dispatch:
             now = seconds()
             counters.seconds += now - then
             then = now
+            if type(verdict) is Remember:
+                verdict = listener.keep(message, verdict, now)
             if verdict is not CONTINUE and self._judge(listener, verdict):
                 return self.result  # type: ignore[return-value]
         return self._finish(NO_ANSWER)
@@ -236,7 +303,10 @@ class _Dispatch:
             return result
 
         def answered(verdict: Any) -> None:
-            listener.counters.seconds += self.mailbox._clock.seconds() - began
+            now = self.mailbox._clock.seconds()
+            listener.counters.seconds += now - began
+            if type(verdict) is Remember:
+                verdict = listener.keep(self.message, verdict, now)
             if not self._judge(listener, verdict):
                 self.run()
 

@@ -119,13 +119,14 @@ class Registry:
 
     def listen(self, address: str, fn: Optional[Callable[[Message], Any]] = None, *,
                first: bool = False, tags: Optional[Dict[str, Any]] = None,
-               deadline: Optional[float] = None) -> Any:
+               deadline: Optional[float] = None, remember_by: Any = None) -> Any:
         peer, path = self._remote(address)
         if peer is not None:
-            return peer.listen(path, fn, first=first, tags=tags, deadline=deadline)
+            return peer.listen(path, fn, first=first, tags=tags, deadline=deadline,
+                               remember_by=remember_by)
         mailbox = self.mailbox(path)
         return _decorator_or_handle(
-            lambda fn: mailbox.add(fn, first, tags or {}, deadline), fn)
+            lambda fn: mailbox.add(fn, first, tags or {}, deadline, remember_by), fn)
 
     def watch(self, address: str, fn: Callable[[Message], Any]) -> Any:
         peer, path = self._remote(address)

@@ -24,9 +24,10 @@ from zope.interface.verify import verifyObject
 from netsuite.bus.client import BusClient, NotRunning, socket_endpoint
 from netsuite.bus.commands import (CHUNK, AddListener, Describe, DuplicateId, RemoveListener,
                                    Send, Typed, UnknownId, Unwatch)
-from netsuite.bus.server import BusServerFactory, BusServerProtocol, Credentials
+from netsuite.bus.server import (BusServerFactory, BusServerProtocol, Credentials,
+                                 verdict_from_box, verdict_from_wire)
 from netsuite.registry import (CONTINUE, EVENT, NO_ANSWER, IListenerHandle, IRegistry,
-                               ListenerError, Registry, Stop, UnknownMailbox)
+                               ListenerError, Registry, Remember, Stop, UnknownMailbox)
 from netsuite.registry.values import MAC, InvalidValue, dumps, loads
 
 LEASE = "/dhcp/lease"
@@ -162,6 +163,39 @@ class TypedTests(SynchronousTestCase):
         objects: Dict[str, Any] = {}
         Typed(optional=True).fromBox(b"result", strings, objects, None)
         self.assertEqual(objects, {"result": None})
+
+
+class VerdictWireTests(SynchronousTestCase):
+    """
+    A L{CallListener} answer read as a verdict, on both the raw-box path
+    and AMP's argument path.
+    """
+
+    def test_remember(self) -> None:
+        """
+        An answer with C{remember} is a L{Remember} of its verdict.
+        """
+        box = amp.AmpBox(verdict=b"stop", result=dumps("x"), remember=b"30.5")
+        self.assertEqual(verdict_from_box(box), Remember(Stop("x"), 30.5))
+        self.assertEqual(verdict_from_box(amp.AmpBox(verdict=b"continue", remember=b"2")),
+                         Remember(CONTINUE, 2.0))
+        self.assertEqual(verdict_from_wire({"verdict": "continue", "result": None,
+                                            "remember": 2.0}), Remember(CONTINUE, 2.0))
+
+    def test_plain(self) -> None:
+        """
+        Without C{remember}, the verdict itself.
+        """
+        self.assertEqual(verdict_from_box(amp.AmpBox(verdict=b"stop", result=dumps(1))),
+                         Stop(1))
+        self.assertIs(verdict_from_wire({"verdict": "continue", "result": None}), CONTINUE)
+
+    def test_badRemember(self) -> None:
+        """
+        A C{remember} that is not a number is a L{ListenerError}.
+        """
+        self.assertRaises(ListenerError, verdict_from_box,
+                          amp.AmpBox(verdict=b"continue", remember=b"soon"))
 
 
 class ServerTests(SynchronousTestCase):
@@ -754,6 +788,84 @@ class ClientTests(SynchronousTestCase):
         d = self.client.send(LEASE, {"blob": BIG})
         self.flush()
         self.assertEqual(self.successResultOf(d), BIG[::-1])
+
+    def test_rememberedVerdict(self) -> None:
+        """
+        A peer's listener added with C{remember_by} that answers
+        L{Remember} is asked once per key: the owner gives the remembered
+        verdict to the next message of the same client without a
+        round trip, and asks again for another client.
+        """
+        seen: List[Any] = []
+
+        def lookup(message: Dict[str, Any]) -> Any:
+            seen.append(message["mac"])
+            return Remember(Stop(IPv4Address("10.0.0.42")), 300.0)
+
+        self.client.listen(LEASE, lookup, first=True, remember_by=["mac"])
+        self.flush()
+        self.assertEqual(self.owner.registry.describe(LEASE)[0]["listeners"][0]["remember_by"],
+                         ["mac"])
+        for mac in ("aabbccddeeff", "aabbccddeeff", "001122334455"):
+            d = self.owner.registry.send(LEASE, {"mac": MAC(mac), "xid": 7})
+            self.flush()
+            self.assertEqual(self.successResultOf(d), IPv4Address("10.0.0.42"))
+        self.assertEqual(seen, [MAC("aabbccddeeff"), MAC("001122334455")])
+
+    def test_rememberedContinue(self) -> None:
+        """
+        A remembered L{CONTINUE} falls through to the stock listener without
+        asking the peer again.
+        """
+        seen: List[Any] = []
+
+        def lookup(message: Dict[str, Any]) -> Any:
+            seen.append(message)
+            return Remember(CONTINUE, 60)
+
+        self.client.listen(LEASE, lookup, first=True, remember_by=["mac"])
+        self.flush()
+        for _ in range(2):
+            d = self.owner.registry.send(LEASE, {"mac": "a"})
+            self.flush()
+            self.assertEqual(self.successResultOf(d), "stock")
+        self.assertEqual(len(seen), 1)
+
+    def test_rememberedForgottenWithConnection(self) -> None:
+        """
+        When the peer's connection is lost, what its listener asked to be
+        remembered goes with it: the next message reaches the stock
+        listener at once.
+        """
+        self.client.listen(LEASE, lambda message: Remember(Stop("peer"), 300), first=True,
+                           remember_by=["mac"])
+        self.flush()
+        d = self.owner.registry.send(LEASE, {"mac": "a"})
+        self.flush()
+        self.assertEqual(self.successResultOf(d), "peer")
+        self.pump.clientIO.loseConnection()
+        self.flush()
+        self.assertEqual(self.successResultOf(self.owner.registry.send(LEASE, {"mac": "a"})),
+                         "stock")
+
+    def test_rememberWithoutKeyAsksEachTime(self) -> None:
+        """
+        L{Remember} from a listener added without C{remember_by} is an
+        ordinary verdict.
+        """
+        seen: List[Any] = []
+
+        def lookup(message: Dict[str, Any]) -> Any:
+            seen.append(message)
+            return Remember(Stop("peer"), 60)
+
+        self.client.listen(LEASE, lookup, first=True)
+        self.flush()
+        for _ in range(2):
+            d = self.owner.registry.send(LEASE, {"mac": "a"})
+            self.flush()
+            self.assertEqual(self.successResultOf(d), "peer")
+        self.assertEqual(len(seen), 2)
 
 
 class ReconnectTests(SynchronousTestCase):

@@ -19,7 +19,7 @@ from zope.interface.verify import verifyObject
 
 from netsuite.registry import (CONTINUE, DECISION, EVENT, NO_ANSWER, IListenerHandle,
                                IRegistry, InvalidAddress, ListenerError, MailboxExists,
-                               Registry, Stop, UnknownMailbox, parse_address)
+                               Registry, Remember, Stop, UnknownMailbox, parse_address)
 from netsuite.registry.values import MAC, InvalidValue
 
 LEASE = "/dhcp/lease"
@@ -510,6 +510,173 @@ class DeferredListenerTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(first), 1)
 
 
+class RememberTests(SynchronousTestCase):
+    """
+    A listener added with C{remember_by} may answer L{Remember}: the mailbox
+    gives the verdict again, without asking, to messages alike in those
+    fields, until it expires.
+    """
+
+    def setUp(self) -> None:
+        self.registry, self.clock = make_registry()
+        self.stock = Recorder(Stop("pool"))
+
+    def hook(self, verdict: Any, remember_by: Any = ("mac", "subnet")) -> Recorder:
+        hook = Recorder(verdict)
+        self.registry.listen(LEASE, hook, first=True, remember_by=remember_by)
+        self.registry.listen(LEASE, self.stock)
+        return hook
+
+    def send(self, **message: Any) -> Any:
+        return self.successResultOf(self.registry.send(LEASE, message))
+
+    def test_stopRemembered(self) -> None:
+        """
+        A remembered L{Stop} answers the same client again without a call,
+        and is counted as remembered.
+        """
+        hook = self.hook(Remember(Stop("10.0.0.5"), 60))
+        self.assertEqual(self.send(mac="a", subnet="lan", requested=None), "10.0.0.5")
+        self.assertEqual(self.send(mac="a", subnet="lan", requested="10.0.0.9"), "10.0.0.5")
+        self.assertEqual(len(hook.messages), 1)
+        listing = self.registry.describe(LEASE)[0]
+        hook_counters = listing["listeners"][0]["counters"]
+        self.assertEqual((hook_counters["messages"], hook_counters["remembered"],
+                          hook_counters["stops"]), (2, 1, 2))
+        self.assertEqual(listing["counters"]["remembered"], 1)
+        self.assertEqual(listing["listeners"][0]["remember_by"], ["mac", "subnet"])
+
+    def test_continueRemembered(self) -> None:
+        """
+        A remembered L{CONTINUE} passes the message on to the next listener
+        without calling the hook.
+        """
+        hook = self.hook(Remember(CONTINUE, 60))
+        self.assertEqual(self.send(mac="a", subnet="lan"), "pool")
+        self.assertEqual(self.send(mac="a", subnet="lan"), "pool")
+        self.assertEqual(len(hook.messages), 1)
+        self.assertEqual(len(self.stock.messages), 2)
+
+    def test_keyedByFields(self) -> None:
+        """
+        Another value in any C{remember_by} field is another key.
+        """
+        hook = self.hook(Remember(Stop("x"), 60))
+        self.send(mac="a", subnet="lan")
+        self.send(mac="b", subnet="lan")
+        self.send(mac="a", subnet="guest")
+        self.send(mac=MAC("02:00:00:00:00:01"), subnet="lan")
+        self.send(mac=MAC("02:00:00:00:00:01"), subnet="lan")
+        self.assertEqual(len(hook.messages), 4)
+
+    def test_expires(self) -> None:
+        """
+        After its seconds the verdict is forgotten and the listener asked.
+        """
+        hook = self.hook(Remember(Stop("x"), 30))
+        self.send(mac="a", subnet="lan")
+        self.clock.advance(29)
+        self.send(mac="a", subnet="lan")
+        self.assertEqual(len(hook.messages), 1)
+        self.clock.advance(1)
+        self.send(mac="a", subnet="lan")
+        self.assertEqual(len(hook.messages), 2)
+
+    def test_deferredAnswerRemembered(self) -> None:
+        """
+        A L{Remember} that comes later, in a Deferred, is remembered too.
+        """
+        answers: List[Deferred[Any]] = []
+
+        def later(message: Any) -> Deferred[Any]:
+            answers.append(Deferred())
+            return answers[-1]
+        self.registry.listen(LEASE, later, first=True, remember_by=["mac"])
+        d = self.registry.send(LEASE, {"mac": "a"})
+        answers[0].callback(Remember(Stop("x"), 10))
+        self.assertEqual(self.successResultOf(d), "x")
+        self.assertEqual(self.send(mac="a"), "x")
+        self.assertEqual(len(answers), 1)
+
+    def test_notRememberedWithoutKey(self) -> None:
+        """
+        A listener added without C{remember_by} has its verdict taken and
+        is asked every time.
+        """
+        hook = self.hook(Remember(Stop("x"), 60), remember_by=None)
+        self.assertEqual(self.send(mac="a"), "x")
+        self.assertEqual(self.send(mac="a"), "x")
+        self.assertEqual(len(hook.messages), 2)
+
+    def test_badSecondsNotRemembered(self) -> None:
+        """
+        Zero, negative, too long or non-numeric seconds: the verdict is
+        taken, not remembered.
+        """
+        for seconds in (0, -1, 86401, float("nan"), "60", None):
+            registry, _ = make_registry()
+            hook = Recorder(Remember(Stop("x"), seconds))
+            registry.listen(LEASE, hook, remember_by=["mac"])
+            self.assertEqual(self.successResultOf(registry.send(LEASE, {"mac": "a"})), "x")
+            self.assertEqual(self.successResultOf(registry.send(LEASE, {"mac": "a"})), "x")
+            self.assertEqual(len(hook.messages), 2, seconds)
+
+    def test_unhashableField(self) -> None:
+        """
+        A message whose key field holds a list is answered by the listener
+        every time, never a crash.
+        """
+        hook = self.hook(Remember(Stop("x"), 60), remember_by=["names"])
+        self.assertEqual(self.send(names=["a"]), "x")
+        self.assertEqual(self.send(names=["a"]), "x")
+        self.assertEqual(len(hook.messages), 2)
+
+    def test_notAVerdict(self) -> None:
+        """
+        L{Remember} of something that is not a verdict is an error: the
+        listener is skipped and nothing is remembered.
+        """
+        hook = self.hook(Remember("10.0.0.5", 60))
+        self.assertEqual(self.send(mac="a", subnet="lan"), "pool")
+        self.assertEqual(self.send(mac="a", subnet="lan"), "pool")
+        self.assertEqual(len(hook.messages), 2)
+        self.assertEqual(self.registry.describe(LEASE)[0]["listeners"][0]["counters"]["errors"],
+                         2)
+        self.flushLoggedErrors(ListenerError)
+
+    def test_forgottenOnRemove(self) -> None:
+        """
+        Removing the listener forgets what it asked to be remembered.
+        """
+        hook = Recorder(Remember(Stop("x"), 60))
+        handle = self.registry.listen(LEASE, hook, remember_by=["mac"])
+        self.send(mac="a")
+        handle.remove()
+        self.assertEqual(handle.remembered, {})
+        self.assertEqual(self.send(mac="a"), NO_ANSWER)
+
+    def test_bounded(self) -> None:
+        """
+        Past L{MAX_REMEMBERED} keys the oldest is forgotten first.
+        """
+        from netsuite.registry import mailbox
+        self.patch(mailbox, "MAX_REMEMBERED", 3)
+        hook = self.hook(Remember(Stop("x"), 60), remember_by=["mac"])
+        for mac in "abcd":
+            self.send(mac=mac)
+        self.send(mac="b")
+        self.send(mac="a")
+        self.assertEqual([m["mac"] for m in hook.messages], ["a", "b", "c", "d", "a"])
+
+    def test_badRememberBy(self) -> None:
+        """
+        C{remember_by} must be a non-empty list of field names.
+        """
+        for bad in ("mac", [], [1], {"mac": 1}):
+            self.assertRaises(InvalidValue, self.registry.listen, LEASE, Recorder(),
+                              remember_by=bad)
+
+
 class EventTests(SynchronousTestCase):
     """
     An event mailbox tells every listener; none can stop it.
@@ -858,7 +1025,8 @@ class DescribeTests(SynchronousTestCase):
         self.assertEqual(lease["doc"], "Which address for this client?")
         self.assertEqual(lease["watchers"], 1)
         self.assertEqual(lease["counters"], {"messages": 2, "stops": 2, "errors": 0,
-                                             "timeouts": 0, "seconds": 0.0})
+                                             "timeouts": 0, "seconds": 0.0, "remembered": 0})
+        self.assertEqual(lease["listeners"][0]["remember_by"], None)
         self.assertEqual([l["tags"] for l in lease["listeners"]],
                          [{"owner": "hook"}, {"owner": "dhcp"}])
         self.assertEqual(lease["listeners"][1]["id"], stock.id)
@@ -964,9 +1132,11 @@ class RemoteTests(SynchronousTestCase):
         def fn(message: Any) -> Any:
             return CONTINUE
 
-        self.registry.listen("portal:/a", fn, first=True, tags={"t": 1}, deadline=3)
+        self.registry.listen("portal:/a", fn, first=True, tags={"t": 1}, deadline=3,
+                             remember_by=["mac"])
         self.assertEqual(self.peers.calls, [
-            ("portal", "listen", ("/a", fn), {"first": True, "tags": {"t": 1}, "deadline": 3})])
+            ("portal", "listen", ("/a", fn), {"first": True, "tags": {"t": 1}, "deadline": 3,
+                                              "remember_by": ["mac"]})])
 
     def test_watchAndWaitFor(self) -> None:
         """
