@@ -29,12 +29,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ..config.schema import ConfigError, Field, Table, parse
-from ..registry.interfaces import CONTINUE, Stop
+from ..registry.interfaces import CONTINUE, Remember, Stop
 from ..registry.values import MAC, InvalidValue
 from .ldapsearch import (Directory, DirectoryError, Entry, ThreadRunner, open_connection,
                          search_filter, server_address)
 
-__all__ = ["LDAP_SECTION", "DEFAULT_FILTER", "LOOKUP_MAILBOX", "BUS_MARGIN", "LdapLookup",
+__all__ = ["LDAP_SECTION", "DEFAULT_FILTER", "LOOKUP_MAILBOX", "BUS_MARGIN", "REMEMBER_BY", "LdapLookup",
            "LdapHook", "Directory", "DirectoryError", "ThreadRunner", "install",
            "parse_settings", "settings_from_toml", "search_filter", "open_connection"]
 
@@ -44,6 +44,8 @@ LOOKUP_MAILBOX = "/dhcp/lookup"
 DEFAULT_FILTER = "(&(objectClass=ieee802Device)(macAddress={mac}))"
 BUS_MARGIN = 0.25
 """Seconds a listener's registry deadline exceeds the LDAP deadline."""
+REMEMBER_BY = ("mac", "subnet")
+"""The fields of a C{/dhcp/lookup} message a lookup's answer depends on."""
 
 
 # settings
@@ -100,6 +102,9 @@ LDAP_SECTION: Dict[str, Field] = {
                           _between(0.0, 86400.0)),
     "threads": Field(int, 4, "LDAP searches at once (worker threads)",
                      _between(1, 64, "an integer")),
+    "remember": Field(bool, True, "let the DHCP server reuse a cached answer for the rest "
+                      "of its TTL without asking again (for the hook process, a bus round "
+                      "trip saved per DISCOVER)"),
 }
 """The keys of the C{[dhcp.ldap]} table."""
 
@@ -159,6 +164,13 @@ class _Cache:
     def discard(self, key: Any) -> None:
         self._items.pop(key, None)
 
+    def left(self, key: Any) -> float:
+        """
+        Seconds before the entry for C{key} expires (0 if there is none).
+        """
+        item = self._items.get(key)
+        return 0.0 if item is None else max(0.0, item[0] - self._clock.seconds())
+
     def __len__(self) -> int:
         return len(self._items)
 
@@ -197,14 +209,20 @@ class LdapLookup:
     @param runner: C{runner(fn, *args) -> Deferred}, where the blocking
         searches run; default a L{ThreadRunner} of C{settings.threads}.
     @param open_connection: see L{Directory}.
+    @param remember: answer from the directory (fresh or cached) as
+        L{Remember} for the time its cache entry has left, so a mailbox
+        that added L{lookup} with C{remember_by=REMEMBER_BY} need not ask
+        again meanwhile; errors and time-outs are never remembered.
     @ivar counters: lookups, hits, misses, errors, timeouts, cache_hits and
         busy (fell through because every thread was taken).
     """
 
     def __init__(self, settings: Any, reactor: Any, clock: Any = None,
                  runner: Optional[Callable[..., "Deferred[Any]"]] = None,
-                 open_connection: Callable[[Any, float], Any] = open_connection) -> None:
+                 open_connection: Callable[[Any, float], Any] = open_connection,
+                 remember: bool = False) -> None:
         self.settings = settings
+        self.remember = remember
         self._clock = clock if clock is not None else reactor
         self._runner = runner if runner is not None else ThreadRunner(reactor, settings.threads)
         self.directory = Directory(settings, open_connection)
@@ -234,15 +252,27 @@ class LdapLookup:
         if cached is None:
             cached = self._absent.get(mac)
         if cached is not None:
-            return succeed(self._decide(mac, cached, subnet, cached=True))
+            return succeed(self._remembered(mac, cached,
+                                            self._decide(mac, cached, subnet, cached=True)))
         try:
             answer = self._ask(mac)
         except _Busy:
             return succeed(self._fall("busy", mac, f"all {self.settings.threads} LDAP threads "
                                       "are busy (is the server hung?)"))
         answer.addTimeout(self.settings.deadline, self._clock)
-        answer.addCallback(lambda entries: self._decide(mac, entries, subnet))
+        answer.addCallback(lambda entries: self._remembered(
+            mac, entries, self._decide(mac, entries, subnet)))
         return answer.addErrback(self._failed, mac)
+
+    def _remembered(self, mac: MAC, entries: Tuple[Entry, ...], verdict: Any) -> Any:
+        """
+        The directory's verdict, as L{Remember} for the time its cache
+        entry has left when remembering is on.
+        """
+        if not self.remember:
+            return verdict
+        left = (self._found if entries else self._absent).left(mac)
+        return Remember(verdict, left) if left > 0 else verdict
 
     def _ask(self, mac: MAC) -> "Deferred[Tuple[Entry, ...]]":
         """
@@ -410,7 +440,8 @@ def install(registry: Any, settings: Any, reactor: Any, **options: Any) -> LdapH
     C{{"hook": "ldap"}}. C{options} go to L{LdapLookup} (C{clock},
     C{runner}, C{open_connection}).
     """
-    lookup = LdapLookup(settings, reactor, **options)
+    lookup = LdapLookup(settings, reactor, remember=settings.remember, **options)
     listener = registry.listen(LOOKUP_MAILBOX, lookup.lookup, first=True,
-                               tags={"hook": "ldap"}, deadline=settings.deadline + BUS_MARGIN)
+                               tags={"hook": "ldap"}, deadline=settings.deadline + BUS_MARGIN,
+                               remember_by=REMEMBER_BY if settings.remember else None)
     return LdapHook(lookup, listener)

@@ -11,7 +11,8 @@ lookup and is not looked at here), puts its listener first on
 C{dhcp:/dhcp/lookup}, prints C{hooked} once attached, and runs until
 interrupted. When the DHCP process restarts, the bus client reconnects and
 re-attaches by itself; when this process dies, the server's next lookup
-goes straight to its pool.
+goes straight to its pool. With C{remember} (the default), the server
+gives a cached answer again for the rest of its TTL without asking.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from twisted.logger import (FilteringLogObserver, Logger, LogLevel, LogLevelFilt
 
 from ..bus.client import connect
 from ..config.schema import ConfigError
-from .ldap import BUS_MARGIN, LOOKUP_MAILBOX, LdapLookup, settings_from_toml
+from .ldap import BUS_MARGIN, LOOKUP_MAILBOX, REMEMBER_BY, LdapLookup, settings_from_toml
 
 __all__ = ["load_settings", "main", "parse_args", "run"]
 
@@ -90,12 +91,13 @@ def main(reactor: Any, settings: Any, process: str = "dhcp",
     Hook C{process}'s C{/dhcp/lookup}; the Deferred never fires (run until
     the reactor stops).
     """
-    lookup = LdapLookup(settings, reactor)
+    lookup = LdapLookup(settings, reactor, remember=settings.remember)
     reactor.addSystemEventTrigger("before", "shutdown", lookup.close)
     bus = connect(process, socket_dir=socket_dir, endpoint=endpoint, reactor=reactor)
     listener = bus.listen(f"{process}:{LOOKUP_MAILBOX}", lookup.lookup, first=True,
                           tags={"hook": "ldap", "pid": os.getpid()},
-                          deadline=settings.deadline + BUS_MARGIN)
+                          deadline=settings.deadline + BUS_MARGIN,
+                          remember_by=REMEMBER_BY if settings.remember else None)
 
     def hooked(_: Any) -> None:
         _log.info("LDAP lookup ({url}, base {base!r}) hooked on {address}",

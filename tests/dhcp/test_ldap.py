@@ -31,7 +31,7 @@ from netsuite.config.schema import ConfigError
 from netsuite.dhcp.ldap import (DEFAULT_FILTER, LDAP_SECTION, LdapLookup, install,
                                 parse_settings, search_filter, settings_from_toml)
 from netsuite.dhcp.ldaphook import load_settings
-from netsuite.registry import CONTINUE, MAC, Registry, Stop
+from netsuite.registry import CONTINUE, MAC, Registry, Remember, Stop
 
 from ..integration.procs import PYTHON, spawn, socket_dir, write_config
 
@@ -129,7 +129,7 @@ class SettingsTests(SynchronousTestCase):
             "filter": "(&(objectClass=ieee802Device)(macAddress={mac}))",
             "address_attribute": "ipHostNumber", "hostname_attribute": "cn",
             "bind_dn": "", "password": "", "deadline": 1.0, "cache_ttl": 300.0,
-            "negative_ttl": 60.0, "threads": 4})
+            "negative_ttl": 60.0, "threads": 4, "remember": True})
 
     def test_filter(self) -> None:
         """
@@ -459,6 +459,77 @@ class CacheTests(SynchronousTestCase):
         self.assertIsInstance(self.successResultOf(lookup.lookup(message(KNOWN))), Stop)
 
 
+class RememberTests(SynchronousTestCase):
+    """
+    With C{remember}, the directory's verdicts come as L{Remember} for the
+    time their cache entry has left; errors never do.
+    """
+
+    def make(self, directory: Any = None, **table: Any) -> Tuple[LdapLookup, Clock]:
+        clock = Clock()
+        settings = parse_settings(dict({"base": BASE, "cache_ttl": 300, "negative_ttl": 60},
+                                       **table))
+        directory = directory or MockDirectory(host("alpha", KNOWN, "10.0.0.5"))
+        return LdapLookup(settings, clock, clock=clock, runner=Runner(),
+                          open_connection=directory.open, remember=True), clock
+
+    def test_found(self) -> None:
+        """
+        A found entry is remembered for its cache TTL, then for what is left.
+        """
+        lookup, clock = self.make()
+        first = self.successResultOf(lookup.lookup(message(KNOWN)))
+        self.assertIsInstance(first, Remember)
+        self.assertEqual(first.seconds, 300)
+        self.assertEqual(first.verdict.value["ip"], IPv4Address("10.0.0.5"))
+        clock.advance(100)
+        again = self.successResultOf(lookup.lookup(message(KNOWN)))
+        self.assertEqual((again.verdict, again.seconds), (first.verdict, 200))
+
+    def test_absent(self) -> None:
+        """
+        An absent MAC is remembered as CONTINUE for the negative TTL.
+        """
+        lookup, _ = self.make()
+        self.assertEqual(self.successResultOf(lookup.lookup(message(UNKNOWN))),
+                         Remember(CONTINUE, 60))
+
+    def test_errorsNotRemembered(self) -> None:
+        """
+        A directory error falls through without being remembered.
+        """
+        directory = MockDirectory(host("alpha", KNOWN, "10.0.0.5"))
+        directory.refuse = 1
+        lookup, _ = self.make(directory)
+        self.assertIs(self.successResultOf(lookup.lookup(message(KNOWN))), CONTINUE)
+
+    def test_cacheOff(self) -> None:
+        """
+        With the cache off there is nothing to remember.
+        """
+        lookup, _ = self.make(cache_ttl=0, negative_ttl=0)
+        self.assertIsInstance(self.successResultOf(lookup.lookup(message(KNOWN))), Stop)
+        self.assertIs(self.successResultOf(lookup.lookup(message(UNKNOWN))), CONTINUE)
+
+    def test_installRemembers(self) -> None:
+        """
+        Installed in-process with the default C{remember}, a returning
+        client is answered from the mailbox's memory; with C{remember =
+        false} the lookup is asked each time.
+        """
+        for remember, asked in ((True, 1), (False, 2)):
+            clock = Clock()
+            registry = Registry("dhcp", clock)
+            registry.declare("/dhcp/lookup")
+            settings = parse_settings({"base": BASE, "enabled": True, "remember": remember})
+            hook = install(registry, settings, clock, clock=clock, runner=Runner(),
+                           open_connection=MockDirectory(host("alpha", KNOWN, "10.0.0.5")).open)
+            for _ in range(2):
+                self.assertEqual(self.successResultOf(
+                    registry.send("/dhcp/lookup", message(KNOWN)))["ip"], IPv4Address("10.0.0.5"))
+            self.assertEqual(hook.lookup.counters["lookups"], asked)
+
+
 class InstallTests(SynchronousTestCase):
     """
     L{install} puts the lookup first on C{/dhcp/lookup}, before the pool.
@@ -656,13 +727,17 @@ class HookProcessTests(TestCase):
         self.slapd.start(timeout=10)
         self.sockets = socket_dir(self)
         self.connections: List[Any] = []
+        self.lost: List[Deferred[None]] = []  # fire when the server sees each connection go
         self.listening: Any = None
         self.addCleanup(self.stop_serving)
         yield self.serve()
-        self.config = write_config(self, (
+        self.config = self.write_hook_config()
+
+    def write_hook_config(self, extra: str = "") -> str:
+        return write_config(self, (
             '[process]\nname = "dhcp"\n[dhcp]\nsomething_else = 1\n'
             f'[dhcp.ldap]\nurl = "{self.slapd.url}"\nbase = "{self.slapd.hosts_dn}"\n'
-            'deadline = 1.0\n'))
+            'deadline = 1.0\n' + extra))
 
     @inlineCallbacks
     def serve(self) -> Any:
@@ -681,6 +756,14 @@ class HookProcessTests(TestCase):
         def record(addr: Any) -> Any:
             protocol = build(addr)
             self.connections.append(protocol)
+            lost: Deferred[None] = Deferred()
+            self.lost.append(lost)
+            seen_lost = protocol.connectionLost
+
+            def connectionLost(reason: Any) -> None:
+                seen_lost(reason)
+                lost.callback(None)
+            protocol.connectionLost = connectionLost
             return protocol
         factory.buildProtocol = record  # type: ignore[method-assign]
         endpoint = serverFromString(reactor, f"unix:{self.sockets}/dhcp.sock")
@@ -709,17 +792,48 @@ class HookProcessTests(TestCase):
     def test_hook(self) -> Any:
         """
         Hooked: a known MAC gets the directory address, an unknown one the
-        pool's. Killed: the next lookup gets the pool address at once.
+        pool's; the hook's answers are remembered by the server for their
+        cache time, so a returning client costs no round trip. Killed: its
+        remembered answers go with its connection, and the next lookup
+        gets the pool address at once.
         """
         hook = self.start_hook(self.config)
         yield hook.wait_for_line(r"^hooked$").addTimeout(20, reactor)
         listeners = self.registry.describe("/dhcp/lookup")[0]["listeners"]
         self.assertEqual(listeners[0]["tags"]["hook"], "ldap")
-        answer = yield self.send(KNOWN)
-        self.assertEqual(answer, {"ip": IPv4Address("10.0.0.5"), "hostname": "alpha",
-                                  "source": "ldap"})
+        self.assertEqual(listeners[0]["remember_by"], ["mac", "subnet"])
+        for _ in range(2):
+            answer = yield self.send(KNOWN)
+            self.assertEqual(answer, {"ip": IPv4Address("10.0.0.5"), "hostname": "alpha",
+                                      "source": "ldap"})
         answer = yield self.send(UNKNOWN)
         self.assertEqual(answer["source"], "pool")
+        counters = self.registry.describe("/dhcp/lookup")[0]["listeners"][0]["counters"]
+        self.assertEqual((counters["messages"], counters["remembered"]), (3, 1))
+        hook.signal("KILL")
+        yield self.lost[-1].addTimeout(10, reactor)
+        start = time.monotonic()
+        answer = yield self.send(KNOWN)
+        self.assertEqual(answer["source"], "pool")
+        self.assertLess(elapsed(start), 0.5)
+        self.assertEqual(len(self.registry.describe("/dhcp/lookup")[0]["listeners"]), 1)
+        yield hook.ended.addTimeout(10, reactor)
+
+    @inlineCallbacks
+    def test_hook_asked_every_time(self) -> Any:
+        """
+        With C{remember = false} the server asks the hook on every lookup;
+        killed, the very next lookup gets the pool address at once, even
+        before the server has seen the connection close.
+        """
+        hook = self.start_hook(self.write_hook_config("remember = false\n"))
+        yield hook.wait_for_line(r"^hooked$").addTimeout(20, reactor)
+        for _ in range(2):
+            answer = yield self.send(KNOWN)
+            self.assertEqual(answer["source"], "ldap")
+        listener = self.registry.describe("/dhcp/lookup")[0]["listeners"][0]
+        self.assertIsNone(listener["remember_by"])
+        self.assertEqual(listener["counters"]["remembered"], 0)
         hook.signal("KILL")
         start = time.monotonic()
         answer = yield self.send(KNOWN)
