@@ -42,7 +42,12 @@ Configurations:
   amp-nocache     netsuite plus the hook process
                   (python -m netsuite.dhcp.ldaphook) over the bus, cache off.
   amp-warm        the hook process with its cache on, measured on returning
-                  clients after a first pass (see below).
+                  clients after a first pass (see below); the server
+                  remembers the hook's cached answers ([dhcp.ldap] remember,
+                  the default), so a returning client is not asked about.
+  amp-ask         the same with remember = false: the server asks the hook
+                  over the bus on every DISCOVER, which answers from its
+                  warm cache (the bus round trip's cost).
 
 For each: the highest offered rate (4-way exchanges/s) at which fewer than
 1 % of the exchanges fail (DISCOVERs sent that did not end with an ACK
@@ -57,7 +62,7 @@ at a light 100/s; then the server's VmRSS (/proc/PID/status) after the run,
 its CPU time per exchange, and what it still completed at the first rate
 that failed (overload behaviour).
 
-"Returning clients" (netsuite and amp-warm): 400 other MACs each get a
+"Returning clients" (netsuite, amp-warm and amp-ask): 400 other MACs each get a
 lease first, in order at 100/s (slow enough that every LDAP search is made
 and cached), then the same search with -R 400: every DISCOVER is from a
 known client (and, with the hook's cache on, a cached directory miss).
@@ -126,7 +131,7 @@ QUICK = {"ramp_period": 1, "period": 1, "bisect": 1, "light_period": 0, "exit_wa
          "returning": 300, "start_rate": 500,
          "variants": ["netsuite", "kea", "dnsmasq", "amp-nocache", "amp-warm"]}
 VARIANTS = ["netsuite", "kea", "dnsmasq", "dnsmasq-ro", "ldap-inproc", "amp-nocache",
-            "amp-warm"]
+            "amp-warm", "amp-ask"]
 # Not in a default run: dnsmasq loading 50,000 leases spins ~55 s at start-up
 # and then serves ~2 exchanges/s (see docs/performance-dhcp.md).
 EXTRA_VARIANTS = ["dnsmasq-50k"]
@@ -238,10 +243,11 @@ interface = ""
 """
 
 
-def ldap_table(url: str, base: str, enabled: bool, cache: bool) -> str:
+def ldap_table(url: str, base: str, enabled: bool, cache: bool, remember: bool = True) -> str:
     ttl = "3600.0" if cache else "0.0"
     return (f'enabled = {"true" if enabled else "false"}\nurl = "{url}"\nbase = "{base}"\n'
-            f"cache_ttl = {ttl}\nnegative_ttl = {ttl}\ndeadline = 1.0\nthreads = 4\n")
+            f"cache_ttl = {ttl}\nnegative_ttl = {ttl}\ndeadline = 1.0\nthreads = 4\n"
+            f"remember = {'true' if remember else 'false'}\n")
 
 
 class NetsuiteServer(Server):
@@ -792,7 +798,8 @@ def run_variant(bench: Bench, lab: Lab, name: str, slapd: Optional[SlapdPeer]
             assert slapd is not None
             ldap = ldap_table(slapd.url.rstrip("/"), slapd.hosts_dn, True, False)
         server = NetsuiteServer(ap, ldap)
-        server.uses_ldap = name in ("ldap-inproc", "amp-nocache", "amp-warm")  # type: ignore
+        server.uses_ldap = name in ("ldap-inproc", "amp-nocache", "amp-warm",  # type: ignore
+                                    "amp-ask")
     # Every server starts on a store of its own: each variant walks the same
     # MAC blocks, so the directory's entries (MACs of the first trials) are
     # hits for the LDAP variants too, not only for whoever ran first.
@@ -806,18 +813,21 @@ def run_variant(bench: Bench, lab: Lab, name: str, slapd: Optional[SlapdPeer]
         if name.startswith("amp-"):
             assert slapd is not None and isinstance(server, NetsuiteServer)
             hook = LdapHookProcess(ap, ldap_table(slapd.url.rstrip("/"), slapd.hosts_dn, False,
-                                                  name == "amp-warm"), server.socket_dir)
+                                                  name in ("amp-warm", "amp-ask"),
+                                                  remember=name != "amp-ask"),
+                                   server.socket_dir)
             hook.start(timeout=30)
             server.companions = [hook]  # type: ignore[attr-defined]
         # The targets' variants get the full bisection, the others one step less.
-        bisect = bench.s["bisect"] - (0 if name in ("netsuite", "kea", "amp-warm") else 1)
+        bisect = bench.s["bisect"] - (0 if name in ("netsuite", "kea", "amp-warm", "amp-ask")
+                                      else 1)
         pinged = bench.ping(server)
         cap = pinged.capacity  # type: ignore[attr-defined]
         result["started_s"] = time.monotonic() - began
         log(f"{name}: serving after {result['started_s']:.1f} s (pid {server.pid}, "
             f"{server.lease_count() or 0} bound leases in the store, one at a time "
             f"{cap:.0f}/s)")
-        if name == "amp-warm":
+        if name in ("amp-warm", "amp-ask"):
             result["first_pass"] = bench.first_pass(server, bench.s["returning"],
                                                     RETURNING_MAC_BASE, WARM_PASS_RATE)
             if bench.s["light_period"]:
@@ -907,6 +917,7 @@ LABELS = {
     "ldap-inproc": "netsuite + LDAP in-process, cache off",
     "amp-nocache": "netsuite + AMP hook process, cache off",
     "amp-warm": "netsuite + AMP hook process, warm cache, returning clients",
+    "amp-ask": "the same, remember = false: the hook is asked every time",
 }
 
 
@@ -992,7 +1003,7 @@ def main() -> int:
         print("perfdhcp is missing: apt-get install -y kea-admin", file=sys.stderr)
         return 2
     skip = {"kea-dhcp4": ["kea"], "dnsmasq": ["dnsmasq", "dnsmasq-ro", "dnsmasq-50k"],
-            "slapd": ["ldap-inproc", "amp-nocache", "amp-warm"]}
+            "slapd": ["ldap-inproc", "amp-nocache", "amp-warm", "amp-ask"]}
     for prog in absent:
         for v in skip.get(prog, []):
             if v in chosen:
@@ -1011,7 +1022,7 @@ def main() -> int:
         lab.up(addresses=True)
         setup_relay(lab)
         bench = Bench(lab, settings)
-        if any(v in chosen for v in ("ldap-inproc", "amp-nocache", "amp-warm")):
+        if any(v in chosen for v in ("ldap-inproc", "amp-nocache", "amp-warm", "amp-ask")):
             slapd = SlapdPeer(lab.netns("up"), lab.internet, hosts=hit_hosts())
             slapd.start(timeout=20)
             bench.slapd = slapd
@@ -1035,6 +1046,7 @@ def main() -> int:
     ldap = rate_of(results.get("ldap-inproc"))
     amp = rate_of(results.get("amp-nocache"))
     warm = rate_of(results.get("amp-warm"))
+    ask = rate_of(results.get("amp-ask"))
 
     log("")
     log(f"Relayed DORA via perfdhcp (-l {GIADDR}), pool {int(POOL_LAST) - int(POOL_FIRST) + 1:,}"
@@ -1053,6 +1065,8 @@ def main() -> int:
         "netsuite+LDAP in-process (cache off)/netsuite": ratio(ldap, ns),
         "netsuite+AMP hook (cache off)/netsuite": ratio(amp, ns),
         "netsuite+AMP hook (warm cache)/netsuite (returning clients)": ratio(warm, ns_ret),
+        "netsuite+AMP hook (warm cache, asked every time)/netsuite (returning clients)":
+            ratio(ask, ns_ret),
         "netsuite RSS/Kea RSS": ratio(results.get("netsuite", {}).get("rss_mb"),
                                       results.get("kea", {}).get("rss_mb")),
     }
@@ -1104,7 +1118,7 @@ def main() -> int:
         "netsuite_rate": ns, "kea_rate": kea, "dnsmasq_rate": dm, "dnsmasq_ro_rate": dm_ro,
         "dnsmasq_50k_rate": rate_of(results.get("dnsmasq-50k")),
         "ldap_inproc_rate": ldap, "amp_nocache_rate": amp, "netsuite_returning_rate": ns_ret,
-        "amp_warm_rate": warm,
+        "amp_warm_rate": warm, "amp_ask_rate": ask,
         "ldap_inproc_all_searched_rate": results.get("ldap-inproc", {}).get("all_searched_rate"),
         "amp_nocache_all_searched_rate": results.get("amp-nocache", {}).get("all_searched_rate"),
         "netsuite_over_kea": ratios["netsuite/Kea"],
@@ -1113,6 +1127,8 @@ def main() -> int:
         "amp_over_netsuite": ratios["netsuite+AMP hook (cache off)/netsuite"],
         "amp_warm_over_netsuite": ratios[
             "netsuite+AMP hook (warm cache)/netsuite (returning clients)"],
+        "amp_ask_over_netsuite": ratios[
+            "netsuite+AMP hook (warm cache, asked every time)/netsuite (returning clients)"],
         "netsuite_p50_ms": p50("netsuite"), "kea_p50_ms": p50("kea"),
         "dnsmasq_p50_ms": p50("dnsmasq"),
         "netsuite_light_p50_ms": light50("netsuite"), "kea_light_p50_ms": light50("kea"),
