@@ -28,7 +28,7 @@ from __future__ import annotations
 import heapq
 import sqlite3
 from ipaddress import IPv4Address
-from typing import Dict, Iterable, List, Optional, Set, Tuple
+from typing import Dict, Iterable, List, Optional, Set, Tuple, Union
 
 import attr
 
@@ -132,7 +132,9 @@ class LeaseStore:
         self._conn: Optional[sqlite3.Connection] = None
         self._synchronous = ""
         self._rows: Dict[int, Lease] = {}
-        self._of_client: Dict[Tuple[bytes, str], Set[int]] = {}
+        # The addresses of each client: an int, or a set of them for a client
+        # that has held several (a set per client would cost ~200 B a lease).
+        self._of_client: Dict[Tuple[bytes, str], Union[int, Set[int]]] = {}
         self._due: List[Tuple[float, int]] = []
         self._offers: Dict[int, Lease] = {}
         self._offer_of: Dict[Tuple[bytes, str], int] = {}
@@ -218,7 +220,15 @@ class LeaseStore:
         ip = int(lease.ip)
         self._forget(ip)
         self._rows[ip] = lease
-        self._of_client.setdefault((lease.client_key, lease.subnet), set()).add(ip)
+        key = (lease.client_key, lease.subnet)
+        held = self._of_client.get(key)
+        if held is None:
+            self._of_client[key] = ip
+        elif type(held) is int:
+            if held != ip:
+                self._of_client[key] = {held, ip}
+        else:
+            held.add(ip)  # type: ignore[union-attr]
         if lease.state in ACTIVE:
             heapq.heappush(self._due, (lease.expires, ip))
 
@@ -226,11 +236,16 @@ class LeaseStore:
         old = self._rows.pop(ip, None)
         if old is not None:
             key = (old.client_key, old.subnet)
-            ips = self._of_client.get(key)
-            if ips is not None:
-                ips.discard(ip)
-                if not ips:
+            held = self._of_client.get(key)
+            if held is None:
+                pass
+            elif type(held) is int:
+                if held == ip:
                     del self._of_client[key]
+            else:
+                held.discard(ip)  # type: ignore[union-attr]
+                if len(held) == 1:  # type: ignore[arg-type]
+                    self._of_client[key] = next(iter(held))  # type: ignore[call-overload]
         # Its entry in the expiry heap goes stale; L{expired} skips it.
 
     def _drop_offer(self, ip: int) -> None:
@@ -344,7 +359,8 @@ class LeaseStore:
         if ip is not None:
             return self._offers[ip]
         best: Optional[Lease] = None
-        for ip in self._of_client.get((client_key, subnet), ()):
+        held = self._of_client.get((client_key, subnet))
+        for ip in (() if held is None else (held,) if type(held) is int else held):  # type: ignore[union-attr]
             lease = self._rows[ip]
             if lease.state == "declined":
                 continue

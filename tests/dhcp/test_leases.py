@@ -87,6 +87,27 @@ class StoreTestsMixin:
         self.store.put(lease(4, "bound", 10.0, client=7))
         self.assertEqual(self.store.get_by_client(key, "lan").ip, IPv4Address("10.0.0.4"))
 
+    def test_client_addresses_follow_the_rows(self):
+        """
+        A client's addresses are known as they come and go: from one to
+        several and back, through replacement and removal.
+        """
+        key = lease(1, client=7).client_key
+        self.store.put(lease(1, "released", 50.0, client=7))
+        self.store.put(lease(2, "bound", 60.0, client=7))
+        self.store.put(lease(3, "expired", 40.0, client=7))
+        self.assertEqual(self.store.get_by_client(key, "lan").ip, IPv4Address("10.0.0.2"))
+        self.store.put(lease(2, client=9))  # another client takes .2
+        self.assertEqual(self.store.get_by_client(key, "lan").ip, IPv4Address("10.0.0.1"))
+        self.store.put(lease(1, client=9))
+        self.assertEqual(self.store.get_by_client(key, "lan").ip, IPv4Address("10.0.0.3"))
+        self.store.put(lease(3, client=9))
+        self.assertIsNone(self.store.get_by_client(key, "lan"))
+        self.store.put(lease(3, "bound", 70.0, client=7))
+        self.assertEqual(self.store.get_by_client(key, "lan").ip, IPv4Address("10.0.0.3"))
+        self.store.put(lease(3, "bound", 80.0, client=7))  # the same address again
+        self.assertEqual(self.store.get_by_client(key, "lan").expires, 80.0)
+
     def test_offers_in_memory(self):
         """
         Offers shadow the row of their address and are found by client,
