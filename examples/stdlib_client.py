@@ -16,6 +16,10 @@ single-threaded: one L{BusConnection} per thread.
         return Stop({"seen": message})          # or CONTINUE
     bus.add_listener("/system/ping", hook, first=True, deadline=2.0)
     bus.serve()                                 # answer CallListener boxes
+
+A listener added with C{remember_by=["mac"]} may return
+C{Remember(verdict, seconds)}: the owner then answers messages with the
+same C{mac} with that verdict itself, without asking, until it expires.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 __all__ = [
     "BusConnection", "BusError", "ConnectionClosed", "ProtocolError",
-    "Stop", "CONTINUE", "MAC", "InvalidValue",
+    "Stop", "CONTINUE", "Remember", "MAC", "InvalidValue",
     "encode_value", "decode_value", "dumps", "loads",
     "encode_box", "typed_keys", "join_typed",
 ]
@@ -122,6 +126,18 @@ class _Continue:
 
 CONTINUE = _Continue()
 """The verdict that lets the chain go on to the next listener."""
+
+
+class Remember:
+    """
+    A verdict (L{Stop} or L{CONTINUE}) that the owner may give again, for
+    C{seconds}, to messages with the same values in the listener's
+    C{remember_by} fields (the C{remember} answer field).
+    """
+
+    def __init__(self, verdict: Any, seconds: float) -> None:
+        self.verdict = verdict
+        self.seconds = seconds
 
 
 def encode_value(value: Any) -> List[Any]:
@@ -448,18 +464,23 @@ class BusConnection:
 
     def add_listener(self, mailbox: str, fn: Listener, *, first: bool = False,
                      deadline: float = 1.0, tags: Optional[Dict[str, Any]] = None,
-                     listener_id: Optional[str] = None) -> str:
+                     listener_id: Optional[str] = None,
+                     remember_by: Optional[List[str]] = None) -> str:
         """
         Put C{fn(message)} on the owner's chain; it must return L{Stop} or
-        L{CONTINUE}. Returns the id the owner gave it (its id in Describe).
+        L{CONTINUE} (or L{Remember} of one, with C{remember_by}). Returns
+        the id the owner gave it (its id in Describe).
         """
         if not (math.isfinite(deadline) and deadline > 0):
             raise ValueError("deadline must be a finite number of seconds > 0")
         listener_id = listener_id or f"s{next(self._ids)}"
-        reply = self.call("AddListener", {
+        arguments = {
             b"mailbox": _unicode(mailbox), b"listener": _unicode(listener_id),
             b"first": _boolean(first), b"deadline": _float(deadline),
-            **typed_keys(b"tags", dumps(dict(tags or {})))})
+            **typed_keys(b"tags", dumps(dict(tags or {})))}
+        if remember_by is not None:
+            arguments.update(typed_keys(b"remember_by", dumps(list(remember_by))))
+        reply = self.call("AddListener", arguments)
         self.listeners[listener_id] = fn
         return reply[b"id"].decode("utf-8")
 
@@ -514,12 +535,17 @@ class BusConnection:
         try:
             fn = self.listeners[listener_id]
             verdict = fn(loads(join_typed(box, b"message") or b""))
+            remember = None
+            if isinstance(verdict, Remember):
+                verdict, remember = verdict.verdict, verdict.seconds
             if isinstance(verdict, Stop):
                 answer = {b"verdict": b"stop", **typed_keys(b"result", dumps(verdict.value))}
             elif verdict is CONTINUE:
                 answer = {b"verdict": b"continue"}
             else:
                 raise TypeError(f"listener returned {verdict!r}, not Stop(value) or CONTINUE")
+            if remember is not None:
+                answer[b"remember"] = _float(remember)
         except Exception as e:
             # An error answer: the owner skips this listener for this message.
             if ask is not None:

@@ -43,6 +43,7 @@ BusConnection = stdlib_client.BusConnection
 BusError = stdlib_client.BusError
 Stop = stdlib_client.Stop
 CONTINUE = stdlib_client.CONTINUE
+Remember = stdlib_client.Remember
 
 NAME = "stdlibd"
 TIMEOUT = 5.0
@@ -142,6 +143,36 @@ class StdlibClientTests(TestCase):
         [ping] = yield twisted.describe("/system/ping")
         self.assertEqual([listener["tags"] for listener in ping["listeners"]],
                          [{"owner": "system", "stock": True}])
+
+    @inlineCallbacks
+    def test_remembered_verdict(self) -> Any:
+        """
+        A listener added with remember_by that answers Remember is asked
+        once: the daemon answers the next send with the same field values
+        itself (no CallListener reaches the stdlib client), and another
+        value is asked again.
+        """
+        bus = yield self.open()
+        calls: List[Any] = []
+
+        def hook(message: Dict[str, Any]) -> Any:
+            calls.append(message["who"])
+            return Remember(Stop({"process": "remembered", "who": message["who"]}), 60.0)
+
+        yield deferToThread(bus.add_listener, "/system/ping", hook, first=True,
+                            deadline=TIMEOUT, remember_by=["who"])
+        twisted = self.twisted_client()
+        served, first = yield gatherResults([
+            deferToThread(bus.serve, count=1), twisted.send("/system/ping", {"who": "a"})])
+        again = yield twisted.send("/system/ping", {"who": "a", "n": 2})
+        self.assertEqual((first, again), ({"process": "remembered", "who": "a"},) * 2)
+        served, other = yield gatherResults([
+            deferToThread(bus.serve, count=1), twisted.send("/system/ping", {"who": "b"})])
+        self.assertEqual(other["who"], "b")
+        self.assertEqual(calls, ["a", "b"])
+        [ping] = yield twisted.describe("/system/ping")
+        self.assertEqual(ping["listeners"][0]["remember_by"], ["who"])
+        self.assertEqual(ping["listeners"][0]["counters"]["remembered"], 1)
 
     @inlineCallbacks
     def test_continue_and_remove(self) -> Any:
