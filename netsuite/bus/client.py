@@ -14,7 +14,7 @@ import os
 from typing import Any, Callable, Dict, List, Optional
 
 from twisted.application.internet import ClientService, backoffPolicy
-from twisted.internet.defer import Deferred, DeferredList, fail, maybeDeferred
+from twisted.internet.defer import Deferred, DeferredList, fail
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.error import ConnectError
 from twisted.internet.protocol import Factory
@@ -29,7 +29,7 @@ from ..registry.interfaces import (CONTINUE, NO_ANSWER, IListenerHandle, NotRunn
 from ..registry.registry import _decorator_or_handle, matcher
 from ..registry import values
 from .server import RobustAMP
-from .commands import (ERRORS, AddListener, CallListener, Describe, Notify, RemoveListener,
+from .commands import (ERRORS, AddListener, Describe, Notify, RemoveListener,
                        Send, Unwatch, Watch, put_chunks, take_chunks)
 
 __all__ = ["BusClient", "NotRunning", "connect", "Peers", "DEFAULT_SOCKET_DIR",
@@ -94,57 +94,35 @@ class _ClientResponders(amp.CommandLocator):
     def __init__(self, client: "BusClient") -> None:
         self.client = client
 
-    def locateResponder(self, name: bytes) -> Any:
-        if name == b"CallListener":  # the hot path: raw boxes, same bytes
-            return self._call_listener_box
-        return amp.CommandLocator.locateResponder(self, name)
+    def reply(self, box: amp.AmpBox) -> Any:
+        """
+        The answer box to a L{CallListener} box, or its error box, or a
+        Deferred of one when the listener answers later. Built by hand, with
+        no Deferred for a listener that answers at once: this is the hot
+        path of every hook.
+        """
+        ask = box[b"_ask"]
+        try:
+            listener = box[b"listener"].decode()
+            handle = self.client._listeners.get(listener)
+            if handle is None:
+                raise ListenerError(f"no listener {listener!r} here")
+            message = values.loads(take_chunks(box, b"message"))
+        except Exception as e:
+            return _refusal(ask, e)
+        try:
+            verdict = handle.fn(message)
+        except Exception:
+            return self._failed(Failure(), ask, handle)
+        if isinstance(verdict, Deferred):
+            return verdict.addCallbacks(_answer, self._failed, callbackArgs=(ask,),
+                                        errbackArgs=(ask, handle))
+        return _answer(verdict, ask)
 
-    def _call_listener_box(self, box: amp.AmpBox) -> "Deferred[amp.AmpBox]":
-        def answer(response: Dict[str, Any]) -> amp.AmpBox:
-            reply = amp.AmpBox(verdict=response["verdict"].encode())
-            if response["result"] is not None:
-                put_chunks(reply, b"result", response["result"])
-            if response.get("remember") is not None:
-                reply[b"remember"] = repr(response["remember"]).encode()
-            return reply
-
-        def known(failure: Failure) -> Failure:
-            error = failure.check(*ERRORS)
-            if error is None:
-                return failure
-            return Failure(amp.RemoteAmpError(ERRORS[error], str(failure.value),
-                                              fatal=False, local=failure))
-        return maybeDeferred(
-            lambda: self.call_listener(box[b"listener"].decode(), box[b"mailbox"].decode(),
-                                       take_chunks(box, b"message"))
-        ).addCallbacks(answer, known)
-
-    @CallListener.responder
-    def call_listener(self, listener: str, mailbox: str, message: bytes) -> "Deferred[Dict[str, Any]]":
-        handle = self.client._listeners.get(listener)
-        if handle is None:
-            raise ListenerError(f"no listener {listener!r} here")
-        decoded = values.loads(message)
-
-        def verdict(answer: Any) -> Dict[str, Any]:
-            remember = None
-            if type(answer) is Remember:
-                answer, remember = answer.verdict, float(answer.seconds)
-            if type(answer) is Stop:
-                return {"verdict": "stop", "result": values.dumps(answer.value),
-                        "remember": remember}
-            if answer is CONTINUE:
-                return {"verdict": "continue", "result": None, "remember": remember}
-            raise ListenerError(f"listener returned {answer!r}; a listener returns "
-                                "Stop(value) or CONTINUE (or Remember of one)")
-
-        def failed(failure: Failure) -> Failure:
-            _log.failure("listener {fn!r} on {address} failed", failure,
-                         fn=handle.fn, address=handle.address)
-            # An error type AMP does not know would close the connection.
-            return Failure(ListenerError(f"listener failed: {failure.getErrorMessage()}"))
-
-        return maybeDeferred(handle.fn, decoded).addCallbacks(verdict, failed)
+    def _failed(self, failure: Failure, ask: bytes, handle: RemoteListener) -> amp.AmpBox:
+        _log.failure("listener {fn!r} on {address} failed", failure,
+                     fn=handle.fn, address=handle.address)
+        return _refusal(ask, ListenerError(f"listener failed: {failure.getErrorMessage()}"))
 
     @Notify.responder
     def notify(self, watch: str, mailbox: str, message: bytes) -> Dict[str, Any]:
@@ -158,10 +136,55 @@ class _ClientResponders(amp.CommandLocator):
         return {}
 
 
+def _answer(verdict: Any, ask: bytes) -> amp.AmpBox:
+    """
+    The answer box for a listener's verdict (an error box if it is none).
+    """
+    remember = None
+    if type(verdict) is Remember:
+        verdict, remember = verdict.verdict, verdict.seconds
+    try:
+        if type(verdict) is Stop:
+            reply = amp.AmpBox(verdict=b"stop")
+            put_chunks(reply, b"result", values.dumps(verdict.value))
+        elif verdict is CONTINUE:
+            reply = amp.AmpBox(verdict=b"continue")
+        else:
+            raise ListenerError(f"listener returned {verdict!r}; a listener returns "
+                                "Stop(value) or CONTINUE (or Remember of one)")
+        if remember is not None:
+            reply[b"remember"] = repr(float(remember)).encode()
+    except Exception as e:
+        return _refusal(ask, e)
+    reply[b"_answer"] = ask
+    return reply
+
+
+def _refusal(ask: bytes, error: Exception) -> amp.AmpBox:
+    """
+    A non-fatal error box: the code of C{error}'s type, else C{LISTENER_ERROR}.
+    """
+    code = next((code for kind, code in ERRORS.items() if isinstance(error, kind)),
+                ERRORS[ListenerError])
+    return amp.AmpBox(_error=ask, _error_code=code,
+                      _error_description=str(error).encode("utf-8", "replace"))
+
+
 class _ClientProtocol(RobustAMP):
     def __init__(self, client: "BusClient") -> None:
-        RobustAMP.__init__(self, locator=_ClientResponders(client))
+        self._responders = _ClientResponders(client)
+        RobustAMP.__init__(self, locator=self._responders)
         self.client = client
+
+    def _commandReceived(self, box: amp.AmpBox) -> None:
+        if box.get(b"_command") == b"CallListener" and b"_ask" in box:
+            reply = self._responders.reply(box)
+            if isinstance(reply, Deferred):
+                reply.addCallback(self._safeEmit).addErrback(self.unhandledError)
+            else:
+                self._safeEmit(reply)
+            return
+        RobustAMP._commandReceived(self, box)
 
     def connectionMade(self) -> None:
         amp.AMP.connectionMade(self)

@@ -204,6 +204,24 @@ def _decode_none(payload: Any) -> None:
         raise InvalidValue(f"none payload must be null, got {payload!r}")
 
 
+_IPV4_SEEN: Dict[str, ipaddress.IPv4Address] = {}
+
+
+def _decode_ipv4(payload: Any) -> ipaddress.IPv4Address:
+    """
+    The address; the few a process sees again and again (a relay, a
+    server) are parsed once: an address object is immutable.
+    """
+    text = _expect(payload, str, "ipv4")
+    address = _IPV4_SEEN.get(text)
+    if address is None:
+        address = ipaddress.IPv4Address(text)
+        if len(_IPV4_SEEN) >= 4096:
+            _IPV4_SEEN.clear()
+        _IPV4_SEEN[text] = address
+    return address
+
+
 _DECIMAL_RE = re.compile(r"-?[0-9]+")
 _DECODERS: Dict[str, Callable[[Any], Value]] = {
     "str": lambda payload: _expect(payload, str, "str"),
@@ -212,7 +230,7 @@ _DECODERS: Dict[str, Callable[[Any], Value]] = {
     "float": _decode_float,
     "none": _decode_none,
     "bytes": lambda payload: base64.b64decode(_expect(payload, str, "bytes"), validate=True),
-    "ipv4": lambda payload: ipaddress.IPv4Address(_expect(payload, str, "ipv4")),
+    "ipv4": _decode_ipv4,
     "ipv6": lambda payload: ipaddress.IPv6Address(_expect(payload, str, "ipv6")),
     "mac": lambda payload: MAC(_expect(payload, str, "mac")),
     "list": lambda payload: [decode(item) for item in _expect(payload, list, "list")],
