@@ -46,6 +46,7 @@ class FirewallSettings:
     lan_ports: Tuple[int, ...] = ()
     walled_garden: Tuple[ipaddress.IPv4Network, ...] = ()
     reject_https: bool = True
+    preauth_dns: bool = True
     masquerade: bool = True
     block_smtp: bool = True
     smtp_ports: Tuple[int, ...] = (25,)
@@ -144,6 +145,14 @@ def chains(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
     client.append({"target": "ACCEPT"})
     for network in s.walled_garden:
         forward.append(_from_lan(s, dst=str(network), target="ACCEPT"))
+    if s.preauth_dns:
+        # DNS to any resolver before login (phones otherwise report "no
+        # internet" instead of showing the portal); answers come back
+        # through the RELATED,ESTABLISHED rule above.
+        forward += [
+            _from_lan(s, protocol="udp", udp={"dport": "53"}, target="ACCEPT"),
+            _from_lan(s, protocol="tcp", tcp=_tcp(53), target="ACCEPT"),
+        ]
     if s.reject_https:
         forward.append(_from_lan(s, protocol="tcp", tcp=_tcp(443), target=_reject_reset()))
     forward.append(_from_lan(s, target="DROP"))

@@ -52,6 +52,8 @@ SECTION = {
     "lan_ports": Field("int_list", [], "more TCP ports of the access point open to every "
                        "client (the portal's HTTPS API port, say)", _ports),
     "reject_https": Field(bool, True, "refuse unauthorized HTTPS at once (TCP reset)"),
+    "preauth_dns": Field(bool, True, "unauthorized clients may send DNS (udp and tcp port "
+                         "53) to any resolver, not only to the access point"),
     "masquerade": Field(bool, True, "NAT the LAN out of the WAN interface"),
     "block_smtp": Field(bool, True, "block outbound SMTP except open windows"),
     "smtp_ports": Field("int_list", [25], "SMTP ports to block", _ports),
@@ -81,7 +83,8 @@ def settings_from_config(section: Any) -> FirewallSettings:
         lan_network=ipaddress.IPv4Network(section.lan_network), prefix=section.prefix,
         portal_port=section.portal_port, lan_ports=tuple(section.lan_ports),
         walled_garden=tuple(ipaddress.IPv4Network(n) for n in section.walled_garden),
-        reject_https=section.reject_https, masquerade=section.masquerade,
+        reject_https=section.reject_https, preauth_dns=section.preauth_dns,
+        masquerade=section.masquerade,
         block_smtp=section.block_smtp, smtp_ports=tuple(section.smtp_ports),
         tproxy_port=section.tproxy_port, tproxy_ports=tuple(section.tproxy_ports),
         tproxy_mark=section.tproxy_mark, nfqueue_num=section.nfqueue_num,

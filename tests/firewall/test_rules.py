@@ -23,15 +23,49 @@ class ChainsTests(SynchronousTestCase):
     def test_forward_order(self):
         """
         Forwarding: the download counter, authorized clients (every packet,
-        established or not) to their own chain, replies to the LAN, then
-        HTTPS refused and the rest from the LAN dropped, in that order.
+        established or not) to their own chain, replies to the LAN, DNS to
+        any resolver, then HTTPS refused and the rest from the LAN dropped,
+        in that order.
         """
         forward = chains(minimal())[("filter", "NS-FORWARD")]
         self.assertEqual(targets(forward), [
-            None, "NS-CLIENT", "ACCEPT", {"REJECT": {"reject-with": "tcp-reset"}}, "DROP"])
+            None, "NS-CLIENT", "ACCEPT", "ACCEPT", "ACCEPT",
+            {"REJECT": {"reject-with": "tcp-reset"}}, "DROP"])
         self.assertEqual(forward[0]["set"], {"match-set": ["ns-down", "dst"]})
         self.assertEqual(forward[1]["set"], {"match-set": ["ns-auth", "src,src"]})
         self.assertEqual(forward[2]["out-interface"], "br-lan")
+
+    def test_preauth_dns(self):
+        """
+        By default unauthorized clients may send DNS (UDP and TCP port 53)
+        to any resolver: both are accepted from the LAN in the forward
+        chain, before its final drop.
+        """
+        forward = chains(minimal())[("filter", "NS-FORWARD")]
+        udp = {"protocol": "udp", "in-interface": "br-lan", "udp": {"dport": "53"},
+               "target": "ACCEPT"}
+        tcp = {"protocol": "tcp", "in-interface": "br-lan", "tcp": {"dport": "53"},
+               "target": "ACCEPT"}
+        self.assertIn(udp, forward)
+        self.assertIn(tcp, forward)
+        self.assertLess(forward.index(udp), forward.index(tcp))
+        self.assertEqual(forward[-1], {"in-interface": "br-lan", "target": "DROP"})
+        self.assertLess(forward.index(tcp), len(forward) - 1)
+
+    def test_preauth_dns_off(self):
+        """
+        With preauth_dns off the forward chain has no DNS rule: unauthorized
+        clients reach DNS only on the access point, which stays open.
+        """
+        own = chains(minimal(preauth_dns=False))
+        forward = own[("filter", "NS-FORWARD")]
+        self.assertEqual(targets(forward), [
+            None, "NS-CLIENT", "ACCEPT", {"REJECT": {"reject-with": "tcp-reset"}}, "DROP"])
+        self.assertEqual([r for r in forward if "53" in (r.get("udp", {}).get("dport"),
+                                                          r.get("tcp", {}).get("dport"))],
+                         [])
+        self.assertIn({"protocol": "udp", "in-interface": "br-lan", "udp": {"dport": "53"},
+                       "target": "ACCEPT"}, own[("filter", "NS-INPUT")])
 
     def test_client_chain(self):
         """

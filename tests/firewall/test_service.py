@@ -161,3 +161,12 @@ class SettingsTests(SynchronousTestCase):
         error = self.assertRaises(ConfigError, parse, {"firewall": {"lan_network": "nope"}},
                                   "test.toml", {"firewall": SECTION})
         self.assertIn("test.toml: key 'firewall.lan_network'", str(error))
+
+    def test_preauth_dns(self):
+        """
+        preauth_dns is on unless the [firewall] section turns it off.
+        """
+        default = parse({"firewall": {}}, "test.toml", {"firewall": SECTION})
+        self.assertTrue(settings_from_config(default.firewall).preauth_dns)
+        off = parse({"firewall": {"preauth_dns": False}}, "test.toml", {"firewall": SECTION})
+        self.assertFalse(settings_from_config(off.firewall).preauth_dns)

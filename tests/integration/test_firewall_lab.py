@@ -68,6 +68,63 @@ while True:
     threading.Thread(target=serve, args=(c,), daemon=True).start()
 """
 
+# A resolver upstream: one A record over UDP and TCP, a line per query.
+DNS_SERVER = """
+import socket, struct, sys, threading
+address, known, answer = sys.argv[1], sys.argv[2].lower(), socket.inet_aton(sys.argv[3])
+def reply(q, proto):
+    i, labels = 12, []
+    while q[i]:
+        labels.append(q[i + 1:i + 1 + q[i]].decode()); i += 1 + q[i]
+    name = ".".join(labels).lower()
+    print("query", proto, name, flush=True)
+    found = name == known
+    head = q[:2] + struct.pack("!HHHHH", 0x8180 if found else 0x8183, 1, int(found), 0, 0)
+    record = struct.pack("!HHHIH", 0xC00C, 1, 1, 60, 4) + answer if found else b""
+    return head + q[12:i + 5] + record
+def tcp(c):
+    with c:
+        n = struct.unpack("!H", c.recv(2, socket.MSG_WAITALL))[0]
+        r = reply(c.recv(n, socket.MSG_WAITALL), "tcp")
+        c.sendall(struct.pack("!H", len(r)) + r)
+def tcp_loop(srv):
+    while True:
+        c, _ = srv.accept()
+        threading.Thread(target=tcp, args=(c,), daemon=True).start()
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); udp.bind((address, 53))
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind((address, 53)); srv.listen(5)
+threading.Thread(target=tcp_loop, args=(srv,), daemon=True).start()
+print("listening", flush=True)
+while True:
+    q, peer = udp.recvfrom(512)
+    udp.sendto(reply(q, "udp"), peer)
+"""
+
+# One query (udp or tcp); prints the address answered or the error's name.
+DNS_CLIENT = """
+import socket, struct, sys
+server, name, proto = sys.argv[1:4]
+q = (struct.pack("!HHHHHH", 0x4E53, 0x0100, 1, 0, 0, 0)
+     + b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\\0"
+     + struct.pack("!HH", 1, 1))
+try:
+    if proto == "udp":
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2)
+        s.sendto(q, (server, 53)); a = s.recv(512)
+    else:
+        s = socket.create_connection((server, 53), timeout=2)
+        s.sendall(struct.pack("!H", len(q)) + q)
+        n = struct.unpack("!H", s.recv(2, socket.MSG_WAITALL))[0]
+        a = s.recv(n, socket.MSG_WAITALL)
+except OSError as e:
+    print(type(e).__name__); sys.exit()
+ok = a[:2] == q[:2] and struct.unpack("!H", a[6:8])[0] == 1
+print(socket.inet_ntoa(a[-4:]) if ok else "no answer")
+"""
+DNS_NAME = "portal-check.netsuite.test"
+DNS_ADDRESS = "203.0.113.53"
+
 
 def need_lab():
     if os.getuid() != 0:
@@ -160,6 +217,49 @@ class FirewallLabTests(TestCase):
         self.assertTrue(answer["deauthorized"])
         code, body = yield self.curl("c1", internet)
         self.assertEqual((code, body), (0, PORTAL_BODY))
+
+    def dns(self, client, proto):
+        """
+        Fire with what a DNS query from a client namespace to the upstream
+        resolver got: the address answered, or the error (TimeoutError).
+        """
+        def run():
+            done = self.lab.exec(client, [sys.executable, "-c", DNS_CLIENT,
+                                          self.lab.internet, DNS_NAME, proto], timeout=20)
+            return (done.stdout.strip() or done.stderr.strip()).splitlines()[-1]
+        return deferToThread(run)
+
+    @inlineCallbacks
+    def test_preauth_dns(self):
+        """
+        Before login a client reaches a resolver upstream (not the access
+        point) over UDP and TCP (preauth_dns, on by default). With
+        preauth_dns = false the same queries are dropped (time-out, and the
+        resolver sees nothing) until the client is authorized.
+        """
+        resolver = spawn(self, "dns", [
+            "ip", "netns", "exec", self.lab.netns("up"), sys.executable, "-u", "-c",
+            DNS_SERVER, self.lab.internet, DNS_NAME, DNS_ADDRESS])
+        yield resolver.wait_for_line("^listening$", timeout=10)
+        for proto in ("udp", "tcp"):
+            answer = yield self.dns("c1", proto)
+            self.assertEqual(answer, DNS_ADDRESS, proto)
+            yield resolver.wait_for_line(f"^query {proto} {DNS_NAME}$", timeout=5)
+
+        self.daemon.signal("TERM")
+        yield self.daemon.ended
+        self.config = write_config(self, CONFIG.format(garden=self.lab.wan_up_address)
+                                   + "preauth_dns = false\n")
+        yield self.start_daemon()
+        seen = len(resolver.lines)
+        for proto in ("udp", "tcp"):
+            answer = yield self.dns("c1", proto)
+            self.assertEqual(answer, "TimeoutError", proto)
+        self.assertEqual(resolver.lines[seen:], [])
+
+        yield self.authorize(1)
+        answer = yield self.dns("c1", "udp")
+        self.assertEqual(answer, DNS_ADDRESS)
 
     def tc_classes(self, device):
         return self.in_ap("tc", "class", "show", "dev", device)
