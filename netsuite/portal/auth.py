@@ -30,12 +30,17 @@ from ..registry.values import Message
 
 __all__ = ["hash_password", "verify_password", "parse_users", "UsersFile", "LdapBind",
            "ldap_bind", "bind_dn", "LoginLimiter", "AUTH_SECTION", "OPERATOR_SECTION",
-           "install", "PASSWORD", "CLICK"]
+           "install", "PASSWORD", "CLICK", "CODE", "METHODS"]
 
 _log = Logger()
 
 PASSWORD = "password"
 CLICK = "click"
+CODE = "code"
+METHODS = (CLICK, PASSWORD, CODE)
+"""What the login form asks for: nothing but the policy, a username and
+password, or an access code (a voucher); the back ends on
+C{/portal/authenticate} get it with the C{method}."""
 WRONG = "wrong username or password"
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2 ** 14, 8, 1
@@ -272,46 +277,63 @@ class LdapBind:
 
 class LoginLimiter:
     """
-    At most C{max_failures} failed logins per client IP in C{window}
-    seconds (0: no limit); clock-driven.
+    Login attempts per client IP, clock-driven: at most C{max_failures}
+    failed ones and C{max_attempts} in all (accepted or not) in C{window}
+    seconds (0: no limit).
     """
 
-    def __init__(self, clock: Any, max_failures: int = 5, window: float = 60.0) -> None:
+    def __init__(self, clock: Any, max_failures: int = 5, window: float = 60.0,
+                 max_attempts: int = 0) -> None:
         self.clock = clock
         self.max_failures = max_failures
+        self.max_attempts = max_attempts
         self.window = window
         self._failures: Dict[str, Deque[float]] = {}
+        self._attempts: Dict[str, Deque[float]] = {}
 
-    def _recent(self, ip: Any) -> Deque[float]:
+    def _recent(self, ip: Any, book: Optional[Dict[str, Deque[float]]] = None) -> Deque[float]:
+        book = self._failures if book is None else book
         now = self.clock.seconds()
-        times = self._failures.get(str(ip))
+        times = book.get(str(ip))
         if times is None:
             return deque()
         while times and times[0] <= now - self.window:
             times.popleft()
         if not times:
-            del self._failures[str(ip)]
+            del book[str(ip)]
         return times
+
+    def _wait(self, times: Deque[float], limit: int) -> Optional[int]:
+        if not limit or len(times) < limit:
+            return None
+        wait = times[-limit] + self.window - self.clock.seconds()
+        return max(1, int(wait + 0.999))
 
     def retry_after(self, ip: Any) -> Optional[int]:
         """
         Seconds before C{ip} may try again, or None if it may now.
         """
-        if not self.max_failures:
-            return None
-        times = self._recent(ip)
-        if len(times) < self.max_failures:
-            return None
-        wait = times[-self.max_failures] + self.window - self.clock.seconds()
-        return max(1, int(wait + 0.999))
+        waits = [w for w in (self._wait(self._recent(ip), self.max_failures),
+                             self._wait(self._recent(ip, self._attempts), self.max_attempts))
+                 if w is not None]
+        return max(waits) if waits else None
+
+    def _note(self, ip: Any, book: Dict[str, Deque[float]], limit: int) -> None:
+        if limit:
+            self._recent(ip, book)
+            times = book.setdefault(str(ip), deque())
+            times.append(self.clock.seconds())
+            while len(times) > limit:
+                times.popleft()
+
+    def attempted(self, ip: Any) -> None:
+        """
+        C{ip} tries to log in (counted whatever the outcome).
+        """
+        self._note(ip, self._attempts, self.max_attempts)
 
     def failed(self, ip: Any) -> None:
-        if self.max_failures:
-            self._recent(ip)
-            self._failures.setdefault(str(ip), deque()).append(self.clock.seconds())
-            times = self._failures[str(ip)]
-            while len(times) > self.max_failures:
-                times.popleft()
+        self._note(ip, self._failures, self.max_failures)
 
     def succeeded(self, ip: Any) -> None:
         self._failures.pop(str(ip), None)
@@ -319,6 +341,10 @@ class LoginLimiter:
 
 def _nonnegative(value: Any) -> Optional[str]:
     return None if value >= 0 else "0 or more"
+
+
+def _method(value: Any) -> Optional[str]:
+    return None if value in ("",) + METHODS else "one of " + ", ".join(METHODS)
 
 
 def _template(value: Any) -> Optional[str]:
@@ -346,15 +372,21 @@ AUTH_SECTION = {
                            _nonnegative),
     "max_failures": Field(int, 5, "failed logins per client IP per failure_window before a "
                           "429 (0: no limit)", _nonnegative),
-    "failure_window": Field(float, 60.0, "seconds over which failed logins count",
-                            _nonnegative),
+    "max_attempts": Field(int, 20, "login attempts, accepted or not, per client IP per "
+                          "failure_window before a 429 (0: no limit)", _nonnegative),
+    "failure_window": Field(float, 60.0, "seconds over which failed logins and attempts "
+                            "count", _nonnegative),
+    "method": Field(str, "", "what the login form asks for: click (the policy only), "
+                    "password (username and password), code (an access code, for a "
+                    "voucher back end on the bus); \"\": password when users_file or "
+                    "ldap_url is set, else click", _method),
     "move_session": Field(bool, True, "a login with the username of a session on another "
                           "IP/MAC moves that session"),
     "quota_bytes": Field(int, 0, "bytes (up and down) a session may use (0: no limit)",
                          _nonnegative),
 }
 """C{[portal.auth]}: with users_file or ldap_url set, the login asks for a
-username and password (method "password")."""
+username and password (method "password") unless C{method} says otherwise."""
 
 OPERATOR_SECTION = {
     "username": Field(str, "", "the operator page's HTTP Basic user (\"\": no operator page)"),
@@ -392,13 +424,16 @@ def install(portal: Any, auth: Any, operator: Any, reactor: Any,
         portal.registry.listen("/portal/authenticate", UsersFile(auth.users_file, runner),
                                first=True, tags=dict(tags, backend="users-file"))
         method = PASSWORD
+    if auth.method:
+        method = auth.method
     portal.move_session = bool(auth.move_session)
     portal.sessions.quota_bytes = int(auth.quota_bytes)
     credentials = None
     if operator.username and operator.password_hash:
         credentials = (operator.username, operator.password_hash)
     return {"method": method,
-            "limiter": LoginLimiter(reactor, auth.max_failures, auth.failure_window),
+            "limiter": LoginLimiter(reactor, auth.max_failures, auth.failure_window,
+                                    auth.max_attempts),
             "operator": credentials}
 
 

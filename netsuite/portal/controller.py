@@ -212,6 +212,7 @@ class Portal:
                 yield self.logout(ipaddress.IPv4Address(old.ip), "moved")
             else:  # same IP, new MAC: the firewall entry was just replaced
                 self.sessions.logout(old.ip)
+                self._ended(old, "moved")
         session = self.sessions.login(ip, mac, reason, username, started, bytes_base)
         _log.info("portal login {ip} {mac} ({reason})", ip=ip, mac=mac, reason=reason,
                   netsuite_event="portal-login")
@@ -234,11 +235,15 @@ class Portal:
         except Exception:
             _log.failure("firewall de-authorization of {ip} failed", ip=ip)
         if session is not None:
-            self.last_logout[session.ip] = (reason, self.sessions.clock.seconds())
-            _log.info("portal logout {ip} ({reason})", ip=ip, reason=reason,
-                      netsuite_event="portal-logout")
-            self._event("/portal/logout", {"ip": ip, "mac": MAC(session.mac), "reason": reason})
+            self._ended(session, reason)
         return session
+
+    def _ended(self, session: Session, reason: str) -> None:
+        self.last_logout[session.ip] = (reason, self.sessions.clock.seconds())
+        _log.info("portal logout {ip} ({reason})", ip=session.ip, reason=reason,
+                  netsuite_event="portal-logout")
+        self._event("/portal/logout", {"ip": ipaddress.IPv4Address(session.ip),
+                                       "mac": MAC(session.mac), "reason": reason})
 
     def _event(self, path: str, message: Message) -> None:
         self.registry.send(path, message).addErrback(lambda f: _log.failure(path, f))
@@ -274,5 +279,16 @@ class Portal:
                 restored += 1
             except Exception:
                 _log.failure("could not restore the session of {ip}", ip=session.ip)
+        if restored and (self.sessions.idle_timeout or self.sessions.quota_bytes):
+            # A firewall that started afresh counts from 0: note it now, before
+            # the client can pass its old count again.
+            try:
+                counters = yield self.registry.send(
+                    self._at(self.firewall_process, "/firewall/counters"), {})
+            except Exception:
+                _log.failure("could not read the firewall's counters after restoring")
+            else:
+                if isinstance(counters, dict):
+                    self.sessions.sample(counters)
         _log.info("portal restored {n} sessions in the firewall", n=restored,
                   netsuite_event="portal-restored")

@@ -165,6 +165,7 @@ class Sessions:
         """
         Take the firewall's counters (C{ip -> {bytes_up, bytes_down}}); a
         session whose byte count changed was active now. Returns those IPs.
+        A count lower than the last one means the counters started again.
         """
         now = self.clock.seconds()
         active = []
@@ -174,7 +175,13 @@ class Sessions:
                 continue
             seen = int(traffic.get("bytes_up", 0)) + int(traffic.get("bytes_down", 0))
             if seen != session.bytes_seen:
-                self.sessions[session.ip] = replace(session, bytes_seen=seen, last_active=now)
+                base = session.bytes_base
+                if seen < session.bytes_seen:
+                    # The firewall's counters started again (its entry for the
+                    # client was made anew): keep what was used before.
+                    base += session.bytes_seen
+                self.sessions[session.ip] = replace(session, bytes_seen=seen, bytes_base=base,
+                                                    last_active=now)
                 active.append(session.ip)
         if active:
             self.store.put(*(self.sessions[ip] for ip in active))

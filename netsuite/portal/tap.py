@@ -34,6 +34,11 @@ def _seconds(value: Any) -> Optional[str]:
     return None if value >= 0 else "seconds (0 or more)"
 
 
+def _http_url(value: Any) -> Optional[str]:
+    from .web import safe_url
+    return None if not value or safe_url(value) == value else "an http:// or https:// URL"
+
+
 SECTION = {
     "enabled": Field(bool, False, "run the captive portal in this process"),
     "port": Field(int, 5280, "the portal port (firewall.portal_port sends HTTP here)", _port),
@@ -61,6 +66,8 @@ SECTION = {
                       "(\"\": interface_address)"),
     "tls_certificate": Field(str, "", "PEM certificate of api_host (then any intermediates)"),
     "tls_key": Field(str, "", "PEM private key of tls_certificate"),
+    "venue_info_url": Field(str, "", "a page about the venue, given to clients as the "
+                            "Captive Portal API's venue-info-url (\"\": none)", _http_url),
     "auth": Table(AUTH_SECTION, "login back ends, rate limit, session move, quota"),
     "operator": Table(OPERATOR_SECTION, "the /operator page's HTTP Basic credentials"),
 }
@@ -131,6 +138,7 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
             raise ConfigError(f"{config.source}: portal.{key}: cannot read "
                               f"{layout}: {e.strerror}") from None
     resource = PortalResource(portal, reactor, template_dir=section.template_dir,
+                              venue_info_url=section.venue_info_url,
                               **install(portal, section.auth, section.operator, reactor))
     from .web import PortalSite
     site = PortalSite(resource)

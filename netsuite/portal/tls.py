@@ -182,10 +182,11 @@ class ApiResource(Resource):
 
     def render(self, request: Any) -> Any:
         path = urlsplit(request.uri.decode("latin-1")).path
-        if (request.method, path) not in self.SERVED:
+        static = path.startswith("/static/") and request.method in (b"GET", b"HEAD")
+        if (request.method, path) not in self.SERVED and not static:
             request.setResponseCode(404)
             request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
             request.setHeader(b"Cache-Control", b"no-store")
-            return b"Not found: this port serves /api and the login pages.\n"
+            return b"Not found: this port serves /api, the login pages and /static.\n"
         request.requestHeaders.setRawHeaders(b"host", [self.portal_host.encode("ascii")])
         return self.portal_resource.render(request)

@@ -27,7 +27,7 @@ from twisted.protocols.policies import ProtocolWrapper, TimeoutMixin
 from twisted.web.http import datetimeToString
 from twisted.web.server import NOT_DONE_YET, Site
 
-from .auth import CLICK, PASSWORD, LoginLimiter
+from .auth import CLICK, CODE, PASSWORD, LoginLimiter
 from .controller import LoginRefused, Portal
 from .operator import REALM, OperatorAuth, kick_address, render_clients
 
@@ -124,6 +124,16 @@ def _redirect_page(location: str) -> bytes:
 def _duration(seconds: float) -> str:
     seconds = int(max(0, seconds))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _data(count: int) -> str:
+    """
+    A byte count as people read it: 512 B, 1.5 MB, 2.25 GB (powers of 1000).
+    """
+    for unit, size in (("GB", 10 ** 9), ("MB", 10 ** 6), ("kB", 10 ** 3)):
+        if count >= size:
+            return f"{count / size:.3g} {unit}"
+    return f"{int(count)} B"
 
 
 class PortalSite(Site):
@@ -314,11 +324,12 @@ class PortalResource(Resource):
     def __init__(self, portal: Portal, clock: Any, method: str = CLICK,
                  limiter: Optional[LoginLimiter] = None,
                  operator: Optional[Tuple[str, str]] = None,
-                 template_dir: str = "") -> None:
+                 template_dir: str = "", venue_info_url: str = "") -> None:
         Resource.__init__(self)
         self.portal = portal
         self.clock = clock
         self.template_dir = template_dir
+        self.venue_info_url = venue_info_url
         self.secure_base = ""  # "https://host:port" of the HTTPS site, when there is one
         self.method = method
         self.limiter = limiter if limiter is not None else LoginLimiter(clock)
@@ -479,6 +490,9 @@ class PortalResource(Resource):
                       'required></label></p>'
                       '<p><label>Password <input type="password" name="password" '
                       'autocomplete="current-password" required></label></p>')
+        elif self.method == CODE:
+            fields = ('<p><label>Access code <input name="code" autocomplete="off" '
+                      'autocapitalize="off" spellcheck="false" required></label></p>')
         return self._respond(request, code, _page("Welcome", (
             f"{error_html}{destination}"
             f'<div class="policy">{_esc(self.portal.policy_text)}</div>\n'
@@ -496,7 +510,7 @@ class PortalResource(Resource):
         wait = self.limiter.retry_after(ip)
         if wait is not None:
             request.setHeader(b"Retry-After", str(wait).encode("ascii"))
-            return self._login_page(request, ip, f"Too many failed logins; please wait "
+            return self._login_page(request, ip, f"Too many login attempts; please wait "
                                     f"{wait} seconds.", 429)
         url = safe_url(self._arg(request, b"url"))
         extra = {}
@@ -507,6 +521,11 @@ class PortalResource(Resource):
             if not username or not extra["password"]:
                 return self._login_page(request, ip, "Please give your username and "
                                         "password.", 400)
+        elif self.method == CODE:
+            extra = {"code": self._arg(request, b"code").strip()}
+            if not extra["code"]:
+                return self._login_page(request, ip, "Please give your access code.", 400)
+        self.limiter.attempted(ip)
 
         async def work() -> bytes:
             mac = await self.portal.mac_for(ip)
@@ -547,9 +566,13 @@ class PortalResource(Resource):
         left = self.portal.sessions.seconds_remaining(ip)
         used = self.clock.seconds() - session.started
         remaining = f"<p>Time left: {_duration(left)}</p>" if left is not None else ""
+        data_left = self.portal.sessions.bytes_remaining(ip)
+        if data_left is not None:
+            remaining += f"<p>Data left: {_data(data_left)}</p>"
         return self._respond(request, 200, _page("Connected", (
             f"<p>Connected as {_esc(session.ip)} ({_esc(session.mac)}).</p>"
-            f"<p>Time used: {_duration(used)}</p>{remaining}"
+            f"<p>Time used: {_duration(used)}</p>"
+            f"<p>Data used: {_data(session.bytes_used)}</p>{remaining}"
             f'<form method="post" action="/logout">'
             f'<input type="hidden" name="csrf" value="{_esc(self._token(request))}">'
             f'<button type="submit">Log out</button></form>')))
@@ -563,6 +586,8 @@ class PortalResource(Resource):
         # page when there is one (secure_base), else the plain one.
         login = (self.secure_base + "/login") if self.secure_base else self._url("/login")
         answer: dict = {"captive": session is None, "user-portal-url": login}
+        if self.venue_info_url:
+            answer["venue-info-url"] = self.venue_info_url
         if session is not None:
             left = self.portal.sessions.seconds_remaining(ip)
             if left is not None:

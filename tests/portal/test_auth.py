@@ -18,7 +18,7 @@ from netsuite.portal import auth
 from netsuite.portal.auth import (PASSWORD, LdapBind, LoginLimiter, UsersFile, bind_dn,
                                   hash_password, parse_users, verify_password)
 from netsuite.portal.web import CSRF_COOKIE, PortalResource
-from netsuite.registry import Stop
+from netsuite.registry import CONTINUE, Stop
 
 from .helpers import A, B, MAC_A, PortalFixture
 
@@ -157,6 +157,40 @@ class RateLimitTests(SynchronousTestCase):
         self.assertIsNone(limiter.retry_after(A))
         self.assertIsNone(LoginLimiter(f.clock, 0, 60).retry_after(A))
 
+    def test_attempts(self):
+        """
+        Attempts count whatever their outcome: past max_attempts in the
+        window, the client waits until the oldest leaves it.
+        """
+        f = PortalFixture()
+        limiter = LoginLimiter(f.clock, 5, 60, max_attempts=3)
+        for _ in range(3):
+            self.assertIsNone(limiter.retry_after(A))
+            limiter.attempted(A)
+            limiter.succeeded(A)
+            f.clock.advance(10)
+        self.assertEqual(limiter.retry_after(A), 30)
+        self.assertIsNone(limiter.retry_after(B))
+        f.clock.advance(30)
+        self.assertIsNone(limiter.retry_after(A))
+
+    def test_web_429_click_through(self):
+        """
+        Click-through logins are limited too: the fourth login in a minute
+        from one client (logging out between) gets a 429.
+        """
+        f = PortalFixture()
+        f.resource.limiter = LoginLimiter(f.clock, 5, 60, max_attempts=3)
+        token = "t" * 32
+        for n in range(4):
+            r = f.request(b"POST", b"/login", args={
+                b"csrf": [token.encode()], b"url": [b""], b"accept": [b"1"]},
+                cookies={CSRF_COOKIE: token.encode()})
+            self.assertEqual(r.responseCode, 303 if n < 3 else 429, n)
+            self.successResultOf(f.portal.logout(A, "logout"))
+            f.clock.advance(1)
+        self.assertIn(b"Too many login attempts", r.body())
+
     def test_web_429(self):
         """
         Five failures in a minute: the sixth attempt (even a right one)
@@ -174,6 +208,81 @@ class RateLimitTests(SynchronousTestCase):
         self.assertEqual(post(f, "bob", "pw", client=B).responseCode, 303)
         f.clock.advance(55)
         self.assertEqual(post(f, "alice", "pw").responseCode, 303)
+
+
+class CodeMethodTests(SynchronousTestCase):
+    """
+    C{method = "code"}: the form asks for an access code, and a back end on
+    C{/portal/authenticate} (a voucher process, over the bus) decides.
+    """
+
+    def fixture(self):
+        f = PortalFixture()
+        f.resource = PortalResource(f.portal, f.clock, method=auth.CODE)
+        asked = []
+
+        def vouchers(message):
+            asked.append(message)
+            if message.get("method") == auth.CODE:
+                return Stop({"ok": message.get("code") == "ABC-123", "message": "bad code"})
+            return CONTINUE
+        f.registry.listen("/portal/authenticate", vouchers, first=True)
+        return f, asked
+
+    def post(self, f, code):
+        token = "t" * 32
+        return f.request(b"POST", b"/login", args={
+            b"csrf": [token.encode()], b"url": [b""], b"accept": [b"1"],
+            b"code": [code.encode()]}, cookies={CSRF_COOKIE: token.encode()})
+
+    def test_form(self):
+        f, _ = self.fixture()
+        body = f.request(b"GET", b"/login").body().decode()
+        self.assertIn('name="code"', body)
+        self.assertNotIn('name="password"', body)
+
+    def test_login(self):
+        """
+        The right code logs in, a wrong one is refused with the back end's
+        message; the back end sees the code and the method.
+        """
+        f, asked = self.fixture()
+        r = self.post(f, "nope")
+        self.assertEqual(r.responseCode, 403)
+        self.assertIn(b"bad code", r.body())
+        self.assertNotIn(A, f.firewall.clients)
+        self.assertEqual(self.post(f, " ABC-123 ").responseCode, 303)
+        self.assertIn(A, f.firewall.clients)
+        self.assertEqual([(m["method"], m["code"]) for m in asked],
+                         [("code", "nope"), ("code", "ABC-123")])
+
+    def test_empty_code(self):
+        f, asked = self.fixture()
+        self.assertEqual(self.post(f, "  ").responseCode, 400)
+        self.assertEqual(asked, [])
+
+    def test_click_through_refuses_code(self):
+        """
+        With nobody answering codes, the stock click-through does not let
+        a code login in.
+        """
+        f = PortalFixture()
+        f.resource = PortalResource(f.portal, f.clock, method=auth.CODE)
+        self.assertEqual(self.post(f, "anything").responseCode, 403)
+        self.assertNotIn(A, f.firewall.clients)
+
+    def test_install_method(self):
+        """
+        C{method} overrides the choice made from the configured back ends.
+        """
+        f = PortalFixture()
+        section = SimpleNamespace(users_file="", ldap_url="", ldap_bind_dn="", ldap_deadline=1.0,
+                                  max_failures=5, failure_window=60.0, move_session=True,
+                                  quota_bytes=0, max_attempts=20, method="code")
+        operator = SimpleNamespace(username="", password_hash="")
+        self.assertEqual(auth.install(f.portal, section, operator, f.clock)["method"], "code")
+        section.method = ""
+        self.assertEqual(auth.install(f.portal, section, operator, f.clock)["method"], "click")
 
 
 class MoveSessionTests(SynchronousTestCase):
@@ -198,12 +307,21 @@ class MoveSessionTests(SynchronousTestCase):
         self.assertEqual(f.portal.last_logout[str(A)][0], "moved")
 
     def test_same_ip_new_mac(self):
+        """
+        A login on the same IP from a new MAC replaces the session, and the
+        old one's end is told (reason moved) and remembered.
+        """
         f = password_fixture(self, {"alice": "pw"})
+        told = []
+        f.registry.watch("/portal/logout", told.append)
         post(f, "alice", "pw")
         f.macs[A] = MAC_B
         post(f, "alice", "pw")
         self.assertEqual(str(f.firewall.clients[A].mac), MAC_B)
         self.assertEqual(len(f.sessions.all()), 1)
+        f.registry.eventual.flush_sync()
+        self.assertEqual(told, [{"ip": A, "mac": MAC_A, "reason": "moved"}])
+        self.assertEqual(f.portal.last_logout[str(A)][0], "moved")
 
     def test_not_moved_when_off(self):
         f = password_fixture(self, {"alice": "pw"}, move_session=False,
@@ -231,6 +349,43 @@ class QuotaTests(SynchronousTestCase):
         self.assertEqual(f.firewall.clients, {})
         f.registry.eventual.flush_sync()
         self.assertEqual(told[-1]["reason"], "quota")
+
+    def test_counters_started_again(self):
+        """
+        When the firewall's counters start again (it was restarted), what
+        the session used before still counts against its quota.
+        """
+        f = password_fixture(self, {"alice": "pw"}, quota=1000)
+        post(f, "alice", "pw")
+        f.firewall.add_traffic(A, up=900)
+        self.successResultOf(f.portal.sample())
+        f.firewall.wipe()  # a firewall restart: its entry for A is made anew, from 0
+        self.successResultOf(f.registry.send("/firewall/authorize", {"ip": A, "mac": MAC_A}))
+        f.firewall.add_traffic(A, up=10)
+        self.successResultOf(f.portal.sample())
+        self.assertEqual(f.sessions.get(A).bytes_used, 910)
+        self.assertEqual(json.loads(f.request(b"GET", b"/api").body())["bytes-remaining"], 90)
+
+    def test_restore_keeps_bytes_used(self):
+        """
+        A portal restarted beside a firewall that starts afresh keeps the
+        sessions' byte counts: restoring reads the new counters at once,
+        before the client can pass its old count again.
+        """
+        from netsuite.portal.sessions import SessionStore
+        path = os.path.abspath(self.mktemp())
+        f = PortalFixture(store=SessionStore(path))
+        f.sessions.quota_bytes = 10000
+        self.successResultOf(f.registry.send("/portal/authorize", {"ip": A}))
+        f.firewall.add_traffic(A, up=900)
+        self.successResultOf(f.portal.sample())
+        f.sessions.store.close()
+        g = PortalFixture(store=SessionStore(path))
+        g.sessions.quota_bytes = 10000
+        self.successResultOf(g.portal.restore())
+        g.firewall.add_traffic(A, up=1000)  # more than before the restart
+        self.successResultOf(g.portal.sample())
+        self.assertEqual(g.sessions.get(A).bytes_used, 1900)
 
     def test_no_quota_no_field(self):
         f = PortalFixture()
@@ -286,13 +441,13 @@ class LdapBindUnitTests(SynchronousTestCase):
         section = SimpleNamespace(users_file=path, ldap_url="ldap://127.0.0.1:1/",
                                   ldap_bind_dn="uid={user},dc=t", ldap_deadline=1.0,
                                   max_failures=3, failure_window=30.0, move_session=False,
-                                  quota_bytes=99)
+                                  quota_bytes=99, max_attempts=7, method="")
         operator = SimpleNamespace(username="op", password_hash=hash_password("x", **FAST))
         kw = auth.install(f.portal, section, operator, f.clock, runner=lambda fn, *a:
                           succeed(fn(*a)))
         self.assertEqual(kw["method"], PASSWORD)
         self.assertEqual(kw["operator"][0], "op")
-        self.assertEqual(kw["limiter"].max_failures, 3)
+        self.assertEqual((kw["limiter"].max_failures, kw["limiter"].max_attempts), (3, 7))
         self.assertEqual((f.portal.move_session, f.sessions.quota_bytes), (False, 99))
         listeners = f.registry.describe("/portal/authenticate")[0]["listeners"]
         self.assertEqual([l["tags"].get("backend") for l in listeners],

@@ -175,8 +175,11 @@ class TapTests(SynchronousTestCase):
 
 
 class ApiResourceTests(SynchronousTestCase):
-    def request(self, method, uri):
+    def request(self, method, uri, template_dir=""):
         f = PortalFixture()
+        if template_dir:
+            from netsuite.portal.web import PortalResource
+            f.resource = PortalResource(f.portal, f.clock, template_dir=template_dir)
         resource = ApiResource(f.resource, HOST)
         request = FakeRequest(method, uri, b"portal.example:8443")
         request.render(resource)
@@ -200,6 +203,22 @@ class ApiResourceTests(SynchronousTestCase):
         request = self.request(b"GET", b"/login")
         self.assertEqual(request.responseCode or 200, 200)
         self.assertIn(b'name="csrf"', request.body())
+
+    def test_static(self):
+        """
+        The operator's static files (the login page's logo and style)
+        are served over HTTPS too.
+        """
+        import os
+        directory = self.mktemp()
+        os.mkdir(directory)
+        with open(os.path.join(directory, "logo.png"), "wb") as f:
+            f.write(b"\x89PNG")
+        request = self.request(b"GET", b"/static/logo.png", template_dir=directory)
+        self.assertEqual((request.responseCode or 200, request.body()), (200, b"\x89PNG"))
+        self.assertEqual(request.header(b"content-type"), b"image/png")
+        self.assertEqual(self.request(b"POST", b"/static/logo.png", directory).responseCode,
+                         404)
 
     def test_other(self):
         """

@@ -249,6 +249,34 @@ class LoginTests(SynchronousTestCase):
             "captive": False, "user-portal-url": f"http://{HOST}/login",
             "seconds-remaining": 3000, "can-extend-session": False})
 
+    def test_api_venue(self):
+        """
+        With venue_info_url set, the API gives it, before and after login.
+        """
+        from netsuite.portal.web import PortalResource
+        f = PortalFixture()
+        f.resource = PortalResource(f.portal, f.clock,
+                                    venue_info_url="https://example.org/venue")
+        self.assertEqual(json.loads(f.request(b"GET", b"/api").body())["venue-info-url"],
+                         "https://example.org/venue")
+        f.sessions.login(A, MAC_A)
+        api = json.loads(f.request(b"GET", b"/api").body())
+        self.assertEqual((api["captive"], api["venue-info-url"]),
+                         (False, "https://example.org/venue"))
+
+    def test_status_data(self):
+        """
+        The status page shows the data used, and what is left of a quota.
+        """
+        f = PortalFixture()
+        f.sessions.login(A, MAC_A)
+        f.sessions.sample({str(A): {"bytes_up": 1_200_000, "bytes_down": 300_000}})
+        body = f.request(b"GET", b"/status").body()
+        self.assertIn(b"Data used: 1.5 MB", body)
+        self.assertNotIn(b"Data left", body)
+        f.sessions.quota_bytes = 2_000_000
+        self.assertIn(b"Data left: 500 kB", f.request(b"GET", b"/status").body())
+
     def test_not_found(self):
         self.assertEqual(self.f.request(b"GET", b"/nope").responseCode, 404)
         self.assertEqual(self.f.request(b"GET", b"/").responseCode, 303)
