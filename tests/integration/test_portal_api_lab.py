@@ -2,8 +2,8 @@
 The Captive Portal API over HTTPS in a real lab (RFC 8908, RFC 8910): one
 C{twistd netsuite} process in the access point runs the firewall, the DHCP
 server and the portal with a test CA's certificate; the client gets the
-API URL as DHCP option 114 from dhclient, and asks the API with curl
-(trusting only the test CA) before and after logging in.
+API URL as DHCP option 114 from dhclient or busybox udhcpc, and asks the
+API with curl (trusting only the test CA) before and after logging in.
 """
 
 import json
@@ -79,6 +79,15 @@ option captive-portal code 114 = text;
 request subnet-mask, routers, domain-name-servers, captive-portal;
 """
 
+# udhcpc runs its script with the event as $1 and the lease as environment
+# variables; this one keeps each event's whole environment in a file.
+UDHCPC_SCRIPT = """#!/bin/sh
+env > "{work}/udhcpc.$1.env"
+case "$1" in
+  bound) ip addr add "$ip/$mask" dev "$interface" ;;
+esac
+"""
+
 
 def need_lab():
     if os.getuid() != 0:
@@ -140,6 +149,28 @@ class PortalApiLabTests(TestCase):
         return [dict(field.split("=", 1) for field in line.split())
                 for line in done.stdout.splitlines() if line.startswith("reason=")]
 
+    @inlineCallbacks
+    def udhcpc(self):
+        """
+        Run busybox udhcpc once in c1, asking for option 114; fire with the
+        environment its script got for C{bound}.
+        """
+        if missing("udhcpc"):
+            raise SkipTest("not installed: udhcpc (Debian package busybox or udhcpc)")
+        script = os.path.join(self.work, "udhcpc.sh")
+        with open(script, "w") as f:
+            f.write(UDHCPC_SCRIPT.format(work=self.work))
+        os.chmod(script, 0o755)
+        self.addCleanup(self.lab.exec, "c1", ["ip", "addr", "flush", "dev", "eth0"],
+                        timeout=30, check=False)
+        # -f foreground, -q quit once bound, -n give up (exit 1) without a
+        # lease after -t 3 discovers -T 1 s apart.
+        done = yield self.run_in("c1", ["udhcpc", "-f", "-q", "-n", "-t", "3", "-T", "1",
+                                        "-i", "eth0", "-s", script, "-O", "114"])
+        self.assertEqual(done.returncode, 0, done.stderr)
+        with open(os.path.join(self.work, "udhcpc.bound.env")) as f:
+            return dict(line.split("=", 1) for line in f.read().splitlines() if "=" in line)
+
     def ask_api(self):
         return self.curl("-i", "--cacert", self.ca, "--resolve",
                          f"{API_HOST}:{API_PORT}:{self.lab.ap_address}", self.api)
@@ -196,3 +227,34 @@ class PortalApiLabTests(TestCase):
         code, _ = yield self.curl("--resolve", f"{API_HOST}:{API_PORT}:{self.lab.ap_address}",
                                   self.api)
         self.assertEqual(code, 60)
+
+    @inlineCallbacks
+    def test_udhcpc_option_114_and_api(self):
+        """
+        busybox udhcpc asking for option 114 (C{-O 114}) gets the HTTPS API
+        URL; the API says captive before the login and not captive after.
+        """
+        env = yield self.udhcpc()
+        # busybox 1.35 has no name for option 114 (-O captive_portal is
+        # "unknown option"): it hands it to the script as $opt114, the
+        # option's bytes in hex.
+        self.assertIn("opt114", env, sorted(env))
+        self.assertEqual(bytes.fromhex(env["opt114"]).decode("ascii"), self.api)
+        self.assertEqual((env["interface"], env["mask"]), ("eth0", "24"))
+
+        code, out = yield self.ask_api()
+        self.assertEqual(code, 0, out)
+        head, answer = self.parse(out)
+        self.assertIn(" 200", head.splitlines()[0])
+        self.assertRegex(head, r"(?im)^content-type: application/captive\+json\s*$")
+        self.assertIs(answer["captive"], True)
+        self.assertEqual(answer["user-portal-url"], f"https://{API_HOST}:{API_PORT}/login")
+
+        yield self.login()
+        sessions = yield self.bus.send("/portal/sessions")
+        self.assertEqual([str(s["ip"]) for s in sessions], [env["ip"]])
+        code, out = yield self.ask_api()
+        self.assertEqual(code, 0, out)
+        head, answer = self.parse(out)
+        self.assertIn(" 200", head.splitlines()[0])
+        self.assertIs(answer["captive"], False)

@@ -6,13 +6,17 @@ the real (lab) servers after it; a portal killed with SIGKILL and started
 again keeps its logged-in clients online.
 """
 
+import json
 import os
+import re
 import sys
 import tempfile
 
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest
+
+from netsuite.portal.web import PROBES as WEB_PROBES
 
 from .browser import Browser, missing_browser
 from .procs import TWISTD, spawn
@@ -25,11 +29,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 SUCCESS = b"<HTML><HEAD><TITLE>Success</TITLE></HEAD><BODY>Success</BODY></HTML>"
 ANSWERS = {
     "/hotspot-detect.html": (200, "text/html", SUCCESS),
+    "/library/test/success.html": (200, "text/html", SUCCESS),
     "/generate_204": (204, None, b""),
+    "/gen_204": (204, None, b""),
     "/connecttest.txt": (200, "text/plain", b"Microsoft Connect Test"),
     "/ncsi.txt": (200, "text/plain", b"Microsoft NCSI"),
     "/canonical.html": (200, "text/html",
         b'<meta http-equiv="refresh" content="0;url=https://support.mozilla.org/kb/captive-portal"/>'),
+    "/success.txt": (200, "text/plain", b"success\n"),
 }
 
 class Handler(BaseHTTPRequestHandler):
@@ -58,15 +65,28 @@ print("listening", flush=True)
 server.serve_forever()
 '''
 
+APPLE_SUCCESS = "<HTML><HEAD><TITLE>Success</TITLE></HEAD><BODY>Success</BODY></HTML>"
+FIREFOX_CANONICAL = (
+    '<meta http-equiv="refresh" content="0;url=https://support.mozilla.org/kb/captive-portal"/>')
+
 PROBES = [
-    # (host, path, expected status after login, expected body after login)
-    ("captive.apple.com", "/hotspot-detect.html", 200,
-     "<HTML><HEAD><TITLE>Success</TITLE></HEAD><BODY>Success</BODY></HTML>"),
-    ("connectivitycheck.gstatic.com", "/generate_204", 204, ""),
-    ("www.msftconnecttest.com", "/connecttest.txt", 200, "Microsoft Connect Test"),
-    ("www.msftncsi.com", "/ncsi.txt", 200, "Microsoft NCSI"),
-    ("detectportal.firefox.com", "/canonical.html", 200,
-     '<meta http-equiv="refresh" content="0;url=https://support.mozilla.org/kb/captive-portal"/>'),
+    # (host, path, expected status after login, content type, expected body
+    # after login): every path of netsuite.portal.web.PROBES, on the hosts
+    # the OSes ask.
+    # Apple: iOS/macOS captive network assistant, and the older URL.
+    ("captive.apple.com", "/hotspot-detect.html", 200, "text/html", APPLE_SUCCESS),
+    ("www.apple.com", "/library/test/success.html", 200, "text/html", APPLE_SUCCESS),
+    # Android and Chrome OS: 204 and an empty body, on several hosts.
+    ("connectivitycheck.gstatic.com", "/generate_204", 204, None, ""),
+    ("connectivitycheck.android.com", "/generate_204", 204, None, ""),
+    ("clients3.google.com", "/generate_204", 204, None, ""),
+    ("www.google.com", "/gen_204", 204, None, ""),
+    # Windows NCSI, new and old.
+    ("www.msftconnecttest.com", "/connecttest.txt", 200, "text/plain", "Microsoft Connect Test"),
+    ("www.msftncsi.com", "/ncsi.txt", 200, "text/plain", "Microsoft NCSI"),
+    # Firefox, both checks.
+    ("detectportal.firefox.com", "/canonical.html", 200, "text/html", FIREFOX_CANONICAL),
+    ("detectportal.firefox.com", "/success.txt", 200, "text/plain", "success\n"),
 ]
 
 
@@ -150,29 +170,55 @@ class ProbeTests(PortalLab):
         """
         Before login every probe gets a 307 to the login page (with the probe
         URL); after login each one reaches the lab's server and gets what
-        the real server answers.
+        the real server answers; a probe that still reaches the portal
+        after login (a connection opened before it) gets the same answer
+        from the portal itself.
         """
-        for host, path, _, _ in PROBES:
+        self.assertEqual(sorted({path for _, path, _, _, _ in PROBES}), sorted(WEB_PROBES))
+        for host, path, _, _, _ in PROBES:
             code, out = yield self.probe("c2", host, path)
             self.assertEqual(code, 0, (host, path))
             head = out.split("\n\n", 1)[0]  # text mode: \r\n read as \n
             self.assertIn(" 307", head.splitlines()[0], (host, path, out))
             self.assertIn(f"Location: {self.portal}/login?url=http%3A%2F%2F{host}"
-                          f"{path.replace('/', '%2F')}", head)
+                          f"{path.replace('/', '%2F')}\n", head + "\n", (host, path))
             self.assertNotIn("X-Lab-Probe", head)
         self.assertFalse([line for line in self.probes.lines if line.startswith("request ")])
 
         code, out, _, _ = yield self.login("c2")
         self.assertEqual((code, out), (0, "303 http://example.com/"))
-        for host, path, status, body in PROBES:
+        for host, path, status, kind, body in PROBES:
             code, out = yield self.probe("c2", host, path)
             self.assertEqual(code, 0, (host, path))
-            head, _, got = out.partition("\n\n")
-            self.assertIn(f" {status}", head.splitlines()[0], (host, path, out))
+            head, got = self.answer(out, status, kind, host, path)
             self.assertIn("X-Lab-Probe: upstream", head, (host, path))
             self.assertEqual(got, body, (host, path))
-        seen = [line for line in self.probes.lines if line.startswith("request ")]
-        self.assertEqual(len(seen), len(PROBES))
+
+        for host, path, status, kind, body in PROBES:
+            code, out = yield self.curl("c2", "-i", "-H", f"Host: {host}",
+                                        f"{self.portal}{path}")
+            self.assertEqual(code, 0, (host, path))
+            head, got = self.answer(out, status, kind, host, path)
+            self.assertNotIn("X-Lab-Probe", head, (host, path))
+            self.assertEqual(got, body, (host, path))
+
+        # The lab server saw each probe once, after the login only (its
+        # lines are in by now: it prints before it answers).
+        seen = [json.loads(line.split(" ", 1)[1]) for line in self.probes.lines
+                if line.startswith("request ")]
+        self.assertEqual([(r["host"], r["path"]) for r in seen],
+                         [(host, path) for host, path, _, _, _ in PROBES])
+
+    def answer(self, out, status, kind, host, path):
+        """
+        The head and body of curl -i's C{out}, checking its status line and
+        content type (none expected for a 204).
+        """
+        head, _, got = out.partition("\n\n")  # text mode: \r\n read as \n
+        self.assertEqual(head.splitlines()[0].split()[1], str(status), (host, path, out))
+        types = re.findall(r"(?im)^content-type:\s*([^;\s]+)", head)
+        self.assertEqual(types, [kind] if kind else [], (host, path, head))
+        return head, got
 
 
 class RestartTests(PortalLab):
