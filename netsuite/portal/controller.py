@@ -65,7 +65,9 @@ class Portal:
     @param move_session: a login with the username of a session on another
         IP/MAC moves that session here (phones randomize their MAC).
 
-    @ivar last_logout: C{ip -> (reason, when)} of each client's last logout.
+    @ivar last_logout: C{ip -> (reason, when)} of each client's last logout
+        (kept in the session store: the operator page shows it after a
+        restart too).
     """
 
     def __init__(self, registry: IRegistry, sessions: Sessions, host: str,
@@ -75,7 +77,7 @@ class Portal:
         self.registry = registry
         self.sessions = sessions
         self.move_session = move_session
-        self.last_logout: Dict[str, Any] = {}
+        self.last_logout: Dict[str, Any] = sessions.store.load_logouts()
         self.host = host
         self.firewall_process = firewall_process
         self.dhcp_process = dhcp_process
@@ -239,7 +241,9 @@ class Portal:
         return session
 
     def _ended(self, session: Session, reason: str) -> None:
-        self.last_logout[session.ip] = (reason, self.sessions.clock.seconds())
+        now = self.sessions.clock.seconds()
+        self.last_logout[session.ip] = (reason, now)
+        self.sessions.store.put_logout(session.ip, reason, now)
         _log.info("portal logout {ip} ({reason})", ip=session.ip, reason=reason,
                   netsuite_event="portal-logout")
         self._event("/portal/logout", {"ip": ipaddress.IPv4Address(session.ip),

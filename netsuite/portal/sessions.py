@@ -60,7 +60,21 @@ class SessionStore:
         if "bytes_base" not in columns:
             self.db.execute("ALTER TABLE sessions ADD COLUMN bytes_base INTEGER NOT NULL "
                             "DEFAULT 0")
+        self.db.execute("CREATE TABLE IF NOT EXISTS logouts (ip TEXT PRIMARY KEY, "
+                        "reason TEXT NOT NULL, at REAL NOT NULL)")
         self.db.commit()
+
+    def load_logouts(self) -> Dict[str, Tuple[str, float]]:
+        """
+        The last logout of each client IP: C{ip -> (reason, when)}.
+        """
+        return {ip: (reason, at) for ip, reason, at in
+                self.db.execute("SELECT ip, reason, at FROM logouts")}
+
+    def put_logout(self, ip: str, reason: str, at: float) -> None:
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO logouts (ip, reason, at) VALUES (?, ?, ?)",
+                            (ip, reason, at))
 
     def load(self) -> List[Session]:
         rows = self.db.execute("SELECT ip, mac, started, last_active, bytes_seen, reason, "

@@ -97,6 +97,20 @@ class ControllerTests(SynchronousTestCase):
         self.assertEqual(g.firewall.clients[A].mac, MAC_A)
         self.assertEqual(g.sessions.get(A).reason, "admin")
 
+    def test_last_logout_survives_restart(self):
+        """
+        The reason and time of a client's last logout are kept with the
+        sessions: a restarted portal (and its operator page) still has them.
+        """
+        path = os.path.abspath(self.mktemp())
+        f = PortalFixture(store=SessionStore(path))
+        self.send(f, "/portal/authorize", {"ip": A})
+        f.clock.advance(5)
+        self.successResultOf(f.portal.logout(A, "operator"))
+        f.sessions.store.close()
+        g = PortalFixture(store=SessionStore(path))
+        self.assertEqual(g.portal.last_logout, {str(A): ("operator", f.clock.seconds())})
+
     def test_firewall_elsewhere(self):
         """
         With firewall_process set, the portal addresses the firewall's
