@@ -247,7 +247,9 @@ class LdapLookup:
                 mac = MAC(mac)
         except (KeyError, TypeError, InvalidValue) as e:
             return succeed(self._fall("errors", message.get("mac"), f"no usable MAC: {e}"))
-        subnet = _subnet(message.get("subnet"))
+        # The server sends the network; older senders put it in "subnet"
+        # (the server's "subnet" is the subnet's name, which does not parse).
+        subnet = _subnet(message.get("network")) or _subnet(message.get("subnet"))
         cached = self._found.get(mac)
         if cached is None:
             cached = self._absent.get(mac)

@@ -16,7 +16,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from .packet import NAK, MalformedPacket, Packet
+from .packet import NAK, MalformedPacket, Packet, PacketTooLarge
 
 __all__ = ["DHCPProtocol", "dhcp_socket", "reply_destination", "SERVER_PORT", "CLIENT_PORT"]
 
@@ -77,7 +77,8 @@ class DHCPProtocol(DatagramProtocol):
     answer.
 
     @ivar malformed: datagrams dropped because they did not parse.
-    @ivar unsent: replies the socket refused (logged).
+    @ivar unsent: replies the socket refused, or too large for the
+        client's maximum message size (logged).
     """
 
     def __init__(self, server: Any) -> None:
@@ -121,9 +122,15 @@ class DHCPProtocol(DatagramProtocol):
         size = max(576, min(request.max_message_size or 576, 1500))
         destination = reply_destination(request, reply)
         try:
+            data = reply.to_bytes(max_size=size)
+        except PacketTooLarge as e:  # hooked options, or a client's long option 82
+            self.unsent += 1
+            _log.warn("reply to {mac} not sent: {error}", mac=request.mac, error=e)
+            return
+        try:
             # The socket itself: Twisted's write() re-validates the address
             # string of every datagram, a sixth of the cost of a reply here.
-            self.transport.getHandle().sendto(reply.to_bytes(max_size=size), destination)
+            self.transport.getHandle().sendto(data, destination)
         except OSError as e:
             self.unsent += 1
             _log.warn("could not send a reply to {destination}: {error}",

@@ -18,7 +18,8 @@ together are committed together.
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address
+import functools
+from ipaddress import IPv4Address, IPv4Network
 from typing import Any, Dict, List, Optional, Tuple
 
 from twisted.internet.defer import Deferred, succeed
@@ -39,13 +40,15 @@ __all__ = ["DHCPServer", "MAILBOXES"]
 
 _log = Logger()
 ZERO = IPv4Address(0)
+REQUEST_TYPES = frozenset({DISCOVER, REQUEST, DECLINE, RELEASE, INFORM})
+"""The message types a client sends a server: anything else is dropped."""
 
 MAILBOXES = {
     "/dhcp/packet/in": "Every request, first: {type, mac, client_id, xid, ciaddr, giaddr, "
-                       "requested, hostname, subnet}. Answer {drop: true} to drop it.",
-    "/dhcp/lookup": "Which address for this client: {type, mac, client_id, requested, subnet, "
-                    "giaddr, hostname}. Answer {ip} (and optionally hostname) or continue; "
-                    "the pool allocator is last.",
+                       "requested, hostname, subnet, network}. Answer {drop: true} to drop it.",
+    "/dhcp/lookup": "Which address for this client: {type, mac, client_id, client_key, xid, "
+                    "ciaddr, requested, subnet, network, giaddr, hostname}. Answer {ip} (and "
+                    "optionally hostname) or continue; the pool allocator is last.",
     "/dhcp/options": "Options for a reply: {type, mac, ip, subnet, hostname, requested_options, "
                      "options}. Answer a map of option names to values to add or replace "
                      "(None removes). Sent only when it has listeners or watchers.",
@@ -132,8 +135,9 @@ class DHCPServer:
         self.portal_url = portal_url
         self.committer: Optional[Committer] = None
         self._encoded_replies: Dict[Tuple[str, Optional[int]], List[Tuple[int, bytes]]] = {}
-        self.counters = {"dropped": 0, "no_subnet": 0, "not_ready": 0, "offers": 0, "acks": 0, "naks": 0,
-                         "exhausted": 0, "refused_hook_addresses": 0}
+        self.counters = {"dropped": 0, "unknown_type": 0, "no_subnet": 0, "not_ready": 0,
+                         "offers": 0, "acks": 0, "naks": 0, "exhausted": 0,
+                         "refused_hook_addresses": 0}
         self._sweeping = LoopingCall(self.sweep)
         self._sweeping.clock = clock
         self.sweep_interval = sweep_interval
@@ -199,12 +203,17 @@ class DHCPServer:
                 "client_id": request.client_id, "xid": request.xid, "ciaddr": request.ciaddr,
                 "giaddr": request.giaddr if request.giaddr != ZERO else None,
                 "requested": request.requested_ip, "hostname": request.hostname,
-                "subnet": subnet.name}
+                "subnet": subnet.name, "network": _network_text(subnet.network)}
 
     def handle(self, request: Packet) -> Any:
         """
         The reply to C{request}: a L{Packet}, None, or a Deferred of either.
+        A request without a client's message type (option 53 absent, 0,
+        13, an OFFER...) is dropped and counted, unseen by any mailbox.
         """
+        if request.message_type not in REQUEST_TYPES:
+            self.counters["unknown_type"] += 1
+            return None
         if self.pool is None:
             self.counters["not_ready"] += 1
             return None
@@ -248,17 +257,25 @@ class DHCPServer:
         source = "pool"
         hostname = None
         if isinstance(answer, dict) and answer.get("ip") is not None:
-            ip = as_address(answer["ip"])
+            key = summary["client_key"]
             source = str(answer.get("source", "hook"))
-            if source != "pool":
+            try:
+                ip = as_address(answer["ip"])
+            except (TypeError, ValueError):
+                ip = None
+            # Only the pool's own offer skips the check, whoever says "pool".
+            if ip is None or source != "pool" or not self._pool_offered(ip, key, subnet):
+                if source == "pool":
+                    source = "hook"
                 hostname = answer.get("hostname") or request.hostname
-                held = self.pool.hold_offer(subnet.name, ip, summary["client_key"],
-                                            summary["mac"], hostname, True)
+                held = None if ip is None else self.pool.hold_offer(
+                    subnet.name, ip, key, summary["mac"], hostname, True)
                 if held is None:
                     self.counters["refused_hook_addresses"] += 1
-                    _log.warn("refused {ip} from a /dhcp/lookup hook for {mac}: outside "
-                              "subnet {subnet}, excluded, or in use by another client",
-                              ip=str(ip), mac=str(summary["mac"]), subnet=subnet.name)
+                    _log.warn("refused {ip} from a /dhcp/lookup hook for {mac}: not an "
+                              "address, outside subnet {subnet}, excluded, or in use by "
+                              "another client", ip=str(answer["ip"]),
+                              mac=str(summary["mac"]), subnet=subnet.name)
                     ip, source, hostname = self._pool_lookup(summary).value["ip"], "pool", None
         if ip is None:
             self.counters["exhausted"] += 1
@@ -267,6 +284,17 @@ class DHCPServer:
         self._announce("/dhcp/lease/offered", {"ip": ip, "mac": summary["mac"],
                                                "subnet": subnet.name, "source": source})
         return self._reply(request, subnet, OFFER, ip, hostname=hostname)
+
+    def _pool_offered(self, ip: IPv4Address, client_key: bytes, subnet: Subnet) -> bool:
+        """
+        Whether the pool holds C{ip} for this client in C{subnet}: its
+        current offer, or its bound lease (which the pool offers again).
+        """
+        lease = self.pool.store.get_by_ip(ip)
+        return (lease is not None and lease.client_key == client_key
+                and lease.subnet == subnet.name
+                and (lease.state == "bound" or (lease.state == "offered"
+                                                and lease.expires > self.clock.seconds())))
 
     def _request(self, request: Packet, subnet: Subnet) -> Any:
         key, mac = request.client_key, request.mac
@@ -442,6 +470,14 @@ class DHCPServer:
         for lease in expired:
             self._announce("/dhcp/lease/expired", {
                 "ip": lease.ip, "mac": lease.mac, "subnet": lease.subnet})
+
+
+@functools.lru_cache(maxsize=64)
+def _network_text(network: IPv4Network) -> str:
+    """
+    C{network} as CIDR text ("10.89.0.0/24"), made once per network.
+    """
+    return str(network)
 
 
 def _relay_echo(request: Packet) -> Tuple[Tuple[int, bytes], ...]:

@@ -31,9 +31,16 @@ from netsuite.config.schema import ConfigError
 from netsuite.dhcp.ldap import (DEFAULT_FILTER, LDAP_SECTION, LdapLookup, install,
                                 parse_settings, search_filter, settings_from_toml)
 from netsuite.dhcp.ldaphook import load_settings
+from netsuite.dhcp.leases import LeaseStore
+from netsuite.dhcp.options import decode_option
+from netsuite.dhcp.packet import DISCOVER
+from netsuite.dhcp.pool import Pool
+from netsuite.dhcp.server import DHCPServer
+from netsuite.firewall.runner import InlineRunner
 from netsuite.registry import CONTINUE, MAC, Registry, Remember, Stop
 
 from ..integration.procs import PYTHON, spawn, socket_dir, write_config
+from .test_server import LAN, RELAYED, request
 
 BASE = "ou=hosts,dc=example,dc=test"
 ADMIN = "cn=admin,dc=example,dc=test"
@@ -560,6 +567,37 @@ class InstallTests(SynchronousTestCase):
         hook.remove()
         self.assertEqual(self.successResultOf(
             registry.send("/dhcp/lookup", message(KNOWN)))["source"], "pool")
+
+
+class ServerLookupTests(SynchronousTestCase):
+    """
+    The lookup installed on a real L{DHCPServer}'s C{/dhcp/lookup}.
+    """
+
+    def test_subnet_of_request(self) -> None:
+        """
+        An entry with an address in each of two subnets gives the client
+        the one of the subnet its request came from (the server names the
+        subnet's network in the message), fresh and cached.
+        """
+        clock = Clock()
+        clock.advance(1_000_000)
+        registry = Registry("dhcp", clock)
+        server = DHCPServer(registry, InlineRunner(), clock, LAN, sweep_interval=0)
+        server.start(Pool([LAN, RELAYED], LeaseStore(":memory:"), clock))
+        directory = MockDirectory(host("alpha", KNOWN, "10.90.0.15", "10.89.0.50"))
+        hook = install(registry, parse_settings({"base": BASE, "enabled": True}), clock,
+                       clock=clock, runner=Runner(), open_connection=directory.open)
+        self.addCleanup(hook.remove)
+        for xid in (1, 2):
+            direct = self.successResultOf(server.handle(request(DISCOVER, KNOWN, xid)))
+            relayed = self.successResultOf(server.handle(
+                request(DISCOVER, KNOWN, xid, giaddr=IPv4Address("10.90.0.1"))))
+            self.assertEqual((direct.yiaddr, relayed.yiaddr),
+                             (IPv4Address("10.89.0.50"), IPv4Address("10.90.0.15")))
+            self.assertEqual(decode_option(12, relayed.option(12)), "alpha")
+        self.assertEqual(counts(hook.lookup), {"lookups": 2, "hits": 1, "cache_hits": 1})
+        self.assertEqual(server.counters["refused_hook_addresses"], 0)
 
 
 # integration: a real slapd

@@ -9,7 +9,7 @@ from ipaddress import IPv4Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.trial.unittest import SynchronousTestCase
 
-from netsuite.dhcp.packet import ACK, DISCOVER, NAK, OFFER, REQUEST, Packet
+from netsuite.dhcp.packet import ACK, DISCOVER, NAK, OFFER, REQUEST, Packet, PacketTooLarge
 from netsuite.dhcp.protocol import DHCPProtocol, reply_destination
 from netsuite.registry.values import MAC
 
@@ -29,11 +29,13 @@ def reply_to(packet, kind=OFFER, **fields):
 class FakeSocket:
     def __init__(self, error=None):
         self.sent = []
+        self.data = []
         self.error = error
 
     def sendto(self, data, destination):
         if self.error is not None:
             raise self.error
+        self.data.append(data)
         self.sent.append((Packet.from_bytes(data), destination))
         return len(data)
 
@@ -149,3 +151,45 @@ class ProtocolTests(SynchronousTestCase):
                              error=BlockingIOError(errno.EAGAIN, "full"))
         protocol.datagramReceived(request().to_bytes(), ("0.0.0.0", 68))
         self.assertEqual((protocol.sent, protocol.unsent), (0, 1))
+
+    def test_max_message_size(self):
+        """
+        A reply fits the client's option 57, clamped to 576..1500 bytes:
+        without it (or with a value that is not two bytes) 576; below
+        576, 576; above 1500, 1500. Options that do not fit overflow into
+        the file and sname fields.
+        """
+        medium = ((43, b"x" * 350),)  # 598 bytes plain, 504 overloaded in 576
+        large = tuple((code, b"x" * 100) for code in range(60, 73))  # 1570 plain
+
+        def answer(packet):
+            options = large if packet.xid == 2 else medium
+            return reply_to(packet).with_options(options)
+        protocol = self.make(answer)
+        cases = [(None, 1, 576), (b"\x05\xdc\x00", 1, 576), ((400).to_bytes(2, "big"), 1, 576),
+                 ((1000).to_bytes(2, "big"), 1, 1000), ((9000).to_bytes(2, "big"), 2, 1500)]
+        for size, xid, expected in cases:
+            options = ((53, bytes([DISCOVER])),) + (((57, size),) if size else ())
+            packet = Packet(op=1, xid=xid, chaddr=MAC_A.packed, options=options)
+            protocol.datagramReceived(packet.to_bytes(), ("0.0.0.0", 68))
+            self.assertEqual(self.socket.data[-1], answer(packet).to_bytes(expected), size)
+            self.assertLessEqual(len(self.socket.data[-1]), expected - 28)
+        self.assertEqual([len(data) for data in self.socket.data], [504, 504, 504, 598, 1471])
+        self.assertEqual(self.socket.sent[-1][0], answer(packet))
+
+    def test_reply_too_large(self):
+        """
+        A reply that does not fit even 1500 bytes is counted and logged as
+        unsent, not raised out of the protocol; the next one is sent.
+        """
+        huge = tuple((code, b"x" * 250) for code in range(60, 70))
+        answers = iter([lambda p: reply_to(p).with_options(huge), lambda p: succeed(
+            reply_to(p).with_options(huge)), reply_to])
+        protocol = self.make(lambda p: next(answers)(p))
+        request57 = Packet(op=1, xid=9, chaddr=MAC_A.packed,
+                           options=((53, bytes([DISCOVER])), (57, b"\x05\xdc")))
+        self.assertRaises(PacketTooLarge, reply_to(request57).with_options(huge).to_bytes, 1500)
+        for _ in range(3):
+            protocol.datagramReceived(request57.to_bytes(), ("0.0.0.0", 68))
+        self.assertEqual((protocol.sent, protocol.unsent), (1, 2))
+        self.assertEqual(self.flushLoggedErrors(), [])

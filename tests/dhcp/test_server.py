@@ -5,19 +5,25 @@ mailboxes, with an in-memory lease store, a Clock and the inline runner.
 
 from ipaddress import IPv4Address, IPv4Network
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.task import Clock
+from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from netsuite.dhcp.leases import LeaseStore
 from netsuite.dhcp.options import decode_option
 from netsuite.dhcp.packet import (ACK, DECLINE, DISCOVER, INFORM, NAK, OFFER, RELEASE, REQUEST,
-                                  Packet)
+                                  MalformedPacket, Packet)
 from netsuite.dhcp.pool import Pool, Subnet
-from netsuite.dhcp.server import DHCPServer
+from netsuite.dhcp.protocol import reply_destination
+from netsuite.dhcp.server import REQUEST_TYPES, DHCPServer
 from netsuite.firewall.runner import InlineRunner
 from netsuite.registry import CONTINUE, Registry, Stop
 from netsuite.registry.values import MAC
+
+from .test_packet import CAPTURES, _mutate
 
 SERVER = IPv4Address("10.89.0.1")
 MAC_A = MAC("02:4e:00:00:00:0a")
@@ -304,6 +310,252 @@ class ServerTests(SynchronousTestCase):
         server = DHCPServer(Registry("x", self.clock), InlineRunner(), self.clock, LAN)
         self.assertIsNone(server.handle(request(DISCOVER)))
         self.assertEqual(server.counters["not_ready"], 1)
+
+    def test_unknown_message_type(self):
+        """
+        A request whose option 53 is no message type a client sends (0,
+        13, 255, an OFFER) or is missing is dropped and counted, even with
+        a watcher on /dhcp/packet/in (which never sees it), and logs no
+        failure; the next request is served.
+        """
+        seen = []
+        self.registry.watch("/dhcp/packet/in", seen.append)
+        bad = [request(0), request(13), request(255), request(OFFER),
+               Packet(op=1, chaddr=MAC_A.packed, options=((53, b""),)),
+               Packet(op=1, chaddr=MAC_A.packed)]
+        for packet in bad:
+            self.assertIsNone(self.handle(packet))
+        self.assertEqual(self.server.counters["unknown_type"], len(bad))
+        self.assertEqual((seen, self.events), ([], []))
+        self.assertEqual(self.flushLoggedErrors(), [])
+        self.assertEqual(self.handle(request(DISCOVER)).message_type, OFFER)
+        self.assertEqual([m["type"] for m in seen], ["DISCOVER"])
+
+    def test_summary_network(self):
+        """
+        The messages about a request carry the subnet's name and its
+        network as CIDR text, and the request's xid and ciaddr.
+        """
+        seen = []
+        self.registry.watch("/dhcp/packet/in", lambda m: seen.append(("in", m)))
+        self.registry.listen("/dhcp/lookup", lambda m: seen.append(("lookup", m)) or CONTINUE,
+                             first=True)
+        self.handle(request(DISCOVER, xid=41))
+        self.handle(request(DISCOVER, MAC_B, xid=42, giaddr=IPv4Address("10.90.0.1")))
+        self.assertEqual(
+            [(where, m["subnet"], m["network"], m["xid"], m["ciaddr"]) for where, m in seen],
+            [("lookup", "lan", "10.89.0.0/24", 41, IPv4Address(0)),
+             ("in", "lan", "10.89.0.0/24", 41, IPv4Address(0)),
+             ("lookup", "far", "10.90.0.0/24", 42, IPv4Address(0)),
+             ("in", "far", "10.90.0.0/24", 42, IPv4Address(0))])
+
+    def test_rebinding(self):
+        """
+        REBINDING (after T2; ciaddr set, no server id, no requested
+        address, broadcast): the lease is extended and ACKed, the ACK sent
+        to ciaddr (RFC 2131 section 4.1).
+        """
+        offer, _ = self.lease()
+        self.clock.advance(530)  # past T2 (7/8 of 600 s)
+        rebind = request(REQUEST, xid=11, ciaddr=offer.yiaddr, flags=0x8000)
+        self.assertEqual((rebind.server_id, rebind.requested_ip), (None, None))
+        ack = self.handle(rebind)
+        self.assertEqual((ack.message_type, ack.yiaddr, ack.xid), (ACK, offer.yiaddr, 11))
+        self.assertTrue(ack.broadcast)
+        self.assertEqual(reply_destination(rebind, ack), (str(offer.yiaddr), 68))
+        self.assertEqual(self.store.get_by_ip(offer.yiaddr).expires, self.clock.seconds() + 600)
+        self.assertEqual(self.events[-1][0], "renewed")
+
+    def test_renew_not_own_address(self):
+        """
+        RENEWING or REBINDING with a ciaddr bound to another client, or on
+        another network, is NAKed (RFC 2131 section 4.3.2: the server
+        checks ciaddr); the other client's lease is untouched.
+        """
+        mine, _ = self.lease()
+        theirs, _ = self.lease(MAC_B, xid=9)
+        for flags in (0, 0x8000):
+            nak = self.handle(request(REQUEST, MAC_B, ciaddr=mine.yiaddr, flags=flags))
+            self.assertEqual((nak.message_type, nak.yiaddr), (NAK, IPv4Address(0)))
+            wrong = self.handle(request(REQUEST, MAC_B, ciaddr=IPv4Address("192.0.2.9"),
+                                        flags=flags))
+            self.assertEqual(wrong.message_type, NAK)
+        self.assertEqual(self.server.counters["naks"], 4)
+        self.assertEqual(self.store.get_by_ip(mine.yiaddr).mac, MAC_A)
+        self.assertEqual(self.store.get_by_ip(theirs.yiaddr).state, "bound")
+
+    def test_lookup_hook_claims_pool(self):
+        """
+        A hook answering C{source: "pool"} is checked like any hook unless
+        the pool really holds that address for the client: another
+        client's lease is refused (logged, counted) and the pool answers;
+        a free address is offered as the hook's.
+        """
+        taken, _ = self.lease(MAC_B, xid=9)
+        answers = {MAC_A: taken.yiaddr}
+        self.registry.listen("/dhcp/lookup", lambda m: Stop(
+            {"ip": answers[m["mac"]], "source": "pool"}) if m["mac"] in answers else CONTINUE,
+            first=True)
+        offer = self.handle(request(DISCOVER))
+        self.assertEqual(offer.yiaddr, IPv4Address("10.89.0.101"))
+        self.assertEqual(self.server.counters["refused_hook_addresses"], 1)
+        self.assertEqual(self.events[-1], ("offered", {"ip": offer.yiaddr, "mac": MAC_A,
+                                                       "subnet": "lan", "source": "pool"}))
+        held = self.store.get_by_ip(taken.yiaddr)
+        self.assertEqual((held.mac, held.state), (MAC_B, "bound"))
+        self.assertEqual(self.server.counters["offers"], 2)
+        # The pool's own offer to this client, repeated, is the pool's.
+        answers[MAC_A] = offer.yiaddr
+        self.assertEqual(self.handle(request(DISCOVER, xid=12)).yiaddr, offer.yiaddr)
+        self.assertEqual(self.events[-1][1]["source"], "pool")
+        # A free address the pool never offered it is checked, and is the hook's.
+        answers[MAC_A] = IPv4Address("10.89.0.50")
+        self.assertEqual(self.handle(request(DISCOVER, xid=13)).yiaddr, answers[MAC_A])
+        self.assertEqual(self.events[-1][1]["source"], "hook")
+        self.assertEqual(self.server.counters["refused_hook_addresses"], 1)
+
+    def test_lookup_hook_outside_network(self):
+        """
+        A hook's address outside the subnet's network (or no address at
+        all) is refused, logged and counted, and the pool answers.
+        """
+        answers = iter(["192.0.2.9", IPv4Address("10.90.0.15"), "not-an-address"])
+        self.registry.listen("/dhcp/lookup", lambda m: Stop(
+            {"ip": next(answers), "source": "ldap"}), first=True)
+        offers = [self.handle(request(DISCOVER, mac)) for mac in
+                  (MAC_A, MAC_B, MAC("02:4e:00:00:00:0c"))]
+        self.assertEqual([offer.yiaddr for offer in offers],
+                         [IPv4Address("10.89.0.100"), IPv4Address("10.89.0.101"),
+                          IPv4Address("10.89.0.102")])
+        self.assertEqual(self.server.counters["refused_hook_addresses"], 3)
+        self.assertEqual([m["source"] for kind, m in self.events], ["pool"] * 3)
+        self.assertIsNone(self.store.get_by_ip(IPv4Address("192.0.2.9")))
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+
+_ADDRESSES = st.one_of(
+    st.sampled_from([IPv4Address(a) for a in (
+        "0.0.0.0", "10.89.0.1", "10.89.0.50", "10.89.0.100", "10.89.0.101", "10.89.0.102",
+        "10.89.0.255", "10.90.0.1", "10.90.0.10", "192.0.2.9", "255.255.255.255")]),
+    st.ip_addresses(v=4))
+_PACKED = st.one_of(_ADDRESSES.map(lambda ip: ip.packed), st.binary(max_size=5))
+_TYPES = st.one_of(st.sampled_from(sorted(REQUEST_TYPES)).map(lambda kind: bytes([kind])),
+                   st.integers(0, 255).map(lambda kind: bytes([kind])), st.binary(max_size=2))
+_MACS = [MAC_A, MAC_B, MAC("02:4e:00:00:00:0c")]
+_REQUESTS = st.builds(
+    Packet, op=st.sampled_from([1, 1, 1, 2]), htype=st.sampled_from([1, 1, 6]),
+    hlen=st.sampled_from([6, 6, 0, 16]), xid=st.integers(0, 2 ** 32 - 1),
+    flags=st.sampled_from([0, 0x8000, 1]), ciaddr=_ADDRESSES, giaddr=_ADDRESSES,
+    chaddr=st.one_of(st.sampled_from([mac.packed for mac in _MACS]), st.binary(max_size=16)),
+    options=st.fixed_dictionaries({}, optional={
+        53: _TYPES, 50: _PACKED, 54: _PACKED, 61: st.binary(max_size=12),
+        12: st.binary(max_size=40), 55: st.binary(max_size=12), 57: st.binary(max_size=3),
+        82: st.binary(max_size=40)}).map(lambda options: tuple(options.items())))
+_HOOK_ANSWERS = st.one_of(
+    st.just(None), st.builds(lambda ip, source: {"ip": ip, "source": source},
+                             st.one_of(_ADDRESSES, st.just("nonsense"), st.integers(0, 2 ** 32)),
+                             st.sampled_from(["pool", "ldap"])))
+_SEEDS = CAPTURES + [packet.to_bytes() for packet in [
+    request(REQUEST, options={54: SERVER.packed, 50: IPv4Address("10.89.0.100").packed}),
+    request(REQUEST, ciaddr=IPv4Address("10.89.0.100"), flags=0x8000),
+    request(REQUEST, options={50: IPv4Address("10.89.0.100").packed}),
+    request(DISCOVER, giaddr=IPv4Address("10.90.0.1"), options={82: b"\x01\x03eth"}),
+    request(DECLINE, options={54: SERVER.packed, 50: IPv4Address("10.89.0.100").packed}),
+    request(RELEASE, ciaddr=IPv4Address("10.89.0.100")),
+    request(INFORM, ciaddr=IPv4Address("10.89.0.50"))]]
+PROPERTY = settings(max_examples=150, deadline=None, database=None)
+
+
+class ServerPropertyTests(SynchronousTestCase):
+    """
+    Random and mutated requests through L{DHCPServer.handle}, with every
+    mailbox heard (so the messages about them are built): the server
+    answers each with a well-formed reply or nothing, never fails, never
+    logs a failure, and counts what it drops for its message type.
+    """
+
+    def setUp(self):
+        self.failures = []
+
+        def observe(event):
+            if "log_failure" in event or event.get("log_level") in (LogLevel.error,
+                                                                    LogLevel.critical):
+                self.failures.append(event)
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+
+    def serve(self, packets, hook_answers=()):
+        """
+        Give C{packets} (with seconds to wait before each) to a new
+        server, a hook on /dhcp/lookup answering C{hook_answers} in turn.
+        """
+        clock = Clock()
+        clock.advance(1_000_000)
+        registry = Registry("dhcp", clock)
+        pool = Pool([LAN, RELAYED], LeaseStore(":memory:"), clock, offer_hold=30)
+        server = DHCPServer(registry, InlineRunner(), clock, LAN, sweep_interval=10)
+        server.start(pool)
+        heard = []
+        for path in ["/dhcp/packet/in", "/dhcp/options", "/dhcp/lookup"] + [
+                f"/dhcp/lease/{kind}" for kind in ("offered", "acked", "renewed", "released",
+                                                   "declined", "expired")]:
+            registry.watch(path, heard.append)
+        answers = list(hook_answers)
+
+        def hook(message):
+            answer = answers.pop(0) if answers else None
+            return CONTINUE if answer is None else Stop(answer)
+        registry.listen("/dhcp/lookup", hook, first=True)
+        unknown = 0
+        for wait, packet in packets:
+            clock.advance(wait)
+            result = maybeDeferred(server.handle, packet)
+            registry.eventual.flush_sync()
+            reply = self.successResultOf(result)
+            if packet.message_type not in REQUEST_TYPES:
+                unknown += 1
+                self.assertIsNone(reply)
+            if reply is not None:
+                self.assertIn(reply.message_type, (OFFER, ACK, NAK))
+                self.assertEqual((reply.op, reply.xid, reply.chaddr),
+                                 (2, packet.xid, packet.chaddr))
+                self.assertEqual(Packet.from_bytes(reply.to_bytes(1500)), reply)
+        self.assertEqual(server.counters["unknown_type"], unknown)
+        self.successResultOf(server.stop())
+        self.assertEqual(self.flushLoggedErrors(), [])
+        self.assertEqual(self.failures, [])
+
+    @PROPERTY
+    @given(st.lists(st.tuples(st.integers(0, 400), _REQUESTS), min_size=1, max_size=8),
+           st.lists(_HOOK_ANSWERS, max_size=4))
+    def test_random_requests(self, packets, hook_answers):
+        """
+        Sequences of random requests, some of a type no client sends,
+        some with garbage options, with a lookup hook answering anything.
+        """
+        self.serve(packets, hook_answers)
+
+    @PROPERTY
+    @given(st.sampled_from(_SEEDS),
+           st.lists(st.tuples(st.sampled_from(["flip", "truncate", "insert", "extend"]),
+                              st.integers(0, 700), st.binary(max_size=8)),
+                    min_size=1, max_size=4))
+    def test_mutated_requests(self, seed, mutations):
+        """
+        Real requests with bits flipped, cut short or extended, after a
+        client took a lease: whatever still parses is served or dropped.
+        """
+        data = seed
+        for how, where, extra in mutations:
+            data = _mutate(data, how, where, extra)
+        try:
+            packet = Packet.from_bytes(data)
+        except MalformedPacket:
+            return
+        discover = request(DISCOVER, Packet.from_bytes(seed).mac or MAC_A)
+        self.serve([(0, discover), (0, discover.replace(options=(
+            (53, bytes([REQUEST])), (54, SERVER.packed),
+            (50, IPv4Address("10.89.0.100").packed)))), (1, packet)])
 
 
 class HeldRunner:
