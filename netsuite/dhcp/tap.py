@@ -42,10 +42,49 @@ def _network(value: Any) -> Optional[str]:
         return "an IPv4 network such as \"10.89.0.0/24\""
 
 
+def _ip_or_empty(value: Any) -> Optional[str]:
+    return None if value == "" or _ip(value) is None else "an IPv4 address, or \"\" for none"
+
+
+def _ips(value: Any) -> Optional[str]:
+    return None if all(_ip(v) is None for v in value) else "a list of IPv4 addresses"
+
+
+def _positive(value: Any) -> Optional[str]:
+    return None if value > 0 else "a number greater than 0"
+
+
+def _mac_or_empty(value: Any) -> Optional[str]:
+    try:
+        if value:
+            MAC(value)
+        return None
+    except ValueError:
+        return "a MAC address such as \"02:00:00:00:00:01\""
+
+
+def _client_id(value: str) -> bytes:
+    """
+    A client identifier (option 61) written as hex bytes, colons between
+    them or not: C{"01:02:00:00:00:00:01"}.
+    """
+    return bytes.fromhex(value.replace(":", "").replace("-", ""))
+
+
+def _client_id_or_empty(value: Any) -> Optional[str]:
+    try:
+        if not value or len(_client_id(value)) >= 2:
+            return None
+    except ValueError:
+        pass
+    return "option 61 as hex bytes (two or more), such as \"01:02:00:00:00:00:01\""
+
+
 RESERVATION = {
-    "mac": Field(str, "", "the client's MAC"),
+    "mac": Field(str, "", "the client's MAC (\"\" when client_id is given)", _mac_or_empty),
+    "client_id": Field(str, "", "or the client identifier it sends (option 61, hex bytes; "
+                       "\"\" when mac is given)", _client_id_or_empty),
     "ip": Field(str, "", "its address", _ip),
-    "hostname": Field(str, "", "its host name (option 12)"),
 }
 
 SUBNET = {
@@ -55,11 +94,13 @@ SUBNET = {
     "last": Field(str, "10.89.0.199", "last address of the dynamic range", _ip),
     "server": Field(str, "10.89.0.1", "this server's address on it, or for a relayed subnet "
                     "the address the relays forward to (option 54)", _ip),
-    "router": Field(str, "10.89.0.1", "default gateway (option 3; \"\" for none)"),
-    "dns": Field("str_list", ["10.89.0.1"], "DNS servers (option 6)"),
+    "router": Field(str, "10.89.0.1", "default gateway (option 3; \"\" for none)",
+                    _ip_or_empty),
+    "dns": Field("str_list", ["10.89.0.1"], "DNS servers (option 6)", _ips),
     "domain_name": Field(str, "", "option 15 (\"\" for none)"),
-    "lease_time": Field(int, 3600, "seconds"),
-    "interface": Field(str, "", "the interface it is directly on (\"\": reached through relays)"),
+    "lease_time": Field(int, 3600, "seconds", _positive),
+    "interface": Field(str, "", "the interface it is directly on: dhcp.interface, for one "
+                       "subnet at most (\"\": reached through relays)"),
     "reservation": TableList(RESERVATION, "fixed addresses"),
 }
 
@@ -81,18 +122,54 @@ def subnets_from_config(section: Any, source: str) -> List[Any]:
     """
     The configured subnets as L{netsuite.dhcp.pool.Subnet}s; errors name the
     subnet and the file.
+
+    The server listens on C{section.interface} alone, and answers a request
+    that no relay forwarded from the one subnet on it: a subnet may name
+    that interface, and only one may; the others are reached through relays
+    (C{interface = ""}).
     """
     from .pool import Subnet
     subnets = []
+    names: dict = {}
+    direct: Optional[str] = None
     for index, table in enumerate(section.subnet):
+        where = f"{source}: [[dhcp.subnet]] {index} ({table.name})"
+        if table.name in names:
+            raise ConfigError(f"{where}: the name is also subnet {names[table.name]}'s; "
+                              "leases name their subnet, so each needs its own")
+        names[table.name] = index
+        if table.interface:
+            if table.interface != section.interface:
+                raise ConfigError(
+                    f"{where}: interface {table.interface!r} is not the one this server "
+                    f"listens on ({section.interface!r}, dhcp.interface or --interface); "
+                    "set it to that, or to \"\" for a subnet reached through relays")
+            if direct is not None:
+                raise ConfigError(
+                    f"{where}: interface {table.interface!r} is also subnet {direct}'s; "
+                    "requests without a relay are answered from one subnet, so give the "
+                    "others interface = \"\" (reached through relays)")
+            direct = f"{index} ({table.name})"
+        reservations: dict = {}
+        for number, entry in enumerate(table.reservation):
+            if bool(entry.mac) == bool(entry.client_id):
+                raise ConfigError(f"{where}: reservation {number}: give either mac or "
+                                  "client_id")
+            key: Any = MAC(entry.mac) if entry.mac else _client_id(entry.client_id)
+            shown = entry.mac or entry.client_id
+            if not entry.ip:
+                raise ConfigError(f"{where}: reservation {number} ({shown}): no ip")
+            if key in reservations:
+                raise ConfigError(f"{where}: reservation {number} ({shown}): that client "
+                                  "already has a reservation in this subnet")
+            reservations[key] = ipaddress.IPv4Address(entry.ip)
         try:
-            network = ipaddress.IPv4Network(table.network)
-            reservations = {MAC(r.mac): ipaddress.IPv4Address(r.ip) for r in table.reservation}
             options: dict = {}
             if table.domain_name:
                 options["domain_name"] = table.domain_name
             subnets.append(Subnet(
-                name=table.name, network=network, first=ipaddress.IPv4Address(table.first),
+                name=table.name, network=ipaddress.IPv4Network(table.network),
+                first=ipaddress.IPv4Address(table.first),
                 last=ipaddress.IPv4Address(table.last),
                 server=ipaddress.IPv4Address(table.server),
                 router=ipaddress.IPv4Address(table.router) if table.router else None,
@@ -100,7 +177,7 @@ def subnets_from_config(section: Any, source: str) -> List[Any]:
                 lease_time=float(table.lease_time), options=options,
                 reservations=reservations, interface=table.interface or None))
         except ValueError as e:
-            raise ConfigError(f"{source}: [[dhcp.subnet]] {index} ({table.name}): {e}") from None
+            raise ConfigError(f"{where}: {e}") from None
     if not subnets:
         raise ConfigError(f"{source}: [dhcp] is enabled but has no [[dhcp.subnet]]")
     return subnets
@@ -165,9 +242,10 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
 
     section = config.dhcp
     subnets = subnets_from_config(section, config.source)
-    direct = [s for s in subnets if s.interface == section.interface]
+    # subnets_from_config lets one subnet at most be on the interface.
+    direct = next((s for s in subnets if s.interface is not None), None)
     runner = SerialRunner(reactor)
-    server = DHCPServer(registry, runner, reactor, direct[0] if direct else None,
+    server = DHCPServer(registry, runner, reactor, direct,
                         section.captive_portal_url, section.sweep_interval)
 
     def build_pool() -> Pool:
