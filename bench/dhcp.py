@@ -821,12 +821,16 @@ def run_variant(bench: Bench, lab: Lab, name: str, slapd: Optional[SlapdPeer]
         # The targets' variants get the full bisection, the others one step less.
         bisect = bench.s["bisect"] - (0 if name in ("netsuite", "kea", "amp-warm", "amp-ask")
                                       else 1)
+        # Memory with the store as it starts (50,000 bound leases for netsuite
+        # and Kea), before any trial adds more.
+        result["start_leases"] = server.lease_count()
+        result["start_rss_mb"] = read_status(server.pid)
         pinged = bench.ping(server)
         cap = pinged.capacity  # type: ignore[attr-defined]
         result["started_s"] = time.monotonic() - began
         log(f"{name}: serving after {result['started_s']:.1f} s (pid {server.pid}, "
-            f"{server.lease_count() or 0} bound leases in the store, one at a time "
-            f"{cap:.0f}/s)")
+            f"{result['start_leases'] or 0} bound leases in the store, RSS "
+            f"{fmt(result['start_rss_mb'], 1)} MiB, one at a time {cap:.0f}/s)")
         if name in ("amp-warm", "amp-ask"):
             result["first_pass"] = bench.first_pass(server, bench.s["returning"],
                                                     RETURNING_MAC_BASE, WARM_PASS_RATE)
@@ -1073,6 +1077,11 @@ def main() -> int:
     for k, v in ratios.items():
         if v is not None:
             log(f"  {k}: {v:.2f}")
+    for name in ("netsuite", "kea"):
+        r = results.get(name) or {}
+        if r.get("start_rss_mb") is not None:
+            log(f"  memory of {name} at start with {r.get('start_leases') or 0:,} bound leases: "
+                f"{r['start_rss_mb']:.1f} MiB RSS")
     log("")
     target_kea = None if ratios["netsuite/Kea"] is None else ratios["netsuite/Kea"] >= 0.5
     target_warm = (None if ratios["netsuite+AMP hook (warm cache)/netsuite (returning clients)"]
@@ -1134,6 +1143,8 @@ def main() -> int:
         "netsuite_light_p50_ms": light50("netsuite"), "kea_light_p50_ms": light50("kea"),
         "netsuite_rss_mb": results.get("netsuite", {}).get("rss_mb"),
         "kea_rss_mb": results.get("kea", {}).get("rss_mb"),
+        "netsuite_rss_50k_mb": results.get("netsuite", {}).get("start_rss_mb"),
+        "kea_rss_50k_mb": results.get("kea", {}).get("start_rss_mb"),
         "dnsmasq_rss_mb": results.get("dnsmasq", {}).get("rss_mb"),
         "target_kea_pass": None if target_kea is None else float(target_kea),
         "target_amp_warm_pass": None if target_warm is None else float(target_warm),
