@@ -175,9 +175,20 @@ class PortalApiLabTests(TestCase):
         return self.curl("-i", "--cacert", self.ca, "--resolve",
                          f"{API_HOST}:{API_PORT}:{self.lab.ap_address}", self.api)
 
-    def parse(self, out):
+    @inlineCallbacks
+    def api_answer(self):
+        """
+        The API's JSON as the client gets it, once its status, type and
+        user-portal-url are checked.
+        """
+        code, out = yield self.ask_api()
+        self.assertEqual(code, 0, out)
         head, _, body = out.replace("\r\n", "\n").partition("\n\n")
-        return head, json.loads(body)
+        self.assertIn(" 200", head.splitlines()[0])
+        self.assertRegex(head, r"(?im)^content-type: application/captive\+json\s*$")
+        answer = json.loads(body)
+        self.assertEqual(answer["user-portal-url"], f"https://{API_HOST}:{API_PORT}/login")
+        return answer
 
     @inlineCallbacks
     def login(self):
@@ -202,13 +213,8 @@ class PortalApiLabTests(TestCase):
         self.assertEqual(bound[0]["portal"], self.api)
 
         # firewall.lan_ports opens the API port to unauthorized clients.
-        code, out = yield self.ask_api()
-        self.assertEqual(code, 0, out)
-        head, answer = self.parse(out)
-        self.assertIn(" 200", head.splitlines()[0])
-        self.assertRegex(head, r"(?im)^content-type: application/captive\+json\s*$")
+        answer = yield self.api_answer()
         self.assertIs(answer["captive"], True)
-        self.assertEqual(answer["user-portal-url"], f"https://{API_HOST}:{API_PORT}/login")
         code, page = yield self.curl("--cacert", self.ca, "--resolve",
                                      f"{API_HOST}:{API_PORT}:{self.lab.ap_address}",
                                      answer["user-portal-url"])
@@ -218,9 +224,7 @@ class PortalApiLabTests(TestCase):
         yield self.login()
         sessions = yield self.bus.send("/portal/sessions")
         self.assertEqual([str(s["ip"]) for s in sessions], [bound[0]["ip"]])
-        code, out = yield self.ask_api()
-        self.assertEqual(code, 0, out)
-        head, answer = self.parse(out)
+        answer = yield self.api_answer()
         self.assertIs(answer["captive"], False)
 
         # A client not trusting the certificate's CA refuses the API.
@@ -242,19 +246,11 @@ class PortalApiLabTests(TestCase):
         self.assertEqual(bytes.fromhex(env["opt114"]).decode("ascii"), self.api)
         self.assertEqual((env["interface"], env["mask"]), ("eth0", "24"))
 
-        code, out = yield self.ask_api()
-        self.assertEqual(code, 0, out)
-        head, answer = self.parse(out)
-        self.assertIn(" 200", head.splitlines()[0])
-        self.assertRegex(head, r"(?im)^content-type: application/captive\+json\s*$")
+        answer = yield self.api_answer()
         self.assertIs(answer["captive"], True)
-        self.assertEqual(answer["user-portal-url"], f"https://{API_HOST}:{API_PORT}/login")
 
         yield self.login()
         sessions = yield self.bus.send("/portal/sessions")
         self.assertEqual([str(s["ip"]) for s in sessions], [env["ip"]])
-        code, out = yield self.ask_api()
-        self.assertEqual(code, 0, out)
-        head, answer = self.parse(out)
-        self.assertIn(" 200", head.splitlines()[0])
+        answer = yield self.api_answer()
         self.assertIs(answer["captive"], False)
