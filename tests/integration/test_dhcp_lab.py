@@ -6,6 +6,7 @@ client namespaces.
 
 import os
 import re
+import signal
 import subprocess
 import tempfile
 
@@ -82,6 +83,37 @@ react(main, sys.argv[1:])
 """
 
 
+# A capture of the DHCP requests reaching the access point (the lab has no
+# tcpdump): one line per request, with its IP destination, so that a test
+# tells a unicast renewal (RENEWING) from a broadcast one (REBINDING).
+SNIFFER = r"""
+import socket, struct, sys
+TYPES = {1: "DISCOVER", 3: "REQUEST", 4: "DECLINE", 7: "RELEASE", 8: "INFORM"}
+sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
+sock.bind((sys.argv[1], 0x0800))
+print("sniffing", flush=True)
+while True:
+    data = sock.recv(4096)
+    try:
+        ihl = (data[0] & 15) * 4
+        if data[9] != 17 or struct.unpack("!H", data[ihl + 2:ihl + 4])[0] != 67:
+            continue
+        bootp, kind, i = data[ihl + 8:], None, 240
+        while i < len(bootp) and bootp[i] != 255:
+            if bootp[i] == 0:
+                i += 1
+                continue
+            if bootp[i] == 53:
+                kind = bootp[i + 2]
+            i += 2 + bootp[i + 1]
+        print(f"{TYPES.get(kind, kind)} mac={bootp[28:34].hex(':')} "
+              f"ciaddr={socket.inet_ntoa(bootp[12:16])} src={socket.inet_ntoa(data[12:16])} "
+              f"dst={socket.inet_ntoa(data[16:20])}", flush=True)
+    except (IndexError, struct.error):
+        continue
+"""
+
+
 def need_lab():
     if os.getuid() != 0:
         raise SkipTest("needs root to build network namespaces and bind port 67 in them")
@@ -147,6 +179,47 @@ class DHCPLab(TestCase):
     def fields(self, line):
         return dict(re.findall(r"(\w+)=(\S*)", line))
 
+    def sniff(self):
+        """
+        Capture the requests reaching the access point's bridge; fire with
+        the capture (a L{Child}, one line per request) once it runs.
+        """
+        sniffer = spawn(self, "sniffer", ["ip", "netns", "exec", self.lab.netns("ap"),
+                                          PYTHON, "-c", SNIFFER, "br-lan"])
+        return sniffer.wait_for_line("sniffing", timeout=20).addCallback(lambda _: sniffer)
+
+    @inlineCallbacks
+    def watching(self, bus, path, mac):
+        """
+        Watch C{path} on C{bus} for messages about C{mac}; fire, once the
+        watch is attached, with (the list of them, a Deferred of the first).
+        """
+        seen, first = [], Deferred()
+
+        def saw(message):
+            if str(message["mac"]) == mac:
+                seen.append(message)
+                if not first.called:
+                    first.callback(message)
+        handle = bus.watch(path, saw)
+        self.addCleanup(handle.remove)
+        yield handle.attached
+        return seen, first
+
+    def dhclient_files(self):
+        """
+        dhclient's arguments for a script, a configuration, a lease file
+        and a pid file of ours.
+        """
+        script = os.path.join(self.work, "dhclient.sh")
+        conf = os.path.join(self.work, "dhclient.conf")
+        for path, text in ((script, DHCLIENT_SCRIPT), (conf, DHCLIENT_CONF)):
+            with open(path, "w") as f:
+                f.write(text)
+        os.chmod(script, 0o755)
+        return ["-cf", conf, "-sf", script, "-lf", os.path.join(self.work, "dhclient.leases"),
+                "-pf", os.path.join(self.work, "dhclient.pid")]
+
 
 class DHCPLabTests(DHCPLab):
     """
@@ -184,14 +257,7 @@ class DHCPLabTests(DHCPLab):
         Run dhclient in C{client} with a script of ours; fire with
         (exit code, the script's fields per line, stderr).
         """
-        script = os.path.join(self.work, "dhclient.sh")
-        conf = os.path.join(self.work, "dhclient.conf")
-        for path, text in ((script, DHCLIENT_SCRIPT), (conf, DHCLIENT_CONF)):
-            with open(path, "w") as f:
-                f.write(text)
-        os.chmod(script, 0o755)
-        files = ["-cf", conf, "-sf", script, "-lf", os.path.join(self.work, "dhclient.leases"),
-                 "-pf", os.path.join(self.work, "dhclient.pid")]
+        files = self.dhclient_files()
         done = deferToThread(self.lab.exec, client, ["dhclient", "-v", *files, *args, "eth0"],
                              timeout=30)
         return done.addCallback(lambda p: (p.returncode, [
@@ -250,6 +316,43 @@ class DHCPLabTests(DHCPLab):
         other = yield self.udhcpc("c2", "-r", ip)
         self.assertNotEqual(self.fields(other[1][-1])["ip"], ip)
 
+    @inlineCallbacks
+    def test_restart_then_renew(self):
+        """
+        A udhcpc that keeps running through a kill -9 and a restart of the
+        server, told to renew (SIGUSR1), renews: the restarted server sees
+        only REQUESTs from its address (ciaddr, unicast to the server; no
+        DISCOVER), ACKs them as a renewal of the same address, and the
+        client's script gets that address again.
+        """
+        mac = self.lab.client_mac(1)
+        sniffer = yield self.sniff()
+        client = spawn(self, "udhcpc", [
+            "ip", "netns", "exec", self.lab.netns("c1"),
+            "udhcpc", "-f", "-i", "eth0", "-s", self.script, "-t", "3", "-T", "1"])
+        ip = self.fields((yield client.wait_for_line("^event=bound", timeout=20)))["ip"]
+        self.server.signal("KILL")
+        yield self.server.ended
+        yield self.start_server()
+        bus = connect("ap", socket_dir=self.sockets, reactor=reactor)  # to the new server
+        self.addCleanup(bus.close)
+        requests, _ = yield self.watching(bus, "/dhcp/packet/in", mac)
+        _, renewed = yield self.watching(bus, "/dhcp/lease/renewed", mac)
+        since, sniffed = len(client.lines), len(sniffer.lines)
+        client.signal(signal.SIGUSR1)  # renew
+        message = yield renewed.addTimeout(20, reactor)
+        self.assertEqual(str(message["ip"]), ip)
+        line = yield client.wait_for_line("^event=renew", after=since, timeout=20)
+        self.assertEqual(self.fields(line)["ip"], ip)
+        self.assertEqual({(m["type"], str(m["ciaddr"]), m["requested"]) for m in requests},
+                         {("REQUEST", ip, None)}, requests)
+        wire = yield sniffer.wait_for_line(f"^REQUEST mac={mac} ciaddr={re.escape(ip)} ",
+                                           after=sniffed, timeout=20)
+        self.assertEqual((self.fields(wire)["src"], self.fields(wire)["dst"]),
+                         (ip, "10.89.0.1"), sniffer.output())
+        self.assertEqual([l for l in sniffer.lines[sniffed:] if l.startswith("DISCOVER")], [])
+        leases = yield bus.send("/dhcp/leases", {"mac": mac})
+        self.assertEqual([(str(l["ip"]), l["state"]) for l in leases], [(ip, "bound")])
 
     @inlineCallbacks
     def test_renew_and_release(self):
@@ -288,6 +391,45 @@ class DHCPLabTests(DHCPLab):
         self.assertEqual(str(message["ip"]), bound["ip"])
         leases = yield self.bus.send("/dhcp/leases", {"ip": bound["ip"]})
         self.assertEqual(leases[0]["state"], "released")
+
+
+class ShortLeaseTests(DHCPLab):
+    """
+    Leases of 8 s: a client renews by itself at T1 (4 s, dhclient a little
+    earlier at random).
+    """
+
+    lease_time = 8
+
+    @inlineCallbacks
+    def test_dhclient_renews(self):
+        """
+        A running ISC dhclient renews at T1: a REQUEST from its address
+        (ciaddr, unicast to the server), which the server ACKs as a renewal
+        of the same address; dhclient's script sees RENEW with it.
+        """
+        mac = self.lab.client_mac(2)
+        sniffer = yield self.sniff()
+        requests, _ = yield self.watching(self.bus, "/dhcp/packet/in", mac)
+        _, renewed = yield self.watching(self.bus, "/dhcp/lease/renewed", mac)
+        client = spawn(self, "dhclient", [
+            "ip", "netns", "exec", self.lab.netns("c2"),
+            "dhclient", "-d", "-v", *self.dhclient_files(), "eth0"])
+        ip = self.fields((yield client.wait_for_line("^reason=BOUND", timeout=20)))["ip"]
+        message = yield renewed.addTimeout(20, reactor)
+        self.assertEqual(str(message["ip"]), ip)
+        line = yield client.wait_for_line("^reason=RENEW ", timeout=20)
+        self.assertEqual(self.fields(line)["ip"], ip)
+        renewals = {(m["type"], str(m["ciaddr"]), m["requested"])
+                    for m in requests if str(m["ciaddr"]) != "0.0.0.0"}
+        self.assertEqual(renewals, {("REQUEST", ip, None)}, requests)
+        self.assertEqual([m["type"] for m in requests].count("DISCOVER"), 1, requests)
+        wire = yield sniffer.wait_for_line(f"^REQUEST mac={mac} ciaddr={re.escape(ip)} ",
+                                           timeout=20)
+        self.assertEqual((self.fields(wire)["src"], self.fields(wire)["dst"]),
+                         (ip, "10.89.0.1"), sniffer.output())
+        leases = yield self.bus.send("/dhcp/leases", {"mac": mac})
+        self.assertEqual([(str(l["ip"]), l["state"]) for l in leases], [(ip, "bound")])
 
 
 class ExhaustionTests(DHCPLab):
