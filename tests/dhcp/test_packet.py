@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from netsuite.dhcp.packet import (ACK, DISCOVER, INFORM, MAGIC_COOKIE, MalformedPacket,
-                                  MessageType, Packet, PacketTooLarge)
+from netsuite.dhcp.packet import (ACK, DISCOVER, INFORM, MAGIC_COOKIE, RELEASE, REQUEST,
+                                  MalformedPacket, MessageType, Packet, PacketTooLarge)
 from netsuite.registry.values import MAC
 
 BOUNDED = settings(max_examples=300, deadline=None, database=None)
@@ -62,7 +62,62 @@ DHCLIENT_DISCOVER = bytes.fromhex(
     "00000000000000000000000000000000638253633501010c02766d370d011c02030f06770c2c2f1a792aff00"
     "000000000000000000000000000000000000000000000000000000000000000000000000")
 
-CAPTURES = [UDHCPC_DISCOVER, UDHCPC_HOSTNAME_DISCOVER, DHCLIENT_DISCOVER]
+# Golden DHCPREQUESTs (selecting state, after an OFFER) and DHCPRELEASEs from
+# the same clients and the same client MAC, captured by
+# "tests/dhcp/capture_clients.py --exchange" (same machine and versions as
+# above): busybox udhcpd 1.35.0 serves 192.0.2.100-199 from 192.0.2.1 in the
+# server namespace, and an AF_PACKET socket on its veth records the UDP
+# payload of every datagram to port 67 as it came off the wire. The clients'
+# script only puts the leased address on the interface and takes it off:
+#
+#   udhcpc -i IF -f -n -R -t 5 -T 2 -s SCRIPT     (SIGTERM once bound: -R releases)
+#   timeout 20 dhclient -1 -v -sf SCRIPT -lf LEASES -pf PID IF
+#   timeout 20 dhclient -r -v -sf SCRIPT -lf LEASES -pf PID IF
+#
+# Each is the first of its type its client sent; all four are 300 bytes. The
+# lease was 192.0.2.153. The REQUESTs were broadcast, the RELEASEs unicast to
+# the server from the leased address; udhcpc's RELEASE has a new xid.
+SERVER = IPv4Address("192.0.2.1")
+LEASED = IPv4Address("192.0.2.153")
+
+UDHCPC_REQUEST = bytes.fromhex(
+    "01010600bf489a1e0002000000000000000000000000000000000000d2a47f3f79cd00000000000000000000"
+    "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+    "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+    "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+    "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+    "00000000000000000000000000000000638253633501033204c00002993604c0000201390202403707010306"
+    "0c0f1c2a3c0c756468637020312e33352e303d0701d2a47f3f79cdff0000000000000000")
+
+UDHCPC_RELEASE = bytes.fromhex(
+    "0101060045a7617500020000c0000299000000000000000000000000d2a47f3f79cd00000000000000000000"
+    "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+    "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+    "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+    "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+    "00000000000000000000000000000000638253633501073604c00002013d0701d2a47f3f79cdff0000000000"
+    "000000000000000000000000000000000000000000000000000000000000000000000000")
+
+DHCLIENT_REQUEST = bytes.fromhex(
+    "010106002aeffb260000000000000000000000000000000000000000d2a47f3f79cd00000000000000000000"
+    "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+    "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+    "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+    "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+    "00000000000000000000000000000000638253633501033604c00002013204c00002990c02766d370d011c02"
+    "030f06770c2c2f1a792aff00000000000000000000000000000000000000000000000000")
+
+DHCLIENT_RELEASE = bytes.fromhex(
+    "01010600df7b787200000000c0000299000000000000000000000000d2a47f3f79cd00000000000000000000"
+    "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+    "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+    "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+    "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+    "00000000000000000000000000000000638253633501073604c00002010c02766dff00000000000000000000"
+    "000000000000000000000000000000000000000000000000000000000000000000000000")
+
+CAPTURES = [UDHCPC_DISCOVER, UDHCPC_HOSTNAME_DISCOVER, DHCLIENT_DISCOVER,
+            UDHCPC_REQUEST, UDHCPC_RELEASE, DHCLIENT_REQUEST, DHCLIENT_RELEASE]
 
 
 def message(options: bytes, sname: bytes = bytes(64), file: bytes = bytes(128)) -> bytes:
@@ -73,7 +128,7 @@ def message(options: bytes, sname: bytes = bytes(64), file: bytes = bytes(128)) 
 
 class CapturedClientTests(SynchronousTestCase):
     """
-    DHCPDISCOVERs captured from real clients.
+    DHCPDISCOVERs, DHCPREQUESTs and DHCPRELEASEs captured from real clients.
     """
 
     def test_udhcpc(self) -> None:
@@ -120,6 +175,75 @@ class CapturedClientTests(SynchronousTestCase):
         self.assertIsNone(packet.client_id)
         self.assertIsNone(packet.max_message_size)
         self.assertEqual(packet.client_key, b"\x01" + CLIENT_MAC.packed)
+
+    def test_udhcpc_request(self) -> None:
+        """
+        udhcpc's REQUEST in selecting state names the offered address (50)
+        and the server (54) with ciaddr still zero, counts two seconds since
+        it started, and repeats its DISCOVER's other options.
+        """
+        packet = Packet.from_bytes(UDHCPC_REQUEST)
+        self.assertEqual(packet.message_type, REQUEST)
+        self.assertEqual(packet.mac, CLIENT_MAC)
+        self.assertEqual(packet.chaddr, CLIENT_MAC.packed + bytes(10))
+        self.assertEqual((packet.xid, packet.secs, packet.flags), (0xBF489A1E, 2, 0))
+        self.assertEqual(packet.ciaddr, IPv4Address(0))
+        self.assertEqual((packet.requested_ip, packet.server_id), (LEASED, SERVER))
+        self.assertEqual(packet.client_id, b"\x01" + CLIENT_MAC.packed)
+        self.assertEqual(packet.parameter_request_list, (1, 3, 6, 12, 15, 28, 42))
+        self.assertEqual(packet.max_message_size, 576)
+        self.assertEqual((packet.hostname, packet.broadcast), (None, False))
+        self.assertEqual([code for code, _ in packet.options], [53, 50, 54, 57, 55, 60, 61])
+
+    def test_udhcpc_release(self) -> None:
+        """
+        udhcpc's RELEASE carries the address in ciaddr, the server and its
+        client id, and nothing else.
+        """
+        packet = Packet.from_bytes(UDHCPC_RELEASE)
+        self.assertEqual(packet.message_type, RELEASE)
+        self.assertEqual(packet.mac, CLIENT_MAC)
+        self.assertEqual((packet.xid, packet.secs, packet.flags), (0x45A76175, 2, 0))
+        self.assertEqual(packet.ciaddr, LEASED)
+        self.assertEqual((packet.yiaddr, packet.siaddr, packet.giaddr), (IPv4Address(0),) * 3)
+        self.assertEqual((packet.requested_ip, packet.server_id), (None, SERVER))
+        self.assertEqual(packet.client_id, b"\x01" + CLIENT_MAC.packed)
+        self.assertEqual(packet.client_key, b"\x01" + CLIENT_MAC.packed)
+        self.assertEqual([code for code, _ in packet.options], [53, 54, 61])
+
+    def test_dhclient_request(self) -> None:
+        """
+        dhclient's REQUEST in selecting state puts the server before the
+        requested address, then its host name and its DISCOVER's list; still
+        no client id.
+        """
+        packet = Packet.from_bytes(DHCLIENT_REQUEST)
+        self.assertEqual(packet.message_type, REQUEST)
+        self.assertEqual(packet.mac, CLIENT_MAC)
+        self.assertEqual((packet.xid, packet.secs, packet.flags), (0x2AEFFB26, 0, 0))
+        self.assertEqual(packet.ciaddr, IPv4Address(0))
+        self.assertEqual((packet.requested_ip, packet.server_id), (LEASED, SERVER))
+        self.assertEqual(packet.hostname, "vm")
+        self.assertEqual(packet.parameter_request_list,
+                         (1, 28, 2, 3, 15, 6, 119, 12, 44, 47, 26, 121, 42))
+        self.assertIsNone(packet.client_id)
+        self.assertEqual(packet.client_key, b"\x01" + CLIENT_MAC.packed)
+        self.assertEqual([code for code, _ in packet.options], [53, 54, 50, 12, 55])
+
+    def test_dhclient_release(self) -> None:
+        """
+        dhclient's RELEASE carries the address in ciaddr, the server and its
+        host name.
+        """
+        packet = Packet.from_bytes(DHCLIENT_RELEASE)
+        self.assertEqual(packet.message_type, RELEASE)
+        self.assertEqual(packet.mac, CLIENT_MAC)
+        self.assertEqual((packet.xid, packet.secs, packet.flags), (0xDF7B7872, 0, 0))
+        self.assertEqual(packet.ciaddr, LEASED)
+        self.assertEqual((packet.requested_ip, packet.server_id), (None, SERVER))
+        self.assertEqual(packet.hostname, "vm")
+        self.assertIsNone(packet.client_id)
+        self.assertEqual([code for code, _ in packet.options], [53, 54, 12])
 
     def test_round_trip(self) -> None:
         """
