@@ -86,7 +86,9 @@ class Remember:
     fields the listener was added with (C{remember_by}) with this verdict,
     without calling the listener. A hook in another process that caches its
     answers uses it to spare the owner a round trip per message. A listener
-    added without C{remember_by} just has its verdict taken.
+    added without C{remember_by} just has its verdict taken. The same
+    result value answers every message it is remembered for: senders read
+    results, they do not change them.
     """
 
     __slots__ = ("verdict", "seconds")
