@@ -79,6 +79,9 @@ class DHCPProtocol(DatagramProtocol):
     @ivar malformed: datagrams dropped because they did not parse.
     @ivar unsent: replies the socket refused, or too large for the
         client's maximum message size (logged).
+    @ivar too_large: of those, the ones too large. A client can cause it
+        (a long option 82 to echo), so only the first and every
+        thousandth are warned about.
     """
 
     def __init__(self, server: Any) -> None:
@@ -88,6 +91,7 @@ class DHCPProtocol(DatagramProtocol):
         self.ignored = 0
         self.sent = 0
         self.unsent = 0
+        self.too_large = 0
 
     def datagramReceived(self, data: bytes, addr: Any) -> None:
         self.received += 1
@@ -125,7 +129,10 @@ class DHCPProtocol(DatagramProtocol):
             data = reply.to_bytes(max_size=size)
         except PacketTooLarge as e:  # hooked options, or a client's long option 82
             self.unsent += 1
-            _log.warn("reply to {mac} not sent: {error}", mac=request.mac, error=e)
+            self.too_large += 1
+            log = _log.warn if self.too_large % 1000 == 1 else _log.debug
+            log("reply to {mac} not sent: {error} ({n} replies too large so far)",
+                mac=request.mac, error=e, n=self.too_large)
             return
         try:
             # The socket itself: Twisted's write() re-validates the address

@@ -7,6 +7,8 @@ import errno
 from ipaddress import IPv4Address
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from netsuite.dhcp.packet import ACK, DISCOVER, NAK, OFFER, REQUEST, Packet, PacketTooLarge
@@ -189,7 +191,11 @@ class ProtocolTests(SynchronousTestCase):
         request57 = Packet(op=1, xid=9, chaddr=MAC_A.packed,
                            options=((53, bytes([DISCOVER])), (57, b"\x05\xdc")))
         self.assertRaises(PacketTooLarge, reply_to(request57).with_options(huge).to_bytes, 1500)
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         for _ in range(3):
             protocol.datagramReceived(request57.to_bytes(), ("0.0.0.0", 68))
-        self.assertEqual((protocol.sent, protocol.unsent), (1, 2))
+        self.assertEqual((protocol.sent, protocol.unsent, protocol.too_large), (1, 2, 2))
         self.assertEqual(self.flushLoggedErrors(), [])
+        warned = [e for e in events if e["log_level"] == LogLevel.warn]
+        self.assertEqual(len(warned), 1)  # the first; a client could cause them all
+        self.assertEqual(warned[0]["n"], 1)
