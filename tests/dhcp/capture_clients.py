@@ -84,6 +84,7 @@ case "$1$reason" in
     deconfig|RELEASE|EXPIRE|FAIL|STOP|PREINIT)
         ip addr flush dev "$interface";;
 esac
+case "$1" in bound) echo bound;; esac
 exit 0
 """
 
@@ -209,8 +210,10 @@ def capture(server_ns: str, server_if: str, clients: Callable[[], None],
     try:
         ready = json.loads(listener.stdout.readline())
         assert ready == {"ready": True}, ready
+        # When clients() returns, its clients have exited: a veth hands a
+        # datagram over within the send, so all are in the listener's
+        # socket, and it drains that once its stdin closes.
         clients()
-        time.sleep(0.5)
     finally:
         listener.stdin.close()
         output = listener.stdout.read()
@@ -226,20 +229,27 @@ def in_netns(ns: str, argv: Sequence[str]) -> None:
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def until_bound(ns: str, ifname: str, argv: Sequence[str]) -> None:
+def until_bound(ns: str, argv: Sequence[str], seconds: float = 20.0) -> None:
     """
-    Start a command in a namespace, wait until C{ifname} has an IPv4 address,
-    then stop the command with SIGTERM and wait for it.
+    Start a udhcpc in a namespace, wait until its script says C{bound}, then
+    stop it with SIGTERM and wait for it. (udhcpc takes signals in its main
+    loop, once the script has returned and it is bound, so a C{-R} udhcpc
+    releases on the way out.)
     """
     process = subprocess.Popen(["ip", "netns", "exec", ns, *argv],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert process.stdout is not None
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and process.poll() is None:
-            if " inet " in run("ip", "-n", ns, "-4", "-o", "addr", "show", "dev", ifname):
+        deadline = time.monotonic() + seconds
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([process.stdout], [], [], left)[0]:
+                raise RuntimeError(f"{argv[0]} was not bound within {seconds:g} s")
+            line = process.stdout.readline()
+            if not line:
+                raise RuntimeError(f"{argv[0]} exited before it was bound")
+            if line.strip() == "bound":
                 break
-            time.sleep(0.1)
-        time.sleep(0.2)
     finally:
         if process.poll() is None:
             process.terminate()
@@ -300,7 +310,7 @@ def exchanges(server_ns: str, server_if: str, client_ns: str, client_if: str,
                   "-lf", lease_file, "-pf", pid_file, client_if]
 
     def run_udhcpc() -> None:
-        until_bound(client_ns, client_if, udhcpc)
+        until_bound(client_ns, udhcpc)
 
     def run_dhclient() -> None:
         in_netns(client_ns, dhclient)
@@ -315,12 +325,9 @@ def exchanges(server_ns: str, server_if: str, client_ns: str, client_if: str,
     server = subprocess.Popen(["ip", "netns", "exec", server_ns, "busybox", "udhcpd", "-f", conf],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(50):
-            if run("ip", "netns", "exec", server_ns, "ss", "-Huln", "sport", "=", ":67").strip():
-                break
-            time.sleep(0.1)
-        else:
-            raise RuntimeError("udhcpd did not bind port 67")
+        # No wait for udhcpd to bind: a DISCOVER it misses is sent again
+        # (-t/-T, dhclient's own retries), and only the first REQUEST and
+        # RELEASE are printed.
         for name, clients_run in clients.items():
             try:
                 records = capture(server_ns, server_if, clients_run, mode="--sniff")
