@@ -21,8 +21,8 @@ from twisted.python.failure import Failure
 
 from ..registry.interfaces import CONTINUE, NO_ANSWER, IRegistry, ListenerError, Remember, Stop
 from ..registry import values
-from .commands import (BAD_REQUEST, CHUNK, ERRORS, AddListener, CallListener, Describe, DuplicateId,
-                       Notify, RemoveListener, Send, UnknownId, Unwatch, Watch, take_chunks)
+from .commands import (BAD_REQUEST, CHUNK, ERRORS, AddListener, Describe, DuplicateId, Notify,
+                       RemoveListener, Send, UnknownId, Unwatch, Watch, put_chunks, take_chunks)
 
 __all__ = ["BusResponders", "BusServerProtocol", "BusServerFactory", "RobustAMP",
            "peer_credentials"]
@@ -49,24 +49,6 @@ def peer_credentials(transport: Any) -> Optional[Credentials]:
     raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     pid, uid, gid = struct.unpack("3i", raw)
     return pid, uid, gid
-
-
-def verdict_from_wire(response: Dict[str, Any]) -> Any:
-    """
-    Turn a L{CallListener} response into a registry verdict.
-    """
-    if response["verdict"] == "stop":
-        if response["result"] is None:
-            raise ListenerError("peer answered verdict 'stop' without a result")
-        verdict: Any = Stop(values.loads(response["result"]))
-    elif response["verdict"] == "continue":
-        verdict = CONTINUE
-    else:
-        raise ListenerError(f"peer answered verdict {response['verdict']!r}; "
-                            "expected 'stop' or 'continue'")
-    if response.get("remember") is not None:
-        return Remember(verdict, response["remember"])
-    return verdict
 
 
 def verdict_from_box(box: amp.AmpBox) -> Any:
@@ -99,13 +81,14 @@ def call_listener(connection: amp.AMP, listener: bytes, mailbox: bytes,
     built and read as raw boxes (the same bytes on the wire; AMP's generic
     argument machinery was a third of a hook round trip).
     """
-    if len(message) > CHUNK:
-        return connection.callRemote(CallListener, listener=listener.decode(),
-                                     mailbox=mailbox.decode(), message=message).addCallback(
-            verdict_from_wire)
+    if len(message) > CHUNK:  # message, message.2, ... as the Typed argument has it
+        chunks: Dict[bytes, bytes] = {}
+        put_chunks(chunks, b"message", message)
+        arguments = {key.decode(): value for key, value in chunks.items()}
+    else:
+        arguments = {"message": message}
     return connection.callRemoteString(b"CallListener", listener=listener, mailbox=mailbox,
-                                       message=message).addCallbacks(verdict_from_box,
-                                                                     _known_error)
+                                       **arguments).addCallbacks(verdict_from_box, _known_error)
 
 
 _ERROR_TYPES = {code: kind for kind, code in ERRORS.items()}

@@ -28,7 +28,7 @@ from twisted.logger import Logger
 from ..registry.values import MAC
 from .leases import Lease, LeaseStore
 
-__all__ = ["Subnet", "Pool", "BindRequest"]
+__all__ = ["Subnet", "Pool"]
 
 _log = Logger()
 
@@ -100,19 +100,6 @@ class Subnet:
         if self.router is not None:
             ips.append(self.router)
         return frozenset(int(ip) for ip in ips)
-
-
-@attr.s(frozen=True, auto_attribs=True)
-class BindRequest:
-    """
-    A client's request to bind C{ip} (a REQUEST the server means to ACK).
-    """
-
-    subnet: str
-    ip: IPv4Address
-    client_key: bytes
-    mac: Optional[MAC] = None
-    hostname: Optional[str] = None
 
 
 class _Range:
@@ -408,42 +395,23 @@ class Pool:
         @return: the bound lease, or L{None} if C{ip} may not go to this
             client (the server NAKs).
         """
-        return self.bind_many([BindRequest(subnet, ip, client_key, mac, hostname)])[0]
-
-    def bind_many(self, requests: Sequence[BindRequest]) -> List[Optional[Lease]]:
-        """
-        Bind several addresses in one write to the store (one commit for
-        all of them).
-
-        @return: for each request, as L{bind} returns.
-        """
         now = self.clock.seconds()
         self._sweep_offers(now)
-        results: List[Optional[Lease]] = []
+        rng = self._ranges.get(subnet)
+        if rng is None or not self._usable(rng, int(ip), client_key, mac, now):
+            return None
+        self._drop_offer_of(subnet, client_key)
         writes: List[Lease] = []
-        claimed: Dict[int, bytes] = {}
-        for request in requests:
-            rng = self._ranges.get(request.subnet)
-            ip = int(request.ip)
-            if (rng is None or claimed.get(ip, request.client_key) != request.client_key
-                    or not self._usable(rng, ip, request.client_key, request.mac, now)):
-                results.append(None)
-                continue
-            self._drop_offer_of(request.subnet, request.client_key)
-            previous = self.store.get_by_client(request.client_key, request.subnet)
-            if (previous is not None and previous.state == "bound"
-                    and previous.ip != request.ip and int(previous.ip) not in claimed):
-                writes.append(attr.evolve(previous, state="released"))
-            lease = Lease(ip=request.ip, client_key=request.client_key, mac=request.mac,
-                          state="bound", expires=now + rng.subnet.lease_time,
-                          hostname=request.hostname, subnet=request.subnet)
-            claimed[ip] = request.client_key
-            writes.append(lease)
-            results.append(lease)
+        previous = self.store.get_by_client(client_key, subnet)
+        if previous is not None and previous.state == "bound" and previous.ip != ip:
+            writes.append(attr.evolve(previous, state="released"))
+        lease = Lease(ip=ip, client_key=client_key, mac=mac, state="bound",
+                      expires=now + rng.subnet.lease_time, hostname=hostname, subnet=subnet)
+        writes.append(lease)
         self.store.put_many(writes, durable=True)
-        for lease in writes:
-            self._remark(lease.ip)
-        return results
+        for written in writes:
+            self._remark(written.ip)
+        return lease
 
     def release(self, ip: IPv4Address, client_key: bytes) -> Optional[Lease]:
         """

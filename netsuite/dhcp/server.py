@@ -29,11 +29,10 @@ from twisted.logger import Logger
 from ..registry.interfaces import IRegistry, Stop
 from ..registry.registry import declare_service
 from ..registry.values import MAC, Message
-from .leases import Lease
+from .leases import Lease, LeaseStore
 from .options import encode_option, option_code
 from .packet import (ACK, DECLINE, DISCOVER, INFORM, NAK, OFFER, RELEASE, REQUEST,
                      BOOTREPLY, MessageType, Packet, as_address)
-from .leases import LeaseStore
 from .pool import Pool, Subnet
 
 __all__ = ["DHCPServer", "MAILBOXES"]
@@ -253,30 +252,7 @@ class DHCPServer:
             self._offer, request, subnet, summary)
 
     def _offer(self, answer: Any, request: Packet, subnet: Subnet, summary: Message) -> Any:
-        ip: Optional[IPv4Address] = None
-        source = "pool"
-        hostname = None
-        if isinstance(answer, dict) and answer.get("ip") is not None:
-            key = summary["client_key"]
-            source = str(answer.get("source", "hook"))
-            try:
-                ip = as_address(answer["ip"])
-            except (TypeError, ValueError):
-                ip = None
-            # Only the pool's own offer skips the check, whoever says "pool".
-            if ip is None or source != "pool" or not self._pool_offered(ip, key, subnet):
-                if source == "pool":
-                    source = "hook"
-                hostname = answer.get("hostname") or request.hostname
-                held = None if ip is None else self.pool.hold_offer(
-                    subnet.name, ip, key, summary["mac"], hostname, True)
-                if held is None:
-                    self.counters["refused_hook_addresses"] += 1
-                    _log.warn("refused {ip} from a /dhcp/lookup hook for {mac}: not an "
-                              "address, outside subnet {subnet}, excluded, or in use by "
-                              "another client", ip=str(answer["ip"]),
-                              mac=str(summary["mac"]), subnet=subnet.name)
-                    ip, source, hostname = self._pool_lookup(summary).value["ip"], "pool", None
+        ip, source, hostname = self._chosen(answer, request, subnet, summary)
         if ip is None:
             self.counters["exhausted"] += 1
             return None
@@ -284,6 +260,34 @@ class DHCPServer:
         self._announce("/dhcp/lease/offered", {"ip": ip, "mac": summary["mac"],
                                                "subnet": subnet.name, "source": source})
         return self._reply(request, subnet, OFFER, ip, hostname=hostname)
+
+    def _chosen(self, answer: Any, request: Packet, subnet: Subnet,
+                summary: Message) -> Tuple[Optional[IPv4Address], str, Optional[str]]:
+        """
+        The address C{/dhcp/lookup} chose, where it came from and the host
+        name to give with it. Only the pool's own offer is taken as it is,
+        whoever says C{source: "pool"}; any other address is offered once
+        the pool holds it for this client, else refused for the pool's.
+        """
+        if not isinstance(answer, dict) or answer.get("ip") is None:
+            return None, "pool", None
+        key = summary["client_key"]
+        source = str(answer.get("source", "hook"))
+        try:
+            ip: Optional[IPv4Address] = as_address(answer["ip"])
+        except (TypeError, ValueError):
+            ip = None
+        if ip is not None and source == "pool" and self._pool_offered(ip, key, subnet):
+            return ip, "pool", None
+        hostname = answer.get("hostname") or request.hostname
+        if ip is not None and self.pool.hold_offer(subnet.name, ip, key, summary["mac"],
+                                                   hostname, True) is not None:
+            return ip, "hook" if source == "pool" else source, hostname
+        self.counters["refused_hook_addresses"] += 1
+        _log.warn("refused {ip} from a /dhcp/lookup hook for {mac}: not an address, outside "
+                  "subnet {subnet}, excluded, or in use by another client", ip=str(answer["ip"]),
+                  mac=str(summary["mac"]), subnet=subnet.name)
+        return self._pool_lookup(summary).value["ip"], "pool", None
 
     def _pool_offered(self, ip: IPv4Address, client_key: bytes, subnet: Subnet) -> bool:
         """

@@ -78,6 +78,20 @@ def say(text: str) -> None:
     print(f"\n== {text}", flush=True)
 
 
+def _appears(path: str, text: str, seconds: float) -> bool:
+    """
+    Whether C{text} shows up in the file at C{path} within C{seconds}.
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        with open(path) as f:
+            if text in f.read():
+                return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+
+
 def wait_for(path: str, text: str, seconds: float = 60.0,
              child: "Optional[subprocess.Popen[str]]" = None) -> None:
     """
@@ -85,15 +99,11 @@ def wait_for(path: str, text: str, seconds: float = 60.0,
     time, ask C{child} (a netsuite daemon writing there) for its threads'
     stacks (SIGUSR1) so the error shows where it is stuck.
     """
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with open(path) as f:
-            if text in f.read():
-                return
-        time.sleep(0.1)
+    if _appears(path, text, seconds):
+        return
     if child is not None and child.poll() is None:
         child.send_signal(signal.SIGUSR1)
-        time.sleep(1.0)
+        _appears(path, "most recent call first", 5.0)  # faulthandler's dump
     with open(path) as f:
         raise SystemExit(f"demo: '{text}' did not appear in {path} within {seconds:.0f} s:\n"
                          f"{f.read()}")

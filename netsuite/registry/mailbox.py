@@ -85,12 +85,15 @@ class Listener:
             self._mailbox = None
         self.remembered.clear()
 
+    def _key(self, message: Message) -> Tuple[Any, ...]:
+        return tuple([message.get(name) for name in self.remember_by])  # type: ignore[union-attr]
+
     def recall(self, message: Message, now: float) -> Any:
         """
         The verdict remembered for C{message}, or None.
         """
         try:
-            key = tuple([message.get(name) for name in self.remember_by])  # type: ignore[union-attr]
+            key = self._key(message)
             kept = self.remembered.get(key)
         except TypeError:  # a field whose value cannot be a key (a list, a map)
             return None
@@ -113,7 +116,7 @@ class Listener:
                 or not (verdict is CONTINUE or type(verdict) is Stop)):
             return verdict
         try:
-            key = tuple([message.get(name) for name in self.remember_by])
+            key = self._key(message)
             self.remembered.pop(key, None)
             if len(self.remembered) >= MAX_REMEMBERED:
                 del self.remembered[next(iter(self.remembered))]

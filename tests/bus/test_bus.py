@@ -25,7 +25,7 @@ from netsuite.bus.client import BusClient, NotRunning, socket_endpoint
 from netsuite.bus.commands import (CHUNK, AddListener, Describe, DuplicateId, RemoveListener,
                                    Send, Typed, UnknownId, Unwatch)
 from netsuite.bus.server import (BusServerFactory, BusServerProtocol, Credentials,
-                                 verdict_from_box, verdict_from_wire)
+                                 verdict_from_box)
 from netsuite.registry import (CONTINUE, EVENT, NO_ANSWER, IListenerHandle, IRegistry,
                                ListenerError, Registry, Remember, Stop, UnknownMailbox)
 from netsuite.registry.values import MAC, InvalidValue, dumps, loads
@@ -167,8 +167,8 @@ class TypedTests(SynchronousTestCase):
 
 class VerdictWireTests(SynchronousTestCase):
     """
-    A L{CallListener} answer read as a verdict, on both the raw-box path
-    and AMP's argument path.
+    A L{CallListener} answer box read as a verdict (one path for every
+    answer, a long result included).
     """
 
     def test_remember(self) -> None:
@@ -179,8 +179,8 @@ class VerdictWireTests(SynchronousTestCase):
         self.assertEqual(verdict_from_box(box), Remember(Stop("x"), 30.5))
         self.assertEqual(verdict_from_box(amp.AmpBox(verdict=b"continue", remember=b"2")),
                          Remember(CONTINUE, 2.0))
-        self.assertEqual(verdict_from_wire({"verdict": "continue", "result": None,
-                                            "remember": 2.0}), Remember(CONTINUE, 2.0))
+        self.assertEqual(verdict_from_box(amp.AmpBox(verdict=b"continue", remember=b"2.0")),
+                         Remember(CONTINUE, 2.0))
 
     def test_plain(self) -> None:
         """
@@ -188,7 +188,7 @@ class VerdictWireTests(SynchronousTestCase):
         """
         self.assertEqual(verdict_from_box(amp.AmpBox(verdict=b"stop", result=dumps(1))),
                          Stop(1))
-        self.assertIs(verdict_from_wire({"verdict": "continue", "result": None}), CONTINUE)
+        self.assertIs(verdict_from_box(amp.AmpBox(verdict=b"continue")), CONTINUE)
 
     def test_badRemember(self) -> None:
         """
