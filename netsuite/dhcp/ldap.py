@@ -34,8 +34,8 @@ from ..registry.values import MAC, InvalidValue
 from .ldapsearch import (Directory, DirectoryError, Entry, ThreadRunner, open_connection,
                          search_filter, server_address)
 
-__all__ = ["LDAP_SECTION", "DEFAULT_FILTER", "LOOKUP_MAILBOX", "BUS_MARGIN", "REMEMBER_BY", "LdapLookup",
-           "LdapHook", "Directory", "DirectoryError", "ThreadRunner", "install",
+__all__ = ["LDAP_SECTION", "DEFAULT_FILTER", "LOOKUP_MAILBOX", "BUS_MARGIN", "REMEMBER_BY",
+           "LdapLookup", "LdapHook", "Directory", "DirectoryError", "ThreadRunner", "install",
            "parse_settings", "settings_from_toml", "search_filter", "open_connection"]
 
 _log = Logger()
@@ -209,20 +209,20 @@ class LdapLookup:
     @param runner: C{runner(fn, *args) -> Deferred}, where the blocking
         searches run; default a L{ThreadRunner} of C{settings.threads}.
     @param open_connection: see L{Directory}.
-    @param remember: answer from the directory (fresh or cached) as
-        L{Remember} for the time its cache entry has left, so a mailbox
-        that added L{lookup} with C{remember_by=REMEMBER_BY} need not ask
-        again meanwhile; errors and time-outs are never remembered.
+    @ivar remember_by: with C{settings.remember}, L{REMEMBER_BY}: the
+        lookup answers from the directory (fresh or cached) as L{Remember}
+        for the time its cache entry has left, so a mailbox it is added to
+        with this C{remember_by} need not ask again meanwhile (errors and
+        time-outs are never remembered); else None.
     @ivar counters: lookups, hits, misses, errors, timeouts, cache_hits and
         busy (fell through because every thread was taken).
     """
 
     def __init__(self, settings: Any, reactor: Any, clock: Any = None,
                  runner: Optional[Callable[..., "Deferred[Any]"]] = None,
-                 open_connection: Callable[[Any, float], Any] = open_connection,
-                 remember: bool = False) -> None:
+                 open_connection: Callable[[Any, float], Any] = open_connection) -> None:
         self.settings = settings
-        self.remember = remember
+        self.remember_by = REMEMBER_BY if settings.remember else None
         self._clock = clock if clock is not None else reactor
         self._runner = runner if runner is not None else ThreadRunner(reactor, settings.threads)
         self.directory = Directory(settings, open_connection)
@@ -271,7 +271,7 @@ class LdapLookup:
         The directory's verdict, as L{Remember} for the time its cache
         entry has left when remembering is on.
         """
-        if not self.remember:
+        if self.remember_by is None:
             return verdict
         left = (self._found if entries else self._absent).left(mac)
         return Remember(verdict, left) if left > 0 else verdict
@@ -442,8 +442,8 @@ def install(registry: Any, settings: Any, reactor: Any, **options: Any) -> LdapH
     C{{"hook": "ldap"}}. C{options} go to L{LdapLookup} (C{clock},
     C{runner}, C{open_connection}).
     """
-    lookup = LdapLookup(settings, reactor, remember=settings.remember, **options)
+    lookup = LdapLookup(settings, reactor, **options)
     listener = registry.listen(LOOKUP_MAILBOX, lookup.lookup, first=True,
                                tags={"hook": "ldap"}, deadline=settings.deadline + BUS_MARGIN,
-                               remember_by=REMEMBER_BY if settings.remember else None)
+                               remember_by=lookup.remember_by)
     return LdapHook(lookup, listener)

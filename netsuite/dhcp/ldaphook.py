@@ -31,7 +31,7 @@ from twisted.logger import (FilteringLogObserver, Logger, LogLevel, LogLevelFilt
 
 from ..bus.client import connect
 from ..config.schema import ConfigError
-from .ldap import BUS_MARGIN, LOOKUP_MAILBOX, REMEMBER_BY, LdapLookup, settings_from_toml
+from .ldap import BUS_MARGIN, LOOKUP_MAILBOX, LdapLookup, settings_from_toml
 
 __all__ = ["load_settings", "main", "parse_args", "run"]
 
@@ -91,13 +91,13 @@ def main(reactor: Any, settings: Any, process: str = "dhcp",
     Hook C{process}'s C{/dhcp/lookup}; the Deferred never fires (run until
     the reactor stops).
     """
-    lookup = LdapLookup(settings, reactor, remember=settings.remember)
+    lookup = LdapLookup(settings, reactor)
     reactor.addSystemEventTrigger("before", "shutdown", lookup.close)
     bus = connect(process, socket_dir=socket_dir, endpoint=endpoint, reactor=reactor)
     listener = bus.listen(f"{process}:{LOOKUP_MAILBOX}", lookup.lookup, first=True,
                           tags={"hook": "ldap", "pid": os.getpid()},
                           deadline=settings.deadline + BUS_MARGIN,
-                          remember_by=REMEMBER_BY if settings.remember else None)
+                          remember_by=lookup.remember_by)
 
     def hooked(_: Any) -> None:
         _log.info("LDAP lookup ({url}, base {base!r}) hooked on {address}",

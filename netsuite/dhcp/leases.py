@@ -237,12 +237,10 @@ class LeaseStore:
         if old is not None:
             key = (old.client_key, old.subnet)
             held = self._of_client.get(key)
-            if held is None:
-                pass
-            elif type(held) is int:
+            if type(held) is int:
                 if held == ip:
                     del self._of_client[key]
-            else:
+            elif held is not None:
                 held.discard(ip)  # type: ignore[union-attr]
                 if len(held) == 1:  # type: ignore[arg-type]
                     self._of_client[key] = next(iter(held))  # type: ignore[call-overload]

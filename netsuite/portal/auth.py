@@ -291,8 +291,7 @@ class LoginLimiter:
         self._failures: Dict[str, Deque[float]] = {}
         self._attempts: Dict[str, Deque[float]] = {}
 
-    def _recent(self, ip: Any, book: Optional[Dict[str, Deque[float]]] = None) -> Deque[float]:
-        book = self._failures if book is None else book
+    def _recent(self, book: Dict[str, Deque[float]], ip: Any) -> Deque[float]:
         now = self.clock.seconds()
         times = book.get(str(ip))
         if times is None:
@@ -313,14 +312,14 @@ class LoginLimiter:
         """
         Seconds before C{ip} may try again, or None if it may now.
         """
-        waits = [w for w in (self._wait(self._recent(ip), self.max_failures),
-                             self._wait(self._recent(ip, self._attempts), self.max_attempts))
+        waits = [w for w in (self._wait(self._recent(self._failures, ip), self.max_failures),
+                             self._wait(self._recent(self._attempts, ip), self.max_attempts))
                  if w is not None]
         return max(waits) if waits else None
 
     def _note(self, ip: Any, book: Dict[str, Deque[float]], limit: int) -> None:
         if limit:
-            self._recent(ip, book)
+            self._recent(book, ip)
             times = book.setdefault(str(ip), deque())
             times.append(self.clock.seconds())
             while len(times) > limit:

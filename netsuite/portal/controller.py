@@ -145,11 +145,9 @@ class Portal:
 
     def request_seen(self, ip: Any, host: str, path: str, method: str) -> None:
         """
-        Tell C{/portal/request} (an event: errors are only logged), if
-        anyone hears it.
+        Tell C{/portal/request} (an event: errors are only logged). Callers
+        ask L{hears_requests} first, and spare themselves the message.
         """
-        if not self.hears_requests():
-            return
         self.registry.send("/portal/request", {"ip": ip, "host": host, "path": path,
                                                "method": method}).addErrback(
             lambda f: _log.failure("/portal/request", f))

@@ -400,7 +400,8 @@ class PortalResource(Resource):
         path = urlsplit(uri).path or "/"
         method = request.method.decode("latin-1")
         request.setHeader(b"Cache-Control", b"no-store")
-        self.portal.request_seen(ip, host, path, method)
+        if self.portal.hears_requests():
+            self.portal.request_seen(ip, host, path, method)
         if host != self.portal.host.lower():
             return self._foreign(request, ip, host, uri, path)
         pages = {("/login", "GET"): self._login_page, ("/login", "POST"): self._login,

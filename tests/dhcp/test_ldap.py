@@ -109,7 +109,7 @@ class Runner:
 def make_lookup(directory: MockDirectory, runner: Any = None, **table: Any
                 ) -> Tuple[LdapLookup, Clock]:
     clock = Clock()
-    settings = parse_settings(dict({"base": BASE}, **table))
+    settings = parse_settings(dict({"base": BASE, "remember": False}, **table))
     lookup = LdapLookup(settings, clock, clock=clock,
                         runner=runner if runner is not None else Runner(),
                         open_connection=directory.open)
@@ -474,11 +474,11 @@ class RememberTests(SynchronousTestCase):
 
     def make(self, directory: Any = None, **table: Any) -> Tuple[LdapLookup, Clock]:
         clock = Clock()
-        settings = parse_settings(dict({"base": BASE, "cache_ttl": 300, "negative_ttl": 60},
-                                       **table))
+        settings = parse_settings(dict({"base": BASE, "cache_ttl": 300, "negative_ttl": 60,
+                                        "remember": True}, **table))
         directory = directory or MockDirectory(host("alpha", KNOWN, "10.0.0.5"))
         return LdapLookup(settings, clock, clock=clock, runner=Runner(),
-                          open_connection=directory.open, remember=True), clock
+                          open_connection=directory.open), clock
 
     def test_found(self) -> None:
         """
