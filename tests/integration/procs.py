@@ -156,6 +156,22 @@ def write_config(test: TestCase, text: str) -> str:
     return path
 
 
+def dhclient_files(directory: str, script: str, conf: str) -> List[str]:
+    """
+    dhclient's arguments for a test's own script and configuration (texts,
+    written to C{directory}) and a lease file and pid file there.
+    """
+    script_path = os.path.join(directory, "dhclient.sh")
+    conf_path = os.path.join(directory, "dhclient.conf")
+    for path, text in ((script_path, script), (conf_path, conf)):
+        with open(path, "w") as f:
+            f.write(text)
+    os.chmod(script_path, 0o755)
+    return ["-cf", conf_path, "-sf", script_path,
+            "-lf", os.path.join(directory, "dhclient.leases"),
+            "-pf", os.path.join(directory, "dhclient.pid")]
+
+
 def start_daemon(test: TestCase, name: str, sockets: str,
                  config: Optional[str] = None, extra: Sequence[str] = ()) -> "Deferred[Child]":
     """
@@ -189,5 +205,5 @@ def kill(child: Child, name: str = "KILL") -> "Deferred[Any]":
     return child.ended
 
 
-__all__ = ["Child", "spawn", "socket_dir", "write_config", "start_daemon",
+__all__ = ["Child", "spawn", "socket_dir", "write_config", "dhclient_files", "start_daemon",
            "restart_daemon", "run_script", "kill", "ROOT", "PYTHON"]

@@ -19,7 +19,7 @@ from netsuite.bus import connect
 from netsuite.lab import Lab
 from netsuite.lab.peers import missing
 
-from .procs import PYTHON, TWISTD, socket_dir, spawn, write_config
+from .procs import PYTHON, TWISTD, dhclient_files, socket_dir, spawn, write_config
 from ..lab.labs import lab_name
 
 CONFIG = """
@@ -207,18 +207,7 @@ class DHCPLab(TestCase):
         return seen, first
 
     def dhclient_files(self):
-        """
-        dhclient's arguments for a script, a configuration, a lease file
-        and a pid file of ours.
-        """
-        script = os.path.join(self.work, "dhclient.sh")
-        conf = os.path.join(self.work, "dhclient.conf")
-        for path, text in ((script, DHCLIENT_SCRIPT), (conf, DHCLIENT_CONF)):
-            with open(path, "w") as f:
-                f.write(text)
-        os.chmod(script, 0o755)
-        return ["-cf", conf, "-sf", script, "-lf", os.path.join(self.work, "dhclient.leases"),
-                "-pf", os.path.join(self.work, "dhclient.pid")]
+        return dhclient_files(self.work, DHCLIENT_SCRIPT, DHCLIENT_CONF)
 
 
 class DHCPLabTests(DHCPLab):

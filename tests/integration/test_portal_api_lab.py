@@ -21,7 +21,7 @@ from netsuite.bus import connect
 from netsuite.lab import Lab
 from netsuite.lab.peers import missing
 
-from .procs import TWISTD, socket_dir, spawn, write_config
+from .procs import TWISTD, dhclient_files, socket_dir, spawn, write_config
 from ..lab.labs import lab_name
 from ..portal.test_tls import make_ca_and_certificate
 
@@ -133,15 +133,7 @@ class PortalApiLabTests(TestCase):
 
     @inlineCallbacks
     def dhclient(self):
-        script = os.path.join(self.work, "dhclient.sh")
-        conf = os.path.join(self.work, "dhclient.conf")
-        pid = os.path.join(self.work, "dhclient.pid")
-        leases = os.path.join(self.work, "dhclient.leases")
-        for path, text in ((script, DHCLIENT_SCRIPT), (conf, DHCLIENT_CONF)):
-            with open(path, "w") as f:
-                f.write(text)
-        os.chmod(script, 0o755)
-        files = ["-cf", conf, "-sf", script, "-lf", leases, "-pf", pid]
+        files = dhclient_files(self.work, DHCLIENT_SCRIPT, DHCLIENT_CONF)
         self.addCleanup(self.lab.exec, "c1", ["dhclient", "-x", *files, "eth0"], timeout=30,
                         check=False)
         done = yield self.run_in("c1", ["dhclient", "-v", *files, "-1", "eth0"])
