@@ -77,7 +77,7 @@ def main() -> None:
     # The owner's side: a real server protocol on a registry with /system.
     clock = Clock()
     registry = Registry("demo", clock)
-    install_system_mailboxes(registry, clock.seconds())
+    install_system_mailboxes(registry, clock)
     clock.advance(12.5)
     server_transport = StringTransport()
     server = BusServerProtocol(registry, (), lambda transport: None)

@@ -176,7 +176,7 @@ def make_process_service(config: Any, reactor: Any,
     peers = Peers(reactor, config.bus.socket_dir, config.bus.peers)
     registry = Registry(config.process.name, reactor, peers=peers,
                         default_deadline=config.bus.default_deadline)
-    install_system_mailboxes(registry, reactor.seconds())
+    install_system_mailboxes(registry, reactor)
 
     top = MultiService()
     top.registry = registry  # type: ignore[attr-defined]

@@ -33,13 +33,16 @@ _ORDER = {level: rank for rank, level in enumerate(
     [LogLevel.debug, LogLevel.info, LogLevel.warn, LogLevel.error, LogLevel.critical])}
 
 
-def install_system_mailboxes(registry: IRegistry, started: float) -> None:
+def install_system_mailboxes(registry: IRegistry, clock: Any) -> None:
     """
-    Declare the C{/system} mailboxes of C{registry} with their stock listeners.
+    Declare the C{/system} mailboxes of C{registry} with their stock
+    listeners; C{clock} times the uptime from now.
     """
+    started = clock.seconds()
+
     def ping(message: Message) -> Stop:
         return Stop({"process": registry.name, "pid": os.getpid(),
-                     "uptime": registry.clock.seconds() - started})  # type: ignore[attr-defined]
+                     "uptime": clock.seconds() - started})
 
     def mailboxes(message: Message) -> Stop:
         prefix = message.get("prefix", "/")

@@ -86,8 +86,9 @@ class LogServiceTests(SynchronousTestCase):
         """
         from netsuite.registry import Registry
         from netsuite.system import install_system_mailboxes
-        registry = Registry("alpha", MemoryReactorClock())
-        install_system_mailboxes(registry, 0.0)
+        clock = MemoryReactorClock()
+        registry = Registry("alpha", clock)
+        install_system_mailboxes(registry, clock)
         path = self.mktemp()
         service = LogService(registry, "warn", path)
         service.startService()

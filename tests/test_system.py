@@ -32,7 +32,7 @@ class SystemMailboxTests(SynchronousTestCase):
         self.clock.advance(100)
         self.peers = FakePeers(self.clock)
         self.registry = Registry("alpha", self.clock, peers=self.peers)
-        install_system_mailboxes(self.registry, started=self.clock.seconds())
+        install_system_mailboxes(self.registry, self.clock)
 
     def test_ping(self):
         """
@@ -103,7 +103,7 @@ class LogToMailboxTests(SynchronousTestCase):
     def setUp(self):
         self.clock = Clock()
         self.registry = Registry("alpha", self.clock)
-        install_system_mailboxes(self.registry, started=0.0)
+        install_system_mailboxes(self.registry, self.clock)
         self.observer = LogToMailbox(self.registry, LogLevel.info)
         self.log = Logger(namespace="test", observer=self.observer)
 

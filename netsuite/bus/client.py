@@ -390,6 +390,14 @@ class BusClient:
             waiter.addTimeout(timeout, self._reactor)
         return waiter
 
+    def heard(self, address: str) -> bool:
+        """
+        True: whether the owner's mailbox has listeners is not known here
+        without a round trip, so a sender always sends.
+        """
+        self._path(address)
+        return True
+
     def describe(self, prefix: str = "/") -> "Deferred[List[Dict[str, Any]]]":
         return self._connection().addCallback(
             lambda c: c.callRemote(Describe, prefix=prefix)).addCallback(

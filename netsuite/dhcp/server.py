@@ -146,8 +146,6 @@ class DHCPServer:
         declare_service(self.registry, "dhcp", MAILBOXES, EVENTS, {
             "/dhcp/lookup": self._pool_lookup,
             "/dhcp/leases": self._leases})
-        self._mailboxes = {path: self.registry.mailbox(path)
-                           for path in list(MAILBOXES) + list(EVENTS)}
 
     def start(self, pool: Pool) -> None:
         """
@@ -220,7 +218,7 @@ class DHCPServer:
         if subnet is None:
             self.counters["no_subnet"] += 1
             return None
-        if self._mailboxes["/dhcp/packet/in"].heard:
+        if self.registry.heard("/dhcp/packet/in"):
             return self.registry.send("/dhcp/packet/in", self._summary(request, subnet)
                                       ).addCallback(self._admitted, request, subnet)
         return self._serve(request, subnet)
@@ -377,7 +375,7 @@ class DHCPServer:
         Send an event, if anyone listens or watches (an event nobody hears
         is not worth dispatching on every exchange).
         """
-        if self._mailboxes[event].heard:
+        if self.registry.heard(event):
             self.registry.send(event, message)
 
     # replies
@@ -411,7 +409,7 @@ class DHCPServer:
         """
         ciaddr = request.ciaddr if inform else ZERO
         seconds = None if inform else (lease_time or subnet.lease_time)
-        if not self._mailboxes["/dhcp/options"].heard:
+        if not self.registry.heard("/dhcp/options"):
             return self._packet(request, kind, ip,
                                 self._subnet_options(subnet, seconds, hostname), ciaddr)
         options = self._base_options(subnet, seconds)

@@ -141,7 +141,7 @@ class Portal:
         unauthorized client sends many requests, not worth an event each
         when nobody hears them.
         """
-        return bool(self.registry.mailbox("/portal/request").heard)
+        return self.registry.heard("/portal/request")
 
     def request_seen(self, ip: Any, host: str, path: str, method: str) -> None:
         """

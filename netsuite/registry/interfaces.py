@@ -259,3 +259,14 @@ class IRegistry(Interface):
         Mailboxes under C{prefix}, their listeners with tags and counters,
         as a netsuite value (a list of maps).
         """
+
+    def heard(address: str) -> bool:
+        """
+        Whether a message sent to C{address} now would reach anyone (a
+        listener or a watcher), so that a sender may spare itself building
+        a message nobody hears (an event per request, say). Answered at
+        once: a registry that cannot know (another process's mailbox)
+        answers True.
+
+        @raise UnknownMailbox: no local mailbox of that name.
+        """

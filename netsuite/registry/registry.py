@@ -156,6 +156,15 @@ class Registry:
             waiter.addTimeout(timeout, self.clock)
         return waiter
 
+    def heard(self, address: str) -> bool:
+        mailbox = self._mailboxes.get(address)  # the hot path: a local path
+        if mailbox is not None:
+            return bool(mailbox.listeners or mailbox.watchers)
+        peer, path = self._remote(address)
+        if peer is not None:
+            return bool(peer.heard(path))
+        return self.mailbox(path).heard
+
     def describe(self, prefix: str = "/") -> List[Dict[str, Any]]:
         return [mailbox.describe() for path, mailbox in sorted(self._mailboxes.items())
                 if path == prefix or path.startswith(prefix.rstrip("/") + "/")]

@@ -772,6 +772,16 @@ class ClientTests(SynchronousTestCase):
         self.flush()
         self.assertEqual(self.successResultOf(d), self.owner.registry.describe("/dhcp"))
 
+    def test_heard(self) -> None:
+        """
+        L{BusClient.heard} cannot know the owner's listeners without a
+        round trip: it answers True, so senders send; an address of
+        another process is refused.
+        """
+        self.assertIs(self.client.heard(SEEN), True)
+        self.assertIs(self.client.heard("owner:" + SEEN), True)
+        self.assertRaises(ValueError, self.client.heard, "other:" + SEEN)
+
     def test_declare(self) -> None:
         """
         A peer cannot declare the owner's mailboxes.

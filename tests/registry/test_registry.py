@@ -805,6 +805,20 @@ class WatchTests(SynchronousTestCase):
         listener.remove()
         self.assertFalse(mailbox.heard)
 
+    def test_heardByAddress(self) -> None:
+        """
+        L{Registry.heard} answers the same for a path or this process's
+        own address, and fails for a mailbox that does not exist.
+        """
+        registry, _ = make_registry()
+        own = f"{registry.name}:{LEASE}"
+        self.assertEqual((registry.heard(LEASE), registry.heard(own)), (False, False))
+        watcher = registry.watch(LEASE, lambda message: None)
+        self.assertEqual((registry.heard(LEASE), registry.heard(own)), (True, True))
+        watcher.remove()
+        self.assertFalse(registry.heard(LEASE))
+        self.assertRaises(UnknownMailbox, registry.heard, "/no/such")
+
     def test_everyMessage(self) -> None:
         """
         A watcher sees every message, after the send, without answering.
