@@ -1,20 +1,20 @@
-# -*- test-case-name: tests.firewall.test_contract -*-
+# -*- test-case-name: tests.firewall.test_contract,tests.firewall.test_shaper_contract -*-
 """
 The firewall adapter's interface: what portal, SMTP gate, mail proxy and
-stats ask of the kernel.
+stats ask of the kernel; and the shaper's, what the adapter asks of tc.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import attr
 from zope.interface import Attribute, Interface
 
 from ..registry.values import MAC
 
-__all__ = ["IFirewall", "Client", "Traffic", "FirewallError", "NotInLan", "client_address",
+__all__ = ["IFirewall", "IShaper", "Client", "Traffic", "FirewallError", "NotInLan", "client_address",
            "new_client", "window_seconds"]
 
 
@@ -145,4 +145,85 @@ class IFirewall(Interface):
         Compare the kernel with what netsuite installed and restore what
         another tool removed or changed, clients included. Fires with a list
         of what was repaired.
+        """
+
+
+class IShaper(Interface):
+    """
+    Per-client rate limits on the LAN, for L{IFirewall}'s implementation
+    (L{netsuite.firewall.shaping.Shaper} in the kernel,
+    L{netsuite.firewall.memory.MemoryShaper} in memory).
+
+    Every method blocks (the kernel one on a few netlink requests, whatever
+    the number of clients, except L{limits}) and returns its result: call
+    it from a worker thread, one call at a time, as the firewall's runner
+    does. Limits are ints of kbit/s (1000 bit/s); 0 is no limit in that
+    direction. A client is an address of the LAN network other than its
+    network and broadcast addresses; the LAN is a /16 to a /30, or the
+    shaper refuses to be built (C{ValueError}).
+    """
+
+    def setup() -> None:
+        """
+        Build the layout (on the kernel: an IFB device, an HTB root on the
+        LAN and on the IFB, the u32 tree, the LAN ingress redirect to the
+        IFB), or complete and repair what is there.
+
+        Idempotent: on a sound layout it changes nothing, client limits
+        included, so that a restart throttles everyone as before; a part
+        that is missing or not its own is rebuilt, empty (a flushed root
+        has lost its clients' limits anyway). The caller compares
+        L{limits} with what it wants afterwards and unlimits the rest, or a
+        recycled address inherits a stale limit. C{LookupError} if the LAN
+        interface is missing; C{RuntimeError} if the IFB's name is taken by
+        another kind of device.
+        """
+
+    def teardown() -> None:
+        """
+        Remove what L{setup} made, every client's limits with it, and
+        nothing else. Idempotent. Afterwards L{intact} is False, and
+        L{limit}, L{unlimit} and L{limits} raise C{LookupError} (there is
+        no IFB device) until the next L{setup}.
+        """
+
+    def limit(ip: ipaddress.IPv4Address, up_kbit: int, down_kbit: int) -> None:
+        """
+        Set (add or replace) the client's limits; C{limit(ip, 0, 0)} is
+        C{unlimit(ip)}.
+
+        C{ValueError}, before anything changes, if C{ip} is not a client
+        address of the LAN or a limit is not an int from 0 to 10,000,000.
+        C{LookupError} without an IFB device (before the first L{setup},
+        after L{teardown}). On a layout that another tool flushed
+        (L{intact} is False) it fails until L{setup}: the kernel's way (a
+        C{NetlinkError}, perhaps with one direction set) or the memory
+        one's (C{LookupError}, nothing set).
+        """
+
+    def unlimit(ip: ipaddress.IPv4Address) -> None:
+        """
+        Remove the client's limits; harmless if it has none, twice, or on a
+        flushed layout. C{ValueError} if C{ip} is not a client address of
+        the LAN; C{LookupError} without an IFB device.
+        """
+
+    def limits() -> Dict[ipaddress.IPv4Address, Tuple[int, int]]:
+        """
+        The limits in place, read back (from the kernel's classes, not from
+        memory of what was asked): client address -> (up_kbit, down_kbit),
+        0 for a direction without a limit; clients without a limit (and
+        those whose classes were flushed) are absent. Costs one class dump per direction, so it grows with the
+        number of limited clients. C{LookupError} without an IFB device.
+        """
+
+    def intact() -> bool:
+        """
+        Is the whole layout in place? False before L{setup}, after
+        L{teardown}, and once another tool removed any part of it (a
+        flushed qdisc, the IFB device deleted or down, the ingress redirect
+        gone or pointing elsewhere); True again after L{setup}. Never
+        raises for a missing part. It checks that the parts exist, not the
+        LAN network their u32 keys were made for (L{setup} does). A few
+        requests, whatever the number of clients: for a periodic check.
         """

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.firewall.test_kernel -*-
+# -*- test-case-name: tests.firewall.test_contract -*-
 """
 The real firewall adapter: python-iptables for the static rules, netlink
 for the sets, the routing, conntrack and tc. Every kernel call runs through
@@ -17,7 +17,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from ..registry.values import MAC
-from .interfaces import (Client, FirewallError, IFirewall, Traffic, client_address,
+from .interfaces import (Client, FirewallError, IFirewall, IShaper, Traffic, client_address,
                          new_client, window_seconds)
 from .flows import FlowCutter
 from .iptables import StaticRules
@@ -39,8 +39,9 @@ class KernelFirewall:
     @param runner: runs blocking calls (L{netsuite.firewall.runner}).
     @param clock: schedules the cutting of de-authorized clients' flows,
         C{cut_delay} seconds after the first of a batch.
-    @param shaper: a L{netsuite.firewall.shaping.Shaper}, or None for no
-        rate limits.
+    @param shaper: the rate limits, an L{IShaper} (the kernel's is
+        L{netsuite.firewall.shaping.Shaper}), called from the runner only;
+        None for no rate limits.
     @param smtp_window: default seconds of an SMTP window.
     @param default_limits: (up, down) kbit/s for clients authorized without
         limits of their own (0: unlimited).
@@ -51,7 +52,7 @@ class KernelFirewall:
     """
 
     def __init__(self, settings: FirewallSettings, runner: Runner, clock: IReactorTime,
-                 shaper: Any = None, smtp_window: int = 600,
+                 shaper: Optional[IShaper] = None, smtp_window: int = 600,
                  default_limits: Tuple[int, int] = (0, 0), keep_clients: bool = False,
                  bridge_netfilter: str = "fix", network: Optional[KernelNetwork] = None,
                  cut_delay: float = 0.2) -> None:

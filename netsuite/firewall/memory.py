@@ -1,8 +1,10 @@
-# -*- test-case-name: tests.firewall.test_contract -*-
+# -*- test-case-name: tests.firewall.test_contract,tests.firewall.test_shaper_contract -*-
 """
 An in-memory firewall for unit tests: the same behaviour as
 L{netsuite.firewall.kernel.KernelFirewall}, with a simulated kernel that a
-test can inspect, feed traffic to, or wipe as another tool would.
+test can inspect, feed traffic to, or wipe as another tool would; and an
+in-memory shaper, the same as L{netsuite.firewall.shaping.Shaper}, that a
+test can flush.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
 from ..registry.values import MAC
-from .interfaces import (Client, IFirewall, Traffic, client_address, new_client,
+from .interfaces import (Client, IFirewall, IShaper, Traffic, client_address, new_client,
                          window_seconds)
+from .slots import check_limits, check_network, client_slot
 
-__all__ = ["MemoryFirewall"]
+__all__ = ["MemoryFirewall", "MemoryShaper"]
 
 
 @implementer(IFirewall)
@@ -158,3 +161,71 @@ class MemoryFirewall:
             self.rules_installed = True
             repaired.append("static rules restored")
         return succeed(repaired)
+
+
+@implementer(IShaper)
+class MemoryShaper:
+    """
+    @ivar kernel_limits: the simulated client classes: ip -> (up, down).
+    @ivar ifb: whether the simulated IFB device exists.
+    @ivar qdiscs: whether the simulated qdiscs (roots, tree, redirect) are
+        in place.
+    """
+
+    def __init__(self, lan_network: ipaddress.IPv4Network) -> None:
+        self.lan_network = check_network(ipaddress.IPv4Network(lan_network))
+        self.kernel_limits: Dict[ipaddress.IPv4Address, Tuple[int, int]] = {}
+        self.ifb = False
+        self.qdiscs = False
+
+    # what a test does to the simulated kernel
+
+    def flush(self) -> None:
+        """
+        Do what C{tc qdisc del} of the roots and the ingress does (a
+        distribution's firewall restart, say): the client classes go with
+        the qdiscs, the IFB device stays; L{intact} is False until
+        L{setup}.
+        """
+        self.qdiscs = False
+        self.kernel_limits.clear()
+
+    # IShaper
+
+    def setup(self) -> None:
+        self.ifb = self.qdiscs = True
+
+    def teardown(self) -> None:
+        self.ifb = self.qdiscs = False
+        self.kernel_limits.clear()
+
+    def _address(self, ip: Any) -> ipaddress.IPv4Address:
+        client_slot(ip, self.lan_network)  # refuses what the kernel one refuses
+        return ipaddress.IPv4Address(ip)
+
+    def _need_ifb(self) -> None:
+        if not self.ifb:
+            raise LookupError("no IFB device: call setup() first")
+
+    def limit(self, ip: ipaddress.IPv4Address, up_kbit: int, down_kbit: int) -> None:
+        ip = self._address(ip)
+        check_limits(up_kbit, down_kbit)
+        self._need_ifb()
+        if not self.qdiscs:
+            raise LookupError("the qdiscs were flushed: call setup()")
+        if up_kbit or down_kbit:
+            self.kernel_limits[ip] = (up_kbit, down_kbit)
+        else:
+            self.kernel_limits.pop(ip, None)
+
+    def unlimit(self, ip: ipaddress.IPv4Address) -> None:
+        ip = self._address(ip)
+        self._need_ifb()
+        self.kernel_limits.pop(ip, None)
+
+    def limits(self) -> Dict[ipaddress.IPv4Address, Tuple[int, int]]:
+        self._need_ifb()
+        return dict(self.kernel_limits)
+
+    def intact(self) -> bool:
+        return self.ifb and self.qdiscs

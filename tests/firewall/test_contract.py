@@ -17,7 +17,7 @@ from zope.interface.verify import verifyObject
 
 from netsuite.firewall.interfaces import Client, IFirewall, NotInLan, Traffic
 from netsuite.firewall.kernel import KernelFirewall
-from netsuite.firewall.memory import MemoryFirewall
+from netsuite.firewall.memory import MemoryFirewall, MemoryShaper
 from netsuite.firewall.rules import FirewallSettings
 from netsuite.firewall.runner import SerialRunner
 from netsuite.registry.values import MAC
@@ -220,8 +220,8 @@ class KernelFirewallTests(FirewallContract, TestCase):
         self.addCleanup(self.runner.stop)
         self.settings = FirewallSettings("br-lan", "wan0", LAN, portal_port=8080)
 
-    def make(self, keep_clients=False):
-        firewall = KernelFirewall(self.settings, self.runner, reactor,
+    def make(self, keep_clients=False, shaper=None):
+        firewall = KernelFirewall(self.settings, self.runner, reactor, shaper=shaper,
                                   keep_clients=keep_clients)
         self.addCleanup(lambda: firewall.stop() if not keep_clients else None)
         return firewall.start().addCallback(lambda _: firewall)
@@ -278,3 +278,34 @@ class KernelFirewallTests(FirewallContract, TestCase):
         self.assertIn("bridge-nf-call-iptables is 1", str(failure))
         yield self.make()
         self.assertEqual(in_netns(self.ns, "cat", switch).strip(), "0")
+
+    @inlineCallbacks
+    def test_rate_limits(self):
+        """
+        The adapter drives its IShaper (a memory one here): limits follow
+        authorization and de-authorization, a check restores flushed
+        limits, a start with keep_clients adopts them with the clients, one
+        without drops them, and a clean stop tears the shaper down.
+        """
+        shaper = MemoryShaper(LAN)
+        firewall = yield self.make(keep_clients=True, shaper=shaper)
+        self.assertTrue(shaper.intact())
+        yield firewall.authorize(A, MAC_A, 512, 0)
+        yield firewall.authorize(B, MAC_B)
+        self.assertEqual(shaper.limits(), {A: (512, 0)})
+        shaper.flush()
+        self.assertIn("rate limits restored", (yield firewall.check()))
+        self.assertEqual(shaper.limits(), {A: (512, 0)})
+        self.assertEqual((yield firewall.check()), [])
+        yield firewall.stop()
+        again = yield self.make(keep_clients=True, shaper=shaper)
+        self.assertEqual(again.clients[A], Client(A, MAC_A, 512, 0))
+        yield again.stop()
+        fresh = yield self.make(shaper=shaper)
+        self.assertEqual(shaper.limits(), {})
+        yield fresh.authorize(B, MAC_B, 0, 64)
+        self.assertEqual(shaper.limits(), {B: (0, 64)})
+        yield fresh.deauthorize(B)
+        self.assertEqual(shaper.limits(), {})
+        yield fresh.stop()
+        self.assertFalse(shaper.intact())

@@ -1,0 +1,481 @@
+# -*- test-case-name: tests.firewall.test_tcmessages -*-
+"""
+The tc netlink messages of the shaper's layout (pyroute2 message classes),
+built ready to send, and readers of what the kernel dumps back. No I/O:
+L{netsuite.firewall.shaping.Shaper} sends them and decides.
+
+pyroute2 0.9.7's u32 encoder cannot express hash tables or links and its
+selector decoder reads keys 4 bytes off, and its HTB encoder computes rate
+tables the kernel does not need: hence the option classes here, and a
+selector parser that reads the raw attribute.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from ipaddress import IPv4Address, IPv4Network
+from socket import AF_UNSPEC, htons
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+from pyroute2.netlink import (
+    NLM_F_ACK,
+    NLM_F_CREATE,
+    NLM_F_EXCL,
+    NLM_F_REPLACE,
+    NLM_F_REQUEST,
+    nla,
+)
+from pyroute2.netlink.rtnl import (
+    RTM_DELQDISC,
+    RTM_DELTCLASS,
+    RTM_DELTFILTER,
+    RTM_GETTFILTER,
+    RTM_NEWQDISC,
+    RTM_NEWTCLASS,
+    RTM_NEWTFILTER,
+    TC_H_INGRESS,
+    TC_H_ROOT,
+)
+from pyroute2.netlink.rtnl.tcmsg import cls_u32, sched_htb, tcmsg
+from pyroute2.netlink.rtnl.tcmsg.common import calc_xmittime
+from pyroute2.netlink.rtnl.tcmsg.common_act import get_tca_action
+
+from .slots import (
+    DEFAULT_MINOR,
+    HASH_DIVISOR,
+    HASH_HT,
+    INGRESS_HANDLE,
+    LINK_HANDLE,
+    REDIRECT_HANDLE,
+    ROOT_HANDLE,
+    ClientSlot,
+    address_of,
+    bytes_to_kbit,
+    field_offset,
+    ip_match_key,
+    kbit_to_bytes,
+    network_match_key,
+    u32_key,
+)
+
+__all__ = [
+    "tc_message", "filter_info", "htb_class_options",
+    "add_htb_root", "delete_root", "set_class", "delete_class", "add_hash_table",
+    "set_hash_link", "set_client_filter", "delete_client_filter", "add_ingress",
+    "delete_ingress", "set_redirect", "get_tree_filter",
+    "found_filter", "link_kind", "is_htb_root", "htb_defcls", "htb_rate", "class_limit",
+    "u32_link", "u32_sel", "is_hash_table", "is_hash_link", "redirects_only_to",
+]
+
+ETH_P_ALL = 0x0003
+ETH_P_IP = 0x0800
+
+CLIENT_PRIO = 10                # u32 tree on the htb roots (protocol ip)
+REDIRECT_PRIO = 1               # u32 match-all on the LAN ingress (protocol all)
+
+TC_U32_TERMINAL = 1
+TCA_EGRESS_REDIR = 1
+
+LINKLAYER_ETHERNET = 1
+MTU = 1600
+
+REQ = NLM_F_REQUEST | NLM_F_ACK
+CREATE = REQ | NLM_F_CREATE | NLM_F_EXCL
+REPLACE = REQ | NLM_F_CREATE | NLM_F_REPLACE
+
+
+# --- message classes --------------------------------------------------------
+
+class _U32Options(cls_u32.options):  # type: ignore[misc]
+    """
+    pyroute2's u32 options, except that hash tables (TCA_U32_DIVISOR),
+    links (TCA_U32_LINK) and hashing selectors can be encoded, the selector
+    flags are not forced to "terminal" and keys are given as
+    (value, mask, offset) tuples.
+    """
+
+    # pyroute2 caches the compiled NLA table on the class, and a subclass
+    # would inherit its parent's: compile ours
+    _nlmsg_base__compiled_nla = False
+
+    nla_map = (
+        ('TCA_U32_UNSPEC', 'none'),
+        ('TCA_U32_CLASSID', 'uint32'),
+        ('TCA_U32_HASH', 'uint32'),
+        ('TCA_U32_LINK', 'uint32'),
+        ('TCA_U32_DIVISOR', 'uint32'),
+        ('TCA_U32_SEL', 'u32_sel'),
+        ('TCA_U32_POLICE', 'police'),
+        ('TCA_U32_ACT', 'tca_act_prio'),
+        ('TCA_U32_INDEV', 'hex'),
+        ('TCA_U32_PCNT', 'u32_pcnt'),
+        ('TCA_U32_MARK', 'u32_mark'),
+    )
+
+    class u32_sel(cls_u32.options.u32_sel):  # type: ignore[misc]
+        def encode(self) -> None:
+            keys = self['keys']
+            self['nkeys'] = len(keys)
+            for name in ('flags', 'offshift', 'offmask', 'off', 'offoff', 'hoff', 'hmask'):
+                self.setdefault(name, 0)
+            nla.encode(self)
+            offset = self.offset + 20  # 4 bytes of header + 16 of struct tc_u32_sel
+            for value, mask, off in keys:
+                key = self.u32_key(data=self.data)
+                key['key_val'] = value
+                key['key_mask'] = mask
+                key['key_off'] = off
+                key['key_offmask'] = 0
+                key.offset = offset
+                key.encode()
+                offset += 16
+            self.length = offset - self.offset
+            struct.pack_into('H', self.data, self.offset, self.length)
+
+
+class _HtbOptions(sched_htb.options):  # type: ignore[misc]
+    """
+    pyroute2's HTB options without the rate tables (see L{htb_class_options}).
+    """
+
+    _nlmsg_base__compiled_nla = False
+
+    class htb_parms(nla):  # type: ignore[misc]
+        fields = sched_htb.options.htb_parms.fields
+
+
+class _tcmsg(tcmsg):  # type: ignore[misc]
+    """
+    A tcmsg whose u32 and HTB options are encoded by L{_U32Options} and
+    L{_HtbOptions}.
+    """
+
+    _nlmsg_base__compiled_nla = False
+
+    @staticmethod
+    def get_options(self: Any, *argv: Any, **kwarg: Any) -> Any:
+        kind = self.get_attr('TCA_KIND')
+        if kind == 'u32':
+            return _U32Options
+        if kind == 'htb':
+            return _HtbOptions
+        return tcmsg.get_options(self, *argv, **kwarg)
+
+
+def tc_message(index: int, handle: int = 0, parent: int = 0, info: int = 0,
+               attrs: Iterable[Any] = ()) -> Any:
+    """
+    A tcmsg on device C{index}, its header type and flags still unset.
+    """
+    msg = _tcmsg()
+    msg['family'] = AF_UNSPEC
+    msg['index'] = index
+    msg['handle'] = handle
+    msg['parent'] = parent
+    msg['info'] = info
+    msg['attrs'] = [list(a) for a in attrs]
+    return msg
+
+
+def filter_info(prio: int, protocol: int) -> int:
+    return (prio << 16) | htons(protocol)
+
+
+def htb_class_options(kbit: int) -> Dict[str, Any]:
+    """
+    TCA_OPTIONS of an HTB class with rate = ceil = C{kbit}.
+
+    The burst is one MTU, what tc gives by default (rate / HZ + mtu, where
+    HZ is the 1e9 of /proc/net/psched). The rate tables tc (and pyroute2)
+    compute are left out: with the link layer given in the ratespec the
+    kernel does not need them, and computing them in Python was the larger
+    part of a limit() call.
+    """
+    rate = kbit_to_bytes(kbit)
+    buffer = calc_xmittime(rate, MTU)
+    # The quantum only matters to classes that borrow, and ours never do
+    # (every class is a root class with ceil = rate); giving one keeps the
+    # kernel from logging "quantum of class is big/small".
+    quantum = max(MTU, min(rate // 10, 200000))
+    parms = {
+        'rate_cell_log': 0, 'rate___reserved': LINKLAYER_ETHERNET, 'rate_overhead': 0,
+        'rate_cell_align': 0, 'rate_mpu': 0, 'rate': min(rate, 0xFFFFFFFF),
+        'ceil_cell_log': 0, 'ceil___reserved': LINKLAYER_ETHERNET, 'ceil_overhead': 0,
+        'ceil_cell_align': 0, 'ceil_mpu': 0, 'ceil': min(rate, 0xFFFFFFFF),
+        'buffer': buffer, 'cbuffer': buffer, 'quantum': quantum, 'level': 0, 'prio': 0,
+    }
+    attrs: List[List[Any]] = [['TCA_HTB_PARMS', parms]]
+    if rate > 0xFFFFFFFF:
+        attrs += [['TCA_HTB_RATE64', rate], ['TCA_HTB_CEIL64', rate]]
+    return {'attrs': attrs}
+
+
+# --- the requests, ready to send (one ack each) -----------------------------
+
+def _request(msg_type: int, flags: int, index: int, handle: int = 0, parent: int = 0,
+             info: int = 0, attrs: Iterable[Any] = ()) -> Any:
+    msg = tc_message(index, handle=handle, parent=parent, info=info, attrs=attrs)
+    msg['header']['type'] = msg_type
+    msg['header']['flags'] = flags
+    return msg
+
+
+_TREE_INFO = filter_info(CLIENT_PRIO, ETH_P_IP)
+
+
+def add_htb_root(index: int) -> Any:
+    """
+    Create the root C{htb 1: default 1:ffff}.
+    """
+    return _request(RTM_NEWQDISC, CREATE, index, handle=ROOT_HANDLE, parent=TC_H_ROOT,
+                    attrs=[('TCA_KIND', 'htb'),
+                           ('TCA_OPTIONS', sched_htb.get_parameters({'default': DEFAULT_MINOR}))])
+
+
+def delete_root(index: int) -> Any:
+    """
+    Delete whatever root qdisc the device has (and all it holds).
+    """
+    return _request(RTM_DELQDISC, REQ, index, parent=TC_H_ROOT)
+
+
+def set_class(index: int, classid: int, kbit: int) -> Any:
+    """
+    Add or replace the HTB class C{classid} at rate = ceil = C{kbit}.
+    """
+    return _request(RTM_NEWTCLASS, REPLACE, index, handle=classid, parent=ROOT_HANDLE,
+                    attrs=[('TCA_KIND', 'htb'), ('TCA_OPTIONS', htb_class_options(kbit))])
+
+
+def delete_class(index: int, classid: int) -> Any:
+    return _request(RTM_DELTCLASS, REQ, index, handle=classid, parent=ROOT_HANDLE)
+
+
+def add_hash_table(index: int) -> Any:
+    """
+    Create the u32 hash table C{2:} (256 buckets) on the htb root.
+    """
+    return _request(RTM_NEWTFILTER, CREATE, index, handle=HASH_HT, parent=ROOT_HANDLE,
+                    info=_TREE_INFO,
+                    attrs=[('TCA_KIND', 'u32'),
+                           ('TCA_OPTIONS', {'attrs': [['TCA_U32_DIVISOR', HASH_DIVISOR]]})])
+
+
+def set_hash_link(index: int, network: IPv4Network, direction: str) -> Any:
+    """
+    The node C{800::1} that sends C{network}'s addresses (the C{direction}
+    field) into C{2:}, hashed on the low byte of the address.
+    """
+    return _request(RTM_NEWTFILTER, REPLACE, index, handle=LINK_HANDLE, parent=ROOT_HANDLE,
+                    info=_TREE_INFO,
+                    attrs=[('TCA_KIND', 'u32'),
+                           ('TCA_OPTIONS', {'attrs': [
+                               ['TCA_U32_LINK', HASH_HT],
+                               ['TCA_U32_SEL', {
+                                   'keys': [network_match_key(network, direction)],
+                                   'hmask': 0xFF,
+                                   'hoff': field_offset(direction),
+                               }],
+                           ]})])
+
+
+def set_client_filter(index: int, slot: ClientSlot, ip: IPv4Address, direction: str) -> Any:
+    """
+    Add or replace the client's node C{2:<bucket>:<node>}: C{ip} in the
+    C{direction} field goes to its class.
+    """
+    return _request(RTM_NEWTFILTER, REPLACE, index, handle=slot.filter_handle,
+                    parent=ROOT_HANDLE, info=_TREE_INFO,
+                    attrs=[('TCA_KIND', 'u32'),
+                           ('TCA_OPTIONS', {'attrs': [
+                               ['TCA_U32_HASH', slot.hash_handle],
+                               ['TCA_U32_CLASSID', slot.classid],
+                               ['TCA_U32_SEL', {'keys': [ip_match_key(ip, direction)],
+                                                'flags': TC_U32_TERMINAL}],
+                           ]})])
+
+
+def delete_client_filter(index: int, slot: ClientSlot) -> Any:
+    return _request(RTM_DELTFILTER, REQ, index, handle=slot.filter_handle, parent=ROOT_HANDLE,
+                    info=_TREE_INFO, attrs=[('TCA_KIND', 'u32')])
+
+
+def add_ingress(index: int) -> Any:
+    return _request(RTM_NEWQDISC, CREATE, index, handle=INGRESS_HANDLE, parent=TC_H_INGRESS,
+                    attrs=[('TCA_KIND', 'ingress')])
+
+
+def delete_ingress(index: int, handle: int = INGRESS_HANDLE) -> Any:
+    """
+    Delete the qdisc C{handle} on the ingress hook (ours, or a clsact).
+    """
+    return _request(RTM_DELQDISC, REQ, index, handle=handle, parent=TC_H_INGRESS)
+
+
+def set_redirect(lan: int, ifb: int) -> Any:
+    """
+    The match-all u32 on the LAN ingress that redirects everything to the
+    IFB's egress.
+    """
+    return _request(RTM_NEWTFILTER, REPLACE, lan, handle=REDIRECT_HANDLE, parent=INGRESS_HANDLE,
+                    info=filter_info(REDIRECT_PRIO, ETH_P_ALL),
+                    attrs=[('TCA_KIND', 'u32'),
+                           ('TCA_OPTIONS', {'attrs': [
+                               ['TCA_U32_SEL', {'keys': [u32_key(0, 0, 0)],
+                                                'flags': TC_U32_TERMINAL}],
+                               ['TCA_U32_ACT', get_tca_action({'action': {
+                                   'kind': 'mirred', 'direction': 'egress',
+                                   'action': 'redirect', 'ifindex': ifb}})],
+                           ]})])
+
+
+def get_tree_filter(index: int, handle: int) -> Any:
+    """
+    Ask for one filter of the client tree by its handle (not a dump).
+    """
+    return _request(RTM_GETTFILTER, REQ, index, handle=handle, parent=ROOT_HANDLE,
+                    info=_TREE_INFO, attrs=[('TCA_KIND', 'u32')])
+
+
+# --- reading what the kernel answers ----------------------------------------
+
+def found_filter(answer: Iterable[Any], handle: int) -> Any:
+    """
+    The filter C{handle} in the answer to L{get_tree_filter}, or None.
+    """
+    for m in answer:
+        if m['header']['type'] == RTM_NEWTFILTER and m['handle'] == handle:
+            return m
+    return None
+
+
+def link_kind(link: Any) -> Optional[str]:
+    info = link.get_attr('IFLA_LINKINFO')
+    return info.get_attr('IFLA_INFO_KIND') if info is not None else None
+
+
+def is_htb_root(qdisc: Any) -> bool:
+    """
+    Is C{qdisc} (a root qdisc, or None) an C{htb 1:}?
+    """
+    return (qdisc is not None and qdisc.get_attr('TCA_KIND') == 'htb'
+            and qdisc['handle'] == ROOT_HANDLE)
+
+
+def htb_defcls(qdisc: Any) -> Optional[int]:
+    opts = qdisc.get_attr('TCA_OPTIONS')
+    init = opts.get_attr('TCA_HTB_INIT') if opts is not None else None
+    return init['defcls'] if init is not None else None
+
+
+def htb_rate(cls: Any) -> int:
+    opts = cls.get_attr('TCA_OPTIONS')
+    rate64 = opts.get_attr('TCA_HTB_RATE64')
+    if rate64:
+        return int(rate64)
+    return int(opts.get_attr('TCA_HTB_PARMS')['rate'])
+
+
+def class_limit(cls: Any, network: IPv4Network) -> Optional[Tuple[IPv4Address, int]]:
+    """
+    The client and its kbit/s of a dumped HTB class, or None if the class
+    is not a client's.
+    """
+    # a class right under the qdisc is dumped with parent TC_H_ROOT
+    if (cls['parent'] not in (ROOT_HANDLE, TC_H_ROOT)
+            or cls['handle'] >> 16 != ROOT_HANDLE >> 16):
+        return None
+    ip = address_of(cls['handle'] & 0xFFFF, network)
+    if ip is None:
+        return None
+    return ip, bytes_to_kbit(htb_rate(cls))
+
+
+def u32_link(opts: Any) -> Optional[int]:
+    link = opts.get_attr('TCA_U32_LINK')
+    if link is None:
+        return None
+    if isinstance(link, int):
+        return link
+    # pyroute2 decodes TCA_U32_LINK as a hex dump "00:00:20:00" (host order)
+    raw = bytes(int(x, 16) for x in link.split(':'))
+    return int(struct.unpack('I', raw)[0])
+
+
+_SEL = struct.Struct('=BBBxHHhhI')   # struct tc_u32_sel, hmask as it comes
+
+
+def u32_sel(opts: Any) -> Optional[Dict[str, Any]]:
+    """
+    The selector of a dumped u32 node, read from the raw attribute:
+    pyroute2 0.9.7 decodes the keys 4 bytes off.
+    """
+    sel = opts.get_attr('TCA_U32_SEL')
+    if sel is None:
+        return None
+    raw = bytes(sel.data[sel.offset + 4: sel.offset + sel.length])
+    flags, _, nkeys, _, _, _, hoff, hmask = _SEL.unpack_from(raw)
+    keys = []
+    for i in range(nkeys):
+        mask = struct.unpack_from('>I', raw, _SEL.size + 16 * i)[0]
+        value = struct.unpack_from('>I', raw, _SEL.size + 16 * i + 4)[0]
+        off = struct.unpack_from('=i', raw, _SEL.size + 16 * i + 8)[0]
+        keys.append((value, mask, off))
+    return {'flags': flags, 'hoff': hoff, 'hmask': socket.ntohl(hmask), 'keys': keys}
+
+
+def is_hash_table(table: Any) -> bool:
+    """
+    Is C{table} (the answer for C{2:}, or None) our 256-bucket table?
+    """
+    if table is None or table.get_attr('TCA_OPTIONS') is None:
+        return False
+    return bool(table.get_attr('TCA_OPTIONS').get_attr('TCA_U32_DIVISOR') == HASH_DIVISOR)
+
+
+def is_hash_link(link: Any, network: IPv4Network, direction: str) -> bool:
+    """
+    Is C{link} (the answer for C{800::1}, or None) the node that hashes
+    C{network}'s C{direction} field into C{2:}?
+    """
+    if link is None or link.get_attr('TCA_OPTIONS') is None:
+        return False
+    opts = link.get_attr('TCA_OPTIONS')
+    sel = u32_sel(opts)
+    return (
+        sel is not None
+        and sel['keys'] == [network_match_key(network, direction)]
+        and sel['hmask'] == 0xFF
+        and sel['hoff'] == field_offset(direction)
+        and u32_link(opts) == HASH_HT
+    )
+
+
+def redirects_only_to(filters: List[Any], ifb_index: int) -> bool:
+    """
+    Is C{filters} (a dump of the LAN ingress, filters with a kind only)
+    exactly our match-all redirect to C{ifb_index}?
+    """
+    nodes = [m for m in filters if m.get_attr('TCA_OPTIONS') is not None
+             and m['handle'] != 0 and m['handle'] & 0xFFF]
+    if len(nodes) != 1:
+        return False
+    node = nodes[0]
+    if node.get_attr('TCA_KIND') != 'u32' or node['info'] != filter_info(REDIRECT_PRIO, ETH_P_ALL):
+        return False
+    if any(m['info'] != node['info'] for m in filters):
+        return False
+    acts = node.get_attr('TCA_OPTIONS').get_attr('TCA_U32_ACT')
+    if acts is None:
+        return False
+    targets = []
+    for prio in range(1, 33):
+        act = acts.get_attr(f'TCA_ACT_PRIO_{prio}')
+        if act is None:
+            continue
+        if act.get_attr('TCA_ACT_KIND') != 'mirred':
+            return False
+        parms = act.get_attr('TCA_ACT_OPTIONS').get_attr('TCA_MIRRED_PARMS')
+        targets.append((parms['eaction'], parms['ifindex']))
+    return targets == [(TCA_EGRESS_REDIR, ifb_index)]
