@@ -31,12 +31,12 @@ from twisted.python.failure import Failure
 from ..config.schema import ConfigError, Field, Table, parse
 from ..registry.interfaces import CONTINUE, Remember, Stop
 from ..registry.values import MAC, InvalidValue
-from .ldapsearch import (Directory, DirectoryError, Entry, ThreadRunner, open_connection,
-                         search_filter, server_address)
+from ..ldap import DirectoryError, IDirectory, LdapDirectory, escape_filter_value, url_error
+from ..runner import IRunner, ThreadRunner
 
 __all__ = ["LDAP_SECTION", "DEFAULT_FILTER", "LOOKUP_MAILBOX", "BUS_MARGIN", "REMEMBER_BY",
-           "LdapLookup", "LdapHook", "Directory", "DirectoryError", "ThreadRunner", "install",
-           "parse_settings", "settings_from_toml", "search_filter", "open_connection"]
+           "MAX_ENTRIES", "LdapLookup", "LdapHook", "install", "parse_settings",
+           "settings_from_toml", "search_filter"]
 
 _log = Logger()
 
@@ -46,17 +46,23 @@ BUS_MARGIN = 0.25
 """Seconds a listener's registry deadline exceeds the LDAP deadline."""
 REMEMBER_BY = ("mac", "subnet")
 """The fields of a C{/dhcp/lookup} message a lookup's answer depends on."""
+MAX_ENTRIES = 8
+"""Entries asked for per search: enough to see that a MAC is ambiguous."""
+
+Entry = Tuple[str, Tuple[str, ...], Optional[str]]
+"""One host entry: DN, its address values, its host name or None."""
+
+
+def search_filter(template: str, mac: Any) -> str:
+    """
+    The search filter for C{mac} (a L{MAC} or its text): C{{mac}} in
+    C{template} becomes the lower-case colon form (C{aa:bb:cc:dd:ee:ff},
+    RFC 2307's), escaped.
+    """
+    return template.format(mac=escape_filter_value(str(MAC(mac))))
 
 
 # settings
-
-def _url_error(value: str) -> Optional[str]:
-    try:
-        server_address(value)
-    except ValueError:
-        return "an ldap:// or ldaps:// URL such as \"ldap://127.0.0.1:389\""
-    return None
-
 
 def _filter_error(value: str) -> Optional[str]:
     expected = "an LDAP filter using {mac}, such as \"" + DEFAULT_FILTER + "\""
@@ -85,7 +91,7 @@ def _not_empty(value: str) -> Optional[str]:
 LDAP_SECTION: Dict[str, Field] = {
     "enabled": Field(bool, False, "answer /dhcp/lookup from LDAP inside the DHCP process"),
     "url": Field(str, "ldap://127.0.0.1:389", "the directory: ldap://host[:port] or "
-                 "ldaps://host[:port]", _url_error),
+                 "ldaps://host[:port]", url_error),
     "base": Field(str, "", "DN searched (subtree), e.g. ou=hosts,dc=example,dc=org"),
     "filter": Field(str, DEFAULT_FILTER, "search filter; {mac} is the client's MAC "
                     "(aa:bb:cc:dd:ee:ff), escaped", _filter_error),
@@ -206,9 +212,10 @@ class LdapLookup:
 
     @param settings: the C{[dhcp.ldap]} settings (L{parse_settings}).
     @param clock: times deadlines and cache entries; default the reactor.
-    @param runner: C{runner(fn, *args) -> Deferred}, where the blocking
-        searches run; default a L{ThreadRunner} of C{settings.threads}.
-    @param open_connection: see L{Directory}.
+    @param runner: where the blocking searches run; default a
+        L{ThreadRunner} of C{settings.threads}.
+    @param directory: the directory searched; default an
+        L{LdapDirectory} on C{settings.url} as C{settings.bind_dn}.
     @ivar remember_by: with C{settings.remember}, L{REMEMBER_BY}: the
         lookup answers from the directory (fresh or cached) as L{Remember}
         for the time its cache entry has left, so a mailbox it is added to
@@ -219,13 +226,15 @@ class LdapLookup:
     """
 
     def __init__(self, settings: Any, reactor: Any, clock: Any = None,
-                 runner: Optional[Callable[..., "Deferred[Any]"]] = None,
-                 open_connection: Callable[[Any, float], Any] = open_connection) -> None:
+                 runner: Optional[IRunner] = None,
+                 directory: Optional[IDirectory] = None) -> None:
         self.settings = settings
         self.remember_by = REMEMBER_BY if settings.remember else None
         self._clock = clock if clock is not None else reactor
-        self._runner = runner if runner is not None else ThreadRunner(reactor, settings.threads)
-        self.directory = Directory(settings, open_connection)
+        self._runner = runner if runner is not None else ThreadRunner(
+            reactor, settings.threads, name="netsuite-ldap")
+        self.directory = directory if directory is not None else LdapDirectory(
+            settings.url, settings.bind_dn, settings.password)
         self.counters = dict.fromkeys(
             ("lookups", "hits", "misses", "errors", "timeouts", "cache_hits", "busy"), 0)
         self._found = _Cache(self._clock, settings.cache_ttl)
@@ -291,12 +300,29 @@ class LdapLookup:
         self._pending[mac] = [waiter]
         self._running += 1
         try:
-            work = self._runner(self.directory.search, str(mac), self.settings.deadline)
+            work = self._runner.run(self._search, mac)
         except Exception:
             work = Deferred()
             work.errback(Failure())
         work.addBoth(self._finished, mac)  # may run now: the runner may be synchronous
         return waiter
+
+    def _search(self, mac: MAC) -> Tuple[Entry, ...]:
+        """
+        Blocking: the host entries of C{mac}, within the deadline.
+        """
+        settings = self.settings
+        wanted = [settings.address_attribute]
+        if settings.hostname_attribute:
+            wanted.append(settings.hostname_attribute)
+        found = self.directory.search(settings.base, search_filter(settings.filter, mac),
+                                      wanted, MAX_ENTRIES, settings.deadline)
+        address, name = settings.address_attribute.lower(), settings.hostname_attribute.lower()
+        entries = []
+        for dn, values in found:
+            names = values.get(name, ()) if name else ()
+            entries.append((dn, values.get(address, ()), names[0] if names else None))
+        return tuple(entries)
 
     def _finished(self, result: Any, mac: MAC) -> None:
         self._running -= 1
@@ -413,9 +439,7 @@ class LdapLookup:
         Stop the threads (waiting at most a deadline for running searches)
         and close the connections.
         """
-        stop = getattr(self._runner, "stop", None)
-        if stop is not None:
-            stop()
+        self._runner.stop()
         self.directory.close()
 
 
@@ -440,7 +464,7 @@ def install(registry: Any, settings: Any, reactor: Any, **options: Any) -> LdapH
     """
     Put an L{LdapLookup} first on C{/dhcp/lookup} of C{registry}, tagged
     C{{"hook": "ldap"}}. C{options} go to L{LdapLookup} (C{clock},
-    C{runner}, C{open_connection}).
+    C{runner}, C{directory}).
     """
     lookup = LdapLookup(settings, reactor, **options)
     listener = registry.listen(LOOKUP_MAILBOX, lookup.lookup, first=True,

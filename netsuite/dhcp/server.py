@@ -27,9 +27,10 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from ..registry.interfaces import IRegistry, Stop
+from ..runner import GroupCommit, IRunner
 from ..registry.registry import declare_service
 from ..registry.values import MAC, Message
-from .leases import Lease, LeaseStore
+from .leases import Lease
 from .options import encode_option, option_code
 from .packet import (ACK, DECLINE, DISCOVER, INFORM, NAK, OFFER, RELEASE, REQUEST,
                      BOOTREPLY, MessageType, Packet, as_address)
@@ -64,55 +65,6 @@ EVENTS = {
 }
 
 
-class Committer:
-    """
-    Commits the store's queued changes in the worker thread, one
-    transaction at a time: whatever is written while a commit runs goes
-    into the next (group commit: one fsync for every ACK waiting).
-    """
-
-    def __init__(self, store: LeaseStore, runner: Any) -> None:
-        self.store = store
-        self.runner = runner
-        self._waiting: List[Deferred[bool]] = []
-        self._busy = False
-
-    def durable(self) -> "Deferred[bool]":
-        """
-        Fires with True once every change made so far is on disk, False if
-        the commit failed (logged).
-        """
-        d: Deferred[bool] = Deferred()
-        self._waiting.append(d)
-        self.flush()
-        return d
-
-    def flush(self) -> None:
-        """
-        Start committing what is queued, without waiting for it.
-        """
-        if self._busy:
-            return
-        writes = self.store.take_writes()
-        waiting, self._waiting = self._waiting, []
-        if not writes and not waiting:
-            return
-        self._busy = True
-
-        def done(ok: bool) -> None:
-            self._busy = False
-            for d in waiting:
-                d.callback(ok)
-            self.flush()
-
-        def failed(failure: Any) -> bool:
-            _log.failure("could not store {n} lease changes; not acknowledging them",
-                         failure, n=len(writes))
-            return False
-        self.runner(self.store.commit, writes, bool(waiting)).addCallbacks(
-            lambda _: True, failed).addCallback(done)
-
-
 class DHCPServer:
     """
     @param registry: where the DHCP mailboxes are declared.
@@ -123,7 +75,7 @@ class DHCPServer:
     @param portal_url: the captive-portal URL (option 114), if any.
     """
 
-    def __init__(self, registry: IRegistry, runner: Any, clock: Any,
+    def __init__(self, registry: IRegistry, runner: IRunner, clock: Any,
                  interface_subnet: Optional[Subnet], portal_url: str = "",
                  sweep_interval: float = 10.0) -> None:
         self.registry = registry
@@ -132,7 +84,7 @@ class DHCPServer:
         self.clock = clock
         self.interface_subnet = interface_subnet
         self.portal_url = portal_url
-        self.committer: Optional[Committer] = None
+        self.committer: Optional[GroupCommit] = None
         self._encoded_replies: Dict[Tuple[str, Optional[int]], List[Tuple[int, bytes]]] = {}
         self.counters = {"dropped": 0, "unknown_type": 0, "no_subnet": 0, "not_ready": 0,
                          "offers": 0, "acks": 0, "naks": 0, "exhausted": 0,
@@ -153,7 +105,8 @@ class DHCPServer:
         which must not write through).
         """
         self.pool = pool
-        self.committer = Committer(pool.store, self.runner)
+        self.committer = GroupCommit(pool.store.take_writes, pool.store.commit, self.runner,
+                                     "lease changes (not acknowledged)")
         if self.sweep_interval > 0:
             self._sweeping.start(self.sweep_interval, now=False)
 

@@ -224,7 +224,7 @@ class DHCPService(Service):
             _log.failure("the DHCP lease store could not be opened; stopping", failure)
             if self.reactor.running:
                 self.reactor.stop()
-        self.runner(self.build_pool).addCallbacks(ready, failed)
+        self.runner.run(self.build_pool).addCallbacks(ready, failed)
 
     def stopService(self) -> Any:
         Service.stopService(self)
@@ -235,7 +235,7 @@ class DHCPService(Service):
 
 
 def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
-    from ..firewall.runner import SerialRunner
+    from ..runner import ThreadRunner
     from .leases import LeaseStore
     from .pool import Pool
     from .server import DHCPServer
@@ -244,7 +244,7 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
     subnets = subnets_from_config(section, config.source)
     # subnets_from_config lets one subnet at most be on the interface.
     direct = next((s for s in subnets if s.interface is not None), None)
-    runner = SerialRunner(reactor)
+    runner = ThreadRunner(reactor, name="netsuite-dhcp-leases")
     server = DHCPServer(registry, runner, reactor, direct,
                         section.captive_portal_url, section.sweep_interval)
 

@@ -9,7 +9,7 @@ authorized) lives in the reactor thread.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from ..registry.values import MAC
+from ..runner import IRunner
 from .interfaces import (Client, FirewallError, IFirewall, IShaper, Traffic, client_address,
                          new_client, window_seconds)
 from .flows import FlowCutter
@@ -29,14 +30,13 @@ __all__ = ["KernelFirewall"]
 
 _log = Logger()
 
-Runner = Callable[..., "Deferred[Any]"]
-
 
 @implementer(IFirewall)
 class KernelFirewall:
     """
     @param settings: the static rules' settings.
-    @param runner: runs blocking calls (L{netsuite.firewall.runner}).
+    @param runner: runs blocking calls, one at a time in call order
+        (a one-thread L{netsuite.runner.ThreadRunner}).
     @param clock: schedules the cutting of de-authorized clients' flows,
         C{cut_delay} seconds after the first of a batch.
     @param shaper: the rate limits, an L{IShaper} (the kernel's is
@@ -51,13 +51,13 @@ class KernelFirewall:
         a LAN bridge; C{"refuse"} refuses to start while it is 1.
     """
 
-    def __init__(self, settings: FirewallSettings, runner: Runner, clock: IReactorTime,
+    def __init__(self, settings: FirewallSettings, runner: IRunner, clock: IReactorTime,
                  shaper: Optional[IShaper] = None, smtp_window: int = 600,
                  default_limits: Tuple[int, int] = (0, 0), keep_clients: bool = False,
                  bridge_netfilter: str = "fix", network: Optional[KernelNetwork] = None,
                  cut_delay: float = 0.2) -> None:
         self.settings = settings
-        self._run = runner
+        self._run = runner.run
         self.clock = clock
         self.cut_delay = cut_delay
         self.flows = FlowCutter()

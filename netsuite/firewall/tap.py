@@ -94,7 +94,7 @@ def settings_from_config(section: Any) -> FirewallSettings:
 def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
     from .kernel import KernelFirewall
     from .netlink import KernelNetwork
-    from .runner import SerialRunner
+    from ..runner import ThreadRunner
     from .service import FirewallService
 
     section = config.firewall
@@ -104,7 +104,7 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
         from .shaping import Shaper
         shaper = Shaper(section.lan_interface, settings.lan_network, section.ifb_interface)
     firewall = KernelFirewall(
-        settings, SerialRunner(reactor), reactor, shaper=shaper, smtp_window=section.smtp_window,
+        settings, ThreadRunner(reactor, name="netsuite-firewall"), reactor, shaper=shaper, smtp_window=section.smtp_window,
         default_limits=(section.default_up_kbit, section.default_down_kbit),
         keep_clients=section.keep_clients, bridge_netfilter=section.bridge_netfilter,
         network=KernelNetwork(section.lan_interface, section.tproxy_mark,

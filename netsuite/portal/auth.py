@@ -1,8 +1,8 @@
 # -*- test-case-name: tests.portal.test_auth -*-
 """
 Login back ends for C{/portal/authenticate} (method C{"password"}): a
-users file of scrypt hashes and an LDAP simple bind (ldap3, in a thread,
-within a deadline); the per-IP login rate limit; the C{[portal.auth]} and
+users file of scrypt hashes and an LDAP simple bind (L{netsuite.ldap}, in
+a thread, within a deadline); the per-IP login rate limit; the C{[portal.auth]} and
 C{[portal.operator]} config tables.
 
 C{python -m netsuite.portal.auth hash} reads a password on stdin and prints
@@ -17,19 +17,19 @@ import hashlib
 import hmac
 import secrets
 import sys
-import time
 from collections import deque
-from typing import Any, Callable, Deque, Dict, Optional, Tuple
+from typing import Any, Deque, Dict, Optional, Tuple
 
-from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 
 from ..config.schema import Field
+from ..ldap import IDirectory, LdapDirectory, escape_dn_value, url_error
+from ..runner import IRunner
 from ..registry.interfaces import CONTINUE, Stop
 from ..registry.values import Message
 
 __all__ = ["hash_password", "verify_password", "parse_users", "UsersFile", "LdapBind",
-           "ldap_bind", "bind_dn", "LoginLimiter", "AUTH_SECTION", "OPERATOR_SECTION",
+           "bind_dn", "LoginLimiter", "AUTH_SECTION", "OPERATOR_SECTION",
            "install", "PASSWORD", "CLICK", "CODE", "METHODS"]
 
 _log = Logger()
@@ -123,13 +123,6 @@ def parse_users(text: str) -> Dict[str, str]:
     return users
 
 
-Runner = Callable[..., "Deferred[Any]"]
-
-
-def _inline(fn: Callable[..., Any], *args: Any) -> "Deferred[Any]":
-    return maybeDeferred(fn, *args)
-
-
 def _credentials(message: Message) -> Optional[Tuple[str, str]]:
     if message.get("method") != PASSWORD:
         return None
@@ -146,11 +139,10 @@ class UsersFile:
     user gets C{ok} true or false; anyone else goes on down the chain. The
     file is read again when its modification time changes.
 
-    @param runner: runs the (slow) scrypt check: C{(fn, *args) -> Deferred}
-        (a thread pool in production; inline by default).
+    @param runner: runs the (slow) scrypt check off the reactor thread.
     """
 
-    def __init__(self, path: str, runner: Runner = _inline) -> None:
+    def __init__(self, path: str, runner: IRunner) -> None:
         self.path = path
         self.runner = runner
         self._stamp: Any = None
@@ -178,7 +170,7 @@ class UsersFile:
         encoded = self.users().get(username)
         if encoded is None:
             return CONTINUE
-        return self.runner(verify_password, password, encoded).addCallback(
+        return self.runner.run(verify_password, password, encoded).addCallback(
             lambda ok: Stop({"ok": True, "username": username}) if ok
             else Stop({"ok": False, "message": WRONG}))
 
@@ -187,72 +179,25 @@ def bind_dn(template: str, username: str) -> str:
     """
     C{template} with C{{user}} replaced by C{username} escaped as an RDN value.
     """
-    from ldap3.utils.dn import escape_rdn
-    return template.replace("{user}", escape_rdn(username))
-
-
-def ldap_bind(url: str, dn: str, password: str, timeout: float) -> bool:
-    """
-    Blocking: does a simple bind as C{dn} with C{password} succeed within
-    C{timeout} seconds (connect and bind together)? False for refused
-    credentials; raises for an unreachable or hung server.
-    """
-    import math
-
-    import ldap3
-
-    from ..dhcp.ldapsearch import server_address
-
-    if not password:
-        return False  # an empty password is an unauthenticated bind: never a login
-    end = time.monotonic() + timeout
-    host, port, tls = server_address(url)
-    import ssl
-    server = ldap3.Server(host, port=port, use_ssl=tls, get_info=ldap3.NONE,
-                          tls=ldap3.Tls(validate=ssl.CERT_REQUIRED, sni=host) if tls else None,
-                          connect_timeout=timeout)
-    connection = ldap3.Connection(server, user=dn, password=password,
-                                  authentication=ldap3.SIMPLE,
-                                  receive_timeout=max(1, math.ceil(timeout)),
-                                  auto_bind=ldap3.AUTO_BIND_NONE, client_strategy=ldap3.SYNC,
-                                  read_only=True, raise_exceptions=False, check_names=False)
-    try:
-        connection.open()
-        remaining = end - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError("deadline passed")
-        sock = getattr(connection, "socket", None)
-        if sock is not None:
-            sock.settimeout(remaining)
-        if connection.bind():
-            return True
-        code = (connection.result or {}).get("result")
-        if code in (32, 34, 48, 49, 53):  # noSuchObject, invalidDN, inappropriateAuth...
-            return False
-        raise RuntimeError(f"LDAP bind failed: {(connection.result or {}).get('description')}")
-    finally:
-        try:
-            connection.unbind()
-        except Exception:
-            pass
+    return template.replace("{user}", escape_dn_value(username))
 
 
 class LdapBind:
     """
-    The LDAP back end: a simple bind as C{template} (C{{user}} escaped),
-    run by C{runner} in a thread, answered within C{deadline} seconds
-    (C{clock}-timed). Refused credentials: C{ok} false; a directory that
-    fails or does not answer in time: C{ok} false with a message saying so.
+    The LDAP back end: a simple bind to C{directory} as C{template}
+    (C{{user}} escaped), run by C{runner} in a thread, answered within
+    C{deadline} seconds (C{clock}-timed). Refused credentials: C{ok} false;
+    a directory that fails or does not answer in time: C{ok} false with a
+    message saying so.
     """
 
-    def __init__(self, url: str, template: str, deadline: float, clock: Any,
-                 runner: Runner, bind: Callable[..., bool] = ldap_bind) -> None:
-        self.url = url
+    def __init__(self, directory: IDirectory, template: str, deadline: float, clock: Any,
+                 runner: IRunner) -> None:
+        self.directory = directory
         self.template = template
         self.deadline = deadline
         self.clock = clock
         self.runner = runner
-        self.bind = bind
 
     def __call__(self, message: Message) -> Any:
         credentials = _credentials(message)
@@ -260,7 +205,7 @@ class LdapBind:
             return CONTINUE
         username, password = credentials
         dn = bind_dn(self.template, username)
-        work = self.runner(self.bind, self.url, dn, password, self.deadline)
+        work = self.runner.run(self.directory.bind, dn, password, self.deadline)
         work.addTimeout(self.deadline, self.clock)
 
         def done(ok: bool) -> Stop:
@@ -351,14 +296,7 @@ def _template(value: Any) -> Optional[str]:
 
 
 def _ldap_url(value: Any) -> Optional[str]:
-    if not value:
-        return None
-    from ..dhcp.ldapsearch import server_address
-    try:
-        server_address(value)
-    except ValueError:
-        return "an ldap:// or ldaps:// URL"
-    return None
+    return None if not value else url_error(value)
 
 
 AUTH_SECTION = {
@@ -396,27 +334,22 @@ OPERATOR_SECTION = {
 
 
 def install(portal: Any, auth: Any, operator: Any, reactor: Any,
-            runner: Optional[Runner] = None) -> Dict[str, Any]:
+            runner: IRunner) -> Dict[str, Any]:
     """
     Put the back ends C{auth} (a C{[portal.auth]} table) configures on
     C{/portal/authenticate} before the click-through, set the portal's
     session move and quota; return the keyword arguments for
     L{netsuite.portal.web.PortalResource} (C{method}, C{limiter},
-    C{operator}).
+    C{operator}). C{runner} runs the password checks and binds.
     """
-    if runner is None:
-        from twisted.internet.threads import deferToThreadPool
-
-        def runner(fn: Callable[..., Any], *args: Any) -> "Deferred[Any]":
-            return deferToThreadPool(reactor, reactor.getThreadPool(), fn, *args)
     method = CLICK
     tags = {"owner": "portal"}
     # first=True puts each before the click-through; LDAP, added last, runs first
     # only for users the file does not know (the file answers CONTINUE for them).
     if auth.ldap_url:
         portal.registry.listen("/portal/authenticate",
-                               LdapBind(auth.ldap_url, auth.ldap_bind_dn, auth.ldap_deadline,
-                                        reactor, runner),
+                               LdapBind(LdapDirectory(auth.ldap_url), auth.ldap_bind_dn,
+                                        auth.ldap_deadline, reactor, runner),
                                first=True, tags=dict(tags, backend="ldap"))
         method = PASSWORD
     if auth.users_file:

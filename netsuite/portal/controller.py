@@ -9,7 +9,7 @@ it on logout, time-out or an operator's command.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, List, Optional
 
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.logger import Logger
@@ -77,7 +77,7 @@ class Portal:
         self.registry = registry
         self.sessions = sessions
         self.move_session = move_session
-        self.last_logout: Dict[str, Any] = sessions.store.load_logouts()
+        self.last_logout = sessions.last_logout
         self.host = host
         self.firewall_process = firewall_process
         self.dhcp_process = dhcp_process
@@ -115,7 +115,7 @@ class Portal:
                 session = yield self.login(ip, mac, "admin")
             except Exception as e:
                 return Stop({"authorized": False, "ip": ip, "error": str(e)})
-            return Stop({"authorized": True, "ip": ip, "mac": MAC(session.mac)})
+            return Stop({"authorized": True, "ip": ip, "mac": session.mac})
         return run()
 
     def _deauthorize(self, message: Message) -> "Deferred[Stop]":
@@ -127,7 +127,7 @@ class Portal:
         return Stop([self.session_value(s) for s in self.sessions.all()])
 
     def session_value(self, s: Session) -> Message:
-        return {"ip": ipaddress.IPv4Address(s.ip), "mac": MAC(s.mac), "started": s.started,
+        return {"ip": s.ip, "mac": s.mac, "started": s.started,
                 "last_active": s.last_active, "bytes_seen": s.bytes_seen,
                 "bytes_used": s.bytes_used, "reason": s.reason, "username": s.username,
                 "seconds_remaining": self.sessions.seconds_remaining(s.ip),
@@ -199,7 +199,7 @@ class Portal:
         moved = []
         if self.move_session and username:
             moved = [s for s in self.sessions.by_username(username)
-                     if (s.ip, s.mac) != (str(ip), str(mac))]
+                     if (s.ip, s.mac) != (ip, mac)]
         answer = yield self.registry.send(
             self._at(self.firewall_process, "/firewall/authorize"), {"ip": ip, "mac": mac})
         if not isinstance(answer, dict) or not answer.get("authorized"):
@@ -208,12 +208,13 @@ class Portal:
         for old in moved:
             started = old.started if started is None else min(started, old.started)
             bytes_base += old.bytes_used
-            if old.ip != str(ip):
-                yield self.logout(ipaddress.IPv4Address(old.ip), "moved")
+            if old.ip != ip:
+                yield self.logout(old.ip, "moved")
             else:  # same IP, new MAC: the firewall entry was just replaced
-                self.sessions.logout(old.ip)
+                self.sessions.logout(old.ip, "moved")
                 self._ended(old, "moved")
         session = self.sessions.login(ip, mac, reason, username, started, bytes_base)
+        yield self._stored()
         _log.info("portal login {ip} {mac} ({reason})", ip=ip, mac=mac, reason=reason,
                   netsuite_event="portal-login")
         event: Message = {"ip": ip, "mac": mac, "reason": reason}
@@ -228,7 +229,7 @@ class Portal:
         End C{ip}'s session (if any) and de-authorize it; fires with the
         ended session or None.
         """
-        session = self.sessions.logout(ip)
+        session = self.sessions.logout(ip, reason)
         try:
             yield self.registry.send(self._at(self.firewall_process, "/firewall/deauthorize"),
                                      {"ip": ip})
@@ -236,16 +237,21 @@ class Portal:
             _log.failure("firewall de-authorization of {ip} failed", ip=ip)
         if session is not None:
             self._ended(session, reason)
+            yield self._stored()
         return session
 
+    def _stored(self) -> "Deferred[bool]":
+        """
+        Wait until the session changes so far are stored (a failure to
+        store them is logged by the sessions; the client stays served).
+        """
+        return self.sessions.durable()
+
     def _ended(self, session: Session, reason: str) -> None:
-        now = self.sessions.clock.seconds()
-        self.last_logout[session.ip] = (reason, now)
-        self.sessions.store.put_logout(session.ip, reason, now)
         _log.info("portal logout {ip} ({reason})", ip=session.ip, reason=reason,
                   netsuite_event="portal-logout")
-        self._event("/portal/logout", {"ip": ipaddress.IPv4Address(session.ip),
-                                       "mac": MAC(session.mac), "reason": reason})
+        self._event("/portal/logout", {"ip": session.ip, "mac": session.mac,
+                                       "reason": reason})
 
     def _event(self, path: str, message: Message) -> None:
         self.registry.send(path, message).addErrback(lambda f: _log.failure(path, f))
@@ -263,7 +269,7 @@ class Portal:
                 self.sessions.sample(counters)
         ended: List[Any] = []
         for session, reason in self.sessions.expired():
-            yield self.logout(ipaddress.IPv4Address(session.ip), reason)
+            yield self.logout(session.ip, reason)
             ended.append((session.ip, reason))
         return ended
 
@@ -277,7 +283,7 @@ class Portal:
             try:
                 yield self.registry.send(
                     self._at(self.firewall_process, "/firewall/authorize"),
-                    {"ip": ipaddress.IPv4Address(session.ip), "mac": MAC(session.mac)})
+                    {"ip": session.ip, "mac": session.mac})
                 restored += 1
             except Exception:
                 _log.failure("could not restore the session of {ip}", ip=session.ip)

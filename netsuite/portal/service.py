@@ -150,10 +150,10 @@ class PortalService(Service):
             self._sampling.stop()
         if self.announcer is not None:
             self.announcer.stop()
-        stopping = []
+        stopping = [self.portal.sessions.durable()]  # what is queued, stored
         for name in ("port", "api_port"):
             port = getattr(self, name)
             if port is not None:
                 setattr(self, name, None)
                 stopping.append(port.stopListening())
-        return gatherResults([d for d in stopping if d is not None]) if stopping else None
+        return gatherResults([d for d in stopping if d is not None])

@@ -1,14 +1,22 @@
 # -*- test-case-name: tests.portal.test_sessions -*-
 """
-Portal sessions: who is logged in, since when, last seen active, kept in
-SQLite so they survive a portal restart; idle and session time-outs.
+Portal sessions: who is logged in, since when, last seen active; idle and
+session time-outs and the data quota. They live in memory (the reactor's);
+every change is also queued for SQLite, committed through a runner (never
+on the reactor thread), so that the sessions survive a portal restart.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass, replace
+from ipaddress import IPv4Address
 from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from twisted.internet.defer import Deferred
+
+from ..registry.values import MAC
+from ..runner import GroupCommit, IRunner
 
 __all__ = ["Session", "SessionStore", "Sessions", "IDLE", "TIMEOUT", "QUOTA"]
 
@@ -25,8 +33,8 @@ class Session:
     used before the session moved to this IP/MAC (the firewall's counters
     start again at 0).
     """
-    ip: str
-    mac: str
+    ip: IPv4Address
+    mac: MAC
     started: float
     last_active: float
     bytes_seen: int = 0
@@ -39,13 +47,24 @@ class Session:
         return self.bytes_base + self.bytes_seen
 
 
+Writes = Dict[Tuple[str, IPv4Address], Any]
+"""Queued changes: C{("session", ip) -> Session or None} (None: deleted)
+and C{("logout", ip) -> (reason, when)}; a later change to the same row
+replaces an earlier one."""
+
+
 class SessionStore:
     """
     Sessions in SQLite (a file, or C{":memory:"}); one row per client IP.
+    Reads happen once, when the portal starts; changes are queued
+    (L{put}, L{delete}, L{put_logout}) and written by L{commit} in the
+    runner's thread, one transaction for everything queued.
     """
 
     def __init__(self, path: str) -> None:
-        self.db = sqlite3.connect(path)
+        # One thread at a time uses the connection: the builder's, then the
+        # runner's one thread.
+        self.db = sqlite3.connect(path, check_same_thread=False)
         # WAL with synchronous=NORMAL: a commit survives the portal's crash
         # (not a power cut) and no longer waits for an fsync per login.
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -63,35 +82,63 @@ class SessionStore:
         self.db.execute("CREATE TABLE IF NOT EXISTS logouts (ip TEXT PRIMARY KEY, "
                         "reason TEXT NOT NULL, at REAL NOT NULL)")
         self.db.commit()
+        self._writes: Writes = {}
 
-    def load_logouts(self) -> Dict[str, Tuple[str, float]]:
+    # reading, at start
+
+    def load_logouts(self) -> Dict[IPv4Address, Tuple[str, float]]:
         """
         The last logout of each client IP: C{ip -> (reason, when)}.
         """
-        return {ip: (reason, at) for ip, reason, at in
+        return {IPv4Address(ip): (reason, at) for ip, reason, at in
                 self.db.execute("SELECT ip, reason, at FROM logouts")}
-
-    def put_logout(self, ip: str, reason: str, at: float) -> None:
-        with self.db:
-            self.db.execute("INSERT OR REPLACE INTO logouts (ip, reason, at) VALUES (?, ?, ?)",
-                            (ip, reason, at))
 
     def load(self) -> List[Session]:
         rows = self.db.execute("SELECT ip, mac, started, last_active, bytes_seen, reason, "
                                "username, bytes_base FROM sessions ORDER BY ip")
-        return [Session(*row) for row in rows]
+        return [Session(IPv4Address(ip), MAC(mac), *rest) for ip, mac, *rest in rows]
+
+    # queued changes
 
     def put(self, *sessions: Session) -> None:
+        for session in sessions:
+            self._writes[("session", session.ip)] = session
+
+    def delete(self, ip: IPv4Address) -> None:
+        self._writes[("session", ip)] = None
+
+    def put_logout(self, ip: IPv4Address, reason: str, at: float) -> None:
+        self._writes[("logout", ip)] = (reason, at)
+
+    def take_writes(self) -> Writes:
+        """
+        The changes not yet handed to L{commit}, now the caller's.
+        """
+        writes, self._writes = self._writes, {}
+        return writes
+
+    def commit(self, writes: Writes, durable: bool = True) -> None:
+        """
+        Blocking: write C{writes} in one transaction (WAL, synchronous=NORMAL
+        whatever C{durable} says: a portal crash loses nothing committed).
+        """
+        puts, deletes, logouts = [], [], []
+        for (table, ip), value in writes.items():
+            if table == "logout":
+                logouts.append((str(ip), *value))
+            elif value is None:
+                deletes.append((str(ip),))
+            else:
+                puts.append((str(value.ip), str(value.mac), value.started, value.last_active,
+                             value.bytes_seen, value.reason, value.username,
+                             value.bytes_base))
         with self.db:
+            self.db.executemany("DELETE FROM sessions WHERE ip = ?", deletes)
             self.db.executemany(
                 "INSERT OR REPLACE INTO sessions (ip, mac, started, last_active, bytes_seen, "
-                "reason, username, bytes_base) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(s.ip, s.mac, s.started, s.last_active, s.bytes_seen, s.reason, s.username,
-                  s.bytes_base) for s in sessions])
-
-    def delete(self, ip: str) -> None:
-        with self.db:
-            self.db.execute("DELETE FROM sessions WHERE ip = ?", (ip,))
+                "reason, username, bytes_base) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", puts)
+            self.db.executemany(
+                "INSERT OR REPLACE INTO logouts (ip, reason, at) VALUES (?, ?, ?)", logouts)
 
     def close(self) -> None:
         self.db.close()
@@ -103,22 +150,36 @@ class Sessions:
 
     @param store: where they are kept.
     @param clock: gives the time (C{seconds()}).
+    @param runner: commits the store's changes (one thread, in order).
     @param idle_timeout: seconds without traffic before a logout (0: never).
     @param session_timeout: seconds after login before a logout (0: never).
     @param quota_bytes: bytes (up and down) a session may use (0: no limit).
+
+    @ivar last_logout: C{ip -> (reason, when)} of each client's last logout
+        (kept in the store: the operator page shows it after a restart too).
     """
 
-    def __init__(self, store: SessionStore, clock: Any, idle_timeout: float = 0,
-                 session_timeout: float = 0, quota_bytes: int = 0) -> None:
+    def __init__(self, store: SessionStore, clock: Any, runner: IRunner,
+                 idle_timeout: float = 0, session_timeout: float = 0,
+                 quota_bytes: int = 0) -> None:
         self.store = store
         self.clock = clock
         self.idle_timeout = idle_timeout
         self.session_timeout = session_timeout
         self.quota_bytes = quota_bytes
-        self.sessions: Dict[str, Session] = {s.ip: s for s in store.load()}
+        self.sessions: Dict[IPv4Address, Session] = {s.ip: s for s in store.load()}
+        self.last_logout = store.load_logouts()
+        self._commits = GroupCommit(store.take_writes, store.commit, runner, "session changes")
+
+    def durable(self) -> "Deferred[bool]":
+        """
+        Fires with True once every change made so far is stored (False if
+        storing failed: logged).
+        """
+        return self._commits.durable()
 
     def get(self, ip: Any) -> Optional[Session]:
-        return self.sessions.get(str(ip))
+        return self.sessions.get(IPv4Address(ip) if type(ip) is not IPv4Address else ip)
 
     def all(self) -> List[Session]:
         return [self.sessions[ip] for ip in sorted(self.sessions)]
@@ -133,22 +194,29 @@ class Sessions:
               started: Optional[float] = None, bytes_base: int = 0) -> Session:
         """
         Start (or restart) the session of C{ip}; C{started} and
-        C{bytes_base} carry over what a moved session had.
+        C{bytes_base} carry over what a moved session had. Stored on the
+        next commit (L{durable}).
         """
         now = self.clock.seconds()
-        session = Session(str(ip), str(mac), now if started is None else started, now, 0,
-                          reason, username, bytes_base)
+        session = Session(IPv4Address(ip), MAC(mac), now if started is None else started, now,
+                          0, reason, username, bytes_base)
         self.sessions[session.ip] = session
         self.store.put(session)
         return session
 
-    def logout(self, ip: Any) -> Optional[Session]:
+    def logout(self, ip: Any, reason: Optional[str] = None) -> Optional[Session]:
         """
         End the session of C{ip}; the ended session, or None if it had none.
+        With C{reason}, it is also the client's last logout.
         """
-        session = self.sessions.pop(str(ip), None)
+        ip = IPv4Address(ip)
+        session = self.sessions.pop(ip, None)
         if session is not None:
-            self.store.delete(session.ip)
+            self.store.delete(ip)
+            if reason is not None:
+                now = self.clock.seconds()
+                self.last_logout[ip] = (reason, now)
+                self.store.put_logout(ip, reason, now)
         return session
 
     def seconds_remaining(self, ip: Any) -> Optional[float]:
@@ -175,16 +243,20 @@ class Sessions:
             return None
         return max(0, self.quota_bytes - session.bytes_used)
 
-    def sample(self, counters: Mapping[str, Mapping[str, Any]]) -> List[str]:
+    def sample(self, counters: Mapping[Any, Mapping[str, Any]]) -> List[IPv4Address]:
         """
         Take the firewall's counters (C{ip -> {bytes_up, bytes_down}}); a
-        session whose byte count changed was active now. Returns those IPs.
-        A count lower than the last one means the counters started again.
+        session whose byte count changed was active now. Returns those IPs
+        (their changes are being stored). A count lower than the last one
+        means the counters started again.
         """
         now = self.clock.seconds()
         active = []
         for ip, traffic in counters.items():
-            session = self.sessions.get(str(ip))
+            try:
+                session = self.get(ip)
+            except ValueError:
+                continue
             if session is None:
                 continue
             seen = int(traffic.get("bytes_up", 0)) + int(traffic.get("bytes_down", 0))
@@ -199,6 +271,7 @@ class Sessions:
                 active.append(session.ip)
         if active:
             self.store.put(*(self.sessions[ip] for ip in active))
+            self._commits.flush()
         return active
 
     def expired(self) -> List[Tuple[Session, str]]:

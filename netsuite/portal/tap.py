@@ -97,8 +97,9 @@ def api_url(section: Any, source: str = "config") -> Optional[str]:
 
 
 def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
-    from twisted.internet.threads import deferToThreadPool
     from twisted.web.server import Site
+
+    from ..runner import ThreadRunner
 
     from .controller import Portal
     from .service import PortalService, neighbour_mac
@@ -114,11 +115,16 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
         if directory:
             os.makedirs(directory, exist_ok=True)
     sessions = Sessions(SessionStore(section.session_file), reactor,
+                        ThreadRunner(reactor, name="netsuite-portal-sessions"),
                         idle_timeout=section.idle_timeout,
                         session_timeout=section.session_timeout)
 
+    # Password checks (scrypt), LDAP binds and neighbour-table reads: a few
+    # side by side, so that a hung directory cannot hold every login.
+    checks = ThreadRunner(reactor, threads=4, name="netsuite-portal-checks")
+
     def find_mac(ip: Any) -> Any:
-        return deferToThreadPool(reactor, reactor.getThreadPool(), neighbour_mac, ip)
+        return checks.run(neighbour_mac, ip)
     portal = Portal(registry, sessions, host, section.firewall_process, section.dhcp_process,
                     find_mac, section.policy_text)
     from .auth import install
@@ -139,7 +145,7 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
                               f"{layout}: {e.strerror}") from None
     resource = PortalResource(portal, reactor, template_dir=section.template_dir,
                               venue_info_url=section.venue_info_url,
-                              **install(portal, section.auth, section.operator, reactor))
+                              **install(portal, section.auth, section.operator, reactor, checks))
     from .web import PortalSite
     site = PortalSite(resource)
     site.displayTracebacks = False

@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.dhcp.test_ldap -*-
 """
-Tests for L{netsuite.dhcp.ldap}, L{netsuite.dhcp.ldapsearch} and
+Tests for L{netsuite.dhcp.ldap} and
 L{netsuite.dhcp.ldaphook}.
 
 Unit tests use ldap3's C{MOCK_SYNC} directory, a synchronous runner and a
@@ -17,7 +17,6 @@ import time
 from ipaddress import IPv4Address
 from typing import Any, Dict, List, Tuple
 
-from ldap3 import MOCK_SYNC, NONE, Connection, Server
 from ldap3.core.exceptions import LDAPSessionTerminatedByServerError, LDAPSocketOpenError
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks, maybeDeferred
@@ -36,7 +35,8 @@ from netsuite.dhcp.options import decode_option
 from netsuite.dhcp.packet import DISCOVER
 from netsuite.dhcp.pool import Pool
 from netsuite.dhcp.server import DHCPServer
-from netsuite.firewall.runner import InlineRunner
+from netsuite.ldap import MemoryDirectory
+from netsuite.testing import SyncRunner
 from netsuite.registry import CONTINUE, MAC, Registry, Remember, Stop
 
 from ..integration.procs import PYTHON, spawn, socket_dir, write_config
@@ -61,33 +61,21 @@ def message(mac: Any, subnet: str = SUBNET) -> Dict[str, Any]:
             "giaddr": None, "hostname": None, "type": "DISCOVER"}
 
 
-class MockDirectory:
+class MockDirectory(MemoryDirectory):
     """
-    ldap3 C{MOCK_SYNC} connections to one shared directory; records each
-    connection opened and can make the next ones fail.
+    The in-memory directory with an admin entry (password C{secret}) and
+    C{entries}.
     """
 
     def __init__(self, *entries: Tuple[str, Dict[str, Any]]) -> None:
-        self.server = Server("mock", get_info=NONE)
-        self.opened: List[Connection] = []
-        self.refuse = 0
-        seed = Connection(self.server, client_strategy=MOCK_SYNC)
-        seed.strategy.add_entry(ADMIN, {"objectClass": "person", "cn": "admin", "sn": "a",
-                                        "userPassword": "secret"})
+        MemoryDirectory.__init__(self)
+        self.add(ADMIN, {"objectClass": "person", "cn": "admin", "sn": "a",
+                         "userPassword": "secret"})
         for dn, attributes in entries:
-            seed.strategy.add_entry(dn, attributes)
+            self.add(dn, attributes)
 
-    def open(self, settings: Any, timeout: float) -> Connection:
-        if self.refuse:
-            self.refuse -= 1
-            raise LDAPSocketOpenError("socket connection error while opening: "
-                                      "[Errno 111] Connection refused")
-        connection = Connection(self.server, user=settings.bind_dn or None,
-                                password=settings.password or None,
-                                client_strategy=MOCK_SYNC)
-        connection.open()
-        self.opened.append(connection)
-        return connection
+    def for_settings(self, settings: Any) -> "MockDirectory":
+        return self.use_account(settings.bind_dn, settings.password)  # type: ignore[return-value]
 
 
 class Runner:
@@ -100,10 +88,13 @@ class Runner:
         self.inline = inline
         self.calls: List[Tuple[Any, Tuple[Any, ...], Deferred[Any]]] = []
 
-    def __call__(self, fn: Any, *args: Any) -> "Deferred[Any]":
+    def run(self, fn: Any, *args: Any) -> "Deferred[Any]":
         d: Deferred[Any] = maybeDeferred(fn, *args) if self.inline else Deferred()
         self.calls.append((fn, args, d))
         return d
+
+    def stop(self) -> None:
+        pass
 
 
 def make_lookup(directory: MockDirectory, runner: Any = None, **table: Any
@@ -112,7 +103,7 @@ def make_lookup(directory: MockDirectory, runner: Any = None, **table: Any
     settings = parse_settings(dict({"base": BASE, "remember": False}, **table))
     lookup = LdapLookup(settings, clock, clock=clock,
                         runner=runner if runner is not None else Runner(),
-                        open_connection=directory.open)
+                        directory=directory.for_settings(settings))
     return lookup, clock
 
 
@@ -386,9 +377,10 @@ class DeadlineTests(SynchronousTestCase):
         """
         A runner that raises (its pool stopped) makes an error, not a failure.
         """
-        def broken(fn: Any, *args: Any) -> Deferred[Any]:
-            raise RuntimeError("pool stopped")
-        lookup, _ = make_lookup(MockDirectory(), runner=broken)
+        class Broken(Runner):
+            def run(self, fn: Any, *args: Any) -> Deferred[Any]:
+                raise RuntimeError("pool stopped")
+        lookup, _ = make_lookup(MockDirectory(), runner=Broken())
         self.assertIs(self.successResultOf(lookup.lookup(message(KNOWN))), CONTINUE)
         self.assertEqual(counts(lookup), {"lookups": 1, "errors": 1})
         self.assertEqual(lookup.running, 0)
@@ -402,7 +394,7 @@ class DeadlineTests(SynchronousTestCase):
         """
         settings = parse_settings({"base": BASE})
         clock = Clock()
-        lookup = LdapLookup(settings, clock, open_connection=MockDirectory().open)
+        lookup = LdapLookup(settings, clock, directory=MockDirectory())
         lookup.close()
         self.assertIs(self.successResultOf(lookup.lookup(message(KNOWN))), CONTINUE)
         self.assertEqual(counts(lookup), {"lookups": 1, "errors": 1})
@@ -478,7 +470,7 @@ class RememberTests(SynchronousTestCase):
                                         "remember": True}, **table))
         directory = directory or MockDirectory(host("alpha", KNOWN, "10.0.0.5"))
         return LdapLookup(settings, clock, clock=clock, runner=Runner(),
-                          open_connection=directory.open), clock
+                          directory=directory), clock
 
     def test_found(self) -> None:
         """
@@ -530,7 +522,7 @@ class RememberTests(SynchronousTestCase):
             registry.declare("/dhcp/lookup")
             settings = parse_settings({"base": BASE, "enabled": True, "remember": remember})
             hook = install(registry, settings, clock, clock=clock, runner=Runner(),
-                           open_connection=MockDirectory(host("alpha", KNOWN, "10.0.0.5")).open)
+                           directory=MockDirectory(host("alpha", KNOWN, "10.0.0.5")))
             for _ in range(2):
                 self.assertEqual(self.successResultOf(
                     registry.send("/dhcp/lookup", message(KNOWN)))["ip"], IPv4Address("10.0.0.5"))
@@ -555,7 +547,7 @@ class InstallTests(SynchronousTestCase):
                         tags={"stock": "pool"})
         settings = parse_settings({"base": BASE, "enabled": True})
         hook = install(registry, settings, clock, clock=clock, runner=Runner(),
-                       open_connection=MockDirectory(host("alpha", KNOWN, "10.0.0.5")).open)
+                       directory=MockDirectory(host("alpha", KNOWN, "10.0.0.5")))
         listeners = registry.describe("/dhcp/lookup")[0]["listeners"]
         self.assertEqual(listeners[0]["tags"], {"hook": "ldap"})
         self.assertEqual(listeners[0]["deadline"], 1.25)
@@ -583,11 +575,11 @@ class ServerLookupTests(SynchronousTestCase):
         clock = Clock()
         clock.advance(1_000_000)
         registry = Registry("dhcp", clock)
-        server = DHCPServer(registry, InlineRunner(), clock, LAN, sweep_interval=0)
+        server = DHCPServer(registry, SyncRunner(), clock, LAN, sweep_interval=0)
         server.start(Pool([LAN, RELAYED], LeaseStore(":memory:"), clock))
         directory = MockDirectory(host("alpha", KNOWN, "10.90.0.15", "10.89.0.50"))
         hook = install(registry, parse_settings({"base": BASE, "enabled": True}), clock,
-                       clock=clock, runner=Runner(), open_connection=directory.open)
+                       clock=clock, runner=Runner(), directory=directory)
         self.addCleanup(hook.remove)
         for xid in (1, 2):
             direct = self.successResultOf(server.handle(request(DISCOVER, KNOWN, xid)))

@@ -7,7 +7,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import maybeDeferred
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
@@ -19,7 +19,7 @@ from netsuite.dhcp.packet import (ACK, DECLINE, DISCOVER, INFORM, NAK, OFFER, RE
 from netsuite.dhcp.pool import Pool, Subnet
 from netsuite.dhcp.protocol import reply_destination
 from netsuite.dhcp.server import REQUEST_TYPES, DHCPServer
-from netsuite.firewall.runner import InlineRunner
+from netsuite.testing import HeldRunner, SyncRunner
 from netsuite.registry import CONTINUE, Registry, Stop
 from netsuite.registry.values import MAC
 
@@ -52,7 +52,7 @@ class ServerTests(SynchronousTestCase):
         self.store = LeaseStore(":memory:")
         self.pool = Pool([LAN, RELAYED], self.store, self.clock, offer_hold=30,
                          quarantine=100)
-        self.server = DHCPServer(self.registry, InlineRunner(), self.clock, LAN,
+        self.server = DHCPServer(self.registry, SyncRunner(), self.clock, LAN,
                                  portal_url="http://10.89.0.1:8080/", sweep_interval=10)
         self.server.start(self.pool)
         self.addCleanup(self.server.stop)
@@ -239,7 +239,7 @@ class ServerTests(SynchronousTestCase):
             clock = Clock()
             clock.advance(1_000_000)
             registry = Registry("dhcp", clock)
-            server = DHCPServer(registry, InlineRunner(), clock, subnet,
+            server = DHCPServer(registry, SyncRunner(), clock, subnet,
                                 portal_url="http://10.89.0.1:8080/", sweep_interval=0)
             server.start(Pool([subnet], LeaseStore(":memory:"), clock))
             if listener:
@@ -307,7 +307,7 @@ class ServerTests(SynchronousTestCase):
         """
         Before the pool is built, requests are dropped and counted.
         """
-        server = DHCPServer(Registry("x", self.clock), InlineRunner(), self.clock, LAN)
+        server = DHCPServer(Registry("x", self.clock), SyncRunner(), self.clock, LAN)
         self.assertIsNone(server.handle(request(DISCOVER)))
         self.assertEqual(server.counters["not_ready"], 1)
 
@@ -493,7 +493,7 @@ class ServerPropertyTests(SynchronousTestCase):
         clock.advance(1_000_000)
         registry = Registry("dhcp", clock)
         pool = Pool([LAN, RELAYED], LeaseStore(":memory:"), clock, offer_hold=30)
-        server = DHCPServer(registry, InlineRunner(), clock, LAN, sweep_interval=10)
+        server = DHCPServer(registry, SyncRunner(), clock, LAN, sweep_interval=10)
         server.start(pool)
         heard = []
         for path in ["/dhcp/packet/in", "/dhcp/options", "/dhcp/lookup"] + [
@@ -556,27 +556,6 @@ class ServerPropertyTests(SynchronousTestCase):
         self.serve([(0, discover), (0, discover.replace(options=(
             (53, bytes([REQUEST])), (54, SERVER.packed),
             (50, IPv4Address("10.89.0.100").packed)))), (1, packet)])
-
-
-class HeldRunner:
-    """
-    A runner whose calls wait until the test lets them run.
-    """
-
-    def __init__(self):
-        self.calls = []
-
-    def __call__(self, fn, *args):
-        d = Deferred()
-        self.calls.append((d, fn, args))
-        return d
-
-    def run_next(self, fail_with=None):
-        d, fn, args = self.calls.pop(0)
-        if fail_with is not None:
-            d.errback(fail_with)
-        else:
-            d.callback(fn(*args))
 
 
 class GroupCommitTests(SynchronousTestCase):

@@ -19,7 +19,7 @@ from netsuite.firewall.interfaces import Client, IFirewall, NotInLan, Traffic
 from netsuite.firewall.kernel import KernelFirewall
 from netsuite.firewall.memory import MemoryFirewall, MemoryShaper
 from netsuite.firewall.rules import FirewallSettings
-from netsuite.firewall.runner import SerialRunner
+from netsuite.runner import ThreadRunner
 from netsuite.registry.values import MAC
 
 LAN = ipaddress.IPv4Network("10.89.0.0/24")
@@ -216,7 +216,7 @@ class KernelFirewallTests(FirewallContract, TestCase):
                      ["ip", "addr", "add", "10.89.0.1/24", "dev", "br-lan"],
                      ["ip", "link", "add", "wan0", "type", "veth", "peer", "name", "wan0p"]):
             in_netns(self.ns, *argv)
-        self.runner = SerialRunner(reactor, netns=self.ns)
+        self.runner = ThreadRunner(reactor, netns=self.ns)
         self.addCleanup(self.runner.stop)
         self.settings = FirewallSettings("br-lan", "wan0", LAN, portal_port=8080)
 

@@ -14,7 +14,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 from netsuite.firewall.flows import (CTA_IP_V4_SRC, CTA_TUPLE_IP, CTA_TUPLE_ORIG, FlowCutter,
                                      _original_source, _top_attributes)
 from netsuite.firewall.nfnetlink import NLA_F_NESTED, attr, message
-from netsuite.firewall.runner import enter_netns
+from netsuite.runner import enter_netns
 
 
 def entry(source: str) -> bytes:

@@ -16,6 +16,7 @@ from netsuite.portal.sessions import SessionStore, Sessions
 from netsuite.portal.web import PortalResource
 from netsuite.registry import Registry
 from netsuite.registry.values import MAC
+from netsuite.testing import SyncRunner
 
 LAN = ipaddress.IPv4Network("10.89.0.0/24")
 A = ipaddress.IPv4Address("10.89.0.11")
@@ -59,7 +60,7 @@ class PortalFixture:
     Registry "ap" with the memory firewall's mailboxes and the portal's.
     """
 
-    def __init__(self, idle_timeout=0, session_timeout=0, macs=None, store=None):
+    def __init__(self, idle_timeout=0, session_timeout=0, macs=None, store=None, runner=None):
         self.clock = Clock()
         self.clock.advance(1000)
         self.registry = Registry("ap", self.clock)
@@ -68,6 +69,7 @@ class PortalFixture:
         self.firewall_service.startService()
         self.macs = {A: MAC_A} if macs is None else macs
         self.sessions = Sessions(store or SessionStore(":memory:"), self.clock,
+                                 runner or SyncRunner(),
                                  idle_timeout=idle_timeout, session_timeout=session_timeout)
         self.portal = Portal(self.registry, self.sessions, HOST,
                              find_mac=lambda ip: succeed(self.macs.get(ip)),

@@ -10,15 +10,17 @@ import socket
 from types import SimpleNamespace
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, inlineCallbacks, succeed
-from twisted.internet.threads import deferToThread
+from twisted.internet.defer import inlineCallbacks, succeed
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from netsuite.portal import auth
 from netsuite.portal.auth import (PASSWORD, LdapBind, LoginLimiter, UsersFile, bind_dn,
                                   hash_password, parse_users, verify_password)
 from netsuite.portal.web import CSRF_COOKIE, PortalResource
-from netsuite.registry import CONTINUE, Stop
+from netsuite.ldap import LdapDirectory, MemoryDirectory
+from netsuite.registry import CONTINUE, MAC, Stop
+from netsuite.runner import ThreadRunner
+from netsuite.testing import HeldRunner, SyncRunner
 
 from .helpers import A, B, MAC_A, PortalFixture
 
@@ -77,7 +79,7 @@ def password_fixture(test, users=None, ldap=None, move_session=True, quota=0,
         for name, pw in (users or {}).items():
             file.write(f"{name}:{hash_password(pw, **FAST)}\n")
     if users is not None:
-        f.registry.listen("/portal/authenticate", UsersFile(path), first=True)
+        f.registry.listen("/portal/authenticate", UsersFile(path, SyncRunner()), first=True)
     if ldap is not None:
         f.registry.listen("/portal/authenticate", ldap, first=True)
     f.portal.move_session = move_session
@@ -124,11 +126,11 @@ class UsersFileTests(SynchronousTestCase):
         self.assertEqual(r.responseCode, 400)
 
     def test_click_method_not_accepted_by_file(self):
-        uf = UsersFile("/nonexistent")
+        uf = UsersFile("/nonexistent", SyncRunner())
         self.assertEqual(repr(uf({"method": "click"})), "CONTINUE")
 
     def test_file_reloaded(self):
-        uf = UsersFile(self.mktemp())
+        uf = UsersFile(self.mktemp(), SyncRunner())
         with open(uf.path, "w") as file:
             file.write(f"bob:{hash_password('pw2', **FAST)}\n")
         self.assertIn("bob", uf.users())
@@ -280,9 +282,9 @@ class CodeMethodTests(SynchronousTestCase):
                                   max_failures=5, failure_window=60.0, move_session=True,
                                   quota_bytes=0, max_attempts=20, method="code")
         operator = SimpleNamespace(username="", password_hash="")
-        self.assertEqual(auth.install(f.portal, section, operator, f.clock)["method"], "code")
+        self.assertEqual(auth.install(f.portal, section, operator, f.clock, SyncRunner())["method"], "code")
         section.method = ""
-        self.assertEqual(auth.install(f.portal, section, operator, f.clock)["method"], "click")
+        self.assertEqual(auth.install(f.portal, section, operator, f.clock, SyncRunner())["method"], "click")
 
 
 class MoveSessionTests(SynchronousTestCase):
@@ -301,10 +303,10 @@ class MoveSessionTests(SynchronousTestCase):
         self.assertIsNone(f.sessions.get(A))
         moved = f.sessions.get(B)
         self.assertEqual((moved.mac, moved.username, moved.started, moved.bytes_used),
-                         (MAC_B, "alice", started, 500))
+                         (MAC(MAC_B), "alice", started, 500))
         f.registry.eventual.flush_sync()
         self.assertEqual(told, [{"ip": A, "mac": MAC_A, "reason": "moved"}])
-        self.assertEqual(f.portal.last_logout[str(A)][0], "moved")
+        self.assertEqual(f.portal.last_logout[A][0], "moved")
 
     def test_same_ip_new_mac(self):
         """
@@ -321,7 +323,7 @@ class MoveSessionTests(SynchronousTestCase):
         self.assertEqual(len(f.sessions.all()), 1)
         f.registry.eventual.flush_sync()
         self.assertEqual(told, [{"ip": A, "mac": MAC_A, "reason": "moved"}])
-        self.assertEqual(f.portal.last_logout[str(A)][0], "moved")
+        self.assertEqual(f.portal.last_logout[A][0], "moved")
 
     def test_not_moved_when_off(self):
         f = password_fixture(self, {"alice": "pw"}, move_session=False,
@@ -345,7 +347,7 @@ class QuotaTests(SynchronousTestCase):
         api = json.loads(f.request(b"GET", b"/api").body())
         self.assertEqual(api["bytes-remaining"], 300)
         f.firewall.add_traffic(A, down=300)
-        self.assertEqual(self.successResultOf(f.portal.sample()), [(str(A), "quota")])
+        self.assertEqual(self.successResultOf(f.portal.sample()), [(A, "quota")])
         self.assertEqual(f.firewall.clients, {})
         f.registry.eventual.flush_sync()
         self.assertEqual(told[-1]["reason"], "quota")
@@ -397,6 +399,7 @@ class QuotaTests(SynchronousTestCase):
         path = os.path.abspath(self.mktemp())
         f = PortalFixture(store=SessionStore(path))
         f.sessions.login(A, MAC_A, "password", "alice", bytes_base=42)
+        self.assertTrue(self.successResultOf(f.sessions.durable()))
         f.sessions.store.close()
         g = PortalFixture(store=SessionStore(path))
         s = g.sessions.get(A)
@@ -408,14 +411,15 @@ class LdapBindUnitTests(SynchronousTestCase):
         f = PortalFixture()
         calls = []
 
-        def runner(fn, *args):
-            calls.append(args)
-            return succeed(args[2] == "right")
-        backend = LdapBind("ldap://x/", "uid={user},dc=t", 2.0, f.clock, runner)
+        class Runner:
+            def run(self, fn, *args):
+                calls.append(args)
+                return succeed(args[1] == "right")
+        backend = LdapBind(MemoryDirectory(), "uid={user},dc=t", 2.0, f.clock, Runner())
         answer = self.successResultOf(backend({"method": PASSWORD, "username": "a,b",
                                                "password": "right"}))
         self.assertEqual(answer, Stop({"ok": True, "username": "a,b"}))
-        self.assertEqual(calls[0][:2], ("ldap://x/", "uid=a\\,b,dc=t"))
+        self.assertEqual(calls[0][:2], ("uid=a\\,b,dc=t", "right"))
         answer = self.successResultOf(backend({"method": PASSWORD, "username": "a",
                                                "password": "wrong"}))
         self.assertFalse(answer.value["ok"])
@@ -425,8 +429,7 @@ class LdapBindUnitTests(SynchronousTestCase):
 
     def test_deadline(self):
         f = PortalFixture()
-        backend = LdapBind("ldap://x/", "uid={user},dc=t", 2.0, f.clock,
-                           lambda fn, *args: Deferred())
+        backend = LdapBind(MemoryDirectory(), "uid={user},dc=t", 2.0, f.clock, HeldRunner())
         d = backend({"method": PASSWORD, "username": "a", "password": "p"})
         self.assertNoResult(d)
         f.clock.advance(2)
@@ -443,8 +446,7 @@ class LdapBindUnitTests(SynchronousTestCase):
                                   max_failures=3, failure_window=30.0, move_session=False,
                                   quota_bytes=99, max_attempts=7, method="")
         operator = SimpleNamespace(username="op", password_hash=hash_password("x", **FAST))
-        kw = auth.install(f.portal, section, operator, f.clock, runner=lambda fn, *a:
-                          succeed(fn(*a)))
+        kw = auth.install(f.portal, section, operator, f.clock, SyncRunner())
         self.assertEqual(kw["method"], PASSWORD)
         self.assertEqual(kw["operator"][0], "op")
         self.assertEqual((kw["limiter"].max_failures, kw["limiter"].max_attempts), (3, 7))
@@ -474,6 +476,8 @@ class SlapdBindTests(TestCase):
             raise SkipTest(f"needs OpenLDAP's {', '.join(absent)} (Debian: slapd, ldap-utils)")
         if not os.path.exists("/etc/ldap/schema/nis.schema"):
             raise SkipTest("needs /etc/ldap/schema/nis.schema (Debian: slapd)")
+        self.runner = ThreadRunner(reactor, threads=2, name="test-ldap-bind")
+        self.addCleanup(self.runner.stop)
         self.slapd = SlapdPeer(None, "127.0.0.1", free_port())
         self.addCleanup(self.slapd.stop)
         self.slapd.start(timeout=10)
@@ -488,8 +492,8 @@ class SlapdBindTests(TestCase):
 
     @inlineCallbacks
     def test_bind(self):
-        backend = LdapBind(self.slapd.url, "uid={user},ou=people," + self.slapd.suffix, 5.0,
-                           reactor, deferToThread)
+        backend = LdapBind(LdapDirectory(self.slapd.url),
+                           "uid={user},ou=people," + self.slapd.suffix, 5.0, reactor, self.runner)
         answer = yield backend({"method": PASSWORD, "username": "alice",
                                 "password": "wonderland"})
         self.assertEqual(answer.value, {"ok": True, "username": "alice"})
@@ -502,8 +506,8 @@ class SlapdBindTests(TestCase):
     def test_down(self):
         url = self.slapd.url
         self.slapd.stop()
-        backend = LdapBind(url, "uid={user},ou=people,dc=example,dc=test", 2.0, reactor,
-                           deferToThread)
+        backend = LdapBind(LdapDirectory(url), "uid={user},ou=people,dc=example,dc=test", 2.0,
+                           reactor, self.runner)
         answer = yield backend({"method": PASSWORD, "username": "alice",
                                 "password": "wonderland"})
         self.assertFalse(answer.value["ok"])

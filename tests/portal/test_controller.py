@@ -11,6 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from netsuite.portal.sessions import SessionStore
 from netsuite.registry import Stop
+from netsuite.testing import HeldRunner
 
 from .helpers import A, B, MAC_A, PortalFixture
 
@@ -68,10 +69,10 @@ class ControllerTests(SynchronousTestCase):
         f.firewall.add_traffic(A, up=100)
         self.assertEqual(self.successResultOf(f.portal.sample()), [])
         f.clock.advance(30)
-        self.assertEqual(self.successResultOf(f.portal.sample()), [(str(B), "idle-timeout")])
+        self.assertEqual(self.successResultOf(f.portal.sample()), [(B, "idle-timeout")])
         self.assertEqual(list(f.firewall.clients), [A])
         f.clock.advance(40)
-        self.assertEqual(self.successResultOf(f.portal.sample()), [(str(A), "idle-timeout")])
+        self.assertEqual(self.successResultOf(f.portal.sample()), [(A, "idle-timeout")])
         f.registry.eventual.flush_sync()
         self.assertEqual([m["reason"] for m in told], ["idle-timeout", "idle-timeout"])
 
@@ -80,7 +81,7 @@ class ControllerTests(SynchronousTestCase):
         self.send(f, "/portal/authorize", {"ip": A})
         f.clock.advance(100)
         self.assertEqual(self.successResultOf(f.portal.sample()),
-                         [(str(A), "session-timeout")])
+                         [(A, "session-timeout")])
         self.assertEqual(f.firewall.clients, {})
 
     def test_restore(self):
@@ -97,6 +98,19 @@ class ControllerTests(SynchronousTestCase):
         self.assertEqual(g.firewall.clients[A].mac, MAC_A)
         self.assertEqual(g.sessions.get(A).reason, "admin")
 
+    def test_login_waits_for_store(self):
+        """
+        A login is answered only once its session is stored: a portal
+        killed right after a client was let in still has the session.
+        """
+        runner = HeldRunner()
+        f = PortalFixture(runner=runner)
+        d = f.portal.login(A, MAC_A, "click")
+        self.assertNoResult(d)
+        self.assertIn(A, f.firewall.clients)
+        runner.run_next()
+        self.assertEqual(self.successResultOf(d).ip, A)
+
     def test_last_logout_survives_restart(self):
         """
         The reason and time of a client's last logout are kept with the
@@ -109,7 +123,7 @@ class ControllerTests(SynchronousTestCase):
         self.successResultOf(f.portal.logout(A, "operator"))
         f.sessions.store.close()
         g = PortalFixture(store=SessionStore(path))
-        self.assertEqual(g.portal.last_logout, {str(A): ("operator", f.clock.seconds())})
+        self.assertEqual(g.portal.last_logout, {A: ("operator", f.clock.seconds())})
 
     def test_firewall_elsewhere(self):
         """

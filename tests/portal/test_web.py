@@ -150,7 +150,7 @@ class LoginTests(SynchronousTestCase):
         self.assertEqual(r.finished, 1)
         self.assertIn(A, self.f.firewall.clients)
         self.assertEqual(self.f.firewall.clients[A].mac, MAC_A)
-        self.assertEqual(self.f.sessions.get(A).mac, str(MAC_A))
+        self.assertEqual(self.f.sessions.get(A).mac, MAC_A)
         self.f.registry.eventual.flush_sync()
         self.assertEqual(logins, [{"ip": A, "mac": MAC_A, "reason": "click"}])
 

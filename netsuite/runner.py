@@ -1,0 +1,194 @@
+# -*- test-case-name: tests.test_runner -*-
+"""
+Where blocking work runs: libiptc and netlink calls, ldap3, scrypt checks,
+SQLite commits. The reactor thread never makes such a call itself; it
+hands the callable to an L{IRunner} and gets a Deferred of the result.
+
+L{ThreadRunner} is the one implementation (a thread pool of its own,
+started on first use and stopped at reactor shutdown): with one thread the
+calls run one at a time in call order (the firewall's rules, a store's
+commits), with more they run side by side (directory searches, password
+checks). L{netsuite.testing.SyncRunner} is the fake: it runs each call at
+once, in the caller's thread. L{GroupCommit} commits a store's queued
+writes through a runner, several in one transaction.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from typing import Any, Callable, List, Optional
+
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
+from zope.interface import Interface, implementer
+
+__all__ = ["IRunner", "ThreadRunner", "GroupCommit", "RunnerStopped", "enter_netns"]
+
+_log = Logger()
+
+CLONE_NEWNET = 0x40000000
+
+
+class RunnerStopped(RuntimeError):
+    """
+    A call was handed to a runner that has been stopped.
+    """
+
+
+class IRunner(Interface):
+    """
+    Runs blocking callables away from the reactor thread.
+    """
+
+    def run(fn: Callable[..., Any], *args: Any) -> "Deferred[Any]":
+        """
+        Call C{fn(*args)} where it may block.
+
+        @return: a Deferred firing (on the reactor thread) with its result,
+            or failing with what it raised, or with L{RunnerStopped}.
+        """
+
+    def stop() -> None:
+        """
+        Run nothing more; calls already running finish. Idempotent.
+        """
+
+
+def enter_netns(name: str) -> None:
+    """
+    Move the calling thread into the named network namespace
+    (C{/run/netns/NAME}, as C{ip netns add} makes). Only this thread moves.
+    """
+    fd = os.open(os.path.join("/run/netns", name), os.O_RDONLY)
+    try:
+        if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWNET) != 0:
+            error = ctypes.get_errno()
+            raise OSError(error, f"setns({name}): {os.strerror(error)}")
+    finally:
+        os.close(fd)
+
+
+@implementer(IRunner)
+class ThreadRunner:
+    """
+    Runs calls in a pool of at most C{threads} threads of its own, started
+    on first use and stopped when the reactor shuts down (or by L{stop}).
+    One thread (the default) runs them one at a time, in call order.
+
+    @param name: names the threads (what a stack dump shows).
+    @param netns: run the calls in this named network namespace instead of
+        the process's own (each worker thread enters it before its first
+        call; for tests and for managing a namespace from outside it).
+    """
+
+    def __init__(self, reactor: Any, threads: int = 1, name: str = "netsuite",
+                 netns: Optional[str] = None) -> None:
+        if threads < 1:
+            raise ValueError(f"a runner needs at least one thread, not {threads}")
+        self._reactor = reactor
+        self.threads = threads
+        self._pool = ThreadPool(minthreads=0, maxthreads=threads, name=name)
+        self._netns = netns
+        self._entered = threading.local()
+        self._trigger: Any = None
+        self._stopped = False
+
+    def run(self, fn: Callable[..., Any], *args: Any) -> "Deferred[Any]":
+        if self._stopped:
+            return fail(RunnerStopped(f"the {self._pool.name} threads are stopped"))
+        if self._trigger is None:
+            self._pool.start()
+            self._trigger = self._reactor.addSystemEventTrigger("during", "shutdown",
+                                                                self._shutdown)
+        if self._netns is None:
+            return deferToThreadPool(self._reactor, self._pool, fn, *args)
+        return deferToThreadPool(self._reactor, self._pool, self._in_netns, fn, *args)
+
+    def _in_netns(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if not getattr(self._entered, "done", False):
+            enter_netns(self._netns)  # type: ignore[arg-type]
+            self._entered.done = True
+        return fn(*args)
+
+    def _shutdown(self) -> None:
+        self._trigger = None
+        self.stop()
+
+    def stop(self) -> None:
+        """
+        Stop the pool; waits for the calls that are running (each bounded
+        by the deadline its caller gave it).
+        """
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._trigger is not None:
+            trigger, self._trigger = self._trigger, None
+            try:
+                self._reactor.removeSystemEventTrigger(trigger)
+            except (ValueError, KeyError):
+                pass
+            self._pool.stop()
+        elif self._pool.started:
+            self._pool.stop()
+
+
+class GroupCommit:
+    """
+    Commits a store's queued writes through a runner, one transaction at a
+    time: whatever is queued while a commit runs goes into the next (one
+    fsync for every caller waiting).
+
+    @param take_writes: C{() -> writes}: what is queued now, handed over
+        (empty: nothing to do).
+    @param commit: C{(writes, durable) -> None}, blocking: writes them in
+        one transaction, fsynced if C{durable} (someone waits on it).
+    @param what: names the writes in the log ("lease changes").
+    """
+
+    def __init__(self, take_writes: Callable[[], Any], commit: Callable[[Any, bool], None],
+                 runner: IRunner, what: str = "changes") -> None:
+        self._take = take_writes
+        self._commit = commit
+        self.runner = runner
+        self.what = what
+        self._waiting: List[Deferred[bool]] = []
+        self._busy = False
+
+    def durable(self) -> "Deferred[bool]":
+        """
+        Fires with True once every change queued so far is on disk, False
+        if the commit failed (logged).
+        """
+        d: Deferred[bool] = Deferred()
+        self._waiting.append(d)
+        self.flush()
+        return d
+
+    def flush(self) -> None:
+        """
+        Start committing what is queued, without waiting for it.
+        """
+        if self._busy:
+            return
+        writes = self._take()
+        waiting, self._waiting = self._waiting, []
+        if not writes and not waiting:
+            return
+        self._busy = True
+
+        def done(ok: bool) -> None:
+            self._busy = False
+            for d in waiting:
+                d.callback(ok)
+            self.flush()
+
+        def failed(failure: Any) -> bool:
+            _log.failure("could not store {n} {what}", failure, n=len(writes), what=self.what)
+            return False
+        self.runner.run(self._commit, writes, bool(waiting)).addCallbacks(
+            lambda _: True, failed).addCallback(done)

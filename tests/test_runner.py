@@ -1,0 +1,256 @@
+"""
+The runners: one contract for the thread runner and the fakes, and the
+thread runner's own promises (order with one thread, calls side by side
+with more, off the reactor thread, stopped at shutdown).
+"""
+
+import threading
+
+from twisted.internet import reactor
+from twisted.internet.defer import gatherResults, inlineCallbacks
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface.verify import verifyObject
+
+from netsuite.runner import GroupCommit, IRunner, RunnerStopped, ThreadRunner
+from netsuite.testing import HeldRunner, SyncRunner
+
+
+def boom():
+    raise KeyError("boom")
+
+
+class RunnerContract:
+    """
+    What every L{IRunner} does. Subclasses make C{self.runner} and say how
+    to get a Deferred's outcome (C{self.outcome(d)}: a Deferred).
+    """
+
+    def test_interface(self):
+        """
+        The runner provides L{IRunner}.
+        """
+        self.assertTrue(verifyObject(IRunner, self.runner))
+
+    @inlineCallbacks
+    def test_result(self):
+        """
+        C{run(fn, *args)} fires with C{fn(*args)}.
+        """
+        result = yield self.outcome(self.runner.run(divmod, 17, 5))
+        self.assertEqual(result, (3, 2))
+
+    @inlineCallbacks
+    def test_error(self):
+        """
+        What C{fn} raises is the Deferred's failure.
+        """
+        d = self.outcome(self.runner.run(boom))
+        yield self.assertFailure(d, KeyError)
+
+    @inlineCallbacks
+    def test_stopped(self):
+        """
+        After C{stop} (twice is harmless), a call fails with L{RunnerStopped}.
+        """
+        self.runner.stop()
+        self.runner.stop()
+        yield self.assertFailure(self.outcome(self.runner.run(divmod, 1, 1)), RunnerStopped)
+
+
+class ThreadRunnerTests(RunnerContract, TestCase):
+    timeout = 10
+
+    def setUp(self):
+        self.runner = ThreadRunner(reactor, threads=1, name="test-runner")
+        self.addCleanup(self.runner.stop)
+
+    def outcome(self, d):
+        return d
+
+    @inlineCallbacks
+    def test_offReactorThread(self):
+        """
+        Calls run in a thread of the runner's own, named after it, not in
+        the reactor's thread.
+        """
+        name = yield self.runner.run(lambda: threading.current_thread().name)
+        self.assertNotEqual(name, threading.current_thread().name)
+        self.assertIn("test-runner", name)
+
+    @inlineCallbacks
+    def test_serialOrder(self):
+        """
+        With one thread, calls run one at a time in call order.
+        """
+        seen = []
+        running = []
+
+        def step(i):
+            running.append(i)
+            assert len(running) == 1, running
+            seen.append(i)
+            running.remove(i)
+        yield self.runner.run(lambda: None)
+        yield gatherResults([self.runner.run(step, i) for i in range(50)])
+        self.assertEqual(seen, list(range(50)))
+
+    @inlineCallbacks
+    def test_pooled(self):
+        """
+        With more threads, calls run side by side: two calls that each wait
+        for the other both finish.
+        """
+        pooled = ThreadRunner(reactor, threads=2, name="test-pooled")
+        self.addCleanup(pooled.stop)
+        barrier = threading.Barrier(2, timeout=5)
+        results = yield gatherResults([pooled.run(barrier.wait), pooled.run(barrier.wait)])
+        self.assertEqual(sorted(results), [0, 1])
+
+    def test_atLeastOneThread(self):
+        """
+        A runner of no threads is refused.
+        """
+        self.assertRaises(ValueError, ThreadRunner, reactor, threads=0)
+
+
+class SyncRunnerTests(RunnerContract, TestCase):
+    def setUp(self):
+        self.runner = SyncRunner()
+
+    def outcome(self, d):
+        return d
+
+    def test_atOnce(self):
+        """
+        The Deferred has fired when C{run} returns.
+        """
+        self.assertEqual(self.successResultOf(self.runner.run(divmod, 7, 2)), (3, 1))
+
+
+class HeldRunnerTests(RunnerContract, TestCase):
+    def setUp(self):
+        self.runner = HeldRunner()
+
+    def outcome(self, d):
+        while self.runner.calls:
+            self.runner.run_next()
+        return d
+
+    def test_waits(self):
+        """
+        Nothing runs until the test says so, then the oldest call runs.
+        """
+        calls = []
+        first = self.runner.run(calls.append, 1)
+        second = self.runner.run(calls.append, 2)
+        self.assertNoResult(first)
+        self.runner.run_next()
+        self.assertEqual(calls, [1])
+        self.successResultOf(first)
+        self.assertNoResult(second)
+        self.runner.run_next(fail_with=KeyError("x"))
+        self.failureResultOf(second, KeyError)
+        self.assertEqual(calls, [1])
+
+
+class Store:
+    """
+    Queued writes, committed in batches.
+    """
+
+    def __init__(self):
+        self.queued = []
+        self.committed = []
+
+    def take(self):
+        writes, self.queued = self.queued, []
+        return writes
+
+    def commit(self, writes, durable):
+        if "bad" in writes:
+            raise OSError("disk full")
+        self.committed.append((writes, durable))
+
+
+class GroupCommitTests(SynchronousTestCase):
+    """
+    L{GroupCommit}: one commit at a time; what is queued meanwhile goes
+    into the next; a waiter learns whether its writes are on disk.
+    """
+
+    def setUp(self):
+        self.store = Store()
+        self.runner = HeldRunner()
+        self.group = GroupCommit(self.store.take, self.store.commit, self.runner, "writes")
+
+    def test_batches(self):
+        """
+        Writes queued while a commit runs share the next commit; every
+        waiter fires once its writes are committed, durable when waited on.
+        """
+        self.store.queued.append("a")
+        first = self.group.durable()
+        self.store.queued += ["b", "c"]
+        second = self.group.durable()
+        self.group.flush()
+        self.assertEqual(len(self.runner.calls), 1)
+        self.runner.run_next()
+        self.assertTrue(self.successResultOf(first))
+        self.assertNoResult(second)
+        self.runner.run_next()
+        self.assertTrue(self.successResultOf(second))
+        self.assertEqual(self.store.committed, [(["a"], True), (["b", "c"], True)])
+
+    def test_flushNotDurable(self):
+        """
+        A flush nobody waits on commits without asking for an fsync; with
+        nothing queued it does nothing.
+        """
+        self.group.flush()
+        self.assertEqual(self.runner.calls, [])
+        self.store.queued.append("a")
+        self.group.flush()
+        self.runner.run_next()
+        self.assertEqual(self.store.committed, [(["a"], False)])
+
+    def test_failure(self):
+        """
+        A failed commit is logged and its waiters get False; the next
+        commit goes on.
+        """
+        self.store.queued.append("bad")
+        failed = self.group.durable()
+        self.runner.run_next()
+        self.assertFalse(self.successResultOf(failed))
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+        self.store.queued.append("good")
+        ok = self.group.durable()
+        self.runner.run_next()
+        self.assertTrue(self.successResultOf(ok))
+
+
+class ThreadRunnerShutdownTests(SynchronousTestCase):
+    def test_stopsAtShutdown(self):
+        """
+        The runner stops its threads at the reactor's shutdown: a trigger
+        is added on first use and removed by an explicit stop.
+        """
+        triggers = []
+
+        class FakeReactor(Clock):
+            def addSystemEventTrigger(self, phase, event, fn):
+                triggers.append((phase, event, fn))
+                return len(triggers)
+
+            def removeSystemEventTrigger(self, handle):
+                triggers.pop(handle - 1)
+
+            def callFromThread(self, fn, *args):
+                fn(*args)
+
+        runner = ThreadRunner(FakeReactor(), name="test-shutdown")
+        runner.run(lambda: None)
+        self.assertEqual([(p, e) for p, e, _ in triggers], [("during", "shutdown")])
+        triggers[0][2]()  # the shutdown: stops the pool
+        self.failureResultOf(runner.run(lambda: None), RunnerStopped)
