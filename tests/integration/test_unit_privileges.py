@@ -45,13 +45,7 @@ interface = "br-lan"
 lease_file = "{state}/dhcp-leases.sqlite"
 
 [[dhcp.subnet]]
-name = "lan"
-network = "10.89.0.0/24"
-first = "10.89.0.100"
-last = "10.89.0.150"
-server = "10.89.0.1"
-router = "10.89.0.1"
-dns = ["10.89.0.1"]
+# The defaults fit the lab: 10.89.0.0/24, 10.89.0.100-199, served from 10.89.0.1.
 interface = "br-lan"
 
 [portal]
