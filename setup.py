@@ -9,6 +9,12 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["netsuite", "netsuite.*"]) + ["twisted.plugins"],
+    # Every package lies where its name says, from the checkout's top: so
+    # an editable install (pip install -e) is one static .pth of the
+    # checkout (setuptools' editable_wheel, for package_dir {"": ...} and
+    # this simple layout), and twistd and trial find both netsuite and
+    # twisted/plugins/netsuite_*.py in the checkout.
+    package_dir={"": "."},
     package_data={"twisted": ["plugins/netsuite_*.py"]},
     install_requires=[
         "pyroute2>=0.9.0",

@@ -1,5 +1,5 @@
 #!/bin/sh
-# The DHCP benchmark (see bench/dhcp.py and docs/performance-dhcp.md).
-# Needs root and: apt-get install -y kea-admin kea-dhcp4-server dnsmasq slapd
-cd "$(dirname "$0")/.." || exit 1
-exec .venv/bin/python bench/dhcp.py "$@"
+# The DHCP benchmark (see bench/dhcp.py and docs/performance-dhcp.md): the
+# same as scripts/bench.sh dhcp, which installs Kea, perfdhcp, dnsmasq and
+# slapd first. Needs root.
+exec "$(dirname "$0")/../scripts/bench.sh" dhcp "$@"

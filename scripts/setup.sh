@@ -1,13 +1,36 @@
 #!/usr/bin/env bash
 # Installs what netsuite needs on a fresh Debian 12 machine (run as root):
 # Debian packages, then a virtualenv in .venv with netsuite installed in it.
-# Sourced by scripts/test.sh and scripts/demo.sh; safe to run again.
+# Run by scripts/test.sh, scripts/demo.sh and scripts/bench.sh; safe to run
+# again.
+#
+#   scripts/setup.sh [DEBIAN_PACKAGE...]    also install these (bench.sh's peers)
+#
+# It prints a few lines of its own; the tools' output goes to .setup.log
+# and is shown (its tail) only when a step fails.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 APT_PACKAGES=(python3 python3-venv python3-dev gcc iproute2 iptables ipset conntrack busybox
               dovecot-imapd dovecot-pop3d slapd ldap-utils udhcpc isc-dhcp-client curl
-              chromium chromium-driver)
+              chromium chromium-driver "$@")
+
+LOG="$PWD/.setup.log"
+: >"$LOG"
+
+# step WHAT CMD...: run CMD with its output in the log; on failure show the
+# log's tail and stop.
+step() {
+    local what=$1
+    shift
+    echo "== $what" >>"$LOG"
+    if ! "$@" >>"$LOG" 2>&1; then
+        echo "setup: $what failed; the last lines of $LOG:" >&2
+        tail -n 25 "$LOG" | sed 's/^/  | /' >&2
+        echo "setup: full log: $LOG" >&2
+        exit 1
+    fi
+}
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -19,16 +42,20 @@ if [ ${#missing[@]} -gt 0 ]; then
         echo "setup: missing Debian packages ${missing[*]}; run as root to install them" >&2
         exit 1
     fi
-    echo "setup: installing ${missing[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get update -q
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+    echo "setup: installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    step "apt-get update" apt-get update -q
+    step "apt-get install" apt-get install -y -q "${missing[@]}"
 fi
 
 # Debian's own Python (3.11 on Debian 12), whatever else is first on PATH.
 if [ ! -x .venv/bin/python ]; then
-    /usr/bin/python3 -m venv .venv
+    echo "setup: making the virtualenv .venv"
+    step "python3 -m venv" /usr/bin/python3 -m venv .venv
 fi
-.venv/bin/pip install -q --disable-pip-version-check --upgrade pip setuptools wheel
-# compat mode puts the checkout on sys.path, so twistd finds twisted/plugins/.
-.venv/bin/pip install -q --disable-pip-version-check -e '.[test]' \
-    --config-settings editable_mode=compat
+echo "setup: installing netsuite (editable) and its test tools in .venv (log: .setup.log)"
+PIP=(.venv/bin/pip install --disable-pip-version-check --no-input)
+step "pip install pip setuptools wheel" "${PIP[@]}" --upgrade pip setuptools wheel
+# An editable install: setup.py's package_dir puts the checkout itself on
+# sys.path (a static .pth), so twistd finds twisted/plugins/ and netsuite here.
+step "pip install -e .[test]" "${PIP[@]}" -e '.[test]'

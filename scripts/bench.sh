@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Runs netsuite's benchmarks beside the established tools they compare with
+# (docs/performance*.md), after installing what they need:
+#
+#   scripts/bench.sh [--dry-run] BENCHMARK [ARGS...]
+#
+# BENCHMARK is one of the names in BENCHMARKS below (bench/NAME.py), or
+# "all" for each in turn; ARGS go to each one run (all of them take
+# --quick). It runs scripts/setup.sh first, with the Debian packages of the
+# peers the chosen benchmarks compare with: quietly, and only what is
+# missing. --dry-run prints what it would install and run, and does neither.
+# They need root, except bus, and an otherwise idle machine.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# The benchmarks, in the order "all" runs them, and the Debian packages of
+# the peers each one compares with (setup.sh installs the rest). A new
+# benchmark is bench/NAME.py and one line here.
+BENCHMARKS=(bus firewall dhcp portal)
+declare -A PEERS=(
+    [bus]=""                                          # a raw Unix-socket echo, in Python
+    [firewall]=""                                     # one iptables rule per client
+    [dhcp]="kea-dhcp4-server kea-admin dnsmasq slapd" # kea-admin has perfdhcp
+    [portal]="nginx-light wrk"
+)
+
+usage() {
+    local IFS="|"
+    echo "usage: scripts/bench.sh [--dry-run] {${BENCHMARKS[*]}|all} [ARGS...]"
+    echo "  e.g. scripts/bench.sh dhcp --quick; scripts/bench.sh all --quick"
+}
+
+dry_run=0
+case "${1:-}" in
+    -h|--help) usage; exit 0 ;;
+    --dry-run) dry_run=1; shift ;;
+esac
+if [ $# -eq 0 ]; then
+    usage >&2
+    exit 2
+fi
+chosen=$1
+shift
+if [ "$chosen" = all ]; then
+    run=("${BENCHMARKS[@]}")
+elif [ -n "${PEERS[$chosen]+set}" ]; then
+    run=("$chosen")
+else
+    echo "bench: unknown benchmark '$chosen'" >&2
+    usage >&2
+    exit 2
+fi
+
+packages=()
+for name in "${run[@]}"; do
+    # shellcheck disable=SC2206  # a list of words
+    packages+=(${PEERS[$name]})
+done
+
+if [ $dry_run = 1 ]; then
+    echo "setup: scripts/setup.sh${packages[*]:+ ${packages[*]}}"
+    for name in "${run[@]}"; do
+        echo "run: .venv/bin/python bench/$name.py${*:+ $*}"
+    done
+    exit 0
+fi
+
+bash scripts/setup.sh "${packages[@]}"
+failed=()
+for name in "${run[@]}"; do
+    echo "bench: $name"
+    .venv/bin/python "bench/$name.py" "$@" || failed+=("$name")
+done
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "bench: failed: ${failed[*]}" >&2
+    exit 1
+fi
