@@ -3,9 +3,9 @@
 One netsuite process: its registry, its bus, its C{/system} mailboxes, its
 logging, and whatever services its configuration enables.
 
-Every twistd plugin builds its service with L{make_process_service}; a
-service plugin passes the function that adds its own service, the
-all-in-one plugin passes the ones the config enables.
+Every twistd plugin builds its process with L{make_process_service}: a
+service's plugin passes itself, the all-in-one plugin the services the
+config enables (L{netsuite.services}).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import os
 import signal
 import stat
 import sys
-from typing import Any, Callable, Iterable, List, Optional
+from typing import Any, Iterable, List
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.endpoints import serverFromString
@@ -28,12 +28,10 @@ from .bus.server import BusServerFactory
 from .registry.registry import Registry
 from .system import LogToMailbox, install_system_mailboxes
 
-__all__ = ["make_process_service", "bus_endpoint", "ServiceBuilder"]
+__all__ = ["make_process_service", "bus_endpoint"]
 
 _log = Logger(namespace="netsuite.process")
 
-ServiceBuilder = Callable[[Any, Registry, Any], Optional[Service]]
-"""C{serviceFromConfig(config, registry, reactor)} of a service's tap module."""
 
 
 def bus_endpoint(config: Any) -> str:
@@ -168,10 +166,11 @@ def settle_heap() -> None:
 
 
 def make_process_service(config: Any, reactor: Any,
-                         builders: Iterable[ServiceBuilder] = ()) -> MultiService:
+                         services: Iterable[Any] = ()) -> MultiService:
     """
     Assemble (not start) a process: registry, bus listeners, C{/system}
-    mailboxes, logging, and the services C{builders} make.
+    mailboxes, logging, and C{services} (L{netsuite.services.IServicePlugin}s),
+    built and started in the order given.
     """
     peers = Peers(reactor, config.bus.socket_dir, config.bus.peers)
     registry = Registry(config.process.name, reactor, peers=peers,
@@ -186,8 +185,8 @@ def make_process_service(config: Any, reactor: Any,
     factory = BusServerFactory(registry, config.bus.allowed_uids)
     for description in [bus_endpoint(config)] + list(config.bus.listen):
         BusListener(reactor, description, factory).setServiceParent(top)
-    for build in builders:
-        service = build(config, registry, reactor)
+    for plugin in services:
+        service = plugin.service_from_config(config, registry, reactor)
         if service is not None:
             service.setServiceParent(top)
     return top

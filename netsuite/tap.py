@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.test_process -*-
 """
 The all-in-one plugin, C{twistd netsuite}: one process with its bus, the
-C{/system} mailboxes and every service the configuration enables.
+C{/system} mailboxes and every service whose config section says
+C{enabled = true} (L{netsuite.services}).
 """
 
 from __future__ import annotations
@@ -11,8 +12,7 @@ from typing import Any
 from twisted.application.service import MultiService
 
 from .config.options import ProcessOptions
-from .process import make_process_service
-from .services import enabled_builders
+from .services import build_process
 
 __all__ = ["Options", "makeService"]
 
@@ -26,7 +26,4 @@ class Options(ProcessOptions):
 
 
 def makeService(options: Options, reactor: Any = None) -> MultiService:
-    if reactor is None:
-        from twisted.internet import reactor as global_reactor
-        reactor = global_reactor
-    return make_process_service(options.config, reactor, enabled_builders(options.config))
+    return build_process(options, reactor)

@@ -30,7 +30,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 from netsuite.bus.client import DEFAULT_SOCKET_DIR
 from netsuite.config.schema import defaults, load
 from netsuite.dhcp.ldaphook import parse_args as ldaphook_args
-from netsuite.services import SERVICES, all_sections
+from netsuite.services import all_sections, installed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UNIT_DIR = os.path.join(ROOT, "etc", "systemd")
@@ -130,7 +130,7 @@ class Unit:
     """
     One unit file and the process its C{ExecStart} runs.
 
-    @ivar services: the services the process may run (L{SERVICES} keys), or
+    @ivar services: the services the process may run (L{installed} names), or
         C{{LDAPHOOK}}.
     @ivar process: its name on the bus (None for a hook process).
     @ivar hooks: the process a hook process attaches to.
@@ -164,9 +164,9 @@ class Unit:
         plugin = next(i for i, arg in enumerate(args) if not arg.startswith("-"))
         tapname, plugin_args = args[plugin], args[plugin + 1:]
         if tapname == "netsuite":
-            self.services = frozenset(SERVICES)  # whatever the deployed config enables
+            self.services = frozenset(installed())  # whatever the deployed config enables
         else:
-            assert tapname.startswith("netsuite-") and tapname[9:] in SERVICES, tapname
+            assert tapname.startswith("netsuite-") and tapname[9:] in installed(), tapname
             self.services = frozenset({tapname[9:]})
         options = _plugin_options(tapname)
         options.postOptions = lambda: None  # read the arguments, not the config file
@@ -247,9 +247,9 @@ class UnitTests(SynchronousTestCase):
         LDAP hook have one each.
         """
         alone = {next(iter(u.services)): u.name for u in self.units if len(u.services) == 1}
-        self.assertEqual(set(alone), set(SERVICES) | {LDAPHOOK})
-        self.assertEqual(self.by_name["netsuite.service"].services, frozenset(SERVICES))
-        for service in SERVICES:
+        self.assertEqual(set(alone), set(installed()) | {LDAPHOOK})
+        self.assertEqual(self.by_name["netsuite.service"].services, frozenset(installed()))
+        for service in installed():
             self.assertEqual(alone[service], f"netsuite-{service}.service")
 
     def test_capabilities_exact(self) -> None:
@@ -267,7 +267,7 @@ class UnitTests(SynchronousTestCase):
         """
         The all-in-one unit grants the union of every service's needs.
         """
-        union = frozenset().union(*(NEEDS[s] for s in SERVICES))
+        union = frozenset().union(*(NEEDS[s] for s in installed()))
         self.assertEqual(self.by_name["netsuite.service"].capabilities("AmbientCapabilities"),
                          union)
 

@@ -1,18 +1,30 @@
 # -*- test-case-name: tests.config.test_options -*-
 """
-The command-line options every netsuite twistd plugin shares.
+The command-line options every netsuite twistd plugin shares: the config
+file and the overrides of its keys.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any, List, Mapping, NamedTuple, Optional, Tuple
 
 from twisted.python import usage
 
-from ..registry.interfaces import PROCESS_NAME_RE
-from .schema import ConfigError, Field, defaults, load
+from .schema import ConfigError, Field, defaults, field_at, load
 
-__all__ = ["ProcessOptions"]
+__all__ = ["ProcessOptions", "Override"]
+
+
+class Override(NamedTuple):
+    """
+    A command-line option that overrides one config key (C{--name} for
+    C{process.name}); its value is checked as the key's would be.
+    """
+
+    long: str
+    short: Optional[str]
+    key: str
+    help: str
 
 
 class ProcessOptions(usage.Options):
@@ -20,33 +32,62 @@ class ProcessOptions(usage.Options):
     C{--config PATH}, C{--name NAME}, C{--socket-dir DIR}.
 
     After parsing, C{self.config} holds the checked configuration with the
-    overrides applied. A service's plugin subclasses this and sets
-    C{sections} to add its own config sections.
+    overrides applied, and the services this process runs have checked it
+    (their C{check}). This class runs what the config enables (the
+    all-in-one); a service's plugin runs itself (L{netsuite.services}).
     """
 
-    sections: Optional[Mapping[str, Mapping[str, Field]]] = None
-    """The config schema; None: every service's (L{netsuite.services.all_sections})."""
+    sections: Optional[Mapping[str, Mapping[str, Any]]] = None
+    """The config schema; None: every installed service's
+    (L{netsuite.services.all_sections})."""
+
+    overrides: Tuple[Override, ...] = (
+        Override("name", "n", "process.name", "this process's name on the bus (overrides "
+                 "process.name)"),
+        Override("socket-dir", "s", "bus.socket_dir", "bus socket directory (overrides "
+                 "bus.socket_dir)"),
+    )
 
     optParameters = [
         ["config", "c", None, "TOML configuration file (default: built-in defaults)"],
-        ["name", "n", None, "this process's name on the bus (overrides process.name)"],
-        ["socket-dir", "s", None, "bus socket directory (overrides bus.socket_dir)"],
-    ]
+    ] + [[o.long, o.short, None, o.help] for o in overrides]
 
     config: Any = None
 
+    def services(self) -> List[Any]:
+        """
+        The services (L{netsuite.services.IServicePlugin}s) this process runs.
+        """
+        from ..services import enabled_services
+        return enabled_services(self.config)
+
     def postOptions(self) -> None:
-        from ..services import all_sections
-        sections = self.sections if self.sections is not None else all_sections()
+        sections = self.sections
+        if sections is None:
+            from ..services import all_sections
+            sections = all_sections()
         try:
             self.config = (load(self["config"], sections) if self["config"]
                            else defaults(sections))
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
-        if self["name"] is not None:
-            if not PROCESS_NAME_RE.match(self["name"]):
-                raise usage.UsageError(f"--name: {self['name']!r} is not a process name "
-                                       "(letters, digits, '_', '.', '-')")
-            self.config.process.name = self["name"]
-        if self["socket-dir"] is not None:
-            self.config.bus.socket_dir = self["socket-dir"]
+        for override in self.overrides:
+            if self[override.long] is not None:
+                self._override(sections, override, self[override.long])
+        try:
+            for service in self.services():
+                service.check(self.config)
+        except ConfigError as e:
+            raise usage.UsageError(str(e)) from None
+
+    def _override(self, sections: Mapping[str, Mapping[str, Any]], override: Override,
+                  text: str) -> None:
+        field: Field = field_at(sections, override.key)
+        value, expected = field.parse(text)
+        if expected is not None:
+            raise usage.UsageError(f"--{override.long}: {field.shown(text)} is not {expected}")
+        *path, key = override.key.split(".")
+        table = self.config
+        for name in path:
+            table = getattr(table, name)
+        setattr(table, key, value)

@@ -14,8 +14,12 @@ import tomllib
 from types import SimpleNamespace
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
+from ..registry.interfaces import PROCESS_NAME_RE
+from .fields import (CLIENT_ENDPOINT_MAP, OPTIONAL_PATH, SERVER_ENDPOINT_LIST, kind_of, one_of,
+                     path, positive)
+
 __all__ = ["Field", "Table", "TableList", "ConfigError", "BASE_SECTIONS", "load", "parse",
-           "defaults"]
+           "defaults", "field_at"]
 
 
 class ConfigError(ValueError):
@@ -26,43 +30,43 @@ class ConfigError(ValueError):
 
 class Field:
     """
-    One key: its type (C{str}, C{int}, C{float}, C{bool}, C{"uid_list"},
-    C{"str_list"}, C{"int_list"}, C{"str_map"}), its default, what it means, and optionally
-    a check that returns an error text or None.
+    One key: its kind (a L{netsuite.config.fields.Kind}, or C{str},
+    C{int}, C{float}, C{bool}, C{"uid_list"}, C{"str_list"},
+    C{"int_list"}, C{"str_map"}), its default (written as in TOML, and
+    converted the same way), what it means, and optionally a check of the
+    converted value that returns what was expected, or None.
     """
 
     def __init__(self, kind: Any, default: Any, doc: str,
                  check: Optional[Callable[[Any], Optional[str]]] = None) -> None:
-        self.kind = kind
-        self.default = default
+        self.kind = kind_of(kind)
+        self.raw_default = default
         self.doc = doc
         self.check = check
+        value, expected = self.parse(default)
+        if expected is not None:
+            raise ValueError(f"the default {default!r} is not {expected}")
+        self.default = value
 
-    def convert(self, value: Any) -> Tuple[Any, Optional[str]]:
+    def parse(self, raw: Any) -> Tuple[Any, Optional[str]]:
         """
         Return (converted value, None), or (None, what was expected).
         """
-        kind = self.kind
-        if kind is float and type(value) in (int, float):
-            return float(value), None
-        if kind in (str, int, bool) and type(value) is kind:
-            return value, None
-        if kind == "str_list" and isinstance(value, list) and all(type(v) is str for v in value):
-            return list(value), None
-        if kind == "int_list" and isinstance(value, list) and all(
-                type(v) is int for v in value):
-            return list(value), None
-        if kind == "uid_list" and isinstance(value, list) and all(
-                type(v) is int and v >= 0 for v in value):
-            return list(value), None
-        if kind == "str_map" and isinstance(value, dict) and all(
-                type(v) is str for v in value.values()):
-            return dict(value), None
-        return None, {
-            str: "a string", int: "an integer", float: "a number", bool: "true or false",
-            "str_list": "a list of strings", "int_list": "a list of integers", "uid_list": "a list of user ids (integers >= 0)",
-            "str_map": "a table of strings",
-        }[kind]
+        try:
+            value = self.kind.convert(raw)
+        except (TypeError, ValueError):
+            return None, self.kind.expected
+        if self.check is not None:
+            expected = self.check(value)
+            if expected is not None:
+                return None, expected
+        return value, None
+
+    def shown(self, raw: Any) -> str:
+        """
+        C{raw} as an error message may show it (never a secret).
+        """
+        return self.kind.shown(raw)
 
 
 class Table:
@@ -85,14 +89,6 @@ class TableList:
         self.doc = doc
 
 
-def _one_of(*choices: str) -> Callable[[Any], Optional[str]]:
-    return lambda value: None if value in choices else f"one of {', '.join(choices)}"
-
-
-def _positive(value: Any) -> Optional[str]:
-    return None if value > 0 else "a number greater than 0"
-
-
 def _octal(value: Any) -> Optional[str]:
     try:
         mode = int(value, 8)
@@ -101,22 +97,28 @@ def _octal(value: Any) -> Optional[str]:
     return None if 0 <= mode <= 0o777 else "an octal file mode such as \"0660\""
 
 
+def _process_name(value: str) -> Optional[str]:
+    return None if PROCESS_NAME_RE.match(value) else \
+        "a process name (letters, digits, '_', '.', '-')"
+
+
 BASE_SECTIONS: Dict[str, Dict[str, Field]] = {
     "process": {
-        "name": Field(str, "netsuite", "this process's name on the bus"),
+        "name": Field(str, "netsuite", "this process's name on the bus", _process_name),
     },
     "bus": {
-        "socket_dir": Field(str, "/run/netsuite", "directory of the bus sockets"),
+        "socket_dir": Field(str, "/run/netsuite", "directory of the bus sockets", path),
         "socket_mode": Field(str, "0660", "file mode of this process's socket", _octal),
-        "listen": Field("str_list", [], "extra server endpoints for the bus (tcp:, ssl:)"),
+        "listen": Field(SERVER_ENDPOINT_LIST, [], "extra server endpoints for the bus "
+                        "(tcp:, ssl:)"),
         "allowed_uids": Field("uid_list", [], "uids besides root allowed on the socket"),
-        "default_deadline": Field(float, 2.0, "seconds a listener may take", _positive),
-        "peers": Field("str_map", {}, "process name -> client endpoint string"),
+        "default_deadline": Field(float, 2.0, "seconds a listener may take", positive),
+        "peers": Field(CLIENT_ENDPOINT_MAP, {}, "process name -> client endpoint string"),
     },
     "log": {
         "level": Field(str, "info", "lowest level logged",
-                       _one_of("debug", "info", "warn", "error", "critical")),
-        "json_file": Field(str, "", "also write JSON lines here ('-' for stdout)"),
+                       one_of("debug", "info", "warn", "error", "critical")),
+        "json_file": Field(OPTIONAL_PATH, "", "also write JSON lines here ('-' for stdout)"),
     },
 }
 
@@ -171,14 +173,25 @@ def _table(table: Any, fields: Mapping[str, Any], where: str, source: str) -> Si
             # A copy: a list or table default must not be shared by configs.
             values[key] = copy.deepcopy(field.default)
         else:
-            value, expected = field.convert(table[key])
-            if expected is None and field.check is not None:
-                expected = field.check(value)
+            value, expected = field.parse(table[key])
             if expected is not None:
                 raise ConfigError(f"{source}: key '{name}': expected {expected}, "
-                                  f"got {table[key]!r}")
+                                  f"got {field.shown(table[key])}")
             values[key] = value
     return SimpleNamespace(**values)
+
+
+def field_at(sections: Mapping[str, Mapping[str, Any]], key: str) -> Field:
+    """
+    The L{Field} of a dotted key (C{"process.name"}, C{"dhcp.interface"}).
+    """
+    node: Any = sections
+    for part in key.split("."):
+        node = node.fields if isinstance(node, Table) else node
+        node = node[part]
+    if not isinstance(node, Field):
+        raise KeyError(key)
+    return node
 
 
 def load(path: str, sections: Mapping[str, Mapping[str, Field]] = BASE_SECTIONS) -> SimpleNamespace:

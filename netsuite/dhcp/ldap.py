@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 from types import SimpleNamespace
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from ldap3.core.exceptions import LDAPException
 from ldap3.operation.search import parse_filter
@@ -28,6 +28,7 @@ from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ..config.fields import SECRET, between, not_empty, positive_at_most
 from ..config.schema import ConfigError, Field, Table, parse
 from ..registry.interfaces import CONTINUE, Remember, Stop
 from ..registry.values import MAC, InvalidValue
@@ -76,18 +77,6 @@ def _filter_error(value: str) -> Optional[str]:
     return None
 
 
-def _between(low: float, high: float, what: str = "a number") -> Callable[[Any], Optional[str]]:
-    return lambda value: None if low <= value <= high else f"{what} from {low:g} to {high:g}"
-
-
-def _positive_at_most(high: float) -> Callable[[Any], Optional[str]]:
-    return lambda value: None if 0 < value <= high else f"a number above 0, at most {high:g}"
-
-
-def _not_empty(value: str) -> Optional[str]:
-    return None if value.strip() else "a non-empty attribute name"
-
-
 LDAP_SECTION: Dict[str, Field] = {
     "enabled": Field(bool, False, "answer /dhcp/lookup from LDAP inside the DHCP process"),
     "url": Field(str, "ldap://127.0.0.1:389", "the directory: ldap://host[:port] or "
@@ -96,18 +85,18 @@ LDAP_SECTION: Dict[str, Field] = {
     "filter": Field(str, DEFAULT_FILTER, "search filter; {mac} is the client's MAC "
                     "(aa:bb:cc:dd:ee:ff), escaped", _filter_error),
     "address_attribute": Field(str, "ipHostNumber", "attribute holding the IPv4 address",
-                               _not_empty),
+                               not_empty("attribute name")),
     "hostname_attribute": Field(str, "cn", "attribute holding the host name ('' for none)"),
     "bind_dn": Field(str, "", "DN to bind as ('' for anonymous)"),
-    "password": Field(str, "", "password of bind_dn"),
+    "password": Field(SECRET, "", "password of bind_dn"),
     "deadline": Field(float, 1.0, "seconds the whole lookup may take, connect included; "
-                      "then the pool answers", _positive_at_most(60.0)),
+                      "then the pool answers", positive_at_most(60.0)),
     "cache_ttl": Field(float, 300.0, "seconds a directory entry is remembered (0: never)",
-                       _between(0.0, 86400.0)),
+                       between(0.0, 86400.0)),
     "negative_ttl": Field(float, 60.0, "seconds an absent MAC is remembered (0: never)",
-                          _between(0.0, 86400.0)),
+                          between(0.0, 86400.0)),
     "threads": Field(int, 4, "LDAP searches at once (worker threads)",
-                     _between(1, 64, "an integer")),
+                     between(1, 64, "an integer")),
     "remember": Field(bool, True, "let the DHCP server reuse a cached answer for the rest "
                       "of its TTL without asking again (for the hook process, a bus round "
                       "trip saved per DISCOVER)"),
@@ -234,7 +223,7 @@ class LdapLookup:
         self._runner = runner if runner is not None else ThreadRunner(
             reactor, settings.threads, name="netsuite-ldap")
         self.directory = directory if directory is not None else LdapDirectory(
-            settings.url, settings.bind_dn, settings.password)
+            settings.url, settings.bind_dn, settings.password.reveal())
         self.counters = dict.fromkeys(
             ("lookups", "hits", "misses", "errors", "timeouts", "cache_hits", "busy"), 0)
         self._found = _Cache(self._clock, settings.cache_ttl)

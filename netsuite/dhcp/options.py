@@ -29,7 +29,9 @@ import attrs
 from netsuite.dhcp.packet import MalformedPacket
 
 __all__ = ["BadOption", "OptionSpec", "OPTIONS", "encode_option", "decode_option",
-           "option_code", "option_name"]
+           "option_code", "option_name", "SUBNET_MASK", "ROUTERS", "DNS_SERVERS", "HOST_NAME",
+           "DOMAIN_NAME", "LEASE_TIME", "SERVER_ID", "RENEWAL_TIME", "REBINDING_TIME",
+           "CAPTIVE_PORTAL"]
 
 
 class BadOption(MalformedPacket):
@@ -104,17 +106,29 @@ _BY_NAME = {spec.name: spec.code for spec in OPTIONS.values()}
 RELAY_CIRCUIT_ID = 1
 RELAY_REMOTE_ID = 2
 
+# The codes the server fills in itself.
+SUBNET_MASK, ROUTERS, DNS_SERVERS, HOST_NAME, DOMAIN_NAME = 1, 3, 6, 12, 15
+LEASE_TIME, SERVER_ID, RENEWAL_TIME, REBINDING_TIME = 51, 54, 58, 59
+CAPTIVE_PORTAL = 114
+
+_UNKNOWN_PREFIX = "option_"
+
 
 def option_code(name: str) -> int:
     """
-    The code of a known option; dashes count as underscores.
+    The code of a known option, or of C{option_N} (what L{option_name}
+    calls a code it does not know); dashes count as underscores.
 
     @raise KeyError: for an unknown name.
     """
-    try:
-        return _BY_NAME[name.replace("-", "_")]
-    except KeyError:
-        raise KeyError(f"unknown DHCP option name {name!r}") from None
+    name = name.replace("-", "_")
+    code = _BY_NAME.get(name)
+    if code is not None:
+        return code
+    number = name[len(_UNKNOWN_PREFIX):] if name.startswith(_UNKNOWN_PREFIX) else ""
+    if number.isdigit() and 0 < int(number) < 255 and str(int(number)) == number:
+        return int(number)
+    raise KeyError(f"unknown DHCP option name {name!r}")
 
 
 def option_name(code: int) -> str:
@@ -122,7 +136,7 @@ def option_name(code: int) -> str:
     The name of an option: its table name, or C{option_N} when unknown.
     """
     spec = OPTIONS.get(code)
-    return spec.name if spec else f"option_{code}"
+    return spec.name if spec else f"{_UNKNOWN_PREFIX}{code}"
 
 
 def encode_option(code: int, value: Any) -> bytes:

@@ -31,7 +31,9 @@ from ..runner import GroupCommit, IRunner
 from ..registry.registry import declare_service
 from ..registry.values import MAC, Message
 from .leases import Lease
-from .options import encode_option, option_code
+from .options import (CAPTIVE_PORTAL, DNS_SERVERS, HOST_NAME, LEASE_TIME, REBINDING_TIME,
+                      RENEWAL_TIME, ROUTERS, SERVER_ID, SUBNET_MASK, encode_option, option_code,
+                      option_name)
 from .packet import (ACK, DECLINE, DISCOVER, INFORM, NAK, OFFER, RELEASE, REQUEST,
                      BOOTREPLY, MessageType, Packet, as_address)
 from .pool import Pool, Subnet
@@ -85,6 +87,7 @@ class DHCPServer:
         self.interface_subnet = interface_subnet
         self.portal_url = portal_url
         self.committer: Optional[GroupCommit] = None
+        self._pool_answer: Optional[Tuple[Message, Optional[Lease]]] = None
         self._encoded_replies: Dict[Tuple[str, Optional[int]], List[Tuple[int, bytes]]] = {}
         self.counters = {"dropped": 0, "unknown_type": 0, "no_subnet": 0, "not_ready": 0,
                          "offers": 0, "acks": 0, "naks": 0, "exhausted": 0,
@@ -122,10 +125,18 @@ class DHCPServer:
 
     # the stock listeners
 
+    def _pool_offer(self, message: Message) -> Optional[Lease]:
+        return self.pool.offer(message["subnet"], message["client_key"], message["mac"],
+                               message["requested"], message["hostname"])
+
     def _pool_lookup(self, message: Message) -> Stop:
-        offer = self.pool.offer(message["subnet"], message["client_key"], message["mac"],
-                                message["requested"], message["hostname"])
-        return Stop({"ip": None if offer is None else offer.ip, "source": "pool"})
+        offer = self._pool_offer(message)
+        answer = {"ip": None if offer is None else offer.ip, "source": "pool"}
+        # The send's callback (_offer) runs before any other message can
+        # reach this listener (it answers at once, last in the chain), so
+        # one slot is enough to hand the offer itself to _chosen.
+        self._pool_answer = (answer, offer)
+        return Stop(answer)
 
     def _leases(self, message: Message) -> Stop:
         if message.get("ip") is not None:
@@ -220,6 +231,10 @@ class DHCPServer:
         whoever says C{source: "pool"}; any other address is offered once
         the pool holds it for this client, else refused for the pool's.
         """
+        pooled, self._pool_answer = self._pool_answer, None
+        if pooled is not None and answer is pooled[0]:  # the pool's own, untouched
+            offer = pooled[1]
+            return (None, "pool", None) if offer is None else (offer.ip, "pool", None)
         if not isinstance(answer, dict) or answer.get("ip") is None:
             return None, "pool", None
         key = summary["client_key"]
@@ -238,7 +253,8 @@ class DHCPServer:
         _log.warn("refused {ip} from a /dhcp/lookup hook for {mac}: not an address, outside "
                   "subnet {subnet}, excluded, or in use by another client", ip=str(answer["ip"]),
                   mac=str(summary["mac"]), subnet=subnet.name)
-        return self._pool_lookup(summary).value["ip"], "pool", None
+        offer = self._pool_offer(summary)
+        return None if offer is None else offer.ip, "pool", None
 
     def _pool_offered(self, ip: IPv4Address, client_key: bytes, subnet: Subnet) -> bool:
         """
@@ -333,21 +349,23 @@ class DHCPServer:
 
     # replies
 
-    def _base_options(self, subnet: Subnet, lease_time: Optional[float]) -> Dict[str, Any]:
-        options: Dict[str, Any] = {"server_id": subnet.server,
-                                   "subnet_mask": subnet.network.netmask}
+    def _base_options(self, subnet: Subnet, lease_time: Optional[float]) -> Dict[int, Any]:
+        """
+        A reply's options by code, before any C{/dhcp/options} listener.
+        """
+        options: Dict[int, Any] = {SERVER_ID: subnet.server,
+                                   SUBNET_MASK: subnet.network.netmask}
         if lease_time is not None:
             seconds = max(int(lease_time), 1)
-            options.update(lease_time=seconds, renewal_time=seconds // 2,
-                           rebinding_time=seconds * 7 // 8)
+            options.update({LEASE_TIME: seconds, RENEWAL_TIME: seconds // 2,
+                            REBINDING_TIME: seconds * 7 // 8})
         if subnet.router is not None:
-            options["routers"] = [subnet.router]
+            options[ROUTERS] = [subnet.router]
         if subnet.dns:
-            options["dns_servers"] = list(subnet.dns)
+            options[DNS_SERVERS] = list(subnet.dns)
         if self.portal_url:
-            options["captive_portal"] = self.portal_url
-        for code, value in subnet.options.items():
-            options[code if isinstance(code, str) else _name_of(code)] = value
+            options[CAPTIVE_PORTAL] = self.portal_url
+        options.update(subnet.options)
         return options
 
     def _reply(self, request: Packet, subnet: Subnet, kind: int, ip: IPv4Address,
@@ -367,22 +385,32 @@ class DHCPServer:
                                 self._subnet_options(subnet, seconds, hostname), ciaddr)
         options = self._base_options(subnet, seconds)
         if hostname:
-            options["host_name"] = hostname
+            options[HOST_NAME] = hostname
         return self.registry.send("/dhcp/options", {
             "type": MessageType(kind).name, "mac": request.mac, "ip": ip,
             "subnet": subnet.name, "hostname": request.hostname,
             "requested_options": list(request.parameter_request_list),
-            "options": {name: _value(value) for name, value in options.items()},
+            "options": {option_name(code): _value(value) for code, value in options.items()},
         }).addCallback(self._amended, request, kind, ip, options, ciaddr)
 
     def _amended(self, amend: Any, request: Packet, kind: int, ip: IPv4Address,
-                 options: Dict[str, Any], ciaddr: IPv4Address) -> Packet:
+                 options: Dict[int, Any], ciaddr: IPv4Address) -> Packet:
+        """
+        The reply with the options a C{/dhcp/options} listener answered:
+        option names (the mailbox's language) to values, None removing one.
+        """
         if isinstance(amend, dict):
             for name, value in amend.items():
+                try:
+                    code = option_code(str(name))
+                except KeyError as e:
+                    _log.warn("option {name}={value!r} left out of the reply: {error}",
+                              name=name, value=value, error=e)
+                    continue
                 if value is None:
-                    options.pop(name, None)
+                    options.pop(code, None)
                 else:
-                    options[name] = value
+                    options[code] = value
         return self._packet(request, kind, ip, _in_order(dict(_encoded(options))), ciaddr)
 
     def _subnet_options(self, subnet: Subnet, lease_time: Optional[float],
@@ -400,7 +428,7 @@ class DHCPServer:
             ready = self._encoded_replies[key] = _in_order(
                 dict(_encoded(self._base_options(subnet, lease_time))))
         if hostname:
-            return _in_order({**dict(ready), 12: encode_option(12, hostname)})
+            return _in_order({**dict(ready), HOST_NAME: encode_option(HOST_NAME, hostname)})
         return ready
 
     def _packet(self, request: Packet, kind: int, yiaddr: IPv4Address,
@@ -450,21 +478,20 @@ _SERVER_MANAGED = frozenset({0, 52, 53, 82, 255})
 configured or hooked value for one is left out."""
 
 
-def _encoded(options: Dict[str, Any]) -> List[Tuple[int, bytes]]:
+def _encoded(options: Dict[int, Any]) -> List[Tuple[int, bytes]]:
     """
-    Options by name, encoded; a value that does not encode is left out
+    Options by code, encoded; a value that does not encode is left out
     and logged.
     """
     pairs = []
-    for name, value in options.items():
+    for code, value in options.items():
         try:
-            code = option_code(name)
             if code in _SERVER_MANAGED:
                 raise ValueError("the server sets this option itself")
             pairs.append((code, encode_option(code, value)))
-        except (KeyError, ValueError) as e:
+        except ValueError as e:
             _log.warn("option {name}={value!r} left out of the reply: {error}",
-                      name=name, value=value, error=e)
+                      name=option_name(code), value=value, error=e)
     return pairs
 
 
@@ -478,11 +505,6 @@ def _in_order(options: Dict[int, bytes]) -> List[Tuple[int, bytes]]:
     if server_id is not None:
         pairs.insert(0, (54, server_id))
     return pairs
-
-
-def _name_of(code: int) -> str:
-    from .options import option_name
-    return option_name(code)
 
 
 def _value(value: Any) -> Any:

@@ -5,7 +5,6 @@ C{twistd netsuite-dhcp}, and the C{[dhcp]} section of the config.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import socket
 from typing import Any, List, Optional
@@ -13,92 +12,38 @@ from typing import Any, List, Optional
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import gatherResults, maybeDeferred
 from twisted.logger import Logger
-from twisted.python import usage
 
-from ..config.options import ProcessOptions
+from ..config.fields import (CLIENT_ID, INTERFACE, IPV4, IPV4_LIST, IPV4_OR_NONE, MAC_OR_NONE,
+                             NETWORK, PATH, PORT, POSITIVE_SECONDS, SECONDS, positive)
+from ..config.options import Override
 from ..config.schema import ConfigError, Field, Table, TableList
-from ..process import make_process_service, settle_heap
-from ..registry.values import MAC
+from ..process import settle_heap
 from .ldap import LDAP_SECTION
+from .options import DOMAIN_NAME
 
-__all__ = ["SECTION", "Options", "makeService", "serviceFromConfig", "subnets_from_config"]
+__all__ = ["SECTION", "OPTIONS", "check", "serviceFromConfig", "subnets_from_config"]
 
 _log = Logger()
 
 
-def _ip(value: Any) -> Optional[str]:
-    try:
-        ipaddress.IPv4Address(value)
-        return None
-    except ValueError:
-        return "an IPv4 address"
-
-
-def _network(value: Any) -> Optional[str]:
-    try:
-        ipaddress.IPv4Network(value)
-        return None
-    except ValueError:
-        return "an IPv4 network such as \"10.89.0.0/24\""
-
-
-def _ip_or_empty(value: Any) -> Optional[str]:
-    return None if value == "" or _ip(value) is None else "an IPv4 address, or \"\" for none"
-
-
-def _ips(value: Any) -> Optional[str]:
-    return None if all(_ip(v) is None for v in value) else "a list of IPv4 addresses"
-
-
-def _positive(value: Any) -> Optional[str]:
-    return None if value > 0 else "a number greater than 0"
-
-
-def _mac_or_empty(value: Any) -> Optional[str]:
-    try:
-        if value:
-            MAC(value)
-        return None
-    except ValueError:
-        return "a MAC address such as \"02:00:00:00:00:01\""
-
-
-def _client_id(value: str) -> bytes:
-    """
-    A client identifier (option 61) written as hex bytes, colons between
-    them or not: C{"01:02:00:00:00:00:01"}.
-    """
-    return bytes.fromhex(value.replace(":", "").replace("-", ""))
-
-
-def _client_id_or_empty(value: Any) -> Optional[str]:
-    try:
-        if not value or len(_client_id(value)) >= 2:
-            return None
-    except ValueError:
-        pass
-    return "option 61 as hex bytes (two or more), such as \"01:02:00:00:00:00:01\""
-
-
 RESERVATION = {
-    "mac": Field(str, "", "the client's MAC (\"\" when client_id is given)", _mac_or_empty),
-    "client_id": Field(str, "", "or the client identifier it sends (option 61, hex bytes; "
-                       "\"\" when mac is given)", _client_id_or_empty),
-    "ip": Field(str, "", "its address", _ip),
+    "mac": Field(MAC_OR_NONE, "", "the client's MAC (\"\" when client_id is given)"),
+    "client_id": Field(CLIENT_ID, "", "or the client identifier it sends (option 61, hex "
+                       "bytes; \"\" when mac is given)"),
+    "ip": Field(IPV4_OR_NONE, "", "its address"),
 }
 
 SUBNET = {
     "name": Field(str, "lan", "names the subnet in leases"),
-    "network": Field(str, "10.89.0.0/24", "the subnet", _network),
-    "first": Field(str, "10.89.0.100", "first address of the dynamic range", _ip),
-    "last": Field(str, "10.89.0.199", "last address of the dynamic range", _ip),
-    "server": Field(str, "10.89.0.1", "this server's address on it, or for a relayed subnet "
-                    "the address the relays forward to (option 54)", _ip),
-    "router": Field(str, "10.89.0.1", "default gateway (option 3; \"\" for none)",
-                    _ip_or_empty),
-    "dns": Field("str_list", ["10.89.0.1"], "DNS servers (option 6)", _ips),
+    "network": Field(NETWORK, "10.89.0.0/24", "the subnet"),
+    "first": Field(IPV4, "10.89.0.100", "first address of the dynamic range"),
+    "last": Field(IPV4, "10.89.0.199", "last address of the dynamic range"),
+    "server": Field(IPV4, "10.89.0.1", "this server's address on it, or for a relayed subnet "
+                    "the address the relays forward to (option 54)"),
+    "router": Field(IPV4_OR_NONE, "10.89.0.1", "default gateway (option 3; \"\" for none)"),
+    "dns": Field(IPV4_LIST, ["10.89.0.1"], "DNS servers (option 6)"),
     "domain_name": Field(str, "", "option 15 (\"\" for none)"),
-    "lease_time": Field(int, 3600, "seconds", _positive),
+    "lease_time": Field(int, 3600, "seconds", positive),
     "interface": Field(str, "", "the interface it is directly on: dhcp.interface, for one "
                        "subnet at most (\"\": reached through relays)"),
     "reservation": TableList(RESERVATION, "fixed addresses"),
@@ -106,13 +51,14 @@ SUBNET = {
 
 SECTION = {
     "enabled": Field(bool, False, "run the DHCP server in this process"),
-    "interface": Field(str, "br-lan", "serve on this interface only"),
-    "port": Field(int, 67, "server port"),
-    "lease_file": Field(str, "/var/lib/netsuite/dhcp-leases.sqlite", "the lease store"),
-    "offer_hold": Field(float, 60.0, "seconds an offered address is kept for its client"),
-    "decline_quarantine": Field(float, 3600.0, "seconds a declined address stays unused"),
+    "interface": Field(INTERFACE, "br-lan", "serve on this interface only"),
+    "port": Field(PORT, 67, "server port"),
+    "lease_file": Field(PATH, "/var/lib/netsuite/dhcp-leases.sqlite", "the lease store"),
+    "offer_hold": Field(POSITIVE_SECONDS, 60.0, "seconds an offered address is kept for its "
+                        "client"),
+    "decline_quarantine": Field(SECONDS, 3600.0, "seconds a declined address stays unused"),
     "captive_portal_url": Field(str, "", "option 114 (RFC 8910) for every client"),
-    "sweep_interval": Field(float, 10.0, "seconds between lease expiry sweeps"),
+    "sweep_interval": Field(SECONDS, 10.0, "seconds between lease expiry sweeps (0: never)"),
     "subnet": TableList(SUBNET, "the subnets served"),
     "ldap": Table(LDAP_SECTION, "the LDAP lookup hook, run in this process"),
 }
@@ -155,25 +101,21 @@ def subnets_from_config(section: Any, source: str) -> List[Any]:
             if bool(entry.mac) == bool(entry.client_id):
                 raise ConfigError(f"{where}: reservation {number}: give either mac or "
                                   "client_id")
-            key: Any = MAC(entry.mac) if entry.mac else _client_id(entry.client_id)
-            shown = entry.mac or entry.client_id
-            if not entry.ip:
+            key: Any = entry.mac if entry.mac else entry.client_id
+            shown = str(entry.mac) if entry.mac else entry.client_id.hex(":")
+            if entry.ip is None:
                 raise ConfigError(f"{where}: reservation {number} ({shown}): no ip")
             if key in reservations:
                 raise ConfigError(f"{where}: reservation {number} ({shown}): that client "
                                   "already has a reservation in this subnet")
-            reservations[key] = ipaddress.IPv4Address(entry.ip)
+            reservations[key] = entry.ip
         try:
             options: dict = {}
             if table.domain_name:
-                options["domain_name"] = table.domain_name
+                options[DOMAIN_NAME] = table.domain_name
             subnets.append(Subnet(
-                name=table.name, network=ipaddress.IPv4Network(table.network),
-                first=ipaddress.IPv4Address(table.first),
-                last=ipaddress.IPv4Address(table.last),
-                server=ipaddress.IPv4Address(table.server),
-                router=ipaddress.IPv4Address(table.router) if table.router else None,
-                dns=tuple(ipaddress.IPv4Address(d) for d in table.dns),
+                name=table.name, network=table.network, first=table.first, last=table.last,
+                server=table.server, router=table.router, dns=tuple(table.dns),
                 lease_time=float(table.lease_time), options=options,
                 reservations=reservations, interface=table.interface or None))
         except ValueError as e:
@@ -264,30 +206,13 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
     return top
 
 
-class Options(ProcessOptions):
+OPTIONS = (Override("interface", "i", "dhcp.interface",
+                    "serve on this interface (overrides dhcp.interface)"),)
+"""C{twistd netsuite-dhcp}'s own option."""
+
+
+def check(config: Any) -> None:
     """
-    Options of C{twistd netsuite-dhcp}: the common ones and C{--interface}.
+    The subnets fit together and with the interface served.
     """
-
-    synopsis = "[--config PATH] [--interface IFACE] [--name NAME] [--socket-dir DIR]"
-    optParameters = ProcessOptions.optParameters + [
-        ["interface", "i", None, "serve on this interface (overrides dhcp.interface)"],
-    ]
-
-    def postOptions(self) -> None:
-        ProcessOptions.postOptions(self)
-        if self["interface"]:
-            self.config.dhcp.interface = self["interface"]
-        self.config.dhcp.enabled = True
-        try:
-            subnets_from_config(self.config.dhcp, self.config.source)
-        except ConfigError as e:
-            raise usage.UsageError(str(e)) from None
-
-
-def makeService(options: Options, reactor: Any = None) -> MultiService:
-    if reactor is None:
-        from twisted.internet import reactor as global_reactor
-        reactor = global_reactor
-    from ..services import enabled_builders
-    return make_process_service(options.config, reactor, enabled_builders(options.config))
+    subnets_from_config(config.dhcp, config.source)

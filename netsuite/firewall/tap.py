@@ -5,84 +5,67 @@ C{twistd netsuite-firewall}, and the C{[firewall]} section of the config.
 
 from __future__ import annotations
 
-import ipaddress
-from typing import Any, Optional
+from typing import Any
 
-from twisted.application.service import MultiService, Service
+from twisted.application.service import Service
 
-from ..config.options import ProcessOptions
+from ..config.fields import (INTERFACE, NETWORK, NETWORK_LIST, PORT_LIST, PORT_OR_ZERO,
+                             SECONDS, at_least, between, one_of)
 from ..config.schema import Field
-from ..process import make_process_service
 from .rules import FirewallSettings
 
 # The kernel modules (python-iptables loads libiptc) are imported only when
 # the firewall is built, so reading the config never needs them.
 
-__all__ = ["SECTION", "Options", "makeService", "serviceFromConfig", "settings_from_config"]
-
-
-def _network(value: Any) -> Optional[str]:
-    try:
-        ipaddress.IPv4Network(value)
-        return None
-    except ValueError:
-        return "an IPv4 network such as \"10.89.0.0/24\""
-
-
-def _networks(value: Any) -> Optional[str]:
-    return next((_network(v) for v in value if _network(v)), None)
-
-
-def _port(value: Any) -> Optional[str]:
-    return None if 0 <= value <= 65535 else "a port number (0 for none)"
-
-
-def _ports(value: Any) -> Optional[str]:
-    return None if all(0 < v <= 65535 for v in value) else "a list of port numbers"
+__all__ = ["SECTION", "serviceFromConfig", "settings_from_config"]
 
 
 SECTION = {
     "enabled": Field(bool, False, "run the firewall adapter in this process"),
-    "lan_interface": Field(str, "br-lan", "the clients' interface (often a bridge)"),
-    "wan_interface": Field(str, "wan0", "the uplink"),
-    "lan_network": Field(str, "10.89.0.0/24", "the clients' IPv4 network", _network),
+    "lan_interface": Field(INTERFACE, "br-lan", "the clients' interface (often a bridge)"),
+    "wan_interface": Field(INTERFACE, "wan0", "the uplink"),
+    "lan_network": Field(NETWORK, "10.89.0.0/24", "the clients' IPv4 network"),
     "prefix": Field(str, "NS", "prefix of netsuite's chains and sets"),
-    "portal_port": Field(int, 0, "redirect unauthorized HTTP here (0: no redirect)", _port),
-    "walled_garden": Field("str_list", [], "networks open before login", _networks),
-    "lan_ports": Field("int_list", [], "more TCP ports of the access point open to every "
-                       "client (the portal's HTTPS API port, say)", _ports),
+    "portal_port": Field(PORT_OR_ZERO, 0, "redirect unauthorized HTTP here (0: no redirect)"),
+    "walled_garden": Field(NETWORK_LIST, [], "networks open before login"),
+    "lan_ports": Field(PORT_LIST, [], "more TCP ports of the access point open to every "
+                       "client (the portal's HTTPS API port, say)"),
     "reject_https": Field(bool, True, "refuse unauthorized HTTPS at once (TCP reset)"),
     "preauth_dns": Field(bool, True, "unauthorized clients may send DNS (udp and tcp port "
                          "53) to any resolver, not only to the access point"),
     "masquerade": Field(bool, True, "NAT the LAN out of the WAN interface"),
     "block_smtp": Field(bool, True, "block outbound SMTP except open windows"),
-    "smtp_ports": Field("int_list", [25], "SMTP ports to block", _ports),
-    "smtp_window": Field(int, 600, "default seconds an SMTP window stays open", _port),
-    "tproxy_port": Field(int, 0, "TPROXY mail ports to this local port (0: off)", _port),
-    "tproxy_ports": Field("int_list", [110, 143], "ports sent to the TPROXY port", _ports),
-    "tproxy_mark": Field(int, 1, "fwmark (and mask) of TPROXY'd packets"),
+    "smtp_ports": Field(PORT_LIST, [25], "SMTP ports to block"),
+    "smtp_window": Field(int, 600, "default seconds an SMTP window stays open",
+                         between(1, 2147483, "seconds")),
+    "tproxy_port": Field(PORT_OR_ZERO, 0, "TPROXY mail ports to this local port (0: off)"),
+    "tproxy_ports": Field(PORT_LIST, [110, 143], "ports sent to the TPROXY port"),
+    "tproxy_mark": Field(int, 1, "fwmark (and mask) of TPROXY'd packets",
+                         between(1, 2 ** 32 - 1, "a mark")),
     "tproxy_table": Field(int, 100, "routing table delivering marked packets locally"),
-    "nfqueue_num": Field(int, -1, "NFQUEUE number for SYNs of nfqueue_ports (-1: off)"),
-    "nfqueue_ports": Field("int_list", [], "ports whose SYNs go to the queue", _ports),
+    "nfqueue_num": Field(int, -1, "NFQUEUE number for SYNs of nfqueue_ports (-1: off)",
+                         between(-1, 65535, "a queue number")),
+    "nfqueue_ports": Field(PORT_LIST, [], "ports whose SYNs go to the queue"),
     "nfqueue_bypass": Field(bool, True, "let packets pass when nobody reads the queue"),
     "shaping": Field(bool, True, "per-client rate limits with tc (HTB, IFB)"),
-    "ifb_interface": Field(str, "ifb-ns0", "IFB device for upload limits"),
-    "default_up_kbit": Field(int, 0, "upload limit of a client (0: unlimited)"),
-    "default_down_kbit": Field(int, 0, "download limit of a client (0: unlimited)"),
+    "ifb_interface": Field(INTERFACE, "ifb-ns0", "IFB device for upload limits"),
+    "default_up_kbit": Field(int, 0, "upload limit of a client (0: unlimited)", at_least(0)),
+    "default_down_kbit": Field(int, 0, "download limit of a client (0: unlimited)",
+                               at_least(0)),
     "keep_clients": Field(bool, False, "keep authorized clients online across a restart"),
-    "check_interval": Field(float, 5.0, "seconds between checks of the kernel state"),
+    "check_interval": Field(SECONDS, 5.0, "seconds between checks of the kernel state "
+                            "(0: never)"),
     "bridge_netfilter": Field(str, "fix", "on a bridge with bridge-nf-call-iptables=1: "
-                              "fix (set 0) or refuse",
-                              lambda v: None if v in ("fix", "refuse") else "fix or refuse"),
+                              "fix (set 0) or refuse", one_of("fix", "refuse")),
 }
 
 
 def settings_from_config(section: Any) -> FirewallSettings:
     return FirewallSettings(
         lan_interface=section.lan_interface, wan_interface=section.wan_interface,
-        lan_network=ipaddress.IPv4Network(section.lan_network), prefix=section.prefix,
+        lan_network=section.lan_network, prefix=section.prefix,
         portal_port=section.portal_port, lan_ports=tuple(section.lan_ports),
-        walled_garden=tuple(ipaddress.IPv4Network(n) for n in section.walled_garden),
+        walled_garden=tuple(section.walled_garden),
         reject_https=section.reject_https, preauth_dns=section.preauth_dns,
         masquerade=section.masquerade,
         block_smtp=section.block_smtp, smtp_ports=tuple(section.smtp_ports),
@@ -110,19 +93,3 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
         network=KernelNetwork(section.lan_interface, section.tproxy_mark,
                               section.tproxy_table))
     return FirewallService(firewall, registry, reactor, section.check_interval)
-
-
-class Options(ProcessOptions):
-    """
-    Options of C{twistd netsuite-firewall} (the firewall runs whatever
-    firewall.enabled says).
-    """
-
-    synopsis = "[--config PATH] [--name NAME] [--socket-dir DIR]"
-
-
-def makeService(options: Options, reactor: Any = None) -> MultiService:
-    if reactor is None:
-        from twisted.internet import reactor as global_reactor
-        reactor = global_reactor
-    return make_process_service(options.config, reactor, [serviceFromConfig])

@@ -22,6 +22,7 @@ from typing import Any, Deque, Dict, Optional, Tuple
 
 from twisted.logger import Logger
 
+from ..config.fields import OPTIONAL_PATH, SECONDS, SECRET, Secret, at_least
 from ..config.schema import Field
 from ..ldap import IDirectory, LdapDirectory, escape_dn_value, url_error
 from ..runner import IRunner
@@ -283,10 +284,6 @@ class LoginLimiter:
         self._failures.pop(str(ip), None)
 
 
-def _nonnegative(value: Any) -> Optional[str]:
-    return None if value >= 0 else "0 or more"
-
-
 def _method(value: Any) -> Optional[str]:
     return None if value in ("",) + METHODS else "one of " + ", ".join(METHODS)
 
@@ -299,20 +296,23 @@ def _ldap_url(value: Any) -> Optional[str]:
     return None if not value else url_error(value)
 
 
+def _hash(secret: Secret) -> Optional[str]:
+    return check_hash(secret.reveal())
+
+
 AUTH_SECTION = {
-    "users_file": Field(str, "", "file of username:scrypt$N$r$p$salt$hash lines (\"\": none)"),
+    "users_file": Field(OPTIONAL_PATH, "", "file of username:scrypt$N$r$p$salt$hash lines (\"\": none)"),
     "ldap_url": Field(str, "", "ldap:// or ldaps:// URL for a simple-bind login (\"\": none)",
                       _ldap_url),
     "ldap_bind_dn": Field(str, "uid={user},ou=people,dc=example,dc=test",
                           "the DN to bind as; {user} is the username, escaped", _template),
-    "ldap_deadline": Field(float, 3.0, "seconds an LDAP login may take, connect included",
-                           _nonnegative),
+    "ldap_deadline": Field(SECONDS, 3.0, "seconds an LDAP login may take, connect included"),
     "max_failures": Field(int, 5, "failed logins per client IP per failure_window before a "
-                          "429 (0: no limit)", _nonnegative),
+                          "429 (0: no limit)", at_least(0)),
     "max_attempts": Field(int, 20, "login attempts, accepted or not, per client IP per "
-                          "failure_window before a 429 (0: no limit)", _nonnegative),
-    "failure_window": Field(float, 60.0, "seconds over which failed logins and attempts "
-                            "count", _nonnegative),
+                          "failure_window before a 429 (0: no limit)", at_least(0)),
+    "failure_window": Field(SECONDS, 60.0, "seconds over which failed logins and attempts "
+                            "count"),
     "method": Field(str, "", "what the login form asks for: click (the policy only), "
                     "password (username and password), code (an access code, for a "
                     "voucher back end on the bus); \"\": password when users_file or "
@@ -320,15 +320,15 @@ AUTH_SECTION = {
     "move_session": Field(bool, True, "a login with the username of a session on another "
                           "IP/MAC moves that session"),
     "quota_bytes": Field(int, 0, "bytes (up and down) a session may use (0: no limit)",
-                         _nonnegative),
+                         at_least(0)),
 }
 """C{[portal.auth]}: with users_file or ldap_url set, the login asks for a
 username and password (method "password") unless C{method} says otherwise."""
 
 OPERATOR_SECTION = {
     "username": Field(str, "", "the operator page's HTTP Basic user (\"\": no operator page)"),
-    "password_hash": Field(str, "", "its password, scrypt$N$r$p$salt$hash "
-                           "(python -m netsuite.portal.auth hash)", check_hash),
+    "password_hash": Field(SECRET, "", "its password, scrypt$N$r$p$salt$hash "
+                           "(python -m netsuite.portal.auth hash)", _hash),
 }
 """C{[portal.operator]}: the C{/operator} page."""
 
@@ -362,7 +362,7 @@ def install(portal: Any, auth: Any, operator: Any, reactor: Any,
     portal.sessions.quota_bytes = int(auth.quota_bytes)
     credentials = None
     if operator.username and operator.password_hash:
-        credentials = (operator.username, operator.password_hash)
+        credentials = (operator.username, operator.password_hash.reveal())
     return {"method": method,
             "limiter": LoginLimiter(reactor, auth.max_failures, auth.failure_window,
                                     auth.max_attempts),

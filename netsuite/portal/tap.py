@@ -8,30 +8,16 @@ from __future__ import annotations
 import os
 from typing import Any, Optional
 
-from twisted.application.service import MultiService, Service
-from twisted.python import usage
+from twisted.application.service import Service
 
-from ..config.options import ProcessOptions
+from ..config.fields import OPTIONAL_PATH, PATH, PORT, PORT_OR_ZERO, SECONDS, ipv4_text
 from ..config.schema import ConfigError, Field, Table
-from ..process import make_process_service
 from .auth import AUTH_SECTION, OPERATOR_SECTION
 
-__all__ = ["SECTION", "Options", "makeService", "serviceFromConfig", "portal_host", "api_url"]
+__all__ = ["SECTION", "check", "serviceFromConfig", "portal_host", "api_url"]
 
 POLICY = ("This network is offered as is. By connecting you agree to use it lawfully "
           "and considerately.")
-
-
-def _port(value: Any) -> Optional[str]:
-    return None if 0 < value <= 65535 else "a port number"
-
-
-def _api_port(value: Any) -> Optional[str]:
-    return None if 0 <= value <= 65535 else "a port number (0: no HTTPS API)"
-
-
-def _seconds(value: Any) -> Optional[str]:
-    return None if value >= 0 else "seconds (0 or more)"
 
 
 def _http_url(value: Any) -> Optional[str]:
@@ -41,31 +27,32 @@ def _http_url(value: Any) -> Optional[str]:
 
 SECTION = {
     "enabled": Field(bool, False, "run the captive portal in this process"),
-    "port": Field(int, 5280, "the portal port (firewall.portal_port sends HTTP here)", _port),
-    "interface_address": Field(str, "10.89.0.1", "listen on this address (\"\": all)"),
+    "port": Field(PORT, 5280, "the portal port (firewall.portal_port sends HTTP here)"),
+    "interface_address": Field(str, "10.89.0.1", "listen on this address (\"\": all)",
+                               ipv4_text),
     "host": Field(str, "", "the portal's host[:port] in its URLs (\"\": "
                   "interface_address:port)"),
     "firewall_process": Field(str, "", "process running the firewall (\"\": this one)"),
     "dhcp_process": Field(str, "", "process whose /dhcp/leases gives unknown MACs "
                           "(\"\": this one)"),
-    "idle_timeout": Field(float, 1800.0, "log out after this many idle seconds (0: never)",
-                          _seconds),
-    "session_timeout": Field(float, 0.0, "log out this many seconds after login (0: never)",
-                             _seconds),
-    "sample_interval": Field(float, 30.0, "seconds between samples of the firewall's counters",
-                             _seconds),
-    "session_file": Field(str, "/var/lib/netsuite/portal-sessions.sqlite", "the sessions"),
+    "idle_timeout": Field(SECONDS, 1800.0, "log out after this many idle seconds (0: never)"),
+    "session_timeout": Field(SECONDS, 0.0, "log out this many seconds after login "
+                             "(0: never)"),
+    "sample_interval": Field(SECONDS, 30.0, "seconds between samples of the firewall's "
+                             "counters"),
+    "session_file": Field(PATH, "/var/lib/netsuite/portal-sessions.sqlite", "the sessions"),
     "policy_text": Field(str, POLICY, "the usage policy shown on the login page"),
-    "page_template": Field(str, "", "an HTML file laying out every page, with $title and "
+    "page_template": Field(OPTIONAL_PATH, "", "an HTML file laying out every page, with $title and "
                            "$body (\"\": template_dir's page.html, else the built-in one)"),
-    "template_dir": Field(str, "", "the operator's directory: page.html (the layout) and "
+    "template_dir": Field(OPTIONAL_PATH, "", "the operator's directory: page.html (the layout) and "
                           "files the pages use (logo, style sheet), served at /static/NAME"),
-    "api_port": Field(int, 8443, "HTTPS port of the Captive Portal API (RFC 8908), on when "
-                      "tls_certificate and tls_key are set (0: never)", _api_port),
+    "api_port": Field(PORT_OR_ZERO, 8443, "HTTPS port of the Captive Portal API (RFC 8908), "
+                      "on when tls_certificate and tls_key are set (0: never)"),
     "api_host": Field(str, "", "the host name in the API URL, named by the certificate "
                       "(\"\": interface_address)"),
-    "tls_certificate": Field(str, "", "PEM certificate of api_host (then any intermediates)"),
-    "tls_key": Field(str, "", "PEM private key of tls_certificate"),
+    "tls_certificate": Field(OPTIONAL_PATH, "", "PEM certificate of api_host (then any "
+                             "intermediates)"),
+    "tls_key": Field(OPTIONAL_PATH, "", "PEM private key of tls_certificate"),
     "venue_info_url": Field(str, "", "a page about the venue, given to clients as the "
                             "Captive Portal API's venue-info-url (\"\": none)", _http_url),
     "auth": Table(AUTH_SECTION, "login back ends, rate limit, session move, quota"),
@@ -165,30 +152,12 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
                          announcer=Announcer(registry, settings.url, section.dhcp_process))
 
 
-class Options(ProcessOptions):
+def check(config: Any) -> None:
     """
-    Options of C{twistd netsuite-portal}: the portal, and whatever else the
-    config enables (the firewall, say) in the same process.
+    The portal's own address, and the HTTPS API's certificate and key.
     """
-
-    synopsis = "[--config PATH] [--name NAME] [--socket-dir DIR]"
-
-    def postOptions(self) -> None:
-        ProcessOptions.postOptions(self)
-        self.config.portal.enabled = True
-        try:
-            portal_host(self.config.portal, self.config.source)
-            from .tls import api_settings, load_tls
-            settings = api_settings(self.config.portal, self.config.source)
-            if settings is not None:
-                load_tls(settings, self.config.source)
-        except ConfigError as e:
-            raise usage.UsageError(str(e)) from None
-
-
-def makeService(options: Options, reactor: Any = None) -> MultiService:
-    if reactor is None:
-        from twisted.internet import reactor as global_reactor
-        reactor = global_reactor
-    from ..services import enabled_builders
-    return make_process_service(options.config, reactor, enabled_builders(options.config))
+    portal_host(config.portal, config.source)
+    from .tls import api_settings, load_tls
+    settings = api_settings(config.portal, config.source)
+    if settings is not None:
+        load_tls(settings, config.source)

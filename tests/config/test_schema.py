@@ -127,9 +127,9 @@ class ParseErrorTests(SynchronousTestCase):
                                "key 'bus.socket_dir': expected a string, got 5")
         self.assertConfigError({"bus": {"default_deadline": "2"}},
                                "key 'bus.default_deadline': expected a number, got '2'")
-        self.assertConfigError({"bus": {"listen": "tcp:1"}}, "expected a list of strings")
-        self.assertConfigError({"bus": {"listen": ["tcp:1", 2]}}, "expected a list of strings")
-        self.assertConfigError({"bus": {"peers": {"a": 1}}}, "expected a table of strings")
+        self.assertConfigError({"bus": {"listen": "tcp:1"}}, "expected a list of Twisted server endpoint strings")
+        self.assertConfigError({"bus": {"listen": ["tcp:1", 2]}}, "expected a list of Twisted server endpoint strings")
+        self.assertConfigError({"bus": {"peers": {"a": 1}}}, "expected a table of Twisted client endpoint strings")
         self.assertConfigError({"process": {"name": ["a"]}}, "key 'process.name'")
 
     def test_boolIsNotInt(self) -> None:

@@ -26,6 +26,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from netsuite.bus import BusServerFactory
+from netsuite.config.fields import Secret
 from netsuite.config.schema import ConfigError
 from netsuite.dhcp.ldap import (DEFAULT_FILTER, LDAP_SECTION, LdapLookup, install,
                                 parse_settings, search_filter, settings_from_toml)
@@ -75,7 +76,7 @@ class MockDirectory(MemoryDirectory):
             self.add(dn, attributes)
 
     def for_settings(self, settings: Any) -> "MockDirectory":
-        return self.use_account(settings.bind_dn, settings.password)  # type: ignore[return-value]
+        return self.use_account(settings.bind_dn, settings.password.reveal())  # type: ignore[return-value]
 
 
 class Runner:
@@ -126,7 +127,7 @@ class SettingsTests(SynchronousTestCase):
             "enabled": False, "url": "ldap://127.0.0.1:389", "base": "",
             "filter": "(&(objectClass=ieee802Device)(macAddress={mac}))",
             "address_attribute": "ipHostNumber", "hostname_attribute": "cn",
-            "bind_dn": "", "password": "", "deadline": 1.0, "cache_ttl": 300.0,
+            "bind_dn": "", "password": Secret(""), "deadline": 1.0, "cache_ttl": 300.0,
             "negative_ttl": 60.0, "threads": 4, "remember": True})
 
     def test_filter(self) -> None:

@@ -233,7 +233,7 @@ class ServerTests(SynchronousTestCase):
         """
         subnet = Subnet(name="lan", network=LAN.network, first=LAN.first, last=LAN.last,
                         server=SERVER, router=SERVER, dns=(SERVER,), lease_time=600.0,
-                        interface="br-lan", options={"lease_time": 90, 15: "hotspot.test"})
+                        interface="br-lan", options={51: 90, 15: "hotspot.test"})
 
         def replies(listener):
             clock = Clock()

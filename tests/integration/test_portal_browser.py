@@ -240,9 +240,9 @@ class RestartTests(PortalLab):
 
         self.daemon.signal("KILL")
         yield self.daemon.ended
-        self.daemon = spawn(self, "netsuite-portal again", [
+        self.daemon = spawn(self, "netsuite again", [
             "ip", "netns", "exec", self.lab.netns("ap"), *TWISTD, "-n", "--pidfile=",
-            "netsuite-portal", "--name", "ap", "--socket-dir", self.sockets,
+            "netsuite", "--name", "ap", "--socket-dir", self.sockets,
             "--config", self.config])
         yield self.daemon.wait_for_line("firewall ready")
         yield self.daemon.wait_for_line("portal ready")

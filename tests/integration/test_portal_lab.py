@@ -34,6 +34,7 @@ check_interval = 1.0
 shaping = false
 
 [portal]
+enabled = true
 port = {port}
 interface_address = "{ap}"
 idle_timeout = {idle}
@@ -53,7 +54,7 @@ def need_lab():
 
 class PortalLab(TestCase):
     """
-    A lab with netsuite-portal (firewall and portal) in the AP.
+    A lab with netsuite (firewall and portal in one process) in the AP.
     """
 
     timeout = 120
@@ -74,9 +75,9 @@ class PortalLab(TestCase):
         self.config = write_config(self, CONFIG.format(
             port=PORT, ap=self.lab.ap_address, idle=self.idle,
             sessions=os.path.join(self.tmp, "sessions.sqlite")))
-        self.daemon = spawn(self, "netsuite-portal", [
+        self.daemon = spawn(self, "netsuite", [
             "ip", "netns", "exec", self.lab.netns("ap"), *TWISTD, "-n", "--pidfile=",
-            "netsuite-portal", "--name", "ap", "--socket-dir", self.sockets,
+            "netsuite", "--name", "ap", "--socket-dir", self.sockets,
             "--config", self.config])
         yield self.daemon.wait_for_line("firewall ready")
         yield self.daemon.wait_for_line("portal ready")

@@ -17,6 +17,7 @@ from netsuite.portal import auth
 from netsuite.portal.auth import (PASSWORD, LdapBind, LoginLimiter, UsersFile, bind_dn,
                                   hash_password, parse_users, verify_password)
 from netsuite.portal.web import CSRF_COOKIE, PortalResource
+from netsuite.config.fields import Secret
 from netsuite.ldap import LdapDirectory, MemoryDirectory
 from netsuite.registry import CONTINUE, MAC, Stop
 from netsuite.runner import ThreadRunner
@@ -445,7 +446,7 @@ class LdapBindUnitTests(SynchronousTestCase):
                                   ldap_bind_dn="uid={user},dc=t", ldap_deadline=1.0,
                                   max_failures=3, failure_window=30.0, move_session=False,
                                   quota_bytes=99, max_attempts=7, method="")
-        operator = SimpleNamespace(username="op", password_hash=hash_password("x", **FAST))
+        operator = SimpleNamespace(username="op", password_hash=Secret(hash_password("x", **FAST)))
         kw = auth.install(f.portal, section, operator, f.clock, SyncRunner())
         self.assertEqual(kw["method"], PASSWORD)
         self.assertEqual(kw["operator"][0], "op")

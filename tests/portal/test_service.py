@@ -11,10 +11,13 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, readBody
 
 from netsuite.portal import tap
+from netsuite.services import find_service
 from netsuite.portal.service import NeighbourTable, PortalService
 from netsuite.registry.values import MAC
 
 from .helpers import PortalFixture
+
+PLUGIN = find_service("portal")
 
 ARP = """IP address       HW type     Flags       HW address            Mask     Device
 10.89.0.11       0x1         0x2         02:4e:00:00:00:0b     *        br-lan
@@ -61,7 +64,7 @@ class TapTests(SynchronousTestCase):
         return path
 
     def test_options(self):
-        options = tap.Options()
+        options = PLUGIN.options()
         options.parseOptions(["--config", self.write(
             '[portal]\nport = 8080\nidle_timeout = 5.0\nfirewall_process = "ap"\n')])
         self.assertTrue(options.config.portal.enabled)
@@ -69,12 +72,12 @@ class TapTests(SynchronousTestCase):
         self.assertEqual(tap.portal_host(options.config.portal), "10.89.0.1:8080")
 
     def test_host_needed(self):
-        options = tap.Options()
+        options = PLUGIN.options()
         self.assertRaises(usage.UsageError, options.parseOptions, ["--config", self.write(
             '[portal]\ninterface_address = ""\n')])
 
     def test_unknown_key(self):
-        self.assertRaises(usage.UsageError, tap.Options().parseOptions, [
+        self.assertRaises(usage.UsageError, PLUGIN.options().parseOptions, [
             "--config", self.write("[portal]\nprot = 1\n")])
 
     def test_make_service(self):
@@ -82,10 +85,10 @@ class TapTests(SynchronousTestCase):
         makeService builds the process with the portal (and the firewall
         when enabled, without building the portal twice).
         """
-        options = tap.Options()
+        options = PLUGIN.options()
         options.parseOptions(["--config", self.write(
             f'[portal]\nsession_file = "{os.path.abspath(self.mktemp())}"\n')])
-        top = tap.makeService(options)
+        top = PLUGIN.makeService(options)
         self.assertEqual(len([s for s in top if isinstance(s, PortalService)]), 1)
         self.assertIn("/portal/authenticate", [m["path"] for m in top.registry.describe()])
 
@@ -106,11 +109,11 @@ class TapTests(SynchronousTestCase):
             f.write("<main class=venue><img src=/static/logo.png>$body</main>")
         with open(os.path.join(directory, "logo.png"), "wb") as f:
             f.write(b"\x89PNG-logo")
-        options = tap.Options()
+        options = PLUGIN.options()
         options.parseOptions(["--config", self.write(
             f'[portal]\nsession_file = ":memory:"\ntemplate_dir = "{directory}"\n'
             'host = "10.89.0.1:5280"\n')])
-        top = tap.makeService(options)
+        top = PLUGIN.makeService(options)
         [service] = [s for s in top if isinstance(s, PortalService)]
         resource = service.site.resource
         page = FakeRequest(b"GET", b"/login", HOST.encode())
@@ -120,10 +123,10 @@ class TapTests(SynchronousTestCase):
         logo.render(resource)
         self.assertEqual((logo.responseCode, logo.header(b"content-type"), logo.body()),
                          (200, b"image/png", b"\x89PNG-logo"))
-        options = tap.Options()
+        options = PLUGIN.options()
         options.parseOptions(["--config", self.write(
             f'[portal]\nsession_file = ":memory:"\ntemplate_dir = "{directory}/nope"\n')])
-        error = self.assertRaises(ConfigError, tap.makeService, options)
+        error = self.assertRaises(ConfigError, PLUGIN.makeService, options)
         self.assertIn("portal.template_dir", str(error))
 
 

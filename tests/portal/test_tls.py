@@ -14,12 +14,15 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from netsuite.config.schema import ConfigError
 from netsuite.portal import tap
+from netsuite.services import find_service
 from netsuite.portal.announce import Announcer
 from netsuite.portal.service import PortalService
 from netsuite.portal.tls import ApiResource, ApiSettings, api_endpoint, api_settings, load_tls
 from netsuite.registry import EVENT, Registry, Stop
 
 from .helpers import HOST, PortalFixture, FakeRequest
+
+PLUGIN = find_service("portal")
 
 
 def make_ca_and_certificate(directory, host, chain=False):
@@ -159,10 +162,10 @@ class TapTests(SynchronousTestCase):
         return path
 
     def test_options(self):
-        options = tap.Options()
+        options = PLUGIN.options()
         options.parseOptions(["--config", self.config('api_host = "portal.example"\n')])
         self.assertEqual(tap.api_url(options.config.portal), "https://portal.example:8443/api")
-        top = tap.makeService(options)
+        top = PLUGIN.makeService(options)
         [service] = [s for s in top if isinstance(s, PortalService)]
         self.assertIsInstance(service.api_site.resource, ApiResource)
         self.assertEqual(service.api_url, "https://portal.example:8443/api")
@@ -170,7 +173,7 @@ class TapTests(SynchronousTestCase):
 
     def test_wrong_host(self):
         from twisted.python import usage
-        self.assertRaises(usage.UsageError, tap.Options().parseOptions,
+        self.assertRaises(usage.UsageError, PLUGIN.options().parseOptions,
                           ["--config", self.config('api_host = "other.example"\n')])
 
 

@@ -1,6 +1,6 @@
-from twisted.application.service import ServiceMaker
+from netsuite.services import ServicePlugin
 
-netsuite_dhcp = ServiceMaker(
-    "netsuite-dhcp", "netsuite.dhcp.tap",
+netsuite_dhcp = ServicePlugin(
+    "dhcp", "netsuite.dhcp.tap",
     "netsuite DHCPv4 server: leases, relays, option 114, hook points, LDAP lookup",
-    "netsuite-dhcp")
+    rank=20)

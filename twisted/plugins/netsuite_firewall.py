@@ -1,6 +1,6 @@
-from twisted.application.service import ServiceMaker
+from netsuite.services import ServicePlugin
 
-netsuite_firewall = ServiceMaker(
-    "netsuite-firewall", "netsuite.firewall.tap",
+netsuite_firewall = ServicePlugin(
+    "firewall", "netsuite.firewall.tap",
     "netsuite firewall adapter: access control, SMTP windows and rate limits, as mailboxes",
-    "netsuite-firewall")
+    rank=10)

@@ -1,6 +1,6 @@
-from twisted.application.service import ServiceMaker
+from netsuite.services import ServicePlugin
 
-netsuite_portal = ServiceMaker(
-    "netsuite-portal", "netsuite.portal.tap",
+netsuite_portal = ServicePlugin(
+    "portal", "netsuite.portal.tap",
     "netsuite captive portal: redirect, click-through login, sessions, RFC 8908 API",
-    "netsuite-portal")
+    rank=30)
