@@ -316,7 +316,7 @@ class Fixture:
         from netsuite.firewall.service import FirewallService
         from netsuite.portal.controller import Portal
         from netsuite.portal.sessions import SessionStore, Sessions
-        from netsuite.portal.web import PortalResource
+        from netsuite.portal.resource import PortalResource
         from netsuite.registry import Registry
         from netsuite.registry.values import MAC
 

@@ -21,7 +21,7 @@ POLICY = ("This network is offered as is. By connecting you agree to use it lawf
 
 
 def _http_url(value: Any) -> Optional[str]:
-    from .web import safe_url
+    from .pages import safe_url
     return None if not value or safe_url(value) == value else "an http:// or https:// URL"
 
 
@@ -93,7 +93,9 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
     from .sessions import SessionStore, Sessions
     from .announce import Announcer
     from .tls import ApiResource, api_endpoint, api_settings, load_tls
-    from .web import PortalResource
+    from .front import PortalSite
+    from .pages import Pages
+    from .resource import PortalResource
 
     section = config.portal
     host = portal_host(section, config.source)
@@ -122,18 +124,17 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
                               f"{section.template_dir} is not a directory")
         candidate = os.path.join(section.template_dir, "page.html")
         layout, key = (candidate, "template_dir") if os.path.exists(candidate) else ("", key)
+    pages = Pages()
     if layout:
-        from .web import use_template
         try:
             with open(layout, encoding="utf-8") as f:
-                use_template(f.read())
+                pages = Pages(f.read())
         except OSError as e:
             raise ConfigError(f"{config.source}: portal.{key}: cannot read "
                               f"{layout}: {e.strerror}") from None
     resource = PortalResource(portal, reactor, template_dir=section.template_dir,
-                              venue_info_url=section.venue_info_url,
+                              venue_info_url=section.venue_info_url, pages=pages,
                               **install(portal, section.auth, section.operator, reactor, checks))
-    from .web import PortalSite
     site = PortalSite(resource)
     site.displayTracebacks = False
     address = section.interface_address.replace(":", "\\:")

@@ -16,7 +16,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest
 
-from netsuite.portal.web import PROBES as WEB_PROBES
+from netsuite.portal.pages import PROBES as WEB_PROBES
 
 from .browser import Browser, missing_browser
 from .procs import TWISTD, spawn
@@ -71,7 +71,7 @@ FIREFOX_CANONICAL = (
 
 PROBES = [
     # (host, path, expected status after login, content type, expected body
-    # after login): every path of netsuite.portal.web.PROBES, on the hosts
+    # after login): every path of netsuite.portal.pages.PROBES, on the hosts
     # the OSes ask.
     # Apple: iOS/macOS captive network assistant, and the older URL.
     ("captive.apple.com", "/hotspot-detect.html", 200, "text/html", APPLE_SUCCESS),

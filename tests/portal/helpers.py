@@ -13,7 +13,7 @@ from netsuite.firewall.memory import MemoryFirewall
 from netsuite.firewall.service import FirewallService
 from netsuite.portal.controller import Portal
 from netsuite.portal.sessions import SessionStore, Sessions
-from netsuite.portal.web import PortalResource
+from netsuite.portal.resource import PortalResource
 from netsuite.registry import Registry
 from netsuite.registry.values import MAC
 from netsuite.testing import SyncRunner

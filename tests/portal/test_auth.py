@@ -16,7 +16,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from netsuite.portal import auth
 from netsuite.portal.auth import (PASSWORD, LdapBind, LoginLimiter, UsersFile, bind_dn,
                                   hash_password, parse_users, verify_password)
-from netsuite.portal.web import CSRF_COOKIE, PortalResource
+from netsuite.portal.resource import CSRF_COOKIE, PortalResource
 from netsuite.config.fields import Secret
 from netsuite.ldap import LdapDirectory, MemoryDirectory
 from netsuite.registry import CONTINUE, MAC, Stop

@@ -1,6 +1,6 @@
 """
 Tests for the operator page (L{netsuite.portal.operator} through
-L{netsuite.portal.web}): HTTP Basic, the client list, the kick.
+L{netsuite.portal.resource}): HTTP Basic, the client list, the kick.
 """
 
 import base64
@@ -9,7 +9,7 @@ import re
 from twisted.trial.unittest import SynchronousTestCase
 
 from netsuite.portal.auth import hash_password
-from netsuite.portal.web import CSRF_COOKIE, PortalResource
+from netsuite.portal.resource import CSRF_COOKIE, PortalResource
 
 from .helpers import A, B, HOST, MAC_A, FakeRequest, PortalFixture
 

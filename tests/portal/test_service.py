@@ -100,9 +100,7 @@ class TapTests(SynchronousTestCase):
         in the error.
         """
         from netsuite.config.schema import ConfigError
-        from netsuite.portal import web
         from .helpers import FakeRequest, HOST
-        self.addCleanup(web.use_template, web.DEFAULT_TEMPLATE)
         directory = self.mktemp()
         os.mkdir(directory)
         with open(os.path.join(directory, "page.html"), "w") as f:
@@ -137,7 +135,7 @@ class ServiceTests(TestCase):
         The service listens; a request for another host is redirected.
         """
         from twisted.web.server import Site
-        from netsuite.portal.web import PortalResource
+        from netsuite.portal.resource import PortalResource
         f = PortalFixture()
         service = PortalService(f.portal, Site(PortalResource(f.portal, f.clock)), reactor,
                                 "tcp:0:interface=127.0.0.1", 0)

@@ -181,7 +181,7 @@ class ApiResourceTests(SynchronousTestCase):
     def request(self, method, uri, template_dir=""):
         f = PortalFixture()
         if template_dir:
-            from netsuite.portal.web import PortalResource
+            from netsuite.portal.resource import PortalResource
             f.resource = PortalResource(f.portal, f.clock, template_dir=template_dir)
         resource = ApiResource(f.resource, HOST)
         request = FakeRequest(method, uri, b"portal.example:8443")

@@ -1,6 +1,7 @@
 """
-Tests for L{netsuite.portal.web}: the redirect, the pages, CSRF, login
-and logout through the firewall's mailboxes, the probes and the API.
+Tests for L{netsuite.portal.resource}: the redirect, the pages, CSRF, login
+and logout through the firewall's mailboxes, the probes, the API and the
+static files.
 """
 
 import json
@@ -9,25 +10,11 @@ from urllib.parse import quote
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from netsuite.portal.web import CSRF_COOKIE, safe_url
+from netsuite.portal.pages import Pages
+from netsuite.portal.resource import CSRF_COOKIE, PortalResource
 from netsuite.registry import Stop
 
 from .helpers import A, B, HOST, MAC_A, PortalFixture
-
-
-class SafeURLTests(SynchronousTestCase):
-    def test_accepts_http(self):
-        self.assertEqual(safe_url("http://example.com/a?b=c"), "http://example.com/a?b=c")
-        self.assertEqual(safe_url("https://example.com/"), "https://example.com/")
-
-    def test_refuses_other_schemes(self):
-        for url in ["javascript:alert(1)", "JavaScript://example.com/%0aalert(1)",
-                    "data:text/html,x", "//evil.example/", "http:\\\\evil", "ftp://x/",
-                    "http://", "http://a b/", "http://x/\r\nSet-Cookie: a=b", "", None]:
-            self.assertIsNone(safe_url(url), url)
-
-    def test_escapes_quotes(self):
-        self.assertEqual(safe_url('http://x/"<a>'), "http://x/%22%3Ca%3E")
 
 
 class RedirectTests(SynchronousTestCase):
@@ -253,7 +240,6 @@ class LoginTests(SynchronousTestCase):
         """
         With venue_info_url set, the API gives it, before and after login.
         """
-        from netsuite.portal.web import PortalResource
         f = PortalFixture()
         f.resource = PortalResource(f.portal, f.clock,
                                     venue_info_url="https://example.org/venue")
@@ -282,43 +268,6 @@ class LoginTests(SynchronousTestCase):
         self.assertEqual(self.f.request(b"GET", b"/").responseCode, 303)
 
 
-
-class PortalSiteTests(SynchronousTestCase):
-    def test_drop_client(self):
-        """
-        drop_client aborts every open connection from one address except
-        the one given to keep, and leaves other clients' alone.
-        """
-        from twisted.internet.address import IPv4Address as Address
-        from twisted.internet.testing import StringTransport
-        from twisted.web.resource import Resource
-        from netsuite.portal.web import PortalSite
-
-        site = PortalSite(Resource(), timeout=None)  # no channel timers on the reactor
-        transports = []
-        for host in ("10.89.0.11", "10.89.0.11", "10.89.0.12"):
-            protocol = site.buildProtocol(Address("TCP", host, 40000))
-            transport = StringTransport(peerAddress=Address("TCP", host, 40000))
-            protocol.makeConnection(transport)
-            transports.append((protocol, transport))
-        keep = transports[0][0]
-        self.assertEqual(site.drop_client("10.89.0.11", keep=keep), 1)
-        self.assertEqual([t.disconnecting for _, t in transports], [False, True, False])
-
-
-class TemplateTests(SynchronousTestCase):
-    def test_use_template(self):
-        """
-        An operator's template lays out the pages: $title escaped, $body
-        as the page's own HTML.
-        """
-        from netsuite.portal import web
-        self.addCleanup(web.use_template, web.DEFAULT_TEMPLATE)
-        web.use_template("<main data-x='1'><h2>$title</h2>$body</main>")
-        self.assertEqual(web._page("A <b>", "<p>hi</p>"),
-                         b"<main data-x='1'><h2>A &lt;b&gt;</h2><p>hi</p></main>")
-
-
 class StaticTests(SynchronousTestCase):
     def test_static_files(self):
         """
@@ -327,7 +276,6 @@ class StaticTests(SynchronousTestCase):
         a 404.
         """
         import os
-        from netsuite.portal.web import PortalResource
         directory = self.mktemp()
         os.mkdir(directory)
         with open(os.path.join(directory, "style.css"), "w") as f:
@@ -345,153 +293,31 @@ class StaticTests(SynchronousTestCase):
         self.assertEqual(PortalFixture().request(b"GET", b"/static/style.css").responseCode, 404)
 
 
-class RedirectFrontTests(SynchronousTestCase):
-    """
-    L{RedirectFront}: plain foreign GETs and HEADs answered from bytes,
-    everything else handed to twisted.web on the same connection.
-    """
+class LayoutTests(SynchronousTestCase):
+    def test_two_portals_two_layouts(self):
+        """
+        Two portals in one process, each with its own L{Pages}: each lays
+        out its own pages (login, redirect, not found) with its own
+        template, whatever the other was given.
+        """
+        venues = []
+        for name in ("cafe", "library"):
+            f = PortalFixture()
+            f.resource = PortalResource(f.portal, f.clock,
+                                        pages=Pages(f"<main class={name}>$body</main>"))
+            venues.append((name, f))
+        for name, f in venues + venues[::-1]:
+            start = f"<main class={name}>".encode()
+            self.assertTrue(f.request(b"GET", b"/login").body().startswith(start), name)
+            self.assertTrue(f.request(b"GET", b"/x", b"example.com").body().startswith(start),
+                            name)
+            self.assertTrue(f.request(b"GET", b"/nope").body().startswith(start), name)
 
-    def setUp(self):
-        from twisted.internet.address import IPv4Address as Address
-        from twisted.internet.testing import StringTransport
-        from netsuite.portal.web import PortalSite
-        self.f = PortalFixture()
-        self.site = PortalSite(self.f.resource, reactor=self.f.clock)
-        self.site.startFactory()
-        self.addCleanup(self.site.stopFactory)
-        peer = Address("TCP", str(A), 40000)
-        self.protocol = self.site.buildProtocol(peer)
-        self.transport = StringTransport(peerAddress=peer)
-        self.protocol.makeConnection(self.transport)
-
-    def send(self, data):
-        self.protocol.dataReceived(data)
-        self.f.registry.eventual.flush_sync()
-        return self.transport.value()
-
-    def responses(self, raw):
+    def test_default_layout(self):
         """
-        The (status line, headers, body) of each response in C{raw}.
+        Without a L{Pages}, a portal lays its pages out with the built-in
+        template.
         """
-        found = []
-        while raw:
-            head, _, rest = raw.partition(b"\r\n\r\n")
-            lines = head.split(b"\r\n")
-            headers = {name.lower(): value for name, value in
-                       (line.split(b": ", 1) for line in lines[1:])}
-            size = int(headers.get(b"content-length", b"0"))
-            found.append((lines[0], headers, rest[:size]))
-            raw = rest[size:]
-        return found
-
-    def test_same_redirect_as_the_site(self):
-        """
-        The front's 307 carries the Location, Refresh, Cache-Control and
-        page that the full site gives the same request.
-        """
-        raw = self.send(b"GET /some/page?x=1&y=2 HTTP/1.1\r\nHost: Example.com\r\n"
-                        b"User-Agent: curl/7.88\r\nAccept: */*\r\n\r\n")
-        [(status, headers, body)] = self.responses(raw)
-        full = self.f.request(b"GET", b"/some/page?x=1&y=2", b"example.com")
-        self.assertEqual(status, b"HTTP/1.1 307 Temporary Redirect")
-        self.assertEqual(headers[b"location"], full.header(b"location"))
-        self.assertEqual(headers[b"refresh"], full.header(b"refresh"))
-        self.assertEqual(headers[b"cache-control"], b"no-store")
-        self.assertEqual(headers[b"content-type"], b"text/html; charset=utf-8")
-        self.assertEqual(body, full.body())
-        self.assertIn(b"date", headers)
-        self.assertFalse(self.transport.disconnecting)
-        self.assertIsNone(self.protocol.wrappedProtocol.channel)
-        self.assertEqual(self.site.redirected, 1)
-
-    def test_pipelined_and_split(self):
-        """
-        Requests arriving together, or a head split over reads, each get
-        their answer in order; the connection stays open (HTTP/1.1).
-        """
-        raw = self.send(b"GET /a HTTP/1.1\r\nHost: a.example\r\n\r\nGET /b HTTP/1.1\r\nHo")
-        raw = self.send(b"st: b.example\r\n\r\n")
-        locations = [h[b"location"] for _, h, _ in self.responses(raw)]
-        self.assertEqual(locations, [
-            b"http://10.89.0.1:5280/login?url=" + quote("http://a.example/a", safe="").encode(),
-            b"http://10.89.0.1:5280/login?url=" + quote("http://b.example/b", safe="").encode()])
-        self.assertFalse(self.transport.disconnecting)
-
-    def test_head_and_close(self):
-        """
-        A HEAD gets the head only; HTTP/1.0 without keep-alive, or
-        Connection: close, closes after the answer.
-        """
-        raw = self.send(b"HEAD / HTTP/1.0\r\nHost: a.example\r\n\r\n")
-        head, _, body = raw.partition(b"\r\n\r\n")
-        self.assertTrue(head.startswith(b"HTTP/1.0 307 "))
-        self.assertIn(b"Connection: close", head)
-        self.assertEqual(body, b"")
-        self.assertTrue(self.transport.disconnecting)
-
-    def test_keep_alive_1_0(self):
-        raw = self.send(b"GET / HTTP/1.0\r\nHost: a.example\r\nConnection: Keep-Alive\r\n\r\n")
-        self.assertIn(b"Connection: keep-alive", raw)
-        self.assertFalse(self.transport.disconnecting)
-
-    def test_event_when_watched(self):
-        """
-        C{/portal/request} still hears the front's requests.
-        """
-        seen = []
-        self.f.registry.watch("/portal/request", seen.append)
-        self.send(b"GET /x HTTP/1.1\r\nHost: example.com\r\n\r\n")
-        self.assertEqual(seen, [{"ip": A, "host": "example.com", "path": "/x",
-                                 "method": "GET"}])
-
-    def test_hands_over(self):
-        """
-        The portal's own pages, the probes, requests with a body, other
-        methods, odd heads: twisted.web answers them on the same
-        connection, and every later request there.
-        """
-        cases = [
-            (b"GET / HTTP/1.1\r\nHost: 10.89.0.1:5280\r\n\r\n", b" 303 "),
-            (b"GET /generate_204 HTTP/1.1\r\nHost: connectivitycheck.gstatic.com\r\n\r\n",
-             b" 307 "),
-            (b"POST /x HTTP/1.1\r\nHost: a.example\r\nContent-Length: 2\r\n\r\nab", b" 307 "),
-            (b"OPTIONS / HTTP/1.1\r\nHost: a.example\r\n\r\n", b" 307 "),
-            (b"GET / HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n", b" 307 "),
-            (b"GET / HTTP/1.1\r\n\r\n", b" 307 "),
-        ]
-        for request, status in cases:
-            self.setUp()
-            raw = self.send(request)
-            self.assertIsNotNone(self.protocol.wrappedProtocol.channel, request)
-            self.assertIn(status, raw.split(b"\r\n", 1)[0], request)
-            self.assertEqual(self.site.redirected, 0)
-        raw = self.send(b"GET /later HTTP/1.1\r\nHost: a.example\r\n\r\n")
-        self.assertEqual(self.site.redirected, 0)
-
-    def test_overlong_head(self):
-        """
-        A head longer than the front reads is twisted.web's to refuse.
-        """
-        raw = self.send(b"GET / HTTP/1.1\r\nHost: a.example\r\nX: " + b"y" * 20000)
-        self.assertIsNotNone(self.protocol.wrappedProtocol.channel)
-        self.assertTrue(self.transport.disconnecting or raw.startswith(b"HTTP/1.1 4"))
-
-    def test_idle_timeout(self):
-        """
-        A connection that sends nothing is dropped after the site's timeout.
-        """
-        self.f.clock.advance(self.site.timeOut + 1)
-        self.assertTrue(self.transport.disconnecting)
-
-    def test_template_change(self):
-        """
-        Redirect pages kept from before a template change are not served
-        after it.
-        """
-        from netsuite.portal import web
-        self.send(b"GET /t HTTP/1.1\r\nHost: a.example\r\n\r\n")
-        self.addCleanup(web.use_template, web.DEFAULT_TEMPLATE)
-        web.use_template("<main>$body</main>")
-        self.transport.clear()
-        [(_, _, body)] = self.responses(self.send(b"GET /t HTTP/1.1\r\nHost: a.example\r\n\r\n"))
-        self.assertTrue(body.startswith(b"<main><meta http-equiv"), body)
+        from netsuite.portal.pages import DEFAULT_TEMPLATE
+        body = PortalFixture().request(b"GET", b"/login").body().decode()
+        self.assertTrue(body.startswith(DEFAULT_TEMPLATE.partition("$title")[0]))
