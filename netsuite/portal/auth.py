@@ -339,7 +339,7 @@ def install(portal: Any, auth: Any, operator: Any, reactor: Any,
     Put the back ends C{auth} (a C{[portal.auth]} table) configures on
     C{/portal/authenticate} before the click-through, set the portal's
     session move and quota; return the keyword arguments for
-    L{netsuite.portal.web.PortalResource} (C{method}, C{limiter},
+    L{netsuite.portal.resource.PortalResource} (C{method}, C{limiter},
     C{operator}). C{runner} runs the password checks and binds.
     """
     method = CLICK
@@ -360,13 +360,14 @@ def install(portal: Any, auth: Any, operator: Any, reactor: Any,
         method = auth.method
     portal.move_session = bool(auth.move_session)
     portal.sessions.quota_bytes = int(auth.quota_bytes)
-    credentials = None
+    from .operator import OperatorAuth
+    checker = None
     if operator.username and operator.password_hash:
-        credentials = (operator.username, operator.password_hash.reveal())
+        checker = OperatorAuth((operator.username, operator.password_hash.reveal()), runner)
     return {"method": method,
             "limiter": LoginLimiter(reactor, auth.max_failures, auth.failure_window,
                                     auth.max_attempts),
-            "operator": credentials}
+            "operator": checker}
 
 
 def main(argv: Any = None, stdin: Any = None, stdout: Any = None,

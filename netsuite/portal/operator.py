@@ -18,6 +18,9 @@ import ipaddress
 import time
 from typing import Any, Optional, Set, Tuple
 
+from twisted.internet.defer import Deferred, succeed
+
+from ..runner import IRunner
 from .auth import verify_password
 
 __all__ = ["OperatorAuth", "render_clients", "REALM"]
@@ -32,40 +35,48 @@ def _esc(value: Any) -> str:
 class OperatorAuth:
     """
     Checks a request's HTTP Basic credentials against C{(username,
-    scrypt hash)}; a verified pair is remembered (as a keyed digest) so
+    scrypt hash)}. The scrypt check runs through C{runner}, never on the
+    reactor thread; a verified pair is remembered (as a keyed digest) so
     that each page does not cost an scrypt.
     """
 
-    def __init__(self, credentials: Tuple[str, str]) -> None:
+    def __init__(self, credentials: Tuple[str, str], runner: IRunner) -> None:
         self.username, self.password_hash = credentials
+        self.runner = runner
         self._key = hashlib.sha256(self.password_hash.encode()).digest()
         self._verified: Set[bytes] = set()
 
-    def check(self, request: Any) -> bool:
+    def check(self, request: Any) -> "Deferred[bool]":
+        """
+        Whether the request carries the operator's credentials.
+        """
         header = request.getHeader(b"authorization") or b""
         if isinstance(header, str):
             header = header.encode("latin-1")
         scheme, _, encoded = header.strip().partition(b" ")
         if scheme.lower() != b"basic" or len(encoded) > 2048:
-            return False
+            return succeed(False)
         try:
             decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError, ValueError):
-            return False
+            return succeed(False)
         username, sep, password = decoded.partition(":")
         if not sep:
-            return False
+            return succeed(False)
         digest = hmac.new(self._key, decoded.encode("utf-8"), hashlib.sha256).digest()
         if digest in self._verified:
-            return True
+            return succeed(True)
         user_ok = hmac.compare_digest(username.encode("utf-8"), self.username.encode("utf-8"))
-        password_ok = verify_password(password, self.password_hash)
-        if user_ok and password_ok:
+
+        def checked(password_ok: bool) -> bool:
+            if not (user_ok and password_ok):
+                return False
             if len(self._verified) > 16:
                 self._verified.clear()
             self._verified.add(digest)
             return True
-        return False
+        return self.runner.run(verify_password, password, self.password_hash).addCallback(
+            checked)
 
 
 def _when(seconds: float) -> str:

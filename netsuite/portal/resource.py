@@ -60,7 +60,7 @@ class PortalResource(Resource):
 
     def __init__(self, portal: Portal, clock: Any, method: str = CLICK,
                  limiter: Optional[LoginLimiter] = None,
-                 operator: Optional[Tuple[str, str]] = None,
+                 operator: Optional[OperatorAuth] = None,
                  template_dir: str = "", venue_info_url: str = "",
                  pages: Optional[Pages] = None) -> None:
         Resource.__init__(self)
@@ -71,7 +71,7 @@ class PortalResource(Resource):
         self.secure_base = ""  # "https://host:port" of the HTTPS site, when there is one
         self.method = method
         self.limiter = limiter if limiter is not None else LoginLimiter(clock)
-        self.operator = OperatorAuth(operator) if operator else None
+        self.operator = operator
         self.pages = pages if pages is not None else Pages()
         self._redirects: Dict[Tuple[str, str], Tuple[bytes, bytes]] = {}
         self._redirects_pages = self.pages
@@ -346,26 +346,32 @@ class PortalResource(Resource):
 
     # the operator page
 
-    def _operator_denied(self, request: Any) -> Optional[bytes]:
+    def _as_operator(self, request: Any, page: Callable[[], Any]) -> Any:
+        """
+        C{page()} if the request carries the operator's credentials, else
+        a 401 (a 404 with no operator configured).
+        """
         if self.operator is None:
             return self._not_found(request)
-        if not self.operator.check(request):
-            request.setHeader(b"WWW-Authenticate", REALM)
-            return self._respond(request, 401, self.pages.page("Unauthorized",
-                                                     "<p>Operator credentials needed.</p>"))
-        return None
 
-    def _operator(self, request: Any, ip: Any) -> bytes:
-        denied = self._operator_denied(request)
-        if denied is not None:
-            return denied
-        body = render_clients(self.portal, self.clock.seconds(), self._token(request))
-        return self._respond(request, 200, self.pages.page("Clients", body))
+        def checked(ok: bool) -> Any:
+            if ok:
+                return page()
+            request.setHeader(b"WWW-Authenticate", REALM)
+            return self._respond(request, 401, self.pages.page(
+                "Unauthorized", "<p>Operator credentials needed.</p>"))
+        return self._later(request, lambda: self.operator.check(request).addCallback(checked))
+
+    def _operator(self, request: Any, ip: Any) -> Any:
+        def page() -> bytes:
+            body = render_clients(self.portal, self.clock.seconds(), self._token(request))
+            return self._respond(request, 200, self.pages.page("Clients", body))
+        return self._as_operator(request, page)
 
     def _kick(self, request: Any, ip: Any) -> Any:
-        denied = self._operator_denied(request)
-        if denied is not None:
-            return denied
+        return self._as_operator(request, lambda: self._kicked(request))
+
+    def _kicked(self, request: Any) -> Any:
         if not self._csrf_ok(request):
             return self._respond(request, 403, self.pages.page(
                 "Form expired", f'<p><a href="{esc(self._url("/operator"))}">Back</a></p>'))
@@ -373,5 +379,5 @@ class PortalResource(Resource):
         if target is None:
             return self._respond(request, 400, self.pages.page("Bad request",
                                                                "<p>No such client.</p>"))
-        return self._later(request, lambda: self.portal.logout(target, "operator").addCallback(
-            lambda _: self.redirect(request, self._url("/operator"), 303)))
+        return self.portal.logout(target, "operator").addCallback(
+            lambda _: self.redirect(request, self._url("/operator"), 303))

@@ -449,7 +449,7 @@ class LdapBindUnitTests(SynchronousTestCase):
         operator = SimpleNamespace(username="op", password_hash=Secret(hash_password("x", **FAST)))
         kw = auth.install(f.portal, section, operator, f.clock, SyncRunner())
         self.assertEqual(kw["method"], PASSWORD)
-        self.assertEqual(kw["operator"][0], "op")
+        self.assertEqual(kw["operator"].username, "op")
         self.assertEqual((kw["limiter"].max_failures, kw["limiter"].max_attempts), (3, 7))
         self.assertEqual((f.portal.move_session, f.sessions.quota_bytes), (False, 99))
         listeners = f.registry.describe("/portal/authenticate")[0]["listeners"]
