@@ -32,11 +32,11 @@ from ..registry.registry import declare_service
 from ..registry.values import MAC, Message
 from .leases import Lease
 from .options import (CAPTIVE_PORTAL, DNS_SERVERS, HOST_NAME, LEASE_TIME, REBINDING_TIME,
-                      RENEWAL_TIME, ROUTERS, SERVER_ID, SUBNET_MASK, encode_option, option_code,
-                      option_name)
+                      RENEWAL_TIME, ROUTERS, SERVER_ID, SUBNET_MASK, encode_option)
 from .packet import (ACK, DECLINE, DISCOVER, INFORM, NAK, OFFER, RELEASE, REQUEST,
-                     BOOTREPLY, MessageType, Packet, as_address)
+                     MessageType, Packet, as_address)
 from .pool import Pool, Subnet
+from .replies import amended, encoded, in_order, named, reply_packet
 
 __all__ = ["DHCPServer", "MAILBOXES"]
 
@@ -390,7 +390,7 @@ class DHCPServer:
             "type": MessageType(kind).name, "mac": request.mac, "ip": ip,
             "subnet": subnet.name, "hostname": request.hostname,
             "requested_options": list(request.parameter_request_list),
-            "options": {option_name(code): _value(value) for code, value in options.items()},
+            "options": named(options),
         }).addCallback(self._amended, request, kind, ip, options, ciaddr)
 
     def _amended(self, amend: Any, request: Packet, kind: int, ip: IPv4Address,
@@ -400,18 +400,8 @@ class DHCPServer:
         option names (the mailbox's language) to values, None removing one.
         """
         if isinstance(amend, dict):
-            for name, value in amend.items():
-                try:
-                    code = option_code(str(name))
-                except KeyError as e:
-                    _log.warn("option {name}={value!r} left out of the reply: {error}",
-                              name=name, value=value, error=e)
-                    continue
-                if value is None:
-                    options.pop(code, None)
-                else:
-                    options[code] = value
-        return self._packet(request, kind, ip, _in_order(dict(_encoded(options))), ciaddr)
+            amended(options, amend)
+        return self._packet(request, kind, ip, in_order(dict(encoded(options))), ciaddr)
 
     def _subnet_options(self, subnet: Subnet, lease_time: Optional[float],
                         hostname: Optional[str]) -> List[Tuple[int, bytes]]:
@@ -425,18 +415,15 @@ class DHCPServer:
         if ready is None:
             if len(self._encoded_replies) > 1024:
                 self._encoded_replies.clear()
-            ready = self._encoded_replies[key] = _in_order(
-                dict(_encoded(self._base_options(subnet, lease_time))))
+            ready = self._encoded_replies[key] = in_order(
+                dict(encoded(self._base_options(subnet, lease_time))))
         if hostname:
-            return _in_order({**dict(ready), HOST_NAME: encode_option(HOST_NAME, hostname)})
+            return in_order({**dict(ready), HOST_NAME: encode_option(HOST_NAME, hostname)})
         return ready
 
     def _packet(self, request: Packet, kind: int, yiaddr: IPv4Address,
                 options: List[Tuple[int, bytes]], ciaddr: IPv4Address = ZERO) -> Packet:
-        return Packet.trusted(BOOTREPLY, request.htype, request.hlen, 0, request.xid, 0,
-                              request.flags, ciaddr, yiaddr, ZERO, request.giaddr,
-                              request.chaddr, _NO_SNAME, _NO_FILE,
-                              ((53, bytes([kind])),) + tuple(options) + _relay_echo(request))
+        return reply_packet(request, kind, yiaddr, options, ciaddr)
 
     # expiry
 
@@ -461,58 +448,6 @@ def _network_text(network: IPv4Network) -> str:
     C{network} as CIDR text ("10.89.0.0/24"), made once per network.
     """
     return str(network)
-
-
-def _relay_echo(request: Packet) -> Tuple[Tuple[int, bytes], ...]:
-    """
-    RFC 3046: a relay's agent information (82) goes back in the reply.
-    """
-    raw = request.option(82)
-    return ((82, raw),) if raw is not None else ()
-
-
-_NO_SNAME = bytes(64)
-_NO_FILE = bytes(128)
-_SERVER_MANAGED = frozenset({0, 52, 53, 82, 255})
-"""Option codes the server writes itself (or that are wire details): a
-configured or hooked value for one is left out."""
-
-
-def _encoded(options: Dict[int, Any]) -> List[Tuple[int, bytes]]:
-    """
-    Options by code, encoded; a value that does not encode is left out
-    and logged.
-    """
-    pairs = []
-    for code, value in options.items():
-        try:
-            if code in _SERVER_MANAGED:
-                raise ValueError("the server sets this option itself")
-            pairs.append((code, encode_option(code, value)))
-        except ValueError as e:
-            _log.warn("option {name}={value!r} left out of the reply: {error}",
-                      name=option_name(code), value=value, error=e)
-    return pairs
-
-
-def _in_order(options: Dict[int, bytes]) -> List[Tuple[int, bytes]]:
-    """
-    The options by code, the server identifier first (some clients look
-    there only). Changes C{options}.
-    """
-    server_id = options.pop(54, None)
-    pairs = sorted(options.items())  # codes are distinct: only they are compared
-    if server_id is not None:
-        pairs.insert(0, (54, server_id))
-    return pairs
-
-
-def _value(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return list(value)
-    if hasattr(value, "packed") and not isinstance(value, (IPv4Address, MAC)):
-        return str(value)
-    return value
 
 
 def _lease_value(lease: Lease) -> Message:
