@@ -8,6 +8,7 @@ tests as the real one, so it cannot drift.
    L{HeldRunner}: one whose calls wait until the test lets them run.
  - L{MemoryFirewall}, L{MemoryShaper}: the firewall adapter and the rate
    limiter, in memory.
+ - L{MemoryDirectory}: an LDAP directory in memory.
  - L{registry_on_clock}: a real registry on a L{Clock}, for unit tests.
 """
 
@@ -20,10 +21,12 @@ from twisted.internet.task import Clock
 from zope.interface import implementer
 
 from .firewall.memory import MemoryFirewall, MemoryShaper
+from .ldap.memory import MemoryDirectory
 from .registry.registry import Registry
 from .runner import IRunner, RunnerStopped
 
-__all__ = ["SyncRunner", "HeldRunner", "MemoryFirewall", "MemoryShaper", "registry_on_clock"]
+__all__ = ["SyncRunner", "HeldRunner", "MemoryFirewall", "MemoryShaper", "MemoryDirectory",
+           "registry_on_clock"]
 
 
 @implementer(IRunner)

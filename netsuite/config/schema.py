@@ -19,7 +19,7 @@ from .fields import (CLIENT_ENDPOINT_MAP, OPTIONAL_PATH, SERVER_ENDPOINT_LIST, k
                      path, positive)
 
 __all__ = ["Field", "Table", "TableList", "ConfigError", "BASE_SECTIONS", "load", "parse",
-           "defaults", "field_at"]
+           "defaults", "field_at", "read_toml"]
 
 
 class ConfigError(ValueError):
@@ -194,15 +194,23 @@ def field_at(sections: Mapping[str, Mapping[str, Any]], key: str) -> Field:
     return node
 
 
-def load(path: str, sections: Mapping[str, Mapping[str, Field]] = BASE_SECTIONS) -> SimpleNamespace:
+def read_toml(path: str) -> Dict[str, Any]:
     """
-    Read and check the TOML file at C{path}.
+    The TOML file at C{path}, parsed (not checked).
+
+    @raise ConfigError: unreadable, or not TOML; the message names the file.
     """
     try:
         with open(path, "rb") as f:
-            data = tomllib.load(f)
+            return tomllib.load(f)
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
-    return parse(data, path, sections)
+
+
+def load(path: str, sections: Mapping[str, Mapping[str, Field]] = BASE_SECTIONS) -> SimpleNamespace:
+    """
+    Read and check the TOML file at C{path}.
+    """
+    return parse(read_toml(path), path, sections)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tomllib
 from types import SimpleNamespace
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -30,7 +29,7 @@ from twisted.logger import (FilteringLogObserver, Logger, LogLevel, LogLevelFilt
                             PredicateResult, globalLogBeginner, textFileLogObserver)
 
 from ..bus.client import connect
-from ..config.schema import ConfigError
+from ..config.schema import ConfigError, read_toml
 from .ldap import BUS_MARGIN, LOOKUP_MAILBOX, LdapLookup, settings_from_toml
 
 __all__ = ["load_settings", "main", "parse_args", "run"]
@@ -47,13 +46,7 @@ def load_settings(path: str) -> SimpleNamespace:
     @raise ConfigError: unreadable, not TOML, or a bad key (named with
         the file).
     """
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    data = read_toml(path)
     return settings_from_toml(data, path)
 
 
