@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.bus.helpers -*-
+# -*- test-case-name: tests.bus -*-
 """
 What the bus tests share: an owner served in memory and its peers,
 connected with L{twisted.test.iosim}. No reactor runs: a

@@ -198,6 +198,37 @@ class ServerTests(SynchronousTestCase):
         self.failureResultOf(self.call(Unwatch, watch="w9"), UnknownId)
 
 
+class MalformedFrameTests(SynchronousTestCase):
+    """
+    A key longer than 255 bytes ends the peer's connection.
+    """
+
+    def test_longKey(self) -> None:
+        """
+        The server closes the connection, logs the malformed frame with the
+        peer's name, and takes off the listeners the peer added; what the
+        peer sent after the bad key is never read as a command.
+        """
+        log = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        owner = Owner(credentials=lambda transport: (77, 0, 0))
+        peer, server, pump = owner.raw()
+        d = peer.callRemote(AddListener, mailbox=LEASE, listener="l1", first=True,
+                            deadline=1.0, tags=dumps({}))
+        pump.flush()
+        self.successResultOf(d)
+        send = Send.makeArguments({"mailbox": LEASE, "message": dumps({})}, None)
+        send.update({amp.COMMAND: b"Send", amp.ASK: b"9"})
+        server.dataReceived(b"\x01\x00" + b"k" * 256 + b"\x00\x01v\x00\x00"
+                            + send.serialize())
+        self.assertTrue(pump.serverIO.disconnecting)
+        pump.flush()
+        self.assertEqual(owner.listeners(), [{"owner": "dhcp"}])
+        self.assertEqual(owner.registry.mailbox(LEASE).counters.messages, 0)
+        warnings = [e for e in log if e["log_level"] == LogLevel.warn]
+        self.assertEqual([e["peer"] for e in warnings], ["pid 77 uid 0"])
+        self.assertIn("malformed frame", warnings[0]["log_format"])
+
+
 class CredentialsTests(SynchronousTestCase):
     """
     The server checks the uid of a Unix-socket peer.
