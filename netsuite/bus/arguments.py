@@ -48,24 +48,40 @@ class Typed(amp.Argument):
     """
     Bytes of any length (typed-value JSON), split into keys C{name},
     C{name.2}, C{name.3}, ... of at most 65,535 bytes each.
-
-    The whole value is read and written as an C{amp.String} would be, so
-    AMP's own rules name the Python argument and handle C{optional}; only
-    the split is ours.
     """
-
-    def __init__(self, optional: bool = False) -> None:
-        amp.Argument.__init__(self, optional)
-        self._whole = amp.String(optional=optional)
 
     def toBox(self, name: bytes, strings: Dict[bytes, bytes], objects: Dict[str, Any],
               proto: Any) -> None:
-        whole: Dict[bytes, bytes] = {}
-        self._whole.toBox(name, whole, objects, proto)
-        if name in whole:
-            put_chunks(strings, name, whole[name])
+        key = _python_name(name)
+        data = objects.pop(key, None) if self.optional else objects.pop(key)
+        if self.optional and data is None:
+            return
+        put_chunks(strings, name, data)
 
     def fromBox(self, name: bytes, strings: Dict[bytes, bytes], objects: Dict[str, Any],
                 proto: Any) -> None:
-        whole = {name: take_chunks(strings, name)} if name in strings else {}
-        self._whole.fromBox(name, whole, objects, proto)
+        key = _python_name(name)
+        if name not in strings and self.optional:
+            objects[key] = None
+            return
+        objects[key] = take_chunks(strings, name)
+
+
+_python_names: Dict[bytes, str] = {}
+
+
+def _python_name(name: bytes) -> str:
+    """
+    The Python name of the argument C{name}, by AMP's own rule (its
+    normaliser is private): learnt once per name from a public
+    C{amp.String}, since going through one for every value made each
+    L{netsuite.bus.ownercommands.Send} measurably slower.
+    """
+    try:
+        return _python_names[name]
+    except KeyError:
+        found: Dict[str, Any] = {}
+        amp.String().fromBox(name, {name: b""}, found, None)
+        [key] = found
+        _python_names[name] = key
+        return key

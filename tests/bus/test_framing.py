@@ -74,6 +74,22 @@ class TypedTests(SynchronousTestCase):
         self.assertEqual(objects, {"result": None})
 
 
+    def test_pythonNames(self) -> None:
+        """
+        A L{Typed} argument takes and gives the Python name AMP gives any
+        argument (dashes to underscores, keywords capitalised).
+        """
+        for wire, python in ((b"remember_by", "remember_by"), (b"a-b", "a_b"),
+                             (b"from", "From")):
+            strings: Dict[bytes, bytes] = {}
+            Typed().toBox(wire, strings, {python: b"x"}, None)
+            self.assertEqual(strings, {wire: b"x"})
+            objects: Dict[str, Any] = {}
+            amp.String().fromBox(wire, {wire: b"x"}, objects, None)
+            Typed().fromBox(wire, strings, objects, None)
+            self.assertEqual(objects, {python: b"x"})
+
+
 class VerdictWireTests(SynchronousTestCase):
     """
     A L{CallListener} answer box read as a verdict (one path for every
