@@ -45,7 +45,7 @@ from twisted.internet.protocol import ProcessProtocol  # noqa: E402
 from twisted.protocols import amp  # noqa: E402
 from twisted.python.failure import Failure  # noqa: E402
 
-from netsuite.bus.commands import CallListener  # noqa: E402
+from netsuite.bus.peercommands import CallListener  # noqa: E402
 from netsuite.bus.server import BusServerFactory  # noqa: E402
 from netsuite.registry import CONTINUE, MAC, Registry, Stop  # noqa: E402
 from netsuite.registry import values  # noqa: E402

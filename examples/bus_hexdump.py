@@ -25,7 +25,7 @@ from twisted.internet.task import Clock  # noqa: E402
 from twisted.internet.testing import StringTransport  # noqa: E402
 from twisted.protocols import amp  # noqa: E402
 
-from netsuite.bus.commands import Send  # noqa: E402
+from netsuite.bus.ownercommands import Send  # noqa: E402
 from netsuite.bus.server import BusServerProtocol  # noqa: E402
 from netsuite.registry import values  # noqa: E402
 from netsuite.registry.registry import Registry  # noqa: E402

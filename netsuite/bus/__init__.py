@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.bus -*-
 """
 The AMP bus: a process serves its registry to others, and reaches theirs.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.bus.test_bus -*-
+# -*- test-case-name: tests.bus.test_client,tests.bus.test_watch,tests.bus.test_reconnect -*-
 """
 A peer's side of the bus: another process's registry, used like a local one.
 
@@ -17,20 +17,21 @@ from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import Deferred, DeferredList, fail
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.error import ConnectError
-from twisted.internet.protocol import Factory
+from twisted.internet.protocol import Factory, connectionDone
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ..registry.interfaces import (CONTINUE, NO_ANSWER, IListenerHandle, NotRunning,
-                                   IRegistry, ListenerError, Remember, Stop, parse_address)
+from ..registry.interfaces import (NO_ANSWER, IListenerHandle, IRegistry, ListenerError,
+                                   NotRunning, parse_address)
 from ..registry.registry import _decorator_or_handle, matcher
 from ..registry import values
-from .server import RobustAMP
-from .commands import (ERRORS, AddListener, Describe, Notify, RemoveListener,
-                       Send, Unwatch, Watch, put_chunks, take_chunks)
+from .arguments import take_chunks
+from .framing import CALL_LISTENER, BusProtocol, answer_box, refusal_box
+from .ownercommands import AddListener, Describe, RemoveListener, Send, Unwatch, Watch
+from .peercommands import Notify
 
 __all__ = ["BusClient", "NotRunning", "connect", "Peers", "DEFAULT_SOCKET_DIR",
            "socket_endpoint"]
@@ -101,7 +102,7 @@ class _ClientResponders(amp.CommandLocator):
         no Deferred for a listener that answers at once: this is the hot
         path of every hook.
         """
-        ask = box[b"_ask"]
+        ask = box[amp.ASK]
         try:
             listener = box[b"listener"].decode()
             handle = self.client._listeners.get(listener)
@@ -109,20 +110,20 @@ class _ClientResponders(amp.CommandLocator):
                 raise ListenerError(f"no listener {listener!r} here")
             message = values.loads(take_chunks(box, b"message"))
         except Exception as e:
-            return _refusal(ask, e)
+            return refusal_box(ask, e)
         try:
             verdict = handle.fn(message)
         except Exception:
             return self._failed(Failure(), ask, handle)
         if isinstance(verdict, Deferred):
-            return verdict.addCallbacks(_answer, self._failed, callbackArgs=(ask,),
+            return verdict.addCallbacks(answer_box, self._failed, callbackArgs=(ask,),
                                         errbackArgs=(ask, handle))
-        return _answer(verdict, ask)
+        return answer_box(verdict, ask)
 
     def _failed(self, failure: Failure, ask: bytes, handle: RemoteListener) -> amp.AmpBox:
         _log.failure("listener {fn!r} on {address} failed", failure,
                      fn=handle.fn, address=handle.address)
-        return _refusal(ask, ListenerError(f"listener failed: {failure.getErrorMessage()}"))
+        return refusal_box(ask, ListenerError(f"listener failed: {failure.getErrorMessage()}"))
 
     @Notify.responder
     def notify(self, watch: str, mailbox: str, message: bytes) -> Dict[str, Any]:
@@ -136,62 +137,34 @@ class _ClientResponders(amp.CommandLocator):
         return {}
 
 
-def _answer(verdict: Any, ask: bytes) -> amp.AmpBox:
+class _ClientProtocol(BusProtocol):
     """
-    The answer box for a listener's verdict (an error box if it is none).
+    The connection to the owner. It answers L{CallListener} boxes itself,
+    before the dispatcher sees them; everything else is the dispatcher's.
     """
-    remember = None
-    if type(verdict) is Remember:
-        verdict, remember = verdict.verdict, verdict.seconds
-    try:
-        if type(verdict) is Stop:
-            reply = amp.AmpBox(verdict=b"stop")
-            put_chunks(reply, b"result", values.dumps(verdict.value))
-        elif verdict is CONTINUE:
-            reply = amp.AmpBox(verdict=b"continue")
-        else:
-            raise ListenerError(f"listener returned {verdict!r}; a listener returns "
-                                "Stop(value) or CONTINUE (or Remember of one)")
-        if remember is not None:
-            reply[b"remember"] = repr(float(remember)).encode()
-    except Exception as e:
-        return _refusal(ask, e)
-    reply[b"_answer"] = ask
-    return reply
 
-
-def _refusal(ask: bytes, error: Exception) -> amp.AmpBox:
-    """
-    A non-fatal error box: the code of C{error}'s type, else C{LISTENER_ERROR}.
-    """
-    code = next((code for kind, code in ERRORS.items() if isinstance(error, kind)),
-                ERRORS[ListenerError])
-    return amp.AmpBox(_error=ask, _error_code=code,
-                      _error_description=str(error).encode("utf-8", "replace"))
-
-
-class _ClientProtocol(RobustAMP):
     def __init__(self, client: "BusClient") -> None:
         self._responders = _ClientResponders(client)
-        RobustAMP.__init__(self, locator=self._responders)
+        BusProtocol.__init__(self, self._responders)
         self.client = client
+        self.peer = f"process {client.name}"
 
-    def _commandReceived(self, box: amp.AmpBox) -> None:
-        if box.get(b"_command") == b"CallListener" and b"_ask" in box:
+    def box_received(self, box: amp.AmpBox) -> None:
+        if box.get(amp.COMMAND) == CALL_LISTENER and amp.ASK in box:
             reply = self._responders.reply(box)
             if isinstance(reply, Deferred):
-                reply.addCallback(self._safeEmit).addErrback(self.unhandledError)
+                reply.addCallback(self.send_reply).addErrback(self.unhandledError)
             else:
-                self._safeEmit(reply)
+                self.send_reply(reply)
             return
-        RobustAMP._commandReceived(self, box)
+        self.dispatcher.ampBoxReceived(box)
 
     def connectionMade(self) -> None:
-        amp.AMP.connectionMade(self)
+        BusProtocol.connectionMade(self)
         self.client._current = self
 
-    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
-        amp.AMP.connectionLost(self, reason)
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        BusProtocol.connectionLost(self, reason)
         self.client._lost(self)
 
 

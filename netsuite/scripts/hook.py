@@ -20,7 +20,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.task import react
 
 from ..bus.client import BusClient, NotRunning, connect
-from ..bus.commands import ERRORS
+from ..bus.errors import ERRORS
 from ..registry.interfaces import NO_ANSWER, InvalidAddress, parse_address
 from ..registry.values import InvalidValue, Message, guess, to_plain
 
