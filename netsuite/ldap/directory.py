@@ -151,24 +151,18 @@ class LdapDirectory:
         server restarted) is replaced and the search tried once more.
         """
         end = time.monotonic() + budget
-        connection = getattr(self._local, "connection", None)
-        if connection is not None:
+        reused = getattr(self._local, "connection", None)
+        while True:
+            connection = reused if reused is not None else self._connect(end)
             try:
                 return self._query(connection, base, filter, attributes, limit, end)
             except DirectoryError:
                 raise
             except Exception:
                 self._drop(connection)
-                if _remaining(end) <= 0:
+                if reused is None or _remaining(end) <= 0:
                     raise
-        connection = self._connect(end)
-        try:
-            return self._query(connection, base, filter, attributes, limit, end)
-        except DirectoryError:
-            raise
-        except Exception:
-            self._drop(connection)
-            raise
+            reused = None  # the reused one failed: once more on a new one
 
     def _connect(self, end: float) -> Any:
         remaining = _remaining(end)
