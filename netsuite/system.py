@@ -21,7 +21,7 @@ from twisted.logger import ILogObserver, LogLevel, Logger, formatEvent
 from zope.interface import implementer
 
 from .registry.interfaces import CONTINUE, NO_ANSWER, IRegistry, Stop
-from .registry.registry import declare_service
+from .registry.registry import Registry, declare_service
 from .registry.values import Message
 
 __all__ = ["install_system_mailboxes", "LogToMailbox"]
@@ -76,9 +76,12 @@ class LogToMailbox:
     """
     A log observer that hands events at or above C{level} to the watchers
     of C{/system/log} (not to its listeners, so logging cannot loop).
+    Process plumbing, not a service: it holds the process's own
+    L{netsuite.registry.Registry}'s mailbox, since telling watchers alone
+    is not something L{IRegistry} offers (nor should: a peer cannot).
     """
 
-    def __init__(self, registry: Any, level: LogLevel) -> None:
+    def __init__(self, registry: Registry, level: LogLevel) -> None:
         self._mailbox = registry.mailbox("/system/log")
         self._rank = _ORDER[level]
 
