@@ -167,7 +167,8 @@ class Child:
             nsutil.ns_argv(self.netns, self.argv),
             stdin=subprocess.PIPE if self.stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-            env=self.env, cwd=self.cwd, user=self.user, group=self.group)
+            env=self.env, cwd=self.cwd, user=self.user, group=self.group,
+            extra_groups=None if self.user is None else [])  # not this process's groups
         self._reader = threading.Thread(target=self._read, args=(self.process,),
                                         name=f"{self.label}-output", daemon=True)
         self._reader.start()
