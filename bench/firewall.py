@@ -4,9 +4,10 @@ one-rule-per-client method.
 
     .venv/bin/python bench/firewall.py [--quick]
 
-Needs root. Everything happens in a network namespace of its own
-(C{nsbfw<pid>}: a bridge C{br-lan} with 10.88.0.1/16 and a veth C{wan0}),
-removed at the end whatever happens. No traffic is sent.
+Needs root. Everything happens in the access point's namespace of a lab
+of its own (L{netsuite.lab.Lab} C{bfw<pid>} with no clients: namespace
+C{nsbfw<pid>-ap}, a bridge C{br-lan} with 10.88.0.1/16 and a veth C{wan0}
+to the upstream), removed at the end whatever happens. No traffic is sent.
 
 For N = 10, 1,000 and 10,000 clients already authorized:
 
@@ -62,25 +63,20 @@ import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.task import Clock, deferLater
 
-from twisted.internet import reactor  # noqa: E402
-from twisted.internet.defer import Deferred, ensureDeferred  # noqa: E402
-from twisted.internet.task import Clock, deferLater  # noqa: E402
-
-from netsuite.firewall.flows import FlowCutter  # noqa: E402
-from netsuite.firewall.interfaces import Client  # noqa: E402
-from netsuite.firewall.kernel import KernelFirewall  # noqa: E402
-from netsuite.firewall.rules import FirewallSettings  # noqa: E402
-from netsuite.firewall.runner import InlineRunner, SerialRunner  # noqa: E402
-from netsuite.firewall.setwriter import IPSET_CMD_ADD  # noqa: E402
-from netsuite.registry.values import MAC  # noqa: E402
+from netsuite.firewall.flows import FlowCutter
+from netsuite.firewall.interfaces import Client
+from netsuite.firewall.kernel import KernelFirewall
+from netsuite.firewall.rules import FirewallSettings
+from netsuite.firewall.runner import InlineRunner, SerialRunner
+from netsuite.firewall.setwriter import IPSET_CMD_ADD
+from netsuite.lab import Lab
+from netsuite.registry.values import MAC
 
 LAN_NETWORK = ipaddress.IPv4Network("10.88.0.0/16")
-LAN_ADDRESS = "10.88.0.1/16"
 PREFILLED = int(ipaddress.IPv4Address("10.88.1.0"))  # the N clients: 10.88.1.0 ...
 FRESH = int(ipaddress.IPv4Address("10.88.128.0"))    # the timed operations: 10.88.128.0 ...
 FRESH_POOL = 30_000  # ... up to 10.88.245.47, reused round-robin (each phase removes its own)
@@ -120,33 +116,6 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, int(round(fraction * len(ordered))) - 1))
     return ordered[index]
-
-
-# the namespace ---------------------------------------------------------------
-
-def run(*argv: str) -> str:
-    return subprocess.run(argv, check=True, capture_output=True, text=True,
-                          timeout=60).stdout
-
-
-def in_ns(ns: str, *argv: str) -> str:
-    return run("ip", "netns", "exec", ns, *argv)
-
-
-def make_namespace(ns: str) -> None:
-    run("ip", "netns", "add", ns)
-    for argv in (["ip", "link", "set", "lo", "up"],
-                 ["ip", "link", "add", "br-lan", "type", "bridge"],
-                 ["ip", "link", "set", "br-lan", "up"],
-                 ["ip", "addr", "add", LAN_ADDRESS, "dev", "br-lan"],
-                 ["ip", "link", "add", "wan0", "type", "veth", "peer", "name", "wan0p"],
-                 ["ip", "link", "set", "wan0", "up"],
-                 ["ip", "link", "set", "wan0p", "up"]):
-        in_ns(ns, *argv)
-
-
-def remove_namespace(ns: str) -> None:
-    subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True, timeout=60)
 
 
 # MetaNet's method (runs in the worker thread, inside the namespace) ----------
@@ -341,8 +310,9 @@ class Bench:
     so that the machine's background load falls on every N alike.
     """
 
-    def __init__(self, ns: str, params: Dict[str, Any]) -> None:
-        self.ns = ns
+    def __init__(self, lab: Lab, params: Dict[str, Any]) -> None:
+        self.lab = lab
+        self.ns = ns = lab.netns("ap")
         self.p = params
         self.runner = SerialRunner(reactor, netns=ns)
         # Each adapter's de-authorizations are spread over three times the
@@ -427,7 +397,7 @@ class Bench:
                                f"the adapter knows {len(fw.clients)}")
 
     def check_rules(self, n: int) -> None:
-        saved = in_ns(self.ns, "iptables-legacy-save", "-t", "mangle")
+        saved = self.lab.exec("ap", ["iptables-legacy-save", "-t", "mangle"], check=True).stdout
         rules = [line for line in saved.splitlines() if line.startswith("-A PREROUTING")]
         if len(rules) != n:
             raise RuntimeError(f"expected {n} per-client rules, found {len(rules)}")
@@ -911,7 +881,8 @@ def main() -> int:
         print("needs root (network namespaces, iptables, ipset)", file=sys.stderr)
         return 2
     params = QUICK if args.quick else FULL
-    ns = f"nsbfw{os.getpid()}"
+    lab = Lab(f"bfw{os.getpid()}", clients=0, lan=str(LAN_NETWORK))
+    ns = lab.netns("ap")
     started = time.perf_counter()
     print(f"bench/firewall.py{' --quick' if args.quick else ''}: namespace {ns}, "
           f"{os.cpu_count()} CPUs, kernel {os.uname().release}, "
@@ -924,8 +895,8 @@ def main() -> int:
     outcome: Dict[str, Any] = {}
     jiffies, cpu_before = cpu_jiffies(), time.process_time()
     try:
-        make_namespace(ns)
-        bench = Bench(ns, params)
+        lab.up()
+        bench = Bench(lab, params)
 
         def finished(result: Any) -> None:
             outcome["result"] = result
@@ -936,7 +907,7 @@ def main() -> int:
         reactor.callWhenRunning(go)
         reactor.run()
     finally:
-        remove_namespace(ns)
+        lab.down()
     result = outcome.get("result")
     if result is None:
         print("interrupted", file=sys.stderr)
