@@ -87,7 +87,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from netsuite.dhcp.leases import Lease, LeaseStore
 from netsuite.lab import Lab
-from netsuite.lab.child import PYTHON, TWISTD, ChildError, Peer
+from netsuite.lab.child import PYTHON, TWISTD, ChildError
+from netsuite.lab.peer import Peer
 from netsuite.lab.peers import SlapdPeer, missing
 from netsuite.registry.values import MAC
 

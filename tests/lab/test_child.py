@@ -4,6 +4,8 @@ namespace, no root), their lines awaited blocking and as Deferreds, the
 stacks of a daemon that does not answer, and a stop that leaves nothing.
 """
 
+import os
+import select
 import signal
 import sys
 import textwrap
@@ -130,10 +132,12 @@ class BlockingTests(SynchronousTestCase):
         """
         self.assertIsNone(python(ECHO).stop())
         child = self.start(python(PARENT))
-        grandchild = int(child.wait_for_line("^grandchild")[0].split()[1])
+        grandchild = os.pidfd_open(int(child.wait_for_line("^grandchild")[0].split()[1]))
+        self.addCleanup(os.close, grandchild)
         self.assertEqual(child.stop(0.2), -signal.SIGKILL)
         self.assertFalse(child.running)
-        self.assertTrue(gone(grandchild))
+        # A pidfd is readable once its process has exited.
+        self.assertEqual(select.select([grandchild], [], [], 10)[0], [grandchild])
         self.assertEqual(child.stop(), -signal.SIGKILL)
 
     def test_stop_terminates(self):
