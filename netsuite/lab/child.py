@@ -36,6 +36,7 @@ from typing import IO, Any, Callable, Dict, List, Mapping, Optional, Pattern, Se
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import deferLater
+from twisted.python import threadable
 
 from . import nsutil
 
@@ -264,8 +265,8 @@ class Child:
             self._changed.notify_all()
         for waiter, failure in zip(waiters, failures):
             self._call(waiter.settle, failure)
-        for ended in enders:
-            self._call(ended.callback, code)
+        for ended in enders:  # a turn later, as when_ended says
+            self._call(self.reactor.callLater, 0, ended.callback, code)
 
     def _call(self, fn: Callable[..., Any], *args: Any) -> None:
         assert self.reactor is not None  # only when_line and when_ended add waiters
@@ -327,6 +328,9 @@ class Child:
         """
         if self.process is None:
             raise ChildError(f"{self.label} was not started")
+        if self.reactor is not None and threadable.isInIOThread():
+            raise ChildError(f"{self.label}: wait_for_line would block the reactor; "
+                             "use when_line")
         found, exited = self._wait(re.compile(pattern), timeout, after, count)
         if len(found) >= count:
             return found[:count]
@@ -399,15 +403,19 @@ class Child:
     def when_ended(self) -> "Deferred[Optional[int]]":
         """
         A new Deferred firing, in the reactor thread, with the exit status
-        once the child is reaped and its output read to the end.
+        once the child is reaped and its output read to the end, always on
+        a later reactor turn: the reactor polls in between, so what the
+        exit closed (its connections to this process) is seen first, even
+        when the child ended long before, unnoticed by a busy reactor.
         """
-        self._need_reactor()
+        reactor = self._need_reactor()
+        ended: "Deferred[Optional[int]]" = Deferred()
         with self._changed:
-            if self._done:
-                return succeed(self.returncode)
-            ended: "Deferred[Optional[int]]" = Deferred()
-            self._enders.append(ended)
-            return ended
+            if not self._done:
+                self._enders.append(ended)
+                return ended
+        reactor.callLater(0, ended.callback, self.returncode)
+        return ended
 
 
 def _signal_group(pgid: int, number: int) -> None:

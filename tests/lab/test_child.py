@@ -276,11 +276,19 @@ class DeferredTests(TestCase):
         self.assertEqual([c for c in reactor.getDelayedCalls() if c.active()
                           and c.func == child._expire], [])
 
+    def test_no_blocking_in_the_reactor(self):
+        """
+        A child made with the reactor refuses to block its thread.
+        """
+        child = self.start(ECHO, "hello", "hang")
+        error = self.assertRaises(ChildError, child.wait_for_line, "hello")
+        self.assertIn("use when_line", str(error))
+
     @inlineCallbacks
     def test_when_ended(self):
         """
         when_ended fires with the exit status, negative for a signal, for
-        every caller.
+        every caller, always on a later reactor turn.
         """
         child = self.start(ECHO, "hang")
         first, second = child.when_ended(), child.when_ended()
@@ -288,3 +296,6 @@ class DeferredTests(TestCase):
         self.assertEqual((yield first), -signal.SIGKILL)
         self.assertEqual((yield second), -signal.SIGKILL)
         self.assertTrue(gone(child.pid))
+        late = child.when_ended()
+        self.assertNoResult(late)  # on a later turn, even now: the reactor polls first
+        self.assertEqual((yield late), -signal.SIGKILL)
