@@ -23,43 +23,33 @@ import argparse
 import gc
 import ipaddress
 import os
-import re
 import shutil
-import signal
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from typing import Any, Callable, Dict, List, Tuple
 
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.endpoints import serverFromString
+from twisted.protocols import amp
+from twisted.python.failure import Failure
+
+from netsuite.bus.peercommands import CallListener
+from netsuite.bus.server import BusServerFactory
+from netsuite.lab.child import PACKAGE_ROOT as ROOT
+from netsuite.lab.child import PYTHON, Child
+from netsuite.registry import CONTINUE, MAC, Registry, Stop
+from netsuite.registry import values
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from twisted.internet.defer import Deferred, ensureDeferred  # noqa: E402
-from twisted.internet.endpoints import serverFromString  # noqa: E402
-from twisted.internet.protocol import ProcessProtocol  # noqa: E402
-from twisted.protocols import amp  # noqa: E402
-from twisted.python.failure import Failure  # noqa: E402
-
-from netsuite.bus.peercommands import CallListener  # noqa: E402
-from netsuite.bus.server import BusServerFactory  # noqa: E402
-from netsuite.registry import CONTINUE, MAC, Registry, Stop  # noqa: E402
-from netsuite.registry import values  # noqa: E402
-
-PYTHON = sys.executable
 MAILBOX = "/bench/hook"
 MESSAGE = {
     "mac": MAC("52:54:00:12:34:56"),
     "ip": ipaddress.IPv4Address("192.0.2.17"),
     "hostname": "printer-3rd-floor",
 }
-
-# Children still to kill whatever happens: pid -> label.
-_children: Dict[int, str] = {}
 
 
 def percentile(sorted_values: List[float], fraction: float) -> float:
@@ -68,13 +58,6 @@ def percentile(sorted_values: List[float], fraction: float) -> float:
     """
     index = min(len(sorted_values) - 1, max(0, int(round(fraction * len(sorted_values))) - 1))
     return sorted_values[index]
-
-
-def child_env() -> Dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 # 1. In-process ---------------------------------------------------------------
@@ -111,64 +94,6 @@ def bench_inprocess(reactor: Any, rounds: int, per_round: int) -> Dict[str, floa
 
 
 # 2. Remote hook over AMP ----------------------------------------------------
-
-class Child(ProcessProtocol):
-    """
-    A child process whose output lines can be awaited.
-    """
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.lines: List[str] = []
-        self._partial = b""
-        self._waiting: List[Tuple[re.Pattern[str], Deferred[str]]] = []
-        self.ended: Deferred[Any] = Deferred()
-
-    def connectionMade(self) -> None:
-        _children[self.transport.pid] = self.label
-
-    def outReceived(self, data: bytes) -> None:
-        self._partial += data
-        *complete, self._partial = self._partial.split(b"\n")
-        for raw in complete:
-            line = raw.decode("utf-8", "replace")
-            self.lines.append(line)
-            for pattern, waiter in list(self._waiting):
-                if pattern.search(line):
-                    self._waiting.remove((pattern, waiter))
-                    waiter.callback(line)
-
-    errReceived = outReceived
-
-    def processEnded(self, reason: Failure) -> None:
-        _children.pop(getattr(self.transport, "pid", None) or -1, None)
-        for pattern, waiter in self._waiting:
-            waiter.errback(RuntimeError(
-                f"{self.label} exited before printing {pattern.pattern!r}; output:\n"
-                + "\n".join(self.lines[-30:])))
-        self._waiting.clear()
-        self.ended.callback(None)
-
-    def wait_for_line(self, pattern: str) -> "Deferred[str]":
-        compiled = re.compile(pattern)
-        waiter: Deferred[str] = Deferred()
-        if any(compiled.search(line) for line in self.lines):
-            waiter.callback(pattern)
-        elif self.ended.called:
-            waiter.errback(RuntimeError(f"{self.label} has exited; output:\n"
-                                        + "\n".join(self.lines[-30:])))
-        else:
-            self._waiting.append((compiled, waiter))
-        return waiter
-
-    def kill(self) -> "Deferred[Any]":
-        if not self.ended.called:
-            pid = self.transport.pid
-            if pid is not None:
-                _children.pop(pid, None)
-            self.transport.signalProcess("KILL")
-        return self.ended
-
 
 def drive(send: Callable[[], "Deferred[Any]"], expected: Any, total: int,
           concurrency: int) -> "Deferred[Tuple[List[float], float]]":
@@ -215,12 +140,11 @@ async def bench_remote(reactor: Any, tmp: str, quick: bool) -> Dict[str, Any]:
     registry.listen(MAILBOX, lambda message: Stop("default"), tags={"role": "default"})
     port = await serverFromString(reactor, "unix:" + os.path.join(tmp, "bench.sock")).listen(
         BusServerFactory(registry))
-    peer = Child("hook peer")
-    reactor.spawnProcess(peer, PYTHON, [PYTHON, os.path.join(HERE, "_hook_peer.py"),
-                                        "bench", tmp, MAILBOX],
-                         env=child_env(), path=ROOT)
+    # Its stdin is a pipe: it exits when this process goes, whatever happens.
+    peer = Child([PYTHON, os.path.join(HERE, "_hook_peer.py"), "bench", tmp, MAILBOX],
+                 label="hook peer", cwd=ROOT, stdin=True, reactor=reactor).start()
     try:
-        await peer.wait_for_line(r"^ready$")
+        await peer.when_line(r"^ready$")
         message = MESSAGE
 
         def send() -> "Deferred[Any]":
@@ -259,7 +183,7 @@ async def bench_remote(reactor: Any, tmp: str, quick: bool) -> Dict[str, Any]:
         out["calls_per_level"] = per_level
         return out
     finally:
-        await peer.kill()
+        peer.stop()
         await port.stopListening()
 
 
@@ -269,7 +193,8 @@ def amp_box_sizes() -> Tuple[int, int]:
     MESSAGE and Stop("allow"), from the command's declared arguments.
     """
     def box(arguments: Any, candidates: Dict[str, Any], make: Any) -> amp.AmpBox:
-        names = [amp._wireNameToPythonIdentifier(name) for name, _ in arguments]  # type: ignore[attr-defined]
+        # the wire names are plain identifiers here: as Python names, the same
+        names = [name.decode() for name, _ in arguments]
         return make({name: candidates[name] for name in names if name in candidates}, None)
 
     request = box(CallListener.arguments,
@@ -288,15 +213,11 @@ def amp_box_sizes() -> Tuple[int, int]:
 
 def bench_raw(tmp: str, size: int, quick: bool) -> Dict[str, float]:
     path = os.path.join(tmp, "echo.sock")
-    server = subprocess.Popen([PYTHON, os.path.join(HERE, "_echo_peer.py"), path],
-                              stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                              env=child_env())
-    _children[server.pid] = "echo server"
+    server = Child([PYTHON, os.path.join(HERE, "_echo_peer.py"), path], label="echo server",
+                   cwd=ROOT).start()
     client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        line = server.stdout.readline()  # type: ignore[union-attr]
-        if line.strip() != b"ready":
-            raise RuntimeError(f"echo server said {line!r}, not ready")
+        server.wait_for_line(r"^ready$", 30)
         client.connect(path)
         payload = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
         buf = bytearray(size)
@@ -331,9 +252,7 @@ def bench_raw(tmp: str, size: int, quick: bool) -> Dict[str, float]:
                 "round_trips_per_s": count / elapsed}
     finally:
         client.close()
-        server.kill()
-        server.wait()
-        _children.pop(server.pid, None)
+        server.stop()
 
 
 # Main ------------------------------------------------------------------------
@@ -417,11 +336,6 @@ def main() -> int:
               f"amp_over_raw={ratio:.2f}")
         return 0
     finally:
-        for pid in list(_children):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
         shutil.rmtree(tmp, ignore_errors=True)
 
 

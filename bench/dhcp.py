@@ -85,18 +85,12 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from netsuite.dhcp.leases import Lease, LeaseStore  # noqa: E402
-from netsuite.lab import Lab  # noqa: E402
-from netsuite.lab.child import PYTHON, Peer, PeerError  # noqa: E402
-from netsuite.lab.peers import SlapdPeer, missing  # noqa: E402
-from netsuite.registry.values import MAC  # noqa: E402
-
-TWISTD = os.path.join(os.path.dirname(PYTHON), "twistd")
+from netsuite.dhcp.leases import Lease, LeaseStore
+from netsuite.lab import Lab
+from netsuite.lab.child import PYTHON, TWISTD, ChildError
+from netsuite.lab.peer import Peer
+from netsuite.lab.peers import SlapdPeer, missing
+from netsuite.registry.values import MAC
 
 SERVER = "10.89.0.1"                 # the AP's LAN address: every server listens there
 GIADDR = "10.200.0.1"                # perfdhcp's relay address, on c1's eth0
@@ -342,11 +336,8 @@ class KeaServer(Server):
         return os.path.join(self.directory, "leases4.csv")
 
     def env(self) -> Dict[str, str]:
-        env = super().env()
         assert self.directory is not None
-        env["KEA_PIDFILE_DIR"] = self.directory
-        env["KEA_LOCKFILE_DIR"] = self.directory
-        return env
+        return {"KEA_PIDFILE_DIR": self.directory, "KEA_LOCKFILE_DIR": self.directory}
 
     def prepare(self, directory: str) -> List[str]:
         expires = int(time.time()) + LEASE_TIME
@@ -617,9 +608,9 @@ class Bench:
                                        + t.delay("REQUEST-ACK", 0.5))
                 return t
             if not server.running:
-                raise PeerError(f"{server.label} exited:\n{server.output()[-3000:]}")
+                raise ChildError(f"{server.label} exited:\n{server.output()[-3000:]}")
             if time.monotonic() > deadline:
-                raise PeerError(f"{server.label} does not answer perfdhcp:\n{out[-2000:]}")
+                raise ChildError(f"{server.label} does not answer perfdhcp:\n{out[-2000:]}")
             time.sleep(0.2)
 
     def trial(self, server: Server, rate: float, period: float, clients: int = CLIENTS,

@@ -4,14 +4,15 @@ one-rule-per-client method.
 
     .venv/bin/python bench/firewall.py [--quick]
 
-Needs root. Everything happens in a network namespace of its own
-(C{nsbfw<pid>}: a bridge C{br-lan} with 10.88.0.1/16 and a veth C{wan0}),
-removed at the end whatever happens. No traffic is sent.
+Needs root. Everything happens in the access point's namespace of a lab
+of its own (L{netsuite.lab.Lab} C{bfw<pid>} with no clients: namespace
+C{nsbfw<pid>-ap}, a bridge C{br-lan} with 10.88.0.1/16 and a veth C{wan0}
+to the upstream), removed at the end whatever happens. No traffic is sent.
 
 For N = 10, 1,000 and 10,000 clients already authorized:
 
  (a) netsuite: C{KernelFirewall.authorize} / C{deauthorize} driven from the
-     Twisted reactor through C{SerialRunner(reactor, netns=NS)} (one worker
+     Twisted reactor through C{ThreadRunner(reactor, netns=NS)} (one worker
      thread inside the namespace): one operation awaited at a time
      (sequential), and 100 outstanding at a time (concurrent). There is one
      adapter per N (prefixes NA, NB, NC: sets na-auth/na-down, ...), all on
@@ -38,7 +39,7 @@ For N = 10, 1,000 and 10,000 clients already authorized:
      fork/exec of C{iptables-legacy}.
  (c) the pieces: the two-set add+remove pair on the worker thread alone,
      the adapter run inline on one thread (what the reactor would pay with
-     C{InlineRunner}), the reactor->worker->reactor hop, one conntrack
+     C{SyncRunner}), the reactor->worker->reactor hop, one conntrack
      dump (C{FlowCutter.cut}, what the batched cut costs), an authorization
      queued behind such a cut, C{check()} and C{traffic()}.
 
@@ -62,25 +63,21 @@ import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.task import Clock, deferLater
 
-from twisted.internet import reactor  # noqa: E402
-from twisted.internet.defer import Deferred, ensureDeferred  # noqa: E402
-from twisted.internet.task import Clock, deferLater  # noqa: E402
-
-from netsuite.firewall.flows import FlowCutter  # noqa: E402
-from netsuite.firewall.interfaces import Client  # noqa: E402
-from netsuite.firewall.kernel import KernelFirewall  # noqa: E402
-from netsuite.firewall.rules import FirewallSettings  # noqa: E402
-from netsuite.firewall.runner import InlineRunner, SerialRunner  # noqa: E402
-from netsuite.firewall.setwriter import IPSET_CMD_ADD  # noqa: E402
-from netsuite.registry.values import MAC  # noqa: E402
+from netsuite.firewall.flows import FlowCutter
+from netsuite.firewall.interfaces import Client
+from netsuite.firewall.kernel import KernelFirewall
+from netsuite.firewall.rules import FirewallSettings
+from netsuite.runner import ThreadRunner
+from netsuite.testing import SyncRunner
+from netsuite.firewall.setwriter import IPSET_CMD_ADD
+from netsuite.lab import Lab
+from netsuite.registry.values import MAC
 
 LAN_NETWORK = ipaddress.IPv4Network("10.88.0.0/16")
-LAN_ADDRESS = "10.88.0.1/16"
 PREFILLED = int(ipaddress.IPv4Address("10.88.1.0"))  # the N clients: 10.88.1.0 ...
 FRESH = int(ipaddress.IPv4Address("10.88.128.0"))    # the timed operations: 10.88.128.0 ...
 FRESH_POOL = 30_000  # ... up to 10.88.245.47, reused round-robin (each phase removes its own)
@@ -120,33 +117,6 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, int(round(fraction * len(ordered))) - 1))
     return ordered[index]
-
-
-# the namespace ---------------------------------------------------------------
-
-def run(*argv: str) -> str:
-    return subprocess.run(argv, check=True, capture_output=True, text=True,
-                          timeout=60).stdout
-
-
-def in_ns(ns: str, *argv: str) -> str:
-    return run("ip", "netns", "exec", ns, *argv)
-
-
-def make_namespace(ns: str) -> None:
-    run("ip", "netns", "add", ns)
-    for argv in (["ip", "link", "set", "lo", "up"],
-                 ["ip", "link", "add", "br-lan", "type", "bridge"],
-                 ["ip", "link", "set", "br-lan", "up"],
-                 ["ip", "addr", "add", LAN_ADDRESS, "dev", "br-lan"],
-                 ["ip", "link", "add", "wan0", "type", "veth", "peer", "name", "wan0p"],
-                 ["ip", "link", "set", "wan0", "up"],
-                 ["ip", "link", "set", "wan0p", "up"]):
-        in_ns(ns, *argv)
-
-
-def remove_namespace(ns: str) -> None:
-    subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True, timeout=60)
 
 
 # MetaNet's method (runs in the worker thread, inside the namespace) ----------
@@ -341,10 +311,11 @@ class Bench:
     so that the machine's background load falls on every N alike.
     """
 
-    def __init__(self, ns: str, params: Dict[str, Any]) -> None:
-        self.ns = ns
+    def __init__(self, lab: Lab, params: Dict[str, Any]) -> None:
+        self.lab = lab
+        self.ns = ns = lab.netns("ap")
         self.p = params
-        self.runner = SerialRunner(reactor, netns=ns)
+        self.runner = ThreadRunner(reactor, netns=ns)
         # Each adapter's de-authorizations are spread over three times the
         # wall time, so each gets three times the default cut delay: together
         # they run as many conntrack dumps per de-authorization as one
@@ -382,7 +353,7 @@ class Bench:
     async def drain(self) -> None:
         """Let pending batched cuts fire and finish."""
         await sleep(max(fw.cut_delay for fw in self.fws.values()) + 0.05)
-        await self.runner(lambda: None)
+        await self.runner.run(lambda: None)
 
     # the N clients already there
 
@@ -406,7 +377,7 @@ class Bench:
         fw = self.fws[n]
         ips = [ip_at(PREFILLED, i) for i in range(n)]
         t0 = time.perf_counter()
-        await self.runner(self._write_sets, fw, IPSET_CMD_ADD, ips)
+        await self.runner.run(self._write_sets, fw, IPSET_CMD_ADD, ips)
         self.fill_seconds[n] = time.perf_counter() - t0
         for ip in ips:
             fw.clients[ip] = Client(ip, mac_for(ip), 0, 0)
@@ -414,20 +385,20 @@ class Bench:
 
     async def grow_rules(self, n: int) -> None:
         rule_ips = [ip_at(PREFILLED, i) for i in range(self.prefilled_rules, n)]
-        self.rule_seconds[n] = await self.runner(self.perrule.prefill, rule_ips)
+        self.rule_seconds[n] = await self.runner.run(self.perrule.prefill, rule_ips)
         self.prefilled_rules = n
         self.check_rules(n)
 
     async def check_sets(self, n: int, expected: int) -> None:
         fw = self.fws[n]
-        sizes = await self.runner(lambda: (fw.sets.size(fw.sets.auth),
+        sizes = await self.runner.run(lambda: (fw.sets.size(fw.sets.auth),
                                            fw.sets.size(fw.sets.down)))
         if sizes != (expected, expected) or len(fw.clients) != expected:
             raise RuntimeError(f"N={n}: expected {expected} clients, the sets hold {sizes}, "
                                f"the adapter knows {len(fw.clients)}")
 
     def check_rules(self, n: int) -> None:
-        saved = in_ns(self.ns, "iptables-legacy-save", "-t", "mangle")
+        saved = self.lab.exec("ap", ["iptables-legacy-save", "-t", "mangle"], check=True).stdout
         rules = [line for line in saved.splitlines() if line.startswith("-A PREROUTING")]
         if len(rules) != n:
             raise RuntimeError(f"expected {n} per-client rules, found {len(rules)}")
@@ -470,12 +441,12 @@ class Bench:
                     op = self.authorizer(fw) if phase == "auth" else self.deauthorizer(fw)
                     # process_time(): CPU of the whole process (reactor and
                     # worker, user and kernel); thread_time(): one thread's.
-                    worker = await self.runner(time.thread_time)
+                    worker = await self.runner.run(time.thread_time)
                     reactor_cpu, cpu = time.thread_time(), time.process_time()
                     total, lat = await sequential(op, ips[n][start:start + block])
                     sums[n]["cpu"] += time.process_time() - cpu
                     sums[n]["reactor"] += time.thread_time() - reactor_cpu
-                    sums[n]["worker"] += await self.runner(time.thread_time) - worker
+                    sums[n]["worker"] += await self.runner.run(time.thread_time) - worker
                     sums[n]["time"] += total
                     found[n][phase + "_lat"] += lat
             for n in SIZES:
@@ -518,12 +489,12 @@ class Bench:
     @staticmethod
     def _inline(fw: KernelFirewall, ips: Sequence[ipaddress.IPv4Address]) -> Tuple[float, float]:
         """
-        An adapter on the same sets with InlineRunner, on this (the worker's)
+        An adapter on the same sets with SyncRunner, on this (the worker's)
         thread: what the reactor thread would spend per call if the calls
         ran on it. The de-authorizations' cut is scheduled on a Clock that
         never advances.
         """
-        inline = KernelFirewall(fw.settings, InlineRunner(), Clock(), shaper=None)
+        inline = KernelFirewall(fw.settings, SyncRunner(), Clock(), shaper=None)
         try:
             t0 = time.perf_counter()
             for ip in ips:
@@ -557,25 +528,25 @@ class Bench:
         fw, count = self.fws[n], self.p["pieces"]
         found: Dict[str, Any] = {}
         gc.collect()
-        add, remove = await self.runner(self._pair, fw, self.fresh(count))
+        add, remove = await self.runner.run(self._pair, fw, self.fresh(count))
         found.update(pair_add_us=add * 1e6, pair_remove_us=remove * 1e6,
                      pair_us=(add + remove) * 1e6)
-        add, remove = await self.runner(self._inline, fw, self.fresh(count))
+        add, remove = await self.runner.run(self._inline, fw, self.fresh(count))
         found.update(inline_auth_us=add * 1e6, inline_deauth_us=remove * 1e6)
-        one, batch = await self.runner(self._cut, self.fresh(1000), self.p["cuts"])
+        one, batch = await self.runner.run(self._cut, self.fresh(1000), self.p["cuts"])
         found.update(cut_one_ms=one * 1e3, cut_1000_ms=batch * 1e3)
         # An authorization that arrives just after a batched cut was handed
         # to the worker waits for that table dump (one worker, in order).
         behind = []
         cutter = FlowCutter()
         for ip in self.fresh(3):
-            cut = self.runner(cutter.cut, {ip_at(FRESH, FRESH_POOL - 1)})
+            cut = self.runner.run(cutter.cut, {ip_at(FRESH, FRESH_POOL - 1)})
             t0 = time.perf_counter()
             await fw.authorize(ip, mac_for(ip))
             behind.append(time.perf_counter() - t0)
             await cut
             await fw.deauthorize(ip)
-        await self.runner(cutter.close)
+        await self.runner.run(cutter.close)
         await self.drain()
         found.update(behind_cut_ms=median(behind) * 1e3)
         # The other adapter calls, for scale (all on the worker thread).
@@ -588,7 +559,7 @@ class Bench:
             found.update(traffic_ms=(time.perf_counter() - t0) * 1e3)
             if len(clients) != n:
                 raise RuntimeError(f"traffic() gave {len(clients)} clients, not {n}")
-        noop = lambda _: self.runner(lambda: None)  # noqa: E731
+        noop = lambda _: self.runner.run(lambda: None)  # noqa: E731
         total, lat = await sequential(noop, range(count))
         found.update(hop_us=total / count * 1e6, hop_p50_us=median(lat) * 1e6)
         total = await windowed(noop, range(count), WINDOW)
@@ -609,17 +580,17 @@ class Bench:
             ips = self.fresh(each)
             gc.collect()
             cpu = time.process_time()
-            total, lat = await sequential(lambda ip: self.runner(self.perrule.login, ip), ips)
+            total, lat = await sequential(lambda ip: self.runner.run(self.perrule.login, ip), ips)
             rates["auth_cpu_us"].append((time.process_time() - cpu) / each * 1e6)
             rates["auth"].append(each / total)
             lat_in += lat
             if round_number == 0:
                 self.check_rules(n + each)
-            total, lat = await sequential(lambda ip: self.runner(self.perrule.logout, ip), ips)
+            total, lat = await sequential(lambda ip: self.runner.run(self.perrule.logout, ip), ips)
             rates["deauth"].append(each / total)
             lat_out += lat
-        breakdown = await self.runner(self.perrule.breakdown, self.fresh(self.p["breakdown"]))
-        exec_in, exec_out = await self.runner(self.perrule.exec_ops,
+        breakdown = await self.runner.run(self.perrule.breakdown, self.fresh(self.p["breakdown"]))
+        exec_in, exec_out = await self.runner.run(self.perrule.exec_ops,
                                               self.fresh(self.p["exec_ops"][n]))
         self.check_rules(n)
         return {"auth": median(rates["auth"]), "deauth": median(rates["deauth"]),
@@ -649,8 +620,8 @@ class Bench:
                 ips = self.fresh(self.p["warmup"])
                 await windowed(self.authorizer(self.fws[n]), ips, WINDOW)
                 await sequential(self.deauthorizer(self.fws[n]), ips)
-            await self.runner(self.perrule.login, ips[0])
-            await self.runner(self.perrule.logout, ips[0])
+            await self.runner.run(self.perrule.login, ips[0])
+            await self.runner.run(self.perrule.logout, ips[0])
             await self.drain()
             for n in SIZES:
                 self.cuts[n].clear()
@@ -911,7 +882,8 @@ def main() -> int:
         print("needs root (network namespaces, iptables, ipset)", file=sys.stderr)
         return 2
     params = QUICK if args.quick else FULL
-    ns = f"nsbfw{os.getpid()}"
+    lab = Lab(f"bfw{os.getpid()}", clients=0, lan=str(LAN_NETWORK))
+    ns = lab.netns("ap")
     started = time.perf_counter()
     print(f"bench/firewall.py{' --quick' if args.quick else ''}: namespace {ns}, "
           f"{os.cpu_count()} CPUs, kernel {os.uname().release}, "
@@ -924,8 +896,8 @@ def main() -> int:
     outcome: Dict[str, Any] = {}
     jiffies, cpu_before = cpu_jiffies(), time.process_time()
     try:
-        make_namespace(ns)
-        bench = Bench(ns, params)
+        lab.up()
+        bench = Bench(lab, params)
 
         def finished(result: Any) -> None:
             outcome["result"] = result
@@ -936,7 +908,7 @@ def main() -> int:
         reactor.callWhenRunning(go)
         reactor.run()
     finally:
-        remove_namespace(ns)
+        lab.down()
     result = outcome.get("result")
     if result is None:
         print("interrupted", file=sys.stderr)

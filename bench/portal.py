@@ -55,14 +55,17 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from typing import Any, Dict, List, Optional
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+from twisted.internet.defer import succeed
+
+from netsuite.lab import Lab
+from netsuite.lab.child import PACKAGE_ROOT as ROOT
+from netsuite.lab.child import TWISTD, Child
+from netsuite.portal.sessions import SessionStore
+from netsuite.portal.testing import PortalFixture
+from netsuite.registry.values import MAC
 
 PORTAL_PORT = 5280
 NGINX_PORT = 8080
@@ -97,7 +100,7 @@ NGINX_CONF = """
 worker_processes 1;
 daemon off;
 pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log;
+error_log stderr notice;
 events {{ worker_connections 1024; }}
 http {{
     access_log {tmp}/nginx-access.log;
@@ -172,44 +175,14 @@ def parse_wrk(out: str) -> Dict[str, float]:
 # ---------------------------------------------------------------------------
 # 1. the redirect, in a lab
 
-class Daemon:
-    """twistd netsuite-portal in the AP namespace; its output drained."""
-
-    def __init__(self, lab: Any, config: str, sockets: str) -> None:
-        twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
-        env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-                   PYTHONUNBUFFERED="1")
-        self.proc = lab.popen("ap", [twistd, "-n", "--pidfile=", "netsuite-portal",
-                                     "--name", "ap", "--socket-dir", sockets,
-                                     "--config", config],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              stdin=subprocess.DEVNULL, env=env, cwd=ROOT)
-        self.lines = 0
-        self.tail: List[str] = []
-        self.seen = threading.Condition()
-        self.ready = set()
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _drain(self) -> None:
-        for raw in self.proc.stdout:
-            line = raw.decode("utf-8", "replace")
-            with self.seen:
-                self.lines += 1
-                if len(self.tail) < 200 or "ready" in line:
-                    self.tail.append(line.rstrip())
-                for word in ("firewall ready", "portal ready"):
-                    if word in line:
-                        self.ready.add(word)
-                self.seen.notify_all()
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        with self.seen:
-            while len(self.ready) < 2:
-                left = deadline - time.monotonic()
-                if left <= 0 or self.proc.poll() is not None:
-                    raise RuntimeError("netsuite-portal did not start:\n" + "\n".join(self.tail[-40:]))
-                self.seen.wait(min(left, 0.5))
+def start_daemon(lab: Any, config: str, sockets: str) -> Child:
+    """twistd netsuite-portal in the AP namespace, once its firewall and portal are ready."""
+    daemon = Child([TWISTD, "-n", "--pidfile=", "netsuite-portal", "--name", "ap",
+                    "--socket-dir", sockets, "--config", config], label="netsuite-portal",
+                   netns=lab.netns("ap"), cwd=ROOT, keep=200).start()
+    for ready in ("firewall ready", "portal ready"):
+        daemon.wait_for_line(ready, 60)
+    return daemon
 
 
 def wrk(lab: Any, url: str, params: Dict[str, Any], duration: Optional[int] = None,
@@ -238,9 +211,9 @@ def curl_head(lab: Any, url: str, host: Optional[str] = FOREIGN_HOST) -> str:
 
 
 def bench_redirect(params: Dict[str, Any], tmp: str) -> Dict[str, Any]:
-    from netsuite.lab import Lab
     lab = Lab(f"bpor{os.getpid()}", clients=1)
     out: Dict[str, Any] = {}
+    children: List[Child] = []
     try:
         lab.up(True)
         ap = lab.ap_address
@@ -256,16 +229,12 @@ def bench_redirect(params: Dict[str, Any], tmp: str) -> Dict[str, Any]:
         conf = os.path.join(ngdir, "nginx.conf")
         with open(conf, "w") as f:
             f.write(NGINX_CONF.format(tmp=ngdir, ap=ap, port=NGINX_PORT, portal=portal))
-        daemon = Daemon(lab, config, sockets)
-        nginx = lab.popen("ap", ["nginx", "-c", conf], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-        daemon.wait_ready()
-        for attempt in range(20):
-            if "307" in curl_head(lab, f"http://{ap}:{NGINX_PORT}/").split("\n", 1)[0]:
-                break
-            if attempt == 19:
-                raise RuntimeError("nginx does not answer from the client namespace")
-            time.sleep(0.1)
+        children.append(start_daemon(lab, config, sockets))
+        daemon = children[-1]
+        children.append(Child(["nginx", "-c", conf], netns=lab.netns("ap")).start())
+        children[-1].wait_for_line("start worker process", 30)
+        if "307" not in curl_head(lab, f"http://{ap}:{NGINX_PORT}/").split("\n", 1)[0]:
+            raise RuntimeError("nginx does not answer from the client namespace")
         ns_url = f"http://{portal}/"
         ng_url = f"http://{ap}:{NGINX_PORT}/"
         fw_url = f"http://{lab.internet}/"
@@ -275,22 +244,19 @@ def bench_redirect(params: Dict[str, Any], tmp: str) -> Dict[str, Any]:
         # warm-up, then the measured runs, alternating
         wrk(lab, ns_url, params, params["warmup"])
         wrk(lab, ng_url, params, params["warmup"])
-        cpu0 = _proc_cpu(daemon.proc.pid)
+        # "ip netns exec ... twistd": ip execs, so the child's pid is twistd's
+        cpu0 = _proc_cpu(daemon.pid)
         out["netsuite"] = wrk(lab, ns_url, params)
-        out["netsuite_cpu"] = (_proc_cpu(daemon.proc.pid) - cpu0) / params["duration"]
+        out["netsuite_cpu"] = (_proc_cpu(daemon.pid) - cpu0) / params["duration"]
         out["nginx"] = wrk(lab, ng_url, params)
         out["netsuite_fw"] = wrk(lab, fw_url, params, host=None)
-        out["daemon_rss_kib"] = rss_kib(str(_twistd_pid(daemon.proc.pid)))
-        out["daemon_log_lines"] = daemon.lines
-        nginx.terminate()
+        out["daemon_rss_kib"] = rss_kib(str(daemon.pid))
+        out["daemon_log_lines"] = daemon.line_count
     finally:
+        for child in reversed(children):
+            child.stop()
         lab.down()
     return out
-
-
-def _twistd_pid(pid: int) -> int:
-    # lab.popen runs "ip netns exec ... twistd": ip execs, so it is the same pid
-    return pid
 
 
 def _proc_cpu(pid: int) -> float:
@@ -305,69 +271,28 @@ def _proc_cpu(pid: int) -> float:
 # ---------------------------------------------------------------------------
 # 2. and 3. the login path, in process
 
-class Fixture:
-    """Registry, memory firewall, portal and its web resource, on a Clock."""
+class Fixture(PortalFixture):
+    """
+    The portal's test harness (registry, memory firewall, portal and its
+    web resource, on a Clock) with the benchmark's LAN, a MAC made from each
+    address, sessions in C{session_file} and a 30-minute idle time-out.
+    """
 
     def __init__(self, session_file: str) -> None:
-        from twisted.internet.defer import succeed
-        from twisted.internet.task import Clock
-
-        from netsuite.firewall.memory import MemoryFirewall
-        from netsuite.firewall.service import FirewallService
-        from netsuite.portal.controller import Portal
-        from netsuite.portal.sessions import SessionStore, Sessions
-        from netsuite.portal.resource import PortalResource
-        from netsuite.registry import Registry
-        from netsuite.registry.values import MAC
-
-        self.clock = Clock()
-        self.clock.advance(1_000_000)
-        self.registry = Registry("ap", self.clock)
-        self.firewall = MemoryFirewall(self.clock, LAN16)
-        self.firewall_service = FirewallService(self.firewall, self.registry, self.clock, 0)
-        self.firewall_service.startService()
-        self.sessions = Sessions(SessionStore(session_file), self.clock, idle_timeout=1800)
-        self.portal = Portal(self.registry, self.sessions, f"10.88.0.1:{PORTAL_PORT}",
-                             find_mac=lambda ip: succeed(MAC(b"\x02\x00" + ip.packed)),
-                             policy_text="Be nice.")
-        self.resource = PortalResource(self.portal, self.clock)
-        self.host = f"10.88.0.1:{PORTAL_PORT}".encode()
+        PortalFixture.__init__(
+            self, idle_timeout=1800, store=SessionStore(session_file), lan=LAN16,
+            host=f"10.88.0.1:{PORTAL_PORT}", policy_text="Be nice.", now=1_000_000,
+            find_mac=lambda ip: succeed(MAC(b"\x02\x00" + ip.packed)))
 
     def login(self, ip: ipaddress.IPv4Address) -> None:
-        request = _Request(ip, self.host)
-        request.render(self.resource)
-        self.registry.eventual.flush_sync()
+        request = self.accept(ip)
         if request.responseCode != 303 or not request.finished:
             raise RuntimeError(f"login of {ip} failed: {request.responseCode} "
-                               f"{b''.join(request.written)[:300]!r}")
+                               f"{request.body()[:300]!r}")
 
     def logout(self, ip: ipaddress.IPv4Address) -> None:
         self.portal.logout(ip, "logout")
         self.registry.eventual.flush_sync()
-
-
-def _request_class() -> Any:
-    from twisted.internet.address import IPv4Address as TCPAddress
-    from twisted.web.test.requesthelper import DummyRequest
-
-    token = b"A" * 32
-
-    class Request(DummyRequest):
-        def __init__(self, ip: ipaddress.IPv4Address, host: bytes) -> None:
-            DummyRequest.__init__(self, [b"login"])
-            self.method = b"POST"
-            self.uri = b"/login"
-            self.client = TCPAddress("TCP", str(ip), 40000)
-            self.args = {b"csrf": [token], b"accept": [b"1"],
-                         b"url": [b"http://example.com/"]}
-            self.requestHeaders.addRawHeader(b"host", host)
-
-        def getCookie(self, name: bytes) -> Optional[bytes]:
-            return token if name == b"ns_portal_csrf" else None
-    return Request
-
-
-_Request: Any = None
 
 
 def start_logging() -> None:
@@ -479,8 +404,6 @@ def bench_arp(params: Dict[str, Any], tmp: str) -> Dict[int, Dict[str, float]]:
 
 def memory_child(mode: str, tmp: str) -> None:
     """In a fresh process: log in SESSIONS sessions; print JSON."""
-    global _Request
-    _Request = _request_class()
     start_logging()
     fx = Fixture(os.path.join(tmp, f"mem-{mode}.sqlite"))
     for i in range(50):  # warm every code path and cache
@@ -534,7 +457,6 @@ def bench_memory(tmp: str) -> Dict[str, Any]:
 # ---------------------------------------------------------------------------
 
 def main() -> int:
-    global _Request
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="shorter runs (about a minute)")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
@@ -560,7 +482,6 @@ def main() -> int:
           f"{sys.version.split()[0]}, {versions}, load average "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     sys.stdout.flush()
-    _Request = _request_class()
     tmp = tempfile.mkdtemp(prefix="nsbportal-", dir="/var/tmp")
     summary: Dict[str, Any] = {}
     try:

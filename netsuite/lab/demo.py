@@ -16,17 +16,15 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from typing import List, Optional
 
+from .child import PACKAGE_ROOT, PYTHON, TWISTD, Child, ChildError
 from .netns import Lab
 from .peers import HttpPeer
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.dirname(sys.executable)
 PORTAL_PORT = 5280
 
@@ -78,35 +76,16 @@ def say(text: str) -> None:
     print(f"\n== {text}", flush=True)
 
 
-def _appears(path: str, text: str, seconds: float) -> bool:
+def wait_for(child: Child, text: str, seconds: float = 60.0) -> None:
     """
-    Whether C{text} shows up in the file at C{path} within C{seconds}.
+    Wait until C{child} printed C{text}; if it does not in time (a netsuite
+    daemon then shows its threads' stacks) or exits, stop the demo with its
+    last lines.
     """
-    deadline = time.monotonic() + seconds
-    while True:
-        with open(path) as f:
-            if text in f.read():
-                return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.1)
-
-
-def wait_for(path: str, text: str, seconds: float = 60.0,
-             child: "Optional[subprocess.Popen[str]]" = None) -> None:
-    """
-    Wait until the file at C{path} contains C{text}. If it does not in
-    time, ask C{child} (a netsuite daemon writing there) for its threads'
-    stacks (SIGUSR1) so the error shows where it is stuck.
-    """
-    if _appears(path, text, seconds):
-        return
-    if child is not None and child.poll() is None:
-        child.send_signal(signal.SIGUSR1)
-        _appears(path, "most recent call first", 5.0)  # faulthandler's dump
-    with open(path) as f:
-        raise SystemExit(f"demo: '{text}' did not appear in {path} within {seconds:.0f} s:\n"
-                         f"{f.read()}")
+    try:
+        child.wait_for_line(re.escape(text), seconds)
+    except ChildError as e:
+        raise SystemExit(f"demo: {e}") from None
 
 
 def first_line(text: str) -> str:
@@ -129,23 +108,23 @@ def main(argv: Optional[List[str]] = None) -> None:
         f.write(UDHCPC_SCRIPT)
     os.chmod(script, 0o755)
     lab = Lab(args.name, clients=2)
-    children: List["subprocess.Popen[str]"] = []
+    web = HttpPeer(lab.netns("up"), None, 80, "hello from the internet\n")
+    children: List[Child] = []
     try:
         say(f"building the lab: access point, upstream, 2 clients "
             f"(netsuite-lab status --name {args.name})")
         lab.up(addresses=False)
         internet = f"http://{lab.internet}/"
         portal = f"http://{lab.ap_address}:{PORTAL_PORT}"
-        HttpPeer(lab.netns("up"), None, 80, "hello from the internet\n").start()
+        web.start()
 
         say("starting netsuite in the access point: firewall, DHCP server, captive portal")
-        log = os.path.join(work, "netsuite.log")
-        children.append(subprocess.Popen(
-            ["ip", "netns", "exec", lab.netns("ap"), os.path.join(BIN, "twistd"), "-n",
-             "--pidfile=", "netsuite", "--config", config, "--socket-dir", sockets],
-            stdout=open(log, "w"), stderr=subprocess.STDOUT, cwd=ROOT))
+        daemon = Child([TWISTD, "-n", "--pidfile=", "netsuite", "--config", config,
+                        "--socket-dir", sockets], label="netsuite", netns=lab.netns("ap"),
+                       cwd=PACKAGE_ROOT)
+        children.append(daemon.start())
         for ready in ("firewall ready", "dhcp ready"):
-            wait_for(log, ready, child=children[-1])
+            wait_for(daemon, ready)
 
         def curl(role: str, url: str, *extra: str) -> str:
             print(f"   {role}$ curl {' '.join(extra + (url,))}", flush=True)
@@ -192,11 +171,10 @@ def main(argv: Optional[List[str]] = None) -> None:
         print(f"   -> {curl('c1', internet).strip()}", flush=True)
 
         say("a ten-line hook script in another process refuses c2's MAC at the firewall")
-        hook_log = os.path.join(work, "hook.log")
-        children.append(subprocess.Popen(
-            [sys.executable, os.path.join(ROOT, "examples", "deny_mac.py"), "ap", sockets,
-             lab.client_mac(2)], stdout=open(hook_log, "w"), stderr=subprocess.STDOUT))
-        wait_for(hook_log, "hooked")
+        deny = Child([PYTHON, os.path.join(PACKAGE_ROOT, "examples", "deny_mac.py"), "ap",
+                      sockets, lab.client_mac(2)], label="deny_mac.py")
+        children.append(deny.start())
+        wait_for(deny, "hooked")
         dhcp("c2")
         login("c2")
         print(f"   -> {first_line(curl('c2', internet, '-i')).strip()} (still captive)",
@@ -209,11 +187,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         say("done; cleaning up")
     finally:
         for child in reversed(children):
-            child.terminate()
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                child.kill()
+            child.stop(10)
+        web.stop()
         lab.down()
         subprocess.run(["rm", "-rf", work], check=False)
 

@@ -22,7 +22,7 @@ import signal
 import time
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
-from .child import PYTHON, Peer, PeerError
+from .peer import PYTHON, Peer, PeerError
 
 DEFAULT_BODY = "hello from the netsuite lab\n"
 

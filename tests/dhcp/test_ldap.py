@@ -829,7 +829,7 @@ class HookProcessTests(TestCase):
         gets the pool address at once.
         """
         hook = self.start_hook(self.config)
-        yield hook.wait_for_line(r"^hooked$").addTimeout(20, reactor)
+        yield hook.when_line(r"^hooked$").addTimeout(20, reactor)
         listeners = self.registry.describe("/dhcp/lookup")[0]["listeners"]
         self.assertEqual(listeners[0]["tags"]["hook"], "ldap")
         self.assertEqual(listeners[0]["remember_by"], ["mac", "subnet"])
@@ -848,7 +848,7 @@ class HookProcessTests(TestCase):
         self.assertEqual(answer["source"], "pool")
         self.assertLess(elapsed(start), 0.5)
         self.assertEqual(len(self.registry.describe("/dhcp/lookup")[0]["listeners"]), 1)
-        yield hook.ended.addTimeout(10, reactor)
+        yield hook.when_ended().addTimeout(10, reactor)
 
     @inlineCallbacks
     def test_hook_asked_every_time(self) -> Any:
@@ -858,7 +858,7 @@ class HookProcessTests(TestCase):
         before the server has seen the connection close.
         """
         hook = self.start_hook(self.write_hook_config("remember = false\n"))
-        yield hook.wait_for_line(r"^hooked$").addTimeout(20, reactor)
+        yield hook.when_line(r"^hooked$").addTimeout(20, reactor)
         for _ in range(2):
             answer = yield self.send(KNOWN)
             self.assertEqual(answer["source"], "ldap")
@@ -874,7 +874,7 @@ class HookProcessTests(TestCase):
         # Had the send reached the stand-in before the registry saw the
         # connection drop, the registry logged the lost call as a failure.
         self.flushLoggedErrors(ConnectionLost, ConnectionDone)
-        yield hook.ended.addTimeout(10, reactor)
+        yield hook.when_ended().addTimeout(10, reactor)
         answer = yield self.send(KNOWN)
         self.assertEqual(answer["source"], "pool")
         self.assertEqual(len(self.registry.describe("/dhcp/lookup")[0]["listeners"]), 1)
@@ -885,12 +885,12 @@ class HookProcessTests(TestCase):
         When the DHCP daemon restarts, the hook re-attaches by itself.
         """
         hook = self.start_hook(self.config)
-        yield hook.wait_for_line(r"^hooked$").addTimeout(20, reactor)
-        yield hook.wait_for_line(r"attached 1 listeners").addTimeout(20, reactor)
-        seen = len(hook.lines)
+        yield hook.when_line(r"^hooked$").addTimeout(20, reactor)
+        yield hook.when_line(r"attached 1 listeners").addTimeout(20, reactor)
+        seen = hook.line_count
         yield self.stop_serving()
         yield self.serve()
-        yield hook.wait_for_line(r"attached 1 listeners", after=seen).addTimeout(20, reactor)
+        yield hook.when_line(r"attached 1 listeners", after=seen).addTimeout(20, reactor)
         answer = yield self.send(KNOWN)
         self.assertEqual(answer["source"], "ldap")
 
@@ -901,7 +901,7 @@ class HookProcessTests(TestCase):
         """
         config = write_config(self, '[dhcp.ldap]\nurl = "ldap://127.0.0.1"\nbogus = 1\n')
         hook = self.start_hook(config)
-        code = yield hook.ended.addTimeout(20, reactor)
+        code = yield hook.when_ended().addTimeout(20, reactor)
         self.assertEqual(code, 2)
         self.assertIn(f"{config}: unknown key 'dhcp.ldap.bogus'", hook.output())
 

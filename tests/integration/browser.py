@@ -12,29 +12,29 @@ module is also a tiny relay, started inside the namespace:
 It starts chromedriver on 127.0.0.1 (its own process group), prints
 C{ready}, then for every JSON line C{[method, path, body]} on stdin does
 that WebDriver request and prints one JSON line C{{"status", "value"}}.
-At EOF (or any error) it kills chromedriver and Chromium (the whole group)
+At EOF, SIGTERM or any error it kills chromedriver and Chromium (its group)
 and exits.
 
-L{Browser} is the test side: it starts the relay with C{lab.popen} and
-offers navigate / source / click, every call bounded by a timeout.
+L{Browser} is the test side: it starts the relay as a
+L{netsuite.lab.child.Child} and offers navigate / source / click, every
+call bounded by a timeout.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import select
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
 from typing import Any, Dict, List, Optional
+
+from netsuite.lab.child import Child, ChildError
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 CHROMEDRIVER_NAMES = ("chromedriver",)
@@ -98,23 +98,16 @@ def relay(timeout: float = 60.0) -> int:
     port = _free_port()
     verbose = os.environ.get("NETSUITE_CHROMEDRIVER_LOG")  # debugging: keep a verbose log there
     extra = ["--verbose", f"--log-path={verbose}"] if verbose else []
-    proc = subprocess.Popen([driver, f"--port={port}", "--allowed-ips=127.0.0.1", *extra],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    # Its own process group, with every Chromium process it starts.
+    chromedriver = Child([driver, f"--port={port}", "--allowed-ips=127.0.0.1", *extra],
+                         keep=50).start()
     base = f"http://127.0.0.1:{port}"
+    # SIGTERM (Child.stop on the test side) ends the relay through finally.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     try:
-        # chromedriver says when it listens; what it says after goes nowhere.
-        started = threading.Event()
-        listening = []
-
-        def read_output() -> None:
-            for line in proc.stdout:
-                if not listening and b"started successfully" in line:
-                    listening.append(True)
-                    started.set()
-            started.set()  # it exited
-        threading.Thread(target=read_output, daemon=True).start()
-        if not started.wait(20) or not listening:
+        try:
+            chromedriver.wait_for_line("started successfully", 20)  # it listens
+        except ChildError:
             print("error chromedriver did not start", flush=True)
             return 1
         print("ready", flush=True)
@@ -128,11 +121,8 @@ def relay(timeout: float = 60.0) -> int:
                 answer = {"status": 0, "value": {"error": "relay", "message": repr(e)}}
             print(json.dumps(answer), flush=True)
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # chromedriver and every Chromium process
-        except ProcessLookupError:
-            pass
-        proc.wait()
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let this finish
+        chromedriver.stop(0)
     return 0
 
 
@@ -172,30 +162,25 @@ class Browser:
         self.session: Optional[str] = None
         self.profile = tempfile.mkdtemp(prefix="nschromium-")
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""),
-                   PYTHONUNBUFFERED="1")
-        self.proc = lab.popen(ns, [sys.executable, "-m", "tests.integration.browser"],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, env=env, cwd=root, text=True,
-                              start_new_session=True)
-        line = self._readline(30)
-        if line.strip() != "ready":
+        self.relay = Child([sys.executable, "-m", "tests.integration.browser"],
+                           label="WebDriver relay", netns=lab.netns(ns), cwd=root,
+                           stdin=True).start()
+        try:
+            [line] = self.relay.wait_for_line("^(ready|error)", 30)
+        except ChildError as e:
+            line = str(e)
+        if line != "ready":
             self.close()
-            raise BrowserError(f"the WebDriver relay did not start: {line!r}")
-
-    def _readline(self, seconds: float) -> str:
-        ready, _, _ = select.select([self.proc.stdout], [], [], seconds)
-        if not ready:
-            raise BrowserError(f"no answer from the WebDriver relay in {seconds} s")
-        line = self.proc.stdout.readline()
-        if not line:
-            raise BrowserError("the WebDriver relay exited")
-        return line
+            raise BrowserError(f"the WebDriver relay did not start: {line}")
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
-        self.proc.stdin.write(json.dumps([method, path, body]) + "\n")
-        self.proc.stdin.flush()
-        answer = json.loads(self._readline(self.timeout + 10))
+        seen = self.relay.line_count
+        self.relay.send(json.dumps([method, path, body]) + "\n")
+        try:
+            [line] = self.relay.wait_for_line(r"^\{", self.timeout + 10, after=seen)
+        except ChildError as e:
+            raise BrowserError(f"no answer from the WebDriver relay: {e}") from None
+        answer = json.loads(line)
         if answer["status"] != 200:
             raise BrowserError(f"{method} {path}: {answer}")
         return answer["value"]
@@ -265,26 +250,13 @@ class Browser:
         raise BrowserError(f"{url} not loaded after {seconds} s (last: {last!r}, at {where})")
 
     def close(self) -> None:
-        if self.session is not None and self.proc.poll() is None:
+        if self.session is not None and self.relay.running:
             try:
                 self.call("DELETE", self._s(""))
             except Exception:
                 pass
             self.session = None
-        try:
-            if self.proc.stdin:
-                self.proc.stdin.close()  # EOF: the relay kills chromedriver and Chromium
-            self.proc.wait(10)
-        except Exception:
-            pass
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait(5)
-        if self.proc.stdout:
-            self.proc.stdout.close()
+        self.relay.stop(10)  # the relay kills chromedriver and Chromium
         shutil.rmtree(self.profile, ignore_errors=True)
 
 

@@ -40,7 +40,7 @@ class BusProcessTests(TestCase):
         sockets = socket_dir(self)
         yield start_daemon(self, "alpha", sockets)
         hook = run_script(self, "example", EXAMPLE, "alpha", sockets)
-        yield hook.wait_for_line(r"\bhooked$")
+        yield hook.when_line(r"\bhooked$")
         bus = self.client("alpha", sockets)
         hooked = yield bus.send("/system/ping", {"who": "operator"})
         self.assertEqual(hooked["greeting"], "hello operator")
@@ -57,7 +57,7 @@ class BusProcessTests(TestCase):
         yield start_daemon(self, "alpha", sockets)
         yield start_daemon(self, "beta", sockets)
         hook = run_script(self, "hook", HOOK_PEER, "beta", sockets, "stop")
-        yield hook.wait_for_line(r"\bhooked$")
+        yield hook.when_line(r"\bhooked$")
         alpha = self.client("alpha", sockets)
         result = yield alpha.send("/system/relay", {"to": "beta:/system/ping",
                                                     "message": {"n": 7}})
@@ -76,7 +76,7 @@ class BusProcessTests(TestCase):
         sockets = socket_dir(self)
         yield start_daemon(self, "alpha", sockets)
         hook = run_script(self, "hook", HOOK_PEER, "alpha", sockets, "hang")
-        yield hook.wait_for_line(r"\bhooked$")
+        yield hook.when_line(r"\bhooked$")
         bus = self.client("alpha", sockets)
         pending = bus.send("/system/ping")
         pending.addTimeout(15, reactor)  # far below the hook's 60 s deadline
@@ -100,11 +100,11 @@ class BusProcessTests(TestCase):
         sockets = socket_dir(self)
         daemon = yield start_daemon(self, "alpha", sockets)
         hook = run_script(self, "hook", HOOK_PEER, "alpha", sockets, "stop")
-        yield hook.wait_for_line(r"\bhooked$")
+        yield hook.when_line(r"\bhooked$")
         yield restart_daemon(self, daemon, "alpha", sockets)
-        yield hook.wait_for_line("lost connection to alpha")
-        seen = len(hook.lines)
-        yield hook.wait_for_line("attached 1 listeners", after=seen)
+        yield hook.when_line("lost connection to alpha")
+        seen = hook.line_count
+        yield hook.when_line("attached 1 listeners", after=seen)
         bus = self.client("alpha", sockets)
         result = yield bus.send("/system/ping", {"after": "restart"})
         self.assertEqual(result["hooked"], True)
@@ -124,7 +124,7 @@ class BusProcessTests(TestCase):
         yield start_daemon(self, "alpha", sockets, refused)
         peer = spawn(self, "nobody", [HOOK_CLI, "--socket-dir", sockets, "send",
                                       "alpha:/system/ping"], uid=nobody, gid=nobody)
-        code = yield peer.ended
+        code = yield peer.when_ended()
         self.assertEqual(code, 1, peer.output())
         self.assertIn("closed the connection", peer.output())
 
@@ -132,7 +132,7 @@ class BusProcessTests(TestCase):
         yield start_daemon(self, "beta", sockets, allowed)
         peer = spawn(self, "nobody", [HOOK_CLI, "--socket-dir", sockets, "send",
                                       "beta:/system/ping"], uid=nobody, gid=nobody)
-        code = yield peer.ended
+        code = yield peer.when_ended()
         self.assertEqual(code, 0, peer.output())
         self.assertIn('"process": "beta"', peer.output())
 
@@ -150,7 +150,7 @@ class BusProcessTests(TestCase):
         hook = spawn(self, "netsuite-hook", [HOOK_CLI, "--endpoint",
                                              f"tcp:host=127.0.0.1:port={port}", "send",
                                              "alpha:/system/ping"])
-        code = yield hook.ended
+        code = yield hook.when_ended()
         self.assertEqual(code, 0, hook.output())
         self.assertIn('"process": "alpha"', hook.output())
 
@@ -172,7 +172,7 @@ class BusProcessTests(TestCase):
         child = spawn(self, "daemon", [os.path.join(os.path.dirname(os.sys.executable), "twistd"),
                                        "-n", "--pidfile=", "netsuite", "--config", bad,
                                        "--socket-dir", sockets])
-        code = yield child.ended
+        code = yield child.when_ended()
         self.assertNotEqual(code, 0)
         self.assertIn(f"{bad}: unknown key 'bus.socket_dri'", child.output())
 
@@ -187,7 +187,7 @@ class HookCommandTests(TestCase):
     @inlineCallbacks
     def run_hook(self, *args):
         child = spawn(self, "netsuite-hook", [HOOK_CLI, *args])
-        code = yield child.ended
+        code = yield child.when_ended()
         return code, child.output()
 
     @inlineCallbacks
@@ -224,10 +224,10 @@ class HookCommandTests(TestCase):
         yield start_daemon(self, "alpha", sockets)
         watcher = spawn(self, "watch", [HOOK_CLI, "--socket-dir", sockets, "watch",
                                         "alpha:/system/ping"])
-        yield watcher.wait_for_line("^netsuite-hook: watching alpha:/system/ping$")
+        yield watcher.when_line("^netsuite-hook: watching alpha:/system/ping$")
         yield self.run_hook("--socket-dir", sockets, "send", "alpha:/system/ping",
                             "ip=10.1.2.3", "n=5")
-        line = yield watcher.wait_for_line(r"^\{")
+        line = yield watcher.when_line(r"^\{")
         self.assertEqual(line, '{"ip": "10.1.2.3", "n": 5}')
 
 

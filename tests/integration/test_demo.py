@@ -31,7 +31,7 @@ class DemoTests(TestCase):
             raise SkipTest("not installed: curl, udhcpc")
         demo = spawn(self, "demo", [sys.executable, "-m", "netsuite.lab.demo",
                                     "--name", lab_name(self)])
-        code = yield demo.ended
+        code = yield demo.when_ended()
         out = demo.output()
         self.assertEqual(code, 0, out)
         replies = [line.strip() for line in out.splitlines() if line.strip().startswith("->")]

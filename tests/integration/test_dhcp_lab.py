@@ -160,10 +160,9 @@ class DHCPLab(TestCase):
 
     def start_server(self):
         self.server = spawn(self, "netsuite-dhcp", [
-            "ip", "netns", "exec", self.lab.netns("ap"), *TWISTD, "-n", "--pidfile=",
-            "netsuite-dhcp", "--name", "ap", "--socket-dir", self.sockets,
-            "--config", self.config])
-        return self.server.wait_for_line("dhcp ready")
+            *TWISTD, "-n", "--pidfile=", "netsuite-dhcp", "--name", "ap", "--socket-dir",
+            self.sockets, "--config", self.config], netns=self.lab.netns("ap"))
+        return self.server.when_line("dhcp ready")
 
     def udhcpc(self, client, *extra):
         """
@@ -184,9 +183,9 @@ class DHCPLab(TestCase):
         Capture the requests reaching the access point's bridge; fire with
         the capture (a L{Child}, one line per request) once it runs.
         """
-        sniffer = spawn(self, "sniffer", ["ip", "netns", "exec", self.lab.netns("ap"),
-                                          PYTHON, "-c", SNIFFER, "br-lan"])
-        return sniffer.wait_for_line("sniffing", timeout=20).addCallback(lambda _: sniffer)
+        sniffer = spawn(self, "sniffer", [PYTHON, "-c", SNIFFER, "br-lan"],
+                        netns=self.lab.netns("ap"))
+        return sniffer.when_line("sniffing", timeout=20).addCallback(lambda _: sniffer)
 
     @inlineCallbacks
     def watching(self, bus, path, mac):
@@ -282,7 +281,7 @@ class DHCPLabTests(DHCPLab):
         with open(hook_path, "w") as f:
             f.write(OPTIONS_HOOK)
         hook = spawn(self, "hook", [PYTHON, hook_path, self.sockets])
-        yield hook.wait_for_line("hooked")
+        yield hook.when_line("hooked")
         code, lines, errors = yield self.dhclient("c1", "-1")
         self.assertEqual(code, 0, errors)
         self.assertEqual([f["portal"] for f in lines if f["reason"] == "BOUND"],
@@ -297,7 +296,7 @@ class DHCPLabTests(DHCPLab):
         code, lines = yield self.udhcpc("c1")
         ip = self.fields(lines[-1])["ip"]
         self.server.signal("KILL")
-        yield self.server.ended
+        yield self.server.when_ended()
         yield self.start_server()
         code, lines = yield self.udhcpc("c1", "-r", ip)
         self.assertEqual(code, 0, lines)
@@ -317,29 +316,30 @@ class DHCPLabTests(DHCPLab):
         mac = self.lab.client_mac(1)
         sniffer = yield self.sniff()
         client = spawn(self, "udhcpc", [
-            "ip", "netns", "exec", self.lab.netns("c1"),
-            "udhcpc", "-f", "-i", "eth0", "-s", self.script, "-t", "3", "-T", "1"])
-        ip = self.fields((yield client.wait_for_line("^event=bound", timeout=20)))["ip"]
+            "udhcpc", "-f", "-i", "eth0", "-s", self.script, "-t", "3", "-T", "1"],
+            netns=self.lab.netns("c1"))
+        ip = self.fields((yield client.when_line("^event=bound", timeout=20)))["ip"]
         self.server.signal("KILL")
-        yield self.server.ended
+        yield self.server.when_ended()
         yield self.start_server()
         bus = connect("ap", socket_dir=self.sockets, reactor=reactor)  # to the new server
         self.addCleanup(bus.close)
         requests, _ = yield self.watching(bus, "/dhcp/packet/in", mac)
         _, renewed = yield self.watching(bus, "/dhcp/lease/renewed", mac)
-        since, sniffed = len(client.lines), len(sniffer.lines)
+        since, sniffed = client.line_count, sniffer.line_count
         client.signal(signal.SIGUSR1)  # renew
         message = yield renewed.addTimeout(20, reactor)
         self.assertEqual(str(message["ip"]), ip)
-        line = yield client.wait_for_line("^event=renew", after=since, timeout=20)
+        line = yield client.when_line("^event=renew", after=since, timeout=20)
         self.assertEqual(self.fields(line)["ip"], ip)
         self.assertEqual({(m["type"], str(m["ciaddr"]), m["requested"]) for m in requests},
                          {("REQUEST", ip, None)}, requests)
-        wire = yield sniffer.wait_for_line(f"^REQUEST mac={mac} ciaddr={re.escape(ip)} ",
-                                           after=sniffed, timeout=20)
+        wire = yield sniffer.when_line(f"^REQUEST mac={mac} ciaddr={re.escape(ip)} ",
+                                       after=sniffed, timeout=20)
         self.assertEqual((self.fields(wire)["src"], self.fields(wire)["dst"]),
                          (ip, "10.89.0.1"), sniffer.output())
-        self.assertEqual([l for l in sniffer.lines[sniffed:] if l.startswith("DISCOVER")], [])
+        self.assertEqual([l for l in sniffer.lines(after=sniffed)
+                          if l.startswith("DISCOVER")], [])
         leases = yield bus.send("/dhcp/leases", {"mac": mac})
         self.assertEqual([(str(l["ip"]), l["state"]) for l in leases], [(ip, "bound")])
 
@@ -350,22 +350,15 @@ class DHCPLabTests(DHCPLab):
         from its address; the server extends the lease and announces it.
         Stopped (with -R), it releases the lease, which the server records.
         """
-        client = self.lab.popen("c1", ["udhcpc", "-f", "-R", "-i", "eth0", "-s", self.script,
-                                       "-t", "3", "-T", "1"],
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        self.addCleanup(client.kill)
-
-        def until_bound():
-            for line in client.stdout:
-                if line.startswith("event=bound"):
-                    return self.fields(line)
-        bound = yield deferToThread(until_bound)
+        client = spawn(self, "udhcpc", ["udhcpc", "-f", "-R", "-i", "eth0", "-s", self.script,
+                                        "-t", "3", "-T", "1"], netns=self.lab.netns("c1"))
+        bound = self.fields((yield client.when_line("^event=bound")))
         renewed = Deferred()
         watch = self.bus.watch("/dhcp/lease/renewed",
                                lambda m: renewed.called or renewed.callback(m))
         self.addCleanup(watch.remove)
         yield watch.attached
-        client.send_signal(10)  # SIGUSR1: renew
+        client.signal(signal.SIGUSR1)  # renew
         message = yield renewed.addTimeout(20, reactor)
         self.assertEqual(str(message["ip"]), bound["ip"])
         self.assertEqual(str(message["mac"]), self.lab.client_mac(1))
@@ -375,7 +368,7 @@ class DHCPLabTests(DHCPLab):
                                lambda m: released.called or released.callback(m))
         self.addCleanup(watch.remove)
         yield watch.attached
-        client.terminate()  # -R: release on exit
+        client.signal("TERM")  # -R: release on exit
         message = yield released.addTimeout(20, reactor)
         self.assertEqual(str(message["ip"]), bound["ip"])
         leases = yield self.bus.send("/dhcp/leases", {"ip": bound["ip"]})
@@ -401,20 +394,19 @@ class ShortLeaseTests(DHCPLab):
         sniffer = yield self.sniff()
         requests, _ = yield self.watching(self.bus, "/dhcp/packet/in", mac)
         _, renewed = yield self.watching(self.bus, "/dhcp/lease/renewed", mac)
-        client = spawn(self, "dhclient", [
-            "ip", "netns", "exec", self.lab.netns("c2"),
-            "dhclient", "-d", "-v", *self.dhclient_files(), "eth0"])
-        ip = self.fields((yield client.wait_for_line("^reason=BOUND", timeout=20)))["ip"]
+        client = spawn(self, "dhclient", ["dhclient", "-d", "-v", *self.dhclient_files(), "eth0"],
+                       netns=self.lab.netns("c2"))
+        ip = self.fields((yield client.when_line("^reason=BOUND", timeout=20)))["ip"]
         message = yield renewed.addTimeout(20, reactor)
         self.assertEqual(str(message["ip"]), ip)
-        line = yield client.wait_for_line("^reason=RENEW ", timeout=20)
+        line = yield client.when_line("^reason=RENEW ", timeout=20)
         self.assertEqual(self.fields(line)["ip"], ip)
         renewals = {(m["type"], str(m["ciaddr"]), m["requested"])
                     for m in requests if str(m["ciaddr"]) != "0.0.0.0"}
         self.assertEqual(renewals, {("REQUEST", ip, None)}, requests)
         self.assertEqual([m["type"] for m in requests].count("DISCOVER"), 1, requests)
-        wire = yield sniffer.wait_for_line(f"^REQUEST mac={mac} ciaddr={re.escape(ip)} ",
-                                           timeout=20)
+        wire = yield sniffer.when_line(f"^REQUEST mac={mac} ciaddr={re.escape(ip)} ",
+                                       timeout=20)
         self.assertEqual((self.fields(wire)["src"], self.fields(wire)["dst"]),
                          (ip, "10.89.0.1"), sniffer.output())
         leases = yield self.bus.send("/dhcp/leases", {"mac": mac})
@@ -440,7 +432,7 @@ class ExhaustionTests(DHCPLab):
         code, lines = yield self.udhcpc("c3")
         self.assertNotEqual(code, 0)
         self.assertEqual([l for l in lines if "event=bound" in l], [])
-        yield self.server.wait_for_line("exhausted")
+        yield self.server.when_line("exhausted")
 
 
 
@@ -521,15 +513,14 @@ class ExternalLdapHookTests(LdapLab):
         With the hook process attached, c1 gets its directory address; once
         it is killed, c3 (also in the directory) gets a pool address at once.
         """
-        hook = spawn(self, "ldaphook", ["ip", "netns", "exec", self.lab.netns("ap"),
-                                        PYTHON, "-m", "netsuite.dhcp.ldaphook", "--config",
-                                        self.config, "--process", "ap", "--socket-dir",
-                                        self.sockets])
-        yield hook.wait_for_line("hooked")
+        hook = spawn(self, "ldaphook", [
+            PYTHON, "-m", "netsuite.dhcp.ldaphook", "--config", self.config, "--process", "ap",
+            "--socket-dir", self.sockets], netns=self.lab.netns("ap"))
+        yield hook.when_line("hooked")
         code, lines = yield self.udhcpc("c1")
         self.assertEqual((code, self.fields(lines[-1])["ip"]), (0, "10.89.0.50"), lines)
         hook.signal("KILL")
-        yield hook.ended
+        yield hook.when_ended()
         began = reactor.seconds()
         code, lines = yield self.udhcpc("c3")
         self.assertEqual((code, self.fields(lines[-1])["ip"]), (0, "10.89.0.100"), lines)

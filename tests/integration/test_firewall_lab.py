@@ -6,11 +6,10 @@ ipset and conntrack.
 """
 
 import os
-import subprocess
 import sys
 
 from twisted.internet import reactor
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest, TestCase
@@ -161,9 +160,9 @@ class FirewallLabTests(TestCase):
 
     def start_daemon(self):
         self.daemon = spawn(self, "netsuite", [
-            "ip", "netns", "exec", self.lab.netns("ap"), *TWISTD, "-n", "--pidfile=",
-            "netsuite", "--name", "ap", "--socket-dir", self.sockets, "--config", self.config])
-        return self.daemon.wait_for_line("firewall ready")
+            *TWISTD, "-n", "--pidfile=", "netsuite", "--name", "ap", "--socket-dir",
+            self.sockets, "--config", self.config], netns=self.lab.netns("ap"))
+        return self.daemon.when_line("firewall ready")
 
     def curl(self, client, url, seconds=3):
         """
@@ -238,24 +237,24 @@ class FirewallLabTests(TestCase):
         resolver sees nothing) until the client is authorized.
         """
         resolver = spawn(self, "dns", [
-            "ip", "netns", "exec", self.lab.netns("up"), sys.executable, "-u", "-c",
-            DNS_SERVER, self.lab.internet, DNS_NAME, DNS_ADDRESS])
-        yield resolver.wait_for_line("^listening$", timeout=10)
+            sys.executable, "-u", "-c", DNS_SERVER, self.lab.internet, DNS_NAME, DNS_ADDRESS],
+            netns=self.lab.netns("up"))
+        yield resolver.when_line("^listening$", timeout=10)
         for proto in ("udp", "tcp"):
             answer = yield self.dns("c1", proto)
             self.assertEqual(answer, DNS_ADDRESS, proto)
-            yield resolver.wait_for_line(f"^query {proto} {DNS_NAME}$", timeout=5)
+            yield resolver.when_line(f"^query {proto} {DNS_NAME}$", timeout=5)
 
         self.daemon.signal("TERM")
-        yield self.daemon.ended
+        yield self.daemon.when_ended()
         self.config = write_config(self, CONFIG.format(garden=self.lab.wan_up_address)
                                    + "preauth_dns = false\n")
         yield self.start_daemon()
-        seen = len(resolver.lines)
+        seen = resolver.line_count
         for proto in ("udp", "tcp"):
             answer = yield self.dns("c1", proto)
             self.assertEqual(answer, "TimeoutError", proto)
-        self.assertEqual(resolver.lines[seen:], [])
+        self.assertEqual(resolver.lines(after=seen), [])
 
         yield self.authorize(1)
         answer = yield self.dns("c1", "udp")
@@ -315,25 +314,24 @@ class FirewallLabTests(TestCase):
         A connection the client opened while authorized stops when it is
         de-authorized, and its conntrack entries are deleted.
         """
-        server = self.lab.popen("up", [sys.executable, "-c", ECHO_SERVER, "7000"],
-                                stdout=subprocess.PIPE, text=True)
-        self.assertEqual(server.stdout.readline().strip(), "listening")
+        server = spawn(self, "echo server", [sys.executable, "-c", ECHO_SERVER, "7000"],
+                       netns=self.lab.netns("up"))
+        self.assertEqual((yield server.when_line(".")), "listening")
         yield self.authorize(1)
-        client = self.lab.popen("c1", [sys.executable, "-u", "-c", ECHO_CLIENT,
-                                       self.lab.internet, "7000"],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.addCleanup(client.stdin.close)
+        client = spawn(self, "echo client", [sys.executable, "-u", "-c", ECHO_CLIENT,
+                                             self.lab.internet, "7000"],
+                       netns=self.lab.netns("c1"), stdin=True)
 
-        def ping() -> str:
-            client.stdin.write("\n")
-            client.stdin.flush()
-            return client.stdout.readline().strip()
-        first = yield deferToThread(ping)
+        def ping() -> "Deferred[str]":
+            seen = client.line_count
+            client.send("\n")
+            return client.when_line(".", after=seen)
+        first = yield ping()
         self.assertEqual(first, "ok 1")
         conntrack = ["conntrack", "-L", "-s", self.lab.client_address(1)]
         self.assertIn("dport=7000", self.lab.exec("ap", conntrack).stdout)
         yield self.bus.send("/firewall/deauthorize", {"ip": self.lab.client_address(1)})
-        last = yield deferToThread(ping)
+        last = yield ping()
         self.assertTrue(last.startswith("cut"), last)
         self.assertNotIn("dport=7000", self.lab.exec("ap", conntrack).stdout)
 
@@ -381,23 +379,23 @@ class FirewallLabTests(TestCase):
         installed = self.rules()
         self.assertEqual(len(installed), len(set(installed)))
         self.daemon.signal("KILL")
-        yield self.daemon.ended
+        yield self.daemon.when_ended()
         yield self.start_daemon()
         self.assertEqual(self.rules(), installed)
 
         yield self.authorize(1)
-        seen = len(self.daemon.lines)
+        seen = self.daemon.line_count
         for argv in (["iptables-legacy", "-F", "NS-FORWARD"],
                      ["iptables-legacy", "-t", "nat", "-F", "NS-PREROUTING"],
                      ["ipset", "flush", "ns-auth"], ["ipset", "flush", "ns-down"]):
             self.in_ap(*argv)
-        yield self.daemon.wait_for_line("restored", after=seen)
+        yield self.daemon.when_line("restored", after=seen)
         self.assertEqual(self.rules(), installed)
         code, body = yield self.curl("c1", f"http://{self.lab.internet}/")
         self.assertEqual((code, body), (0, UPSTREAM_BODY))
 
         self.daemon.signal("TERM")
-        yield self.daemon.ended
+        yield self.daemon.when_ended()
         self.assertEqual(self.rules(), [])
         self.assertEqual(self.in_ap("ipset", "list", "-n").split(), [])
         self.assertNotIn(":NS-", self.in_ap("iptables-legacy-save"))

@@ -115,10 +115,10 @@ class PortalApiLabTests(TestCase):
             port=PORT, api_port=API_PORT, api_host=API_HOST, ap=self.lab.ap_address,
             work=self.work, cert=cert, key=key))
         self.daemon = spawn(self, "netsuite", [
-            "ip", "netns", "exec", self.lab.netns("ap"), *TWISTD, "-n", "--pidfile=",
-            "netsuite", "--name", "ap", "--socket-dir", self.sockets, "--config", self.config])
+            *TWISTD, "-n", "--pidfile=", "netsuite", "--name", "ap", "--socket-dir",
+            self.sockets, "--config", self.config], netns=self.lab.netns("ap"))
         for line in ("firewall ready", "dhcp ready", "portal ready", "portal API ready"):
-            yield self.daemon.wait_for_line(line)
+            yield self.daemon.when_line(line)
         self.bus = connect("ap", socket_dir=self.sockets, reactor=reactor)
         self.addCleanup(self.bus.close)
         self.portal = f"http://{self.lab.ap_address}:{PORT}"

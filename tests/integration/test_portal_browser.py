@@ -157,9 +157,8 @@ class ProbeTests(PortalLab):
             f.write(PROBE_SERVER)
         self.addCleanup(os.unlink, script)
         self.probes = spawn(self, "probe server", [
-            "ip", "netns", "exec", self.lab.netns("up"), sys.executable, script,
-            self.lab.internet, "80"])
-        yield self.probes.wait_for_line("^listening")
+            sys.executable, script, self.lab.internet, "80"], netns=self.lab.netns("up"))
+        yield self.probes.when_line("^listening")
 
     def probe(self, client, host, path):
         return self.curl(client, "-i", "--resolve", f"{host}:80:{self.lab.internet}",
@@ -183,7 +182,7 @@ class ProbeTests(PortalLab):
             self.assertIn(f"Location: {self.portal}/login?url=http%3A%2F%2F{host}"
                           f"{path.replace('/', '%2F')}\n", head + "\n", (host, path))
             self.assertNotIn("X-Lab-Probe", head)
-        self.assertFalse([line for line in self.probes.lines if line.startswith("request ")])
+        self.assertFalse([line for line in self.probes.lines() if line.startswith("request ")])
 
         code, out, _, _ = yield self.login("c2")
         self.assertEqual((code, out), (0, "303 http://example.com/"))
@@ -204,7 +203,7 @@ class ProbeTests(PortalLab):
 
         # The lab server saw each probe once, after the login only (its
         # lines are in by now: it prints before it answers).
-        seen = [json.loads(line.split(" ", 1)[1]) for line in self.probes.lines
+        seen = [json.loads(line.split(" ", 1)[1]) for line in self.probes.lines()
                 if line.startswith("request ")]
         self.assertEqual([(r["host"], r["path"]) for r in seen],
                          [(host, path) for host, path, _, _, _ in PROBES])
@@ -239,14 +238,13 @@ class RestartTests(PortalLab):
         self.assertEqual((code, body), (0, UPSTREAM_BODY))
 
         self.daemon.signal("KILL")
-        yield self.daemon.ended
+        yield self.daemon.when_ended()
         self.daemon = spawn(self, "netsuite again", [
-            "ip", "netns", "exec", self.lab.netns("ap"), *TWISTD, "-n", "--pidfile=",
-            "netsuite", "--name", "ap", "--socket-dir", self.sockets,
-            "--config", self.config])
-        yield self.daemon.wait_for_line("firewall ready")
-        yield self.daemon.wait_for_line("portal ready")
-        yield self.daemon.wait_for_line("portal restored 1 sessions")
+            *TWISTD, "-n", "--pidfile=", "netsuite", "--name", "ap", "--socket-dir",
+            self.sockets, "--config", self.config], netns=self.lab.netns("ap"))
+        yield self.daemon.when_line("firewall ready")
+        yield self.daemon.when_line("portal ready")
+        yield self.daemon.when_line("portal restored 1 sessions")
         code, body = yield self.curl("c1", self.internet)
         self.assertEqual((code, body), (0, UPSTREAM_BODY), self.daemon.output()[-3000:])
         yield self.assertRedirected("c2")

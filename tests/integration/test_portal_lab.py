@@ -1,6 +1,6 @@
 """
 The captive portal in a real lab: netsuite runs the firewall and the
-portal in the access point's namespace (C{twistd netsuite-portal}); clients
+portal in the access point's namespace (the all-in-one C{twistd netsuite}); clients
 use curl: redirected, log in through the form, reach upstream, log out,
 time out.
 """
@@ -76,11 +76,10 @@ class PortalLab(TestCase):
             port=PORT, ap=self.lab.ap_address, idle=self.idle,
             sessions=os.path.join(self.tmp, "sessions.sqlite")))
         self.daemon = spawn(self, "netsuite", [
-            "ip", "netns", "exec", self.lab.netns("ap"), *TWISTD, "-n", "--pidfile=",
-            "netsuite", "--name", "ap", "--socket-dir", self.sockets,
-            "--config", self.config])
-        yield self.daemon.wait_for_line("firewall ready")
-        yield self.daemon.wait_for_line("portal ready")
+            *TWISTD, "-n", "--pidfile=", "netsuite", "--name", "ap", "--socket-dir",
+            self.sockets, "--config", self.config], netns=self.lab.netns("ap"))
+        yield self.daemon.when_line("firewall ready")
+        yield self.daemon.when_line("portal ready")
         self.bus = connect("ap", socket_dir=self.sockets, reactor=reactor)
         self.addCleanup(self.bus.close)
         self.portal = f"http://{self.lab.ap_address}:{PORT}"

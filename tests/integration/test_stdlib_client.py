@@ -307,7 +307,7 @@ class StdlibClientTests(TestCase):
         """
         good = yield self.open()
         bad = yield self.open()
-        logged = self.daemon.wait_for_line(r"malformed frame", after=len(self.daemon.lines))
+        logged = self.daemon.when_line(r"malformed frame", after=self.daemon.line_count)
 
         def send_garbage() -> Any:
             # A key length of 256, then such a key, a value and a box end.
