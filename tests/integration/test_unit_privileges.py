@@ -149,7 +149,7 @@ class UnitPrivilegesTests(TestCase):
         self.assertEqual(set(expected), granted)
         for capability in sorted(granted):
             child = self.start(name, without=capability, config=config)
-            yield child.ended.addTimeout(60, reactor)
+            yield child.when_ended().addTimeout(60, reactor)
             self.assertRegex(child.output(), expected[capability])
 
     def udhcpc(self) -> Any:
@@ -171,7 +171,7 @@ class UnitPrivilegesTests(TestCase):
         """
         self.assertTrue(self.lab.bridge_nf_call_iptables())
         firewall = self.start("netsuite-firewall.service")
-        yield firewall.wait_for_line("firewall ready")
+        yield firewall.when_line("firewall ready")
         bus = connect("firewall", socket_dir=self.sockets, reactor=reactor)
         self.addCleanup(bus.close)
         answer = yield bus.send("firewall:/firewall/authorize", {
@@ -182,7 +182,7 @@ class UnitPrivilegesTests(TestCase):
         links = self.lab.exec("ap", ["ip", "-br", "link", "show", "type", "ifb"]).stdout
         self.assertIn("ifb-ns0", links)
         firewall.signal("TERM")
-        yield firewall.ended
+        yield firewall.when_ended()
         self.lab.bridge_nf_call_iptables(True)
         yield self.fails_without_each("netsuite-firewall.service", FIREWALL_REFUSED)
 
@@ -195,14 +195,14 @@ class UnitPrivilegesTests(TestCase):
         """
         self.assertEqual(self.units["netsuite-ldaphook.service"].hooks, "dhcp")
         dhcp = self.start("netsuite-dhcp.service")
-        yield dhcp.wait_for_line("dhcp ready")
+        yield dhcp.when_line("dhcp ready")
         hook = self.start("netsuite-ldaphook.service")
-        yield hook.wait_for_line("^hooked$")
+        yield hook.when_line("^hooked$")
         output = yield self.udhcpc()
         self.assertIn("lease of 10.89.0.100 obtained", output)
         self.assertTrue(os.path.exists(os.path.join(self.state, "dhcp-leases.sqlite")))
         dhcp.signal("TERM")
-        yield dhcp.ended
+        yield dhcp.when_ended()
         yield self.fails_without_each("netsuite-dhcp.service",
                                       {"CAP_NET_BIND_SERVICE": PORT_REFUSED})
 
@@ -214,8 +214,8 @@ class UnitPrivilegesTests(TestCase):
         """
         firewall = self.start("netsuite-firewall.service")
         portal = self.start("netsuite-portal.service")
-        yield firewall.wait_for_line("firewall ready")
-        yield portal.wait_for_line("portal ready")
+        yield firewall.when_line("firewall ready")
+        yield portal.when_line("portal ready")
         self.lab.exec("c1", ["ip", "addr", "add", f"{self.lab.client_address(1)}/24",
                              "dev", "eth0"], check=True)
         self.lab.exec("c1", ["ip", "route", "add", "default", "via", "10.89.0.1"], check=True)
@@ -242,11 +242,11 @@ class UnitPrivilegesTests(TestCase):
         config = self.config(all_in_one=True)
         netsuite = self.start("netsuite.service", config=config)
         for ready in ("firewall ready", "dhcp ready", "portal ready"):
-            yield netsuite.wait_for_line(ready)
+            yield netsuite.when_line(ready)
         output = yield self.udhcpc()
         self.assertIn("lease of 10.89.0.100 obtained", output)
         netsuite.signal("TERM")
-        yield netsuite.ended
+        yield netsuite.when_ended()
         self.lab.bridge_nf_call_iptables(True)
         yield self.fails_without_each("netsuite.service", dict(
             FIREWALL_REFUSED, CAP_NET_BIND_SERVICE=PORT_REFUSED), config)
