@@ -61,10 +61,28 @@ def write_config(test: TestCase, text: str) -> str:
     return path
 
 
-def dhclient_files(directory: str, script: str, conf: str) -> List[str]:
+DHCLIENT_SCRIPT = """#!/bin/sh
+echo "reason=$reason ip=$new_ip_address router=$new_routers lease=$new_dhcp_lease_time \
+portal=$new_captive_portal"
+case "$reason" in
+  BOUND) ip addr add "$new_ip_address/24" dev "$interface" ;;
+esac
+"""
+
+# dhclient knows option 114 only when told its name and type.
+DHCLIENT_CONF = """
+option captive-portal code 114 = text;
+request subnet-mask, routers, domain-name-servers, captive-portal;
+"""
+
+
+def dhclient_files(directory: str, script: str = DHCLIENT_SCRIPT,
+                   conf: str = DHCLIENT_CONF) -> List[str]:
     """
     dhclient's arguments for a test's own script and configuration (texts,
-    written to C{directory}) and a lease file and pid file there.
+    written to C{directory}; by default a script that prints each event's
+    fields as C{key=value} on one line and adds a bound address, and a
+    configuration asking for option 114) and a lease file and pid file there.
     """
     script_path = os.path.join(directory, "dhclient.sh")
     conf_path = os.path.join(directory, "dhclient.conf")

@@ -52,20 +52,6 @@ case "$1" in
 esac
 """
 
-DHCLIENT_SCRIPT = """#!/bin/sh
-echo "reason=$reason ip=$new_ip_address router=$new_routers lease=$new_dhcp_lease_time \
-portal=$new_captive_portal"
-case "$reason" in
-  BOUND) ip addr add "$new_ip_address/24" dev "$interface" ;;
-esac
-"""
-
-# dhclient knows option 114 only when told its name and type.
-DHCLIENT_CONF = """
-option captive-portal code 114 = text;
-request subnet-mask, routers, domain-name-servers, captive-portal;
-"""
-
 OPTIONS_HOOK = """
 import sys
 from twisted.internet.defer import Deferred
@@ -206,7 +192,7 @@ class DHCPLab(TestCase):
         return seen, first
 
     def dhclient_files(self):
-        return dhclient_files(self.work, DHCLIENT_SCRIPT, DHCLIENT_CONF)
+        return dhclient_files(self.work)
 
 
 class DHCPLabTests(DHCPLab):

@@ -66,19 +66,6 @@ tls_certificate = "{cert}"
 tls_key = "{key}"
 """
 
-DHCLIENT_SCRIPT = """#!/bin/sh
-echo "reason=$reason ip=$new_ip_address portal=$new_captive_portal"
-case "$reason" in
-  BOUND) ip addr add "$new_ip_address/24" dev "$interface" ;;
-esac
-"""
-
-# dhclient knows option 114 only when told its name and type.
-DHCLIENT_CONF = """
-option captive-portal code 114 = text;
-request subnet-mask, routers, domain-name-servers, captive-portal;
-"""
-
 # udhcpc runs its script with the event as $1 and the lease as environment
 # variables; this one keeps each event's whole environment in a file.
 UDHCPC_SCRIPT = """#!/bin/sh
@@ -133,7 +120,7 @@ class PortalApiLabTests(TestCase):
 
     @inlineCallbacks
     def dhclient(self):
-        files = dhclient_files(self.work, DHCLIENT_SCRIPT, DHCLIENT_CONF)
+        files = dhclient_files(self.work)
         self.addCleanup(self.lab.exec, "c1", ["dhclient", "-x", *files, "eth0"], timeout=30,
                         check=False)
         done = yield self.run_in("c1", ["dhclient", "-v", *files, "-1", "eth0"])

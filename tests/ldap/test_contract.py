@@ -4,14 +4,13 @@ L{LdapDirectory} against a real slapd on loopback. Both are blocking; the
 tests call them directly (the services call them through a runner).
 """
 
-import os
-import socket
-
-from twisted.trial.unittest import SkipTest, SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from netsuite.ldap import (DirectoryError, IDirectory, LdapDirectory, MemoryDirectory,
                            escape_dn_value, escape_filter_value, server_address, url_error)
+
+from .people import slapd_with_alice
 
 SUFFIX = "dc=example,dc=test"
 ADMIN = f"cn=admin,{SUFFIX}"
@@ -137,35 +136,15 @@ class MemoryDirectoryTests(DirectoryContract, SynchronousTestCase):
         self.assertEqual(len(self.directory.search(HOSTS, "(cn=h1)", ["cn"], 8, 5.0)), 1)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class SlapdDirectoryTests(DirectoryContract, SynchronousTestCase):
     """
     The real directory against slapd (OpenLDAP) on loopback.
     """
 
     def setUp(self):
-        from netsuite.lab.peers import SlapdPeer, _binary, missing
-        absent = missing("slapd", "slapadd", "ldapadd")
-        if absent:
-            raise SkipTest(f"needs OpenLDAP's {', '.join(absent)} (Debian: slapd, ldap-utils)")
-        if not os.path.exists("/etc/ldap/schema/nis.schema"):
-            raise SkipTest("needs /etc/ldap/schema/nis.schema (Debian: slapd)")
-        self.slapd = SlapdPeer(None, "127.0.0.1", free_port(), suffix=SUFFIX,
-                               hosts=[(f"h{i}", f"02:00:00:00:00:{i:02x}", f"10.0.0.{i}")
-                                      for i in range(1, 6)])
-        self.addCleanup(self.slapd.stop)
-        self.slapd.start(timeout=10)
-        ldif = (f"dn: {PEOPLE}\nobjectClass: organizationalUnit\nou: people\n\n"
-                f"dn: {ALICE}\nobjectClass: account\nobjectClass: simpleSecurityObject\n"
-                f"uid: alice\nuserPassword: wonderland\n\n")
-        self.slapd.run([_binary("ldapadd"), "-x", "-H", self.slapd.url, "-D",
-                        self.slapd.admin_dn, "-w", self.slapd.password],
-                       input=ldif.encode(), timeout=10)
+        self.slapd = slapd_with_alice(
+            self, SUFFIX, [(f"h{i}", f"02:00:00:00:00:{i:02x}", f"10.0.0.{i}")
+                           for i in range(1, 6)])
         self.directory = self.make(self.slapd.admin_dn, self.slapd.password)
         self.addCleanup(self.directory.close)
 

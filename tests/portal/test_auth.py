@@ -6,12 +6,11 @@ back ends, the login rate limit, moving a session, the data quota.
 import io
 import json
 import os
-import socket
 from types import SimpleNamespace
 
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks, succeed
-from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from netsuite.portal import auth
 from netsuite.portal.auth import (PASSWORD, LdapBind, LoginLimiter, UsersFile, bind_dn,
@@ -23,6 +22,7 @@ from netsuite.registry import CONTINUE, MAC, Stop
 from netsuite.runner import ThreadRunner
 from netsuite.testing import HeldRunner, SyncRunner
 
+from ..ldap.people import slapd_with_alice
 from .helpers import A, B, MAC_A, PortalFixture
 
 MAC_B = "02:4e:00:00:00:0c"
@@ -457,12 +457,6 @@ class LdapBindUnitTests(SynchronousTestCase):
                          ["users-file", "ldap", None])
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class SlapdBindTests(TestCase):
     """
     The LDAP back end against a real slapd with a people entry.
@@ -471,25 +465,9 @@ class SlapdBindTests(TestCase):
     timeout = 60
 
     def setUp(self):
-        from netsuite.lab.peers import SlapdPeer, missing
-        absent = missing("slapd", "slapadd", "ldapadd")
-        if absent:
-            raise SkipTest(f"needs OpenLDAP's {', '.join(absent)} (Debian: slapd, ldap-utils)")
-        if not os.path.exists("/etc/ldap/schema/nis.schema"):
-            raise SkipTest("needs /etc/ldap/schema/nis.schema (Debian: slapd)")
         self.runner = ThreadRunner(reactor, threads=2, name="test-ldap-bind")
         self.addCleanup(self.runner.stop)
-        self.slapd = SlapdPeer(None, "127.0.0.1", free_port())
-        self.addCleanup(self.slapd.stop)
-        self.slapd.start(timeout=10)
-        from netsuite.lab.peers import _binary
-        ldif = (f"dn: ou=people,{self.slapd.suffix}\nobjectClass: organizationalUnit\n"
-                f"ou: people\n\n"
-                f"dn: uid=alice,ou=people,{self.slapd.suffix}\nobjectClass: account\n"
-                f"objectClass: simpleSecurityObject\nuid: alice\nuserPassword: wonderland\n\n")
-        self.slapd.run([_binary("ldapadd"), "-x", "-H", self.slapd.url, "-D",
-                        self.slapd.admin_dn, "-w", self.slapd.password],
-                       input=ldif.encode(), timeout=10)
+        self.slapd = slapd_with_alice(self)
 
     @inlineCallbacks
     def test_bind(self):
