@@ -8,7 +8,7 @@ lab the firewall's tools (ipset, iptables-legacy). Traffic stays inside a
 lab of network namespaces (C{bpor<pid>}: an AP, an upstream, one client),
 removed at the end whatever happens.
 
- 1. Redirect throughput. C{twistd netsuite-portal} ([firewall] + [portal],
+ 1. Redirect throughput. C{twistd netsuite} ([firewall] + [portal],
     as in tests/integration/test_portal_lab.py) runs in the AP namespace;
     nginx runs there too, on another port, configured to answer the same
     307 (Location to the portal's /login?url=..., Refresh, Cache-Control:
@@ -90,6 +90,7 @@ check_interval = 5.0
 shaping = false
 
 [portal]
+enabled = true
 port = {port}
 interface_address = "{ap}"
 session_file = "{sessions}"
@@ -176,9 +177,10 @@ def parse_wrk(out: str) -> Dict[str, float]:
 # 1. the redirect, in a lab
 
 def start_daemon(lab: Any, config: str, sockets: str) -> Child:
-    """twistd netsuite-portal in the AP namespace, once its firewall and portal are ready."""
-    daemon = Child([TWISTD, "-n", "--pidfile=", "netsuite-portal", "--name", "ap",
-                    "--socket-dir", sockets, "--config", config], label="netsuite-portal",
+    """twistd netsuite (firewall and portal in one process) in the AP namespace, once both
+    are ready."""
+    daemon = Child([TWISTD, "-n", "--pidfile=", "netsuite", "--name", "ap",
+                    "--socket-dir", sockets, "--config", config], label="netsuite",
                    netns=lab.netns("ap"), cwd=ROOT, keep=200).start()
     for ready in ("firewall ready", "portal ready"):
         daemon.wait_for_line(ready, 60)
