@@ -187,8 +187,8 @@ class GroupCommit:
                 d.callback(ok)
             self.flush()
 
-        def failed(failure: Any) -> bool:
+        def failed(failure: Any) -> None:
             _log.failure("could not store {n} {what}", failure, n=len(writes), what=self.what)
-            return False
+            done(False)
         self.runner.run(self._commit, writes, bool(waiting)).addCallbacks(
-            lambda _: True, failed).addCallback(done)
+            lambda _: done(True), failed)

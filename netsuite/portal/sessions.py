@@ -25,6 +25,11 @@ TIMEOUT = "session-timeout"
 QUOTA = "quota"
 
 
+def _ip(ip: Any) -> IPv4Address:
+    """C{ip} as an address, not parsed again when it is one already."""
+    return ip if type(ip) is IPv4Address else IPv4Address(ip)
+
+
 @dataclass(frozen=True)
 class Session:
     """
@@ -133,12 +138,16 @@ class SessionStore:
                              value.bytes_seen, value.reason, value.username,
                              value.bytes_base))
         with self.db:
-            self.db.executemany("DELETE FROM sessions WHERE ip = ?", deletes)
-            self.db.executemany(
-                "INSERT OR REPLACE INTO sessions (ip, mac, started, last_active, bytes_seen, "
-                "reason, username, bytes_base) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", puts)
-            self.db.executemany(
-                "INSERT OR REPLACE INTO logouts (ip, reason, at) VALUES (?, ?, ?)", logouts)
+            if deletes:
+                self.db.executemany("DELETE FROM sessions WHERE ip = ?", deletes)
+            if puts:
+                self.db.executemany(
+                    "INSERT OR REPLACE INTO sessions (ip, mac, started, last_active, "
+                    "bytes_seen, reason, username, bytes_base) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    puts)
+            if logouts:
+                self.db.executemany(
+                    "INSERT OR REPLACE INTO logouts (ip, reason, at) VALUES (?, ?, ?)", logouts)
 
     def close(self) -> None:
         self.db.close()
@@ -179,7 +188,7 @@ class Sessions:
         return self._commits.durable()
 
     def get(self, ip: Any) -> Optional[Session]:
-        return self.sessions.get(IPv4Address(ip) if type(ip) is not IPv4Address else ip)
+        return self.sessions.get(_ip(ip))
 
     def all(self) -> List[Session]:
         return [self.sessions[ip] for ip in sorted(self.sessions)]
@@ -198,7 +207,7 @@ class Sessions:
         next commit (L{durable}).
         """
         now = self.clock.seconds()
-        session = Session(IPv4Address(ip), MAC(mac), now if started is None else started, now,
+        session = Session(_ip(ip), MAC(mac), now if started is None else started, now,
                           0, reason, username, bytes_base)
         self.sessions[session.ip] = session
         self.store.put(session)
@@ -209,7 +218,7 @@ class Sessions:
         End the session of C{ip}; the ended session, or None if it had none.
         With C{reason}, it is also the client's last logout.
         """
-        ip = IPv4Address(ip)
+        ip = _ip(ip)
         session = self.sessions.pop(ip, None)
         if session is not None:
             self.store.delete(ip)
