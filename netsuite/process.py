@@ -12,23 +12,25 @@ from __future__ import annotations
 
 import faulthandler
 import gc
+import math
 import os
 import signal
 import stat
 import sys
-from typing import Any, Iterable, List
+from typing import Any, Dict, Iterable, List, TextIO
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.endpoints import serverFromString
-from twisted.logger import LogLevel, Logger, globalLogPublisher, jsonFileLogObserver
-from twisted.logger import FilteringLogObserver, LogLevelFilterPredicate
+from twisted.logger import (FileLogObserver, FilteringLogObserver, LogLevel,
+                            LogLevelFilterPredicate, Logger, eventAsJSON, globalLogPublisher)
+from twisted.logger._flatten import flattenEvent
 
 from .bus.client import Peers
 from .bus.server import BusServerFactory
 from .registry.registry import Registry
 from .system import LogToMailbox, install_system_mailboxes
 
-__all__ = ["make_process_service", "bus_endpoint"]
+__all__ = ["make_process_service", "bus_endpoint", "json_log_line", "loggable"]
 
 _log = Logger(namespace="netsuite.process")
 
@@ -97,10 +99,57 @@ class BusListener(Service):
         return None
 
 
+_JSON_SCALARS = (str, int, bool, type(None))
+_KEPT_TYPED = frozenset(["log_level", "log_failure"])  # Twisted's JSON keeps these itself
+
+
+def loggable(value: Any, depth: int = 0) -> Any:
+    """
+    C{value} as JSON can carry it: addresses, MACs, networks and any other
+    object as their text, containers element by element (nested at most
+    8 deep, deeper as text), bytes decoded (undecodable bytes escaped).
+    """
+    if isinstance(value, _JSON_SCALARS):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    if depth < 8:
+        if isinstance(value, dict):
+            return {str(key): loggable(item, depth + 1) for key, item in value.items()}
+        if isinstance(value, (list, tuple, set, frozenset)):
+            return [loggable(item, depth + 1) for item in value]
+    return str(value)
+
+
+def json_log_line(event: Dict[str, Any]) -> str:
+    """
+    One log event as a line of JSON with every field of it: what Twisted's
+    C{eventAsJSON} writes, but with typed values (an IP, a MAC) as their
+    text rather than C{{"unpersistable": true}}. C{event} is not changed.
+    """
+    flat = dict(event)
+    flattenEvent(flat)  # the text of each format field, from the objects themselves
+    plain = {key: value if key in _KEPT_TYPED else loggable(value)
+             for key, value in flat.items() if key != "log_logger"}
+    return eventAsJSON(plain) + "\n"
+
+
+def standard_output() -> TextIO:
+    """
+    A text file on a copy of file descriptor 1, the process's real standard
+    output: under twistd C{sys.stdout} is the log itself, and a log observer
+    writing to it would log each of its lines again, without end.
+    """
+    return os.fdopen(os.dup(1), "a", encoding="utf-8", buffering=1)
+
+
 class LogService(Service):
     """
-    Adds this process's log observers: JSON lines to a file, and the
-    C{/system/log} stream, both from C{log.level} up.
+    Adds this process's log observers: JSON lines to a file (C{"-"}: the
+    process's standard output file descriptor), and the C{/system/log}
+    stream, both from C{log.level} up.
     """
 
     def __init__(self, registry: Registry, level: str, json_file: str) -> None:
@@ -110,17 +159,27 @@ class LogService(Service):
         self._observers: List[Any] = []
         self._file: Any = None
 
+    def privilegedStartService(self) -> None:
+        # first of the process's services: the start-up of the others is logged
+        # too, and a log file is opened before twistd gives up root
+        Service.privilegedStartService(self)
+        self._begin()
+
     def startService(self) -> None:
         Service.startService(self)
+        self._begin()
+
+    def _begin(self) -> None:
+        if self._observers:
+            return
         self._observers.append(LogToMailbox(self.registry, self.level))
         if self.json_file:
             if self.json_file == "-":
-                import sys
-                out = sys.stdout
+                self._file = standard_output()
             else:
-                out = self._file = open(self.json_file, "a", encoding="utf-8")
+                self._file = open(self.json_file, "a", encoding="utf-8")
             predicate = LogLevelFilterPredicate(defaultLogLevel=self.level)
-            lines = jsonFileLogObserver(out, recordSeparator="")  # JSON lines, not RFC 7464
+            lines = FileLogObserver(self._file, json_log_line)  # JSON lines, not RFC 7464
             self._observers.append(FilteringLogObserver(lines, [predicate]))
         for observer in self._observers:
             globalLogPublisher.addObserver(observer)

@@ -3,6 +3,7 @@ Tests for L{netsuite.process} and the all-in-one plugin L{netsuite.tap}.
 """
 
 import faulthandler
+import ipaddress
 import json
 import os
 import signal
@@ -15,7 +16,8 @@ from twisted.plugin import getPlugins
 from twisted.trial.unittest import SynchronousTestCase
 
 from netsuite import tap
-from netsuite.process import LogService, SocketDirectory, StackDumps, bus_endpoint
+from netsuite.process import LogService, SocketDirectory, StackDumps, bus_endpoint, \
+    json_log_line
 
 
 class MakeServiceTests(SynchronousTestCase):
@@ -101,6 +103,108 @@ class LogServiceTests(SynchronousTestCase):
             events = [json.loads(line) for line in f]
         self.assertEqual([e["log_format"] for e in events], ["lease {ip} declined"])
         self.assertEqual(events[0]["ip"], "10.0.0.9")
+
+
+    def test_dash_is_the_standard_output_descriptor(self):
+        """
+        C{json_file = "-"} writes to file descriptor 1 itself, not to
+        C{sys.stdout}: under twistd that is the log, and each JSON line
+        written there would be logged, and written, again without end.
+        """
+        from netsuite.registry import Registry
+        from netsuite.system import install_system_mailboxes
+        clock = MemoryReactorClock()
+        registry = Registry("alpha", clock)
+        install_system_mailboxes(registry, clock)
+        written = []
+        self.patch(sys, "stdout", type("Log", (), {"write": written.append,
+                                                   "flush": lambda self: None})())
+        path = self.mktemp()
+        saved = os.dup(1)
+        try:
+            with open(path, "w") as out:
+                os.dup2(out.fileno(), 1)
+            service = LogService(registry, "info", "-")
+            service.startService()
+            Logger(namespace="test.json").info("to the descriptor")
+            service.stopService()
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+        with open(path) as f:
+            [event] = [json.loads(line) for line in f]
+        self.assertEqual(event["log_format"], "to the descriptor")
+        self.assertEqual(written, [])
+
+
+class JsonLogLineTests(SynchronousTestCase):
+    def event(self, **fields):
+        events = []
+        log = Logger(namespace="test.json", observer=events.append)
+        log.info(fields.pop("format", "event"), **fields)
+        return events[0]
+
+    def test_typed_values_as_text(self):
+        """
+        Addresses and MACs, alone or inside lists and maps, are in the JSON
+        line as their text (Twisted's own writes C{{"unpersistable": true}}).
+        """
+        from netsuite.registry.values import MAC
+        ip, mac = ipaddress.IPv4Address("10.89.0.11"), MAC("02:00:00:00:00:0b")
+        line = json_log_line(self.event(format="portal login {ip} {mac}", ip=ip, mac=mac,
+                                        net=ipaddress.IPv4Network("10.89.0.0/24"),
+                                        seen=[ip], by_ip={"a": mac}, raw=b"\xff\x00"))
+        self.assertTrue(line.endswith("\n"))
+        self.assertNotIn("unpersistable", line)
+        event = json.loads(line)
+        self.assertEqual((event["ip"], event["mac"], event["net"]),
+                         ("10.89.0.11", "02:00:00:00:00:0b", "10.89.0.0/24"))
+        self.assertEqual((event["seen"], event["by_ip"]), (["10.89.0.11"], {"a": "02:00:00:00:00:0b"}))
+        self.assertEqual(event["raw"], "\\xff\x00")
+        self.assertEqual(event["log_level"]["name"], "info")
+        self.assertEqual(event["log_namespace"], "test.json")
+
+    def test_formats_from_the_objects(self):
+        """
+        The flattened text uses the objects themselves (attributes, repr),
+        so the line still formats to what the text log shows.
+        """
+        from twisted.logger import eventFromJSON, formatEvent
+        ip = ipaddress.IPv4Address("10.0.0.9")
+        original = self.event(format="{ip.version} {ip!r} {ip}", ip=ip)
+        event = eventFromJSON(json_log_line(original))
+        self.assertEqual(formatEvent(event), "4 IPv4Address('10.0.0.9') 10.0.0.9")
+        self.assertIs(original["ip"], ip)
+        self.assertNotIn("log_flattened", original)
+
+    def test_failure_kept(self):
+        """
+        A failure is written as Twisted writes one (its traceback readable).
+        """
+        from twisted.logger import eventFromJSON
+        events = []
+        log = Logger(namespace="test.json", observer=events.append)
+        try:
+            1 / 0
+        except ZeroDivisionError:
+            log.failure("it broke")
+        event = eventFromJSON(json_log_line(events[0]))
+        self.assertIn("ZeroDivisionError", event["log_failure"].getTraceback())
+
+    def test_nan_and_deep_nesting(self):
+        """
+        Non-finite floats become text (JSON has none), and nesting deeper
+        than 8 levels is cut to text rather than recursing.
+        """
+        deep = []
+        for _ in range(20):
+            deep = [deep]
+        event = json.loads(json_log_line(self.event(nan=float("nan"), deep=deep)))
+        self.assertEqual(event["nan"], "nan")
+        level = event["deep"]
+        for _ in range(8):
+            level = level[0]
+        self.assertIsInstance(level, str)
 
 
 class SettleHeapTests(SynchronousTestCase):

@@ -118,7 +118,7 @@ BASE_SECTIONS: Dict[str, Dict[str, Field]] = {
     "log": {
         "level": Field(str, "info", "lowest level logged",
                        one_of("debug", "info", "warn", "error", "critical")),
-        "json_file": Field(OPTIONAL_PATH, "", "also write JSON lines here ('-' for stdout)"),
+        "json_file": Field(OPTIONAL_PATH, "", "also write JSON lines here ('-': file descriptor 1)"),
     },
 }
 
