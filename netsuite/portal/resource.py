@@ -27,7 +27,7 @@ from .auth import CLICK, CODE, PASSWORD, LoginLimiter
 from .controller import LoginRefused, Portal
 from .front import PortalSite
 from .operator import REALM, OperatorAuth, kick_address, render_clients
-from .pages import HTML, PROBES, Pages, data_size, duration, esc, safe_url
+from .pages import HTML, PROBES, Pages, data_size, duration, esc, in_words, safe_url
 
 __all__ = ["PortalResource", "CSRF_COOKIE"]
 
@@ -308,12 +308,16 @@ class PortalResource(Resource):
         session = self.portal.sessions.get(ip)
         if session is None:
             return self.redirect(request, self._url("/login"), 303)
-        left = self.portal.sessions.seconds_remaining(ip)
+        sessions = self.portal.sessions
+        left = sessions.seconds_remaining(ip)
         used = self.clock.seconds() - session.started
         remaining = f"<p>Time left: {duration(left)}</p>" if left is not None else ""
-        data_left = self.portal.sessions.bytes_remaining(ip)
+        data_left = sessions.bytes_remaining(ip)
         if data_left is not None:
             remaining += f"<p>Data left: {data_size(data_left)}</p>"
+        if sessions.idle_timeout:
+            remaining += (f"<p>A device that stays idle for {in_words(sessions.idle_timeout)} "
+                          f"is logged out.</p>")
         return self._respond(request, 200, self.pages.page("Connected", (
             f"<p>Connected as {esc(session.ip)} ({esc(session.mac)}).</p>"
             f"<p>Time used: {duration(used)}</p>"

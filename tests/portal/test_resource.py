@@ -236,6 +236,47 @@ class LoginTests(SynchronousTestCase):
             "captive": False, "user-portal-url": f"http://{HOST}/login",
             "seconds-remaining": 3000, "can-extend-session": False})
 
+    def test_api_idle_only(self):
+        """
+        With an idle time-out and no session time-out, the API gives no
+        seconds-remaining (RFC 8908 5: it is the session's time left);
+        with both, the session's, however soon the idle time-out falls.
+        """
+        f = PortalFixture(idle_timeout=30)
+        f.sessions.login(A, MAC_A)
+        f.clock.advance(11)
+        api = json.loads(f.request(b"GET", b"/api").body())
+        self.assertEqual(api, {"captive": False, "user-portal-url": f"http://{HOST}/login",
+                               "can-extend-session": False})
+        f = PortalFixture(idle_timeout=30, session_timeout=3600)
+        f.sessions.login(A, MAC_A)
+        f.clock.advance(11)
+        api = json.loads(f.request(b"GET", b"/api").body())
+        self.assertEqual(api["seconds-remaining"], 3589)
+
+    def test_status_times(self):
+        """
+        The status page's "Time left" is the session's (none without a
+        session time-out); the idle time-out is said apart, in words.
+        """
+        f = PortalFixture(idle_timeout=1800)
+        f.sessions.login(A, MAC_A)
+        f.clock.advance(11)
+        body = f.request(b"GET", b"/status").body().decode()
+        self.assertNotIn("Time left", body)
+        self.assertIn("A device that stays idle for 30 minutes is logged out.", body)
+        f = PortalFixture(idle_timeout=30, session_timeout=3600)
+        f.sessions.login(A, MAC_A)
+        f.clock.advance(11)
+        body = f.request(b"GET", b"/status").body().decode()
+        self.assertIn("<p>Time left: 0:59:49</p>", body)
+        self.assertIn("idle for 30 seconds is logged out", body)
+        f = PortalFixture()
+        f.sessions.login(A, MAC_A)
+        body = f.request(b"GET", b"/status").body().decode()
+        self.assertNotIn("Time left", body)
+        self.assertNotIn("idle", body)
+
     def test_api_venue(self):
         """
         With venue_info_url set, the API gives it, before and after login.
