@@ -223,6 +223,63 @@ class LoginTests(SynchronousTestCase):
         r = self.f.request(b"GET", b"/status")
         self.assertEqual(r.responseCode, 303)
 
+    def test_login_page_when_connected(self):
+        """
+        A client with a session gets the login form too, with a token (a
+        new cookie if it has none), and is told it is connected, with a
+        link to its status page; the portal's root sends it to its status.
+        """
+        self.assertEqual(self.f.request(b"GET", b"/").header(b"location"),
+                         f"http://{HOST}/login".encode())
+        self.f.sessions.login(A, MAC_A)
+        r = self.login_page()
+        body = r.body().decode()
+        self.assertEqual(r.responseCode, 200)
+        self.assertEqual(self.token(r), r.cookies_out[CSRF_COOKIE][0].decode())
+        self.assertIn('name="accept" value="1"', body)
+        self.assertIn('This device is connected: <a href="/status">your session</a>', body)
+        root = self.f.request(b"GET", b"/")
+        self.assertEqual((root.responseCode, root.header(b"location")),
+                         (303, f"http://{HOST}/status".encode()))
+
+    def test_relogin(self):
+        """
+        A logged-in client that logs in again as a script does (a new
+        cookie jar: GET /login for a token, then POST it) is answered 303
+        to its URL; its session goes on as it was (same start, nothing
+        told); the status page links to the login page for that.
+        """
+        logins, logouts = [], []
+        self.f.registry.watch("/portal/login", logins.append)
+        self.f.registry.watch("/portal/logout", logouts.append)
+        self.assertEqual(self.post_login(self.token(self.login_page())).responseCode, 303)
+        started = self.f.sessions.get(A).started
+        self.f.clock.advance(60)
+        status = self.f.request(b"GET", b"/status").body().decode()
+        self.assertIn('<a href="/login">Log in again</a>', status)
+        page = self.login_page()
+        token = page.cookies_out[CSRF_COOKIE][0].decode()
+        self.assertEqual(self.token(page), token)
+        r = self.post_login(token, url="http://example.com/again")
+        self.assertEqual((r.responseCode, r.header(b"location")),
+                         (303, b"http://example.com/again"))
+        self.assertEqual(self.f.sessions.get(A).started, started)
+        self.assertIn(A, self.f.firewall.clients)
+        self.f.registry.eventual.flush_sync()
+        self.assertEqual((len(logins), logouts), (1, []))
+
+    def test_relogin_csrf(self):
+        """
+        A logged-in client's login without its cookie's token is refused
+        (403, a form with a token to try again); its session stays.
+        """
+        self.f.sessions.login(A, MAC_A)
+        r = self.post_login("x" * 32, cookie="y" * 32)
+        self.assertEqual(r.responseCode, 403)
+        self.assertIn('name="csrf"', r.body().decode())
+        self.assertIsNotNone(self.f.sessions.get(A))
+        self.assertIn(b"expired", r.body())
+
     def test_api(self):
         r = self.f.request(b"GET", b"/api")
         self.assertEqual(r.header(b"content-type"), b"application/captive+json")
