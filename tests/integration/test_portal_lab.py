@@ -2,7 +2,7 @@
 The captive portal in a real lab: netsuite runs the firewall and the
 portal in the access point's namespace (the all-in-one C{twistd netsuite}); clients
 use curl: redirected, log in through the form, reach upstream, log out,
-time out.
+time out, log in again from a script (examples/portal-login.sh).
 """
 
 import os
@@ -19,10 +19,11 @@ from netsuite.bus import connect
 from netsuite.lab import Lab
 from netsuite.lab.peers import HttpPeer, missing
 
-from .procs import TWISTD, socket_dir, spawn, write_config
+from .procs import ROOT, TWISTD, socket_dir, spawn, write_config
 from ..lab.labs import lab_name
 
 UPSTREAM_BODY = "the internet"
+LOGIN_SCRIPT = os.path.join(ROOT, "examples", "portal-login.sh")
 PORT = 5280
 
 CONFIG = """
@@ -140,6 +141,44 @@ class PortalLabTests(PortalLab):
                                     f"{self.portal}/logout")
         self.assertEqual((code, out), (0, "303"))
         yield self.assertRedirected("c1")
+
+    @inlineCallbacks
+    def test_scripted_relogin(self):
+        """
+        examples/portal-login.sh (curl, as docs/portal.md shows it) logs c1
+        in: 303, the internet. Run again (a new cookie jar) it is a 303
+        too, and the session goes on: the same one, from the same start.
+        A login that skips the token is still refused (403).
+        """
+        with open(os.path.join(ROOT, "docs", "portal.md")) as f:
+            docs = f.read()
+        with open(LOGIN_SCRIPT) as f:
+            script = f.read()
+        body = script.split("set -eu\n", 1)[1]
+        self.assertIn(body, docs, "docs/portal.md shows examples/portal-login.sh")
+
+        def login():
+            return deferToThread(self.lab.exec, "c1", ["sh", LOGIN_SCRIPT, self.portal],
+                                 timeout=30)
+        done = yield login()
+        self.assertEqual((done.returncode, done.stdout), (0, "303\n"), done.stderr)
+        code, body = yield self.curl("c1", self.internet)
+        self.assertEqual((code, body), (0, UPSTREAM_BODY))
+        [first] = yield self.bus.send("/portal/sessions")
+
+        done = yield login()
+        self.assertEqual((done.returncode, done.stdout), (0, "303\n"), done.stderr)
+        code, page = yield self.curl("c1", f"{self.portal}/login")
+        self.assertIn("This device is connected", page)
+        code, body = yield self.curl("c1", self.internet)
+        self.assertEqual((code, body), (0, UPSTREAM_BODY))
+        [again] = yield self.bus.send("/portal/sessions")
+        self.assertEqual((str(again["ip"]), again["started"]),
+                         (self.lab.client_address(1), first["started"]))
+
+        code, out = yield self.curl("c1", "-o", "/dev/null", "-w", "%{http_code}",
+                                    "--data", "accept=1", f"{self.portal}/login")
+        self.assertEqual((code, out), (0, "403"))
 
     @inlineCallbacks
     def test_forged_address(self):
