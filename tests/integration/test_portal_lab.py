@@ -18,6 +18,7 @@ from twisted.trial.unittest import SkipTest, TestCase
 from netsuite.bus import connect
 from netsuite.lab import Lab
 from netsuite.lab.peers import HttpPeer, missing
+from netsuite.portal.auth import hash_password
 
 from .procs import ROOT, TWISTD, socket_dir, spawn, write_config
 from ..lab.labs import lab_name
@@ -75,7 +76,7 @@ class PortalLab(TestCase):
         self.addCleanup(shutil.rmtree, self.tmp, True)
         self.config = write_config(self, CONFIG.format(
             port=PORT, ap=self.lab.ap_address, idle=self.idle,
-            sessions=os.path.join(self.tmp, "sessions.sqlite")))
+            sessions=os.path.join(self.tmp, "sessions.sqlite")) + self.more_config())
         self.daemon = spawn(self, "netsuite", [
             *TWISTD, "-n", "--pidfile=", "netsuite", "--name", "ap", "--socket-dir",
             self.sockets, "--config", self.config], netns=self.lab.netns("ap"))
@@ -85,6 +86,12 @@ class PortalLab(TestCase):
         self.addCleanup(self.bus.close)
         self.portal = f"http://{self.lab.ap_address}:{PORT}"
         self.internet = f"http://{self.lab.internet}/"
+
+    def more_config(self):
+        """
+        TOML added to the config (files it names go in C{self.tmp}).
+        """
+        return ""
 
     def curl(self, client, *args, seconds=3):
         """
@@ -107,6 +114,13 @@ class PortalLab(TestCase):
             "--data", f"csrf={token}&url=http%3A%2F%2Fexample.com%2F&accept=1",
             f"{self.portal}/login")
         return code, out, jar, token
+
+    def login_script(self, *curl_args):
+        """
+        Fire with the run of examples/portal-login.sh in c1.
+        """
+        return deferToThread(self.lab.exec, "c1", ["sh", LOGIN_SCRIPT, self.portal, *curl_args],
+                             timeout=30)
 
     @inlineCallbacks
     def assertRedirected(self, client):
@@ -157,9 +171,7 @@ class PortalLabTests(PortalLab):
         body = script.split("set -eu\n", 1)[1]
         self.assertIn(body, docs, "docs/portal.md shows examples/portal-login.sh")
 
-        def login():
-            return deferToThread(self.lab.exec, "c1", ["sh", LOGIN_SCRIPT, self.portal],
-                                 timeout=30)
+        login = self.login_script
         done = yield login()
         self.assertEqual((done.returncode, done.stdout), (0, "303\n"), done.stderr)
         code, body = yield self.curl("c1", self.internet)
@@ -196,6 +208,48 @@ class PortalLabTests(PortalLab):
         self.lab.exec("ap", ["ip", "neigh", "flush", "all"], check=False)
         code, body = yield self.curl("c2", self.internet)
         self.assertNotEqual(body, UPSTREAM_BODY)
+
+
+class PortalPasswordLabTests(PortalLab):
+    """
+    The portal with a users file: the password form, from a script.
+    """
+
+    def more_config(self):
+        users = os.path.join(self.tmp, "users")
+        with open(users, "w") as f:
+            for name, password in (("alice", "wonder land"), ("bob", "builder")):
+                f.write(f"{name}:{hash_password(password, n=16, r=1, p=1)}\n")
+        return f'\n[portal.auth]\nusers_file = "{users}"\n'
+
+    @inlineCallbacks
+    def test_scripted_password_relogin(self):
+        """
+        examples/portal-login.sh with the user's fields: a wrong password
+        is a 403 (the script fails), the right one a 303; logging in
+        again as another user replaces the session (alice's ends, reason
+        replaced; bob's starts).
+        """
+        done = yield self.login_script("--data-urlencode", "username=alice",
+                                       "--data-urlencode", "password=wrong")
+        self.assertEqual((done.returncode, done.stdout), (1, "403\n"))
+        done = yield self.login_script("--data-urlencode", "username=alice",
+                                       "--data-urlencode", "password=wonder land")
+        self.assertEqual((done.returncode, done.stdout), (0, "303\n"), done.stderr)
+        code, body = yield self.curl("c1", self.internet)
+        self.assertEqual((code, body), (0, UPSTREAM_BODY))
+
+        logout = self.bus.wait_for("/portal/logout", timeout=15)
+        done = yield self.login_script("--data-urlencode", "username=bob",
+                                       "--data-urlencode", "password=builder")
+        self.assertEqual((done.returncode, done.stdout), (0, "303\n"), done.stderr)
+        message = yield logout
+        self.assertEqual(message["reason"], "replaced")
+        [session] = yield self.bus.send("/portal/sessions")
+        self.assertEqual((str(session["ip"]), session["username"]),
+                         (self.lab.client_address(1), "bob"))
+        code, body = yield self.curl("c1", self.internet)
+        self.assertEqual((code, body), (0, UPSTREAM_BODY))
 
 
 class PortalIdleLabTests(PortalLab):
