@@ -36,7 +36,7 @@ EVENTS = {
     "/portal/request": "Event: the portal caught a request {ip, host, path, method}.",
     "/portal/login": "Event: a client logged in {ip, mac, reason, username?}.",
     "/portal/logout": "Event: a client logged out {ip, mac, reason} (logout, idle-timeout, "
-                      "session-timeout, quota, moved, operator, admin).",
+                      "session-timeout, quota, moved, replaced, operator, admin).",
 }
 
 MacFinder = Callable[[ipaddress.IPv4Address], "Deferred[Optional[MAC]]"]
@@ -194,9 +194,15 @@ class Portal:
         C{/portal/login}; fires with the L{Session}. With C{move_session},
         the sessions of C{username} on another IP or MAC end (reason
         C{moved}) and this one carries on their start time and byte count.
+
+        A login again from the device of a session, as its user, keeps
+        that session as it is (nothing ends, nothing is told, no time-out
+        starts again); as another user (or from another MAC, not moved),
+        the session there ends (reason C{replaced}) and a new one starts.
         """
         started, bytes_base = None, 0
         moved = []
+        current = self.sessions.get(ip)
         if self.move_session and username:
             moved = [s for s in self.sessions.by_username(username)
                      if (s.ip, s.mac) != (ip, mac)]
@@ -205,6 +211,12 @@ class Portal:
         if not isinstance(answer, dict) or not answer.get("authorized"):
             reason = answer.get("reason") if isinstance(answer, dict) else None
             raise LoginRefused(str(reason or "the network did not accept this device"))
+        if current is not None and (current.mac, current.username) == (mac, username):
+            return current
+        if current is not None and current not in moved:
+            # the firewall entry was just replaced: end the session only
+            self.sessions.logout(ip, "replaced")
+            self._ended(current, "replaced")
         for old in moved:
             started = old.started if started is None else min(started, old.started)
             bytes_base += old.bytes_used

@@ -15,7 +15,7 @@ from typing import Any, Optional
 from urllib.parse import quote, urlsplit
 
 __all__ = ["Pages", "DEFAULT_TEMPLATE", "HTML", "PROBES", "safe_url", "esc", "duration",
-           "data_size"]
+           "in_words", "data_size"]
 
 HTML = b"text/html; charset=utf-8"
 
@@ -66,6 +66,20 @@ def duration(seconds: float) -> str:
     """
     seconds = int(max(0, seconds))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def in_words(seconds: float) -> str:
+    """
+    A time-out as people read it: C{45 seconds}, C{1 minute}, C{30 minutes},
+    C{2 hours} (whole minutes from two minutes on, whole hours when exact).
+    """
+    seconds = int(max(0, seconds))
+    if seconds < 120:
+        return f"{seconds} second{'' if seconds == 1 else 's'}"
+    if seconds % 3600 == 0:
+        hours = seconds // 3600
+        return f"{hours} hour{'' if hours == 1 else 's'}"
+    return f"{round(seconds / 60)} minutes"
 
 
 def data_size(count: int) -> str:

@@ -27,7 +27,7 @@ from .auth import CLICK, CODE, PASSWORD, LoginLimiter
 from .controller import LoginRefused, Portal
 from .front import PortalSite
 from .operator import REALM, OperatorAuth, kick_address, render_clients
-from .pages import HTML, PROBES, Pages, data_size, duration, esc, safe_url
+from .pages import HTML, PROBES, Pages, data_size, duration, esc, in_words, safe_url
 
 __all__ = ["PortalResource", "CSRF_COOKIE"]
 
@@ -219,14 +219,20 @@ class PortalResource(Resource):
     # pages
 
     def _root(self, request: Any, ip: Any) -> bytes:
-        return self.redirect(request, self._url("/login"), 303)
+        connected = self.portal.sessions.get(ip) is not None
+        return self.redirect(request, self._url("/status" if connected else "/login"), 303)
 
     def _login_page(self, request: Any, ip: Any, error: str = "", code: int = 200) -> bytes:
-        if self.portal.sessions.get(ip) is not None and not error:
-            return self.redirect(request, self._url("/status"), 303)
+        # The form (and its token) even for a client with a session: it may
+        # log in again, as itself (a script making sure it is online) or as
+        # another user; it is told it is connected.
         url = safe_url(self._arg(request, b"url"))
         token = self._token(request)
         error_html = f'<p class="error">{esc(error)}</p>' if error else ""
+        if self.portal.sessions.get(ip) is not None:
+            error_html += ('<p class="connected">This device is connected: '
+                           '<a href="/status">your session</a>. '
+                           'You may log in again below.</p>')
         destination = (f'<p>You asked for <a href="{esc(url)}">{esc(url)}</a>.</p>'
                        if url else "")
         fields = ""
@@ -308,19 +314,24 @@ class PortalResource(Resource):
         session = self.portal.sessions.get(ip)
         if session is None:
             return self.redirect(request, self._url("/login"), 303)
-        left = self.portal.sessions.seconds_remaining(ip)
+        sessions = self.portal.sessions
+        left = sessions.seconds_remaining(ip)
         used = self.clock.seconds() - session.started
         remaining = f"<p>Time left: {duration(left)}</p>" if left is not None else ""
-        data_left = self.portal.sessions.bytes_remaining(ip)
+        data_left = sessions.bytes_remaining(ip)
         if data_left is not None:
             remaining += f"<p>Data left: {data_size(data_left)}</p>"
+        if sessions.idle_timeout:
+            remaining += (f"<p>A device that stays idle for {in_words(sessions.idle_timeout)} "
+                          f"is logged out.</p>")
         return self._respond(request, 200, self.pages.page("Connected", (
             f"<p>Connected as {esc(session.ip)} ({esc(session.mac)}).</p>"
             f"<p>Time used: {duration(used)}</p>"
             f"<p>Data used: {data_size(session.bytes_used)}</p>{remaining}"
             f'<form method="post" action="/logout">'
             f'<input type="hidden" name="csrf" value="{esc(self._token(request))}">'
-            f'<button type="submit">Log out</button></form>')))
+            f'<button type="submit">Log out</button></form>'
+            f'<p><a href="/login">Log in again</a></p>')))
 
     def _api(self, request: Any, ip: Any) -> bytes:
         """

@@ -230,18 +230,15 @@ class Sessions:
 
     def seconds_remaining(self, ip: Any) -> Optional[float]:
         """
-        Seconds before C{ip}'s session times out (None: no session or no limit).
+        Seconds left of C{ip}'s session, by the session time-out (None: no
+        session or no time-out). The idle time-out is not counted: a
+        client that stays in use keeps its session until then (RFC 8908
+        5, C{seconds-remaining}).
         """
         session = self.get(ip)
-        if session is None:
+        if session is None or not self.session_timeout:
             return None
-        now = self.clock.seconds()
-        left = []
-        if self.session_timeout:
-            left.append(session.started + self.session_timeout - now)
-        if self.idle_timeout:
-            left.append(session.last_active + self.idle_timeout - now)
-        return max(0.0, min(left)) if left else None
+        return max(0.0, session.started + self.session_timeout - self.clock.seconds())
 
     def bytes_remaining(self, ip: Any) -> Optional[int]:
         """

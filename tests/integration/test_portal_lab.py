@@ -2,7 +2,7 @@
 The captive portal in a real lab: netsuite runs the firewall and the
 portal in the access point's namespace (the all-in-one C{twistd netsuite}); clients
 use curl: redirected, log in through the form, reach upstream, log out,
-time out.
+time out, log in again from a script (examples/portal-login.sh).
 """
 
 import os
@@ -18,11 +18,13 @@ from twisted.trial.unittest import SkipTest, TestCase
 from netsuite.bus import connect
 from netsuite.lab import Lab
 from netsuite.lab.peers import HttpPeer, missing
+from netsuite.portal.auth import hash_password
 
-from .procs import TWISTD, socket_dir, spawn, write_config
+from .procs import ROOT, TWISTD, socket_dir, spawn, write_config
 from ..lab.labs import lab_name
 
 UPSTREAM_BODY = "the internet"
+LOGIN_SCRIPT = os.path.join(ROOT, "examples", "portal-login.sh")
 PORT = 5280
 
 CONFIG = """
@@ -74,7 +76,7 @@ class PortalLab(TestCase):
         self.addCleanup(shutil.rmtree, self.tmp, True)
         self.config = write_config(self, CONFIG.format(
             port=PORT, ap=self.lab.ap_address, idle=self.idle,
-            sessions=os.path.join(self.tmp, "sessions.sqlite")))
+            sessions=os.path.join(self.tmp, "sessions.sqlite")) + self.more_config())
         self.daemon = spawn(self, "netsuite", [
             *TWISTD, "-n", "--pidfile=", "netsuite", "--name", "ap", "--socket-dir",
             self.sockets, "--config", self.config], netns=self.lab.netns("ap"))
@@ -84,6 +86,12 @@ class PortalLab(TestCase):
         self.addCleanup(self.bus.close)
         self.portal = f"http://{self.lab.ap_address}:{PORT}"
         self.internet = f"http://{self.lab.internet}/"
+
+    def more_config(self):
+        """
+        TOML added to the config (files it names go in C{self.tmp}).
+        """
+        return ""
 
     def curl(self, client, *args, seconds=3):
         """
@@ -106,6 +114,13 @@ class PortalLab(TestCase):
             "--data", f"csrf={token}&url=http%3A%2F%2Fexample.com%2F&accept=1",
             f"{self.portal}/login")
         return code, out, jar, token
+
+    def login_script(self, *curl_args):
+        """
+        Fire with the run of examples/portal-login.sh in c1.
+        """
+        return deferToThread(self.lab.exec, "c1", ["sh", LOGIN_SCRIPT, self.portal, *curl_args],
+                             timeout=30)
 
     @inlineCallbacks
     def assertRedirected(self, client):
@@ -142,6 +157,42 @@ class PortalLabTests(PortalLab):
         yield self.assertRedirected("c1")
 
     @inlineCallbacks
+    def test_scripted_relogin(self):
+        """
+        examples/portal-login.sh (curl, as docs/portal.md shows it) logs c1
+        in: 303, the internet. Run again (a new cookie jar) it is a 303
+        too, and the session goes on: the same one, from the same start.
+        A login that skips the token is still refused (403).
+        """
+        with open(os.path.join(ROOT, "docs", "portal.md")) as f:
+            docs = f.read()
+        with open(LOGIN_SCRIPT) as f:
+            script = f.read()
+        body = script.split("set -eu\n", 1)[1]
+        self.assertIn(body, docs, "docs/portal.md shows examples/portal-login.sh")
+
+        login = self.login_script
+        done = yield login()
+        self.assertEqual((done.returncode, done.stdout), (0, "303\n"), done.stderr)
+        code, body = yield self.curl("c1", self.internet)
+        self.assertEqual((code, body), (0, UPSTREAM_BODY))
+        [first] = yield self.bus.send("/portal/sessions")
+
+        done = yield login()
+        self.assertEqual((done.returncode, done.stdout), (0, "303\n"), done.stderr)
+        code, page = yield self.curl("c1", f"{self.portal}/login")
+        self.assertIn("This device is connected", page)
+        code, body = yield self.curl("c1", self.internet)
+        self.assertEqual((code, body), (0, UPSTREAM_BODY))
+        [again] = yield self.bus.send("/portal/sessions")
+        self.assertEqual((str(again["ip"]), again["started"]),
+                         (self.lab.client_address(1), first["started"]))
+
+        code, out = yield self.curl("c1", "-o", "/dev/null", "-w", "%{http_code}",
+                                    "--data", "accept=1", f"{self.portal}/login")
+        self.assertEqual((code, out), (0, "403"))
+
+    @inlineCallbacks
     def test_forged_address(self):
         """
         Another client taking the logged-in client's address gets nothing.
@@ -157,6 +208,48 @@ class PortalLabTests(PortalLab):
         self.lab.exec("ap", ["ip", "neigh", "flush", "all"], check=False)
         code, body = yield self.curl("c2", self.internet)
         self.assertNotEqual(body, UPSTREAM_BODY)
+
+
+class PortalPasswordLabTests(PortalLab):
+    """
+    The portal with a users file: the password form, from a script.
+    """
+
+    def more_config(self):
+        users = os.path.join(self.tmp, "users")
+        with open(users, "w") as f:
+            for name, password in (("alice", "wonder land"), ("bob", "builder")):
+                f.write(f"{name}:{hash_password(password, n=16, r=1, p=1)}\n")
+        return f'\n[portal.auth]\nusers_file = "{users}"\n'
+
+    @inlineCallbacks
+    def test_scripted_password_relogin(self):
+        """
+        examples/portal-login.sh with the user's fields: a wrong password
+        is a 403 (the script fails), the right one a 303; logging in
+        again as another user replaces the session (alice's ends, reason
+        replaced; bob's starts).
+        """
+        done = yield self.login_script("--data-urlencode", "username=alice",
+                                       "--data-urlencode", "password=wrong")
+        self.assertEqual((done.returncode, done.stdout), (1, "403\n"))
+        done = yield self.login_script("--data-urlencode", "username=alice",
+                                       "--data-urlencode", "password=wonder land")
+        self.assertEqual((done.returncode, done.stdout), (0, "303\n"), done.stderr)
+        code, body = yield self.curl("c1", self.internet)
+        self.assertEqual((code, body), (0, UPSTREAM_BODY))
+
+        logout = self.bus.wait_for("/portal/logout", timeout=15)
+        done = yield self.login_script("--data-urlencode", "username=bob",
+                                       "--data-urlencode", "password=builder")
+        self.assertEqual((done.returncode, done.stdout), (0, "303\n"), done.stderr)
+        message = yield logout
+        self.assertEqual(message["reason"], "replaced")
+        [session] = yield self.bus.send("/portal/sessions")
+        self.assertEqual((str(session["ip"]), session["username"]),
+                         (self.lab.client_address(1), "bob"))
+        code, body = yield self.curl("c1", self.internet)
+        self.assertEqual((code, body), (0, UPSTREAM_BODY))
 
 
 class PortalIdleLabTests(PortalLab):

@@ -326,6 +326,49 @@ class MoveSessionTests(SynchronousTestCase):
         self.assertEqual(told, [{"ip": A, "mac": MAC_A, "reason": "moved"}])
         self.assertEqual(f.portal.last_logout[A][0], "moved")
 
+    def test_relogin_keeps_session(self):
+        """
+        Logging in again as the same user from the same device keeps the
+        session: its start, the data it used (its quota is not renewed),
+        nothing told on /portal/login or /portal/logout.
+        """
+        f = password_fixture(self, {"alice": "pw"}, quota=1000)
+        told = []
+        f.registry.watch("/portal/login", told.append)
+        f.registry.watch("/portal/logout", told.append)
+        post(f, "alice", "pw")
+        f.firewall.add_traffic(A, up=600)
+        self.successResultOf(f.portal.sample())
+        before = f.sessions.get(A)
+        f.clock.advance(100)
+        self.assertEqual(post(f, "alice", "pw").responseCode, 303)
+        f.firewall.add_traffic(A, up=10)
+        self.successResultOf(f.portal.sample())
+        after = f.sessions.get(A)
+        self.assertEqual((after.started, after.username, after.bytes_used),
+                         (before.started, "alice", 610))
+        f.registry.eventual.flush_sync()
+        self.assertEqual([m.get("reason") for m in told], ["password"])
+
+    def test_relogin_as_another_user(self):
+        """
+        Another user logging in on a device with a session replaces it:
+        the first user's session ends (reason replaced, told and
+        remembered), the new one is the new user's, from now.
+        """
+        f = password_fixture(self, {"alice": "pw", "bob": "pw2"})
+        told = []
+        f.registry.watch("/portal/logout", told.append)
+        post(f, "alice", "pw")
+        f.clock.advance(100)
+        self.assertEqual(post(f, "bob", "pw2").responseCode, 303)
+        session = f.sessions.get(A)
+        self.assertEqual((session.username, session.started), ("bob", f.clock.seconds()))
+        self.assertIn(A, f.firewall.clients)
+        f.registry.eventual.flush_sync()
+        self.assertEqual(told, [{"ip": A, "mac": MAC_A, "reason": "replaced"}])
+        self.assertEqual(f.portal.last_logout[A][0], "replaced")
+
     def test_not_moved_when_off(self):
         f = password_fixture(self, {"alice": "pw"}, move_session=False,
                              macs={A: MAC_A, B: MAC_B})

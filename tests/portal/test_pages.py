@@ -5,7 +5,7 @@ layout.
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from netsuite.portal.pages import Pages, safe_url
+from netsuite.portal.pages import Pages, in_words, safe_url
 
 
 class SafeURLTests(SynchronousTestCase):
@@ -32,3 +32,15 @@ class TemplateTests(SynchronousTestCase):
         pages = Pages("<main data-x='1'><h2>$title</h2>$body</main>")
         self.assertEqual(pages.page("A <b>", "<p>hi</p>"),
                          b"<main data-x='1'><h2>A &lt;b&gt;</h2><p>hi</p></main>")
+
+
+class FormatTests(SynchronousTestCase):
+    def test_in_words(self):
+        """
+        Time-outs read as people say them: seconds below two minutes,
+        whole hours when exact, else minutes.
+        """
+        for seconds, words in [(1, "1 second"), (45, "45 seconds"), (119, "119 seconds"),
+                               (120, "2 minutes"), (1800, "30 minutes"), (3600, "1 hour"),
+                               (5400, "90 minutes"), (7200, "2 hours"), (-5, "0 seconds")]:
+            self.assertEqual(in_words(seconds), words, seconds)

@@ -223,6 +223,63 @@ class LoginTests(SynchronousTestCase):
         r = self.f.request(b"GET", b"/status")
         self.assertEqual(r.responseCode, 303)
 
+    def test_login_page_when_connected(self):
+        """
+        A client with a session gets the login form too, with a token (a
+        new cookie if it has none), and is told it is connected, with a
+        link to its status page; the portal's root sends it to its status.
+        """
+        self.assertEqual(self.f.request(b"GET", b"/").header(b"location"),
+                         f"http://{HOST}/login".encode())
+        self.f.sessions.login(A, MAC_A)
+        r = self.login_page()
+        body = r.body().decode()
+        self.assertEqual(r.responseCode, 200)
+        self.assertEqual(self.token(r), r.cookies_out[CSRF_COOKIE][0].decode())
+        self.assertIn('name="accept" value="1"', body)
+        self.assertIn('This device is connected: <a href="/status">your session</a>', body)
+        root = self.f.request(b"GET", b"/")
+        self.assertEqual((root.responseCode, root.header(b"location")),
+                         (303, f"http://{HOST}/status".encode()))
+
+    def test_relogin(self):
+        """
+        A logged-in client that logs in again as a script does (a new
+        cookie jar: GET /login for a token, then POST it) is answered 303
+        to its URL; its session goes on as it was (same start, nothing
+        told); the status page links to the login page for that.
+        """
+        logins, logouts = [], []
+        self.f.registry.watch("/portal/login", logins.append)
+        self.f.registry.watch("/portal/logout", logouts.append)
+        self.assertEqual(self.post_login(self.token(self.login_page())).responseCode, 303)
+        started = self.f.sessions.get(A).started
+        self.f.clock.advance(60)
+        status = self.f.request(b"GET", b"/status").body().decode()
+        self.assertIn('<a href="/login">Log in again</a>', status)
+        page = self.login_page()
+        token = page.cookies_out[CSRF_COOKIE][0].decode()
+        self.assertEqual(self.token(page), token)
+        r = self.post_login(token, url="http://example.com/again")
+        self.assertEqual((r.responseCode, r.header(b"location")),
+                         (303, b"http://example.com/again"))
+        self.assertEqual(self.f.sessions.get(A).started, started)
+        self.assertIn(A, self.f.firewall.clients)
+        self.f.registry.eventual.flush_sync()
+        self.assertEqual((len(logins), logouts), (1, []))
+
+    def test_relogin_csrf(self):
+        """
+        A logged-in client's login without its cookie's token is refused
+        (403, a form with a token to try again); its session stays.
+        """
+        self.f.sessions.login(A, MAC_A)
+        r = self.post_login("x" * 32, cookie="y" * 32)
+        self.assertEqual(r.responseCode, 403)
+        self.assertIn('name="csrf"', r.body().decode())
+        self.assertIsNotNone(self.f.sessions.get(A))
+        self.assertIn(b"expired", r.body())
+
     def test_api(self):
         r = self.f.request(b"GET", b"/api")
         self.assertEqual(r.header(b"content-type"), b"application/captive+json")
@@ -235,6 +292,47 @@ class LoginTests(SynchronousTestCase):
         self.assertEqual(json.loads(r.body()), {
             "captive": False, "user-portal-url": f"http://{HOST}/login",
             "seconds-remaining": 3000, "can-extend-session": False})
+
+    def test_api_idle_only(self):
+        """
+        With an idle time-out and no session time-out, the API gives no
+        seconds-remaining (RFC 8908 5: it is the session's time left);
+        with both, the session's, however soon the idle time-out falls.
+        """
+        f = PortalFixture(idle_timeout=30)
+        f.sessions.login(A, MAC_A)
+        f.clock.advance(11)
+        api = json.loads(f.request(b"GET", b"/api").body())
+        self.assertEqual(api, {"captive": False, "user-portal-url": f"http://{HOST}/login",
+                               "can-extend-session": False})
+        f = PortalFixture(idle_timeout=30, session_timeout=3600)
+        f.sessions.login(A, MAC_A)
+        f.clock.advance(11)
+        api = json.loads(f.request(b"GET", b"/api").body())
+        self.assertEqual(api["seconds-remaining"], 3589)
+
+    def test_status_times(self):
+        """
+        The status page's "Time left" is the session's (none without a
+        session time-out); the idle time-out is said apart, in words.
+        """
+        f = PortalFixture(idle_timeout=1800)
+        f.sessions.login(A, MAC_A)
+        f.clock.advance(11)
+        body = f.request(b"GET", b"/status").body().decode()
+        self.assertNotIn("Time left", body)
+        self.assertIn("A device that stays idle for 30 minutes is logged out.", body)
+        f = PortalFixture(idle_timeout=30, session_timeout=3600)
+        f.sessions.login(A, MAC_A)
+        f.clock.advance(11)
+        body = f.request(b"GET", b"/status").body().decode()
+        self.assertIn("<p>Time left: 0:59:49</p>", body)
+        self.assertIn("idle for 30 seconds is logged out", body)
+        f = PortalFixture()
+        f.sessions.login(A, MAC_A)
+        body = f.request(b"GET", b"/status").body().decode()
+        self.assertNotIn("Time left", body)
+        self.assertNotIn("idle", body)
 
     def test_api_venue(self):
         """

@@ -43,7 +43,6 @@ class SessionsTests(SynchronousTestCase):
                          [IP5])
         self.clock.advance(50)
         self.assertEqual(self.sessions.expired(), [])
-        self.assertEqual(self.sessions.seconds_remaining("10.89.0.5"), 10)
         self.assertEqual(self.sessions.sample({"10.89.0.5": {"bytes_up": 10, "bytes_down": 5}}),
                          [])
         self.clock.advance(10)
@@ -60,6 +59,22 @@ class SessionsTests(SynchronousTestCase):
         self.clock.advance(1)
         [(session, reason)] = self.sessions.expired()
         self.assertEqual(reason, TIMEOUT)
+
+    def test_seconds_remaining(self):
+        """
+        The time left is the session time-out's, never the idle
+        time-out's (10 seconds here): with only an idle time-out there is
+        none.
+        """
+        self.sessions.login(IP5, MAC5)
+        self.clock.advance(50)
+        self.assertEqual(self.sessions.seconds_remaining(IP5), 550)
+        self.clock.advance(600)
+        self.assertEqual(self.sessions.seconds_remaining(IP5), 0)
+        idle = Sessions(SessionStore(":memory:"), self.clock, SyncRunner(), idle_timeout=60)
+        idle.login(IP5, MAC5)
+        self.clock.advance(50)
+        self.assertIsNone(idle.seconds_remaining(IP5))
 
     def test_no_limits(self):
         sessions = Sessions(SessionStore(":memory:"), self.clock, SyncRunner())
