@@ -79,3 +79,28 @@ class ListingTests(SynchronousTestCase):
             "    Which address?",
             "    listener 2 [script=ldap] deadline=1.0s messages=3 stops=1 errors=1 timeouts=0",
         ])
+
+    def test_reasons(self):
+        """
+        A listener's verdicts by reason follow its counters, sorted by
+        name; a listener with none (or a daemon that does not count them)
+        shows none.
+        """
+        counters = {"messages": 5, "stops": 1, "errors": 0, "timeouts": 0, "seconds": 0.1}
+        listeners = [
+            {"id": "3", "tags": {"hook": "ldap"}, "deadline": 1.25,
+             "counters": dict(counters, reasons={"miss": 2, "busy": 1, "hit": 1,
+                                                 "timeout": 1})},
+            {"id": "1", "tags": {"stock": True}, "deadline": 2.0,
+             "counters": dict(counters, reasons={})},
+            {"id": "0", "tags": {}, "deadline": 2.0, "counters": counters}]
+        out = StringIO()
+        format_listing("dhcp", [{"path": "/dhcp/lookup", "kind": "decision", "doc": "",
+                                 "counters": counters, "watchers": 0,
+                                 "listeners": listeners}], out)
+        self.assertEqual(out.getvalue().splitlines()[2:], [
+            "    listener 3 [hook=ldap] deadline=1.25s messages=5 stops=1 errors=0 timeouts=0"
+            "  reasons: busy=1 hit=1 miss=2 timeout=1",
+            "    listener 1 [stock=True] deadline=2.0s messages=5 stops=1 errors=0 timeouts=0",
+            "    listener 0 [] deadline=2.0s messages=5 stops=1 errors=0 timeouts=0",
+        ])

@@ -125,9 +125,14 @@ def format_listing(process: str, mailboxes: List[Any], out: TextIO) -> None:
         for listener in box["listeners"]:
             lc = listener["counters"]
             tags = " ".join(f"{k}={to_plain(v)}" for k, v in listener["tags"].items())
+            # reasons: what the listener said of its verdicts (an older
+            # daemon does not count them).
+            reasons = " ".join(f"{name}={count}" for name, count
+                               in sorted(lc.get("reasons", {}).items()))
             out.write(f"    listener {listener['id']} [{tags}] deadline={listener['deadline']}s "
                       f"messages={lc['messages']} stops={lc['stops']} errors={lc['errors']} "
-                      f"timeouts={lc['timeouts']}\n")
+                      f"timeouts={lc['timeouts']}"
+                      f"{'  reasons: ' + reasons if reasons else ''}\n")
 
 
 async def run(reactor: Any, args: argparse.Namespace, out: TextIO) -> None:

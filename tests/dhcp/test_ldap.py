@@ -38,7 +38,7 @@ from netsuite.dhcp.pool import Pool
 from netsuite.dhcp.server import DHCPServer
 from netsuite.ldap import MemoryDirectory
 from netsuite.testing import SyncRunner
-from netsuite.registry import CONTINUE, MAC, Registry, Remember, Stop
+from netsuite.registry import MAC, Continue, Registry, Remember, Stop
 
 from ..integration.procs import PYTHON, spawn, socket_dir, write_config
 from .test_server import LAN, RELAYED, request
@@ -189,7 +189,7 @@ class LookupTests(SynchronousTestCase):
         lookup, _ = make_lookup(MockDirectory(host("alpha", KNOWN, "10.0.0.5")))
         self.assertEqual(self.successResultOf(lookup.lookup(message(KNOWN))),
                          Stop({"ip": IPv4Address("10.0.0.5"), "hostname": "alpha",
-                               "source": "ldap"}))
+                               "source": "ldap"}, reason="hit"))
         self.assertEqual(counts(lookup), {"lookups": 1, "hits": 1})
 
     def test_no_hostname(self) -> None:
@@ -199,14 +199,15 @@ class LookupTests(SynchronousTestCase):
         lookup, _ = make_lookup(MockDirectory(host("alpha", KNOWN, "10.0.0.5")),
                                 hostname_attribute="")
         self.assertEqual(self.successResultOf(lookup.lookup(message(KNOWN))),
-                         Stop({"ip": IPv4Address("10.0.0.5"), "source": "ldap"}))
+                         Stop({"ip": IPv4Address("10.0.0.5"), "source": "ldap"},
+                              reason="hit"))
 
     def test_miss(self) -> None:
         """
         A MAC the directory does not know falls through.
         """
         lookup, _ = make_lookup(MockDirectory(host("alpha", KNOWN, "10.0.0.5")))
-        self.assertIs(self.successResultOf(lookup.lookup(message(UNKNOWN))), CONTINUE)
+        self.assertEqual(self.successResultOf(lookup.lookup(message(UNKNOWN))), Continue("miss"))
         self.assertEqual(counts(lookup), {"lookups": 1, "misses": 1})
 
     def test_directory_error(self) -> None:
@@ -216,7 +217,7 @@ class LookupTests(SynchronousTestCase):
         """
         lookup, _ = make_lookup(MockDirectory(host("alpha", KNOWN, "10.0.0.5")),
                                 base="ou=nowhere,dc=example,dc=test")
-        self.assertIs(self.successResultOf(lookup.lookup(message(KNOWN))), CONTINUE)
+        self.assertEqual(self.successResultOf(lookup.lookup(message(KNOWN))), Continue("error"))
         self.assertEqual(counts(lookup), {"lookups": 1, "errors": 1})
 
     def test_bind(self) -> None:
@@ -229,7 +230,7 @@ class LookupTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(lookup.lookup(message(KNOWN))).value["ip"],
                          IPv4Address("10.0.0.5"))
         lookup, _ = make_lookup(directory, bind_dn=ADMIN, password="wrong")
-        self.assertIs(self.successResultOf(lookup.lookup(message(KNOWN))), CONTINUE)
+        self.assertEqual(self.successResultOf(lookup.lookup(message(KNOWN))), Continue("error"))
         self.assertEqual(counts(lookup), {"lookups": 1, "errors": 1})
 
     def test_unreachable_then_back(self) -> None:
@@ -240,7 +241,7 @@ class LookupTests(SynchronousTestCase):
         directory = MockDirectory(host("alpha", KNOWN, "10.0.0.5"))
         directory.refuse = 1
         lookup, _ = make_lookup(directory, cache_ttl=0, negative_ttl=0)
-        self.assertIs(self.successResultOf(lookup.lookup(message(KNOWN))), CONTINUE)
+        self.assertEqual(self.successResultOf(lookup.lookup(message(KNOWN))), Continue("error"))
         self.assertIsInstance(self.successResultOf(lookup.lookup(message(KNOWN))), Stop)
         self.assertEqual(counts(lookup), {"lookups": 2, "errors": 1, "hits": 1})
 
@@ -272,7 +273,8 @@ class LookupTests(SynchronousTestCase):
         for bad in ["not-an-ip", "10.0.0.300", "10.0.0.0", "10.0.0.255", "224.0.0.1",
                     "0.0.0.0"]:
             lookup, _ = make_lookup(MockDirectory(host("alpha", KNOWN, bad)))
-            self.assertIs(self.successResultOf(lookup.lookup(message(KNOWN))), CONTINUE, bad)
+            self.assertEqual(self.successResultOf(lookup.lookup(message(KNOWN))),
+                             Continue("error"), bad)
             self.assertEqual(counts(lookup), {"lookups": 1, "errors": 1}, bad)
 
     def test_subnet(self) -> None:
@@ -285,8 +287,8 @@ class LookupTests(SynchronousTestCase):
                          IPv4Address("10.0.0.5"))
         self.assertEqual(self.successResultOf(
             lookup.lookup(message(KNOWN, "10.1.0.0/16"))).value["ip"], IPv4Address("10.1.0.5"))
-        self.assertIs(self.successResultOf(lookup.lookup(message(KNOWN, "192.168.0.0/24"))),
-                      CONTINUE)
+        self.assertEqual(self.successResultOf(lookup.lookup(message(KNOWN, "192.168.0.0/24"))),
+                         Continue("miss"))
 
     def test_ambiguous(self) -> None:
         """
@@ -295,7 +297,7 @@ class LookupTests(SynchronousTestCase):
         """
         lookup, _ = make_lookup(MockDirectory(host("alpha", KNOWN, "10.0.0.5"),
                                               host("beta", KNOWN, "10.0.0.6")))
-        self.assertIs(self.successResultOf(lookup.lookup(message(KNOWN))), CONTINUE)
+        self.assertEqual(self.successResultOf(lookup.lookup(message(KNOWN))), Continue("error"))
         self.assertEqual(counts(lookup), {"lookups": 1, "errors": 1})
 
     def test_bad_message(self) -> None:
@@ -304,7 +306,7 @@ class LookupTests(SynchronousTestCase):
         """
         lookup, _ = make_lookup(MockDirectory())
         for bad in [{}, {"mac": "nonsense"}, {"mac": 5}]:
-            self.assertIs(self.successResultOf(lookup.lookup(bad)), CONTINUE)
+            self.assertEqual(self.successResultOf(lookup.lookup(bad)), Continue("error"))
         self.assertEqual(counts(lookup), {"lookups": 3, "errors": 3})
 
 
@@ -325,7 +327,7 @@ class DeadlineTests(SynchronousTestCase):
         clock.advance(0.499)
         self.assertNoResult(answer)
         clock.advance(0.001)
-        self.assertIs(self.successResultOf(answer), CONTINUE)
+        self.assertEqual(self.successResultOf(answer), Continue("timeout"))
         self.assertEqual(counts(lookup), {"lookups": 1, "timeouts": 1})
         self.assertEqual(lookup.running, 1)
         fn, args, work = runner.calls[0]
@@ -345,12 +347,12 @@ class DeadlineTests(SynchronousTestCase):
                                     runner=runner, threads=2)
         first = lookup.lookup(message(MAC("02:00:00:00:00:01")))
         lookup.lookup(message(MAC("02:00:00:00:00:02")))
-        self.assertIs(self.successResultOf(lookup.lookup(message(KNOWN))), CONTINUE)
+        self.assertEqual(self.successResultOf(lookup.lookup(message(KNOWN))), Continue("busy"))
         self.assertEqual(len(runner.calls), 2)
         self.assertEqual(lookup.counters["busy"], 1)
         idle = lookup.idle()
         clock.advance(1.0)
-        self.assertIs(self.successResultOf(first), CONTINUE)
+        self.assertEqual(self.successResultOf(first), Continue("timeout"))
         self.assertNoResult(idle)
         for fn, args, work in runner.calls:
             work.errback(LDAPSocketOpenError("timed out"))
@@ -382,7 +384,7 @@ class DeadlineTests(SynchronousTestCase):
             def run(self, fn: Any, *args: Any) -> Deferred[Any]:
                 raise RuntimeError("pool stopped")
         lookup, _ = make_lookup(MockDirectory(), runner=Broken())
-        self.assertIs(self.successResultOf(lookup.lookup(message(KNOWN))), CONTINUE)
+        self.assertEqual(self.successResultOf(lookup.lookup(message(KNOWN))), Continue("error"))
         self.assertEqual(counts(lookup), {"lookups": 1, "errors": 1})
         self.assertEqual(lookup.running, 0)
         # Not an LDAP error: logged with its traceback.
@@ -397,7 +399,7 @@ class DeadlineTests(SynchronousTestCase):
         clock = Clock()
         lookup = LdapLookup(settings, clock, directory=MockDirectory())
         lookup.close()
-        self.assertIs(self.successResultOf(lookup.lookup(message(KNOWN))), CONTINUE)
+        self.assertEqual(self.successResultOf(lookup.lookup(message(KNOWN))), Continue("error"))
         self.assertEqual(counts(lookup), {"lookups": 1, "errors": 1})
         self.flushLoggedErrors(RuntimeError)
 
@@ -437,7 +439,8 @@ class CacheTests(SynchronousTestCase):
         """
         self.successResultOf(self.lookup.lookup(message(UNKNOWN)))
         self.clock.advance(59)
-        self.assertIs(self.successResultOf(self.lookup.lookup(message(UNKNOWN))), CONTINUE)
+        self.assertEqual(self.successResultOf(self.lookup.lookup(message(UNKNOWN))),
+                         Continue("miss"))
         self.assertEqual(len(self.runner.calls), 1)
         self.clock.advance(1)
         self.successResultOf(self.lookup.lookup(message(UNKNOWN)))
@@ -455,7 +458,7 @@ class CacheTests(SynchronousTestCase):
         self.assertEqual(len(self.runner.calls), 4)
         directory.refuse = 1
         lookup, _ = make_lookup(directory, runner=self.runner)
-        self.assertIs(self.successResultOf(lookup.lookup(message(KNOWN))), CONTINUE)
+        self.assertEqual(self.successResultOf(lookup.lookup(message(KNOWN))), Continue("error"))
         self.assertIsInstance(self.successResultOf(lookup.lookup(message(KNOWN))), Stop)
 
 
@@ -488,11 +491,11 @@ class RememberTests(SynchronousTestCase):
 
     def test_absent(self) -> None:
         """
-        An absent MAC is remembered as CONTINUE for the negative TTL.
+        An absent MAC is remembered as Continue("miss") for the negative TTL.
         """
         lookup, _ = self.make()
         self.assertEqual(self.successResultOf(lookup.lookup(message(UNKNOWN))),
-                         Remember(CONTINUE, 60))
+                         Remember(Continue("miss"), 60))
 
     def test_errorsNotRemembered(self) -> None:
         """
@@ -501,7 +504,7 @@ class RememberTests(SynchronousTestCase):
         directory = MockDirectory(host("alpha", KNOWN, "10.0.0.5"))
         directory.refuse = 1
         lookup, _ = self.make(directory)
-        self.assertIs(self.successResultOf(lookup.lookup(message(KNOWN))), CONTINUE)
+        self.assertEqual(self.successResultOf(lookup.lookup(message(KNOWN))), Continue("error"))
 
     def test_cacheOff(self) -> None:
         """
@@ -509,7 +512,7 @@ class RememberTests(SynchronousTestCase):
         """
         lookup, _ = self.make(cache_ttl=0, negative_ttl=0)
         self.assertIsInstance(self.successResultOf(lookup.lookup(message(KNOWN))), Stop)
-        self.assertIs(self.successResultOf(lookup.lookup(message(UNKNOWN))), CONTINUE)
+        self.assertEqual(self.successResultOf(lookup.lookup(message(UNKNOWN))), Continue("miss"))
 
     def test_installRemembers(self) -> None:
         """
@@ -560,6 +563,34 @@ class InstallTests(SynchronousTestCase):
         hook.remove()
         self.assertEqual(self.successResultOf(
             registry.send("/dhcp/lookup", message(KNOWN)))["source"], "pool")
+
+    def test_reasons(self) -> None:
+        """
+        The listener's counters show why the lookup answered or fell
+        through: hit, miss, error, timeout and busy, a remembered answer
+        counted again each time it is given.
+        """
+        clock = Clock()
+        registry = Registry("dhcp", clock)
+        registry.declare("/dhcp/lookup")
+        registry.listen("/dhcp/lookup", lambda m: Stop("pool"), tags={"stock": "pool"})
+        runner = Runner()
+        settings = parse_settings({"base": BASE, "threads": 1, "negative_ttl": 0})
+        install(registry, settings, clock, clock=clock, runner=runner,
+                directory=MockDirectory(host("alpha", KNOWN, "10.0.0.5")))
+        for mac in (KNOWN, KNOWN, UNKNOWN, "nonsense"):
+            registry.send("/dhcp/lookup", message(mac))
+        runner.inline = False
+        slow = registry.send("/dhcp/lookup", message(OTHER))  # holds the one thread
+        self.assertEqual(self.successResultOf(registry.send(
+            "/dhcp/lookup", message(MAC("02:00:00:00:00:01")))), "pool")
+        clock.advance(settings.deadline)
+        self.assertEqual(self.successResultOf(slow), "pool")
+        [listener] = [l for l in registry.describe("/dhcp/lookup")[0]["listeners"]
+                      if l["tags"] == {"hook": "ldap"}]
+        self.assertEqual(listener["counters"]["reasons"],
+                         {"hit": 2, "miss": 1, "error": 1, "busy": 1, "timeout": 1})
+        self.assertEqual(listener["counters"]["remembered"], 1)
 
 
 class ServerLookupTests(SynchronousTestCase):
@@ -660,9 +691,9 @@ class SlapdTests(TestCase):
         lookup = self.make()
         answer = yield lookup.lookup(message(KNOWN))
         self.assertEqual(answer, Stop({"ip": IPv4Address("10.0.0.5"), "hostname": "alpha",
-                                       "source": "ldap"}))
+                                       "source": "ldap"}, reason="hit"))
         answer = yield lookup.lookup(message(OTHER))
-        self.assertIs(answer, CONTINUE)
+        self.assertEqual(answer, Continue("miss"))
         self.slapd.add_host("beta", str(OTHER).upper(), "10.0.0.6")
         answer = yield lookup.lookup(message(OTHER))
         self.assertEqual(answer.value["hostname"], "beta")
@@ -682,11 +713,11 @@ class SlapdTests(TestCase):
         start = time.monotonic()
         answer = yield lookup.lookup(message(KNOWN))
         took = elapsed(start)
-        self.assertIs(answer, CONTINUE)
+        self.assertEqual(answer, Continue("error"))
         self.assertLess(took, self.DEADLINE + self.MARGIN)
         self.assertEqual(lookup.counters["errors"], 1)
         answer = yield lookup.lookup(message(KNOWN))  # a new connection each time
-        self.assertIs(answer, CONTINUE)
+        self.assertEqual(answer, Continue("error"))
         self.slapd = self.start_slapd()
         answer = yield lookup.lookup(message(KNOWN))
         self.assertIsInstance(answer, Stop)
@@ -714,7 +745,8 @@ class SlapdTests(TestCase):
             lookup.lookup(message(mac)).addCallback(
                 lambda a: times.append(elapsed(start)) or a) for mac in macs],
             fireOnOneErrback=True)
-        self.assertEqual([a for _, a in answers], [CONTINUE] * 4)
+        self.assertEqual([a for _, a in answers],
+                         [Continue("timeout")] * 2 + [Continue("busy")] * 2)
         times.sort()
         self.assertLess(times[-1], self.DEADLINE + self.MARGIN, times)
         self.assertGreater(times[-1], self.DEADLINE * 0.9, times)
@@ -736,7 +768,7 @@ class SlapdTests(TestCase):
         start = time.monotonic()
         answer = yield lookup.lookup(message(KNOWN))
         took = elapsed(start)
-        self.assertIs(answer, CONTINUE)
+        self.assertEqual(answer, Continue("timeout"))
         self.assertGreater(took, self.DEADLINE * 0.9)
         self.assertLess(took, self.DEADLINE + self.MARGIN)
         self.slapd.resume()
