@@ -3,14 +3,21 @@ Tests for the parts of C{netsuite-hook} that need no daemon (the rest is in
 tests/integration/test_bus_processes.py).
 """
 
+import errno
+import os
 from io import StringIO
 from ipaddress import IPv4Address
+from unittest.mock import patch
+
+from twisted.internet.error import ConnectError, ConnectionRefusedError
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from netsuite.registry.values import MAC
-from netsuite.scripts.hook import CommandError, format_listing, parse_args, parse_pairs, \
-    split_target
+from netsuite.bus.client import unreachable
+from netsuite.scripts.hook import (EXIT_ACCESS_DENIED, EXIT_NOT_RUNNING, EXIT_STATUS,
+                                   CommandError, _explain, format_listing, parse_args,
+                                   parse_pairs, split_target)
 
 
 class ParsePairsTests(SynchronousTestCase):
@@ -56,6 +63,55 @@ class TargetTests(SynchronousTestCase):
         args = parse_args(["--socket-dir", "/tmp/s", "send", "a:/b", "k=v", "--json", "{}"])
         self.assertEqual((args.command, args.target, args.pairs, args.json_message,
                           args.socket_dir), ("send", "a:/b", ["k=v"], "{}", "/tmp/s"))
+
+
+class ExplainTests(SynchronousTestCase):
+    """
+    A failure to connect becomes a one-line error with its own exit status.
+    """
+
+    def explain(self, code: int) -> CommandError:
+        args = parse_args(["list", "ap"])
+        return _explain(unreachable("ap", "unix:path=/run/netsuite/ap.sock",
+                                    ConnectError(code, os.strerror(code))), args)
+
+    def test_permissionDenied(self):
+        """
+        EACCES (and EPERM) on the socket is "permission denied", saying who
+        may connect, exit status 4; not "not running".
+        """
+        for code in (errno.EACCES, errno.EPERM):
+            error = self.explain(code)
+            self.assertEqual(error.code, EXIT_ACCESS_DENIED)
+            self.assertEqual(error.code, 4)
+            self.assertIn("permission denied connecting to process ap at "
+                          "unix:path=/run/netsuite/ap.sock", str(error))
+            self.assertIn("bus.allowed_uids", str(error))
+            self.assertNotIn("not running", str(error))
+
+    def test_notRunning(self):
+        """
+        No socket, or a refused connection, is "not running", exit status 3,
+        saying which.
+        """
+        error = self.explain(errno.ENOENT)
+        self.assertEqual(error.code, EXIT_NOT_RUNNING)
+        self.assertIn("process ap is not running (nothing listens at "
+                      "unix:path=/run/netsuite/ap.sock: no such socket", str(error))
+        error = _explain(unreachable("ap", "unix:path=/x", ConnectionRefusedError()),
+                         parse_args(["list", "ap"]))
+        self.assertEqual(error.code, 3)
+        self.assertIn("connection refused", str(error))
+
+    def test_help(self):
+        """
+        --help lists the exit statuses.
+        """
+        out = StringIO()
+        with patch("sys.stdout", out):
+            self.assertRaises(SystemExit, parse_args, ["--help"])
+        self.assertIn(EXIT_STATUS, out.getvalue())
+        self.assertIn("4  permission denied", out.getvalue())
 
 
 class ListingTests(SynchronousTestCase):

@@ -35,6 +35,7 @@ __all__ = [
     "MailboxExists",
     "InvalidAddress",
     "NotRunning",
+    "AccessDenied",
     "ListenerError",
     "parse_address",
 ]
@@ -191,6 +192,13 @@ class NotRunning(ConnectionError):
     """
     The process named in an address could not be reached: nothing listens
     at its bus address.
+    """
+
+
+class AccessDenied(NotRunning):
+    """
+    The process named in an address could not be reached because we may not
+    connect to its bus socket (permission denied).
     """
 
 
