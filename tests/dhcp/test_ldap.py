@@ -15,7 +15,7 @@ import socket
 import tempfile
 import time
 from ipaddress import IPv4Address
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from ldap3.core.exceptions import LDAPSessionTerminatedByServerError, LDAPSocketOpenError
 from twisted.internet import reactor
@@ -30,7 +30,7 @@ from netsuite.config.fields import Secret
 from netsuite.config.schema import ConfigError
 from netsuite.dhcp.ldap import (DEFAULT_FILTER, LDAP_SECTION, LdapLookup, install,
                                 parse_settings, search_filter, settings_from_toml)
-from netsuite.dhcp.ldaphook import load_settings
+from netsuite.dhcp.ldaphook import load_config, load_settings, parse_args, target
 from netsuite.dhcp.leases import LeaseStore
 from netsuite.dhcp.options import decode_option
 from netsuite.dhcp.packet import DISCOVER
@@ -155,9 +155,8 @@ class SettingsTests(SynchronousTestCase):
 
     def test_file(self) -> None:
         """
-        The hook reads C{[dhcp.ldap]} of a whole file, ignoring every other
-        table and key (the server's); an unknown key in it is named with
-        the file.
+        The hook reads C{[dhcp.ldap]} of the daemon's whole file, checked as
+        the daemon checks it; an unknown key is named with the file.
         """
         fd, path = tempfile.mkstemp(suffix=".toml")
         self.addCleanup(os.unlink, path)
@@ -175,6 +174,52 @@ class SettingsTests(SynchronousTestCase):
         self.assertIn("known in [dhcp.ldap]", str(error))
         self.assertEqual(vars(settings_from_toml({}, "-")), vars(parse_settings()))
         self.assertRaises(ConfigError, settings_from_toml, {"dhcp": {"ldap": 3}}, "-")
+        with open(path, "w") as f:
+            f.write('[dhcp]\ninterface = "lan0"\nbogus = 1\n')
+        error = self.assertRaises(ConfigError, load_settings, path)
+        self.assertIn(f"{path}: unknown key 'dhcp.bogus'", str(error))
+
+    def write(self, text: str) -> str:
+        fd, path = tempfile.mkstemp(suffix=".toml")
+        self.addCleanup(os.unlink, path)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        return path
+
+    def test_target(self) -> None:
+        """
+        The hook finds the daemon where the daemon listens: process.name in
+        bus.socket_dir of the same file, with the daemon's defaults
+        (netsuite in /run/netsuite), or bus.peers[name]; flags win.
+        """
+        def found(text: str, *flags: str) -> Any:
+            path = self.write(text)
+            return target(load_config(path), parse_args(["--config", path, *flags]))
+        self.assertEqual(found(""), ("netsuite", "unix:path=/run/netsuite/netsuite.sock",
+                                     "process.name, bus.socket_dir"))
+        named = '[process]\nname = "ap"\n[bus]\nsocket_dir = "/srv/ns"\n'
+        self.assertEqual(found(named)[:2], ("ap", "unix:path=/srv/ns/ap.sock"))
+        self.assertEqual(found(named, "--process", "dhcp"),
+                         ("dhcp", "unix:path=/srv/ns/dhcp.sock", "--process, bus.socket_dir"))
+        self.assertEqual(found(named, "--socket-dir", "/tmp/x"),
+                         ("ap", "unix:path=/tmp/x/ap.sock", "process.name, --socket-dir"))
+        peers = named + 'peers = { ap = "tcp:host=192.0.2.1:port=7070" }\n'
+        self.assertEqual(found(peers), ("ap", "tcp:host=192.0.2.1:port=7070",
+                                        "process.name, bus.peers"))
+        self.assertEqual(found(peers, "--endpoint", "tcp:host=127.0.0.1:port=1")[1:],
+                         ("tcp:host=127.0.0.1:port=1", "process.name, --endpoint"))
+        self.assertEqual(found("", "--process", "dhcp", "--socket-dir", "/a")[:2],
+                         ("dhcp", "unix:path=/a/dhcp.sock"))
+
+    def test_exampleConfig(self) -> None:
+        """
+        With the documented example file, the hook looks where
+        C{twistd netsuite-dhcp --config etc/netsuite.toml} listens.
+        """
+        example = os.path.join(os.path.dirname(__file__), "..", "..", "etc", "netsuite.toml")
+        process, endpoint, _ = target(load_config(example),
+                                      parse_args(["--config", example]))
+        self.assertEqual((process, endpoint), ("netsuite", "unix:path=/run/netsuite/netsuite.sock"))
 
 
 class LookupTests(SynchronousTestCase):
@@ -796,9 +841,15 @@ class HookProcessTests(TestCase):
         yield self.serve()
         self.config = self.write_hook_config()
 
-    def write_hook_config(self, extra: str = "") -> str:
+    def write_hook_config(self, extra: str = "", name: str = "dhcp",
+                          sockets: Optional[str] = None) -> str:
+        """
+        The daemon's file: the hook finds it by its process.name and
+        bus.socket_dir.
+        """
         return write_config(self, (
-            '[process]\nname = "dhcp"\n[dhcp]\nsomething_else = 1\n'
+            f'[process]\nname = "{name}"\n'
+            f'[bus]\nsocket_dir = "{sockets or self.sockets}"\n[dhcp]\ninterface = "lan0"\n'
             f'[dhcp.ldap]\nurl = "{self.slapd.url}"\nbase = "{self.slapd.hosts_dn}"\n'
             'deadline = 1.0\n' + extra))
 
@@ -843,10 +894,9 @@ class HookProcessTests(TestCase):
         listening, self.listening = self.listening, None
         return listening.stopListening() if listening is not None else None
 
-    def start_hook(self, config: str) -> Any:
+    def start_hook(self, config: str, *flags: str) -> Any:
         return spawn(self, "ldaphook", [PYTHON, "-m", "netsuite.dhcp.ldaphook", "--config",
-                                        config, "--process", "dhcp", "--socket-dir",
-                                        self.sockets])
+                                        config, *flags])
 
     def send(self, mac: MAC) -> Deferred[Any]:
         return self.registry.send("/dhcp/lookup", message(mac))
@@ -923,6 +973,45 @@ class HookProcessTests(TestCase):
         yield self.stop_serving()
         yield self.serve()
         yield hook.when_line(r"attached 1 listeners", after=seen).addTimeout(20, reactor)
+        answer = yield self.send(KNOWN)
+        self.assertEqual(answer["source"], "ldap")
+
+    @inlineCallbacks
+    def test_flags_override(self) -> Any:
+        """
+        --process and --socket-dir win over the file (a daemon started with
+        --name dhcp, say).
+        """
+        elsewhere = socket_dir(self)
+        config = self.write_hook_config(name="netsuite", sockets=elsewhere)
+        hook = self.start_hook(config, "--process", "dhcp", "--socket-dir", self.sockets)
+        yield hook.when_line(r"^hooked$").addTimeout(20, reactor)
+        self.assertIn(f"hooking dhcp:/dhcp/lookup at unix:path={self.sockets}/dhcp.sock "
+                      "(from --process, --socket-dir)", hook.output())
+
+    @inlineCallbacks
+    def test_says_why_not(self) -> Any:
+        """
+        While the daemon is not there, the hook says which socket it tries
+        and why it fails (once per reason, not per attempt), and Twisted's
+        retry lines name the socket; it hooks as soon as the daemon comes.
+        """
+        yield self.stop_serving()  # which removes the socket
+        self.assertFalse(os.path.exists(os.path.join(self.sockets, "dhcp.sock")))
+        hook = self.start_hook(self.config)
+        where = f"unix:path={self.sockets}/dhcp.sock"
+        yield hook.when_line(f"hooking dhcp:/dhcp/lookup at {where} "
+                             r"\(from process.name, bus.socket_dir\)").addTimeout(20, reactor)
+        yield hook.when_line(f"cannot connect to process dhcp at {where}: no such socket "
+                             r"\(is the process running, under that name\?\); retrying"
+                             ).addTimeout(20, reactor)
+        yield hook.when_line(f"Scheduling retry 3 to connect {where} in").addTimeout(20, reactor)
+        yield self.serve()
+        yield hook.when_line(r"^hooked$").addTimeout(20, reactor)
+        output = hook.output()
+        self.assertEqual(output.count("cannot connect"), 1, output)
+        self.assertNotIn("object at 0x", output)
+        self.assertIn(f"connected to process dhcp at {where}", output)
         answer = yield self.send(KNOWN)
         self.assertEqual(answer["source"], "ldap")
 
