@@ -73,7 +73,8 @@ class Stop:
 
     def __init__(self, value: Any, reason: Optional[str] = None) -> None:
         self.value = value
-        self.reason = check_reason(reason)
+        # Made for every answer: no call when there is no reason.
+        self.reason = reason if reason is None else check_reason(reason)
 
     def __repr__(self) -> str:
         if self.reason is None:
