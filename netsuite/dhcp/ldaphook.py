@@ -35,6 +35,7 @@ from twisted.logger import (FilteringLogObserver, Logger, LogLevel, LogLevelFilt
 
 from ..bus.client import connect, socket_endpoint
 from ..config.schema import ConfigError, load
+from ..registry.interfaces import PROCESS_NAME_RE
 from .ldap import BUS_MARGIN, LOOKUP_MAILBOX, LdapLookup
 
 __all__ = ["load_config", "load_settings", "target", "main", "parse_args", "run"]
@@ -69,7 +70,12 @@ def target(config: Any, options: argparse.Namespace) -> Tuple[str, str, str]:
     endpoint of its bus, and where they came from (for the log). The flags
     win; else the config's C{process.name}, and its C{bus.peers} entry or
     socket in C{bus.socket_dir}, as the daemon itself has them.
+
+    @raise ConfigError: C{--process} is not a process name.
     """
+    if options.process is not None and not PROCESS_NAME_RE.match(options.process):
+        raise ConfigError(f"--process {options.process!r}: expected a process name "
+                          "(letters, digits, '_', '.', '-')")
     process = options.process or config.process.name
     named = "--process" if options.process else "process.name"
     if options.endpoint:

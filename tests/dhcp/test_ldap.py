@@ -210,6 +210,9 @@ class SettingsTests(SynchronousTestCase):
                          ("tcp:host=127.0.0.1:port=1", "process.name, --endpoint"))
         self.assertEqual(found("", "--process", "dhcp", "--socket-dir", "/a")[:2],
                          ("dhcp", "unix:path=/a/dhcp.sock"))
+        for bad in ("", "a/b", "x y"):
+            error = self.assertRaises(ConfigError, found, "", "--process", bad)
+            self.assertIn(f"--process {bad!r}: expected a process name", str(error))
 
     def test_exampleConfig(self) -> None:
         """
