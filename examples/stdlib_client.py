@@ -6,16 +6,20 @@ socket -- no Twisted, no netsuite imports -- to show (and to test) that the
 protocol is complete enough to implement in any language. It is blocking and
 single-threaded: one L{BusConnection} per thread.
 
-    from stdlib_client import BusConnection, Stop, CONTINUE
+    from stdlib_client import BusConnection, Stop, CONTINUE, Continue
 
     bus = BusConnection.unix("/run/netsuite/netsuite.sock")
     answered, result = bus.send("/system/ping")
     print(result["process"], result["pid"])
 
     def hook(message):
-        return Stop({"seen": message})          # or CONTINUE
+        return Stop({"seen": message})          # or CONTINUE, or Continue("why")
     bus.add_listener("/system/ping", hook, first=True, deadline=2.0)
     bus.serve()                                 # answer CallListener boxes
+
+A verdict may say why, as a short identifier: C{Continue("miss")},
+C{Stop(value, reason="hit")}; the owner counts the listener's verdicts by
+reason (the C{reasons} counter that C{describe} shows).
 
 A listener added with C{remember_by=["mac"]} may return
 C{Remember(verdict, seconds)}: the owner then answers messages with the
@@ -38,7 +42,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 __all__ = [
     "BusConnection", "BusError", "ConnectionClosed", "ProtocolError",
-    "Stop", "CONTINUE", "Remember", "MAC", "InvalidValue",
+    "Stop", "CONTINUE", "Continue", "Remember", "MAC", "InvalidValue",
     "encode_value", "decode_value", "dumps", "loads",
     "encode_box", "typed_keys", "join_typed",
 ]
@@ -107,13 +111,24 @@ class MAC:
         return hash(self.packed)
 
 
+_REASON = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}\Z")
+
+
+def _reason(reason: Optional[str]) -> Optional[str]:
+    if reason is not None and not (isinstance(reason, str) and _REASON.match(reason)):
+        raise ValueError(f"reason must be 1-32 letters, digits, '_', '.', '-', not {reason!r}")
+    return reason
+
+
 class Stop:
     """
-    The verdict that ends the chain; C{value} becomes the result of the send.
+    The verdict that ends the chain; C{value} becomes the result of the send;
+    C{reason}, a short identifier, says why (the C{reason} answer field).
     """
 
-    def __init__(self, value: Any) -> None:
+    def __init__(self, value: Any, reason: Optional[str] = None) -> None:
         self.value = value
+        self.reason = _reason(reason)
 
     def __repr__(self) -> str:
         return f"Stop({self.value!r})"
@@ -128,9 +143,23 @@ CONTINUE = _Continue()
 """The verdict that lets the chain go on to the next listener."""
 
 
+class Continue:
+    """
+    L{CONTINUE} saying why, as a short identifier (C{Continue("miss")}).
+    """
+
+    def __init__(self, reason: str) -> None:
+        if reason is None:
+            raise ValueError("Continue needs a reason; without one, answer CONTINUE")
+        self.reason = _reason(reason)
+
+    def __repr__(self) -> str:
+        return f"Continue({self.reason!r})"
+
+
 class Remember:
     """
-    A verdict (L{Stop} or L{CONTINUE}) that the owner may give again, for
+    A verdict (L{Stop}, L{CONTINUE} or L{Continue}) that the owner may give again, for
     C{seconds}, to messages with the same values in the listener's
     C{remember_by} fields (the C{remember} answer field).
     """
@@ -540,10 +569,14 @@ class BusConnection:
                 verdict, remember = verdict.verdict, verdict.seconds
             if isinstance(verdict, Stop):
                 answer = {b"verdict": b"stop", **typed_keys(b"result", dumps(verdict.value))}
-            elif verdict is CONTINUE:
+            elif verdict is CONTINUE or isinstance(verdict, Continue):
                 answer = {b"verdict": b"continue"}
             else:
-                raise TypeError(f"listener returned {verdict!r}, not Stop(value) or CONTINUE")
+                raise TypeError(f"listener returned {verdict!r}, not Stop(value), CONTINUE "
+                                "or Continue(reason)")
+            reason = getattr(verdict, "reason", None)
+            if reason is not None:
+                answer[b"reason"] = _unicode(reason)
             if remember is not None:
                 answer[b"remember"] = _float(remember)
         except Exception as e:

@@ -3,14 +3,21 @@ Tests for the parts of C{netsuite-hook} that need no daemon (the rest is in
 tests/integration/test_bus_processes.py).
 """
 
+import errno
+import os
 from io import StringIO
 from ipaddress import IPv4Address
+from unittest.mock import patch
+
+from twisted.internet.error import ConnectError, ConnectionRefusedError
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from netsuite.registry.values import MAC
-from netsuite.scripts.hook import CommandError, format_listing, parse_args, parse_pairs, \
-    split_target
+from netsuite.bus.client import unreachable
+from netsuite.scripts.hook import (EXIT_ACCESS_DENIED, EXIT_NOT_RUNNING, EXIT_STATUS,
+                                   CommandError, _explain, format_listing, parse_args,
+                                   parse_pairs, split_target)
 
 
 class ParsePairsTests(SynchronousTestCase):
@@ -58,6 +65,55 @@ class TargetTests(SynchronousTestCase):
                           args.socket_dir), ("send", "a:/b", ["k=v"], "{}", "/tmp/s"))
 
 
+class ExplainTests(SynchronousTestCase):
+    """
+    A failure to connect becomes a one-line error with its own exit status.
+    """
+
+    def explain(self, code: int) -> CommandError:
+        args = parse_args(["list", "ap"])
+        return _explain(unreachable("ap", "unix:path=/run/netsuite/ap.sock",
+                                    ConnectError(code, os.strerror(code))), args)
+
+    def test_permissionDenied(self):
+        """
+        EACCES (and EPERM) on the socket is "permission denied", saying who
+        may connect, exit status 4; not "not running".
+        """
+        for code in (errno.EACCES, errno.EPERM):
+            error = self.explain(code)
+            self.assertEqual(error.code, EXIT_ACCESS_DENIED)
+            self.assertEqual(error.code, 4)
+            self.assertIn("permission denied connecting to process ap at "
+                          "unix:path=/run/netsuite/ap.sock", str(error))
+            self.assertIn("bus.allowed_uids", str(error))
+            self.assertNotIn("not running", str(error))
+
+    def test_notRunning(self):
+        """
+        No socket, or a refused connection, is "not running", exit status 3,
+        saying which.
+        """
+        error = self.explain(errno.ENOENT)
+        self.assertEqual(error.code, EXIT_NOT_RUNNING)
+        self.assertIn("process ap is not running (nothing listens at "
+                      "unix:path=/run/netsuite/ap.sock: no such socket", str(error))
+        error = _explain(unreachable("ap", "unix:path=/x", ConnectionRefusedError()),
+                         parse_args(["list", "ap"]))
+        self.assertEqual(error.code, 3)
+        self.assertIn("connection refused", str(error))
+
+    def test_help(self):
+        """
+        --help lists the exit statuses.
+        """
+        out = StringIO()
+        with patch("sys.stdout", out):
+            self.assertRaises(SystemExit, parse_args, ["--help"])
+        self.assertIn(EXIT_STATUS, out.getvalue())
+        self.assertIn("4  permission denied", out.getvalue())
+
+
 class ListingTests(SynchronousTestCase):
     def test_format(self):
         """
@@ -78,4 +134,29 @@ class ListingTests(SynchronousTestCase):
             "/dhcp/lookup  (decision)  messages=3 stops=2 errors=1 timeouts=0 seconds=0.250000",
             "    Which address?",
             "    listener 2 [script=ldap] deadline=1.0s messages=3 stops=1 errors=1 timeouts=0",
+        ])
+
+    def test_reasons(self):
+        """
+        A listener's verdicts by reason follow its counters, sorted by
+        name; a listener with none (or a daemon that does not count them)
+        shows none.
+        """
+        counters = {"messages": 5, "stops": 1, "errors": 0, "timeouts": 0, "seconds": 0.1}
+        listeners = [
+            {"id": "3", "tags": {"hook": "ldap"}, "deadline": 1.25,
+             "counters": dict(counters, reasons={"miss": 2, "busy": 1, "hit": 1,
+                                                 "timeout": 1})},
+            {"id": "1", "tags": {"stock": True}, "deadline": 2.0,
+             "counters": dict(counters, reasons={})},
+            {"id": "0", "tags": {}, "deadline": 2.0, "counters": counters}]
+        out = StringIO()
+        format_listing("dhcp", [{"path": "/dhcp/lookup", "kind": "decision", "doc": "",
+                                 "counters": counters, "watchers": 0,
+                                 "listeners": listeners}], out)
+        self.assertEqual(out.getvalue().splitlines()[2:], [
+            "    listener 3 [hook=ldap] deadline=1.25s messages=5 stops=1 errors=0 timeouts=0"
+            "  reasons: busy=1 hit=1 miss=2 timeout=1",
+            "    listener 1 [stock=True] deadline=2.0s messages=5 stops=1 errors=0 timeouts=0",
+            "    listener 0 [] deadline=2.0s messages=5 stops=1 errors=0 timeouts=0",
         ])

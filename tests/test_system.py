@@ -7,7 +7,7 @@ from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import LogLevel, Logger, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from netsuite.registry import NO_ANSWER, Registry, Stop
+from netsuite.registry import NO_ANSWER, Continue, Registry, Stop
 from netsuite.system import LogToMailbox, install_system_mailboxes
 
 
@@ -63,6 +63,17 @@ class SystemMailboxTests(SynchronousTestCase):
         self.assertEqual([box["path"] for box in everything],
                          ["/dhcp/lookup", "/system/log", "/system/mailboxes",
                           "/system/ping", "/system/relay"])
+
+    def test_mailboxesReasons(self):
+        """
+        /system/mailboxes shows each listener's verdicts by reason.
+        """
+        self.registry.declare("/dhcp/lookup")
+        self.registry.listen("/dhcp/lookup", lambda m: Continue("miss"), tags={"hook": "ldap"})
+        self.registry.send("/dhcp/lookup")
+        [box] = self.successResultOf(self.registry.send("/system/mailboxes",
+                                                        {"prefix": "/dhcp/lookup"}))
+        self.assertEqual(box["listeners"][0]["counters"]["reasons"], {"miss": 1})
 
     def test_log(self):
         """

@@ -156,9 +156,10 @@ class Unit:
             options = ldaphook_args(args[2:])
             self.services: FrozenSet[str] = frozenset({LDAPHOOK})
             self.config_path = options.config
-            self.hooks = options.process
-            self.socket_dir = (options.socket_dir or self.environment.get("NETSUITE_SOCKET_DIR")
-                               or DEFAULT_SOCKET_DIR)
+            # As the hook finds the daemon: its flags, else the config's keys.
+            config = defaults(all_sections())
+            self.hooks = options.process or config.process.name
+            self.socket_dir = options.socket_dir or config.bus.socket_dir
             return
         assert program == "twistd", f"{self.name}: ExecStart runs {program}, not twistd"
         plugin = next(i for i, arg in enumerate(args) if not arg.startswith("-"))

@@ -9,8 +9,8 @@ A hook script needs only this::
 
 from ..registry.interfaces import CONTINUE, NO_ANSWER, Stop
 from ..registry.values import MAC
-from .client import BusClient, NotRunning, Peers, connect, socket_endpoint
+from .client import AccessDenied, BusClient, NotRunning, Peers, connect, socket_endpoint
 from .server import BusServerFactory
 
-__all__ = ["connect", "BusClient", "NotRunning", "Peers", "socket_endpoint",
+__all__ = ["connect", "BusClient", "NotRunning", "AccessDenied", "Peers", "socket_endpoint",
            "BusServerFactory", "Stop", "CONTINUE", "NO_ANSWER", "MAC"]

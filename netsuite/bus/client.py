@@ -9,6 +9,7 @@ by itself before any other call goes out on the new connection.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 from typing import Any, Callable, Dict, List, Optional
@@ -16,7 +17,8 @@ from typing import Any, Callable, Dict, List, Optional
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import Deferred, DeferredList, fail
 from twisted.internet.endpoints import clientFromString
-from twisted.internet.error import ConnectError
+from twisted.internet.error import ConnectError, ConnectionRefusedError
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory, connectionDone
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
@@ -24,8 +26,8 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ..registry.interfaces import (NO_ANSWER, IListenerHandle, IRegistry, ListenerError,
-                                   NotRunning, parse_address)
+from ..registry.interfaces import (NO_ANSWER, AccessDenied, IListenerHandle, IRegistry,
+                                   ListenerError, NotRunning, parse_address)
 from ..registry.registry import _decorator_or_handle, matcher
 from ..registry import values
 from .arguments import take_chunks
@@ -33,8 +35,8 @@ from .framing import CALL_LISTENER, BusProtocol, answer_box, refusal_box
 from .ownercommands import AddListener, Describe, RemoveListener, Send, Unwatch, Watch
 from .peercommands import Notify
 
-__all__ = ["BusClient", "NotRunning", "connect", "Peers", "DEFAULT_SOCKET_DIR",
-           "socket_endpoint"]
+__all__ = ["BusClient", "NotRunning", "AccessDenied", "connect", "Peers",
+           "DEFAULT_SOCKET_DIR", "socket_endpoint", "why_unreachable", "unreachable"]
 
 _log = Logger()
 
@@ -49,6 +51,66 @@ def socket_endpoint(name: str, socket_dir: Optional[str] = None) -> str:
     directory = socket_dir or os.environ.get("NETSUITE_SOCKET_DIR") or DEFAULT_SOCKET_DIR
     path = os.path.join(directory, f"{name}.sock")
     return "unix:path=" + path.replace("\\", "\\\\").replace(":", "\\:")
+
+
+ACCESS = ("the bus serves root, the daemon's own uid and its bus.allowed_uids, through "
+          "a socket of mode bus.socket_mode (default 0660) in bus.socket_dir")
+"""Who may connect to a process's bus socket (docs/bus-protocol.md, section 1)."""
+
+
+def _errno(error: BaseException) -> Optional[int]:
+    code = error.errno if isinstance(error, OSError) else getattr(error, "osError", None)
+    return code if isinstance(code, int) else None
+
+
+def why_unreachable(error: BaseException) -> str:
+    """
+    Why an attempt to connect failed, in a few words an operator can act on.
+    """
+    code = _errno(error)
+    if isinstance(error, ConnectionRefusedError) or code == errno.ECONNREFUSED:
+        return "connection refused (a socket left by a process that has stopped?)"
+    if code == errno.ENOENT:
+        return "no such socket (is the process running, under that name?)"
+    if code in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    return str(error) or type(error).__name__
+
+
+def unreachable(name: str, endpoint: str, error: BaseException) -> NotRunning:
+    """
+    The exception for a failed attempt to connect to process C{name}:
+    L{AccessDenied} for a permission error, else L{NotRunning}.
+    """
+    if _errno(error) in (errno.EACCES, errno.EPERM):
+        return AccessDenied(f"permission denied connecting to process {name} at {endpoint} "
+                            f"({ACCESS})")
+    return NotRunning(f"process {name} is not running (nothing listens at {endpoint}: "
+                      f"{why_unreachable(error)})")
+
+
+@implementer(IStreamClientEndpoint)
+class _NamedEndpoint:
+    """
+    A client endpoint that reads as its endpoint string (in Twisted's
+    "Scheduling retry N to connect ..." lines) and reports each failed
+    attempt to C{failed}.
+    """
+
+    def __init__(self, endpoint: Any, description: str,
+                 failed: Callable[[Failure], None]) -> None:
+        self._endpoint = endpoint
+        self._description = description
+        self._failed = failed
+
+    def connect(self, factory: Any) -> "Deferred[Any]":
+        def failed(failure: Failure) -> Failure:
+            self._failed(failure)
+            return failure
+        return self._endpoint.connect(factory).addErrback(failed)  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        return self._description
 
 
 @implementer(IListenerHandle)
@@ -162,6 +224,7 @@ class _ClientProtocol(BusProtocol):
     def connectionMade(self) -> None:
         BusProtocol.connectionMade(self)
         self.client._current = self
+        self.client._made()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         BusProtocol.connectionLost(self, reason)
@@ -175,7 +238,9 @@ class BusClient:
 
     It has the methods of L{IRegistry} (but C{declare}); C{describe} returns
     a Deferred. Calls made while the owner is unreachable fail with
-    L{NotRunning}; listeners and watches wait and attach once it is back.
+    L{NotRunning} (L{AccessDenied} when we may not connect); listeners and
+    watches wait and attach once it is back. While it is unreachable, each
+    new reason (no socket, refused, permission denied) is logged once.
 
     @param endpoint: a client endpoint string (C{unix:path=...}, C{tcp:...}).
     """
@@ -188,8 +253,9 @@ class BusClient:
         self._listeners: Dict[str, RemoteListener] = {}
         self._watches: Dict[str, RemoteWatch] = {}
         self._current: Optional[_ClientProtocol] = None
+        self._unreachable: Optional[str] = None  # why the last attempt failed
         self._service = ClientService(
-            clientFromString(reactor, endpoint),
+            _NamedEndpoint(clientFromString(reactor, endpoint), endpoint, self._failed),
             Factory.forProtocol(lambda: _ClientProtocol(self)),  # type: ignore[arg-type]
             retryPolicy=backoffPolicy(initialDelay=0.05, maxDelay=max_delay, factor=2.0),
             clock=reactor, prepareConnection=self._reattach)
@@ -221,6 +287,19 @@ class BusClient:
                           n=sum(1 for ok, _ in results if ok), name=self.name)
         return DeferredList(calls, consumeErrors=True).addCallback(attached)
 
+    def _failed(self, failure: Failure) -> None:
+        why = why_unreachable(failure.value)
+        if why != self._unreachable:
+            self._unreachable = why
+            _log.warn("cannot connect to process {name} at {endpoint}: {why}; retrying",
+                      name=self.name, endpoint=self.endpoint, why=why)
+
+    def _made(self) -> None:
+        if self._unreachable is not None:
+            self._unreachable = None
+            _log.info("connected to process {name} at {endpoint}", name=self.name,
+                      endpoint=self.endpoint)
+
     def _lost(self, connection: _ClientProtocol) -> None:
         if self._current is connection:
             self._current = None
@@ -229,14 +308,13 @@ class BusClient:
     def _connection(self) -> "Deferred[_ClientProtocol]":
         def not_running(failure: Failure) -> Failure:
             failure.trap(ConnectError, OSError)
-            raise NotRunning(f"process {self.name} is not running "
-                             f"(nothing listens at {self.endpoint})")
+            raise unreachable(self.name, self.endpoint, failure.value)
         return self._service.whenConnected(failAfterFailures=1).addErrback(not_running)  # type: ignore[return-value]
 
     def connected(self) -> "Deferred[BusClient]":
         """
         Fires with this client once connected and re-attached; fails with
-        L{NotRunning} if the next attempt to connect fails.
+        L{NotRunning} (L{AccessDenied}) if the next attempt to connect fails.
         """
         return self._connection().addCallback(lambda _: self)
 

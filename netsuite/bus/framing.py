@@ -33,7 +33,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ..registry import values
-from ..registry.interfaces import CONTINUE, ListenerError, Remember, Stop
+from ..registry.interfaces import CONTINUE, Continue, ListenerError, Remember, Stop
 from .arguments import CHUNK, put_chunks, take_chunks
 from .errors import BAD_REQUEST, error_code, known_error
 from .peercommands import CallListener
@@ -226,14 +226,21 @@ def verdict_from_box(box: amp.AmpBox) -> Any:
     @raise ListenerError: the answer is not a verdict.
     """
     verdict = box.get(b"verdict")
-    if verdict == b"continue":
-        answer: Any = CONTINUE
-    elif verdict == b"stop":
-        if b"result" not in box:
-            raise ListenerError("peer answered verdict 'stop' without a result")
-        answer = Stop(values.loads(take_chunks(box, b"result")))
-    else:
-        raise ListenerError(f"peer answered verdict {verdict!r}; expected 'stop' or 'continue'")
+    reason = box.get(b"reason")
+    try:
+        if reason is not None:
+            reason = reason.decode("utf-8")
+        if verdict == b"continue":
+            answer: Any = CONTINUE if reason is None else Continue(reason)
+        elif verdict == b"stop":
+            if b"result" not in box:
+                raise ListenerError("peer answered verdict 'stop' without a result")
+            answer = Stop(values.loads(take_chunks(box, b"result")), reason)
+        else:
+            raise ListenerError(f"peer answered verdict {verdict!r}; expected 'stop' or "
+                                "'continue'")
+    except ValueError as e:  # a reason that is no identifier (or not UTF-8)
+        raise ListenerError(f"peer answered reason {box.get(b'reason')!r}: {e}") from None
     remember = box.get(b"remember")
     if remember is not None:
         try:
@@ -253,14 +260,20 @@ def answer_box(verdict: Any, ask: bytes) -> amp.AmpBox:
     if type(verdict) is Remember:
         verdict, remember = verdict.verdict, verdict.seconds
     try:
-        if type(verdict) is Stop:
+        kind = type(verdict)
+        if kind is Stop:
             reply = amp.AmpBox(verdict=b"stop")
             put_chunks(reply, b"result", values.dumps(verdict.value))
+            if verdict.reason is not None:
+                reply[b"reason"] = verdict.reason.encode()
         elif verdict is CONTINUE:
             reply = amp.AmpBox(verdict=b"continue")
+        elif kind is Continue:
+            reply = amp.AmpBox(verdict=b"continue", reason=verdict.reason.encode())
         else:
             raise ListenerError(f"listener returned {verdict!r}; a listener returns "
-                                "Stop(value) or CONTINUE (or Remember of one)")
+                                "Stop(value), CONTINUE or Continue(reason) (or Remember "
+                                "of one)")
         if remember is not None:
             reply[b"remember"] = repr(float(remember)).encode()
     except Exception as e:

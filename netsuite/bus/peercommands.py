@@ -25,8 +25,10 @@ class CallListener(amp.Command):
     """
     The owner asks the peer's listener for its verdict on a message.
 
-    The answer's C{result} is there with C{verdict=stop} only; C{remember}
-    (seconds) only when the listener answered L{netsuite.registry.Remember}.
+    The answer's C{result} is there with C{verdict=stop} only; C{reason}
+    only when the listener said why (L{netsuite.registry.Continue}, a
+    L{netsuite.registry.Stop} with a reason); C{remember} (seconds) only
+    when the listener answered L{netsuite.registry.Remember}.
     A peer that cannot give a verdict answers an error, C{LISTENER_ERROR}
     unless a more precise code of L{ERRORS} applies.
     """
@@ -34,6 +36,7 @@ class CallListener(amp.Command):
     arguments = [(b"listener", amp.Unicode()), (b"mailbox", amp.Unicode()),
                  (b"message", Typed())]
     response = [(b"verdict", amp.Unicode()), (b"result", Typed(optional=True)),
+                (b"reason", amp.Unicode(optional=True)),
                 (b"remember", amp.Float(optional=True))]
     errors = ERRORS
 

@@ -7,8 +7,10 @@ The lookup never fails and never blocks the reactor. ldap3 runs in a small
 thread pool, one connection per thread, re-made after any error; at most
 C{threads} searches run at once and a lookup that finds every thread busy
 falls through at once, so a hung server costs a bounded number of threads
-and no waiting. A reactor-side timer answers C{CONTINUE} at the deadline
-even if a thread never returns; a late answer still fills the cache.
+and no waiting. A reactor-side timer answers C{Continue("timeout")} at the
+deadline even if a thread never returns; a late answer still fills the
+cache. Every verdict says why (L{REASONS}), so the listener's counters
+show hits, misses, errors, time-outs and busy fall-throughs.
 
 Used in the DHCP process (L{install}) or as a hook process
 (L{netsuite.dhcp.ldaphook}).
@@ -30,13 +32,13 @@ from twisted.python.failure import Failure
 
 from ..config.fields import SECRET, between, not_empty, positive_at_most
 from ..config.schema import ConfigError, Field, Table, parse
-from ..registry.interfaces import CONTINUE, Remember, Stop
+from ..registry.interfaces import Continue, Remember, Stop
 from ..registry.values import MAC, InvalidValue
 from ..ldap import DirectoryError, IDirectory, LdapDirectory, escape_filter_value, url_error
 from ..runner import IRunner, ThreadRunner
 
 __all__ = ["LDAP_SECTION", "DEFAULT_FILTER", "LOOKUP_MAILBOX", "BUS_MARGIN", "REMEMBER_BY",
-           "MAX_ENTRIES", "LdapLookup", "LdapHook", "install", "parse_settings",
+           "REASONS", "MAX_ENTRIES", "LdapLookup", "LdapHook", "install", "parse_settings",
            "settings_from_toml", "search_filter"]
 
 _log = Logger()
@@ -49,6 +51,11 @@ REMEMBER_BY = ("mac", "subnet")
 """The fields of a C{/dhcp/lookup} message a lookup's answer depends on."""
 MAX_ENTRIES = 8
 """Entries asked for per search: enough to see that a MAC is ambiguous."""
+REASONS = {"hits": "hit", "misses": "miss", "errors": "error", "timeouts": "timeout",
+           "busy": "busy"}
+"""The reason each verdict gives (C{Continue("miss")}, C{Stop(..., reason="hit")}),
+by the counter of L{LdapLookup} it counts in: the listener's counters in
+C{netsuite-hook list} show them."""
 
 Entry = Tuple[str, Tuple[str, ...], Optional[str]]
 """One host entry: DN, its address values, its host name or None."""
@@ -234,8 +241,9 @@ class LdapLookup:
 
     def lookup(self, message: Dict[str, Any]) -> "Deferred[Any]":
         """
-        C{Stop({"ip", "hostname"?, "source": "ldap"})} for a MAC the
-        directory knows, else C{CONTINUE}; never fails, and answers within
+        C{Stop({"ip", "hostname"?, "source": "ldap"}, reason="hit")} for a
+        MAC the directory knows, else C{Continue} with why (L{REASONS}:
+        miss, error, timeout, busy); never fails, and answers within
         C{settings.deadline}.
         """
         self.counters["lookups"] += 1
@@ -345,28 +353,31 @@ class LdapLookup:
         return self._fall("errors", mac, f"{failure.type.__name__}: "
                           f"{failure.getErrorMessage()}")
 
-    def _fall(self, counter: str, mac: Any, reason: str, cached: bool = False) -> Any:
-        self.counters[counter] += 1
+    def _fall(self, kind: str, mac: Any, reason: str, cached: bool = False) -> Any:
+        """
+        Count a fall-through of C{kind} (C{misses}, C{errors}, ...; a cached
+        one as a cache hit), log it when fresh; its verdict says C{kind}.
+        """
+        verdict = Continue(REASONS[kind])
         if cached:  # said when it was first seen; the counter goes on counting
-            return CONTINUE
-        if counter == "misses":
+            self.counters["cache_hits"] += 1
+            return verdict
+        self.counters[kind] += 1
+        if kind == "misses":
             level = _log.info
         else:
             level = _log.warn
-        level("LDAP lookup for {mac} falls through{how}: {reason}", mac=str(mac),
-              how=" (cached)" if cached else "", reason=reason)
-        return CONTINUE
+        level("LDAP lookup for {mac} falls through: {reason}", mac=str(mac), reason=reason)
+        return verdict
 
     def _decide(self, mac: MAC, entries: Tuple[Entry, ...],
                 subnet: Optional[ipaddress.IPv4Network], cached: bool = False) -> Any:
         """
         The verdict for these entries: the one valid address (in C{subnet}
-        when known), or CONTINUE with the reason.
+        when known), or L{Continue} with the reason.
         """
-        def count(kind: str) -> str:
-            return "cache_hits" if cached else kind
         if not entries:
-            return self._fall(count("misses"), mac, "no entry in the directory", cached)
+            return self._fall("misses", mac, "no entry in the directory", cached)
         found: Dict[ipaddress.IPv4Address, Tuple[str, Optional[str]]] = {}
         invalid = []
         outside = []
@@ -383,26 +394,26 @@ class LdapLookup:
                 else:
                     found.setdefault(address, (dn, hostname))
         if len(found) > 1:
-            return self._fall(count("errors"), mac, "ambiguous: the directory gives "
+            return self._fall("errors", mac, "ambiguous: the directory gives "
                               + ", ".join(f"{a} ({dn})" for a, (dn, _) in found.items()),
                               cached)
         if not found:
             if outside:
-                return self._fall(count("misses"), mac, f"directory address "
+                return self._fall("misses", mac, f"directory address "
                                   f"{', '.join(outside)} is not in {subnet}", cached)
             if invalid:
-                return self._fall(count("errors"), mac, "invalid address "
+                return self._fall("errors", mac, "invalid address "
                                   + ", ".join(invalid), cached)
-            return self._fall(count("misses"), mac, "entry has no "
+            return self._fall("misses", mac, "entry has no "
                               f"{self.settings.address_attribute}", cached)
         (address, (dn, hostname)), = found.items()
-        self.counters[count("hits")] += 1
+        self.counters["cache_hits" if cached else "hits"] += 1
         answer: Dict[str, Any] = {"ip": address, "source": "ldap"}
         if hostname and hostname.strip():
             answer["hostname"] = hostname.strip()
         _log.debug("LDAP lookup for {mac}: {ip} ({dn}){how}", mac=str(mac), ip=str(address),
                    dn=dn, how=" (cached)" if cached else "")
-        return Stop(answer)
+        return Stop(answer, reason=REASONS["hits"])
 
     @property
     def running(self) -> int:

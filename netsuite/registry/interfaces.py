@@ -3,7 +3,10 @@
 The registry's interface, its verdicts and its errors.
 
 A listener answers each message with a verdict: L{CONTINUE} lets the chain go
-on, L{Stop} ends it with a result. L{IRegistry.send} fires with that result,
+on, L{Stop} ends it with a result. Either may say why, as a short
+identifier (C{Continue("miss")}, C{Stop(value, reason="hit")}): the
+mailbox counts a listener's verdicts by reason, so an operator sees from
+introspection why a hook does not answer. L{IRegistry.send} fires with that result,
 or with L{NO_ANSWER} when every listener let the chain continue. Wrapped in
 L{Remember}, a verdict also holds for later messages that agree with this one
 on the listener's C{remember_by} fields, so the mailbox need not ask again.
@@ -21,6 +24,8 @@ __all__ = [
     "IListenerHandle",
     "Stop",
     "CONTINUE",
+    "Continue",
+    "check_reason",
     "Remember",
     "MAX_REMEMBER",
     "NO_ANSWER",
@@ -30,6 +35,7 @@ __all__ = [
     "MailboxExists",
     "InvalidAddress",
     "NotRunning",
+    "AccessDenied",
     "ListenerError",
     "parse_address",
 ]
@@ -41,21 +47,43 @@ EVENT = "event"
 """A mailbox whose listeners are all told; none can stop the chain."""
 
 
+_REASON_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}\Z")
+
+
+def check_reason(reason: Any) -> Optional[str]:
+    """
+    C{reason} if it is None or a reason: 1 to 32 letters, digits, C{_},
+    C{.}, C{-}, starting with a letter or digit.
+
+    @raise ValueError: it is not.
+    """
+    if reason is None or (type(reason) is str and _REASON_RE.match(reason)):
+        return reason
+    raise ValueError(f"reason must be a short identifier (1-32 letters, digits, '_', "
+                     f"'.', '-'), not {reason!r}")
+
+
 class Stop:
     """
-    The verdict that ends a chain with C{value} as the result of the send.
+    The verdict that ends a chain with C{value} as the result of the send;
+    C{reason} (see L{check_reason}) says why, for the listener's counters.
     """
 
-    __slots__ = ("value",)
+    __slots__ = ("value", "reason")
 
-    def __init__(self, value: Any) -> None:
+    def __init__(self, value: Any, reason: Optional[str] = None) -> None:
         self.value = value
+        # Made for every answer: no call when there is no reason.
+        self.reason = reason if reason is None else check_reason(reason)
 
     def __repr__(self) -> str:
-        return f"Stop({self.value!r})"
+        if self.reason is None:
+            return f"Stop({self.value!r})"
+        return f"Stop({self.value!r}, reason={self.reason!r})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Stop) and other.value == self.value
+        return (isinstance(other, Stop) and other.value == self.value
+                and other.reason == self.reason)
 
     def __hash__(self) -> int:
         return hash(("Stop", repr(self.value)))
@@ -75,13 +103,37 @@ CONTINUE = _Continue()
 """The verdict that lets the chain go on to the next listener."""
 
 
+class Continue:
+    """
+    L{CONTINUE} with a reason (see L{check_reason}): the chain goes on, and
+    the listener's counters count C{reason} (C{Continue("miss")},
+    C{Continue("timeout")}).
+    """
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        if reason is None:
+            raise ValueError("Continue needs a reason; without one, answer CONTINUE")
+        self.reason = check_reason(reason)
+
+    def __repr__(self) -> str:
+        return f"Continue({self.reason!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Continue) and other.reason == self.reason
+
+    def __hash__(self) -> int:
+        return hash(("Continue", self.reason))
+
+
 MAX_REMEMBER = 86400.0
 """The longest a verdict may be remembered, in seconds."""
 
 
 class Remember:
     """
-    A verdict (L{Stop} or L{CONTINUE}) that holds for C{seconds}: until
+    A verdict (L{Stop}, L{CONTINUE} or L{Continue}) that holds for C{seconds}: until
     then, the mailbox answers a message that has the same values in the
     fields the listener was added with (C{remember_by}) with this verdict,
     without calling the listener. A hook in another process that caches its
@@ -141,6 +193,13 @@ class NotRunning(ConnectionError):
     """
     The process named in an address could not be reached: nothing listens
     at its bus address.
+    """
+
+
+class AccessDenied(NotRunning):
+    """
+    The process named in an address could not be reached because we may not
+    connect to its bus socket (permission denied).
     """
 
 

@@ -19,12 +19,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from .interfaces import (CONTINUE, EVENT, MAX_REMEMBER, NO_ANSWER, IListenerHandle,
-                         ListenerError, Remember, Stop)
+from .interfaces import (CONTINUE, EVENT, MAX_REMEMBER, NO_ANSWER, Continue,
+                         IListenerHandle, ListenerError, Remember, Stop)
 from .observer import EventualQueue
 from .values import InvalidValue, Message, check
 
-__all__ = ["Mailbox", "Listener", "Counters", "MAX_DEADLINE", "MAX_REMEMBERED"]
+__all__ = ["Mailbox", "Listener", "Counters", "ListenerCounters", "MAX_DEADLINE",
+           "MAX_REMEMBERED", "MAX_REASONS", "OTHER_REASON"]
 
 MAX_DEADLINE = 300.0
 """The longest a listener may take to answer, in seconds."""
@@ -32,6 +33,12 @@ MAX_DEADLINE = 300.0
 MAX_REMEMBERED = 100_000
 """The most verdicts one listener has remembered at once; beyond, the
 oldest are forgotten first."""
+
+MAX_REASONS = 16
+"""The most distinct reasons one listener's counters keep; verdicts giving
+any further reason are counted under L{OTHER_REASON}."""
+
+OTHER_REASON = "other"
 
 _log = Logger()
 
@@ -52,7 +59,33 @@ class Counters:
         self.remembered = 0  # messages given a remembered verdict, not asked
 
     def as_value(self) -> Dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}
+        return {name: getattr(self, name) for name in Counters.__slots__}
+
+
+class ListenerCounters(Counters):
+    """
+    A listener's counters, and its verdicts by the reason they gave
+    (L{Continue}, L{Stop}'s C{reason}): at most L{MAX_REASONS} distinct
+    reasons, the rest counted as L{OTHER_REASON}, so that a hook cannot
+    grow the map without bound.
+    """
+
+    __slots__ = ("reasons",)
+
+    def __init__(self) -> None:
+        Counters.__init__(self)
+        self.reasons: Dict[str, int] = {}
+
+    def count_reason(self, reason: str) -> None:
+        reasons = self.reasons
+        if reason not in reasons and len(reasons) >= MAX_REASONS:
+            reason = OTHER_REASON
+        reasons[reason] = reasons.get(reason, 0) + 1
+
+    def as_value(self) -> Dict[str, Any]:
+        value = Counters.as_value(self)
+        value["reasons"] = dict(self.reasons)
+        return value
 
 
 @implementer(IListenerHandle)
@@ -73,7 +106,7 @@ class Listener:
         self.fn = fn
         self.tags = tags
         self.deadline = deadline
-        self.counters = Counters()
+        self.counters = ListenerCounters()
         self.address = mailbox.path
         self.attached: Deferred[Listener] = succeed(self)
         self.remember_by = remember_by
@@ -113,7 +146,7 @@ class Listener:
         seconds = remember.seconds
         if (self.remember_by is None or not isinstance(seconds, (int, float))
                 or not 0 < seconds <= MAX_REMEMBER
-                or not (verdict is CONTINUE or type(verdict) is Stop)):
+                or not (verdict is CONTINUE or type(verdict) in (Stop, Continue))):
             return verdict
         try:
             key = self._key(message)
@@ -336,8 +369,11 @@ class _Dispatch:
         """
         Act on a listener's verdict; True when the chain is over.
         """
-        if type(verdict) is Stop:
+        kind = type(verdict)
+        if kind is Stop:
             if self.mailbox.kind == EVENT:
+                if verdict.reason is not None:
+                    listener.counters.count_reason(verdict.reason)
                 return False
             try:
                 check(verdict.value, "result")
@@ -345,13 +381,19 @@ class _Dispatch:
                 self._failed(listener, Failure(e))
                 return False
             listener.counters.stops += 1
+            if verdict.reason is not None:
+                listener.counters.count_reason(verdict.reason)
             self.mailbox.counters.stops += 1
             self._finish(verdict.value)
             return True
+        if kind is Continue:
+            listener.counters.count_reason(verdict.reason)
+            return False
         if verdict is CONTINUE or self.mailbox.kind == EVENT:
             return False
         self._failed(listener, Failure(ListenerError(
-            f"listener returned {verdict!r}; a listener returns Stop(value) or CONTINUE")))
+            f"listener returned {verdict!r}; a listener returns Stop(value), CONTINUE or "
+            "Continue(reason)")))
         return False
 
     def _failed(self, listener: Listener, failure: Failure) -> None:

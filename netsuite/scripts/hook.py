@@ -7,6 +7,9 @@ netsuite process from a shell.
     netsuite-hook send netsuite:/system/log --json '{"text": "hello"}'
     netsuite-hook watch portal:/portal/login
     netsuite-hook list dhcp
+
+Exit status: 0 done, 1 error, 2 bad usage, 3 process not running,
+4 permission denied (L{EXIT_STATUS}).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any, List, Optional, Sequence, TextIO
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.task import react
 
-from ..bus.client import BusClient, NotRunning, connect
+from ..bus.client import AccessDenied, BusClient, NotRunning, connect
 from ..bus.errors import ERRORS
 from ..registry.interfaces import NO_ANSWER, InvalidAddress, parse_address
 from ..registry.values import InvalidValue, Message, guess, to_plain
@@ -29,6 +32,19 @@ __all__ = ["main", "parse_pairs", "parse_args"]
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_NOT_RUNNING = 3
+EXIT_ACCESS_DENIED = 4
+
+EXIT_STATUS = """\
+exit status:
+  0  done
+  1  error: unknown mailbox, no answer within --timeout, the connection closed
+     (the process refused your uid), ...
+  2  bad usage
+  3  the process is not running: nothing listens at its socket
+  4  permission denied: you may not connect to its socket (the bus serves root,
+     the daemon's own uid and bus.allowed_uids, through a socket of mode
+     bus.socket_mode, default 0660)
+"""
 
 
 class CommandError(Exception):
@@ -78,7 +94,8 @@ def split_target(target: str, want_path: bool) -> tuple[str, str]:
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="netsuite-hook",
-        description="Send to, watch or list the mailboxes of a running netsuite process.")
+        description="Send to, watch or list the mailboxes of a running netsuite process.",
+        epilog=EXIT_STATUS, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--socket-dir", help="bus socket directory "
                         "(default $NETSUITE_SOCKET_DIR or /run/netsuite)")
     parser.add_argument("--endpoint", help="client endpoint string instead of the socket "
@@ -125,9 +142,14 @@ def format_listing(process: str, mailboxes: List[Any], out: TextIO) -> None:
         for listener in box["listeners"]:
             lc = listener["counters"]
             tags = " ".join(f"{k}={to_plain(v)}" for k, v in listener["tags"].items())
+            # reasons: what the listener said of its verdicts (an older
+            # daemon does not count them).
+            reasons = " ".join(f"{name}={count}" for name, count
+                               in sorted(lc.get("reasons", {}).items()))
             out.write(f"    listener {listener['id']} [{tags}] deadline={listener['deadline']}s "
                       f"messages={lc['messages']} stops={lc['stops']} errors={lc['errors']} "
-                      f"timeouts={lc['timeouts']}\n")
+                      f"timeouts={lc['timeouts']}"
+                      f"{'  reasons: ' + reasons if reasons else ''}\n")
 
 
 async def run(reactor: Any, args: argparse.Namespace, out: TextIO) -> None:
@@ -177,6 +199,8 @@ def _bounded(reactor: Any, d: "Deferred[Any]", timeout: float) -> "Deferred[Any]
 def _explain(failure_value: BaseException, args: argparse.Namespace) -> CommandError:
     if isinstance(failure_value, CommandError):
         return failure_value
+    if isinstance(failure_value, AccessDenied):
+        return CommandError(str(failure_value), EXIT_ACCESS_DENIED)
     if isinstance(failure_value, NotRunning):
         return CommandError(str(failure_value), EXIT_NOT_RUNNING)
     if isinstance(failure_value, tuple(ERRORS)):

@@ -85,12 +85,14 @@ class Owner:
                                   client, iosim.makeFakeClient(client), clock=self.reactor)
         return self.pump
 
-    def refuse(self) -> None:
+    def refuse(self, error: Optional[Exception] = None) -> None:
         """
-        Fail the client's latest connection attempt.
+        Fail the client's latest connection attempt, with C{error} (by
+        default, the connection is refused).
         """
         address, factory, timeout, check_pid = self.reactor.unixClients[-1]
-        factory.clientConnectionFailed(None, Failure(ConnectionRefusedError()))
+        factory.clientConnectionFailed(
+            None, Failure(ConnectionRefusedError() if error is None else error))
 
     def listeners(self, path: str = LEASE) -> List[Dict[str, Any]]:
         """

@@ -13,8 +13,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from zope.interface.verify import verifyObject
 
-from netsuite.registry import (CONTINUE, NO_ANSWER, IListenerHandle, IRegistry, ListenerError,
-                               Remember, Stop, UnknownMailbox)
+from netsuite.registry import (CONTINUE, NO_ANSWER, Continue, IListenerHandle, IRegistry,
+                               ListenerError, Remember, Stop, UnknownMailbox)
 from netsuite.registry.values import MAC, InvalidValue
 
 from .helpers import BIG, LEASE, SEEN, ConnectedTestCase
@@ -115,6 +115,27 @@ class ClientTests(ConnectedTestCase):
         d = self.owner.registry.send(LEASE)
         self.flush()
         self.assertEqual(self.successResultOf(d), "stock")
+
+    def test_reasons(self) -> None:
+        """
+        A peer's L{Continue} and L{Stop} with a reason cross the bus: the
+        owner's listing counts them under that listener, by reason, and a
+        remembered one again each time it is given.
+        """
+        verdicts = iter([Continue("miss"), Continue("timeout"), Stop("ldap", reason="hit"),
+                         Remember(Continue("busy"), 60)])
+        self.client.listen(LEASE, lambda message: next(verdicts), first=True,
+                           remember_by=["mac"])
+        self.flush()
+        results = []
+        for mac in ["a", "b", "c", "d", "d"]:
+            d = self.owner.registry.send(LEASE, {"mac": mac})
+            self.flush()
+            results.append(self.successResultOf(d))
+        self.assertEqual(results, ["stock", "stock", "ldap", "stock", "stock"])
+        counters = self.owner.registry.describe(LEASE)[0]["listeners"][0]["counters"]
+        self.assertEqual(counters["reasons"], {"miss": 1, "timeout": 1, "hit": 1, "busy": 2})
+        self.assertEqual((counters["errors"], counters["remembered"]), (0, 1))
 
     def test_deferredVerdict(self) -> None:
         """

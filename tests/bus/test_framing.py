@@ -20,7 +20,8 @@ from netsuite.bus.framing import (BusProtocol, answer_box, call_listener, refusa
                                   verdict_from_box)
 from netsuite.bus.ownercommands import AddListener
 from netsuite.bus.peercommands import CallListener, Notify
-from netsuite.registry import CONTINUE, ListenerError, Remember, Stop, UnknownMailbox
+from netsuite.registry import (CONTINUE, Continue, ListenerError, Remember, Stop,
+                               UnknownMailbox)
 from netsuite.registry.values import InvalidValue, dumps
 
 from .helpers import BIG, LEASE
@@ -115,6 +116,23 @@ class VerdictWireTests(SynchronousTestCase):
                          Stop(1))
         self.assertIs(verdict_from_box(amp.AmpBox(verdict=b"continue")), CONTINUE)
 
+    def test_reason(self) -> None:
+        """
+        An answer with C{reason} is a L{Continue} of it, or a L{Stop} with
+        it; one that is no short identifier is a L{ListenerError}.
+        """
+        self.assertEqual(verdict_from_box(amp.AmpBox(verdict=b"continue", reason=b"miss")),
+                         Continue("miss"))
+        self.assertEqual(verdict_from_box(amp.AmpBox(verdict=b"stop", result=dumps(1),
+                                                     reason=b"hit")), Stop(1, reason="hit"))
+        self.assertEqual(verdict_from_box(amp.AmpBox(verdict=b"continue", reason=b"busy",
+                                                     remember=b"5")),
+                         Remember(Continue("busy"), 5.0))
+        for bad in (b"", b"two words", b"x" * 1000, b"\xff"):
+            error = self.assertRaises(ListenerError, verdict_from_box,
+                                      amp.AmpBox(verdict=b"continue", reason=bad))
+            self.assertIn("reason", str(error))
+
     def test_badRemember(self) -> None:
         """
         A C{remember} that is not a number is a L{ListenerError}.
@@ -177,12 +195,19 @@ class HandBuiltBoxTests(SynchronousTestCase):
         L{answer_box} writes the declared response of each verdict, and
         L{verdict_from_box} reads it back as that verdict.
         """
+        def response(verdict: str, result: Any = None, reason: Any = None,
+                     remember: Any = None) -> Dict[str, Any]:
+            return {"verdict": verdict, "result": result, "reason": reason,
+                    "remember": remember}
         cases = [
-            (Stop("x"), {"verdict": "stop", "result": dumps("x"), "remember": None}),
-            (Stop(BIG), {"verdict": "stop", "result": dumps(BIG), "remember": None}),
-            (CONTINUE, {"verdict": "continue", "result": None, "remember": None}),
-            (Remember(Stop(1), 30.5), {"verdict": "stop", "result": dumps(1), "remember": 30.5}),
-            (Remember(CONTINUE, 2), {"verdict": "continue", "result": None, "remember": 2.0}),
+            (Stop("x"), response("stop", dumps("x"))),
+            (Stop(BIG), response("stop", dumps(BIG))),
+            (CONTINUE, response("continue")),
+            (Remember(Stop(1), 30.5), response("stop", dumps(1), remember=30.5)),
+            (Remember(CONTINUE, 2), response("continue", remember=2.0)),
+            (Continue("miss"), response("continue", reason="miss")),
+            (Stop(1, reason="hit"), response("stop", dumps(1), reason="hit")),
+            (Remember(Continue("miss"), 9), response("continue", reason="miss", remember=9.0)),
         ]
         for verdict, response in cases:
             [box] = amp.parseString(answer_box(verdict, b"7").serialize())
@@ -191,8 +216,9 @@ class HandBuiltBoxTests(SynchronousTestCase):
             self.assertEqual(CallListener.parseResponse(wire, None), response)
             declared = {name: value for name, value in response.items() if value is not None}
             self.assertEqual(dict(CallListener.makeResponse(declared, None)), wire)
-            expected = Remember(verdict.verdict, 2.0) if verdict == Remember(CONTINUE, 2) \
-                else verdict
+            expected = verdict
+            if type(verdict) is Remember:
+                expected = Remember(verdict.verdict, float(verdict.seconds))
             self.assertEqual(verdict_from_box(amp.AmpBox(wire)), expected)
 
     def test_refusals(self) -> None:

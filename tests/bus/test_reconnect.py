@@ -6,11 +6,15 @@ late, lost and made again.
 
 from __future__ import annotations
 
+import errno
 from typing import Any, List
 
+from twisted.internet.error import ConnectError
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from netsuite.bus.client import NotRunning, socket_endpoint
+from netsuite.bus.client import AccessDenied, NotRunning, socket_endpoint
 from netsuite.registry import CONTINUE, Stop, UnknownMailbox
 
 from .helpers import LEASE, SEEN, SOCKET, Owner
@@ -33,6 +37,65 @@ class ReconnectTests(SynchronousTestCase):
         failure = self.failureResultOf(d, NotRunning)
         self.assertIn("process owner is not running", str(failure.value))
         self.assertIn(SOCKET, str(failure.value))
+        self.assertNotIsInstance(failure.value, AccessDenied)
+        self.assertIn("connection refused", str(failure.value))
+
+    def test_noSocket(self) -> None:
+        """
+        A socket that does not exist is L{NotRunning}, saying so.
+        """
+        owner = Owner()
+        d = owner.client().send(LEASE)
+        owner.refuse(ConnectError(errno.ENOENT, "No such file or directory"))
+        failure = self.failureResultOf(d, NotRunning)
+        self.assertIn(f"nothing listens at unix:path={SOCKET}: no such socket",
+                      str(failure.value))
+
+    def test_accessDenied(self) -> None:
+        """
+        A socket we may not connect to is L{AccessDenied} (a L{NotRunning}),
+        saying "permission denied" and who may connect.
+        """
+        owner = Owner()
+        d = owner.client().send(LEASE)
+        owner.refuse(ConnectError(errno.EACCES, "Permission denied"))
+        failure = self.failureResultOf(d, AccessDenied)
+        text = str(failure.value)
+        self.assertIn(f"permission denied connecting to process owner at unix:path={SOCKET}",
+                      text)
+        self.assertIn("bus.allowed_uids", text)
+        self.assertIn("bus.socket_mode", text)
+        self.assertNotIn("not running", text)
+
+    def test_whyLogged(self) -> None:
+        """
+        While the owner is unreachable, the client logs why, naming the
+        process and the endpoint, once per new reason; and that it is
+        connected once it is. Twisted's retry lines name the endpoint
+        string, not an object.
+        """
+        log = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        owner = Owner()
+        owner.client()
+        for error in [ConnectError(errno.ENOENT, "No such file or directory")] * 3 + [
+                ConnectError(errno.EACCES, "Permission denied")] * 2:
+            owner.refuse(error)
+            owner.reactor.advance(10)
+        owner.accept()
+        lines = [formatEvent(e) for e in log
+                 if e.get("log_namespace") == "netsuite.bus.client"]
+        endpoint = f"unix:path={SOCKET}"
+        self.assertEqual(lines, [
+            f"cannot connect to process owner at {endpoint}: no such socket (is the "
+            "process running, under that name?); retrying",
+            f"cannot connect to process owner at {endpoint}: permission denied; retrying",
+            f"connected to process owner at {endpoint}"])
+        warned = [e for e in log if e.get("log_namespace") == "netsuite.bus.client"]
+        self.assertEqual([e["log_level"] for e in warned],
+                         [LogLevel.warn, LogLevel.warn, LogLevel.info])
+        retries = [formatEvent(e) for e in log if "Scheduling retry" in e.get("log_format", "")]
+        self.assertTrue(retries)
+        self.assertIn(f"to connect {endpoint} in", retries[0])
 
     def test_listenBeforeConnected(self) -> None:
         """

@@ -15,7 +15,7 @@ import socket
 import tempfile
 import time
 from ipaddress import IPv4Address
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from ldap3.core.exceptions import LDAPSessionTerminatedByServerError, LDAPSocketOpenError
 from twisted.internet import reactor
@@ -30,7 +30,7 @@ from netsuite.config.fields import Secret
 from netsuite.config.schema import ConfigError
 from netsuite.dhcp.ldap import (DEFAULT_FILTER, LDAP_SECTION, LdapLookup, install,
                                 parse_settings, search_filter, settings_from_toml)
-from netsuite.dhcp.ldaphook import load_settings
+from netsuite.dhcp.ldaphook import load_config, load_settings, parse_args, target
 from netsuite.dhcp.leases import LeaseStore
 from netsuite.dhcp.options import decode_option
 from netsuite.dhcp.packet import DISCOVER
@@ -38,7 +38,7 @@ from netsuite.dhcp.pool import Pool
 from netsuite.dhcp.server import DHCPServer
 from netsuite.ldap import MemoryDirectory
 from netsuite.testing import SyncRunner
-from netsuite.registry import CONTINUE, MAC, Registry, Remember, Stop
+from netsuite.registry import MAC, Continue, Registry, Remember, Stop
 
 from ..integration.procs import PYTHON, spawn, socket_dir, write_config
 from .test_server import LAN, RELAYED, request
@@ -155,9 +155,8 @@ class SettingsTests(SynchronousTestCase):
 
     def test_file(self) -> None:
         """
-        The hook reads C{[dhcp.ldap]} of a whole file, ignoring every other
-        table and key (the server's); an unknown key in it is named with
-        the file.
+        The hook reads C{[dhcp.ldap]} of the daemon's whole file, checked as
+        the daemon checks it; an unknown key is named with the file.
         """
         fd, path = tempfile.mkstemp(suffix=".toml")
         self.addCleanup(os.unlink, path)
@@ -175,6 +174,55 @@ class SettingsTests(SynchronousTestCase):
         self.assertIn("known in [dhcp.ldap]", str(error))
         self.assertEqual(vars(settings_from_toml({}, "-")), vars(parse_settings()))
         self.assertRaises(ConfigError, settings_from_toml, {"dhcp": {"ldap": 3}}, "-")
+        with open(path, "w") as f:
+            f.write('[dhcp]\ninterface = "lan0"\nbogus = 1\n')
+        error = self.assertRaises(ConfigError, load_settings, path)
+        self.assertIn(f"{path}: unknown key 'dhcp.bogus'", str(error))
+
+    def write(self, text: str) -> str:
+        fd, path = tempfile.mkstemp(suffix=".toml")
+        self.addCleanup(os.unlink, path)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        return path
+
+    def test_target(self) -> None:
+        """
+        The hook finds the daemon where the daemon listens: process.name in
+        bus.socket_dir of the same file, with the daemon's defaults
+        (netsuite in /run/netsuite), or bus.peers[name]; flags win.
+        """
+        def found(text: str, *flags: str) -> Any:
+            path = self.write(text)
+            return target(load_config(path), parse_args(["--config", path, *flags]))
+        self.assertEqual(found(""), ("netsuite", "unix:path=/run/netsuite/netsuite.sock",
+                                     "process.name, bus.socket_dir"))
+        named = '[process]\nname = "ap"\n[bus]\nsocket_dir = "/srv/ns"\n'
+        self.assertEqual(found(named)[:2], ("ap", "unix:path=/srv/ns/ap.sock"))
+        self.assertEqual(found(named, "--process", "dhcp"),
+                         ("dhcp", "unix:path=/srv/ns/dhcp.sock", "--process, bus.socket_dir"))
+        self.assertEqual(found(named, "--socket-dir", "/tmp/x"),
+                         ("ap", "unix:path=/tmp/x/ap.sock", "process.name, --socket-dir"))
+        peers = named + 'peers = { ap = "tcp:host=192.0.2.1:port=7070" }\n'
+        self.assertEqual(found(peers), ("ap", "tcp:host=192.0.2.1:port=7070",
+                                        "process.name, bus.peers"))
+        self.assertEqual(found(peers, "--endpoint", "tcp:host=127.0.0.1:port=1")[1:],
+                         ("tcp:host=127.0.0.1:port=1", "process.name, --endpoint"))
+        self.assertEqual(found("", "--process", "dhcp", "--socket-dir", "/a")[:2],
+                         ("dhcp", "unix:path=/a/dhcp.sock"))
+        for bad in ("", "a/b", "x y"):
+            error = self.assertRaises(ConfigError, found, "", "--process", bad)
+            self.assertIn(f"--process {bad!r}: expected a process name", str(error))
+
+    def test_exampleConfig(self) -> None:
+        """
+        With the documented example file, the hook looks where
+        C{twistd netsuite-dhcp --config etc/netsuite.toml} listens.
+        """
+        example = os.path.join(os.path.dirname(__file__), "..", "..", "etc", "netsuite.toml")
+        process, endpoint, _ = target(load_config(example),
+                                      parse_args(["--config", example]))
+        self.assertEqual((process, endpoint), ("netsuite", "unix:path=/run/netsuite/netsuite.sock"))
 
 
 class LookupTests(SynchronousTestCase):
@@ -189,7 +237,7 @@ class LookupTests(SynchronousTestCase):
         lookup, _ = make_lookup(MockDirectory(host("alpha", KNOWN, "10.0.0.5")))
         self.assertEqual(self.successResultOf(lookup.lookup(message(KNOWN))),
                          Stop({"ip": IPv4Address("10.0.0.5"), "hostname": "alpha",
-                               "source": "ldap"}))
+                               "source": "ldap"}, reason="hit"))
         self.assertEqual(counts(lookup), {"lookups": 1, "hits": 1})
 
     def test_no_hostname(self) -> None:
@@ -199,14 +247,15 @@ class LookupTests(SynchronousTestCase):
         lookup, _ = make_lookup(MockDirectory(host("alpha", KNOWN, "10.0.0.5")),
                                 hostname_attribute="")
         self.assertEqual(self.successResultOf(lookup.lookup(message(KNOWN))),
-                         Stop({"ip": IPv4Address("10.0.0.5"), "source": "ldap"}))
+                         Stop({"ip": IPv4Address("10.0.0.5"), "source": "ldap"},
+                              reason="hit"))
 
     def test_miss(self) -> None:
         """
         A MAC the directory does not know falls through.
         """
         lookup, _ = make_lookup(MockDirectory(host("alpha", KNOWN, "10.0.0.5")))
-        self.assertIs(self.successResultOf(lookup.lookup(message(UNKNOWN))), CONTINUE)
+        self.assertEqual(self.successResultOf(lookup.lookup(message(UNKNOWN))), Continue("miss"))
         self.assertEqual(counts(lookup), {"lookups": 1, "misses": 1})
 
     def test_directory_error(self) -> None:
@@ -216,7 +265,7 @@ class LookupTests(SynchronousTestCase):
         """
         lookup, _ = make_lookup(MockDirectory(host("alpha", KNOWN, "10.0.0.5")),
                                 base="ou=nowhere,dc=example,dc=test")
-        self.assertIs(self.successResultOf(lookup.lookup(message(KNOWN))), CONTINUE)
+        self.assertEqual(self.successResultOf(lookup.lookup(message(KNOWN))), Continue("error"))
         self.assertEqual(counts(lookup), {"lookups": 1, "errors": 1})
 
     def test_bind(self) -> None:
@@ -229,7 +278,7 @@ class LookupTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(lookup.lookup(message(KNOWN))).value["ip"],
                          IPv4Address("10.0.0.5"))
         lookup, _ = make_lookup(directory, bind_dn=ADMIN, password="wrong")
-        self.assertIs(self.successResultOf(lookup.lookup(message(KNOWN))), CONTINUE)
+        self.assertEqual(self.successResultOf(lookup.lookup(message(KNOWN))), Continue("error"))
         self.assertEqual(counts(lookup), {"lookups": 1, "errors": 1})
 
     def test_unreachable_then_back(self) -> None:
@@ -240,7 +289,7 @@ class LookupTests(SynchronousTestCase):
         directory = MockDirectory(host("alpha", KNOWN, "10.0.0.5"))
         directory.refuse = 1
         lookup, _ = make_lookup(directory, cache_ttl=0, negative_ttl=0)
-        self.assertIs(self.successResultOf(lookup.lookup(message(KNOWN))), CONTINUE)
+        self.assertEqual(self.successResultOf(lookup.lookup(message(KNOWN))), Continue("error"))
         self.assertIsInstance(self.successResultOf(lookup.lookup(message(KNOWN))), Stop)
         self.assertEqual(counts(lookup), {"lookups": 2, "errors": 1, "hits": 1})
 
@@ -272,7 +321,8 @@ class LookupTests(SynchronousTestCase):
         for bad in ["not-an-ip", "10.0.0.300", "10.0.0.0", "10.0.0.255", "224.0.0.1",
                     "0.0.0.0"]:
             lookup, _ = make_lookup(MockDirectory(host("alpha", KNOWN, bad)))
-            self.assertIs(self.successResultOf(lookup.lookup(message(KNOWN))), CONTINUE, bad)
+            self.assertEqual(self.successResultOf(lookup.lookup(message(KNOWN))),
+                             Continue("error"), bad)
             self.assertEqual(counts(lookup), {"lookups": 1, "errors": 1}, bad)
 
     def test_subnet(self) -> None:
@@ -285,8 +335,8 @@ class LookupTests(SynchronousTestCase):
                          IPv4Address("10.0.0.5"))
         self.assertEqual(self.successResultOf(
             lookup.lookup(message(KNOWN, "10.1.0.0/16"))).value["ip"], IPv4Address("10.1.0.5"))
-        self.assertIs(self.successResultOf(lookup.lookup(message(KNOWN, "192.168.0.0/24"))),
-                      CONTINUE)
+        self.assertEqual(self.successResultOf(lookup.lookup(message(KNOWN, "192.168.0.0/24"))),
+                         Continue("miss"))
 
     def test_ambiguous(self) -> None:
         """
@@ -295,7 +345,7 @@ class LookupTests(SynchronousTestCase):
         """
         lookup, _ = make_lookup(MockDirectory(host("alpha", KNOWN, "10.0.0.5"),
                                               host("beta", KNOWN, "10.0.0.6")))
-        self.assertIs(self.successResultOf(lookup.lookup(message(KNOWN))), CONTINUE)
+        self.assertEqual(self.successResultOf(lookup.lookup(message(KNOWN))), Continue("error"))
         self.assertEqual(counts(lookup), {"lookups": 1, "errors": 1})
 
     def test_bad_message(self) -> None:
@@ -304,7 +354,7 @@ class LookupTests(SynchronousTestCase):
         """
         lookup, _ = make_lookup(MockDirectory())
         for bad in [{}, {"mac": "nonsense"}, {"mac": 5}]:
-            self.assertIs(self.successResultOf(lookup.lookup(bad)), CONTINUE)
+            self.assertEqual(self.successResultOf(lookup.lookup(bad)), Continue("error"))
         self.assertEqual(counts(lookup), {"lookups": 3, "errors": 3})
 
 
@@ -325,7 +375,7 @@ class DeadlineTests(SynchronousTestCase):
         clock.advance(0.499)
         self.assertNoResult(answer)
         clock.advance(0.001)
-        self.assertIs(self.successResultOf(answer), CONTINUE)
+        self.assertEqual(self.successResultOf(answer), Continue("timeout"))
         self.assertEqual(counts(lookup), {"lookups": 1, "timeouts": 1})
         self.assertEqual(lookup.running, 1)
         fn, args, work = runner.calls[0]
@@ -345,12 +395,12 @@ class DeadlineTests(SynchronousTestCase):
                                     runner=runner, threads=2)
         first = lookup.lookup(message(MAC("02:00:00:00:00:01")))
         lookup.lookup(message(MAC("02:00:00:00:00:02")))
-        self.assertIs(self.successResultOf(lookup.lookup(message(KNOWN))), CONTINUE)
+        self.assertEqual(self.successResultOf(lookup.lookup(message(KNOWN))), Continue("busy"))
         self.assertEqual(len(runner.calls), 2)
         self.assertEqual(lookup.counters["busy"], 1)
         idle = lookup.idle()
         clock.advance(1.0)
-        self.assertIs(self.successResultOf(first), CONTINUE)
+        self.assertEqual(self.successResultOf(first), Continue("timeout"))
         self.assertNoResult(idle)
         for fn, args, work in runner.calls:
             work.errback(LDAPSocketOpenError("timed out"))
@@ -382,7 +432,7 @@ class DeadlineTests(SynchronousTestCase):
             def run(self, fn: Any, *args: Any) -> Deferred[Any]:
                 raise RuntimeError("pool stopped")
         lookup, _ = make_lookup(MockDirectory(), runner=Broken())
-        self.assertIs(self.successResultOf(lookup.lookup(message(KNOWN))), CONTINUE)
+        self.assertEqual(self.successResultOf(lookup.lookup(message(KNOWN))), Continue("error"))
         self.assertEqual(counts(lookup), {"lookups": 1, "errors": 1})
         self.assertEqual(lookup.running, 0)
         # Not an LDAP error: logged with its traceback.
@@ -397,7 +447,7 @@ class DeadlineTests(SynchronousTestCase):
         clock = Clock()
         lookup = LdapLookup(settings, clock, directory=MockDirectory())
         lookup.close()
-        self.assertIs(self.successResultOf(lookup.lookup(message(KNOWN))), CONTINUE)
+        self.assertEqual(self.successResultOf(lookup.lookup(message(KNOWN))), Continue("error"))
         self.assertEqual(counts(lookup), {"lookups": 1, "errors": 1})
         self.flushLoggedErrors(RuntimeError)
 
@@ -437,7 +487,8 @@ class CacheTests(SynchronousTestCase):
         """
         self.successResultOf(self.lookup.lookup(message(UNKNOWN)))
         self.clock.advance(59)
-        self.assertIs(self.successResultOf(self.lookup.lookup(message(UNKNOWN))), CONTINUE)
+        self.assertEqual(self.successResultOf(self.lookup.lookup(message(UNKNOWN))),
+                         Continue("miss"))
         self.assertEqual(len(self.runner.calls), 1)
         self.clock.advance(1)
         self.successResultOf(self.lookup.lookup(message(UNKNOWN)))
@@ -455,7 +506,7 @@ class CacheTests(SynchronousTestCase):
         self.assertEqual(len(self.runner.calls), 4)
         directory.refuse = 1
         lookup, _ = make_lookup(directory, runner=self.runner)
-        self.assertIs(self.successResultOf(lookup.lookup(message(KNOWN))), CONTINUE)
+        self.assertEqual(self.successResultOf(lookup.lookup(message(KNOWN))), Continue("error"))
         self.assertIsInstance(self.successResultOf(lookup.lookup(message(KNOWN))), Stop)
 
 
@@ -488,11 +539,11 @@ class RememberTests(SynchronousTestCase):
 
     def test_absent(self) -> None:
         """
-        An absent MAC is remembered as CONTINUE for the negative TTL.
+        An absent MAC is remembered as Continue("miss") for the negative TTL.
         """
         lookup, _ = self.make()
         self.assertEqual(self.successResultOf(lookup.lookup(message(UNKNOWN))),
-                         Remember(CONTINUE, 60))
+                         Remember(Continue("miss"), 60))
 
     def test_errorsNotRemembered(self) -> None:
         """
@@ -501,7 +552,7 @@ class RememberTests(SynchronousTestCase):
         directory = MockDirectory(host("alpha", KNOWN, "10.0.0.5"))
         directory.refuse = 1
         lookup, _ = self.make(directory)
-        self.assertIs(self.successResultOf(lookup.lookup(message(KNOWN))), CONTINUE)
+        self.assertEqual(self.successResultOf(lookup.lookup(message(KNOWN))), Continue("error"))
 
     def test_cacheOff(self) -> None:
         """
@@ -509,7 +560,7 @@ class RememberTests(SynchronousTestCase):
         """
         lookup, _ = self.make(cache_ttl=0, negative_ttl=0)
         self.assertIsInstance(self.successResultOf(lookup.lookup(message(KNOWN))), Stop)
-        self.assertIs(self.successResultOf(lookup.lookup(message(UNKNOWN))), CONTINUE)
+        self.assertEqual(self.successResultOf(lookup.lookup(message(UNKNOWN))), Continue("miss"))
 
     def test_installRemembers(self) -> None:
         """
@@ -560,6 +611,34 @@ class InstallTests(SynchronousTestCase):
         hook.remove()
         self.assertEqual(self.successResultOf(
             registry.send("/dhcp/lookup", message(KNOWN)))["source"], "pool")
+
+    def test_reasons(self) -> None:
+        """
+        The listener's counters show why the lookup answered or fell
+        through: hit, miss, error, timeout and busy, a remembered answer
+        counted again each time it is given.
+        """
+        clock = Clock()
+        registry = Registry("dhcp", clock)
+        registry.declare("/dhcp/lookup")
+        registry.listen("/dhcp/lookup", lambda m: Stop("pool"), tags={"stock": "pool"})
+        runner = Runner()
+        settings = parse_settings({"base": BASE, "threads": 1, "negative_ttl": 0})
+        install(registry, settings, clock, clock=clock, runner=runner,
+                directory=MockDirectory(host("alpha", KNOWN, "10.0.0.5")))
+        for mac in (KNOWN, KNOWN, UNKNOWN, "nonsense"):
+            registry.send("/dhcp/lookup", message(mac))
+        runner.inline = False
+        slow = registry.send("/dhcp/lookup", message(OTHER))  # holds the one thread
+        self.assertEqual(self.successResultOf(registry.send(
+            "/dhcp/lookup", message(MAC("02:00:00:00:00:01")))), "pool")
+        clock.advance(settings.deadline)
+        self.assertEqual(self.successResultOf(slow), "pool")
+        [listener] = [l for l in registry.describe("/dhcp/lookup")[0]["listeners"]
+                      if l["tags"] == {"hook": "ldap"}]
+        self.assertEqual(listener["counters"]["reasons"],
+                         {"hit": 2, "miss": 1, "error": 1, "busy": 1, "timeout": 1})
+        self.assertEqual(listener["counters"]["remembered"], 1)
 
 
 class ServerLookupTests(SynchronousTestCase):
@@ -660,9 +739,9 @@ class SlapdTests(TestCase):
         lookup = self.make()
         answer = yield lookup.lookup(message(KNOWN))
         self.assertEqual(answer, Stop({"ip": IPv4Address("10.0.0.5"), "hostname": "alpha",
-                                       "source": "ldap"}))
+                                       "source": "ldap"}, reason="hit"))
         answer = yield lookup.lookup(message(OTHER))
-        self.assertIs(answer, CONTINUE)
+        self.assertEqual(answer, Continue("miss"))
         self.slapd.add_host("beta", str(OTHER).upper(), "10.0.0.6")
         answer = yield lookup.lookup(message(OTHER))
         self.assertEqual(answer.value["hostname"], "beta")
@@ -682,11 +761,11 @@ class SlapdTests(TestCase):
         start = time.monotonic()
         answer = yield lookup.lookup(message(KNOWN))
         took = elapsed(start)
-        self.assertIs(answer, CONTINUE)
+        self.assertEqual(answer, Continue("error"))
         self.assertLess(took, self.DEADLINE + self.MARGIN)
         self.assertEqual(lookup.counters["errors"], 1)
         answer = yield lookup.lookup(message(KNOWN))  # a new connection each time
-        self.assertIs(answer, CONTINUE)
+        self.assertEqual(answer, Continue("error"))
         self.slapd = self.start_slapd()
         answer = yield lookup.lookup(message(KNOWN))
         self.assertIsInstance(answer, Stop)
@@ -714,7 +793,8 @@ class SlapdTests(TestCase):
             lookup.lookup(message(mac)).addCallback(
                 lambda a: times.append(elapsed(start)) or a) for mac in macs],
             fireOnOneErrback=True)
-        self.assertEqual([a for _, a in answers], [CONTINUE] * 4)
+        self.assertEqual([a for _, a in answers],
+                         [Continue("timeout")] * 2 + [Continue("busy")] * 2)
         times.sort()
         self.assertLess(times[-1], self.DEADLINE + self.MARGIN, times)
         self.assertGreater(times[-1], self.DEADLINE * 0.9, times)
@@ -736,7 +816,7 @@ class SlapdTests(TestCase):
         start = time.monotonic()
         answer = yield lookup.lookup(message(KNOWN))
         took = elapsed(start)
-        self.assertIs(answer, CONTINUE)
+        self.assertEqual(answer, Continue("timeout"))
         self.assertGreater(took, self.DEADLINE * 0.9)
         self.assertLess(took, self.DEADLINE + self.MARGIN)
         self.slapd.resume()
@@ -764,9 +844,15 @@ class HookProcessTests(TestCase):
         yield self.serve()
         self.config = self.write_hook_config()
 
-    def write_hook_config(self, extra: str = "") -> str:
+    def write_hook_config(self, extra: str = "", name: str = "dhcp",
+                          sockets: Optional[str] = None) -> str:
+        """
+        The daemon's file: the hook finds it by its process.name and
+        bus.socket_dir.
+        """
         return write_config(self, (
-            '[process]\nname = "dhcp"\n[dhcp]\nsomething_else = 1\n'
+            f'[process]\nname = "{name}"\n'
+            f'[bus]\nsocket_dir = "{sockets or self.sockets}"\n[dhcp]\ninterface = "lan0"\n'
             f'[dhcp.ldap]\nurl = "{self.slapd.url}"\nbase = "{self.slapd.hosts_dn}"\n'
             'deadline = 1.0\n' + extra))
 
@@ -811,10 +897,9 @@ class HookProcessTests(TestCase):
         listening, self.listening = self.listening, None
         return listening.stopListening() if listening is not None else None
 
-    def start_hook(self, config: str) -> Any:
+    def start_hook(self, config: str, *flags: str) -> Any:
         return spawn(self, "ldaphook", [PYTHON, "-m", "netsuite.dhcp.ldaphook", "--config",
-                                        config, "--process", "dhcp", "--socket-dir",
-                                        self.sockets])
+                                        config, *flags])
 
     def send(self, mac: MAC) -> Deferred[Any]:
         return self.registry.send("/dhcp/lookup", message(mac))
@@ -891,6 +976,45 @@ class HookProcessTests(TestCase):
         yield self.stop_serving()
         yield self.serve()
         yield hook.when_line(r"attached 1 listeners", after=seen).addTimeout(20, reactor)
+        answer = yield self.send(KNOWN)
+        self.assertEqual(answer["source"], "ldap")
+
+    @inlineCallbacks
+    def test_flags_override(self) -> Any:
+        """
+        --process and --socket-dir win over the file (a daemon started with
+        --name dhcp, say).
+        """
+        elsewhere = socket_dir(self)
+        config = self.write_hook_config(name="netsuite", sockets=elsewhere)
+        hook = self.start_hook(config, "--process", "dhcp", "--socket-dir", self.sockets)
+        yield hook.when_line(r"^hooked$").addTimeout(20, reactor)
+        self.assertIn(f"hooking dhcp:/dhcp/lookup at unix:path={self.sockets}/dhcp.sock "
+                      "(from --process, --socket-dir)", hook.output())
+
+    @inlineCallbacks
+    def test_says_why_not(self) -> Any:
+        """
+        While the daemon is not there, the hook says which socket it tries
+        and why it fails (once per reason, not per attempt), and Twisted's
+        retry lines name the socket; it hooks as soon as the daemon comes.
+        """
+        yield self.stop_serving()  # which removes the socket
+        self.assertFalse(os.path.exists(os.path.join(self.sockets, "dhcp.sock")))
+        hook = self.start_hook(self.config)
+        where = f"unix:path={self.sockets}/dhcp.sock"
+        yield hook.when_line(f"hooking dhcp:/dhcp/lookup at {where} "
+                             r"\(from process.name, bus.socket_dir\)").addTimeout(20, reactor)
+        yield hook.when_line(f"cannot connect to process dhcp at {where}: no such socket "
+                             r"\(is the process running, under that name\?\); retrying"
+                             ).addTimeout(20, reactor)
+        yield hook.when_line(f"Scheduling retry 3 to connect {where} in").addTimeout(20, reactor)
+        yield self.serve()
+        yield hook.when_line(r"^hooked$").addTimeout(20, reactor)
+        output = hook.output()
+        self.assertEqual(output.count("cannot connect"), 1, output)
+        self.assertNotIn("object at 0x", output)
+        self.assertIn(f"connected to process dhcp at {where}", output)
         answer = yield self.send(KNOWN)
         self.assertEqual(answer["source"], "ldap")
 

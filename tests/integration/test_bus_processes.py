@@ -137,6 +137,28 @@ class BusProcessTests(TestCase):
         self.assertIn('"process": "beta"', peer.output())
 
     @inlineCallbacks
+    def test_permission_denied(self):
+        """
+        A peer the socket's mode keeps out (the default 0660, root's
+        socket) is told "permission denied" and who may connect, with exit
+        status 4, not that the process is not running.
+        """
+        if os.getuid() != 0:
+            raise SkipTest("needs root to run a peer under another uid")
+        nobody = 65534
+        sockets = socket_dir(self)
+        yield start_daemon(self, "alpha", sockets)
+        self.assertEqual(os.stat(os.path.join(sockets, "alpha.sock")).st_mode & 0o777, 0o660)
+        peer = spawn(self, "nobody", [HOOK_CLI, "--socket-dir", sockets, "list", "alpha"],
+                     uid=nobody, gid=nobody)
+        code = yield peer.when_ended()
+        self.assertEqual(code, 4, peer.output())
+        self.assertIn("netsuite-hook: permission denied connecting to process alpha at "
+                      f"unix:path={sockets}/alpha.sock", peer.output())
+        self.assertIn("bus.allowed_uids", peer.output())
+        self.assertNotIn("not running", peer.output())
+
+    @inlineCallbacks
     def test_tcp_endpoint_and_peers(self):
         """
         With bus.listen, a daemon also serves its bus on TCP (loopback

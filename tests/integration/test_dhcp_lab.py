@@ -455,6 +455,52 @@ class LdapLab(DHCPLab):
         return LDAP_CONFIG.format(enabled=str(self.in_process).lower(), port=self.port,
                                   base=self.slapd.hosts_dn)
 
+    @inlineCallbacks
+    def ldap_listing(self):
+        """
+        What C{netsuite-hook list ap:/dhcp/lookup} prints for the LDAP
+        lookup's listener (the line tagged C{hook=ldap}).
+        """
+        hook_cli = os.path.join(os.path.dirname(PYTHON), "netsuite-hook")
+        listing = spawn(self, "netsuite-hook", [hook_cli, "--socket-dir", self.sockets,
+                                                "list", "ap:/dhcp/lookup"])
+        code = yield listing.when_ended()
+        self.assertEqual(code, 0, listing.output())
+        [line] = [l for l in listing.output().splitlines() if "hook=ldap" in l]
+        return line
+
+    @inlineCallbacks
+    def hit_miss_then_stopped(self):
+        """
+        c1 (in the directory) gets its directory address, c2 (not in it) a
+        pool address; with slapd stopped, c3 (in it) a pool address, within
+        the deadline of the first try. Fires with the LDAP listener's line
+        of C{netsuite-hook list} after each step.
+        """
+        code, lines = yield self.udhcpc("c1")
+        self.assertEqual((code, self.fields(lines[-1])["ip"]), (0, "10.89.0.50"), lines)
+        self.assertEqual(self.fields(lines[-1])["hostname"], "c1host")
+        code, lines = yield self.udhcpc("c2")
+        self.assertEqual((code, self.fields(lines[-1])["ip"]), (0, "10.89.0.100"), lines)
+        running = yield self.ldap_listing()
+        yield deferToThread(self.slapd.stop)
+        began = reactor.seconds()
+        code, lines = yield self.udhcpc("c3")
+        self.assertEqual((code, self.fields(lines[-1])["ip"]), (0, "10.89.0.101"), lines)
+        self.assertLess(reactor.seconds() - began, 4.0)
+        stopped = yield self.ldap_listing()
+        return running, stopped
+
+    def assertReasons(self, running, stopped):
+        """
+        The listing shows why the lookup let the pool answer: hits and
+        misses while slapd runs, errors once it is stopped; no error or
+        timeout of the listener itself (it answered every time).
+        """
+        self.assertRegex(running, r"errors=0 timeouts=0  reasons: hit=[1-9]\d* miss=[1-9]\d*$")
+        self.assertRegex(stopped, r"errors=0 timeouts=0  reasons: error=[1-9]\d* "
+                         r"hit=[1-9]\d* miss=[1-9]\d*$")
+
 
 class LdapLabTests(LdapLab):
     """
@@ -469,18 +515,10 @@ class LdapLabTests(LdapLab):
         c1 (in the directory) gets its directory address, outside the
         dynamic range; c2 (not in it) gets a pool address; with slapd
         stopped, c3 (in it) gets a pool address, within the deadline of the
-        first try.
+        first try. netsuite-hook list shows why, on the lookup's listener.
         """
-        code, lines = yield self.udhcpc("c1")
-        self.assertEqual((code, self.fields(lines[-1])["ip"]), (0, "10.89.0.50"), lines)
-        self.assertEqual(self.fields(lines[-1])["hostname"], "c1host")
-        code, lines = yield self.udhcpc("c2")
-        self.assertEqual((code, self.fields(lines[-1])["ip"]), (0, "10.89.0.100"), lines)
-        yield deferToThread(self.slapd.stop)
-        began = reactor.seconds()
-        code, lines = yield self.udhcpc("c3")
-        self.assertEqual((code, self.fields(lines[-1])["ip"]), (0, "10.89.0.101"), lines)
-        self.assertLess(reactor.seconds() - began, 4.0)
+        running, stopped = yield self.hit_miss_then_stopped()
+        self.assertReasons(running, stopped)
         offered = yield self.bus.send("/dhcp/leases", {"mac": self.lab.client_mac(1)})
         self.assertEqual(offered[0]["hostname"], "c1host")
 
@@ -511,3 +549,18 @@ class ExternalLdapHookTests(LdapLab):
         code, lines = yield self.udhcpc("c3")
         self.assertEqual((code, self.fields(lines[-1])["ip"]), (0, "10.89.0.100"), lines)
         self.assertLess(reactor.seconds() - began, 2.0)
+
+    @inlineCallbacks
+    def test_hook_process_reasons(self):
+        """
+        The hook process's reasons cross the bus: the DHCP process's
+        listing counts them under the hook's listener, with slapd running
+        and stopped.
+        """
+        hook = spawn(self, "ldaphook", [
+            PYTHON, "-m", "netsuite.dhcp.ldaphook", "--config", self.config, "--process", "ap",
+            "--socket-dir", self.sockets], netns=self.lab.netns("ap"))
+        yield hook.when_line("hooked")
+        running, stopped = yield self.hit_miss_then_stopped()
+        self.assertReasons(running, stopped)
+        self.assertIn(f"pid={hook.pid}", stopped)

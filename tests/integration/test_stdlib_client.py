@@ -43,6 +43,7 @@ BusConnection = stdlib_client.BusConnection
 BusError = stdlib_client.BusError
 Stop = stdlib_client.Stop
 CONTINUE = stdlib_client.CONTINUE
+Continue = stdlib_client.Continue
 Remember = stdlib_client.Remember
 
 NAME = "stdlibd"
@@ -173,6 +174,26 @@ class StdlibClientTests(TestCase):
         [ping] = yield twisted.describe("/system/ping")
         self.assertEqual(ping["listeners"][0]["remember_by"], ["who"])
         self.assertEqual(ping["listeners"][0]["counters"]["remembered"], 1)
+
+    @inlineCallbacks
+    def test_reasons(self) -> Any:
+        """
+        The stdlib client's verdicts carry their reasons: the daemon counts
+        them under its listener (Describe's reasons counter).
+        """
+        bus = yield self.open()
+        verdicts = iter([Continue("miss"), Stop({"p": 1}, reason="hit"), Continue("miss")])
+        yield deferToThread(bus.add_listener, "/system/ping", lambda m: next(verdicts),
+                            first=True, deadline=TIMEOUT)
+        twisted = self.twisted_client()
+        results = []
+        for _ in range(3):
+            served, result = yield gatherResults([
+                deferToThread(bus.serve, count=1), twisted.send("/system/ping", {})])
+            results.append(result.get("p", result.get("process")))
+        self.assertEqual(results, [NAME, 1, NAME])
+        [ping] = yield twisted.describe("/system/ping")
+        self.assertEqual(ping["listeners"][0]["counters"]["reasons"], {"miss": 2, "hit": 1})
 
     @inlineCallbacks
     def test_continue_and_remove(self) -> Any:

@@ -17,9 +17,10 @@ from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from netsuite.registry import (CONTINUE, DECISION, EVENT, NO_ANSWER, IListenerHandle,
-                               IRegistry, InvalidAddress, ListenerError, MailboxExists,
+from netsuite.registry import (CONTINUE, DECISION, EVENT, NO_ANSWER, Continue,
+                               IListenerHandle, IRegistry, InvalidAddress, ListenerError, MailboxExists,
                                Registry, Remember, Stop, UnknownMailbox, parse_address)
+from netsuite.registry.mailbox import MAX_REASONS
 from netsuite.registry.values import MAC, InvalidValue
 
 LEASE = "/dhcp/lease"
@@ -677,6 +678,120 @@ class RememberTests(SynchronousTestCase):
                               remember_by=bad)
 
 
+class ReasonTests(SynchronousTestCase):
+    """
+    L{Continue} and L{Stop} may say why; a listener's counters count its
+    verdicts by reason, in a bounded map, and describe lists them.
+    """
+
+    def setUp(self) -> None:
+        self.registry, self.clock = make_registry()
+        self.log = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+
+    def reasons(self, index: int = 0) -> Dict[str, int]:
+        return self.registry.describe(LEASE)[0]["listeners"][index]["counters"]["reasons"]  # type: ignore[no-any-return]
+
+    def test_verdicts(self) -> None:
+        """
+        C{Continue(reason)} and C{Stop(value, reason=...)} compare by value
+        and reason; C{Stop(value)} has no reason.
+        """
+        self.assertEqual(Continue("miss"), Continue("miss"))
+        self.assertNotEqual(Continue("miss"), Continue("error"))
+        self.assertNotEqual(Continue("miss"), CONTINUE)
+        self.assertEqual(hash(Continue("a")), hash(Continue("a")))
+        self.assertEqual(repr(Continue("busy")), "Continue('busy')")
+        self.assertIsNone(Stop(1).reason)
+        self.assertEqual(Stop(1, reason="hit"), Stop(1, reason="hit"))
+        self.assertNotEqual(Stop(1, reason="hit"), Stop(1))
+        self.assertEqual(repr(Stop(1, reason="hit")), "Stop(1, reason='hit')")
+
+    def test_badReason(self) -> None:
+        """
+        A reason is a short identifier: anything else is refused at once,
+        with the rule in the message.
+        """
+        for bad in ["", "two words", "x" * 33, "-lead", "é", 7, b"miss", None]:
+            error = self.assertRaises(ValueError, Continue, bad)
+            self.assertIn("reason", str(error))
+        for bad in ["", "two words", "x" * 33, 7]:
+            self.assertRaises(ValueError, Stop, 1, bad)
+        self.assertEqual(Continue("ldap.timeout-2_x").reason, "ldap.timeout-2_x")
+        self.assertEqual(Continue("x" * 32).reason, "x" * 32)
+
+    def test_counted(self) -> None:
+        """
+        Each L{Continue} goes on to the next listener and is counted under
+        its reason; a L{Stop} with a reason is counted as a stop and under
+        its reason; plain L{CONTINUE} and L{Stop} count no reason.
+        """
+        verdicts = iter([Continue("miss"), Continue("miss"), Continue("timeout"),
+                         Stop("10.0.0.5", reason="hit"), CONTINUE, Stop("10.0.0.6")])
+        self.registry.listen(LEASE, lambda m: next(verdicts))
+        self.registry.listen(LEASE, Recorder(Stop("pool")))
+        results = [self.successResultOf(self.registry.send(LEASE)) for _ in range(6)]
+        self.assertEqual(results, ["pool", "pool", "pool", "10.0.0.5", "pool", "10.0.0.6"])
+        self.assertEqual(self.reasons(), {"miss": 2, "timeout": 1, "hit": 1})
+        counters = self.registry.describe(LEASE)[0]["listeners"][0]["counters"]
+        self.assertEqual((counters["stops"], counters["errors"]), (2, 0))
+        self.assertEqual(self.reasons(1), {})
+        self.assertNotIn("reasons", self.registry.describe(LEASE)[0]["counters"])
+
+    def test_deferred(self) -> None:
+        """
+        A L{Continue} that comes later, in a Deferred, is counted too.
+        """
+        answer: Deferred[Any] = Deferred()
+        self.registry.listen(LEASE, lambda m: answer)
+        self.registry.listen(LEASE, Recorder(Stop("pool")))
+        d = self.registry.send(LEASE)
+        self.assertNoResult(d)
+        answer.callback(Continue("error"))
+        self.assertEqual(self.successResultOf(d), "pool")
+        self.assertEqual(self.reasons(), {"error": 1})
+
+    def test_remembered(self) -> None:
+        """
+        A remembered L{Continue} is counted under its reason each time it
+        is given again.
+        """
+        hook = Recorder(Remember(Continue("miss"), 60))
+        self.registry.listen(LEASE, hook, remember_by=["mac"])
+        self.registry.listen(LEASE, Recorder(Stop("pool")))
+        for _ in range(3):
+            self.assertEqual(self.successResultOf(self.registry.send(LEASE, {"mac": "a"})),
+                             "pool")
+        self.assertEqual(len(hook.messages), 1)
+        self.assertEqual(self.reasons(), {"miss": 3})
+
+    def test_bounded(self) -> None:
+        """
+        A listener giving ever new reasons keeps at most L{MAX_REASONS} of
+        them; the rest are counted as C{other}.
+        """
+        serial = iter(range(1000))
+        self.registry.listen(LEASE, lambda m: Continue(f"r{next(serial)}"))
+        for _ in range(100):
+            self.registry.send(LEASE)
+        reasons = self.reasons()
+        self.assertEqual(len(reasons), MAX_REASONS + 1)
+        self.assertEqual(reasons["other"], 100 - MAX_REASONS)
+        self.assertEqual(reasons["r0"], 1)
+        self.assertNotIn(f"r{MAX_REASONS}", reasons)
+
+    def test_event(self) -> None:
+        """
+        On an event mailbox, reasons are counted too (verdicts do not
+        matter there, what the listener said does).
+        """
+        self.registry.listen(SEEN, Recorder(Continue("ignored")))
+        self.registry.listen(SEEN, Recorder(Stop(1, reason="seen")))
+        self.assertIs(self.successResultOf(self.registry.send(SEEN)), NO_ANSWER)
+        listeners = self.registry.describe(SEEN)[0]["listeners"]
+        self.assertEqual([l["counters"]["reasons"] for l in listeners],
+                         [{"ignored": 1}, {"seen": 1}])
+
+
 class EventTests(SynchronousTestCase):
     """
     An event mailbox tells every listener; none can stop it.
@@ -1046,6 +1161,7 @@ class DescribeTests(SynchronousTestCase):
         self.assertEqual(lease["listeners"][1]["id"], stock.id)
         self.assertEqual(lease["listeners"][1]["deadline"], 0.5)
         self.assertEqual(lease["listeners"][0]["counters"]["stops"], 2)
+        self.assertEqual(lease["listeners"][0]["counters"]["reasons"], {})
         self.assertEqual(lease["listeners"][1]["counters"]["messages"], 0)
         self.assertEqual(listing[1]["kind"], EVENT)
 
