@@ -16,7 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from netsuite.dhcp.neighbours import (ATF_COM, SIOCSARP, KernelNeighbours, NeighboursBusy,
                                       NeighboursRefused, arp_request)
 from netsuite.registry.values import MAC
-from netsuite.runner import ThreadRunner
+from netsuite.runner import RunnerStopped, ThreadRunner
 from netsuite.testing import HeldRunner, SyncRunner
 
 from ..lab.labs import make_lab
@@ -66,11 +66,33 @@ class KernelNeighboursTests(SynchronousTestCase):
         self.assertEqual(ioctl.calls, [(SIOCSARP, arp_request("br-lan", "10.89.0.100", MAC_A))])
         self.assertEqual((runner.calls, neighbours.waiting), (1, 0))
 
+    def test_batched(self):
+        """
+        Entries asked for while a batch is written go together in the
+        next: one call to the thread for them, one ioctl each, each
+        Deferred firing once its entry is made.
+        """
+        runner = HeldRunner()
+        ioctl = FakeIoctl()
+        neighbours = KernelNeighbours("br-lan", runner, ioctl=ioctl)
+        first = neighbours.learn("10.89.0.100", MAC_A)
+        later = [neighbours.learn(f"10.89.0.{n}", MAC_B) for n in (101, 102)]
+        self.assertEqual((len(runner.calls), neighbours.waiting), (1, 3))
+        runner.run_next()
+        self.assertIsNone(self.successResultOf(first))
+        self.assertNoResult(later[0])
+        [(_, _, (requests,))] = runner.calls
+        self.assertEqual(requests, [arp_request("br-lan", f"10.89.0.{n}", MAC_B)
+                                    for n in (101, 102)])
+        runner.run_next()
+        self.assertEqual([self.successResultOf(d) for d in later], [None, None])
+        self.assertEqual((len(ioctl.calls), neighbours.waiting, runner.calls), (3, 0, []))
+
     def test_bounded(self):
         """
-        At most C{most_waiting} entries wait for the worker thread; past
-        that L{KernelNeighbours.learn} fails at once, without queuing, and
-        takes entries again as the waiting ones are made.
+        At most C{most_waiting} entries wait (in the thread or for it);
+        past that L{KernelNeighbours.learn} fails at once, without
+        queuing, and takes entries again as the waiting ones are made.
         """
         runner = HeldRunner()
         ioctl = FakeIoctl()
@@ -78,15 +100,43 @@ class KernelNeighboursTests(SynchronousTestCase):
         first = neighbours.learn("10.89.0.100", MAC_A)
         neighbours.learn("10.89.0.101", MAC_B)
         self.failureResultOf(neighbours.learn("10.89.0.102", MAC_B), NeighboursBusy)
-        self.assertEqual((len(runner.calls), neighbours.waiting), (2, 2))
+        self.assertEqual(neighbours.waiting, 2)
         runner.run_next()
         self.assertIsNone(self.successResultOf(first))
         neighbours.learn("10.89.0.102", MAC_B)
-        self.assertEqual((len(runner.calls), neighbours.waiting), (2, 2))
-        runner.run_next()
-        runner.run_next()
+        self.assertEqual(neighbours.waiting, 2)
+        while runner.calls:
+            runner.run_next()
         self.assertEqual(neighbours.waiting, 0)
-        self.assertEqual([call[1][52:58] for call in ioctl.calls], [b"br-lan"] * 3)
+        self.assertEqual([call[1][:8] for call in ioctl.calls],
+                         [arp_request("br-lan", f"10.89.0.{n}", MAC_A)[:8]
+                          for n in (100, 101, 102)])
+
+    def test_some_fail(self):
+        """
+        In a batch, an entry that fails fails alone.
+        """
+        def ioctl(fd, request, argument):
+            if argument[4:8] == socket.inet_aton("10.89.0.101"):
+                raise OSError(errno.ENODEV, "No such device")
+        runner = HeldRunner()
+        neighbours = KernelNeighbours("br-lan", runner, ioctl=ioctl)
+        neighbours.learn("10.89.0.100", MAC_A)
+        bad, good = neighbours.learn("10.89.0.101", MAC_A), neighbours.learn("10.89.0.102", MAC_A)
+        runner.run_next()
+        runner.run_next()
+        self.failureResultOf(bad, OSError)
+        self.assertIsNone(self.successResultOf(good))
+
+    def test_runner_stopped(self):
+        """
+        A runner that refuses the batch fails each of its entries.
+        """
+        runner = SyncRunner()
+        runner.stop()
+        neighbours = KernelNeighbours("br-lan", runner, ioctl=FakeIoctl())
+        self.failureResultOf(neighbours.learn("10.89.0.100", MAC_A), RunnerStopped)
+        self.assertEqual(neighbours.waiting, 0)
 
     def test_refused(self):
         """

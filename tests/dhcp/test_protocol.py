@@ -389,10 +389,11 @@ class DeliveryTests(SynchronousTestCase):
             self.protocol.datagramReceived(Packet(
                 op=1, xid=n, chaddr=mac.packed, options=((53, bytes([DISCOVER])),)
             ).to_bytes(), ("0.0.0.0", 68))
-        self.assertEqual((len(held.calls), self.protocol.broadcast_instead), (4, 6))
+        self.assertEqual((self.neighbours.waiting, self.protocol.broadcast_instead), (4, 6))
         self.assertEqual({d for _, d in self.socket.sent}, {("255.255.255.255", 68)})
         while held.calls:
             held.run_next()
+        self.assertEqual(self.neighbours.waiting, 0)
         self.assertEqual([d for _, d in self.socket.sent[6:]],
                          [(f"10.89.0.{100 + n}", 68) for n in range(4)])
         self.flushLoggedErrors()
