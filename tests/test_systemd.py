@@ -53,9 +53,10 @@ NEEDS: Dict[str, FrozenSet[str]] = {
     "firewall": frozenset({"CAP_NET_ADMIN", "CAP_NET_RAW"}),
     # netsuite/dhcp/protocol.py dhcp_socket: binds dhcp.port (67, see
     # PORTS). SO_BINDTODEVICE needs nothing on an unbound socket since
-    # Linux 5.7; SO_RCVBUFFORCE (CAP_NET_ADMIN) falls back to SO_RCVBUF and
-    # is deliberately not granted (docs/deploying.md).
-    "dhcp": frozenset({"CAP_NET_BIND_SERVICE"}),
+    # Linux 5.7. netsuite/dhcp/neighbours.py: CAP_NET_ADMIN for SIOCSARP,
+    # the neighbour entry of a unicast reply to a client without an
+    # address (without it, broadcast); it also lets SO_RCVBUFFORCE work.
+    "dhcp": frozenset({"CAP_NET_BIND_SERVICE", "CAP_NET_ADMIN"}),
     # netsuite/portal/: ports 5280 and 8443 (see PORTS); /proc/net/arp
     # (service.py neighbour_mac) is readable by anyone; the firewall is
     # changed over the bus.

@@ -16,6 +16,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ..registry.values import MAC
 from .packet import NAK, MalformedPacket, Packet, PacketTooLarge
 
 __all__ = ["DHCPProtocol", "dhcp_socket", "reply_destination", "SERVER_PORT", "CLIENT_PORT"]
@@ -26,6 +27,7 @@ SERVER_PORT = 67
 CLIENT_PORT = 68
 BROADCAST = "255.255.255.255"
 ZERO = ipaddress.IPv4Address(0)
+_NO_MAC = bytes(6)
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 RECEIVE_BUFFER = 4 << 20
@@ -53,20 +55,28 @@ def dhcp_socket(interface: str, port: int = SERVER_PORT, address: str = "0.0.0.0
     return sock
 
 
-def reply_destination(request: Packet, reply: Packet) -> Tuple[str, int]:
+def reply_destination(request: Packet, reply: Packet) -> Tuple[str, int, Optional[MAC]]:
     """
-    Where a reply goes (RFC 2131 section 4.1): to the relay if there is
-    one; a NAK to everyone; to a client that has an address (ciaddr) at
-    that address; otherwise broadcast (this server does not inject ARP
-    entries to unicast to an address the client does not have yet).
+    Where a reply goes (RFC 2131 section 4.1), as (address, port, MAC):
+    to a relay (giaddr) at its port 67; a NAK to everyone; to a client
+    that has an address (ciaddr: RENEWING, REBINDING, INFORM) at that
+    address; to everyone if the client set the broadcast flag; else to
+    the client's MAC and the address offered (yiaddr), which needs a
+    neighbour entry for that MAC first (the third item, else None). A
+    client whose hardware address is not a unicast Ethernet MAC gets a
+    broadcast.
     """
     if request.giaddr != ZERO:
-        return str(request.giaddr), SERVER_PORT
+        return str(request.giaddr), SERVER_PORT, None
     if reply.message_type == NAK:
-        return BROADCAST, CLIENT_PORT
+        return BROADCAST, CLIENT_PORT, None
     if request.ciaddr != ZERO:
-        return str(request.ciaddr), CLIENT_PORT
-    return BROADCAST, CLIENT_PORT
+        return str(request.ciaddr), CLIENT_PORT, None
+    mac = request.mac
+    if (request.broadcast or reply.yiaddr == ZERO or mac is None
+            or mac.packed[0] & 1 or mac.packed == _NO_MAC):
+        return BROADCAST, CLIENT_PORT, None
+    return str(reply.yiaddr), CLIENT_PORT, mac
 
 
 class DHCPProtocol(DatagramProtocol):
@@ -76,22 +86,33 @@ class DHCPProtocol(DatagramProtocol):
     the replies. A request whose handling fails is logged and gets no
     answer.
 
+    @param neighbours: writes the neighbour entry a unicast to a client
+        without an address needs (L{netsuite.dhcp.neighbours}); without
+        it, such replies are broadcast.
+
     @ivar malformed: datagrams dropped because they did not parse.
     @ivar unsent: replies the socket refused, or too large for the
         client's maximum message size (logged).
     @ivar too_large: of those, the ones too large. A client can cause it
         (a long option 82 to echo), so only the first and every
         thousandth are warned about.
+    @ivar unicast: replies sent to a client's MAC and offered address.
+    @ivar broadcast_instead: replies that should have gone so but were
+        broadcast, the neighbour entry not written (the first and every
+        thousandth warned about).
     """
 
-    def __init__(self, server: Any) -> None:
+    def __init__(self, server: Any, neighbours: Any = None) -> None:
         self.server = server
+        self.neighbours = neighbours
         self.received = 0
         self.malformed = 0
         self.ignored = 0
         self.sent = 0
         self.unsent = 0
         self.too_large = 0
+        self.unicast = 0
+        self.broadcast_instead = 0
 
     def datagramReceived(self, data: bytes, addr: Any) -> None:
         self.received += 1
@@ -124,7 +145,7 @@ class DHCPProtocol(DatagramProtocol):
         if request.giaddr != ZERO and reply.message_type == NAK:
             reply = reply.replace(flags=reply.flags | 0x8000)
         size = max(576, min(request.max_message_size or 576, 1500))
-        destination = reply_destination(request, reply)
+        address, port, mac = reply_destination(request, reply)
         try:
             data = reply.to_bytes(max_size=size)
         except PacketTooLarge as e:  # hooked options, or a client's long option 82
@@ -134,6 +155,30 @@ class DHCPProtocol(DatagramProtocol):
             log("reply to {mac} not sent: {error} ({n} replies too large so far)",
                 mac=request.mac, error=e, n=self.too_large)
             return
+        if mac is None:
+            self._send(data, (address, port))
+        elif self.neighbours is None:
+            self._send(data, (BROADCAST, CLIENT_PORT))
+        else:
+            self.neighbours.learn(address, mac).addCallbacks(
+                self._unicast, self._broadcast_instead, (data, (address, port)), None,
+                (data, mac))
+
+    def _unicast(self, _: None, data: bytes, destination: Tuple[str, int]) -> None:
+        if self._send(data, destination):
+            self.unicast += 1
+
+    def _broadcast_instead(self, failure: Failure, data: bytes, mac: MAC) -> None:
+        self.broadcast_instead += 1
+        log = _log.warn if self.broadcast_instead % 1000 == 1 else _log.debug
+        log("reply to {mac} broadcast: no neighbour entry for a unicast: {error} "
+            "({n} so far)", mac=str(mac), error=failure.getErrorMessage(),
+            n=self.broadcast_instead)
+        self._send(data, (BROADCAST, CLIENT_PORT))
+
+    def _send(self, data: bytes, destination: Tuple[str, int]) -> bool:
+        if self.transport is None:  # stopped while a neighbour entry was written
+            return False
         try:
             # The socket itself: Twisted's write() re-validates the address
             # string of every datagram, a sixth of the cost of a reply here.
@@ -142,5 +187,6 @@ class DHCPProtocol(DatagramProtocol):
             self.unsent += 1
             _log.warn("could not send a reply to {destination}: {error}",
                       destination=destination, error=e)
-            return
+            return False
         self.sent += 1
+        return True

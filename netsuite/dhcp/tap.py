@@ -129,23 +129,27 @@ class DHCPService(Service):
     """
     Binds port 67 on the interface (before twistd drops privileges), builds
     the pool from the lease store in the worker thread, then serves.
+
+    @param neighbours: writes the neighbour entries of unicast replies
+        (L{netsuite.dhcp.neighbours.KernelNeighbours}).
     """
 
     def __init__(self, server: Any, build_pool: Any, interface: str, port: int,
-                 reactor: Any, runner: Any) -> None:
+                 reactor: Any, runner: Any, neighbours: Any = None) -> None:
         self.server = server
         self.build_pool = build_pool
         self.interface = interface
         self.port_number = port
         self.reactor = reactor
         self.runner = runner
+        self.neighbours = neighbours
         self.port: Any = None
 
     def privilegedStartService(self) -> None:
         from .protocol import DHCPProtocol, dhcp_socket
         Service.privilegedStartService(self)
         sock = dhcp_socket(self.interface, self.port_number)
-        self.protocol = DHCPProtocol(self.server)
+        self.protocol = DHCPProtocol(self.server, self.neighbours)
         try:
             self.port = self.reactor.adoptDatagramPort(sock.fileno(), socket.AF_INET,
                                                        self.protocol)
@@ -173,12 +177,15 @@ class DHCPService(Service):
         done = [self.server.stop()]
         if self.port is not None:
             done.append(maybeDeferred(self.port.stopListening))
+        if self.neighbours is not None:
+            done.append(self.neighbours.close())
         return gatherResults(done)
 
 
 def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
     from ..runner import ThreadRunner
     from .leases import LeaseStore
+    from .neighbours import KernelNeighbours
     from .pool import Pool
     from .server import DHCPServer
 
@@ -201,8 +208,10 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
     if section.ldap.enabled:
         from .ldap import install
         install(registry, section.ldap, reactor)
+    neighbours = KernelNeighbours(section.interface,
+                                  ThreadRunner(reactor, name="netsuite-dhcp-neighbours"))
     DHCPService(server, build_pool, section.interface, section.port, reactor,
-                runner).setServiceParent(top)
+                runner, neighbours).setServiceParent(top)
     return top
 
 

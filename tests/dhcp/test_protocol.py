@@ -6,21 +6,34 @@ where RFC 2131 section 4.1 sends them, with a fake server and socket.
 import errno
 from ipaddress import IPv4Address
 
+import attrs
+
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from netsuite.dhcp.packet import ACK, DISCOVER, NAK, OFFER, REQUEST, Packet, PacketTooLarge
+from netsuite.dhcp.leases import LeaseStore
+from netsuite.dhcp.neighbours import SIOCSARP, KernelNeighbours, NeighboursBusy, arp_request
+from netsuite.dhcp.packet import (ACK, DISCOVER, INFORM, NAK, OFFER, REQUEST, Packet,
+                                  PacketTooLarge)
+from netsuite.dhcp.pool import Pool
 from netsuite.dhcp.protocol import DHCPProtocol, reply_destination
+from netsuite.dhcp.server import DHCPServer
+from netsuite.registry import Registry
 from netsuite.registry.values import MAC
+from netsuite.testing import HeldRunner, SyncRunner
+
+from .test_neighbours import FakeIoctl
+from .test_server import LAN
 
 MAC_A = MAC("02:4e:00:00:00:0a")
 RELAY = IPv4Address("10.90.0.1")
 
 
-def request(kind=DISCOVER, **fields):
-    return Packet(op=1, xid=9, chaddr=MAC_A.packed, options=((53, bytes([kind])),), **fields)
+def request(kind=DISCOVER, chaddr=MAC_A.packed, **fields):
+    return Packet(op=1, xid=9, chaddr=chaddr, options=((53, bytes([kind])),), **fields)
 
 
 def reply_to(packet, kind=OFFER, **fields):
@@ -50,6 +63,20 @@ class FakePort:
         return self.sock
 
 
+class FakeNeighbours:
+    """
+    Records each entry asked for, with the Deferred the test fires.
+    """
+
+    def __init__(self):
+        self.calls = []
+
+    def learn(self, address, mac):
+        d = Deferred()
+        self.calls.append((address, mac, d))
+        return d
+
+
 class FakeServer:
     def __init__(self, answer=None):
         self.handled = []
@@ -61,10 +88,10 @@ class FakeServer:
 
 
 class ProtocolTests(SynchronousTestCase):
-    def make(self, answer=None, error=None):
+    def make(self, answer=None, error=None, neighbours=None):
         self.server = FakeServer(answer)
         self.socket = FakeSocket(error)
-        protocol = DHCPProtocol(self.server)
+        protocol = DHCPProtocol(self.server, neighbours)
         protocol.transport = FakePort(self.socket)
         return protocol
 
@@ -115,15 +142,99 @@ class ProtocolTests(SynchronousTestCase):
 
     def test_destinations(self):
         """
-        To the relay; a NAK to everyone; to ciaddr when the client has an
-        address; else broadcast.
+        RFC 2131 section 4.1: to the relay's port 67 (whatever the flag);
+        a NAK to everyone; to ciaddr when the client has an address
+        (RENEWING, REBINDING, INFORM: whatever the flag); to everyone when
+        the broadcast flag is set; else to the client's MAC at yiaddr,
+        which needs a neighbour entry. A hardware address that is not a
+        unicast Ethernet MAC gets a broadcast.
         """
-        cases = [(request(giaddr=RELAY), OFFER, ("10.90.0.1", 67)),
-                 (request(REQUEST), NAK, ("255.255.255.255", 68)),
-                 (request(REQUEST, ciaddr=IPv4Address("10.89.0.7")), ACK, ("10.89.0.7", 68)),
-                 (request(), OFFER, ("255.255.255.255", 68))]
+        client = IPv4Address("10.89.0.7")
+        cases = [(request(giaddr=RELAY), OFFER, ("10.90.0.1", 67, None)),
+                 (request(giaddr=RELAY, flags=0x8000), OFFER, ("10.90.0.1", 67, None)),
+                 (request(REQUEST, giaddr=RELAY), NAK, ("10.90.0.1", 67, None)),
+                 (request(REQUEST), NAK, ("255.255.255.255", 68, None)),
+                 (request(REQUEST, ciaddr=client), NAK, ("255.255.255.255", 68, None)),
+                 (request(REQUEST, ciaddr=client), ACK, ("10.89.0.7", 68, None)),
+                 (request(REQUEST, ciaddr=client, flags=0x8000), ACK, ("10.89.0.7", 68, None)),
+                 (request(INFORM, ciaddr=client), ACK, ("10.89.0.7", 68, None)),
+                 (request(flags=0x8000), OFFER, ("255.255.255.255", 68, None)),
+                 (request(REQUEST, flags=0x8000), ACK, ("255.255.255.255", 68, None)),
+                 (request(), OFFER, ("10.89.0.100", 68, MAC_A)),
+                 (request(REQUEST), ACK, ("10.89.0.100", 68, MAC_A)),
+                 (request(htype=6), OFFER, ("255.255.255.255", 68, None)),
+                 (request(hlen=16), OFFER, ("255.255.255.255", 68, None)),
+                 (request(chaddr=b"\xff" * 6), OFFER, ("255.255.255.255", 68, None)),
+                 (request(chaddr=b"\x01\x00\x5e\x00\x00\x01"), OFFER,
+                  ("255.255.255.255", 68, None)),
+                 (request(chaddr=bytes(6)), OFFER, ("255.255.255.255", 68, None))]
         for packet, kind, expected in cases:
-            self.assertEqual(reply_destination(packet, reply_to(packet, kind)), expected)
+            self.assertEqual(reply_destination(packet, reply_to(packet, kind)), expected,
+                             (packet, kind))
+        nothing = reply_to(request(), ACK).replace(yiaddr=IPv4Address(0))
+        self.assertEqual(reply_destination(request(), nothing), ("255.255.255.255", 68, None))
+
+    def test_unicast_after_neighbour(self):
+        """
+        A reply to the client's MAC goes out once its neighbour entry is
+        written, to yiaddr; a broadcast or relayed one needs none and goes
+        at once.
+        """
+        neighbours = FakeNeighbours()
+        protocol = self.make(lambda p: reply_to(p), neighbours=neighbours)
+        protocol.datagramReceived(request().to_bytes(), ("0.0.0.0", 68))
+        self.assertEqual(self.socket.sent, [])
+        protocol.datagramReceived(request(flags=0x8000).to_bytes(), ("0.0.0.0", 68))
+        protocol.datagramReceived(request(giaddr=RELAY).to_bytes(), ("10.90.0.1", 67))
+        self.assertEqual([d for _, d in self.socket.sent],
+                         [("255.255.255.255", 68), ("10.90.0.1", 67)])
+        [(address, mac, d)] = neighbours.calls
+        self.assertEqual((address, mac), ("10.89.0.100", MAC_A))
+        d.callback(None)
+        self.assertEqual(self.socket.sent[-1][1], ("10.89.0.100", 68))
+        self.assertEqual(self.socket.sent[-1][0], reply_to(request()))
+        self.assertEqual((protocol.sent, protocol.unicast, protocol.broadcast_instead), (3, 1, 0))
+
+    def test_broadcast_instead(self):
+        """
+        When the entry cannot be written (refused, too many waiting, the
+        interface gone) the reply is broadcast, counted; the first and
+        every thousandth are warned about.
+        """
+        neighbours = FakeNeighbours()
+        protocol = self.make(lambda p: reply_to(p), neighbours=neighbours)
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        for _ in range(3):
+            protocol.datagramReceived(request().to_bytes(), ("0.0.0.0", 68))
+        for _, _, d in neighbours.calls:
+            d.errback(NeighboursBusy("256 neighbour entries already waiting"))
+        self.assertEqual([d for _, d in self.socket.sent], [("255.255.255.255", 68)] * 3)
+        self.assertEqual((protocol.sent, protocol.unicast, protocol.broadcast_instead), (3, 0, 3))
+        warned = [e for e in events if e["log_level"] == LogLevel.warn]
+        self.assertEqual(len(warned), 1)
+        self.assertIn("256 neighbour entries", warned[0]["error"])
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_without_neighbours(self):
+        """
+        Without a neighbour writer, a reply that would go to the client's
+        MAC is broadcast.
+        """
+        protocol = self.make(lambda p: reply_to(p))
+        protocol.datagramReceived(request().to_bytes(), ("0.0.0.0", 68))
+        self.assertEqual([d for _, d in self.socket.sent], [("255.255.255.255", 68)])
+
+    def test_stopped_while_writing(self):
+        """
+        A port stopped while the entry is written sends nothing, and
+        nothing fails.
+        """
+        neighbours = FakeNeighbours()
+        protocol = self.make(lambda p: reply_to(p), neighbours=neighbours)
+        protocol.datagramReceived(request().to_bytes(), ("0.0.0.0", 68))
+        protocol.transport = None
+        neighbours.calls[0][2].callback(None)
+        self.assertEqual((self.socket.sent, protocol.sent, protocol.unicast), ([], 0, 0))
 
     def test_handler_fails(self):
         """
@@ -199,3 +310,90 @@ class ProtocolTests(SynchronousTestCase):
         warned = [e for e in events if e["log_level"] == LogLevel.warn]
         self.assertEqual(len(warned), 1)  # the first; a client could cause them all
         self.assertEqual(warned[0]["n"], 1)
+
+
+class DeliveryTests(SynchronousTestCase):
+    """
+    The server, the protocol and the kernel neighbour writer together
+    (a fake ioctl; the writer's runner inline or held): where each reply
+    of a DORA goes.
+    """
+
+    def setUp(self):
+        lan = attrs.evolve(LAN, last=IPv4Address("10.89.0.199"))
+        clock = Clock()
+        self.store = LeaseStore(":memory:")
+        self.server = DHCPServer(Registry("dhcp", clock), SyncRunner(), clock, lan)
+        self.server.start(Pool([lan], self.store, clock))
+        self.addCleanup(self.server.stop)
+        self.ioctl = FakeIoctl()
+        self.runner = SyncRunner()
+        self.neighbours = KernelNeighbours("br-lan", self.runner, ioctl=self.ioctl)
+        self.protocol = DHCPProtocol(self.server, self.neighbours)
+        self.socket = FakeSocket()
+        self.protocol.transport = FakePort(self.socket)
+
+    def dora(self, flags=0, mac=MAC_A):
+        discover = Packet(op=1, xid=1, flags=flags, chaddr=mac.packed,
+                          options=((53, bytes([DISCOVER])),))
+        self.protocol.datagramReceived(discover.to_bytes(), ("0.0.0.0", 68))
+        offer = self.socket.sent[-1][0]
+        self.protocol.datagramReceived(Packet(
+            op=1, xid=2, flags=flags, chaddr=mac.packed, options=(
+                (53, bytes([REQUEST])), (54, b"\x0a\x59\x00\x01"),
+                (50, offer.yiaddr.packed))).to_bytes(), ("0.0.0.0", 68))
+        return [(packet.message_type, destination) for packet, destination in self.socket.sent]
+
+    def test_flag_clear(self):
+        """
+        With the broadcast flag clear, the OFFER and the ACK go to the
+        offered address, each after its neighbour entry (that address at
+        the client's MAC) is written.
+        """
+        self.assertEqual(self.dora(), [(OFFER, ("10.89.0.100", 68)), (ACK, ("10.89.0.100", 68))])
+        entry = arp_request("br-lan", "10.89.0.100", MAC_A)
+        self.assertEqual(self.ioctl.calls, [(SIOCSARP, entry)] * 2)
+        self.assertEqual(self.protocol.unicast, 2)
+
+    def test_flag_set(self):
+        """
+        With the broadcast flag set, both are broadcast; no entry is
+        written.
+        """
+        self.assertEqual(self.dora(0x8000), [(OFFER, ("255.255.255.255", 68)),
+                                             (ACK, ("255.255.255.255", 68))])
+        self.assertEqual((self.ioctl.calls, self.runner.calls), ([], 0))
+
+    def test_renew(self):
+        """
+        A renewal (ciaddr) is answered at ciaddr, with no entry: the client
+        answers ARP for its address.
+        """
+        self.dora()
+        renew = Packet(op=1, xid=3, ciaddr=IPv4Address("10.89.0.100"), chaddr=MAC_A.packed,
+                       options=((53, bytes([REQUEST])),))
+        self.protocol.datagramReceived(renew.to_bytes(), ("10.89.0.100", 68))
+        self.assertEqual(self.socket.sent[-1][1], ("10.89.0.100", 68))
+        self.assertEqual(len(self.ioctl.calls), 2)
+
+    def test_flood_bounded(self):
+        """
+        DISCOVERs from many new MACs while the worker thread is stuck queue
+        no more than C{most_waiting} entries; the others are answered by
+        broadcast at once.
+        """
+        self.neighbours.runner = held = HeldRunner()
+        self.neighbours.most_waiting = 4
+        for n in range(10):
+            mac = MAC(bytes([2, 0, 0, 0, 1, n]))
+            self.protocol.datagramReceived(Packet(
+                op=1, xid=n, chaddr=mac.packed, options=((53, bytes([DISCOVER])),)
+            ).to_bytes(), ("0.0.0.0", 68))
+        self.assertEqual((self.neighbours.waiting, self.protocol.broadcast_instead), (4, 6))
+        self.assertEqual({d for _, d in self.socket.sent}, {("255.255.255.255", 68)})
+        while held.calls:
+            held.run_next()
+        self.assertEqual(self.neighbours.waiting, 0)
+        self.assertEqual([d for _, d in self.socket.sent[6:]],
+                         [(f"10.89.0.{100 + n}", 68) for n in range(4)])
+        self.flushLoggedErrors()

@@ -362,7 +362,7 @@ class ServerTests(SynchronousTestCase):
         ack = self.handle(rebind)
         self.assertEqual((ack.message_type, ack.yiaddr, ack.xid), (ACK, offer.yiaddr, 11))
         self.assertTrue(ack.broadcast)
-        self.assertEqual(reply_destination(rebind, ack), (str(offer.yiaddr), 68))
+        self.assertEqual(reply_destination(rebind, ack), (str(offer.yiaddr), 68, None))
         self.assertEqual(self.store.get_by_ip(offer.yiaddr).expires, self.clock.seconds() + 600)
         self.assertEqual(self.events[-1][0], "renewed")
 

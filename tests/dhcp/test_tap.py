@@ -16,6 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from netsuite.config.schema import ConfigError, load
 from netsuite.dhcp import tap
 from netsuite.services import find_service
+from netsuite.dhcp.neighbours import KernelNeighbours
 from netsuite.dhcp.pool import Pool
 from netsuite.dhcp.server import DHCPServer
 from netsuite.registry import Registry
@@ -412,6 +413,11 @@ class ServiceFromConfigTests(ConfigMixin, SynchronousTestCase):
         self.assertIsNone(service.port)
         self.assertFalse(service.running)
         self.assertEqual(self.reactor.adoptedPorts, [])
+        # Unicast replies' neighbour entries: on the interface, in a
+        # thread of their own (not behind the lease file's commits).
+        self.assertIsInstance(service.neighbours, KernelNeighbours)
+        self.assertEqual(service.neighbours.interface, "br-lan")
+        self.assertIsNot(service.neighbours.runner, service.runner)
         server = service.server
         self.assertIsInstance(server, DHCPServer)
         self.assertEqual(server.interface_subnet.name, "lan")

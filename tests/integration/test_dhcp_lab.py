@@ -194,6 +194,18 @@ class DHCPLab(TestCase):
     def dhclient_files(self):
         return dhclient_files(self.work)
 
+    def dhclient(self, client, *args):
+        """
+        Run dhclient in C{client} with a script of ours; fire with
+        (exit code, the script's fields per line, stderr).
+        """
+        files = self.dhclient_files()
+        done = deferToThread(self.lab.exec, client, ["dhclient", "-v", *files, *args, "eth0"],
+                             timeout=30)
+        return done.addCallback(lambda p: (p.returncode, [
+            self.fields(line) for line in p.stdout.splitlines() if line.startswith("reason=")],
+            p.stderr))
+
 
 class DHCPLabTests(DHCPLab):
     """
@@ -225,18 +237,6 @@ class DHCPLabTests(DHCPLab):
                                      consumeErrors=True)
         addresses = [self.fields(result[1][-1])["ip"] for ok, result in results]
         self.assertEqual(len(set(addresses)), 3, addresses)
-
-    def dhclient(self, client, *args):
-        """
-        Run dhclient in C{client} with a script of ours; fire with
-        (exit code, the script's fields per line, stderr).
-        """
-        files = self.dhclient_files()
-        done = deferToThread(self.lab.exec, client, ["dhclient", "-v", *files, *args, "eth0"],
-                             timeout=30)
-        return done.addCallback(lambda p: (p.returncode, [
-            self.fields(line) for line in p.stdout.splitlines() if line.startswith("reason=")],
-            p.stderr))
 
     @inlineCallbacks
     def test_dhclient_lease_and_release(self):
