@@ -82,8 +82,8 @@ ldap_deadline = {deadline}
 
 PLUGINS = {"firewall": "netsuite-firewall", "dhcp": "netsuite-dhcp",
            "portal": "netsuite-portal", "netsuite": "netsuite"}
-READY = {"firewall": r"firewall ready", "dhcp": r"dhcp ready", "portal": r"portal ready",
-         "netsuite": r"portal ready", "ldaphook": r"^hooked$"}
+READY = {"firewall": ["firewall ready"], "dhcp": ["dhcp ready"], "portal": ["portal ready"],
+         "netsuite": ["firewall ready", "dhcp ready", "portal ready"], "ldaphook": ["^hooked$"]}
 SPLIT = ("firewall", "dhcp", "portal", "ldaphook")
 
 
@@ -121,7 +121,8 @@ class Bench:
             child = Child(argv, label=name, netns=self.lab.netns("ap"), cwd=ROOT,
                           keep=200).start()
             self.children.append(child)
-            child.wait_for_line(READY[name], timeout=60)
+            for line in READY[name]:
+                child.wait_for_line(line, timeout=60)
             started[name] = child
         return started
 

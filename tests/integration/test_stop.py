@@ -68,9 +68,10 @@ ldap_url = "{portal_ldap}"
 ldap_deadline = {deadline}
 """
 
-# twistd plugin -> the line it prints once ready
-READY = {"netsuite-firewall": "firewall ready", "netsuite-dhcp": "dhcp ready",
-         "netsuite-portal": "portal ready", "netsuite": "portal ready"}
+# twistd plugin -> the lines it prints once ready
+READY = {"netsuite-firewall": ["firewall ready"], "netsuite-dhcp": ["dhcp ready"],
+         "netsuite-portal": ["portal ready"],
+         "netsuite": ["firewall ready", "dhcp ready", "portal ready"]}
 
 
 class StopTests(TestCase):
@@ -102,12 +103,15 @@ class StopTests(TestCase):
                                   dhcp="dhcp" if split else ""))
         return path
 
+    @inlineCallbacks
     def daemon(self, plugin: str, name: str, config: str) -> Any:
         """Start C{twistd PLUGIN} in the access point; fire with it once ready."""
         child = spawn(self, name, [*TWISTD, "-n", "--pidfile=", plugin, "--name", name,
                                    "--config", config, "--socket-dir", self.sockets],
                       netns=self.lab.netns("ap"))
-        return child.when_line(READY[plugin]).addCallback(lambda _: child)
+        for line in READY[plugin]:
+            yield child.when_line(line)
+        return child
 
     def hook(self, config: str) -> Any:
         """Start the LDAP hook process in the access point; fire once hooked."""
