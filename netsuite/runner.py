@@ -8,7 +8,9 @@ L{ThreadRunner} is the one implementation (a thread pool of its own,
 started on first use and stopped at reactor shutdown): with one thread the
 calls run one at a time in call order (the firewall's rules, a store's
 commits), with more they run side by side (directory searches, password
-checks). L{netsuite.testing.SyncRunner} is the fake: it runs each call at
+checks). A stop waits for a running write; a runner of reads
+(C{finish=False}) leaves a running call behind instead, so that a hung
+server cannot hold the process's exit. L{netsuite.testing.SyncRunner} is the fake: it runs each call at
 once, in the caller's thread. L{GroupCommit} commits a store's queued
 writes through a runner, several in one transaction.
 """
@@ -54,7 +56,8 @@ class IRunner(Interface):
 
     def stop() -> None:
         """
-        Run nothing more; calls already running finish. Idempotent.
+        Run nothing more. Idempotent. Calls already running finish, or (for
+        a runner that allows it) are left to end on their own.
         """
 
 
@@ -83,15 +86,25 @@ class ThreadRunner:
     @param netns: run the calls in this named network namespace instead of
         the process's own (each worker thread enters it before its first
         call; for tests and for managing a namespace from outside it).
+    @param finish: whether L{stop} waits for the calls that are running.
+        True for writes (a commit, the firewall's teardown: they must be
+        done before the process exits). False for reads whose answer nobody
+        waits for once the process stops (directory searches, password
+        checks): L{stop} returns at once, and the threads are daemons, so
+        a call blocked on a hung server holds neither the reactor's
+        shutdown nor the interpreter's exit.
     """
 
     def __init__(self, reactor: Any, threads: int = 1, name: str = "netsuite",
-                 netns: Optional[str] = None) -> None:
+                 netns: Optional[str] = None, finish: bool = True) -> None:
         if threads < 1:
             raise ValueError(f"a runner needs at least one thread, not {threads}")
         self._reactor = reactor
         self.threads = threads
+        self.finish = finish
         self._pool = ThreadPool(minthreads=0, maxthreads=threads, name=name)
+        if not finish:
+            self._pool.threadFactory = _daemon_thread  # type: ignore[assignment]
         self._netns = netns
         self._entered = threading.local()
         self._trigger: Any = None
@@ -120,8 +133,9 @@ class ThreadRunner:
 
     def stop(self) -> None:
         """
-        Stop the pool; waits for the calls that are running (each bounded
-        by the deadline its caller gave it).
+        Stop the pool. With C{finish}, waits for the calls that are running
+        (a write takes milliseconds); without, returns at once and the
+        threads end after their call.
         """
         if self._stopped:
             return
@@ -132,9 +146,21 @@ class ThreadRunner:
                 self._reactor.removeSystemEventTrigger(trigger)
             except (ValueError, KeyError):
                 pass
+        if not self._pool.started:
+            return
+        if self.finish:
             self._pool.stop()
-        elif self._pool.started:
-            self._pool.stop()
+        else:
+            # ThreadPool.stop() joins its threads; joined in a daemon thread
+            # of its own, the busy ones are waited for by nobody.
+            _daemon_thread(target=self._pool.stop, name=f"{self._pool.name}-stop").start()
+
+
+def _daemon_thread(*args: Any, **kwargs: Any) -> threading.Thread:
+    """
+    A C{threading.Thread} the interpreter does not wait for at exit.
+    """
+    return threading.Thread(*args, daemon=True, **kwargs)
 
 
 class GroupCommit:

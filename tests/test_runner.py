@@ -107,6 +107,72 @@ class ThreadRunnerTests(RunnerContract, TestCase):
         results = yield gatherResults([pooled.run(barrier.wait), pooled.run(barrier.wait)])
         self.assertEqual(sorted(results), [0, 1])
 
+    def stop_in_thread(self, runner):
+        """
+        Call C{runner.stop()} in a thread of its own; return whether it
+        returned (within a generous guard, so that a stop that blocks fails
+        the test instead of hanging it).
+        """
+        stopping = threading.Thread(target=runner.stop, daemon=True)
+        stopping.start()
+        stopping.join(10)
+        return not stopping.is_alive()
+
+    @inlineCallbacks
+    def test_stopLeavesRunningReads(self):
+        """
+        A runner of reads (C{finish=False}) runs its calls in daemon threads
+        and its C{stop} returns while a call is still blocked (a hung
+        directory): the process's stop and exit do not wait for it.
+        """
+        reads = ThreadRunner(reactor, threads=2, name="test-reads", finish=False)
+        release = threading.Event()
+        self.addCleanup(release.set)
+        daemon = yield reads.run(lambda: threading.current_thread().daemon)
+        self.assertTrue(daemon)
+        started = threading.Event()
+
+        def hung():
+            started.set()
+            release.wait(30)
+        blocked = reads.run(hung)
+        self.assertTrue(started.wait(10))
+        self.assertTrue(self.stop_in_thread(reads))
+        self.assertFalse(blocked.called)
+        release.set()
+        yield blocked
+
+    @inlineCallbacks
+    def test_stopFinishesRunningWrites(self):
+        """
+        A runner of writes (the default) waits in C{stop} for the call that
+        is running: a commit is done before the process exits.
+        """
+        writes = ThreadRunner(reactor, name="test-writes")
+        release = threading.Event()
+        self.addCleanup(release.set)
+        daemon = yield writes.run(lambda: threading.current_thread().daemon)
+        self.assertFalse(daemon)
+        started = threading.Event()
+        done = []
+
+        def commit():
+            started.set()
+            release.wait(30)
+            done.append(True)
+        writes.run(commit)
+        self.assertTrue(started.wait(10))
+        seen = []
+
+        def stop():
+            writes.stop()
+            seen.append(list(done))  # what was done when stop returned
+        stopping = threading.Thread(target=stop, daemon=True)
+        stopping.start()
+        release.set()
+        stopping.join(10)
+        self.assertEqual(seen, [[True]])
+
     def test_atLeastOneThread(self):
         """
         A runner of no threads is refused.

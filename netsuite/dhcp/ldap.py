@@ -228,7 +228,7 @@ class LdapLookup:
         self.remember_by = REMEMBER_BY if settings.remember else None
         self._clock = clock if clock is not None else reactor
         self._runner = runner if runner is not None else ThreadRunner(
-            reactor, settings.threads, name="netsuite-ldap")
+            reactor, settings.threads, name="netsuite-ldap", finish=False)
         self.directory = directory if directory is not None else LdapDirectory(
             settings.url, settings.bind_dn, settings.password.reveal())
         self.counters = dict.fromkeys(
@@ -436,8 +436,8 @@ class LdapLookup:
 
     def close(self) -> None:
         """
-        Stop the threads (waiting at most a deadline for running searches)
-        and close the connections.
+        Stop the threads (not waiting for running searches: their answers
+        are no longer wanted) and close the connections.
         """
         self._runner.stop()
         self.directory.close()

@@ -9,6 +9,7 @@ accepts TCP and never answers: a connect timeout alone waits forever).
 from __future__ import annotations
 
 import math
+import socket
 import ssl
 import threading
 import time
@@ -121,6 +122,20 @@ def _unbind(connection: Any) -> None:
         pass
 
 
+def _abort(connection: Any) -> None:
+    """
+    Shut down the connection's socket, without its lock (which the thread
+    using it holds): a thread blocked on it (a hung server) wakes with an
+    error at once and drops the connection itself.
+    """
+    sock = getattr(connection, "socket", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
 @implementer(IDirectory)
 class LdapDirectory:
     """
@@ -141,6 +156,7 @@ class LdapDirectory:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: Set[Any] = set()
+        self._busy: Set[Any] = set()  # of those, the ones a thread is using now
 
     # searches
 
@@ -148,20 +164,26 @@ class LdapDirectory:
                budget: float) -> Tuple[Entry, ...]:
         """
         See L{IDirectory.search}. A reused connection that fails (the
-        server restarted) is replaced and the search tried once more.
+        server restarted) is replaced and the search tried once more; one
+        cut by L{close} is not.
         """
         end = time.monotonic() + budget
         reused = getattr(self._local, "connection", None)
         while True:
             connection = reused if reused is not None else self._connect(end)
+            self._use(connection, True)
             try:
                 return self._query(connection, base, filter, attributes, limit, end)
             except DirectoryError:
                 raise
             except Exception:
+                with self._lock:
+                    closed = connection not in self._connections  # cut by close()
                 self._drop(connection)
-                if reused is None or _remaining(end) <= 0:
+                if closed or reused is None or _remaining(end) <= 0:
                     raise
+            finally:
+                self._use(connection, False)
             reused = None  # the reused one failed: once more on a new one
 
     def _connect(self, end: float) -> Any:
@@ -171,6 +193,7 @@ class LdapDirectory:
         connection = self._open(self.url, self.bind_dn, self._password, remaining)
         with self._lock:
             self._connections.add(connection)
+            self._busy.add(connection)  # binding
         try:
             if self.bind_dn:
                 _narrow(connection, end)
@@ -202,11 +225,19 @@ class LdapDirectory:
             entries.append((item.get("dn", ""), values))
         return tuple(entries)
 
+    def _use(self, connection: Any, busy: bool) -> None:
+        with self._lock:
+            if busy:
+                self._busy.add(connection)
+            else:
+                self._busy.discard(connection)
+
     def _drop(self, connection: Any) -> None:
         if getattr(self._local, "connection", None) is connection:
             self._local.connection = None
         with self._lock:
             self._connections.discard(connection)
+            self._busy.discard(connection)
         _unbind(connection)
 
     # binds
@@ -227,8 +258,17 @@ class LdapDirectory:
             _unbind(connection)
 
     def close(self) -> None:
+        """
+        Unbind the idle search connections; cut those in use (a search
+        blocked on a hung server fails at once instead of holding this
+        call, made by a process that stops, until its deadline).
+        """
         with self._lock:
             connections, self._connections = self._connections, set()
+            busy, self._busy = self._busy, set()
             self._local = threading.local()
         for connection in connections:
-            _unbind(connection)
+            if connection in busy:
+                _abort(connection)
+            else:
+                _unbind(connection)

@@ -110,7 +110,7 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
 
     # Password checks (scrypt), LDAP binds and neighbour-table reads: a few
     # side by side, so that a hung directory cannot hold every login.
-    checks = ThreadRunner(reactor, threads=4, name="netsuite-portal-checks")
+    checks = ThreadRunner(reactor, threads=4, name="netsuite-portal-checks", finish=False)
 
     def find_mac(ip: Any) -> Any:
         return checks.run(neighbour_mac, ip)

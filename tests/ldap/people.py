@@ -19,17 +19,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def slapd_with_alice(test, suffix: str = "dc=example,dc=test", hosts=()) -> SlapdPeer:
+def slapd_with_alice(test, suffix: str = "dc=example,dc=test", hosts=(),
+                     netns=None) -> SlapdPeer:
     """
-    Start slapd for C{test} (stopped at its clean-up), with C{hosts} under
-    C{ou=hosts} and alice under C{ou=people}; skip when OpenLDAP is missing.
+    Start slapd for C{test} (stopped at its clean-up), on loopback (of
+    namespace C{netns}, if given), with C{hosts} under C{ou=hosts} and
+    alice under C{ou=people}; skip when OpenLDAP is missing.
     """
     absent = missing("slapd", "slapadd", "ldapadd")
     if absent:
         raise SkipTest(f"needs OpenLDAP's {', '.join(absent)} (Debian: slapd, ldap-utils)")
     if not os.path.exists("/etc/ldap/schema/nis.schema"):
         raise SkipTest("needs /etc/ldap/schema/nis.schema (Debian: slapd)")
-    slapd = SlapdPeer(None, "127.0.0.1", free_port(), suffix=suffix, hosts=list(hosts))
+    slapd = SlapdPeer(netns, "127.0.0.1", free_port(), suffix=suffix, hosts=list(hosts))
     test.addCleanup(slapd.stop)
     slapd.start(timeout=10)
     ldif = (f"dn: ou=people,{suffix}\nobjectClass: organizationalUnit\nou: people\n\n"

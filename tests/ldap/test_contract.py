@@ -4,11 +4,14 @@ L{LdapDirectory} against a real slapd on loopback. Both are blocking; the
 tests call them directly (the services call them through a runner).
 """
 
+import threading
+
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from netsuite.ldap import (DirectoryError, IDirectory, LdapDirectory, MemoryDirectory,
                            escape_dn_value, escape_filter_value, server_address, url_error)
+from netsuite.ldap.directory import open_connection
 
 from .people import slapd_with_alice
 
@@ -170,6 +173,56 @@ class SlapdDirectoryTests(DirectoryContract, SynchronousTestCase):
         self.addCleanup(self.slapd.resume)
         directory = self.make(ADMIN, "secret")
         self.assertRaises(Exception, directory.search, HOSTS, "(cn=h1)", ["cn"], 1.0)
+
+
+    def test_closeCutsHungSearch(self):
+        """
+        C{close} (a stopping process) does not wait for a search blocked on
+        a hung server: it returns at once, and the search fails at once
+        instead of at its deadline, without trying a new connection.
+        """
+        searches = []
+        second = threading.Event()
+
+        def opener(*args):
+            connection = open_connection(*args)
+            search = connection.search
+
+            def counted(*a, **kw):
+                searches.append(1)
+                if len(searches) == 2:
+                    second.set()
+                return search(*a, **kw)
+            connection.search = counted
+            return connection
+        directory = LdapDirectory(self.slapd.url, self.slapd.admin_dn, self.slapd.password,
+                                  open_connection=opener)
+        bound, paused = threading.Event(), threading.Event()
+        outcome = []
+
+        def searcher():
+            directory.search(HOSTS, "(cn=h1)", ["cn"], 8, 5.0)  # connected and bound
+            bound.set()
+            paused.wait(30)
+            try:
+                outcome.append(directory.search(HOSTS, "(cn=h1)", ["cn"], 8, 60.0))
+            except Exception as e:
+                outcome.append(e)
+        worker = threading.Thread(target=searcher, daemon=True)
+        worker.start()
+        self.addCleanup(self.slapd.resume)
+        self.assertTrue(bound.wait(30))
+        self.slapd.pause()
+        paused.set()
+        self.assertTrue(second.wait(30))
+        closing = threading.Thread(target=directory.close, daemon=True)
+        closing.start()
+        closing.join(10)  # a guard: before, close waited for the 60 s deadline
+        self.assertFalse(closing.is_alive())
+        worker.join(10)
+        self.assertFalse(worker.is_alive())
+        self.assertEqual(len(outcome), 1)
+        self.assertIsInstance(outcome[0], Exception)
 
 
 class UrlTests(SynchronousTestCase):
