@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import deque
 from ipaddress import IPv4Address, IPv4Network
-from typing import (Any, Deque, Dict, FrozenSet, List, Mapping, Optional, Sequence,
+from typing import (Any, Deque, Dict, FrozenSet, List, Mapping, Optional, Sequence, Set,
                     Tuple, Union)
 
 import attr
@@ -117,6 +117,8 @@ class _Range:
         self.lowest = {NEW: 0, OLD: 0}
         self.exhausted = False
         self.excluded = subnet.excluded()
+        # Quarantined addresses (declined, not yet back): bounded by Pool.
+        self.declined: Set[int] = set()
         self.reserved: Dict[int, List[Union[MAC, bytes]]] = {}
         for key, address in subnet.reservations.items():
             self.reserved.setdefault(int(address), []).append(key)
@@ -169,14 +171,30 @@ class Pool:
     @param clock: the time source.
     @param offer_hold: seconds an offered address stays kept for its client.
     @param quarantine: seconds a declined address stays out of use.
+    @param declines_per_client: how many addresses one client may have
+        quarantined in C{quarantine} seconds; its further DECLINEs are
+        refused.
+    @param decline_fraction: the most of a subnet's range quarantined at
+        once (at least one address); DECLINEs beyond it are refused.
+
+    A refused DECLINE does not quarantine: the offer or lease declined is
+    let go, so the address is free again (L{refused_declines} counts them).
+    A client can no longer empty the pool by declining every address it is
+    offered under made-up MACs.
     """
 
     def __init__(self, subnets: Sequence[Subnet], store: LeaseStore, clock: IReactorTime,
-                 offer_hold: float = 60.0, quarantine: float = 3600.0) -> None:
+                 offer_hold: float = 60.0, quarantine: float = 3600.0,
+                 declines_per_client: int = 3, decline_fraction: float = 0.1) -> None:
         self.store = store
         self.clock = clock
         self.offer_hold = offer_hold
         self.quarantine = quarantine
+        self.declines_per_client = declines_per_client
+        self.decline_fraction = decline_fraction
+        self.refused_declines = 0
+        # client key -> (end of its window, declines accepted in it)
+        self._declines: Dict[bytes, Tuple[float, int]] = {}
         self.subnets: Dict[str, Subnet] = {}
         self._ranges: Dict[str, _Range] = {}
         self._holds: Deque[Tuple[float, int, bytes]] = deque()
@@ -188,8 +206,13 @@ class Pool:
             rng = self._ranges[subnet.name] = _Range(subnet)
             for ip, state in store.rows(subnet.name):
                 rng.mark(ip, OLD if state in ("released", "expired") else USED)
+                if state == "declined":
+                    rng.declined.add(ip)
         for offer in store.offers():
             self._hold(offer)
+        # The clients in a window are at most the quarantines of one window.
+        self._declines_bound = 2 * sum(max(1, int(len(rng.marks) * decline_fraction))
+                                       for rng in self._ranges.values()) + 1024
 
     def subnet_for(self, address: IPv4Address) -> Optional[Subnet]:
         """
@@ -264,6 +287,10 @@ class Pool:
                     rng.mark(address, NEW)
                 else:
                     rng.mark(address, OLD if lease.state in ("released", "expired") else USED)
+                if lease is not None and lease.state == "declined":
+                    rng.declined.add(address)
+                else:
+                    rng.declined.discard(address)
                 return
 
     # Transitions.
@@ -364,6 +391,7 @@ class Pool:
         rng = self._ranges.get(offer.subnet)
         if rng is not None:
             rng.mark(int(offer.ip), USED)
+            rng.declined.discard(int(offer.ip))  # a quarantine over, offered again
             self._holds.append((offer.expires, int(offer.ip), offer.client_key))
 
     def _drop_offer_of(self, subnet: str, client_key: bytes) -> None:
@@ -440,7 +468,7 @@ class Pool:
         C{quarantine} seconds.
 
         @return: the quarantine record, or L{None} if C{ip} was not the
-            client's to decline.
+            client's to decline, or the decline was refused (see L{Pool}).
         """
         now = self.clock.seconds()
         self._sweep_offers(now)
@@ -448,10 +476,38 @@ class Pool:
         if (lease is None or lease.client_key != client_key
                 or lease.state not in ("bound", "offered")):
             return None
+        if not self._may_decline(lease, now):
+            self.refused_declines += 1
+            _log.info("refused a DECLINE of {ip}: too many quarantined by this client or in "
+                      "subnet {subnet} ({n} refused so far)", ip=str(ip), subnet=lease.subnet,
+                      n=self.refused_declines)
+            self.release(ip, client_key)
+            return None
         declined = attr.evolve(lease, state="declined", expires=now + self.quarantine)
         self.store.put(declined, durable=False)
         self._remark(ip)
         return declined
+
+    def _may_decline(self, lease: Lease, now: float) -> bool:
+        """
+        Whether the client's DECLINE of C{lease} may quarantine it (within
+        both bounds); counts it if so.
+        """
+        rng = self._ranges.get(lease.subnet)
+        if rng is None:
+            return False
+        if len(rng.declined) >= max(1, int(len(rng.marks) * self.decline_fraction)):
+            return False
+        ends, count = self._declines.get(lease.client_key, (0.0, 0))
+        if ends <= now:
+            ends, count = now + self.quarantine, 0
+        if count >= self.declines_per_client:
+            return False
+        if len(self._declines) > self._declines_bound:  # mostly windows over: forget them
+            self._declines = {key: window for key, window in self._declines.items()
+                              if window[0] > now}
+        self._declines[lease.client_key] = (ends, count + 1)
+        return True
 
     def expire(self, limit: int = 1000) -> List[Lease]:
         """

@@ -81,8 +81,9 @@ def reply_destination(request: Packet, reply: Packet) -> Tuple[str, int, Optiona
 
 class DHCPProtocol(DatagramProtocol):
     """
-    Moves bytes: parses requests, hands them to C{server.handle(packet)}
-    (which returns a reply packet, None, or a Deferred of either) and sends
+    Moves bytes: parses requests, hands them to C{server.handle(packet,
+    source)} (the source address as text; it returns a reply packet, None,
+    or a Deferred of either) and sends
     the replies. A request whose handling fails is logged and gets no
     answer.
 
@@ -126,7 +127,7 @@ class DHCPProtocol(DatagramProtocol):
             self.ignored += 1
             return
         try:
-            reply = self.server.handle(request)
+            reply = self.server.handle(request, addr[0])
         except Exception:
             self._failed(Failure(), request)
             return

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 from ipaddress import IPv4Address, IPv4Network
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import LoopingCall
@@ -56,6 +56,9 @@ MAILBOXES = {
                      "(None removes). Sent only when it has listeners or watchers.",
     "/dhcp/leases": "Leases: {mac?, ip?}; answers a list of {ip, mac, state, expires, hostname, "
                     "subnet}.",
+    "/dhcp/counters": "The server's counters: {name: count}, e.g. offers, acks, naks and each "
+                      "kind of refused request (unlisted_relay, unknown_renewals, "
+                      "refused_declines).",
 }
 EVENTS = {
     "/dhcp/lease/offered": "Event: an address was offered {ip, mac, subnet, source}.",
@@ -75,11 +78,22 @@ class DHCPServer:
     @param interface_subnet: the subnet of the interface served directly
         (requests without a relay).
     @param portal_url: the captive-portal URL (option 114), if any.
+    @param relays: the addresses relays send from. A request with giaddr
+        set from any other source is dropped (C{unlisted_relay}): else a
+        client on the LAN, setting giaddr, leases from a relayed subnet
+        and has replies sent wherever its giaddr says.
+    @param bind_unknown_renewals: ACK a RENEWING or REBINDING request for
+        a free address the server holds no lease of for that client (after
+        a lost lease file, say), instead of NAKing it (C{unknown_renewals}):
+        lets any client take any free address without a DISCOVER.
     """
 
     def __init__(self, registry: IRegistry, runner: IRunner, clock: Any,
                  interface_subnet: Optional[Subnet], portal_url: str = "",
-                 sweep_interval: float = 10.0) -> None:
+                 sweep_interval: float = 10.0, relays: Iterable[IPv4Address] = (),
+                 bind_unknown_renewals: bool = False) -> None:
+        self.relays = frozenset(str(ip) for ip in relays)
+        self.bind_unknown_renewals = bind_unknown_renewals
         self.registry = registry
         self.pool: Optional[Pool] = None
         self.runner = runner
@@ -91,7 +105,8 @@ class DHCPServer:
         self._encoded_replies: Dict[Tuple[str, Optional[int]], List[Tuple[int, bytes]]] = {}
         self.counters = {"dropped": 0, "unknown_type": 0, "no_subnet": 0, "not_ready": 0,
                          "offers": 0, "acks": 0, "naks": 0, "exhausted": 0,
-                         "refused_hook_addresses": 0}
+                         "refused_hook_addresses": 0, "refused_declines": 0,
+                         "unlisted_relay": 0, "unknown_renewals": 0}
         self._sweeping = LoopingCall(self.sweep)
         self._sweeping.clock = clock
         self.sweep_interval = sweep_interval
@@ -100,7 +115,8 @@ class DHCPServer:
     def _declare(self) -> None:
         declare_service(self.registry, "dhcp", MAILBOXES, EVENTS, {
             "/dhcp/lookup": self._pool_lookup,
-            "/dhcp/leases": self._leases})
+            "/dhcp/leases": self._leases,
+            "/dhcp/counters": lambda message: Stop(dict(self.counters))})
 
     def start(self, pool: Pool) -> None:
         """
@@ -166,14 +182,19 @@ class DHCPServer:
                 "requested": request.requested_ip, "hostname": request.hostname,
                 "subnet": subnet.name, "network": _network_text(subnet.network)}
 
-    def handle(self, request: Packet) -> Any:
+    def handle(self, request: Packet, source: Optional[str] = None) -> Any:
         """
         The reply to C{request}: a L{Packet}, None, or a Deferred of either.
         A request without a client's message type (option 53 absent, 0,
-        13, an OFFER...) is dropped and counted, unseen by any mailbox.
+        13, an OFFER...), or relayed (giaddr) from a C{source} address
+        that is not a listed relay, is dropped and counted, unseen by any
+        mailbox.
         """
         if request.message_type not in REQUEST_TYPES:
             self.counters["unknown_type"] += 1
+            return None
+        if request.giaddr != ZERO and source not in self.relays:
+            self.counters["unlisted_relay"] += 1
             return None
         if self.pool is None:
             self.counters["not_ready"] += 1
@@ -291,6 +312,13 @@ class DHCPServer:
                 return self._nak(request, subnet, "not the client's address")
         else:  # RENEWING or REBINDING
             ip = request.ciaddr
+            if ip != ZERO and not self.bind_unknown_renewals:
+                lease = store.get_by_ip(ip)
+                if (lease is None or lease.client_key != key or lease.subnet != subnet.name
+                        or lease.state not in ("bound", "expired")):
+                    self.counters["unknown_renewals"] += 1
+                    return self._nak(request, subnet, "no lease of this address for this "
+                                     "client")
         if ip is None or ip == ZERO:
             return None
         previous = store.get_by_client(key, subnet.name)
@@ -324,8 +352,10 @@ class DHCPServer:
     def _decline(self, request: Packet, subnet: Subnet) -> None:
         if request.server_id not in (None, subnet.server) or request.requested_ip is None:
             return
+        refused = self.pool.refused_declines
         declined = self.pool.decline(request.requested_ip, request.client_key)
         self.committer.flush()
+        self.counters["refused_declines"] += self.pool.refused_declines - refused
         if declined is not None:
             _log.warn("{mac} declined {ip} (in use?); quarantined",
                       mac=str(request.mac), ip=str(request.requested_ip))

@@ -14,7 +14,8 @@ from twisted.internet.defer import gatherResults, maybeDeferred
 from twisted.logger import Logger
 
 from ..config.fields import (CLIENT_ID, INTERFACE, IPV4, IPV4_LIST, IPV4_OR_NONE, MAC_OR_NONE,
-                             NETWORK, PATH, PORT, POSITIVE_SECONDS, SECONDS, positive)
+                             NETWORK, PATH, PORT, POSITIVE_SECONDS, SECONDS, at_least,
+                             positive, positive_at_most)
 from ..config.options import Override
 from ..config.schema import ConfigError, Field, Table, TableList
 from ..process import settle_heap
@@ -57,6 +58,16 @@ SECTION = {
     "offer_hold": Field(POSITIVE_SECONDS, 60.0, "seconds an offered address is kept for its "
                         "client"),
     "decline_quarantine": Field(SECONDS, 3600.0, "seconds a declined address stays unused"),
+    "declines_per_client": Field(int, 3, "addresses one client may have quarantined per "
+                                 "decline_quarantine; its further DECLINEs are refused",
+                                 at_least(0)),
+    "decline_fraction": Field(float, 0.1, "the most of a subnet's range quarantined at once",
+                              positive_at_most(1.0)),
+    "relays": Field(IPV4_LIST, [], "the addresses relays send from; a request with giaddr "
+                    "from any other address is dropped"),
+    "bind_unknown_renewals": Field(bool, False, "ACK a RENEWING/REBINDING request for a free "
+                                   "address this server has no lease of for that client "
+                                   "(else NAK)"),
     "captive_portal_url": Field(str, "", "option 114 (RFC 8910) for every client"),
     "sweep_interval": Field(SECONDS, 10.0, "seconds between lease expiry sweeps (0: never)"),
     "subnet": TableList(SUBNET, "the subnets served"),
@@ -195,14 +206,22 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
     direct = next((s for s in subnets if s.interface is not None), None)
     runner = ThreadRunner(reactor, name="netsuite-dhcp-leases")
     server = DHCPServer(registry, runner, reactor, direct,
-                        section.captive_portal_url, section.sweep_interval)
+                        section.captive_portal_url, section.sweep_interval,
+                        relays=section.relays,
+                        bind_unknown_renewals=section.bind_unknown_renewals)
+    relayed = [s.name for s in subnets if s.interface is None]
+    if relayed and not section.relays:
+        _log.warn("dhcp: subnets {names} are reached through relays but dhcp.relays lists "
+                  "none: their requests are dropped", names=", ".join(relayed))
 
     def build_pool() -> Pool:
         directory = os.path.dirname(section.lease_file)
         if directory:
             os.makedirs(directory, exist_ok=True)
         return Pool(subnets, LeaseStore(section.lease_file, write_through=False), reactor,
-                    offer_hold=section.offer_hold, quarantine=section.decline_quarantine)
+                    offer_hold=section.offer_hold, quarantine=section.decline_quarantine,
+                    declines_per_client=section.declines_per_client,
+                    decline_fraction=section.decline_fraction)
 
     top = MultiService()
     if section.ldap.enabled:

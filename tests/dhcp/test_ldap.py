@@ -655,7 +655,8 @@ class ServerLookupTests(SynchronousTestCase):
         clock = Clock()
         clock.advance(1_000_000)
         registry = Registry("dhcp", clock)
-        server = DHCPServer(registry, SyncRunner(), clock, LAN, sweep_interval=0)
+        server = DHCPServer(registry, SyncRunner(), clock, LAN, sweep_interval=0,
+                            relays=[IPv4Address("10.90.0.1")])
         server.start(Pool([LAN, RELAYED], LeaseStore(":memory:"), clock))
         directory = MockDirectory(host("alpha", KNOWN, "10.90.0.15", "10.89.0.50"))
         hook = install(registry, parse_settings({"base": BASE, "enabled": True}), clock,
@@ -664,7 +665,7 @@ class ServerLookupTests(SynchronousTestCase):
         for xid in (1, 2):
             direct = self.successResultOf(server.handle(request(DISCOVER, KNOWN, xid)))
             relayed = self.successResultOf(server.handle(
-                request(DISCOVER, KNOWN, xid, giaddr=IPv4Address("10.90.0.1"))))
+                request(DISCOVER, KNOWN, xid, giaddr=IPv4Address("10.90.0.1")), "10.90.0.1"))
             self.assertEqual((direct.yiaddr, relayed.yiaddr),
                              (IPv4Address("10.89.0.50"), IPv4Address("10.90.0.15")))
             self.assertEqual(decode_option(12, relayed.option(12)), "alpha")

@@ -82,7 +82,7 @@ class FakeServer:
         self.handled = []
         self.answer = answer
 
-    def handle(self, packet):
+    def handle(self, packet, source=None):
         self.handled.append(packet)
         return self.answer(packet) if self.answer else None
 

@@ -35,6 +35,7 @@ LAN = Subnet(name="lan", network=IPv4Network("10.89.0.0/24"),
 RELAYED = Subnet(name="far", network=IPv4Network("10.90.0.0/24"),
                  first=IPv4Address("10.90.0.10"), last=IPv4Address("10.90.0.20"),
                  server=IPv4Address("10.90.0.1"))
+RELAY = IPv4Address("10.90.0.1")
 
 
 def request(kind, mac=MAC_A, xid=7, **fields):
@@ -53,7 +54,8 @@ class ServerTests(SynchronousTestCase):
         self.pool = Pool([LAN, RELAYED], self.store, self.clock, offer_hold=30,
                          quarantine=100)
         self.server = DHCPServer(self.registry, SyncRunner(), self.clock, LAN,
-                                 portal_url="http://10.89.0.1:8080/", sweep_interval=10)
+                                 portal_url="http://10.89.0.1:8080/", sweep_interval=10,
+                                 relays=[RELAY])
         self.server.start(self.pool)
         self.addCleanup(self.server.stop)
         self.events = []
@@ -61,8 +63,13 @@ class ServerTests(SynchronousTestCase):
             self.registry.watch(f"/dhcp/lease/{kind}",
                                 lambda m, kind=kind: self.events.append((kind, m)))
 
-    def handle(self, packet):
-        reply = self.successResultOf(maybeDeferred(self.server.handle, packet))
+    def handle(self, packet, source=None):
+        """
+        The reply to C{packet}, from C{source} (a relayed one: the relay).
+        """
+        if source is None and packet.giaddr != IPv4Address(0):
+            source = str(RELAY)
+        reply = self.successResultOf(maybeDeferred(self.server.handle, packet, source))
         self.registry.eventual.flush_sync()
         return reply
 

@@ -9,7 +9,8 @@ from typing import Any
 from ipaddress import IPv4Address, IPv4Network
 
 from twisted.application.service import IServiceCollection
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -461,6 +462,40 @@ class ServiceFromConfigTests(ConfigMixin, SynchronousTestCase):
         other = pool.offer("lan", b"\x01" + bytes.fromhex("02000000000a"),
                            MAC("02:00:00:00:00:0a"))
         self.assertTrue(IPv4Address("10.89.0.100") <= other.ip <= IPv4Address("10.89.0.199"))
+
+    def test_guard_keys(self) -> None:
+        """
+        The starvation defences' keys reach the pool and the server: by
+        default no relay is trusted, unknown renewals are NAKed, and a
+        client quarantines at most 3 addresses, a subnet a tenth of its
+        range; a relayed subnet without dhcp.relays is warned about.
+        """
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        service = self.dhcp_service(self.build(LAN + RELAYED))
+        self.assertEqual((service.server.relays, service.server.bind_unknown_renewals),
+                         (frozenset(), False))
+        self.assertIn("dhcp.relays lists none", "".join(
+            formatEvent(event) for event in events))
+        self.config.dhcp.lease_file = ":memory:"
+        pool = service.build_pool()
+        self.assertEqual((pool.declines_per_client, pool.decline_fraction), (3, 0.1))
+        self.registry = Registry("dhcp", self.reactor)
+        service = self.dhcp_service(self.build(LAN.replace("[dhcp]\n", (
+            '[dhcp]\nrelays = ["10.90.0.254"]\nbind_unknown_renewals = true\n'
+            'declines_per_client = 1\ndecline_fraction = 0.5\n'))))
+        self.assertEqual((service.server.relays, service.server.bind_unknown_renewals),
+                         (frozenset({"10.90.0.254"}), True))
+        self.config.dhcp.lease_file = ":memory:"
+        pool = service.build_pool()
+        self.assertEqual((pool.declines_per_client, pool.decline_fraction), (1, 0.5))
+        for key, value, expected in [("decline_fraction", "0", "a number above 0"),
+                                     ("decline_fraction", "1.5", "at most 1"),
+                                     ("declines_per_client", "-1", "0 or more"),
+                                     ("relays", '["relay.example"]', "IPv4 addresses")]:
+            error = self.assertRaises(ConfigError, self.load, LAN.replace(
+                "[dhcp]\n", f"[dhcp]\n{key} = {value}\n"))
+            self.assertIn(f"key 'dhcp.{key}': expected", str(error))
+            self.assertIn(expected, str(error))
 
     def test_refused(self) -> None:
         """
