@@ -209,6 +209,7 @@ level = "info"
 enabled = true
 interface = "br-lan"
 lease_file = "{lease_file}"
+relays = ["{giaddr}"]
 
 [[dhcp.subnet]]
 name = "lan"

@@ -4,6 +4,7 @@ namespace, real DHCP clients (busybox udhcpc, ISC dhclient) run in the
 client namespaces.
 """
 
+import json
 import os
 import re
 import signal
@@ -28,6 +29,7 @@ enabled = true
 interface = "br-lan"
 lease_file = "{leases}"
 sweep_interval = 1.0
+relays = {relays}
 
 [[dhcp.subnet]]
 name = "lan"
@@ -116,6 +118,7 @@ class DHCPLab(TestCase):
     timeout = 120
     last = "10.89.0.150"
     lease_time = 600
+    relays = ()  # the addresses allowed to relay (dhcp.relays)
 
     @inlineCallbacks
     def setUp(self):
@@ -133,7 +136,8 @@ class DHCPLab(TestCase):
         yield self.before_server()
         self.config = write_config(self, CONFIG.format(
             leases=os.path.join(self.work, "leases.sqlite"), last=self.last,
-            lease_time=self.lease_time) + self.extra_config())
+            lease_time=self.lease_time, relays=json.dumps(list(self.relays)))
+            + self.extra_config())
         yield self.start_server()
         self.bus = connect("ap", socket_dir=self.sockets, reactor=reactor)
         self.addCleanup(self.bus.close)

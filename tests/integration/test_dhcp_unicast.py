@@ -85,6 +85,8 @@ class UnicastTests(DHCPLab):
     67 (the server's replies, and the test relay's request).
     """
 
+    relays = (RELAY,)
+
     def before_server(self):
         if missing("tcpdump"):
             raise SkipTest("not installed: tcpdump (Debian: tcpdump)")
