@@ -478,9 +478,10 @@ class Pool:
             return None
         if not self._may_decline(lease, now):
             self.refused_declines += 1
-            _log.info("refused a DECLINE of {ip}: too many quarantined by this client or in "
-                      "subnet {subnet} ({n} refused so far)", ip=str(ip), subnet=lease.subnet,
-                      n=self.refused_declines)
+            log = _log.warn if self.refused_declines % 1000 == 1 else _log.debug
+            log("refused a DECLINE of {ip}: too many quarantined by this client or in subnet "
+                "{subnet} ({n} refused so far)", ip=str(ip), subnet=lease.subnet,
+                n=self.refused_declines)
             self.release(ip, client_key)
             return None
         declined = attr.evolve(lease, state="declined", expires=now + self.quarantine)

@@ -194,7 +194,10 @@ class DHCPServer:
             self.counters["unknown_type"] += 1
             return None
         if request.giaddr != ZERO and source not in self.relays:
-            self.counters["unlisted_relay"] += 1
+            dropped = self.counters["unlisted_relay"] = self.counters["unlisted_relay"] + 1
+            log = _log.warn if dropped % 1000 == 1 else _log.debug
+            log("dropped a request relayed (giaddr {giaddr}) from {source}, not in dhcp.relays "
+                "({n} so far)", giaddr=str(request.giaddr), source=source, n=dropped)
             return None
         if self.pool is None:
             self.counters["not_ready"] += 1

@@ -9,6 +9,8 @@ from ipaddress import IPv4Address, IPv4Network
 
 from twisted.internet.defer import maybeDeferred
 from twisted.internet.task import Clock
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from netsuite.dhcp.leases import LeaseStore
@@ -65,8 +67,10 @@ class StarvationTests(SynchronousTestCase):
         200 DISCOVER + DECLINE exchanges, each under a new MAC, quarantine
         at most a tenth of the 100 addresses; the refused DECLINEs let
         their offer go, so 90 addresses stay free, and a real client then
-        gets one.
+        gets one. The refusals are warned about once (then every
+        thousandth), not 190 times.
         """
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         for xid in range(200):
             mac = random_mac(self.random)
             offer = self.handle(packet(DISCOVER, mac, xid))
@@ -75,6 +79,9 @@ class StarvationTests(SynchronousTestCase):
                 50: offer.yiaddr.packed, 54: SERVER.packed}))
         self.assertEqual(self.pool.free_count("lan"), 90)
         self.assertEqual(self.server.counters["refused_declines"], 190)
+        self.assertEqual(self.pool.refused_declines, 190)
+        self.assertEqual(len([e for e in events if e["log_level"] == LogLevel.warn
+                              and "refused a DECLINE" in formatEvent(e)]), 1)
         declined = [lease for lease in self.store.all("lan") if lease.state == "declined"]
         self.assertEqual(len(declined), 10)
         offer = self.handle(packet(DISCOVER, MAC("02:4e:00:00:00:0a")))
@@ -152,8 +159,12 @@ class StarvationTests(SynchronousTestCase):
         """
         mac = MAC("02:4e:00:00:00:0a")
         forged = packet(DISCOVER, mac, giaddr=RELAY)
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         self.assertIsNone(self.handle(forged, "10.89.0.150"))
         self.assertIsNone(self.handle(forged, None))
+        warned = [formatEvent(e) for e in events if e["log_level"] == LogLevel.warn]
+        self.assertEqual(len(warned), 1)  # the first, then every thousandth
+        self.assertIn("from 10.89.0.150, not in dhcp.relays", warned[0])
         counters = self.successResultOf(self.registry.send("/dhcp/counters", {}))
         self.assertEqual((counters["unlisted_relay"], counters["offers"]), (2, 0))
         self.assertEqual(self.pool.free_count("far"), 100)
