@@ -83,9 +83,8 @@ class DHCPProtocol(DatagramProtocol):
     """
     Moves bytes: parses requests, hands them to C{server.handle(packet,
     source)} (the source address as text; it returns a reply packet, None,
-    or a Deferred of either) and sends
-    the replies. A request whose handling fails is logged and gets no
-    answer.
+    or a Deferred of either) and sends the replies. A request whose
+    handling fails is logged and gets no answer.
 
     @param neighbours: writes the neighbour entry a unicast to a client
         without an address needs (L{netsuite.dhcp.neighbours}); without

@@ -80,10 +80,12 @@ class FakeNeighbours:
 class FakeServer:
     def __init__(self, answer=None):
         self.handled = []
+        self.sources = []
         self.answer = answer
 
     def handle(self, packet, source=None):
         self.handled.append(packet)
+        self.sources.append(source)
         return self.answer(packet) if self.answer else None
 
 
@@ -94,6 +96,16 @@ class ProtocolTests(SynchronousTestCase):
         protocol = DHCPProtocol(self.server, neighbours)
         protocol.transport = FakePort(self.socket)
         return protocol
+
+    def test_source_to_server(self):
+        """
+        The server is told where each request came from (its source
+        address as text): it serves relayed requests from listed relays
+        only.
+        """
+        protocol = self.make()
+        protocol.datagramReceived(request(giaddr=RELAY).to_bytes(), ("10.90.0.254", 67))
+        self.assertEqual(self.server.sources, ["10.90.0.254"])
 
     def test_malformed_counted(self):
         """
