@@ -36,7 +36,8 @@ EVENTS = {
     "/portal/request": "Event: the portal caught a request {ip, host, path, method}.",
     "/portal/login": "Event: a client logged in {ip, mac, reason, username?}.",
     "/portal/logout": "Event: a client logged out {ip, mac, reason} (logout, idle-timeout, "
-                      "session-timeout, quota, moved, replaced, operator, admin).",
+                      "session-timeout, quota, moved, replaced, operator, admin, "
+                      "lease-released, lease-expired).",
 }
 
 MacFinder = Callable[[ipaddress.IPv4Address], "Deferred[Optional[MAC]]"]

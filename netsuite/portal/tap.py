@@ -35,6 +35,8 @@ SECTION = {
     "firewall_process": Field(str, "", "process running the firewall (\"\": this one)"),
     "dhcp_process": Field(str, "", "process whose /dhcp/leases gives unknown MACs "
                           "(\"\": this one)"),
+    "end_with_lease": Field(bool, True, "end a client's session when dhcp_process says "
+                            "its lease was released or expired"),
     "idle_timeout": Field(SECONDS, 1800.0, "log out after this many idle seconds (0: never)"),
     "session_timeout": Field(SECONDS, 0.0, "log out this many seconds after login "
                              "(0: never)"),
@@ -92,6 +94,7 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
     from .service import PortalService, neighbour_mac
     from .sessions import SessionStore, Sessions
     from .announce import Announcer
+    from .leaseends import LeaseEnds
     from .tls import ApiResource, api_endpoint, api_settings, load_tls
     from .front import PortalSite
     from .pages import Pages
@@ -139,9 +142,11 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
     site.displayTracebacks = False
     address = section.interface_address.replace(":", "\\:")
     endpoint = f"tcp:{section.port}" + (f":interface={address}" if address else "")
+    lease_ends = LeaseEnds(portal, section.dhcp_process) if section.end_with_lease else None
     settings = api_settings(section, config.source)
     if settings is None:
-        return PortalService(portal, site, reactor, endpoint, section.sample_interval)
+        return PortalService(portal, site, reactor, endpoint, section.sample_interval,
+                             lease_ends=lease_ends)
     resource.secure_base = settings.url[:-len("/api")]
     api_site = Site(ApiResource(resource, host))
     api_site.displayTracebacks = False
@@ -150,7 +155,8 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
                          api_site=api_site,
                          api_endpoint=api_endpoint(reactor, settings, tls_options),
                          api_url=settings.url,
-                         announcer=Announcer(registry, settings.url, section.dhcp_process))
+                         announcer=Announcer(registry, settings.url, section.dhcp_process),
+                         lease_ends=lease_ends)
 
 
 def check(config: Any) -> None:

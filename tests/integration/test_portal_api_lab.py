@@ -233,3 +233,22 @@ class PortalApiLabTests(TestCase):
         self.assertEqual([str(s["ip"]) for s in sessions], [env["ip"]])
         answer = yield self.api_answer()
         self.assertIs(answer["captive"], False)
+
+    @inlineCallbacks
+    def test_release_ends_session(self):
+        """
+        A client that releases its lease (dhclient -r sends DHCPRELEASE)
+        loses its portal session: the next holder of the address starts at
+        the portal ([portal] end_with_lease, on by default).
+        """
+        bound = [fields for fields in (yield self.dhclient()) if fields["reason"] == "BOUND"]
+        yield self.login()
+        sessions = yield self.bus.send("/portal/sessions")
+        self.assertEqual([str(s["ip"]) for s in sessions], [bound[0]["ip"]])
+        ended = self.bus.wait_for("/portal/logout", {"reason": "lease-released"}, timeout=15)
+        done = yield self.run_in("c1", ["dhclient", "-r", "-v", *dhclient_files(self.work),
+                                        "eth0"])
+        self.assertEqual(done.returncode, 0, done.stderr)
+        logout = yield ended
+        self.assertEqual(str(logout["ip"]), bound[0]["ip"])
+        self.assertEqual((yield self.bus.send("/portal/sessions")), [])
