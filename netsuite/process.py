@@ -20,6 +20,7 @@ import sys
 from typing import Any, Dict, Iterable, List, TextIO
 
 from twisted.application.service import MultiService, Service
+from twisted.internet.defer import gatherResults, maybeDeferred
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import (FileLogObserver, FilteringLogObserver, LogLevel,
                             LogLevelFilterPredicate, Logger, eventAsJSON, globalLogPublisher)
@@ -30,7 +31,7 @@ from .bus.server import BusServerFactory
 from .registry.registry import Registry
 from .system import LogToMailbox, install_system_mailboxes
 
-__all__ = ["make_process_service", "bus_endpoint", "json_log_line", "loggable"]
+__all__ = ["make_process_service", "bus_endpoint", "json_log_line", "loggable", "StartInOrder"]
 
 _log = Logger(namespace="netsuite.process")
 
@@ -210,6 +211,54 @@ class StackDumps(Service):
         faulthandler.unregister(signal.SIGUSR1)
 
 
+def _when_ready(service: Any) -> Any:
+    """
+    A Deferred firing once C{service} is ready: its own C{when_ready()},
+    else (a collection) once every service in it that says is; None when
+    nothing says.
+    """
+    when_ready = getattr(service, "when_ready", None)
+    if when_ready is not None:
+        return when_ready()
+    if isinstance(service, MultiService):
+        inner = [d for d in (_when_ready(child) for child in service) if d is not None]
+        if inner:
+            return gatherResults(inner)
+    return None
+
+
+class StartInOrder(MultiService):
+    """
+    Starts its services one after the other, each once the one before it is
+    ready (its C{when_ready()}, if it has one, has fired: see
+    L{netsuite.services.Readiness}): in the all-in-one, nothing answers
+    clients before the firewall is in place, and the portal does not take
+    logins before DHCP is up. Sockets are
+    still bound, in order, in C{privilegedStartService}. A service that
+    never gets ready (it failed: it stops the reactor) holds back the rest.
+    """
+
+    def startService(self) -> None:
+        Service.startService(self)  # not MultiService's: it would start them all at once
+        self._start(list(self))
+
+    def _start(self, left: List[Any]) -> None:
+        while left and self.running:
+            service = left.pop(0)
+            service.startService()
+            ready = _when_ready(service)
+            if ready is not None and not ready.called:
+                # stopped meanwhile: _start starts no more (running is false)
+                ready.addCallback(lambda _: self._start(left))
+                return
+
+    def stopService(self) -> Any:
+        Service.stopService(self)
+        stopping = [maybeDeferred(service.stopService)
+                    for service in reversed(list(self)) if service.running]
+        return gatherResults(stopping)
+
+
 def settle_heap() -> None:
     """
     Move everything alive now out of the cyclic collector's reach
@@ -236,7 +285,7 @@ def make_process_service(config: Any, reactor: Any,
                         default_deadline=config.bus.default_deadline)
     install_system_mailboxes(registry, reactor)
 
-    top = MultiService()
+    top = StartInOrder()
     top.registry = registry  # type: ignore[attr-defined]
     LogService(registry, config.log.level, config.log.json_file).setServiceParent(top)
     StackDumps().setServiceParent(top)

@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 
-from twisted.application.service import IServiceMaker
+from twisted.application.service import IServiceMaker, Service
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import Logger
 from twisted.plugin import getPlugins
@@ -244,3 +244,83 @@ class StackDumpsTests(SynchronousTestCase):
         self.assertIn("test_usr1_dumps_every_thread", dump)
         self.assertIn("Current thread", dump)
         self.assertFalse(faulthandler.unregister(signal.SIGUSR1))
+
+
+class _Waits(Service):
+    """A service that is ready when the test says so."""
+
+    def __init__(self, name, events):
+        self.name = name
+        self.events = events
+        from netsuite.services import Readiness
+        self.readiness = Readiness()
+
+    def startService(self):
+        Service.startService(self)
+        self.events.append(f"start {self.name}")
+
+    def stopService(self):
+        Service.stopService(self)
+        self.events.append(f"stop {self.name}")
+
+    def when_ready(self):
+        return self.readiness.when()
+
+
+class _Plain(_Waits):
+    when_ready = None
+
+
+class StartInOrderTests(SynchronousTestCase):
+    def build(self):
+        from netsuite.process import StartInOrder
+        self.events = []
+        top = StartInOrder()
+        self.firewall, self.log, self.dhcp, self.portal = (
+            _Waits("firewall", self.events), _Plain("log", self.events),
+            _Waits("dhcp", self.events), _Waits("portal", self.events))
+        for service in (self.firewall, self.log, self.dhcp, self.portal):
+            service.setServiceParent(top)
+        return top
+
+    def test_each_after_the_one_before_is_ready(self):
+        """
+        A service starts only once the one before it is ready: nothing
+        answers clients before the firewall is in place. One without
+        when_ready() does not hold back the next.
+        """
+        top = self.build()
+        top.startService()
+        self.assertEqual(self.events, ["start firewall"])
+        self.firewall.readiness.fire()
+        self.assertEqual(self.events, ["start firewall", "start log", "start dhcp"])
+        self.dhcp.readiness.fire()
+        self.assertEqual(self.events[-1], "start portal")
+        self.portal.readiness.fire()
+        self.assertTrue(all(s.running for s in top))
+
+    def test_already_ready(self):
+        """
+        A service ready as soon as it starts lets the next start at once.
+        """
+        top = self.build()
+        for service in (self.firewall, self.dhcp):
+            service.readiness.fire()
+        top.startService()
+        self.assertEqual(self.events, ["start firewall", "start log", "start dhcp",
+                                       "start portal"])
+
+    def test_stop_before_ready(self):
+        """
+        Stopped while one is not ready yet, it stops those that started
+        (last first) and starts no more.
+        """
+        top = self.build()
+        top.startService()
+        self.firewall.readiness.fire()
+        d = top.stopService()
+        self.successResultOf(d)
+        self.assertEqual(self.events, ["start firewall", "start log", "start dhcp",
+                                       "stop dhcp", "stop log", "stop firewall"])
+        self.dhcp.readiness.fire()
+        self.assertFalse(self.portal.running)

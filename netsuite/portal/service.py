@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from twisted.web.server import Site
 
 from ..registry.values import MAC
+from ..services import Readiness
 from .controller import Portal
 
 __all__ = ["PortalService", "NeighbourTable", "neighbour_mac", "read_neighbours"]
@@ -105,6 +106,7 @@ class PortalService(Service):
         self.api_url = api_url
         self.announcer = announcer
         self.lease_ends = lease_ends
+        self.readiness = Readiness()
         self.port: Any = None
         self.api_port: Any = None
         self._sampling: Optional[LoopingCall] = None
@@ -118,6 +120,7 @@ class PortalService(Service):
             _log.info("portal ready on {endpoint} as http://{host}/",
                       endpoint=self.endpoint, host=self.portal.host,
                       netsuite_event="portal-ready")
+            self.readiness.fire()
 
         def failed(failure: Any, endpoint: Any) -> None:
             _log.failure("portal cannot listen on {endpoint}; stopping", failure,
@@ -141,6 +144,10 @@ class PortalService(Service):
             self._sampling = LoopingCall(self.sample)
             self._sampling.clock = self.reactor
             self._sampling.start(self.sample_interval, now=False)
+
+    def when_ready(self) -> Any:
+        """Fires once the portal port listens."""
+        return self.readiness.when()
 
     def sample(self) -> Any:
         """

@@ -252,3 +252,14 @@ class PortalApiLabTests(TestCase):
         logout = yield ended
         self.assertEqual(str(logout["ip"]), bound[0]["ip"])
         self.assertEqual((yield self.bus.send("/portal/sessions")), [])
+
+    def test_start_order(self):
+        """
+        The all-in-one starts each service once the one before it is ready:
+        the firewall's rules are in place before DHCP answers, and DHCP
+        answers before the portal listens.
+        """
+        lines = self.daemon.lines()
+        seen = [next(i for i, line in enumerate(lines) if ready in line)
+                for ready in ("firewall ready", "dhcp ready", "portal ready")]
+        self.assertEqual(seen, sorted(seen), "\n".join(lines))
