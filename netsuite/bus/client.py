@@ -121,7 +121,7 @@ class RemoteListener:
 
     def __init__(self, client: "BusClient", path: str, fn: Callable[..., Any], first: bool,
                  tags: Dict[str, Any], deadline: float,
-                 remember_by: Optional[List[str]] = None) -> None:
+                 remember_by: Optional[List[str]] = None, fail_closed: bool = False) -> None:
         self.client = client
         self.id = f"l{next(_ids)}"
         self.address = f"{client.name}:{path}"
@@ -131,6 +131,7 @@ class RemoteListener:
         self.tags = tags
         self.deadline = deadline
         self.remember_by = remember_by
+        self.fail_closed = fail_closed
         self.attached: Deferred[RemoteListener] = Deferred()
 
     def remove(self) -> None:
@@ -328,7 +329,8 @@ class BusClient:
 
     # IRegistry
 
-    def declare(self, path: str, kind: str = "decision", doc: str = "") -> None:
+    def declare(self, path: str, kind: str = "decision", doc: str = "",
+                refusal: Any = None) -> None:
         raise NotImplementedError("a process declares only its own mailboxes")
 
     def _path(self, address: str) -> str:
@@ -349,7 +351,8 @@ class BusClient:
 
     def listen(self, address: str, fn: Optional[Callable[..., Any]] = None, *,
                first: bool = False, tags: Optional[Dict[str, Any]] = None,
-               deadline: Optional[float] = None, remember_by: Any = None) -> Any:
+               deadline: Optional[float] = None, remember_by: Any = None,
+               fail_closed: bool = False) -> Any:
         path = self._path(address)
         tags = dict(tags or {})
         values.check(tags, "tags")
@@ -358,7 +361,8 @@ class BusClient:
         def add(fn: Callable[..., Any]) -> RemoteListener:
             # float(): amp.Float refuses an int such as deadline=5.
             handle = RemoteListener(self, path, fn, first, tags,
-                                    1.0 if deadline is None else float(deadline), fields)
+                                    1.0 if deadline is None else float(deadline), fields,
+                                    bool(fail_closed))
             self._listeners[handle.id] = handle
             if self._current is not None:
                 self._attach(self._current, handle).addErrback(lambda f: None)  # logged
@@ -378,11 +382,12 @@ class BusClient:
                 handle.attached.addErrback(lambda f: None)
             return failure
 
+        closed = {"fail_closed": True} if handle.fail_closed else {}
         return connection.callRemote(
             AddListener, mailbox=handle.path, listener=handle.id, first=handle.first,
             deadline=handle.deadline, tags=values.dumps(handle.tags),
-            remember_by=None if handle.remember_by is None else values.dumps(handle.remember_by)
-        ).addCallbacks(done, failed)
+            remember_by=None if handle.remember_by is None else values.dumps(handle.remember_by),
+            **closed).addCallbacks(done, failed)
 
     def _remove_listener(self, handle: RemoteListener) -> None:
         if self._listeners.pop(handle.id, None) is not None and self._current is not None:

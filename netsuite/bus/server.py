@@ -75,7 +75,8 @@ class BusResponders(amp.CommandLocator):
 
     @AddListener.responder
     def add_listener(self, mailbox: str, listener: str, first: bool, deadline: float,
-                     tags: bytes, remember_by: Optional[bytes] = None) -> Dict[str, Any]:
+                     tags: bytes, remember_by: Optional[bytes] = None,
+                     fail_closed: Optional[bool] = None) -> Dict[str, Any]:
         if listener in self.listeners:
             raise DuplicateId(f"listener id {listener!r} is already in use on this connection")
         decoded_tags = values.loads(tags)
@@ -93,13 +94,15 @@ class BusResponders(amp.CommandLocator):
             return call_listener(dispatcher, listener_bytes, mailbox_bytes,
                                  values.dumps(message))
 
+        closed = {"fail_closed": True} if fail_closed else {}
         handle = self.registry.listen(mailbox, stand_in, first=first, tags=decoded_tags,
-                                      deadline=deadline, remember_by=fields)
+                                      deadline=deadline, remember_by=fields, **closed)
         self.listeners[listener] = handle
         _log.info("{peer} added listener {listener} on {mailbox} (first={first}, "
-                  "deadline={deadline}s{remembering})", peer=self.peer, listener=listener,
-                  mailbox=mailbox, first=first, deadline=deadline,
-                  remembering="" if fields is None else f", remember_by={fields}")
+                  "deadline={deadline}s{remembering}{closed})", peer=self.peer,
+                  listener=listener, mailbox=mailbox, first=first, deadline=deadline,
+                  remembering="" if fields is None else f", remember_by={fields}",
+                  closed=", fail closed" if fail_closed else "")
         return {"id": handle.id}
 
     @RemoveListener.responder

@@ -67,6 +67,11 @@ EVENTS = {
 }
 
 
+REFUSALS = {"/dhcp/lookup": {"ip": None, "source": "refused"}}
+"""What a decision answers when a fail-closed hook on it fails or is late:
+no address is offered."""
+
+
 class DHCPServer:
     """
     @param registry: where the DHCP mailboxes are declared.
@@ -100,7 +105,7 @@ class DHCPServer:
     def _declare(self) -> None:
         declare_service(self.registry, "dhcp", MAILBOXES, EVENTS, {
             "/dhcp/lookup": self._pool_lookup,
-            "/dhcp/leases": self._leases})
+            "/dhcp/leases": self._leases}, refusals=REFUSALS)
 
     def start(self, pool: Pool) -> None:
         """

@@ -21,7 +21,11 @@ from ..registry.values import MAC, Message
 from ..services import Readiness
 from .interfaces import Client, IFirewall
 
-__all__ = ["FirewallService", "MAILBOXES"]
+__all__ = ["FirewallService", "MAILBOXES", "REFUSALS"]
+
+REFUSALS = {"/firewall/authorize": {"authorized": False,
+                                    "reason": "a required check of this device failed"}}
+"""What a decision answers when a fail-closed hook on it fails or is late."""
 
 _log = Logger()
 
@@ -78,7 +82,7 @@ class FirewallService(Service):
             "/firewall/smtp/close": self._close_smtp,
             "/firewall/smtp/windows": self._smtp_windows,
             "/firewall/clients": self._clients,
-            "/firewall/counters": self._counters})
+            "/firewall/counters": self._counters}, refusals=REFUSALS)
 
     # the stock listeners
 

@@ -73,3 +73,4 @@ class LeaseEndsTests(SynchronousTestCase):
         """
         f = PortalFixture()
         self.assertFalse(LeaseEnds(f.portal).start())
+
