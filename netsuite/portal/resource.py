@@ -15,8 +15,8 @@ import mimetypes
 import os
 import re
 import secrets
-from typing import Any, Callable, Dict, Optional, Tuple
-from urllib.parse import quote, urlsplit
+from typing import Any, Callable, Optional, Tuple
+from urllib.parse import quote
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
@@ -25,7 +25,7 @@ from twisted.web.server import NOT_DONE_YET
 
 from .auth import CLICK, CODE, PASSWORD, LoginLimiter
 from .controller import LoginRefused, Portal
-from .front import PortalSite
+from .front import PortalSite, RedirectCache, request_path
 from .operator import REALM, OperatorAuth, kick_address, render_clients
 from .pages import HTML, PROBES, Pages, data_size, duration, esc, in_words, safe_url
 
@@ -73,7 +73,7 @@ class PortalResource(Resource):
         self.limiter = limiter if limiter is not None else LoginLimiter(clock)
         self.operator = operator
         self.pages = pages if pages is not None else Pages()
-        self._redirects: Dict[Tuple[str, str], Tuple[bytes, bytes]] = {}
+        self._redirects = RedirectCache()
         self._redirects_pages = self.pages
 
     # plumbing
@@ -140,9 +140,15 @@ class PortalResource(Resource):
         ip = ipaddress.ip_address(request.getClientAddress().host)
         host = (request.getHeader(b"host") or b"").decode("latin-1").strip().lower()
         uri = request.uri.decode("latin-1")
-        path = urlsplit(uri).path or "/"
+        path = request_path(uri)
         method = request.method.decode("latin-1")
         request.setHeader(b"Cache-Control", b"no-store")
+        if path is None:
+            site = getattr(request, "site", None)
+            if isinstance(site, PortalSite):
+                site.refuse("bad-request", str(ip))
+            return self._respond(request, 400, self.pages.page(
+                "Bad request", "<p>That is not a web address.</p>"))
         if self.portal.hears_requests():
             self.portal.request_seen(ip, host, path, method)
         if host != self.portal.host.lower():
@@ -189,19 +195,20 @@ class PortalResource(Resource):
         """
         Where a request for C{uri} on C{host} is sent (the login page,
         carrying the original URL) and the page that says so. The last few
-        thousand are kept: a captive client asks for the same few URLs
-        again and again (its OS, its apps' background checks).
+        thousand are kept (L{RedirectCache}, bounded in bytes): a captive
+        client asks for the same few URLs again and again (its OS, its
+        apps' background checks).
         """
-        if self._redirects_pages is not self.pages or len(self._redirects) > 4096:
-            self._redirects = {}
+        if self._redirects_pages is not self.pages:
+            self._redirects.clear()
             self._redirects_pages = self.pages
         key = (host, uri)
         found = self._redirects.get(key)
         if found is None:
             original = uri if uri.startswith(("http://", "https://")) else f"http://{host}{uri}"
             location = self._url("/login?url=" + quote(original, safe=""))
-            found = self._redirects[key] = (location.encode("ascii"),
-                                            self.pages.redirect(location))
+            found = (location.encode("ascii"), self.pages.redirect(location))
+            self._redirects.put(key, found)
         return found
 
     def redirect(self, request: Any, location: str, code: int) -> bytes:

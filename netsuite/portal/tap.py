@@ -10,7 +10,8 @@ from typing import Any, Optional
 
 from twisted.application.service import Service
 
-from ..config.fields import OPTIONAL_PATH, PATH, PORT, PORT_OR_ZERO, SECONDS, ipv4_text
+from ..config.fields import (OPTIONAL_PATH, PATH, PORT, PORT_OR_ZERO, POSITIVE_INT,
+                             POSITIVE_SECONDS, SECONDS, ipv4_text)
 from ..config.schema import ConfigError, Field, Table
 from .auth import AUTH_SECTION, OPERATOR_SECTION
 
@@ -57,6 +58,12 @@ SECTION = {
     "tls_key": Field(OPTIONAL_PATH, "", "PEM private key of tls_certificate"),
     "venue_info_url": Field(str, "", "a page about the venue, given to clients as the "
                             "Captive Portal API's venue-info-url (\"\": none)", _http_url),
+    "head_timeout": Field(POSITIVE_SECONDS, 10.0, "seconds a request head may take to "
+                          "arrive, from its first byte"),
+    "max_connections": Field(POSITIVE_INT, 1024, "open connections to the portal port, "
+                             "all clients together"),
+    "max_connections_per_client": Field(POSITIVE_INT, 32, "open connections to the portal "
+                                        "port from one client address"),
     "auth": Table(AUTH_SECTION, "login back ends, rate limit, session move, quota"),
     "operator": Table(OPERATOR_SECTION, "the /operator page's HTTP Basic credentials"),
 }
@@ -138,7 +145,9 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
     resource = PortalResource(portal, reactor, template_dir=section.template_dir,
                               venue_info_url=section.venue_info_url, pages=pages,
                               **install(portal, section.auth, section.operator, reactor, checks))
-    site = PortalSite(resource)
+    site = PortalSite(resource, head_timeout=section.head_timeout,
+                      max_connections=section.max_connections,
+                      max_per_client=section.max_connections_per_client)
     site.displayTracebacks = False
     address = section.interface_address.replace(":", "\\:")
     endpoint = f"tcp:{section.port}" + (f":interface={address}" if address else "")

@@ -50,6 +50,8 @@ class KindTests(SynchronousTestCase):
         self.assertRefused(fields.SECONDS, -1, float("nan"), float("inf"), "1")
         self.assertRefused(fields.POSITIVE_SECONDS, 0)
         self.assertRefused(fields.INT, True, 1.5)
+        self.assertEqual(converts(fields.POSITIVE_INT, 3), 3)
+        self.assertRefused(fields.POSITIVE_INT, 0, -1, True, 1.5, "3")
 
     def test_names(self):
         self.assertEqual(converts(fields.INTERFACE, "br-lan"), "br-lan")
@@ -79,7 +81,7 @@ class KindTests(SynchronousTestCase):
 
 _good = {fields.IPV4: "10.0.0.1", fields.NETWORK: "10.0.0.0/8", fields.IPV4_LIST: [],
          fields.CLIENT_ID: "", fields.PORT: 1, fields.PORT_LIST: [], fields.SECONDS: 0,
-         fields.POSITIVE_SECONDS: 1, fields.INT: 0, fields.INTERFACE: "lo",
+         fields.POSITIVE_SECONDS: 1, fields.INT: 0, fields.POSITIVE_INT: 1, fields.INTERFACE: "lo",
          fields.PATH: "/x", fields.SERVER_ENDPOINT_LIST: [], fields.CLIENT_ENDPOINT_MAP: {}}
 
 
