@@ -26,12 +26,15 @@ from twisted.web.http import datetimeToString
 from twisted.web.server import Site
 from zope.interface import implementer
 
+from ..registry.interfaces import Stop
+from ..registry.registry import declare_service
 from .pages import HTML, PROBES
 
 if TYPE_CHECKING:
     from .resource import PortalResource
 
-__all__ = ["PortalSite", "RedirectFront", "RedirectCache", "request_path", "HEAD_LIMIT"]
+__all__ = ["PortalSite", "RedirectFront", "RedirectCache", "request_path", "HEAD_LIMIT",
+           "declare_front"]
 
 _log = Logger()
 
@@ -167,6 +170,13 @@ class PortalSite(Site):
                   "minute per client)", client=client, kind=kind, count=self.refused[kind],
                   netsuite_event="portal-refused")
 
+    def front_counts(self) -> Dict[str, Any]:
+        """
+        What C{/portal/front} answers: C{{redirected, connections, refused}}.
+        """
+        return {"redirected": self.redirected, "connections": len(self._open),
+                "refused": dict(self.refused)}
+
     def drop_client(self, ip: Any, keep: Any = None) -> int:
         """
         Abort every connection from C{ip} but C{keep}; the number aborted.
@@ -187,6 +197,18 @@ class PortalSite(Site):
         if self._date[0] != second:
             self._date = (second, datetimeToString(second))
         return self._date[1]
+
+
+def declare_front(registry: Any, site: PortalSite) -> None:
+    """
+    Declare C{/portal/front}, answering C{site}'s counts, for an operator
+    (C{netsuite-hook send PROCESS:/portal/front}).
+    """
+    declare_service(registry, "portal", {
+        "/portal/front": "The portal port's counts: answers {redirected, connections, "
+                         "refused: {kind: count}} (kinds: bad-request, head-too-large, "
+                         "head-timeout, pipeline-overflow, client-cap, total-cap)."},
+        {}, {"/portal/front": lambda message: Stop(site.front_counts())})
 
 
 _REASONS = {400: b"Bad Request", 431: b"Request Header Fields Too Large"}

@@ -103,7 +103,7 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
     from .announce import Announcer
     from .leaseends import LeaseEnds
     from .tls import ApiResource, api_endpoint, api_settings, load_tls
-    from .front import PortalSite
+    from .front import PortalSite, declare_front
     from .pages import Pages
     from .resource import PortalResource
 
@@ -148,6 +148,7 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
     site = PortalSite(resource, head_timeout=section.head_timeout,
                       max_connections=section.max_connections,
                       max_per_client=section.max_connections_per_client)
+    declare_front(registry, site)
     site.displayTracebacks = False
     address = section.interface_address.replace(":", "\\:")
     endpoint = f"tcp:{section.port}" + (f":interface={address}" if address else "")

@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from netsuite.portal.front import HEAD_LIMIT, PortalSite, RedirectCache
+from netsuite.portal.front import HEAD_LIMIT, PortalSite, RedirectCache, declare_front
 from netsuite.portal.pages import Pages
 
 from .helpers import A, PortalFixture
@@ -256,6 +256,18 @@ class RedirectFrontTests(SynchronousTestCase):
         self.assertTrue(raw.startswith(b"HTTP/1.1 400 "), raw[:40])
         self.assertEqual(self.flushLoggedErrors(), [])
         self.assertEqual(self.site.refused, {"bad-request": 1})
+
+    def test_counts_mailbox(self):
+        """
+        C{/portal/front} answers the redirects, the open connections and
+        the refusals by kind.
+        """
+        declare_front(self.f.registry, self.site)
+        self.send(b"GET / HTTP/1.1\r\nHost: a.example\r\n\r\nGET http://[x/ HTTP/1.1\r\n"
+                  b"Host: a.example\r\n\r\n")
+        counts = self.successResultOf(self.f.registry.send("/portal/front", {}))
+        self.assertEqual(counts, {"redirected": 1, "connections": 1,
+                                  "refused": {"bad-request": 1}})
 
 
 class PausingTransport:
