@@ -160,8 +160,10 @@ class PortalSite(Site):
         """
         self.refused[kind] = self.refused.get(kind, 0) + 1
         now = self.reactor.seconds()
-        if len(self._noticed) > 4096:
+        if len(self._noticed) >= 4096:
             self._noticed = {k: t for k, t in self._noticed.items() if now - t < _NOTICE_EVERY}
+            if len(self._noticed) >= 4096:
+                return  # counted; the log has said enough this minute
         last = self._noticed.get((kind, client))
         if last is not None and now - last < _NOTICE_EVERY:
             return
@@ -376,9 +378,8 @@ class RedirectFront(TimeoutMixin, Protocol):
     def resumeProducing(self) -> None:
         if self.paused:
             self.paused = False
+            self.transport.resumeProducing()  # first: a hand-over leaves it to the channel
             self._answer_buffered()
-            if not self.paused:
-                self.transport.resumeProducing()
 
     def stopProducing(self) -> None:
         self.buffer = b""

@@ -334,6 +334,22 @@ class BackPressureTests(SynchronousTestCase):
         self.assertEqual(self.site.redirected, 200)
         self.assertEqual(self.transport.producerState, "producing")
 
+    def test_hand_over_after_pause(self):
+        """
+        A request for twisted.web queued behind the redirects while paused
+        is handed over on resume, and the transport reads again.
+        """
+        request = b"GET /p HTTP/1.1\r\nHost: a.example\r\n\r\n"
+        self.protocol.dataReceived(request * 200 + b"GET /login HTTP/1.1\r\n"
+                                   b"Host: 10.89.0.1:5280\r\n\r\n")
+        while self.transport.producerState == "paused":
+            self.transport.clear()
+            self.protocol.wrappedProtocol.resumeProducing()
+        self.f.registry.eventual.flush_sync()
+        self.assertIsNotNone(self.protocol.wrappedProtocol.channel)
+        self.assertIn(b"HTTP/1.1 200 OK", self.transport.value())
+        self.assertEqual(self.site.redirected, 200)
+
     def test_bounded_while_paused(self):
         """
         A client that sends more than 64 KiB ahead while its answers wait
@@ -446,3 +462,16 @@ class ConnectionCapTests(SynchronousTestCase):
         self.assertIsNone(self.connect("10.89.0.41"))
         self.assertEqual(self.site.refused, {"total-cap": 2})
         self.assertEqual(len(self.refusals()), 2)
+
+    def test_notices_bounded(self):
+        """
+        Refusals from more addresses than the notices keep in a minute are
+        still counted, but the notices (and the log lines) stop growing.
+        """
+        for i in range(5000):
+            self.site.refuse("client-cap", "10.%d.%d.1" % (i // 256, i % 256))
+        self.assertEqual(self.site.refused, {"client-cap": 5000})
+        self.assertEqual(len(self.refusals()), 4096)
+        self.f.clock.advance(61)
+        self.site.refuse("client-cap", "10.0.0.1")
+        self.assertEqual(len(self.refusals()), 4097)
