@@ -228,6 +228,18 @@ class RedirectFrontTests(SynchronousTestCase):
         self.assertEqual(self.f.clock.seconds(), 1000 + 50 + 9 + 9)
         self.assertEqual(self.site.refused, {"head-timeout": 1})
 
+    def test_byte_every_59_seconds(self):
+        """
+        One byte every 59 seconds (under the site's 60 s timeOut, which
+        used to restart on every byte) is cut at the head deadline.
+        """
+        self.send(b"G")
+        self.f.clock.advance(self.site.head_timeout - 0.1)
+        self.assertFalse(self.transport.disconnecting)
+        self.f.clock.advance(0.1)
+        self.assertTrue(self.transport.disconnecting)
+        self.assertTrue(self.site.head_timeout < 59 < self.site.timeOut)
+
     def test_idle_between_requests(self):
         """
         Between whole requests a connection may stay idle for the site's
