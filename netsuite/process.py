@@ -25,7 +25,7 @@ from twisted.logger import (FileLogObserver, FilteringLogObserver, LogLevel,
                             LogLevelFilterPredicate, Logger, eventAsJSON, globalLogPublisher)
 from twisted.logger._flatten import flattenEvent
 
-from .bus.client import Peers
+from .bus.peers import Peers
 from .bus.server import BusServerFactory
 from .registry.registry import Registry
 from .system import LogToMailbox, install_system_mailboxes

@@ -35,8 +35,8 @@ from .framing import CALL_LISTENER, BusProtocol, answer_box, refusal_box
 from .ownercommands import AddListener, Describe, RemoveListener, Send, Unwatch, Watch
 from .peercommands import Notify
 
-__all__ = ["BusClient", "NotRunning", "AccessDenied", "connect", "Peers",
-           "DEFAULT_SOCKET_DIR", "socket_endpoint", "why_unreachable", "unreachable"]
+__all__ = ["BusClient", "NotRunning", "AccessDenied", "connect",
+           "DEFAULT_SOCKET_DIR", "socket_path", "socket_endpoint", "why_unreachable", "unreachable"]
 
 _log = Logger()
 
@@ -44,12 +44,19 @@ DEFAULT_SOCKET_DIR = "/run/netsuite"
 _ids = itertools.count(1)
 
 
+def socket_path(name: str, socket_dir: Optional[str] = None) -> str:
+    """
+    The path of process C{name}'s bus socket.
+    """
+    directory = socket_dir or os.environ.get("NETSUITE_SOCKET_DIR") or DEFAULT_SOCKET_DIR
+    return os.path.join(directory, f"{name}.sock")
+
+
 def socket_endpoint(name: str, socket_dir: Optional[str] = None) -> str:
     """
     The client endpoint string of process C{name}'s bus socket.
     """
-    directory = socket_dir or os.environ.get("NETSUITE_SOCKET_DIR") or DEFAULT_SOCKET_DIR
-    path = os.path.join(directory, f"{name}.sock")
+    path = socket_path(name, socket_dir)
     return "unix:path=" + path.replace("\\", "\\\\").replace(":", "\\:")
 
 
@@ -311,6 +318,13 @@ class BusClient:
             raise unreachable(self.name, self.endpoint, failure.value)
         return self._service.whenConnected(failAfterFailures=1).addErrback(not_running)  # type: ignore[return-value]
 
+    @property
+    def idle(self) -> bool:
+        """
+        Whether nothing waits on this client: no listeners, no watches.
+        """
+        return not self._listeners and not self._watches
+
     def connected(self) -> "Deferred[BusClient]":
         """
         Fires with this client once connected and re-attached; fails with
@@ -453,31 +467,6 @@ class BusClient:
         return self._connection().addCallback(
             lambda c: c.callRemote(Describe, prefix=prefix)).addCallback(
             lambda r: values.loads(r["mailboxes"]))
-
-
-class Peers:
-    """
-    Finds the registries of other processes by name: C{endpoints} maps a
-    name to a client endpoint string, other names use their socket in
-    C{socket_dir}. One L{BusClient} per process, made on first use.
-    """
-
-    def __init__(self, reactor: Any, socket_dir: str,
-                 endpoints: Optional[Dict[str, str]] = None) -> None:
-        self._reactor = reactor
-        self._socket_dir = socket_dir
-        self._endpoints = dict(endpoints or {})
-        self._clients: Dict[str, BusClient] = {}
-
-    def registry_for(self, name: str) -> BusClient:
-        client = self._clients.get(name)
-        if client is None:
-            endpoint = self._endpoints.get(name) or socket_endpoint(name, self._socket_dir)
-            client = self._clients[name] = BusClient(name, endpoint, self._reactor)
-        return client
-
-    def close(self) -> "Deferred[Any]":
-        return DeferredList([c.close() for c in self._clients.values()])
 
 
 def connect(name: str, socket_dir: Optional[str] = None, endpoint: Optional[str] = None,
