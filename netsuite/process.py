@@ -26,7 +26,7 @@ from twisted.logger import (FileLogObserver, FilteringLogObserver, LogLevel,
                             LogLevelFilterPredicate, Logger, eventAsJSON, globalLogPublisher)
 from twisted.logger._flatten import flattenEvent
 
-from .bus.client import Peers
+from .bus.peers import Peers
 from .bus.server import BusServerFactory
 from .registry.registry import Registry
 from .system import LogToMailbox, install_system_mailboxes
@@ -49,7 +49,9 @@ def bus_endpoint(config: Any) -> str:
 class SocketDirectory(Service):
     """
     Makes the bus socket directory (mode 0755) before the bus listens, and
-    refuses one that others may write to.
+    refuses one that another user owns or that group or others may write
+    to (sticky or not): whoever may put a socket there could stand in for
+    a process, and clients trust a socket in a directory of root's or ours.
     """
 
     def __init__(self, path: str) -> None:
@@ -57,10 +59,14 @@ class SocketDirectory(Service):
 
     def privilegedStartService(self) -> None:
         os.makedirs(self.path, mode=0o755, exist_ok=True)
-        mode = os.stat(self.path).st_mode
-        if mode & (stat.S_IWGRP | stat.S_IWOTH) and not mode & stat.S_ISVTX:
+        info = os.stat(self.path)
+        if info.st_uid not in (0, os.geteuid()):
+            raise RuntimeError(f"bus.socket_dir {self.path} is owned by uid {info.st_uid}; "
+                               f"it must be owned by root or by the daemon (uid "
+                               f"{os.geteuid()})")
+        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
             raise RuntimeError(f"bus.socket_dir {self.path} is writable by group or "
-                               "others; make it 0755 (or sticky)")
+                               "others; make it 0755")
         Service.privilegedStartService(self)
 
 

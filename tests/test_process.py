@@ -13,7 +13,7 @@ from twisted.application.service import IServiceMaker, Service
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import Logger
 from twisted.plugin import getPlugins
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from netsuite import tap
 from netsuite.process import LogService, SocketDirectory, StackDumps, bus_endpoint, \
@@ -78,6 +78,39 @@ class SocketDirectoryTests(SynchronousTestCase):
         os.chmod(path, 0o777)
         error = self.assertRaises(RuntimeError, SocketDirectory(path).privilegedStartService)
         self.assertIn("writable by group or others", str(error))
+
+    def test_refuses_sticky(self):
+        """
+        A directory others may write to is refused even when sticky: any
+        user could put a socket there before the daemon does.
+        """
+        path = self.mktemp()
+        os.makedirs(path)
+        os.chmod(path, 0o1777)
+        error = self.assertRaises(RuntimeError, SocketDirectory(path).privilegedStartService)
+        self.assertIn("writable by group or others", str(error))
+
+    def test_refuses_other_owner(self):
+        """
+        A directory owned by another user (not root, not the daemon's uid)
+        is refused, naming the owner.
+        """
+        if os.geteuid() != 0:
+            raise SkipTest("needs root to chown a directory to nobody")
+        path = self.mktemp()
+        os.makedirs(path, mode=0o755)
+        os.chown(path, 65534, 65534)
+        error = self.assertRaises(RuntimeError, SocketDirectory(path).privilegedStartService)
+        self.assertIn("is owned by uid 65534; it must be owned by root or by the daemon",
+                      str(error))
+
+    def test_accepts_own(self):
+        """
+        A new directory is made 0755 and accepted.
+        """
+        path = os.path.join(self.mktemp(), "sockets")
+        SocketDirectory(path).privilegedStartService()
+        self.assertEqual(os.stat(path).st_mode & 0o7777, 0o755)
 
 
 class LogServiceTests(SynchronousTestCase):

@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 
 from ..registry.interfaces import NO_ANSWER, IRegistry
 from ..registry import values
+from .arguments import bounded
 from .errors import DuplicateId, UnknownId
 from .framing import BusProtocol, call_listener
 from .ownercommands import AddListener, Describe, RemoveListener, Send, Unwatch, Watch
@@ -69,7 +70,7 @@ class BusResponders(amp.CommandLocator):
         def answer(result: Any) -> Dict[str, Any]:
             if result is NO_ANSWER:
                 return {"answered": False, "result": values.dumps(None)}
-            return {"answered": True, "result": values.dumps(result)}
+            return {"answered": True, "result": bounded(b"result", values.dumps(result))}
 
         return self.registry.send(mailbox, decoded).addCallback(answer)
 
@@ -139,7 +140,8 @@ class BusResponders(amp.CommandLocator):
     @Describe.responder
     def describe(self, prefix: str) -> Dict[str, Any]:
         return {"process": self.registry.name,
-                "mailboxes": values.dumps(self.registry.describe(prefix))}
+                "mailboxes": bounded(b"mailboxes",
+                                     values.dumps(self.registry.describe(prefix)))}
 
     def disconnected(self) -> None:
         """
@@ -188,9 +190,6 @@ class BusServerProtocol(BusProtocol):
         BusProtocol.connectionMade(self)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        if self.malformed:
-            _log.warn("bus peer {peer} sent a malformed frame (key longer than 255 "
-                      "bytes); connection closed", peer=self._responders.peer)
         BusProtocol.connectionLost(self, reason)
         self._responders.disconnected()
 

@@ -13,6 +13,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from zope.interface.verify import verifyObject
 
+from netsuite.bus.arguments import MAX_MESSAGE
 from netsuite.registry import (CONTINUE, NO_ANSWER, Continue, IListenerHandle, IRegistry,
                                ListenerError, Remember, Stop, UnknownMailbox)
 from netsuite.registry.values import MAC, InvalidValue
@@ -334,6 +335,18 @@ class RememberTests(ConnectedTestCase):
         d = self.client.send(LEASE, {"blob": BIG})
         self.flush()
         self.assertEqual(self.successResultOf(d), BIG[::-1])
+
+    def test_messageTooLong(self) -> None:
+        """
+        A message whose encoding is longer than L{MAX_MESSAGE} fails with
+        L{InvalidValue} before it is sent; the connection stays up.
+        """
+        d = self.client.send(LEASE, {"blob": b"x" * MAX_MESSAGE})
+        self.flush()
+        self.assertIn("the bus carries at most", str(self.failureResultOf(d, InvalidValue).value))
+        d = self.client.send(LEASE, {})
+        self.flush()
+        self.assertEqual(self.successResultOf(d), "stock")
 
     def test_rememberedVerdict(self) -> None:
         """
