@@ -22,7 +22,7 @@ from typing import Any, Deque, Dict, Optional, Tuple
 
 from twisted.logger import Logger
 
-from ..config.fields import OPTIONAL_PATH, SECONDS, SECRET, Secret, at_least
+from ..config.fields import NETWORK_LIST, OPTIONAL_PATH, SECONDS, SECRET, Secret, at_least
 from ..config.schema import Field
 from ..ldap import IDirectory, LdapDirectory, escape_dn_value, url_error
 from ..runner import IRunner
@@ -329,6 +329,13 @@ OPERATOR_SECTION = {
     "username": Field(str, "", "the operator page's HTTP Basic user (\"\": no operator page)"),
     "password_hash": Field(SECRET, "", "its password, scrypt$N$r$p$salt$hash "
                            "(python -m netsuite.portal.auth hash)", _hash),
+    "admin_networks": Field(NETWORK_LIST, [], "client networks the page is served to, "
+                            "over HTTPS ([]: any client)"),
+    "max_failures": Field(int, 5, "operator logins not verified per client address per "
+                          "failure_window before a 429 (0: no limit)", at_least(0)),
+    "max_checks": Field(int, 20, "operator password checks in all per failure_window "
+                        "before a 429 (0: no limit)", at_least(0)),
+    "failure_window": Field(SECONDS, 60.0, "seconds over which those count"),
 }
 """C{[portal.operator]}: the C{/operator} page."""
 
@@ -363,7 +370,9 @@ def install(portal: Any, auth: Any, operator: Any, reactor: Any,
     from .operator import OperatorAuth
     checker = None
     if operator.username and operator.password_hash:
-        checker = OperatorAuth((operator.username, operator.password_hash.reveal()), runner)
+        checker = OperatorAuth((operator.username, operator.password_hash.reveal()), runner,
+                               reactor, operator.admin_networks, operator.max_failures,
+                               operator.max_checks, operator.failure_window)
     return {"method": method,
             "limiter": LoginLimiter(reactor, auth.max_failures, auth.failure_window,
                                     auth.max_attempts),

@@ -26,7 +26,7 @@ from twisted.web.server import NOT_DONE_YET
 from .auth import CLICK, CODE, PASSWORD, LoginLimiter
 from .controller import LoginRefused, Portal
 from .front import PortalSite
-from .operator import REALM, OperatorAuth, kick_address, render_clients
+from .operator import REALM, OperatorAuth, TooManyChecks, kick_address, render_clients
 from .pages import HTML, PROBES, Pages, data_size, duration, esc, in_words, safe_url
 
 __all__ = ["PortalResource", "CSRF_COOKIE"]
@@ -357,13 +357,23 @@ class PortalResource(Resource):
 
     # the operator page
 
-    def _as_operator(self, request: Any, page: Callable[[], Any]) -> Any:
+    def _as_operator(self, request: Any, ip: Any, page: Callable[[], Any]) -> Any:
         """
-        C{page()} if the request carries the operator's credentials, else
-        a 401 (a 404 with no operator configured).
+        C{page()} if the request came over HTTPS from an admin network and
+        carries the operator's credentials; else a 403 (plain HTTP, another
+        network: no credentials asked for), a 429 (too many checks) or a
+        401 (a 404 with no operator configured).
         """
         if self.operator is None:
             return self._not_found(request)
+        if not request.isSecure():
+            where = (f'<p>It is at <a href="{esc(self.secure_base)}/operator">'
+                     f'{esc(self.secure_base)}/operator</a>.</p>' if self.secure_base else "")
+            return self._respond(request, 403, self.pages.page(
+                "HTTPS only", f"<p>The operator page is served over HTTPS only.</p>{where}"))
+        if not self.operator.serves(ip):
+            return self._respond(request, 403, self.pages.page(
+                "Forbidden", "<p>The operator page is not served to this network.</p>"))
 
         def checked(ok: bool) -> Any:
             if ok:
@@ -371,24 +381,33 @@ class PortalResource(Resource):
             request.setHeader(b"WWW-Authenticate", REALM)
             return self._respond(request, 401, self.pages.page(
                 "Unauthorized", "<p>Operator credentials needed.</p>"))
-        return self._later(request, lambda: self.operator.check(request).addCallback(checked))
+
+        def busy(failure: Any) -> bytes:
+            failure.trap(TooManyChecks)
+            wait = failure.value.retry_after
+            request.setHeader(b"Retry-After", str(wait).encode("ascii"))
+            return self._respond(request, 429, self.pages.page(
+                "Too many attempts", f"<p>Too many operator logins; please wait {wait} "
+                f"seconds.</p>"))
+        return self._later(request, lambda: self.operator.check(request, ip).addCallbacks(
+            checked, busy))
 
     def _operator(self, request: Any, ip: Any) -> Any:
         def page() -> bytes:
             body = render_clients(self.portal, self.clock.seconds(), self._token(request))
             return self._respond(request, 200, self.pages.page("Clients", body))
-        return self._as_operator(request, page)
+        return self._as_operator(request, ip, page)
 
     def _kick(self, request: Any, ip: Any) -> Any:
-        return self._as_operator(request, lambda: self._kicked(request))
+        return self._as_operator(request, ip, lambda: self._kicked(request))
 
     def _kicked(self, request: Any) -> Any:
         if not self._csrf_ok(request):
             return self._respond(request, 403, self.pages.page(
-                "Form expired", f'<p><a href="{esc(self._url("/operator"))}">Back</a></p>'))
+                "Form expired", f'<p><a href="/operator">Back</a></p>'))
         target = kick_address(self._arg(request, b"ip"))
         if target is None:
             return self._respond(request, 400, self.pages.page("Bad request",
                                                                "<p>No such client.</p>"))
         return self.portal.logout(target, "operator").addCallback(
-            lambda _: self.redirect(request, self._url("/operator"), 303))
+            lambda _: self.redirect(request, self.secure_base + "/operator", 303))

@@ -4,6 +4,7 @@ back ends, the login rate limit, moving a session, the data quota.
 """
 
 import io
+import ipaddress
 import json
 import os
 from types import SimpleNamespace
@@ -489,10 +490,14 @@ class LdapBindUnitTests(SynchronousTestCase):
                                   ldap_bind_dn="uid={user},dc=t", ldap_deadline=1.0,
                                   max_failures=3, failure_window=30.0, move_session=False,
                                   quota_bytes=99, max_attempts=7, method="")
-        operator = SimpleNamespace(username="op", password_hash=Secret(hash_password("x", **FAST)))
+        operator = SimpleNamespace(username="op", password_hash=Secret(hash_password("x", **FAST)),
+                                   admin_networks=[ipaddress.IPv4Network("10.89.1.0/24")],
+                                   max_failures=2, max_checks=9, failure_window=10.0)
         kw = auth.install(f.portal, section, operator, f.clock, SyncRunner())
         self.assertEqual(kw["method"], PASSWORD)
         self.assertEqual(kw["operator"].username, "op")
+        self.assertTrue(kw["operator"].serves(ipaddress.IPv4Address("10.89.1.5")))
+        self.assertFalse(kw["operator"].serves(A))
         self.assertEqual((kw["limiter"].max_failures, kw["limiter"].max_attempts), (3, 7))
         self.assertEqual((f.portal.move_session, f.sessions.quota_bytes), (False, 99))
         listeners = f.registry.describe("/portal/authenticate")[0]["listeners"]

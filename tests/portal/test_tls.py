@@ -227,7 +227,7 @@ class ApiResourceTests(SynchronousTestCase):
         """
         Anything else on the HTTPS port is a 404.
         """
-        for method, uri in ((b"POST", b"/api"), (b"GET", b"/"), (b"GET", b"/operator")):
+        for method, uri in ((b"POST", b"/api"), (b"GET", b"/"), (b"GET", b"/operator/x")):
             request = self.request(method, uri)
             self.assertEqual(request.responseCode, 404)
             self.assertEqual(request.header(b"cache-control"), b"no-store")
