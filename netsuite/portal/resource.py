@@ -29,12 +29,22 @@ from .front import PortalSite
 from .operator import REALM, OperatorAuth, TooManyChecks, kick_address, render_clients
 from .pages import HTML, PROBES, Pages, data_size, duration, esc, in_words, safe_url
 
-__all__ = ["PortalResource", "CSRF_COOKIE"]
+__all__ = ["PortalResource", "CSRF_COOKIE", "BadInput"]
 
 _log = Logger()
 
 CSRF_COOKIE = b"ns_portal_csrf"
-_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{20,64}\Z")
+_TOKEN_RE = re.compile(rb"^[A-Za-z0-9_-]{20,64}\Z")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+MAX_FIELD = 4096
+"""Characters a form field may hold (a URL, a user name, a password)."""
+
+
+class BadInput(ValueError):
+    """
+    A form field the portal cannot read (not UTF-8, a control character,
+    too long): answered 400.
+    """
 _STATIC_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}\Z")
 
 
@@ -75,6 +85,7 @@ class PortalResource(Resource):
         self.pages = pages if pages is not None else Pages()
         self._redirects: Dict[Tuple[str, str], Tuple[bytes, bytes]] = {}
         self._redirects_pages = self.pages
+        self.bad_inputs = 0  # requests answered 400 for an unreadable field
 
     # plumbing
 
@@ -98,6 +109,11 @@ class PortalResource(Resource):
                 request.finish()
 
         def failed(failure: Any) -> None:
+            if failure.check(BadInput):
+                if not gone:
+                    request.write(self._bad_input(request, failure.value))
+                    request.finish()
+                return
             _log.failure("portal request failed", failure)
             if not gone:
                 request.setResponseCode(500)
@@ -112,24 +128,50 @@ class PortalResource(Resource):
         return self._respond(request, 404, self.pages.page("Not found", "<p>No such page.</p>"))
 
     def _arg(self, request: Any, name: bytes) -> str:
+        """
+        Form field C{name} ("" when absent); L{BadInput} if unreadable.
+        """
         values = (request.args or {}).get(name) or [b""]
-        return values[0].decode("utf-8", "replace")
+        try:
+            text: str = values[0].decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadInput(f"{name.decode('ascii')}: not UTF-8") from None
+        if len(text) > MAX_FIELD or _CONTROL_RE.search(text):
+            raise BadInput(f"{name.decode('ascii')}: too long or a control character")
+        return text
+
+    def _bad_input(self, request: Any, error: BadInput) -> bytes:
+        self.bad_inputs += 1
+        _log.info("portal: bad input from {ip} ({error}; {count} so far)",
+                  ip=request.getClientAddress().host, error=str(error),
+                  count=self.bad_inputs)
+        return self._respond(request, 400, self.pages.page(
+            "Bad request", "<p>The form could not be read; please try again.</p>"))
+
+    def _cookie_token(self, request: Any) -> Optional[bytes]:
+        """
+        The CSRF cookie if it holds a token (ASCII by L{_TOKEN_RE}), else None.
+        """
+        value = request.getCookie(CSRF_COOKIE) or b""
+        return value if _TOKEN_RE.match(value) else None
 
     def _token(self, request: Any) -> str:
         """
         The client's CSRF token (from its cookie, or a new one set now).
         """
-        token = (request.getCookie(CSRF_COOKIE) or b"").decode("ascii", "replace")
-        if not _TOKEN_RE.match(token):
-            token = secrets.token_urlsafe(24)
-            request.addCookie(CSRF_COOKIE, token.encode("ascii"), path=b"/",
-                              httpOnly=True, sameSite="strict")
+        cookie = self._cookie_token(request)
+        if cookie is not None:
+            return cookie.decode("ascii")
+        token = secrets.token_urlsafe(24)
+        request.addCookie(CSRF_COOKIE, token.encode("ascii"), path=b"/",
+                          httpOnly=True, sameSite="strict")
         return token
 
     def _csrf_ok(self, request: Any) -> bool:
-        cookie = (request.getCookie(CSRF_COOKIE) or b"").decode("ascii", "replace")
-        form = self._arg(request, b"csrf")
-        return bool(_TOKEN_RE.match(cookie)) and hmac.compare_digest(cookie, form)
+        # bytes: compare_digest refuses str that is not ASCII
+        cookie = self._cookie_token(request)
+        form = self._arg(request, b"csrf").encode("utf-8")
+        return cookie is not None and hmac.compare_digest(cookie, form)
 
     def _url(self, path: str) -> str:
         return f"http://{self.portal.host}{path}"
@@ -157,7 +199,10 @@ class PortalResource(Resource):
             return self._static(request, path[len("/static/"):])
         if handler is None:
             return self._not_found(request)
-        return handler(request, ip)
+        try:
+            return handler(request, ip)
+        except BadInput as e:
+            return self._bad_input(request, e)
 
     def _foreign(self, request: Any, ip: Any, host: str, uri: str, path: str) -> bytes:
         """

@@ -167,6 +167,21 @@ class OperatorTests(SynchronousTestCase):
         self.assertEqual(r.responseCode, 429)
         self.assertEqual(self.get(basic("op", "s3cret"), client=c).responseCode, 200)
 
+    def test_kick_bad_input(self):
+        """
+        A kick whose csrf is not ASCII is refused (403); one whose ip is
+        not UTF-8 gets a 400 (after the credentials are checked); neither
+        a 500.
+        """
+        self.successResultOf(self.f.registry.send("/portal/authorize", {"ip": A}))
+        token = b"k" * 32
+        for csrf, ip, code in [("é".encode() * 32, str(A).encode(), 403),
+                               (token, b"\xff", 400)]:
+            r = self.get(basic("op", "s3cret"), b"/operator/kick", b"POST",
+                         args={b"ip": [ip], b"csrf": [csrf]}, cookies={CSRF_COOKIE: token})
+            self.assertEqual(r.responseCode, code, csrf)
+        self.assertIn(A, self.f.firewall.clients)
+
     def test_absent_without_config(self):
         f = PortalFixture()
         self.assertEqual(f.request(b"GET", b"/operator").responseCode, 404)
