@@ -449,7 +449,7 @@ class PortalResource(Resource):
     def _kicked(self, request: Any) -> Any:
         if not self._csrf_ok(request):
             return self._respond(request, 403, self.pages.page(
-                "Form expired", f'<p><a href="/operator">Back</a></p>'))
+                "Form expired", "<p><a href=\"/operator\">Back</a></p>"))
         target = kick_address(self._arg(request, b"ip"))
         if target is None:
             return self._respond(request, 400, self.pages.page("Bad request",
