@@ -305,9 +305,7 @@ class PortalResource(Resource):
             return self._login_page(request, ip, "Please accept the usage policy.", 400)
         wait = self.limiter.retry_after(ip)
         if wait is not None:
-            request.setHeader(b"Retry-After", str(wait).encode("ascii"))
-            return self._login_page(request, ip, f"Too many login attempts; please wait "
-                                    f"{wait} seconds.", 429)
+            return self._too_many(request, ip, wait)
         url = safe_url(self._arg(request, b"url"))
         extra = {}
         username = ""
@@ -329,11 +327,16 @@ class PortalResource(Resource):
                 return self._respond(request, 503, self.pages.page(
                     "Cannot connect", "<p>Your device could not be identified; please "
                     "reconnect to the network and try again.</p>"))
+            # the device too: one with several addresses gets no more guesses
+            wait = self.limiter.retry_after(mac)
+            if wait is not None:
+                return self._too_many(request, ip, wait)
+            self.limiter.attempted(mac)
             ok, message = await self.portal.authenticate(ip, mac, self.method, extra)
             if not ok:
-                self.limiter.failed(ip)
+                self.limiter.failed(ip, mac)
                 return self._login_page(request, ip, message or "Login refused.", 403)
-            self.limiter.succeeded(ip)
+            self.limiter.succeeded(ip, mac)
             try:
                 await self.portal.login(ip, mac, self.method, username)
             except LoginRefused as refused:
@@ -347,6 +350,11 @@ class PortalResource(Resource):
                 site.drop_client(ip, keep=channel.transport)
             return self.redirect(request, url or self._url("/status"), 303)
         return self._later(request, lambda: Deferred.fromCoroutine(work()))
+
+    def _too_many(self, request: Any, ip: Any, wait: int) -> bytes:
+        request.setHeader(b"Retry-After", str(wait).encode("ascii"))
+        return self._login_page(request, ip, f"Too many login attempts; please wait "
+                                f"{wait} seconds.", 429)
 
     def _logout(self, request: Any, ip: Any) -> Any:
         if not self._csrf_ok(request):
