@@ -171,10 +171,15 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
 
 def check(config: Any) -> None:
     """
-    The portal's own address, and the HTTPS API's certificate and key.
+    The portal's own address, the HTTPS API's certificate and key, and
+    that HTTPS site for an operator page.
     """
     portal_host(config.portal, config.source)
     from .tls import api_settings, load_tls
     settings = api_settings(config.portal, config.source)
     if settings is not None:
         load_tls(settings, config.source)
+    operator = config.portal.operator
+    if settings is None and operator.username and operator.password_hash.reveal():
+        raise ConfigError(f"{config.source}: [portal.operator] is served over HTTPS only: "
+                          f"set [portal] tls_certificate and tls_key (and api_port)")
