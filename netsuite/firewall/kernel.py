@@ -166,8 +166,9 @@ class KernelFirewall:
         return self._run(self._add_client, client).addCallback(done)
 
     def _add_client(self, client: Client) -> None:
-        self.sets.add_client(client.ip, client.mac)
+        # Limits first: if tc refuses, the client is not let in unshaped.
         self._apply_limits(client)
+        self.sets.add_client(client.ip, client.mac)
 
     def _apply_limits(self, client: Client) -> None:
         if self.shaper is None:

@@ -87,6 +87,21 @@ class FirewallContract:
         self.assertEqual(firewall.clients, {})
 
     @inlineCallbacks
+    def test_refused_authorize_changes_nothing(self):
+        """
+        An authorize with limits no shaper accepts (negative, too large, not
+        a number) fails with ValueError and leaves the kernel's sets and the
+        firewall's state as they were: the limits are checked first.
+        """
+        firewall = yield self.make()
+        yield firewall.authorize(B, MAC_B)
+        for up, down in ((-5, 0), (0, 10 ** 9), ("fast", 0), (1.5, 0)):
+            yield self.assertFailure(firewall.authorize(A, MAC_A, up, down), ValueError)
+            self.assertEqual((yield self.kernel_clients()), {B: MAC_B}, (up, down))
+            self.assertEqual(list(firewall.clients), [B])
+        self.assertEqual((yield firewall.check()), [])
+
+    @inlineCallbacks
     def test_traffic(self):
         """
         Every authorized client has traffic counters, zero at first.
@@ -278,6 +293,19 @@ class KernelFirewallTests(FirewallContract, TestCase):
         self.assertIn("bridge-nf-call-iptables is 1", str(failure))
         yield self.make()
         self.assertEqual(in_netns(self.ns, "cat", switch).strip(), "0")
+
+    @inlineCallbacks
+    def test_shaper_refusal_changes_no_set(self):
+        """
+        When the shaper refuses a client's limits (its qdiscs were flushed),
+        the authorize fails and the client is not in the sets.
+        """
+        shaper = MemoryShaper(LAN)
+        firewall = yield self.make(shaper=shaper)
+        shaper.flush()
+        yield self.assertFailure(firewall.authorize(A, MAC_A, 512, 0), LookupError)
+        self.assertEqual((yield self.kernel_clients()), {})
+        self.assertEqual(firewall.clients, {})
 
     @inlineCallbacks
     def test_rate_limits(self):
