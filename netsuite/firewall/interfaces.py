@@ -106,8 +106,15 @@ class IFirewall(Interface):
 
     def stop() -> object:
         """
-        Remove everything netsuite added (keep authorized clients' entries
-        if so configured).
+        Log every client out and close the LAN: remove everything netsuite
+        added except the minimal rules that drop all forwarded LAN traffic
+        (with C{keep_clients}, leave everything in place instead).
+        """
+
+    def remove() -> object:
+        """
+        Remove everything netsuite added, the closed LAN included: the
+        explicit command that opens the LAN once netsuite is gone.
         """
 
     def authorize(ip: ipaddress.IPv4Address, mac: MAC, up_kbit: Optional[int] = None,

@@ -137,7 +137,17 @@ class KernelFirewall:
     def _stop(self, to_cut: Set[ipaddress.IPv4Address]) -> None:
         self.flows.cut(to_cut | set(self.clients))
         self.flows.close()
+        self.rules.close()  # fail closed: the LAN stays shut until removed
+        self._teardown()
+
+    def remove(self) -> "Deferred[None]":
+        return self._run(self._remove)
+
+    def _remove(self) -> None:
         self.rules.remove()
+        self._teardown()
+
+    def _teardown(self) -> None:
         if self.settings.tproxy_port:
             self.network.remove_tproxy_routing()
         if self.shaper is not None:

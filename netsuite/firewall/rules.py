@@ -14,7 +14,8 @@ from typing import Any, Dict, List, Tuple
 
 import attr
 
-__all__ = ["FirewallSettings", "Jump", "Rule", "ChainKey", "chains", "jumps", "set_names"]
+__all__ = ["FirewallSettings", "Jump", "Rule", "ChainKey", "chains", "closed_chains",
+           "closed_jumps", "jumps", "set_names"]
 
 Rule = Dict[str, Any]
 ChainKey = Tuple[str, str]
@@ -233,3 +234,18 @@ def jumps(s: FirewallSettings) -> List[Jump]:
 
 def jump_rule(jump: Jump) -> Rule:
     return {"target": jump.chain}
+
+
+def closed_chains(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
+    """
+    What a clean stop leaves (without C{keep_clients}): the LAN closed.
+    Nothing from the LAN is forwarded until the next start or an explicit
+    removal (C{python -m netsuite.scripts.firewall --remove}); the access
+    point itself (DHCP, SSH) is left alone. No set is referenced, so the
+    sets can go.
+    """
+    return {("filter", s.chain("FORWARD")): [_from_lan(s, target="DROP")]}
+
+
+def closed_jumps(s: FirewallSettings) -> List[Jump]:
+    return [Jump("filter", "FORWARD", s.chain("FORWARD"))]

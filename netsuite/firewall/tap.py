@@ -17,7 +17,7 @@ from .rules import FirewallSettings
 # The kernel modules (python-iptables loads libiptc) are imported only when
 # the firewall is built, so reading the config never needs them.
 
-__all__ = ["SECTION", "serviceFromConfig", "settings_from_config"]
+__all__ = ["SECTION", "firewall_from_config", "serviceFromConfig", "settings_from_config"]
 
 
 SECTION = {
@@ -75,21 +75,31 @@ def settings_from_config(section: Any) -> FirewallSettings:
 
 
 def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
-    from .kernel import KernelFirewall
-    from .netlink import KernelNetwork
-    from ..runner import ThreadRunner
     from .service import FirewallService
 
     section = config.firewall
+    firewall = firewall_from_config(section, reactor)
+    return FirewallService(firewall, registry, reactor, section.check_interval)
+
+
+def firewall_from_config(section: Any, reactor: Any) -> Any:
+    """
+    The L{netsuite.firewall.kernel.KernelFirewall} the C{[firewall]}
+    section describes.
+    """
+    from .kernel import KernelFirewall
+    from .netlink import KernelNetwork
+    from ..runner import ThreadRunner
+
     settings = settings_from_config(section)
     shaper = None
     if section.shaping:
         from .shaping import Shaper
         shaper = Shaper(section.lan_interface, settings.lan_network, section.ifb_interface)
-    firewall = KernelFirewall(
-        settings, ThreadRunner(reactor, name="netsuite-firewall"), reactor, shaper=shaper, smtp_window=section.smtp_window,
+    return KernelFirewall(
+        settings, ThreadRunner(reactor, name="netsuite-firewall"), reactor, shaper=shaper,
+        smtp_window=section.smtp_window,
         default_limits=(section.default_up_kbit, section.default_down_kbit),
         keep_clients=section.keep_clients, bridge_netfilter=section.bridge_netfilter,
         network=KernelNetwork(section.lan_interface, section.tproxy_mark,
                               section.tproxy_table))
-    return FirewallService(firewall, registry, reactor, section.check_interval)

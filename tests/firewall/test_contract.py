@@ -102,6 +102,25 @@ class FirewallContract:
         self.assertEqual((yield firewall.check()), [])
 
     @inlineCallbacks
+    def test_stop_closes_the_lan(self):
+        """
+        Without keep_clients a clean stop logs everyone out and leaves the
+        LAN closed (only the rules dropping forwarded LAN traffic); the next
+        start reopens the portal with nobody authorized; remove() takes out
+        everything, the closed LAN included.
+        """
+        firewall = yield self.make()
+        yield firewall.authorize(A, MAC_A)
+        yield firewall.stop()
+        self.assertEqual((yield self.lan_state()), "closed")
+        again = yield self.make()
+        self.assertEqual((yield self.lan_state()), "running")
+        self.assertEqual(again.clients, {})
+        yield again.stop()
+        yield again.remove()
+        self.assertEqual((yield self.lan_state()), "nothing")
+
+    @inlineCallbacks
     def test_traffic(self):
         """
         Every authorized client has traffic counters, zero at first.
@@ -188,6 +207,12 @@ class MemoryFirewallTests(FirewallContract, TestCase):
     def wipe(self):
         self.firewall.wipe()
 
+    def lan_state(self):
+        from twisted.internet.defer import succeed
+        f = self.firewall
+        assert not (f.closed and (f.rules_installed or f.kernel_clients))
+        return succeed("closed" if f.closed else "running" if f.rules_installed else "nothing")
+
     def test_smtp_window_expires(self):
         """
         The fake's SMTP window closes by itself when its time is up.
@@ -239,6 +264,7 @@ class KernelFirewallTests(FirewallContract, TestCase):
         firewall = KernelFirewall(self.settings, self.runner, reactor, shaper=shaper,
                                   keep_clients=keep_clients)
         self.addCleanup(lambda: firewall.stop() if not keep_clients else None)
+        self.addCleanup(firewall.remove)  # runs after the stop
         return firewall.start().addCallback(lambda _: firewall)
 
     def kernel_clients(self):
@@ -257,11 +283,26 @@ class KernelFirewallTests(FirewallContract, TestCase):
                      ["ipset", "flush", "ns-auth"], ["ipset", "flush", "ns-down"]):
             in_netns(self.ns, *argv)
 
+    def lan_state(self):
+        from twisted.internet.defer import succeed
+        saved = in_netns(self.ns, "iptables-legacy-save")
+        rules = [line for line in saved.splitlines() if line.startswith(("-A", ":NS"))]
+        sets = in_netns(self.ns, "ipset", "list", "-n").split()
+        if not rules and not sets:
+            return succeed("nothing")
+        if not sets and sorted(rules) == sorted([
+                ":NS-FORWARD - [0:0]", "-A FORWARD -j NS-FORWARD",
+                "-A NS-FORWARD -i br-lan -j DROP"]):
+            return succeed("closed")
+        running = any(line.startswith("-A NS-CLIENT") for line in rules)
+        return succeed("running" if running else repr(rules))
+
     @inlineCallbacks
     def test_rules_in_kernel(self):
         """
         Start-up installs each rule once, a second start (as after a crash)
-        adds no duplicate, and a clean stop leaves no rule, set, or jump.
+        adds no duplicate, and a clean stop then remove() leave no rule,
+        set, or jump.
         """
         first = yield self.make()
         saved = in_netns(self.ns, "iptables-legacy-save")
@@ -274,6 +315,7 @@ class KernelFirewallTests(FirewallContract, TestCase):
         self.assertEqual([l for l in again.splitlines() if l.startswith("-A")],
                          [l for l in saved.splitlines() if l.startswith("-A")])
         yield second.stop()
+        yield second.remove()
         del first
         after = in_netns(self.ns, "iptables-legacy-save")
         self.assertEqual([l for l in after.splitlines() if l.startswith(("-A", ":NS"))], [])

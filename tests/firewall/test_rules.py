@@ -6,7 +6,8 @@ import ipaddress
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from netsuite.firewall.rules import FirewallSettings, Jump, chains, jumps
+from netsuite.firewall.rules import (FirewallSettings, Jump, chains, closed_chains,
+                                     closed_jumps, jumps)
 
 LAN = ipaddress.IPv4Network("10.89.0.0/24")
 
@@ -155,6 +156,17 @@ class ChainsTests(SynchronousTestCase):
         self.assertIn(Jump("mangle", "PREROUTING", "NS-TPROXY"),
                       jumps(minimal(tproxy_port=1)))
         self.assertEqual(len(jumps(minimal(masquerade=False))), 3)
+
+    def test_closed(self):
+        """
+        What a clean stop leaves: one jump from FORWARD into a chain dropping
+        everything from the LAN, and no reference to a set (the sets go).
+        """
+        s = minimal(portal_port=8080, tproxy_port=1)
+        self.assertEqual(closed_chains(s), {
+            ("filter", "NS-FORWARD"): [{"in-interface": "br-lan", "target": "DROP"}]})
+        self.assertEqual(closed_jumps(s), [Jump("filter", "FORWARD", "NS-FORWARD")])
+        self.assertTrue(set(closed_jumps(s)) <= set(jumps(s)))
 
     def test_prefix(self):
         """

@@ -121,6 +121,8 @@ except OSError as e:
 ok = a[:2] == q[:2] and struct.unpack("!H", a[6:8])[0] == 1
 print(socket.inet_ntoa(a[-4:]) if ok else "no answer")
 """
+# What a clean stop leaves: every forwarded packet from the LAN dropped.
+CLOSED = ["-A FORWARD -j NS-FORWARD", "-A NS-FORWARD -i br-lan -j DROP"]
 DNS_NAME = "portal-check.netsuite.test"
 DNS_ADDRESS = "203.0.113.53"
 
@@ -396,8 +398,45 @@ class FirewallLabTests(TestCase):
 
         self.daemon.signal("TERM")
         yield self.daemon.when_ended()
-        self.assertEqual(self.rules(), [])
+        self.assertEqual(self.rules(), CLOSED)
         self.assertEqual(self.in_ap("ipset", "list", "-n").split(), [])
-        self.assertNotIn(":NS-", self.in_ap("iptables-legacy-save"))
         self.assertNotIn("ifb-ns0", self.in_ap("ip", "link"))
         self.assertNotIn("htb", self.in_ap("tc", "qdisc", "show", "dev", "br-lan"))
+        yield self.remove_firewall()
+        self.assertEqual(self.rules(), [])
+        self.assertNotIn(":NS-", self.in_ap("iptables-legacy-save"))
+
+    def remove_firewall(self):
+        """
+        Run the documented removal command in the access point's namespace.
+        """
+        def run():
+            done = self.lab.exec("ap", [sys.executable, "-m", "netsuite.scripts.firewall",
+                                        "--remove", "--config", self.config])
+            self.assertEqual(done.returncode, 0, done.stderr)
+            return done
+        return deferToThread(run)
+
+    @inlineCallbacks
+    def test_clean_stop_keeps_the_lan_closed(self):
+        """
+        After a clean stop (keep_clients = false) neither the client that was
+        authorized nor one that never logged in reaches the upstream (which
+        routes the LAN back, NAT or not); only the removal command opens it,
+        and then both do.
+        """
+        yield self.authorize(1)
+        internet = f"http://{self.lab.internet}/"
+        code, body = yield self.curl("c1", internet)
+        self.assertEqual((code, body), (0, UPSTREAM_BODY))
+        self.daemon.signal("TERM")
+        yield self.daemon.when_ended()
+        for client in ("c1", "c2"):
+            code, _ = yield self.curl(client, internet, seconds=2)
+            self.assertEqual(code, 28, client)  # dropped
+        self.assertEqual(self.rules(), CLOSED)
+        yield self.remove_firewall()
+        self.assertEqual(self.rules(), [])
+        for client in ("c1", "c2"):
+            code, body = yield self.curl(client, internet)
+            self.assertEqual((code, body), (0, UPSTREAM_BODY), client)
