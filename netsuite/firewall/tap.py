@@ -55,6 +55,9 @@ SECTION = {
     "keep_clients": Field(bool, False, "keep authorized clients online across a restart"),
     "check_interval": Field(SECONDS, 5.0, "seconds between checks of the kernel state "
                             "(0: never)"),
+    "lock_dir": Field(str, "/run/netsuite", "directory of the lock (one file per network "
+                      "namespace, holding the pid) that makes one process the firewall's "
+                      "only owner"),
     "bridge_netfilter": Field(str, "fix", "on a bridge with bridge-nf-call-iptables=1: "
                               "fix (set 0) or refuse", one_of("fix", "refuse")),
 }
@@ -101,5 +104,6 @@ def firewall_from_config(section: Any, reactor: Any) -> Any:
         smtp_window=section.smtp_window,
         default_limits=(section.default_up_kbit, section.default_down_kbit),
         keep_clients=section.keep_clients, bridge_netfilter=section.bridge_netfilter,
+        lock_dir=section.lock_dir,
         network=KernelNetwork(section.lan_interface, section.tproxy_mark,
                               section.tproxy_table))

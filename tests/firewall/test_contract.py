@@ -18,6 +18,7 @@ from zope.interface.verify import verifyObject
 from netsuite.firewall.interfaces import Client, IFirewall, NotInLan, Traffic
 from netsuite.firewall.kernel import KernelFirewall
 from netsuite.firewall.memory import MemoryFirewall, MemoryShaper
+from netsuite.firewall.owner import FirewallOwned, netns_key
 from netsuite.firewall.rules import FirewallSettings
 from netsuite.runner import ThreadRunner
 from netsuite.registry.values import MAC
@@ -259,10 +260,11 @@ class KernelFirewallTests(FirewallContract, TestCase):
         self.runner = ThreadRunner(reactor, netns=self.ns)
         self.addCleanup(self.runner.stop)
         self.settings = FirewallSettings("br-lan", "wan0", LAN, portal_port=8080)
+        self.locks = self.mktemp()
 
     def make(self, keep_clients=False, shaper=None):
         firewall = KernelFirewall(self.settings, self.runner, reactor, shaper=shaper,
-                                  keep_clients=keep_clients)
+                                  keep_clients=keep_clients, lock_dir=self.locks)
         self.addCleanup(lambda: firewall.stop() if not keep_clients else None)
         self.addCleanup(firewall.remove)  # runs after the stop
         return firewall.start().addCallback(lambda _: firewall)
@@ -309,7 +311,8 @@ class KernelFirewallTests(FirewallContract, TestCase):
         self.assertEqual(saved.count("-A FORWARD -j NS-FORWARD"), 1)
         self.assertIn("-A NS-PREROUTING -i br-lan -p tcp -m tcp --dport 80 -j REDIRECT "
                       "--to-ports 8080", saved)
-        second = KernelFirewall(self.settings, self.runner, reactor)
+        first.owner.release()  # as its process's death would
+        second = KernelFirewall(self.settings, self.runner, reactor, lock_dir=self.locks)
         yield second.start()
         again = in_netns(self.ns, "iptables-legacy-save")
         self.assertEqual([l for l in again.splitlines() if l.startswith("-A")],
@@ -330,7 +333,7 @@ class KernelFirewallTests(FirewallContract, TestCase):
         switch = "/proc/sys/net/bridge/bridge-nf-call-iptables"
         in_netns(self.ns, "sh", "-c", f"echo 1 > {switch}")
         refusing = KernelFirewall(self.settings, self.runner, reactor,
-                                  bridge_netfilter="refuse")
+                                  bridge_netfilter="refuse", lock_dir=self.locks)
         failure = yield self.assertFailure(refusing.start(), Exception)
         self.assertIn("bridge-nf-call-iptables is 1", str(failure))
         yield self.make()
@@ -348,6 +351,34 @@ class KernelFirewallTests(FirewallContract, TestCase):
         yield self.assertFailure(firewall.authorize(A, MAC_A, 512, 0), LookupError)
         self.assertEqual((yield self.kernel_clients()), {})
         self.assertEqual(firewall.clients, {})
+
+    @inlineCallbacks
+    def test_one_owner(self):
+        """
+        While one firewall owns the namespace's firewall state, a second is
+        refused at start, naming the owner's pid, and changes nothing; so
+        is a removal. The first keeps working. Once it stops, a second may
+        start. The lock is per namespace: the worker thread (in the test's
+        namespace) and this one (in the host's) have different keys.
+        """
+        first = yield self.make()
+        yield first.authorize(A, MAC_A)
+        before = in_netns(self.ns, "iptables-legacy-save")
+        second = KernelFirewall(self.settings, self.runner, reactor, lock_dir=self.locks)
+        failure = yield self.assertFailure(second.start(), FirewallOwned)
+        self.assertIn(f"pid {os.getpid()}", str(failure))
+        yield self.assertFailure(second.remove(), FirewallOwned)
+        self.assertEqual(in_netns(self.ns, "iptables-legacy-save"), before)
+        self.assertEqual((yield self.kernel_clients()), {A: MAC_A})
+        yield first.authorize(B, MAC_B)
+        self.assertEqual((yield self.kernel_clients()), {A: MAC_A, B: MAC_B})
+        self.assertEqual((yield first.check()), [])
+        yield first.stop()
+        yield second.start()
+        self.assertEqual(second.clients, {})
+        yield second.stop()
+        theirs = yield self.runner.run(netns_key)
+        self.assertNotEqual(theirs, netns_key())
 
     @inlineCallbacks
     def test_rate_limits(self):

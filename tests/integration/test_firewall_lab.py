@@ -14,7 +14,7 @@ from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest, TestCase
 
-from netsuite.bus import connect
+from netsuite.bus import NO_ANSWER, connect
 from netsuite.lab import Lab
 from netsuite.lab.peers import HttpPeer, SmtpPeer, missing
 
@@ -33,6 +33,7 @@ walled_garden = ["{garden}/32"]
 check_interval = 1.0
 smtp_window = 600
 shaping = true
+lock_dir = "{locks}"
 """
 
 # One ping for each line the test writes: it asks when it wants to know.
@@ -155,10 +156,14 @@ class FirewallLabTests(TestCase):
             yield deferToThread(peer.start)
             self.addCleanup(peer.stop)
         self.sockets = socket_dir(self)
-        self.config = write_config(self, CONFIG.format(garden=self.lab.wan_up_address))
+        self.locks = self.mktemp()
+        self.config = write_config(self, self.config_text())
         yield self.start_daemon()
         self.bus = connect("ap", socket_dir=self.sockets, reactor=reactor)
         self.addCleanup(self.bus.close)
+
+    def config_text(self):
+        return CONFIG.format(garden=self.lab.wan_up_address, locks=self.locks)
 
     def start_daemon(self):
         self.daemon = spawn(self, "netsuite", [
@@ -249,8 +254,7 @@ class FirewallLabTests(TestCase):
 
         self.daemon.signal("TERM")
         yield self.daemon.when_ended()
-        self.config = write_config(self, CONFIG.format(garden=self.lab.wan_up_address)
-                                   + "preauth_dns = false\n")
+        self.config = write_config(self, self.config_text() + "preauth_dns = false\n")
         yield self.start_daemon()
         seen = resolver.line_count
         for proto in ("udp", "tcp"):
@@ -440,3 +444,44 @@ class FirewallLabTests(TestCase):
         for client in ("c1", "c2"):
             code, body = yield self.curl(client, internet)
             self.assertEqual((code, body), (0, UPSTREAM_BODY), client)
+
+    @inlineCallbacks
+    def test_second_firewall_is_refused(self):
+        """
+        A second firewall process in the same namespace is refused at start
+        with the first's pid and changes nothing; the first keeps working.
+        """
+        yield self.authorize(1)
+        before = self.rules()
+        second = spawn(self, "second firewall", [
+            *TWISTD, "-n", "--pidfile=", "netsuite-firewall", "--name", "fw2",
+            "--socket-dir", self.sockets, "--config", self.config],
+            netns=self.lab.netns("ap"))
+        yield second.when_line(f"owns the firewall of this network namespace", timeout=20)
+        self.assertTrue(any(f"pid {self.daemon.pid})" in line for line in second.lines()))
+        yield second.when_ended()
+        self.assertEqual(self.rules(), before)
+        code, body = yield self.curl("c1", f"http://{self.lab.internet}/")
+        self.assertEqual((code, body), (0, UPSTREAM_BODY))
+        yield self.authorize(2)
+        code, body = yield self.curl("c2", f"http://{self.lab.internet}/")
+        self.assertEqual((code, body), (0, UPSTREAM_BODY))
+        code, body = yield self.curl("c3", f"http://{self.lab.internet}/")
+        self.assertEqual((code, body), (0, PORTAL_BODY))
+
+    @inlineCallbacks
+    def test_refused_authorize_changes_nothing(self):
+        """
+        An authorize with a limit tc cannot take is refused (the listener
+        fails: no answer, the error logged) and leaves the kernel's sets as
+        they were: the client stays out.
+        """
+        yield self.authorize(1)
+        before = self.in_ap("ipset", "save")
+        for limits in ({"up_kbit": -1}, {"down_kbit": 10 ** 9}):
+            d = self.bus.send("/firewall/authorize", dict(
+                limits, ip=self.lab.client_address(2), mac=self.lab.client_mac(2)))
+            self.assertIs((yield d), NO_ANSWER)
+            self.assertEqual(self.in_ap("ipset", "save"), before)
+        code, body = yield self.curl("c2", f"http://{self.lab.internet}/")
+        self.assertEqual((code, body), (0, PORTAL_BODY))
