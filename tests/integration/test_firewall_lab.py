@@ -457,7 +457,7 @@ class FirewallLabTests(TestCase):
             *TWISTD, "-n", "--pidfile=", "netsuite-firewall", "--name", "fw2",
             "--socket-dir", self.sockets, "--config", self.config],
             netns=self.lab.netns("ap"))
-        yield second.when_line(f"owns the firewall of this network namespace", timeout=20)
+        yield second.when_line("owns the firewall of this network namespace", timeout=20)
         self.assertTrue(any(f"pid {self.daemon.pid})" in line for line in second.lines()))
         yield second.when_ended()
         self.assertEqual(self.rules(), before)
