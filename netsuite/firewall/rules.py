@@ -117,6 +117,10 @@ def _authorized(s: FirewallSettings) -> Dict[str, Any]:
 def chains(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
     """
     netsuite's own chains and their rules, in order.
+
+    NS-FORWARD sits first in FORWARD but only refuses: what it lets through
+    it RETURNs, so the operator's own FORWARD rules (and the chain's
+    policy) still see every packet netsuite does not drop or reject.
     """
     # Authorized clients are recognised on every packet, established or
     # not: once a client leaves the set, its flows stop at once (and the
@@ -125,11 +129,13 @@ def chains(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
         # Download counters: a rule with no target only counts (the down set).
         {"out-interface": s.lan_interface, "set": {"match-set": [s.down_set, "dst"]}},
         _from_lan(s, set=_authorized(s), target=s.chain("CLIENT")),
+        # What NS-CLIENT did not refuse goes on to the operator's rules.
+        _from_lan(s, set=_authorized(s), target="RETURN"),
         {"out-interface": s.lan_interface,
-         "conntrack": {"ctstate": "RELATED,ESTABLISHED"}, "target": "ACCEPT"},
+         "conntrack": {"ctstate": "RELATED,ESTABLISHED"}, "target": "RETURN"},
     ]
     client: List[Rule] = [
-        {"conntrack": {"ctstate": "RELATED,ESTABLISHED"}, "target": "ACCEPT"},
+        {"conntrack": {"ctstate": "RELATED,ESTABLISHED"}, "target": "RETURN"},
     ]
     smtp: List[Rule] = []
     if s.block_smtp:
@@ -143,16 +149,15 @@ def chains(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
         for port in s.nfqueue_ports:
             client.append({"protocol": "tcp", "tcp": _tcp(port, syn=True),
                            "target": _nfqueue(s)})
-    client.append({"target": "ACCEPT"})
     for network in s.walled_garden:
-        forward.append(_from_lan(s, dst=str(network), target="ACCEPT"))
+        forward.append(_from_lan(s, dst=str(network), target="RETURN"))
     if s.preauth_dns:
         # DNS to any resolver before login (phones otherwise report "no
         # internet" instead of showing the portal); answers come back
         # through the RELATED,ESTABLISHED rule above.
         forward += [
-            _from_lan(s, protocol="udp", udp={"dport": "53"}, target="ACCEPT"),
-            _from_lan(s, protocol="tcp", tcp=_tcp(53), target="ACCEPT"),
+            _from_lan(s, protocol="udp", udp={"dport": "53"}, target="RETURN"),
+            _from_lan(s, protocol="tcp", tcp=_tcp(53), target="RETURN"),
         ]
     if s.reject_https:
         forward.append(_from_lan(s, protocol="tcp", tcp=_tcp(443), target=_reject_reset()))

@@ -485,3 +485,34 @@ class FirewallLabTests(TestCase):
             self.assertEqual(self.in_ap("ipset", "save"), before)
         code, body = yield self.curl("c2", f"http://{self.lab.internet}/")
         self.assertEqual((code, body), (0, PORTAL_BODY))
+
+    @inlineCallbacks
+    def test_operator_forward_rule_still_applies(self):
+        """
+        An operator's own DROP rule in FORWARD (legacy, added with
+        python-iptables after netsuite's jump) keeps working for an
+        authorized client: netsuite returns what it lets through instead of
+        accepting it. Other authorized clients are not affected.
+        """
+        from iptc import easy
+        from netsuite.runner import ThreadRunner
+        runner = ThreadRunner(reactor, netns=self.lab.netns("ap"))
+        self.addCleanup(runner.stop)
+        yield self.authorize(1)
+        yield self.authorize(2)
+        internet = f"http://{self.lab.internet}/"
+        code, body = yield self.curl("c1", internet)
+        self.assertEqual((code, body), (0, UPSTREAM_BODY))
+        operator = {"src": f"{self.lab.client_address(1)}/32", "target": "DROP"}
+        yield runner.run(easy.add_rule, "filter", "FORWARD", dict(operator))
+        forward = [line for line in self.in_ap("iptables-legacy-save").splitlines()
+                   if line.startswith("-A FORWARD")]
+        self.assertEqual(forward, ["-A FORWARD -j NS-FORWARD",
+                                   f"-A FORWARD -s {self.lab.client_address(1)}/32 -j DROP"])
+        code, _ = yield self.curl("c1", internet, seconds=2)
+        self.assertEqual(code, 28)  # dropped by the operator's rule
+        code, body = yield self.curl("c2", internet)
+        self.assertEqual((code, body), (0, UPSTREAM_BODY))
+        yield runner.run(easy.delete_rule, "filter", "FORWARD", dict(operator))
+        code, body = yield self.curl("c1", internet)
+        self.assertEqual((code, body), (0, UPSTREAM_BODY))
