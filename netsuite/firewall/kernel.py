@@ -147,6 +147,10 @@ class KernelFirewall:
         return self._run(self._stop, to_cut)
 
     def _stop(self, to_cut: Set[ipaddress.IPv4Address]) -> None:
+        if not self.owner.held:
+            # Never started, or refused: the state is another process's.
+            self._let_go()
+            return
         self.flows.cut(to_cut | set(self.clients))
         self.flows.close()
         self.rules.close()  # fail closed: the LAN stays shut until removed

@@ -44,6 +44,10 @@ class OwnerLock:
         self.path: Optional[str] = None
         self._fd: Optional[int] = None
 
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
     def acquire(self) -> None:
         """
         Take ownership, or raise L{FirewallOwned} naming the owner's pid.

@@ -9,8 +9,8 @@ from typing import Any
 
 from twisted.application.service import Service
 
-from ..config.fields import (INTERFACE, NETWORK, NETWORK_LIST, PORT_LIST, PORT_OR_ZERO,
-                             SECONDS, at_least, between, one_of)
+from ..config.fields import (INTERFACE, NETWORK, NETWORK_LIST, OPTIONAL_PATH, PORT_LIST,
+                             PORT_OR_ZERO, SECONDS, at_least, between, one_of)
 from ..config.schema import Field
 from .rules import FirewallSettings
 
@@ -55,9 +55,9 @@ SECTION = {
     "keep_clients": Field(bool, False, "keep authorized clients online across a restart"),
     "check_interval": Field(SECONDS, 5.0, "seconds between checks of the kernel state "
                             "(0: never)"),
-    "lock_dir": Field(str, "/run/netsuite", "directory of the lock (one file per network "
-                      "namespace, holding the pid) that makes one process the firewall's "
-                      "only owner"),
+    "lock_dir": Field(OPTIONAL_PATH, "", "directory of the lock (one file per network namespace, "
+                      "holding the pid) that makes one process the firewall's only owner "
+                      "(empty: bus.socket_dir)"),
     "bridge_netfilter": Field(str, "fix", "on a bridge with bridge-nf-call-iptables=1: "
                               "fix (set 0) or refuse", one_of("fix", "refuse")),
 }
@@ -81,19 +81,20 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
     from .service import FirewallService
 
     section = config.firewall
-    firewall = firewall_from_config(section, reactor)
+    firewall = firewall_from_config(config, reactor)
     return FirewallService(firewall, registry, reactor, section.check_interval)
 
 
-def firewall_from_config(section: Any, reactor: Any) -> Any:
+def firewall_from_config(config: Any, reactor: Any) -> Any:
     """
-    The L{netsuite.firewall.kernel.KernelFirewall} the C{[firewall]}
-    section describes.
+    The L{netsuite.firewall.kernel.KernelFirewall} the config's
+    C{[firewall]} section describes.
     """
     from .kernel import KernelFirewall
     from .netlink import KernelNetwork
     from ..runner import ThreadRunner
 
+    section = config.firewall
     settings = settings_from_config(section)
     shaper = None
     if section.shaping:
@@ -104,6 +105,6 @@ def firewall_from_config(section: Any, reactor: Any) -> Any:
         smtp_window=section.smtp_window,
         default_limits=(section.default_up_kbit, section.default_down_kbit),
         keep_clients=section.keep_clients, bridge_netfilter=section.bridge_netfilter,
-        lock_dir=section.lock_dir,
+        lock_dir=section.lock_dir or config.bus.socket_dir,
         network=KernelNetwork(section.lan_interface, section.tproxy_mark,
                               section.tproxy_table))

@@ -34,9 +34,9 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-async def _remove(reactor: Any, section: Any) -> None:
+async def _remove(reactor: Any, config: Any) -> None:
     from ..firewall.tap import firewall_from_config
-    await firewall_from_config(section, reactor).remove()
+    await firewall_from_config(config, reactor).remove()
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -57,7 +57,7 @@ def main(argv: Optional[List[str]] = None) -> None:
             print(f"netsuite firewall: not removed: {failure.getErrorMessage()}",
                   file=sys.stderr)
             raise SystemExit(1)
-        return ensureDeferred(_remove(reactor, config.firewall)).addCallbacks(done, failed)
+        return ensureDeferred(_remove(reactor, config)).addCallbacks(done, failed)
     react(run)
 
 

@@ -357,8 +357,8 @@ class KernelFirewallTests(FirewallContract, TestCase):
         """
         While one firewall owns the namespace's firewall state, a second is
         refused at start, naming the owner's pid, and changes nothing; so
-        is a removal. The first keeps working. Once it stops, a second may
-        start. The lock is per namespace: the worker thread (in the test's
+        is a removal, and its stop leaves the first's state alone. The first
+        keeps working. Once it stops, a second may start. The lock is per namespace: the worker thread (in the test's
         namespace) and this one (in the host's) have different keys.
         """
         first = yield self.make()
@@ -368,6 +368,7 @@ class KernelFirewallTests(FirewallContract, TestCase):
         failure = yield self.assertFailure(second.start(), FirewallOwned)
         self.assertIn(f"pid {os.getpid()}", str(failure))
         yield self.assertFailure(second.remove(), FirewallOwned)
+        yield second.stop()  # as its service does when its start failed
         self.assertEqual(in_netns(self.ns, "iptables-legacy-save"), before)
         self.assertEqual((yield self.kernel_clients()), {A: MAC_A})
         yield first.authorize(B, MAC_B)

@@ -156,7 +156,7 @@ class FirewallLabTests(TestCase):
             yield deferToThread(peer.start)
             self.addCleanup(peer.stop)
         self.sockets = socket_dir(self)
-        self.locks = self.mktemp()
+        self.locks = os.path.abspath(self.mktemp())  # the daemon's cwd is not ours
         self.config = write_config(self, self.config_text())
         yield self.start_daemon()
         self.bus = connect("ap", socket_dir=self.sockets, reactor=reactor)
@@ -449,7 +449,8 @@ class FirewallLabTests(TestCase):
     def test_second_firewall_is_refused(self):
         """
         A second firewall process in the same namespace is refused at start
-        with the first's pid and changes nothing; the first keeps working.
+        with the first's pid and changes nothing, and so is the removal
+        command; the first keeps working.
         """
         yield self.authorize(1)
         before = self.rules()
@@ -460,6 +461,12 @@ class FirewallLabTests(TestCase):
         yield second.when_line("owns the firewall of this network namespace", timeout=20)
         self.assertTrue(any(f"pid {self.daemon.pid})" in line for line in second.lines()))
         yield second.when_ended()
+        self.assertEqual(self.rules(), before)
+        removal = yield deferToThread(self.lab.exec, "ap", [
+            sys.executable, "-m", "netsuite.scripts.firewall", "--remove",
+            "--config", self.config])
+        self.assertEqual(removal.returncode, 1)
+        self.assertIn(f"pid {self.daemon.pid})", removal.stderr)
         self.assertEqual(self.rules(), before)
         code, body = yield self.curl("c1", f"http://{self.lab.internet}/")
         self.assertEqual((code, body), (0, UPSTREAM_BODY))
