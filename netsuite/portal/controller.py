@@ -37,7 +37,7 @@ EVENTS = {
     "/portal/login": "Event: a client logged in {ip, mac, reason, username?}.",
     "/portal/logout": "Event: a client logged out {ip, mac, reason} (logout, idle-timeout, "
                       "session-timeout, quota, moved, replaced, operator, admin, "
-                      "lease-released, lease-expired).",
+                      "lease-released, lease-expired, deauthorized).",
 }
 
 REFUSALS = {"/portal/authenticate": {"ok": False, "message": "Logins cannot be checked "

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import threading
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 from twisted.application.service import Service
 from twisted.internet.defer import gatherResults
@@ -88,14 +88,14 @@ class PortalService(Service):
     @param api_url: its URL (for the log).
     @param announcer: adds the DHCP option 114 listener at start (an
         L{netsuite.portal.announce.Announcer}), if any.
-    @param lease_ends: watches the DHCP server's lease events from start
-        (a L{netsuite.portal.leaseends.LeaseEnds}), if any.
+    @param followers: what watches other services for clients that have
+        gone, from start to stop (L{netsuite.portal.leaseends}).
     """
 
     def __init__(self, portal: Portal, site: Site, reactor: Any, endpoint: str,
                  sample_interval: float = 10.0, api_site: Optional[Site] = None,
                  api_endpoint: Any = None, api_url: str = "",
-                 announcer: Any = None, lease_ends: Any = None) -> None:
+                 announcer: Any = None, followers: Sequence[Any] = ()) -> None:
         self.portal = portal
         self.site = site
         self.reactor = reactor
@@ -105,7 +105,7 @@ class PortalService(Service):
         self.api_endpoint = api_endpoint
         self.api_url = api_url
         self.announcer = announcer
-        self.lease_ends = lease_ends
+        self.followers = list(followers)
         self.readiness = Readiness()
         self.port: Any = None
         self.api_port: Any = None
@@ -138,8 +138,8 @@ class PortalService(Service):
                 api_listening, failed, errbackArgs=(self.api_url or self.api_endpoint,))
         if self.announcer is not None:
             self.announcer.start()
-        if self.lease_ends is not None:
-            self.lease_ends.start()
+        for follower in self.followers:
+            follower.start()
         if self.sample_interval > 0:
             self._sampling = LoopingCall(self.sample)
             self._sampling.clock = self.reactor
@@ -162,8 +162,8 @@ class PortalService(Service):
             self._sampling.stop()
         if self.announcer is not None:
             self.announcer.stop()
-        if self.lease_ends is not None:
-            self.lease_ends.stop()
+        for follower in self.followers:
+            follower.stop()
         stopping = [self.portal.sessions.durable()]  # what is queued, stored
         for name in ("port", "api_port"):
             port = getattr(self, name)

@@ -101,7 +101,7 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
     from .service import PortalService, neighbour_mac
     from .sessions import SessionStore, Sessions
     from .announce import Announcer
-    from .leaseends import LeaseEnds
+    from .leaseends import DeauthorizedEnds, LeaseEnds
     from .tls import ApiResource, api_endpoint, api_settings, load_tls
     from .front import PortalSite, declare_front
     from .pages import Pages
@@ -153,10 +153,11 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
     address = section.interface_address.replace(":", "\\:")
     endpoint = f"tcp:{section.port}" + (f":interface={address}" if address else "")
     lease_ends = LeaseEnds(portal, section.dhcp_process) if section.end_with_lease else None
+    deauthorized = DeauthorizedEnds(portal, section.firewall_process)
     settings = api_settings(section, config.source)
     if settings is None:
         return PortalService(portal, site, reactor, endpoint, section.sample_interval,
-                             lease_ends=lease_ends)
+                             followers=[f for f in (lease_ends, deauthorized) if f])
     resource.secure_base = settings.url[:-len("/api")]
     api_site = Site(ApiResource(resource, host))
     api_site.displayTracebacks = False
@@ -166,7 +167,7 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
                          api_endpoint=api_endpoint(reactor, settings, tls_options),
                          api_url=settings.url,
                          announcer=Announcer(registry, settings.url, section.dhcp_process),
-                         lease_ends=lease_ends)
+                         followers=[f for f in (lease_ends, deauthorized) if f])
 
 
 def check(config: Any) -> None:

@@ -74,3 +74,39 @@ class LeaseEndsTests(SynchronousTestCase):
         f = PortalFixture()
         self.assertFalse(LeaseEnds(f.portal).start())
 
+
+
+class DeauthorizedEndsTests(SynchronousTestCase):
+    def setUp(self):
+        from netsuite.portal.leaseends import DeauthorizedEnds
+        self.f = PortalFixture()
+        self.logouts = []
+        self.f.registry.watch("/portal/logout", self.logouts.append)
+        self.ends = DeauthorizedEnds(self.f.portal)
+        self.assertTrue(self.ends.start())
+        self.addCleanup(self.ends.stop)
+        self.assertEqual(self.f.accept(A).responseCode, 303)
+
+    def test_operator_deauthorize(self):
+        """
+        A client the firewall deauthorizes (an operator's
+        /firewall/deauthorize) loses its session, so the portal does not
+        authorize it again at its next start.
+        """
+        self.f.registry.send("/firewall/deauthorize", {"ip": A})
+        self.f.registry.eventual.flush_sync()
+        self.assertIsNone(self.f.sessions.get(A))
+        self.assertEqual([m["reason"] for m in self.logouts], ["deauthorized"])
+
+    def test_logged_in_again(self):
+        """
+        An event about a client the firewall lets through again (it logged
+        in since) ends nothing; nor does the portal's own logout (no
+        session left).
+        """
+        self.f.registry.send("/firewall/deauthorized", {"ip": A})  # but still authorized
+        self.f.registry.eventual.flush_sync()
+        self.assertIsNotNone(self.f.sessions.get(A))
+        self.f.portal.logout(A, "logout")
+        self.f.registry.eventual.flush_sync()
+        self.assertEqual([m["reason"] for m in self.logouts], ["logout"])
