@@ -494,11 +494,13 @@ class BusConnection:
     def add_listener(self, mailbox: str, fn: Listener, *, first: bool = False,
                      deadline: float = 1.0, tags: Optional[Dict[str, Any]] = None,
                      listener_id: Optional[str] = None,
-                     remember_by: Optional[List[str]] = None) -> str:
+                     remember_by: Optional[List[str]] = None,
+                     fail_closed: bool = False) -> str:
         """
         Put C{fn(message)} on the owner's chain; it must return L{Stop} or
-        L{CONTINUE} (or L{Remember} of one, with C{remember_by}). Returns
-        the id the owner gave it (its id in Describe).
+        L{CONTINUE} (or L{Remember} of one, with C{remember_by}). With
+        C{fail_closed}, its error or time-out makes the owner refuse the
+        message. Returns the id the owner gave it (its id in Describe).
         """
         if not (math.isfinite(deadline) and deadline > 0):
             raise ValueError("deadline must be a finite number of seconds > 0")
@@ -509,6 +511,8 @@ class BusConnection:
             **typed_keys(b"tags", dumps(dict(tags or {})))}
         if remember_by is not None:
             arguments.update(typed_keys(b"remember_by", dumps(list(remember_by))))
+        if fail_closed:
+            arguments[b"fail_closed"] = _boolean(True)
         reply = self.call("AddListener", arguments)
         self.listeners[listener_id] = fn
         return reply[b"id"].decode("utf-8")

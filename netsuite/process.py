@@ -20,17 +20,18 @@ import sys
 from typing import Any, Dict, Iterable, List, TextIO
 
 from twisted.application.service import MultiService, Service
+from twisted.internet.defer import gatherResults, maybeDeferred
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import (FileLogObserver, FilteringLogObserver, LogLevel,
                             LogLevelFilterPredicate, Logger, eventAsJSON, globalLogPublisher)
 from twisted.logger._flatten import flattenEvent
 
-from .bus.client import Peers
+from .bus.peers import Peers
 from .bus.server import BusServerFactory
 from .registry.registry import Registry
 from .system import LogToMailbox, install_system_mailboxes
 
-__all__ = ["make_process_service", "bus_endpoint", "json_log_line", "loggable"]
+__all__ = ["make_process_service", "bus_endpoint", "json_log_line", "loggable", "StartInOrder"]
 
 _log = Logger(namespace="netsuite.process")
 
@@ -48,7 +49,9 @@ def bus_endpoint(config: Any) -> str:
 class SocketDirectory(Service):
     """
     Makes the bus socket directory (mode 0755) before the bus listens, and
-    refuses one that others may write to.
+    refuses one that another user owns or that group or others may write
+    to (sticky or not): whoever may put a socket there could stand in for
+    a process, and clients trust a socket in a directory of root's or ours.
     """
 
     def __init__(self, path: str) -> None:
@@ -56,10 +59,14 @@ class SocketDirectory(Service):
 
     def privilegedStartService(self) -> None:
         os.makedirs(self.path, mode=0o755, exist_ok=True)
-        mode = os.stat(self.path).st_mode
-        if mode & (stat.S_IWGRP | stat.S_IWOTH) and not mode & stat.S_ISVTX:
+        info = os.stat(self.path)
+        if info.st_uid not in (0, os.geteuid()):
+            raise RuntimeError(f"bus.socket_dir {self.path} is owned by uid {info.st_uid}; "
+                               f"it must be owned by root or by the daemon (uid "
+                               f"{os.geteuid()})")
+        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
             raise RuntimeError(f"bus.socket_dir {self.path} is writable by group or "
-                               "others; make it 0755 (or sticky)")
+                               "others; make it 0755")
         Service.privilegedStartService(self)
 
 
@@ -210,6 +217,54 @@ class StackDumps(Service):
         faulthandler.unregister(signal.SIGUSR1)
 
 
+def _when_ready(service: Any) -> Any:
+    """
+    A Deferred firing once C{service} is ready: its own C{when_ready()},
+    else (a collection) once every service in it that says is; None when
+    nothing says.
+    """
+    when_ready = getattr(service, "when_ready", None)
+    if when_ready is not None:
+        return when_ready()
+    if isinstance(service, MultiService):
+        inner = [d for d in (_when_ready(child) for child in service) if d is not None]
+        if inner:
+            return gatherResults(inner)
+    return None
+
+
+class StartInOrder(MultiService):
+    """
+    Starts its services one after the other, each once the one before it is
+    ready (its C{when_ready()}, if it has one, has fired: see
+    L{netsuite.services.Readiness}): in the all-in-one, nothing answers
+    clients before the firewall is in place, and the portal does not take
+    logins before DHCP is up. Sockets are
+    still bound, in order, in C{privilegedStartService}. A service that
+    never gets ready (it failed: it stops the reactor) holds back the rest.
+    """
+
+    def startService(self) -> None:
+        Service.startService(self)  # not MultiService's: it would start them all at once
+        self._start(list(self))
+
+    def _start(self, left: List[Any]) -> None:
+        while left and self.running:
+            service = left.pop(0)
+            service.startService()
+            ready = _when_ready(service)
+            if ready is not None and not ready.called:
+                # stopped meanwhile: _start starts no more (running is false)
+                ready.addCallback(lambda _: self._start(left))
+                return
+
+    def stopService(self) -> Any:
+        Service.stopService(self)
+        stopping = [maybeDeferred(service.stopService)
+                    for service in reversed(list(self)) if service.running]
+        return gatherResults(stopping)
+
+
 def settle_heap() -> None:
     """
     Move everything alive now out of the cyclic collector's reach
@@ -236,7 +291,7 @@ def make_process_service(config: Any, reactor: Any,
                         default_deadline=config.bus.default_deadline)
     install_system_mailboxes(registry, reactor)
 
-    top = MultiService()
+    top = StartInOrder()
     top.registry = registry  # type: ignore[attr-defined]
     LogService(registry, config.log.level, config.log.json_file).setServiceParent(top)
     StackDumps().setServiceParent(top)

@@ -24,20 +24,50 @@ from importlib import import_module
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from twisted.application.service import IServiceMaker, MultiService
+from twisted.internet.defer import Deferred, succeed
 from twisted.plugin import IPlugin, getPlugins
 from zope.interface import Attribute, implementer
 
 from .config.options import Override, ProcessOptions
 from .config.schema import BASE_SECTIONS, Field
 
-__all__ = ["IServicePlugin", "ServicePlugin", "UnknownService", "installed", "find_service",
-           "all_sections", "enabled_services"]
+__all__ = ["IServicePlugin", "ServicePlugin", "UnknownService", "Readiness", "installed",
+           "find_service", "all_sections", "enabled_services"]
 
 
 class UnknownService(LookupError):
     """
     No installed service has that name.
     """
+
+
+class Readiness:
+    """
+    When a service is ready to serve (the firewall's rules in place, the
+    DHCP pool loaded, the portal listening): L{when} gives a Deferred that
+    fires then, at once if it already is. A service's C{when_ready()}
+    returns C{self.readiness.when()}; the process starts the next service
+    only then (L{netsuite.process.StartInOrder}).
+    """
+
+    def __init__(self) -> None:
+        self.ready = False
+        self._waiting: List["Deferred[None]"] = []
+
+    def fire(self) -> None:
+        if self.ready:
+            return
+        self.ready = True
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(None)
+
+    def when(self) -> "Deferred[None]":
+        if self.ready:
+            return succeed(None)
+        d: "Deferred[None]" = Deferred(lambda d: self._waiting.remove(d))
+        self._waiting.append(d)
+        return d
 
 
 class IServicePlugin(IPlugin):

@@ -9,11 +9,11 @@ import os
 import signal
 import sys
 
-from twisted.application.service import IServiceMaker
+from twisted.application.service import IServiceMaker, Service
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import Logger
 from twisted.plugin import getPlugins
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from netsuite import tap
 from netsuite.process import LogService, SocketDirectory, StackDumps, bus_endpoint, \
@@ -78,6 +78,39 @@ class SocketDirectoryTests(SynchronousTestCase):
         os.chmod(path, 0o777)
         error = self.assertRaises(RuntimeError, SocketDirectory(path).privilegedStartService)
         self.assertIn("writable by group or others", str(error))
+
+    def test_refuses_sticky(self):
+        """
+        A directory others may write to is refused even when sticky: any
+        user could put a socket there before the daemon does.
+        """
+        path = self.mktemp()
+        os.makedirs(path)
+        os.chmod(path, 0o1777)
+        error = self.assertRaises(RuntimeError, SocketDirectory(path).privilegedStartService)
+        self.assertIn("writable by group or others", str(error))
+
+    def test_refuses_other_owner(self):
+        """
+        A directory owned by another user (not root, not the daemon's uid)
+        is refused, naming the owner.
+        """
+        if os.geteuid() != 0:
+            raise SkipTest("needs root to chown a directory to nobody")
+        path = self.mktemp()
+        os.makedirs(path, mode=0o755)
+        os.chown(path, 65534, 65534)
+        error = self.assertRaises(RuntimeError, SocketDirectory(path).privilegedStartService)
+        self.assertIn("is owned by uid 65534; it must be owned by root or by the daemon",
+                      str(error))
+
+    def test_accepts_own(self):
+        """
+        A new directory is made 0755 and accepted.
+        """
+        path = os.path.join(self.mktemp(), "sockets")
+        SocketDirectory(path).privilegedStartService()
+        self.assertEqual(os.stat(path).st_mode & 0o7777, 0o755)
 
 
 class LogServiceTests(SynchronousTestCase):
@@ -244,3 +277,83 @@ class StackDumpsTests(SynchronousTestCase):
         self.assertIn("test_usr1_dumps_every_thread", dump)
         self.assertIn("Current thread", dump)
         self.assertFalse(faulthandler.unregister(signal.SIGUSR1))
+
+
+class _Waits(Service):
+    """A service that is ready when the test says so."""
+
+    def __init__(self, name, events):
+        self.name = name
+        self.events = events
+        from netsuite.services import Readiness
+        self.readiness = Readiness()
+
+    def startService(self):
+        Service.startService(self)
+        self.events.append(f"start {self.name}")
+
+    def stopService(self):
+        Service.stopService(self)
+        self.events.append(f"stop {self.name}")
+
+    def when_ready(self):
+        return self.readiness.when()
+
+
+class _Plain(_Waits):
+    when_ready = None
+
+
+class StartInOrderTests(SynchronousTestCase):
+    def build(self):
+        from netsuite.process import StartInOrder
+        self.events = []
+        top = StartInOrder()
+        self.firewall, self.log, self.dhcp, self.portal = (
+            _Waits("firewall", self.events), _Plain("log", self.events),
+            _Waits("dhcp", self.events), _Waits("portal", self.events))
+        for service in (self.firewall, self.log, self.dhcp, self.portal):
+            service.setServiceParent(top)
+        return top
+
+    def test_each_after_the_one_before_is_ready(self):
+        """
+        A service starts only once the one before it is ready: nothing
+        answers clients before the firewall is in place. One without
+        when_ready() does not hold back the next.
+        """
+        top = self.build()
+        top.startService()
+        self.assertEqual(self.events, ["start firewall"])
+        self.firewall.readiness.fire()
+        self.assertEqual(self.events, ["start firewall", "start log", "start dhcp"])
+        self.dhcp.readiness.fire()
+        self.assertEqual(self.events[-1], "start portal")
+        self.portal.readiness.fire()
+        self.assertTrue(all(s.running for s in top))
+
+    def test_already_ready(self):
+        """
+        A service ready as soon as it starts lets the next start at once.
+        """
+        top = self.build()
+        for service in (self.firewall, self.dhcp):
+            service.readiness.fire()
+        top.startService()
+        self.assertEqual(self.events, ["start firewall", "start log", "start dhcp",
+                                       "start portal"])
+
+    def test_stop_before_ready(self):
+        """
+        Stopped while one is not ready yet, it stops those that started
+        (last first) and starts no more.
+        """
+        top = self.build()
+        top.startService()
+        self.firewall.readiness.fire()
+        d = top.stopService()
+        self.successResultOf(d)
+        self.assertEqual(self.events, ["start firewall", "start log", "start dhcp",
+                                       "stop dhcp", "stop log", "stop firewall"])
+        self.dhcp.readiness.fire()
+        self.assertFalse(self.portal.running)

@@ -9,7 +9,8 @@ A hook script needs only this::
 
 from ..registry.interfaces import CONTINUE, NO_ANSWER, Stop
 from ..registry.values import MAC
-from .client import AccessDenied, BusClient, NotRunning, Peers, connect, socket_endpoint
+from .client import AccessDenied, BusClient, NotRunning, connect, socket_endpoint
+from .peers import Peers
 from .server import BusServerFactory
 
 __all__ = ["connect", "BusClient", "NotRunning", "AccessDenied", "Peers", "socket_endpoint",

@@ -12,14 +12,14 @@ from __future__ import annotations
 import errno
 import itertools
 import os
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set
 
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import Deferred, DeferredList, fail
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.error import ConnectError, ConnectionRefusedError
 from twisted.internet.interfaces import IStreamClientEndpoint
-from twisted.internet.protocol import Factory, connectionDone
+from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.protocols import amp
@@ -32,11 +32,12 @@ from ..registry.registry import _decorator_or_handle, matcher
 from ..registry import values
 from .arguments import take_chunks
 from .framing import CALL_LISTENER, BusProtocol, answer_box, refusal_box
+from .server import Credentials, peer_credentials
 from .ownercommands import AddListener, Describe, RemoveListener, Send, Unwatch, Watch
 from .peercommands import Notify
 
-__all__ = ["BusClient", "NotRunning", "AccessDenied", "connect", "Peers",
-           "DEFAULT_SOCKET_DIR", "socket_endpoint", "why_unreachable", "unreachable"]
+__all__ = ["BusClient", "NotRunning", "AccessDenied", "UntrustedServer", "connect",
+           "DEFAULT_SOCKET_DIR", "socket_path", "socket_endpoint", "why_unreachable", "unreachable"]
 
 _log = Logger()
 
@@ -44,12 +45,19 @@ DEFAULT_SOCKET_DIR = "/run/netsuite"
 _ids = itertools.count(1)
 
 
+def socket_path(name: str, socket_dir: Optional[str] = None) -> str:
+    """
+    The path of process C{name}'s bus socket.
+    """
+    directory = socket_dir or os.environ.get("NETSUITE_SOCKET_DIR") or DEFAULT_SOCKET_DIR
+    return os.path.join(directory, f"{name}.sock")
+
+
 def socket_endpoint(name: str, socket_dir: Optional[str] = None) -> str:
     """
     The client endpoint string of process C{name}'s bus socket.
     """
-    directory = socket_dir or os.environ.get("NETSUITE_SOCKET_DIR") or DEFAULT_SOCKET_DIR
-    path = os.path.join(directory, f"{name}.sock")
+    path = socket_path(name, socket_dir)
     return "unix:path=" + path.replace("\\", "\\\\").replace(":", "\\:")
 
 
@@ -89,6 +97,33 @@ def unreachable(name: str, endpoint: str, error: BaseException) -> NotRunning:
                       f"{why_unreachable(error)})")
 
 
+class UntrustedServer(NotRunning):
+    """
+    The process serving the socket runs as a uid we do not trust (not root,
+    ours, the socket directory's owner's or one we were told to expect):
+    it may be standing in for the process we meant, and is sent nothing.
+    """
+
+
+def trusted_uids(transport: Any, expected: Iterable[int] = ()) -> Set[int]:
+    """
+    The uids a process serving the Unix socket at the other end of
+    C{transport} may run as: root, ours, C{expected}, and the owner of the
+    socket's directory (the daemon refuses a directory not owned by root or
+    itself: L{netsuite.process.SocketDirectory}).
+    """
+    uids = {0, os.getuid(), *expected}
+    path = getattr(transport.getPeer(), "name", None)
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if isinstance(path, str) and path:
+        try:
+            uids.add(os.stat(os.path.dirname(path) or ".").st_uid)
+        except OSError:
+            pass
+    return uids
+
+
 @implementer(IStreamClientEndpoint)
 class _NamedEndpoint:
     """
@@ -97,20 +132,74 @@ class _NamedEndpoint:
     attempt to C{failed}.
     """
 
-    def __init__(self, endpoint: Any, description: str,
-                 failed: Callable[[Failure], None]) -> None:
+    def __init__(self, endpoint: Any, description: str, failed: Callable[[Failure], None],
+                 check: Callable[[Any], Optional[Exception]]) -> None:
         self._endpoint = endpoint
         self._description = description
         self._failed = failed
+        self._check = check
 
     def connect(self, factory: Any) -> "Deferred[Any]":
+        def checked(connection: _Checked) -> Any:
+            if connection.refused is not None:
+                raise connection.refused
+            return connection.inner
+
         def failed(failure: Failure) -> Failure:
             self._failed(failure)
             return failure
-        return self._endpoint.connect(factory).addErrback(failed)  # type: ignore[no-any-return]
+        return self._endpoint.connect(_CheckedFactory(factory, self._check)).addCallback(  # type: ignore[no-any-return]
+            checked).addErrback(failed)
 
     def __repr__(self) -> str:
         return self._description
+
+
+class _Checked(Protocol):
+    """
+    A new connection, handed to C{factory}'s protocol only once C{check}
+    of its transport finds nothing wrong; else closed (C{refused}), with
+    nothing read from it or written to it.
+    """
+
+    inner: Any = None
+    refused: Optional[Exception] = None
+
+    def __init__(self, factory: Any, addr: Any, check: Callable[[Any], Optional[Exception]]) -> None:
+        self._factory = factory
+        self._addr = addr
+        self._check = check
+
+    def connectionMade(self) -> None:
+        self.refused = self._check(self.transport)
+        if self.refused is not None:
+            self.transport.loseConnection()
+            return
+        self.inner = self._factory.buildProtocol(self._addr)
+        self.inner.makeConnection(self.transport)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.inner is not None:
+            self.inner.dataReceived(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self.inner is not None:
+            self.inner.connectionLost(reason)
+
+
+class _CheckedFactory(Factory):
+    def __init__(self, factory: Any, check: Callable[[Any], Optional[Exception]]) -> None:
+        self._factory = factory
+        self._check = check
+
+    def doStart(self) -> None:
+        self._factory.doStart()
+
+    def doStop(self) -> None:
+        self._factory.doStop()
+
+    def buildProtocol(self, addr: Any) -> _Checked:
+        return _Checked(self._factory, addr, self._check)
 
 
 @implementer(IListenerHandle)
@@ -121,7 +210,7 @@ class RemoteListener:
 
     def __init__(self, client: "BusClient", path: str, fn: Callable[..., Any], first: bool,
                  tags: Dict[str, Any], deadline: float,
-                 remember_by: Optional[List[str]] = None) -> None:
+                 remember_by: Optional[List[str]] = None, fail_closed: bool = False) -> None:
         self.client = client
         self.id = f"l{next(_ids)}"
         self.address = f"{client.name}:{path}"
@@ -131,6 +220,7 @@ class RemoteListener:
         self.tags = tags
         self.deadline = deadline
         self.remember_by = remember_by
+        self.fail_closed = fail_closed
         self.attached: Deferred[RemoteListener] = Deferred()
 
     def remove(self) -> None:
@@ -242,20 +332,33 @@ class BusClient:
     watches wait and attach once it is back. While it is unreachable, each
     new reason (no socket, refused, permission denied) is logged once.
 
+    Over a Unix socket the client first checks who serves it
+    (C{SO_PEERCRED}): a server whose uid is not root, ours, the socket
+    directory's owner's or in C{server_uids} is refused, and calls fail
+    with L{UntrustedServer}.
+
     @param endpoint: a client endpoint string (C{unix:path=...}, C{tcp:...}).
+    @param server_uids: more uids the owner may run as.
+    @param credentials: reads the (pid, uid, gid) of the server from a
+        transport (None: not a Unix socket, nothing to check).
     """
 
     def __init__(self, name: str, endpoint: str, reactor: Any,
-                 max_delay: float = 2.0) -> None:
+                 max_delay: float = 2.0, server_uids: Iterable[int] = (),
+                 credentials: Callable[[Any], Optional[Credentials]] = peer_credentials
+                 ) -> None:
         self.name = name
         self.endpoint = endpoint
+        self.server_uids = frozenset(server_uids)
+        self._credentials = credentials
         self._reactor = reactor
         self._listeners: Dict[str, RemoteListener] = {}
         self._watches: Dict[str, RemoteWatch] = {}
         self._current: Optional[_ClientProtocol] = None
         self._unreachable: Optional[str] = None  # why the last attempt failed
         self._service = ClientService(
-            _NamedEndpoint(clientFromString(reactor, endpoint), endpoint, self._failed),
+            _NamedEndpoint(clientFromString(reactor, endpoint), endpoint, self._failed,
+                           self._untrusted),
             Factory.forProtocol(lambda: _ClientProtocol(self)),  # type: ignore[arg-type]
             retryPolicy=backoffPolicy(initialDelay=0.05, maxDelay=max_delay, factor=2.0),
             clock=reactor, prepareConnection=self._reattach)
@@ -287,6 +390,22 @@ class BusClient:
                           n=sum(1 for ok, _ in results if ok), name=self.name)
         return DeferredList(calls, consumeErrors=True).addCallback(attached)
 
+    def _untrusted(self, transport: Any) -> Optional[UntrustedServer]:
+        """
+        Why the server at the other end of C{transport} is refused, if it is.
+        """
+        creds = self._credentials(transport)
+        if creds is None:
+            return None
+        pid, uid, gid = creds
+        trusted = trusted_uids(transport, self.server_uids)
+        if uid in trusted:
+            return None
+        return UntrustedServer(
+            f"refusing process {self.name} at {self.endpoint}: its socket is served by uid "
+            f"{uid} (pid {pid}), not by {', '.join(map(str, sorted(trusted)))} (root, ours, "
+            "the socket directory's owner)")
+
     def _failed(self, failure: Failure) -> None:
         why = why_unreachable(failure.value)
         if why != self._unreachable:
@@ -308,8 +427,17 @@ class BusClient:
     def _connection(self) -> "Deferred[_ClientProtocol]":
         def not_running(failure: Failure) -> Failure:
             failure.trap(ConnectError, OSError)
+            if isinstance(failure.value, NotRunning):  # UntrustedServer
+                return failure
             raise unreachable(self.name, self.endpoint, failure.value)
         return self._service.whenConnected(failAfterFailures=1).addErrback(not_running)  # type: ignore[return-value]
+
+    @property
+    def idle(self) -> bool:
+        """
+        Whether nothing waits on this client: no listeners, no watches.
+        """
+        return not self._listeners and not self._watches
 
     def connected(self) -> "Deferred[BusClient]":
         """
@@ -328,7 +456,8 @@ class BusClient:
 
     # IRegistry
 
-    def declare(self, path: str, kind: str = "decision", doc: str = "") -> None:
+    def declare(self, path: str, kind: str = "decision", doc: str = "",
+                refusal: Any = None) -> None:
         raise NotImplementedError("a process declares only its own mailboxes")
 
     def _path(self, address: str) -> str:
@@ -349,7 +478,8 @@ class BusClient:
 
     def listen(self, address: str, fn: Optional[Callable[..., Any]] = None, *,
                first: bool = False, tags: Optional[Dict[str, Any]] = None,
-               deadline: Optional[float] = None, remember_by: Any = None) -> Any:
+               deadline: Optional[float] = None, remember_by: Any = None,
+               fail_closed: bool = False) -> Any:
         path = self._path(address)
         tags = dict(tags or {})
         values.check(tags, "tags")
@@ -358,7 +488,8 @@ class BusClient:
         def add(fn: Callable[..., Any]) -> RemoteListener:
             # float(): amp.Float refuses an int such as deadline=5.
             handle = RemoteListener(self, path, fn, first, tags,
-                                    1.0 if deadline is None else float(deadline), fields)
+                                    1.0 if deadline is None else float(deadline), fields,
+                                    bool(fail_closed))
             self._listeners[handle.id] = handle
             if self._current is not None:
                 self._attach(self._current, handle).addErrback(lambda f: None)  # logged
@@ -378,11 +509,12 @@ class BusClient:
                 handle.attached.addErrback(lambda f: None)
             return failure
 
+        closed = {"fail_closed": True} if handle.fail_closed else {}
         return connection.callRemote(
             AddListener, mailbox=handle.path, listener=handle.id, first=handle.first,
             deadline=handle.deadline, tags=values.dumps(handle.tags),
-            remember_by=None if handle.remember_by is None else values.dumps(handle.remember_by)
-        ).addCallbacks(done, failed)
+            remember_by=None if handle.remember_by is None else values.dumps(handle.remember_by),
+            **closed).addCallbacks(done, failed)
 
     def _remove_listener(self, handle: RemoteListener) -> None:
         if self._listeners.pop(handle.id, None) is not None and self._current is not None:
@@ -453,31 +585,6 @@ class BusClient:
         return self._connection().addCallback(
             lambda c: c.callRemote(Describe, prefix=prefix)).addCallback(
             lambda r: values.loads(r["mailboxes"]))
-
-
-class Peers:
-    """
-    Finds the registries of other processes by name: C{endpoints} maps a
-    name to a client endpoint string, other names use their socket in
-    C{socket_dir}. One L{BusClient} per process, made on first use.
-    """
-
-    def __init__(self, reactor: Any, socket_dir: str,
-                 endpoints: Optional[Dict[str, str]] = None) -> None:
-        self._reactor = reactor
-        self._socket_dir = socket_dir
-        self._endpoints = dict(endpoints or {})
-        self._clients: Dict[str, BusClient] = {}
-
-    def registry_for(self, name: str) -> BusClient:
-        client = self._clients.get(name)
-        if client is None:
-            endpoint = self._endpoints.get(name) or socket_endpoint(name, self._socket_dir)
-            client = self._clients[name] = BusClient(name, endpoint, self._reactor)
-        return client
-
-    def close(self) -> "Deferred[Any]":
-        return DeferredList([c.close() for c in self._clients.values()])
 
 
 def connect(name: str, socket_dir: Optional[str] = None, endpoint: Optional[str] = None,

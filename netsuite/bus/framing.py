@@ -34,12 +34,12 @@ from zope.interface import implementer
 
 from ..registry import values
 from ..registry.interfaces import CONTINUE, Continue, ListenerError, Remember, Stop
-from .arguments import CHUNK, put_chunks, take_chunks
-from .errors import BAD_REQUEST, error_code, known_error
+from .arguments import CHUNK, MAX_MESSAGE, put_chunks, take_chunks
+from .errors import BAD_REQUEST, ERRORS, error_code, known_error
 from .peercommands import CallListener
 
-__all__ = ["BusDispatcher", "BusProtocol", "CALL_LISTENER", "call_listener",
-           "verdict_from_box", "answer_box", "refusal_box"]
+__all__ = ["BusDispatcher", "BusProtocol", "CALL_LISTENER", "MAX_BOX", "MAX_KEYS",
+           "call_listener", "verdict_from_box", "answer_box", "refusal_box"]
 
 _log = Logger()
 
@@ -47,12 +47,23 @@ _LENGTH = struct.Struct("!H")
 
 CALL_LISTENER = CallListener.commandName
 
+MAX_BOX = 2 * MAX_MESSAGE + CHUNK
+"""The most bytes one box may take on the wire: room for two typed values
+of L{MAX_MESSAGE} and the other keys. A peer that sends more in one box
+loses its connection."""
+
+MAX_KEYS = 256
+"""The most keys one box may hold: a box of tiny keys costs Python far more
+memory than its bytes (a 52 MB one took 677 MiB)."""
+
 
 class BusDispatcher(amp.BoxDispatcher):
     """
     A box dispatcher that answers a command failing with an undeclared
     error with a non-fatal C{BAD_REQUEST} error, where AMP would close the
-    connection (and so take off every listener the peer added).
+    connection (and so take off every listener the peer added); an argument
+    too long to read (L{values.InvalidValue} from AMP's parsing, outside
+    the command's declared errors) with C{INVALID_VALUE}.
     """
 
     def dispatchCommand(self, box: amp.AmpBox) -> "Deferred[Any]":
@@ -62,6 +73,9 @@ class BusDispatcher(amp.BoxDispatcher):
 def _bad_request(failure: Failure, box: amp.AmpBox) -> Failure:
     if failure.check(amp.RemoteAmpError):
         return failure
+    if failure.check(values.InvalidValue):  # an argument too long to take (take_chunks)
+        return Failure(amp.RemoteAmpError(ERRORS[values.InvalidValue], str(failure.value),
+                                          fatal=False, local=failure))
     _log.failure("bus command {command!r} failed", failure, command=box.get(amp.COMMAND))
     return Failure(amp.RemoteAmpError(
         BAD_REQUEST, f"{failure.type.__name__}: {failure.getErrorMessage()}",
@@ -76,18 +90,21 @@ class BusProtocol(Protocol):
 
     Boxes are read from L{connectionMade} on; a subclass that must check its
     peer first calls it only once the peer is accepted, so that a refused
-    peer's bytes are never read as commands. A key longer than 255 bytes
-    closes the connection and sets L{malformed}; what follows it is not read.
+    peer's bytes are never read as commands. A key longer than 255 bytes, a
+    box of more than L{MAX_BOX} bytes or L{MAX_KEYS} keys closes the
+    connection and sets L{malformed} (why); what follows is not read, so
+    one box never holds more than about L{MAX_BOX} bytes of memory.
 
     @ivar dispatcher: the L{BusDispatcher} that answers C{locator}'s commands
         and sends ours (L{callRemote}, L{callRemoteString}).
     @ivar peer: who is at the other end, for the log.
     """
 
-    malformed = False
+    malformed = ""
     peer = "bus peer"
     _receiving = False
     _pending = b""
+    _size = 0  # bytes of the current box read so far
     _box: Optional[amp.AmpBox] = None
     _key: Optional[bytes] = None
 
@@ -119,6 +136,7 @@ class BusProtocol(Protocol):
         offset = 0
         box = self._box if self._box is not None else amp.AmpBox()
         key = self._key
+        size = self._size
         unpack = _LENGTH.unpack_from
         received = self.box_received
         while end - offset >= 2:
@@ -130,28 +148,45 @@ class BusProtocol(Protocol):
             if key is not None:
                 box[key] = buffer[start:offset]
                 key = None
+                size += length + 2
             elif length == 0:
                 self._box = None
                 received(box)
                 if self.transport is None:
                     return
                 box = amp.AmpBox()
+                size = 0
             elif length > amp.MAX_KEY_LENGTH:
-                self._refuse_frame()
+                self._refuse_frame(_LONG_KEY)
+                return
+            elif len(box) >= MAX_KEYS:
+                self._refuse_frame(f"box with more than {MAX_KEYS} keys")
                 return
             else:
                 key = buffer[start:offset]
+                size += length + 2
+                if size > MAX_BOX:
+                    self._refuse_frame(f"box over {MAX_BOX} bytes")
+                    return
         # A key longer than 255 bytes is refused before it is all here.
         if key is None and end - offset >= 2 and unpack(buffer, offset)[0] > amp.MAX_KEY_LENGTH:
-            self._refuse_frame()
+            self._refuse_frame(_LONG_KEY)
+            return
+        if size + end - offset > MAX_BOX:
+            self._refuse_frame(f"box over {MAX_BOX} bytes")
             return
         self._pending = buffer[offset:]
         self._box = box
         self._key = key
+        self._size = size
 
-    def _refuse_frame(self) -> None:
-        self.malformed = True
+    def _refuse_frame(self, why: str) -> None:
+        _log.warn("bus peer {peer} sent a malformed frame ({why}); connection closed",
+                  peer=self.peer, why=why)
+        self.malformed = why
         self._receiving = False
+        self._pending = b""
+        self._box = None
         self.transport.loseConnection()
 
     def box_received(self, box: amp.AmpBox) -> None:
@@ -196,6 +231,9 @@ class BusProtocol(Protocol):
             reason = Failure(amp.TooLong(True, False, None, None))
         self.dispatcher.stopReceivingBoxes(reason)
         self.transport = None
+
+
+_LONG_KEY = "key longer than 255 bytes"
 
 
 def call_listener(dispatcher: amp.BoxDispatcher, listener: bytes, mailbox: bytes,

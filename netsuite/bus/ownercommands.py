@@ -34,12 +34,15 @@ class AddListener(amp.Command):
     """
     Put a stand-in for one of the peer's listeners on a mailbox; the owner
     then asks for its verdicts with L{netsuite.bus.peercommands.CallListener}.
-    Without C{remember_by} nothing is remembered.
+    Without C{remember_by} nothing is remembered; with C{fail_closed}
+    true, the listener's error or time-out ends the chain with the
+    mailbox's refusal.
     """
 
     arguments = [(b"mailbox", amp.Unicode()), (b"listener", amp.Unicode()),
                  (b"first", amp.Boolean()), (b"deadline", amp.Float()),
-                 (b"tags", Typed()), (b"remember_by", Typed(optional=True))]
+                 (b"tags", Typed()), (b"remember_by", Typed(optional=True)),
+                 (b"fail_closed", amp.Boolean(optional=True))]
     response = [(b"id", amp.Unicode())]
     errors = ERRORS
 

@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 
 from ..registry.interfaces import NO_ANSWER, IRegistry
 from ..registry import values
+from .arguments import bounded
 from .errors import DuplicateId, UnknownId
 from .framing import BusProtocol, call_listener
 from .ownercommands import AddListener, Describe, RemoveListener, Send, Unwatch, Watch
@@ -69,13 +70,14 @@ class BusResponders(amp.CommandLocator):
         def answer(result: Any) -> Dict[str, Any]:
             if result is NO_ANSWER:
                 return {"answered": False, "result": values.dumps(None)}
-            return {"answered": True, "result": values.dumps(result)}
+            return {"answered": True, "result": bounded(b"result", values.dumps(result))}
 
         return self.registry.send(mailbox, decoded).addCallback(answer)
 
     @AddListener.responder
     def add_listener(self, mailbox: str, listener: str, first: bool, deadline: float,
-                     tags: bytes, remember_by: Optional[bytes] = None) -> Dict[str, Any]:
+                     tags: bytes, remember_by: Optional[bytes] = None,
+                     fail_closed: Optional[bool] = None) -> Dict[str, Any]:
         if listener in self.listeners:
             raise DuplicateId(f"listener id {listener!r} is already in use on this connection")
         decoded_tags = values.loads(tags)
@@ -93,13 +95,15 @@ class BusResponders(amp.CommandLocator):
             return call_listener(dispatcher, listener_bytes, mailbox_bytes,
                                  values.dumps(message))
 
+        closed = {"fail_closed": True} if fail_closed else {}
         handle = self.registry.listen(mailbox, stand_in, first=first, tags=decoded_tags,
-                                      deadline=deadline, remember_by=fields)
+                                      deadline=deadline, remember_by=fields, **closed)
         self.listeners[listener] = handle
         _log.info("{peer} added listener {listener} on {mailbox} (first={first}, "
-                  "deadline={deadline}s{remembering})", peer=self.peer, listener=listener,
-                  mailbox=mailbox, first=first, deadline=deadline,
-                  remembering="" if fields is None else f", remember_by={fields}")
+                  "deadline={deadline}s{remembering}{closed})", peer=self.peer,
+                  listener=listener, mailbox=mailbox, first=first, deadline=deadline,
+                  remembering="" if fields is None else f", remember_by={fields}",
+                  closed=", fail closed" if fail_closed else "")
         return {"id": handle.id}
 
     @RemoveListener.responder
@@ -136,7 +140,8 @@ class BusResponders(amp.CommandLocator):
     @Describe.responder
     def describe(self, prefix: str) -> Dict[str, Any]:
         return {"process": self.registry.name,
-                "mailboxes": values.dumps(self.registry.describe(prefix))}
+                "mailboxes": bounded(b"mailboxes",
+                                     values.dumps(self.registry.describe(prefix)))}
 
     def disconnected(self) -> None:
         """
@@ -185,9 +190,6 @@ class BusServerProtocol(BusProtocol):
         BusProtocol.connectionMade(self)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        if self.malformed:
-            _log.warn("bus peer {peer} sent a malformed frame (key longer than 255 "
-                      "bytes); connection closed", peer=self._responders.peer)
         BusProtocol.connectionLost(self, reason)
         self._responders.disconnected()
 

@@ -131,6 +131,12 @@ def _port(low: int) -> Callable[[Any], int]:
     return convert
 
 
+def _positive_int(raw: Any) -> int:
+    if type(raw) is not int or raw < 1:
+        raise ValueError(raw)
+    return raw
+
+
 def _seconds(strict: bool) -> Callable[[Any], float]:
     def convert(raw: Any) -> float:
         value = _number(raw)
@@ -201,6 +207,7 @@ FLOAT = Kind("a number", _number)
 BOOL = Kind("true or false", _typed(bool))
 STR_LIST = Kind("a list of strings", _list(_typed(str)))
 INT_LIST = Kind("a list of integers", _list(_typed(int)))
+POSITIVE_INT = Kind("an integer greater than 0", _positive_int)
 UID_LIST = Kind("a list of user ids (integers >= 0)", _list(_uid))
 STR_MAP = Kind("a table of strings", _str_map)
 IPV4 = Kind("an IPv4 address", _str(ipaddress.IPv4Address))

@@ -10,9 +10,13 @@ own section (a dict of L{Field}s) to the schema it is loaded with.
 from __future__ import annotations
 
 import copy
+import os
+import stat
 import tomllib
 from types import SimpleNamespace
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+
+from twisted.logger import Logger
 
 from ..registry.interfaces import PROCESS_NAME_RE
 from .fields import (CLIENT_ENDPOINT_MAP, OPTIONAL_PATH, SERVER_ENDPOINT_LIST, kind_of, one_of,
@@ -20,6 +24,9 @@ from .fields import (CLIENT_ENDPOINT_MAP, OPTIONAL_PATH, SERVER_ENDPOINT_LIST, k
 
 __all__ = ["Field", "Table", "TableList", "ConfigError", "BASE_SECTIONS", "load", "parse",
            "defaults", "field_at", "read_toml"]
+
+
+_log = Logger()
 
 
 class ConfigError(ValueError):
@@ -173,12 +180,49 @@ def _table(table: Any, fields: Mapping[str, Any], where: str, source: str) -> Si
             # A copy: a list or table default must not be shared by configs.
             values[key] = copy.deepcopy(field.default)
         else:
-            value, expected = field.parse(table[key])
+            raw = table[key]
+            if field.kind.secret:
+                raw = _secret_text(raw, name, source)
+            value, expected = field.parse(raw)
             if expected is not None:
                 raise ConfigError(f"{source}: key '{name}': expected {expected}, "
                                   f"got {field.shown(table[key])}")
             values[key] = value
     return SimpleNamespace(**values)
+
+
+def _readable_by_others(mode: int) -> bool:
+    return bool(mode & stat.S_IROTH)
+
+
+def _secret_text(raw: Any, name: str, source: str) -> Any:
+    """
+    A secret key's TOML value: the secret itself, or C{{ file = "/path" }}
+    for the contents of that file (its trailing newline dropped). Warns
+    when a file others may read holds a secret.
+    """
+    if not isinstance(raw, dict):
+        if raw and os.path.isfile(source) and _readable_by_others(os.stat(source).st_mode):
+            _log.warn("{source}: key '{name}' holds a secret in a file every user may read: "
+                      "make it 0640 or 0600, or put the secret in a file of its own: "
+                      "{name} = {{ file = \"/etc/netsuite/...\" }}", source=source, name=name)
+        return raw
+    path = raw.get("file")
+    if set(raw) != {"file"} or not isinstance(path, str) or not os.path.isabs(path):
+        raise ConfigError(f"{source}: key '{name}': expected a string or "
+                          f"{{ file = \"/absolute/path\" }}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
+        raise ConfigError(f"{source}: key '{name}': cannot read the secret file "
+                          f"{path}: {reason}") from None
+    if _readable_by_others(mode):
+        _log.warn("{path} (the secret of {source} key '{name}') may be read by every user: "
+                  "make it 0640 or 0600", path=path, source=source, name=name)
+    return text.rstrip("\r\n")
 
 
 def field_at(sections: Mapping[str, Mapping[str, Any]], key: str) -> Field:

@@ -70,6 +70,11 @@ EVENTS = {
 }
 
 
+REFUSALS = {"/dhcp/lookup": {"ip": None, "source": "refused"}}
+"""What a decision answers when a fail-closed hook on it fails or is late:
+no address is offered."""
+
+
 class DHCPServer:
     """
     @param registry: where the DHCP mailboxes are declared.
@@ -116,7 +121,7 @@ class DHCPServer:
         declare_service(self.registry, "dhcp", MAILBOXES, EVENTS, {
             "/dhcp/lookup": self._pool_lookup,
             "/dhcp/leases": self._leases,
-            "/dhcp/counters": lambda message: Stop(dict(self.counters))})
+            "/dhcp/counters": lambda message: Stop(dict(self.counters))}, refusals=REFUSALS)
 
     def start(self, pool: Pool) -> None:
         """

@@ -19,6 +19,7 @@ from ..config.fields import (CLIENT_ID, INTERFACE, IPV4, IPV4_LIST, IPV4_OR_NONE
 from ..config.options import Override
 from ..config.schema import ConfigError, Field, Table, TableList
 from ..process import settle_heap
+from ..services import Readiness
 from .ldap import LDAP_SECTION
 from .options import DOMAIN_NAME
 
@@ -155,6 +156,7 @@ class DHCPService(Service):
         self.runner = runner
         self.neighbours = neighbours
         self.port: Any = None
+        self.readiness = Readiness()
 
     def privilegedStartService(self) -> None:
         from .protocol import DHCPProtocol, dhcp_socket
@@ -176,12 +178,17 @@ class DHCPService(Service):
             _log.info("dhcp ready on {interface}: {free} free addresses",
                       interface=self.interface, free=pool.free_count(),
                       netsuite_event="dhcp-ready")
+            self.readiness.fire()
 
         def failed(failure: Any) -> None:
             _log.failure("the DHCP lease store could not be opened; stopping", failure)
             if self.reactor.running:
                 self.reactor.stop()
         self.runner.run(self.build_pool).addCallbacks(ready, failed)
+
+    def when_ready(self) -> Any:
+        """Fires once the pool is loaded and the server answers."""
+        return self.readiness.when()
 
     def stopService(self) -> Any:
         Service.stopService(self)

@@ -13,6 +13,7 @@ import attr
 from zope.interface import Attribute, Interface
 
 from ..registry.values import MAC
+from .slots import check_limits
 
 __all__ = ["IFirewall", "IShaper", "Client", "Traffic", "FirewallError", "NotInLan", "client_address",
            "new_client", "window_seconds"]
@@ -68,11 +69,14 @@ def client_address(network: ipaddress.IPv4Network, ip: Any) -> ipaddress.IPv4Add
 def new_client(network: ipaddress.IPv4Network, ip: Any, mac: Any, up_kbit: Optional[int],
                down_kbit: Optional[int], defaults: Tuple[int, int]) -> Client:
     """
-    The L{Client} to authorize (limits default to C{defaults}), checked.
+    The L{Client} to authorize (limits default to C{defaults}), checked
+    completely, limits included, before anything touches the kernel: a
+    refused authorize changes nothing.
     """
-    return Client(client_address(network, ip), MAC(mac),
-                  defaults[0] if up_kbit is None else int(up_kbit),
-                  defaults[1] if down_kbit is None else int(down_kbit))
+    up = defaults[0] if up_kbit is None else up_kbit
+    down = defaults[1] if down_kbit is None else down_kbit
+    check_limits(up, down)
+    return Client(client_address(network, ip), MAC(mac), up, down)
 
 
 def window_seconds(seconds: Optional[int], default: int) -> int:
@@ -102,8 +106,15 @@ class IFirewall(Interface):
 
     def stop() -> object:
         """
-        Remove everything netsuite added (keep authorized clients' entries
-        if so configured).
+        Log every client out and close the LAN: remove everything netsuite
+        added except the minimal rules that drop all forwarded LAN traffic
+        (with C{keep_clients}, leave everything in place instead).
+        """
+
+    def remove() -> object:
+        """
+        Remove everything netsuite added, the closed LAN included: the
+        explicit command that opens the LAN once netsuite is gone.
         """
 
     def authorize(ip: ipaddress.IPv4Address, mac: MAC, up_kbit: Optional[int] = None,

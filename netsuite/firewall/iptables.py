@@ -15,7 +15,8 @@ from typing import Dict, List
 
 from iptc import easy
 
-from .rules import ChainKey, FirewallSettings, Jump, Rule, chains, jump_rule, jumps
+from .rules import (ChainKey, FirewallSettings, Jump, Rule, chains, closed_chains, closed_jumps,
+                    jump_rule, jumps)
 
 __all__ = ["StaticRules"]
 
@@ -32,18 +33,23 @@ class StaticRules:
     def __init__(self, settings: FirewallSettings) -> None:
         self.chains: Dict[ChainKey, List[Rule]] = chains(settings)
         self.jumps: List[Jump] = jumps(settings)
+        self.closed_chains = closed_chains(settings)
+        self.closed_jumps = closed_jumps(settings)
 
     def problems(self) -> List[str]:
         """
         What differs from the intended rules (empty when all is in place).
         """
+        return self._problems(self.chains, self.jumps)
+
+    def _problems(self, chains: Dict[ChainKey, List[Rule]], jumps: List[Jump]) -> List[str]:
         found = []
-        for (table, chain), rules in self.chains.items():
+        for (table, chain), rules in chains.items():
             if not easy.has_chain(table, chain):
                 found.append(f"chain {table}/{chain} is missing")
             elif _without_counters(easy.dump_chain(table, chain)) != rules:
                 found.append(f"chain {table}/{chain} has other rules")
-        for jump in self.jumps:
+        for jump in jumps:
             count = self._count_jumps(jump)
             if count != 1:
                 found.append(f"{jump.table}/{jump.builtin} has {count} jumps to {jump.chain}")
@@ -55,19 +61,22 @@ class StaticRules:
         differs; return what was repaired. Run at start-up (a crashed run
         may have left rules behind) and by the periodic check.
         """
-        repaired = self.problems()
+        return self._install(self.chains, self.jumps)
+
+    def _install(self, chains: Dict[ChainKey, List[Rule]], jumps: List[Jump]) -> List[str]:
+        repaired = self._problems(chains, jumps)
         if not repaired:
             return []
-        for table, chain in self.chains:
+        for table, chain in chains:
             if not easy.has_chain(table, chain):
                 easy.add_chain(table, chain)
-        for (table, chain), rules in self.chains.items():
+        for (table, chain), rules in chains.items():
             if _without_counters(easy.dump_chain(table, chain)) != rules:
                 easy.flush_chain(table, chain)
                 for rule in rules:
                     # add_rule changes the dict it is given.
                     easy.add_rule(table, chain, copy.deepcopy(rule))
-        for jump in self.jumps:
+        for jump in jumps:
             count = self._count_jumps(jump)
             if count != 1:
                 for _ in range(count):
@@ -75,17 +84,28 @@ class StaticRules:
                 easy.insert_rule(jump.table, jump.builtin, jump_rule(jump))
         return repaired
 
+    def close(self) -> None:
+        """
+        Leave only the closed LAN (L{closed_chains}): what a clean stop does.
+        """
+        self._install(self.closed_chains, self.closed_jumps)
+        self._remove([j for j in self.jumps if j not in self.closed_jumps],
+                     [key for key in self.chains if key not in self.closed_chains])
+
     def remove(self) -> None:
         """
-        Take out the jumps, then netsuite's chains.
+        Take out the jumps, then netsuite's chains, the closed LAN's too.
         """
-        for jump in self.jumps:
+        self._remove(self.jumps, list(self.chains))
+
+    def _remove(self, jumps: List[Jump], chains: List[ChainKey]) -> None:
+        for jump in jumps:
             for _ in range(self._count_jumps(jump)):
                 easy.delete_rule(jump.table, jump.builtin, jump_rule(jump))
-        for table, chain in self.chains:
+        for table, chain in chains:
             if easy.has_chain(table, chain):
                 easy.flush_chain(table, chain)
-        for table, chain in self.chains:
+        for table, chain in chains:
             if easy.has_chain(table, chain):
                 easy.delete_chain(table, chain)
 

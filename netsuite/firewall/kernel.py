@@ -24,6 +24,7 @@ from .flows import FlowCutter
 from .iptables import StaticRules
 from .kernelsets import KernelSets
 from .netlink import KernelNetwork
+from .owner import OwnerLock
 from .rules import FirewallSettings, set_names
 
 __all__ = ["KernelFirewall"]
@@ -49,13 +50,15 @@ class KernelFirewall:
         kernel on stop, and adopt them on the next start.
     @param bridge_netfilter: C{"fix"} sets bridge-nf-call-iptables to 0 on
         a LAN bridge; C{"refuse"} refuses to start while it is 1.
+    @param lock_dir: where the lock making this process the namespace's
+        only firewall owner lives (L{netsuite.firewall.owner}).
     """
 
     def __init__(self, settings: FirewallSettings, runner: IRunner, clock: IReactorTime,
                  shaper: Optional[IShaper] = None, smtp_window: int = 600,
                  default_limits: Tuple[int, int] = (0, 0), keep_clients: bool = False,
                  bridge_netfilter: str = "fix", network: Optional[KernelNetwork] = None,
-                 cut_delay: float = 0.2) -> None:
+                 cut_delay: float = 0.2, lock_dir: str = "/run/netsuite") -> None:
         self.settings = settings
         self._run = runner.run
         self.clock = clock
@@ -72,6 +75,7 @@ class KernelFirewall:
         self.sets = KernelSets(set_names(settings), settings.lan_network, smtp_window)
         self.network = network or KernelNetwork(settings.lan_interface, settings.tproxy_mark)
         self.clients: Dict[ipaddress.IPv4Address, Client] = {}
+        self.owner = OwnerLock(lock_dir)
 
     # start and stop
 
@@ -84,6 +88,14 @@ class KernelFirewall:
         return self._run(self._start).addCallback(adopted)
 
     def _start(self) -> Dict[ipaddress.IPv4Address, Client]:
+        self.owner.acquire()  # before anything changes
+        try:
+            return self._install()
+        except BaseException:
+            self.owner.release()
+            raise
+
+    def _install(self) -> Dict[ipaddress.IPv4Address, Client]:
         self._check_bridge()
         found: Dict[ipaddress.IPv4Address, Client] = {}
         if self.sets.exists(self.sets.auth):
@@ -128,22 +140,41 @@ class KernelFirewall:
         if self.keep_clients:
             _log.info("firewall stopping; {n} clients stay authorized (keep_clients)",
                       n=len(self.clients))
-            return self._run(self.sets.close)
+            return self._run(self._let_go)
         if self._cutting is not None and self._cutting.active():
             self._cutting.cancel()
         to_cut, self._to_cut = self._to_cut, set()
         return self._run(self._stop, to_cut)
 
     def _stop(self, to_cut: Set[ipaddress.IPv4Address]) -> None:
+        if not self.owner.held:
+            # Never started, or refused: the state is another process's.
+            self._let_go()
+            return
         self.flows.cut(to_cut | set(self.clients))
         self.flows.close()
+        self.rules.close()  # fail closed: the LAN stays shut until removed
+        self._teardown()
+
+    def remove(self) -> "Deferred[None]":
+        return self._run(self._remove)
+
+    def _remove(self) -> None:
+        self.owner.acquire()  # refused while another firewall runs here
         self.rules.remove()
+        self._teardown()
+
+    def _teardown(self) -> None:
         if self.settings.tproxy_port:
             self.network.remove_tproxy_routing()
         if self.shaper is not None:
             self.shaper.teardown()
         self.sets.destroy()
+        self._let_go()
+
+    def _let_go(self) -> None:
         self.sets.close()
+        self.owner.release()
 
     # clients
 
@@ -166,8 +197,9 @@ class KernelFirewall:
         return self._run(self._add_client, client).addCallback(done)
 
     def _add_client(self, client: Client) -> None:
-        self.sets.add_client(client.ip, client.mac)
+        # Limits first: if tc refuses, the client is not let in unshaped.
         self._apply_limits(client)
+        self.sets.add_client(client.ip, client.mac)
 
     def _apply_limits(self, client: Client) -> None:
         if self.shaper is None:

@@ -31,6 +31,8 @@ class MemoryFirewall:
     @ivar kernel_smtp: the simulated SMTP set: ip -> expiry time.
     @ivar kernel_limits: the simulated tc classes: ip -> (up, down).
     @ivar rules_installed: whether the simulated static rules are in place.
+    @ivar closed: whether the simulated closed-LAN rules (what a clean stop
+        leaves) are in place.
     """
 
     def __init__(self, clock: IReactorTime, lan_network: ipaddress.IPv4Network,
@@ -46,6 +48,7 @@ class MemoryFirewall:
         self.kernel_smtp: Dict[ipaddress.IPv4Address, float] = {}
         self.kernel_limits: Dict[ipaddress.IPv4Address, Tuple[int, int]] = {}
         self.rules_installed = False
+        self.closed = False
         self.cut: List[ipaddress.IPv4Address] = []
 
     # what a test does to the simulated kernel
@@ -80,11 +83,18 @@ class MemoryFirewall:
             self.kernel_clients.clear()
             self.kernel_limits.clear()
         self.rules_installed = True
+        self.closed = False
         return succeed(None)
 
     def stop(self) -> "Deferred[None]":
         if not self.keep_clients:
             self.wipe()
+            self.closed = True
+        return succeed(None)
+
+    def remove(self) -> "Deferred[None]":
+        self.wipe()
+        self.closed = False
         return succeed(None)
 
     def _in_lan(self, ip: Any) -> ipaddress.IPv4Address:

@@ -14,7 +14,8 @@ from typing import Any, Dict, List, Tuple
 
 import attr
 
-__all__ = ["FirewallSettings", "Jump", "Rule", "ChainKey", "chains", "jumps", "set_names"]
+__all__ = ["FirewallSettings", "Jump", "Rule", "ChainKey", "chains", "closed_chains",
+           "closed_jumps", "jumps", "set_names"]
 
 Rule = Dict[str, Any]
 ChainKey = Tuple[str, str]
@@ -116,6 +117,10 @@ def _authorized(s: FirewallSettings) -> Dict[str, Any]:
 def chains(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
     """
     netsuite's own chains and their rules, in order.
+
+    NS-FORWARD sits first in FORWARD but only refuses: what it lets through
+    it RETURNs, so the operator's own FORWARD rules (and the chain's
+    policy) still see every packet netsuite does not drop or reject.
     """
     # Authorized clients are recognised on every packet, established or
     # not: once a client leaves the set, its flows stop at once (and the
@@ -124,11 +129,13 @@ def chains(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
         # Download counters: a rule with no target only counts (the down set).
         {"out-interface": s.lan_interface, "set": {"match-set": [s.down_set, "dst"]}},
         _from_lan(s, set=_authorized(s), target=s.chain("CLIENT")),
+        # What NS-CLIENT did not refuse goes on to the operator's rules.
+        _from_lan(s, set=_authorized(s), target="RETURN"),
         {"out-interface": s.lan_interface,
-         "conntrack": {"ctstate": "RELATED,ESTABLISHED"}, "target": "ACCEPT"},
+         "conntrack": {"ctstate": "RELATED,ESTABLISHED"}, "target": "RETURN"},
     ]
     client: List[Rule] = [
-        {"conntrack": {"ctstate": "RELATED,ESTABLISHED"}, "target": "ACCEPT"},
+        {"conntrack": {"ctstate": "RELATED,ESTABLISHED"}, "target": "RETURN"},
     ]
     smtp: List[Rule] = []
     if s.block_smtp:
@@ -142,16 +149,15 @@ def chains(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
         for port in s.nfqueue_ports:
             client.append({"protocol": "tcp", "tcp": _tcp(port, syn=True),
                            "target": _nfqueue(s)})
-    client.append({"target": "ACCEPT"})
     for network in s.walled_garden:
-        forward.append(_from_lan(s, dst=str(network), target="ACCEPT"))
+        forward.append(_from_lan(s, dst=str(network), target="RETURN"))
     if s.preauth_dns:
         # DNS to any resolver before login (phones otherwise report "no
         # internet" instead of showing the portal); answers come back
         # through the RELATED,ESTABLISHED rule above.
         forward += [
-            _from_lan(s, protocol="udp", udp={"dport": "53"}, target="ACCEPT"),
-            _from_lan(s, protocol="tcp", tcp=_tcp(53), target="ACCEPT"),
+            _from_lan(s, protocol="udp", udp={"dport": "53"}, target="RETURN"),
+            _from_lan(s, protocol="tcp", tcp=_tcp(53), target="RETURN"),
         ]
     if s.reject_https:
         forward.append(_from_lan(s, protocol="tcp", tcp=_tcp(443), target=_reject_reset()))
@@ -233,3 +239,18 @@ def jumps(s: FirewallSettings) -> List[Jump]:
 
 def jump_rule(jump: Jump) -> Rule:
     return {"target": jump.chain}
+
+
+def closed_chains(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
+    """
+    What a clean stop leaves (without C{keep_clients}): the LAN closed.
+    Nothing from the LAN is forwarded until the next start or an explicit
+    removal (C{python -m netsuite.scripts.firewall --remove}); the access
+    point itself (DHCP, SSH) is left alone. No set is referenced, so the
+    sets can go.
+    """
+    return {("filter", s.chain("FORWARD")): [_from_lan(s, target="DROP")]}
+
+
+def closed_jumps(s: FirewallSettings) -> List[Jump]:
+    return [Jump("filter", "FORWARD", s.chain("FORWARD"))]

@@ -18,9 +18,14 @@ from twisted.logger import Logger
 from ..registry.interfaces import IRegistry, Stop
 from ..registry.registry import declare_service
 from ..registry.values import MAC, Message
+from ..services import Readiness
 from .interfaces import Client, IFirewall
 
-__all__ = ["FirewallService", "MAILBOXES"]
+__all__ = ["FirewallService", "MAILBOXES", "REFUSALS"]
+
+REFUSALS = {"/firewall/authorize": {"authorized": False,
+                                    "reason": "a required check of this device failed"}}
+"""What a decision answers when a fail-closed hook on it fails or is late."""
 
 _log = Logger()
 
@@ -66,6 +71,7 @@ class FirewallService(Service):
         self.clock = clock
         self.check_interval = check_interval
         self._checking: Optional[LoopingCall] = None
+        self.readiness = Readiness()
         self._declare()
 
     def _declare(self) -> None:
@@ -76,7 +82,7 @@ class FirewallService(Service):
             "/firewall/smtp/close": self._close_smtp,
             "/firewall/smtp/windows": self._smtp_windows,
             "/firewall/clients": self._clients,
-            "/firewall/counters": self._counters})
+            "/firewall/counters": self._counters}, refusals=REFUSALS)
 
     # the stock listeners
 
@@ -124,8 +130,13 @@ class FirewallService(Service):
         Service.startService(self)
         d = self.firewall.start()
         d.addCallback(lambda _: _log.info("firewall ready", netsuite_event="firewall-ready"))
+        d.addCallback(lambda _: self.readiness.fire())
         d.addCallback(lambda _: self._start_checking())
         d.addErrback(self._failed_to_start)
+
+    def when_ready(self) -> Any:
+        """Fires once the firewall's rules and sets are in place."""
+        return self.readiness.when()
 
     def _failed_to_start(self, failure: Any) -> None:
         _log.failure("firewall could not start; stopping", failure)

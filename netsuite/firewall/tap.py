@@ -9,15 +9,15 @@ from typing import Any
 
 from twisted.application.service import Service
 
-from ..config.fields import (INTERFACE, NETWORK, NETWORK_LIST, PORT_LIST, PORT_OR_ZERO,
-                             SECONDS, at_least, between, one_of)
+from ..config.fields import (INTERFACE, NETWORK, NETWORK_LIST, OPTIONAL_PATH, PORT_LIST,
+                             PORT_OR_ZERO, SECONDS, at_least, between, one_of)
 from ..config.schema import Field
 from .rules import FirewallSettings
 
 # The kernel modules (python-iptables loads libiptc) are imported only when
 # the firewall is built, so reading the config never needs them.
 
-__all__ = ["SECTION", "serviceFromConfig", "settings_from_config"]
+__all__ = ["SECTION", "firewall_from_config", "serviceFromConfig", "settings_from_config"]
 
 
 SECTION = {
@@ -55,6 +55,9 @@ SECTION = {
     "keep_clients": Field(bool, False, "keep authorized clients online across a restart"),
     "check_interval": Field(SECONDS, 5.0, "seconds between checks of the kernel state "
                             "(0: never)"),
+    "lock_dir": Field(OPTIONAL_PATH, "", "directory of the lock (one file per network namespace, "
+                      "holding the pid) that makes one process the firewall's only owner "
+                      "(empty: bus.socket_dir)"),
     "bridge_netfilter": Field(str, "fix", "on a bridge with bridge-nf-call-iptables=1: "
                               "fix (set 0) or refuse", one_of("fix", "refuse")),
 }
@@ -75,10 +78,21 @@ def settings_from_config(section: Any) -> FirewallSettings:
 
 
 def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
+    from .service import FirewallService
+
+    section = config.firewall
+    firewall = firewall_from_config(config, reactor)
+    return FirewallService(firewall, registry, reactor, section.check_interval)
+
+
+def firewall_from_config(config: Any, reactor: Any) -> Any:
+    """
+    The L{netsuite.firewall.kernel.KernelFirewall} the config's
+    C{[firewall]} section describes.
+    """
     from .kernel import KernelFirewall
     from .netlink import KernelNetwork
     from ..runner import ThreadRunner
-    from .service import FirewallService
 
     section = config.firewall
     settings = settings_from_config(section)
@@ -86,10 +100,11 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
     if section.shaping:
         from .shaping import Shaper
         shaper = Shaper(section.lan_interface, settings.lan_network, section.ifb_interface)
-    firewall = KernelFirewall(
-        settings, ThreadRunner(reactor, name="netsuite-firewall"), reactor, shaper=shaper, smtp_window=section.smtp_window,
+    return KernelFirewall(
+        settings, ThreadRunner(reactor, name="netsuite-firewall"), reactor, shaper=shaper,
+        smtp_window=section.smtp_window,
         default_limits=(section.default_up_kbit, section.default_down_kbit),
         keep_clients=section.keep_clients, bridge_netfilter=section.bridge_netfilter,
+        lock_dir=section.lock_dir or config.bus.socket_dir,
         network=KernelNetwork(section.lan_interface, section.tproxy_mark,
                               section.tproxy_table))
-    return FirewallService(firewall, registry, reactor, section.check_interval)

@@ -2,7 +2,7 @@
 """
 Login back ends for C{/portal/authenticate} (method C{"password"}): a
 users file of scrypt hashes and an LDAP simple bind (L{netsuite.ldap}, in
-a thread, within a deadline); the per-IP login rate limit; the C{[portal.auth]} and
+a thread, within a deadline); the login rate limit (per IP and per MAC); the C{[portal.auth]} and
 C{[portal.operator]} config tables.
 
 C{python -m netsuite.portal.auth hash} reads a password on stdin and prints
@@ -22,7 +22,7 @@ from typing import Any, Deque, Dict, Optional, Tuple
 
 from twisted.logger import Logger
 
-from ..config.fields import OPTIONAL_PATH, SECONDS, SECRET, Secret, at_least
+from ..config.fields import NETWORK_LIST, OPTIONAL_PATH, SECONDS, SECRET, Secret, at_least
 from ..config.schema import Field
 from ..ldap import IDirectory, LdapDirectory, escape_dn_value, url_error
 from ..runner import IRunner
@@ -137,17 +137,25 @@ def _credentials(message: Message) -> Optional[Tuple[str, str]]:
 class UsersFile:
     """
     The users file back end: a listener on C{/portal/authenticate}. A known
-    user gets C{ok} true or false; anyone else goes on down the chain. The
-    file is read again when its modification time changes.
+    user gets C{ok} true or false. For a user the file does not know, the
+    same scrypt (of a hash in the file, so of its parameters) runs anyway,
+    so that neither the answer's time nor, when it is the last password
+    back end (C{last}), its content tells who exists; otherwise (an LDAP
+    bind after it) the chain goes on. The file is read again when its
+    modification time changes.
 
     @param runner: runs the (slow) scrypt check off the reactor thread.
+    @param last: answer "wrong username or password" for unknown users
+        instead of going on down the chain.
     """
 
-    def __init__(self, path: str, runner: IRunner) -> None:
+    def __init__(self, path: str, runner: IRunner, last: bool = False) -> None:
         self.path = path
         self.runner = runner
+        self.last = last
         self._stamp: Any = None
         self._users: Dict[str, str] = {}
+        self._dummy = _dummy_hash(None)
 
     def users(self) -> Dict[str, str]:
         import os
@@ -158,6 +166,7 @@ class UsersFile:
                 with open(self.path, encoding="utf-8") as f:
                     self._users = parse_users(f.read())
                 self._stamp = stamp
+                self._dummy = _dummy_hash(next(iter(self._users.values()), None))
         except OSError as e:
             _log.warn("cannot read the users file {path}: {error}", path=self.path, error=e)
             self._users, self._stamp = {}, None
@@ -170,10 +179,21 @@ class UsersFile:
         username, password = credentials
         encoded = self.users().get(username)
         if encoded is None:
-            return CONTINUE
+            return self.runner.run(verify_password, password, self._dummy).addCallback(
+                lambda _: Stop({"ok": False, "message": WRONG}) if self.last else CONTINUE)
         return self.runner.run(verify_password, password, encoded).addCallback(
             lambda ok: Stop({"ok": True, "username": username}) if ok
             else Stop({"ok": False, "message": WRONG}))
+
+
+def _dummy_hash(like: Optional[str]) -> str:
+    """
+    A hash no password matches, with the scrypt parameters of C{like}
+    (the defaults when None): what an unknown user's password is checked
+    against.
+    """
+    n, r, p = (SCRYPT_N, SCRYPT_R, SCRYPT_P) if like is None else _parse_hash(like)[:3]
+    return f"scrypt${n}${r}${p}${_b64(secrets.token_bytes(16))}${_b64(secrets.token_bytes(32))}"
 
 
 def bind_dn(template: str, username: str) -> str:
@@ -223,9 +243,13 @@ class LdapBind:
 
 class LoginLimiter:
     """
-    Login attempts per client IP, clock-driven: at most C{max_failures}
+    Login attempts per client, clock-driven: at most C{max_failures}
     failed ones and C{max_attempts} in all (accepted or not) in C{window}
-    seconds (0: no limit).
+    seconds (0: no limit). A client is one or more keys (its IP address,
+    its MAC): each is counted, and the most limited one decides, so that
+    a device cannot multiply its guesses by taking more addresses. Keys
+    whose times have all left the window are dropped as the books grow,
+    so memory follows the recent attempts, not every client ever seen.
     """
 
     def __init__(self, clock: Any, max_failures: int = 5, window: float = 60.0,
@@ -236,16 +260,17 @@ class LoginLimiter:
         self.window = window
         self._failures: Dict[str, Deque[float]] = {}
         self._attempts: Dict[str, Deque[float]] = {}
+        self._prune_at = _PRUNE_AT
 
-    def _recent(self, book: Dict[str, Deque[float]], ip: Any) -> Deque[float]:
+    def _recent(self, book: Dict[str, Deque[float]], key: Any) -> Deque[float]:
         now = self.clock.seconds()
-        times = book.get(str(ip))
+        times = book.get(str(key))
         if times is None:
             return deque()
         while times and times[0] <= now - self.window:
             times.popleft()
         if not times:
-            del book[str(ip)]
+            del book[str(key)]
         return times
 
     def _wait(self, times: Deque[float], limit: int) -> Optional[int]:
@@ -254,34 +279,47 @@ class LoginLimiter:
         wait = times[-limit] + self.window - self.clock.seconds()
         return max(1, int(wait + 0.999))
 
-    def retry_after(self, ip: Any) -> Optional[int]:
+    def retry_after(self, *clients: Any) -> Optional[int]:
         """
-        Seconds before C{ip} may try again, or None if it may now.
+        Seconds before C{clients} (keys of one client) may try again, or
+        None if it may now.
         """
-        waits = [w for w in (self._wait(self._recent(self._failures, ip), self.max_failures),
-                             self._wait(self._recent(self._attempts, ip), self.max_attempts))
+        waits = [w for key in clients
+                 for w in (self._wait(self._recent(self._failures, key), self.max_failures),
+                           self._wait(self._recent(self._attempts, key), self.max_attempts))
                  if w is not None]
         return max(waits) if waits else None
 
-    def _note(self, ip: Any, book: Dict[str, Deque[float]], limit: int) -> None:
-        if limit:
-            self._recent(book, ip)
-            times = book.setdefault(str(ip), deque())
+    def _note(self, clients: Tuple[Any, ...], book: Dict[str, Deque[float]],
+              limit: int) -> None:
+        if not limit:
+            return
+        for key in clients:
+            self._recent(book, key)
+            times = book.setdefault(str(key), deque())
             times.append(self.clock.seconds())
             while len(times) > limit:
                 times.popleft()
+        if len(book) >= self._prune_at:
+            for key in list(book):
+                self._recent(book, key)
+            self._prune_at = max(_PRUNE_AT, 2 * len(book))
 
-    def attempted(self, ip: Any) -> None:
+    def attempted(self, *clients: Any) -> None:
         """
-        C{ip} tries to log in (counted whatever the outcome).
+        C{clients} tries to log in (counted whatever the outcome).
         """
-        self._note(ip, self._attempts, self.max_attempts)
+        self._note(clients, self._attempts, self.max_attempts)
 
-    def failed(self, ip: Any) -> None:
-        self._note(ip, self._failures, self.max_failures)
+    def failed(self, *clients: Any) -> None:
+        self._note(clients, self._failures, self.max_failures)
 
-    def succeeded(self, ip: Any) -> None:
-        self._failures.pop(str(ip), None)
+    def succeeded(self, *clients: Any) -> None:
+        for key in clients:
+            self._failures.pop(str(key), None)
+
+
+_PRUNE_AT = 1024
 
 
 def _method(value: Any) -> Optional[str]:
@@ -307,10 +345,11 @@ AUTH_SECTION = {
     "ldap_bind_dn": Field(str, "uid={user},ou=people,dc=example,dc=test",
                           "the DN to bind as; {user} is the username, escaped", _template),
     "ldap_deadline": Field(SECONDS, 3.0, "seconds an LDAP login may take, connect included"),
-    "max_failures": Field(int, 5, "failed logins per client IP per failure_window before a "
-                          "429 (0: no limit)", at_least(0)),
-    "max_attempts": Field(int, 20, "login attempts, accepted or not, per client IP per "
+    "max_failures": Field(int, 5, "failed logins per client IP, and per MAC, per "
                           "failure_window before a 429 (0: no limit)", at_least(0)),
+    "max_attempts": Field(int, 20, "login attempts, accepted or not, per client IP, and "
+                          "per MAC, per failure_window before a 429 (0: no limit)",
+                          at_least(0)),
     "failure_window": Field(SECONDS, 60.0, "seconds over which failed logins and attempts "
                             "count"),
     "method": Field(str, "", "what the login form asks for: click (the policy only), "
@@ -329,6 +368,13 @@ OPERATOR_SECTION = {
     "username": Field(str, "", "the operator page's HTTP Basic user (\"\": no operator page)"),
     "password_hash": Field(SECRET, "", "its password, scrypt$N$r$p$salt$hash "
                            "(python -m netsuite.portal.auth hash)", _hash),
+    "admin_networks": Field(NETWORK_LIST, [], "client networks the page is served to, "
+                            "over HTTPS ([]: any client)"),
+    "max_failures": Field(int, 5, "operator logins not verified per client address per "
+                          "failure_window before a 429 (0: no limit)", at_least(0)),
+    "max_checks": Field(int, 20, "operator password checks in all per failure_window "
+                        "before a 429 (0: no limit)", at_least(0)),
+    "failure_window": Field(SECONDS, 60.0, "seconds over which those count"),
 }
 """C{[portal.operator]}: the C{/operator} page."""
 
@@ -353,7 +399,8 @@ def install(portal: Any, auth: Any, operator: Any, reactor: Any,
                                first=True, tags=dict(tags, backend="ldap"))
         method = PASSWORD
     if auth.users_file:
-        portal.registry.listen("/portal/authenticate", UsersFile(auth.users_file, runner),
+        portal.registry.listen("/portal/authenticate",
+                               UsersFile(auth.users_file, runner, last=not auth.ldap_url),
                                first=True, tags=dict(tags, backend="users-file"))
         method = PASSWORD
     if auth.method:
@@ -363,7 +410,9 @@ def install(portal: Any, auth: Any, operator: Any, reactor: Any,
     from .operator import OperatorAuth
     checker = None
     if operator.username and operator.password_hash:
-        checker = OperatorAuth((operator.username, operator.password_hash.reveal()), runner)
+        checker = OperatorAuth((operator.username, operator.password_hash.reveal()), runner,
+                               reactor, operator.admin_networks, operator.max_failures,
+                               operator.max_checks, operator.failure_window)
     return {"method": method,
             "limiter": LoginLimiter(reactor, auth.max_failures, auth.failure_window,
                                     auth.max_attempts),

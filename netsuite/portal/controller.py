@@ -36,8 +36,13 @@ EVENTS = {
     "/portal/request": "Event: the portal caught a request {ip, host, path, method}.",
     "/portal/login": "Event: a client logged in {ip, mac, reason, username?}.",
     "/portal/logout": "Event: a client logged out {ip, mac, reason} (logout, idle-timeout, "
-                      "session-timeout, quota, moved, replaced, operator, admin).",
+                      "session-timeout, quota, moved, replaced, operator, admin, "
+                      "lease-released, lease-expired, deauthorized).",
 }
+
+REFUSALS = {"/portal/authenticate": {"ok": False, "message": "Logins cannot be checked "
+                                     "right now; please try again in a moment."}}
+"""What a decision answers when a fail-closed hook on it fails or is late."""
 
 MacFinder = Callable[[ipaddress.IPv4Address], "Deferred[Optional[MAC]]"]
 
@@ -90,7 +95,7 @@ class Portal:
             "/portal/authenticate": self._click_through,
             "/portal/authorize": self._authorize,
             "/portal/deauthorize": self._deauthorize,
-            "/portal/sessions": self._sessions})
+            "/portal/sessions": self._sessions}, refusals=REFUSALS)
 
     def _at(self, process: str, path: str) -> str:
         return f"{process}:{path}" if process else path

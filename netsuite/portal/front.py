@@ -3,25 +3,99 @@
 The portal's site and the front protocol that meets each of its
 connections: the redirect an unauthorized client gets for every request,
 answered straight from the bytes; anything else goes to twisted.web.
+
+Every client can reach this, so everything it holds is bounded: the
+connections (per client address and in total), a request head (in bytes,
+and in time from its first byte), the answers waiting to be sent (the
+front stops reading while the transport's buffer is full, as twisted.web's
+C{HTTPChannel} does) and the redirects kept (in bytes).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from typing import TYPE_CHECKING, Any, Optional, Tuple
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 from urllib.parse import urlsplit
 
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, TimeoutMixin
 from twisted.web.http import datetimeToString
 from twisted.web.server import Site
+from zope.interface import implementer
 
+from ..registry.interfaces import Stop
+from ..registry.registry import declare_service
 from .pages import HTML, PROBES
 
 if TYPE_CHECKING:
     from .resource import PortalResource
 
-__all__ = ["PortalSite", "RedirectFront"]
+__all__ = ["PortalSite", "RedirectFront", "RedirectCache", "request_path", "HEAD_LIMIT",
+           "declare_front"]
+
+_log = Logger()
+
+HEAD_LIMIT = 8192
+"""Bytes of a request head (request line and headers) the portal reads; more: 431."""
+_PIPELINE_LIMIT = 65536
+"""Bytes of requests a client may send ahead while its answers wait."""
+_HANDS_OVER = (b"content-length", b"transfer-encoding", b"expect", b"upgrade")
+_NOTICE_EVERY = 60.0
+
+
+def request_path(uri: str) -> Optional[str]:
+    """
+    The path of a request's target (C{/a?b} or C{http://host/a?b}), or None
+    when it is not a URL at all (C{http://[x/}).
+    """
+    if uri.startswith("/") and not uri.startswith("//"):  # the common case, quickly
+        return uri.partition("?")[0].partition("#")[0] or "/"
+    try:
+        return urlsplit(uri).path or "/"
+    except ValueError:
+        return None
+
+
+class RedirectCache:
+    """
+    The redirects kept (a captive client asks for the same few URLs again
+    and again), bounded in bytes: the oldest go first, and one larger than
+    a 64th of the whole is not kept.
+    """
+
+    def __init__(self, max_bytes: int = 2 * 1024 * 1024) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._kept: "OrderedDict[Tuple[str, ...], Tuple[bytes, bytes]]" = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def get(self, key: Tuple[str, ...]) -> Optional[Tuple[bytes, bytes]]:
+        return self._kept.get(key)
+
+    def put(self, key: Tuple[str, ...], value: Tuple[bytes, bytes]) -> None:
+        """
+        Keep C{value}, counting the lengths of C{key}'s and C{value}'s parts.
+        """
+        cost = self._cost(key, value)
+        if cost > self.max_bytes // 64 or key in self._kept:
+            return
+        while self._kept and self.size + cost > self.max_bytes:
+            self.size -= self._cost(*self._kept.popitem(last=False))
+        self._kept[key] = value
+        self.size += cost
+
+    @staticmethod
+    def _cost(key: Tuple[str, ...], value: Tuple[bytes, bytes]) -> int:
+        return sum(map(len, key)) + sum(map(len, value))
+
+    def clear(self) -> None:
+        self._kept.clear()
+        self.size = 0
 
 
 class PortalSite(Site):
@@ -30,27 +104,80 @@ class PortalSite(Site):
     which answers the common plain redirect itself; and the site knows its
     open connections, so that a client's login can cut the others
     (connections diverted to the portal before the login, including idle
-    ones a browser opened ahead and would reuse).
+    ones a browser opened ahead and would reuse), and so that no client
+    holds more than C{max_per_client} of them, nor all clients more than
+    C{max_connections}.
 
     @ivar redirected: requests answered by the fronts (not access-logged:
         a busy hotspot sees thousands a minute; C{/portal/request} has
         them for listeners).
+    @ivar refused: what was refused, by kind (C{bad-request},
+        C{head-too-large}, C{head-timeout}, C{pipeline-overflow},
+        C{client-cap}, C{total-cap}): logged once per client and kind a
+        minute, counted every time.
     """
 
-    def __init__(self, resource: "PortalResource", *args: Any, **kwargs: Any) -> None:
+    def __init__(self, resource: "PortalResource", *args: Any, head_timeout: float = 10.0,
+                 max_connections: int = 1024, max_per_client: int = 32,
+                 **kwargs: Any) -> None:
         Site.__init__(self, resource, *args, **kwargs)
+        self.head_timeout = head_timeout
+        self.max_connections = max_connections
+        self.max_per_client = max_per_client
         self.redirected = 0
-        self._open: set = set()
+        self.refused: Dict[str, int] = {}
+        self._open: Dict[Any, str] = {}
+        self._per_client: Dict[str, int] = {}
+        self._noticed: Dict[Tuple[str, str], float] = {}
         self._date: Tuple[int, bytes] = (-1, b"")
 
     def buildProtocol(self, addr: Any) -> Any:
+        host = str(getattr(addr, "host", ""))
+        if len(self._open) >= self.max_connections:
+            self.refuse("total-cap", host)
+            return None
+        if self._per_client.get(host, 0) >= self.max_per_client:
+            self.refuse("client-cap", host)
+            return None
         return ProtocolWrapper(self, RedirectFront(self, addr))
 
     def registerProtocol(self, protocol: Any) -> None:
-        self._open.add(protocol)
+        host = str(getattr(protocol.getPeer(), "host", ""))
+        self._open[protocol] = host
+        self._per_client[host] = self._per_client.get(host, 0) + 1
 
     def unregisterProtocol(self, protocol: Any) -> None:
-        self._open.discard(protocol)
+        host = self._open.pop(protocol, None)
+        if host is not None:
+            left = self._per_client.pop(host) - 1
+            if left:
+                self._per_client[host] = left
+
+    def refuse(self, kind: str, client: str) -> None:
+        """
+        Count a refusal of C{kind} for C{client}'s address and say so in the
+        log, at most once a minute per client and kind.
+        """
+        self.refused[kind] = self.refused.get(kind, 0) + 1
+        now = self.reactor.seconds()
+        if len(self._noticed) >= 4096:
+            self._noticed = {k: t for k, t in self._noticed.items() if now - t < _NOTICE_EVERY}
+            if len(self._noticed) >= 4096:
+                return  # counted; the log has said enough this minute
+        last = self._noticed.get((kind, client))
+        if last is not None and now - last < _NOTICE_EVERY:
+            return
+        self._noticed[(kind, client)] = now
+        _log.warn("portal refused {client}: {kind} ({count} {kind} so far; said once a "
+                  "minute per client)", client=client, kind=kind, count=self.refused[kind],
+                  netsuite_event="portal-refused")
+
+    def front_counts(self) -> Dict[str, Any]:
+        """
+        What C{/portal/front} answers: C{{redirected, connections, refused}}.
+        """
+        return {"redirected": self.redirected, "connections": len(self._open),
+                "refused": dict(self.refused)}
 
     def drop_client(self, ip: Any, keep: Any = None) -> int:
         """
@@ -74,10 +201,28 @@ class PortalSite(Site):
         return self._date[1]
 
 
-_HEAD_LIMIT = 8192
-_HANDS_OVER = (b"content-length", b"transfer-encoding", b"expect", b"upgrade")
+def declare_front(registry: Any, site: PortalSite) -> None:
+    """
+    Declare C{/portal/front}, answering C{site}'s counts, for an operator
+    (C{netsuite-hook send PROCESS:/portal/front}).
+    """
+    declare_service(registry, "portal", {
+        "/portal/front": "The portal port's counts: answers {redirected, connections, "
+                         "refused: {kind: count}} (kinds: bad-request, head-too-large, "
+                         "head-timeout, pipeline-overflow, client-cap, total-cap)."},
+        {}, {"/portal/front": lambda message: Stop(site.front_counts())})
 
 
+_REASONS = {400: b"Bad Request", 431: b"Request Header Fields Too Large"}
+
+
+def _refusal(code: int) -> bytes:
+    return (b"HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
+            b"Connection: close\r\n\r\n%s\n" % (code, _REASONS[code], len(_REASONS[code]) + 1,
+                                                _REASONS[code]))
+
+
+@implementer(IPushProducer)
 class RedirectFront(TimeoutMixin, Protocol):
     """
     The first reader of a portal connection. A plain GET or HEAD for
@@ -85,8 +230,15 @@ class RedirectFront(TimeoutMixin, Protocol):
     sends, over and over) is answered here, straight from the bytes: the
     same 307 as L{PortalResource.redirect}, without twisted.web's request
     machinery. Anything else (the portal's own pages, a probe, a request
-    with a body, a head it does not read plainly, an overlong head) hands
-    the connection, with the bytes read so far, to twisted.web for good.
+    with a body, a head it does not read plainly) hands the connection,
+    with the bytes read so far, to twisted.web for good. A head over
+    L{HEAD_LIMIT} gets 431, a target that is no URL 400, and a head not
+    whole C{site.head_timeout} seconds after its first byte is cut.
+
+    It is the transport's producer: told to pause (the transport's buffer
+    is full: the client does not read), it answers nothing more and stops
+    reading until told to resume; a client that sends more than
+    L{_PIPELINE_LIMIT} bytes ahead meanwhile is cut.
     """
 
     def __init__(self, site: PortalSite, addr: Any) -> None:
@@ -94,22 +246,33 @@ class RedirectFront(TimeoutMixin, Protocol):
         self.addr = addr
         self.buffer = b""
         self.channel: Any = None
+        self.paused = False
         self.callLater = site.reactor.callLater
 
     def connectionMade(self) -> None:
         self.setTimeout(self.site.timeOut)
+        self.transport.registerProducer(self, True)
 
     def dataReceived(self, data: bytes) -> None:
         if self.channel is not None:
             self.channel.dataReceived(data)
             return
-        self.resetTimeout()
+        if not self.buffer:
+            self.setTimeout(self.site.head_timeout)  # a head starts: it has this long
         self.buffer += data
-        while self.buffer:
+        if self.paused:
+            if len(self.buffer) > _PIPELINE_LIMIT:
+                self._refuse("pipeline-overflow", None)
+            return
+        self._answer_buffered()
+
+    def _answer_buffered(self) -> None:
+        while self.buffer and not self.paused and self.channel is None:
             end = self.buffer.find(b"\r\n\r\n")
+            if end > HEAD_LIMIT or (end < 0 and len(self.buffer) > HEAD_LIMIT):
+                self._refuse("head-too-large", 431)
+                return
             if end < 0:
-                if len(self.buffer) > _HEAD_LIMIT:
-                    self._hand_over()
                 return
             answer = self._answer(self.buffer[:end])
             if answer is None:
@@ -117,17 +280,19 @@ class RedirectFront(TimeoutMixin, Protocol):
                 return
             response, close = answer
             self.buffer = self.buffer[end + 4:]
-            self.site.redirected += 1
-            self.transport.write(response)
+            self.setTimeout(self.site.head_timeout if self.buffer else self.site.timeOut)
             if close:
                 self.setTimeout(None)
+                self.transport.write(response)
                 self.transport.loseConnection()
                 return
+            self.transport.write(response)  # may pause us (the client is not reading)
 
     def _answer(self, head: bytes) -> Optional[Tuple[bytes, bool]]:
         """
-        The response to a plain foreign GET or HEAD and whether to close
-        after it; None for anything else.
+        The response to a plain foreign GET or HEAD (or a 400 for a target
+        that is no URL) and whether to close after it; None for anything
+        else.
         """
         lines = head.split(b"\r\n")
         parts = lines[0].split(b" ")
@@ -154,14 +319,18 @@ class RedirectFront(TimeoutMixin, Protocol):
             uri = parts[1].decode("ascii")
         except UnicodeDecodeError:
             return None
+        path = request_path(uri)
+        if path is None:
+            self.site.refuse("bad-request", self._client())
+            return _refusal(400), True
         resource = self.site.resource
-        path = (uri.partition("?")[0] if uri.startswith("/") else urlsplit(uri).path) or "/"
         if not host_text or host_text == resource.portal.host.lower() or path in PROBES:
             return None
         if resource.portal.hears_requests():
-            ip = ipaddress.ip_address(self.transport.getPeer().host)
+            ip = ipaddress.ip_address(self._client())
             resource.portal.request_seen(ip, host_text, path, parts[0].decode("ascii"))
         location, body = resource.foreign_redirect(host_text, uri)
+        self.site.redirected += 1
         close = connection == b"close" or (parts[2] == b"HTTP/1.0" and connection != b"keep-alive")
         if close:
             connection = b"Connection: close\r\n"
@@ -174,15 +343,50 @@ class RedirectFront(TimeoutMixin, Protocol):
                         self.site.http_date(), connection))
         return (head_out if parts[0] == b"HEAD" else head_out + body), close
 
+    def _client(self) -> str:
+        return str(self.transport.getPeer().host)
+
+    def _refuse(self, kind: str, code: Optional[int]) -> None:
+        """
+        Count and log C{kind}, answer C{code} (if any) and close.
+        """
+        self.site.refuse(kind, self._client())
+        self.setTimeout(None)
+        self.buffer = b""
+        if code is None:
+            self.transport.abortConnection()
+        else:
+            self.transport.write(_refusal(code))
+            self.transport.loseConnection()
+
     def _hand_over(self) -> None:
         self.setTimeout(None)
+        self.transport.unregisterProducer()  # the channel registers itself
         self.channel = Site.buildProtocol(self.site, self.addr)
         self.channel.makeConnection(self.transport)
         buffered, self.buffer = self.buffer, b""
         if buffered:
             self.channel.dataReceived(buffered)
 
+    # IPushProducer: the transport's buffer is full, or has room again
+
+    def pauseProducing(self) -> None:
+        if not self.paused:
+            self.paused = True
+            self.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        if self.paused:
+            self.paused = False
+            self.transport.resumeProducing()  # first: a hand-over leaves it to the channel
+            self._answer_buffered()
+
+    def stopProducing(self) -> None:
+        self.buffer = b""
+
     def timeoutConnection(self) -> None:
+        if self.buffer:
+            self.site.refuse("head-timeout", self._client())
         self.transport.abortConnection()
 
     def connectionLost(self, reason: Any = None) -> None:

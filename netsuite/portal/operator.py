@@ -4,7 +4,8 @@ The operator page C{/operator}: HTTP Basic credentials from the config
 (C{[portal.operator]}), a list of the clients (IP, MAC, user, since, idle
 seconds, bytes, the reason of the last logout) and a CSRF-protected
 "kick" (C{POST /operator/kick}) that logs a client out with reason
-C{operator}.
+C{operator}. Served over HTTPS only, to the admin networks only, with a
+limit on password checks per client and in all.
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ import hmac
 import html
 import ipaddress
 import time
-from typing import Any, Optional, Set, Tuple
+from typing import Any, Iterable, Optional, Set, Tuple
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 
 from ..runner import IRunner
-from .auth import verify_password
+from .auth import LoginLimiter, verify_password
 
-__all__ = ["OperatorAuth", "render_clients", "REALM"]
+__all__ = ["OperatorAuth", "TooManyChecks", "render_clients", "REALM"]
 
 REALM = b'Basic realm="netsuite portal operator", charset="UTF-8"'
 
@@ -32,23 +33,54 @@ def _esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
+class TooManyChecks(Exception):
+    """
+    Too many operator password checks lately (from this client, or in
+    all): try again in C{retry_after} seconds.
+    """
+
+    def __init__(self, retry_after: int) -> None:
+        Exception.__init__(self, retry_after)
+        self.retry_after = retry_after
+
+
 class OperatorAuth:
     """
     Checks a request's HTTP Basic credentials against C{(username,
     scrypt hash)}. The scrypt check runs through C{runner}, never on the
     reactor thread; a verified pair is remembered (as a keyed digest) so
     that each page does not cost an scrypt.
+
+    Every check that costs an scrypt counts: at most C{max_failures}
+    unverified ones per client address and C{max_checks} in all per
+    C{window} seconds (0: no limit), counted when they start so that a
+    burst cannot queue more; past them L{check} fails with
+    L{TooManyChecks}. A remembered pair is never limited, so a flood does
+    not lock out an operator already in.
+
+    @param networks: the addresses the page is served to (empty: any).
     """
 
-    def __init__(self, credentials: Tuple[str, str], runner: IRunner) -> None:
+    def __init__(self, credentials: Tuple[str, str], runner: IRunner, clock: Any,
+                 networks: Iterable[Any] = (), max_failures: int = 5, max_checks: int = 20,
+                 window: float = 60.0) -> None:
         self.username, self.password_hash = credentials
         self.runner = runner
+        self.networks = tuple(networks)
+        self._per_client = LoginLimiter(clock, max_failures, window)
+        self._overall = LoginLimiter(clock, 0, window, max_attempts=max_checks)
         self._key = hashlib.sha256(self.password_hash.encode()).digest()
         self._verified: Set[bytes] = set()
 
-    def check(self, request: Any) -> "Deferred[bool]":
+    def serves(self, ip: Any) -> bool:
         """
-        Whether the request carries the operator's credentials.
+        Whether the page is served to C{ip} (in an admin network).
+        """
+        return not self.networks or any(ip in network for network in self.networks)
+
+    def check(self, request: Any, ip: Any = None) -> "Deferred[bool]":
+        """
+        Whether the request (from C{ip}) carries the operator's credentials.
         """
         header = request.getHeader(b"authorization") or b""
         if isinstance(header, str):
@@ -66,11 +98,17 @@ class OperatorAuth:
         digest = hmac.new(self._key, decoded.encode("utf-8"), hashlib.sha256).digest()
         if digest in self._verified:
             return succeed(True)
+        wait = self._per_client.retry_after(ip) or self._overall.retry_after("*")
+        if wait is not None:
+            return fail(TooManyChecks(wait))
+        self._per_client.failed(ip)  # until it succeeds
+        self._overall.attempted("*")
         user_ok = hmac.compare_digest(username.encode("utf-8"), self.username.encode("utf-8"))
 
         def checked(password_ok: bool) -> bool:
             if not (user_ok and password_ok):
                 return False
+            self._per_client.succeeded(ip)
             if len(self._verified) > 16:
                 self._verified.clear()
             self._verified.add(digest)

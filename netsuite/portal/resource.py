@@ -15,8 +15,8 @@ import mimetypes
 import os
 import re
 import secrets
-from typing import Any, Callable, Dict, Optional, Tuple
-from urllib.parse import quote, urlsplit
+from typing import Any, Callable, Optional, Tuple
+from urllib.parse import quote
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
@@ -25,16 +25,26 @@ from twisted.web.server import NOT_DONE_YET
 
 from .auth import CLICK, CODE, PASSWORD, LoginLimiter
 from .controller import LoginRefused, Portal
-from .front import PortalSite
-from .operator import REALM, OperatorAuth, kick_address, render_clients
+from .front import PortalSite, RedirectCache, request_path
+from .operator import REALM, OperatorAuth, TooManyChecks, kick_address, render_clients
 from .pages import HTML, PROBES, Pages, data_size, duration, esc, in_words, safe_url
 
-__all__ = ["PortalResource", "CSRF_COOKIE"]
+__all__ = ["PortalResource", "CSRF_COOKIE", "BadInput"]
 
 _log = Logger()
 
 CSRF_COOKIE = b"ns_portal_csrf"
-_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{20,64}\Z")
+_TOKEN_RE = re.compile(rb"^[A-Za-z0-9_-]{20,64}\Z")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+MAX_FIELD = 4096
+"""Characters a form field may hold (a URL, a user name, a password)."""
+
+
+class BadInput(ValueError):
+    """
+    A form field the portal cannot read (not UTF-8, a control character,
+    too long): answered 400.
+    """
 _STATIC_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}\Z")
 
 
@@ -73,8 +83,9 @@ class PortalResource(Resource):
         self.limiter = limiter if limiter is not None else LoginLimiter(clock)
         self.operator = operator
         self.pages = pages if pages is not None else Pages()
-        self._redirects: Dict[Tuple[str, str], Tuple[bytes, bytes]] = {}
+        self._redirects = RedirectCache()
         self._redirects_pages = self.pages
+        self.bad_inputs = 0  # requests answered 400 for an unreadable field
 
     # plumbing
 
@@ -98,6 +109,11 @@ class PortalResource(Resource):
                 request.finish()
 
         def failed(failure: Any) -> None:
+            if failure.check(BadInput):
+                if not gone:
+                    request.write(self._bad_input(request, failure.value))
+                    request.finish()
+                return
             _log.failure("portal request failed", failure)
             if not gone:
                 request.setResponseCode(500)
@@ -112,24 +128,50 @@ class PortalResource(Resource):
         return self._respond(request, 404, self.pages.page("Not found", "<p>No such page.</p>"))
 
     def _arg(self, request: Any, name: bytes) -> str:
+        """
+        Form field C{name} ("" when absent); L{BadInput} if unreadable.
+        """
         values = (request.args or {}).get(name) or [b""]
-        return values[0].decode("utf-8", "replace")
+        try:
+            text: str = values[0].decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadInput(f"{name.decode('ascii')}: not UTF-8") from None
+        if len(text) > MAX_FIELD or _CONTROL_RE.search(text):
+            raise BadInput(f"{name.decode('ascii')}: too long or a control character")
+        return text
+
+    def _bad_input(self, request: Any, error: BadInput) -> bytes:
+        self.bad_inputs += 1
+        _log.info("portal: bad input from {ip} ({error}; {count} so far)",
+                  ip=request.getClientAddress().host, error=str(error),
+                  count=self.bad_inputs)
+        return self._respond(request, 400, self.pages.page(
+            "Bad request", "<p>The form could not be read; please try again.</p>"))
+
+    def _cookie_token(self, request: Any) -> Optional[bytes]:
+        """
+        The CSRF cookie if it holds a token (ASCII by L{_TOKEN_RE}), else None.
+        """
+        value = request.getCookie(CSRF_COOKIE) or b""
+        return value if _TOKEN_RE.match(value) else None
 
     def _token(self, request: Any) -> str:
         """
         The client's CSRF token (from its cookie, or a new one set now).
         """
-        token = (request.getCookie(CSRF_COOKIE) or b"").decode("ascii", "replace")
-        if not _TOKEN_RE.match(token):
-            token = secrets.token_urlsafe(24)
-            request.addCookie(CSRF_COOKIE, token.encode("ascii"), path=b"/",
-                              httpOnly=True, sameSite="strict")
+        cookie = self._cookie_token(request)
+        if cookie is not None:
+            return cookie.decode("ascii")
+        token = secrets.token_urlsafe(24)
+        request.addCookie(CSRF_COOKIE, token.encode("ascii"), path=b"/",
+                          httpOnly=True, sameSite="strict")
         return token
 
     def _csrf_ok(self, request: Any) -> bool:
-        cookie = (request.getCookie(CSRF_COOKIE) or b"").decode("ascii", "replace")
-        form = self._arg(request, b"csrf")
-        return bool(_TOKEN_RE.match(cookie)) and hmac.compare_digest(cookie, form)
+        # bytes: compare_digest refuses str that is not ASCII
+        cookie = self._cookie_token(request)
+        form = self._arg(request, b"csrf").encode("utf-8")
+        return cookie is not None and hmac.compare_digest(cookie, form)
 
     def _url(self, path: str) -> str:
         return f"http://{self.portal.host}{path}"
@@ -140,9 +182,15 @@ class PortalResource(Resource):
         ip = ipaddress.ip_address(request.getClientAddress().host)
         host = (request.getHeader(b"host") or b"").decode("latin-1").strip().lower()
         uri = request.uri.decode("latin-1")
-        path = urlsplit(uri).path or "/"
+        path = request_path(uri)
         method = request.method.decode("latin-1")
         request.setHeader(b"Cache-Control", b"no-store")
+        if path is None:
+            site = getattr(request, "site", None)
+            if isinstance(site, PortalSite):
+                site.refuse("bad-request", str(ip))
+            return self._respond(request, 400, self.pages.page(
+                "Bad request", "<p>That is not a web address.</p>"))
         if self.portal.hears_requests():
             self.portal.request_seen(ip, host, path, method)
         if host != self.portal.host.lower():
@@ -157,7 +205,10 @@ class PortalResource(Resource):
             return self._static(request, path[len("/static/"):])
         if handler is None:
             return self._not_found(request)
-        return handler(request, ip)
+        try:
+            return handler(request, ip)
+        except BadInput as e:
+            return self._bad_input(request, e)
 
     def _foreign(self, request: Any, ip: Any, host: str, uri: str, path: str) -> bytes:
         """
@@ -189,19 +240,20 @@ class PortalResource(Resource):
         """
         Where a request for C{uri} on C{host} is sent (the login page,
         carrying the original URL) and the page that says so. The last few
-        thousand are kept: a captive client asks for the same few URLs
-        again and again (its OS, its apps' background checks).
+        thousand are kept (L{RedirectCache}, bounded in bytes): a captive
+        client asks for the same few URLs again and again (its OS, its
+        apps' background checks).
         """
-        if self._redirects_pages is not self.pages or len(self._redirects) > 4096:
-            self._redirects = {}
+        if self._redirects_pages is not self.pages:
+            self._redirects.clear()
             self._redirects_pages = self.pages
         key = (host, uri)
         found = self._redirects.get(key)
         if found is None:
             original = uri if uri.startswith(("http://", "https://")) else f"http://{host}{uri}"
             location = self._url("/login?url=" + quote(original, safe=""))
-            found = self._redirects[key] = (location.encode("ascii"),
-                                            self.pages.redirect(location))
+            found = (location.encode("ascii"), self.pages.redirect(location))
+            self._redirects.put(key, found)
         return found
 
     def redirect(self, request: Any, location: str, code: int) -> bytes:
@@ -260,9 +312,7 @@ class PortalResource(Resource):
             return self._login_page(request, ip, "Please accept the usage policy.", 400)
         wait = self.limiter.retry_after(ip)
         if wait is not None:
-            request.setHeader(b"Retry-After", str(wait).encode("ascii"))
-            return self._login_page(request, ip, f"Too many login attempts; please wait "
-                                    f"{wait} seconds.", 429)
+            return self._too_many(request, ip, wait)
         url = safe_url(self._arg(request, b"url"))
         extra = {}
         username = ""
@@ -284,11 +334,16 @@ class PortalResource(Resource):
                 return self._respond(request, 503, self.pages.page(
                     "Cannot connect", "<p>Your device could not be identified; please "
                     "reconnect to the network and try again.</p>"))
+            # the device too: one with several addresses gets no more guesses
+            wait = self.limiter.retry_after(mac)
+            if wait is not None:
+                return self._too_many(request, ip, wait)
+            self.limiter.attempted(mac)
             ok, message = await self.portal.authenticate(ip, mac, self.method, extra)
             if not ok:
-                self.limiter.failed(ip)
+                self.limiter.failed(ip, mac)
                 return self._login_page(request, ip, message or "Login refused.", 403)
-            self.limiter.succeeded(ip)
+            self.limiter.succeeded(ip, mac)
             try:
                 await self.portal.login(ip, mac, self.method, username)
             except LoginRefused as refused:
@@ -302,6 +357,11 @@ class PortalResource(Resource):
                 site.drop_client(ip, keep=channel.transport)
             return self.redirect(request, url or self._url("/status"), 303)
         return self._later(request, lambda: Deferred.fromCoroutine(work()))
+
+    def _too_many(self, request: Any, ip: Any, wait: int) -> bytes:
+        request.setHeader(b"Retry-After", str(wait).encode("ascii"))
+        return self._login_page(request, ip, f"Too many login attempts; please wait "
+                                f"{wait} seconds.", 429)
 
     def _logout(self, request: Any, ip: Any) -> Any:
         if not self._csrf_ok(request):
@@ -357,13 +417,23 @@ class PortalResource(Resource):
 
     # the operator page
 
-    def _as_operator(self, request: Any, page: Callable[[], Any]) -> Any:
+    def _as_operator(self, request: Any, ip: Any, page: Callable[[], Any]) -> Any:
         """
-        C{page()} if the request carries the operator's credentials, else
-        a 401 (a 404 with no operator configured).
+        C{page()} if the request came over HTTPS from an admin network and
+        carries the operator's credentials; else a 403 (plain HTTP, another
+        network: no credentials asked for), a 429 (too many checks) or a
+        401 (a 404 with no operator configured).
         """
         if self.operator is None:
             return self._not_found(request)
+        if not request.isSecure():
+            where = (f'<p>It is at <a href="{esc(self.secure_base)}/operator">'
+                     f'{esc(self.secure_base)}/operator</a>.</p>' if self.secure_base else "")
+            return self._respond(request, 403, self.pages.page(
+                "HTTPS only", f"<p>The operator page is served over HTTPS only.</p>{where}"))
+        if not self.operator.serves(ip):
+            return self._respond(request, 403, self.pages.page(
+                "Forbidden", "<p>The operator page is not served to this network.</p>"))
 
         def checked(ok: bool) -> Any:
             if ok:
@@ -371,24 +441,33 @@ class PortalResource(Resource):
             request.setHeader(b"WWW-Authenticate", REALM)
             return self._respond(request, 401, self.pages.page(
                 "Unauthorized", "<p>Operator credentials needed.</p>"))
-        return self._later(request, lambda: self.operator.check(request).addCallback(checked))
+
+        def busy(failure: Any) -> bytes:
+            failure.trap(TooManyChecks)
+            wait = failure.value.retry_after
+            request.setHeader(b"Retry-After", str(wait).encode("ascii"))
+            return self._respond(request, 429, self.pages.page(
+                "Too many attempts", f"<p>Too many operator logins; please wait {wait} "
+                f"seconds.</p>"))
+        return self._later(request, lambda: self.operator.check(request, ip).addCallbacks(
+            checked, busy))
 
     def _operator(self, request: Any, ip: Any) -> Any:
         def page() -> bytes:
             body = render_clients(self.portal, self.clock.seconds(), self._token(request))
             return self._respond(request, 200, self.pages.page("Clients", body))
-        return self._as_operator(request, page)
+        return self._as_operator(request, ip, page)
 
     def _kick(self, request: Any, ip: Any) -> Any:
-        return self._as_operator(request, lambda: self._kicked(request))
+        return self._as_operator(request, ip, lambda: self._kicked(request))
 
     def _kicked(self, request: Any) -> Any:
         if not self._csrf_ok(request):
             return self._respond(request, 403, self.pages.page(
-                "Form expired", f'<p><a href="{esc(self._url("/operator"))}">Back</a></p>'))
+                "Form expired", "<p><a href=\"/operator\">Back</a></p>"))
         target = kick_address(self._arg(request, b"ip"))
         if target is None:
             return self._respond(request, 400, self.pages.page("Bad request",
                                                                "<p>No such client.</p>"))
         return self.portal.logout(target, "operator").addCallback(
-            lambda _: self.redirect(request, self._url("/operator"), 303))
+            lambda _: self.redirect(request, self.secure_base + "/operator", 303))

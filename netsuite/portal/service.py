@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import threading
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 from twisted.application.service import Service
 from twisted.internet.defer import gatherResults
@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from twisted.web.server import Site
 
 from ..registry.values import MAC
+from ..services import Readiness
 from .controller import Portal
 
 __all__ = ["PortalService", "NeighbourTable", "neighbour_mac", "read_neighbours"]
@@ -87,12 +88,14 @@ class PortalService(Service):
     @param api_url: its URL (for the log).
     @param announcer: adds the DHCP option 114 listener at start (an
         L{netsuite.portal.announce.Announcer}), if any.
+    @param followers: what watches other services for clients that have
+        gone, from start to stop (L{netsuite.portal.leaseends}).
     """
 
     def __init__(self, portal: Portal, site: Site, reactor: Any, endpoint: str,
                  sample_interval: float = 10.0, api_site: Optional[Site] = None,
                  api_endpoint: Any = None, api_url: str = "",
-                 announcer: Any = None) -> None:
+                 announcer: Any = None, followers: Sequence[Any] = ()) -> None:
         self.portal = portal
         self.site = site
         self.reactor = reactor
@@ -102,6 +105,8 @@ class PortalService(Service):
         self.api_endpoint = api_endpoint
         self.api_url = api_url
         self.announcer = announcer
+        self.followers = list(followers)
+        self.readiness = Readiness()
         self.port: Any = None
         self.api_port: Any = None
         self._sampling: Optional[LoopingCall] = None
@@ -115,6 +120,7 @@ class PortalService(Service):
             _log.info("portal ready on {endpoint} as http://{host}/",
                       endpoint=self.endpoint, host=self.portal.host,
                       netsuite_event="portal-ready")
+            self.readiness.fire()
 
         def failed(failure: Any, endpoint: Any) -> None:
             _log.failure("portal cannot listen on {endpoint}; stopping", failure,
@@ -132,10 +138,16 @@ class PortalService(Service):
                 api_listening, failed, errbackArgs=(self.api_url or self.api_endpoint,))
         if self.announcer is not None:
             self.announcer.start()
+        for follower in self.followers:
+            follower.start()
         if self.sample_interval > 0:
             self._sampling = LoopingCall(self.sample)
             self._sampling.clock = self.reactor
             self._sampling.start(self.sample_interval, now=False)
+
+    def when_ready(self) -> Any:
+        """Fires once the portal port listens."""
+        return self.readiness.when()
 
     def sample(self) -> Any:
         """
@@ -150,6 +162,8 @@ class PortalService(Service):
             self._sampling.stop()
         if self.announcer is not None:
             self.announcer.stop()
+        for follower in self.followers:
+            follower.stop()
         stopping = [self.portal.sessions.durable()]  # what is queued, stored
         for name in ("port", "api_port"):
             port = getattr(self, name)

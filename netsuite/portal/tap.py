@@ -10,7 +10,8 @@ from typing import Any, Optional
 
 from twisted.application.service import Service
 
-from ..config.fields import OPTIONAL_PATH, PATH, PORT, PORT_OR_ZERO, SECONDS, ipv4_text
+from ..config.fields import (OPTIONAL_PATH, PATH, PORT, PORT_OR_ZERO, POSITIVE_INT,
+                             POSITIVE_SECONDS, SECONDS, ipv4_text)
 from ..config.schema import ConfigError, Field, Table
 from .auth import AUTH_SECTION, OPERATOR_SECTION
 
@@ -35,6 +36,8 @@ SECTION = {
     "firewall_process": Field(str, "", "process running the firewall (\"\": this one)"),
     "dhcp_process": Field(str, "", "process whose /dhcp/leases gives unknown MACs "
                           "(\"\": this one)"),
+    "end_with_lease": Field(bool, True, "end a client's session when dhcp_process says "
+                            "its lease was released or expired"),
     "idle_timeout": Field(SECONDS, 1800.0, "log out after this many idle seconds (0: never)"),
     "session_timeout": Field(SECONDS, 0.0, "log out this many seconds after login "
                              "(0: never)"),
@@ -55,6 +58,12 @@ SECTION = {
     "tls_key": Field(OPTIONAL_PATH, "", "PEM private key of tls_certificate"),
     "venue_info_url": Field(str, "", "a page about the venue, given to clients as the "
                             "Captive Portal API's venue-info-url (\"\": none)", _http_url),
+    "head_timeout": Field(POSITIVE_SECONDS, 10.0, "seconds a request head may take to "
+                          "arrive, from its first byte"),
+    "max_connections": Field(POSITIVE_INT, 1024, "open connections to the portal port, "
+                             "all clients together"),
+    "max_connections_per_client": Field(POSITIVE_INT, 32, "open connections to the portal "
+                                        "port from one client address"),
     "auth": Table(AUTH_SECTION, "login back ends, rate limit, session move, quota"),
     "operator": Table(OPERATOR_SECTION, "the /operator page's HTTP Basic credentials"),
 }
@@ -92,8 +101,9 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
     from .service import PortalService, neighbour_mac
     from .sessions import SessionStore, Sessions
     from .announce import Announcer
+    from .leaseends import DeauthorizedEnds, LeaseEnds
     from .tls import ApiResource, api_endpoint, api_settings, load_tls
-    from .front import PortalSite
+    from .front import PortalSite, declare_front
     from .pages import Pages
     from .resource import PortalResource
 
@@ -135,13 +145,19 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
     resource = PortalResource(portal, reactor, template_dir=section.template_dir,
                               venue_info_url=section.venue_info_url, pages=pages,
                               **install(portal, section.auth, section.operator, reactor, checks))
-    site = PortalSite(resource)
+    site = PortalSite(resource, head_timeout=section.head_timeout,
+                      max_connections=section.max_connections,
+                      max_per_client=section.max_connections_per_client)
+    declare_front(registry, site)
     site.displayTracebacks = False
     address = section.interface_address.replace(":", "\\:")
     endpoint = f"tcp:{section.port}" + (f":interface={address}" if address else "")
+    lease_ends = LeaseEnds(portal, section.dhcp_process) if section.end_with_lease else None
+    deauthorized = DeauthorizedEnds(portal, section.firewall_process)
     settings = api_settings(section, config.source)
     if settings is None:
-        return PortalService(portal, site, reactor, endpoint, section.sample_interval)
+        return PortalService(portal, site, reactor, endpoint, section.sample_interval,
+                             followers=[f for f in (lease_ends, deauthorized) if f])
     resource.secure_base = settings.url[:-len("/api")]
     api_site = Site(ApiResource(resource, host))
     api_site.displayTracebacks = False
@@ -150,15 +166,21 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
                          api_site=api_site,
                          api_endpoint=api_endpoint(reactor, settings, tls_options),
                          api_url=settings.url,
-                         announcer=Announcer(registry, settings.url, section.dhcp_process))
+                         announcer=Announcer(registry, settings.url, section.dhcp_process),
+                         followers=[f for f in (lease_ends, deauthorized) if f])
 
 
 def check(config: Any) -> None:
     """
-    The portal's own address, and the HTTPS API's certificate and key.
+    The portal's own address, the HTTPS API's certificate and key, and
+    that HTTPS site for an operator page.
     """
     portal_host(config.portal, config.source)
     from .tls import api_settings, load_tls
     settings = api_settings(config.portal, config.source)
     if settings is not None:
         load_tls(settings, config.source)
+    operator = config.portal.operator
+    if settings is None and operator.username and operator.password_hash.reveal():
+        raise ConfigError(f"{config.source}: [portal.operator] is served over HTTPS only: "
+                          f"set [portal] tls_certificate and tls_key (and api_port)")

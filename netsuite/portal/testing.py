@@ -46,14 +46,17 @@ MacFinder = Callable[[ipaddress.IPv4Address], "Deferred[Optional[MAC]]"]
 
 class FakeRequest(DummyRequest):  # type: ignore[misc]
     """
-    A DummyRequest with a client, a URI, a Host and cookies in and out.
+    A DummyRequest with a client, a URI, a Host, cookies in and out, and
+    whether it came over HTTPS (C{secure}).
     """
 
     def __init__(self, method: bytes, uri: bytes, host: Optional[bytes],
                  client: ipaddress.IPv4Address = A,
                  args: Optional[Dict[bytes, Any]] = None,
-                 cookies: Optional[Mapping[bytes, bytes]] = None) -> None:
+                 cookies: Optional[Mapping[bytes, bytes]] = None,
+                 secure: bool = False) -> None:
         DummyRequest.__init__(self, [])
+        self.secure = secure
         self.method = method
         self.uri = uri
         self.client = TCPAddress("TCP", str(client), 40000)
@@ -62,6 +65,9 @@ class FakeRequest(DummyRequest):  # type: ignore[misc]
         self.cookies_out: Dict[bytes, Tuple[bytes, Dict[str, Any]]] = {}
         if host is not None:
             self.requestHeaders.addRawHeader(b"host", host)
+
+    def isSecure(self) -> bool:
+        return self.secure
 
     def getCookie(self, name: bytes) -> Optional[bytes]:
         return self.cookies_in.get(name)

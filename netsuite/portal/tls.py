@@ -160,8 +160,8 @@ def api_endpoint(reactor: Any, settings: ApiSettings, tls_options: Any) -> Any:
 
 class ApiResource(Resource):
     """
-    The HTTPS site: C{/api}, and the login, status and logout pages that
-    the API's C{user-portal-url} points to, answered by the portal's own
+    The HTTPS site: C{/api}, the login, status and logout pages that
+    the API's C{user-portal-url} points to, and the operator page, answered by the portal's own
     resource, which dispatches on Host (the HTTPS request's Host names the
     API host, so it is replaced by the portal's); anything else is a 404.
 
@@ -176,9 +176,11 @@ class ApiResource(Resource):
         self.portal_resource = portal_resource
         self.portal_host = portal_host
 
-    # The API, and the user portal it points to (RFC 8908: over HTTPS).
+    # The API, the user portal it points to (RFC 8908: over HTTPS) and the
+    # operator page (served over HTTPS only).
     SERVED = {(b"GET", "/api"), (b"HEAD", "/api"), (b"GET", "/login"), (b"POST", "/login"),
-              (b"GET", "/status"), (b"POST", "/logout")}
+              (b"GET", "/status"), (b"POST", "/logout"), (b"GET", "/operator"),
+              (b"POST", "/operator/kick")}
 
     def render(self, request: Any) -> Any:
         path = urlsplit(request.uri.decode("latin-1")).path

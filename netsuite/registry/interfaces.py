@@ -269,10 +269,12 @@ class IRegistry(Interface):
 
     name = Attribute("The name of this process on the bus.")
 
-    def declare(path: str, kind: str = DECISION, doc: str = "") -> None:
+    def declare(path: str, kind: str = DECISION, doc: str = "", refusal: Any = None) -> None:
         """
         Create the mailbox C{path}, owned by the caller. C{kind} is
-        L{DECISION} or L{EVENT}.
+        L{DECISION} or L{EVENT}. C{refusal} (a decision's) is the result
+        the chain ends with when a fail-closed listener fails or gives no
+        answer in time; None: no listener may fail closed there.
         """
 
     def send(address: str, message: Optional[dict] = None) -> Any:
@@ -286,13 +288,16 @@ class IRegistry(Interface):
 
     def listen(address: str, fn: Any = None, *, first: bool = False,
                tags: Optional[dict] = None, deadline: Optional[float] = None,
-               remember_by: Optional[Any] = None) -> Any:
+               remember_by: Optional[Any] = None, fail_closed: bool = False) -> Any:
         """
         Add C{fn} to the mailbox, first or last. C{fn(message)} returns a
         verdict or a Deferred of one. C{deadline} bounds how long a Deferred
         answer may take. C{remember_by}, a sequence of message field names,
         lets the mailbox keep C{fn}'s L{Remember} verdicts by the values of
-        those fields. Without C{fn}, return a decorator.
+        those fields. With C{fail_closed} (a deny-list, say), C{fn}'s
+        error or time-out is not skipped: the chain ends with the mailbox's
+        refusal (L{netsuite.registry.values.InvalidValue} when the mailbox
+        has none). Without C{fn}, return a decorator.
 
         @return: an L{IListenerHandle}.
         """

@@ -10,6 +10,7 @@ the chain resumes when it answers.
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -96,11 +97,12 @@ class Listener:
     """
 
     __slots__ = ("id", "fn", "tags", "deadline", "counters", "address",
-                 "attached", "remember_by", "remembered", "_mailbox")
+                 "attached", "remember_by", "remembered", "fail_closed", "_mailbox")
 
     def __init__(self, mailbox: "Mailbox", id: str, fn: Callable[[Message], Any],
                  tags: Dict[str, Any], deadline: float,
-                 remember_by: Optional[Tuple[str, ...]] = None) -> None:
+                 remember_by: Optional[Tuple[str, ...]] = None,
+                 fail_closed: bool = False) -> None:
         self._mailbox: Optional[Mailbox] = mailbox
         self.id = id
         self.fn = fn
@@ -111,6 +113,7 @@ class Listener:
         self.attached: Deferred[Listener] = succeed(self)
         self.remember_by = remember_by
         self.remembered: Dict[Tuple[Any, ...], Tuple[float, Any]] = {}
+        self.fail_closed = fail_closed
 
     def remove(self) -> None:
         if self._mailbox is not None:
@@ -177,12 +180,16 @@ class _Watcher:
 
 class Mailbox:
     """
-    A named mailbox of kind C{decision} or C{event}.
+    A named mailbox of kind C{decision} or C{event}. C{refusal} is the
+    result a fail-closed listener's error or time-out ends the chain with
+    (None: no listener may fail closed here).
     """
 
     def __init__(self, path: str, kind: str, doc: str, clock: IReactorTime,
-                 eventual: EventualQueue, default_deadline: float) -> None:
+                 eventual: EventualQueue, default_deadline: float,
+                 refusal: Any = None) -> None:
         self.path = path
+        self.refusal = refusal
         self.kind = kind
         self.doc = doc
         self.listeners: List[Listener] = []
@@ -195,8 +202,12 @@ class Mailbox:
         self._chain: Sequence[Listener] = ()  # the listeners as sends see them
 
     def add(self, fn: Callable[[Message], Any], first: bool, tags: Dict[str, Any],
-            deadline: Optional[float], remember_by: Any = None) -> Listener:
+            deadline: Optional[float], remember_by: Any = None,
+            fail_closed: bool = False) -> Listener:
         check(tags, "tags")
+        if fail_closed and self.refusal is None:
+            raise InvalidValue(f"mailbox {self.path} defines no refusal: a listener cannot "
+                               "fail closed there")
         if deadline is None:
             deadline = self._default_deadline
         if not (isinstance(deadline, (int, float)) and math.isfinite(deadline)
@@ -211,7 +222,7 @@ class Mailbox:
             remember_by = tuple(remember_by)
         self._serial += 1
         listener = Listener(self, f"{self._serial}", fn, dict(tags), float(deadline),
-                            remember_by)
+                            remember_by, bool(fail_closed))
         if first:
             self.listeners.insert(0, listener)
         else:
@@ -265,6 +276,7 @@ class Mailbox:
                  "deadline": listener.deadline,
                  "remember_by": (None if listener.remember_by is None
                                  else list(listener.remember_by)),
+                 "fail_closed": listener.fail_closed,
                  "counters": listener.counters.as_value()}
                 for listener in self.listeners
             ],
@@ -316,6 +328,8 @@ class _Dispatch:
                 counters.seconds += now - then
                 then = now
                 self._failed(listener, Failure())
+                if listener.fail_closed:
+                    return self._refuse(listener)
                 continue
             if verdict is not CONTINUE and type(verdict) is not Stop and isinstance(
                     verdict, Deferred):
@@ -357,7 +371,10 @@ class _Dispatch:
                           tags=listener.tags)
             else:
                 self._failed(listener, failure)
-            self.run()
+            if listener.fail_closed:
+                self._refuse(listener)
+            else:
+                self.run()
 
         if not answer.called:
             answer.addTimeout(listener.deadline, self.mailbox._clock,
@@ -379,7 +396,7 @@ class _Dispatch:
                 check(verdict.value, "result")
             except InvalidValue as e:
                 self._failed(listener, Failure(e))
-                return False
+                return self._refused_if_closed(listener)
             listener.counters.stops += 1
             if verdict.reason is not None:
                 listener.counters.count_reason(verdict.reason)
@@ -394,7 +411,24 @@ class _Dispatch:
         self._failed(listener, Failure(ListenerError(
             f"listener returned {verdict!r}; a listener returns Stop(value), CONTINUE or "
             "Continue(reason)")))
-        return False
+        return self._refused_if_closed(listener)
+
+    def _refused_if_closed(self, listener: Listener) -> bool:
+        if not listener.fail_closed:
+            return False
+        self._refuse(listener)
+        return True
+
+    def _refuse(self, listener: Listener) -> "Deferred[Any]":
+        """
+        End the chain with the mailbox's refusal: a fail-closed listener
+        failed or gave no answer in time.
+        """
+        _log.warn("listener {listener} on {path} fails closed: the message is refused",
+                  listener=listener.id, path=self.mailbox.path, tags=listener.tags)
+        listener.counters.count_reason("failed-closed")
+        self.mailbox.counters.stops += 1
+        return self._finish(copy.deepcopy(self.mailbox.refusal))
 
     def _failed(self, listener: Listener, failure: Failure) -> None:
         listener.counters.errors += 1

@@ -15,7 +15,7 @@ from .interfaces import (DECISION, EVENT, IRegistry, InvalidAddress, MailboxExis
                          UnknownMailbox, parse_address, PROCESS_NAME_RE)
 from .mailbox import Listener, Mailbox
 from .observer import EventualQueue
-from .values import Message, check_message
+from .values import Message, check, check_message
 
 __all__ = ["Registry", "matcher", "declare_service"]
 
@@ -96,7 +96,8 @@ class Registry:
         except KeyError:
             raise UnknownMailbox(f"process {self.name} has no mailbox {path}") from None
 
-    def declare(self, path: str, kind: str = DECISION, doc: str = "") -> None:
+    def declare(self, path: str, kind: str = DECISION, doc: str = "",
+                refusal: Any = None) -> None:
         process, path = parse_address(path)
         if process not in (None, self.name):
             raise InvalidAddress(f"{process}:{path}: a process declares only its own mailboxes")
@@ -104,8 +105,10 @@ class Registry:
             raise ValueError(f"mailbox kind must be {DECISION!r} or {EVENT!r}, not {kind!r}")
         if path in self._mailboxes:
             raise MailboxExists(f"mailbox {path} is already declared")
+        if refusal is not None:
+            check(refusal, "refusal")
         self._mailboxes[path] = Mailbox(path, kind, doc, self.clock, self.eventual,
-                                        self.default_deadline)
+                                        self.default_deadline, refusal)
 
     def send(self, address: str, message: Optional[Message] = None) -> "Deferred[Any]":
         try:
@@ -119,14 +122,17 @@ class Registry:
 
     def listen(self, address: str, fn: Optional[Callable[[Message], Any]] = None, *,
                first: bool = False, tags: Optional[Dict[str, Any]] = None,
-               deadline: Optional[float] = None, remember_by: Any = None) -> Any:
+               deadline: Optional[float] = None, remember_by: Any = None,
+               fail_closed: bool = False) -> Any:
         peer, path = self._remote(address)
         if peer is not None:
+            closed = {"fail_closed": True} if fail_closed else {}
             return peer.listen(path, fn, first=first, tags=tags, deadline=deadline,
-                               remember_by=remember_by)
+                               remember_by=remember_by, **closed)
         mailbox = self.mailbox(path)
         return _decorator_or_handle(
-            lambda fn: mailbox.add(fn, first, tags or {}, deadline, remember_by), fn)
+            lambda fn: mailbox.add(fn, first, tags or {}, deadline, remember_by, fail_closed),
+            fn)
 
     def watch(self, address: str, fn: Callable[[Message], Any]) -> Any:
         peer, path = self._remote(address)
@@ -177,14 +183,16 @@ class Registry:
 
 
 def declare_service(registry: Any, owner: str, decisions: Dict[str, str],
-                    events: Dict[str, str], stock: Dict[str, Callable[[Message], Any]]) -> None:
+                    events: Dict[str, str], stock: Dict[str, Callable[[Message], Any]],
+                    refusals: Optional[Dict[str, Any]] = None) -> None:
     """
-    Declare a service's mailboxes (C{decisions} and C{events}: path -> doc)
-    and put its stock behaviour on them as ordinary last listeners, tagged
-    C{owner=OWNER stock=true}.
+    Declare a service's mailboxes (C{decisions} and C{events}: path -> doc;
+    C{refusals}: path -> what a decision answers when a fail-closed
+    listener fails) and put its stock behaviour on them as ordinary last
+    listeners, tagged C{owner=OWNER stock=true}.
     """
     for path, doc in decisions.items():
-        registry.declare(path, doc=doc)
+        registry.declare(path, doc=doc, refusal=(refusals or {}).get(path))
     for path, doc in events.items():
         registry.declare(path, kind=EVENT, doc=doc)
     tags = {"owner": owner, "stock": True}

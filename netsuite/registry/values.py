@@ -233,22 +233,31 @@ _DECODERS: Dict[str, Callable[[Any], Value]] = {
     "ipv4": _decode_ipv4,
     "ipv6": lambda payload: ipaddress.IPv6Address(_expect(payload, str, "ipv6")),
     "mac": lambda payload: MAC(_expect(payload, str, "mac")),
-    "list": lambda payload: [decode(item) for item in _expect(payload, list, "list")],
-    "map": lambda payload: {key: decode(item)
-                            for key, item in _expect(payload, dict, "map").items()},
 }
 
+MAX_DEPTH = 32
+"""How deeply lists and maps may nest in a decoded value: deeper input is
+refused (L{InvalidValue}) long before Python's recursion limit."""
 
-def decode(encoded: Any) -> Value:
+
+def decode(encoded: Any, depth: int = 0) -> Value:
     """
-    The value a typed encoding stands for; L{InvalidValue} if it is malformed.
+    The value a typed encoding stands for; L{InvalidValue} if it is
+    malformed or nests lists and maps more than L{MAX_DEPTH} deep.
     """
     if type(encoded) is not list or len(encoded) != 2 or type(encoded[0]) is not str:
-        raise InvalidValue(f"a typed value is a [type, payload] pair, got {encoded!r}")
+        raise InvalidValue(f"a typed value is a [type, payload] pair, got {encoded!r:.80}")
     tag, payload = encoded
+    if tag == "list" or tag == "map":
+        if depth >= MAX_DEPTH:
+            raise InvalidValue(f"lists and maps nest more than {MAX_DEPTH} deep")
+        if tag == "list":
+            return [decode(item, depth + 1) for item in _expect(payload, list, "list")]
+        return {key: decode(item, depth + 1)
+                for key, item in _expect(payload, dict, "map").items()}
     decoder = _DECODERS.get(tag)
     if decoder is None:
-        raise InvalidValue(f"unknown value type {tag!r}")
+        raise InvalidValue(f"unknown value type {tag!r:.80}")
     try:
         return decoder(payload)
     except InvalidValue:
@@ -274,13 +283,25 @@ def dumps(value: Value) -> bytes:
 
 def loads(data: bytes) -> Value:
     """
-    Parse UTF-8 JSON holding a typed encoding; L{InvalidValue} on any error.
+    Parse UTF-8 JSON holding a typed encoding; L{InvalidValue} on any error,
+    including JSON nested too deeply to parse and strings that cannot be
+    encoded back (a lone surrogate, which JSON can write as C{\\ud800}).
     """
     try:
         encoded = json.loads(data)
     except (ValueError, UnicodeDecodeError) as e:
         raise InvalidValue(f"not UTF-8 JSON: {e}") from None
-    return decode(encoded)
+    except RecursionError:
+        raise InvalidValue(f"JSON nested too deeply (lists and maps nest at most "
+                           f"{MAX_DEPTH} deep)") from None
+    value = decode(encoded)
+    # A surrogate can only come from a \u escape: UTF-8 input has none.
+    if b"\\u" in data:
+        try:
+            _ENCODER.encode(encoded).encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise InvalidValue(f"a string holds a lone surrogate: {e}") from None
+    return value
 
 
 def to_plain(value: Value) -> Any:

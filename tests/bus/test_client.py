@@ -13,6 +13,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from zope.interface.verify import verifyObject
 
+from netsuite.bus.arguments import MAX_MESSAGE
 from netsuite.registry import (CONTINUE, NO_ANSWER, Continue, IListenerHandle, IRegistry,
                                ListenerError, Remember, Stop, UnknownMailbox)
 from netsuite.registry.values import MAC, InvalidValue
@@ -335,6 +336,18 @@ class RememberTests(ConnectedTestCase):
         self.flush()
         self.assertEqual(self.successResultOf(d), BIG[::-1])
 
+    def test_messageTooLong(self) -> None:
+        """
+        A message whose encoding is longer than L{MAX_MESSAGE} fails with
+        L{InvalidValue} before it is sent; the connection stays up.
+        """
+        d = self.client.send(LEASE, {"blob": b"x" * MAX_MESSAGE})
+        self.flush()
+        self.assertIn("the bus carries at most", str(self.failureResultOf(d, InvalidValue).value))
+        d = self.client.send(LEASE, {})
+        self.flush()
+        self.assertEqual(self.successResultOf(d), "stock")
+
     def test_rememberedVerdict(self) -> None:
         """
         A peer's listener added with C{remember_by} that answers
@@ -412,3 +425,58 @@ class RememberTests(ConnectedTestCase):
             self.flush()
             self.assertEqual(self.successResultOf(d), "peer")
         self.assertEqual(len(seen), 2)
+
+
+class FailClosedTests(ConnectedTestCase):
+    """
+    A peer's listener added with C{fail_closed} refuses on the owner's side
+    when it fails or is late, across the bus.
+    """
+
+    def setUp(self) -> None:
+        ConnectedTestCase.setUp(self)
+        self.owner.registry.declare("/guard", refusal={"ok": False})
+        self.owner.registry.listen("/guard", lambda message: Stop({"ok": True}))
+
+    def test_peer_error_refuses(self) -> None:
+        """
+        The peer's listener raising ends the owner's chain with the
+        refusal; the owner's listing says the listener fails closed.
+        """
+        def deny(message: Dict[str, Any]) -> Any:
+            raise RuntimeError("deny list down")
+        self.client.listen("/guard", deny, first=True, fail_closed=True)
+        self.flush()
+        [box] = self.owner.registry.describe("/guard")
+        self.assertTrue(box["listeners"][0]["fail_closed"])
+        d = self.owner.registry.send("/guard", {})
+        self.flush()
+        self.assertEqual(self.successResultOf(d), {"ok": False})
+        self.flushLoggedErrors()
+
+    def test_peer_late_refuses(self) -> None:
+        """
+        No answer from the peer within the deadline refuses too.
+        """
+        self.client.listen("/guard", lambda message: Deferred(), first=True, fail_closed=True,
+                           deadline=1.0)
+        self.flush()
+        d = self.owner.registry.send("/guard", {})
+        self.flush()
+        self.assertNoResult(d)
+        self.owner.reactor.advance(1.0)
+        self.flush()
+        self.assertEqual(self.successResultOf(d), {"ok": False})
+
+    def test_open_by_default(self) -> None:
+        """
+        Without fail_closed, the peer's failure is skipped as before.
+        """
+        self.client.listen("/guard", lambda message: 1 / 0, first=True)
+        self.flush()
+        [box] = self.owner.registry.describe("/guard")
+        self.assertFalse(box["listeners"][0]["fail_closed"])
+        d = self.owner.registry.send("/guard", {})
+        self.flush()
+        self.assertEqual(self.successResultOf(d), {"ok": True})
+        self.flushLoggedErrors()

@@ -14,10 +14,10 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from netsuite.bus.arguments import CHUNK, Typed
+from netsuite.bus.arguments import CHUNK, MAX_MESSAGE, Typed, put_chunks, take_chunks
 from netsuite.bus.errors import ERRORS, DuplicateId
-from netsuite.bus.framing import (BusProtocol, answer_box, call_listener, refusal_box,
-                                  verdict_from_box)
+from netsuite.bus.framing import (MAX_BOX, MAX_KEYS, BusProtocol, answer_box, call_listener,
+                                  refusal_box, verdict_from_box)
 from netsuite.bus.ownercommands import AddListener
 from netsuite.bus.peercommands import CallListener, Notify
 from netsuite.registry import (CONTINUE, Continue, ListenerError, Remember, Stop,
@@ -62,6 +62,22 @@ class TypedTests(SynchronousTestCase):
             objects: Dict[str, Any] = {}
             Typed().fromBox(b"v", strings, objects, None)
             self.assertEqual(objects["v"], data)
+
+    def test_maxMessage(self) -> None:
+        """
+        A value of L{MAX_MESSAGE} bytes is carried; one byte more is refused
+        with L{InvalidValue}, whether written or read.
+        """
+        strings: Dict[bytes, bytes] = {}
+        put_chunks(strings, b"message", b"x" * MAX_MESSAGE)
+        self.assertEqual(len(take_chunks(strings, b"message")), MAX_MESSAGE)
+        error = self.assertRaises(InvalidValue, put_chunks, strings, b"message",
+                                  b"x" * (MAX_MESSAGE + 1))
+        self.assertIn(f"the bus carries at most {MAX_MESSAGE}", str(error))
+        self.assertEqual(strings, {})
+        put_chunks(strings, b"message", b"x" * MAX_MESSAGE)
+        strings[b"message.%d" % (len(strings) + 1)] = b"x"
+        self.assertRaises(InvalidValue, take_chunks, strings, b"message")
 
     def test_optional(self) -> None:
         """
@@ -327,6 +343,97 @@ class BusProtocolTests(SynchronousTestCase):
             self.assertEqual(connection.boxes, [])
             connection.connectionLost(Failure(ConnectionDone()))
             self.failureResultOf(d, amp.TooLong)
+
+    def feed_until_dropped(self, frames: Any) -> int:
+        """
+        Feed C{frames} (an endless iterator of bytes) to a L{Recording} until
+        it closes the connection; the bytes fed.
+        """
+        connection = Recording()
+        fed = 0
+        while not connection.transport.disconnecting:
+            data = next(frames)
+            connection.dataReceived(data)
+            fed += len(data)
+            self.assertLess(fed, 4 * MAX_BOX, "never dropped")
+        self.assertEqual(connection.boxes, [])
+        # Nothing of the box is kept, and nothing more is read.
+        self.assertEqual((connection._box, connection._pending), (None, b""))
+        connection.dataReceived(self.BOXES[1].serialize())
+        self.assertEqual(connection.boxes, [])
+        self.connection = connection
+        return fed
+
+    def test_endlessBox(self) -> None:
+        """
+        A box that never ends (distinct keys with 65,535-byte values) is
+        dropped once it passes L{MAX_BOX} bytes, so one box never holds much
+        more than that.
+        """
+        def frames() -> Any:
+            index = 0
+            while True:
+                key = b"k%d" % index
+                index += 1
+                yield len(key).to_bytes(2, "big") + key + b"\xff\xff" + b"v" * CHUNK
+        fed = self.feed_until_dropped(frames())
+        self.assertGreater(fed, MAX_BOX)
+        self.assertLessEqual(fed, MAX_BOX + CHUNK + 300)
+        self.assertEqual(self.connection.malformed, f"box over {MAX_BOX} bytes")
+
+    def test_endlessBoxInPieces(self) -> None:
+        """
+        The bytes of an unfinished frame count too: the same endless box cut
+        into 1,000-byte reads is dropped within a read of L{MAX_BOX}.
+        """
+        def pieces() -> Any:
+            index, data = 0, b""
+            while True:
+                while len(data) < 1000:
+                    key = b"k%d" % index
+                    index += 1
+                    data += len(key).to_bytes(2, "big") + key + b"\xff\xff" + b"v" * CHUNK
+                yield data[:1000]
+                data = data[1000:]
+        fed = self.feed_until_dropped(pieces())
+        self.assertGreater(fed, MAX_BOX)
+        self.assertLessEqual(fed, MAX_BOX + 1000)
+
+    def test_manyKeys(self) -> None:
+        """
+        A box of L{MAX_KEYS} keys is read; a box with more is dropped when
+        the key past the limit arrives, long before its bytes add up.
+        """
+        box = amp.AmpBox({b"%d" % i: b"" for i in range(MAX_KEYS)})
+        connection = Recording()
+        connection.dataReceived(box.serialize())
+        self.assertEqual(connection.boxes, [box])
+
+        def frames() -> Any:
+            index = 0
+            while True:
+                yield b"".join(b"\x00\x04" + i.to_bytes(4, "big") + b"\x00\x00"
+                               for i in range(index, index + 100))
+                index += 100
+        fed = self.feed_until_dropped(frames())
+        self.assertLessEqual(fed, 8 * (MAX_KEYS + 100))
+        self.assertEqual(self.connection.malformed, f"box with more than {MAX_KEYS} keys")
+
+    def test_largestBoxes(self) -> None:
+        """
+        A box with two typed values of L{MAX_MESSAGE} bytes (as an
+        L{AddListener} with the largest tags and C{remember_by}) is read.
+        """
+        box = amp.AmpBox({b"_ask": b"1", b"_command": b"AddListener"})
+        put_chunks(box, b"tags", b"t" * MAX_MESSAGE)
+        put_chunks(box, b"remember_by", b"r" * MAX_MESSAGE)
+        data = box.serialize()
+        self.assertLess(len(data), MAX_BOX)
+        for size in (len(data), 65536):
+            connection = Recording()
+            for start in range(0, len(data), size):
+                connection.dataReceived(data[start:start + size])
+            self.assertEqual(connection.boxes, [box])
 
     def test_replyAfterLoss(self) -> None:
         """

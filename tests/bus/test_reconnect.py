@@ -14,7 +14,8 @@ from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from netsuite.bus.client import AccessDenied, NotRunning, socket_endpoint
+from netsuite.bus.client import (AccessDenied, BusClient, NotRunning, UntrustedServer,
+                                 socket_endpoint)
 from netsuite.registry import CONTINUE, Stop, UnknownMailbox
 
 from .helpers import LEASE, SEEN, SOCKET, Owner
@@ -66,6 +67,51 @@ class ReconnectTests(SynchronousTestCase):
         self.assertIn("bus.allowed_uids", text)
         self.assertIn("bus.socket_mode", text)
         self.assertNotIn("not running", text)
+
+    def served_by(self, uid: int, **kw: Any) -> Any:
+        """
+        An owner, and a client whose connections it reads as served by
+        C{uid} (pid 4242); the client's first send, once accepted.
+        """
+        owner = Owner()
+        client = BusClient("owner", "unix:path=" + SOCKET, owner.reactor,
+                           credentials=lambda transport: (4242, uid, uid), **kw)
+        self.addCleanup(client.close)
+        d = client.send(LEASE)
+        pump = owner.accept()
+        pump.flush()
+        return owner, pump, d
+
+    def test_untrustedServer(self) -> None:
+        """
+        A socket served by a uid that is not root, ours or expected is
+        refused before anything is sent: the call fails with
+        L{UntrustedServer} (a L{NotRunning}) naming the uid and pid, and
+        the connection is closed.
+        """
+        log = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        owner, pump, d = self.served_by(12345)
+        failure = self.failureResultOf(d, UntrustedServer)
+        self.assertIsInstance(failure.value, NotRunning)
+        self.assertIn(f"refusing process owner at unix:path={SOCKET}: its socket is served "
+                      "by uid 12345 (pid 4242), not by 0", str(failure.value))
+        self.assertTrue(pump.clientIO.disconnecting)
+        # The Send never reached the owner (it would have counted it).
+        self.assertEqual(owner.registry.mailbox(LEASE).counters.messages, 0)
+        # The client tries again later, and refuses again.
+        owner.reactor.advance(1)
+        self.assertEqual(len(owner.reactor.unixClients), 2)
+        warnings = [formatEvent(e) for e in log if e["log_level"] == LogLevel.warn]
+        self.assertIn("served by uid 12345", warnings[0])
+
+    def test_trustedServer(self) -> None:
+        """
+        A socket served by root, or by a uid the client was told to expect,
+        is used.
+        """
+        for uid, kw in ((0, {}), (12345, {"server_uids": [12345]})):
+            owner, pump, d = self.served_by(uid, **kw)
+            self.assertEqual(self.successResultOf(d), "stock")
 
     def test_whyLogged(self) -> None:
         """

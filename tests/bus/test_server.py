@@ -16,7 +16,9 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from netsuite.bus.arguments import MAX_MESSAGE, put_chunks
 from netsuite.bus.errors import DuplicateId, UnknownId
+from netsuite.bus.framing import MAX_BOX
 from netsuite.bus.ownercommands import AddListener, Describe, RemoveListener, Send, Unwatch
 from netsuite.registry import Stop, UnknownMailbox
 from netsuite.registry.values import InvalidValue, dumps, loads
@@ -77,6 +79,36 @@ class ServerTests(SynchronousTestCase):
                                        InvalidValue)
         self.assertIn("bad ipv4 payload '10.0.0.300'", str(failure.value))
         self.successResultOf(self.call(Send, mailbox=LEASE, message=dumps({})))
+
+    def test_messageTooLong(self) -> None:
+        """
+        A message of more than L{MAX_MESSAGE} bytes, in a box within
+        L{MAX_BOX}, is answered with C{INVALID_VALUE} saying so; the
+        connection stays up. So is a result too long to send back.
+        """
+        box = amp.AmpBox({amp.ASK: b"7", amp.COMMAND: b"Send", b"mailbox": LEASE.encode()})
+        message = b'["map",{"a":["str","' + b"x" * MAX_MESSAGE + b'"]}]'
+        put_chunks(box, b"message", message[:MAX_MESSAGE])
+        box[b"message.%d" % (len(box) - 2)] = message[MAX_MESSAGE:]
+        answers: List[amp.AmpBox] = []
+        self.peer.boxReceiver = type("", (), {"ampBoxReceived": answers.append})()
+        self.server.dataReceived(box.serialize())
+        self.pump.flush()
+        [answer] = answers
+        self.assertEqual(answer[amp.ERROR_CODE], b"INVALID_VALUE")
+        self.assertIn(b"the bus carries at most 1048576", answer[amp.ERROR_DESCRIPTION])
+        self.assertFalse(self.pump.serverIO.disconnecting)
+
+    def test_resultTooLong(self) -> None:
+        """
+        A result longer than L{MAX_MESSAGE} is answered with
+        C{INVALID_VALUE}, not sent.
+        """
+        self.owner.registry.listen(LEASE, lambda m: Stop("x" * MAX_MESSAGE), first=True)
+        failure = self.failureResultOf(self.call(Send, mailbox=LEASE, message=dumps({})),
+                                       InvalidValue)
+        self.assertIn("at most", str(failure.value))
+        self.assertFalse(self.pump.serverIO.disconnecting)
 
     def test_nonASCIIBase64(self) -> None:
         """
@@ -227,6 +259,31 @@ class MalformedFrameTests(SynchronousTestCase):
         warnings = [e for e in log if e["log_level"] == LogLevel.warn]
         self.assertEqual([e["peer"] for e in warnings], ["pid 77 uid 0"])
         self.assertIn("malformed frame", warnings[0]["log_format"])
+
+
+    def test_endlessBox(self) -> None:
+        """
+        A box past L{MAX_BOX} bytes ends the connection, logged with the
+        peer and why, and takes off the peer's listeners.
+        """
+        log = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        owner = Owner(credentials=lambda transport: (78, 0, 0))
+        peer, server, pump = owner.raw()
+        d = peer.callRemote(AddListener, mailbox=LEASE, listener="l1", first=True,
+                            deadline=1.0, tags=dumps({}))
+        pump.flush()
+        self.successResultOf(d)
+        index = 0
+        while not pump.serverIO.disconnecting:
+            key = b"k%d" % index
+            index += 1
+            server.dataReceived(len(key).to_bytes(2, "big") + key + b"\xff\xff" + b"v" * 65535)
+            self.assertLess(index, 2 * MAX_BOX // 65535)
+        pump.flush()
+        self.assertEqual(owner.listeners(), [{"owner": "dhcp"}])
+        [warning] = [e for e in log if e["log_level"] == LogLevel.warn]
+        self.assertEqual(warning["peer"], "pid 78 uid 0")
+        self.assertEqual(warning["why"], f"box over {MAX_BOX} bytes")
 
 
 class CredentialsTests(SynchronousTestCase):

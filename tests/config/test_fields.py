@@ -3,9 +3,10 @@ Tests for L{netsuite.config.fields}: each kind gives the value the code
 uses, once, or says what it expected; a secret never shows.
 """
 
+import os
 from ipaddress import IPv4Address, IPv4Network
 
-from twisted.logger import formatEvent
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from netsuite.config import fields
@@ -49,6 +50,8 @@ class KindTests(SynchronousTestCase):
         self.assertRefused(fields.SECONDS, -1, float("nan"), float("inf"), "1")
         self.assertRefused(fields.POSITIVE_SECONDS, 0)
         self.assertRefused(fields.INT, True, 1.5)
+        self.assertEqual(converts(fields.POSITIVE_INT, 3), 3)
+        self.assertRefused(fields.POSITIVE_INT, 0, -1, True, 1.5, "3")
 
     def test_names(self):
         self.assertEqual(converts(fields.INTERFACE, "br-lan"), "br-lan")
@@ -78,7 +81,7 @@ class KindTests(SynchronousTestCase):
 
 _good = {fields.IPV4: "10.0.0.1", fields.NETWORK: "10.0.0.0/8", fields.IPV4_LIST: [],
          fields.CLIENT_ID: "", fields.PORT: 1, fields.PORT_LIST: [], fields.SECONDS: 0,
-         fields.POSITIVE_SECONDS: 1, fields.INT: 0, fields.INTERFACE: "lo",
+         fields.POSITIVE_SECONDS: 1, fields.INT: 0, fields.POSITIVE_INT: 1, fields.INTERFACE: "lo",
          fields.PATH: "/x", fields.SERVER_ENDPOINT_LIST: [], fields.CLIENT_ENDPOINT_MAP: {}}
 
 
@@ -110,3 +113,84 @@ class SecretTests(SynchronousTestCase):
             self.assertIn("a hidden value", str(error))
         config = parse({"svc": {"password": "long enough"}}, "f.toml", self.SECTIONS)
         self.assertEqual(config.svc.password.reveal(), "long enough")
+
+
+class SecretFileTests(SynchronousTestCase):
+    """
+    A secret key may name a file holding the secret; a file others may
+    read that holds a secret is warned about.
+    """
+
+    SECTIONS = SecretTests.SECTIONS
+
+    def setUp(self):
+        self.warnings = []
+        observer = self.warnings.append
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+
+    def warned(self):
+        return [formatEvent(e) for e in self.warnings if e.get("log_level") == LogLevel.warn]
+
+    def write(self, text, mode):
+        path = os.path.abspath(self.mktemp())
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, mode)
+        return path
+
+    def test_from_file(self):
+        """
+        C{password = { file = "/path" }} is that file's text, its trailing
+        newline dropped; a 0600 file is not warned about.
+        """
+        path = self.write("s3cret words\n", 0o600)
+        config = parse({"svc": {"password": {"file": path}}}, "f.toml", self.SECTIONS)
+        self.assertEqual(config.svc.password.reveal(), "s3cret words")
+        self.assertEqual(self.warned(), [])
+
+    def test_file_checked_like_a_value(self):
+        """
+        The file's text is checked as the value would be, and an error
+        still hides it.
+        """
+        path = self.write("abc\n", 0o600)
+        error = self.assertRaises(ConfigError, parse, {"svc": {"password": {"file": path}}},
+                                  "f.toml", self.SECTIONS)
+        self.assertIn("key 'svc.password'", str(error))
+        self.assertNotIn("abc", str(error).replace(path, ""))
+
+    def test_bad_file(self):
+        """
+        A missing file, a relative path or another table is a clear error
+        naming the key (and the file).
+        """
+        missing = os.path.abspath(self.mktemp())
+        error = self.assertRaises(ConfigError, parse, {"svc": {"password": {"file": missing}}},
+                                  "f.toml", self.SECTIONS)
+        self.assertIn(f"key 'svc.password': cannot read the secret file {missing}", str(error))
+        for raw in ({"file": "relative/path"}, {"path": "/x"}, {"file": "/x", "mode": 1}):
+            error = self.assertRaises(ConfigError, parse, {"svc": {"password": raw}},
+                                      "f.toml", self.SECTIONS)
+            self.assertIn('expected a string or { file = "/absolute/path" }', str(error))
+
+    def test_warn_readable(self):
+        """
+        A secret file every user may read, or a config file every user may
+        read that holds a secret itself, is warned about (naming the key,
+        never the secret); an empty secret is not.
+        """
+        secret_file = self.write("long enough\n", 0o644)
+        parse({"svc": {"password": {"file": secret_file}}}, "f.toml", self.SECTIONS)
+        config_file = self.write("", 0o644)
+        parse({"svc": {"password": "long enough"}}, config_file, self.SECTIONS)
+        parse({"svc": {"password": ""}}, config_file, self.SECTIONS)
+        private = self.write("", 0o640)
+        parse({"svc": {"password": "long enough"}}, private, self.SECTIONS)
+        warned = self.warned()
+        self.assertEqual(len(warned), 2, warned)
+        self.assertIn(f"{secret_file} (the secret of f.toml key 'svc.password') may be read "
+                      "by every user", warned[0])
+        self.assertIn(f"{config_file}: key 'svc.password' holds a secret in a file every "
+                      "user may read", warned[1])
+        self.assertNotIn("long enough", " ".join(warned))

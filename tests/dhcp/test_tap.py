@@ -8,7 +8,7 @@ import os
 from typing import Any
 from ipaddress import IPv4Address, IPv4Network
 
-from twisted.application.service import IServiceCollection
+from twisted.application.service import IServiceCollection, MultiService
 from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python import usage
@@ -528,7 +528,7 @@ class ServiceFromConfigTests(ConfigMixin, SynchronousTestCase):
                               self.mktemp(), "--interface", "eth9"])
         top = PLUGIN.makeService(options, self.reactor)
         [dhcp] = [service for service in IServiceCollection(top)
-                  if isinstance(service, type(top)) and any(
+                  if isinstance(service, MultiService) and any(
                       isinstance(child, tap.DHCPService) for child in service)]
         [service] = list(dhcp)
         self.assertEqual(service.interface, "eth9")

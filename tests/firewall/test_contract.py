@@ -18,6 +18,7 @@ from zope.interface.verify import verifyObject
 from netsuite.firewall.interfaces import Client, IFirewall, NotInLan, Traffic
 from netsuite.firewall.kernel import KernelFirewall
 from netsuite.firewall.memory import MemoryFirewall, MemoryShaper
+from netsuite.firewall.owner import FirewallOwned, netns_key
 from netsuite.firewall.rules import FirewallSettings
 from netsuite.runner import ThreadRunner
 from netsuite.registry.values import MAC
@@ -85,6 +86,40 @@ class FirewallContract:
             yield self.assertFailure(firewall.authorize(ipaddress.IPv4Address(ip), MAC_A),
                                      NotInLan)
         self.assertEqual(firewall.clients, {})
+
+    @inlineCallbacks
+    def test_refused_authorize_changes_nothing(self):
+        """
+        An authorize with limits no shaper accepts (negative, too large, not
+        a number) fails with ValueError and leaves the kernel's sets and the
+        firewall's state as they were: the limits are checked first.
+        """
+        firewall = yield self.make()
+        yield firewall.authorize(B, MAC_B)
+        for up, down in ((-5, 0), (0, 10 ** 9), ("fast", 0), (1.5, 0)):
+            yield self.assertFailure(firewall.authorize(A, MAC_A, up, down), ValueError)
+            self.assertEqual((yield self.kernel_clients()), {B: MAC_B}, (up, down))
+            self.assertEqual(list(firewall.clients), [B])
+        self.assertEqual((yield firewall.check()), [])
+
+    @inlineCallbacks
+    def test_stop_closes_the_lan(self):
+        """
+        Without keep_clients a clean stop logs everyone out and leaves the
+        LAN closed (only the rules dropping forwarded LAN traffic); the next
+        start reopens the portal with nobody authorized; remove() takes out
+        everything, the closed LAN included.
+        """
+        firewall = yield self.make()
+        yield firewall.authorize(A, MAC_A)
+        yield firewall.stop()
+        self.assertEqual((yield self.lan_state()), "closed")
+        again = yield self.make()
+        self.assertEqual((yield self.lan_state()), "running")
+        self.assertEqual(again.clients, {})
+        yield again.stop()
+        yield again.remove()
+        self.assertEqual((yield self.lan_state()), "nothing")
 
     @inlineCallbacks
     def test_traffic(self):
@@ -173,6 +208,12 @@ class MemoryFirewallTests(FirewallContract, TestCase):
     def wipe(self):
         self.firewall.wipe()
 
+    def lan_state(self):
+        from twisted.internet.defer import succeed
+        f = self.firewall
+        assert not (f.closed and (f.rules_installed or f.kernel_clients))
+        return succeed("closed" if f.closed else "running" if f.rules_installed else "nothing")
+
     def test_smtp_window_expires(self):
         """
         The fake's SMTP window closes by itself when its time is up.
@@ -219,11 +260,13 @@ class KernelFirewallTests(FirewallContract, TestCase):
         self.runner = ThreadRunner(reactor, netns=self.ns)
         self.addCleanup(self.runner.stop)
         self.settings = FirewallSettings("br-lan", "wan0", LAN, portal_port=8080)
+        self.locks = self.mktemp()
 
     def make(self, keep_clients=False, shaper=None):
         firewall = KernelFirewall(self.settings, self.runner, reactor, shaper=shaper,
-                                  keep_clients=keep_clients)
+                                  keep_clients=keep_clients, lock_dir=self.locks)
         self.addCleanup(lambda: firewall.stop() if not keep_clients else None)
+        self.addCleanup(firewall.remove)  # runs after the stop
         return firewall.start().addCallback(lambda _: firewall)
 
     def kernel_clients(self):
@@ -242,23 +285,40 @@ class KernelFirewallTests(FirewallContract, TestCase):
                      ["ipset", "flush", "ns-auth"], ["ipset", "flush", "ns-down"]):
             in_netns(self.ns, *argv)
 
+    def lan_state(self):
+        from twisted.internet.defer import succeed
+        saved = in_netns(self.ns, "iptables-legacy-save")
+        rules = [line for line in saved.splitlines() if line.startswith(("-A", ":NS"))]
+        sets = in_netns(self.ns, "ipset", "list", "-n").split()
+        if not rules and not sets:
+            return succeed("nothing")
+        if not sets and sorted(rules) == sorted([
+                ":NS-FORWARD - [0:0]", "-A FORWARD -j NS-FORWARD",
+                "-A NS-FORWARD -i br-lan -j DROP"]):
+            return succeed("closed")
+        running = any(line.startswith("-A NS-CLIENT") for line in rules)
+        return succeed("running" if running else repr(rules))
+
     @inlineCallbacks
     def test_rules_in_kernel(self):
         """
         Start-up installs each rule once, a second start (as after a crash)
-        adds no duplicate, and a clean stop leaves no rule, set, or jump.
+        adds no duplicate, and a clean stop then remove() leave no rule,
+        set, or jump.
         """
         first = yield self.make()
         saved = in_netns(self.ns, "iptables-legacy-save")
         self.assertEqual(saved.count("-A FORWARD -j NS-FORWARD"), 1)
         self.assertIn("-A NS-PREROUTING -i br-lan -p tcp -m tcp --dport 80 -j REDIRECT "
                       "--to-ports 8080", saved)
-        second = KernelFirewall(self.settings, self.runner, reactor)
+        first.owner.release()  # as its process's death would
+        second = KernelFirewall(self.settings, self.runner, reactor, lock_dir=self.locks)
         yield second.start()
         again = in_netns(self.ns, "iptables-legacy-save")
         self.assertEqual([l for l in again.splitlines() if l.startswith("-A")],
                          [l for l in saved.splitlines() if l.startswith("-A")])
         yield second.stop()
+        yield second.remove()
         del first
         after = in_netns(self.ns, "iptables-legacy-save")
         self.assertEqual([l for l in after.splitlines() if l.startswith(("-A", ":NS"))], [])
@@ -273,11 +333,53 @@ class KernelFirewallTests(FirewallContract, TestCase):
         switch = "/proc/sys/net/bridge/bridge-nf-call-iptables"
         in_netns(self.ns, "sh", "-c", f"echo 1 > {switch}")
         refusing = KernelFirewall(self.settings, self.runner, reactor,
-                                  bridge_netfilter="refuse")
+                                  bridge_netfilter="refuse", lock_dir=self.locks)
         failure = yield self.assertFailure(refusing.start(), Exception)
         self.assertIn("bridge-nf-call-iptables is 1", str(failure))
         yield self.make()
         self.assertEqual(in_netns(self.ns, "cat", switch).strip(), "0")
+
+    @inlineCallbacks
+    def test_shaper_refusal_changes_no_set(self):
+        """
+        When the shaper refuses a client's limits (its qdiscs were flushed),
+        the authorize fails and the client is not in the sets.
+        """
+        shaper = MemoryShaper(LAN)
+        firewall = yield self.make(shaper=shaper)
+        shaper.flush()
+        yield self.assertFailure(firewall.authorize(A, MAC_A, 512, 0), LookupError)
+        self.assertEqual((yield self.kernel_clients()), {})
+        self.assertEqual(firewall.clients, {})
+
+    @inlineCallbacks
+    def test_one_owner(self):
+        """
+        While one firewall owns the namespace's firewall state, a second is
+        refused at start, naming the owner's pid, and changes nothing; so
+        is a removal, and its stop leaves the first's state alone. The first
+        keeps working. Once it stops, a second may start. The lock is per namespace: the worker thread (in the test's
+        namespace) and this one (in the host's) have different keys.
+        """
+        first = yield self.make()
+        yield first.authorize(A, MAC_A)
+        before = in_netns(self.ns, "iptables-legacy-save")
+        second = KernelFirewall(self.settings, self.runner, reactor, lock_dir=self.locks)
+        failure = yield self.assertFailure(second.start(), FirewallOwned)
+        self.assertIn(f"pid {os.getpid()}", str(failure))
+        yield self.assertFailure(second.remove(), FirewallOwned)
+        yield second.stop()  # as its service does when its start failed
+        self.assertEqual(in_netns(self.ns, "iptables-legacy-save"), before)
+        self.assertEqual((yield self.kernel_clients()), {A: MAC_A})
+        yield first.authorize(B, MAC_B)
+        self.assertEqual((yield self.kernel_clients()), {A: MAC_A, B: MAC_B})
+        self.assertEqual((yield first.check()), [])
+        yield first.stop()
+        yield second.start()
+        self.assertEqual(second.clients, {})
+        yield second.stop()
+        theirs = yield self.runner.run(netns_key)
+        self.assertNotEqual(theirs, netns_key())
 
     @inlineCallbacks
     def test_rate_limits(self):

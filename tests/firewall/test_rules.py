@@ -6,7 +6,8 @@ import ipaddress
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from netsuite.firewall.rules import FirewallSettings, Jump, chains, jumps
+from netsuite.firewall.rules import (FirewallSettings, Jump, chains, closed_chains,
+                                     closed_jumps, jumps)
 
 LAN = ipaddress.IPv4Network("10.89.0.0/24")
 
@@ -23,29 +24,35 @@ class ChainsTests(SynchronousTestCase):
     def test_forward_order(self):
         """
         Forwarding: the download counter, authorized clients (every packet,
-        established or not) to their own chain, replies to the LAN, DNS to
-        any resolver, then HTTPS refused and the rest from the LAN dropped,
-        in that order.
+        established or not) to their own chain, then returned, replies to
+        the LAN, DNS to any resolver, then HTTPS refused and the rest from
+        the LAN dropped, in that order. Nothing is ACCEPTed: what netsuite
+        lets through returns to FORWARD, where the operator's rules follow.
         """
         forward = chains(minimal())[("filter", "NS-FORWARD")]
         self.assertEqual(targets(forward), [
-            None, "NS-CLIENT", "ACCEPT", "ACCEPT", "ACCEPT",
+            None, "NS-CLIENT", "RETURN", "RETURN", "RETURN", "RETURN",
             {"REJECT": {"reject-with": "tcp-reset"}}, "DROP"])
         self.assertEqual(forward[0]["set"], {"match-set": ["ns-down", "dst"]})
         self.assertEqual(forward[1]["set"], {"match-set": ["ns-auth", "src,src"]})
-        self.assertEqual(forward[2]["out-interface"], "br-lan")
+        self.assertEqual(forward[2]["set"], {"match-set": ["ns-auth", "src,src"]})
+        self.assertEqual(forward[3]["out-interface"], "br-lan")
+        garden = ipaddress.IPv4Network("198.51.100.7/32")
+        own = chains(minimal(walled_garden=(garden,), nfqueue_num=1, nfqueue_ports=(80,)))
+        for chain in ("NS-FORWARD", "NS-CLIENT", "NS-SMTP"):
+            self.assertNotIn("ACCEPT", targets(own[("filter", chain)]), chain)
 
     def test_preauth_dns(self):
         """
         By default unauthorized clients may send DNS (UDP and TCP port 53)
-        to any resolver: both are accepted from the LAN in the forward
-        chain, before its final drop.
+        to any resolver: both are let through (returned) from the LAN in the
+        forward chain, before its final drop.
         """
         forward = chains(minimal())[("filter", "NS-FORWARD")]
         udp = {"protocol": "udp", "in-interface": "br-lan", "udp": {"dport": "53"},
-               "target": "ACCEPT"}
+               "target": "RETURN"}
         tcp = {"protocol": "tcp", "in-interface": "br-lan", "tcp": {"dport": "53"},
-               "target": "ACCEPT"}
+               "target": "RETURN"}
         self.assertIn(udp, forward)
         self.assertIn(tcp, forward)
         self.assertLess(forward.index(udp), forward.index(tcp))
@@ -60,7 +67,8 @@ class ChainsTests(SynchronousTestCase):
         own = chains(minimal(preauth_dns=False))
         forward = own[("filter", "NS-FORWARD")]
         self.assertEqual(targets(forward), [
-            None, "NS-CLIENT", "ACCEPT", {"REJECT": {"reject-with": "tcp-reset"}}, "DROP"])
+            None, "NS-CLIENT", "RETURN", "RETURN", {"REJECT": {"reject-with": "tcp-reset"}},
+            "DROP"])
         self.assertEqual([r for r in forward if "53" in (r.get("udp", {}).get("dport"),
                                                           r.get("tcp", {}).get("dport"))],
                          [])
@@ -69,11 +77,12 @@ class ChainsTests(SynchronousTestCase):
 
     def test_client_chain(self):
         """
-        An authorized client's packets: its established flows pass, new SMTP
-        goes through the SMTP check, the rest is accepted.
+        An authorized client's packets: its established flows return at
+        once, new SMTP goes through the SMTP check, the rest returns too (to
+        the operator's FORWARD rules).
         """
         client = chains(minimal())[("filter", "NS-CLIENT")]
-        self.assertEqual(targets(client), ["ACCEPT", "NS-SMTP", "ACCEPT"])
+        self.assertEqual(targets(client), ["RETURN", "NS-SMTP"])
         self.assertEqual(client[1]["tcp"], {"dport": "25"})
 
     def test_smtp_chain(self):
@@ -101,7 +110,7 @@ class ChainsTests(SynchronousTestCase):
         self.assertIn({"protocol": "tcp", "in-interface": "br-lan",
                        "tcp": {"dport": "8080"}, "target": "ACCEPT"},
                       own[("filter", "NS-INPUT")])
-        self.assertIn({"dst": "198.51.100.7/32", "in-interface": "br-lan", "target": "ACCEPT"},
+        self.assertIn({"dst": "198.51.100.7/32", "in-interface": "br-lan", "target": "RETURN"},
                       own[("filter", "NS-FORWARD")])
         self.assertEqual(len(chains(minimal())[("nat", "NS-PREROUTING")]), 1)
 
@@ -155,6 +164,17 @@ class ChainsTests(SynchronousTestCase):
         self.assertIn(Jump("mangle", "PREROUTING", "NS-TPROXY"),
                       jumps(minimal(tproxy_port=1)))
         self.assertEqual(len(jumps(minimal(masquerade=False))), 3)
+
+    def test_closed(self):
+        """
+        What a clean stop leaves: one jump from FORWARD into a chain dropping
+        everything from the LAN, and no reference to a set (the sets go).
+        """
+        s = minimal(portal_port=8080, tproxy_port=1)
+        self.assertEqual(closed_chains(s), {
+            ("filter", "NS-FORWARD"): [{"in-interface": "br-lan", "target": "DROP"}]})
+        self.assertEqual(closed_jumps(s), [Jump("filter", "FORWARD", "NS-FORWARD")])
+        self.assertTrue(set(closed_jumps(s)) <= set(jumps(s)))
 
     def test_prefix(self):
         """

@@ -14,7 +14,7 @@ from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest, TestCase
 
-from netsuite.bus import connect
+from netsuite.bus import NO_ANSWER, connect
 from netsuite.lab import Lab
 from netsuite.lab.peers import HttpPeer, SmtpPeer, missing
 
@@ -33,6 +33,7 @@ walled_garden = ["{garden}/32"]
 check_interval = 1.0
 smtp_window = 600
 shaping = true
+lock_dir = "{locks}"
 """
 
 # One ping for each line the test writes: it asks when it wants to know.
@@ -121,6 +122,8 @@ except OSError as e:
 ok = a[:2] == q[:2] and struct.unpack("!H", a[6:8])[0] == 1
 print(socket.inet_ntoa(a[-4:]) if ok else "no answer")
 """
+# What a clean stop leaves: every forwarded packet from the LAN dropped.
+CLOSED = ["-A FORWARD -j NS-FORWARD", "-A NS-FORWARD -i br-lan -j DROP"]
 DNS_NAME = "portal-check.netsuite.test"
 DNS_ADDRESS = "203.0.113.53"
 
@@ -153,10 +156,14 @@ class FirewallLabTests(TestCase):
             yield deferToThread(peer.start)
             self.addCleanup(peer.stop)
         self.sockets = socket_dir(self)
-        self.config = write_config(self, CONFIG.format(garden=self.lab.wan_up_address))
+        self.locks = os.path.abspath(self.mktemp())  # the daemon's cwd is not ours
+        self.config = write_config(self, self.config_text())
         yield self.start_daemon()
         self.bus = connect("ap", socket_dir=self.sockets, reactor=reactor)
         self.addCleanup(self.bus.close)
+
+    def config_text(self):
+        return CONFIG.format(garden=self.lab.wan_up_address, locks=self.locks)
 
     def start_daemon(self):
         self.daemon = spawn(self, "netsuite", [
@@ -247,8 +254,7 @@ class FirewallLabTests(TestCase):
 
         self.daemon.signal("TERM")
         yield self.daemon.when_ended()
-        self.config = write_config(self, CONFIG.format(garden=self.lab.wan_up_address)
-                                   + "preauth_dns = false\n")
+        self.config = write_config(self, self.config_text() + "preauth_dns = false\n")
         yield self.start_daemon()
         seen = resolver.line_count
         for proto in ("udp", "tcp"):
@@ -396,8 +402,124 @@ class FirewallLabTests(TestCase):
 
         self.daemon.signal("TERM")
         yield self.daemon.when_ended()
-        self.assertEqual(self.rules(), [])
+        self.assertEqual(self.rules(), CLOSED)
         self.assertEqual(self.in_ap("ipset", "list", "-n").split(), [])
-        self.assertNotIn(":NS-", self.in_ap("iptables-legacy-save"))
         self.assertNotIn("ifb-ns0", self.in_ap("ip", "link"))
         self.assertNotIn("htb", self.in_ap("tc", "qdisc", "show", "dev", "br-lan"))
+        yield self.remove_firewall()
+        self.assertEqual(self.rules(), [])
+        self.assertNotIn(":NS-", self.in_ap("iptables-legacy-save"))
+
+    def remove_firewall(self):
+        """
+        Run the documented removal command in the access point's namespace.
+        """
+        def run():
+            done = self.lab.exec("ap", [sys.executable, "-m", "netsuite.scripts.firewall",
+                                        "--remove", "--config", self.config])
+            self.assertEqual(done.returncode, 0, done.stderr)
+            return done
+        return deferToThread(run)
+
+    @inlineCallbacks
+    def test_clean_stop_keeps_the_lan_closed(self):
+        """
+        After a clean stop (keep_clients = false) neither the client that was
+        authorized nor one that never logged in reaches the upstream (which
+        routes the LAN back, NAT or not); only the removal command opens it,
+        and then both do.
+        """
+        yield self.authorize(1)
+        internet = f"http://{self.lab.internet}/"
+        code, body = yield self.curl("c1", internet)
+        self.assertEqual((code, body), (0, UPSTREAM_BODY))
+        self.daemon.signal("TERM")
+        yield self.daemon.when_ended()
+        for client in ("c1", "c2"):
+            code, _ = yield self.curl(client, internet, seconds=2)
+            self.assertEqual(code, 28, client)  # dropped
+        self.assertEqual(self.rules(), CLOSED)
+        yield self.remove_firewall()
+        self.assertEqual(self.rules(), [])
+        for client in ("c1", "c2"):
+            code, body = yield self.curl(client, internet)
+            self.assertEqual((code, body), (0, UPSTREAM_BODY), client)
+
+    @inlineCallbacks
+    def test_second_firewall_is_refused(self):
+        """
+        A second firewall process in the same namespace is refused at start
+        with the first's pid and changes nothing, and so is the removal
+        command; the first keeps working.
+        """
+        yield self.authorize(1)
+        before = self.rules()
+        second = spawn(self, "second firewall", [
+            *TWISTD, "-n", "--pidfile=", "netsuite-firewall", "--name", "fw2",
+            "--socket-dir", self.sockets, "--config", self.config],
+            netns=self.lab.netns("ap"))
+        yield second.when_line("owns the firewall of this network namespace", timeout=20)
+        self.assertTrue(any(f"pid {self.daemon.pid})" in line for line in second.lines()))
+        yield second.when_ended()
+        self.assertEqual(self.rules(), before)
+        removal = yield deferToThread(self.lab.exec, "ap", [
+            sys.executable, "-m", "netsuite.scripts.firewall", "--remove",
+            "--config", self.config])
+        self.assertEqual(removal.returncode, 1)
+        self.assertIn(f"pid {self.daemon.pid})", removal.stderr)
+        self.assertEqual(self.rules(), before)
+        code, body = yield self.curl("c1", f"http://{self.lab.internet}/")
+        self.assertEqual((code, body), (0, UPSTREAM_BODY))
+        yield self.authorize(2)
+        code, body = yield self.curl("c2", f"http://{self.lab.internet}/")
+        self.assertEqual((code, body), (0, UPSTREAM_BODY))
+        code, body = yield self.curl("c3", f"http://{self.lab.internet}/")
+        self.assertEqual((code, body), (0, PORTAL_BODY))
+
+    @inlineCallbacks
+    def test_refused_authorize_changes_nothing(self):
+        """
+        An authorize with a limit tc cannot take is refused (the listener
+        fails: no answer, the error logged) and leaves the kernel's sets as
+        they were: the client stays out.
+        """
+        yield self.authorize(1)
+        before = self.in_ap("ipset", "save")
+        for limits in ({"up_kbit": -1}, {"down_kbit": 10 ** 9}):
+            d = self.bus.send("/firewall/authorize", dict(
+                limits, ip=self.lab.client_address(2), mac=self.lab.client_mac(2)))
+            self.assertIs((yield d), NO_ANSWER)
+            self.assertEqual(self.in_ap("ipset", "save"), before)
+        code, body = yield self.curl("c2", f"http://{self.lab.internet}/")
+        self.assertEqual((code, body), (0, PORTAL_BODY))
+
+    @inlineCallbacks
+    def test_operator_forward_rule_still_applies(self):
+        """
+        An operator's own DROP rule in FORWARD (legacy, added with
+        python-iptables after netsuite's jump) keeps working for an
+        authorized client: netsuite returns what it lets through instead of
+        accepting it. Other authorized clients are not affected.
+        """
+        from iptc import easy
+        from netsuite.runner import ThreadRunner
+        runner = ThreadRunner(reactor, netns=self.lab.netns("ap"))
+        self.addCleanup(runner.stop)
+        yield self.authorize(1)
+        yield self.authorize(2)
+        internet = f"http://{self.lab.internet}/"
+        code, body = yield self.curl("c1", internet)
+        self.assertEqual((code, body), (0, UPSTREAM_BODY))
+        operator = {"src": f"{self.lab.client_address(1)}/32", "target": "DROP"}
+        yield runner.run(easy.add_rule, "filter", "FORWARD", dict(operator))
+        forward = [line for line in self.in_ap("iptables-legacy-save").splitlines()
+                   if line.startswith("-A FORWARD")]
+        self.assertEqual(forward, ["-A FORWARD -j NS-FORWARD",
+                                   f"-A FORWARD -s {self.lab.client_address(1)}/32 -j DROP"])
+        code, _ = yield self.curl("c1", internet, seconds=2)
+        self.assertEqual(code, 28)  # dropped by the operator's rule
+        code, body = yield self.curl("c2", internet)
+        self.assertEqual((code, body), (0, UPSTREAM_BODY))
+        yield runner.run(easy.delete_rule, "filter", "FORWARD", dict(operator))
+        code, body = yield self.curl("c1", internet)
+        self.assertEqual((code, body), (0, UPSTREAM_BODY))

@@ -4,6 +4,7 @@ C{twistd netsuite} process in the access point runs the firewall, the DHCP
 server and the portal with a test CA's certificate; the client gets the
 API URL as DHCP option 114 from dhclient or busybox udhcpc, and asks the
 API with curl (trusting only the test CA) before and after logging in.
+The operator page is refused on plain HTTP and served over HTTPS.
 """
 
 import json
@@ -20,6 +21,7 @@ from twisted.trial.unittest import SkipTest, TestCase
 from netsuite.bus import connect
 from netsuite.lab import Lab
 from netsuite.lab.peers import missing
+from netsuite.portal.auth import hash_password
 
 from .procs import TWISTD, dhclient_files, socket_dir, spawn, write_config
 from ..lab.labs import lab_name
@@ -64,7 +66,13 @@ api_port = {api_port}
 api_host = "{api_host}"
 tls_certificate = "{cert}"
 tls_key = "{key}"
+
+[portal.operator]
+username = "op"
+password_hash = "{op_hash}"
+admin_networks = ["10.89.0.0/24"]
 """
+OPERATOR_PASSWORD = "lab-operator-pw"
 
 # udhcpc runs its script with the event as $1 and the lease as environment
 # variables; this one keeps each event's whole environment in a file.
@@ -100,7 +108,8 @@ class PortalApiLabTests(TestCase):
         self.sockets = socket_dir(self)
         self.config = write_config(self, CONFIG.format(
             port=PORT, api_port=API_PORT, api_host=API_HOST, ap=self.lab.ap_address,
-            work=self.work, cert=cert, key=key))
+            work=self.work, cert=cert, key=key,
+            op_hash=hash_password(OPERATOR_PASSWORD, n=16, r=1, p=1)))
         self.daemon = spawn(self, "netsuite", [
             *TWISTD, "-n", "--pidfile=", "netsuite", "--name", "ap", "--socket-dir",
             self.sockets, "--config", self.config], netns=self.lab.netns("ap"))
@@ -233,3 +242,65 @@ class PortalApiLabTests(TestCase):
         self.assertEqual([str(s["ip"]) for s in sessions], [env["ip"]])
         answer = yield self.api_answer()
         self.assertIs(answer["captive"], False)
+
+    @inlineCallbacks
+    def test_release_ends_session(self):
+        """
+        A client that releases its lease (dhclient -r sends DHCPRELEASE)
+        loses its portal session: the next holder of the address starts at
+        the portal ([portal] end_with_lease, on by default).
+        """
+        bound = [fields for fields in (yield self.dhclient()) if fields["reason"] == "BOUND"]
+        yield self.login()
+        sessions = yield self.bus.send("/portal/sessions")
+        self.assertEqual([str(s["ip"]) for s in sessions], [bound[0]["ip"]])
+        ended = self.bus.wait_for("/portal/logout", {"reason": "lease-released"}, timeout=15)
+        done = yield self.run_in("c1", ["dhclient", "-r", "-v", *dhclient_files(self.work),
+                                        "eth0"])
+        self.assertEqual(done.returncode, 0, done.stderr)
+        logout = yield ended
+        self.assertEqual(str(logout["ip"]), bound[0]["ip"])
+        self.assertEqual((yield self.bus.send("/portal/sessions")), [])
+
+    def test_start_order(self):
+        """
+        The all-in-one starts each service once the one before it is ready:
+        the firewall's rules are in place before DHCP answers, and DHCP
+        answers before the portal listens.
+        """
+        lines = self.daemon.lines()
+        seen = [next(i for i, line in enumerate(lines) if ready in line)
+                for ready in ("firewall ready", "dhcp ready", "portal ready")]
+        self.assertEqual(seen, sorted(seen), "\n".join(lines))
+
+    @inlineCallbacks
+    def test_operator_https_only(self):
+        """
+        curl on the plain portal port gets a 403 for /operator, even with
+        the right credentials, and is never asked for them; over HTTPS
+        (the test CA trusted) the page asks for them (401) and, given
+        them, lists the client logged in.
+        """
+        bound = [fields for fields in (yield self.dhclient()) if fields["reason"] == "BOUND"]
+        yield self.login()
+        code, out = yield self.curl("-i", "-u", f"op:{OPERATOR_PASSWORD}",
+                                    f"{self.portal}/operator")
+        self.assertEqual(code, 0, out)
+        head, _, body = out.replace("\r\n", "\n").partition("\n\n")
+        self.assertIn(" 403", head.splitlines()[0])
+        self.assertNotRegex(head, r"(?im)^www-authenticate:")
+        self.assertIn(f"https://{API_HOST}:{API_PORT}/operator", body)
+
+        https = ["--cacert", self.ca, "--resolve",
+                 f"{API_HOST}:{API_PORT}:{self.lab.ap_address}"]
+        operator = f"https://{API_HOST}:{API_PORT}/operator"
+        code, out = yield self.curl("-i", *https, "-u", "op:wrong", operator)
+        self.assertEqual(code, 0, out)
+        head = out.replace("\r\n", "\n").partition("\n\n")[0]
+        self.assertIn(" 401", head.splitlines()[0])
+        self.assertRegex(head, r"(?im)^www-authenticate: basic")
+        code, out = yield self.curl("-i", *https, "-u", f"op:{OPERATOR_PASSWORD}", operator)
+        self.assertEqual(code, 0, out)
+        head, _, body = out.replace("\r\n", "\n").partition("\n\n")
+        self.assertIn(" 200", head.splitlines()[0])
+        self.assertIn(f"<td>{bound[0]['ip']}</td>", body)

@@ -347,6 +347,22 @@ class StdlibClientTests(TestCase):
         answered, result = yield deferToThread(fresh.send, "/system/ping")
         self.assertEqual((answered, result["process"]), (True, NAME))
 
+    @inlineCallbacks
+    def test_fail_closed_needs_a_refusal(self) -> Any:
+        """
+        The stdlib client's fail_closed reaches the daemon: on a mailbox
+        that defines no refusal (/system/ping) the daemon refuses it with
+        INVALID_VALUE, and the listener is not added.
+        """
+        bus = yield self.open()
+        error = yield self.assertFailure(
+            deferToThread(bus.add_listener, "/system/ping", lambda m: CONTINUE, first=True,
+                          deadline=TIMEOUT, fail_closed=True), Exception)
+        self.assertIn("INVALID_VALUE", str(error))
+        self.assertIn("defines no refusal", str(error))
+        [ping] = yield self.twisted_client().describe("/system/ping")
+        self.assertEqual(len(ping["listeners"]), 1)
+
 
 class StdlibOnlyTests(TestCase):
     """

@@ -4,6 +4,7 @@ back ends, the login rate limit, moving a session, the data quota.
 """
 
 import io
+import ipaddress
 import json
 import os
 from types import SimpleNamespace
@@ -80,7 +81,8 @@ def password_fixture(test, users=None, ldap=None, move_session=True, quota=0,
         for name, pw in (users or {}).items():
             file.write(f"{name}:{hash_password(pw, **FAST)}\n")
     if users is not None:
-        f.registry.listen("/portal/authenticate", UsersFile(path, SyncRunner()), first=True)
+        f.registry.listen("/portal/authenticate", UsersFile(path, SyncRunner(), last=ldap is None),
+                          first=True)
     if ldap is not None:
         f.registry.listen("/portal/authenticate", ldap, first=True)
     f.portal.move_session = move_session
@@ -125,6 +127,41 @@ class UsersFileTests(SynchronousTestCase):
             self.assertNotIn(A, f.firewall.clients)
         r = post(f, "alice", "")
         self.assertEqual(r.responseCode, 400)
+
+    def test_unknown_user_same_answer(self):
+        """
+        An unknown user name and a wrong password get the same page.
+        """
+        f = password_fixture(self, {"alice": "pw"})
+        wrong, unknown = post(f, "alice", "wrong"), post(f, "mallory", "wrong")
+        self.assertEqual((wrong.responseCode, unknown.responseCode), (403, 403))
+        self.assertEqual(unknown.body(), wrong.body())
+        self.assertIn(b"wrong username or password", unknown.body())
+
+    def test_unknown_user_same_cost(self):
+        """
+        For an unknown user the file runs the same scrypt (the parameters
+        of its hashes) in the runner before answering; with a back end
+        after it, it then goes on down the chain.
+        """
+        path = self.mktemp()
+        with open(path, "w") as file:
+            file.write(f"alice:{hash_password('pw', **FAST)}\n")
+        message = {"method": PASSWORD, "username": "mallory", "password": "pw"}
+        for last, answer in [(True, "Stop({'ok': False, 'message': 'wrong username or "
+                                    "password'})"), (False, "CONTINUE")]:
+            runner = HeldRunner()
+            d = UsersFile(path, runner, last=last)(message)
+            self.assertNoResult(d)
+            [(_, fn, (password, encoded))] = runner.calls
+            self.assertIs(fn, verify_password)
+            self.assertTrue(encoded.startswith("scrypt$16$1$1$"), encoded)
+            self.assertFalse(verify_password("pw", encoded))
+            runner.run_next()
+            self.assertEqual(repr(self.successResultOf(d)), answer)
+        runner = HeldRunner()
+        UsersFile("/nonexistent", runner, last=True)(message)
+        self.assertTrue(runner.calls[0][2][1].startswith("scrypt$16384$8$1$"))
 
     def test_click_method_not_accepted_by_file(self):
         uf = UsersFile("/nonexistent", SyncRunner())
@@ -176,6 +213,57 @@ class RateLimitTests(SynchronousTestCase):
         self.assertIsNone(limiter.retry_after(B))
         f.clock.advance(30)
         self.assertIsNone(limiter.retry_after(A))
+
+    def test_keys(self):
+        """
+        A client is several keys (IP, MAC): each counts, the most limited
+        one decides.
+        """
+        f = PortalFixture()
+        limiter = LoginLimiter(f.clock, 2, 60)
+        limiter.failed(A, MAC_A)
+        f.clock.advance(10)
+        limiter.failed(B, MAC_A)
+        self.assertIsNone(limiter.retry_after(A))
+        self.assertEqual(limiter.retry_after(A, MAC_A), 50)
+        limiter.succeeded(A, MAC_A)
+        self.assertIsNone(limiter.retry_after(B, MAC_A))
+
+    def test_books_bounded(self):
+        """
+        Keys whose times have left the window are dropped as new ones
+        come: a stream of new addresses does not grow the books forever.
+        """
+        f = PortalFixture()
+        limiter = LoginLimiter(f.clock, 5, 60, max_attempts=5)
+        for n in range(20000):
+            key = f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
+            limiter.failed(key)
+            limiter.attempted(key)
+            f.clock.advance(0.1)  # 600 keys a window
+        self.assertLess(len(limiter._failures), 2048)
+        self.assertLess(len(limiter._attempts), 2048)
+        self.assertEqual(limiter.retry_after(key), None)
+        for _ in range(4):
+            limiter.failed(key)
+        self.assertEqual(limiter.retry_after(key), 60)
+
+    def test_web_429_by_mac(self):
+        """
+        A device that takes another address keeps its count: failures
+        count per MAC as well as per IP.
+        """
+        c = ipaddress.IPv4Address("10.89.0.13")
+        f = password_fixture(self, {"alice": "pw"}, macs={A: MAC_A, B: MAC_A, c: MAC_A})
+        for client in [A, A, A, B, B]:
+            self.assertEqual(post(f, "alice", "bad", client=client).responseCode, 403)
+            f.clock.advance(1)
+        r = post(f, "alice", "pw", client=c)
+        self.assertEqual(r.responseCode, 429)
+        self.assertEqual(r.header(b"retry-after"), b"55")
+        self.assertNotIn(c, f.firewall.clients)
+        f.clock.advance(55)
+        self.assertEqual(post(f, "alice", "pw", client=c).responseCode, 303)
 
     def test_web_429_click_through(self):
         """
@@ -489,10 +577,14 @@ class LdapBindUnitTests(SynchronousTestCase):
                                   ldap_bind_dn="uid={user},dc=t", ldap_deadline=1.0,
                                   max_failures=3, failure_window=30.0, move_session=False,
                                   quota_bytes=99, max_attempts=7, method="")
-        operator = SimpleNamespace(username="op", password_hash=Secret(hash_password("x", **FAST)))
+        operator = SimpleNamespace(username="op", password_hash=Secret(hash_password("x", **FAST)),
+                                   admin_networks=[ipaddress.IPv4Network("10.89.1.0/24")],
+                                   max_failures=2, max_checks=9, failure_window=10.0)
         kw = auth.install(f.portal, section, operator, f.clock, SyncRunner())
         self.assertEqual(kw["method"], PASSWORD)
         self.assertEqual(kw["operator"].username, "op")
+        self.assertTrue(kw["operator"].serves(ipaddress.IPv4Address("10.89.1.5")))
+        self.assertFalse(kw["operator"].serves(A))
         self.assertEqual((kw["limiter"].max_failures, kw["limiter"].max_attempts), (3, 7))
         self.assertEqual((f.portal.move_session, f.sessions.quota_bytes), (False, 99))
         listeners = f.registry.describe("/portal/authenticate")[0]["listeners"]

@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from netsuite.portal.front import PortalSite
+from netsuite.portal.front import HEAD_LIMIT, PortalSite, RedirectCache, declare_front
 from netsuite.portal.pages import Pages
 
 from .helpers import A, PortalFixture
@@ -159,11 +159,23 @@ class RedirectFrontTests(SynchronousTestCase):
 
     def test_overlong_head(self):
         """
-        A head longer than the front reads is twisted.web's to refuse.
+        A head longer than L{HEAD_LIMIT} gets 431 and the connection is
+        closed, whether it arrives whole in one read or in pieces; nothing
+        is handed to twisted.web and nothing is redirected.
         """
-        raw = self.send(b"GET / HTTP/1.1\r\nHost: a.example\r\nX: " + b"y" * 20000)
-        self.assertIsNotNone(self.protocol.wrappedProtocol.channel)
-        self.assertTrue(self.transport.disconnecting or raw.startswith(b"HTTP/1.1 4"))
+        head = b"GET / HTTP/1.1\r\nHost: a.example\r\nX: " + b"y" * 60000 + b"\r\n\r\n"
+        self.assertGreater(len(head), 7 * HEAD_LIMIT)
+        for pieces in ([head], [head[i:i + 1000] for i in range(0, len(head), 1000)]):
+            self.setUp()
+            for piece in pieces:
+                raw = self.send(piece)
+                if self.transport.disconnecting:
+                    break
+            self.assertTrue(raw.startswith(b"HTTP/1.1 431 "), raw[:40])
+            self.assertTrue(self.transport.disconnecting)
+            self.assertIsNone(self.protocol.wrappedProtocol.channel)
+            self.assertEqual(self.site.redirected, 0)
+            self.assertEqual(self.site.refused, {"head-too-large": 1})
 
     def test_idle_timeout(self):
         """
@@ -197,3 +209,281 @@ class RedirectFrontTests(SynchronousTestCase):
         self.transport.clear()
         [(_, _, body)] = self.responses(self.send(b"GET /t HTTP/1.1\r\nHost: a.example\r\n\r\n"))
         self.assertTrue(body.startswith(b"<main><meta http-equiv"), body)
+
+    def test_head_deadline(self):
+        """
+        A whole head must arrive within the site's head_timeout of its
+        first byte: one byte every 9 seconds (each within the idle
+        timeout) is cut at the deadline, counted and logged.
+        """
+        self.assertEqual(self.site.head_timeout, 10.0)
+        self.f.clock.advance(50)  # idle before the first byte: the site's timeOut
+        self.assertFalse(self.transport.disconnecting)
+        for byte in b"GET / HT":
+            self.send(bytes([byte]))
+            if self.transport.disconnecting:
+                break
+            self.f.clock.advance(9)
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(self.f.clock.seconds(), 1000 + 50 + 9 + 9)
+        self.assertEqual(self.site.refused, {"head-timeout": 1})
+
+    def test_byte_every_59_seconds(self):
+        """
+        One byte every 59 seconds (under the site's 60 s timeOut, which
+        used to restart on every byte) is cut at the head deadline.
+        """
+        self.send(b"G")
+        self.f.clock.advance(self.site.head_timeout - 0.1)
+        self.assertFalse(self.transport.disconnecting)
+        self.f.clock.advance(0.1)
+        self.assertTrue(self.transport.disconnecting)
+        self.assertTrue(self.site.head_timeout < 59 < self.site.timeOut)
+
+    def test_idle_between_requests(self):
+        """
+        Between whole requests a connection may stay idle for the site's
+        timeOut, not only the head deadline.
+        """
+        self.send(b"GET / HTTP/1.1\r\nHost: a.example\r\n\r\n")
+        self.f.clock.advance(self.site.timeOut - 1)
+        self.assertFalse(self.transport.disconnecting)
+        self.f.clock.advance(2)
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(self.site.refused, {})
+
+    def test_bad_url(self):
+        """
+        A target that is no URL gets 400 and one counted refusal, never a
+        traceback: from the front, and from twisted.web (a request the
+        front hands over).
+        """
+        raw = self.send(b"GET http://[x/ HTTP/1.1\r\nHost: a.example\r\n\r\n")
+        self.assertTrue(raw.startswith(b"HTTP/1.1 400 "), raw[:40])
+        self.assertTrue(self.transport.disconnecting)
+        self.setUp()
+        raw = self.send(b"POST http://[x/ HTTP/1.1\r\nHost: a.example\r\n"
+                        b"Content-Length: 0\r\n\r\n")
+        self.assertIsNotNone(self.protocol.wrappedProtocol.channel)
+        self.assertTrue(raw.startswith(b"HTTP/1.1 400 "), raw[:40])
+        self.assertEqual(self.flushLoggedErrors(), [])
+        self.assertEqual(self.site.refused, {"bad-request": 1})
+
+    def test_counts_mailbox(self):
+        """
+        C{/portal/front} answers the redirects, the open connections and
+        the refusals by kind.
+        """
+        declare_front(self.f.registry, self.site)
+        self.send(b"GET / HTTP/1.1\r\nHost: a.example\r\n\r\nGET http://[x/ HTTP/1.1\r\n"
+                  b"Host: a.example\r\n\r\n")
+        counts = self.successResultOf(self.f.registry.send("/portal/front", {}))
+        self.assertEqual(counts, {"redirected": 1, "connections": 1,
+                                  "refused": {"bad-request": 1}})
+
+
+class PausingTransport:
+    """
+    A StringTransport that, like a real one, pauses its producer once more
+    than C{limit} bytes wait to be sent.
+    """
+
+    def __new__(cls, limit, **kwargs):
+        from twisted.internet.testing import StringTransport
+
+        class Pausing(StringTransport):
+            def write(self, data):
+                StringTransport.write(self, data)
+                if self.producer is not None and len(self.value()) > limit:
+                    self.producer.pauseProducing()
+        return Pausing(**kwargs)
+
+
+class BackPressureTests(SynchronousTestCase):
+    """
+    The front honours back-pressure: while its answers wait it answers no
+    more and stops reading.
+    """
+
+    def setUp(self):
+        from twisted.internet.address import IPv4Address as Address
+        self.f = PortalFixture()
+        self.site = PortalSite(self.f.resource, reactor=self.f.clock)
+        peer = Address("TCP", str(A), 40000)
+        self.protocol = self.site.buildProtocol(peer)
+        self.transport = PausingTransport(4096, peerAddress=peer)
+        self.protocol.makeConnection(self.transport)
+
+    def test_producer(self):
+        """
+        The front is the transport's streaming producer.
+        """
+        self.assertIs(self.transport.producer, self.protocol.wrappedProtocol)
+        self.assertTrue(self.transport.streaming)
+
+    def test_paused_while_output_waits(self):
+        """
+        200 pipelined GETs in one read: the front answers until the
+        transport's buffer is full, then pauses the transport's reading;
+        each time the transport has room again (resume) it answers more,
+        until all are answered and the transport reads again.
+        """
+        request = b"GET /p HTTP/1.1\r\nHost: a.example\r\n\r\n"
+        self.protocol.dataReceived(request * 200)
+        first = self.transport.value()
+        self.assertEqual(self.transport.producerState, "paused")
+        answered = first.count(b" 307 ")
+        self.assertLess(answered, 200)
+        self.assertLess(len(first), 4096 + len(first) // answered + 1)
+        rounds = 0
+        while self.transport.producerState == "paused":
+            rounds += 1
+            self.assertLess(rounds, 200)
+            self.transport.clear()
+            self.protocol.wrappedProtocol.resumeProducing()
+            answered += self.transport.value().count(b" 307 ")
+        self.assertEqual(answered, 200)
+        self.assertEqual(self.site.redirected, 200)
+        self.assertEqual(self.transport.producerState, "producing")
+
+    def test_hand_over_after_pause(self):
+        """
+        A request for twisted.web queued behind the redirects while paused
+        is handed over on resume, and the transport reads again.
+        """
+        request = b"GET /p HTTP/1.1\r\nHost: a.example\r\n\r\n"
+        self.protocol.dataReceived(request * 200 + b"GET /login HTTP/1.1\r\n"
+                                   b"Host: 10.89.0.1:5280\r\n\r\n")
+        while self.transport.producerState == "paused":
+            self.transport.clear()
+            self.protocol.wrappedProtocol.resumeProducing()
+        self.f.registry.eventual.flush_sync()
+        self.assertIsNotNone(self.protocol.wrappedProtocol.channel)
+        self.assertIn(b"HTTP/1.1 200 OK", self.transport.value())
+        self.assertEqual(self.site.redirected, 200)
+
+    def test_bounded_while_paused(self):
+        """
+        A client that sends more than 64 KiB ahead while its answers wait
+        is cut and counted.
+        """
+        request = b"GET /p HTTP/1.1\r\nHost: a.example\r\n\r\n"
+        self.protocol.dataReceived(request * 200)
+        self.assertEqual(self.transport.producerState, "paused")
+        self.protocol.dataReceived(request * 100)
+        self.assertFalse(self.transport.disconnecting)
+        self.protocol.dataReceived(request * 2000)
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(self.site.refused, {"pipeline-overflow": 1})
+        self.assertEqual(self.protocol.wrappedProtocol.buffer, b"")
+
+
+class RedirectCacheTests(SynchronousTestCase):
+    def test_bytes_bounded(self):
+        """
+        The redirects kept stay within the cache's bytes, the oldest going
+        first; one too large to keep is answered, not kept.
+        """
+        f = PortalFixture()
+        cache = f.resource._redirects
+        for i in range(4096):
+            location, body = f.resource.foreign_redirect("a.example", "/%d/" % i + "x" * 8000)
+            self.assertIn(b"login?url=", location)
+        self.assertEqual(len(cache), 0)
+        for i in range(20000):
+            f.resource.foreign_redirect("a.example", "/%d/" % i + "x" * 100)
+        self.assertLessEqual(cache.size, cache.max_bytes)
+        self.assertLess(len(cache), 20000)
+        self.assertIsNotNone(cache.get(("a.example", "/19999/" + "x" * 100)))
+        self.assertIsNone(cache.get(("a.example", "/0/" + "x" * 100)))
+
+    def test_put(self):
+        """
+        put counts the bytes of key and value, drops the oldest to make
+        room, and keeps nothing over a 64th of the whole.
+        """
+        cache = RedirectCache(max_bytes=640)
+        cache.put(("k1",), (b"a", b"b"))
+        cache.put(("k2", "x"), (b"a", b"b"))
+        cache.put(("big",), (b"a" * 5, b"b" * 5))
+        self.assertEqual((len(cache), cache.size), (2, 9))
+        for i in range(200):
+            cache.put(("k", "%03d" % i), (b"a", b"b"))
+        self.assertLessEqual(cache.size, 640)
+        self.assertGreater(cache.size, 640 - 6)
+        self.assertIsNone(cache.get(("k1",)))
+        self.assertEqual(cache.get(("k", "199")), (b"a", b"b"))
+        cache.clear()
+        self.assertEqual((len(cache), cache.size), (0, 0))
+
+
+class ConnectionCapTests(SynchronousTestCase):
+    """
+    Connections are capped per client address and in total; a cap hit is
+    counted every time and logged once per client per minute.
+    """
+
+    def setUp(self):
+        from twisted.logger import globalLogPublisher
+        from twisted.internet.testing import EventLoggingObserver
+        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.f = PortalFixture()
+        self.site = PortalSite(self.f.resource, reactor=self.f.clock, max_connections=5,
+                               max_per_client=2)
+
+    def connect(self, host):
+        from twisted.internet.address import IPv4Address as Address
+        from twisted.internet.testing import StringTransport
+        peer = Address("TCP", host, 40000)
+        protocol = self.site.buildProtocol(peer)
+        if protocol is not None:
+            protocol.makeConnection(StringTransport(peerAddress=peer))
+        return protocol
+
+    def refusals(self):
+        return [e for e in self.events if e.get("netsuite_event") == "portal-refused"]
+
+    def test_per_client(self):
+        """
+        A third connection from one address is refused (others still get
+        theirs); once one closes, the address may connect again.
+        """
+        first = self.connect("10.89.0.11")
+        self.assertIsNotNone(self.connect("10.89.0.11"))
+        for _ in range(5):
+            self.assertIsNone(self.connect("10.89.0.11"))
+        self.assertIsNotNone(self.connect("10.89.0.12"))
+        self.assertEqual(self.site.refused, {"client-cap": 5})
+        self.assertEqual(len(self.refusals()), 1)
+        first.connectionLost(None)
+        self.assertIsNotNone(self.connect("10.89.0.11"))
+        self.assertIsNone(self.connect("10.89.0.11"))
+        self.assertEqual(len(self.refusals()), 1)
+        self.f.clock.advance(61)
+        self.assertIsNone(self.connect("10.89.0.11"))
+        self.assertEqual(len(self.refusals()), 2)
+        self.assertEqual(self.refusals()[-1]["client"], "10.89.0.11")
+
+    def test_total(self):
+        """
+        Past max_connections every client is refused.
+        """
+        for i in range(5):
+            self.assertIsNotNone(self.connect("10.89.0.%d" % (20 + i)))
+        self.assertIsNone(self.connect("10.89.0.40"))
+        self.assertIsNone(self.connect("10.89.0.41"))
+        self.assertEqual(self.site.refused, {"total-cap": 2})
+        self.assertEqual(len(self.refusals()), 2)
+
+    def test_notices_bounded(self):
+        """
+        Refusals from more addresses than the notices keep in a minute are
+        still counted, but the notices (and the log lines) stop growing.
+        """
+        for i in range(5000):
+            self.site.refuse("client-cap", "10.%d.%d.1" % (i // 256, i % 256))
+        self.assertEqual(self.site.refused, {"client-cap": 5000})
+        self.assertEqual(len(self.refusals()), 4096)
+        self.f.clock.advance(61)
+        self.site.refuse("client-cap", "10.0.0.1")
+        self.assertEqual(len(self.refusals()), 4097)

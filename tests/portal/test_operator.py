@@ -1,9 +1,11 @@
 """
 Tests for the operator page (L{netsuite.portal.operator} through
-L{netsuite.portal.resource}): HTTP Basic, the client list, the kick.
+L{netsuite.portal.resource}): HTTP Basic, HTTPS only, the admin networks,
+the limit on password checks, the client list, the kick.
 """
 
 import base64
+import ipaddress
 import re
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -11,6 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from netsuite.portal.auth import hash_password
 from netsuite.portal.operator import OperatorAuth
 from netsuite.portal.resource import CSRF_COOKIE, PortalResource
+from netsuite.portal.tls import ApiResource
 from netsuite.testing import HeldRunner, SyncRunner
 
 from .helpers import A, B, HOST, MAC_A, FakeRequest, PortalFixture
@@ -27,13 +30,17 @@ class OperatorTests(SynchronousTestCase):
     def setUp(self):
         self.f = PortalFixture()
         self.runner = SyncRunner()
+        self.use(self.runner)
+
+    def use(self, runner, **kw):
         self.f.resource = PortalResource(self.f.portal, self.f.clock,
                                          operator=OperatorAuth(
                                              ("op", hash_password("s3cret", **FAST)),
-                                             self.runner))
+                                             runner, self.f.clock, **kw))
+        self.f.resource.secure_base = "https://portal.example:8443"
 
-    def get(self, auth=None, path=b"/operator", method=b"GET", **kw):
-        r = FakeRequest(method, path, HOST.encode(), **kw)
+    def get(self, auth=None, path=b"/operator", method=b"GET", secure=True, **kw):
+        r = FakeRequest(method, path, HOST.encode(), secure=secure, **kw)
         if auth is not None:
             r.requestHeaders.addRawHeader(b"authorization", auth)
         r.render(self.f.resource)
@@ -53,17 +60,127 @@ class OperatorTests(SynchronousTestCase):
     def test_check_off_reactor(self):
         """
         The password check (scrypt) runs through the runner: the page waits
-        for it; a verified pair is not checked again.
+        for it while the reactor answers other requests; a verified pair is
+        not checked again.
         """
         runner = HeldRunner()
         self.f.resource.operator.runner = runner
         r = self.get(basic("op", "s3cret"))
         self.assertEqual(len(runner.calls), 1)
         self.assertFalse(r.finished)
+        self.assertEqual(self.f.request(b"GET", b"/login").responseCode, 200)
         runner.run_next()
         self.assertEqual(r.responseCode, 200)
         self.assertEqual(self.get(basic("op", "s3cret")).responseCode, 200)
         self.assertEqual(runner.calls, [])
+
+    def test_https_only(self):
+        """
+        Over plain HTTP the page is refused (403, pointing to the HTTPS
+        one) before any credentials are asked for or checked.
+        """
+        runner = HeldRunner()
+        self.f.resource.operator.runner = runner
+        for path, method in [(b"/operator", b"GET"), (b"/operator/kick", b"POST")]:
+            r = self.get(basic("op", "s3cret"), path, method, secure=False)
+            self.assertEqual(r.responseCode, 403)
+            self.assertIsNone(r.header(b"www-authenticate"))
+            self.assertIn(b"https://portal.example:8443/operator", r.body())
+        self.assertEqual(runner.calls, [])
+
+    def test_over_the_https_site(self):
+        """
+        The HTTPS site (L{ApiResource}) serves the page and the kick,
+        which sends the operator back to the HTTPS page.
+        """
+        self.successResultOf(self.f.registry.send("/portal/authorize", {"ip": A}))
+        site = ApiResource(self.f.resource, HOST)
+
+        def over_https(path, method, **kw):
+            r = FakeRequest(method, path, b"portal.example:8443", secure=True, **kw)
+            r.requestHeaders.addRawHeader(b"authorization", basic("op", "s3cret"))
+            r.render(site)
+            self.f.registry.eventual.flush_sync()
+            return r
+        page = over_https(b"/operator", b"GET")
+        self.assertEqual(page.responseCode, 200)
+        token = re.search(r'name="csrf" value="([^"]+)"', page.body().decode()).group(1)
+        r = over_https(b"/operator/kick", b"POST", cookies={CSRF_COOKIE: token.encode()},
+                       args={b"ip": [str(A).encode()], b"csrf": [token.encode()]})
+        self.assertEqual(r.responseCode, 303)
+        self.assertEqual(r.header(b"location"), b"https://portal.example:8443/operator")
+        self.assertEqual(self.f.firewall.clients, {})
+
+    def test_admin_networks(self):
+        """
+        With admin networks, a client outside them gets a 403 and no
+        check; one inside gets the page.
+        """
+        runner = HeldRunner()
+        self.use(runner, networks=[ipaddress.IPv4Network("10.89.0.8/30")])
+        r = self.get(basic("op", "s3cret"), client=B)
+        self.assertEqual(r.responseCode, 403)
+        self.assertIsNone(r.header(b"www-authenticate"))
+        self.assertEqual(runner.calls, [])
+        r = self.get(basic("op", "s3cret"), client=A)
+        runner.run_next()
+        self.assertEqual(r.responseCode, 200)
+
+    def test_limit_per_client(self):
+        """
+        A client's sixth unverified login in a minute gets a 429 with
+        Retry-After and no scrypt, even while the first five are still
+        being checked; another client is still checked; after the window,
+        the right password works.
+        """
+        runner = HeldRunner()
+        self.use(runner, max_failures=5, max_checks=0)
+        held = [self.get(basic("op", f"guess{n}")) for n in range(5)]
+        r = self.get(basic("op", "s3cret"))
+        self.assertEqual(r.responseCode, 429)
+        self.assertEqual(r.header(b"retry-after"), b"60")
+        self.assertIsNone(r.header(b"www-authenticate"))
+        self.assertEqual(len(runner.calls), 5)
+        while runner.calls:
+            runner.run_next()
+        self.assertEqual([h.responseCode for h in held], [401] * 5)
+        other = self.get(basic("op", "wrong"), client=B)
+        runner.run_next()
+        self.assertEqual(other.responseCode, 401)
+        self.f.clock.advance(60)
+        r = self.get(basic("op", "s3cret"))
+        runner.run_next()
+        self.assertEqual(r.responseCode, 200)
+
+    def test_limit_overall(self):
+        """
+        Checks count in all, whoever makes them: past max_checks in the
+        window every new pair gets a 429; a pair already verified is still
+        let in.
+        """
+        self.use(SyncRunner(), max_failures=0, max_checks=3)
+        self.assertEqual(self.get(basic("op", "s3cret")).responseCode, 200)
+        for client in [A, B]:
+            self.assertEqual(self.get(basic("op", "bad"), client=client).responseCode, 401)
+        c = ipaddress.IPv4Address("10.89.0.13")
+        r = self.get(basic("op", "bad"), client=c)
+        self.assertEqual(r.responseCode, 429)
+        self.assertEqual(self.get(basic("op", "s3cret"), client=c).responseCode, 200)
+
+    def test_kick_bad_input(self):
+        """
+        A kick whose csrf is not ASCII is refused (403); one whose ip is
+        not UTF-8 gets a 400 (after the credentials are checked); neither
+        a 500.
+        """
+        self.successResultOf(self.f.registry.send("/portal/authorize", {"ip": A}))
+        token = b"k" * 32
+        for csrf, ip, code in [("é".encode() * 32, str(A).encode(), 403),
+                               (token, b"\xff", 400)]:
+            r = self.get(basic("op", "s3cret"), b"/operator/kick", b"POST",
+                         args={b"ip": [ip], b"csrf": [csrf]}, cookies={CSRF_COOKIE: token})
+            self.assertEqual(r.responseCode, code, csrf)
+        self.assertIn(A, self.f.firewall.clients)
 
     def test_absent_without_config(self):
         f = PortalFixture()

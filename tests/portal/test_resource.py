@@ -8,8 +8,11 @@ import json
 import re
 from urllib.parse import quote
 
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
+from netsuite.portal.auth import PASSWORD
 from netsuite.portal.pages import Pages
 from netsuite.portal.resource import CSRF_COOKIE, PortalResource
 from netsuite.registry import Stop
@@ -419,3 +422,79 @@ class LayoutTests(SynchronousTestCase):
         from netsuite.portal.pages import DEFAULT_TEMPLATE
         body = PortalFixture().request(b"GET", b"/login").body().decode()
         self.assertTrue(body.startswith(DEFAULT_TEMPLATE.partition("$title")[0]))
+
+
+class BadInputTests(SynchronousTestCase):
+    """
+    A form field or cookie the portal cannot use gets a 4xx and one log
+    line, never a 500 or a traceback.
+    """
+
+    def setUp(self):
+        self.f = PortalFixture()
+        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.token = b"t" * 32
+        self.seen = 0
+
+    def post(self, path=b"/login", cookie=None, **fields):
+        args = {b"csrf": [self.token], b"url": [b""], b"accept": [b"1"]}
+        args.update({name.encode(): [value] for name, value in fields.items()})
+        return self.f.request(b"POST", path, args=args,
+                              cookies={CSRF_COOKIE: self.token if cookie is None else cookie})
+
+    def assertOneLine(self):
+        events = [self.events[n] for n in range(self.seen, len(self.events))]
+        self.seen = len(self.events)
+        self.assertEqual([e for e in events if "log_failure" in e], [])
+        lines = [e for e in events if "bad input" in e.get("log_format", "")]
+        self.assertEqual(len(lines), 1, events)
+
+    def test_csrf_not_ascii(self):
+        """
+        A csrf field that is not ASCII is a mismatch (403), for the login,
+        the logout and the kick alike.
+        """
+        for path in (b"/login", b"/logout"):
+            r = self.post(path, csrf="é".encode() * 32)
+            self.assertEqual(r.responseCode, 403, path)
+        self.assertEqual(self.f.firewall.clients, {})
+        self.assertEqual([e for e in self.events if "log_failure" in e], [])
+
+    def test_undecodable_fields(self):
+        """
+        A field that is not UTF-8, or holds a control character, or is
+        huge: 400 and one line.
+        """
+        for name in ("csrf", "url", "accept"):
+            for value in (b"\xff\xfe", b"a\x00b", b"x" * 5000):
+                r = self.post(**{name: value})
+                self.assertEqual(r.responseCode, 400, (name, value))
+                self.assertIn(b"could not be read", r.body())
+                self.assertOneLine()
+        r = self.f.request(b"GET", b"/login", args={b"url": [b"\xc3"]})
+        self.assertEqual(r.responseCode, 400)
+        self.assertOneLine()
+        self.assertEqual(self.f.firewall.clients, {})
+
+    def test_password_fields(self):
+        """
+        The same for the user name and password of a password login.
+        """
+        self.f.resource.method = PASSWORD
+        for name in ("username", "password"):
+            r = self.post(**dict({"username": b"alice", "password": b"pw"}, **{name: b"\xff"}))
+            self.assertEqual(r.responseCode, 400, name)
+            self.assertOneLine()
+
+    def test_bad_cookie(self):
+        """
+        A cookie that is not a token (not ASCII, too long) is replaced on
+        the form and refused on a POST.
+        """
+        for cookie in ("é".encode() * 30, b"\xff" * 30, b"a" * 5000):
+            page = self.f.request(b"GET", b"/login", cookies={CSRF_COOKIE: cookie})
+            self.assertEqual(page.responseCode, 200)
+            self.assertIn(CSRF_COOKIE, page.cookies_out)
+            r = self.post(cookie=cookie)
+            self.assertEqual(r.responseCode, 403)
+        self.assertEqual(self.f.firewall.clients, {})

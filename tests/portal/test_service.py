@@ -92,6 +92,23 @@ class TapTests(SynchronousTestCase):
         self.assertEqual(len([s for s in top if isinstance(s, PortalService)]), 1)
         self.assertIn("/portal/authenticate", [m["path"] for m in top.registry.describe()])
 
+    def test_front_limits(self):
+        """
+        head_timeout, max_connections and max_connections_per_client reach
+        the site; a count that is not a positive integer is refused.
+        """
+        session_file = os.path.abspath(self.mktemp())
+        options = PLUGIN.options()
+        options.parseOptions(["--config", self.write(
+            f'[portal]\nsession_file = "{session_file}"\nhead_timeout = 4.5\n'
+            f'max_connections = 100\nmax_connections_per_client = 3\n')])
+        [service] = [s for s in PLUGIN.makeService(options) if isinstance(s, PortalService)]
+        site = service.site
+        self.assertEqual((site.head_timeout, site.max_connections, site.max_per_client),
+                         (4.5, 100, 3))
+        options = PLUGIN.options()
+        self.assertRaises(Exception, options.parseOptions, ["--config", self.write(
+            f'[portal]\nsession_file = "{session_file}"\nmax_connections = 0\n')])
 
     def test_template_dir(self):
         """

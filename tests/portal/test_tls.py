@@ -13,6 +13,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from netsuite.config.schema import ConfigError
+from netsuite.portal.auth import hash_password
 from netsuite.portal import tap
 from netsuite.services import find_service
 from netsuite.portal.announce import Announcer
@@ -171,6 +172,22 @@ class TapTests(SynchronousTestCase):
         self.assertEqual(service.api_url, "https://portal.example:8443/api")
         self.assertEqual(service.announcer.url, service.api_url)
 
+    def test_operator_needs_https(self):
+        """
+        An operator page with no HTTPS site to serve it is a config error;
+        with the HTTPS site it is served there.
+        """
+        from twisted.python import usage
+        operator = (f'\n[portal.operator]\nusername = "op"\n'
+                    f'password_hash = "{hash_password("x", n=16, r=1, p=1)}"\n')
+        error = self.assertRaises(usage.UsageError, PLUGIN.options().parseOptions,
+                                  ["--config", self.config("api_port = 0\n" + operator)])
+        self.assertIn("HTTPS only", str(error))
+        options = PLUGIN.options()
+        options.parseOptions(["--config", self.config('api_host = "portal.example"\n'
+                                                      + operator)])
+        self.assertEqual(options.config.portal.operator.username, "op")
+
     def test_wrong_host(self):
         from twisted.python import usage
         self.assertRaises(usage.UsageError, PLUGIN.options().parseOptions,
@@ -227,7 +244,7 @@ class ApiResourceTests(SynchronousTestCase):
         """
         Anything else on the HTTPS port is a 404.
         """
-        for method, uri in ((b"POST", b"/api"), (b"GET", b"/"), (b"GET", b"/operator")):
+        for method, uri in ((b"POST", b"/api"), (b"GET", b"/"), (b"GET", b"/operator/x")):
             request = self.request(method, uri)
             self.assertEqual(request.responseCode, 404)
             self.assertEqual(request.header(b"cache-control"), b"no-store")

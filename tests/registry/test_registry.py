@@ -1287,3 +1287,96 @@ class RemoteTests(SynchronousTestCase):
         self.registry.listen("dhcp:" + LEASE, Recorder(Stop("local")))
         self.assertEqual(self.successResultOf(self.registry.send("dhcp:" + LEASE)), "local")
         self.assertEqual(self.peers.asked, [])
+
+
+class FailClosedTests(SynchronousTestCase):
+    """
+    A listener added with C{fail_closed}: its error or time-out ends the
+    chain with the mailbox's refusal, instead of being skipped.
+    """
+
+    REFUSAL = {"authorized": False, "reason": "a required check failed"}
+
+    def setUp(self) -> None:
+        self.registry, self.clock = make_registry(default_deadline=2.0)
+        self.log = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.registry.declare("/guard", refusal=self.REFUSAL)
+        self.stock = Recorder(Stop({"authorized": True}))
+        self.registry.listen("/guard", self.stock)
+
+    def counters(self) -> Dict[str, Any]:
+        [box] = self.registry.describe("/guard")
+        return box["listeners"][0]
+
+    def test_error_refuses(self) -> None:
+        """
+        A fail-closed listener that raises refuses the message: the stock
+        listener is not asked, the error is counted.
+        """
+        def deny_list(message: Any) -> Any:
+            raise RuntimeError("deny list unreadable")
+        self.registry.listen("/guard", deny_list, first=True, fail_closed=True)
+        result = self.successResultOf(self.registry.send("/guard", {"ip": "10.0.0.5"}))
+        self.assertEqual(result, self.REFUSAL)
+        self.assertEqual(self.stock.messages, [])
+        listener = self.counters()
+        self.assertTrue(listener["fail_closed"])
+        self.assertEqual((listener["counters"]["errors"],
+                          listener["counters"]["reasons"]), (1, {"failed-closed": 1}))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_timeout_refuses(self) -> None:
+        """
+        A fail-closed listener that gives no answer within its deadline
+        refuses the message once the deadline passes.
+        """
+        self.registry.listen("/guard", lambda message: Deferred(), first=True,
+                             fail_closed=True, deadline=1.0)
+        d = self.registry.send("/guard", {})
+        self.assertNoResult(d)
+        self.clock.advance(1.0)
+        self.assertEqual(self.successResultOf(d), self.REFUSAL)
+        self.assertEqual(self.stock.messages, [])
+        self.assertEqual(self.counters()["counters"]["timeouts"], 1)
+
+    def test_bad_verdict_refuses(self) -> None:
+        """
+        A verdict that is not one (or a Stop of a value that cannot be
+        carried) counts as the listener's error, so it refuses too.
+        """
+        self.registry.listen("/guard", lambda message: "yes", first=True, fail_closed=True)
+        self.assertEqual(self.successResultOf(self.registry.send("/guard", {})), self.REFUSAL)
+        self.flushLoggedErrors()
+
+    def test_answers_pass(self) -> None:
+        """
+        A fail-closed listener that answers is like any other; the refusal
+        given is a copy, so a caller changing it changes nothing.
+        """
+        self.registry.listen("/guard", lambda message: CONTINUE, first=True, fail_closed=True)
+        self.assertEqual(self.successResultOf(self.registry.send("/guard", {})),
+                         {"authorized": True})
+        self.registry.listen("/guard", lambda message: 1 / 0, first=True, fail_closed=True)
+        refused = self.successResultOf(self.registry.send("/guard", {}))
+        refused["authorized"] = True
+        self.assertEqual(self.successResultOf(self.registry.send("/guard", {})), self.REFUSAL)
+        self.flushLoggedErrors(ZeroDivisionError)
+
+    def test_open_listener_still_skipped(self) -> None:
+        """
+        Without fail_closed a failing listener is skipped, as before.
+        """
+        self.registry.listen("/guard", lambda message: 1 / 0, first=True)
+        self.assertEqual(self.successResultOf(self.registry.send("/guard", {})),
+                         {"authorized": True})
+        self.flushLoggedErrors(ZeroDivisionError)
+
+    def test_needs_a_refusal(self) -> None:
+        """
+        A mailbox that defines no refusal takes no fail-closed listener; a
+        refusal must be a value netsuite can carry.
+        """
+        self.registry.declare("/open")
+        self.assertRaises(InvalidValue, self.registry.listen, "/open", lambda m: CONTINUE,
+                          fail_closed=True)
+        self.assertRaises(InvalidValue, self.registry.declare, "/bad", refusal=object())

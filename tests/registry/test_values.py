@@ -12,7 +12,7 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from netsuite.registry.values import (MAC, InvalidValue, check, check_message, decode,
+from netsuite.registry.values import (MAC, MAX_DEPTH, InvalidValue, check, check_message, decode,
                                       dumps, encode, guess, loads, to_plain)
 
 # Golden typed encodings, as they travel on the bus (docs/bus-protocol.md).
@@ -303,6 +303,55 @@ class MalformedTests(SynchronousTestCase):
         error = self.assertRaises(InvalidValue, loads, b'{"str":"x"}')
         self.assertIn("[type, payload] pair", str(error))
         self.assertRaises(InvalidValue, loads, b'"x"')
+
+
+class BoundTests(SynchronousTestCase):
+    """
+    L{loads} refuses, with L{InvalidValue}, what it could not carry on:
+    nesting past L{MAX_DEPTH} and strings with a lone surrogate.
+    """
+
+    def nested(self, depth: int) -> bytes:
+        return b'["list",[' * depth + b'["none",null]' + b"]]" * depth
+
+    def test_depthLimit(self) -> None:
+        """
+        Lists nested L{MAX_DEPTH} deep decode; one more level is refused.
+        """
+        value = loads(self.nested(MAX_DEPTH))
+        for _ in range(MAX_DEPTH):
+            [value] = value
+        self.assertIsNone(value)
+        error = self.assertRaises(InvalidValue, loads, self.nested(MAX_DEPTH + 1))
+        self.assertIn(f"nest more than {MAX_DEPTH} deep", str(error))
+        maps = b'["map",{"a":' * (MAX_DEPTH + 1) + b'["none",null]' + b"}]" * (MAX_DEPTH + 1)
+        self.assertRaises(InvalidValue, loads, maps)
+
+    def test_deepJSON(self) -> None:
+        """
+        JSON nested deeper than Python can parse is an L{InvalidValue}, not
+        a C{RecursionError}.
+        """
+        for data in (self.nested(100000), b"[" * 100000 + b"]" * 100000):
+            error = self.assertRaises(InvalidValue, loads, data)
+            self.assertIn("nest", str(error))
+
+    def test_loneSurrogate(self) -> None:
+        """
+        A string, or a map key, holding a lone surrogate (written as a JSON
+        escape) is refused: it could never be encoded again.
+        """
+        for data in (b'["str","\\ud800"]', b'["map",{"\\uDC00":["none",null]}]',
+                     b'["list",[["str","a\\udfffb"]]]'):
+            error = self.assertRaises(InvalidValue, loads, data)
+            self.assertIn("lone surrogate", str(error))
+
+    def test_surrogatePair(self) -> None:
+        """
+        An escaped surrogate pair is one character, and is accepted.
+        """
+        self.assertEqual(loads(b'["str","\\ud83d\\ude00"]'), "\U0001f600")
+        self.assertEqual(loads(b'["str","\\u00e9"]'), "\u00e9")
 
 
 class CheckTests(SynchronousTestCase):

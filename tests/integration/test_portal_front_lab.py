@@ -1,0 +1,90 @@
+"""
+The portal's redirect front against a hostile client in a real lab: a
+raw socket in a client namespace sends pipelined GETs and never reads,
+and opens more connections than a client may hold. The daemon's memory
+and connections stay bounded, it says so once in its log, and another
+client is still redirected meanwhile.
+"""
+
+import json
+import sys
+
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.threads import deferToThread
+
+from .test_portal_lab import PORT, PortalLab
+
+# Run in the client's namespace: pipeline GETs for SECONDS without reading
+# (as fast as the portal takes them, until it cuts the connection), then
+# open CONNECTIONS more and count those the portal keeps open (the first
+# one included).
+FLOOD = r"""
+import json, socket, sys, time
+host, port, seconds, connections = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+request = b"GET /p HTTP/1.1\r\nHost: a.example\r\n\r\n"
+chunk = request * (54000 // len(request))
+s = socket.create_connection((host, port), timeout=2)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+sent, cut, end = 0, False, time.monotonic() + seconds
+while time.monotonic() < end:
+    try:
+        sent += s.send(chunk)
+    except socket.timeout:
+        continue
+    except OSError:
+        cut = True
+        break
+held = []
+for _ in range(connections):
+    c = socket.create_connection((host, port), timeout=2)
+    held.append(c)
+time.sleep(1)
+kept = 0
+for c in held:
+    c.setblocking(False)
+    try:
+        kept += c.recv(1) != b""
+    except BlockingIOError:
+        kept += 1  # still open, nothing to read
+    except OSError:
+        pass
+print(json.dumps({"sent": sent, "cut": cut, "kept": kept + (not cut)}))
+"""
+
+
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+class FrontLimitsLabTests(PortalLab):
+
+    def more_config(self):
+        return "max_connections_per_client = 4\n"
+
+    @inlineCallbacks
+    def test_client_that_never_reads(self):
+        """
+        A client pipelining GETs without reading gets no further than the
+        socket buffers: the portal stops reading while its answers wait
+        (before, it read 35 MB in 8 s and its memory grew by over a GiB);
+        the daemon's memory grows by less than 30 MiB. Of 10 more
+        connections from that client the portal keeps 4 in all, and logs
+        the cap once; c2 is still redirected.
+        """
+        before = rss_mib(self.daemon.pid)
+        done = yield deferToThread(
+            self.lab.exec, "c1", [sys.executable, "-c", FLOOD, self.lab.ap_address, str(PORT),
+                                  "8", "10"], timeout=30)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        result = json.loads(done.stdout)
+        self.assertLess(result["sent"], 4 * 2**20, result)
+        self.assertLess(rss_mib(self.daemon.pid) - before, 30, result)
+        self.assertEqual(result["kept"], 4, result)
+        yield self.daemon.when_line("portal refused .*client-cap", timeout=10)
+        yield self.assertRedirected("c2")
+        self.assertEqual(len([line for line in self.daemon.lines()
+                              if "client-cap" in line]), 1)
