@@ -42,43 +42,13 @@ from typing import Callable, Dict, List, Sequence
 
 from netsuite.lab import Lab
 from netsuite.lab.child import PYTHON, TWISTD, Child
+from netsuite.lab.configs import AP_WITH_SLAPD
 from netsuite.lab.peers import SlapdPeer, missing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SLAPD_PORT = 3389  # in the lab's access point only
 DEADLINE = 3.0
 
-CONFIG = """
-[firewall]
-enabled = true
-lan_interface = "br-lan"
-wan_interface = "wan0"
-portal_port = 5280
-
-[dhcp]
-enabled = true
-interface = "br-lan"
-lease_file = "{state}/leases.sqlite"
-
-[[dhcp.subnet]]
-interface = "br-lan"
-
-[dhcp.ldap]
-enabled = {in_process}
-url = "{ldap}"
-base = "{base}"
-deadline = {deadline}
-
-[portal]
-enabled = true
-session_file = "{state}/sessions.sqlite"
-firewall_process = "{firewall}"
-dhcp_process = "{dhcp}"
-
-[portal.auth]
-ldap_url = "{portal_ldap}"
-ldap_deadline = {deadline}
-"""
 
 PLUGINS = {"firewall": "netsuite-firewall", "dhcp": "netsuite-dhcp",
            "portal": "netsuite-portal", "netsuite": "netsuite"}
@@ -105,7 +75,7 @@ class Bench:
         os.mkdir(self.state)
         config = os.path.join(self.state, "netsuite.toml")
         with open(config, "w") as f:
-            f.write(CONFIG.format(
+            f.write(AP_WITH_SLAPD.format(
                 state=self.state, ldap=self.slapd.url, base=self.slapd.hosts_dn,
                 deadline=DEADLINE, in_process=str(in_process).lower(),
                 portal_ldap=self.slapd.url if portal_ldap else "",

@@ -29,6 +29,7 @@ from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
 from netsuite.lab.child import PYTHON
+from netsuite.lab.configs import AP_WITH_SLAPD
 
 from .procs import TWISTD, Child, socket_dir, spawn
 from ..lab.labs import make_lab, need
@@ -36,37 +37,6 @@ from ..ldap.people import ALICE_PASSWORD, slapd_with_alice
 
 STOP_BOUND = 1.5
 
-CONFIG = """
-[firewall]
-enabled = true
-lan_interface = "br-lan"
-wan_interface = "wan0"
-portal_port = 5280
-
-[dhcp]
-enabled = true
-interface = "br-lan"
-lease_file = "{state}/leases.sqlite"
-
-[[dhcp.subnet]]
-interface = "br-lan"
-
-[dhcp.ldap]
-enabled = {in_process}
-url = "{ldap}"
-base = "{base}"
-deadline = {deadline}
-
-[portal]
-enabled = true
-session_file = "{state}/sessions.sqlite"
-firewall_process = "{firewall}"
-dhcp_process = "{dhcp}"
-
-[portal.auth]
-ldap_url = "{portal_ldap}"
-ldap_deadline = {deadline}
-"""
 
 # twistd plugin -> the lines it prints once ready
 READY = {"netsuite-firewall": ["firewall ready"], "netsuite-dhcp": ["dhcp ready"],
@@ -95,7 +65,7 @@ class StopTests(TestCase):
         """
         path = os.path.join(self.state, "split.toml" if split else "all.toml")
         with open(path, "w") as f:
-            f.write(CONFIG.format(state=self.state, ldap=self.slapd.url,
+            f.write(AP_WITH_SLAPD.format(state=self.state, ldap=self.slapd.url,
                                   base=self.slapd.hosts_dn, deadline=deadline,
                                   in_process=str(in_process).lower(),
                                   portal_ldap=self.slapd.url if portal_ldap else "",
