@@ -7,6 +7,7 @@ counted), and replies sent where RFC 2131 section 4.1 says.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import socket
 from typing import Any, Optional, Tuple
@@ -19,7 +20,8 @@ from twisted.python.failure import Failure
 from ..registry.values import MAC
 from .packet import NAK, MalformedPacket, Packet, PacketTooLarge
 
-__all__ = ["DHCPProtocol", "dhcp_socket", "reply_destination", "SERVER_PORT", "CLIENT_PORT"]
+__all__ = ["DHCPProtocol", "PortTaken", "dhcp_socket", "reply_destination", "SERVER_PORT",
+           "CLIENT_PORT"]
 
 _log = Logger()
 
@@ -37,6 +39,13 @@ def dhcp_socket(interface: str, port: int = SERVER_PORT, address: str = "0.0.0.0
     """
     A non-blocking UDP socket on C{port} that sees (and sends) traffic of
     C{interface} only, so the server never answers on the WAN.
+
+    Without C{SO_REUSEADDR}: a port already taken on this interface (by
+    another DHCP server bound there, or to every interface) is refused,
+    rather than shared with a server that would answer too; one bound to
+    another interface only does not conflict.
+
+    @raise PortTaken: another socket holds C{port} on C{interface}.
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
@@ -44,15 +53,24 @@ def dhcp_socket(interface: str, port: int = SERVER_PORT, address: str = "0.0.0.0
             sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
         except OSError:  # not root: as much as net.core.rmem_max allows
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, interface.encode() + b"\0")
         sock.bind((address, port))
         sock.setblocking(False)
-    except OSError:
+    except OSError as e:
         sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise PortTaken(f"UDP port {port} on {interface} is taken: another DHCP server "
+                            f"(dnsmasq, udhcpd, kea...) listens there; stop it, or see it "
+                            f"with: ss -ulpn 'sport = :{port}'") from None
         raise
     return sock
+
+
+class PortTaken(OSError):
+    """
+    Another socket holds the DHCP server's port on its interface.
+    """
 
 
 def reply_destination(request: Packet, reply: Packet) -> Tuple[str, int, Optional[MAC]]:

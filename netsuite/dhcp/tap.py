@@ -159,9 +159,13 @@ class DHCPService(Service):
         self.readiness = Readiness()
 
     def privilegedStartService(self) -> None:
-        from .protocol import DHCPProtocol, dhcp_socket
+        from .protocol import DHCPProtocol, PortTaken, dhcp_socket
         Service.privilegedStartService(self)
-        sock = dhcp_socket(self.interface, self.port_number)
+        try:
+            sock = dhcp_socket(self.interface, self.port_number)
+        except PortTaken as e:
+            _log.critical("dhcp cannot start: {error}", error=str(e))
+            raise SystemExit(1) from None
         self.protocol = DHCPProtocol(self.server, self.neighbours)
         try:
             self.port = self.reactor.adoptDatagramPort(sock.fileno(), socket.AF_INET,

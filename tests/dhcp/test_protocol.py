@@ -4,6 +4,8 @@ where RFC 2131 section 4.1 sends them, with a fake server and socket.
 """
 
 import errno
+import os
+import socket
 from ipaddress import IPv4Address
 
 import attrs
@@ -12,14 +14,14 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import LogLevel, globalLogPublisher
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from netsuite.dhcp.leases import LeaseStore
 from netsuite.dhcp.neighbours import SIOCSARP, KernelNeighbours, NeighboursBusy, arp_request
 from netsuite.dhcp.packet import (ACK, DISCOVER, INFORM, NAK, OFFER, REQUEST, Packet,
                                   PacketTooLarge)
 from netsuite.dhcp.pool import Pool
-from netsuite.dhcp.protocol import DHCPProtocol, reply_destination
+from netsuite.dhcp.protocol import DHCPProtocol, PortTaken, dhcp_socket, reply_destination
 from netsuite.dhcp.server import DHCPServer
 from netsuite.registry import Registry
 from netsuite.registry.values import MAC
@@ -409,3 +411,45 @@ class DeliveryTests(SynchronousTestCase):
         self.assertEqual([d for _, d in self.socket.sent[6:]],
                          [(f"10.89.0.{100 + n}", 68) for n in range(4)])
         self.flushLoggedErrors()
+
+
+class SocketTests(SynchronousTestCase):
+    """
+    L{dhcp_socket} refuses a port another server holds on its interface.
+    """
+
+    def setUp(self):
+        if os.getuid() != 0:
+            raise SkipTest("SO_BINDTODEVICE needs root (CAP_NET_RAW)")
+
+    def free_port(self):
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+        return port
+
+    def test_taken_on_every_interface(self):
+        """
+        Another server bound to the port on every interface (as dnsmasq
+        binds 0.0.0.0:67, with SO_REUSEADDR) makes the start fail with a
+        message saying so, rather than both servers answering.
+        """
+        port = self.free_port()
+        other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(other.close)
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        other.bind(("0.0.0.0", port))
+        error = self.assertRaises(PortTaken, dhcp_socket, "lo", port)
+        self.assertIn(f"UDP port {port} on lo is taken: another DHCP server", str(error))
+
+    def test_taken_on_this_interface(self):
+        """
+        One bound to this very interface is refused too; once it is gone
+        the port is ours.
+        """
+        port = self.free_port()
+        first = dhcp_socket("lo", port)
+        self.assertRaises(PortTaken, dhcp_socket, "lo", port)
+        first.close()
+        dhcp_socket("lo", port).close()

@@ -568,3 +568,43 @@ class ExternalLdapHookTests(LdapLab):
         running, stopped = yield self.hit_miss_then_stopped()
         self.assertReasons(running, stopped)
         self.assertIn(f"pid={hook.pid}", stopped)
+
+
+# Another DHCP server's socket, as dnsmasq binds it: every interface, port 67.
+PORT_HOLDER = """
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 67))
+print("bound", flush=True)
+time.sleep(120)
+"""
+
+
+class AnotherServerTests(DHCPLab):
+    """
+    netsuite-dhcp refuses to start beside another DHCP server on its
+    interface, rather than both answering the clients.
+    """
+
+    def start_server(self):
+        holder = spawn(self, "port-holder", [PYTHON, "-c", PORT_HOLDER],
+                       netns=self.lab.netns("ap"))
+
+        @inlineCallbacks
+        def then():
+            yield holder.when_line("^bound$")
+            self.server = spawn(self, "netsuite-dhcp", [
+                *TWISTD, "-n", "--pidfile=", "netsuite-dhcp", "--name", "ap", "--socket-dir",
+                self.sockets, "--config", self.config], netns=self.lab.netns("ap"))
+            self.ended = yield self.server.when_ended()
+        return then()
+
+    def test_refused(self):
+        """
+        It exits at start, naming the port, the interface and the reason,
+        and gives no client a lease.
+        """
+        self.assertNotEqual(self.ended, 0)
+        self.assertIn("UDP port 67 on br-lan is taken: another DHCP server",
+                      self.server.output())
