@@ -99,7 +99,7 @@ class ReconnectTests(SynchronousTestCase):
         # The Send never reached the owner (it would have counted it).
         self.assertEqual(owner.registry.mailbox(LEASE).counters.messages, 0)
         # The client tries again later, and refuses again.
-        owner.reactor.advance(1)
+        owner.reactor.advance(3)  # the retry: 0.1 s of back-off, up to 1 s of jitter
         self.assertEqual(len(owner.reactor.unixClients), 2)
         warnings = [formatEvent(e) for e in log if e["log_level"] == LogLevel.warn]
         self.assertIn("served by uid 12345", warnings[0])
