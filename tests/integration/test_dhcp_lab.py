@@ -572,12 +572,13 @@ class ExternalLdapHookTests(LdapLab):
 
 # Another DHCP server's socket, as dnsmasq binds it: every interface, port 67.
 PORT_HOLDER = """
-import socket, time
+import signal, socket
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("0.0.0.0", 67))
 print("bound", flush=True)
-time.sleep(120)
+while True:
+    signal.pause()  # until the test's clean-up kills it
 """
 
 

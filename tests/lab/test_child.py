@@ -26,26 +26,29 @@ ECHO = textwrap.dedent("""
     for line in sys.stdin:
         print("got " + line.strip(), flush=True)
     if "hang" in sys.argv:
-        import time
-        time.sleep(600)
+        import signal
+        while True:
+            signal.pause()  # until a signal ends it
     sys.exit(3)
 """)
 
 # A process that dumps its threads' stacks on SIGUSR1, as netsuite daemons do.
 DUMPS = textwrap.dedent("""
-    import faulthandler, signal, sys, time
+    import faulthandler, signal, sys
     faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
     print("up", flush=True)
-    time.sleep(600)
+    while True:
+        signal.pause()  # a dump (SIGUSR1) comes back here; SIGTERM ends it
 """)
 
 # Starts a grandchild (sleep) in its process group, prints its pid, ignores SIGTERM.
 PARENT = textwrap.dedent("""
-    import signal, subprocess, sys, time
+    import signal, subprocess, sys
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    sleeper = subprocess.Popen(["sleep", "600"])
+    sleeper = subprocess.Popen(["sleep", "600"])  # a grandchild that outlives a SIGTERM
     print("grandchild", sleeper.pid, flush=True)
-    time.sleep(600)
+    while True:
+        signal.pause()  # SIGTERM is ignored: only SIGKILL ends it
 """)
 
 
