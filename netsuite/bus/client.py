@@ -9,17 +9,14 @@ by itself before any other call goes out on the new connection.
 
 from __future__ import annotations
 
-import errno
 import itertools
-import os
-from typing import Any, Callable, Dict, Iterable, List, Optional, Set
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import Deferred, DeferredList, fail
 from twisted.internet.endpoints import clientFromString
-from twisted.internet.error import ConnectError, ConnectionRefusedError
-from twisted.internet.interfaces import IStreamClientEndpoint
-from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.internet.error import ConnectError
+from twisted.internet.protocol import Factory, connectionDone
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.protocols import amp
@@ -31,6 +28,8 @@ from ..registry.interfaces import (NO_ANSWER, AccessDenied, IListenerHandle, IRe
 from ..registry.registry import _decorator_or_handle, matcher
 from ..registry import values
 from .arguments import take_chunks
+from .reach import (DEFAULT_SOCKET_DIR, NamedEndpoint, UntrustedServer, socket_endpoint,
+                    socket_path, trusted_uids, unreachable, why_unreachable)
 from .framing import CALL_LISTENER, BusProtocol, answer_box, refusal_box
 from .server import Credentials, peer_credentials
 from .ownercommands import AddListener, Describe, RemoveListener, Send, Unwatch, Watch
@@ -41,165 +40,7 @@ __all__ = ["BusClient", "NotRunning", "AccessDenied", "UntrustedServer", "connec
 
 _log = Logger()
 
-DEFAULT_SOCKET_DIR = "/run/netsuite"
 _ids = itertools.count(1)
-
-
-def socket_path(name: str, socket_dir: Optional[str] = None) -> str:
-    """
-    The path of process C{name}'s bus socket.
-    """
-    directory = socket_dir or os.environ.get("NETSUITE_SOCKET_DIR") or DEFAULT_SOCKET_DIR
-    return os.path.join(directory, f"{name}.sock")
-
-
-def socket_endpoint(name: str, socket_dir: Optional[str] = None) -> str:
-    """
-    The client endpoint string of process C{name}'s bus socket.
-    """
-    path = socket_path(name, socket_dir)
-    return "unix:path=" + path.replace("\\", "\\\\").replace(":", "\\:")
-
-
-ACCESS = ("the bus serves root, the daemon's own uid and its bus.allowed_uids, through "
-          "a socket of mode bus.socket_mode (default 0660) in bus.socket_dir")
-"""Who may connect to a process's bus socket (docs/bus-protocol.md, section 1)."""
-
-
-def _errno(error: BaseException) -> Optional[int]:
-    code = error.errno if isinstance(error, OSError) else getattr(error, "osError", None)
-    return code if isinstance(code, int) else None
-
-
-def why_unreachable(error: BaseException) -> str:
-    """
-    Why an attempt to connect failed, in a few words an operator can act on.
-    """
-    code = _errno(error)
-    if isinstance(error, ConnectionRefusedError) or code == errno.ECONNREFUSED:
-        return "connection refused (a socket left by a process that has stopped?)"
-    if code == errno.ENOENT:
-        return "no such socket (is the process running, under that name?)"
-    if code in (errno.EACCES, errno.EPERM):
-        return "permission denied"
-    return str(error) or type(error).__name__
-
-
-def unreachable(name: str, endpoint: str, error: BaseException) -> NotRunning:
-    """
-    The exception for a failed attempt to connect to process C{name}:
-    L{AccessDenied} for a permission error, else L{NotRunning}.
-    """
-    if _errno(error) in (errno.EACCES, errno.EPERM):
-        return AccessDenied(f"permission denied connecting to process {name} at {endpoint} "
-                            f"({ACCESS})")
-    return NotRunning(f"process {name} is not running (nothing listens at {endpoint}: "
-                      f"{why_unreachable(error)})")
-
-
-class UntrustedServer(NotRunning):
-    """
-    The process serving the socket runs as a uid we do not trust (not root,
-    ours, the socket directory's owner's or one we were told to expect):
-    it may be standing in for the process we meant, and is sent nothing.
-    """
-
-
-def trusted_uids(transport: Any, expected: Iterable[int] = ()) -> Set[int]:
-    """
-    The uids a process serving the Unix socket at the other end of
-    C{transport} may run as: root, ours, C{expected}, and the owner of the
-    socket's directory (the daemon refuses a directory not owned by root or
-    itself: L{netsuite.process.SocketDirectory}).
-    """
-    uids = {0, os.getuid(), *expected}
-    path = getattr(transport.getPeer(), "name", None)
-    if isinstance(path, bytes):
-        path = os.fsdecode(path)
-    if isinstance(path, str) and path:
-        try:
-            uids.add(os.stat(os.path.dirname(path) or ".").st_uid)
-        except OSError:
-            pass
-    return uids
-
-
-@implementer(IStreamClientEndpoint)
-class _NamedEndpoint:
-    """
-    A client endpoint that reads as its endpoint string (in Twisted's
-    "Scheduling retry N to connect ..." lines) and reports each failed
-    attempt to C{failed}.
-    """
-
-    def __init__(self, endpoint: Any, description: str, failed: Callable[[Failure], None],
-                 check: Callable[[Any], Optional[Exception]]) -> None:
-        self._endpoint = endpoint
-        self._description = description
-        self._failed = failed
-        self._check = check
-
-    def connect(self, factory: Any) -> "Deferred[Any]":
-        def checked(connection: _Checked) -> Any:
-            if connection.refused is not None:
-                raise connection.refused
-            return connection.inner
-
-        def failed(failure: Failure) -> Failure:
-            self._failed(failure)
-            return failure
-        return self._endpoint.connect(_CheckedFactory(factory, self._check)).addCallback(  # type: ignore[no-any-return]
-            checked).addErrback(failed)
-
-    def __repr__(self) -> str:
-        return self._description
-
-
-class _Checked(Protocol):
-    """
-    A new connection, handed to C{factory}'s protocol only once C{check}
-    of its transport finds nothing wrong; else closed (C{refused}), with
-    nothing read from it or written to it.
-    """
-
-    inner: Any = None
-    refused: Optional[Exception] = None
-
-    def __init__(self, factory: Any, addr: Any, check: Callable[[Any], Optional[Exception]]) -> None:
-        self._factory = factory
-        self._addr = addr
-        self._check = check
-
-    def connectionMade(self) -> None:
-        self.refused = self._check(self.transport)
-        if self.refused is not None:
-            self.transport.loseConnection()
-            return
-        self.inner = self._factory.buildProtocol(self._addr)
-        self.inner.makeConnection(self.transport)
-
-    def dataReceived(self, data: bytes) -> None:
-        if self.inner is not None:
-            self.inner.dataReceived(data)
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        if self.inner is not None:
-            self.inner.connectionLost(reason)
-
-
-class _CheckedFactory(Factory):
-    def __init__(self, factory: Any, check: Callable[[Any], Optional[Exception]]) -> None:
-        self._factory = factory
-        self._check = check
-
-    def doStart(self) -> None:
-        self._factory.doStart()
-
-    def doStop(self) -> None:
-        self._factory.doStop()
-
-    def buildProtocol(self, addr: Any) -> _Checked:
-        return _Checked(self._factory, addr, self._check)
 
 
 @implementer(IListenerHandle)
@@ -357,7 +198,7 @@ class BusClient:
         self._current: Optional[_ClientProtocol] = None
         self._unreachable: Optional[str] = None  # why the last attempt failed
         self._service = ClientService(
-            _NamedEndpoint(clientFromString(reactor, endpoint), endpoint, self._failed,
+            NamedEndpoint(clientFromString(reactor, endpoint), endpoint, self._failed,
                            self._untrusted),
             Factory.forProtocol(lambda: _ClientProtocol(self)),  # type: ignore[arg-type]
             retryPolicy=backoffPolicy(initialDelay=0.05, maxDelay=max_delay, factor=2.0),
