@@ -3,10 +3,9 @@
 Address pools: which address a client gets (RFC 2131 section 4.3.1), and
 the lease transitions that follow (offer, bind, release, decline, expiry).
 
-Each subnet's range is a C{bytearray} with one byte per address, built
-from the store at start-up. Finding a free address is a C{bytearray.find},
-a C{memchr} over at most 64 KiB; everything else is a lookup in the
-L{LeaseStore}'s memory. Nothing scans the leases per packet, and 65,536
+Each subnet's range is an L{AddressRange} (one byte per address, built
+from the store at start-up; L{netsuite.dhcp.ranges}); everything else is
+a lookup in the L{LeaseStore}'s memory. Nothing scans the leases per packet, and 65,536
 addresses cost 64 KiB.
 
 Build the pool in the store's thread (the store reads its file there);
@@ -17,9 +16,8 @@ store commits its queued writes (see L{LeaseStore.take_writes}).
 from __future__ import annotations
 
 from collections import deque
-from ipaddress import IPv4Address, IPv4Network
-from typing import (Any, Deque, Dict, FrozenSet, List, Mapping, Optional, Sequence, Set,
-                    Tuple, Union)
+from ipaddress import IPv4Address
+from typing import Deque, Dict, List, Optional, Sequence, Tuple
 
 import attr
 from twisted.internet.interfaces import IReactorTime
@@ -27,140 +25,11 @@ from twisted.logger import Logger
 
 from ..registry.values import MAC
 from .leases import Lease, LeaseStore
+from .ranges import NEW, OLD, USED, AddressRange, Subnet
 
 __all__ = ["Subnet", "Pool"]
 
 _log = Logger()
-
-# What each byte of a range says about its address.
-NEW = 0       # free, never leased (or its quarantine is over): handed out first
-OLD = 1       # free, last leased by a client who may come back for it
-USED = 2      # bound, offered or quarantined
-RESERVED = 3  # only for the client it is reserved for
-EXCLUDED = 4  # the server's, the router's, a DNS server's
-
-_NEW = bytes([NEW])
-_OLD = bytes([OLD])
-
-
-@attr.s(frozen=True, auto_attribs=True, kw_only=True)
-class Subnet:
-    """
-    One subnet and the range of addresses the server leases in it.
-
-    A packet belongs to the subnet whose C{network} holds its C{giaddr}
-    when relayed, else the address of the interface it came in on.
-
-    @ivar name: names the subnet in leases and in the configuration.
-    @ivar server: the server identifier (option 54): the server's own
-        address on this subnet when it is attached, else the address the
-        relays forward to.
-    @ivar first: the first address of the dynamic range.
-    @ivar last: the last address of the dynamic range.
-    @ivar options: further options to send, by option code.
-    @ivar reservations: addresses for given clients, by MAC or client
-        key. A reserved address may lie outside the dynamic range, not
-        outside the network.
-    @ivar interface: the interface that serves this subnet, if directly
-        attached.
-    """
-
-    name: str
-    network: IPv4Network
-    first: IPv4Address
-    last: IPv4Address
-    server: IPv4Address
-    router: Optional[IPv4Address] = None
-    dns: Tuple[IPv4Address, ...] = ()
-    lease_time: float = 3600.0
-    options: Mapping[int, Any] = attr.Factory(dict)
-    reservations: Mapping[Union[MAC, bytes], IPv4Address] = attr.Factory(dict)
-    interface: Optional[str] = None
-
-    def __attrs_post_init__(self) -> None:
-        hosts = (self.network.network_address, self.network.broadcast_address)
-        # A relayed subnet's clients reach the server at its own address,
-        # which is on another network: only an attached subnet's must be here.
-        own = [("server", self.server)] if self.interface else []
-        for what, ip in [("first", self.first), ("last", self.last)] + own + [
-                             (f"reservation {key!r}", ip)
-                             for key, ip in self.reservations.items()]:
-            if ip not in self.network or ip in hosts:
-                raise ValueError(f"subnet {self.name}: {what} {ip} is not a host of {self.network}")
-        if self.first > self.last:
-            raise ValueError(f"subnet {self.name}: range {self.first}-{self.last} is empty")
-
-    def excluded(self) -> FrozenSet[int]:
-        """
-        The addresses never leased here: network, broadcast, our own, the
-        router's and the DNS servers'.
-        """
-        ips = [self.network.network_address, self.network.broadcast_address,
-               self.server, *self.dns]
-        if self.router is not None:
-            ips.append(self.router)
-        return frozenset(int(ip) for ip in ips)
-
-
-class _Range:
-    """
-    One subnet's addresses, a byte each (L{NEW}, L{OLD}, L{USED}...).
-    """
-
-    def __init__(self, subnet: Subnet) -> None:
-        self.subnet = subnet
-        self.base = int(subnet.first)
-        self.marks = bytearray(int(subnet.last) - self.base + 1)
-        self.network = (int(subnet.network.network_address),
-                        int(subnet.network.broadcast_address))
-        # The lowest offset that may hold each free mark: find() starts there.
-        self.lowest = {NEW: 0, OLD: 0}
-        self.exhausted = False
-        self.excluded = subnet.excluded()
-        # Quarantined addresses (declined, not yet back): bounded by Pool.
-        self.declined: Set[int] = set()
-        self.reserved: Dict[int, List[Union[MAC, bytes]]] = {}
-        for key, address in subnet.reservations.items():
-            self.reserved.setdefault(int(address), []).append(key)
-        for ip in self.excluded:
-            self._force(ip, EXCLUDED)
-        for ip in self.reserved:
-            if ip not in self.excluded:
-                self._force(ip, RESERVED)
-
-    def _force(self, ip: int, mark: int) -> None:
-        if 0 <= ip - self.base < len(self.marks):
-            self.marks[ip - self.base] = mark
-
-    def in_range(self, ip: int) -> bool:
-        return 0 <= ip - self.base < len(self.marks)
-
-    def mark(self, ip: int, mark: int) -> None:
-        """
-        Set the mark of C{ip}, unless it is reserved, excluded or outside
-        the range, which it stays.
-        """
-        offset = ip - self.base
-        if 0 <= offset < len(self.marks) and self.marks[offset] < RESERVED:
-            self.marks[offset] = mark
-            if mark in self.lowest and offset < self.lowest[mark]:
-                self.lowest[mark] = offset
-
-    def find(self) -> Optional[int]:
-        """
-        The lowest free address never leased, else the lowest that was.
-        """
-        for mark, wanted in ((NEW, _NEW), (OLD, _OLD)):
-            offset = self.marks.find(wanted, self.lowest[mark])
-            if offset >= 0:
-                self.lowest[mark] = offset
-                return self.base + offset
-            self.lowest[mark] = len(self.marks)
-        return None
-
-    def free_count(self) -> int:
-        return self.marks.count(_NEW) + self.marks.count(_OLD)
-
 
 class Pool:
     """
@@ -196,14 +65,14 @@ class Pool:
         # client key -> (end of its window, declines accepted in it)
         self._declines: Dict[bytes, Tuple[float, int]] = {}
         self.subnets: Dict[str, Subnet] = {}
-        self._ranges: Dict[str, _Range] = {}
+        self._ranges: Dict[str, AddressRange] = {}
         self._holds: Deque[Tuple[float, int, bytes]] = deque()
         self._subnet_of: Dict[IPv4Address, Optional[Subnet]] = {}
         for subnet in subnets:
             if subnet.name in self.subnets:
                 raise ValueError(f"two subnets are named {subnet.name!r}")
             self.subnets[subnet.name] = subnet
-            rng = self._ranges[subnet.name] = _Range(subnet)
+            rng = self._ranges[subnet.name] = AddressRange(subnet)
             for ip, state in store.rows(subnet.name):
                 rng.mark(ip, OLD if state in ("released", "expired") else USED)
                 if state == "declined":
@@ -238,13 +107,13 @@ class Pool:
 
     # Who may have an address.
 
-    def _reserved_ip(self, rng: _Range, client_key: bytes, mac: Optional[MAC]) -> Optional[int]:
+    def _reserved_ip(self, rng: AddressRange, client_key: bytes, mac: Optional[MAC]) -> Optional[int]:
         ip = rng.subnet.reservations.get(client_key)
         if ip is None and mac is not None:
             ip = rng.subnet.reservations.get(mac)
         return None if ip is None else int(ip)
 
-    def _usable(self, rng: _Range, ip: int, client_key: bytes, mac: Optional[MAC],
+    def _usable(self, rng: AddressRange, ip: int, client_key: bytes, mac: Optional[MAC],
                 now: float, assigned: bool = False) -> bool:
         """
         Whether C{ip} may go to this client now: in the range or reserved
@@ -333,7 +202,7 @@ class Pool:
             _log.info("DHCP pool {subnet} has free addresses again", subnet=subnet)
         return IPv4Address(ip)
 
-    def _find_free(self, rng: _Range, client_key: bytes, mac: Optional[MAC],
+    def _find_free(self, rng: AddressRange, client_key: bytes, mac: Optional[MAC],
                    now: float) -> Optional[int]:
         while True:
             ip = rng.find()
