@@ -17,6 +17,7 @@ from typing import Any, Optional
 from twisted.logger import Logger
 
 from ..registry import CONTINUE, InvalidAddress, Stop, UnknownMailbox
+from ..registry.interfaces import join_address
 
 __all__ = ["CAPTIVE_PORTAL_OPTION", "Announcer"]
 
@@ -46,8 +47,7 @@ class Announcer:
 
     @property
     def address(self) -> str:
-        local = self.dhcp_process in ("", getattr(self.registry, "name", None))
-        return "/dhcp/options" if local else f"{self.dhcp_process}:/dhcp/options"
+        return join_address(self.dhcp_process, "/dhcp/options", self.registry.name)
 
     def answer(self, message: Any) -> Any:
         """

@@ -14,7 +14,7 @@ from typing import Any, Callable, List, Optional
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.logger import Logger
 
-from ..registry.interfaces import NO_ANSWER, IRegistry, Stop
+from ..registry.interfaces import NO_ANSWER, IRegistry, Stop, join_address
 from ..registry.registry import declare_service
 from ..registry.values import MAC, Message
 from .sessions import Session, Sessions
@@ -98,7 +98,7 @@ class Portal:
             "/portal/sessions": self._sessions}, refusals=REFUSALS)
 
     def _at(self, process: str, path: str) -> str:
-        return f"{process}:{path}" if process else path
+        return join_address(process, path)
 
     # the stock listeners
 

@@ -22,6 +22,7 @@ from typing import Any, List
 from twisted.logger import Logger
 
 from ..registry import InvalidAddress, UnknownMailbox
+from ..registry.interfaces import join_address
 from ..registry.values import MAC, InvalidValue
 
 __all__ = ["LeaseEnds", "DeauthorizedEnds", "LEASE_RELEASED", "LEASE_EXPIRED", "DEAUTHORIZED"]
@@ -48,8 +49,7 @@ class LeaseEnds:
         self._watchers: List[Any] = []
 
     def _address(self, path: str) -> str:
-        local = self.dhcp_process in ("", getattr(self.registry, "name", None))
-        return path if local else f"{self.dhcp_process}:{path}"
+        return join_address(self.dhcp_process, path, self.registry.name)
 
     def start(self) -> bool:
         """
@@ -116,8 +116,7 @@ class DeauthorizedEnds:
         self._watcher: Any = None
 
     def _address(self, path: str) -> str:
-        local = self.firewall_process in ("", getattr(self.registry, "name", None))
-        return path if local else f"{self.firewall_process}:{path}"
+        return join_address(self.firewall_process, path, self.registry.name)
 
     def start(self) -> bool:
         address = self._address("/firewall/deauthorized")

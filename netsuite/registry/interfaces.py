@@ -34,6 +34,7 @@ __all__ = [
     "UnknownMailbox",
     "MailboxExists",
     "InvalidAddress",
+    "join_address",
     "NotRunning",
     "AccessDenied",
     "ListenerError",
@@ -240,6 +241,14 @@ def parse_address(address: str) -> Tuple[Optional[str], str]:
     if len(_parsed) < 4096:
         _parsed[address] = found
     return found
+
+
+def join_address(process: str, path: str, here: Optional[str] = None) -> str:
+    """
+    The address of C{path} in C{process}: C{process:path}, or C{path} alone
+    when C{process} is C{""} or C{here} (the caller's own process name).
+    """
+    return path if process in ("", here) else f"{process}:{path}"
 
 
 class IListenerHandle(Interface):

@@ -106,8 +106,19 @@ class VerdictTests(SynchronousTestCase):
 
 class AddressTests(SynchronousTestCase):
     """
-    L{parse_address} splits C{process:/path}.
+    L{parse_address} splits C{process:/path}; L{join_address} makes one.
     """
+
+    def test_join(self) -> None:
+        """
+        A process named gives C{process:/path}; none, or the caller's own,
+        gives the bare path.
+        """
+        from netsuite.registry.interfaces import join_address
+        self.assertEqual(join_address("dhcp", "/dhcp/options"), "dhcp:/dhcp/options")
+        self.assertEqual(join_address("", "/dhcp/options"), "/dhcp/options")
+        self.assertEqual(join_address("ap", "/dhcp/options", "ap"), "/dhcp/options")
+        self.assertEqual(join_address("dhcp", "/dhcp/options", "ap"), "dhcp:/dhcp/options")
 
     def test_local(self) -> None:
         """
