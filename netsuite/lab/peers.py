@@ -303,13 +303,35 @@ class SlapdPeer(Peer):
                  timeout=timeout)
         return f"cn={cn},{self.hosts_dn}"
 
-    def pause(self) -> None:
-        """SIGSTOP slapd: it still accepts TCP but never answers."""
+    def pause(self, timeout: float = 5.0) -> None:
+        """
+        SIGSTOP slapd: it still accepts TCP but never answers. C{kill} is
+        asynchronous, and a thread running on another CPU can still answer
+        one request after it: return only once every thread is stopped.
+        """
         self.signal(signal.SIGSTOP)
+        deadline = time.monotonic() + timeout
+        while not _all_threads_stopped(self.pid):
+            if time.monotonic() > deadline:
+                raise PeerError(f"slapd {self.pid} did not stop in {timeout} s")
+            time.sleep(0.001)
 
     def resume(self) -> None:
         """SIGCONT a paused slapd."""
         self.signal(signal.SIGCONT)
+
+
+def _all_threads_stopped(pid: int) -> bool:
+    """Whether every thread of C{pid} is in state T (stopped), from /proc."""
+    tasks = f"/proc/{pid}/task"
+    try:
+        for tid in os.listdir(tasks):
+            with open(f"{tasks}/{tid}/stat") as stat:
+                if stat.read().rsplit(")", 1)[1].split()[0] not in ("T", "t"):
+                    return False
+    except (FileNotFoundError, ProcessLookupError):
+        return True  # gone: it answers nothing either
+    return True
 
 
 def _binary(name: str) -> str:
