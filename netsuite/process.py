@@ -17,7 +17,7 @@ import os
 import signal
 import stat
 import sys
-from typing import Any, Dict, Iterable, List, TextIO
+from typing import Any, Dict, Iterable, List, Optional, TextIO
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import gatherResults, maybeDeferred
@@ -28,6 +28,7 @@ from twisted.logger._flatten import flattenEvent
 
 from .bus.peers import Peers
 from .bus.server import BusServerFactory
+from .privileges import KeepCapabilities, UidSwitch
 from .registry.registry import Registry
 from .system import LogToMailbox, install_system_mailboxes
 
@@ -52,15 +53,28 @@ class SocketDirectory(Service):
     refuses one that another user owns or that group or others may write
     to (sticky or not): whoever may put a socket there could stand in for
     a process, and clients trust a socket in a directory of root's or ours.
+
+    Under C{twistd --uid} (C{switch}) the daemon is that uid once started
+    and writes there then (its socket's lock at stop, the firewall's owner
+    lock): the directory must be that uid's; one it makes, it gives to it.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, switch: Optional[UidSwitch] = None) -> None:
         self.path = path
+        self.switch = switch
 
     def privilegedStartService(self) -> None:
+        made = not os.path.isdir(self.path)
         os.makedirs(self.path, mode=0o755, exist_ok=True)
+        if made and self.switch is not None:
+            os.chown(self.path, self.switch.uid, self.switch.gid)
         info = os.stat(self.path)
-        if info.st_uid not in (0, os.geteuid()):
+        if self.switch is not None and info.st_uid != self.switch.uid:
+            raise RuntimeError(f"bus.socket_dir {self.path} is owned by uid {info.st_uid}; "
+                               f"twistd --uid runs the daemon as uid {self.switch.uid} after "
+                               f"start, and it writes there: make the directory owned by "
+                               f"uid {self.switch.uid}")
+        if self.switch is None and info.st_uid not in (0, os.geteuid()):
             raise RuntimeError(f"bus.socket_dir {self.path} is owned by uid {info.st_uid}; "
                                f"it must be owned by root or by the daemon (uid "
                                f"{os.geteuid()})")
@@ -73,12 +87,17 @@ class SocketDirectory(Service):
 class BusListener(Service):
     """
     Serves the registry on one server endpoint; logs "bus ready" once bound.
+    Under C{twistd --uid} (C{switch}) a Unix socket, bound as root, is
+    given to that uid and gid: the other processes, which run as that uid
+    too, may then connect (the socket's mode is C{bus.socket_mode}).
     """
 
-    def __init__(self, reactor: Any, description: str, factory: BusServerFactory) -> None:
+    def __init__(self, reactor: Any, description: str, factory: BusServerFactory,
+                 switch: Optional[UidSwitch] = None) -> None:
         self.reactor = reactor
         self.description = description
         self.factory = factory
+        self.switch = switch
         self.port: Any = None
 
     def privilegedStartService(self) -> None:
@@ -88,6 +107,10 @@ class BusListener(Service):
 
         def listening(port: Any) -> None:
             self.port = port
+            if self.switch is not None:
+                path = getattr(port.getHost(), "name", None)  # a Unix socket's
+                if isinstance(path, (str, bytes)):
+                    os.chown(path, self.switch.uid, self.switch.gid)
             _log.info("bus ready: {process} listening on {endpoint}",
                       process=self.factory.registry.name, endpoint=self.description,
                       netsuite_event="ready")
@@ -279,13 +302,16 @@ def settle_heap() -> None:
     gc.set_threshold(10000, 10, 10)
 
 
-def make_process_service(config: Any, reactor: Any,
-                         services: Iterable[Any] = ()) -> MultiService:
+def make_process_service(config: Any, reactor: Any, services: Iterable[Any] = (),
+                         switch: Optional[UidSwitch] = None) -> MultiService:
     """
     Assemble (not start) a process: registry, bus listeners, C{/system}
     mailboxes, logging, and C{services} (L{netsuite.services.IServicePlugin}s),
-    built and started in the order given.
+    built and started in the order given; under C{twistd --uid} (C{switch},
+    L{netsuite.privileges.twistd_switch}) it keeps the capabilities those
+    services declare (L{KeepCapabilities}), and no more.
     """
+    services = list(services)
     peers = Peers(reactor, config.bus.socket_dir, config.bus.peers)
     registry = Registry(config.process.name, reactor, peers=peers,
                         default_deadline=config.bus.default_deadline)
@@ -294,11 +320,14 @@ def make_process_service(config: Any, reactor: Any,
     top = StartInOrder()
     top.registry = registry  # type: ignore[attr-defined]
     LogService(registry, config.log.level, config.log.json_file).setServiceParent(top)
+    # first to start after twistd's uid switch: the others start with what it keeps
+    KeepCapabilities(frozenset().union(*(p.capabilities for p in services))
+                     ).setServiceParent(top)
     StackDumps().setServiceParent(top)
-    SocketDirectory(config.bus.socket_dir).setServiceParent(top)
+    SocketDirectory(config.bus.socket_dir, switch).setServiceParent(top)
     factory = BusServerFactory(registry, config.bus.allowed_uids)
     for description in [bus_endpoint(config)] + list(config.bus.listen):
-        BusListener(reactor, description, factory).setServiceParent(top)
+        BusListener(reactor, description, factory, switch).setServiceParent(top)
     for plugin in services:
         service = plugin.service_from_config(config, registry, reactor)
         if service is not None:

@@ -8,8 +8,9 @@ all-in-one process may run, found with C{getPlugins(IServicePlugin)}. Its
 code is a module (C{netsuite.NAME.tap}) exporting C{SECTION} (its config
 section, with an C{enabled} key) and C{serviceFromConfig(config,
 registry, reactor)}, and optionally C{check(config)} (checks across keys,
-made when the process starts) and C{OPTIONS} (command-line overrides of
-its keys). The module is imported only when the service is used, so
+made when the process starts), C{OPTIONS} (command-line overrides of
+its keys) and C{CAPABILITIES} (what it needs once started, see
+L{IServicePlugin.capabilities}; none if absent). The module is imported only when the service is used, so
 finding the plugins stays cheap.
 
 Which services a process runs: C{twistd netsuite-NAME} runs exactly the
@@ -21,7 +22,8 @@ order. Either way the process has its bus, C{/system} and logging.
 from __future__ import annotations
 
 from importlib import import_module
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import (Any, Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence,
+                    Tuple)
 
 from twisted.application.service import IServiceMaker, MultiService
 from twisted.internet.defer import Deferred, succeed
@@ -81,6 +83,10 @@ class IServicePlugin(IPlugin):
     rank = Attribute("Services in one process are built and started in rank order, lowest "
                      "first (the firewall first: the others use its mailboxes).")
     section = Attribute("Its config section: key -> L{netsuite.config.schema.Field}.")
+    capabilities = Attribute(
+        "The Linux capabilities (C{CAP_NET_ADMIN} names) it needs once started: what "
+        "a process under C{twistd --uid} keeps (L{netsuite.privileges}). Its ports are "
+        "bound before twistd switches uid, so binding one needs none of them.")
 
     def service_from_config(config: Any, registry: Any, reactor: Any) -> Any:
         """
@@ -119,6 +125,10 @@ class ServicePlugin:
     @property
     def section(self) -> Mapping[str, Field]:
         return self._code().SECTION  # type: ignore[no-any-return]
+
+    @property
+    def capabilities(self) -> FrozenSet[str]:
+        return frozenset(getattr(self._code(), "CAPABILITIES", ()))
 
     def service_from_config(self, config: Any, registry: Any, reactor: Any) -> Any:
         return self._code().serviceFromConfig(config, registry, reactor)
@@ -164,11 +174,13 @@ def build_process(options: Any, reactor: Any = None) -> MultiService:
     The process the parsed C{options} describe: its bus, C{/system},
     logging and C{options.services()}.
     """
+    from .privileges import twistd_switch
     from .process import make_process_service
     if reactor is None:
         from twisted.internet import reactor as global_reactor
         reactor = global_reactor
-    return make_process_service(options.config, reactor, options.services())
+    return make_process_service(options.config, reactor, options.services(),
+                                switch=twistd_switch(options))
 
 
 def installed(plugins: Optional[Iterable[IServicePlugin]] = None) -> Dict[str, IServicePlugin]:

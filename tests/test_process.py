@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import sys
+from types import SimpleNamespace
 
 from twisted.application.service import IServiceMaker, Service
 from twisted.internet.testing import MemoryReactorClock
@@ -103,6 +104,43 @@ class SocketDirectoryTests(SynchronousTestCase):
         error = self.assertRaises(RuntimeError, SocketDirectory(path).privilegedStartService)
         self.assertIn("is owned by uid 65534; it must be owned by root or by the daemon",
                       str(error))
+
+    def test_switch_refuses_other_owner(self):
+        """
+        Under twistd --uid a directory the daemon's later uid does not own
+        is refused: it writes there after the switch.
+        """
+        from netsuite.privileges import UidSwitch
+        path = self.mktemp()
+        os.makedirs(path, mode=0o755)
+        later = os.getuid() + 1
+        error = self.assertRaises(RuntimeError, SocketDirectory(
+            path, UidSwitch(later, later)).privilegedStartService)
+        self.assertIn(f"is owned by uid {os.getuid()}; twistd --uid runs the daemon as uid "
+                      f"{later} after start", str(error))
+
+    def test_switch_gives_made(self):
+        """
+        Under twistd --uid a directory the daemon makes is given to that
+        uid and gid, and its socket too once bound.
+        """
+        from netsuite.privileges import UidSwitch
+        from netsuite.process import BusListener
+        if os.geteuid() != 0:
+            raise SkipTest("needs root to chown a directory to nobody")
+        path = os.path.join(self.mktemp(), "sockets")
+        switch = UidSwitch(65534, 65533)
+        SocketDirectory(path, switch).privilegedStartService()
+        info = os.stat(path)
+        self.assertEqual((info.st_uid, info.st_gid, info.st_mode & 0o7777),
+                         (65534, 65533, 0o755))
+        socket_path = os.path.join(path, "p.sock")
+        open(socket_path, "w").close()  # MemoryReactorClock binds nothing
+        factory = SimpleNamespace(registry=SimpleNamespace(name="p"))
+        listener = BusListener(MemoryReactorClock(), f"unix:{socket_path}", factory, switch)
+        listener.privilegedStartService()
+        info = os.stat(socket_path)
+        self.assertEqual((info.st_uid, info.st_gid), (65534, 65533))
 
     def test_accepts_own(self):
         """

@@ -26,6 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECTION = {"enabled": Field(bool, False, "run it"),
            "greeting": Field(str, "hello", "what it says")}
 BUILT = []
+CAPABILITIES = frozenset({"CAP_NET_BROADCAST"})
 
 
 def serviceFromConfig(config, registry, reactor):
@@ -87,6 +88,39 @@ class FoundTests(SynchronousTestCase):
         sections = all_sections([ECHO])
         self.assertEqual(sorted(sections), ["bus", "echo", "log", "process"])
         self.assertIs(sections["echo"], SECTION)
+
+
+class CapabilitiesTests(SynchronousTestCase):
+    def test_declared(self):
+        """
+        Each service declares what it needs once started: the firewall
+        CAP_NET_ADMIN and CAP_NET_RAW, the DHCP server CAP_NET_ADMIN (its
+        port is bound before twistd switches uid), the portal nothing.
+        """
+        self.assertEqual({name: plugin.capabilities for name, plugin in installed().items()
+                          if name in ("firewall", "dhcp", "portal")},
+                         {"firewall": {"CAP_NET_ADMIN", "CAP_NET_RAW"},
+                          "dhcp": {"CAP_NET_ADMIN"}, "portal": frozenset()})
+        self.assertEqual(ECHO.capabilities, {"CAP_NET_BROADCAST"})
+
+    def test_process_keeps_them(self):
+        """
+        Under twistd --uid (its options are the plugin's parent), the
+        process keeps what its services declare, and makes its socket
+        directory that uid's.
+        """
+        from netsuite.privileges import KeepCapabilities, UidSwitch
+        from netsuite.process import SocketDirectory
+        options = ECHO.options()
+        options.sections = all_sections([ECHO])
+        options.parseOptions(["--config", os.devnull, "--socket-dir", self.mktemp()])
+        options.parent = {"uid": 65534, "gid": 65533}
+        service = ECHO.makeService(options, MemoryReactorClock())
+        [keep] = [s for s in service if isinstance(s, KeepCapabilities)]
+        self.assertEqual(keep.keep, {"CAP_NET_BROADCAST"})
+        [directory] = [s for s in service if isinstance(s, SocketDirectory)]
+        expected = UidSwitch(65534, 65533) if os.geteuid() == 0 else None
+        self.assertEqual(directory.switch, expected)
 
 
 class RuleTests(SynchronousTestCase):

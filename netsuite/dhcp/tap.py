@@ -23,7 +23,7 @@ from ..services import Readiness
 from .ldap import LDAP_SECTION
 from .options import DOMAIN_NAME
 
-__all__ = ["SECTION", "OPTIONS", "check", "serviceFromConfig", "subnets_from_config"]
+__all__ = ["SECTION", "CAPABILITIES", "OPTIONS", "check", "serviceFromConfig", "subnets_from_config"]
 
 _log = Logger()
 
@@ -50,6 +50,14 @@ SUBNET = {
                        "subnet at most (\"\": reached through relays)"),
     "reservation": TableList(RESERVATION, "fixed addresses"),
 }
+
+# What the server needs once started (netsuite.privileges): CAP_NET_ADMIN
+# for SIOCSARP, the neighbour entry of a unicast reply to a client without
+# an address (neighbours.py; without it, broadcast). Port 67 is bound in
+# privilegedStartService, before twistd --uid, so CAP_NET_BIND_SERVICE is
+# not kept (a unit that starts unprivileged grants it: etc/systemd/).
+CAPABILITIES = frozenset({"CAP_NET_ADMIN"})
+
 
 SECTION = {
     "enabled": Field(bool, False, "run the DHCP server in this process"),

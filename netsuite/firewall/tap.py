@@ -17,7 +17,15 @@ from .rules import FirewallSettings
 # The kernel modules (python-iptables loads libiptc) are imported only when
 # the firewall is built, so reading the config never needs them.
 
-__all__ = ["SECTION", "firewall_from_config", "serviceFromConfig", "settings_from_config"]
+__all__ = ["SECTION", "CAPABILITIES", "firewall_from_config", "serviceFromConfig", "settings_from_config"]
+
+# What the firewall needs once started, all of it after twistd --uid
+# (netsuite.privileges): CAP_NET_RAW for libiptc's raw IP socket
+# (python-iptables, iptables.py); CAP_NET_ADMIN for replacing the tables,
+# ipset and conntrack over nfnetlink (kernelsets.py, setwriter.py,
+# flows.py), tc classes and the IFB device (shaping.py), the TPROXY routing
+# rule (netlink.py) and writing /proc/sys/net/bridge/bridge-nf-call-iptables.
+CAPABILITIES = frozenset({"CAP_NET_ADMIN", "CAP_NET_RAW"})
 
 
 SECTION = {

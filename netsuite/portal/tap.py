@@ -15,7 +15,7 @@ from ..config.fields import (OPTIONAL_PATH, PATH, PORT, PORT_OR_ZERO, POSITIVE_I
 from ..config.schema import ConfigError, Field, Table
 from .auth import AUTH_SECTION, OPERATOR_SECTION
 
-__all__ = ["SECTION", "check", "serviceFromConfig", "portal_host", "api_url"]
+__all__ = ["SECTION", "CAPABILITIES", "check", "serviceFromConfig", "portal_host", "api_url"]
 
 POLICY = ("This network is offered as is. By connecting you agree to use it lawfully "
           "and considerately.")
@@ -24,6 +24,13 @@ POLICY = ("This network is offered as is. By connecting you agree to use it lawf
 def _http_url(value: Any) -> Optional[str]:
     from .pages import safe_url
     return None if not value or safe_url(value) == value else "an http:// or https:// URL"
+
+
+# The portal needs no capability (netsuite.privileges): its ports are above
+# 1023, /proc/net/arp is readable by anyone, and the firewall is changed
+# over the bus. (It listens in startService, after twistd --uid switches:
+# a port below 1024 would need CAP_NET_BIND_SERVICE here.)
+CAPABILITIES: "frozenset[str]" = frozenset()
 
 
 SECTION = {
