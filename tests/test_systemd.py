@@ -265,6 +265,16 @@ class UnitTests(SynchronousTestCase):
             self.assertIn("CapabilityBoundingSet", unit.service, unit.name)
             self.assertEqual(unit.capabilities("CapabilityBoundingSet"), needed, unit.name)
 
+    def test_declared_capabilities(self) -> None:
+        """
+        What each service declares it needs once started, which a process
+        under twistd --uid keeps (L{netsuite.privileges}), is what its unit
+        grants less CAP_NET_BIND_SERVICE: twistd binds the ports as root,
+        before it switches uid.
+        """
+        for name, plugin in installed().items():
+            self.assertEqual(plugin.capabilities, NEEDS[name] - {"CAP_NET_BIND_SERVICE"}, name)
+
     def test_all_in_one_union(self) -> None:
         """
         The all-in-one unit grants the union of every service's needs.

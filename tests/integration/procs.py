@@ -15,6 +15,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
+from netsuite.capabilities import ProcessPrivileges, parse_status
 from netsuite.lab.child import PYTHON, Child
 from netsuite.lab.child import TWISTD as _TWISTD
 
@@ -123,6 +124,21 @@ def run_script(test: TestCase, label: str, path: str, *args: str,
     return spawn(test, label, [PYTHON, path, *args], env=env, uid=uid, gid=gid)
 
 
+def thread_privileges(pid: int) -> Dict[int, ProcessPrivileges]:
+    """
+    The privileges of each thread of process C{pid}, by thread id, from
+    C{/proc/PID/task/TID/status} (capabilities belong to a thread).
+    """
+    found = {}
+    for tid in sorted(os.listdir(f"/proc/{pid}/task"), key=int):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                found[int(tid)] = parse_status(f.read())
+        except FileNotFoundError:
+            pass  # the thread ended meanwhile
+    return found
+
+
 def kill(child: Child, name: str = "KILL") -> "Deferred[Optional[int]]":
     """Send C{name} to C{child}; fire with its exit status once it ended."""
     child.signal(name)
@@ -130,4 +146,5 @@ def kill(child: Child, name: str = "KILL") -> "Deferred[Optional[int]]":
 
 
 __all__ = ["Child", "spawn", "socket_dir", "write_config", "dhclient_files", "start_daemon",
-           "restart_daemon", "run_script", "kill", "ROOT", "PYTHON", "TWISTD"]
+           "restart_daemon", "run_script", "thread_privileges", "kill", "ROOT", "PYTHON",
+           "TWISTD"]

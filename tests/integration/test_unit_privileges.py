@@ -4,7 +4,9 @@ The systemd units' privileges, for real: each unit's command runs in a
 lab's access point as an unprivileged uid holding exactly the capabilities
 the unit grants (through setpriv, as C{User=}, C{AmbientCapabilities=},
 C{CapabilityBoundingSet=} and C{NoNewPrivileges=} would), does its work,
-and fails to start without any one of them.
+and fails to start without any one of them. While it runs, the kernel
+shows (C{/proc/PID/task/TID/status}, every thread) the unit's uid and gid
+and exactly its capabilities.
 
 systemd itself is not run (these machines have none): its directories are
 stood in for by temporary ones owned by that uid, at the paths the config
@@ -27,8 +29,9 @@ from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest, TestCase
 
 from netsuite.bus import connect
+from netsuite.capabilities import ProcessPrivileges
 
-from .procs import Child, socket_dir, spawn
+from .procs import Child, socket_dir, spawn, thread_privileges
 from ..lab.labs import make_lab, need, need_root
 from ..test_systemd import INSTALLED_BIN, UNIT_DIR, Unit
 
@@ -139,6 +142,26 @@ class UnitPrivilegesTests(TestCase):
             "ip", "netns", "exec", self.lab.netns("ap"), *setpriv(self.uid, capabilities),
             *argv, "--socket-dir", self.sockets])
 
+    def assert_granted(self, name: str, child: Child) -> None:
+        """
+        Every thread of unit C{name}'s running process has exactly what the
+        unit grants: its uid and gid (all four of each), no other group,
+        C{AmbientCapabilities=} as effective, permitted, inheritable and
+        ambient, C{CapabilityBoundingSet=} as bounding, C{NoNewPrivileges=}.
+        """
+        unit = self.units[name]
+        granted = frozenset(unit.capabilities("AmbientCapabilities"))
+        expected = ProcessPrivileges(
+            uids=(self.uid,) * 4, gids=(self.uid,) * 4, groups=frozenset(),
+            effective=granted, permitted=granted, inheritable=granted, ambient=granted,
+            bounding=frozenset(unit.capabilities("CapabilityBoundingSet")),
+            no_new_privs=unit.value("NoNewPrivileges") == "yes")
+        assert child.pid is not None
+        threads = thread_privileges(child.pid)
+        self.assertTrue(threads)
+        for tid, privileges in threads.items():
+            self.assertEqual(privileges, expected, f"{name}: thread {tid}")
+
     @inlineCallbacks
     def fails_without_each(self, name: str, expected: Dict[str, str], config: str = "",
                            optional: Set[str] = frozenset()) -> Any:
@@ -183,6 +206,7 @@ class UnitPrivilegesTests(TestCase):
         self.assertFalse(self.lab.bridge_nf_call_iptables())
         links = self.lab.exec("ap", ["ip", "-br", "link", "show", "type", "ifb"]).stdout
         self.assertIn("ifb-ns0", links)
+        self.assert_granted("netsuite-firewall.service", firewall)
         firewall.signal("TERM")
         yield firewall.when_ended()
         self.lab.bridge_nf_call_iptables(True)
@@ -208,6 +232,8 @@ class UnitPrivilegesTests(TestCase):
         neighbours = self.lab.exec("ap", ["ip", "neigh", "show", "10.89.0.100"]).stdout
         self.assertIn(f"lladdr {self.lab.client_mac(1)}", neighbours)
         self.assertNotIn("no neighbour entry", dhcp.output())
+        self.assert_granted("netsuite-dhcp.service", dhcp)
+        self.assert_granted("netsuite-ldaphook.service", hook)
         dhcp.signal("TERM")
         yield dhcp.when_ended()
         dhcp = self.start("netsuite-dhcp.service", without="CAP_NET_ADMIN")
@@ -246,6 +272,8 @@ class UnitPrivilegesTests(TestCase):
         self.assertEqual(done, "303")
         members = self.lab.exec("ap", ["ipset", "list", "ns-auth"]).stdout
         self.assertIn(self.lab.client_address(1), members)
+        self.assert_granted("netsuite-portal.service", portal)
+        self.assert_granted("netsuite-firewall.service", firewall)
 
     @inlineCallbacks
     def test_all_in_one(self) -> None:
@@ -260,6 +288,7 @@ class UnitPrivilegesTests(TestCase):
             yield netsuite.when_line(ready)
         output = yield self.udhcpc()
         self.assertIn("lease of 10.89.0.100 obtained", output)
+        self.assert_granted("netsuite.service", netsuite)
         netsuite.signal("TERM")
         yield netsuite.when_ended()
         self.lab.bridge_nf_call_iptables(True)
