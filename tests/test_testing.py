@@ -25,8 +25,8 @@ class SurfaceTests(SynchronousTestCase):
         What the module says it ships is there.
         """
         self.assertEqual(sorted(testing.__all__), [
-            "HeldRunner", "MemoryDirectory", "MemoryFirewall", "MemoryShaper", "SyncRunner",
-            "registry_on_clock"])
+            "HeldRunner", "MemoryCapabilities", "MemoryDirectory", "MemoryFirewall",
+            "MemoryShaper", "SyncRunner", "registry_on_clock"])
         for name in testing.__all__:
             self.assertTrue(hasattr(testing, name), name)
 
@@ -43,6 +43,8 @@ class SurfaceTests(SynchronousTestCase):
         self.assertTrue(verifyObject(IFirewall, testing.MemoryFirewall(
             clock, ipaddress.IPv4Network("10.0.0.0/24"))))
         self.assertTrue(verifyObject(IRegistry, registry))
+        from netsuite.privileges import ICapabilityCalls
+        self.assertTrue(verifyObject(ICapabilityCalls, testing.MemoryCapabilities()))
 
 
 class RegistryOnClockTests(SynchronousTestCase):
