@@ -4,11 +4,15 @@ Tests for L{netsuite.privileges}.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+import json
+import os
+import subprocess
+import sys
+from typing import Any, Callable, Dict, List, Optional
 
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from netsuite.capabilities import NUMBERS, UnknownCapability, mask, parse_status
@@ -18,6 +22,48 @@ from netsuite.testing import MemoryCapabilities
 
 FIREWALL = frozenset({"CAP_NET_ADMIN", "CAP_NET_RAW"})
 NOBODY = 65534
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _outcome(call: Callable[[], Any]) -> Any:
+    try:
+        call()
+    except OSError as e:
+        return f"errno {e.errno}"
+    return "ok"
+
+
+def scenario(name: str, calls: Any, switch: Callable[[], None]) -> List[Any]:
+    """
+    One scenario of the contract between the kernel and
+    L{MemoryCapabilities}, from root: what C{calls} shows after the steps.
+    C{switch} makes this thread nobody, as twistd does.
+    """
+    if name == "keep":
+        service = KeepCapabilities(FIREWALL, calls)
+        service.privilegedStartService()
+        switch()
+        service.startService()
+        status = calls.status()
+        wider = mask(FIREWALL | {"CAP_SYS_ADMIN"})
+        return [status.uids, sorted(status.effective), sorted(status.permitted),
+                sorted(status.bounding), sorted(status.inheritable), sorted(status.ambient),
+                status.no_new_privs,
+                _outcome(lambda: calls.set_capabilities(wider, wider, 0)),
+                _outcome(lambda: calls.drop_bounding(NUMBERS["CAP_NET_RAW"]))]
+    if name == "no keep":
+        switch()
+        return [list(calls.capabilities())]
+    raise AssertionError(name)
+
+
+def run_libc(name: str) -> None:
+    """The scenario C{name} with the real calls (in a process of its own, as root)."""
+    def switch() -> None:
+        os.setgroups([])
+        os.setgid(NOBODY)
+        os.setuid(NOBODY)
+    print(json.dumps(scenario(name, LibcCapabilities(), switch)))
 
 
 class CallsTests(SynchronousTestCase):
@@ -59,6 +105,40 @@ class CallsTests(SynchronousTestCase):
         effective, permitted, _ = kept.capabilities()
         self.assertEqual(effective, 0)
         self.assertEqual(permitted, mask(NUMBERS))
+
+
+class ContractTests(SynchronousTestCase):
+    """
+    The fake and the kernel agree, step by step, on the path
+    L{KeepCapabilities} takes, and on what they refuse.
+    """
+
+    def compare(self, name: str) -> None:
+        if os.geteuid() != 0:
+            raise SkipTest("switching uid, as twistd --uid does, needs root")
+        fake = MemoryCapabilities()
+        expected = json.loads(json.dumps(scenario(name, fake, lambda: fake.switch(NOBODY,
+                                                                                  NOBODY))))
+        done = subprocess.run([sys.executable, "-c", "from tests.test_privileges import "
+                               f"run_libc; run_libc({name!r})"], cwd=ROOT, timeout=60,
+                              capture_output=True, text=True)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual(json.loads(done.stdout.splitlines()[-1]), expected)
+
+    def test_keep(self) -> None:
+        """
+        Kept across the switch: exactly the declared sets, no more can be
+        raised, and the bounding set can no longer be changed (no
+        CAP_SETPCAP).
+        """
+        self.compare("keep")
+
+    def test_no_keep(self) -> None:
+        """
+        Without KEEPCAPS the switch leaves nothing (what the firewall got
+        under twistd --uid before).
+        """
+        self.compare("no keep")
 
 
 class KeepCapabilitiesTests(SynchronousTestCase):
