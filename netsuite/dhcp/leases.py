@@ -174,6 +174,14 @@ class LeaseStore:
         writes, self._writes = self._writes, {}
         return writes
 
+    def give_back(self, writes: Writes) -> None:
+        """
+        Queue C{writes} again (their commit failed), under the changes
+        queued since: the newer change of an address wins.
+        """
+        for ip, row in writes.items():
+            self._writes.setdefault(ip, row)
+
     def commit(self, writes: Writes, durable: bool = True) -> None:
         """
         Write C{writes} in one transaction, fsynced if C{durable}. Touches

@@ -122,6 +122,14 @@ class SessionStore:
         writes, self._writes = self._writes, {}
         return writes
 
+    def give_back(self, writes: Writes) -> None:
+        """
+        Queue C{writes} again (their commit failed), under the changes
+        queued since: the newer change of a row wins.
+        """
+        for key, value in writes.items():
+            self._writes.setdefault(key, value)
+
     def commit(self, writes: Writes, durable: bool = True) -> None:
         """
         Blocking: write C{writes} in one transaction (WAL, synchronous=NORMAL
@@ -178,7 +186,8 @@ class Sessions:
         self.quota_bytes = quota_bytes
         self.sessions: Dict[IPv4Address, Session] = {s.ip: s for s in store.load()}
         self.last_logout = store.load_logouts()
-        self._commits = GroupCommit(store.take_writes, store.commit, runner, "session changes")
+        self._commits = GroupCommit(store.take_writes, store.commit, runner, "session changes",
+                                    give_back=store.give_back, clock=clock)
 
     def durable(self) -> "Deferred[bool]":
         """
