@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.integration.test_faults_env -*-
 """
-Faults of the environment, for real: the lease file's disk fills up (a
-small tmpfs) under a running netsuite-dhcp.
+Faults of the environment, for real: the disk of the lease file (under a
+running netsuite-dhcp) or of the portal's session file fills up (a small
+tmpfs of the test's own).
 
 No ACK without a durable commit: a client asking while the disk is full
 gets no answer (neither ACK nor NAK), the server logs one error line (not
@@ -20,6 +21,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.threads import deferToThread
 
 from .test_dhcp_lab import DHCPLab
+from .test_portal_lab import UPSTREAM_BODY, PortalLab
 
 TMPFS_BYTES = 1024 * 1024
 
@@ -46,17 +48,26 @@ def fill(directory: str) -> str:
     return path
 
 
+def small_disk(test) -> str:
+    """
+    A directory on a tmpfs of L{TMPFS_BYTES}, unmounted and removed in
+    C{test}'s clean-up.
+    """
+    disk = tempfile.mkdtemp(prefix="nsfull-")
+    test.addCleanup(os.rmdir, disk)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_BYTES},mode=0700",
+                    "netsuite-test", disk], check=True)
+    test.addCleanup(subprocess.run, ["umount", "-l", disk], check=True)
+    return disk
+
+
 class FullDiskTests(DHCPLab):
     """
-    netsuite-dhcp with its lease file on a 1 MiB tmpfs of the test's own.
+    netsuite-dhcp with its lease file on a 1 MiB tmpfs.
     """
 
     def before_server(self):
-        self.disk = tempfile.mkdtemp(prefix="nsfull-")
-        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_BYTES},mode=0700",
-                        "netsuite-test", self.disk], check=True)
-        self.addCleanup(os.rmdir, self.disk)
-        self.addCleanup(subprocess.run, ["umount", "-l", self.disk], check=True)
+        self.disk = small_disk(self)
         return None
 
     def lease_file(self):
@@ -107,3 +118,36 @@ class FullDiskTests(DHCPLab):
             return [(str(l.ip), l.state) for l in store.all()]
         finally:
             store.close()
+
+
+class PortalFullDiskTests(PortalLab):
+    """
+    The portal (all-in-one netsuite) with its session file on a 1 MiB tmpfs.
+    """
+
+    def session_file(self):
+        self.disk = small_disk(self)
+        return os.path.join(self.disk, "sessions.sqlite")
+
+    @inlineCallbacks
+    def test_full_disk(self):
+        """
+        With the disk full, c1's login is answered 503 (not a 500), c1
+        does not reach the internet, one "could not store" line is
+        logged; once the disk has room, the same login works.
+        """
+        filler = yield deferToThread(fill, self.disk)
+        for _ in range(2):
+            code, out, _, _ = yield self.login("c1")
+            self.assertEqual((code, out.split()[0]), (0, "503"), out)
+        code, body = yield self.curl("c1", self.internet)
+        self.assertNotIn(UPSTREAM_BODY, body)
+        errors = [line for line in self.daemon.output().splitlines()
+                  if "could not store" in line]
+        self.assertEqual(len(errors), 1, errors)
+        self.assertIn("database or disk is full", errors[0])
+        os.unlink(filler)
+        code, out, _, _ = yield self.login("c1")
+        self.assertEqual((code, out), (0, "303 http://example.com/"))
+        code, body = yield self.curl("c1", self.internet)
+        self.assertEqual((code, body), (0, UPSTREAM_BODY))
