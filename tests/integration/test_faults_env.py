@@ -14,16 +14,33 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import subprocess
 import tempfile
+from typing import Dict
 
+from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
+from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import SkipTest
 
-from .test_dhcp_lab import DHCPLab
+from netsuite.lab.peers import SlapdPeer, missing
+
+from .procs import PYTHON, spawn
+from .test_dhcp_lab import LDAP_CONFIG, DHCPLab
 from .test_portal_lab import UPSTREAM_BODY, PortalLab
 
 TMPFS_BYTES = 1024 * 1024
+
+DEADLINE = 1.0      # seconds the LDAP lookup may take
+RATE = 20           # perfdhcp's new clients a second ...
+LOAD_SECONDS = 5    # ... for this long: 100 clients, within the pool's 151
+DROP_TIME = 4       # perfdhcp counts an exchange dropped after this: the
+                    # deadline plus a margin for a loaded 2-core machine
+RELAY = "10.89.0.9"  # perfdhcp poses as a relay on c2's eth0 (giaddr): a
+                    # relay's replies come back to it, a broadcast would not
+PING_BOUND = 5.0    # /system/ping answers within this during a hang
 
 
 def fill(directory: str) -> str:
@@ -151,3 +168,142 @@ class PortalFullDiskTests(PortalLab):
         self.assertEqual((code, out), (0, "303 http://example.com/"))
         code, body = yield self.curl("c1", self.internet)
         self.assertEqual((code, body), (0, UPSTREAM_BODY))
+
+
+def perfdhcp_counts(output: str) -> Dict[str, int]:
+    """
+    perfdhcp's totals: C{sent packets}, C{received packets} and C{drops}
+    of its first exchange (DISCOVER-OFFER) and second (REQUEST-ACK),
+    named C{do_sent}, C{do_received}, C{do_drops}, C{ra_...}.
+    """
+    counts: Dict[str, int] = {}
+    exchange = None
+    for line in output.splitlines():
+        if "DISCOVER-OFFER" in line:
+            exchange = "do"
+        elif "REQUEST-ACK" in line:
+            exchange = "ra"
+        match = re.match(r"\s*(sent packets|received packets|drops):\s+(\d+)", line)
+        if exchange and match:
+            counts.setdefault(f"{exchange}_{match.group(1).split()[0]}", int(match.group(2)))
+    return counts
+
+
+class LdapFaultTests(DHCPLab):
+    """
+    netsuite-dhcp with its LDAP lookup (in the process, deadline
+    L{DEADLINE} s) and slapd in the access point, which knows c1, c2 and
+    c3; perfdhcp in c2 brings clients the directory does not know.
+    """
+
+    last = "10.89.0.250"
+    relays = (RELAY,)
+
+    def before_server(self):
+        if missing("slapd", "slapadd", "perfdhcp"):
+            raise SkipTest("not installed: slapd, perfdhcp (Debian: slapd, kea-admin)")
+        self.port = 3391
+        self.slapd = SlapdPeer(self.lab.netns("ap"), "127.0.0.1", self.port, hosts=[
+            ("c1host", self.lab.client_mac(1), "10.89.0.50"),
+            ("c2host", self.lab.client_mac(2), "10.89.0.52"),
+            ("c3host", self.lab.client_mac(3), "10.89.0.51")])
+        self.addCleanup(self.slapd.stop)
+        return deferToThread(self.slapd.start)
+
+    def extra_config(self):
+        return LDAP_CONFIG.replace("deadline = 1.0", f"deadline = {DEADLINE}").format(
+            enabled="true", port=self.port, base=self.slapd.hosts_dn)
+
+    def load(self, block: int):
+        """
+        perfdhcp in c2: RATE new clients a second for LOAD_SECONDS, MACs of
+        block C{block}, each DISCOVER counted dropped after DROP_TIME s;
+        fire with its totals (L{perfdhcp_counts}).
+        """
+        argv = ["perfdhcp", "-4", "-g", "single", "-l", RELAY, "-r", str(RATE), "-p", str(LOAD_SECONDS),
+                "-R", str(RATE * LOAD_SECONDS), "-d", str(DROP_TIME), "-W", "3000000",
+                "-b", f"mac=02:fa:{block:02x}:00:00:00", "10.89.0.1"]
+        def run():
+            self.lab.exec("c2", ["ip", "addr", "replace", f"{RELAY}/24", "dev", "eth0"],
+                          check=True)
+            return self.lab.exec("c2", argv, timeout=LOAD_SECONDS + 30)
+        return deferToThread(run).addCallback(lambda p: perfdhcp_counts(p.stdout))
+
+    @inlineCallbacks
+    def served_while(self, block: int):
+        """
+        perfdhcp's load while the directory misbehaves; during it, the
+        process answers /system/ping. Fires with perfdhcp's totals.
+        """
+        loaded = self.load(block)
+        pinged = 0
+        while not loaded.called:
+            yield self.bus.send("/system/ping", {}).addTimeout(PING_BOUND, reactor)
+            pinged += 1
+            yield deferLater(reactor, 0.5, lambda: None)
+        totals = yield loaded
+        self.assertGreater(pinged, 0)
+        return totals
+
+    def assertAllAnswered(self, totals):
+        """Every DISCOVER got an OFFER and every REQUEST an ACK."""
+        self.assertGreater(totals.get("do_sent", 0), RATE * LOAD_SECONDS // 2, totals)
+        self.assertEqual((totals["do_received"], totals["do_drops"]),
+                         (totals["do_sent"], 0), totals)
+        self.assertEqual((totals["ra_sent"], totals["ra_received"], totals["ra_drops"]),
+                         (totals["do_sent"], totals["do_sent"], 0), totals)
+
+    @inlineCallbacks
+    def test_hung_then_continued(self):
+        """
+        With slapd hung (SIGSTOP) under load, every perfdhcp client is
+        answered from the pool within the lookup deadline plus a margin
+        (no drop at DROP_TIME s), the process answers its /system
+        mailboxes during the hang, the lookup's timeout and busy reasons
+        rise; after SIGCONT, c3 gets its directory address again.
+        """
+        code, lines = yield self.udhcpc("c1")
+        self.assertEqual(self.fields(lines[-1])["ip"], "10.89.0.50", lines)
+        yield deferToThread(self.slapd.pause)
+        totals = yield self.served_while(1)
+        self.assertAllAnswered(totals)
+        line = yield self.listing()
+        self.assertGreater(reason(line, "timeout") + reason(line, "busy"), 0, line)
+        self.slapd.resume()
+        code, lines = yield self.udhcpc("c3")
+        self.assertEqual((code, self.fields(lines[-1])["ip"]), (0, "10.89.0.51"), lines)
+
+    @inlineCallbacks
+    def test_stopped_then_restarted(self):
+        """
+        With slapd stopped (SIGTERM) under load, every perfdhcp client is
+        answered from the pool, the lookup's error reason rises; once
+        slapd runs again, c2 gets its directory address.
+        """
+        code, lines = yield self.udhcpc("c1")
+        self.assertEqual(self.fields(lines[-1])["ip"], "10.89.0.50", lines)
+        yield deferToThread(self.slapd.stop)
+        totals = yield self.served_while(2)
+        self.assertAllAnswered(totals)
+        line = yield self.listing()
+        self.assertGreater(reason(line, "error"), 0, line)
+        yield deferToThread(self.slapd.start)
+        code, lines = yield self.udhcpc("c2")
+        self.assertEqual((code, self.fields(lines[-1])["ip"]), (0, "10.89.0.52"), lines)
+
+    @inlineCallbacks
+    def listing(self):
+        """The LDAP listener's line of C{netsuite-hook list ap:/dhcp/lookup}."""
+        hook_cli = os.path.join(os.path.dirname(PYTHON), "netsuite-hook")
+        listing = spawn(self, "netsuite-hook", [hook_cli, "--socket-dir", self.sockets,
+                                                "list", "ap:/dhcp/lookup"])
+        code = yield listing.when_ended()
+        self.assertEqual(code, 0, listing.output())
+        [line] = [l for l in listing.output().splitlines() if "hook=ldap" in l]
+        return line
+
+
+def reason(line: str, name: str) -> int:
+    """The count of reason C{name} in a listener's listing line (0 if absent)."""
+    found = re.search(rf"\b{name}=(\d+)", line.split("reasons:", 1)[-1])
+    return int(found.group(1)) if found else 0
