@@ -27,6 +27,7 @@ from twisted.logger import (FileLogObserver, FilteringLogObserver, LogLevel,
 from twisted.logger._flatten import flattenEvent
 
 from .bus.peers import Peers
+from .clock import ClockWatchService
 from .bus.server import BusServerFactory
 from .registry.registry import Registry
 from .system import LogToMailbox, install_system_mailboxes
@@ -295,6 +296,7 @@ def make_process_service(config: Any, reactor: Any,
     top.registry = registry  # type: ignore[attr-defined]
     LogService(registry, config.log.level, config.log.json_file).setServiceParent(top)
     StackDumps().setServiceParent(top)
+    ClockWatchService(reactor).setServiceParent(top)
     SocketDirectory(config.bus.socket_dir).setServiceParent(top)
     factory = BusServerFactory(registry, config.bus.allowed_uids)
     for description in [bus_endpoint(config)] + list(config.bus.listen):

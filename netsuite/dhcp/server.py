@@ -27,6 +27,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from ..registry.interfaces import IRegistry, Stop
+from ..clock import clock_watch
 from ..runner import GroupCommit, IRunner
 from ..registry.registry import declare_service
 from ..registry.values import MAC, Message
@@ -106,6 +107,7 @@ class DHCPServer:
         self.interface_subnet = interface_subnet
         self.portal_url = portal_url
         self.committer: Optional[GroupCommit] = None
+        self._unwatch: Optional[Any] = None
         self._pool_answer: Optional[Tuple[Message, Optional[Lease]]] = None
         self._encoded_replies: Dict[Tuple[str, Optional[int]], List[Tuple[int, bytes]]] = {}
         self.counters = {"dropped": 0, "unknown_type": 0, "no_subnet": 0, "not_ready": 0,
@@ -139,8 +141,17 @@ class DHCPServer:
         self.committer = GroupCommit(pool.store.take_writes, pool.store.commit, self.runner,
                                      "lease changes (ACKs withheld until they are stored)",
                                      give_back=pool.store.give_back, clock=self.clock)
+        self._unwatch = clock_watch(self.clock).observe(self._clock_stepped)
         if self.sweep_interval > 0:
             self._sweeping.start(self.sweep_interval, now=False)
+
+    def _clock_stepped(self, seconds: float) -> None:
+        """
+        The wall clock stepped: each lease keeps the time it had left, and
+        the file gets the new ends.
+        """
+        self.pool.shift(seconds)
+        self.committer.flush()
 
     def stop(self) -> "Deferred[bool]":
         """
@@ -148,6 +159,9 @@ class DHCPServer:
         """
         if self._sweeping.running:
             self._sweeping.stop()
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
         if self.committer is None:
             return succeed(True)
         committer = self.committer
@@ -485,8 +499,10 @@ class DHCPServer:
 
     def sweep(self) -> None:
         """
-        End the leases whose time is up (the store's expiry heap: no scan).
+        End the leases whose time is up (the store's expiry heap: no scan),
+        after moving them with a step of the wall clock, if there was one.
         """
+        clock_watch(self.clock).check()
         try:
             expired = self.pool.expire()
         except Exception:

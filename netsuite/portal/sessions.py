@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from twisted.internet.defer import Deferred
 
 from ..registry.values import MAC
+from ..clock import clock_watch
 from ..runner import GroupCommit, IRunner
 
 __all__ = ["Session", "SessionStore", "Sessions", "IDLE", "TIMEOUT", "QUOTA"]
@@ -188,6 +189,21 @@ class Sessions:
         self.last_logout = store.load_logouts()
         self._commits = GroupCommit(store.take_writes, store.commit, runner, "session changes",
                                     give_back=store.give_back, clock=clock)
+        clock_watch(clock).observe(self.shift)
+
+    def shift(self, seconds: float) -> None:
+        """
+        The wall clock stepped by C{seconds} (L{netsuite.clock}): move each
+        session's start and last activity with it, so that its time-outs
+        keep the time they had left; the moved sessions are stored.
+        Logout times stay as they were recorded.
+        """
+        for ip, session in list(self.sessions.items()):
+            moved = replace(session, started=session.started + seconds,
+                            last_active=session.last_active + seconds)
+            self.sessions[ip] = moved
+            self.store.put(moved)
+        self._commits.flush()
 
     def durable(self) -> "Deferred[bool]":
         """
@@ -291,8 +307,10 @@ class Sessions:
 
     def expired(self) -> List[Tuple[Session, str]]:
         """
-        The sessions past a time-out, with the reason (not yet ended).
+        The sessions past a time-out, with the reason (not yet ended);
+        a step of the wall clock is taken into account first.
         """
+        clock_watch(self.clock).check()
         now = self.clock.seconds()
         out = []
         for session in self.all():
