@@ -27,7 +27,7 @@ from twisted.trial.unittest import SkipTest
 
 from netsuite.lab.peers import SlapdPeer, missing
 
-from .procs import PYTHON, spawn
+from .procs import PYTHON, TWISTD, spawn
 from .test_dhcp_lab import LDAP_CONFIG, DHCPLab
 from .test_portal_lab import UPSTREAM_BODY, PortalLab
 
@@ -307,3 +307,69 @@ def reason(line: str, name: str) -> int:
     """The count of reason C{name} in a listener's listing line (0 if absent)."""
     found = re.search(rf"\b{name}=(\d+)", line.split("reasons:", 1)[-1])
     return int(found.group(1)) if found else 0
+
+
+LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+
+
+class ClockStepTests(DHCPLab):
+    """
+    netsuite-dhcp under libfaketime (Debian: faketime), the daemon only:
+    the test writes the offset of its wall clock to a file that the
+    library reads on every call; its monotonic clock is left alone, as a
+    real step leaves it. This machine's clock is never touched.
+    """
+
+    lease_time = 10
+
+    def before_server(self):
+        if not os.path.exists(LIBFAKETIME):
+            raise SkipTest(f"not installed: {LIBFAKETIME} (Debian: faketime)")
+        self.offset_file = os.path.join(self.work, "faketime")
+        self.set_offset("+0")
+
+    def set_offset(self, offset: str) -> None:
+        """Step the daemon's wall clock to C{offset} from the real one."""
+        with open(self.offset_file + ".new", "w") as f:
+            f.write(offset + "\n")
+        os.replace(self.offset_file + ".new", self.offset_file)
+
+    def start_server(self):
+        self.server = spawn(self, "netsuite-dhcp", [
+            *TWISTD, "-n", "--pidfile=", "netsuite-dhcp", "--name", "ap", "--socket-dir",
+            self.sockets, "--config", self.config], netns=self.lab.netns("ap"), env={
+                "LD_PRELOAD": LIBFAKETIME, "FAKETIME_TIMESTAMP_FILE": self.offset_file,
+                "FAKETIME_NO_CACHE": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1"})
+        return self.server.when_line("dhcp ready")
+
+    def state(self, client: int):
+        leases = self.bus.send("/dhcp/leases", {"mac": self.lab.client_mac(client)})
+        return leases.addCallback(lambda found: [l["state"] for l in found])
+
+    @inlineCallbacks
+    def test_steps(self):
+        """
+        Stepped back an hour, the daemon notices, and c1's lease of 10 s
+        still ends (its sweep goes on); stepped forward an hour, c2's
+        lease is not ended at once but after its own 10 s.
+        """
+        code, lines = yield self.udhcpc("c1")
+        self.assertEqual(code, 0, lines)
+        _, c1_expired = yield self.watching(self.bus, "/dhcp/lease/expired",
+                                            self.lab.client_mac(1))
+        self.set_offset("-3600")
+        yield self.server.when_line(r"wall clock stepped -3600", timeout=30)
+        yield c1_expired.addTimeout(STEP_BOUND, reactor)
+        code, lines = yield self.udhcpc("c2")
+        self.assertEqual(code, 0, lines)
+        _, c2_expired = yield self.watching(self.bus, "/dhcp/lease/expired",
+                                            self.lab.client_mac(2))
+        after = len(self.server.output().splitlines())
+        self.set_offset("+0")
+        yield self.server.when_line(r"wall clock stepped \+3600", timeout=30, after=after)
+        state = yield self.state(2)
+        self.assertEqual(state, ["bound"])
+        yield c2_expired.addTimeout(STEP_BOUND, reactor)
+
+
+STEP_BOUND = 60.0   # seconds to wait for a 10 s lease to end after a step
