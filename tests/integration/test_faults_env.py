@@ -1,13 +1,18 @@
 # -*- test-case-name: tests.integration.test_faults_env -*-
 """
-Faults of the environment, for real: the disk of the lease file (under a
-running netsuite-dhcp) or of the portal's session file fills up (a small
-tmpfs of the test's own).
+Faults of the environment, for real, each bounded in time:
 
-No ACK without a durable commit: a client asking while the disk is full
-gets no answer (neither ACK nor NAK), the server logs one error line (not
-one per request) and counts it; once space is back the next request is
-ACKed, with no restart, and the leases bound meanwhile reach the file.
+ - the disk of the lease file (under a running netsuite-dhcp) or of the
+   portal's session file fills up (a 1 MiB tmpfs of the test's own): no
+   ACK (nor NAK) and no login without a durable commit, one error line,
+   counted; service back by itself once there is room;
+ - slapd stopped (SIGTERM) or hung (SIGSTOP) while perfdhcp brings new
+   clients to netsuite-dhcp with its LDAP lookup: every client answered
+   from the pool, the process's mailboxes answer during the hang, the
+   lookup's reasons say why; directory answers resume after SIGCONT or a
+   restart;
+ - the daemon's wall clock stepped back and forward an hour (libfaketime,
+   on the daemon only): leases still end after their own time.
 """
 
 from __future__ import annotations
