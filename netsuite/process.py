@@ -27,6 +27,7 @@ from twisted.logger import (FileLogObserver, FilteringLogObserver, LogLevel,
 from twisted.logger._flatten import flattenEvent
 
 from .bus.peers import Peers
+from .clock import ClockWatchService
 from .bus.server import BusServerFactory
 from .privileges import KeepCapabilities, UidSwitch
 from .registry.registry import Registry
@@ -324,6 +325,7 @@ def make_process_service(config: Any, reactor: Any, services: Iterable[Any] = ()
     KeepCapabilities(frozenset().union(*(p.capabilities for p in services))
                      ).setServiceParent(top)
     StackDumps().setServiceParent(top)
+    ClockWatchService(reactor).setServiceParent(top)
     SocketDirectory(config.bus.socket_dir, switch).setServiceParent(top)
     factory = BusServerFactory(registry, config.bus.allowed_uids)
     for description in [bus_endpoint(config)] + list(config.bus.listen):

@@ -169,21 +169,44 @@ class GroupCommit:
     time: whatever is queued while a commit runs goes into the next (one
     fsync for every caller waiting).
 
+    A failed commit (a full disk: C{sqlite3.OperationalError("database or
+    disk is full")}) loses nothing: its writes go back in the queue, under
+    any newer change of the same key, and are tried again with the next
+    waiter's commit, or by themselves after C{retry_after} seconds. Its
+    waiters get False. Only the first failure of a run of them is logged
+    (one line, with the reason); the first commit that works again says so.
+
     @param take_writes: C{() -> writes}: what is queued now, handed over
         (empty: nothing to do).
     @param commit: C{(writes, durable) -> None}, blocking: writes them in
         one transaction, fsynced if C{durable} (someone waits on it).
     @param what: names the writes in the log ("lease changes").
+    @param give_back: C{(writes) -> None}: put writes whose commit failed
+        back in the queue, under newer ones; without it they are dropped.
+    @param clock: times the retry of writes nobody waits for; without it
+        they wait for the next waiter.
+
+    @ivar failures: how many commits failed, in all.
+    @ivar failing: whether the last commit failed.
     """
 
     def __init__(self, take_writes: Callable[[], Any], commit: Callable[[Any, bool], None],
-                 runner: IRunner, what: str = "changes") -> None:
+                 runner: IRunner, what: str = "changes",
+                 give_back: Optional[Callable[[Any], None]] = None, clock: Any = None,
+                 retry_after: float = 5.0) -> None:
         self._take = take_writes
         self._commit = commit
+        self._give_back = give_back
+        self._clock = clock
+        self.retry_after = retry_after
         self.runner = runner
         self.what = what
         self._waiting: List[Deferred[bool]] = []
         self._busy = False
+        self._retry: Any = None
+        self.failures = 0
+        self.failing = False
+        self._failed_in_a_row = 0
 
     def durable(self) -> "Deferred[bool]":
         """
@@ -197,9 +220,13 @@ class GroupCommit:
 
     def flush(self) -> None:
         """
-        Start committing what is queued, without waiting for it.
+        Start committing what is queued, without waiting for it. While
+        commits fail, only a waiter or the retry timer starts one.
         """
-        if self._busy:
+        self._start(retrying=False)
+
+    def _start(self, retrying: bool) -> None:
+        if self._busy or (self.failing and not self._waiting and not retrying):
             return
         writes = self._take()
         waiting, self._waiting = self._waiting, []
@@ -213,8 +240,47 @@ class GroupCommit:
                 d.callback(ok)
             self.flush()
 
+        def stored(_: Any) -> None:
+            if self.failing:
+                _log.info("stored {what} again, after {n} failed commits", what=self.what,
+                          n=self._failed_in_a_row)
+            self.failing, self._failed_in_a_row = False, 0
+            if self._retry is not None and self._retry.active():
+                self._retry.cancel()
+            self._retry = None
+            done(True)
+
         def failed(failure: Any) -> None:
-            _log.failure("could not store {n} {what}", failure, n=len(writes), what=self.what)
+            self.failures += 1
+            self._failed_in_a_row += 1
+            if self._give_back is not None and writes:
+                self._give_back(writes)
+            if not self.failing:
+                self.failing = True
+                _log.error("could not store {n} {what}: {error}; kept to try again (further "
+                           "failures are counted, not logged, until a commit works)",
+                           n=len(writes), what=self.what, error=_reason(failure))
+            if (self._clock is not None and self._retry is None
+                    and not failure.check(RunnerStopped)):
+                self._retry = self._clock.callLater(self.retry_after, self._retried)
             done(False)
-        self.runner.run(self._commit, writes, bool(waiting)).addCallbacks(
-            lambda _: done(True), failed)
+        self.runner.run(self._commit, writes, bool(waiting)).addCallbacks(stored, failed)
+
+    def _retried(self) -> None:
+        self._retry = None
+        self._start(retrying=True)
+
+    def cancel_retry(self) -> None:
+        """
+        Drop the pending retry, if any (at shutdown).
+        """
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
+
+
+def _reason(failure: Any) -> str:
+    """
+    A failed commit's exception as one line: its type and message.
+    """
+    return f"{failure.type.__name__}: {failure.getErrorMessage()}"

@@ -4,11 +4,13 @@ thread runner's own promises (order with one thread, calls side by side
 with more, off the reactor thread, stopped at shutdown).
 """
 
+import sqlite3
 import threading
 
 from twisted.internet import reactor
 from twisted.internet.defer import gatherResults, inlineCallbacks
 from twisted.internet.task import Clock
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
@@ -289,11 +291,148 @@ class GroupCommitTests(SynchronousTestCase):
         failed = self.group.durable()
         self.runner.run_next()
         self.assertFalse(self.successResultOf(failed))
-        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
         self.store.queued.append("good")
         ok = self.group.durable()
         self.runner.run_next()
         self.assertTrue(self.successResultOf(ok))
+
+
+class FullDisk:
+    """
+    A store on a disk that fills and empties: C{commit} raises what
+    sqlite3 raises on a full disk while C{full}; C{give_back} queues a
+    failed commit's writes under the newer ones (keyed writes, as the
+    lease and session stores keep them).
+    """
+
+    def __init__(self):
+        self.queued = {}
+        self.committed = []
+        self.full = False
+
+    def take(self):
+        writes, self.queued = self.queued, {}
+        return writes
+
+    def give_back(self, writes):
+        for key, value in writes.items():
+            self.queued.setdefault(key, value)
+
+    def commit(self, writes, durable):
+        if self.full:
+            raise sqlite3.OperationalError("database or disk is full")
+        self.committed.append(dict(writes))
+
+
+class GroupCommitFullDiskTests(SynchronousTestCase):
+    """
+    L{GroupCommit} on a full disk: nothing queued is lost, one error line
+    per run of failures, and commits work again by themselves once there
+    is space.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.store = FullDisk()
+        self.runner = HeldRunner()
+        self.group = GroupCommit(self.store.take, self.store.commit, self.runner, "writes",
+                                 give_back=self.store.give_back, clock=self.clock,
+                                 retry_after=5.0)
+        self.logged = []
+        globalLogPublisher.addObserver(self.logged.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.logged.append)
+
+    def lines(self, level):
+        return [formatEvent(e) for e in self.logged if e.get("log_level") == level]
+
+    def test_failedWritesKept(self):
+        """
+        The writes of a failed commit go back in the queue, under a newer
+        change of the same key, and are in the next commit.
+        """
+        self.store.full = True
+        self.store.queued.update(a=1, b=1)
+        self.assertFalse(self.outcome(self.group.durable()))
+        self.store.full = False
+        self.store.queued.update(b=2)
+        self.assertTrue(self.outcome(self.group.durable()))
+        self.assertEqual(self.store.committed, [{"a": 1, "b": 2}])
+
+    def test_oneErrorLine(self):
+        """
+        Three failed commits in a row log one error, naming the reason;
+        the first commit that works logs that it works again, with the
+        count; failures counts all three.
+        """
+        self.store.full = True
+        for n in range(3):
+            self.store.queued[n] = n
+            self.assertFalse(self.outcome(self.group.durable()))
+        [error] = self.lines(LogLevel.error)
+        self.assertIn("could not store 1 writes: OperationalError: database or disk is full",
+                      error)
+        self.assertEqual((self.group.failures, self.group.failing), (3, True))
+        self.store.full = False
+        self.assertTrue(self.outcome(self.group.durable()))
+        self.assertEqual(self.group.failing, False)
+        self.assertEqual(self.store.committed, [{0: 0, 1: 1, 2: 2}])
+        self.assertIn("stored writes again, after 3 failed commits",
+                      self.lines(LogLevel.info)[-1])
+        self.store.full = True
+        self.store.queued["c"] = 1
+        self.outcome(self.group.durable())
+        self.assertEqual(len(self.lines(LogLevel.error)), 2)  # a new run of failures
+
+    def test_noBusyLoop(self):
+        """
+        While commits fail, writes nobody waits for are not retried at
+        once (no loop of failing commits): a flush does nothing until the
+        retry time, which commits them once there is space.
+        """
+        self.store.full = True
+        self.store.queued["a"] = 1
+        self.group.flush()
+        self.runner.run_next()
+        self.assertEqual(self.runner.calls, [])
+        self.store.queued["b"] = 1
+        self.group.flush()
+        self.assertEqual(self.runner.calls, [])
+        self.clock.advance(5)
+        self.runner.run_next()  # still full: fails, and is retried later
+        self.assertEqual(self.runner.calls, [])
+        self.store.full = False
+        self.clock.advance(5)
+        self.runner.run_next()
+        self.assertEqual(self.store.committed, [{"a": 1, "b": 1}])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_waiterRetriesAtOnce(self):
+        """
+        A waiter does not wait for the retry time: its durable() commits
+        at once, with the failed writes.
+        """
+        self.store.full = True
+        self.store.queued["a"] = 1
+        self.outcome(self.group.durable())
+        self.store.full = False
+        self.store.queued["b"] = 1
+        self.assertTrue(self.outcome(self.group.durable()))
+        self.assertEqual(self.store.committed, [{"a": 1, "b": 1}])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_stoppedRunnerNoRetry(self):
+        """
+        A commit refused by a stopped runner (shutdown) is not retried.
+        """
+        self.runner.stop()
+        self.store.queued["a"] = 1
+        self.assertFalse(self.successResultOf(self.group.durable()))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def outcome(self, d):
+        while self.runner.calls:
+            self.runner.run_next()
+        return self.successResultOf(d)
 
 
 class ThreadRunnerShutdownTests(SynchronousTestCase):

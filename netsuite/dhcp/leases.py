@@ -174,6 +174,32 @@ class LeaseStore:
         writes, self._writes = self._writes, {}
         return writes
 
+    def give_back(self, writes: Writes) -> None:
+        """
+        Queue C{writes} again (their commit failed), under the changes
+        queued since: the newer change of an address wins.
+        """
+        for ip, row in writes.items():
+            self._writes.setdefault(ip, row)
+
+    def shift(self, seconds: float) -> None:
+        """
+        Move the end of every lease and offer by C{seconds}: the wall
+        clock stepped that far (L{netsuite.clock}), and each keeps the
+        time it had left. Every row is queued for the file (its new end
+        is in the wall clock's new reckoning). Costs one pass over the
+        leases, once per step.
+        """
+        for ip, lease in list(self._rows.items()):
+            moved = attr.evolve(lease, expires=lease.expires + seconds)
+            self._rows[ip] = moved
+            self._writes[ip] = _to_row(moved)
+        self._due = [(lease.expires, ip) for ip, lease in self._rows.items()
+                     if lease.state in ACTIVE]
+        heapq.heapify(self._due)
+        for ip, offer in list(self._offers.items()):
+            self._offers[ip] = attr.evolve(offer, expires=offer.expires + seconds)
+
     def commit(self, writes: Writes, durable: bool = True) -> None:
         """
         Write C{writes} in one transaction, fsynced if C{durable}. Touches

@@ -269,6 +269,15 @@ class Pool:
             self.store.discard_offer(offer.ip)
             self._remark(offer.ip)
 
+    def shift(self, seconds: float) -> None:
+        """
+        The wall clock stepped by C{seconds}: move every lease, offer and
+        offer hold with it (each keeps the time it had left).
+        """
+        self.store.shift(seconds)
+        self._holds = type(self._holds)((expires + seconds, ip, key)
+                                        for expires, ip, key in self._holds)
+
     def _sweep_offers(self, now: float) -> None:
         """
         Let go of the offers whose hold is over; the holds run in time

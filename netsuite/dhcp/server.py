@@ -27,6 +27,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from ..registry.interfaces import IRegistry, Stop
+from ..clock import clock_watch
 from ..runner import GroupCommit, IRunner
 from ..registry.registry import declare_service
 from ..registry.values import MAC, Message
@@ -106,12 +107,14 @@ class DHCPServer:
         self.interface_subnet = interface_subnet
         self.portal_url = portal_url
         self.committer: Optional[GroupCommit] = None
+        self._unwatch: Optional[Any] = None
         self._pool_answer: Optional[Tuple[Message, Optional[Lease]]] = None
         self._encoded_replies: Dict[Tuple[str, Optional[int]], List[Tuple[int, bytes]]] = {}
         self.counters = {"dropped": 0, "unknown_type": 0, "no_subnet": 0, "not_ready": 0,
                          "offers": 0, "acks": 0, "naks": 0, "exhausted": 0,
                          "refused_hook_addresses": 0, "refused_declines": 0,
-                         "unlisted_relay": 0, "unknown_renewals": 0}
+                         "unlisted_relay": 0, "unknown_renewals": 0, "unstored": 0,
+                         "store_failures": 0}
         self._sweeping = LoopingCall(self.sweep)
         self._sweeping.clock = clock
         self.sweep_interval = sweep_interval
@@ -121,7 +124,13 @@ class DHCPServer:
         declare_service(self.registry, "dhcp", MAILBOXES, EVENTS, {
             "/dhcp/lookup": self._pool_lookup,
             "/dhcp/leases": self._leases,
-            "/dhcp/counters": lambda message: Stop(dict(self.counters))}, refusals=REFUSALS)
+            "/dhcp/counters": lambda message: Stop(self._counters())}, refusals=REFUSALS)
+
+    def _counters(self) -> Dict[str, int]:
+        counters = dict(self.counters)
+        if self.committer is not None:
+            counters["store_failures"] = self.committer.failures
+        return counters
 
     def start(self, pool: Pool) -> None:
         """
@@ -130,9 +139,19 @@ class DHCPServer:
         """
         self.pool = pool
         self.committer = GroupCommit(pool.store.take_writes, pool.store.commit, self.runner,
-                                     "lease changes (not acknowledged)")
+                                     "lease changes (ACKs withheld until they are stored)",
+                                     give_back=pool.store.give_back, clock=self.clock)
+        self._unwatch = clock_watch(self.clock).observe(self._clock_stepped)
         if self.sweep_interval > 0:
             self._sweeping.start(self.sweep_interval, now=False)
+
+    def _clock_stepped(self, seconds: float) -> None:
+        """
+        The wall clock stepped: each lease keeps the time it had left, and
+        the file gets the new ends.
+        """
+        self.pool.shift(seconds)
+        self.committer.flush()
 
     def stop(self) -> "Deferred[bool]":
         """
@@ -140,9 +159,17 @@ class DHCPServer:
         """
         if self._sweeping.running:
             self._sweeping.stop()
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
         if self.committer is None:
             return succeed(True)
-        return self.committer.durable()
+        committer = self.committer
+
+        def stopped(durable: bool) -> bool:
+            committer.cancel_retry()
+            return durable
+        return committer.durable().addCallback(stopped)
 
     # the stock listeners
 
@@ -342,7 +369,12 @@ class DHCPServer:
     def _acked(self, durable: bool, request: Packet, subnet: Subnet, lease: Lease,
                renewed: bool) -> Any:
         if not durable:
-            return None  # logged by the committer; the client will ask again
+            # Logged by the committer. No ACK without the lease on disk (an
+            # ACK promises a binding that survives a restart), and no NAK
+            # either (the client did nothing wrong, and a NAK sends it back
+            # to DISCOVER): it asks again, and is ACKed once a commit works.
+            self.counters["unstored"] += 1
+            return None
         self.counters["acks"] += 1
         self._announce("/dhcp/lease/renewed" if renewed else "/dhcp/lease/acked", {
             "ip": lease.ip, "mac": lease.mac, "subnet": subnet.name,
@@ -467,8 +499,10 @@ class DHCPServer:
 
     def sweep(self) -> None:
         """
-        End the leases whose time is up (the store's expiry heap: no scan).
+        End the leases whose time is up (the store's expiry heap: no scan),
+        after moving them with a step of the wall clock, if there was one.
         """
+        clock_watch(self.clock).check()
         try:
             expired = self.pool.expire()
         except Exception:

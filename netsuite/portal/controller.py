@@ -19,7 +19,7 @@ from ..registry.registry import declare_service
 from ..registry.values import MAC, Message
 from .sessions import Session, Sessions
 
-__all__ = ["Portal", "MAILBOXES", "EVENTS"]
+__all__ = ["Portal", "MAILBOXES", "EVENTS", "LoginRefused", "SessionNotStored"]
 
 _log = Logger()
 
@@ -55,6 +55,13 @@ def _no_mac(ip: ipaddress.IPv4Address) -> "Deferred[Optional[MAC]]":
 class LoginRefused(Exception):
     """
     The firewall (or a hook in front of it) refused to let the client in.
+    """
+
+
+class SessionNotStored(Exception):
+    """
+    The client's new session could not be stored (a full disk): the login
+    was undone, the client is not let in, and may try again later.
     """
 
 class Portal:
@@ -231,7 +238,10 @@ class Portal:
                 self.sessions.logout(old.ip, "moved")
                 self._ended(old, "moved")
         session = self.sessions.login(ip, mac, reason, username, started, bytes_base)
-        yield self._stored()
+        stored = yield self._stored()
+        if not stored:
+            yield self._undo_login(ip)
+            raise SessionNotStored("the portal could not record the session")
         _log.info("portal login {ip} {mac} ({reason})", ip=ip, mac=mac, reason=reason,
                   netsuite_event="portal-login")
         event: Message = {"ip": ip, "mac": mac, "reason": reason}
@@ -257,10 +267,24 @@ class Portal:
             yield self._stored()
         return session
 
+    @inlineCallbacks
+    def _undo_login(self, ip: ipaddress.IPv4Address) -> Any:
+        """
+        Take back a login whose session could not be stored: no session,
+        no firewall entry, no event (nobody was told of the login). A
+        session the login replaced stays ended.
+        """
+        self.sessions.logout(ip)
+        try:
+            yield self.registry.send(self._at(self.firewall_process, "/firewall/deauthorize"),
+                                     {"ip": ip})
+        except Exception:
+            _log.failure("firewall de-authorization of {ip} failed", ip=ip)
+
     def _stored(self) -> "Deferred[bool]":
         """
-        Wait until the session changes so far are stored (a failure to
-        store them is logged by the sessions; the client stays served).
+        Wait until the session changes so far are stored: fires with
+        False if that failed (logged by the sessions, and tried again).
         """
         return self.sessions.durable()
 

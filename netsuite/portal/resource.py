@@ -24,7 +24,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from .auth import CLICK, CODE, PASSWORD, LoginLimiter
-from .controller import LoginRefused, Portal
+from .controller import LoginRefused, Portal, SessionNotStored
 from .front import PortalSite, RedirectCache, request_path
 from .operator import REALM, OperatorAuth, TooManyChecks, kick_address, render_clients
 from .pages import HTML, PROBES, Pages, data_size, duration, esc, in_words, safe_url
@@ -348,6 +348,11 @@ class PortalResource(Resource):
                 await self.portal.login(ip, mac, self.method, username)
             except LoginRefused as refused:
                 return self._login_page(request, ip, f"Access refused: {refused}", 403)
+            except SessionNotStored:
+                request.setHeader(b"Retry-After", b"60")
+                return self._respond(request, 503, self.pages.page(
+                    "Cannot connect right now", "<p>The portal could not record your "
+                    "session; please try again in a minute.</p>"))
             # cut the client's other connections to the portal: a browser
             # reuses one diverted before the login (even one it opened ahead
             # and never used) for the page it is sent to next

@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from twisted.internet.defer import Deferred
 
 from ..registry.values import MAC
+from ..clock import clock_watch
 from ..runner import GroupCommit, IRunner
 
 __all__ = ["Session", "SessionStore", "Sessions", "IDLE", "TIMEOUT", "QUOTA"]
@@ -122,6 +123,14 @@ class SessionStore:
         writes, self._writes = self._writes, {}
         return writes
 
+    def give_back(self, writes: Writes) -> None:
+        """
+        Queue C{writes} again (their commit failed), under the changes
+        queued since: the newer change of a row wins.
+        """
+        for key, value in writes.items():
+            self._writes.setdefault(key, value)
+
     def commit(self, writes: Writes, durable: bool = True) -> None:
         """
         Blocking: write C{writes} in one transaction (WAL, synchronous=NORMAL
@@ -178,7 +187,23 @@ class Sessions:
         self.quota_bytes = quota_bytes
         self.sessions: Dict[IPv4Address, Session] = {s.ip: s for s in store.load()}
         self.last_logout = store.load_logouts()
-        self._commits = GroupCommit(store.take_writes, store.commit, runner, "session changes")
+        self._commits = GroupCommit(store.take_writes, store.commit, runner, "session changes",
+                                    give_back=store.give_back, clock=clock)
+        clock_watch(clock).observe(self.shift)
+
+    def shift(self, seconds: float) -> None:
+        """
+        The wall clock stepped by C{seconds} (L{netsuite.clock}): move each
+        session's start and last activity with it, so that its time-outs
+        keep the time they had left; the moved sessions are stored.
+        Logout times stay as they were recorded.
+        """
+        for ip, session in list(self.sessions.items()):
+            moved = replace(session, started=session.started + seconds,
+                            last_active=session.last_active + seconds)
+            self.sessions[ip] = moved
+            self.store.put(moved)
+        self._commits.flush()
 
     def durable(self) -> "Deferred[bool]":
         """
@@ -282,8 +307,10 @@ class Sessions:
 
     def expired(self) -> List[Tuple[Session, str]]:
         """
-        The sessions past a time-out, with the reason (not yet ended).
+        The sessions past a time-out, with the reason (not yet ended);
+        a step of the wall clock is taken into account first.
         """
+        clock_watch(self.clock).check()
         now = self.clock.seconds()
         out = []
         for session in self.all():

@@ -135,7 +135,7 @@ class DHCPLab(TestCase):
         self.sockets = socket_dir(self)
         yield self.before_server()
         self.config = write_config(self, CONFIG.format(
-            leases=os.path.join(self.work, "leases.sqlite"), last=self.last,
+            leases=self.lease_file(), last=self.last,
             lease_time=self.lease_time, relays=json.dumps(list(self.relays)))
             + self.extra_config())
         yield self.start_server()
@@ -144,6 +144,9 @@ class DHCPLab(TestCase):
 
     def before_server(self):
         return None
+
+    def lease_file(self):
+        return os.path.join(self.work, "leases.sqlite")
 
     def extra_config(self):
         return ""

@@ -76,7 +76,7 @@ class PortalLab(TestCase):
         self.addCleanup(shutil.rmtree, self.tmp, True)
         self.config = write_config(self, CONFIG.format(
             port=PORT, ap=self.lab.ap_address, idle=self.idle,
-            sessions=os.path.join(self.tmp, "sessions.sqlite")) + self.more_config())
+            sessions=self.session_file()) + self.more_config())
         self.daemon = spawn(self, "netsuite", [
             *TWISTD, "-n", "--pidfile=", "netsuite", "--name", "ap", "--socket-dir",
             self.sockets, "--config", self.config], netns=self.lab.netns("ap"))
@@ -92,6 +92,12 @@ class PortalLab(TestCase):
         TOML added to the config (files it names go in C{self.tmp}).
         """
         return ""
+
+    def session_file(self):
+        """
+        Where the portal keeps its sessions.
+        """
+        return os.path.join(self.tmp, "sessions.sqlite")
 
     def curl(self, client, *args, seconds=3):
         """

@@ -6,6 +6,7 @@ static files.
 
 import json
 import re
+import sqlite3
 from urllib.parse import quote
 
 from twisted.internet.testing import EventLoggingObserver
@@ -15,6 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from netsuite.portal.auth import PASSWORD
 from netsuite.portal.pages import Pages
 from netsuite.portal.resource import CSRF_COOKIE, PortalResource
+from netsuite.portal.sessions import SessionStore
 from netsuite.registry import Stop
 
 from .helpers import A, B, HOST, MAC_A, PortalFixture
@@ -367,6 +369,58 @@ class LoginTests(SynchronousTestCase):
     def test_not_found(self):
         self.assertEqual(self.f.request(b"GET", b"/nope").responseCode, 404)
         self.assertEqual(self.f.request(b"GET", b"/").responseCode, 303)
+
+
+class FillingSessionStore(SessionStore):
+    """
+    A session store on a disk that fills: while C{full}, a commit raises
+    what sqlite3 raises on a full disk.
+    """
+
+    full = False
+
+    def commit(self, writes, durable=True):
+        if self.full:
+            raise sqlite3.OperationalError("database or disk is full")
+        return super().commit(writes, durable)
+
+
+class FullDiskLoginTests(SynchronousTestCase):
+    """
+    A login whose session cannot be stored is refused with a 503 and
+    undone; the next one, once there is space, works.
+    """
+
+    def setUp(self):
+        self.store = FillingSessionStore(":memory:")
+        self.f = PortalFixture(store=self.store)
+        self.logins = []
+        self.f.registry.watch("/portal/login", self.logins.append)
+
+    def test_refused_then_works(self):
+        """
+        With the disk full, the login answers 503 with a page saying why
+        and a Retry-After, the client is not in the firewall, has no
+        session and no /portal/login event went out. Once the disk has
+        room, the same click logs the client in, and its session is
+        stored (nothing of the failed login's is left in the file).
+        """
+        self.store.full = True
+        r = self.f.accept(A)
+        self.assertEqual(r.responseCode, 503)
+        self.assertIn("could not record your session", r.body().decode())
+        self.assertEqual(r.header(b"retry-after"), b"60")
+        self.assertNotIn(A, self.f.firewall.clients)
+        self.assertIsNone(self.f.sessions.get(A))
+        self.f.registry.eventual.flush_sync()
+        self.assertEqual(self.logins, [])
+        self.store.full = False
+        r = self.f.accept(A)
+        self.assertEqual(r.responseCode, 303)
+        self.assertIn(A, self.f.firewall.clients)
+        self.assertEqual([s.ip for s in self.store.load()], [A])
+        self.f.registry.eventual.flush_sync()
+        self.assertEqual(len(self.logins), 1)
 
 
 class StaticTests(SynchronousTestCase):
