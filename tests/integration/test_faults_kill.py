@@ -389,18 +389,19 @@ class FirewallKillTests(AccessPoint):
 # Log in from each address given (curl --interface), one after another, as
 # examples/portal-login.sh does; one line per login: its address and the
 # HTTP status (303: logged in; 000: no answer). While the portal is down
-# (connection refused) curl tries again every second, for up to 60 s.
+# (connection refused) curl tries again every second, for up to 60 s (into
+# a file: a retry truncates its output, which /dev/null and a pipe refuse).
 LOGIN_LOOP = r"""
 portal=$1; shift
-curl="curl -s --max-time 10 --retry 60 --retry-connrefused --retry-delay 1 --retry-max-time 60"
+curl="curl -sS --max-time 10 --retry 60 --retry-connrefused --retry-delay 1 --retry-max-time 60"
 for ip in "$@"; do
   jar=$(mktemp)
-  token=$($curl --interface "$ip" -c "$jar" -b "$jar" "$portal/login" |
-          sed -n 's/.*name="csrf" value="\([^"]*\)".*/\1/p')
-  code=$($curl --interface "$ip" -c "$jar" -b "$jar" -o /dev/null \
+  $curl --interface "$ip" -c "$jar" -b "$jar" -o "$jar.page" "$portal/login"
+  token=$(sed -n 's/.*name="csrf" value="\([^"]*\)".*/\1/p' "$jar.page")
+  code=$($curl --interface "$ip" -c "$jar" -b "$jar" -o "$jar.page" \
          -w '%{http_code}' --data-urlencode "csrf=$token" --data accept=1 "$portal/login")
   echo "login $ip $code"
-  rm -f "$jar"
+  rm -f "$jar" "$jar.page"
 done
 echo "logins done"
 """
@@ -494,6 +495,7 @@ class PortalKillTests(AccessPoint):
         self.assertEqual(len([line for line in daemon.lines() if "portal restored" in line]), 1)
         figures(f"portal kill -9 ({'split' if self.split else 'all-in-one'})",
                 logins=len(every), ok=sum(1 for _, code in every if code == "303"),
+                failed_codes=sorted(code for _, code in every if code != "303"),
                 logins_per_s_before_kill=f"{sum(at_kill) / loaded_for:.1f}",
                 ok_before_kill=len(before), sessions_after=len(sessions), kernel=len(kernel),
                 strays_deauthorized=re.search(STRAYS, restore).group(1),
