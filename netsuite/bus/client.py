@@ -73,11 +73,13 @@ class RemoteWatch:
     One of our functions watching the owner's mailbox.
     """
 
-    def __init__(self, client: "BusClient", path: str, fn: Callable[..., Any]) -> None:
+    def __init__(self, client: "BusClient", path: str, fn: Callable[..., Any],
+                 on_attach: Optional[Callable[[], Any]] = None) -> None:
         self.client = client
         self.id = f"w{next(_ids)}"
         self.path = path
         self.fn = fn
+        self.on_attach = on_attach
         self.attached: Deferred[RemoteWatch] = Deferred()
 
     def remove(self) -> None:
@@ -362,8 +364,15 @@ class BusClient:
             self._current.callRemote(RemoveListener, listener=handle.id).addErrback(
                 lambda f: None)
 
-    def watch(self, address: str, fn: Callable[..., Any]) -> RemoteWatch:
-        handle = RemoteWatch(self, self._path(address), fn)
+    def watch(self, address: str, fn: Callable[..., Any],
+              on_attach: Optional[Callable[[], Any]] = None) -> RemoteWatch:
+        """
+        Watch the owner's mailbox (see L{IRegistry.watch}); C{on_attach()}
+        is called each time the owner holds the watch: once connected, and
+        again after each reconnection (the owner may have restarted, and
+        the messages sent meanwhile were missed).
+        """
+        handle = RemoteWatch(self, self._path(address), fn, on_attach)
         self._watches[handle.id] = handle
         if self._current is not None:
             self._attach_watch(self._current, handle).addErrback(lambda f: None)  # logged
@@ -373,6 +382,12 @@ class BusClient:
         def done(result: Any) -> None:
             if not handle.attached.called:
                 handle.attached.callback(handle)
+            if handle.on_attach is not None and handle.id in self._watches:
+                try:
+                    handle.on_attach()
+                except Exception:
+                    _log.failure("on_attach of the watch of {path} on {name} failed",
+                                 path=handle.path, name=self.name)
 
         def failed(failure: Failure) -> Failure:
             _log.failure("could not watch {path} on {name}", failure,

@@ -151,5 +151,6 @@ class _NoSocket:
                **kw: Any) -> Any:
         return self._peers.client(self.name).listen(address, fn, **kw)
 
-    def watch(self, address: str, fn: Callable[..., Any]) -> Any:
-        return self._peers.client(self.name).watch(address, fn)
+    def watch(self, address: str, fn: Callable[..., Any],
+              on_attach: Optional[Callable[[], Any]] = None) -> Any:
+        return self._peers.client(self.name).watch(address, fn, on_attach)

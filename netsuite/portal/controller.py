@@ -314,10 +314,20 @@ class Portal:
             ended.append((session.ip, reason))
         return ended
 
+    @property
+    def firewall_elsewhere(self) -> bool:
+        """Whether the firewall is another process (which may restart alone)."""
+        return join_address(self.firewall_process, "/", self.registry.name) != "/"
+
     @inlineCallbacks
     def restore(self) -> Any:
         """
-        After a restart: authorize every stored session in the firewall again.
+        After a restart (of the portal, or of the firewall's process): make
+        the firewall's clients the sessions. Authorize every stored session
+        again, then deauthorize every client the firewall lets through
+        without a session (a login cut short by a crash between the
+        firewall's answer and the stored session). Fires with
+        C{(restored, strays)}.
         """
         restored = 0
         for session in self.sessions.all():
@@ -328,6 +338,7 @@ class Portal:
                 restored += 1
             except Exception:
                 _log.failure("could not restore the session of {ip}", ip=session.ip)
+        strays = yield self._deauthorize_strays()
         if restored and (self.sessions.idle_timeout or self.sessions.quota_bytes):
             # A firewall that started afresh counts from 0: note it now, before
             # the client can pass its old count again.
@@ -339,5 +350,37 @@ class Portal:
             else:
                 if isinstance(counters, dict):
                     self.sessions.sample(counters)
-        _log.info("portal restored {n} sessions in the firewall", n=restored,
+        _log.info("portal restored {n} sessions in the firewall; {strays} clients without "
+                  "a session deauthorized", n=restored, strays=strays,
                   netsuite_event="portal-restored")
+        return restored, strays
+
+    @inlineCallbacks
+    def _deauthorize_strays(self) -> Any:
+        """
+        Deauthorize the firewall's clients that have no session; fires
+        with how many.
+        """
+        try:
+            clients = yield self.registry.send(
+                self._at(self.firewall_process, "/firewall/clients"), {})
+        except Exception:
+            _log.failure("could not list the firewall's clients")
+            return 0
+        strays = 0
+        for client in clients if isinstance(clients, list) else []:
+            try:
+                ip = ipaddress.IPv4Address(str(client["ip"]))
+            except (KeyError, TypeError, ValueError):
+                continue
+            if self.sessions.get(ip) is not None:
+                continue
+            _log.info("portal: {ip} is let through without a session; deauthorizing it",
+                      ip=ip)
+            try:
+                yield self.registry.send(
+                    self._at(self.firewall_process, "/firewall/deauthorize"), {"ip": ip})
+                strays += 1
+            except Exception:
+                _log.failure("could not deauthorize {ip}", ip=ip)
+        return strays

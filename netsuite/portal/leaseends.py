@@ -6,7 +6,10 @@ gone. L{LeaseEnds}: the DHCP server says its lease was released
 kept the next holder of the address out; now the session itself ends, so
 the address's next client starts at the portal. L{DeauthorizedEnds}: the
 firewall deauthorized it (an operator's C{/firewall/deauthorize}), so the
-portal does not authorize it again at its next start.
+portal does not authorize it again at its next start; and, when the
+firewall is another process, each time that process is reached (it
+started, or restarted and dropped its clients), the portal makes the
+firewall's clients its sessions again (L{Portal.restore}).
 
 It watches C{/dhcp/lease/released} and C{/dhcp/lease/expired} of the DHCP
 server (in process C{dhcp_process} over the bus, or in this process). A
@@ -103,6 +106,9 @@ class DeauthorizedEnds:
     process) and ends the session of a client the firewall no longer
     lets through. The event only names the IP, and the client may have
     logged in again since: the firewall's client list is asked first.
+    With the firewall in another process, each time the watch attaches
+    there (that process started, or came back) L{firewall_back} restores
+    the sessions in it.
 
     @param portal: the L{netsuite.portal.controller.Portal}.
     @param firewall_process: the process running the firewall (""/own
@@ -124,12 +130,24 @@ class DeauthorizedEnds:
             _log.info("portal: no firewall in this process (set [portal] firewall_process); "
                       "a client the firewall deauthorizes keeps its session")
             return False
+        again = None if address.startswith("/") else self.firewall_back
         try:
-            self._watcher = self.registry.watch(address, self.seen)
+            self._watcher = self.registry.watch(address, self.seen, on_attach=again)
         except (UnknownMailbox, InvalidAddress) as e:
             _log.warn("portal: cannot watch {address}: {error}", address=address, error=e)
             return False
         return True
+
+    def firewall_back(self) -> Any:
+        """
+        The firewall's process holds our watch: it was reached for the
+        first time, or again after it went away (a restart drops the
+        clients a crashed run left). Make its clients the sessions again.
+        """
+        _log.info("portal: reached the firewall process {name}; restoring the sessions",
+                  name=self.firewall_process)
+        return self.portal.restore().addErrback(
+            lambda f: _log.failure("portal: restoring the sessions failed", f))
 
     def seen(self, message: Any) -> Any:
         try:

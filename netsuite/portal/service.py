@@ -113,7 +113,8 @@ class PortalService(Service):
 
     def startService(self) -> None:
         Service.startService(self)
-        self.portal.restore()
+        if not self.portal.firewall_elsewhere:
+            self.portal.restore()  # else each time its process is reached (DeauthorizedEnds)
 
         def listening(port: Any) -> None:
             self.port = port

@@ -311,11 +311,17 @@ class IRegistry(Interface):
         @return: an L{IListenerHandle}.
         """
 
-    def watch(address: str, fn: Any) -> Any:
+    def watch(address: str, fn: Any, on_attach: Any = None) -> Any:
         """
         Call C{fn(message)} on a later turn for every message sent to the
         mailbox, without taking part in the chain.
 
+        @param on_attach: if given, called with no argument each time the
+            mailbox's owner holds the watch: at once for a mailbox of this
+            process; for another process's, once connected and again after
+            each reconnection (that process may have restarted, and what
+            it sent meanwhile was missed: the watcher's chance to look
+            again).
         @return: an object with a C{remove()} method.
         """
 

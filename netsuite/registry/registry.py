@@ -134,11 +134,15 @@ class Registry:
             lambda fn: mailbox.add(fn, first, tags or {}, deadline, remember_by, fail_closed),
             fn)
 
-    def watch(self, address: str, fn: Callable[[Message], Any]) -> Any:
+    def watch(self, address: str, fn: Callable[[Message], Any],
+              on_attach: Optional[Callable[[], Any]] = None) -> Any:
         peer, path = self._remote(address)
         if peer is not None:
-            return peer.watch(path, fn)
-        return self.mailbox(path).watch(fn)
+            return peer.watch(path, fn, on_attach=on_attach)
+        watcher = self.mailbox(path).watch(fn)
+        if on_attach is not None:
+            on_attach()  # held at once, and for as long as this process runs
+        return watcher
 
     def wait_for(self, address: str, match: Any = None,
                  timeout: Optional[float] = None) -> "Deferred[Message]":

@@ -216,6 +216,49 @@ class ReconnectTests(SynchronousTestCase):
         pump.flush()
         self.assertEqual(seen, [{"n": 1}])
 
+    def test_onAttachAfterEachConnection(self) -> None:
+        """
+        A watch's C{on_attach} is called once the owner holds the watch,
+        and again after each reconnection (the owner may have restarted);
+        not while the connection is down, nor for a removed watch. One that
+        raises is logged and the watch still works.
+        """
+        owner = Owner()
+        client = owner.client()
+        attached: List[int] = []
+        seen: List[Any] = []
+        watch = client.watch(SEEN, seen.append, on_attach=lambda: attached.append(1))
+        self.assertEqual(attached, [])
+        pump = owner.accept()
+        self.assertEqual(attached, [1])
+        pump.serverIO.loseConnection()
+        pump.flush()
+        owner.reactor.advance(5)
+        self.assertEqual(attached, [1])
+        pump = owner.accept()
+        self.assertEqual(attached, [1, 1])
+
+        def broken() -> None:
+            raise RuntimeError("the watcher's re-check failed")
+        watch.on_attach = broken
+        pump.serverIO.loseConnection()
+        pump.flush()
+        owner.reactor.advance(5)
+        pump = owner.accept()
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        owner.registry.send(SEEN, {"n": 2})
+        pump.flush()
+        self.assertEqual(seen, [{"n": 2}])
+
+        watch.on_attach = lambda: attached.append(1)
+        watch.remove()
+        pump.flush()
+        pump.serverIO.loseConnection()
+        pump.flush()
+        owner.reactor.advance(5)
+        owner.accept()
+        self.assertEqual(attached, [1, 1])
+
     def test_socketEndpoint(self) -> None:
         """
         L{socket_endpoint} names C{<dir>/<name>.sock}, escaping colons.

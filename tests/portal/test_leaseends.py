@@ -110,3 +110,100 @@ class DeauthorizedEndsTests(SynchronousTestCase):
         self.f.portal.logout(A, "logout")
         self.f.registry.eventual.flush_sync()
         self.assertEqual([m["reason"] for m in self.logouts], ["logout"])
+
+
+class _FirewallProcess:
+    """
+    Another process's registry, as the portal's peers reach it: calls go
+    to C{registry}; a watch attaches at once and L{come_back} attaches it
+    again, as a bus client does after the process restarted.
+    """
+
+    def __init__(self, registry):
+        self.registry = registry
+        self.on_attach = []
+
+    def registry_for(self, name):
+        assert name == "fw", name
+        return self
+
+    def send(self, path, message=None):
+        return self.registry.send(path, message)
+
+    def watch(self, path, fn, on_attach=None):
+        handle = self.registry.watch(path, fn)
+        if on_attach is not None:
+            self.on_attach.append(on_attach)
+            on_attach()
+        return handle
+
+    def come_back(self):
+        for again in self.on_attach:
+            again()
+
+
+class FirewallElsewhereTests(SynchronousTestCase):
+    """
+    With the firewall in another process (C{firewall_process}), the portal
+    makes the firewall's clients its sessions each time it reaches that
+    process: after it restarted (a kill -9 left clients the new run
+    drops), and so once more at the portal's own start.
+    """
+
+    def setUp(self):
+        from twisted.internet.defer import succeed
+        from twisted.internet.task import Clock
+        from netsuite.firewall.memory import MemoryFirewall
+        from netsuite.firewall.service import FirewallService
+        from netsuite.portal.controller import Portal
+        from netsuite.portal.leaseends import DeauthorizedEnds
+        from netsuite.portal.sessions import Sessions, SessionStore
+        from netsuite.portal.testing import LAN
+        from netsuite.registry.registry import Registry
+        from netsuite.testing import SyncRunner
+        self.clock = Clock()
+        fw_registry = Registry("fw", self.clock)
+        self.firewall = MemoryFirewall(self.clock, LAN)
+        FirewallService(self.firewall, fw_registry, self.clock, 0).startService()
+        self.process = _FirewallProcess(fw_registry)
+        registry = Registry("portal", self.clock, peers=self.process)
+        self.sessions = Sessions(SessionStore(":memory:"), self.clock, SyncRunner())
+        self.portal = Portal(registry, self.sessions, "portal.test", firewall_process="fw",
+                             find_mac=lambda ip: succeed(MAC_A))
+        self.ends = DeauthorizedEnds(self.portal, "fw")
+        self.assertTrue(self.ends.start())
+        self.addCleanup(self.ends.stop)
+        self.successResultOf(self.portal.login(A, MAC_A, "click"))
+
+    def test_firewall_restarted(self):
+        """
+        A firewall process that came back without the clients (its start
+        dropped those a crashed run left in the kernel) has the sessions'
+        clients again once the portal's watch attaches there again.
+        """
+        import ipaddress
+        self.firewall.clients.clear()
+        self.process.come_back()
+        self.assertEqual(list(self.firewall.clients), [A])
+        self.assertEqual(str(self.firewall.clients[A].mac), str(MAC_A))
+        self.assertIsNotNone(self.sessions.get(ipaddress.IPv4Address(A)))
+
+    def test_stray_deauthorized(self):
+        """
+        A client the firewall lets through without a session (a login cut
+        short by a crash after the firewall's answer) is deauthorized when
+        the portal restores; the sessions' clients stay.
+        """
+        import ipaddress
+        stray = ipaddress.IPv4Address("10.89.0.77")
+        self.successResultOf(self.firewall.authorize(stray, MAC("02:00:00:00:00:77")))
+        self.process.come_back()
+        self.assertEqual(list(self.firewall.clients), [A])
+
+    def test_restore_answers_counts(self):
+        """L{Portal.restore} fires with (sessions restored, strays deauthorized)."""
+        import ipaddress
+        self.successResultOf(self.firewall.authorize(ipaddress.IPv4Address("10.89.0.78"),
+                                                     MAC("02:00:00:00:00:78")))
+        self.assertEqual(self.successResultOf(self.portal.restore()), (1, 1))
+        self.assertEqual(self.successResultOf(self.portal.restore()), (1, 0))

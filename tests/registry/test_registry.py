@@ -1286,10 +1286,23 @@ class RemoteTests(SynchronousTestCase):
         def fn(message: Any) -> None:
             return None
 
-        self.registry.watch("portal:/a", fn)
+        def again() -> None:
+            return None
+
+        self.registry.watch("portal:/a", fn, on_attach=again)
         self.registry.wait_for("portal:/b", {"x": 1}, 4)
-        self.assertEqual(self.peers.calls, [("portal", "watch", ("/a", fn), {}),
-                                            ("portal", "wait_for", ("/b", {"x": 1}, 4), {})])
+        self.assertEqual(self.peers.calls, [
+            ("portal", "watch", ("/a", fn), {"on_attach": again}),
+            ("portal", "wait_for", ("/b", {"x": 1}, 4), {})])
+
+    def test_localOnAttach(self) -> None:
+        """
+        A watch of a mailbox of this process is held at once: its
+        C{on_attach} is called once, before C{watch} returns.
+        """
+        attached: List[int] = []
+        self.registry.watch(LEASE, lambda message: None, on_attach=lambda: attached.append(1))
+        self.assertEqual(attached, [1])
 
     def test_self(self) -> None:
         """
