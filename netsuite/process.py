@@ -27,7 +27,9 @@ from twisted.logger import (FileLogObserver, FilteringLogObserver, LogLevel,
 from twisted.logger._flatten import flattenEvent
 
 from .bus.peers import Peers
+from .bus.permissions import Permissions
 from .bus.server import BusServerFactory
+from .config.schema import bus_grants
 from .registry.registry import Registry
 from .system import LogToMailbox, install_system_mailboxes
 
@@ -296,7 +298,9 @@ def make_process_service(config: Any, reactor: Any,
     LogService(registry, config.log.level, config.log.json_file).setServiceParent(top)
     StackDumps().setServiceParent(top)
     SocketDirectory(config.bus.socket_dir).setServiceParent(top)
-    factory = BusServerFactory(registry, config.bus.allowed_uids)
+    permissions = Permissions(bus_grants(config), trusted_uids=(0, os.getuid()))
+    factory = BusServerFactory(registry, config.bus.allowed_uids, permissions=permissions,
+                               clock=reactor)
     for description in [bus_endpoint(config)] + list(config.bus.listen):
         BusListener(reactor, description, factory).setServiceParent(top)
     for plugin in services:

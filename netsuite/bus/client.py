@@ -13,7 +13,7 @@ import itertools
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from twisted.application.internet import ClientService, backoffPolicy
-from twisted.internet.defer import Deferred, DeferredList, fail
+from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.error import ConnectError
 from twisted.internet.protocol import Factory, connectionDone
@@ -43,8 +43,41 @@ _log = Logger()
 _ids = itertools.count(1)
 
 
+class _Attaching:
+    """
+    The outcome of a handle's first attach (C{AddListener} or C{Watch}):
+    L{when_attached} gives each caller a fresh Deferred of it. (C{attached}
+    fires too, but its failure is consumed once logged.)
+    """
+
+    _outcome: Any = None
+
+    def when_attached(self) -> "Deferred[Any]":
+        """
+        Fires with the handle once the owner took it, or fails with the
+        owner's error (L{netsuite.bus.errors.NotPermitted}, ...).
+        """
+        if self._outcome is not None:
+            return fail(self._outcome) if isinstance(self._outcome, Failure) \
+                else succeed(self._outcome)
+        waiter: Deferred[Any] = Deferred()
+        self._waiters = getattr(self, "_waiters", []) + [waiter]
+        return waiter
+
+    def _settle(self, outcome: Any) -> None:
+        if self._outcome is not None:
+            return
+        self._outcome = outcome
+        for waiter in getattr(self, "_waiters", []):
+            if isinstance(outcome, Failure):
+                waiter.errback(outcome)
+            else:
+                waiter.callback(outcome)
+        self._waiters = []
+
+
 @implementer(IListenerHandle)
-class RemoteListener:
+class RemoteListener(_Attaching):
     """
     One of our functions listening on the owner's mailbox.
     """
@@ -68,7 +101,7 @@ class RemoteListener:
         self.client._remove_listener(self)
 
 
-class RemoteWatch:
+class RemoteWatch(_Attaching):
     """
     One of our functions watching the owner's mailbox.
     """
@@ -298,7 +331,7 @@ class BusClient:
     # IRegistry
 
     def declare(self, path: str, kind: str = "decision", doc: str = "",
-                refusal: Any = None) -> None:
+                refusal: Any = None, secret: Any = ()) -> None:
         raise NotImplementedError("a process declares only its own mailboxes")
 
     def _path(self, address: str) -> str:
@@ -339,12 +372,14 @@ class BusClient:
 
     def _attach(self, connection: _ClientProtocol, handle: RemoteListener) -> "Deferred[Any]":
         def done(result: Any) -> None:
+            handle._settle(handle)
             if not handle.attached.called:
                 handle.attached.callback(handle)
 
         def failed(failure: Failure) -> Failure:
             _log.failure("could not add listener on {address}", failure,
                          address=handle.address)
+            handle._settle(failure)
             if not handle.attached.called:
                 handle.attached.errback(failure)
                 handle.attached.addErrback(lambda f: None)
@@ -371,12 +406,14 @@ class BusClient:
 
     def _attach_watch(self, connection: _ClientProtocol, handle: RemoteWatch) -> "Deferred[Any]":
         def done(result: Any) -> None:
+            handle._settle(handle)
             if not handle.attached.called:
                 handle.attached.callback(handle)
 
         def failed(failure: Failure) -> Failure:
             _log.failure("could not watch {path} on {name}", failure,
                          path=handle.path, name=self.name)
+            handle._settle(failure)
             if not handle.attached.called:
                 handle.attached.errback(failure)
                 handle.attached.addErrback(lambda f: None)
