@@ -44,7 +44,7 @@ REFUSALS = {"/portal/authenticate": {"ok": False, "message": "Logins cannot be c
                                      "right now; please try again in a moment."}}
 """What a decision answers when a fail-closed hook on it fails or is late."""
 
-SECRETS = {"/portal/authenticate": ("password",)}
+SECRETS = {"/portal/authenticate": ("password", "code")}
 """The fields listeners (a login back end) get and watchers never see."""
 
 MacFinder = Callable[[ipaddress.IPv4Address], "Deferred[Optional[MAC]]"]

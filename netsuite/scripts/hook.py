@@ -44,7 +44,8 @@ exit status:
   4  permission denied: you may not connect to its socket (the bus serves root,
      the daemon's own uid and bus.allowed_uids, through a socket of mode
      bus.socket_mode, default 0660); or not permitted: your uid may not send
-     to, watch or list that mailbox (no [[bus.grant]] of the daemon gives it)
+     to or watch that mailbox (no [[bus.grant]] of the daemon gives it; list
+     shows only the mailboxes you may use)
 """
 
 

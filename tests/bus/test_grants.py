@@ -249,10 +249,11 @@ class SecretTests(SynchronousTestCase):
 
     def test_portalPasswordIsSecret(self) -> None:
         """
-        /portal/authenticate declares C{password} secret.
+        /portal/authenticate declares C{password} and C{code} (an access
+        code) secret.
         """
         from netsuite.portal.controller import SECRETS
-        self.assertEqual(SECRETS, {AUTH: ("password",)})
+        self.assertEqual(SECRETS, {AUTH: ("password", "code")})
 
 
 class ClientNotPermittedTests(SynchronousTestCase):

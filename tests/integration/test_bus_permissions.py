@@ -190,8 +190,10 @@ class PortalSecretLabTests(NobodyMixin, portal_lab.PortalLab):
         users = os.path.join(self.tmp, "users")
         with open(users, "w") as f:
             f.write(f"alice:{portal_lab.hash_password(PASSWORD, n=16, r=1, p=1)}\n")
+        self.json_log = os.path.join(self.tmp, "log.json")
         return (f'\n[portal.auth]\nusers_file = "{users}"\n\n' + OPEN_SOCKET
-                + '\n[[bus.grant]]\nuid = 65534\nwatch = ["/portal/authenticate"]\n')
+                + '\n[[bus.grant]]\nuid = 65534\nwatch = ["/portal/authenticate"]\n'
+                + f'\n[log]\njson_file = "{self.json_log}"\n')
 
     @inlineCallbacks
     def test_watcher_never_sees_password(self) -> Any:
@@ -199,7 +201,7 @@ class PortalSecretLabTests(NobodyMixin, portal_lab.PortalLab):
         nobody cannot hook /firewall/authorize, nor watch it or
         /portal/login; its watch of /portal/authenticate sees alice log in
         with her password redacted, while a hook (root's) gets the
-        password, and the daemon's log never shows it.
+        password, and the daemon's log (text and JSON) never shows it.
         """
         peer = self.hook_peer("ap", "/firewall/authorize")
         yield peer.when_line("may not hook /firewall/authorize")
@@ -228,3 +230,7 @@ class PortalSecretLabTests(NobodyMixin, portal_lab.PortalLab):
         self.assertNotIn(PASSWORD, watcher.output())
         self.assertEqual([m["password"] for m in heard], [PASSWORD])
         self.assertNotIn(PASSWORD, self.daemon.output())
+        with open(self.json_log) as f:
+            logged = f.read()
+        self.assertIn("portal login", logged)
+        self.assertNotIn(PASSWORD, logged)
