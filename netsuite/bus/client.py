@@ -10,7 +10,7 @@ by itself before any other call goes out on the new connection.
 from __future__ import annotations
 
 import itertools
-from typing import Any, Callable, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
@@ -51,29 +51,30 @@ class _Attaching:
     """
 
     _outcome: Any = None
+    _waiters: "Tuple[Deferred[Any], ...]" = ()  # replaced, never changed in place
 
     def when_attached(self) -> "Deferred[Any]":
         """
         Fires with the handle once the owner took it, or fails with the
         owner's error (L{netsuite.bus.errors.NotPermitted}, ...).
         """
+        if isinstance(self._outcome, Failure):
+            return fail(self._outcome)
         if self._outcome is not None:
-            return fail(self._outcome) if isinstance(self._outcome, Failure) \
-                else succeed(self._outcome)
+            return succeed(self._outcome)
         waiter: Deferred[Any] = Deferred()
-        self._waiters = getattr(self, "_waiters", []) + [waiter]
+        self._waiters += (waiter,)
         return waiter
 
     def _settle(self, outcome: Any) -> None:
         if self._outcome is not None:
             return
-        self._outcome = outcome
-        for waiter in getattr(self, "_waiters", []):
+        self._outcome, waiters, self._waiters = outcome, self._waiters, ()
+        for waiter in waiters:
             if isinstance(outcome, Failure):
                 waiter.errback(outcome)
             else:
                 waiter.callback(outcome)
-        self._waiters = []
 
 
 @implementer(IListenerHandle)

@@ -33,7 +33,7 @@ from .peercommands import Notify
 from .permissions import HOOK, SEND, TCP, WATCH, Permissions, uid_peer
 
 __all__ = ["BusResponders", "BusServerProtocol", "BusServerFactory", "Refusals",
-           "peer_credentials"]
+           "default_permissions", "peer_credentials"]
 
 _log = Logger()
 
@@ -55,6 +55,13 @@ def peer_credentials(transport: Any) -> Optional[Credentials]:
     raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     pid, uid, gid = struct.unpack("3i", raw)
     return pid, uid, gid
+
+
+def default_permissions() -> Permissions:
+    """
+    Root and our own uid may do everything; anyone else only ping.
+    """
+    return Permissions(trusted_uids=(0, os.getuid()))
 
 
 class Refusals:
@@ -101,7 +108,10 @@ class Refusals:
 class BusResponders(amp.CommandLocator):
     """
     The commands a peer may call, answered from C{registry}, as far as
-    C{permissions} let C{who} (the peer's name there: C{uid:N}, C{tcp}).
+    C{permissions} (by default L{default_permissions}) let C{who} (the
+    peer's name there: C{uid:N}, C{tcp}); C{refusals} (by default on the
+    clock of C{registry}, a L{netsuite.registry.Registry}) counts and logs
+    what they refuse.
     """
 
     def __init__(self, registry: IRegistry, peer: str,
@@ -109,7 +119,7 @@ class BusResponders(amp.CommandLocator):
                  who: str = TCP) -> None:
         self.registry = registry
         self.peer = peer
-        self.permissions = Permissions.everyone() if permissions is None else permissions
+        self.permissions = default_permissions() if permissions is None else permissions
         self.refusals = Refusals(registry.clock) if refusals is None else refusals
         self.who = who
         self.connection: Optional[BusProtocol] = None
@@ -281,8 +291,7 @@ class BusServerFactory(Factory):
         self.registry = registry
         self.allowed_uids = tuple(allowed_uids)
         self.credentials = credentials
-        self.permissions = (Permissions(trusted_uids=(0, os.getuid())) if permissions is None
-                            else permissions)
+        self.permissions = default_permissions() if permissions is None else permissions
         self.refusals = Refusals(registry.clock if clock is None else clock)
 
     def buildProtocol(self, addr: Any) -> BusServerProtocol:

@@ -126,7 +126,7 @@ class BusGrantTests(NobodyMixin, TestCase):
         With a grant nobody may hook and watch exactly the mailboxes it
         names, and still not send to them.
         """
-        config = write_config(self, OPEN_SOCKET + f"""
+        config = write_config(self, OPEN_SOCKET + """
 [[bus.grant]]
 user = "nobody"
 hook = ["/system/ping"]
