@@ -75,7 +75,10 @@ def _under(path: str, prefixes: Tuple[str, ...]) -> bool:
     Whether C{path} is one of C{prefixes} or below one, on a path
     boundary (C{/dhcp} covers C{/dhcp/lookup}, not C{/dhcpx}).
     """
-    return any(path == p or path.startswith(p + "/") for p in prefixes)
+    for prefix in prefixes:
+        if path == prefix or path.startswith(prefix + "/"):
+            return True
+    return False
 
 
 class Grant:
@@ -165,7 +168,7 @@ class Permissions:
         for _ in range(_MOST_RELAYS):
             if not self.allows(peer, SEND, address):
                 return address
-            if self.unrestricted(peer) or parse_address(address)[1] != RELAY:
+            if parse_address(address)[1] != RELAY or self.unrestricted(peer):
                 return None
             to = message.get("to") if isinstance(message, dict) else None
             inner = message.get("message", {}) if isinstance(message, dict) else None
