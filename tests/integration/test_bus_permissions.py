@@ -160,7 +160,10 @@ watch = ["/system/log"]
         port = _free_port()
         config = write_config(self, f'[bus]\nlisten = ["tcp:{port}:interface=127.0.0.1"]\n'
                               '[[bus.grant]]\npeer = "tcp"\nsend = ["/system/mailboxes"]\n')
-        yield start_daemon(self, "gamma", self.sockets, config)
+        daemon = yield start_daemon(self, "gamma", self.sockets, config)
+        # "bus ready" comes once per endpoint: the stdlib client connects
+        # once, without retrying, so wait for the TCP one.
+        yield daemon.when_line(rf"bus ready: gamma listening on tcp:{port}\b")
 
         def talk() -> List[Any]:
             with stdlib_client.BusConnection.tcp("127.0.0.1", port, 10.0) as bus:
