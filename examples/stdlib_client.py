@@ -41,7 +41,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 __all__ = [
-    "BusConnection", "BusError", "ConnectionClosed", "ProtocolError",
+    "BusConnection", "BusError", "NotPermitted", "ConnectionClosed", "ProtocolError",
     "Stop", "CONTINUE", "Continue", "Remember", "MAC", "InvalidValue",
     "encode_value", "decode_value", "dumps", "loads",
     "encode_box", "typed_keys", "join_typed",
@@ -64,6 +64,24 @@ class BusError(Exception):
         Exception.__init__(self, f"{code}: {description}")
         self.code = code
         self.description = description
+
+
+class NotPermitted(BusError):
+    """
+    The owner answered C{NOT_PERMITTED}: this peer may not send to, hook or
+    watch that mailbox (no C{bus.grant} gives it). The connection stays.
+    """
+
+
+ERROR_TYPES = {"NOT_PERMITTED": NotPermitted}
+"""The error codes with a class of their own (the others: L{BusError})."""
+
+
+def bus_error(code: str, description: str) -> BusError:
+    """
+    The exception for an C{_error} box with this code.
+    """
+    return ERROR_TYPES.get(code, BusError)(code, description)
 
 
 class ConnectionClosed(ConnectionError):
@@ -476,8 +494,8 @@ class BusConnection:
             if reply.get(b"_answer") == ask:
                 return reply
             if reply.get(b"_error") == ask:
-                raise BusError(reply.get(b"_error_code", b"").decode("utf-8", "replace"),
-                               reply.get(b"_error_description", b"").decode("utf-8", "replace"))
+                raise bus_error(reply.get(b"_error_code", b"").decode("utf-8", "replace"),
+                                reply.get(b"_error_description", b"").decode("utf-8", "replace"))
             self.handle_box(reply)
 
     def send(self, mailbox: str, message: Optional[Dict[str, Any]] = None) -> Tuple[bool, Any]:
@@ -627,7 +645,7 @@ def main() -> None:
     parser.add_argument("--socket-dir", default="/run/netsuite")
     args = parser.parse_args()
     with BusConnection.unix(f"{args.socket_dir}/{args.name}.sock") as bus:
-        answered, result = bus.send("/system/ping")
+        answered, result = bus.send("/system/ping")  # every served peer may ping
         print(json.dumps({"answered": answered, "result": result}, default=str))
 
 

@@ -27,8 +27,10 @@ from twisted.logger import (FileLogObserver, FilteringLogObserver, LogLevel,
 from twisted.logger._flatten import flattenEvent
 
 from .bus.peers import Peers
-from .clock import ClockWatchService
+from .bus.permissions import Permissions
 from .bus.server import BusServerFactory
+from .clock import ClockWatchService
+from .config.schema import bus_grants
 from .privileges import KeepCapabilities, UidSwitch
 from .registry.registry import Registry
 from .system import LogToMailbox, install_system_mailboxes
@@ -327,7 +329,11 @@ def make_process_service(config: Any, reactor: Any, services: Iterable[Any] = ()
     StackDumps().setServiceParent(top)
     ClockWatchService(reactor).setServiceParent(top)
     SocketDirectory(config.bus.socket_dir, switch).setServiceParent(top)
-    factory = BusServerFactory(registry, config.bus.allowed_uids)
+    # the daemon's own uid is the one it runs as once started (twistd --uid)
+    own = (os.getuid(),) if switch is None else (os.getuid(), switch.uid)
+    permissions = Permissions(bus_grants(config), trusted_uids=(0,) + own)
+    factory = BusServerFactory(registry, config.bus.allowed_uids, permissions=permissions,
+                               clock=reactor)
     for description in [bus_endpoint(config)] + list(config.bus.listen):
         BusListener(reactor, description, factory, switch).setServiceParent(top)
     for plugin in services:

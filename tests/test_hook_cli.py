@@ -160,3 +160,19 @@ class ListingTests(SynchronousTestCase):
             "    listener 1 [stock=True] deadline=2.0s messages=5 stops=1 errors=0 timeouts=0",
             "    listener 0 [] deadline=2.0s messages=5 stops=1 errors=0 timeouts=0",
         ])
+
+
+class NotPermittedTests(SynchronousTestCase):
+    """
+    The daemon's refusal of a command (no bus.grant) is exit status 4, with
+    the daemon's words.
+    """
+
+    def test_notPermitted(self):
+        from netsuite.bus.errors import NotPermitted
+        args = parse_args(["watch", "ap:/portal/authenticate"])
+        error = _explain(NotPermitted("pid 7 uid 1000 may not watch /portal/authenticate: "
+                                      "no bus.grant ..."), args)
+        self.assertEqual(error.code, EXIT_ACCESS_DENIED)
+        self.assertIn("may not watch /portal/authenticate", str(error))
+        self.assertIn("not permitted", EXIT_STATUS)

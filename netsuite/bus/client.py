@@ -10,10 +10,10 @@ by itself before any other call goes out on the new connection.
 from __future__ import annotations
 
 import itertools
-from typing import Any, Callable, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from twisted.application.internet import ClientService, backoffPolicy
-from twisted.internet.defer import Deferred, DeferredList, fail
+from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.error import ConnectError
 from twisted.internet.protocol import Factory, connectionDone
@@ -43,8 +43,42 @@ _log = Logger()
 _ids = itertools.count(1)
 
 
+class _Attaching:
+    """
+    The outcome of a handle's first attach (C{AddListener} or C{Watch}):
+    L{when_attached} gives each caller a fresh Deferred of it. (C{attached}
+    fires too, but its failure is consumed once logged.)
+    """
+
+    _outcome: Any = None
+    _waiters: "Tuple[Deferred[Any], ...]" = ()  # replaced, never changed in place
+
+    def when_attached(self) -> "Deferred[Any]":
+        """
+        Fires with the handle once the owner took it, or fails with the
+        owner's error (L{netsuite.bus.errors.NotPermitted}, ...).
+        """
+        if isinstance(self._outcome, Failure):
+            return fail(self._outcome)
+        if self._outcome is not None:
+            return succeed(self._outcome)
+        waiter: Deferred[Any] = Deferred()
+        self._waiters += (waiter,)
+        return waiter
+
+    def _settle(self, outcome: Any) -> None:
+        if self._outcome is not None:
+            return
+        self._outcome, waiters, self._waiters = outcome, self._waiters, ()
+        for waiter in waiters:
+            if isinstance(outcome, Failure):
+                waiter.errback(outcome)
+            else:
+                waiter.callback(outcome)
+
+
 @implementer(IListenerHandle)
-class RemoteListener:
+class RemoteListener(_Attaching):
     """
     One of our functions listening on the owner's mailbox.
     """
@@ -68,7 +102,7 @@ class RemoteListener:
         self.client._remove_listener(self)
 
 
-class RemoteWatch:
+class RemoteWatch(_Attaching):
     """
     One of our functions watching the owner's mailbox.
     """
@@ -300,7 +334,7 @@ class BusClient:
     # IRegistry
 
     def declare(self, path: str, kind: str = "decision", doc: str = "",
-                refusal: Any = None) -> None:
+                refusal: Any = None, secret: Any = ()) -> None:
         raise NotImplementedError("a process declares only its own mailboxes")
 
     def _path(self, address: str) -> str:
@@ -341,12 +375,14 @@ class BusClient:
 
     def _attach(self, connection: _ClientProtocol, handle: RemoteListener) -> "Deferred[Any]":
         def done(result: Any) -> None:
+            handle._settle(handle)
             if not handle.attached.called:
                 handle.attached.callback(handle)
 
         def failed(failure: Failure) -> Failure:
             _log.failure("could not add listener on {address}", failure,
                          address=handle.address)
+            handle._settle(failure)
             if not handle.attached.called:
                 handle.attached.errback(failure)
                 handle.attached.addErrback(lambda f: None)
@@ -380,6 +416,7 @@ class BusClient:
 
     def _attach_watch(self, connection: _ClientProtocol, handle: RemoteWatch) -> "Deferred[Any]":
         def done(result: Any) -> None:
+            handle._settle(handle)
             if not handle.attached.called:
                 handle.attached.callback(handle)
             if handle.on_attach is not None and handle.id in self._watches:
@@ -392,6 +429,7 @@ class BusClient:
         def failed(failure: Failure) -> Failure:
             _log.failure("could not watch {path} on {name}", failure,
                          path=handle.path, name=self.name)
+            handle._settle(failure)
             if not handle.attached.called:
                 handle.attached.errback(failure)
                 handle.attached.addErrback(lambda f: None)

@@ -18,7 +18,8 @@ from ..registry.interfaces import (InvalidAddress, ListenerError, MailboxExists,
                                    UnknownMailbox)
 from ..registry.values import InvalidValue
 
-__all__ = ["DuplicateId", "UnknownId", "ERRORS", "BAD_REQUEST", "error_code", "known_error"]
+__all__ = ["DuplicateId", "UnknownId", "NotPermitted", "ERRORS", "BAD_REQUEST", "error_code",
+           "known_error"]
 
 
 class DuplicateId(ValueError):
@@ -36,6 +37,17 @@ class UnknownId(KeyError):
         return str(self.args[0]) if self.args else "unknown id"
 
 
+class NotPermitted(PermissionError):
+    """
+    The peer may not do this (send to, hook or watch this mailbox): no
+    C{bus.grant} gives it that (docs/bus-protocol.md, section 1). The
+    connection stays open.
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "not permitted"
+
+
 ERRORS: Dict[Type[Exception], bytes] = {
     UnknownMailbox: b"UNKNOWN_MAILBOX",
     InvalidValue: b"INVALID_VALUE",
@@ -45,6 +57,7 @@ ERRORS: Dict[Type[Exception], bytes] = {
     UnknownId: b"UNKNOWN_ID",
     ListenerError: b"LISTENER_ERROR",
     NotRunning: b"NOT_RUNNING",
+    NotPermitted: b"NOT_PERMITTED",
 }
 
 BAD_REQUEST = b"BAD_REQUEST"

@@ -3,7 +3,10 @@
 The owner's side of the bus: serve a registry to peers over AMP.
 
 Each connection gets its own L{BusResponders}; the listeners and watches a
-peer added live exactly as long as its connection.
+peer added live exactly as long as its connection. Every command is checked
+against the factory's L{Permissions} for the peer: a refusal is the error
+C{NOT_PERMITTED}, counted and logged (at most once a minute per peer, verb
+and mailbox), and the connection stays.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import struct
 from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Factory, connectionDone
 from twisted.logger import Logger
 from twisted.protocols import amp
@@ -22,12 +26,14 @@ from twisted.python.failure import Failure
 from ..registry.interfaces import NO_ANSWER, IRegistry
 from ..registry import values
 from .arguments import bounded
-from .errors import DuplicateId, UnknownId
+from .errors import DuplicateId, NotPermitted, UnknownId
 from .framing import BusProtocol, call_listener
 from .ownercommands import AddListener, Describe, RemoveListener, Send, Unwatch, Watch
 from .peercommands import Notify
+from .permissions import HOOK, SEND, TCP, WATCH, Permissions, uid_peer
 
-__all__ = ["BusResponders", "BusServerProtocol", "BusServerFactory", "peer_credentials"]
+__all__ = ["BusResponders", "BusServerProtocol", "BusServerFactory", "Refusals",
+           "default_permissions", "peer_credentials"]
 
 _log = Logger()
 
@@ -51,21 +57,97 @@ def peer_credentials(transport: Any) -> Optional[Credentials]:
     return pid, uid, gid
 
 
-class BusResponders(amp.CommandLocator):
+def default_permissions() -> Permissions:
     """
-    The commands a peer may call, answered from C{registry}.
+    Root and our own uid may do everything; anyone else only ping.
+    """
+    return Permissions(trusted_uids=(0, os.getuid()))
+
+
+class Refusals:
+    """
+    Counts the bus's refusals and logs them, each peer, verb and mailbox
+    at most once per C{interval} seconds; remembers at most C{most} of
+    them at a time (a peer choosing addresses cannot grow it).
     """
 
-    def __init__(self, registry: IRegistry, peer: str) -> None:
+    def __init__(self, clock: IReactorTime, interval: float = 60.0, most: int = 1024) -> None:
+        self._clock = clock
+        self._interval = interval
+        self._most = most
+        self._logged: Dict[Tuple[str, str, str], Tuple[float, int]] = {}
+        self.count = 0
+        self.by_verb: Dict[str, int] = {SEND: 0, HOOK: 0, WATCH: 0}
+
+    def refuse(self, peer: str, who: str, verb: str, address: str) -> NotPermitted:
+        """
+        Count and maybe log that C{peer} (the label, C{who} the permission
+        name) may not C{verb} C{address}; return the error to answer.
+        """
+        self.count += 1
+        self.by_verb[verb] += 1
+        now = self._clock.seconds()
+        key = (who, verb, address)
+        last, quiet = self._logged.get(key, (None, 0))
+        if last is not None and now - last < self._interval:
+            self._logged[key] = (last, quiet + 1)
+        else:
+            if len(self._logged) >= self._most:
+                self._logged = {k: v for k, v in self._logged.items()
+                                if now - v[0] < self._interval}
+            if len(self._logged) < self._most:
+                self._logged[key] = (now, 0)
+            _log.warn("refused bus peer {peer} ({who}): may not {verb} {address} "
+                      "(no bus.grant gives it){since}", peer=peer, who=who, verb=verb,
+                      address=address,
+                      since=f"; {quiet} more refusals of it not logged" if quiet else "")
+        return NotPermitted(f"{peer} may not {verb} {address}: no bus.grant of this process "
+                            f"gives {who} {verb} on it (docs/bus-protocol.md, section 1)")
+
+
+class BusResponders(amp.CommandLocator):
+    """
+    The commands a peer may call, answered from C{registry}, as far as
+    C{permissions} (by default L{default_permissions}) let C{who} (the
+    peer's name there: C{uid:N}, C{tcp}); C{refusals} (by default on the
+    clock of C{registry}, a L{netsuite.registry.Registry}) counts and logs
+    what they refuse.
+    """
+
+    def __init__(self, registry: IRegistry, peer: str,
+                 permissions: Optional[Permissions] = None, refusals: Optional[Refusals] = None,
+                 who: str = TCP) -> None:
         self.registry = registry
         self.peer = peer
+        self.permissions = default_permissions() if permissions is None else permissions
+        self.refusals = Refusals(registry.clock) if refusals is None else refusals
+        self.identify(peer, who)
         self.connection: Optional[BusProtocol] = None
         self.listeners: Dict[str, Any] = {}
         self.watches: Dict[str, Any] = {}
 
+    def identify(self, peer: str, who: str) -> None:
+        """
+        The peer is C{peer} in logs and tags, C{who} to the permissions.
+        """
+        self.peer = peer
+        self.who = who
+        self.unrestricted = self.permissions.unrestricted(who)
+
+    def _check(self, verb: str, address: str) -> None:
+        """
+        @raise NotPermitted: C{who} may not C{verb} C{address}.
+        """
+        if not self.unrestricted and not self.permissions.allows(self.who, verb, address):
+            raise self.refusals.refuse(self.peer, self.who, verb, address)
+
     @Send.responder
     def send(self, mailbox: str, message: bytes) -> "Deferred[Dict[str, Any]]":
         decoded = values.loads(message)
+        if not self.unrestricted:
+            refused = self.permissions.may_send(self.who, mailbox, decoded)
+            if refused is not None:
+                raise self.refusals.refuse(self.peer, self.who, SEND, refused)
 
         def answer(result: Any) -> Dict[str, Any]:
             if result is NO_ANSWER:
@@ -78,6 +160,7 @@ class BusResponders(amp.CommandLocator):
     def add_listener(self, mailbox: str, listener: str, first: bool, deadline: float,
                      tags: bytes, remember_by: Optional[bytes] = None,
                      fail_closed: Optional[bool] = None) -> Dict[str, Any]:
+        self._check(HOOK, mailbox)
         if listener in self.listeners:
             raise DuplicateId(f"listener id {listener!r} is already in use on this connection")
         decoded_tags = values.loads(tags)
@@ -116,6 +199,7 @@ class BusResponders(amp.CommandLocator):
 
     @Watch.responder
     def watch(self, mailbox: str, watch: str) -> Dict[str, Any]:
+        self._check(WATCH, mailbox)
         if watch in self.watches:
             raise DuplicateId(f"watch id {watch!r} is already in use on this connection")
         connection = self.connection
@@ -139,9 +223,11 @@ class BusResponders(amp.CommandLocator):
 
     @Describe.responder
     def describe(self, prefix: str) -> Dict[str, Any]:
+        mailboxes = self.registry.describe(prefix)
+        if not self.unrestricted:
+            mailboxes = [box for box in mailboxes if self.permissions.shows(self.who, box["path"])]
         return {"process": self.registry.name,
-                "mailboxes": bounded(b"mailboxes",
-                                     values.dumps(self.registry.describe(prefix)))}
+                "mailboxes": bounded(b"mailboxes", values.dumps(mailboxes))}
 
     def disconnected(self) -> None:
         """
@@ -158,12 +244,15 @@ class BusResponders(amp.CommandLocator):
 
 class BusServerProtocol(BusProtocol):
     """
-    One peer's connection: checks the peer's uid, then serves it.
+    One peer's connection: checks the peer's uid, then serves it what
+    C{permissions} let it do.
     """
 
     def __init__(self, registry: IRegistry, allowed_uids: Iterable[int],
-                 credentials: Callable[[Any], Optional[Credentials]]) -> None:
-        self._responders = BusResponders(registry, "peer")
+                 credentials: Callable[[Any], Optional[Credentials]],
+                 permissions: Optional[Permissions] = None,
+                 refusals: Optional[Refusals] = None) -> None:
+        self._responders = BusResponders(registry, "peer", permissions, refusals)
         BusProtocol.__init__(self, self._responders)
         self._responders.connection = self
         self._allowed = frozenset(allowed_uids) | {0}
@@ -176,10 +265,10 @@ class BusServerProtocol(BusProtocol):
     def connectionMade(self) -> None:
         creds = self._credentials(self.transport)
         if creds is None:
-            self._responders.peer = f"{self.transport.getPeer()}"
+            self._responders.identify(f"{self.transport.getPeer()}", TCP)
         else:
             pid, uid, gid = creds
-            self._responders.peer = f"pid {pid} uid {uid}"
+            self._responders.identify(f"pid {pid} uid {uid}", uid_peer(uid))
             if uid not in self._allowed and uid != os.getuid():
                 _log.warn("refused bus peer pid {pid} uid {uid}: uid not allowed "
                           "(bus.allowed_uids)", pid=pid, uid=uid)
@@ -197,13 +286,22 @@ class BusServerProtocol(BusProtocol):
 class BusServerFactory(Factory):
     """
     Makes a L{BusServerProtocol} per peer.
+
+    @param permissions: what each peer may do; by default, root and our
+        own uid everything, anyone else only C{/system/ping}.
+    @param clock: times the refusals' log (by default the registry's).
     """
 
     def __init__(self, registry: IRegistry, allowed_uids: Iterable[int] = (),
-                 credentials: Callable[[Any], Optional[Credentials]] = peer_credentials) -> None:
+                 credentials: Callable[[Any], Optional[Credentials]] = peer_credentials,
+                 permissions: Optional[Permissions] = None,
+                 clock: Optional[IReactorTime] = None) -> None:
         self.registry = registry
         self.allowed_uids = tuple(allowed_uids)
         self.credentials = credentials
+        self.permissions = default_permissions() if permissions is None else permissions
+        self.refusals = Refusals(registry.clock if clock is None else clock)
 
     def buildProtocol(self, addr: Any) -> BusServerProtocol:
-        return BusServerProtocol(self.registry, self.allowed_uids, self.credentials)
+        return BusServerProtocol(self.registry, self.allowed_uids, self.credentials,
+                                 self.permissions, self.refusals)

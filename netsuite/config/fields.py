@@ -15,7 +15,8 @@ from typing import Any, Callable, Optional
 from ..registry.values import MAC
 
 __all__ = ["Kind", "Secret", "kind_of", "STR", "INT", "FLOAT", "BOOL", "STR_LIST",
-           "INT_LIST", "UID_LIST", "STR_MAP", "IPV4", "IPV4_OR_NONE", "IPV4_LIST",
+           "INT_LIST", "UID_LIST", "OPTIONAL_UID", "STR_MAP", "IPV4", "IPV4_OR_NONE",
+           "IPV4_LIST",
            "NETWORK", "NETWORK_LIST", "INTERFACE", "PORT", "PORT_OR_ZERO", "PORT_LIST",
            "SECONDS", "POSITIVE_SECONDS", "PATH", "OPTIONAL_PATH", "SECRET",
            "SERVER_ENDPOINT_LIST", "CLIENT_ENDPOINT_MAP", "MAC_OR_NONE", "CLIENT_ID",
@@ -209,6 +210,8 @@ STR_LIST = Kind("a list of strings", _list(_typed(str)))
 INT_LIST = Kind("a list of integers", _list(_typed(int)))
 POSITIVE_INT = Kind("an integer greater than 0", _positive_int)
 UID_LIST = Kind("a list of user ids (integers >= 0)", _list(_uid))
+OPTIONAL_UID = Kind("a user id (an integer >= 0)",
+                    lambda raw: None if raw is None else _uid(raw))
 STR_MAP = Kind("a table of strings", _str_map)
 IPV4 = Kind("an IPv4 address", _str(ipaddress.IPv4Address))
 IPV4_OR_NONE = Kind("an IPv4 address, or \"\" for none",

@@ -10,7 +10,7 @@ from typing import Any, List, Mapping, NamedTuple, Optional, Tuple
 
 from twisted.python import usage
 
-from .schema import ConfigError, Field, defaults, field_at, load
+from .schema import ConfigError, Field, bus_grants, defaults, field_at, load
 
 __all__ = ["ProcessOptions", "Override"]
 
@@ -77,6 +77,7 @@ class ProcessOptions(usage.Options):
         try:
             for service in self.services():
                 service.check(self.config)
+            bus_grants(self.config)  # an unknown user stops the start, not the bus
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
 

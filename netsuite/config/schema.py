@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import os
+import pwd
 import stat
 import tomllib
 from types import SimpleNamespace
@@ -18,12 +19,13 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from twisted.logger import Logger
 
+from ..bus.permissions import TCP, Grant, check_prefix, uid_peer
 from ..registry.interfaces import PROCESS_NAME_RE
-from .fields import (CLIENT_ENDPOINT_MAP, OPTIONAL_PATH, SERVER_ENDPOINT_LIST, kind_of, one_of,
-                     path, positive)
+from .fields import (CLIENT_ENDPOINT_MAP, OPTIONAL_PATH, OPTIONAL_UID, SERVER_ENDPOINT_LIST,
+                     kind_of, one_of, path, positive)
 
 __all__ = ["Field", "Table", "TableList", "ConfigError", "BASE_SECTIONS", "load", "parse",
-           "defaults", "field_at", "read_toml"]
+           "defaults", "field_at", "read_toml", "bus_grants"]
 
 
 _log = Logger()
@@ -104,6 +106,14 @@ def _octal(value: Any) -> Optional[str]:
     return None if 0 <= mode <= 0o777 else "an octal file mode such as \"0660\""
 
 
+def _prefixes(value: Any) -> Optional[str]:
+    for prefix in value:
+        expected = check_prefix(prefix)
+        if expected is not None:
+            return f"a list of mailbox path prefixes such as \"/dhcp/\" (not {prefix!r})"
+    return None
+
+
 def _process_name(value: str) -> Optional[str]:
     return None if PROCESS_NAME_RE.match(value) else \
         "a process name (letters, digits, '_', '.', '-')"
@@ -121,6 +131,17 @@ BASE_SECTIONS: Dict[str, Dict[str, Field]] = {
         "allowed_uids": Field("uid_list", [], "uids besides root allowed on the socket"),
         "default_deadline": Field(float, 2.0, "seconds a listener may take", positive),
         "peers": Field(CLIENT_ENDPOINT_MAP, {}, "process name -> client endpoint string"),
+        "grant": TableList({
+            "uid": Field(OPTIONAL_UID, None, "the peer: a uid (also in allowed_uids)"),
+            "user": Field(str, "", "the peer: a user name, looked up at start"),
+            "peer": Field(str, "", "the peer: \"tcp\" for every peer of bus.listen",
+                          lambda value: None if value in ("", TCP) else
+                          "\"tcp\" (every peer of bus.listen)"),
+            "send": Field("str_list", [], "mailbox prefixes it may send to", _prefixes),
+            "hook": Field("str_list", [], "mailbox prefixes it may add listeners to",
+                          _prefixes),
+            "watch": Field("str_list", [], "mailbox prefixes it may watch", _prefixes),
+        }, "what a peer other than root and the daemon's uid may do on the bus"),
     },
     "log": {
         "level": Field(str, "info", "lowest level logged",
@@ -223,6 +244,41 @@ def _secret_text(raw: Any, name: str, source: str) -> Any:
         _log.warn("{path} (the secret of {source} key '{name}') may be read by every user: "
                   "make it 0640 or 0600", path=path, source=source, name=name)
     return text.rstrip("\r\n")
+
+
+def _user_uid(name: str) -> int:
+    return pwd.getpwnam(name).pw_uid
+
+
+def bus_grants(config: SimpleNamespace,
+               user_uid: Callable[[str], int] = _user_uid) -> "list[Grant]":
+    """
+    The L{Grant}s of C{[[bus.grant]]}, each naming exactly one peer
+    (C{uid}, C{user} looked up with C{user_uid}, or C{peer}).
+
+    @raise ConfigError: a grant names no peer or several, or an unknown user.
+    """
+    grants = []
+    for index, table in enumerate(config.bus.grant):
+        where = f"bus.grant[{index}]"
+        named = [key for key, unset in (("uid", None), ("user", ""), ("peer", ""))
+                 if getattr(table, key) != unset]
+        if len(named) != 1:
+            raise ConfigError(f"{config.source}: [[bus.grant]] number {index + 1} ('{where}'): "
+                              f"expected exactly one of the keys uid, user, peer, got "
+                              f"{', '.join(named) or 'none'}")
+        if table.uid is not None:
+            peer = uid_peer(table.uid)
+        elif table.user:
+            try:
+                peer = uid_peer(user_uid(table.user))
+            except KeyError:
+                raise ConfigError(f"{config.source}: key '{where}.user': expected a user "
+                                  f"name of this system, got {table.user!r}") from None
+        else:
+            peer = table.peer
+        grants.append(Grant(peer, table.send, table.hook, table.watch))
+    return grants
 
 
 def field_at(sections: Mapping[str, Mapping[str, Any]], key: str) -> Field:

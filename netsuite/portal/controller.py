@@ -44,6 +44,9 @@ REFUSALS = {"/portal/authenticate": {"ok": False, "message": "Logins cannot be c
                                      "right now; please try again in a moment."}}
 """What a decision answers when a fail-closed hook on it fails or is late."""
 
+SECRETS = {"/portal/authenticate": ("password", "code")}
+"""The fields listeners (a login back end) get and watchers never see."""
+
 MacFinder = Callable[[ipaddress.IPv4Address], "Deferred[Optional[MAC]]"]
 
 
@@ -102,7 +105,7 @@ class Portal:
             "/portal/authenticate": self._click_through,
             "/portal/authorize": self._authorize,
             "/portal/deauthorize": self._deauthorize,
-            "/portal/sessions": self._sessions}, refusals=REFUSALS)
+            "/portal/sessions": self._sessions}, refusals=REFUSALS, secrets=SECRETS)
 
     def _at(self, process: str, path: str) -> str:
         return join_address(process, path)

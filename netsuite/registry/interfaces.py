@@ -278,12 +278,15 @@ class IRegistry(Interface):
 
     name = Attribute("The name of this process on the bus.")
 
-    def declare(path: str, kind: str = DECISION, doc: str = "", refusal: Any = None) -> None:
+    def declare(path: str, kind: str = DECISION, doc: str = "", refusal: Any = None,
+                secret: Any = ()) -> None:
         """
         Create the mailbox C{path}, owned by the caller. C{kind} is
         L{DECISION} or L{EVENT}. C{refusal} (a decision's) is the result
         the chain ends with when a fail-closed listener fails or gives no
         answer in time; None: no listener may fail closed there.
+        C{secret} names message fields (C{password}) that listeners get
+        and watchers never see (they get C{"<redacted>"}).
         """
 
     def send(address: str, message: Optional[dict] = None) -> Any:

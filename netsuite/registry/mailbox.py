@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Collection, Dict, List, Optional, Sequence, Tuple
 
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -25,7 +25,7 @@ from .interfaces import (CONTINUE, EVENT, MAX_REMEMBER, NO_ANSWER, Continue,
 from .observer import EventualQueue
 from .values import InvalidValue, Message, check
 
-__all__ = ["Mailbox", "Listener", "Counters", "ListenerCounters", "MAX_DEADLINE",
+__all__ = ["Mailbox", "Listener", "REDACTED", "redacted", "Counters", "ListenerCounters", "MAX_DEADLINE",
            "MAX_REMEMBERED", "MAX_REASONS", "OTHER_REASON"]
 
 MAX_DEADLINE = 300.0
@@ -165,6 +165,20 @@ class Listener:
         return f"<Listener {self.id} on {self.address} tags={self.tags!r}>"
 
 
+REDACTED = "<redacted>"
+"""What a watcher sees in place of a mailbox's secret field."""
+
+
+def redacted(message: Message, secret: Collection[str]) -> Message:
+    """
+    C{message} with the value of each field named in C{secret} replaced
+    by L{REDACTED} (a new map; the fields it lacks stay absent).
+    """
+    if not any(field in message for field in secret):
+        return message
+    return {key: REDACTED if key in secret else value for key, value in message.items()}
+
+
 class _Watcher:
     __slots__ = ("fn", "_mailbox")
 
@@ -182,14 +196,17 @@ class Mailbox:
     """
     A named mailbox of kind C{decision} or C{event}. C{refusal} is the
     result a fail-closed listener's error or time-out ends the chain with
-    (None: no listener may fail closed here).
+    (None: no listener may fail closed here). C{secret} names the message
+    fields (a password) that listeners get but watchers never see: they
+    get L{REDACTED} in their place.
     """
 
     def __init__(self, path: str, kind: str, doc: str, clock: IReactorTime,
                  eventual: EventualQueue, default_deadline: float,
-                 refusal: Any = None) -> None:
+                 refusal: Any = None, secret: Sequence[str] = ()) -> None:
         self.path = path
         self.refusal = refusal
+        self.secret = frozenset(secret)
         self.kind = kind
         self.doc = doc
         self.listeners: List[Listener] = []
@@ -250,8 +267,11 @@ class Mailbox:
 
     def tell_watchers(self, message: Message) -> None:
         """
-        Give C{message} to every watcher on a later turn.
+        Give C{message}, its secret fields redacted, to every watcher on a
+        later turn.
         """
+        if self.secret:
+            message = redacted(message, self.secret)
         for watcher in tuple(self.watchers):
             self._eventual.eventually(watcher.fn, message)
 

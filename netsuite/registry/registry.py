@@ -5,7 +5,7 @@ The registry: this process's mailboxes, and the way to other processes'.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IReactorTime
@@ -97,7 +97,7 @@ class Registry:
             raise UnknownMailbox(f"process {self.name} has no mailbox {path}") from None
 
     def declare(self, path: str, kind: str = DECISION, doc: str = "",
-                refusal: Any = None) -> None:
+                refusal: Any = None, secret: Sequence[str] = ()) -> None:
         process, path = parse_address(path)
         if process not in (None, self.name):
             raise InvalidAddress(f"{process}:{path}: a process declares only its own mailboxes")
@@ -107,8 +107,10 @@ class Registry:
             raise MailboxExists(f"mailbox {path} is already declared")
         if refusal is not None:
             check(refusal, "refusal")
+        if isinstance(secret, str) or not all(isinstance(field, str) for field in secret):
+            raise ValueError(f"secret must be a list of message field names, not {secret!r}")
         self._mailboxes[path] = Mailbox(path, kind, doc, self.clock, self.eventual,
-                                        self.default_deadline, refusal)
+                                        self.default_deadline, refusal, secret)
 
     def send(self, address: str, message: Optional[Message] = None) -> "Deferred[Any]":
         try:
@@ -188,17 +190,29 @@ class Registry:
 
 def declare_service(registry: Any, owner: str, decisions: Dict[str, str],
                     events: Dict[str, str], stock: Dict[str, Callable[[Message], Any]],
-                    refusals: Optional[Dict[str, Any]] = None) -> None:
+                    refusals: Optional[Dict[str, Any]] = None,
+                    secrets: Optional[Dict[str, Sequence[str]]] = None) -> None:
     """
     Declare a service's mailboxes (C{decisions} and C{events}: path -> doc;
     C{refusals}: path -> what a decision answers when a fail-closed
-    listener fails) and put its stock behaviour on them as ordinary last
-    listeners, tagged C{owner=OWNER stock=true}.
+    listener fails; C{secrets}: path -> the message fields watchers never
+    see) and put its stock behaviour on them as ordinary last listeners,
+    tagged C{owner=OWNER stock=true}.
     """
+    secrets = secrets or {}
     for path, doc in decisions.items():
-        registry.declare(path, doc=doc, refusal=(refusals or {}).get(path))
+        registry.declare(path, doc=doc, refusal=(refusals or {}).get(path),
+                         **_secret(secrets, path))
     for path, doc in events.items():
-        registry.declare(path, kind=EVENT, doc=doc)
+        registry.declare(path, kind=EVENT, doc=doc, **_secret(secrets, path))
     tags = {"owner": owner, "stock": True}
     for path, fn in stock.items():
         registry.listen(path, fn, tags=tags)
+
+
+def _secret(secrets: Dict[str, Sequence[str]], path: str) -> Dict[str, Any]:
+    """
+    C{declare}'s C{secret} argument for C{path}, left out when it has none
+    (so registries that take no C{secret} still work).
+    """
+    return {"secret": tuple(secrets[path])} if path in secrets else {}

@@ -9,7 +9,7 @@ netsuite process from a shell.
     netsuite-hook list dhcp
 
 Exit status: 0 done, 1 error, 2 bad usage, 3 process not running,
-4 permission denied (L{EXIT_STATUS}).
+4 permission denied or not permitted (L{EXIT_STATUS}).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.task import react
 
 from ..bus.client import AccessDenied, BusClient, NotRunning, connect
-from ..bus.errors import ERRORS
+from ..bus.errors import ERRORS, NotPermitted
 from ..registry.interfaces import NO_ANSWER, InvalidAddress, parse_address
 from ..registry.values import InvalidValue, Message, guess, to_plain
 
@@ -43,7 +43,9 @@ exit status:
   3  the process is not running: nothing listens at its socket
   4  permission denied: you may not connect to its socket (the bus serves root,
      the daemon's own uid and bus.allowed_uids, through a socket of mode
-     bus.socket_mode, default 0660)
+     bus.socket_mode, default 0660); or not permitted: your uid may not send
+     to or watch that mailbox (no [[bus.grant]] of the daemon gives it; list
+     shows only the mailboxes you may use)
 """
 
 
@@ -186,7 +188,7 @@ async def _command(reactor: Any, args: argparse.Namespace, client: BusClient, pr
             out.flush()
         handle = client.watch(path, show)
         await _bounded(reactor, client.connected(), args.timeout)
-        await handle.attached
+        await handle.when_attached()  # NotPermitted, UnknownMailbox... end it here
         sys.stderr.write(f"netsuite-hook: watching {args.target}\n")
         sys.stderr.flush()
         await Deferred()  # until interrupted
@@ -199,7 +201,7 @@ def _bounded(reactor: Any, d: "Deferred[Any]", timeout: float) -> "Deferred[Any]
 def _explain(failure_value: BaseException, args: argparse.Namespace) -> CommandError:
     if isinstance(failure_value, CommandError):
         return failure_value
-    if isinstance(failure_value, AccessDenied):
+    if isinstance(failure_value, (AccessDenied, NotPermitted)):
         return CommandError(str(failure_value), EXIT_ACCESS_DENIED)
     if isinstance(failure_value, NotRunning):
         return CommandError(str(failure_value), EXIT_NOT_RUNNING)

@@ -18,6 +18,7 @@ from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
 
 from netsuite.bus.client import BusClient
+from netsuite.bus.permissions import Permissions
 from netsuite.bus.server import BusServerFactory, BusServerProtocol, Credentials
 from netsuite.registry import EVENT, Registry, Stop
 
@@ -45,18 +46,22 @@ class Owner:
     """
     The process that owns the mailboxes: a L{Registry} served by
     L{BusServerFactory}, with a stock listener on L{LEASE} answering
-    C{"stock"}.
+    C{"stock"}. Its peers may do everything unless C{permissions} say
+    otherwise.
     """
 
     def __init__(self, credentials: Callable[[Any], Optional[Credentials]] = no_credentials,
-                 allowed_uids: Tuple[int, ...] = ()) -> None:
+                 allowed_uids: Tuple[int, ...] = (),
+                 permissions: Optional[Permissions] = None) -> None:
         self.reactor = MemoryReactorClock()
         self.registry = Registry("owner", self.reactor)
         self.registry.declare(LEASE, doc="Which address?")
         self.registry.declare(SEEN, kind=EVENT)
         self.stock = self.registry.listen(LEASE, lambda message: Stop("stock"),
                                           tags={"owner": "dhcp"})
-        self.factory = BusServerFactory(self.registry, allowed_uids, credentials)
+        self.factory = BusServerFactory(
+            self.registry, allowed_uids, credentials,
+            Permissions.everyone() if permissions is None else permissions)
 
     def raw(self) -> Tuple[amp.AMP, BusServerProtocol, iosim.IOPump]:
         """

@@ -57,6 +57,16 @@ class ProcessOptionsTests(SynchronousTestCase):
         self.assertEqual(options.config.bus.socket_dir, "/srv/file-sockets")
         self.assertEqual(options.config.bus.default_deadline, 4.0)
 
+    def test_grantOfUnknownUser(self) -> None:
+        """
+        A C{[[bus.grant]]} naming a user this system lacks stops the start
+        with the file and the key.
+        """
+        path = self.config_file(b'[[bus.grant]]\nuser = "no-such-user-here"\nsend = ["/"]\n')
+        error = self.assertRaises(usage.UsageError, ProcessOptions().parseOptions,
+                                  ["--config", path])
+        self.assertIn(f"{path}: key 'bus.grant[0].user'", str(error))
+
     def test_overrides(self) -> None:
         """
         C{--name} and C{--socket-dir} override the file, long or short.

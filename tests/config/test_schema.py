@@ -292,3 +292,66 @@ class NestedTableTests(SynchronousTestCase):
         error = self.assertRaises(ConfigError, parse, {"dhcp": {"subnet": {"network": "x"}}},
                                   "x.toml", self.SCHEMA)
         self.assertIn("key 'dhcp.subnet': expected a list of tables", str(error))
+
+
+class GrantTests(SynchronousTestCase):
+    """
+    C{[[bus.grant]]}: what a peer other than root and the daemon's uid may
+    do on the bus, checked with the file and key named.
+    """
+
+    def grants(self, *tables: Dict[str, Any]) -> Any:
+        from netsuite.config.schema import bus_grants
+        users = {"hotspot": 1234}
+        return bus_grants(parse({"bus": {"grant": list(tables)}}, SOURCE), users.__getitem__)
+
+    def assertGrantError(self, table: Dict[str, Any], *fragments: str) -> None:
+        message = str(self.assertRaises(ConfigError, self.grants, table))
+        self.assertTrue(message.startswith(SOURCE + ": "), message)
+        for fragment in fragments:
+            self.assertIn(fragment, message)
+
+    def test_none(self) -> None:
+        self.assertEqual(defaults().bus.grant, [])
+        self.assertEqual(self.grants(), [])
+
+    def test_peers(self) -> None:
+        """
+        A grant names its peer by uid, by user name (looked up), or as
+        C{peer = "tcp"}; its prefixes are kept per verb.
+        """
+        by_uid, by_user, tcp = self.grants(
+            {"uid": 1000, "send": ["/dhcp/"], "watch": ["/portal/login"]},
+            {"user": "hotspot", "hook": ["/dhcp/lookup"]},
+            {"peer": "tcp", "send": ["/"]})
+        self.assertEqual((by_uid.peer, by_user.peer, tcp.peer), ("uid:1000", "uid:1234", "tcp"))
+        self.assertEqual(by_uid.prefixes, {"send": ("/dhcp",), "hook": (),
+                                           "watch": ("/portal/login",)})
+        self.assertEqual(by_user.prefixes["hook"], ("/dhcp/lookup",))
+        self.assertEqual(tcp.prefixes["send"], ("",))
+
+    def test_exactlyOnePeer(self) -> None:
+        self.assertGrantError({"send": ["/"]}, "bus.grant[0]", "exactly one of the keys uid, "
+                              "user, peer", "got none")
+        self.assertGrantError({"uid": 1, "peer": "tcp"}, "bus.grant[0]", "got uid, peer")
+
+    def test_unknownUser(self) -> None:
+        self.assertGrantError({"user": "nobody-here"}, "key 'bus.grant[0].user'",
+                              "'nobody-here'")
+
+    def test_badValues(self) -> None:
+        """
+        Bad keys and values are refused naming the key.
+        """
+        for table, key in [({"uid": -1}, "bus.grant[0].uid"),
+                           ({"uid": "1000"}, "bus.grant[0].uid"),
+                           ({"peer": "udp"}, "bus.grant[0].peer"),
+                           ({"uid": 1, "send": ["dhcp"]}, "bus.grant[0].send"),
+                           ({"uid": 1, "hook": "/dhcp"}, "bus.grant[0].hook"),
+                           ({"uid": 1, "watch": ["portal:/portal/login"]},
+                            "bus.grant[0].watch"),
+                           ({"uid": 1, "sned": ["/"]}, "bus.grant[0].sned")]:
+            message = str(self.assertRaises(ConfigError, parse, {"bus": {"grant": [table]}},
+                                            SOURCE))
+            self.assertIn(SOURCE, message)
+            self.assertIn(f"'{key}'", message)
