@@ -30,6 +30,7 @@ from ..registry.interfaces import IRegistry, Stop
 from ..runner import GroupCommit, IRunner
 from ..registry.registry import declare_service
 from ..registry.values import MAC, Message
+from .guard import COUNTERS as FRAME_COUNTERS
 from .leases import Lease
 from .options import (CAPTIVE_PORTAL, DNS_SERVERS, HOST_NAME, LEASE_TIME, REBINDING_TIME,
                       RENEWAL_TIME, ROUTERS, SERVER_ID, SUBNET_MASK, encode_option)
@@ -58,7 +59,8 @@ MAILBOXES = {
                     "subnet}.",
     "/dhcp/counters": "The server's counters: {name: count}, e.g. offers, acks, naks and each "
                       "kind of refused request (unlisted_relay, unknown_renewals, "
-                      "refused_declines).",
+                      "refused_declines, chaddr_mismatch) and of frame seen "
+                      "(malformed_frames, rogue_replies...).",
 }
 EVENTS = {
     "/dhcp/lease/offered": "Event: an address was offered {ip, mac, subnet, source}.",
@@ -67,6 +69,9 @@ EVENTS = {
     "/dhcp/lease/released": "Event: a client released its lease {ip, mac, subnet}.",
     "/dhcp/lease/declined": "Event: a client declined an address {ip, mac, subnet}.",
     "/dhcp/lease/expired": "Event: a lease expired {ip, mac, subnet}.",
+    "/dhcp/rogue-server": "Event: another DHCP server's reply was seen on the LAN {ip, mac, "
+                          "server_id, type, interface, client, yiaddr, replies}; at most once "
+                          "per server per dhcp.rogue_report_interval.",
 }
 
 
@@ -111,7 +116,8 @@ class DHCPServer:
         self.counters = {"dropped": 0, "unknown_type": 0, "no_subnet": 0, "not_ready": 0,
                          "offers": 0, "acks": 0, "naks": 0, "exhausted": 0,
                          "refused_hook_addresses": 0, "refused_declines": 0,
-                         "unlisted_relay": 0, "unknown_renewals": 0}
+                         "unlisted_relay": 0, "unknown_renewals": 0,
+                         **{name: 0 for name in FRAME_COUNTERS}}
         self._sweeping = LoopingCall(self.sweep)
         self._sweeping.clock = clock
         self.sweep_interval = sweep_interval
