@@ -194,10 +194,10 @@ opt lease 600
 """
 
 
-class RogueServerLab(DHCPLab):
+class RogueServerTests:
     """
-    C{dhcp.watch_servers} (on by default) and another DHCP server in c3
-    (no tests of its own).
+    For a L{DHCPLab}: C{dhcp.watch_servers} (on by default) and another
+    DHCP server in c3.
     """
 
     def rogue_argv(self):
@@ -252,7 +252,7 @@ class RogueServerLab(DHCPLab):
         self.assertEqual(self.server.output().count("another DHCP server"), 1)
 
 
-class UdhcpdRogueLabTests(RogueServerLab):
+class UdhcpdRogueLabTests(RogueServerTests, DHCPLab):
     """
     busybox udhcpd, whose replies are broadcast.
     """
@@ -265,7 +265,7 @@ class UdhcpdRogueLabTests(RogueServerLab):
         return ["busybox", "udhcpd", "-f", "-a", "0", path]
 
 
-class DnsmasqRogueLabTests(RogueServerLab):
+class DnsmasqRogueLabTests(RogueServerTests, DHCPLab):
     """
     dnsmasq, whose replies to udhcpc (broadcast flag clear) are unicast to
     the client's MAC: the bridge forwards them from c3's port to c1's,
