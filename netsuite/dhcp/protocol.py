@@ -2,7 +2,9 @@
 """
 The DHCP server's sockets: one UDP socket on port 67 bound to the serving
 interface, datagrams parsed into packets (malformed ones dropped and
-counted), and replies sent where RFC 2131 section 4.1 says.
+counted), and replies sent where RFC 2131 section 4.1 says. With
+C{dhcp.check_chaddr} the socket is silent and the requests come from the
+Ethernet frames instead (L{netsuite.dhcp.guard}).
 """
 
 from __future__ import annotations
