@@ -32,6 +32,8 @@ Configurations:
                   trial, since its cost grows with every lease it holds.
   dnsmasq-ro      the same with --leasefile-ro (no lease file at all:
                   nothing survives a restart).
+  netsuite-chaddr (only with --only) netsuite with dhcp.check_chaddr on.
+  netsuite-nowatch (only with --only) netsuite with dhcp.watch_servers off.
   dnsmasq-50k     (only with --only) dnsmasq with the 50,000 leases: it
                   spins ~55 s loading them and then serves ~2 exchanges/s.
   ldap-inproc     netsuite with [dhcp.ldap] enabled in the process, cache
@@ -128,7 +130,10 @@ VARIANTS = ["netsuite", "kea", "dnsmasq", "dnsmasq-ro", "ldap-inproc", "amp-noca
             "amp-warm", "amp-ask"]
 # Not in a default run: dnsmasq loading 50,000 leases spins ~55 s at start-up
 # and then serves ~2 exchanges/s (see docs/performance-dhcp.md).
-EXTRA_VARIANTS = ["dnsmasq-50k"]
+# netsuite-chaddr / netsuite-nowatch: netsuite with dhcp.check_chaddr on (the
+# requests read from the frames; perfdhcp's are relayed, so none is refused)
+# or dhcp.watch_servers off: the frames' cost.
+EXTRA_VARIANTS = ["dnsmasq-50k", "netsuite-chaddr", "netsuite-nowatch"]
 
 
 def log(text: str) -> None:
@@ -210,7 +215,7 @@ enabled = true
 interface = "br-lan"
 lease_file = "{lease_file}"
 relays = ["{giaddr}"]
-
+{dhcp_keys}
 [[dhcp.subnet]]
 name = "lan"
 network = "10.89.0.0/24"
@@ -250,10 +255,12 @@ class NetsuiteServer(Server):
     family = "netsuite"
     ready = r"dhcp ready"
 
-    def __init__(self, netns: str, ldap: str = "", extra_argv: Sequence[str] = ()) -> None:
+    def __init__(self, netns: str, ldap: str = "", extra_argv: Sequence[str] = (),
+                 dhcp_keys: str = "") -> None:
         super().__init__(netns)
         self.ldap = ldap or ldap_table("ldap://127.0.0.1:389", "", False, False)
         self.extra_argv = list(extra_argv)
+        self.dhcp_keys = dhcp_keys
 
     @property
     def lease_file(self) -> str:
@@ -269,7 +276,7 @@ class NetsuiteServer(Server):
         config = self.write("netsuite.toml", NETSUITE_CONFIG.format(
             lease_file=self.lease_file, lease_time=LEASE_TIME, relay_net=RELAY_NET,
             first=POOL_FIRST, last=POOL_LAST, server_id=NETSUITE_RELAY_SERVER_ID,
-            giaddr=GIADDR, ldap=self.ldap))
+            giaddr=GIADDR, ldap=self.ldap, dhcp_keys=self.dhcp_keys))
         store = LeaseStore(self.lease_file)
         expires = time.time() + LEASE_TIME
         store.put_many([Lease(ip=ip, client_key=b"\x01" + mac, mac=MAC(mac), state="bound",
@@ -789,7 +796,9 @@ def run_variant(bench: Bench, lab: Lab, name: str, slapd: Optional[SlapdPeer]
         if name == "ldap-inproc":
             assert slapd is not None
             ldap = ldap_table(slapd.url.rstrip("/"), slapd.hosts_dn, True, False)
-        server = NetsuiteServer(ap, ldap)
+        keys = {"netsuite-chaddr": "check_chaddr = true",
+                "netsuite-nowatch": "watch_servers = false"}.get(name, "")
+        server = NetsuiteServer(ap, ldap, dhcp_keys=keys)
         server.uses_ldap = name in ("ldap-inproc", "amp-nocache", "amp-warm",  # type: ignore
                                     "amp-ask")
     # Every server starts on a store of its own: each variant walks the same
@@ -914,6 +923,8 @@ LABELS = {
     "amp-nocache": "netsuite + AMP hook process, cache off",
     "amp-warm": "netsuite + AMP hook process, warm cache, returning clients",
     "amp-ask": "the same, remember = false: the hook is asked every time",
+    "netsuite-chaddr": "netsuite-dhcp, check_chaddr = true (requests from the frames)",
+    "netsuite-nowatch": "netsuite-dhcp, watch_servers = false",
 }
 
 

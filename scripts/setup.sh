@@ -13,7 +13,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 APT_PACKAGES=(python3 python3-venv python3-dev gcc iproute2 iptables ipset conntrack busybox
               dovecot-imapd dovecot-pop3d slapd ldap-utils udhcpc isc-dhcp-client curl
-              chromium chromium-driver tcpdump faketime
+              chromium chromium-driver tcpdump faketime dnsmasq-base
               kea-admin "$@")  # kea-admin: perfdhcp, for the fault tests
 
 LOG="$PWD/.setup.log"

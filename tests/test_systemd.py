@@ -56,7 +56,9 @@ NEEDS: Dict[str, FrozenSet[str]] = {
     # Linux 5.7. netsuite/dhcp/neighbours.py: CAP_NET_ADMIN for SIOCSARP,
     # the neighbour entry of a unicast reply to a client without an
     # address (without it, broadcast); it also lets SO_RCVBUFFORCE work.
-    "dhcp": frozenset({"CAP_NET_BIND_SERVICE", "CAP_NET_ADMIN"}),
+    # netsuite/dhcp/frames.py packet_socket: CAP_NET_RAW for the AF_PACKET
+    # socket of dhcp.watch_servers and dhcp.check_chaddr.
+    "dhcp": frozenset({"CAP_NET_BIND_SERVICE", "CAP_NET_ADMIN", "CAP_NET_RAW"}),
     # netsuite/portal/: ports 5280 and 8443 (see PORTS); /proc/net/arp
     # (service.py neighbour_mac) is readable by anyone; the firewall is
     # changed over the bus.
@@ -70,7 +72,7 @@ NEEDS: Dict[str, FrozenSet[str]] = {
 # declares it needs once started (its tap.py CAPABILITIES).
 START_ONLY: Dict[str, FrozenSet[str]] = {
     "firewall": frozenset(),
-    "dhcp": frozenset({"CAP_NET_BIND_SERVICE"}),
+    "dhcp": frozenset({"CAP_NET_BIND_SERVICE", "CAP_NET_RAW"}),  # port 67, the packet socket
     "portal": frozenset(),
 }
 

@@ -2,7 +2,9 @@
 """
 The DHCP server's sockets: one UDP socket on port 67 bound to the serving
 interface, datagrams parsed into packets (malformed ones dropped and
-counted), and replies sent where RFC 2131 section 4.1 says.
+counted), and replies sent where RFC 2131 section 4.1 says. With
+C{dhcp.check_chaddr} the socket is silent and the requests come from the
+Ethernet frames instead (L{netsuite.dhcp.guard}).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ..registry.values import MAC
+from .frames import DROP_ALL, attach_filter
 from .packet import NAK, MalformedPacket, Packet, PacketTooLarge
 
 __all__ = ["DHCPProtocol", "PortTaken", "dhcp_socket", "reply_destination", "SERVER_PORT",
@@ -35,10 +38,16 @@ SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 RECEIVE_BUFFER = 4 << 20
 
 
-def dhcp_socket(interface: str, port: int = SERVER_PORT, address: str = "0.0.0.0") -> socket.socket:
+def dhcp_socket(interface: str, port: int = SERVER_PORT, address: str = "0.0.0.0",
+                silent: bool = False) -> socket.socket:
     """
     A non-blocking UDP socket on C{port} that sees (and sends) traffic of
     C{interface} only, so the server never answers on the WAN.
+
+    C{silent}: a filter that drops every datagram is attached before the
+    bind, so the socket only holds the port and sends (with
+    C{dhcp.check_chaddr} the requests come from the frames, and one
+    socket alone decides each).
 
     Without C{SO_REUSEADDR}: a port already taken on this interface (by
     another DHCP server bound there, or to every interface) is refused,
@@ -55,6 +64,8 @@ def dhcp_socket(interface: str, port: int = SERVER_PORT, address: str = "0.0.0.0
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, interface.encode() + b"\0")
+        if silent:
+            attach_filter(sock, DROP_ALL)
         sock.bind((address, port))
         sock.setblocking(False)
     except OSError as e:
@@ -140,6 +151,13 @@ class DHCPProtocol(DatagramProtocol):
             self.malformed += 1
             _log.debug("dropped a malformed packet from {addr}: {error}", addr=addr, error=e)
             return
+        self.request_received(request, addr)
+
+    def request_received(self, request: Packet, addr: Tuple[str, int]) -> None:
+        """
+        Serve a parsed request from C{addr}: from the UDP socket, or from
+        a frame that passed L{netsuite.dhcp.guard.FrameSorter}.
+        """
         if request.op != 1 or request.message_type is None:
             self.ignored += 1
             return

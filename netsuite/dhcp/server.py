@@ -31,6 +31,7 @@ from ..clock import clock_watch
 from ..runner import GroupCommit, IRunner
 from ..registry.registry import declare_service
 from ..registry.values import MAC, Message
+from .guard import COUNTERS as FRAME_COUNTERS
 from .leases import Lease
 from .options import (CAPTIVE_PORTAL, DNS_SERVERS, HOST_NAME, LEASE_TIME, REBINDING_TIME,
                       RENEWAL_TIME, ROUTERS, SERVER_ID, SUBNET_MASK, encode_option)
@@ -59,7 +60,8 @@ MAILBOXES = {
                     "subnet}.",
     "/dhcp/counters": "The server's counters: {name: count}, e.g. offers, acks, naks and each "
                       "kind of refused request (unlisted_relay, unknown_renewals, "
-                      "refused_declines).",
+                      "refused_declines, chaddr_mismatch) and of frame seen "
+                      "(malformed_frames, rogue_replies...).",
 }
 EVENTS = {
     "/dhcp/lease/offered": "Event: an address was offered {ip, mac, subnet, source}.",
@@ -68,6 +70,9 @@ EVENTS = {
     "/dhcp/lease/released": "Event: a client released its lease {ip, mac, subnet}.",
     "/dhcp/lease/declined": "Event: a client declined an address {ip, mac, subnet}.",
     "/dhcp/lease/expired": "Event: a lease expired {ip, mac, subnet}.",
+    "/dhcp/rogue-server": "Event: another DHCP server's reply was seen on the LAN {ip, mac, "
+                          "server_id, type, interface, client, yiaddr, replies}; at most once "
+                          "per server per dhcp.rogue_report_interval.",
 }
 
 
@@ -114,7 +119,7 @@ class DHCPServer:
                          "offers": 0, "acks": 0, "naks": 0, "exhausted": 0,
                          "refused_hook_addresses": 0, "refused_declines": 0,
                          "unlisted_relay": 0, "unknown_renewals": 0, "unstored": 0,
-                         "store_failures": 0}
+                         "store_failures": 0, **{name: 0 for name in FRAME_COUNTERS}}
         self._sweeping = LoopingCall(self.sweep)
         self._sweeping.clock = clock
         self.sweep_interval = sweep_interval

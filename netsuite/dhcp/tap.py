@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any, List, Optional
+from typing import Any, Iterable, List, Optional
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import gatherResults, maybeDeferred
@@ -77,6 +77,17 @@ SECTION = {
     "bind_unknown_renewals": Field(bool, False, "ACK a RENEWING/REBINDING request for a free "
                                    "address this server has no lease of for that client "
                                    "(else NAK)"),
+    "check_chaddr": Field(bool, False, "drop a request sent directly (no relay) whose chaddr "
+                          "is not the source MAC of its Ethernet frame; needs CAP_NET_RAW "
+                          "(the server does not start without it). Off by default: a "
+                          "client behind a bridge that rewrites MACs (a Wi-Fi repeater) "
+                          "sends its own chaddr in a frame from the repeater's MAC"),
+    "watch_servers": Field(bool, True, "watch the LAN for other DHCP servers' OFFERs, ACKs "
+                           "and NAKs: a warning and the event /dhcp/rogue-server; needs "
+                           "CAP_NET_RAW (without it, one warning and no watch) and puts "
+                           "the interface in promiscuous mode"),
+    "rogue_report_interval": Field(POSITIVE_SECONDS, 300.0, "seconds between two reports "
+                                   "(warning and event) about one other server"),
     "captive_portal_url": Field(str, "", "option 114 (RFC 8910) for every client"),
     "sweep_interval": Field(SECONDS, 10.0, "seconds between lease expiry sweeps (0: never)"),
     "subnet": TableList(SUBNET, "the subnets served"),
@@ -152,10 +163,21 @@ class DHCPService(Service):
 
     @param neighbours: writes the neighbour entries of unicast replies
         (L{netsuite.dhcp.neighbours.KernelNeighbours}).
+    @param check_chaddr: take requests from the interface's frames (the
+        UDP socket silent, holding the port and sending) and drop those
+        whose chaddr is not the frame's source MAC; the server does not
+        start without the packet socket.
+    @param rogues: watch the frames for other servers' replies (without
+        the packet socket, one warning and no watch).
+    @param destinations: the unicast addresses a request taken from a
+        frame may be sent to (L{netsuite.dhcp.guard.FrameSorter}).
+    @param open_frames: L{netsuite.dhcp.frames.packet_socket}, or a fake.
     """
 
     def __init__(self, server: Any, build_pool: Any, interface: str, port: int,
-                 reactor: Any, runner: Any, neighbours: Any = None) -> None:
+                 reactor: Any, runner: Any, neighbours: Any = None,
+                 check_chaddr: bool = False, rogues: Any = None,
+                 destinations: Iterable[Any] = (), open_frames: Any = None) -> None:
         self.server = server
         self.build_pool = build_pool
         self.interface = interface
@@ -163,14 +185,19 @@ class DHCPService(Service):
         self.reactor = reactor
         self.runner = runner
         self.neighbours = neighbours
+        self.check_chaddr = check_chaddr
+        self.rogues = rogues
+        self.destinations = tuple(destinations)
+        self.open_frames = open_frames
         self.port: Any = None
+        self.frames: Any = None
         self.readiness = Readiness()
 
     def privilegedStartService(self) -> None:
         from .protocol import DHCPProtocol, PortTaken, dhcp_socket
         Service.privilegedStartService(self)
         try:
-            sock = dhcp_socket(self.interface, self.port_number)
+            sock = dhcp_socket(self.interface, self.port_number, silent=self.check_chaddr)
         except PortTaken as e:
             _log.critical("dhcp cannot start: {error}", error=str(e))
             raise SystemExit(1) from None
@@ -180,6 +207,32 @@ class DHCPService(Service):
                                                        self.protocol)
         finally:
             sock.close()  # Twisted has its own copy of the descriptor
+        if self.check_chaddr or self.rogues is not None:
+            self._open_frames()
+
+    def _open_frames(self) -> None:
+        from .frames import FrameReader, bpf_program, packet_socket
+        from .guard import FrameSorter
+        program = bpf_program(requests=self.check_chaddr, replies=self.rogues is not None)
+        try:
+            frames, mac = (self.open_frames or packet_socket)(
+                self.interface, program, promiscuous=self.rogues is not None)
+        except OSError as e:
+            if self.check_chaddr:
+                _log.critical("dhcp cannot start: dhcp.check_chaddr needs a packet socket on "
+                              "{interface} (CAP_NET_RAW): {error}", interface=self.interface,
+                              error=str(e))
+                raise SystemExit(1) from None
+            _log.warn("dhcp: not watching {interface} for other DHCP servers "
+                      "(dhcp.watch_servers): no packet socket (CAP_NET_RAW?): {error}",
+                      interface=self.interface, error=str(e))
+            return
+        sorter = FrameSorter(
+            self.server.counters, mac,
+            requests=self.protocol.request_received if self.check_chaddr else None,
+            destinations=self.destinations, rogues=self.rogues)
+        self.frames = FrameReader(frames, sorter.receive, self.reactor)
+        self.frames.start()
 
     def startService(self) -> None:
         Service.startService(self)
@@ -207,6 +260,9 @@ class DHCPService(Service):
         done = [self.server.stop()]
         if self.port is not None:
             done.append(maybeDeferred(self.port.stopListening))
+        if self.frames is not None:
+            self.frames.stop()
+            self.frames = None
         if self.neighbours is not None:
             done.append(self.neighbours.close())
         return gatherResults(done)
@@ -248,8 +304,17 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
         install(registry, section.ldap, reactor)
     neighbours = KernelNeighbours(section.interface,
                                   ThreadRunner(reactor, name="netsuite-dhcp-neighbours"))
+    rogues = None
+    if section.watch_servers:
+        from .guard import RogueWatch
+        rogues = RogueWatch(registry, reactor, section.interface, server.counters,
+                            interval=section.rogue_report_interval)
+    destinations = {s.server for s in subnets}
+    if direct is not None:
+        destinations.add(direct.network.broadcast_address)
     DHCPService(server, build_pool, section.interface, section.port, reactor,
-                runner, neighbours).setServiceParent(top)
+                runner, neighbours, check_chaddr=section.check_chaddr, rogues=rogues,
+                destinations=destinations).setServiceParent(top)
     return top
 
 

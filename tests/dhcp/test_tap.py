@@ -10,12 +10,14 @@ from ipaddress import IPv4Address, IPv4Network
 
 from twisted.application.service import IServiceCollection, MultiService
 from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
-from twisted.logger import formatEvent, globalLogPublisher
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from netsuite.config.schema import ConfigError, load
 from netsuite.dhcp import tap
+from netsuite.dhcp.frames import bpf_program
+from netsuite.dhcp.guard import RogueWatch
 from netsuite.services import find_service
 from netsuite.dhcp.neighbours import KernelNeighbours
 from netsuite.dhcp.pool import Pool
@@ -534,3 +536,151 @@ class ServiceFromConfigTests(ConfigMixin, SynchronousTestCase):
         self.assertEqual(service.interface, "eth9")
         self.assertIs(service.server.registry, top.registry)
         self.assertEqual(self.reactor.unixServers, [])
+
+
+class FrameKeysTests(ConfigMixin, SynchronousTestCase):
+    """
+    C{dhcp.check_chaddr}, C{dhcp.watch_servers} and
+    C{dhcp.rogue_report_interval} reach the service.
+    """
+
+    def service(self, keys: str = "") -> tap.DHCPService:
+        config = self.load(LAN.replace("[dhcp]\n", f"[dhcp]\n{keys}\n")
+                           + RELAYED.replace('server = "10.89.0.1"', 'server = "10.89.0.2"'))
+        reactor = MemoryReactorClock()
+        top = tap.serviceFromConfig(config, Registry("dhcp", reactor), reactor)
+        [service] = list(IServiceCollection(top))
+        return service
+
+    def test_defaults(self) -> None:
+        """
+        By default requests come from the UDP socket and other servers are
+        watched for, reported at most every 300 s; a request taken from a
+        frame may go to any subnet's server address or the LAN's broadcast.
+        """
+        service = self.service()
+        self.assertFalse(service.check_chaddr)
+        self.assertIsInstance(service.rogues, RogueWatch)
+        self.assertEqual((service.rogues.interval, service.rogues.interface), (300.0, "br-lan"))
+        self.assertIs(service.rogues.counters, service.server.counters)
+        self.assertEqual(set(service.destinations), {
+            IPv4Address("10.89.0.1"), IPv4Address("10.89.0.2"), IPv4Address("10.89.0.255")})
+
+    def test_set(self) -> None:
+        """
+        Each key as set.
+        """
+        service = self.service("check_chaddr = true\nwatch_servers = false")
+        self.assertEqual((service.check_chaddr, service.rogues), (True, None))
+        service = self.service("rogue_report_interval = 60")
+        self.assertEqual(service.rogues.interval, 60.0)
+
+
+class FakeFrameSocket:
+    closed = False
+
+    def fileno(self) -> int:
+        return 98
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeUDPReactor(MemoryReactorClock):
+    """
+    Records the UDP socket adopted and the readers added.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.adopted: list = []
+        self.readers: list = []
+
+    def adoptDatagramPort(self, fd: int, family: Any, protocol: Any) -> Any:
+        self.adopted.append((os.dup(fd), protocol))
+        return None
+
+    def addReader(self, reader: Any) -> None:
+        self.readers.append(reader)
+
+    def removeReader(self, reader: Any) -> None:
+        self.readers.remove(reader)
+
+
+class FrameSocketStartTests(SynchronousTestCase):
+    """
+    L{tap.DHCPService} opens the packet socket when asked, and what it does
+    without one (on C{lo}, port 0: no privilege needed).
+    """
+
+    def start(self, check: bool, watch: bool, error: Any = None) -> Any:
+        self.reactor = FakeUDPReactor()
+        registry = Registry("dhcp", self.reactor)
+        server = DHCPServer(registry, None, self.reactor, None)
+        self.opened: list = []
+
+        def open_frames(interface: str, program: Any, promiscuous: bool) -> Any:
+            if error is not None:
+                raise error
+            self.opened.append((interface, program, promiscuous))
+            return FakeFrameSocket(), MAC("02:00:00:00:00:fe")
+        rogues = RogueWatch(registry, self.reactor, "lo", server.counters) if watch else None
+        service = tap.DHCPService(server, None, "lo", 0, self.reactor, None,
+                                  check_chaddr=check, rogues=rogues, open_frames=open_frames)
+        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        try:
+            service.privilegedStartService()
+        finally:
+            for fd, _ in self.reactor.adopted:
+                self.addCleanup(os.close, fd)
+        return service
+
+    def test_watch_only(self) -> None:
+        """
+        The watch alone: a promiscuous socket passing replies only; the UDP
+        socket still receives.
+        """
+        service = self.start(check=False, watch=True)
+        [(interface, program, promiscuous)] = self.opened
+        self.assertEqual((interface, program, promiscuous),
+                         ("lo", bpf_program(requests=False, replies=True), True))
+        self.assertEqual(self.reactor.readers, [service.frames])
+        self.assertIsNone(service.frames.receive.__self__.requests)
+
+    def test_check(self) -> None:
+        """
+        With check_chaddr, the frames' requests go to the protocol.
+        """
+        service = self.start(check=True, watch=False)
+        [(_, program, promiscuous)] = self.opened
+        self.assertEqual((program, promiscuous), (bpf_program(requests=True, replies=False),
+                                                  False))
+        self.assertEqual(service.frames.receive.__self__.requests,
+                         service.protocol.request_received)
+
+    def test_neither(self) -> None:
+        """
+        Neither: no packet socket.
+        """
+        service = self.start(check=False, watch=False)
+        self.assertEqual((self.opened, service.frames), ([], None))
+
+    def test_watch_without_capability(self) -> None:
+        """
+        Without the packet socket the watch is given up with one warning;
+        the server runs on.
+        """
+        service = self.start(check=False, watch=True, error=PermissionError(1, "no"))
+        self.assertIsNone(service.frames)
+        [warning] = [e for e in self.events if e["log_level"] == LogLevel.warn]
+        self.assertIn("not watching lo for other DHCP servers", formatEvent(warning))
+        self.assertEqual(len(self.reactor.adopted), 1)
+
+    def test_check_without_capability(self) -> None:
+        """
+        check_chaddr without the packet socket: the server does not start.
+        """
+        self.assertRaises(SystemExit, self.start, check=True, watch=True,
+                          error=PermissionError(1, "no"))
+        [critical] = [e for e in self.events if e["log_level"] == LogLevel.critical]
+        self.assertIn("dhcp.check_chaddr needs a packet socket", formatEvent(critical))

@@ -30,7 +30,7 @@ interface = "br-lan"
 lease_file = "{leases}"
 sweep_interval = 1.0
 relays = {relays}
-
+{dhcp_keys}
 [[dhcp.subnet]]
 name = "lan"
 network = "10.89.0.0/24"
@@ -119,6 +119,7 @@ class DHCPLab(TestCase):
     last = "10.89.0.150"
     lease_time = 600
     relays = ()  # the addresses allowed to relay (dhcp.relays)
+    dhcp_keys = ""  # more [dhcp] keys, as TOML lines
 
     @inlineCallbacks
     def setUp(self):
@@ -136,7 +137,8 @@ class DHCPLab(TestCase):
         yield self.before_server()
         self.config = write_config(self, CONFIG.format(
             leases=self.lease_file(), last=self.last,
-            lease_time=self.lease_time, relays=json.dumps(list(self.relays)))
+            lease_time=self.lease_time, relays=json.dumps(list(self.relays)),
+            dhcp_keys=self.dhcp_keys)
             + self.extra_config())
         yield self.start_server()
         self.bus = connect("ap", socket_dir=self.sockets, reactor=reactor)
