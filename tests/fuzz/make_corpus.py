@@ -239,6 +239,7 @@ def bus() -> None:
         "deep": b'["list",' * 33 + b'["none",null]' + b"]" * 33,
         "bigint": b'["int","' + b"9" * 5000 + b'"]',
         "found-utf16-surrogate": '["str","\\ud800"]'.encode("utf-16"),
+        "found-utf8-encoded-surrogate": b'["str","\xed\xa0\x80"]',
     }
     write("bus-values", values)
 

@@ -355,6 +355,9 @@ class BoundTests(SynchronousTestCase):
         for encoding in ("utf-16", "utf-16-le", "utf-32"):
             for text in ('["str","\\ud800"]', '["str","a"]'):
                 self.assertRaises(InvalidValue, loads, text.encode(encoding))
+        # json.loads decodes bytes with surrogatepass: an encoded surrogate
+        # (no escape in sight) got past the check too
+        self.assertRaises(InvalidValue, loads, b'["str","\xed\xa0\x80"]')
 
     def test_surrogatePair(self) -> None:
         """
