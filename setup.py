@@ -26,7 +26,8 @@ setup(
         "Twisted>=23.10.0",
         "zope.interface>=6.0",
     ],
-    extras_require={"test": ["pyflakes>=3.0", "hypothesis>=6.0"]},
+    # atheris: the long fuzz campaigns of scripts/fuzz.py (a manylinux wheel)
+    extras_require={"test": ["pyflakes>=3.0", "hypothesis>=6.0", "atheris>=2.3"]},
     entry_points={"console_scripts": ["netsuite-hook = netsuite.scripts.hook:main",
                                       "netsuite-lab = netsuite.lab.cli:main"]},
 )

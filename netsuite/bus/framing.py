@@ -24,7 +24,7 @@ from __future__ import annotations
 import struct
 from typing import Any, Dict, Optional
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.error import ConnectionLost
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
@@ -38,7 +38,7 @@ from .arguments import CHUNK, MAX_MESSAGE, put_chunks, take_chunks
 from .errors import BAD_REQUEST, ERRORS, error_code, known_error
 from .peercommands import CallListener
 
-__all__ = ["BusDispatcher", "BusProtocol", "CALL_LISTENER", "MAX_BOX", "MAX_KEYS",
+__all__ = ["BadArguments", "BusDispatcher", "BusProtocol", "MalformedBox", "CALL_LISTENER", "MAX_BOX", "MAX_KEYS",
            "call_listener", "verdict_from_box", "answer_box", "refusal_box"]
 
 _log = Logger()
@@ -57,6 +57,13 @@ MAX_KEYS = 256
 memory than its bytes (a 52 MB one took 677 MiB)."""
 
 
+class MalformedBox(ValueError):
+    """
+    A whole box that is no command, answer or error the connection can
+    take: the connection is closed (L{BusProtocol.malformed}).
+    """
+
+
 class BusDispatcher(amp.BoxDispatcher):
     """
     A box dispatcher that answers a command failing with an undeclared
@@ -66,13 +73,80 @@ class BusDispatcher(amp.BoxDispatcher):
     the command's declared errors) with C{INVALID_VALUE}.
     """
 
+    def ampBoxReceived(self, box: amp.AmpBox) -> None:
+        """
+        Dispatch C{box}, or raise L{MalformedBox} for one AMP cannot take:
+        no command, answer or error key (AMP raises C{NoEmptyBoxes}), an
+        error without its code and description (AMP would take the
+        question off and fail before answering it), an answer or error to
+        no question asked (AMP raises C{KeyError}).
+        """
+        if amp.ANSWER not in box and amp.ERROR in box and (
+                amp.ERROR_CODE not in box or amp.ERROR_DESCRIPTION not in box):
+            raise MalformedBox("an error box without its code or description")
+        try:
+            amp.BoxDispatcher.ampBoxReceived(self, box)
+        except amp.NoEmptyBoxes:
+            raise MalformedBox("a box with no command, answer or error") from None
+        except KeyError:  # the question's tag, popped before anything else
+            raise MalformedBox("an answer or error to no question asked") from None
+
     def dispatchCommand(self, box: amp.AmpBox) -> "Deferred[Any]":
-        return amp.BoxDispatcher.dispatchCommand(self, box).addErrback(_bad_request, box)
+        """
+        As AMP does, and with an error in the command's arguments (a missing
+        or unreadable one, which AMP's responder raises while parsing,
+        before it calls ours) failing as L{BadArguments}: the peer's
+        mistake, answered without a traceback in our log.
+        """
+        d = self._dispatch(box)
+        if amp.ASK not in box:  # AMP would log it as unhandled and close
+            d.addErrback(_unanswered, box)
+        return d
+
+    def _dispatch(self, box: amp.AmpBox) -> "Deferred[Any]":
+        name = box[amp.COMMAND]
+        responder = self.locator.locateResponder(name)
+        if responder is None:  # AMP's UNHANDLED answer
+            return amp.BoxDispatcher.dispatchCommand(self, box).addErrback(_bad_request, box)
+
+        def parsed_first() -> Any:
+            try:
+                return responder(box)  # AMP's: parses, then returns a Deferred
+            except values.InvalidValue:
+                raise
+            except Exception as e:
+                raise BadArguments(f"bad arguments to {name!r}: {type(e).__name__}: "
+                                   f"{e}"[:400]) from None
+        return maybeDeferred(parsed_first).addErrback(_bad_request, box)
+
+
+class BadArguments(ValueError):
+    """
+    A command's arguments cannot be read (missing, or not of their type).
+    """
+
+
+def _unanswered(failure: Failure, box: amp.AmpBox) -> Optional[Failure]:
+    """
+    A command sent without C{_ask} failed, non-fatally: nobody waits for
+    its error box; say so in a line, keep the connection.
+    """
+    error = failure.value
+    if isinstance(error, amp.RemoteAmpError) and not error.fatal:
+        _log.warn("bus command {command!r} (no answer asked) failed: {error}",
+                  command=box.get(amp.COMMAND), error=str(error))
+        return None
+    return failure
 
 
 def _bad_request(failure: Failure, box: amp.AmpBox) -> Failure:
     if failure.check(amp.RemoteAmpError):
         return failure
+    if failure.check(BadArguments):  # logged without a traceback: a peer can repeat it
+        _log.warn("bus command {command!r}: {error}", command=box.get(amp.COMMAND),
+                  error=str(failure.value))
+        return Failure(amp.RemoteAmpError(BAD_REQUEST, str(failure.value), fatal=False,
+                                          local=failure))
     if failure.check(values.InvalidValue):  # an argument too long to take (take_chunks)
         return Failure(amp.RemoteAmpError(ERRORS[values.InvalidValue], str(failure.value),
                                           fatal=False, local=failure))
@@ -91,7 +165,9 @@ class BusProtocol(Protocol):
     Boxes are read from L{connectionMade} on; a subclass that must check its
     peer first calls it only once the peer is accepted, so that a refused
     peer's bytes are never read as commands. A key longer than 255 bytes, a
-    box of more than L{MAX_BOX} bytes or L{MAX_KEYS} keys closes the
+    box of more than L{MAX_BOX} bytes or L{MAX_KEYS} keys, or a box that
+    is no command, answer or error the dispatcher can take
+    (L{MalformedBox}) closes the
     connection and sets L{malformed} (why); what follows is not read, so
     one box never holds more than about L{MAX_BOX} bytes of memory.
 
@@ -151,8 +227,12 @@ class BusProtocol(Protocol):
                 size += length + 2
             elif length == 0:
                 self._box = None
-                received(box)
-                if self.transport is None:
+                try:
+                    received(box)
+                except MalformedBox as e:
+                    self._refuse_frame(str(e))
+                    return
+                if self.transport is None or not self._receiving:
                     return
                 box = amp.AmpBox()
                 size = 0

@@ -14,12 +14,13 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from ..registry.interfaces import IRegistry, Stop
 from ..registry.registry import declare_service
 from ..registry.values import MAC, Message
 from ..services import Readiness
-from .interfaces import Client, IFirewall
+from .interfaces import Client, IFirewall, NotInLan
 
 __all__ = ["FirewallService", "MAILBOXES", "REFUSALS"]
 
@@ -101,7 +102,14 @@ class FirewallService(Service):
             if known:
                 self.registry.send("/firewall/deauthorized", {"ip": ip})
             return Stop({"deauthorized": known, "ip": ip})
-        return self.firewall.deauthorize(ip).addCallback(done)
+
+        def not_a_client(failure: Failure) -> Stop:
+            # An address outside the LAN was never authorized: the answer
+            # is "no", not a listener failure (an operator's kick of
+            # 20.89.0.11 logged a traceback).
+            failure.trap(NotInLan)
+            return Stop({"deauthorized": False, "ip": ip})
+        return self.firewall.deauthorize(ip).addCallbacks(done, not_a_client)
 
     def _open_smtp(self, message: Message) -> "Deferred[Stop]":
         return self.firewall.open_smtp(_ip(message), message.get("seconds")).addCallback(

@@ -14,6 +14,7 @@ C{HTTPChannel} does) and the redirects kept (in bytes).
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 from urllib.parse import urlsplit
@@ -23,7 +24,7 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, TimeoutMixin
 from twisted.web.http import datetimeToString
-from twisted.web.server import Site
+from twisted.web.server import Request, Site
 from zope.interface import implementer
 
 from ..registry.interfaces import Stop
@@ -33,7 +34,7 @@ from .pages import HTML, PROBES
 if TYPE_CHECKING:
     from .resource import PortalResource
 
-__all__ = ["PortalSite", "RedirectFront", "RedirectCache", "request_path", "HEAD_LIMIT",
+__all__ = ["PortalSite", "PortalRequest", "RedirectFront", "RedirectCache", "request_path", "HEAD_LIMIT",
            "declare_front"]
 
 _log = Logger()
@@ -98,6 +99,28 @@ class RedirectCache:
         self.size = 0
 
 
+_FIELD_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+"""A control character other than HTAB, which no field value holds (RFC 9110
+section 5.5)."""
+
+
+class PortalRequest(Request):
+    """
+    twisted.web's request, reading a form's Content-Type only when it is a
+    field value: twisted.web hands it to the email package, whose parser
+    raises ValueError out of the channel's C{dataReceived} for one that
+    holds a form feed (C{application/\x0c-www-form-urlencoded}); such a
+    request is read as having no Content-Type (so no form).
+    """
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        ctype = self.requestHeaders.getRawHeaders(b"content-type")
+        # email refuses what str.splitlines() splits: \x85 as well
+        if ctype and (_FIELD_CONTROL.search(ctype[0]) or b"\x85" in ctype[0]):
+            self.requestHeaders.removeHeader(b"content-type")
+        Request.requestReceived(self, command, path, version)
+
+
 class PortalSite(Site):
     """
     The portal's site. Every connection first meets a L{RedirectFront},
@@ -120,6 +143,7 @@ class PortalSite(Site):
     def __init__(self, resource: "PortalResource", *args: Any, head_timeout: float = 10.0,
                  max_connections: int = 1024, max_per_client: int = 32,
                  **kwargs: Any) -> None:
+        kwargs.setdefault("requestFactory", PortalRequest)
         Site.__init__(self, resource, *args, **kwargs)
         self.head_timeout = head_timeout
         self.max_connections = max_connections

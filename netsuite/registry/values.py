@@ -288,7 +288,10 @@ def loads(data: bytes) -> Value:
     encoded back (a lone surrogate, which JSON can write as C{\\ud800}).
     """
     try:
-        encoded = json.loads(data)
+        # Decoded here: json.loads of bytes would also take UTF-16 and
+        # UTF-32, which may hold lone surrogates past the check below.
+        text = data.decode("utf-8")
+        encoded = json.loads(text)
     except (ValueError, UnicodeDecodeError) as e:
         raise InvalidValue(f"not UTF-8 JSON: {e}") from None
     except RecursionError:
@@ -296,7 +299,7 @@ def loads(data: bytes) -> Value:
                            f"{MAX_DEPTH} deep)") from None
     value = decode(encoded)
     # A surrogate can only come from a \u escape: UTF-8 input has none.
-    if b"\\u" in data:
+    if "\\u" in text:
         try:
             _ENCODER.encode(encoded).encode("utf-8")
         except UnicodeEncodeError as e:

@@ -444,3 +444,66 @@ class BusProtocolTests(SynchronousTestCase):
         connection.connectionLost(Failure(ConnectionDone()))
         connection.send_reply(answer_box(CONTINUE, b"1"))
         self.failureResultOf(connection.callRemoteString(b"Send"), ConnectionDone)
+
+
+class MalformedBoxTests(SynchronousTestCase):
+    """
+    Whole boxes the dispatcher cannot take (found by tests.fuzz.bus_box):
+    each closes the connection, or is answered BAD_REQUEST, with no
+    exception out of C{dataReceived} and no traceback in the log.
+    """
+
+    def owner_connection(self) -> Any:
+        from .helpers import Owner
+        protocol = Owner().factory.buildProtocol(None)
+        protocol.makeConnection(StringTransport())
+        return protocol
+
+    def test_closed(self) -> None:
+        """
+        A box with no command, answer or error, an answer or an error to
+        no question asked, and an error box without its code close the
+        connection and say why in L{BusProtocol.malformed}.
+        """
+        for box, why in [({b"c_ommand": b"AddListener", b"_as\x00": b"3"}, "no command"),
+                         ({b"_answer": b"9"}, "no question"),
+                         ({b"_error": b"9", b"_error_code": b"X",
+                           b"_error_description": b"d"}, "no question"),
+                         ({b"_error": b"9"}, "without its code")]:
+            protocol = self.owner_connection()
+            protocol.dataReceived(amp.AmpBox(box).serialize())
+            self.assertTrue(protocol.transport.disconnecting, box)
+            self.assertIn(why, protocol.malformed)
+            protocol.connectionLost(Failure(ConnectionDone()))
+
+    def test_bad_arguments(self) -> None:
+        """
+        A command whose arguments are missing or not of their type gets a
+        non-fatal BAD_REQUEST naming them; the connection stays, and the
+        log holds a warning, not a failure.
+        """
+        for box in [{b"_ask": b"1", b"_command": b"Send", b"mailbox": b"/x"},
+                    {b"_ask": b"1", b"_command": b"AddListener", b"mailbox": LEASE.encode(),
+                     b"listener": b"l", b"first": b"maybe", b"deadline": b"1",
+                     b"tags": dumps({})}]:
+            protocol = self.owner_connection()
+            protocol.dataReceived(amp.AmpBox(box).serialize())
+            self.assertFalse(protocol.transport.disconnecting)
+            [answer] = amp.parseString(protocol.transport.value())
+            self.assertEqual(answer[b"_error_code"], b"BAD_REQUEST")
+            self.assertIn(b"bad arguments", answer[b"_error_description"])
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_unanswered(self) -> None:
+        """
+        A command without C{_ask} that fails (unknown, bad arguments) gets
+        no answer and keeps the connection, where AMP logs it as an
+        unhandled error and closes.
+        """
+        for box in [{b"_command": b"NoSuchCommand"},
+                    {b"_command": b"Watch", b"watch": b"w"}]:
+            protocol = self.owner_connection()
+            protocol.dataReceived(amp.AmpBox(box).serialize())
+            self.assertFalse(protocol.transport.disconnecting, box)
+            self.assertEqual(protocol.transport.value(), b"")
+        self.assertEqual(self.flushLoggedErrors(), [])

@@ -81,6 +81,18 @@ class FirewallServiceTests(SynchronousTestCase):
         box = self.registry.describe("/firewall/authorize")[0]
         self.assertEqual(box["counters"]["errors"], 1)
 
+    def test_deauthorize_outside_lan(self):
+        """
+        De-authorizing an address outside the LAN (an operator's kick of
+        20.89.0.11, found by tests.fuzz.portal_forms) answers that it was
+        not authorized, without a listener failure in the log.
+        """
+        import ipaddress
+        outside = ipaddress.IPv4Address("20.89.0.11")
+        self.assertEqual(self.send("/firewall/deauthorize", {"ip": outside}),
+                         {"deauthorized": False, "ip": outside})
+        self.assertEqual(self.flushLoggedErrors(), [])
+
     def test_deauthorize_and_counters(self):
         """
         /firewall/counters answers each client's traffic;

@@ -346,6 +346,19 @@ class BoundTests(SynchronousTestCase):
             error = self.assertRaises(InvalidValue, loads, data)
             self.assertIn("lone surrogate", str(error))
 
+    def test_utf16(self) -> None:
+        """
+        JSON in UTF-16 or UTF-32 (which json.loads of bytes takes) is
+        refused, so a lone surrogate cannot get past the check in it
+        (found by tests.fuzz.bus_values).
+        """
+        for encoding in ("utf-16", "utf-16-le", "utf-32"):
+            for text in ('["str","\\ud800"]', '["str","a"]'):
+                self.assertRaises(InvalidValue, loads, text.encode(encoding))
+        # json.loads decodes bytes with surrogatepass: an encoded surrogate
+        # (no escape in sight) got past the check too
+        self.assertRaises(InvalidValue, loads, b'["str","\xed\xa0\x80"]')
+
     def test_surrogatePair(self) -> None:
         """
         An escaped surrogate pair is one character, and is accepted.
