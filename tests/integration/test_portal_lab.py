@@ -34,6 +34,7 @@ lan_network = "10.89.0.0/24"
 portal_port = {port}
 check_interval = 1.0
 shaping = false
+keep_clients = {keep}
 
 [portal]
 enabled = true
@@ -61,6 +62,7 @@ class PortalLab(TestCase):
 
     timeout = 120
     idle = 600.0
+    keep_clients = False
 
     @inlineCallbacks
     def setUp(self):
@@ -76,16 +78,36 @@ class PortalLab(TestCase):
         self.addCleanup(shutil.rmtree, self.tmp, True)
         self.config = write_config(self, CONFIG.format(
             port=PORT, ap=self.lab.ap_address, idle=self.idle,
+            keep="true" if self.keep_clients else "false",
             sessions=os.path.join(self.tmp, "sessions.sqlite")) + self.more_config())
+        yield self.start()
+        self.bus = connect("ap", socket_dir=self.sockets, reactor=reactor)
+        self.addCleanup(self.bus.close)
+        self.portal = f"http://{self.lab.ap_address}:{PORT}"
+        self.internet = f"http://{self.lab.internet}/"
+
+    @inlineCallbacks
+    def start(self):
+        """
+        Start netsuite in the AP; fire once the firewall and the portal are ready.
+        """
         self.daemon = spawn(self, "netsuite", [
             *TWISTD, "-n", "--pidfile=", "netsuite", "--name", "ap", "--socket-dir",
             self.sockets, "--config", self.config], netns=self.lab.netns("ap"))
         yield self.daemon.when_line("firewall ready")
         yield self.daemon.when_line("portal ready")
+
+    @inlineCallbacks
+    def restart(self):
+        """
+        Stop netsuite cleanly (SIGTERM), start it again, connect anew.
+        """
+        self.daemon.signal("TERM")
+        yield self.daemon.when_ended()
+        self.bus.close()
+        yield self.start()
         self.bus = connect("ap", socket_dir=self.sockets, reactor=reactor)
         self.addCleanup(self.bus.close)
-        self.portal = f"http://{self.lab.ap_address}:{PORT}"
-        self.internet = f"http://{self.lab.internet}/"
 
     def more_config(self):
         """
@@ -215,6 +237,17 @@ class PortalPasswordLabTests(PortalLab):
     The portal with a users file: the password form, from a script.
     """
 
+    @inlineCallbacks
+    def start(self):
+        """
+        Start netsuite in the AP; fire once the firewall and the portal are ready.
+        """
+        self.daemon = spawn(self, "netsuite", [
+            *TWISTD, "-n", "--pidfile=", "netsuite", "--name", "ap", "--socket-dir",
+            self.sockets, "--config", self.config], netns=self.lab.netns("ap"))
+        yield self.daemon.when_line("firewall ready")
+        yield self.daemon.when_line("portal ready")
+
     def more_config(self):
         users = os.path.join(self.tmp, "users")
         with open(users, "w") as f:
@@ -268,3 +301,47 @@ class PortalIdleLabTests(PortalLab):
         message = yield logout
         self.assertEqual(message["reason"], "idle-timeout")
         yield self.assertRedirected("c1")
+
+
+class PortalStopLabTests(PortalLab):
+    """
+    A clean stop (SIGTERM) and a start again, with [firewall] keep_clients
+    = false (the default) and [portal] keep_sessions following it.
+    """
+
+    @inlineCallbacks
+    def test_sessions_end_at_stop(self):
+        """
+        A client logged in before the stop is not authorized after the
+        start: it is redirected to the portal again, and has no session.
+        """
+        code, out, _, _ = yield self.login("c1")
+        self.assertEqual(out, "303 http://example.com/")
+        code, body = yield self.curl("c1", self.internet)
+        self.assertEqual((code, body), (0, UPSTREAM_BODY))
+        yield self.restart()
+        self.assertEqual((yield self.bus.send("/portal/sessions")), [])
+        self.assertEqual((yield self.bus.send("/firewall/clients")), [])
+        yield self.assertRedirected("c1")
+
+
+class PortalKeepLabTests(PortalLab):
+    """
+    The same with keep_clients = true: the session survives the stop.
+    """
+
+    keep_clients = True
+
+    @inlineCallbacks
+    def test_sessions_survive_stop(self):
+        """
+        With keep_clients = true the session, and the client's way out,
+        survive a clean stop and start.
+        """
+        code, out, _, _ = yield self.login("c1")
+        self.assertEqual(out, "303 http://example.com/")
+        yield self.restart()
+        sessions = yield self.bus.send("/portal/sessions")
+        self.assertEqual([str(s["ip"]) for s in sessions], [self.lab.client_address(1)])
+        code, body = yield self.curl("c1", self.internet)
+        self.assertEqual((code, body), (0, UPSTREAM_BODY))
