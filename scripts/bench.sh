@@ -55,8 +55,9 @@ fi
 
 packages=()
 for name in "${run[@]}"; do
-    # shellcheck disable=SC2206  # a list of words
-    packages+=(${PEERS[$name]})
+    for package in ${PEERS[$name]}; do  # each once (soak shares dhcp's perfdhcp)
+        [[ " ${packages[*]} " == *" $package "* ]] || packages+=("$package")
+    done
 done
 
 if [ $dry_run = 1 ]; then
