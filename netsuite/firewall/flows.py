@@ -22,16 +22,14 @@ from typing import AbstractSet, List, Optional
 from .nfnetlink import (NLA_TYPE_MASK, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetfilterSocket,
                         message)
 
-__all__ = ["FlowCutter", "redirected"]
+__all__ = ["FlowCutter"]
 
 NFNL_SUBSYS_CTNETLINK = 1
 IPCTNL_MSG_CT_GET = 1
 IPCTNL_MSG_CT_DELETE = 2
 
 CTA_TUPLE_ORIG = 1
-CTA_STATUS = 3
 CTA_ZONE = 18
-IPS_DST_NAT = 1 << 5
 CTA_TUPLE_IP = 1
 CTA_IP_V4_SRC = 1
 
@@ -59,14 +57,7 @@ class FlowCutter(NetfilterSocket):
 
     def cut(self, ips: AbstractSet[ipaddress.IPv4Address]) -> int:
         """
-        Delete every entry started by one of C{ips}, except those whose
-        destination the nat table changed (the portal's redirect of port
-        80); return how many.
-
-        A client's redirected flows are the way back to the portal, often
-        begun after its logout (the cut comes a moment later): deleting
-        such an entry midway leaves the portal's answers without their
-        translation back, and the client waits for its time-out.
+        Delete every entry started by one of C{ips}; return how many.
 
         One dump of the whole table whatever the number of addresses: the
         kernel walks all its buckets for any dump (about 8 ms with 262,144
@@ -81,7 +72,7 @@ class FlowCutter(NetfilterSocket):
         deletes, sequences = [], set()
         for entry in self.replies({dump}):
             attributes = _top_attributes(entry)
-            if _original_source(attributes) not in wanted or redirected(attributes):
+            if _original_source(attributes) not in wanted:
                 continue
             keep = [a + b"\0" * (-len(a) % 4) for a in attributes
                     if _kind(a) in (CTA_TUPLE_ORIG, CTA_ZONE)]
@@ -97,15 +88,6 @@ class FlowCutter(NetfilterSocket):
 
 def _kind(attribute: bytes) -> int:
     return struct.unpack_from("=H", attribute, 2)[0] & NLA_TYPE_MASK
-
-
-def redirected(attributes: List[bytes]) -> bool:
-    """
-    Whether the entry's destination was translated (DNAT, REDIRECT).
-    """
-    for status in (a for a in attributes if _kind(a) == CTA_STATUS and len(a) >= 8):
-        return bool(struct.unpack_from(">I", status, 4)[0] & IPS_DST_NAT)
-    return False
 
 
 def _nested(attribute: bytes) -> List[bytes]:

@@ -11,13 +11,13 @@ import subprocess
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from netsuite.firewall.flows import (CTA_IP_V4_SRC, CTA_TUPLE_IP, CTA_TUPLE_ORIG, IPS_DST_NAT,
-                                     FlowCutter, _original_source, _top_attributes, redirected)
+from netsuite.firewall.flows import (CTA_IP_V4_SRC, CTA_TUPLE_IP, CTA_TUPLE_ORIG, FlowCutter,
+                                     _original_source, _top_attributes)
 from netsuite.firewall.nfnetlink import NLA_F_NESTED, attr, message
 from netsuite.runner import enter_netns
 
 
-def entry(source: str, status_bits: int = 8) -> bytes:
+def entry(source: str) -> bytes:
     """
     A conntrack message as the kernel sends one (trimmed to the tuple and
     a status attribute).
@@ -25,7 +25,7 @@ def entry(source: str, status_bits: int = 8) -> bytes:
     tuple_orig = attr(CTA_TUPLE_ORIG | NLA_F_NESTED, attr(CTA_TUPLE_IP | NLA_F_NESTED,
                       attr(CTA_IP_V4_SRC, ipaddress.IPv4Address(source).packed)
                       + attr(2, ipaddress.IPv4Address("198.51.100.1").packed)))
-    status = attr(3, struct.pack(">I", status_bits))
+    status = attr(3, struct.pack(">I", 8))
     return message(1, 0, 2, 7, status + tuple_orig)
 
 
@@ -38,15 +38,6 @@ class ParseTests(SynchronousTestCase):
         self.assertEqual(len(attributes), 2)
         self.assertEqual(_original_source(attributes),
                          ipaddress.IPv4Address("10.89.0.11").packed)
-
-    def test_redirected(self):
-        """
-        An entry whose destination the nat table translated is told apart
-        by its status; one without a status is not redirected.
-        """
-        self.assertFalse(redirected(_top_attributes(entry("10.89.0.11"))))
-        self.assertTrue(redirected(_top_attributes(entry("10.89.0.11", 8 | IPS_DST_NAT))))
-        self.assertFalse(redirected(_top_attributes(message(1, 0, 0, 1, b""))))
 
     def test_no_tuple(self):
         """
@@ -66,11 +57,7 @@ class CutTests(SynchronousTestCase):
                      ["ip", "addr", "add", "10.9.0.1/24", "dev", "lo"],
                      ["ip", "addr", "add", "10.9.0.2/24", "dev", "lo"],
                      ["iptables-legacy", "-A", "INPUT", "-m", "conntrack", "--ctstate", "NEW",
-                      "-j", "ACCEPT"],
-                     # as the portal's redirect: another destination, translated
-                     ["iptables-legacy", "-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-d",
-                      "10.9.0.5", "--dport", "80", "-j", "DNAT", "--to-destination",
-                      "10.9.0.1:5555"]):
+                      "-j", "ACCEPT"]):
             subprocess.run(["ip", "netns", "exec", self.ns, *argv], check=True)
 
     def count(self, source):
@@ -80,8 +67,7 @@ class CutTests(SynchronousTestCase):
 
     def test_cut(self):
         """
-        cut() deletes exactly the flows started by the given addresses,
-        except those the nat table redirected.
+        cut() deletes exactly the flows started by the given addresses.
         """
         import threading
         result = {}
@@ -95,8 +81,6 @@ class CutTests(SynchronousTestCase):
             for source in ["10.9.0.1"] * 3 + ["10.9.0.2"] * 2:
                 client = socket.create_connection(("10.9.0.1", 5555), source_address=(source, 0))
                 sockets += [client, server.accept()[0]]
-            redirected = socket.create_connection(("10.9.0.5", 80), source_address=("10.9.0.1", 0))
-            sockets += [redirected, server.accept()[0]]
             result["before"] = (self.count("10.9.0.1"), self.count("10.9.0.2"))
             cutter = FlowCutter()
             result["cut"] = cutter.cut({ipaddress.IPv4Address("10.9.0.1")})
@@ -108,7 +92,7 @@ class CutTests(SynchronousTestCase):
         thread = threading.Thread(target=work)
         thread.start()
         thread.join(30)
-        self.assertEqual(result["before"], (4, 2))
+        self.assertEqual(result["before"], (3, 2))
         self.assertEqual(result["cut"], 3)
-        self.assertEqual(result["after"], (1, 2))  # the redirected one stays
+        self.assertEqual(result["after"], (0, 2))
         self.assertEqual(result["none"], 0)
