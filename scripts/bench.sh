@@ -16,13 +16,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # The benchmarks, in the order "all" runs them, and the Debian packages of
 # the peers each one compares with (setup.sh installs the rest). A new
 # benchmark is bench/NAME.py and one line here.
-BENCHMARKS=(bus firewall dhcp portal stop)
+BENCHMARKS=(bus firewall dhcp portal stop soak)
 declare -A PEERS=(
     [bus]=""                                          # a raw Unix-socket echo, in Python
     [firewall]=""                                     # one iptables rule per client
     [dhcp]="kea-dhcp4-server kea-admin dnsmasq slapd" # kea-admin has perfdhcp
     [portal]="nginx-light wrk"
     [stop]=""                                         # no peer; slapd, udhcpc, curl come with setup.sh
+    [soak]="kea-admin"                                # perfdhcp
 )
 
 usage() {
@@ -54,8 +55,9 @@ fi
 
 packages=()
 for name in "${run[@]}"; do
-    # shellcheck disable=SC2206  # a list of words
-    packages+=(${PEERS[$name]})
+    for package in ${PEERS[$name]}; do  # each once (soak shares dhcp's perfdhcp)
+        [[ " ${packages[*]} " == *" $package "* ]] || packages+=("$package")
+    done
 done
 
 if [ $dry_run = 1 ]; then

@@ -9,7 +9,7 @@ authorized) lives in the reactor thread.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import AbstractSet, Any, Dict, List, Optional, Set, Tuple
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -75,6 +75,9 @@ class KernelFirewall:
         self.sets = KernelSets(set_names(settings), settings.lan_network, smtp_window)
         self.network = network or KernelNetwork(settings.lan_interface, settings.tproxy_mark)
         self.clients: Dict[ipaddress.IPv4Address, Client] = {}
+        # ip -> authorizes queued on the runner and not yet done: the check
+        # leaves those addresses alone (see check)
+        self._adding: Dict[ipaddress.IPv4Address, int] = {}
         self.owner = OwnerLock(lock_dir)
 
     # start and stop
@@ -193,8 +196,15 @@ class KernelFirewall:
         def done(_: Any) -> Client:
             self.clients[ip] = client
             return client
+
+        def settled(result: Any) -> Any:
+            self._adding[ip] -= 1
+            if not self._adding[ip]:
+                del self._adding[ip]
+            return result
         self._to_cut.discard(ip)
-        return self._run(self._add_client, client).addCallback(done)
+        self._adding[ip] = self._adding.get(ip, 0) + 1
+        return self._run(self._add_client, client).addCallback(done).addBoth(settled)
 
     def _add_client(self, client: Client) -> None:
         # Limits first: if tc refuses, the client is not let in unshaped.
@@ -289,27 +299,40 @@ class KernelFirewall:
     # the periodic check
 
     def check(self) -> "Deferred[List[str]]":
+        """
+        Compare the kernel with what this adapter let through, and restore
+        it. An address with an authorize queued before the check (on the
+        same runner: it is in the kernel by the time the check runs, but
+        in L{clients} only once it is done, and only if it worked) is
+        neither removed nor added: the check must not undo a login under
+        way, nor let in one that fails.
+        """
         clients = dict(self.clients)
+        adding = set(self._adding)
 
         def logged(repaired: List[str]) -> List[str]:
             if repaired:
                 _log.warn("firewall state was changed by someone else; restored: {what}",
                           what="; ".join(repaired))
             return repaired
-        return self._run(self._check, clients).addCallback(logged)
+        return self._run(self._check, clients, adding).addCallback(logged)
 
-    def _check(self, clients: Dict[ipaddress.IPv4Address, Client]) -> List[str]:
+    def _check(self, clients: Dict[ipaddress.IPv4Address, Client],
+               adding: AbstractSet[ipaddress.IPv4Address] = frozenset()) -> List[str]:
         repaired = [f"set {name} was missing" for name in self.sets.create_missing()]
         # Cheap: two set headers. Only a mismatch costs a walk of the clients.
-        if (self.sets.size(self.sets.auth), self.sets.size(self.sets.down)) != \
+        if adding or (self.sets.size(self.sets.auth), self.sets.size(self.sets.down)) != \
                 (len(clients), len(clients)):
             kernel = self.sets.clients()
-            for ip in kernel.keys() - clients.keys():
+            settled = {ip: c for ip, c in clients.items() if ip not in adding}
+            extra = kernel.keys() - settled.keys() - adding
+            missing = settled.keys() - kernel.keys()
+            for ip in extra:
                 self.sets.remove_client(ip)
-            for client in clients.values():
-                self.sets.add_client(client.ip, client.mac)
-            missing = len(clients.keys() - kernel.keys())
-            repaired.append(f"authorized clients restored ({missing} were missing)")
+            if extra or missing or not adding:
+                for client in settled.values():
+                    self.sets.add_client(client.ip, client.mac)
+                repaired.append(f"authorized clients restored ({len(missing)} were missing)")
         repaired += self.rules.install()
         if self.settings.tproxy_port and self.network.tproxy_routing_problems():
             self.network.install_tproxy_routing()

@@ -163,8 +163,15 @@ def chains(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
         forward.append(_from_lan(s, protocol="tcp", tcp=_tcp(443), target=_reject_reset()))
     forward.append(_from_lan(s, target="DROP"))
 
+    # NS-INPUT decides only what comes in on the LAN: the answers of
+    # accepted flows, what clients need (DHCP, DNS, ICMP, the portal and
+    # lan_ports), accepted so that they work under an INPUT policy of DROP;
+    # the rest of the LAN dropped (strangers reach no other service of the
+    # access point). Anything else (WAN, loopback) matches no rule here and
+    # goes on to the operator's INPUT rules and policy, established flows
+    # included.
     ap_input: List[Rule] = [
-        {"conntrack": {"ctstate": "RELATED,ESTABLISHED"}, "target": "ACCEPT"},
+        _from_lan(s, conntrack={"ctstate": "RELATED,ESTABLISHED"}, target="ACCEPT"),
     ]
     if s.tproxy_port:
         if s.nfqueue_num >= 0:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any, Callable, List, Optional
 
-from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks, succeed
 from twisted.logger import Logger
 
 from ..registry.interfaces import NO_ANSWER, IRegistry, Stop, join_address
@@ -19,7 +19,7 @@ from ..registry.registry import declare_service
 from ..registry.values import MAC, Message
 from .sessions import Session, Sessions
 
-__all__ = ["Portal", "MAILBOXES", "EVENTS", "LoginRefused", "SessionNotStored"]
+__all__ = ["Portal", "MAILBOXES", "EVENTS", "LoginRefused", "SessionNotStored", "STOPPED"]
 
 _log = Logger()
 
@@ -37,7 +37,7 @@ EVENTS = {
     "/portal/login": "Event: a client logged in {ip, mac, reason, username?}.",
     "/portal/logout": "Event: a client logged out {ip, mac, reason} (logout, idle-timeout, "
                       "session-timeout, quota, moved, replaced, operator, admin, "
-                      "lease-released, lease-expired, deauthorized).",
+                      "lease-released, lease-expired, deauthorized, stopped).",
 }
 
 REFUSALS = {"/portal/authenticate": {"ok": False, "message": "Logins cannot be checked "
@@ -46,6 +46,9 @@ REFUSALS = {"/portal/authenticate": {"ok": False, "message": "Logins cannot be c
 
 SECRETS = {"/portal/authenticate": ("password", "code")}
 """The fields listeners (a login back end) get and watchers never see."""
+
+STOPPED = "stopped"
+"""The reason of the sessions a clean stop ends (C{[portal] keep_sessions = false})."""
 
 MacFinder = Callable[[ipaddress.IPv4Address], "Deferred[Optional[MAC]]"]
 
@@ -283,6 +286,38 @@ class Portal:
                                      {"ip": ip})
         except Exception:
             _log.failure("firewall de-authorization of {ip} failed", ip=ip)
+
+    def firewall_here(self) -> bool:
+        """
+        Whether the firewall the portal drives runs in this process.
+        """
+        here = join_address(self.firewall_process, "/firewall/deauthorize", self.registry.name)
+        return here.startswith("/") and bool(self.registry.describe(here))
+
+    def end_all(self, reason: str = STOPPED, deauthorize: bool = True) -> "Deferred[int]":
+        """
+        End every session (a clean stop that does not keep them), so that
+        the next start authorizes nobody again; with C{deauthorize}, ask
+        the firewall to let each client go too. The firewall messages all
+        leave before this returns (a firewall in this process, stopping
+        next, still gets them first); fires with the number ended once
+        they are answered and the logouts stored.
+        """
+        ended = [s for s in (self.sessions.logout(s.ip, reason) for s in self.sessions.all())
+                 if s is not None]
+        asked = []
+        for session in ended:
+            self._ended(session, reason)
+            if deauthorize:
+                asked.append(self.registry.send(
+                    self._at(self.firewall_process, "/firewall/deauthorize"),
+                    {"ip": session.ip}).addErrback(
+                    lambda f, ip=session.ip: _log.failure(
+                        "firewall de-authorization of {ip} failed", f, ip=ip)))
+        if ended:
+            _log.info("portal stopping: {n} sessions end ({reason})", n=len(ended),
+                      reason=reason, netsuite_event="portal-sessions-ended")
+        return gatherResults(asked + [self._stored()]).addCallback(lambda _: len(ended))
 
     def _stored(self) -> "Deferred[bool]":
         """

@@ -90,12 +90,19 @@ class PortalService(Service):
         L{netsuite.portal.announce.Announcer}), if any.
     @param followers: what watches other services for clients that have
         gone, from start to stop (L{netsuite.portal.leaseends}).
+    @param keep_sessions: a clean stop keeps the sessions (the next start
+        authorizes them again); False ends them (reason C{stopped}) and,
+        unless the firewall is in this process and does not keep its
+        clients either (it lets them all go as it stops, next), asks the
+        firewall to deauthorize each.
+    @param firewall_keeps_clients: C{[firewall] keep_clients}.
     """
 
     def __init__(self, portal: Portal, site: Site, reactor: Any, endpoint: str,
                  sample_interval: float = 10.0, api_site: Optional[Site] = None,
                  api_endpoint: Any = None, api_url: str = "",
-                 announcer: Any = None, followers: Sequence[Any] = ()) -> None:
+                 announcer: Any = None, followers: Sequence[Any] = (),
+                 keep_sessions: bool = True, firewall_keeps_clients: bool = False) -> None:
         self.portal = portal
         self.site = site
         self.reactor = reactor
@@ -106,6 +113,8 @@ class PortalService(Service):
         self.api_url = api_url
         self.announcer = announcer
         self.followers = list(followers)
+        self.keep_sessions = keep_sessions
+        self.firewall_keeps_clients = firewall_keeps_clients
         self.readiness = Readiness()
         self.port: Any = None
         self.api_port: Any = None
@@ -166,6 +175,9 @@ class PortalService(Service):
         for follower in self.followers:
             follower.stop()
         stopping = [self.portal.sessions.durable()]  # what is queued, stored
+        if not self.keep_sessions:
+            deauthorize = self.firewall_keeps_clients or not self.portal.firewall_here()
+            stopping.append(self.portal.end_all(deauthorize=deauthorize))
         for name in ("port", "api_port"):
             port = getattr(self, name)
             if port is not None:

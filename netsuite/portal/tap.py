@@ -11,14 +11,37 @@ from typing import Any, Optional
 from twisted.application.service import Service
 
 from ..config.fields import (OPTIONAL_PATH, PATH, PORT, PORT_OR_ZERO, POSITIVE_INT,
-                             POSITIVE_SECONDS, SECONDS, ipv4_text)
+                             POSITIVE_SECONDS, SECONDS, Kind, ipv4_text)
 from ..config.schema import ConfigError, Field, Table
 from .auth import AUTH_SECTION, OPERATOR_SECTION
 
-__all__ = ["SECTION", "CAPABILITIES", "check", "serviceFromConfig", "portal_host", "api_url"]
+__all__ = ["SECTION", "CAPABILITIES", "check", "serviceFromConfig", "portal_host", "api_url",
+           "keep_sessions"]
 
 POLICY = ("This network is offered as is. By connecting you agree to use it lawfully "
           "and considerately.")
+
+
+def _keep_sessions(raw: Any) -> Optional[bool]:
+    if type(raw) is bool:
+        return raw
+    if raw == "firewall":
+        return None
+    raise ValueError(raw)
+
+
+KEEP_SESSIONS = Kind('true, false or "firewall"', _keep_sessions)
+"""C{[portal] keep_sessions}: None for "firewall" (follow C{[firewall] keep_clients})."""
+
+
+def keep_sessions(config: Any) -> bool:
+    """
+    Whether a clean stop keeps the portal's sessions: C{[portal]
+    keep_sessions}, or by default C{[firewall] keep_clients} of the same
+    config (one config file serves every process of an access point).
+    """
+    keep = config.portal.keep_sessions
+    return bool(config.firewall.keep_clients if keep is None else keep)
 
 
 def _http_url(value: Any) -> Optional[str]:
@@ -45,6 +68,10 @@ SECTION = {
                           "(\"\": this one)"),
     "end_with_lease": Field(bool, True, "end a client's session when dhcp_process says "
                             "its lease was released or expired"),
+    "keep_sessions": Field(KEEP_SESSIONS, "firewall", "whether a clean stop keeps the "
+                           "sessions (the next start authorizes them again); false ends "
+                           "them (reason stopped) and deauthorizes them; \"firewall\": as "
+                           "[firewall] keep_clients"),
     "idle_timeout": Field(SECONDS, 1800.0, "log out after this many idle seconds (0: never)"),
     "session_timeout": Field(SECONDS, 0.0, "log out this many seconds after login "
                              "(0: never)"),
@@ -161,10 +188,13 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
     endpoint = f"tcp:{section.port}" + (f":interface={address}" if address else "")
     lease_ends = LeaseEnds(portal, section.dhcp_process) if section.end_with_lease else None
     deauthorized = DeauthorizedEnds(portal, section.firewall_process)
+    keep = keep_sessions(config)
     settings = api_settings(section, config.source)
     if settings is None:
         return PortalService(portal, site, reactor, endpoint, section.sample_interval,
-                             followers=[f for f in (lease_ends, deauthorized) if f])
+                             followers=[f for f in (lease_ends, deauthorized) if f],
+                             keep_sessions=keep,
+                             firewall_keeps_clients=config.firewall.keep_clients)
     resource.secure_base = settings.url[:-len("/api")]
     api_site = Site(ApiResource(resource, host))
     api_site.displayTracebacks = False
@@ -174,7 +204,8 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
                          api_endpoint=api_endpoint(reactor, settings, tls_options),
                          api_url=settings.url,
                          announcer=Announcer(registry, settings.url, section.dhcp_process),
-                         followers=[f for f in (lease_ends, deauthorized) if f])
+                         followers=[f for f in (lease_ends, deauthorized) if f],
+                         keep_sessions=keep, firewall_keeps_clients=config.firewall.keep_clients)
 
 
 def check(config: Any) -> None:

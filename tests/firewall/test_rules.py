@@ -153,6 +153,21 @@ class ChainsTests(SynchronousTestCase):
         self.assertIn({"protocol": "udp", "in-interface": "br-lan", "udp": {"dport": "67"},
                        "target": "ACCEPT"}, ap_input)
 
+    def test_input_only_the_lan(self):
+        """
+        Every NS-INPUT rule matches the LAN interface only: what comes in
+        elsewhere (the WAN's answers to the access point's own flows
+        included) goes on to the operator's INPUT rules.
+        """
+        for settings in (minimal(), minimal(portal_port=5280, lan_ports=(22,), tproxy_port=1,
+                                            tproxy_ports=(110,), nfqueue_num=0,
+                                            nfqueue_ports=(25,))):
+            for rule in chains(settings)[("filter", "NS-INPUT")]:
+                self.assertEqual(rule["in-interface"], "br-lan", rule)
+        self.assertEqual(chains(minimal())[("filter", "NS-INPUT")][0],
+                         {"in-interface": "br-lan",
+                          "conntrack": {"ctstate": "RELATED,ESTABLISHED"}, "target": "ACCEPT"})
+
     def test_jumps(self):
         """
         One jump from each built-in chain used into netsuite's chain.

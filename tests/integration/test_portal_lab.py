@@ -34,6 +34,7 @@ lan_network = "10.89.0.0/24"
 portal_port = {port}
 check_interval = 1.0
 shaping = false
+keep_clients = {keep}
 
 [portal]
 enabled = true
@@ -43,6 +44,7 @@ idle_timeout = {idle}
 sample_interval = 1.0
 session_file = "{sessions}"
 policy_text = "Be nice."
+firewall_process = "{firewall}"
 """
 
 
@@ -61,6 +63,8 @@ class PortalLab(TestCase):
 
     timeout = 120
     idle = 600.0
+    keep_clients = False
+    firewall_process = ""  # else the firewall and the portal run apart
 
     @inlineCallbacks
     def setUp(self):
@@ -76,16 +80,51 @@ class PortalLab(TestCase):
         self.addCleanup(shutil.rmtree, self.tmp, True)
         self.config = write_config(self, CONFIG.format(
             port=PORT, ap=self.lab.ap_address, idle=self.idle,
+            keep="true" if self.keep_clients else "false", firewall=self.firewall_process,
             sessions=self.session_file()) + self.more_config())
-        self.daemon = spawn(self, "netsuite", [
-            *TWISTD, "-n", "--pidfile=", "netsuite", "--name", "ap", "--socket-dir",
-            self.sockets, "--config", self.config], netns=self.lab.netns("ap"))
-        yield self.daemon.when_line("firewall ready")
-        yield self.daemon.when_line("portal ready")
-        self.bus = connect("ap", socket_dir=self.sockets, reactor=reactor)
+        yield self.start()
+        self.bus = connect(self.name, socket_dir=self.sockets, reactor=reactor)
         self.addCleanup(self.bus.close)
         self.portal = f"http://{self.lab.ap_address}:{PORT}"
         self.internet = f"http://{self.lab.internet}/"
+
+    @property
+    def name(self):
+        """The process of the portal."""
+        return "portal" if self.firewall_process else "ap"
+
+    def spawn_daemon(self, plugin, name):
+        return spawn(self, name, [
+            *TWISTD, "-n", "--pidfile=", plugin, "--name", name, "--socket-dir",
+            self.sockets, "--config", self.config], netns=self.lab.netns("ap"))
+
+    @inlineCallbacks
+    def start(self):
+        """
+        Start netsuite in the AP (and the firewall's process, the first
+        time, when apart); fire once the firewall and the portal are ready.
+        """
+        if not self.firewall_process:
+            self.daemon = self.spawn_daemon("netsuite", "ap")
+            yield self.daemon.when_line("firewall ready")
+        else:
+            if getattr(self, "firewall", None) is None:
+                self.firewall = self.spawn_daemon("netsuite-firewall", self.firewall_process)
+                yield self.firewall.when_line("firewall ready")
+            self.daemon = self.spawn_daemon("netsuite-portal", self.name)
+        yield self.daemon.when_line("portal ready")
+
+    @inlineCallbacks
+    def restart(self):
+        """
+        Stop netsuite cleanly (SIGTERM), start it again, connect anew.
+        """
+        self.daemon.signal("TERM")
+        yield self.daemon.when_ended()
+        self.bus.close()
+        yield self.start()
+        self.bus = connect(self.name, socket_dir=self.sockets, reactor=reactor)
+        self.addCleanup(self.bus.close)
 
     def more_config(self):
         """
@@ -221,6 +260,32 @@ class PortalPasswordLabTests(PortalLab):
     The portal with a users file: the password form, from a script.
     """
 
+    @property
+    def name(self):
+        """The process of the portal."""
+        return "portal" if self.firewall_process else "ap"
+
+    def spawn_daemon(self, plugin, name):
+        return spawn(self, name, [
+            *TWISTD, "-n", "--pidfile=", plugin, "--name", name, "--socket-dir",
+            self.sockets, "--config", self.config], netns=self.lab.netns("ap"))
+
+    @inlineCallbacks
+    def start(self):
+        """
+        Start netsuite in the AP (and the firewall's process, the first
+        time, when apart); fire once the firewall and the portal are ready.
+        """
+        if not self.firewall_process:
+            self.daemon = self.spawn_daemon("netsuite", "ap")
+            yield self.daemon.when_line("firewall ready")
+        else:
+            if getattr(self, "firewall", None) is None:
+                self.firewall = self.spawn_daemon("netsuite-firewall", self.firewall_process)
+                yield self.firewall.when_line("firewall ready")
+            self.daemon = self.spawn_daemon("netsuite-portal", self.name)
+        yield self.daemon.when_line("portal ready")
+
     def more_config(self):
         users = os.path.join(self.tmp, "users")
         with open(users, "w") as f:
@@ -273,4 +338,85 @@ class PortalIdleLabTests(PortalLab):
         self.assertEqual(body, UPSTREAM_BODY)
         message = yield logout
         self.assertEqual(message["reason"], "idle-timeout")
+        yield self.assertRedirected("c1")
+
+
+class PortalStopLabTests(PortalLab):
+    """
+    A clean stop (SIGTERM) and a start again, with [firewall] keep_clients
+    = false (the default) and [portal] keep_sessions following it.
+    """
+
+    @inlineCallbacks
+    def test_sessions_end_at_stop(self):
+        """
+        A client logged in before the stop is not authorized after the
+        start: it is redirected to the portal again, and has no session.
+        """
+        code, out, _, _ = yield self.login("c1")
+        self.assertEqual(out, "303 http://example.com/")
+        code, body = yield self.curl("c1", self.internet)
+        self.assertEqual((code, body), (0, UPSTREAM_BODY))
+        yield self.restart()
+        self.assertEqual((yield self.bus.send("/portal/sessions")), [])
+        self.assertEqual((yield self.bus.send("/firewall/clients")), [])
+        yield self.assertRedirected("c1")
+
+
+class PortalKeepLabTests(PortalLab):
+    """
+    The same with keep_clients = true: the session survives the stop.
+    """
+
+    keep_clients = True
+
+    @inlineCallbacks
+    def test_sessions_survive_stop(self):
+        """
+        With keep_clients = true the session, and the client's way out,
+        survive a clean stop and start.
+        """
+        code, out, _, _ = yield self.login("c1")
+        self.assertEqual(out, "303 http://example.com/")
+        yield self.restart()
+        sessions = yield self.bus.send("/portal/sessions")
+        self.assertEqual([str(s["ip"]) for s in sessions], [self.lab.client_address(1)])
+        code, body = yield self.curl("c1", self.internet)
+        self.assertEqual((code, body), (0, UPSTREAM_BODY))
+
+
+class PortalApartStopLabTests(PortalLab):
+    """
+    The portal in a process of its own, the firewall in another
+    (keep_clients = false): stopping only the portal logs its clients out
+    of the firewall, and its next start lets nobody in again.
+    """
+
+    firewall_process = "fw"
+
+    @inlineCallbacks
+    def test_portal_stop_deauthorizes(self):
+        """
+        A clean stop of the portal alone deauthorizes its session in the
+        firewall's process, which goes on running; the portal's next start
+        authorizes nobody; the client is redirected to the portal again.
+        """
+        code, out, _, _ = yield self.login("c1")
+        self.assertEqual(out, "303 http://example.com/")
+        code, body = yield self.curl("c1", self.internet)
+        self.assertEqual((code, body), (0, UPSTREAM_BODY))
+        firewall = connect(self.firewall_process, socket_dir=self.sockets, reactor=reactor)
+        self.addCleanup(firewall.close)
+        self.assertEqual(len((yield firewall.send("/firewall/clients"))), 1)
+        self.daemon.signal("TERM")
+        yield self.daemon.when_ended()
+        self.assertEqual((yield firewall.send("/firewall/clients")), [])
+        code, body = yield self.curl("c1", self.internet, seconds=2)
+        self.assertNotIn(UPSTREAM_BODY, body)
+        self.bus.close()
+        yield self.start()
+        self.bus = connect(self.name, socket_dir=self.sockets, reactor=reactor)
+        self.addCleanup(self.bus.close)
+        self.assertEqual((yield self.bus.send("/portal/sessions")), [])
+        self.assertEqual((yield firewall.send("/firewall/clients")), [])
         yield self.assertRedirected("c1")

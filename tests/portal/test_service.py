@@ -15,7 +15,7 @@ from netsuite.services import find_service
 from netsuite.portal.service import NeighbourTable, PortalService
 from netsuite.registry.values import MAC
 
-from .helpers import PortalFixture
+from .helpers import A, MAC_A, PortalFixture
 
 PLUGIN = find_service("portal")
 
@@ -163,3 +163,120 @@ class ServiceTests(TestCase):
         self.assertEqual(response.code, 307)
         self.assertEqual(response.headers.getRawHeaders(b"cache-control"), [b"no-store"])
         yield readBody(response)
+
+
+class StopTests(SynchronousTestCase):
+    """
+    What a clean stop does with the sessions (C{[portal] keep_sessions}).
+    """
+
+    def stopped(self, keep_sessions, firewall_keeps_clients=False):
+        """
+        A portal on a session file with A logged in, stopped; return the
+        fixture, the logouts it told and a new portal on that file, restored.
+        """
+        from twisted.internet.testing import MemoryReactorClock
+        from twisted.web.server import Site
+        from netsuite.portal.resource import PortalResource
+        from netsuite.portal.sessions import SessionStore
+        path = os.path.abspath(self.mktemp())
+        f = PortalFixture(store=SessionStore(path))
+        told = []
+        f.registry.watch("/portal/logout", told.append)
+        self.successResultOf(f.portal.login(A, MAC_A, "click"))
+        service = PortalService(f.portal, Site(PortalResource(f.portal, f.clock)),
+                                MemoryReactorClock(), "tcp:0", 0,
+                                keep_sessions=keep_sessions,
+                                firewall_keeps_clients=firewall_keeps_clients)
+        service.startService()
+        self.successResultOf(service.stopService())
+        f.registry.eventual.flush_sync()
+        f.sessions.store.close()
+        g = PortalFixture(store=SessionStore(path))
+        self.successResultOf(g.portal.restore())
+        return f, told, g
+
+    def test_keep(self):
+        """
+        keep_sessions: the session stays stored; the next start authorizes
+        it again (as after a crash).
+        """
+        f, told, g = self.stopped(True)
+        self.assertEqual(told, [])
+        self.assertIn(A, f.firewall.clients)
+        self.assertEqual(g.firewall.clients[A].mac, MAC_A)
+
+    def test_end(self):
+        """
+        Not keeping them: every session ends with reason stopped (told, and
+        kept as the client's last logout); the next start authorizes
+        nobody. The firewall in this process, which lets its clients go as
+        it stops, is not asked one by one.
+        """
+        f, told, g = self.stopped(False)
+        self.assertEqual(told, [{"ip": A, "mac": MAC_A, "reason": "stopped"}])
+        self.assertIn(A, f.firewall.clients)  # its own stop (next) lets it go
+        self.assertEqual(g.sessions.all(), [])
+        self.assertEqual(g.firewall.clients, {})
+        self.assertEqual(g.portal.last_logout[A][0], "stopped")
+
+    def test_end_firewall_keeps_clients(self):
+        """
+        Not keeping sessions while the firewall keeps its clients: the
+        portal deauthorizes them, so no client stays let through without a
+        session (one that nothing would ever time out).
+        """
+        f, told, g = self.stopped(False, firewall_keeps_clients=True)
+        self.assertEqual(f.firewall.clients, {})
+        self.assertEqual(g.firewall.clients, {})
+
+    def test_firewall_here(self):
+        """
+        The portal knows whether the firewall it drives is in its process.
+        """
+        f = PortalFixture()
+        self.assertTrue(f.portal.firewall_here())
+        f.portal.firewall_process = "ap"  # its own name
+        self.assertTrue(f.portal.firewall_here())
+        f.portal.firewall_process = "fw"
+        self.assertFalse(f.portal.firewall_here())
+
+    def test_end_all_deauthorizes(self):
+        """
+        end_all asks the firewall (wherever it is) to deauthorize each
+        session it ends, and fires with how many.
+        """
+        f = PortalFixture()
+        self.successResultOf(f.portal.login(A, MAC_A, "click"))
+        self.assertEqual(self.successResultOf(f.portal.end_all()), 1)
+        self.assertEqual(f.firewall.clients, {})
+        self.assertEqual(f.sessions.all(), [])
+
+
+class KeepSessionsConfigTests(SynchronousTestCase):
+    def config(self, text):
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write(text)
+        options = PLUGIN.options()
+        options.parseOptions(["--config", path])
+        return options.config
+
+    def test_follows_firewall(self):
+        """
+        By default a stop keeps the sessions exactly when the firewall
+        keeps its clients (one config for every process).
+        """
+        self.assertFalse(tap.keep_sessions(self.config("[portal]\n")))
+        self.assertTrue(tap.keep_sessions(self.config(
+            "[firewall]\nkeep_clients = true\n[portal]\n")))
+
+    def test_explicit(self):
+        self.assertTrue(tap.keep_sessions(self.config("[portal]\nkeep_sessions = true\n")))
+        self.assertFalse(tap.keep_sessions(self.config(
+            "[firewall]\nkeep_clients = true\n[portal]\nkeep_sessions = false\n")))
+
+    def test_bad_value(self):
+        with self.assertRaises(usage.UsageError) as e:
+            self.config('[portal]\nkeep_sessions = "maybe"\n')
+        self.assertIn('true, false or "firewall"', str(e.exception))
