@@ -132,11 +132,16 @@ class StopTests(TestCase):
         return done
 
     def stored(self) -> Dict[str, Any]:
-        """The bound leases' addresses and the sessions' addresses on disk."""
+        """
+        On disk: the bound leases' addresses, the sessions' addresses, and
+        the logouts' (address, reason).
+        """
         found = {}
-        for name, query in (("leases", "SELECT ip FROM leases WHERE state = 'bound'"),
-                            ("sessions", "SELECT ip FROM sessions")):
-            db = sqlite3.connect(os.path.join(self.state, f"{name}.sqlite"))
+        for name, file, query in (
+                ("leases", "leases", "SELECT ip FROM leases WHERE state = 'bound'"),
+                ("sessions", "sessions", "SELECT ip FROM sessions"),
+                ("logouts", "sessions", "SELECT ip || ' ' || reason FROM logouts")):
+            db = sqlite3.connect(os.path.join(self.state, f"{file}.sqlite"))
             try:
                 found[name] = [row[0] for row in db.execute(query)]
             finally:
@@ -148,7 +153,8 @@ class StopTests(TestCase):
         """
         The four processes of a split deployment, after a lease through the
         hook and a login through the firewall's process, each stop soon
-        after SIGTERM; the lease and the session are on disk.
+        after SIGTERM; the lease is on disk, and so is the session's end
+        (a clean stop without keep_clients ends it: C{[portal] keep_sessions}).
         """
         config = self.config(split=True)
         firewall = yield self.daemon("netsuite-firewall", "firewall", config)
@@ -164,13 +170,14 @@ class StopTests(TestCase):
             yield self.assertStopsSoon(daemon, [-15])
         stored = self.stored()
         self.assertEqual(len(stored["leases"]), 1)
-        self.assertEqual(len(stored["sessions"]), 1)
+        self.assertEqual(stored["sessions"], [])
+        self.assertEqual(stored["logouts"], ["10.89.0.50 stopped"])
 
     @inlineCallbacks
     def test_allInOne(self) -> Any:
         """
         The all-in-one netsuite, after a lease and a login, stops soon
-        after SIGTERM; the lease and the session are on disk.
+        after SIGTERM; the lease and the session's end are on disk.
         """
         netsuite = yield self.daemon("netsuite", "netsuite", self.config(split=False))
         yield self.lease()
@@ -179,7 +186,8 @@ class StopTests(TestCase):
         yield self.assertStopsSoon(netsuite, [-15])
         stored = self.stored()
         self.assertEqual(len(stored["leases"]), 1)
-        self.assertEqual(len(stored["sessions"]), 1)
+        self.assertEqual(stored["sessions"], [])
+        self.assertEqual(stored["logouts"], ["10.89.0.50 stopped"])
 
     @inlineCallbacks
     def test_hookWithHungDirectory(self) -> Any:
