@@ -8,7 +8,17 @@ Any conntrack dump walks every bucket of the table (about 8 ms here, with
 the client at once (its packets no longer match the authorized set) and
 cuts the flows of all recently de-authorized clients in one dump shortly
 after. Each entry is deleted by sending back its original tuple exactly as
-the kernel gave it. (pyroute2's Conntrack does the same dump, at ~10 ms per
+the kernel gave it.
+
+Only forwarded flows are cut, not those that end on the access point
+itself (the firewall passes its LAN network as C{local}: an entry whose
+answers come from there). Those are the portal's: the redirect of port
+80 and direct connections, some NATed (REDIRECT, or a source port the
+kernel changed because a lingering entry held the tuple). Deleting one
+midway loses that translation: the portal's next packet leaves
+untranslated, the client resets it, and its request hangs until its
+time-out (the soak's redirects and logins that hung 5 s right after a
+logout). They give nothing beyond the portal, which bounds them itself. (pyroute2's Conntrack does the same dump, at ~10 ms per
 call, for one address at a time.)
 """
 
@@ -29,6 +39,7 @@ IPCTNL_MSG_CT_GET = 1
 IPCTNL_MSG_CT_DELETE = 2
 
 CTA_TUPLE_ORIG = 1
+CTA_TUPLE_REPLY = 2
 CTA_ZONE = 18
 CTA_TUPLE_IP = 1
 CTA_IP_V4_SRC = 1
@@ -53,11 +64,19 @@ class FlowCutter(NetfilterSocket):
     """
     Deletes connection-tracking entries by original source address.
     Blocking: call it from the firewall's worker.
+
+    @param local: entries answered from an address in this network end on
+        this host and are left alone (None: no entry is).
     """
+
+    def __init__(self, local: Optional[ipaddress.IPv4Network] = None) -> None:
+        super().__init__()
+        self.local = local
 
     def cut(self, ips: AbstractSet[ipaddress.IPv4Address]) -> int:
         """
-        Delete every entry started by one of C{ips}; return how many.
+        Delete every entry started by one of C{ips}, except those answered
+        from C{local}; return how many.
 
         One dump of the whole table whatever the number of addresses: the
         kernel walks all its buckets for any dump (about 8 ms with 262,144
@@ -72,7 +91,7 @@ class FlowCutter(NetfilterSocket):
         deletes, sequences = [], set()
         for entry in self.replies({dump}):
             attributes = _top_attributes(entry)
-            if _original_source(attributes) not in wanted:
+            if _original_source(attributes) not in wanted or self._ends_here(attributes):
                 continue
             keep = [a + b"\0" * (-len(a) % 4) for a in attributes
                     if _kind(a) in (CTA_TUPLE_ORIG, CTA_ZONE)]
@@ -84,6 +103,13 @@ class FlowCutter(NetfilterSocket):
             self.open().send(b"".join(deletes))
             self.replies(sequences, tolerated={errno.ENOENT})  # ended meanwhile
         return len(deletes)
+
+
+    def _ends_here(self, attributes: List[bytes]) -> bool:
+        if self.local is None:
+            return False
+        source = _tuple_source(attributes, CTA_TUPLE_REPLY)
+        return source is not None and ipaddress.IPv4Address(source) in self.local
 
 
 def _kind(attribute: bytes) -> int:
@@ -109,8 +135,15 @@ def _original_source(attributes: List[bytes]) -> Optional[bytes]:
     """
     The packed IPv4 source of an entry's original tuple, if any.
     """
-    for tuple_orig in (a for a in attributes if _kind(a) == CTA_TUPLE_ORIG):
-        for tuple_ip in (a for a in _nested(tuple_orig) if _kind(a) == CTA_TUPLE_IP):
+    return _tuple_source(attributes, CTA_TUPLE_ORIG)
+
+
+def _tuple_source(attributes: List[bytes], kind: int) -> Optional[bytes]:
+    """
+    The packed IPv4 source of an entry's tuple C{kind} (original, reply).
+    """
+    for tuple_ in (a for a in attributes if _kind(a) == kind):
+        for tuple_ip in (a for a in _nested(tuple_) if _kind(a) == CTA_TUPLE_IP):
             for source in (a for a in _nested(tuple_ip) if _kind(a) == CTA_IP_V4_SRC):
-                return source[4:8]
+                return source[4:8] if len(source) >= 8 else None
     return None

@@ -63,7 +63,7 @@ class KernelFirewall:
         self._run = runner.run
         self.clock = clock
         self.cut_delay = cut_delay
-        self.flows = FlowCutter()
+        self.flows = FlowCutter(local=settings.lan_network)
         self._to_cut: Set[ipaddress.IPv4Address] = set()
         self._cutting: Optional[IDelayedCall] = None
         self.shaper = shaper

@@ -11,22 +11,27 @@ import subprocess
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from netsuite.firewall.flows import (CTA_IP_V4_SRC, CTA_TUPLE_IP, CTA_TUPLE_ORIG, FlowCutter,
-                                     _original_source, _top_attributes)
+from netsuite.firewall.flows import (CTA_IP_V4_SRC, CTA_TUPLE_IP, CTA_TUPLE_ORIG,
+                                     CTA_TUPLE_REPLY, FlowCutter, _original_source,
+                                     _top_attributes, _tuple_source)
 from netsuite.firewall.nfnetlink import NLA_F_NESTED, attr, message
 from netsuite.runner import enter_netns
 
 
-def entry(source: str) -> bytes:
+def tuple_(kind: int, source: str, destination: str) -> bytes:
+    return attr(kind | NLA_F_NESTED, attr(CTA_TUPLE_IP | NLA_F_NESTED,
+                attr(CTA_IP_V4_SRC, ipaddress.IPv4Address(source).packed)
+                + attr(2, ipaddress.IPv4Address(destination).packed)))
+
+
+def entry(source: str, reply_source: str = "198.51.100.1") -> bytes:
     """
-    A conntrack message as the kernel sends one (trimmed to the tuple and
+    A conntrack message as the kernel sends one (trimmed to the tuples and
     a status attribute).
     """
-    tuple_orig = attr(CTA_TUPLE_ORIG | NLA_F_NESTED, attr(CTA_TUPLE_IP | NLA_F_NESTED,
-                      attr(CTA_IP_V4_SRC, ipaddress.IPv4Address(source).packed)
-                      + attr(2, ipaddress.IPv4Address("198.51.100.1").packed)))
     status = attr(3, struct.pack(">I", 8))
-    return message(1, 0, 2, 7, status + tuple_orig)
+    return message(1, 0, 2, 7, status + tuple_(CTA_TUPLE_ORIG, source, "198.51.100.1")
+                   + tuple_(CTA_TUPLE_REPLY, reply_source, source))
 
 
 class ParseTests(SynchronousTestCase):
@@ -35,9 +40,18 @@ class ParseTests(SynchronousTestCase):
         The original tuple's source address is found among the attributes.
         """
         attributes = _top_attributes(entry("10.89.0.11"))
-        self.assertEqual(len(attributes), 2)
+        self.assertEqual(len(attributes), 3)
         self.assertEqual(_original_source(attributes),
                          ipaddress.IPv4Address("10.89.0.11").packed)
+
+    def test_reply_source(self):
+        """
+        The reply tuple's source: where the answers come from (the access
+        point itself for a redirected flow).
+        """
+        attributes = _top_attributes(entry("10.89.0.11", reply_source="10.89.0.1"))
+        self.assertEqual(_tuple_source(attributes, CTA_TUPLE_REPLY),
+                         ipaddress.IPv4Address("10.89.0.1").packed)
 
     def test_no_tuple(self):
         """
@@ -96,3 +110,38 @@ class CutTests(SynchronousTestCase):
         self.assertEqual(result["cut"], 3)
         self.assertEqual(result["after"], (0, 2))
         self.assertEqual(result["none"], 0)
+
+    def test_local_spared(self):
+        """
+        With C{local}, the entries answered from there (flows ending on this
+        host) stay; the others of the same source go.
+        """
+        import threading
+        result = {}
+
+        def work():
+            enter_netns(self.ns)  # this thread only
+            here, there = socket.socket(), socket.socket()
+            here.bind(("10.9.0.1", 5555))
+            there.bind(("10.9.0.2", 5556))
+            sockets = [here, there]
+            for server in sockets[:2]:
+                server.listen(10)
+                for _ in range(2):
+                    client = socket.create_connection(server.getsockname(),
+                                                      source_address=("10.9.0.1", 0))
+                    sockets += [client, server.accept()[0]]
+            cutter = FlowCutter(local=ipaddress.IPv4Network("10.9.0.1/32"))
+            result["cut"] = cutter.cut({ipaddress.IPv4Address("10.9.0.1")})
+            out = subprocess.run(["ip", "netns", "exec", self.ns, "conntrack", "-L", "-s",
+                                  "10.9.0.1"], capture_output=True, text=True).stdout
+            result["left"] = sorted(line.split("dport=")[1].split()[0]
+                                    for line in out.splitlines())
+            cutter.close()
+            for s in sockets:
+                s.close()
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join(30)
+        self.assertEqual(result["cut"], 2)
+        self.assertEqual(result["left"], ["5555", "5555"])

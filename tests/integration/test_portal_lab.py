@@ -420,3 +420,72 @@ class PortalApartStopLabTests(PortalLab):
         self.assertEqual((yield self.bus.send("/portal/sessions")), [])
         self.assertEqual((yield firewall.send("/firewall/clients")), [])
         yield self.assertRedirected("c1")
+
+
+
+# Run in a client: one connection (A) to upstream opened while logged in;
+# told to (after the logout), one (B) to upstream, redirected to the
+# portal, with the start of a request head; told again (after the
+# firewall's cut), it waits for the portal's answer on B (the front resets
+# an unfinished head after [portal] head_timeout), then asks on A.
+HELD_CONNECTIONS = r"""
+import socket, sys
+def answer(sock, request, seconds):
+    sock.settimeout(seconds)
+    try:
+        sock.sendall(request)
+        return sock.recv(4096).split(b"\r\n", 1)[0].decode() or "closed"
+    except OSError as e:
+        return type(e).__name__
+a = socket.create_connection((sys.argv[1], 80), timeout=5)
+print("open A", flush=True)
+sys.stdin.readline()
+b = socket.create_connection((sys.argv[1], 80), timeout=5)
+b.sendall(b"GET / HTTP/1.1\r\n")
+print("open B", flush=True)
+sys.stdin.readline()
+print("B:", answer(b, b"", 30), flush=True)
+print("A:", answer(a, b"GET / HTTP/1.0\r\nHost: upstream\r\n\r\n", 3), flush=True)
+"""
+
+
+class PortalLogoutRedirectLabTests(PortalLab):
+    """
+    A connection a client opens just after its logout (redirected to the
+    portal) survives the cut of its flows; those it had open are cut.
+    """
+
+    def more_config(self):
+        return "head_timeout = 1.0\n"
+
+    @inlineCallbacks
+    def test_redirect_opened_before_cut(self):
+        """
+        Twice: c1, logged in, holds a connection A to upstream; logged out,
+        it opens B (redirected to the portal) and starts a request. After
+        the firewall's cut, the portal's answer on B (it resets the
+        connection whose head never finishes) still reaches c1, translated back; A gets nothing.
+        Before the cut spared them, the portal's packets went out
+        untranslated (the entry holding the REDIRECT was gone) and c1 waited
+        for its time-out.
+        """
+        ip, mac = self.lab.client_address(1), self.lab.client_mac(1)
+        for round in range(2):
+            answer = yield self.bus.send("/portal/authorize", {"ip": ip, "mac": mac})
+            self.assertTrue(answer["authorized"], answer)
+            client = spawn(self, f"held{round}", ["python3", "-c", HELD_CONNECTIONS,
+                                                  self.lab.internet],
+                           netns=self.lab.netns("c1"), stdin=True)
+            yield client.when_line("open A", timeout=20)
+            cuts = self.daemon.line_count
+            answer = yield self.bus.send("/portal/deauthorize", {"ip": ip})
+            self.assertTrue(answer["deauthorized"], answer)
+            client.send("\n")
+            yield client.when_line("open B", timeout=20)
+            yield self.daemon.when_line("cut [0-9]+ connections", timeout=20, after=cuts)
+            client.send("\n")
+            b = yield client.when_line("^B:", timeout=40)
+            self.assertEqual(b, "B: ConnectionResetError", f"round {round}")
+            a = yield client.when_line("^A:", timeout=20)
+            self.assertNotIn("200", a, f"round {round}")
+            yield client.when_ended()
