@@ -7,15 +7,18 @@ from the config to the wire; the C{/dhcp/options} mailbox names them.
 from __future__ import annotations
 
 from ipaddress import IPv4Address
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from twisted.logger import Logger
 
 from ..registry.values import MAC, Message
-from .options import encode_option, option_code, option_name
+from .options import (CAPTIVE_PORTAL, DNS_SERVERS, HOST_NAME, LEASE_TIME, REBINDING_TIME,
+                      RENEWAL_TIME, ROUTERS, SERVER_ID, SUBNET_MASK, encode_option, option_code,
+                      option_name)
 from .packet import BOOTREPLY, Packet
+from .ranges import Subnet
 
-__all__ = ["reply_packet", "encoded", "in_order", "named", "amended"]
+__all__ = ["reply_packet", "encoded", "in_order", "named", "amended", "ReplyOptions"]
 
 _log = Logger()
 ZERO = IPv4Address(0)
@@ -111,3 +114,48 @@ def _value(value: Any) -> Any:
     return value
 
 
+
+
+class ReplyOptions:
+    """
+    A reply's options before any C{/dhcp/options} listener: the subnet's
+    (server, mask, lease times, router, DNS, its own options) and the
+    portal's URL (option 114). Encoded ones are kept per subnet and lease
+    time, as replies mostly carry the subnet's own, or a second less.
+    """
+
+    MAX_KEPT = 1024
+
+    def __init__(self, portal_url: str = "") -> None:
+        self.portal_url = portal_url
+        self._ready: Dict[Tuple[str, Optional[int]], List[Tuple[int, bytes]]] = {}
+
+    def base(self, subnet: Subnet, lease_time: Optional[float]) -> Dict[int, Any]:
+        """The options by code, for a listener to amend."""
+        options: Dict[int, Any] = {SERVER_ID: subnet.server,
+                                   SUBNET_MASK: subnet.network.netmask}
+        if lease_time is not None:
+            seconds = max(int(lease_time), 1)
+            options.update({LEASE_TIME: seconds, RENEWAL_TIME: seconds // 2,
+                            REBINDING_TIME: seconds * 7 // 8})
+        if subnet.router is not None:
+            options[ROUTERS] = [subnet.router]
+        if subnet.dns:
+            options[DNS_SERVERS] = list(subnet.dns)
+        if self.portal_url:
+            options[CAPTIVE_PORTAL] = self.portal_url
+        options.update(subnet.options)
+        return options
+
+    def ready(self, subnet: Subnet, lease_time: Optional[float],
+              hostname: Optional[str]) -> List[Tuple[int, bytes]]:
+        """L{base} encoded, in order, with the host name (option 12) if given."""
+        key = (subnet.name, None if lease_time is None else max(int(lease_time), 1))
+        ready = self._ready.get(key)
+        if ready is None:
+            if len(self._ready) > self.MAX_KEPT:
+                self._ready.clear()
+            ready = self._ready[key] = in_order(dict(encoded(self.base(subnet, lease_time))))
+        if hostname:
+            return in_order({**dict(ready), HOST_NAME: encode_option(HOST_NAME, hostname)})
+        return ready

@@ -33,12 +33,11 @@ from ..registry.registry import declare_service
 from ..registry.values import MAC, Message
 from .guard import COUNTERS as FRAME_COUNTERS
 from .leases import Lease
-from .options import (CAPTIVE_PORTAL, DNS_SERVERS, HOST_NAME, LEASE_TIME, REBINDING_TIME,
-                      RENEWAL_TIME, ROUTERS, SERVER_ID, SUBNET_MASK, encode_option)
+from .options import HOST_NAME
 from .packet import (ACK, DECLINE, DISCOVER, INFORM, NAK, OFFER, RELEASE, REQUEST,
                      MessageType, Packet, as_address)
 from .pool import Pool, Subnet
-from .replies import amended, encoded, in_order, named, reply_packet
+from .replies import ReplyOptions, amended, encoded, in_order, named, reply_packet
 
 __all__ = ["DHCPServer", "MAILBOXES"]
 
@@ -110,11 +109,10 @@ class DHCPServer:
         self.runner = runner
         self.clock = clock
         self.interface_subnet = interface_subnet
-        self.portal_url = portal_url
+        self.reply_options = ReplyOptions(portal_url)
         self.committer: Optional[GroupCommit] = None
         self._unwatch: Optional[Any] = None
         self._pool_answer: Optional[Tuple[Message, Optional[Lease]]] = None
-        self._encoded_replies: Dict[Tuple[str, Optional[int]], List[Tuple[int, bytes]]] = {}
         self.counters = {"dropped": 0, "unknown_type": 0, "no_subnet": 0, "not_ready": 0,
                          "offers": 0, "acks": 0, "naks": 0, "exhausted": 0,
                          "refused_hook_addresses": 0, "refused_declines": 0,
@@ -124,6 +122,11 @@ class DHCPServer:
         self._sweeping.clock = clock
         self.sweep_interval = sweep_interval
         self._declare()
+
+    @property
+    def portal_url(self) -> str:
+        """The captive-portal URL (option 114), or ""."""
+        return self.reply_options.portal_url
 
     def _declare(self) -> None:
         declare_service(self.registry, "dhcp", MAILBOXES, EVENTS, {
@@ -424,25 +427,6 @@ class DHCPServer:
 
     # replies
 
-    def _base_options(self, subnet: Subnet, lease_time: Optional[float]) -> Dict[int, Any]:
-        """
-        A reply's options by code, before any C{/dhcp/options} listener.
-        """
-        options: Dict[int, Any] = {SERVER_ID: subnet.server,
-                                   SUBNET_MASK: subnet.network.netmask}
-        if lease_time is not None:
-            seconds = max(int(lease_time), 1)
-            options.update({LEASE_TIME: seconds, RENEWAL_TIME: seconds // 2,
-                            REBINDING_TIME: seconds * 7 // 8})
-        if subnet.router is not None:
-            options[ROUTERS] = [subnet.router]
-        if subnet.dns:
-            options[DNS_SERVERS] = list(subnet.dns)
-        if self.portal_url:
-            options[CAPTIVE_PORTAL] = self.portal_url
-        options.update(subnet.options)
-        return options
-
     def _reply(self, request: Packet, subnet: Subnet, kind: int, ip: IPv4Address,
                inform: bool = False, lease_time: Optional[float] = None,
                hostname: Optional[str] = None) -> Any:
@@ -457,8 +441,8 @@ class DHCPServer:
         seconds = None if inform else (lease_time or subnet.lease_time)
         if not self.registry.heard("/dhcp/options"):
             return self._packet(request, kind, ip,
-                                self._subnet_options(subnet, seconds, hostname), ciaddr)
-        options = self._base_options(subnet, seconds)
+                                self.reply_options.ready(subnet, seconds, hostname), ciaddr)
+        options = self.reply_options.base(subnet, seconds)
         if hostname:
             options[HOST_NAME] = hostname
         return self.registry.send("/dhcp/options", {
@@ -477,24 +461,6 @@ class DHCPServer:
         if isinstance(amend, dict):
             amended(options, amend)
         return self._packet(request, kind, ip, in_order(dict(encoded(options))), ciaddr)
-
-    def _subnet_options(self, subnet: Subnet, lease_time: Optional[float],
-                        hostname: Optional[str]) -> List[Tuple[int, bytes]]:
-        """
-        The options of a reply without C{/dhcp/options} listeners:
-        L{_base_options} encoded, kept for each subnet and lease time
-        (replies mostly carry the subnet's own, or a second less).
-        """
-        key = (subnet.name, None if lease_time is None else max(int(lease_time), 1))
-        ready = self._encoded_replies.get(key)
-        if ready is None:
-            if len(self._encoded_replies) > 1024:
-                self._encoded_replies.clear()
-            ready = self._encoded_replies[key] = in_order(
-                dict(encoded(self._base_options(subnet, lease_time))))
-        if hostname:
-            return in_order({**dict(ready), HOST_NAME: encode_option(HOST_NAME, hostname)})
-        return ready
 
     def _packet(self, request: Packet, kind: int, yiaddr: IPv4Address,
                 options: List[Tuple[int, bytes]], ciaddr: IPv4Address = ZERO) -> Packet:

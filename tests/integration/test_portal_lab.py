@@ -260,32 +260,6 @@ class PortalPasswordLabTests(PortalLab):
     The portal with a users file: the password form, from a script.
     """
 
-    @property
-    def name(self):
-        """The process of the portal."""
-        return "portal" if self.firewall_process else "ap"
-
-    def spawn_daemon(self, plugin, name):
-        return spawn(self, name, [
-            *TWISTD, "-n", "--pidfile=", plugin, "--name", name, "--socket-dir",
-            self.sockets, "--config", self.config], netns=self.lab.netns("ap"))
-
-    @inlineCallbacks
-    def start(self):
-        """
-        Start netsuite in the AP (and the firewall's process, the first
-        time, when apart); fire once the firewall and the portal are ready.
-        """
-        if not self.firewall_process:
-            self.daemon = self.spawn_daemon("netsuite", "ap")
-            yield self.daemon.when_line("firewall ready")
-        else:
-            if getattr(self, "firewall", None) is None:
-                self.firewall = self.spawn_daemon("netsuite-firewall", self.firewall_process)
-                yield self.firewall.when_line("firewall ready")
-            self.daemon = self.spawn_daemon("netsuite-portal", self.name)
-        yield self.daemon.when_line("portal ready")
-
     def more_config(self):
         users = os.path.join(self.tmp, "users")
         with open(users, "w") as f:
