@@ -63,6 +63,9 @@ NEEDS: Dict[str, FrozenSet[str]] = {
     # (service.py neighbour_mac) is readable by anyone; the firewall is
     # changed over the bus.
     "portal": frozenset(),
+    # netsuite/dns/tap.py: binds dns.port (53, see PORTS), UDP and TCP; the
+    # firewall is reached over the bus.
+    "dns": frozenset({"CAP_NET_BIND_SERVICE"}),
     # netsuite/dhcp/ldaphook.py: a bus client and an LDAP client.
     LDAPHOOK: frozenset(),
 }
@@ -74,6 +77,7 @@ START_ONLY: Dict[str, FrozenSet[str]] = {
     "firewall": frozenset(),
     "dhcp": frozenset({"CAP_NET_BIND_SERVICE", "CAP_NET_RAW"}),  # port 67, the packet socket
     "portal": frozenset(),
+    "dns": frozenset({"CAP_NET_BIND_SERVICE"}),  # port 53, bound in privilegedStartService
 }
 
 # The ports each service binds by default: below 1024 takes CAP_NET_BIND_SERVICE.
@@ -81,6 +85,7 @@ PORTS: Dict[str, Callable[[Any], List[int]]] = {
     "firewall": lambda config: [],
     "dhcp": lambda config: [config.dhcp.port],
     "portal": lambda config: [config.portal.port, config.portal.api_port],
+    "dns": lambda config: [config.dns.port],
     LDAPHOOK: lambda config: [],
 }
 
@@ -90,6 +95,7 @@ WRITES: Dict[str, Callable[[Any], List[str]]] = {
     "firewall": lambda config: [],  # kernel state only
     "dhcp": lambda config: [config.dhcp.lease_file],  # dhcp/tap.py: LeaseStore, SQLite WAL
     "portal": lambda config: [config.portal.session_file],  # portal/tap.py: SessionStore
+    "dns": lambda config: [],  # memory only
 }
 
 STATE_ROOTS = {"StateDirectory": "/var/lib", "RuntimeDirectory": "/run",

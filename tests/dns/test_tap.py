@@ -1,0 +1,57 @@
+"""
+C{twistd netsuite-dns}'s section and service (L{netsuite.dns.tap}).
+"""
+
+import os
+import re
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from netsuite.config.schema import ConfigError, parse
+from netsuite.dns import tap
+from netsuite.services import all_sections, find_service
+from netsuite.testing import registry_on_clock
+
+EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "etc", "netsuite.toml")
+
+
+def config(**dns):
+    return parse({"dns": dict({"enabled": True}, **dns)}, "test.toml", all_sections())
+
+
+class TapTests(SynchronousTestCase):
+    def test_plugin(self) -> None:
+        plugin = find_service("dns")
+        self.assertEqual((plugin.tapname, plugin.capabilities), ("netsuite-dns", frozenset()))
+
+    def test_example_documents_every_key(self) -> None:
+        with open(EXAMPLE) as f:
+            text = f.read()
+        section = text.split("\n[dns]\n", 1)[1].split("\n[", 1)[0]
+        keys = set(re.findall(r"^([a-z_]+) =", section, re.M))
+        self.assertEqual(keys, set(tap.SECTION))
+
+    def test_bad_values(self) -> None:
+        for key, value in [("upstreams", ["not-an-ip"]), ("preauth_refuse_types", ["BOGUS"]),
+                           ("garden_names", ["a.*.org"]), ("cache_size", -1)]:
+            self.assertRaises(ConfigError, config, **{key: value})
+
+    def test_check(self) -> None:
+        self.assertRaises(ConfigError, tap.check, config(hosts="/nonexistent/dnscore-hosts"))
+        self.assertRaises(ConfigError, tap.check, config(local_names={"a": "nope"}))
+        self.assertRaises(ConfigError, tap.check, config(listen=[]))
+        tap.check(config())
+
+    def test_local_and_portal_names(self) -> None:
+        c = parse({"dns": {"local_names": {"printer.lan": "10.89.0.5"}},
+                   "portal": {"host": "portal.hotspot.lan"}}, "test.toml", all_sections())
+        local = tap.local_names(c)
+        self.assertEqual(sorted(local.names), [b"portal.hotspot.lan", b"printer.lan"])
+        self.assertEqual(str(local.names[b"portal.hotspot.lan"][0]), "10.89.0.1")
+
+    def test_service(self) -> None:
+        registry, clock = registry_on_clock("dns")
+        service = tap.serviceFromConfig(config(upstreams=["192.0.2.53:5353"]), registry, clock)
+        self.assertEqual(service.server.upstream.servers, [("192.0.2.53", 5353)])
+        self.assertTrue(registry.describe("/dns/query"))
