@@ -50,13 +50,13 @@ class FoundTests(SynchronousTestCase):
         also the twistd plugin netsuite-NAME.
         """
         found = installed()
-        self.assertLessEqual({"firewall", "dhcp", "portal"}, set(found))
+        self.assertLessEqual({"firewall", "dhcp", "dns", "portal"}, set(found))
         makers = {m.tapname: m for m in getPlugins(IServiceMaker)}
         for name, plugin in found.items():
             self.assertTrue(verifyObject(IServicePlugin, plugin))
             self.assertIs(makers[f"netsuite-{name}"], plugin)
-        self.assertEqual([p.name for p in sorted(found.values(), key=lambda p: p.rank)][:3],
-                         ["firewall", "dhcp", "portal"])
+        self.assertEqual([p.name for p in sorted(found.values(), key=lambda p: p.rank)][:4],
+                         ["firewall", "dhcp", "dns", "portal"])
 
     def test_unknown(self):
         """
@@ -64,7 +64,7 @@ class FoundTests(SynchronousTestCase):
         """
         error = self.assertRaises(UnknownService, find_service, "dhpc")
         self.assertIn("no netsuite service named 'dhpc'", str(error))
-        self.assertIn("dhcp, firewall, portal", str(error))
+        self.assertIn("dhcp, dns, firewall, portal", str(error))
         self.assertIs(find_service("echo", [ECHO]), ECHO)
 
     def test_lazy(self):

@@ -169,6 +169,9 @@ class DNSService(Service):
         Service.stopService(self)
         self.clients.stop()
         self.feeder.stop()
+        call = getattr(self.server.upstream, "_parseCall", None)  # resolv.conf re-reads
+        if call is not None and call.active():
+            call.cancel()
         ports, self.ports = self.ports, []
         return gatherResults([maybeDeferred(p.stopListening) for p in ports])
 
