@@ -52,7 +52,9 @@ def parse(data: bytes) -> dns.Message:
     return m
 
 
-class ServerTests(SynchronousTestCase):
+class ServerFixture:
+    """A server on a real registry and a Clock, its upstream fake."""
+
     def setUp(self) -> None:
         self.registry, self.clock = registry_on_clock("dns")
         self.upstream = FakeUpstream()
@@ -78,6 +80,8 @@ class ServerTests(SynchronousTestCase):
             reply = out[0]
         return parse(reply)
 
+
+class ServerTests(ServerFixture, SynchronousTestCase):
     def test_forwarded_then_cached(self) -> None:
         m = self.answer(query(b"x.test", id=11))
         self.assertEqual((m.id, m.answer, m.rCode), (11, 1, dns.OK))
@@ -272,6 +276,69 @@ class ServerTests(SynchronousTestCase):
         self.assertTrue(transport.disconnecting)
         protocol.connectionLost(None)
         self.assertEqual(factory.open, 0)
+
+
+class WireCacheTests(ServerFixture, SynchronousTestCase):
+    """
+    The encoded replies of a second, sent again without a parse.
+    """
+
+    def warm(self, name=b"x.test"):
+        self.answer(query(name))
+        self.answer(query(name))  # from the cache: remembered on the wire
+
+    def test_same_reply(self) -> None:
+        self.warm()
+        slow = self.server.handle(query(b"x.test", id=5), OTHER)
+        self.server._wire.clear()
+        self.server._wire_second = -1
+        self.assertEqual(self.server.handle(query(b"x.test", id=5), OTHER), slow)
+
+    def test_fast_hit(self) -> None:
+        self.warm()
+        before = dict(self.server.counters)
+        m = dns.Message(id=77, recDes=0)
+        m.queries = [dns.Query(b"X.TeSt", dns.A, dns.IN)]
+        self.assertIsNotNone(self.server._fast(m.toStr(), OTHER, False))
+        reply = parse(self.server.handle(m.toStr(), OTHER))
+        self.assertEqual((reply.id, reply.recDes, reply.queries[0].name.name),
+                         (77, 0, b"X.TeSt"))
+        self.assertEqual(reply.answers[0].payload.dottedQuad(), "192.0.2.7")
+        self.assertEqual(self.server.counters["cached"], before["cached"] + 2)
+        self.assertEqual(len(self.upstream.queries), 1)
+
+    def test_edns_query(self) -> None:
+        self.warm()
+        m = dns._EDNSMessage(id=78, ednsVersion=0, maxSize=1232)
+        m.queries = [dns.Query(b"x.test", dns.A, dns.IN)]
+        data = m.toStr()
+        self.assertIsNotNone(self.server._question(data))
+        self.assertEqual(parse(self.server.handle(data, OTHER)).id, 78)
+        self.assertIsNone(self.server._question(data + b"\x00"))
+
+    def test_limits_still_apply(self) -> None:
+        """
+        A client not logged in is still held to its rate, and the refusal
+        counted once.
+        """
+        self.warm()
+        rcodes = [parse(self.server.handle(query(b"x.test"), CLIENT)).rCode for _ in range(5)]
+        self.assertEqual(rcodes, [dns.OK, dns.OK, dns.OK, dns.EREFUSED, dns.EREFUSED])
+        self.assertEqual(self.policy.counters["rate"], 2)
+
+    def test_hook_bypasses(self) -> None:
+        self.warm()
+        self.registry.listen("/dns/query", lambda m: Stop({"refuse": "NXDOMAIN"}))
+        self.assertEqual(self.answer(query(b"x.test"), OTHER).rCode, dns.ENAME)
+
+    def test_next_second(self) -> None:
+        self.warm()
+        self.clock.advance(10)
+        self.assertEqual(self.answer(query(b"x.test"), OTHER).answers[0].ttl, 290)
+
+    def test_garden_names_not_kept(self) -> None:
+        self.warm(b"www.garden.test")
+        self.assertEqual(self.server._wire, {})
 
 
 class AuthorizedTests(SynchronousTestCase):
