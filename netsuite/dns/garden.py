@@ -10,7 +10,7 @@ C{--ipset} does.
 from __future__ import annotations
 
 from ipaddress import IPv4Address
-from typing import Any, Dict, Iterable, Optional, Tuple
+from typing import Any, Dict, Iterable, Tuple
 
 from twisted.logger import Logger
 

@@ -18,9 +18,8 @@ in L{netsuite.dns.protocol}.
 from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv6Address, ip_address
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.names import dns, error
 

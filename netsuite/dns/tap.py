@@ -14,7 +14,7 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
 from ..config.fields import (IPV4_LIST, OPTIONAL_PATH, PORT, POSITIVE_INT, POSITIVE_SECONDS,
-                             STR_LIST, STR_MAP, Kind, at_least)
+                             STR_MAP, Kind, at_least)
 from ..config.schema import ConfigError, Field
 from ..services import Readiness
 

@@ -4,8 +4,7 @@ The walled garden by name (L{netsuite.dns.garden}), with a fake firewall.
 
 from ipaddress import IPv4Address
 
-from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.task import Clock
+from twisted.internet.defer import Deferred, fail
 from twisted.trial.unittest import SynchronousTestCase
 
 from netsuite.dns.garden import GardenFeeder, GardenNames

@@ -5,7 +5,6 @@ C{twistd netsuite-dns}'s section and service (L{netsuite.dns.tap}).
 import os
 import re
 
-from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from netsuite.config.schema import ConfigError, parse

@@ -4,7 +4,6 @@ on loopback addresses of their own (ports 19553 and 19554), queried with
 twisted.names' client.
 """
 
-import os
 import shutil
 
 from twisted.internet import reactor
