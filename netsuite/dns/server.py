@@ -51,6 +51,10 @@ EVENTS = {
                            "each multiple) {ip, count, reasons: {reason: count}}.",
 }
 
+REFUSALS = {"/dns/query": {"refuse": "REFUSED"}}
+"""What C{/dns/query} answers when a fail-closed hook on it (a deny-list)
+fails or is late: the query is refused."""
+
 RCODES = {"NOERROR": dns.OK, "FORMERR": dns.EFORMAT, "SERVFAIL": dns.ESERVER,
           "NXDOMAIN": dns.ENAME, "NOTIMP": dns.ENOTIMP, "REFUSED": dns.EREFUSED}
 LOCAL_TTL = 60
@@ -163,7 +167,8 @@ class DNSServer:
             "hook_answers": 0, "hook_refusals": 0, "upstream_failures": 0, "truncated": 0}
         declare_service(registry, "dns", MAILBOXES, EVENTS, {
             "/dns/counters": lambda message: Stop(self.all_counters()),
-            "/dns/refusals": lambda message: Stop(self.policy.refusals())})
+            "/dns/refusals": lambda message: Stop(self.policy.refusals())},
+            refusals=REFUSALS)
 
     def all_counters(self) -> Dict[str, int]:
         counters = dict(self.counters)
@@ -212,7 +217,8 @@ class DNSServer:
             d = self.registry.send("/dns/query", {
                 "ip": ip, "name": name.decode("ascii", "replace"),
                 "qtype": qtype_name(query.type), "authorized": not limited})
-            return d.addCallback(self._decided, message, ip, query, limited, tcp)
+            return d.addCallback(self._decided, message, ip, query, limited, tcp).addErrback(
+                self._failed, message, tcp)
         return self._resolve(message, ip, query, limited, tcp)
 
     def _question(self, data: bytes) -> Optional[int]:
@@ -293,6 +299,10 @@ class DNSServer:
                         for label in query.name.name.split(b".") if label) + b"\x00"
         key = (name.lower() + query.type.to_bytes(2, "big") + query.cls.to_bytes(2, "big"), tcp)
         self._wire[key] = data
+
+    def _failed(self, failure: Any, message: Any, tcp: bool) -> bytes:
+        _log.failure("dns: /dns/query failed; answering SERVFAIL", failure)
+        return self._encode(message, Answer(dns.ESERVER), tcp)
 
     def _decided(self, verdict: Any, message: Any, ip: str, query: Any, limited: bool,
                  tcp: bool) -> Any:

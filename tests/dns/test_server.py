@@ -233,6 +233,18 @@ class ServerTests(ServerFixture, SynchronousTestCase):
         self.assertEqual(self.answer(query(b"x.test")).rCode, dns.OK)
         self.flushLoggedErrors(RuntimeError)
 
+    def test_fail_closed_hook_refuses(self) -> None:
+        """
+        A fail-closed hook (a deny-list) that fails: the query is refused,
+        not forwarded.
+        """
+        def broken(message):
+            raise RuntimeError("deny-list down")
+        self.registry.listen("/dns/query", broken, fail_closed=True)
+        self.assertEqual(self.answer(query(b"x.test"), OTHER).rCode, dns.EREFUSED)
+        self.assertEqual(self.upstream.queries, [])
+        self.flushLoggedErrors(RuntimeError)
+
     def test_answer_event(self) -> None:
         seen = []
         self.registry.watch("/dns/answer", seen.append)
