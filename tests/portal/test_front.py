@@ -366,12 +366,14 @@ class BackPressureTests(SynchronousTestCase):
         request = b"GET /p HTTP/1.1\r\nHost: a.example\r\n\r\n"
         self.protocol.dataReceived(request * 200 + b"GET /login HTTP/1.1\r\n"
                                    b"Host: 10.89.0.1:5280\r\n\r\n")
+        sent = b""
         while self.transport.producerState == "paused":
+            sent += self.transport.value()
             self.transport.clear()
             self.protocol.wrappedProtocol.resumeProducing()
         self.f.registry.eventual.flush_sync()
         self.assertIsNotNone(self.protocol.wrappedProtocol.channel)
-        self.assertIn(b"HTTP/1.1 200 OK", self.transport.value())
+        self.assertIn(b"HTTP/1.1 200 OK", sent + self.transport.value())
         self.assertEqual(self.site.redirected, 200)
 
     def test_bounded_while_paused(self):
@@ -388,6 +390,121 @@ class BackPressureTests(SynchronousTestCase):
         self.assertTrue(self.transport.disconnecting)
         self.assertEqual(self.site.refused, {"pipeline-overflow": 1})
         self.assertEqual(self.protocol.wrappedProtocol.buffer, b"")
+
+
+class HandedOverBackPressureTests(SynchronousTestCase):
+    """
+    After a hand-over the front gives twisted.web's channel one request at
+    a time, none while the transport's buffer is full: a client that does
+    not read gets no more answers queued than the buffer's bound and one
+    page.
+    """
+
+    PAGE = b"GET /login HTTP/1.1\r\nHost: 10.89.0.1:5280\r\n\r\n"
+
+    def setUp(self):
+        from twisted.internet.address import IPv4Address as Address
+        self.f = PortalFixture()
+        self.site = PortalSite(self.f.resource, reactor=self.f.clock, timeout=None)
+        peer = Address("TCP", str(A), 40000)
+        self.protocol = self.site.buildProtocol(peer)
+        self.front = self.protocol.wrappedProtocol
+        self.transport = PausingTransport(4096, peerAddress=peer)
+        self.protocol.makeConnection(self.transport)
+
+    def send(self, data):
+        self.protocol.dataReceived(data)
+        self.f.registry.eventual.flush_sync()
+        self.f.clock.advance(0)
+
+    def test_client_that_never_reads(self):
+        """
+        54 KB of pipelined GETs for a twisted.web page in one read, from a
+        client that never reads: the transport holds at most its bound and
+        one page (before, every request read was answered at once: over
+        3 MB), the front stays its producer and stops reading; more sent
+        ahead than the front's bound cuts the connection.
+        """
+        self.send(self.PAGE * (54000 // len(self.PAGE)))
+        held = self.transport.value()
+        page = len(held) // held.count(b"HTTP/1.1 200 OK")
+        self.assertLess(len(held), 4096 + page + 1)
+        self.assertIs(self.transport.producer, self.front)
+        self.assertEqual(self.transport.producerState, "paused")
+        self.send(self.PAGE * 100)
+        self.assertFalse(self.transport.disconnecting)
+        self.assertEqual(self.transport.value(), held)
+        self.send(self.PAGE * 300)
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(self.site.refused, {"pipeline-overflow": 1})
+
+    def test_all_answered_as_the_client_reads(self):
+        """
+        Each time the transport has room again the front gives the channel
+        more, until every request is answered, in order, and the transport
+        reads again.
+        """
+        count = 400
+        self.send(b"".join(self.PAGE.replace(b"/login", b"/login?n=%d" % i)
+                           for i in range(count)))
+        sent, rounds = b"", 0
+        while self.transport.producerState == "paused":
+            rounds += 1
+            self.assertLess(rounds, count)
+            self.assertLess(len(self.transport.value()), 4096 + 8192)
+            sent += self.transport.value()
+            self.transport.clear()
+            self.front.resumeProducing()
+            self.f.registry.eventual.flush_sync()
+            self.f.clock.advance(0)
+        sent += self.transport.value()
+        self.assertEqual(sent.count(b"HTTP/1.1 200 OK"), count)
+        self.assertGreater(rounds, 10)
+        self.assertEqual(self.transport.producerState, "producing")
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_one_request_at_a_time(self):
+        """
+        While the channel waits for a request's answer (a resource that
+        answers later), the front gives it nothing more and stops reading;
+        once answered, the next request is given and reading resumes when
+        all are.
+        """
+        from twisted.internet.address import IPv4Address as Address
+        from twisted.internet.testing import StringTransport
+        from twisted.web.resource import Resource
+        from twisted.web.server import NOT_DONE_YET
+
+        class Held(Resource):
+            isLeaf = True
+
+            def __init__(self):
+                Resource.__init__(self)
+                self.requests = []
+
+            def render(self, request):
+                self.requests.append(request)
+                return NOT_DONE_YET
+
+        held = Held()
+        site = PortalSite(held, reactor=self.f.clock, timeout=None)
+        protocol = site.buildProtocol(Address("TCP", str(A), 40001))
+        transport = StringTransport(peerAddress=Address("TCP", str(A), 40001))
+        protocol.makeConnection(transport)
+        # OPTIONS: the front hands over at once, without looking at a portal
+        protocol.dataReceived(b"".join(b"OPTIONS /%d HTTP/1.1\r\nHost: a.example\r\n\r\n" % i
+                                       for i in range(3)))
+        self.assertEqual([r.uri for r in held.requests], [b"/0"])
+        self.assertEqual(transport.producerState, "paused")
+        for i in range(3):
+            held.requests[i].write(b"answer %d" % i)
+            held.requests[i].finish()
+            self.f.clock.advance(0)
+            self.assertEqual(len(held.requests), min(i + 2, 3))
+        self.assertEqual(transport.value().count(b"HTTP/1.1 200 OK"), 3)
+        self.assertEqual(transport.producerState, "producing")
+        protocol.dataReceived(b"OPTIONS /3 HTTP/1.1\r\nHost: a.example\r\n\r\n")
+        self.assertEqual(held.requests[-1].uri, b"/3")
 
 
 class RedirectCacheTests(SynchronousTestCase):
