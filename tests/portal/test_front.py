@@ -308,6 +308,9 @@ class PausingTransport:
                 StringTransport.write(self, data)
                 if self.producer is not None and len(self.value()) > limit:
                     self.producer.pauseProducing()
+
+            def writeSequence(self, data):
+                self.write(b"".join(data))
         return Pausing(**kwargs)
 
 
@@ -505,6 +508,57 @@ class HandedOverBackPressureTests(SynchronousTestCase):
         self.assertEqual(transport.producerState, "producing")
         protocol.dataReceived(b"OPTIONS /3 HTTP/1.1\r\nHost: a.example\r\n\r\n")
         self.assertEqual(held.requests[-1].uri, b"/3")
+
+
+    def test_request_producer_paused(self):
+        """
+        A request's own streaming producer (what twisted.web's static files
+        use) is paused through the front while the transport's buffer is
+        full and resumed when it has room, as with twisted.web alone.
+        """
+        from twisted.internet.address import IPv4Address as Address
+        from twisted.web.resource import Resource
+        from twisted.web.server import NOT_DONE_YET
+        from zope.interface import implementer
+        from twisted.internet.interfaces import IPushProducer
+
+        @implementer(IPushProducer)
+        class Producer:
+            def __init__(self, request):
+                self.request, self.calls = request, []
+
+            def pauseProducing(self):
+                self.calls.append("pause")
+
+            def resumeProducing(self):
+                self.calls.append("resume")
+
+            def stopProducing(self):
+                self.calls.append("stop")
+
+        producers = []
+
+        class Streaming(Resource):
+            isLeaf = True
+
+            def render(self, request):
+                producers.append(Producer(request))
+                request.registerProducer(producers[-1], True)
+                request.write(b"x" * 5000)  # more than the transport's bound
+                return NOT_DONE_YET
+
+        site = PortalSite(Streaming(), reactor=self.f.clock, timeout=None)
+        protocol = site.buildProtocol(Address("TCP", str(A), 40002))
+        transport = PausingTransport(4096, peerAddress=Address("TCP", str(A), 40002))
+        protocol.makeConnection(transport)
+        protocol.dataReceived(b"OPTIONS /f HTTP/1.1\r\nHost: a.example\r\n\r\n")
+        self.assertEqual(producers[0].calls, ["pause"])
+        transport.clear()
+        protocol.wrappedProtocol.resumeProducing()
+        self.assertEqual(producers[0].calls, ["pause", "resume"])
+        producers[0].request.unregisterProducer()
+        producers[0].request.finish()
+        self.assertIn(b"0\r\n\r\n", transport.value())
 
 
 class RedirectCacheTests(SynchronousTestCase):
