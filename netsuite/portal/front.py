@@ -206,8 +206,11 @@ class PortalSite(Site):
 
     def drop_client(self, ip: Any, keep: Any = None) -> int:
         """
-        Abort every connection from C{ip} but C{keep}; the number aborted.
+        Abort every connection from C{ip} but C{keep} (a connection's
+        transport, or its channel's after a hand-over); the number aborted.
         """
+        if isinstance(keep, _ChannelTransport):
+            keep = keep._front.transport
         dropped = 0
         for protocol in list(self._open):
             if protocol is not keep and getattr(protocol.getPeer(), "host", None) == str(ip):

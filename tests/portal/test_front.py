@@ -34,6 +34,27 @@ class PortalSiteTests(SynchronousTestCase):
         self.assertEqual(site.drop_client("10.89.0.11", keep=keep), 1)
         self.assertEqual([t.disconnecting for _, t in transports], [False, True, False])
 
+    def test_drop_client_keeps_handed_over(self):
+        """
+        After a hand-over, the channel's transport names its connection
+        (what the login passes as C{keep}).
+        """
+        from twisted.internet.address import IPv4Address as Address
+        from twisted.internet.testing import StringTransport
+        from twisted.web.resource import Resource
+
+        site = PortalSite(Resource(), timeout=None)
+        transports = []
+        for port in (40000, 40001):
+            protocol = site.buildProtocol(Address("TCP", "10.89.0.11", port))
+            transport = StringTransport(peerAddress=Address("TCP", "10.89.0.11", port))
+            protocol.makeConnection(transport)
+            transports.append(transport)
+        protocol.dataReceived(b"OPTIONS / HTTP/1.1\r\nHost: a.example\r\n\r\n")
+        keep = protocol.wrappedProtocol._http.transport  # the HTTPChannel's, as request.channel
+        self.assertEqual(site.drop_client("10.89.0.11", keep=keep), 1)
+        self.assertEqual([t.disconnecting for t in transports], [True, False])
+
 
 class RedirectFrontTests(SynchronousTestCase):
     """
