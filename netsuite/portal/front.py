@@ -421,6 +421,8 @@ class RedirectFront(TimeoutMixin, Protocol):
             return  # the loop below goes on once the channel returns
         self._feeding = True
         try:
+            # HTTPChannel's _handlingRequest: from a request's last byte to
+            # the end of its answer (what it reads meanwhile it replays at once)
             while (self.buffer and not self.paused and not self.transport.disconnecting
                    and not getattr(self._http, "_handlingRequest", False)):
                 end = self.buffer.find(b"\r\n\r\n")
