@@ -8,7 +8,8 @@ Every client can reach this, so everything it holds is bounded: the
 connections (per client address and in total), a request head (in bytes,
 and in time from its first byte), the answers waiting to be sent (the
 front stops reading while the transport's buffer is full, as twisted.web's
-C{HTTPChannel} does) and the redirects kept (in bytes).
+C{HTTPChannel} does, and after a hand-over gives twisted.web one request
+at a time, none while the answers wait) and the redirects kept (in bytes).
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 from urllib.parse import urlsplit
 
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IConsumer, IPushProducer
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, TimeoutMixin
 from twisted.web.http import datetimeToString
 from twisted.web.server import Request, Site
-from zope.interface import implementer
+from zope.interface import directlyProvides, implementer, providedBy
 
 from ..registry.interfaces import Stop
 from ..registry.registry import declare_service
@@ -205,8 +206,11 @@ class PortalSite(Site):
 
     def drop_client(self, ip: Any, keep: Any = None) -> int:
         """
-        Abort every connection from C{ip} but C{keep}; the number aborted.
+        Abort every connection from C{ip} but C{keep} (a connection's
+        transport, or its channel's after a hand-over); the number aborted.
         """
+        if isinstance(keep, _ChannelTransport):
+            keep = keep._front.transport
         dropped = 0
         for protocol in list(self._open):
             if protocol is not keep and getattr(protocol.getPeer(), "host", None) == str(ip):
@@ -263,6 +267,15 @@ class RedirectFront(TimeoutMixin, Protocol):
     is full: the client does not read), it answers nothing more and stops
     reading until told to resume; a client that sends more than
     L{_PIPELINE_LIMIT} bytes ahead meanwhile is cut.
+
+    It stays so after a hand-over, between the transport and twisted.web's
+    channel (whose transport is a L{_ChannelTransport}): twisted.web
+    answers every pipelined request it has read before it looks at
+    back-pressure again, so the front gives it the bytes read one request
+    head at a time, and the next only when the channel is done with the
+    last and the transport is not paused. Meanwhile it stops reading; the
+    channel's own pause and resume (of its request's producer, of the
+    reading) go through the front.
     """
 
     def __init__(self, site: PortalSite, addr: Any) -> None:
@@ -272,6 +285,11 @@ class RedirectFront(TimeoutMixin, Protocol):
         self.channel: Any = None
         self.paused = False
         self.callLater = site.reactor.callLater
+        self._reading = True
+        self._http: Any = None  # the channel's producer, once it has registered
+        self._http_reads = True  # what the channel asked of its network producer
+        self._feeding = False
+        self._feed_call: Any = None
 
     def connectionMade(self) -> None:
         self.setTimeout(self.site.timeOut)
@@ -279,7 +297,10 @@ class RedirectFront(TimeoutMixin, Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         if self.channel is not None:
-            self.channel.dataReceived(data)
+            self.buffer += data
+            self._feed()
+            if len(self.buffer) > _PIPELINE_LIMIT:
+                self._refuse("pipeline-overflow", None)
             return
         if not self.buffer:
             self.setTimeout(self.site.head_timeout)  # a head starts: it has this long
@@ -385,28 +406,81 @@ class RedirectFront(TimeoutMixin, Protocol):
 
     def _hand_over(self) -> None:
         self.setTimeout(None)
-        self.transport.unregisterProducer()  # the channel registers itself
         self.channel = Site.buildProtocol(self.site, self.addr)
-        self.channel.makeConnection(self.transport)
-        buffered, self.buffer = self.buffer, b""
-        if buffered:
-            self.channel.dataReceived(buffered)
+        self.channel.makeConnection(_ChannelTransport(self))
+        self._feed()
+
+    def _feed(self) -> None:
+        """
+        Give the channel the bytes read, a request head (and what comes
+        before it: the last request's body) at a time, while it is not
+        busy with a request and the transport not paused; read more only
+        when all is given.
+        """
+        if self._feeding:
+            return  # the loop below goes on once the channel returns
+        self._feeding = True
+        try:
+            # HTTPChannel's _handlingRequest: from a request's last byte to
+            # the end of its answer (what it reads meanwhile it replays at once)
+            while (self.buffer and not self.paused and not self.transport.disconnecting
+                   and not getattr(self._http, "_handlingRequest", False)):
+                end = self.buffer.find(b"\r\n\r\n")
+                cut = len(self.buffer) if end < 0 else end + 4
+                piece, self.buffer = self.buffer[:cut], self.buffer[cut:]
+                self.channel.dataReceived(piece)
+        finally:
+            self._feeding = False
+        self._read(not self.paused and self._http_reads and not self.buffer)
+
+    def _read(self, on: bool) -> None:
+        if on != self._reading and not self.transport.disconnecting:
+            self._reading = on
+            if on:
+                self.transport.resumeProducing()
+            else:
+                self.transport.pauseProducing()
+
+    def _channel_reads(self, on: bool) -> None:
+        """
+        The channel paused (C{on} false) or resumed its network producer:
+        it resumes when it is done with a request, often before it says it
+        is no longer busy, so the next is given a moment later.
+        """
+        self._http_reads = on
+        if not on:
+            self._read(False)
+        elif not self._feeding and self._feed_call is None:
+            self._feed_call = self.callLater(0, self._feed_later)
+
+    def _feed_later(self) -> None:
+        self._feed_call = None
+        self._feed()
 
     # IPushProducer: the transport's buffer is full, or has room again
 
     def pauseProducing(self) -> None:
         if not self.paused:
             self.paused = True
-            self.transport.pauseProducing()
+            self._read(False)
+            if self._http is not None:
+                self._http.pauseProducing()
 
     def resumeProducing(self) -> None:
         if self.paused:
             self.paused = False
-            self.transport.resumeProducing()  # first: a hand-over leaves it to the channel
-            self._answer_buffered()
+            if self.channel is None:
+                self._read(True)
+                self._answer_buffered()
+            else:
+                if self._http is not None:
+                    self._http.resumeProducing()
+                self._feed()
 
     def stopProducing(self) -> None:
         self.buffer = b""
+        if self._http is not None:
+            self._http.stopProducing()
 
     def timeoutConnection(self) -> None:
         if self.buffer:
@@ -415,5 +489,46 @@ class RedirectFront(TimeoutMixin, Protocol):
 
     def connectionLost(self, reason: Any = None) -> None:
         self.setTimeout(None)
+        self.buffer = b""
+        if self._feed_call is not None:
+            self._feed_call.cancel()
+            self._feed_call = None
         if self.channel is not None:
             self.channel.connectionLost(reason)
+
+
+@implementer(IPushProducer, IConsumer)
+class _ChannelTransport:
+    """
+    The transport of twisted.web's channel after a hand-over: the front's
+    own (the channel writes, closes and asks who the peer is through it),
+    except that the channel's registration as its producer and its pause
+    and resume of the reading go to the front, which stays the transport's
+    producer and passes them on.
+    """
+
+    def __init__(self, front: RedirectFront) -> None:
+        self._front = front
+        directlyProvides(self, providedBy(front.transport))  # ISSLTransport, ITCPTransport
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._front.transport, name)
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        self._front._http = producer
+        if self._front.paused:
+            producer.pauseProducing()
+
+    def unregisterProducer(self) -> None:
+        # the channel is closing: the transport ends once its buffer is sent
+        self._front._http = None
+        self._front.transport.unregisterProducer()
+
+    def pauseProducing(self) -> None:
+        self._front._channel_reads(False)
+
+    def resumeProducing(self) -> None:
+        self._front._channel_reads(True)
+
+    def stopProducing(self) -> None:
+        self._front.transport.stopProducing()

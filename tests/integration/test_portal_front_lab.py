@@ -9,7 +9,9 @@ client is still redirected meanwhile.
 import json
 import sys
 
+from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
+from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 
 from .test_portal_lab import PORT, PortalLab
@@ -46,6 +48,25 @@ for c in held:  # a connection the portal kept answers; one it cut is at its end
     except OSError:
         pass
 print(json.dumps({"sent": sent, "cut": cut, "kept": kept + (not cut)}))
+"""
+
+# Run in the client's namespace: send 54 KB of pipelined GETs for one of the
+# portal's own pages (answered by twisted.web, after the front's hand-over),
+# never read, and hold the connection for SECONDS.
+PAGES = r"""
+import json, socket, sys, time
+host, port, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+request = b"GET /login HTTP/1.1\r\nHost: %s:%d\r\n\r\n" % (host.encode(), port)
+chunk = request * (54000 // len(request))
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.settimeout(5)
+s.connect((host, port))
+s.sendall(chunk)
+time.sleep(seconds)
+s.settimeout(1)
+first = s.recv(64).split(b"\r\n")[0].decode()
+print(json.dumps({"requests": chunk.count(b"GET "), "first": first}))
 """
 
 
@@ -85,3 +106,31 @@ class FrontLimitsLabTests(PortalLab):
         yield self.assertRedirected("c2")
         self.assertEqual(len([line for line in self.daemon.lines()
                               if "client-cap" in line]), 1)
+
+    @inlineCallbacks
+    def test_pages_to_a_client_that_never_reads(self):
+        """
+        54 KB of pipelined GETs for a portal page, never read: twisted.web
+        is given one request at a time while the answers wait, so the
+        daemon answers no more than the socket buffers and the front's
+        bound hold (access log), and its memory hardly grows (before: it
+        answered all 1,100 at once, 1.7 MB held in its write buffer).
+        """
+        before = rss_mib(self.daemon.pid)
+        logged = len(self.daemon.lines())
+        run = deferToThread(
+            self.lab.exec, "c1", [sys.executable, "-c", PAGES, self.lab.ap_address, str(PORT),
+                                  "4"], timeout=30)
+        yield deferLater(reactor, 3, lambda: None)
+        grown = rss_mib(self.daemon.pid) - before
+        answered = len([line for line in self.daemon.lines()[logged:]
+                        if '"GET /login HTTP/1.1" 200' in line])
+        done = yield run
+        self.assertEqual(done.returncode, 0, done.stderr)
+        result = json.loads(done.stdout)
+        print(f"\nanswered {answered} of {result['requests']} while not read; "
+              f"RSS +{grown:.1f} MiB", file=sys.stderr)
+        self.assertEqual(result["first"], "HTTP/1.1 200 OK", result)
+        self.assertGreater(answered, 0)
+        self.assertLess(answered, result["requests"] // 4, result)
+        self.assertLess(grown, 2, result)

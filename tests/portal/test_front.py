@@ -34,6 +34,27 @@ class PortalSiteTests(SynchronousTestCase):
         self.assertEqual(site.drop_client("10.89.0.11", keep=keep), 1)
         self.assertEqual([t.disconnecting for _, t in transports], [False, True, False])
 
+    def test_drop_client_keeps_handed_over(self):
+        """
+        After a hand-over, the channel's transport names its connection
+        (what the login passes as C{keep}).
+        """
+        from twisted.internet.address import IPv4Address as Address
+        from twisted.internet.testing import StringTransport
+        from twisted.web.resource import Resource
+
+        site = PortalSite(Resource(), timeout=None)
+        transports = []
+        for port in (40000, 40001):
+            protocol = site.buildProtocol(Address("TCP", "10.89.0.11", port))
+            transport = StringTransport(peerAddress=Address("TCP", "10.89.0.11", port))
+            protocol.makeConnection(transport)
+            transports.append(transport)
+        protocol.dataReceived(b"OPTIONS / HTTP/1.1\r\nHost: a.example\r\n\r\n")
+        keep = protocol.wrappedProtocol._http.transport  # the HTTPChannel's, as request.channel
+        self.assertEqual(site.drop_client("10.89.0.11", keep=keep), 1)
+        self.assertEqual([t.disconnecting for t in transports], [True, False])
+
 
 class RedirectFrontTests(SynchronousTestCase):
     """
@@ -308,6 +329,9 @@ class PausingTransport:
                 StringTransport.write(self, data)
                 if self.producer is not None and len(self.value()) > limit:
                     self.producer.pauseProducing()
+
+            def writeSequence(self, data):
+                self.write(b"".join(data))
         return Pausing(**kwargs)
 
 
@@ -366,12 +390,14 @@ class BackPressureTests(SynchronousTestCase):
         request = b"GET /p HTTP/1.1\r\nHost: a.example\r\n\r\n"
         self.protocol.dataReceived(request * 200 + b"GET /login HTTP/1.1\r\n"
                                    b"Host: 10.89.0.1:5280\r\n\r\n")
+        sent = b""
         while self.transport.producerState == "paused":
+            sent += self.transport.value()
             self.transport.clear()
             self.protocol.wrappedProtocol.resumeProducing()
         self.f.registry.eventual.flush_sync()
         self.assertIsNotNone(self.protocol.wrappedProtocol.channel)
-        self.assertIn(b"HTTP/1.1 200 OK", self.transport.value())
+        self.assertIn(b"HTTP/1.1 200 OK", sent + self.transport.value())
         self.assertEqual(self.site.redirected, 200)
 
     def test_bounded_while_paused(self):
@@ -388,6 +414,172 @@ class BackPressureTests(SynchronousTestCase):
         self.assertTrue(self.transport.disconnecting)
         self.assertEqual(self.site.refused, {"pipeline-overflow": 1})
         self.assertEqual(self.protocol.wrappedProtocol.buffer, b"")
+
+
+class HandedOverBackPressureTests(SynchronousTestCase):
+    """
+    After a hand-over the front gives twisted.web's channel one request at
+    a time, none while the transport's buffer is full: a client that does
+    not read gets no more answers queued than the buffer's bound and one
+    page.
+    """
+
+    PAGE = b"GET /login HTTP/1.1\r\nHost: 10.89.0.1:5280\r\n\r\n"
+
+    def setUp(self):
+        from twisted.internet.address import IPv4Address as Address
+        self.f = PortalFixture()
+        self.site = PortalSite(self.f.resource, reactor=self.f.clock, timeout=None)
+        peer = Address("TCP", str(A), 40000)
+        self.protocol = self.site.buildProtocol(peer)
+        self.front = self.protocol.wrappedProtocol
+        self.transport = PausingTransport(4096, peerAddress=peer)
+        self.protocol.makeConnection(self.transport)
+
+    def send(self, data):
+        self.protocol.dataReceived(data)
+        self.f.registry.eventual.flush_sync()
+        self.f.clock.advance(0)
+
+    def test_client_that_never_reads(self):
+        """
+        54 KB of pipelined GETs for a twisted.web page in one read, from a
+        client that never reads: the transport holds at most its bound and
+        one page (before, every request read was answered at once: over
+        3 MB), the front stays its producer and stops reading; more sent
+        ahead than the front's bound cuts the connection.
+        """
+        self.send(self.PAGE * (54000 // len(self.PAGE)))
+        held = self.transport.value()
+        page = len(held) // held.count(b"HTTP/1.1 200 OK")
+        self.assertLess(len(held), 4096 + page + 1)
+        self.assertIs(self.transport.producer, self.front)
+        self.assertEqual(self.transport.producerState, "paused")
+        self.send(self.PAGE * 100)
+        self.assertFalse(self.transport.disconnecting)
+        self.assertEqual(self.transport.value(), held)
+        self.send(self.PAGE * 300)
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(self.site.refused, {"pipeline-overflow": 1})
+
+    def test_all_answered_as_the_client_reads(self):
+        """
+        Each time the transport has room again the front gives the channel
+        more, until every request is answered, in order, and the transport
+        reads again.
+        """
+        count = 400
+        self.send(b"".join(self.PAGE.replace(b"/login", b"/login?n=%d" % i)
+                           for i in range(count)))
+        sent, rounds = b"", 0
+        while self.transport.producerState == "paused":
+            rounds += 1
+            self.assertLess(rounds, count)
+            self.assertLess(len(self.transport.value()), 4096 + 8192)
+            sent += self.transport.value()
+            self.transport.clear()
+            self.front.resumeProducing()
+            self.f.registry.eventual.flush_sync()
+            self.f.clock.advance(0)
+        sent += self.transport.value()
+        self.assertEqual(sent.count(b"HTTP/1.1 200 OK"), count)
+        self.assertGreater(rounds, 10)
+        self.assertEqual(self.transport.producerState, "producing")
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_one_request_at_a_time(self):
+        """
+        While the channel waits for a request's answer (a resource that
+        answers later), the front gives it nothing more and stops reading;
+        once answered, the next request is given and reading resumes when
+        all are.
+        """
+        from twisted.internet.address import IPv4Address as Address
+        from twisted.internet.testing import StringTransport
+        from twisted.web.resource import Resource
+        from twisted.web.server import NOT_DONE_YET
+
+        class Held(Resource):
+            isLeaf = True
+
+            def __init__(self):
+                Resource.__init__(self)
+                self.requests = []
+
+            def render(self, request):
+                self.requests.append(request)
+                return NOT_DONE_YET
+
+        held = Held()
+        site = PortalSite(held, reactor=self.f.clock, timeout=None)
+        protocol = site.buildProtocol(Address("TCP", str(A), 40001))
+        transport = StringTransport(peerAddress=Address("TCP", str(A), 40001))
+        protocol.makeConnection(transport)
+        # OPTIONS: the front hands over at once, without looking at a portal
+        protocol.dataReceived(b"".join(b"OPTIONS /%d HTTP/1.1\r\nHost: a.example\r\n\r\n" % i
+                                       for i in range(3)))
+        self.assertEqual([r.uri for r in held.requests], [b"/0"])
+        self.assertEqual(transport.producerState, "paused")
+        for i in range(3):
+            held.requests[i].write(b"answer %d" % i)
+            held.requests[i].finish()
+            self.f.clock.advance(0)
+            self.assertEqual(len(held.requests), min(i + 2, 3))
+        self.assertEqual(transport.value().count(b"HTTP/1.1 200 OK"), 3)
+        self.assertEqual(transport.producerState, "producing")
+        protocol.dataReceived(b"OPTIONS /3 HTTP/1.1\r\nHost: a.example\r\n\r\n")
+        self.assertEqual(held.requests[-1].uri, b"/3")
+
+
+    def test_request_producer_paused(self):
+        """
+        A request's own streaming producer (what twisted.web's static files
+        use) is paused through the front while the transport's buffer is
+        full and resumed when it has room, as with twisted.web alone.
+        """
+        from twisted.internet.address import IPv4Address as Address
+        from twisted.web.resource import Resource
+        from twisted.web.server import NOT_DONE_YET
+        from zope.interface import implementer
+        from twisted.internet.interfaces import IPushProducer
+
+        @implementer(IPushProducer)
+        class Producer:
+            def __init__(self, request):
+                self.request, self.calls = request, []
+
+            def pauseProducing(self):
+                self.calls.append("pause")
+
+            def resumeProducing(self):
+                self.calls.append("resume")
+
+            def stopProducing(self):
+                self.calls.append("stop")
+
+        producers = []
+
+        class Streaming(Resource):
+            isLeaf = True
+
+            def render(self, request):
+                producers.append(Producer(request))
+                request.registerProducer(producers[-1], True)
+                request.write(b"x" * 5000)  # more than the transport's bound
+                return NOT_DONE_YET
+
+        site = PortalSite(Streaming(), reactor=self.f.clock, timeout=None)
+        protocol = site.buildProtocol(Address("TCP", str(A), 40002))
+        transport = PausingTransport(4096, peerAddress=Address("TCP", str(A), 40002))
+        protocol.makeConnection(transport)
+        protocol.dataReceived(b"OPTIONS /f HTTP/1.1\r\nHost: a.example\r\n\r\n")
+        self.assertEqual(producers[0].calls, ["pause"])
+        transport.clear()
+        protocol.wrappedProtocol.resumeProducing()
+        self.assertEqual(producers[0].calls, ["pause", "resume"])
+        producers[0].request.unregisterProducer()
+        producers[0].request.finish()
+        self.assertIn(b"0\r\n\r\n", transport.value())
 
 
 class RedirectCacheTests(SynchronousTestCase):
