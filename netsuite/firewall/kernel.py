@@ -350,7 +350,8 @@ class KernelFirewall:
 
     def _give_back_garden(self, writes: Dict[ipaddress.IPv4Address, int]) -> None:
         for ip, seconds in writes.items():
-            self._garden_pending.setdefault(ip, seconds)
+            if ip in self.garden_book.ends:  # not flushed since
+                self._garden_pending.setdefault(ip, seconds)
 
     def _write_garden(self, writes: Dict[ipaddress.IPv4Address, int], durable: bool) -> None:
         self.sets.add_garden(sorted(writes.items()))

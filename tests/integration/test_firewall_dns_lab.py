@@ -127,13 +127,16 @@ class FirewallDnsLabTests(TestCase):
         yield deferToThread(self.lab.up, True)
         self.sockets = socket_dir(self)
         self.locks = os.path.abspath(self.mktemp())
-        self.config = write_config(self, CONFIG.format(dns_port=DNS_PORT, locks=self.locks))
-        self.daemon = spawn(self, "netsuite", [
-            *TWISTD, "-n", "--pidfile=", "netsuite", "--name", "ap", "--socket-dir",
-            self.sockets, "--config", self.config], netns=self.lab.netns("ap"))
-        yield self.daemon.when_line("firewall ready")
+        yield self.start_daemon()
         self.bus = connect("ap", socket_dir=self.sockets, reactor=reactor)
         self.addCleanup(self.bus.close)
+
+    def start_daemon(self, extra=""):
+        config = write_config(self, CONFIG.format(dns_port=DNS_PORT, locks=self.locks) + extra)
+        self.daemon = spawn(self, "netsuite", [
+            *TWISTD, "-n", "--pidfile=", "netsuite", "--name", "ap", "--socket-dir",
+            self.sockets, "--config", config], netns=self.lab.netns("ap"))
+        return self.daemon.when_line("firewall ready")
 
     def run_in(self, client, argv, timeout=20):
         def run():
@@ -221,6 +224,22 @@ class FirewallDnsLabTests(TestCase):
             yield upstream.when_line(f"^query {proto} {DNS_NAME}$", timeout=5)
         got = yield self.dns("c2", "udp")  # still unauthorized, still no resolver
         self.assertIn(got, ("TimeoutError", "ConnectionRefusedError"))
+
+    @inlineCallbacks
+    def test_dns_after_login_through_netsuite(self):
+        """
+        With dns_after_login = "netsuite" an authorized client's queries to
+        an upstream resolver are answered by the access point's resolver
+        too.
+        """
+        self.daemon.signal("TERM")
+        yield self.daemon.when_ended()
+        yield self.start_daemon('dns_after_login = "netsuite"\n')
+        resolver = yield self.standin()
+        yield self.authorize(1)
+        for proto in ("udp", "tcp"):
+            self.assertEqual((yield self.dns("c1", proto)), STANDIN_ADDRESS, proto)
+        self.assertEqual(resolver.lines().count("query"), 2)
 
     @inlineCallbacks
     def test_garden_entry_expires(self):
