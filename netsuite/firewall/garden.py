@@ -86,7 +86,6 @@ class GardenBook:
         """
         addresses = _addresses(ips)
         seconds = min(max(_seconds(seconds), self.min_ttl), self.max_ttl)
-        self.expire()
         now = self.clock.seconds()
         end = now + seconds
         writes = []
@@ -94,11 +93,14 @@ class GardenBook:
         for ip in dict.fromkeys(addresses):
             if not self._usable(ip):
                 continue
-            if ip not in self.ends and len(self.ends) >= self.max_entries:
-                self._refuse()
-                continue
+            current = self.ends.get(ip, 0.0)
+            if current <= now and len(self.ends) >= self.max_entries:
+                self.expire()  # only when full: an add costs O(len(ips))
+                if len(self.ends) >= self.max_entries:
+                    self._refuse()
+                    continue
             accepted += 1
-            if self.ends.get(ip, 0.0) >= end:
+            if current >= end:
                 continue  # never lowered
             self.ends[ip] = end
             writes.append((ip, seconds))

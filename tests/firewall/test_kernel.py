@@ -174,8 +174,9 @@ class GardenBatchTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(again), 1)
         self.assertEqual(self.firewall.sets.batches, [[(Z, 60), (X, 60), (Y, 60)]])
         self.firewall.sets.fail = True
-        self.firewall.add_garden([ipaddress.IPv4Address("198.51.100.9")], 600)
+        lost = self.firewall.add_garden([ipaddress.IPv4Address("198.51.100.9")], 600)
         self.runner.run_next()
+        self.failureResultOf(lost, FirewallError)
         self.firewall.garden_book.clear()  # as flush_garden does, before its runner call
         self.firewall.sets.fail = False
         self.firewall._garden_writes.flush()
