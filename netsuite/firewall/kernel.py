@@ -17,10 +17,9 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from ..registry.values import MAC
-from ..runner import IRunner
+from ..runner import GroupCommit, IRunner
 from .interfaces import (Client, FirewallError, IFirewall, IShaper, Traffic, client_address,
                          new_client, window_seconds)
-from ..runner import GroupCommit
 from .flows import FlowCutter
 from .garden import GardenBook
 from .iptables import StaticRules
