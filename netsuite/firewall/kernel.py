@@ -112,19 +112,20 @@ class KernelFirewall:
                               Dict[ipaddress.IPv4Address, int]]:
         self.owner.acquire()  # before anything changes
         try:
-            garden = {}
-            if self.sets.exists(self.sets.garden):
-                if self.keep_clients:
-                    garden = self.sets.garden_entries()
-                else:
-                    self.sets.flush_garden()
-            return self._install(), garden
+            return self._install()
         except BaseException:
             self.owner.release()
             raise
 
-    def _install(self) -> Dict[ipaddress.IPv4Address, Client]:
+    def _install(self) -> Tuple[Dict[ipaddress.IPv4Address, Client],
+                                Dict[ipaddress.IPv4Address, int]]:
         self._check_bridge()
+        garden: Dict[ipaddress.IPv4Address, int] = {}
+        if self.sets.exists(self.sets.garden):
+            if self.keep_clients:
+                garden = self.sets.garden_entries()
+            else:
+                self.sets.flush_garden()
         found: Dict[ipaddress.IPv4Address, Client] = {}
         if self.sets.exists(self.sets.auth):
             limits = self.shaper.limits() if self.shaper is not None else {}
@@ -148,7 +149,7 @@ class KernelFirewall:
                 self.shaper.unlimit(ip)  # left by a run whose clients are gone
             for client in found.values():
                 self._apply_limits(client)
-        return found
+        return found, garden
 
     def _check_bridge(self) -> None:
         value = self.network.bridge_nf_call_iptables()

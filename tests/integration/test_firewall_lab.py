@@ -398,7 +398,9 @@ class FirewallLabTests(TestCase):
                      ["iptables-legacy", "-t", "nat", "-F", "NS-PREROUTING"],
                      ["ipset", "flush", "ns-auth"], ["ipset", "flush", "ns-down"]):
             self.in_ap(*argv)
-        yield self.daemon.when_line("restored", after=seen)
+        # A check may run between two of the flushes (then the clients come
+        # back with the next one): wait for the clients' restoration.
+        yield self.daemon.when_line("authorized clients restored", after=seen)
         self.assertEqual(self.rules(), installed)
         code, body = yield self.curl("c1", f"http://{self.lab.internet}/")
         self.assertEqual((code, body), (0, UPSTREAM_BODY))
