@@ -41,7 +41,9 @@ For N = 10, 1,000 and 10,000 clients already authorized:
      the adapter run inline on one thread (what the reactor would pay with
      C{SyncRunner}), the reactor->worker->reactor hop, one conntrack
      dump (C{FlowCutter.cut}, what the batched cut costs), an authorization
-     queued behind such a cut, C{check()} and C{traffic()}.
+     queued behind such a cut, C{check()} and C{traffic()}; garden adds of
+     one address each (C{add_garden}), sequential and 100 outstanding
+     (batched by the adapter).
 
 Targets: netsuite's cost at N=10,000 within 1.5x of its cost at N=10
 (sequential, median rounds, authorize and de-authorize), and at least 1,000
@@ -57,9 +59,11 @@ import gc
 import inspect
 import ipaddress
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -298,6 +302,7 @@ def sleep(seconds: float) -> Deferred:
 
 # the benchmark ---------------------------------------------------------------
 
+GARDEN_BASE = int(ipaddress.IPv4Address("172.16.0.0"))  # garden addresses, off the LAN
 PREFIXES = {10: "NA", 1_000: "NB", 10_000: "NC"}  # one adapter (own sets, own chains) per N
 # The adapter's own default delay before a batched conntrack cut.
 CUT_DELAY = inspect.signature(KernelFirewall).parameters["cut_delay"].default
@@ -319,11 +324,14 @@ class Bench:
         # Each adapter's de-authorizations are spread over three times the
         # wall time, so each gets three times the default cut delay: together
         # they run as many conntrack dumps per de-authorization as one
-        # adapter with the default delay would.
+        # adapter with the default delay would. Each has a lock directory of
+        # its own: the owner lock allows one firewall per namespace.
+        self.lock_dirs = {n: tempfile.mkdtemp(prefix=f"bfw-{PREFIXES[n]}-") for n in SIZES}
         self.fws = {n: KernelFirewall(FirewallSettings("br-lan", "wan0", LAN_NETWORK,
                                                        prefix=PREFIXES[n]),
                                       self.runner, reactor, shaper=None,
-                                      cut_delay=CUT_DELAY * len(SIZES))
+                                      cut_delay=CUT_DELAY * len(SIZES),
+                                      lock_dir=self.lock_dirs[n])
                     for n in SIZES}
         self.perrule = PerRule("br-lan")
         self.prefilled_rules = 0  # rules in mangle PREROUTING
@@ -564,6 +572,18 @@ class Bench:
         found.update(hop_us=total / count * 1e6, hop_p50_us=median(lat) * 1e6)
         total = await windowed(noop, range(count), WINDOW)
         found.update(hop_conc_us=total / count * 1e6)
+        # Garden adds (one address each, as a resolver's answer would
+        # bring): one awaited at a time, then WINDOW outstanding, which the
+        # adapter batches into fewer netlink sends.
+        garden = [ipaddress.IPv4Address(GARDEN_BASE + i) for i in range(2 * count)]
+        add_one = lambda ip: fw.add_garden([ip], 600)  # noqa: E731
+        total, _ = await sequential(add_one, garden[:count])
+        found.update(garden_add_us=total / count * 1e6)
+        total = await windowed(add_one, garden[count:], WINDOW)
+        found.update(garden_add_conc_us=total / count * 1e6)
+        if len(await fw.garden()) != 2 * count:
+            raise RuntimeError("the garden set lacks entries")
+        await fw.flush_garden()
         await self.check_sets(n, n)
         return found
 
@@ -657,6 +677,8 @@ class Bench:
             for n in started:
                 await self.fws[n].stop()
             self.runner.stop()
+            for path in self.lock_dirs.values():
+                shutil.rmtree(path, ignore_errors=True)
         for n in SIZES:
             report_size(n, results[n])
         return results
@@ -836,6 +858,9 @@ def summarize(results: Dict[int, Dict[str, Any]]) -> Tuple[Dict[str, float], boo
     summary["cut_ms"] = median([pc[n]["cut_one_ms"] for n in SIZES])
     summary["behind_cut_ms"] = median([pc[n]["behind_cut_ms"] for n in SIZES])
     summary["traffic_ms_10000"] = pc[hi]["traffic_ms"]
+    summary["garden_add_per_s"] = 1e6 / median([pc[n]["garden_add_us"] for n in SIZES])
+    summary["garden_add_conc_per_s"] = 1e6 / median([pc[n]["garden_add_conc_us"]
+                                                     for n in SIZES])
     summary["pass_flat"] = int(pass_flat)
     summary["pass_auth"] = int(pass_auth)
     return summary, pass_flat, pass_auth

@@ -151,6 +151,29 @@ class IFirewall(Interface):
         Fires with ip -> seconds left, for every open window.
         """
 
+    def add_garden(ips: object, seconds: object) -> object:
+        """
+        Open the IPv4 addresses C{ips} (a list, at most
+        L{netsuite.firewall.garden.MAX_PER_ADD}) to unauthorized clients for
+        C{seconds}, clamped to the configured [garden_min_ttl,
+        garden_max_ttl]; an address already in the garden for longer keeps
+        its time (never lowered). Addresses of the LAN and loopback,
+        multicast, link-local or reserved ones are skipped; new ones beyond
+        garden_max_entries are refused (counted, logged once a minute).
+        Fires with how many of C{ips} are in the garden for at least that
+        time; fails with C{ValueError} for bad input, changing nothing.
+        """
+
+    def garden() -> object:
+        """
+        Fires with ip -> seconds left, for every garden entry.
+        """
+
+    def flush_garden() -> object:
+        """
+        Empty the garden; fires with the number of entries there were.
+        """
+
     def check() -> object:
         """
         Compare the kernel with what netsuite installed and restore what

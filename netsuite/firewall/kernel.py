@@ -11,16 +11,17 @@ from __future__ import annotations
 import ipaddress
 from typing import AbstractSet, Any, Dict, List, Optional, Set, Tuple
 
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from ..registry.values import MAC
-from ..runner import IRunner
+from ..runner import GroupCommit, IRunner
 from .interfaces import (Client, FirewallError, IFirewall, IShaper, Traffic, client_address,
                          new_client, window_seconds)
 from .flows import FlowCutter
+from .garden import GardenBook
 from .iptables import StaticRules
 from .kernelsets import KernelSets
 from .netlink import KernelNetwork
@@ -52,13 +53,19 @@ class KernelFirewall:
         a LAN bridge; C{"refuse"} refuses to start while it is 1.
     @param lock_dir: where the lock making this process the namespace's
         only firewall owner lives (L{netsuite.firewall.owner}).
+    @param garden_ttl: (min, max) seconds of a garden entry; a requested
+        time is clamped to them.
+    @param garden_max_entries: at most this many garden entries (the set's
+        C{maxelem} too); adds beyond are refused, counted and logged.
     """
 
     def __init__(self, settings: FirewallSettings, runner: IRunner, clock: IReactorTime,
                  shaper: Optional[IShaper] = None, smtp_window: int = 600,
                  default_limits: Tuple[int, int] = (0, 0), keep_clients: bool = False,
                  bridge_netfilter: str = "fix", network: Optional[KernelNetwork] = None,
-                 cut_delay: float = 0.2, lock_dir: str = "/run/netsuite") -> None:
+                 cut_delay: float = 0.2, lock_dir: str = "/run/netsuite",
+                 garden_ttl: Tuple[int, int] = (60, 86400),
+                 garden_max_entries: int = 4096) -> None:
         self.settings = settings
         self._run = runner.run
         self.clock = clock
@@ -72,7 +79,15 @@ class KernelFirewall:
         self.keep_clients = keep_clients
         self.bridge_netfilter = bridge_netfilter
         self.rules = StaticRules(settings)
-        self.sets = KernelSets(set_names(settings), settings.lan_network, smtp_window)
+        self.sets = KernelSets(set_names(settings), settings.lan_network, smtp_window,
+                               garden_max=garden_max_entries, garden_timeout=garden_ttl[0])
+        self.garden_book = GardenBook(clock, settings.lan_network, *garden_ttl,
+                                      max_entries=garden_max_entries)
+        # ip -> seconds: garden writes waiting for the next batch
+        self._garden_pending: Dict[ipaddress.IPv4Address, int] = {}
+        self._garden_writes = GroupCommit(self._take_garden, self._write_garden, runner,
+                                          what="garden entries", give_back=self._give_back_garden,
+                                          clock=clock)
         self.network = network or KernelNetwork(settings.lan_interface, settings.tproxy_mark)
         self.clients: Dict[ipaddress.IPv4Address, Client] = {}
         # ip -> authorizes queued on the runner and not yet done: the check
@@ -83,14 +98,18 @@ class KernelFirewall:
     # start and stop
 
     def start(self) -> "Deferred[None]":
-        def adopted(found: Dict[ipaddress.IPv4Address, Client]) -> None:
+        def adopted(state: Tuple[Dict[ipaddress.IPv4Address, Client],
+                                 Dict[ipaddress.IPv4Address, int]]) -> None:
+            found, garden = state
             self.clients = found
+            self.garden_book.adopt(garden)
             if found:
                 _log.info("firewall adopted {n} authorized clients from the kernel",
                           n=len(found))
         return self._run(self._start).addCallback(adopted)
 
-    def _start(self) -> Dict[ipaddress.IPv4Address, Client]:
+    def _start(self) -> Tuple[Dict[ipaddress.IPv4Address, Client],
+                              Dict[ipaddress.IPv4Address, int]]:
         self.owner.acquire()  # before anything changes
         try:
             return self._install()
@@ -98,8 +117,15 @@ class KernelFirewall:
             self.owner.release()
             raise
 
-    def _install(self) -> Dict[ipaddress.IPv4Address, Client]:
+    def _install(self) -> Tuple[Dict[ipaddress.IPv4Address, Client],
+                                Dict[ipaddress.IPv4Address, int]]:
         self._check_bridge()
+        garden: Dict[ipaddress.IPv4Address, int] = {}
+        if self.sets.exists(self.sets.garden):
+            if self.keep_clients:
+                garden = self.sets.garden_entries()
+            else:
+                self.sets.flush_garden()
         found: Dict[ipaddress.IPv4Address, Client] = {}
         if self.sets.exists(self.sets.auth):
             limits = self.shaper.limits() if self.shaper is not None else {}
@@ -123,7 +149,7 @@ class KernelFirewall:
                 self.shaper.unlimit(ip)  # left by a run whose clients are gone
             for client in found.values():
                 self._apply_limits(client)
-        return found
+        return found, garden
 
     def _check_bridge(self) -> None:
         value = self.network.bridge_nf_call_iptables()
@@ -147,6 +173,9 @@ class KernelFirewall:
         if self._cutting is not None and self._cutting.active():
             self._cutting.cancel()
         to_cut, self._to_cut = self._to_cut, set()
+        self._garden_writes.cancel_retry()
+        self._garden_pending.clear()
+        self.garden_book.clear()
         return self._run(self._stop, to_cut)
 
     def _stop(self, to_cut: Set[ipaddress.IPv4Address]) -> None:
@@ -296,6 +325,45 @@ class KernelFirewall:
     def smtp_windows(self) -> "Deferred[Dict[ipaddress.IPv4Address, int]]":
         return self._run(self.sets.smtp_windows)
 
+    # the garden
+
+    def add_garden(self, ips: Any, seconds: Any) -> "Deferred[int]":
+        try:
+            writes, accepted = self.garden_book.plan(ips, seconds)
+        except ValueError:
+            return fail()
+        if not writes:
+            return succeed(accepted)
+        for ip, left in writes:
+            self._garden_pending[ip] = max(left, self._garden_pending.get(ip, 0))
+
+        def written(ok: bool) -> int:
+            if not ok:
+                raise FirewallError("the kernel refused the garden entries (logged); "
+                                    "they are tried again")
+            return accepted
+        return self._garden_writes.durable().addCallback(written)
+
+    def _take_garden(self) -> Dict[ipaddress.IPv4Address, int]:
+        writes, self._garden_pending = self._garden_pending, {}
+        return writes
+
+    def _give_back_garden(self, writes: Dict[ipaddress.IPv4Address, int]) -> None:
+        for ip, seconds in writes.items():
+            if ip in self.garden_book.ends:  # not flushed since
+                self._garden_pending.setdefault(ip, seconds)
+
+    def _write_garden(self, writes: Dict[ipaddress.IPv4Address, int], durable: bool) -> None:
+        self.sets.add_garden(sorted(writes.items()))
+
+    def garden(self) -> "Deferred[Dict[ipaddress.IPv4Address, int]]":
+        return self._run(self.sets.garden_entries)
+
+    def flush_garden(self) -> "Deferred[int]":
+        self._garden_pending.clear()
+        n = self.garden_book.clear()
+        return self._run(self.sets.flush_garden).addCallback(lambda _: n)
+
     # the periodic check
 
     def check(self) -> "Deferred[List[str]]":
@@ -309,17 +377,26 @@ class KernelFirewall:
         """
         clients = dict(self.clients)
         adding = set(self._adding)
+        # Entries about to expire, or still waiting for their batch, are
+        # not missing.
+        garden = {ip: left for ip, left in self.garden_book.left().items()
+                  if left > 2 and ip not in self._garden_pending}
 
         def logged(repaired: List[str]) -> List[str]:
             if repaired:
                 _log.warn("firewall state was changed by someone else; restored: {what}",
                           what="; ".join(repaired))
             return repaired
-        return self._run(self._check, clients, adding).addCallback(logged)
+        return self._run(self._check, clients, adding, garden).addCallback(logged)
 
     def _check(self, clients: Dict[ipaddress.IPv4Address, Client],
-               adding: AbstractSet[ipaddress.IPv4Address] = frozenset()) -> List[str]:
+               adding: AbstractSet[ipaddress.IPv4Address] = frozenset(),
+               garden: Optional[Dict[ipaddress.IPv4Address, int]] = None) -> List[str]:
         repaired = [f"set {name} was missing" for name in self.sets.create_missing()]
+        if garden and self.sets.size(self.sets.garden) < len(garden):
+            missing = garden.keys() - self.sets.garden_entries().keys()
+            self.sets.add_garden(sorted((ip, garden[ip]) for ip in missing))
+            repaired.append(f"garden entries restored ({len(missing)} were missing)")
         # Cheap: two set headers. Only a mismatch costs a walk of the clients.
         if adding or (self.sets.size(self.sets.auth), self.sets.size(self.sets.down)) != \
                 (len(clients), len(clients)):

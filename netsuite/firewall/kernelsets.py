@@ -11,6 +11,9 @@ from the firewall's worker thread.
    client's download.
  - C{<prefix>-smtp}: C{hash:ip} with timeouts: the open SMTP windows, which
    the kernel expires by itself.
+ - C{<prefix>-garden}: C{hash:ip} with timeouts, at most C{garden_max}
+   entries: addresses open before login (matched C{dst}), added by the
+   resolver for a garden name's records; the kernel expires them.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 from pyroute2 import IPSet
 from pyroute2.ipset import IPSET_CMD_CREATE, _nlmsg_error
@@ -39,17 +42,20 @@ IPSET_FLAG_LIST_HEADER = 1 << 2  # list the set's header only
 
 class KernelSets:
     """
-    Create, fill, read and remove netsuite's three sets.
+    Create, fill, read and remove netsuite's four sets.
 
-    @param names: (auth, down, smtp) set names.
+    @param names: (auth, down, smtp, garden) set names.
     @param network: the LAN, the range of the two bitmap sets.
+    @param garden_max: the garden set's C{maxelem}.
     """
 
-    def __init__(self, names: Tuple[str, str, str], network: ipaddress.IPv4Network,
-                 smtp_timeout: int) -> None:
-        self.auth, self.down, self.smtp = names
+    def __init__(self, names: Tuple[str, str, str, str], network: ipaddress.IPv4Network,
+                 smtp_timeout: int, garden_max: int = 4096, garden_timeout: int = 60) -> None:
+        self.auth, self.down, self.smtp, self.garden = names
         self.network = network
         self.smtp_timeout = smtp_timeout
+        self.garden_max = garden_max
+        self.garden_timeout = garden_timeout
         self._ipset: Optional[IPSet] = None
         self.writer = SetWriter()
         self.reader = SetReader()
@@ -91,7 +97,7 @@ class KernelSets:
 
     def create_missing(self) -> list[str]:
         """
-        Create whichever of the three sets does not exist; return their names.
+        Create whichever of the four sets does not exist; return their names.
         """
         made = []
         if not self.exists(self.auth):
@@ -103,6 +109,10 @@ class KernelSets:
         if not self.exists(self.smtp):
             self.ipset.create(self.smtp, stype="hash:ip", timeout=self.smtp_timeout)
             made.append(self.smtp)
+        if not self.exists(self.garden):
+            self.ipset.create(self.garden, stype="hash:ip", timeout=self.garden_timeout,
+                              maxelem=self.garden_max)
+            made.append(self.garden)
         return made
 
     def _create_bitmap(self, name: str, stype: str) -> None:
@@ -136,14 +146,14 @@ class KernelSets:
 
     def destroy(self) -> None:
         """
-        Remove the three sets (they must no longer be referenced by rules).
+        Remove the four sets (they must no longer be referenced by rules).
         """
-        for name in (self.auth, self.down, self.smtp):
+        for name in (self.auth, self.down, self.smtp, self.garden):
             if self.exists(name):
                 self.ipset.destroy(name)
 
     def flush(self) -> None:
-        for name in (self.auth, self.down, self.smtp):
+        for name in (self.auth, self.down, self.smtp, self.garden):
             if self.exists(name):
                 self.ipset.flush(name)
 
@@ -184,3 +194,21 @@ class KernelSets:
         ip -> seconds left, as the kernel counts them.
         """
         return {ip: left or 0 for ip, _, _, _, left in self.reader.rows(self.smtp)}
+
+    # the garden
+
+    def add_garden(self, entries: Sequence[Tuple[ipaddress.IPv4Address, int]]) -> None:
+        """
+        Add (or re-time) C{(ip, seconds)} entries: one send per hundred.
+        """
+        self.writer.apply([(IPSET_CMD_ADD, self.garden, ip, None, seconds)
+                           for ip, seconds in entries])
+
+    def flush_garden(self) -> None:
+        self.ipset.flush(self.garden)
+
+    def garden_entries(self) -> Dict[ipaddress.IPv4Address, int]:
+        """
+        ip -> seconds left, as the kernel counts them.
+        """
+        return {ip: left or 0 for ip, _, _, _, left in self.reader.rows(self.garden)}

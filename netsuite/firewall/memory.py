@@ -19,6 +19,7 @@ from zope.interface import implementer
 from ..registry.values import MAC
 from .interfaces import (Client, IFirewall, IShaper, Traffic, client_address, new_client,
                          window_seconds)
+from .garden import GardenBook
 from .slots import check_limits, check_network, client_slot
 
 __all__ = ["MemoryFirewall", "MemoryShaper"]
@@ -30,6 +31,8 @@ class MemoryFirewall:
     @ivar kernel_clients: the simulated auth set: ip -> (mac, Traffic).
     @ivar kernel_smtp: the simulated SMTP set: ip -> expiry time.
     @ivar kernel_limits: the simulated tc classes: ip -> (up, down).
+    @ivar kernel_garden: the simulated garden set: ip -> expiry time (the
+        clock's; expired entries are gone from every answer).
     @ivar rules_installed: whether the simulated static rules are in place.
     @ivar closed: whether the simulated closed-LAN rules (what a clean stop
         leaves) are in place.
@@ -37,8 +40,12 @@ class MemoryFirewall:
 
     def __init__(self, clock: IReactorTime, lan_network: ipaddress.IPv4Network,
                  smtp_window: int = 600, default_limits: Tuple[int, int] = (0, 0),
-                 keep_clients: bool = False) -> None:
+                 keep_clients: bool = False, garden_ttl: Tuple[int, int] = (60, 86400),
+                 garden_max_entries: int = 4096) -> None:
         self.clock = clock
+        self.garden_book = GardenBook(clock, lan_network, *garden_ttl,
+                                      max_entries=garden_max_entries)
+        self.kernel_garden: Dict[ipaddress.IPv4Address, float] = {}
         self.lan_network = lan_network
         self.smtp_window = smtp_window
         self.default_limits = default_limits
@@ -71,6 +78,7 @@ class MemoryFirewall:
         self.kernel_clients.clear()
         self.kernel_smtp.clear()
         self.kernel_limits.clear()
+        self.kernel_garden.clear()
         self.rules_installed = False
 
     # IFirewall
@@ -79,15 +87,18 @@ class MemoryFirewall:
         if self.keep_clients:
             self.clients = {ip: Client(ip, mac, *self.kernel_limits.get(ip, (0, 0)))
                             for ip, (mac, _) in self.kernel_clients.items()}
+            self.garden_book.adopt(self._garden_left())
         else:
             self.kernel_clients.clear()
             self.kernel_limits.clear()
+            self.kernel_garden.clear()
         self.rules_installed = True
         self.closed = False
         return succeed(None)
 
     def stop(self) -> "Deferred[None]":
         if not self.keep_clients:
+            self.garden_book.clear()
             self.wipe()
             self.closed = True
         return succeed(None)
@@ -157,8 +168,38 @@ class MemoryFirewall:
             del self.kernel_smtp[ip]
         return succeed({ip: int(end - now) for ip, end in self.kernel_smtp.items()})
 
+    def _garden_left(self) -> Dict[ipaddress.IPv4Address, int]:
+        now = self.clock.seconds()
+        for ip in [ip for ip, end in self.kernel_garden.items() if end <= now]:
+            del self.kernel_garden[ip]
+        return {ip: int(end - now) for ip, end in self.kernel_garden.items()}
+
+    def add_garden(self, ips: Any, seconds: Any) -> "Deferred[int]":
+        try:
+            writes, accepted = self.garden_book.plan(ips, seconds)
+        except ValueError:
+            return fail()
+        for ip, left in writes:
+            self.kernel_garden[ip] = self.clock.seconds() + left
+        return succeed(accepted)
+
+    def garden(self) -> "Deferred[Dict[ipaddress.IPv4Address, int]]":
+        return succeed(self._garden_left())
+
+    def flush_garden(self) -> "Deferred[int]":
+        n = self.garden_book.clear()
+        self.kernel_garden.clear()
+        return succeed(n)
+
     def check(self) -> "Deferred[List[str]]":
         repaired = []
+        kernel_garden = self._garden_left()
+        missing_garden = {ip: left for ip, left in self.garden_book.left().items()
+                          if left > 2 and ip not in kernel_garden}
+        if missing_garden:
+            for ip, left in missing_garden.items():
+                self.kernel_garden[ip] = self.clock.seconds() + left
+            repaired.append(f"garden entries restored ({len(missing_garden)} were missing)")
         if set(self.kernel_clients) != set(self.clients):
             missing = len(self.clients.keys() - self.kernel_clients.keys())
             for ip in self.kernel_clients.keys() - self.clients.keys():

@@ -48,6 +48,8 @@ class FirewallSettings:
     walled_garden: Tuple[ipaddress.IPv4Network, ...] = ()
     reject_https: bool = True
     preauth_dns: bool = True
+    dns_port: int = 53
+    dns_after_login: str = "direct"
     masquerade: bool = True
     block_smtp: bool = True
     smtp_ports: Tuple[int, ...] = (25,)
@@ -70,12 +72,16 @@ class FirewallSettings:
     def smtp_set(self) -> str:
         return f"{self.prefix.lower()}-smtp"
 
+    @property
+    def garden_set(self) -> str:
+        return f"{self.prefix.lower()}-garden"
+
     def chain(self, name: str) -> str:
         return f"{self.prefix}-{name}"
 
 
-def set_names(s: FirewallSettings) -> Tuple[str, str, str]:
-    return s.auth_set, s.down_set, s.smtp_set
+def set_names(s: FirewallSettings) -> Tuple[str, str, str, str]:
+    return s.auth_set, s.down_set, s.smtp_set, s.garden_set
 
 
 def _tcp(port: int, syn: bool = False) -> Dict[str, Any]:
@@ -114,6 +120,10 @@ def _authorized(s: FirewallSettings) -> Dict[str, Any]:
     return {"match-set": [s.auth_set, "src,src"]}
 
 
+def _garden(s: FirewallSettings) -> Dict[str, Any]:
+    return {"match-set": [s.garden_set, "dst"]}
+
+
 def chains(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
     """
     netsuite's own chains and their rules, in order.
@@ -149,16 +159,15 @@ def chains(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
         for port in s.nfqueue_ports:
             client.append({"protocol": "tcp", "tcp": _tcp(port, syn=True),
                            "target": _nfqueue(s)})
+    # Port 53 never leaves before login: with preauth_dns it was redirected
+    # to the access point's resolver in NS-PREROUTING (and so never gets
+    # here); without it, it is dropped, the garden's addresses included
+    # (no tunnel through a resolver in the garden).
+    forward += [_from_lan(s, protocol="udp", udp={"dport": "53"}, target="DROP"),
+                _from_lan(s, protocol="tcp", tcp=_tcp(53), target="DROP")]
     for network in s.walled_garden:
         forward.append(_from_lan(s, dst=str(network), target="RETURN"))
-    if s.preauth_dns:
-        # DNS to any resolver before login (phones otherwise report "no
-        # internet" instead of showing the portal); answers come back
-        # through the RELATED,ESTABLISHED rule above.
-        forward += [
-            _from_lan(s, protocol="udp", udp={"dport": "53"}, target="RETURN"),
-            _from_lan(s, protocol="tcp", tcp=_tcp(53), target="RETURN"),
-        ]
+    forward.append(_from_lan(s, set=_garden(s), target="RETURN"))
     if s.reject_https:
         forward.append(_from_lan(s, protocol="tcp", tcp=_tcp(443), target=_reject_reset()))
     forward.append(_from_lan(s, target="DROP"))
@@ -181,17 +190,34 @@ def chains(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
         ap_input.append(_from_lan(s, mark={"mark": _mark(s)}, target="ACCEPT"))
     ap_input += [
         _from_lan(s, protocol="udp", udp={"dport": "67"}, target="ACCEPT"),
-        _from_lan(s, protocol="udp", udp={"dport": "53"}, target="ACCEPT"),
-        _from_lan(s, protocol="tcp", tcp=_tcp(53), target="ACCEPT"),
-        _from_lan(s, protocol="icmp", target="ACCEPT"),
     ]
+    # The resolver's port (where port 53 is redirected) and port 53 itself
+    # (a client asking the access point directly, after login).
+    for port in sorted({53, s.dns_port}):
+        ap_input += [_from_lan(s, protocol="udp", udp={"dport": str(port)}, target="ACCEPT"),
+                     _from_lan(s, protocol="tcp", tcp=_tcp(port), target="ACCEPT")]
+    ap_input.append(_from_lan(s, protocol="icmp", target="ACCEPT"))
     for port in ((s.portal_port,) if s.portal_port else ()) + s.lan_ports:
         ap_input.append(_from_lan(s, protocol="tcp", tcp=_tcp(port), target="ACCEPT"))
     ap_input.append(_from_lan(s, target="DROP"))
 
-    prerouting: List[Rule] = [_from_lan(s, set=_authorized(s), target="RETURN")]
+    # DNS to any address goes to the access point's resolver: before login
+    # with preauth_dns, after it too with dns_after_login = "netsuite" (then
+    # ahead of the authorized clients' RETURN). A REDIRECT to a port nobody
+    # listens on gets no answer: without the resolver, no DNS (fail closed).
+    def redirect_dns(**only: Any) -> List[Rule]:
+        to_resolver = {"REDIRECT": {"to-ports": str(s.dns_port)}}
+        return [_from_lan(s, protocol="udp", udp={"dport": "53"}, **only, target=to_resolver),
+                _from_lan(s, protocol="tcp", tcp=_tcp(53), **only, target=to_resolver)]
+    prerouting: List[Rule] = []
+    if s.dns_after_login == "netsuite":
+        prerouting += redirect_dns() if s.preauth_dns else redirect_dns(set=_authorized(s))
+    prerouting.append(_from_lan(s, set=_authorized(s), target="RETURN"))
+    if s.preauth_dns and s.dns_after_login != "netsuite":
+        prerouting += redirect_dns()
     for network in s.walled_garden:
         prerouting.append(_from_lan(s, dst=str(network), target="RETURN"))
+    prerouting.append(_from_lan(s, set=_garden(s), target="RETURN"))
     if s.portal_port:
         prerouting.append(_from_lan(s, protocol="tcp", tcp=_tcp(80),
                                     target={"REDIRECT": {"to-ports": str(s.portal_port)}}))

@@ -36,6 +36,9 @@ MAILBOXES = {
     "/firewall/smtp/open": "Open SMTP for {ip} for {seconds?}; answers {open: true, seconds}.",
     "/firewall/smtp/close": "Close {ip}'s SMTP window; answers {open: false}.",
     "/firewall/smtp/windows": "Open SMTP windows: answers {ip-string: seconds left}.",
+    "/firewall/garden/add": "Open {ips: [IPv4...], seconds} to unauthorized clients (seconds clamped to [garden_min_ttl, garden_max_ttl], never lowered); answers {added: n}.",
+    "/firewall/garden": "The garden set: answers {ip-string: seconds left}.",
+    "/firewall/garden/flush": "Empty the garden set; answers {flushed: n}.",
     "/firewall/clients": "Authorized clients: answers a list of {ip, mac, up_kbit, down_kbit}.",
     "/firewall/counters": "Traffic per authorized client: answers {ip-string: {bytes_up, packets_up, bytes_down, packets_down}}.",
 }
@@ -82,6 +85,9 @@ class FirewallService(Service):
             "/firewall/smtp/open": self._open_smtp,
             "/firewall/smtp/close": self._close_smtp,
             "/firewall/smtp/windows": self._smtp_windows,
+            "/firewall/garden/add": self._add_garden,
+            "/firewall/garden": self._garden,
+            "/firewall/garden/flush": self._flush_garden,
             "/firewall/clients": self._clients,
             "/firewall/counters": self._counters}, refusals=REFUSALS)
 
@@ -122,6 +128,17 @@ class FirewallService(Service):
     def _smtp_windows(self, message: Message) -> "Deferred[Stop]":
         return self.firewall.smtp_windows().addCallback(
             lambda windows: Stop({str(ip): left for ip, left in windows.items()}))
+
+    def _add_garden(self, message: Message) -> "Deferred[Stop]":
+        return self.firewall.add_garden(message.get("ips"), message.get("seconds")).addCallback(
+            lambda n: Stop({"added": n}))
+
+    def _garden(self, message: Message) -> "Deferred[Stop]":
+        return self.firewall.garden().addCallback(
+            lambda entries: Stop({str(ip): left for ip, left in entries.items()}))
+
+    def _flush_garden(self, message: Message) -> "Deferred[Stop]":
+        return self.firewall.flush_garden().addCallback(lambda n: Stop({"flushed": n}))
 
     def _clients(self, message: Message) -> Stop:
         return Stop([_client_value(c) for _, c in sorted(self.firewall.clients.items())])

@@ -9,15 +9,15 @@ from typing import Any
 
 from twisted.application.service import Service
 
-from ..config.fields import (INTERFACE, NETWORK, NETWORK_LIST, OPTIONAL_PATH, PORT_LIST,
+from ..config.fields import (INTERFACE, NETWORK, NETWORK_LIST, OPTIONAL_PATH, PORT, PORT_LIST,
                              PORT_OR_ZERO, SECONDS, at_least, between, one_of)
-from ..config.schema import Field
+from ..config.schema import ConfigError, Field
 from .rules import FirewallSettings
 
 # The kernel modules (python-iptables loads libiptc) are imported only when
 # the firewall is built, so reading the config never needs them.
 
-__all__ = ["SECTION", "CAPABILITIES", "firewall_from_config", "serviceFromConfig", "settings_from_config"]
+__all__ = ["SECTION", "CAPABILITIES", "check", "firewall_from_config", "serviceFromConfig", "settings_from_config"]
 
 # What the firewall needs once started, all of it after twistd --uid
 # (netsuite.privileges): CAP_NET_RAW for libiptc's raw IP socket
@@ -39,8 +39,20 @@ SECTION = {
     "lan_ports": Field(PORT_LIST, [], "more TCP ports of the access point open to every "
                        "client (the portal's HTTPS API port, say)"),
     "reject_https": Field(bool, True, "refuse unauthorized HTTPS at once (TCP reset)"),
-    "preauth_dns": Field(bool, True, "unauthorized clients may send DNS (udp and tcp port "
-                         "53) to any resolver, not only to the access point"),
+    "preauth_dns": Field(bool, True, "unauthorized clients' DNS (udp and tcp port 53, to any "
+                         "address) is redirected to the access point's resolver on dns_port "
+                         "(false: dropped before login)"),
+    "dns_port": Field(PORT, 53, "the access point's resolver's port on the LAN address "
+                      "(netsuite-dns), where port 53 is redirected"),
+    "dns_after_login": Field(str, "direct", "authorized clients' DNS: direct (where they "
+                             "send it) or netsuite (redirected to the resolver too)",
+                             one_of("direct", "netsuite")),
+    "garden_min_ttl": Field(int, 60, "shortest seconds a garden address stays open",
+                            between(1, 2147483, "seconds")),
+    "garden_max_ttl": Field(int, 86400, "longest seconds a garden address stays open",
+                            between(1, 2147483, "seconds")),
+    "garden_max_entries": Field(int, 4096, "most addresses in the garden set at once",
+                                between(1, 1000000, "a number of entries")),
     "masquerade": Field(bool, True, "NAT the LAN out of the WAN interface"),
     "block_smtp": Field(bool, True, "block outbound SMTP except open windows"),
     "smtp_ports": Field(PORT_LIST, [25], "SMTP ports to block"),
@@ -78,11 +90,22 @@ def settings_from_config(section: Any) -> FirewallSettings:
         portal_port=section.portal_port, lan_ports=tuple(section.lan_ports),
         walled_garden=tuple(section.walled_garden),
         reject_https=section.reject_https, preauth_dns=section.preauth_dns,
+        dns_port=section.dns_port, dns_after_login=section.dns_after_login,
         masquerade=section.masquerade,
         block_smtp=section.block_smtp, smtp_ports=tuple(section.smtp_ports),
         tproxy_port=section.tproxy_port, tproxy_ports=tuple(section.tproxy_ports),
         tproxy_mark=section.tproxy_mark, nfqueue_num=section.nfqueue_num,
         nfqueue_ports=tuple(section.nfqueue_ports), nfqueue_bypass=section.nfqueue_bypass)
+
+
+def check(config: Any) -> None:
+    """
+    The garden's shortest time is not longer than its longest.
+    """
+    section = config.firewall
+    if section.garden_min_ttl > section.garden_max_ttl:
+        raise ConfigError(f"{config.source}: [firewall] garden_min_ttl ({section.garden_min_ttl}) "
+                          f"is longer than garden_max_ttl ({section.garden_max_ttl})")
 
 
 def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
@@ -114,5 +137,7 @@ def firewall_from_config(config: Any, reactor: Any) -> Any:
         default_limits=(section.default_up_kbit, section.default_down_kbit),
         keep_clients=section.keep_clients, bridge_netfilter=section.bridge_netfilter,
         lock_dir=section.lock_dir or config.bus.socket_dir,
+        garden_ttl=(section.garden_min_ttl, section.garden_max_ttl),
+        garden_max_entries=section.garden_max_entries,
         network=KernelNetwork(section.lan_interface, section.tproxy_mark,
                               section.tproxy_table))

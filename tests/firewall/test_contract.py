@@ -28,6 +28,9 @@ A = ipaddress.IPv4Address("10.89.0.11")
 B = ipaddress.IPv4Address("10.89.0.12")
 MAC_A = MAC("02:4e:00:00:00:0b")
 MAC_B = MAC("02:4e:00:00:00:0c")
+X = ipaddress.IPv4Address("198.51.100.7")
+Y = ipaddress.IPv4Address("203.0.113.9")
+Z = ipaddress.IPv4Address("192.0.2.44")
 
 
 class FirewallContract:
@@ -181,6 +184,72 @@ class FirewallContract:
         self.assertEqual(fresh.clients, {})
         self.assertEqual((yield self.kernel_clients()), {})
 
+    @inlineCallbacks
+    def test_garden(self):
+        """
+        Garden addresses are added for their seconds, clamped to [60,
+        86400]; a shorter add never lowers an entry's time, a longer one
+        raises it; LAN (and loopback, multicast) addresses are skipped;
+        bad input fails with ValueError and changes nothing; a flush
+        empties the set and says how many entries there were.
+        """
+        firewall = yield self.make()
+        self.assertEqual((yield firewall.add_garden([str(X), Y, str(X)], 120)), 2)
+        garden = yield firewall.garden()
+        self.assertEqual(sorted(garden), [X, Y])
+        self.assertTrue(110 <= garden[X] <= 120, garden)
+        self.assertEqual((yield firewall.add_garden([X], 1)), 1)  # 60: not lowered
+        self.assertTrue(110 <= (yield firewall.garden())[X] <= 120)
+        self.assertEqual((yield firewall.add_garden([Y], 10 ** 7)), 1)
+        self.assertTrue(86000 <= (yield firewall.garden())[Y] <= 86400)
+        self.assertEqual((yield firewall.add_garden([Z], 1)), 1)
+        self.assertTrue(50 <= (yield firewall.garden())[Z] <= 60)
+        self.assertEqual((yield firewall.add_garden([str(A), "127.0.0.1", "224.0.0.5"], 60)), 0)
+        for ips, seconds in (("198.51.100.8", 60), (["not an address"], 60), ([X], "60"),
+                             ([X], None), ([X], True), ([X] * 300, 60)):
+            yield self.assertFailure(firewall.add_garden(ips, seconds), ValueError)
+        self.assertEqual(sorted((yield firewall.garden())), [Z, X, Y])
+        self.assertEqual((yield firewall.flush_garden()), 3)
+        self.assertEqual((yield firewall.garden()), {})
+        self.assertEqual((yield firewall.check()), [])
+
+    @inlineCallbacks
+    def test_garden_full(self):
+        """
+        Past garden_max_entries new addresses are refused (counted) while
+        those already in are still re-timed; a flush makes room.
+        """
+        firewall = yield self.make(garden_max_entries=2)
+        self.assertEqual((yield firewall.add_garden([X, Y, Z], 60)), 2)
+        self.assertEqual(sorted((yield firewall.garden())), [X, Y])
+        self.assertEqual(firewall.garden_book.refused, 1)
+        self.assertEqual((yield firewall.add_garden([X, Z], 600)), 1)
+        yield firewall.flush_garden()
+        self.assertEqual((yield firewall.add_garden([Z], 60)), 1)
+
+    @inlineCallbacks
+    def test_garden_check_restores(self):
+        """
+        A garden set flushed by another tool is restored by the check, with
+        its entries' times; a second check finds nothing to do. keep_clients
+        keeps the garden across a restart; a start without it empties it.
+        """
+        firewall = yield self.make(keep_clients=True)
+        yield firewall.add_garden([X], 600)
+        yield self.wipe()
+        self.assertEqual((yield firewall.garden()), {})
+        repaired = yield firewall.check()
+        self.assertIn("garden entries restored (1 were missing)", repaired)
+        self.assertTrue(590 <= (yield firewall.garden())[X] <= 600)
+        self.assertEqual((yield firewall.check()), [])
+        yield firewall.stop()
+        again = yield self.make(keep_clients=True)
+        self.assertEqual(list((yield again.garden())), [X])
+        self.assertEqual(list(again.garden_book.left()), [X])
+        yield again.stop()
+        fresh = yield self.make(keep_clients=False)
+        self.assertEqual((yield fresh.garden()), {})
+
 
 class MemoryFirewallTests(FirewallContract, TestCase):
     """
@@ -191,13 +260,15 @@ class MemoryFirewallTests(FirewallContract, TestCase):
         self.clock = Clock()
         self.firewall = None
 
-    def make(self, keep_clients=False):
+    def make(self, keep_clients=False, garden_max_entries=4096):
         kernel = self.firewall
-        firewall = MemoryFirewall(self.clock, LAN, keep_clients=keep_clients)
+        firewall = MemoryFirewall(self.clock, LAN, keep_clients=keep_clients,
+                                  garden_max_entries=garden_max_entries)
         if kernel is not None:  # the same simulated kernel, as after a restart
             firewall.kernel_clients = kernel.kernel_clients
             firewall.kernel_smtp = kernel.kernel_smtp
             firewall.kernel_limits = kernel.kernel_limits
+            firewall.kernel_garden = kernel.kernel_garden
         self.firewall = firewall
         return firewall.start().addCallback(lambda _: firewall)
 
@@ -224,6 +295,26 @@ class MemoryFirewallTests(FirewallContract, TestCase):
         self.assertEqual(list(self.successResultOf(self.firewall.smtp_windows())), [A])
         self.clock.advance(1)
         self.assertEqual(self.successResultOf(self.firewall.smtp_windows()), {})
+
+    def test_garden_expires(self):
+        """
+        The fake's garden entries expire by themselves at their time (the
+        longest asked for), and an expired address is a new one again: it
+        counts against garden_max_entries no more.
+        """
+        self.make(garden_max_entries=1)
+        self.firewall.add_garden([X], 60)
+        self.clock.advance(30)
+        self.firewall.add_garden([X], 120)  # raised: ends at 150
+        self.firewall.add_garden([X], 60)  # not lowered
+        self.assertEqual(self.successResultOf(self.firewall.add_garden([Y], 60)), 0)  # full
+        self.clock.advance(119)
+        self.assertEqual(self.successResultOf(self.firewall.garden()), {X: 1})
+        self.clock.advance(1)
+        self.assertEqual(self.successResultOf(self.firewall.garden()), {})
+        self.assertEqual(self.successResultOf(self.firewall.add_garden([Y], 60)), 1)
+        self.assertEqual(self.successResultOf(self.firewall.garden()), {Y: 60})
+        self.assertEqual(self.successResultOf(self.firewall.check()), [])
 
 
 def _need_root_and_tools():
@@ -262,9 +353,10 @@ class KernelFirewallTests(FirewallContract, TestCase):
         self.settings = FirewallSettings("br-lan", "wan0", LAN, portal_port=8080)
         self.locks = self.mktemp()
 
-    def make(self, keep_clients=False, shaper=None):
+    def make(self, keep_clients=False, shaper=None, garden_max_entries=4096):
         firewall = KernelFirewall(self.settings, self.runner, reactor, shaper=shaper,
-                                  keep_clients=keep_clients, lock_dir=self.locks)
+                                  keep_clients=keep_clients, lock_dir=self.locks,
+                                  garden_max_entries=garden_max_entries)
         self.addCleanup(lambda: firewall.stop() if not keep_clients else None)
         self.addCleanup(firewall.remove)  # runs after the stop
         return firewall.start().addCallback(lambda _: firewall)
@@ -282,7 +374,8 @@ class KernelFirewallTests(FirewallContract, TestCase):
     def wipe(self):
         for argv in (["iptables-legacy", "-F", "NS-FORWARD"],
                      ["iptables-legacy", "-t", "nat", "-D", "PREROUTING", "-j", "NS-PREROUTING"],
-                     ["ipset", "flush", "ns-auth"], ["ipset", "flush", "ns-down"]):
+                     ["ipset", "flush", "ns-auth"], ["ipset", "flush", "ns-down"],
+                     ["ipset", "flush", "ns-garden"]):
             in_netns(self.ns, *argv)
 
     def lan_state(self):
@@ -323,6 +416,28 @@ class KernelFirewallTests(FirewallContract, TestCase):
         after = in_netns(self.ns, "iptables-legacy-save")
         self.assertEqual([l for l in after.splitlines() if l.startswith(("-A", ":NS"))], [])
         self.assertEqual(in_netns(self.ns, "ipset", "list", "-n").split(), [])
+
+    @inlineCallbacks
+    def test_dns_rules_in_kernel(self):
+        """
+        The DNS redirects (every variant: an authorized-only one, another
+        dns_port) and the garden set's rules read back as they were
+        written: a check right after the start finds nothing to repair.
+        """
+        for preauth in (True, False):
+            self.settings = FirewallSettings("br-lan", "wan0", LAN, portal_port=8080,
+                                             preauth_dns=preauth, dns_port=5353,
+                                             dns_after_login="netsuite")
+            firewall = yield self.make()
+            self.assertEqual((yield firewall.check()), [], preauth)
+            saved = in_netns(self.ns, "iptables-legacy-save")
+            self.assertIn("-A NS-PREROUTING -i br-lan -p udp -m udp --dport 53 -j REDIRECT "
+                          "--to-ports 5353", saved.replace(
+                              "-m set --match-set ns-auth src,src ", ""))
+            self.assertIn("-A NS-FORWARD -i br-lan -m set --match-set ns-garden dst -j RETURN",
+                          saved)
+            yield firewall.stop()
+            yield firewall.remove()
 
     @inlineCallbacks
     def test_bridge_netfilter(self):

@@ -108,3 +108,76 @@ class CheckTests(SynchronousTestCase):
                          ["authorized clients restored (1 were missing)"])
         self.assertEqual(self.firewall.sets.members, {A: MAC_A, B: MAC_B})
         self.assertEqual(self.firewall._adding, {})
+
+
+class GardenSets(FakeSets):
+    """The garden set as a list of the batches written to it."""
+
+    garden = "ns-garden"
+
+    def __init__(self):
+        FakeSets.__init__(self)
+        self.batches = []
+        self.fail = False
+
+    def add_garden(self, entries):
+        if self.fail:
+            raise OSError("refused")
+        self.batches.append(list(entries))
+
+
+X, Y, Z = (ipaddress.IPv4Address(a) for a in ("198.51.100.7", "203.0.113.9", "192.0.2.44"))
+
+
+class GardenBatchTests(SynchronousTestCase):
+    def setUp(self):
+        self.runner = HeldRunner()
+        self.clock = Clock()
+        self.firewall = KernelFirewall(FirewallSettings("br-lan", "wan0", LAN), self.runner,
+                                       self.clock, lock_dir=self.mktemp())
+        self.firewall.sets = GardenSets()
+
+    def test_adds_batched(self):
+        """
+        Adds made while one is written go to the kernel together, in one
+        runner call, with the longest time asked for each address; each
+        caller hears how many of its addresses are in.
+        """
+        first = self.firewall.add_garden([X], 60)
+        second = self.firewall.add_garden([Y, Z], 120)
+        third = self.firewall.add_garden([Y], 300)
+        self.assertEqual(len(self.runner.calls), 1)
+        self.runner.run_next()
+        self.assertEqual(self.successResultOf(first), 1)
+        self.runner.run_next()
+        self.assertEqual((self.successResultOf(second), self.successResultOf(third)), (2, 1))
+        self.assertEqual(self.firewall.sets.batches, [[(X, 60)], [(Z, 120), (Y, 300)]])
+        self.assertEqual(self.runner.calls, [])
+        self.assertEqual(self.successResultOf(self.firewall.add_garden([X], 30)), 1)
+        self.assertEqual(self.runner.calls, [])  # nothing to write: not lowered
+
+    def test_refused_write(self):
+        """
+        When the kernel refuses a batch its callers get a FirewallError;
+        the entries are kept and written with the next batch, unless the
+        garden was flushed meanwhile.
+        """
+        from netsuite.firewall.interfaces import FirewallError
+        self.firewall.sets.fail = True
+        refused = self.firewall.add_garden([X, Y], 60)
+        self.runner.run_next()
+        self.failureResultOf(refused, FirewallError)
+        self.flushLoggedErrors()
+        self.firewall.sets.fail = False
+        again = self.firewall.add_garden([Z], 60)
+        self.runner.run_next()
+        self.assertEqual(self.successResultOf(again), 1)
+        self.assertEqual(self.firewall.sets.batches, [[(Z, 60), (X, 60), (Y, 60)]])
+        self.firewall.sets.fail = True
+        lost = self.firewall.add_garden([ipaddress.IPv4Address("198.51.100.9")], 600)
+        self.runner.run_next()
+        self.failureResultOf(lost, FirewallError)
+        self.firewall.garden_book.clear()  # as flush_garden does, before its runner call
+        self.firewall.sets.fail = False
+        self.firewall._garden_writes.flush()
+        self.assertEqual(self.runner.calls, [])

@@ -25,55 +25,109 @@ class ChainsTests(SynchronousTestCase):
         """
         Forwarding: the download counter, authorized clients (every packet,
         established or not) to their own chain, then returned, replies to
-        the LAN, DNS to any resolver, then HTTPS refused and the rest from
-        the LAN dropped, in that order. Nothing is ACCEPTed: what netsuite
-        lets through returns to FORWARD, where the operator's rules follow.
+        the LAN, port 53 dropped, the garden set returned, then HTTPS
+        refused and the rest from the LAN dropped, in that order. Nothing
+        is ACCEPTed: what netsuite lets through returns to FORWARD, where
+        the operator's rules follow.
         """
         forward = chains(minimal())[("filter", "NS-FORWARD")]
         self.assertEqual(targets(forward), [
-            None, "NS-CLIENT", "RETURN", "RETURN", "RETURN", "RETURN",
+            None, "NS-CLIENT", "RETURN", "RETURN", "DROP", "DROP", "RETURN",
             {"REJECT": {"reject-with": "tcp-reset"}}, "DROP"])
         self.assertEqual(forward[0]["set"], {"match-set": ["ns-down", "dst"]})
         self.assertEqual(forward[1]["set"], {"match-set": ["ns-auth", "src,src"]})
         self.assertEqual(forward[2]["set"], {"match-set": ["ns-auth", "src,src"]})
         self.assertEqual(forward[3]["out-interface"], "br-lan")
+        self.assertEqual(forward[6], {"in-interface": "br-lan",
+                                      "set": {"match-set": ["ns-garden", "dst"]},
+                                      "target": "RETURN"})
         garden = ipaddress.IPv4Network("198.51.100.7/32")
         own = chains(minimal(walled_garden=(garden,), nfqueue_num=1, nfqueue_ports=(80,)))
         for chain in ("NS-FORWARD", "NS-CLIENT", "NS-SMTP"):
             self.assertNotIn("ACCEPT", targets(own[("filter", chain)]), chain)
 
+    def test_no_port_53_before_login(self):
+        """
+        Nothing from an unauthorized client leaves on port 53, whatever
+        preauth_dns says: UDP and TCP port 53 from the LAN are dropped
+        after the authorized clients' RETURN and before any garden RETURN
+        (a resolver in the walled garden is no tunnel either); no rule
+        returns port 53.
+        """
+        garden = ipaddress.IPv4Network("198.51.100.0/24")
+        udp = {"protocol": "udp", "in-interface": "br-lan", "udp": {"dport": "53"},
+               "target": "DROP"}
+        tcp = {"protocol": "tcp", "in-interface": "br-lan", "tcp": {"dport": "53"},
+               "target": "DROP"}
+        for preauth in (True, False):
+            forward = chains(minimal(preauth_dns=preauth, walled_garden=(garden,)))[
+                ("filter", "NS-FORWARD")]
+            authorized = max(i for i, r in enumerate(forward) if "set" in r
+                             and r["set"]["match-set"][0] == "ns-auth")
+            first_garden = min(i for i, r in enumerate(forward) if r.get("dst") == str(garden))
+            self.assertLess(authorized, forward.index(udp))
+            self.assertLess(forward.index(tcp), first_garden)
+            self.assertEqual([r for r in forward if r.get("target") == "RETURN" and "53" in (
+                r.get("udp", {}).get("dport"), r.get("tcp", {}).get("dport"))], [])
+
     def test_preauth_dns(self):
         """
-        By default unauthorized clients may send DNS (UDP and TCP port 53)
-        to any resolver: both are let through (returned) from the LAN in the
-        forward chain, before its final drop.
+        By default (preauth_dns) every UDP and TCP port-53 packet of an
+        unauthorized client, to any address, is redirected to the access
+        point's resolver on dns_port: after the authorized clients' RETURN,
+        before the walled garden's (the garden's resolvers too) and the
+        portal's redirect. NS-INPUT accepts dns_port (and 53) from the LAN.
         """
-        forward = chains(minimal())[("filter", "NS-FORWARD")]
-        udp = {"protocol": "udp", "in-interface": "br-lan", "udp": {"dport": "53"},
-               "target": "RETURN"}
-        tcp = {"protocol": "tcp", "in-interface": "br-lan", "tcp": {"dport": "53"},
-               "target": "RETURN"}
-        self.assertIn(udp, forward)
-        self.assertIn(tcp, forward)
-        self.assertLess(forward.index(udp), forward.index(tcp))
-        self.assertEqual(forward[-1], {"in-interface": "br-lan", "target": "DROP"})
-        self.assertLess(forward.index(tcp), len(forward) - 1)
+        garden = ipaddress.IPv4Network("198.51.100.7/32")
+        own = chains(minimal(portal_port=8080, walled_garden=(garden,), dns_port=5353))
+        prerouting = own[("nat", "NS-PREROUTING")]
+        redirect = {"REDIRECT": {"to-ports": "5353"}}
+        self.assertEqual(targets(prerouting), [
+            "RETURN", redirect, redirect, "RETURN", "RETURN",
+            {"REDIRECT": {"to-ports": "8080"}}])
+        self.assertEqual(prerouting[0]["set"], {"match-set": ["ns-auth", "src,src"]})
+        self.assertEqual(prerouting[1], {"protocol": "udp", "in-interface": "br-lan",
+                                         "udp": {"dport": "53"}, "target": redirect})
+        self.assertEqual(prerouting[2], {"protocol": "tcp", "in-interface": "br-lan",
+                                         "tcp": {"dport": "53"}, "target": redirect})
+        ap_input = own[("filter", "NS-INPUT")]
+        for port in ("53", "5353"):
+            for proto in ("udp", "tcp"):
+                accept = {"protocol": proto, "in-interface": "br-lan", proto: {"dport": port},
+                          "target": "ACCEPT"}
+                self.assertLess(ap_input.index(accept), len(ap_input) - 1)
+        self.assertEqual(ap_input[-1], {"in-interface": "br-lan", "target": "DROP"})
 
     def test_preauth_dns_off(self):
         """
-        With preauth_dns off the forward chain has no DNS rule: unauthorized
-        clients reach DNS only on the access point, which stays open.
+        With preauth_dns off nothing is redirected: port 53 is dropped
+        before login (forward chain), the access point's resolver stays
+        open (to a client that asks it directly).
         """
         own = chains(minimal(preauth_dns=False))
-        forward = own[("filter", "NS-FORWARD")]
-        self.assertEqual(targets(forward), [
-            None, "NS-CLIENT", "RETURN", "RETURN", {"REJECT": {"reject-with": "tcp-reset"}},
-            "DROP"])
-        self.assertEqual([r for r in forward if "53" in (r.get("udp", {}).get("dport"),
-                                                          r.get("tcp", {}).get("dport"))],
-                         [])
+        self.assertEqual(targets(own[("nat", "NS-PREROUTING")]), ["RETURN", "RETURN"])
+        self.assertIn({"protocol": "udp", "in-interface": "br-lan", "udp": {"dport": "53"},
+                       "target": "DROP"}, own[("filter", "NS-FORWARD")])
         self.assertIn({"protocol": "udp", "in-interface": "br-lan", "udp": {"dport": "53"},
                        "target": "ACCEPT"}, own[("filter", "NS-INPUT")])
+
+    def test_dns_after_login(self):
+        """
+        dns_after_login = "netsuite" redirects port 53 of every client,
+        authorized or not, ahead of the authorized clients' RETURN; with
+        preauth_dns off only authorized clients' (the others' is dropped).
+        """
+        redirect = {"REDIRECT": {"to-ports": "53"}}
+        prerouting = chains(minimal(dns_after_login="netsuite"))[("nat", "NS-PREROUTING")]
+        self.assertEqual(targets(prerouting), [redirect, redirect, "RETURN", "RETURN"])
+        self.assertNotIn("set", prerouting[0])
+        prerouting = chains(minimal(dns_after_login="netsuite", preauth_dns=False))[
+            ("nat", "NS-PREROUTING")]
+        self.assertEqual(targets(prerouting), [redirect, redirect, "RETURN", "RETURN"])
+        self.assertEqual(prerouting[0], {"protocol": "udp", "in-interface": "br-lan",
+                                         "udp": {"dport": "53"},
+                                         "set": {"match-set": ["ns-auth", "src,src"]},
+                                         "target": redirect})
 
     def test_client_chain(self):
         """
@@ -104,15 +158,17 @@ class ChainsTests(SynchronousTestCase):
         garden = ipaddress.IPv4Network("198.51.100.7/32")
         own = chains(minimal(portal_port=8080, walled_garden=(garden,)))
         prerouting = own[("nat", "NS-PREROUTING")]
+        dns = {"REDIRECT": {"to-ports": "53"}}
         self.assertEqual(targets(prerouting), [
-            "RETURN", "RETURN", {"REDIRECT": {"to-ports": "8080"}}])
-        self.assertEqual(prerouting[1]["dst"], "198.51.100.7/32")
+            "RETURN", dns, dns, "RETURN", "RETURN", {"REDIRECT": {"to-ports": "8080"}}])
+        self.assertEqual(prerouting[3]["dst"], "198.51.100.7/32")
+        self.assertEqual(prerouting[4]["set"], {"match-set": ["ns-garden", "dst"]})
         self.assertIn({"protocol": "tcp", "in-interface": "br-lan",
                        "tcp": {"dport": "8080"}, "target": "ACCEPT"},
                       own[("filter", "NS-INPUT")])
         self.assertIn({"dst": "198.51.100.7/32", "in-interface": "br-lan", "target": "RETURN"},
                       own[("filter", "NS-FORWARD")])
-        self.assertEqual(len(chains(minimal())[("nat", "NS-PREROUTING")]), 1)
+        self.assertEqual(len(chains(minimal())[("nat", "NS-PREROUTING")]), 4)
 
     def test_tproxy(self):
         """

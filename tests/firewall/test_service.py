@@ -182,3 +182,79 @@ class SettingsTests(SynchronousTestCase):
         self.assertTrue(settings_from_config(default.firewall).preauth_dns)
         off = parse({"firewall": {"preauth_dns": False}}, "test.toml", {"firewall": SECTION})
         self.assertFalse(settings_from_config(off.firewall).preauth_dns)
+
+    def test_dns_keys(self):
+        """
+        dns_port (53) and dns_after_login ("direct") reach the settings;
+        dns_after_login is one of direct or netsuite; the garden's keys
+        have their defaults, and a shortest time longer than the longest is
+        refused by the section's check, naming both keys.
+        """
+        from netsuite.config.schema import ConfigError
+        from netsuite.firewall.tap import check
+        default = parse({"firewall": {}}, "test.toml", {"firewall": SECTION})
+        settings = settings_from_config(default.firewall)
+        self.assertEqual((settings.dns_port, settings.dns_after_login), (53, "direct"))
+        self.assertEqual((default.firewall.garden_min_ttl, default.firewall.garden_max_ttl,
+                          default.firewall.garden_max_entries), (60, 86400, 4096))
+        check(default)
+        chosen = parse({"firewall": {"dns_port": 5353, "dns_after_login": "netsuite"}},
+                       "test.toml", {"firewall": SECTION})
+        settings = settings_from_config(chosen.firewall)
+        self.assertEqual((settings.dns_port, settings.dns_after_login), (5353, "netsuite"))
+        self.assertRaises(ConfigError, parse, {"firewall": {"dns_after_login": "tunnel"}},
+                          "test.toml", {"firewall": SECTION})
+        crossed = parse({"firewall": {"garden_min_ttl": 600, "garden_max_ttl": 60}},
+                        "test.toml", {"firewall": SECTION})
+        error = self.assertRaises(ConfigError, check, crossed)
+        self.assertIn("garden_min_ttl (600) is longer than garden_max_ttl (60)", str(error))
+
+
+class GardenMailboxTests(SynchronousTestCase):
+    """
+    /firewall/garden/add, /firewall/garden and /firewall/garden/flush, on
+    the in-memory firewall with a Clock.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.registry = Registry("ap", self.clock)
+        self.firewall = MemoryFirewall(self.clock, LAN, garden_ttl=(60, 3600))
+        self.service = FirewallService(self.firewall, self.registry, self.clock,
+                                       check_interval=0)
+        self.service.startService()
+        self.addCleanup(self.service.stopService)
+
+    def send(self, path, message=None):
+        return self.successResultOf(self.registry.send(path, message or {}))
+
+    def test_add_list_flush(self):
+        """
+        An add answers how many addresses are in; the list answers them by
+        string with their seconds left (clamped to garden_max_ttl); the
+        entries expire with the clock; a flush answers how many it removed.
+        """
+        self.assertEqual(self.send("/firewall/garden/add",
+                                   {"ips": ["198.51.100.7", "203.0.113.9"], "seconds": 7200}),
+                         {"added": 2})
+        self.assertEqual(self.send("/firewall/garden"),
+                         {"198.51.100.7": 3600, "203.0.113.9": 3600})
+        self.assertEqual(self.send("/firewall/garden/add",
+                                   {"ips": ["192.0.2.1"], "seconds": 5}), {"added": 1})
+        self.clock.advance(60)
+        self.assertEqual(self.send("/firewall/garden"),
+                         {"198.51.100.7": 3540, "203.0.113.9": 3540})
+        self.assertEqual(self.send("/firewall/garden/flush"), {"flushed": 2})
+        self.assertEqual(self.send("/firewall/garden"), {})
+
+    def test_bad_add(self):
+        """
+        An add without ips, with a non-address or a non-int seconds fails
+        (a failing stock listener: logged, no answer) and changes nothing.
+        """
+        from netsuite.registry import NO_ANSWER
+        for message in ({"seconds": 60}, {"ips": ["x"], "seconds": 60},
+                        {"ips": ["198.51.100.7"], "seconds": "long"}):
+            self.assertIs(self.send("/firewall/garden/add", message), NO_ANSWER, message)
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 3)
+        self.assertEqual(self.send("/firewall/garden"), {})
