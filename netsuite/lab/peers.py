@@ -344,7 +344,7 @@ server:
   use-syslog: no
   logfile: ""
   verbosity: 1
-  log-queries: yes
+  log-queries: {log_queries}
   num-threads: 1
   access-control: 0.0.0.0/0 allow
   module-config: "iterator"
@@ -365,8 +365,11 @@ class UnboundPeer(Peer):
     of them) with A records of TTL C{ttl}, every other name under C{test.}
     with NXDOMAIN (no recursion to the real root: the lab has no internet),
     and forwards the zones of C{delegate} (a zone -> C{"ip"} or
-    C{"ip@port"}, e.g. an L{IodinedPeer}) to their servers. It logs every
-    query with its client's address: L{queries}.
+    C{"ip@port"}, e.g. an L{IodinedPeer}) to their servers. Every name
+    under a zone of C{wildcards} (a zone -> an address) is answered with
+    that address (unique names for uncached benchmarks). It logs every
+    query with its client's address (L{queries}) unless C{log_queries}
+    is false (for speed).
     """
 
     label = "unbound"
@@ -374,8 +377,12 @@ class UnboundPeer(Peer):
 
     def __init__(self, netns: Optional[str], address: str = "127.0.0.1", port: int = 53,
                  names: Optional[Mapping[str, Any]] = None,
-                 delegate: Optional[Mapping[str, str]] = None, ttl: int = 300) -> None:
+                 delegate: Optional[Mapping[str, str]] = None, ttl: int = 300,
+                 wildcards: Optional[Mapping[str, str]] = None,
+                 log_queries: bool = True) -> None:
         super().__init__(netns, address)
+        self.wildcards = dict(wildcards or {})
+        self.log_queries = log_queries
         self.port = port
         self.names = dict(names or {})
         self.delegate = dict(delegate or {})
@@ -386,6 +393,10 @@ class UnboundPeer(Peer):
         for name, addresses in sorted(self.names.items()):
             for ip in [addresses] if isinstance(addresses, str) else addresses:
                 zones.append(f'  local-data: "{name.rstrip(".")}. {self.ttl} IN A {ip}"')
+        for zone, ip in sorted(self.wildcards.items()):
+            zone = zone.rstrip(".")
+            zones.append(f'  local-zone: "{zone}." redirect')
+            zones.append(f'  local-data: "{zone}. {self.ttl} IN A {ip}"')
         for zone in sorted(self.delegate):
             # a more specific zone than the static test.: resolved, so stubbed
             zones.append(f'  local-zone: "{zone.rstrip(".")}." transparent')
@@ -393,6 +404,7 @@ class UnboundPeer(Peer):
                         for zone, addr in sorted(self.delegate.items()))
         config = self.write("unbound.conf", UNBOUND_CONF.format(
             address=self.address, port=self.port, dir=directory, ttl=self.ttl,
+            log_queries="yes" if self.log_queries else "no",
             zones="\n".join(zones)) + stubs)
         self.run([_binary("unbound-checkconf"), config])
         return [_binary("unbound"), "-d", "-c", config]

@@ -150,7 +150,8 @@ class PeerTests(SynchronousTestCase):
         up = self.lab.layout.wan_up_address
         dns = self.start(UnboundPeer(self.lab.netns("up"), up, ttl=60,
                                      names={"x.test": self.lab.internet,
-                                            "two.test": ["198.51.100.7", "198.51.100.8"]}))
+                                            "two.test": ["198.51.100.7", "198.51.100.8"]},
+                                     wildcards={"any.test": "198.51.100.9"}))
         dig = ["dig", "+time=2", "+tries=1", "+noall", "+answer", "+comments", f"@{up}"]
         result = self.client([*dig, "x.test"])
         self.assertIn(f"x.test.\t\t\t60\tIN\tA\t{self.lab.internet}", result.stdout)
@@ -158,9 +159,12 @@ class PeerTests(SynchronousTestCase):
         self.assertEqual(sorted(result.stdout.split()), ["198.51.100.7", "198.51.100.8"])
         result = self.client([*dig, "+tcp", "nothing.test"])
         self.assertIn("status: NXDOMAIN", result.stdout)
+        result = self.client([*dig, "+short", "q1234.any.test"])
+        self.assertEqual(result.stdout.split(), ["198.51.100.9"])
         self.assertEqual(dns.queries(), [(self.lab.client_address(1), "x.test", "A"),
                                          (self.lab.client_address(1), "two.test", "A"),
-                                         (self.lab.client_address(1), "nothing.test", "A")])
+                                         (self.lab.client_address(1), "nothing.test", "A"),
+                                         (self.lab.client_address(1), "q1234.any.test", "A")])
         self.assertStopsCleanly(dns)
 
     def test_iodine(self):
