@@ -302,7 +302,8 @@ def main() -> int:
                 results[name] = {}
                 for kind in SETS:
                     r = results[name][kind] = bench.measure(resolver, kind)
-                    log(f"  -> {name} {kind}: {fmt(r['qps'])} queries/s (< 1 % lost), p50 "
+                    log(f"  -> {name} {kind}: {fmt(r['qps'])} queries/s offered "
+                        f"{fmt(r.get('offered'))}/s, lost {fmt(r.get('lost_pct'), 2)} %, p50 "
                         f"{fmt(r.get('p50_ms'), 3)} ms, p99 {fmt(r.get('p99_ms'), 3)} ms; "
                         f"at 500/s p50 {fmt(r.get('light_p50_ms'), 3)} ms; "
                         f"{fmt(r.get('cpu_us_per_query'), 1)} us CPU/query")

@@ -183,10 +183,6 @@ class DnsLab(PortalLab):
             yield self.until_resolves(self.lab.ap_address)
         self.bus = connect(self.name, socket_dir=self.sockets, reactor=reactor)
         self.addCleanup(self.bus.close)
-        self.dns_bus = (connect("dns", socket_dir=self.sockets, reactor=reactor)
-                        if self.dns_apart else self.bus)
-        if self.dns_apart:
-            self.addCleanup(self.dns_bus.close)
         self.portal = f"http://{ap}:{PORT}"
         self.internet = f"http://{self.lab.internet}/"
 
@@ -259,7 +255,7 @@ class DnsBeforeLoginTests(DnsLab):
         """
         yield self.assertRedirected("c1")
         failures = []
-        suspect = self.dns_bus.wait_for("/dns/tunnel-suspect", timeout=40) \
+        suspect = self.bus.wait_for("/dns/tunnel-suspect", timeout=40) \
             if self.dns else None
         if suspect is not None:
             suspect.addErrback(failures.append)
