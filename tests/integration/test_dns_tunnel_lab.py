@@ -174,7 +174,7 @@ class DnsLab(PortalLab):
                                      garden="[" + ", ".join(f'"{n}"' for n in self.garden) + "]")
         self.config = write_config(self, CONFIG.format(
             port=PORT, ap=ap, sessions=os.path.join(self.tmp, "sessions.sqlite"),
-            firewall_more="dns_port = 53\n" if firewall_redirects_dns() else "", dns=dns))
+            firewall_more=self.firewall_more(), dns=dns))
         self.firewall_process = ""
         yield self.start()
         if self.dns_apart and self.dns:
@@ -185,6 +185,10 @@ class DnsLab(PortalLab):
         self.addCleanup(self.bus.close)
         self.portal = f"http://{ap}:{PORT}"
         self.internet = f"http://{self.lab.internet}/"
+
+    def firewall_more(self):
+        """More [firewall] keys: dns_port once the firewall has it."""
+        return "dns_port = 53\n" if firewall_redirects_dns() else ""
 
     @inlineCallbacks
     def until_resolves(self, server, seconds=10.0):
@@ -247,8 +251,9 @@ class DnsBeforeLoginTests(DnsLab):
     def test_iodine_gets_no_tunnel(self):
         """
         The attack of issue 16: c1, unauthorized (the portal redirects its
-        HTTP), runs iodine through the upstream resolver, then straight at
-        iodined: no working tunnel either way, and netsuite-dns announces
+        HTTP), runs iodine through the upstream resolver, straight at
+        iodined, then through the access point's own resolver: no working
+        tunnel any way, and netsuite-dns announces
         the attempt (/dns/tunnel-suspect, naming c1). Today (no
         netsuite-dns, port 53 open to any host) the tunnel comes up and
         this fails at the first assertion.
@@ -259,13 +264,16 @@ class DnsBeforeLoginTests(DnsLab):
             if self.dns else None
         if suspect is not None:
             suspect.addErrback(failures.append)
-        through_resolver = yield self.tunnel("c1", self.upstream_ip)
+        through_resolver = yield self.tunnel("c1", self.upstream_ip, timeout=15)
         self.assertFalse(through_resolver.working,
                          "an unauthorized client got a DNS tunnel through the upstream "
                          "resolver:\n" + through_resolver.output)
         direct = yield self.tunnel("c1", self.lab.internet, timeout=10)
         self.assertFalse(direct.working, "an unauthorized client got a DNS tunnel straight "
                                          "to iodined:\n" + direct.output)
+        through_ap = yield self.tunnel("c1", self.lab.ap_address, timeout=10)
+        self.assertFalse(through_ap.working, "an unauthorized client got a DNS tunnel through "
+                                             "the access point's resolver:\n" + through_ap.output)
         self.assertTrue(self.dns, "netsuite-dns is not installed (issue 16)")
         message = yield suspect
         if failures:
