@@ -26,7 +26,8 @@ For each resolver and set: the highest offered rate (dnsperf -Q, up to
 10,000 outstanding, 1 s timeout) at which fewer than 1 % of the queries
 are lost and at least 95 % of the offered rate is answered, by doubling
 short trials, then bisecting; the figure is a longer trial's completed
-queries per second at that rate, with its median (p50) and 99th percentile
+queries per second at that rate (10 % lower, up to 4 times, until the
+longer trial holds the criterion too), with its median (p50) and 99th percentile
 latency from dnsperf -v; then the p50 at a light 500 queries/s. The last
 line is a machine-readable SUMMARY (the ratios netsuite/dnsmasq when both
 ran; the target is cached >= 0.5).
@@ -197,10 +198,20 @@ class Bench:
             good = low
         if good == 0:
             return {"qps": 0.0, "light_p50_ms": light["p50_ms"], "failed_at": bad}
-        cpu = resolver.cpu_seconds()
-        final = self.dnsperf(kind, good, s["long"], verbose=True)
-        cpu = resolver.cpu_seconds() - cpu
+        # The long trial must hold the criterion too: 10 % lower each time
+        # it does not (the short ones can be lucky on a shared machine).
+        for attempt in range(4):
+            if attempt:
+                good = int(good * 0.9)
+            cpu = resolver.cpu_seconds()
+            final = self.dnsperf(kind, good, s["long"], verbose=True)
+            cpu = resolver.cpu_seconds() - cpu
+            if self.passes(final):
+                break
+            log(f"    {resolver.name} {kind} long trial at {good}/s: {final['qps']:.0f}/s, "
+                f"lost {final['lost_pct']:.2f} %: too many lost")
         return {"qps": final["qps"], "offered": good, "lost_pct": final["lost_pct"],
+                "held": self.passes(final),
                 "p50_ms": final["p50_ms"], "p99_ms": final["p99_ms"],
                 "light_p50_ms": light["p50_ms"], "failed_at": bad,
                 "cpu_us_per_query": (cpu / max(final["completed"], 1)) * 1e6}
@@ -306,7 +317,9 @@ def main() -> int:
                         f"{fmt(r.get('offered'))}/s, lost {fmt(r.get('lost_pct'), 2)} %, p50 "
                         f"{fmt(r.get('p50_ms'), 3)} ms, p99 {fmt(r.get('p99_ms'), 3)} ms; "
                         f"at 500/s p50 {fmt(r.get('light_p50_ms'), 3)} ms; "
-                        f"{fmt(r.get('cpu_us_per_query'), 1)} us CPU/query")
+                        f"{fmt(r.get('cpu_us_per_query'), 1)} us CPU/query"
+                        + ("" if r.get("held", True) else
+                           " (NOT held: >= 1 % lost at every rate tried; a busy machine?)"))
             finally:
                 resolver.stop()
     finally:
