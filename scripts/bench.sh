@@ -16,11 +16,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # The benchmarks, in the order "all" runs them, and the Debian packages of
 # the peers each one compares with (setup.sh installs the rest). A new
 # benchmark is bench/NAME.py and one line here.
-BENCHMARKS=(bus firewall dhcp portal stop soak)
+BENCHMARKS=(bus firewall dhcp dns portal stop soak)
 declare -A PEERS=(
     [bus]=""                                          # a raw Unix-socket echo, in Python
     [firewall]=""                                     # one iptables rule per client
     [dhcp]="kea-dhcp4-server kea-admin dnsmasq slapd" # kea-admin has perfdhcp
+    [dns]=""                                          # dnsperf, unbound, dnsmasq-base, dig come with setup.sh
     [portal]="nginx-light wrk"
     [stop]=""                                         # no peer; slapd, udhcpc, curl come with setup.sh
     [soak]="kea-admin"                                # perfdhcp

@@ -14,7 +14,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 APT_PACKAGES=(python3 python3-venv python3-dev gcc iproute2 iptables ipset conntrack busybox
               dovecot-imapd dovecot-pop3d slapd ldap-utils udhcpc isc-dhcp-client curl
               chromium chromium-driver tcpdump faketime dnsmasq-base
-              kea-admin "$@")  # kea-admin: perfdhcp, for the fault tests
+              kea-admin unbound iodine dnsperf bind9-dnsutils "$@")
+# kea-admin: perfdhcp, for the fault tests; unbound, iodine (iodined and the
+# client), dnsperf and bind9-dnsutils (dig): the DNS lab peers and bench/dns.sh
 
 LOG="$PWD/.setup.log"
 : >"$LOG"

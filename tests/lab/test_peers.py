@@ -11,7 +11,8 @@ import textwrap
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from netsuite.lab.peers import DovecotPeer, HttpPeer, PeerError, SlapdPeer, SmtpPeer
+from netsuite.lab.peers import (DovecotPeer, HttpPeer, IodinedPeer, PeerError, SlapdPeer,
+                                SmtpPeer, UnboundPeer, iodine_tunnel)
 
 from .labs import make_lab, need
 
@@ -138,6 +139,57 @@ class PeerTests(SynchronousTestCase):
         self.assertEqual(search(lab.client_mac(1)).returncode, 0)
         ldap.pause()  # stop() must end a paused server too
         self.assertStopsCleanly(ldap)
+
+    def test_unbound(self):
+        """
+        unbound answers its names with their addresses and TTL, another
+        name under test. with NXDOMAIN at once, and logs each query with
+        the client's address.
+        """
+        need("unbound", "dig")
+        up = self.lab.layout.wan_up_address
+        dns = self.start(UnboundPeer(self.lab.netns("up"), up, ttl=60,
+                                     names={"x.test": self.lab.internet,
+                                            "two.test": ["198.51.100.7", "198.51.100.8"]},
+                                     wildcards={"any.test": "198.51.100.9"}))
+        dig = ["dig", "+time=2", "+tries=1", "+noall", "+answer", "+comments", f"@{up}"]
+        result = self.client([*dig, "x.test"])
+        self.assertIn(f"x.test.\t\t\t60\tIN\tA\t{self.lab.internet}", result.stdout)
+        result = self.client([*dig, "+short", "two.test"])
+        self.assertEqual(sorted(result.stdout.split()), ["198.51.100.7", "198.51.100.8"])
+        result = self.client([*dig, "+tcp", "nothing.test"])
+        self.assertIn("status: NXDOMAIN", result.stdout)
+        result = self.client([*dig, "+short", "q1234.any.test"])
+        self.assertEqual(result.stdout.split(), ["198.51.100.9"])
+        self.assertEqual(dns.queries(), [(self.lab.client_address(1), "x.test", "A"),
+                                         (self.lab.client_address(1), "two.test", "A"),
+                                         (self.lab.client_address(1), "nothing.test", "A"),
+                                         (self.lab.client_address(1), "q1234.any.test", "A")])
+        self.assertStopsCleanly(dns)
+
+    def test_iodine(self):
+        """
+        The iodine client in a client namespace gets a working tunnel to
+        iodined through the upstream resolver that delegates the tunnel's
+        domain to it, and is gone afterwards; with the wrong password
+        there is no tunnel (within the time allowed).
+        """
+        need("unbound", "iodine", "iodined")
+        up = self.lab.layout.wan_up_address
+        tunnel = self.start(IodinedPeer(self.lab.netns("up"), self.lab.internet,
+                                        password="right"))
+        dns = self.start(UnboundPeer(self.lab.netns("up"), up,
+                                     delegate={"t.test": self.lab.internet}))
+        got = iodine_tunnel(self.lab.netns("c1"), up, password="right")
+        self.assertTrue(got.working, got.output)
+        self.assertIn((self.lab.client_address(1), "NULL"),
+                      [(client, kind) for client, _, kind in dns.queries()])
+        self.assertEqual(self.lab.pids("c1"), [])
+        got = iodine_tunnel(self.lab.netns("c1"), up, password="wrong", timeout=5)
+        self.assertFalse(got.up, got.output)
+        self.assertEqual(self.lab.pids("c1"), [])
+        tunnel.stop()
+        self.assertStopsCleanly(dns)
 
     def test_start_failure(self):
         """
