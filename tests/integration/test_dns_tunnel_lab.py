@@ -8,12 +8,9 @@ server) on the "internet" address. The AP runs netsuite (firewall, portal
 and, once issue 16 is in, the DNS service from C{[dns]}); the clients are
 unauthorized unless a test logs them in.
 
-Before netsuite-dns exists (no C{dns} service installed, no C{[firewall]
-dns_port} key) these tests run today's lab and fail where the hole is:
-the iodine tunnel comes up, junk goes both ways on port 53, names resolve
-upstream without netsuite. The C{[dns]} section and the firewall's
-C{dns_port} are written only when the installed code knows them, so the
-same tests pass once issue 16 is merged.
+Each test failed before issue 16 (no netsuite-dns, port 53 open to any
+host): the iodine tunnel came up, junk went both ways on port 53, names
+resolved upstream without netsuite.
 """
 
 import os
@@ -29,7 +26,6 @@ from twisted.internet.threads import deferToThread
 from netsuite.bus import connect
 from netsuite.lab import Lab
 from netsuite.lab.peers import HttpPeer, IodinedPeer, UnboundPeer, iodine_tunnel
-from netsuite.services import UnknownService, find_service
 
 from .procs import socket_dir, spawn, write_config
 from .test_portal_lab import PORT, UPSTREAM_BODY, PortalLab, need_lab
@@ -41,20 +37,6 @@ ECHO_IP = "198.51.100.4"     # a non-DNS listener on port 53 (udp and tcp)
 TUNNEL_PASSWORD = "dnspeers-tunnel"
 
 
-def dns_installed():
-    """Whether the DNS service (issue 16, dnscore) is installed."""
-    try:
-        find_service("dns")
-        return True
-    except UnknownService:
-        return False
-
-
-def firewall_redirects_dns():
-    """Whether the firewall has [firewall] dns_port (issue 16, dnsfw)."""
-    return "dns_port" in find_service("firewall").section
-
-
 CONFIG = """
 [firewall]
 enabled = true
@@ -63,7 +45,7 @@ portal_port = {port}
 check_interval = 1.0
 shaping = false
 masquerade = false
-{firewall_more}
+dns_port = 53
 [portal]
 enabled = true
 port = {port}
@@ -77,8 +59,10 @@ policy_text = "Be nice."
 DNS_SECTION = """
 [dns]
 enabled = {enabled}
-listen = ["{ap}:53"]
+listen = ["{ap}"]
+port = 53
 upstreams = ["{upstream}:53"]
+firewall_process = "{firewall}"
 garden_names = {garden}
 """
 
@@ -165,30 +149,23 @@ class DnsLab(PortalLab):
         self.sockets = socket_dir(self)
         self.tmp = tempfile.mkdtemp(prefix="dnspeers-")
         self.addCleanup(shutil.rmtree, self.tmp, True)
-        self.dns = dns_installed()
         ap = self.lab.ap_address
-        dns = ""
-        if self.dns:
-            dns = DNS_SECTION.format(enabled="false" if self.dns_apart else "true", ap=ap,
-                                     upstream=self.upstream_ip,
-                                     garden="[" + ", ".join(f'"{n}"' for n in self.garden) + "]")
+        dns = DNS_SECTION.format(enabled="false" if self.dns_apart else "true", ap=ap,
+                                 upstream=self.upstream_ip,
+                                 firewall="ap" if self.dns_apart else "",
+                                 garden="[" + ", ".join(f'"{n}"' for n in self.garden) + "]")
         self.config = write_config(self, CONFIG.format(
             port=PORT, ap=ap, sessions=os.path.join(self.tmp, "sessions.sqlite"),
-            firewall_more=self.firewall_more(), dns=dns))
+            dns=dns))
         self.firewall_process = ""
         yield self.start()
-        if self.dns_apart and self.dns:
+        if self.dns_apart:
             self.resolver_process = self.spawn_daemon("netsuite-dns", "dns")
-        if self.dns:
-            yield self.until_resolves(self.lab.ap_address)
+        yield self.until_resolves(self.lab.ap_address)
         self.bus = connect(self.name, socket_dir=self.sockets, reactor=reactor)
         self.addCleanup(self.bus.close)
         self.portal = f"http://{ap}:{PORT}"
         self.internet = f"http://{self.lab.internet}/"
-
-    def firewall_more(self):
-        """More [firewall] keys: dns_port once the firewall has it."""
-        return "dns_port = 53\n" if firewall_redirects_dns() else ""
 
     @inlineCallbacks
     def until_resolves(self, server, seconds=10.0):
@@ -254,16 +231,13 @@ class DnsBeforeLoginTests(DnsLab):
         HTTP), runs iodine through the upstream resolver, straight at
         iodined, then through the access point's own resolver: no working
         tunnel any way, and netsuite-dns announces
-        the attempt (/dns/tunnel-suspect, naming c1). Today (no
-        netsuite-dns, port 53 open to any host) the tunnel comes up and
-        this fails at the first assertion.
+        the attempt (/dns/tunnel-suspect, naming c1). Before issue 16
+        (no netsuite-dns, port 53 open to any host) the tunnel came up.
         """
         yield self.assertRedirected("c1")
         failures = []
-        suspect = self.bus.wait_for("/dns/tunnel-suspect", timeout=40) \
-            if self.dns else None
-        if suspect is not None:
-            suspect.addErrback(failures.append)
+        suspect = self.bus.wait_for("/dns/tunnel-suspect", timeout=40)
+        suspect.addErrback(failures.append)
         through_resolver = yield self.tunnel("c1", self.upstream_ip, timeout=15)
         self.assertFalse(through_resolver.working,
                          "an unauthorized client got a DNS tunnel through the upstream "
@@ -274,7 +248,6 @@ class DnsBeforeLoginTests(DnsLab):
         through_ap = yield self.tunnel("c1", self.lab.ap_address, timeout=10)
         self.assertFalse(through_ap.working, "an unauthorized client got a DNS tunnel through "
                                              "the access point's resolver:\n" + through_ap.output)
-        self.assertTrue(self.dns, "netsuite-dns is not installed (issue 16)")
         message = yield suspect
         if failures:
             failures[0].raiseException()
@@ -289,7 +262,8 @@ class DnsBeforeLoginTests(DnsLab):
         c1, unauthorized, whose resolver is the upstream one, resolves
         names (udp and tcp), but its queries reach unbound from the access
         point (netsuite-dns forwarding), never from c1 itself; an unknown
-        name is NXDOMAIN as upstream says. Today they go straight upstream.
+        name is NXDOMAIN as upstream says. Before issue 16 they went straight
+        upstream.
         """
         yield self.assertRedirected("c1")
         for options in ((), ("+tcp",)):
@@ -320,7 +294,7 @@ class DnsBeforeLoginTests(DnsLab):
         """
         Junk (not DNS) from unauthorized c1 to port 53 of an upstream
         host, over udp and over tcp, gets nothing back from that host.
-        Today both are echoed.
+        Before issue 16 both were echoed.
         """
         got = yield self.junk_53("c1")
         self.assertNotIn("b'echo:'", got.get("udp", ""), got)
@@ -383,7 +357,6 @@ class DnsResolverKilledTests(DnsLab):
         from the AP, not from the upstream resolver: fail closed), while
         c2, logged in before, still resolves and reaches the internet.
         """
-        self.assertTrue(self.dns, "netsuite-dns is not installed (issue 16)")
         code, out, _, _ = yield self.login("c2")
         self.assertEqual((code, out), (0, "303 http://example.com/"))
         got = yield self.dig("c1", self.upstream_ip, "x.test")
