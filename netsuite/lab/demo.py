@@ -58,6 +58,12 @@ enabled = true
 port = {portal_port}
 interface_address = "10.89.0.1"
 session_file = "{work}/sessions.sqlite"
+
+[dns]
+enabled = true
+listen = ["10.89.0.1"]
+upstreams = ["192.0.2.1"]
+local_names = {{ "internet.test" = "198.51.100.1" }}
 """
 
 # The clients' DHCP script: configure the address and the route, and never
@@ -118,12 +124,13 @@ def main(argv: Optional[List[str]] = None) -> None:
         portal = f"http://{lab.ap_address}:{PORTAL_PORT}"
         web.start()
 
-        say("starting netsuite in the access point: firewall, DHCP server, captive portal")
+        say("starting netsuite in the access point: firewall, DHCP server, captive portal, "
+            "DNS resolver")
         daemon = Child([TWISTD, "-n", "--pidfile=", "netsuite", "--config", config,
                         "--socket-dir", sockets], label="netsuite", netns=lab.netns("ap"),
                        cwd=PACKAGE_ROOT)
         children.append(daemon.start())
-        for ready in ("firewall ready", "dhcp ready"):
+        for ready in ("firewall ready", "dhcp ready", "dns ready"):
             wait_for(daemon, ready)
 
         def curl(role: str, url: str, *extra: str) -> str:
@@ -136,6 +143,16 @@ def main(argv: Optional[List[str]] = None) -> None:
             done = lab.exec(role, ["udhcpc", "-f", "-q", "-n", "-t", "3", "-T", "1",
                                    "-i", "eth0", "-s", script])
             print(done.stdout.rstrip(), flush=True)
+
+        def dig(role: str, *query: str) -> None:
+            print(f"   {role}$ dig {' '.join(query)}", flush=True)
+            out = lab.exec(role, ["dig", "+tries=1", "+time=2", "+noall", "+comments",
+                                  "+answer", *query]).stdout
+            status = re.search(r"status: (\w+)", out)
+            answers = [line.split()[-1] for line in out.splitlines()
+                       if line and not line.startswith(";")]
+            print(f"   -> {status.group(1) if status else 'no answer'} {' '.join(answers)}"
+                  .rstrip(), flush=True)
 
         def login(role: str) -> None:
             jar = os.path.join(work, f"{role}.jar")
@@ -165,6 +182,11 @@ def main(argv: Optional[List[str]] = None) -> None:
                          if line.lower().startswith("location:")), "")
         print(f"   -> {first_line(out).strip()}; {location}", flush=True)
         print(f"   -> {first_line(curl('c1', f'https://{lab.internet}/'))}", flush=True)
+
+        say("c1 is not logged in: whichever resolver it asks, netsuite-dns answers, "
+            "and it refuses what a DNS tunnel needs")
+        dig("c1", f"@{lab.wan_up_address}", "internet.test")
+        dig("c1", f"@{lab.wan_up_address}", "TXT", "internet.test")
 
         say("c1 logs in (click-through) and reaches the internet")
         login("c1")
