@@ -38,7 +38,8 @@ MAILBOXES = {
                   "number)}, or continue: the resolver forwards it. Sent only when it has "
                   "listeners or watchers.",
     "/dns/counters": "The resolver's counters: {name: count} (queries, answered, cached, "
-                     "malformed, refused_<reason>, upstream_failures, garden_sent...).",
+                     "malformed, refused_<reason>, upstream_failures, upstream_<name> of the "
+                     "upstream client, garden_sent...).",
     "/dns/refusals": "Clients refused before login: {ip: {count, reasons}}.",
 }
 EVENTS = {

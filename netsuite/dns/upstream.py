@@ -81,7 +81,7 @@ def resolv_conf_servers(text: str) -> List[Tuple[str, int]]:
     return servers or [("127.0.0.1", 53)]
 
 
-class _Socket(DatagramProtocol):
+class UpstreamSocket(DatagramProtocol):
     noisy = False
 
     def __init__(self, client: "UpstreamClient", born: float) -> None:
@@ -114,7 +114,7 @@ class _Query:
         self.question = question
         self.tries = tries
         self.deferred: Deferred = Deferred()
-        self.socket: Optional[_Socket] = None
+        self.socket: Optional[UpstreamSocket] = None
         self.id = 0
         self.server: Optional[Tuple[str, int]] = None
         self.timer: Any = None
@@ -145,8 +145,8 @@ class UpstreamClient:
         self.port_seconds = port_seconds
         self.max_pending = max_pending
         self.random = rng or random.SystemRandom()
-        self.slots: List[_Socket] = []
-        self.retiring: Set[_Socket] = set()
+        self.slots: List[UpstreamSocket] = []
+        self.retiring: Set[UpstreamSocket] = set()
         self.queries: Set[_Query] = set()
         self.tcp: Set[Any] = set()
         self._next = 0
@@ -199,8 +199,8 @@ class UpstreamClient:
         self._resolv_mtime = mtime
         self.servers = resolv_conf_servers(text)
 
-    def _open(self) -> _Socket:
-        sock = _Socket(self, self.reactor.seconds())
+    def _open(self) -> UpstreamSocket:
+        sock = UpstreamSocket(self, self.reactor.seconds())
         for attempt in range(OPEN_ATTEMPTS + 1):
             port = self.random.randrange(1024, 65536) if attempt < OPEN_ATTEMPTS else 0
             try:
@@ -210,7 +210,7 @@ class UpstreamClient:
                 continue
         raise CannotListenError("", 0, "no free UDP port")  # pragma: no cover (port 0)
 
-    def _socket(self) -> _Socket:
+    def _socket(self) -> UpstreamSocket:
         slot = self._next
         self._next = (slot + 1) % len(self.slots)
         sock = self.slots[slot]
@@ -222,7 +222,7 @@ class UpstreamClient:
             sock = self.slots[slot]
         return sock
 
-    def _retire(self, sock: _Socket) -> None:
+    def _retire(self, sock: UpstreamSocket) -> None:
         if sock.pending:
             sock.retiring = True
             self.retiring.add(sock)
@@ -288,7 +288,7 @@ class UpstreamClient:
         self._release(query)
         self._try(query)
 
-    def _received(self, sock: _Socket, data: bytes, address: Any) -> None:
+    def _received(self, sock: UpstreamSocket, data: bytes, address: Any) -> None:
         if len(data) < 12:
             self.counters["malformed"] += 1
             return
@@ -320,7 +320,8 @@ class UpstreamClient:
         elif message.rCode == dns.OK:
             self._finish(query, (message.answers, message.authority, message.additional))
         else:
-            self._finish(query, Failure(ResolverBase().exceptionForCode(message.rCode)(message)))
+            self._finish(query, Failure(ResolverBase._errormap.get(
+                message.rCode, error.DNSUnknownError)(message)))
 
     def _tcp(self, query: _Query, server: Tuple[str, int], seconds: float) -> None:
         self.counters["tcp"] += 1

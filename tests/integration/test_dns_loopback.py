@@ -104,8 +104,8 @@ class LoopbackTests(TestCase):
         yield daemon.when_line(r"dns ready")
         ready = daemon.line_count
         at_start = [line for line in daemon.lines() if PORT_LINE.search(line)]
-        self.assertEqual(len([line for line in at_start if "_Socket starting" in line]), 4,
-                         at_start)
+        pool = [line for line in at_start if "UpstreamSocket starting" in line]
+        self.assertEqual(len(pool), 4, at_start)
         resolver = client.Resolver(servers=[POOL_RESOLVER], reactor=reactor)
         for i in range(40):
             answers, _, _ = yield resolver.lookupAddress(f"n{i}.dnsup.x.test", timeout=(2,))
