@@ -38,7 +38,8 @@ MAILBOXES = {
                   "number)}, or continue: the resolver forwards it. Sent only when it has "
                   "listeners or watchers.",
     "/dns/counters": "The resolver's counters: {name: count} (queries, answered, cached, "
-                     "malformed, refused_<reason>, upstream_failures, garden_sent...).",
+                     "malformed, refused_<reason>, upstream_failures, upstream_<name> of the "
+                     "upstream client, garden_sent...).",
     "/dns/refusals": "Clients refused before login: {ip: {count, reasons}}.",
 }
 EVENTS = {
@@ -126,8 +127,10 @@ def _rcode(value: Any) -> Optional[int]:
 
 class DNSServer:
     """
-    @param upstream: an C{IResolver} (C{twisted.names.client.Resolver}) the
-        queries not answered here go to.
+    @param upstream: what the queries not answered here go to: its
+        C{query(dns.Query, timeout)} as an C{IResolver}'s
+        (L{netsuite.dns.upstream.UpstreamClient}); its C{counters}, if any,
+        are in C{/dns/counters} as C{upstream_<name>}.
     @param cache: a L{Cache}.
     @param local: the L{LocalNames}.
     @param policy: the L{Policy} for clients not logged in.
@@ -175,6 +178,8 @@ class DNSServer:
         counters.update({f"refused_{reason}": n for reason, n in self.policy.counters.items()})
         counters["cache_entries"] = len(self.cache)
         counters["cache_hits"] = self.cache.hits
+        counters.update({f"upstream_{name}": n
+                         for name, n in getattr(self.upstream, "counters", {}).items()})
         if self.feeder is not None:
             counters.update(self.feeder.counters)
         return counters
@@ -347,12 +352,12 @@ class DNSServer:
             return Answer(dns.OK, *result)
 
         def failed(failure: Any) -> Answer:
-            for kind, rcode in UPSTREAM_ERRORS.items():
-                if failure.check(kind):
-                    answer = failure.value.args[0] if failure.value.args else None
-                    if isinstance(answer, dns.Message):
-                        return Answer(rcode, answer.answers, answer.authority)
-                    return Answer(rcode)
+            rcode = UPSTREAM_ERRORS.get(type(failure.value))  # exactly: all are DomainErrors
+            if rcode is not None:
+                answer = failure.value.args[0] if failure.value.args else None
+                if isinstance(answer, dns.Message):
+                    return Answer(rcode, answer.answers, answer.authority)
+                return Answer(rcode)
             self.counters["upstream_failures"] += 1
             n = self.counters["upstream_failures"]
             log = _log.warn if n % 100 == 1 else _log.debug

@@ -76,6 +76,14 @@ SECTION = {
                          "are read when upstreams is []"),
     "upstream_timeout": Field(POSITIVE_SECONDS, 4.0, "seconds a forwarded query may take "
                               "(tried again after a quarter of it)"),
+    "upstream_sockets": Field(POSITIVE_INT, 8, "UDP sockets the queries to the upstreams "
+                              "go out on, each from a random port"),
+    "upstream_port_queries": Field(POSITIVE_INT, 1000, "queries a socket sends before it "
+                                   "is replaced by one on a fresh random port"),
+    "upstream_port_seconds": Field(POSITIVE_SECONDS, 60.0, "seconds a socket is used before "
+                                   "it is replaced by one on a fresh random port"),
+    "upstream_max_pending": Field(POSITIVE_INT, 1024, "queries in flight to the upstreams "
+                                  "at once; more are answered SERVFAIL"),
     "cache_size": Field(int, 10000, "answers kept in the cache (0: no cache)", at_least(0)),
     "negative_ttl": Field(int, 60, "the longest a name error or empty answer is cached, "
                           "seconds", at_least(0)),
@@ -157,6 +165,7 @@ class DNSService(Service):
     def startService(self) -> None:
         Service.startService(self)
         self.clients.start()
+        self.server.upstream.start()
         _log.info("dns ready on {addresses} port {port}",
                   addresses=", ".join(self.addresses), port=self.port_number,
                   netsuite_event="dns-ready")
@@ -169,9 +178,7 @@ class DNSService(Service):
         Service.stopService(self)
         self.clients.stop()
         self.feeder.stop()
-        call = getattr(self.server.upstream, "_parseCall", None)  # resolv.conf re-reads
-        if call is not None and call.active():
-            call.cancel()
+        self.server.upstream.stop()
         ports, self.ports = self.ports, []
         return gatherResults([maybeDeferred(p.stopListening) for p in ports])
 
@@ -220,11 +227,13 @@ def local_names(config: Any) -> Any:
 
 
 def upstream_resolver(config: Any, reactor: Any) -> Any:
-    from twisted.names.client import Resolver
+    from .upstream import UpstreamClient
     section = config.dns
-    if section.upstreams:
-        return Resolver(servers=list(section.upstreams), reactor=reactor)
-    return Resolver(resolv=section.resolv_conf, reactor=reactor)
+    return UpstreamClient(reactor, list(section.upstreams), section.resolv_conf,
+                          sockets=section.upstream_sockets,
+                          port_queries=section.upstream_port_queries,
+                          port_seconds=section.upstream_port_seconds,
+                          max_pending=section.upstream_max_pending)
 
 
 def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:

@@ -115,6 +115,18 @@ class ServerTests(ServerFixture, SynchronousTestCase):
         self.answer(query(b"down.test"))
         self.assertEqual(len(self.upstream.queries), 2)  # failures are not cached
 
+    def test_upstream_servfail(self) -> None:
+        """An upstream's SERVFAIL (a DomainError too) is SERVFAIL, not a cached NXDOMAIN."""
+        self.upstream.results[b"sick.test"] = error.DNSServerError(dns.Message(rCode=dns.ESERVER))
+        self.assertEqual(self.answer(query(b"sick.test")).rCode, dns.ESERVER)
+        self.assertEqual(self.answer(query(b"sick.test")).rCode, dns.ESERVER)
+        self.assertEqual(len(self.upstream.queries), 2)
+        self.assertEqual(self.server.counters["upstream_failures"], 2)
+
+    def test_upstream_counters(self) -> None:
+        self.upstream.counters = {"sent": 3}
+        self.assertEqual(self.server.all_counters()["upstream_sent"], 3)
+
     def test_local(self) -> None:
         m = self.answer(query(b"Portal.Hotspot.lan"))
         self.assertEqual([r.payload.dottedQuad() for r in m.answers], ["10.89.0.1"])

@@ -51,6 +51,11 @@ class TapTests(SynchronousTestCase):
 
     def test_service(self) -> None:
         registry, clock = registry_on_clock("dns")
-        service = tap.serviceFromConfig(config(upstreams=["192.0.2.53:5353"]), registry, clock)
-        self.assertEqual(service.server.upstream.servers, [("192.0.2.53", 5353)])
+        service = tap.serviceFromConfig(config(upstreams=["192.0.2.53:5353"],
+                                               upstream_sockets=3, upstream_port_queries=50,
+                                               upstream_max_pending=9), registry, clock)
+        upstream = service.server.upstream
+        self.assertEqual(upstream.servers, [("192.0.2.53", 5353)])
+        self.assertEqual((upstream.size, upstream.port_queries, upstream.port_seconds,
+                          upstream.max_pending), (3, 50, 60.0, 9))
         self.assertTrue(registry.describe("/dns/query"))

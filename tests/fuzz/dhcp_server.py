@@ -51,7 +51,7 @@ ADDRESSES = 8
 SOURCES = ("0.0.0.0", str(RELAY), "10.89.0.50", "10.89.0.100")
 
 
-class _Socket:
+class UpstreamSocket:
     """
     Keeps the datagrams sent for one input.
     """
@@ -65,10 +65,10 @@ class _Socket:
 
 
 class _Port:
-    def __init__(self, sock: _Socket) -> None:
+    def __init__(self, sock: UpstreamSocket) -> None:
         self.sock = sock
 
-    def getHandle(self) -> _Socket:
+    def getHandle(self) -> UpstreamSocket:
         return self.sock
 
 
@@ -95,7 +95,7 @@ class Target:
         self.registry.listen("/dhcp/lookup", self._lookup)
         neighbours = KernelNeighbours("br-lan", SyncRunner(), ioctl=_ioctl)
         self.protocol = DHCPProtocol(self.server, neighbours)
-        self.socket = _Socket()
+        self.socket = UpstreamSocket()
         self.protocol.transport = _Port(self.socket)
         self.logged = LogFailures()
 

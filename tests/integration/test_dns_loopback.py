@@ -1,9 +1,10 @@
 """
 netsuite-dns as a real twistd process forwarding to a real dnsmasq, both
-on loopback addresses of their own (ports 19553 and 19554), queried with
-twisted.names' client.
+on loopback addresses of their own (ports 19553 and 19554; 19755 and 19756
+for the upstream client's test), queried with twisted.names' client.
 """
 
+import re
 import shutil
 
 from twisted.internet import reactor
@@ -24,16 +25,29 @@ upstreams = ["{UPSTREAM[0]}:{UPSTREAM[1]}"]
 local_names = {{ "portal.dnscore.test" = "10.89.0.1" }}
 """
 
+POOL_UPSTREAM = ("127.0.0.95", 19755)
+POOL_RESOLVER = ("127.0.0.96", 19756)
+POOL_CONFIG = f"""
+[dns]
+listen = ["{POOL_RESOLVER[0]}"]
+port = {POOL_RESOLVER[1]}
+upstreams = ["{POOL_UPSTREAM[0]}:{POOL_UPSTREAM[1]}"]
+upstream_sockets = 4
+preauth_rate = 1000.0
+preauth_burst = 1000
+"""
+PORT_LINE = re.compile(r"starting on \d+$|\(UDP Port \d+ Closed\)")
+
 
 class LoopbackTests(TestCase):
     timeout = 60
 
-    def dnsmasq(self):
+    def dnsmasq(self, upstream=UPSTREAM, label="dnscore"):
         if shutil.which("dnsmasq") is None:
             raise SkipTest("dnsmasq is not installed (scripts/setup.sh installs it)")
-        child = spawn(self, "dnsmasq dnscore", [
+        child = spawn(self, f"dnsmasq {label}", [
             "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--log-facility=-",
-            "--bind-interfaces", f"--listen-address={UPSTREAM[0]}", f"--port={UPSTREAM[1]}",
+            "--bind-interfaces", f"--listen-address={upstream[0]}", f"--port={upstream[1]}",
             "--no-resolv", "--no-hosts", "--address=/x.test/192.0.2.7", "--local-ttl=300",
             "--user=root"])
         return child
@@ -73,3 +87,32 @@ class LoopbackTests(TestCase):
         # over TCP too
         message = yield resolver.queryTCP([dns.Query(b"www.x.test", dns.A)])
         self.assertEqual([a.payload.dottedQuad() for a in message.answers], ["192.0.2.7"])
+
+    @inlineCallbacks
+    def test_upstream_pool_quiet(self):
+        """
+        40 uncached queries are forwarded and answered, and twistd logs no
+        UDP port opened or closed for them: the upstream sockets are opened
+        at start (upstream_sockets of them), before "dns ready".
+        """
+        upstream = self.dnsmasq(POOL_UPSTREAM, "dnsup")
+        yield upstream.when_line(r"started, version")
+        config = write_config(self, POOL_CONFIG)
+        daemon = spawn(self, "netsuite-dns dnsup", TWISTD + [
+            "-n", "--pidfile=", "netsuite-dns", "--name", "dnsup", "--socket-dir",
+            socket_dir(self), "--config", config])
+        yield daemon.when_line(r"dns ready")
+        ready = daemon.line_count
+        at_start = [line for line in daemon.lines() if PORT_LINE.search(line)]
+        pool = [line for line in at_start if "UpstreamSocket starting" in line]
+        self.assertEqual(len(pool), 4, at_start)
+        resolver = client.Resolver(servers=[POOL_RESOLVER], reactor=reactor)
+        for i in range(40):
+            answers, _, _ = yield resolver.lookupAddress(f"n{i}.dnsup.x.test", timeout=(2,))
+            self.assertEqual([a.payload.dottedQuad() for a in answers], ["192.0.2.7"])
+        daemon.signal("TERM")
+        yield daemon.when_ended()
+        after = [line for line in daemon.lines(ready) if PORT_LINE.search(line)]
+        # at stop the pool's 4 ports and the resolver's own UDP port close: nothing else
+        self.assertEqual(len(after), 4 + 1, "\n".join(after))
+        self.assertEqual([line for line in after if "starting on" in line], [])
