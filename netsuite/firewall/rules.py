@@ -107,6 +107,8 @@ def _from_lan(s: FirewallSettings, **rule: Any) -> Rule:
     A rule for packets coming in on the LAN interface, in dump order.
     """
     ordered: Rule = {}
+    if "src" in rule:
+        ordered["src"] = rule.pop("src")
     if "protocol" in rule:
         ordered["protocol"] = rule.pop("protocol")
     if "dst" in rule:
@@ -179,7 +181,13 @@ def chains(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
     # access point). Anything else (WAN, loopback) matches no rule here and
     # goes on to the operator's INPUT rules and policy, established flows
     # included.
+    # Before the established rule: a LAN client must not answer for the
+    # upstream (a forged reply with a resolver's address matches the access
+    # point's own flow in conntrack, whatever interface it came in on).
+    # DHCP comes first, as clients without an address send from 0.0.0.0.
     ap_input: List[Rule] = [
+        _from_lan(s, protocol="udp", udp={"dport": "67"}, target="ACCEPT"),
+        _from_lan(s, src=f"!{s.lan_network}", target="DROP"),
         _from_lan(s, conntrack={"ctstate": "RELATED,ESTABLISHED"}, target="ACCEPT"),
     ]
     if s.tproxy_port:
@@ -188,9 +196,6 @@ def chains(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
                 ap_input.append(_from_lan(s, protocol="tcp", tcp=_tcp(port, syn=True),
                                           mark={"mark": _mark(s)}, target=_nfqueue(s)))
         ap_input.append(_from_lan(s, mark={"mark": _mark(s)}, target="ACCEPT"))
-    ap_input += [
-        _from_lan(s, protocol="udp", udp={"dport": "67"}, target="ACCEPT"),
-    ]
     # The resolver's port (where port 53 is redirected) and port 53 itself
     # (a client asking the access point directly, after login).
     for port in sorted({53, s.dns_port}):

@@ -220,9 +220,22 @@ class ChainsTests(SynchronousTestCase):
                                             nfqueue_ports=(25,))):
             for rule in chains(settings)[("filter", "NS-INPUT")]:
                 self.assertEqual(rule["in-interface"], "br-lan", rule)
-        self.assertEqual(chains(minimal())[("filter", "NS-INPUT")][0],
+        self.assertEqual(chains(minimal())[("filter", "NS-INPUT")][2],
                          {"in-interface": "br-lan",
                           "conntrack": {"ctstate": "RELATED,ESTABLISHED"}, "target": "ACCEPT"})
+
+    def test_input_no_spoofed_sources(self):
+        """
+        Before the established rule, NS-INPUT drops what a LAN client sends
+        from an address outside the LAN (a forged answer from "the upstream
+        resolver" would match the access point's own flow); DHCP, sent from
+        0.0.0.0, is accepted before that.
+        """
+        ap_input = chains(minimal())[("filter", "NS-INPUT")]
+        self.assertEqual(ap_input[:2], [
+            {"protocol": "udp", "in-interface": "br-lan", "udp": {"dport": "67"},
+             "target": "ACCEPT"},
+            {"src": "!10.89.0.0/24", "in-interface": "br-lan", "target": "DROP"}])
 
     def test_jumps(self):
         """

@@ -95,6 +95,25 @@ except OSError:
     print("no answer")
 """
 
+# The access point asks the upstream (which does not answer) and prints
+# its port, then what it got in 3 s and from whom.
+UDP_WAIT = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3)
+s.sendto(b"question", (sys.argv[1], 7007))
+print("port", s.getsockname()[1], flush=True)
+try:
+    data, peer = s.recvfrom(100); print("got", data.decode(), "from", peer[0], flush=True)
+except OSError:
+    print("nothing", flush=True)
+"""
+# A LAN client forging the upstream's answer: from its address, port 7007.
+UDP_FORGE = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((sys.argv[1], 7007))
+s.sendto(b"forged", (sys.argv[2], int(sys.argv[3])))
+"""
+
 
 def need_lab():
     if os.getuid() != 0:
@@ -212,3 +231,31 @@ class InputLabTests(TestCase):
         yield self.iptables("-A", "INPUT", "-s", up, "-p", "udp", "-j", "DROP")
         done = yield self.run_in("ap", ask)
         self.assertEqual(done.stdout.strip(), "no answer")
+
+    @inlineCallbacks
+    def test_lan_cannot_answer_for_the_upstream(self):
+        """
+        A client that takes the upstream's address cannot slip an answer
+        into the access point's own flow to the upstream (a resolver's
+        query, say): it matches conntrack's established entry, so it got
+        through before NS-INPUT dropped sources outside the LAN. Its own
+        address still reaches the access point.
+        """
+        up = self.lab.wan_up_address
+        yield self.start()
+        yield self.udhcpc()
+        done = yield self.run_in("c1", ["ip", "addr", "add", f"{up}/32", "dev", "eth0"])
+        self.assertEqual(done.returncode, 0, done.stderr)
+        waiting = spawn(self, "ap question", ["python3", "-c", UDP_WAIT, up],
+                        netns=self.lab.netns("ap"))
+        line = yield waiting.when_line(r"^port \d+", timeout=10)
+        port = line.split()[1]
+        # to the access point's WAN address, where the upstream answers
+        done = yield self.run_in("c1", ["python3", "-c", UDP_FORGE, up,
+                                        self.lab.wan_ap_address, port])
+        self.assertEqual(done.returncode, 0, done.stderr)
+        line = yield waiting.when_line(r"^(got|nothing)", timeout=10)
+        self.assertEqual(line.strip(), "nothing")
+        code, page = yield self.curl(f"http://{self.lab.ap_address}:{PORT}/login")
+        self.assertEqual(code, 0)
+        self.assertIn('name="csrf"', page)
