@@ -32,9 +32,11 @@ def lab_name(test: TestCase, extra: str = "") -> str:
 
 
 def make_lab(test: TestCase, clients: int = 2, addresses: bool = False,
-             extra: str = "") -> Lab:
+             extra: str = "", ipv6: bool = False) -> Lab:
     """Build a lab for C{test}; it is removed at clean-up even if the test fails."""
     need_root()
-    lab = Lab(lab_name(test, extra), clients=clients)
+    if ipv6:
+        need("radvd")
+    lab = Lab(lab_name(test, extra), clients=clients, ipv6=ipv6)
     test.addCleanup(lab.down)
     return lab.up(addresses=addresses)
