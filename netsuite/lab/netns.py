@@ -8,6 +8,10 @@ A simulated access point on one machine, built from network namespaces.
         | veth per client, a port of br-lan
     clients (<prefix>c1..cN)  eth0 with a fixed MAC, no address until DHCP
 
+With C{ipv6=True} also: upstream lo 2001:db8:100::1/128, WAN link
+2001:db8:ff::/64 (::1 upstream, ::2 AP), br-lan 2001:db8:89::1/64 with
+radvd advertising the prefix, clients' SLAAC and temporary addresses.
+
 All netlink work goes through pyroute2; sysctls are written through
 C{/proc/sys} by a thread inside the namespace. The lab records itself in
 C{/run/netsuite-lab/<name>.json} so another process can find and remove it.
@@ -306,17 +310,16 @@ class Lab:
         """
         lay = self.layout
         ap_ns, up_ns = lay.netns("ap"), lay.netns("up")
-        wan_len = 64
         nsutil.sysctl(ap_ns, "net.ipv6.conf.all.forwarding", "1")
         with IPRoute(netns=up_ns) as ipr:
             ipr.addr("add", index=_index(ipr, "lo"), address=lay.internet6, prefixlen=128)
             ipr.addr("add", index=_index(ipr, lay.up_port), address=lay.wan_up_address6,
-                     prefixlen=wan_len, flags=IFA_F_NODAD)
+                     prefixlen=64, flags=IFA_F_NODAD)
             ipr.route("add", family=socket.AF_INET6, dst=lay.lan_prefix6,
                       gateway=lay.wan_ap_address6)
         with IPRoute(netns=ap_ns) as ipr:
             ipr.addr("add", index=_index(ipr, WAN), address=lay.wan_ap_address6,
-                     prefixlen=wan_len, flags=IFA_F_NODAD)
+                     prefixlen=64, flags=IFA_F_NODAD)
             ipr.addr("add", index=_index(ipr, BRIDGE), address=lay.ap_address6,
                      prefixlen=64, flags=IFA_F_NODAD)
             ipr.route("add", family=socket.AF_INET6, dst="::/0",
@@ -324,6 +327,8 @@ class Lab:
         self._start_radvd()
 
     def _start_radvd(self, timeout: float = 5.0) -> None:
+        if not os.path.exists(RADVD):
+            raise LabError(f"the IPv6 lab needs radvd ({RADVD}; Debian package radvd)")
         directory = self.radvd_dir
         shutil.rmtree(directory, ignore_errors=True)
         os.makedirs(directory, mode=0o700)
@@ -333,9 +338,7 @@ class Lab:
         with open(conf, "w") as f:
             f.write(RADVD_CONF.format(name=self.name, bridge=BRIDGE,
                                       prefix=self.layout.lan_prefix6))
-        os.chmod(conf, 0o600)
-        if not os.path.exists(RADVD):
-            raise LabError(f"the IPv6 lab needs radvd ({RADVD}; Debian package radvd)")
+        os.chmod(conf, 0o600)  # radvd refuses a configuration others can write
         with open(log, "w") as out:
             proc = self.popen("ap", [RADVD, "-n", "-C", conf, "-p", pidfile, "-m", "logfile",
                                      "-l", log, "-d", "1"],
