@@ -14,9 +14,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 APT_PACKAGES=(python3 python3-venv python3-dev gcc iproute2 iptables ipset conntrack busybox
               dovecot-imapd dovecot-pop3d slapd ldap-utils udhcpc isc-dhcp-client curl
               chromium chromium-driver tcpdump faketime dnsmasq-base
-              kea-admin unbound iodine dnsperf bind9-dnsutils "$@")
+              kea-admin unbound iodine dnsperf bind9-dnsutils radvd "$@")
 # kea-admin: perfdhcp, for the fault tests; unbound, iodine (iodined and the
-# client), dnsperf and bind9-dnsutils (dig): the DNS lab peers and bench/dns.sh
+# client), dnsperf and bind9-dnsutils (dig): the DNS lab peers and bench/dns.sh;
+# radvd: router advertisements in the IPv6 lab (netsuite-lab up --ipv6)
 
 LOG="$PWD/.setup.log"
 : >"$LOG"

@@ -40,6 +40,9 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--lan", default="10.89.0.0/24")
     up.add_argument("--wan", default="192.0.2.0/30")
     up.add_argument("--internet", default="198.51.100.1")
+    up.add_argument("--ipv6", action="store_true",
+                    help="IPv6 too: 2001:db8:ff::/64 WAN, 2001:db8:100::1 internet, "
+                         "2001:db8:89::/64 LAN with router advertisements (radvd)")
     up.add_argument("--json", action="store_true", help="print the status as JSON")
 
     status = sub.add_parser("status", help="show a lab's namespaces, interfaces, routes")
@@ -83,7 +86,7 @@ def main(argv: Optional[Sequence[str]] = None, out: TextIO = sys.stdout,
 
 def _up(args: argparse.Namespace, out: TextIO) -> int:
     lab = Lab(args.name, args.clients, args.lan, args.wan, args.internet,
-              state_dir=args.state_dir)
+              state_dir=args.state_dir, ipv6=args.ipv6)
     lab.up(addresses=args.addresses)
     _print_status(lab.status(), args.json, out)
     return 0
@@ -135,16 +138,20 @@ def _print_status(status: Dict[str, Any], as_json: bool, out: TextIO) -> None:
         return
     print(f"lab {status['name']}: LAN {status['lan']}, WAN {status['wan']}, "
           f"internet {status['internet']}", file=out)
+    if status.get("ipv6"):
+        print(f"  IPv6: LAN {status['lan6']} (router advertisements from radvd), "
+              f"AP {status['ap_address6']}, internet {status['internet6']}", file=out)
     for role, ns in status["namespaces"].items():
         print(f"  {role:<4} {ns['netns']}", file=out)
         for ifname, info in ns["interfaces"].items():
             if ifname == "lo" and info["addresses"] == ["127.0.0.1/8", "::1/128"]:
                 continue
-            v4 = [a for a in info["addresses"] if ":" not in a]
+            v4 = [a for a in info["addresses"] if ":" not in a
+                  or (status.get("ipv6") and not a.startswith("fe80:"))]
             extra = f" port of {info['master']}" if info["master"] else ""
             print(f"       {ifname:<9} {info['mac']} {info['state']:<7} "
                   f"{' '.join(v4) or '-'}{extra}", file=out)
-        for route in ns["routes"]:
+        for route in ns["routes"] + (ns.get("routes6", []) if status.get("ipv6") else []):
             if route.startswith("default") or " via " in route:
                 print(f"       route {route}", file=out)
         if ns["pids"]:

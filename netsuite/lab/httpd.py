@@ -5,12 +5,17 @@ known body. It prints C{listening on ADDR:PORT} once bound, then one
 C{request {json}} line per request (method, path, host, client).
 
     python -m netsuite.lab.httpd --address 198.51.100.1 --port 80 --body-file F
+
+An IPv6 address (C{--address 2001:db8:100::1}) makes it listen on IPv6;
+C{--address ::} on IPv6 and IPv4 both (clients' IPv4 addresses are printed
+plain, not as C{::ffff:a.b.c.d}).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import socket
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, List, Optional
@@ -26,7 +31,8 @@ class Handler(BaseHTTPRequestHandler):
             self.rfile.read(length)
         print("request " + json.dumps({
             "method": self.command, "path": self.path,
-            "host": self.headers.get("Host"), "client": self.client_address[0],
+            "host": self.headers.get("Host"),
+            "client": str(self.client_address[0]).removeprefix("::ffff:"),
         }), flush=True)
         self.send_response(200)
         self.send_header("Content-Type", "text/plain; charset=utf-8")
@@ -47,6 +53,17 @@ class Handler(BaseHTTPRequestHandler):
         pass  # one JSON line per request is printed instead
 
 
+class Server6(ThreadingHTTPServer):
+    """On IPv6; bound to C{::}, on IPv4 too."""
+
+    address_family = socket.AF_INET6
+
+    def server_bind(self) -> None:
+        if self.server_address[0] == "::":
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m netsuite.lab.httpd")
     parser.add_argument("--address", default="0.0.0.0")
@@ -56,10 +73,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     if args.body_file:
         with open(args.body_file, "rb") as f:
             Handler.body = f.read()
-    server = ThreadingHTTPServer((args.address, args.port), Handler)
+    server_class = Server6 if ":" in args.address else ThreadingHTTPServer
+    server = server_class((args.address, args.port), Handler)
     server.daemon_threads = True
     host, port = server.server_address[:2]
-    print(f"listening on {host}:{port}", flush=True)
+    shown = f"[{host}]" if ":" in host else host
+    print(f"listening on {shown}:{port}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

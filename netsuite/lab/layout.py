@@ -23,6 +23,11 @@ BRIDGE = "br-lan"
 WAN = "wan0"
 CLIENT_IF = "eth0"
 
+# IPv6 (Lab(ipv6=True)): documentation prefixes, fixed.
+WAN6 = "2001:db8:ff::/64"          # upstream ::1, AP ::2
+INTERNET6 = "2001:db8:100::1"      # on the upstream's lo, like 198.51.100.1
+LAN6 = "2001:db8:89::/64"          # the AP ::1 on br-lan; clients: SLAAC from RAs
+
 
 class LabError(Exception):
     """
@@ -56,6 +61,7 @@ class Layout:
     lan: str = "10.89.0.0/24"
     wan: str = "192.0.2.0/30"
     internet: str = "198.51.100.1"
+    ipv6: bool = False
 
     def __post_init__(self) -> None:
         if not NAME_RE.match(self.name):
@@ -95,6 +101,40 @@ class Layout:
     def wan_ap_address(self) -> str:
         """The AP's address on C{wan0}."""
         return str(self.wan_network.network_address + 2)
+
+    # IPv6 (fixed prefixes, meaningful with ipv6=True)
+
+    @property
+    def lan_prefix6(self) -> str:
+        return LAN6
+
+    @property
+    def ap_address6(self) -> str:
+        """The AP's address on C{br-lan}, the prefix advertised to clients."""
+        return str(ipaddress.IPv6Network(LAN6).network_address + 1)
+
+    @property
+    def wan_up_address6(self) -> str:
+        return str(ipaddress.IPv6Network(WAN6).network_address + 1)
+
+    @property
+    def wan_ap_address6(self) -> str:
+        return str(ipaddress.IPv6Network(WAN6).network_address + 2)
+
+    @property
+    def internet6(self) -> str:
+        return INTERNET6
+
+    def client_slaac6(self, index: int) -> str:
+        """
+        Client C{index}'s stable SLAAC address: the LAN prefix and the
+        modified EUI-64 of its MAC (the kernel's default,
+        C{addr_gen_mode=0}).
+        """
+        octets = [int(x, 16) for x in self.client_mac(index).split(":")]
+        eui = bytes([octets[0] ^ 0x02, *octets[1:3], 0xFF, 0xFE, *octets[3:]])
+        return str(ipaddress.IPv6Network(LAN6).network_address
+                   + int.from_bytes(eui, "big"))
 
     def client_address(self, index: int) -> str:
         """The static address client C{index} gets with C{up(addresses=True)}."""
@@ -190,14 +230,15 @@ class Layout:
 
     def to_dict(self) -> Dict[str, Any]:
         return {"name": self.name, "clients": self.clients, "lan": self.lan,
-                "wan": self.wan, "internet": self.internet}
+                "wan": self.wan, "internet": self.internet, "ipv6": self.ipv6}
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "Layout":
         return cls(name=str(data["name"]), clients=int(data["clients"]),
                    lan=str(data["lan"]), wan=str(data["wan"]),
-                   internet=str(data["internet"]))
+                   internet=str(data["internet"]), ipv6=bool(data.get("ipv6")))
 
 
 __all__ = ["Layout", "LabError", "lab_hash", "BRIDGE", "WAN", "CLIENT_IF", "NAME_RE",
+           "LAN6", "WAN6", "INTERNET6",
            "LAB_NETNS_RE"]

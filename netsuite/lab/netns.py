@@ -8,6 +8,10 @@ A simulated access point on one machine, built from network namespaces.
         | veth per client, a port of br-lan
     clients (<prefix>c1..cN)  eth0 with a fixed MAC, no address until DHCP
 
+With C{ipv6=True} also: upstream lo 2001:db8:100::1/128, WAN link
+2001:db8:ff::/64 (::1 upstream, ::2 AP), br-lan 2001:db8:89::1/64 with
+radvd advertising the prefix, clients' SLAAC and temporary addresses.
+
 All netlink work goes through pyroute2; sysctls are written through
 C{/proc/sys} by a thread inside the namespace. The lab records itself in
 C{/run/netsuite-lab/<name>.json} so another process can find and remove it.
@@ -20,6 +24,7 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 from typing import Any, Dict, List, Optional, Sequence
 
 from pyroute2 import IPRoute
@@ -27,6 +32,28 @@ from pyroute2 import netns as _netns
 
 from . import nsutil
 from .layout import BRIDGE, CLIENT_IF, LAB_NETNS_RE, WAN, LabError, Layout
+
+# Address flags (linux/if_addr.h)
+IFA_F_TEMPORARY = 0x01
+IFA_F_NODAD = 0x02
+IFA_F_DADFAILED = 0x08
+IFA_F_TENTATIVE = 0x40
+
+# radvd in the AP (Lab(ipv6=True)): RAs every 3-10 s, the LAN prefix for
+# SLAAC; clients make a temporary (privacy) address too (use_tempaddr=2).
+RADVD = "/usr/sbin/radvd"
+RADVD_CONF = """# netsuite lab {name}: router advertisements on the AP's LAN
+interface {bridge} {{
+    AdvSendAdvert on;
+    MinRtrAdvInterval 3;
+    MaxRtrAdvInterval 10;
+    AdvDefaultLifetime 600;
+    prefix {prefix} {{
+        AdvOnLink on;
+        AdvAutonomous on;
+    }};
+}};
+"""
 
 STATE_DIR = "/run/netsuite-lab"
 ETC_NETNS = "/etc/netns"
@@ -43,9 +70,10 @@ class Lab:
 
     def __init__(self, name: str = "lab1", clients: int = 2, lan: str = "10.89.0.0/24",
                  wan: str = "192.0.2.0/30", internet: str = "198.51.100.1",
-                 state_dir: str = STATE_DIR, etc_netns: str = ETC_NETNS) -> None:
+                 state_dir: str = STATE_DIR, etc_netns: str = ETC_NETNS,
+                 ipv6: bool = False) -> None:
         self.layout = Layout(name=name, clients=clients, lan=lan, wan=wan,
-                             internet=internet)
+                             internet=internet, ipv6=ipv6)
         self.state_dir = state_dir
         self.etc_netns = etc_netns
         self.addresses = False
@@ -85,6 +113,40 @@ class Lab:
     def internet(self) -> str:
         return self.layout.internet
 
+    # IPv6 (with ipv6=True; the prefixes are fixed, see layout.py)
+
+    @property
+    def ipv6(self) -> bool:
+        return self.layout.ipv6
+
+    @property
+    def ap_address6(self) -> str:
+        return self.layout.ap_address6
+
+    @property
+    def internet6(self) -> str:
+        return self.layout.internet6
+
+    @property
+    def lan_prefix6(self) -> str:
+        return self.layout.lan_prefix6
+
+    @property
+    def wan_up_address6(self) -> str:
+        return self.layout.wan_up_address6
+
+    @property
+    def wan_ap_address6(self) -> str:
+        return self.layout.wan_ap_address6
+
+    def client_slaac6(self, index: int) -> str:
+        return self.layout.client_slaac6(index)
+
+    @property
+    def radvd_dir(self) -> str:
+        """radvd's configuration, pid file and log (removed by L{down})."""
+        return os.path.join(self.state_dir, self.name + ".radvd")
+
     def netns(self, role: str) -> str:
         """The namespace name of C{ap}, C{up}, C{c1}..."""
         return self.layout.netns(role)
@@ -121,7 +183,7 @@ class Lab:
             raise LabError(f"no lab named {name!r} ({path} does not exist)") from None
         layout = Layout.from_dict(state)
         lab = cls(layout.name, layout.clients, layout.lan, layout.wan, layout.internet,
-                  state_dir=state_dir, etc_netns=etc_netns)
+                  state_dir=state_dir, etc_netns=etc_netns, ipv6=layout.ipv6)
         lab.addresses = bool(state.get("addresses"))
         return lab
 
@@ -167,6 +229,10 @@ class Lab:
         """
         Build the lab. With C{addresses}, client C{i} gets C{.10+i} and a
         default route via the AP; otherwise clients have no IPv4 address.
+        With C{ipv6} (the constructor's), the WAN, the upstream's
+        "internet" and the LAN get IPv6 too, and radvd in the AP sends
+        router advertisements; C{up} does not wait for the clients'
+        addresses (L{wait_ipv6} does).
 
         @raise LabError: the lab (or one of its namespaces) already exists,
             or this process is not root.
@@ -192,6 +258,8 @@ class Lab:
             self._write_resolv_conf(role)
             _netns.create(lay.netns(role))
         ap_ns, up_ns = lay.netns("ap"), lay.netns("up")
+        if lay.ipv6:  # the AP's own addresses, link-local too, are configured: no DAD
+            nsutil.sysctl(ap_ns, "net.ipv6.conf.default.accept_dad", "0")
         with IPRoute(netns=up_ns) as ipr:
             _up(ipr, "lo")
             ipr.addr("add", index=_index(ipr, "lo"), address=lay.internet, prefixlen=32)
@@ -222,6 +290,8 @@ class Lab:
                      prefixlen=lay.wan_network.prefixlen)
             ipr.route("add", dst=str(lay.lan_network), gateway=lay.wan_ap_address)
         for i, role in enumerate(lay.client_roles, 1):
+            if lay.ipv6:  # before eth0 is up, so the first RA makes both addresses
+                nsutil.sysctl(lay.netns(role), f"net.ipv6.conf.{CLIENT_IF}.use_tempaddr", "2")
             with IPRoute(netns=lay.netns(role)) as ipr:
                 _up(ipr, "lo")
                 eth = _up(ipr, CLIENT_IF)
@@ -229,6 +299,103 @@ class Lab:
                     ipr.addr("add", index=eth, address=lay.client_address(i),
                              prefixlen=lay.lan_network.prefixlen)
                     ipr.route("add", dst="0.0.0.0/0", gateway=lay.ap_address)
+        if lay.ipv6:
+            self._build6()
+
+    def _build6(self) -> None:
+        """
+        Static IPv6 on the WAN link, the "internet" and the AP's LAN side
+        (no DAD: configured, not autoconfigured), forwarding in the AP,
+        routes both ways without NAT, then radvd on C{br-lan}.
+        """
+        lay = self.layout
+        ap_ns, up_ns = lay.netns("ap"), lay.netns("up")
+        nsutil.sysctl(ap_ns, "net.ipv6.conf.all.forwarding", "1")
+        with IPRoute(netns=up_ns) as ipr:
+            ipr.addr("add", index=_index(ipr, "lo"), address=lay.internet6, prefixlen=128)
+            ipr.addr("add", index=_index(ipr, lay.up_port), address=lay.wan_up_address6,
+                     prefixlen=64, flags=IFA_F_NODAD)
+            ipr.route("add", family=socket.AF_INET6, dst=lay.lan_prefix6,
+                      gateway=lay.wan_ap_address6)
+        with IPRoute(netns=ap_ns) as ipr:
+            ipr.addr("add", index=_index(ipr, WAN), address=lay.wan_ap_address6,
+                     prefixlen=64, flags=IFA_F_NODAD)
+            ipr.addr("add", index=_index(ipr, BRIDGE), address=lay.ap_address6,
+                     prefixlen=64, flags=IFA_F_NODAD)
+            ipr.route("add", family=socket.AF_INET6, dst="::/0",
+                      gateway=lay.wan_up_address6)
+        self._start_radvd()
+
+    def _start_radvd(self, timeout: float = 5.0) -> None:
+        if not os.path.exists(RADVD):
+            raise LabError(f"the IPv6 lab needs radvd ({RADVD}; Debian package radvd)")
+        directory = self.radvd_dir
+        shutil.rmtree(directory, ignore_errors=True)
+        os.makedirs(directory, mode=0o700)
+        conf = os.path.join(directory, "radvd.conf")
+        pidfile = os.path.join(directory, "radvd.pid")
+        log = os.path.join(directory, "radvd.log")
+        with open(conf, "w") as f:
+            f.write(RADVD_CONF.format(name=self.name, bridge=BRIDGE,
+                                      prefix=self.layout.lan_prefix6))
+        os.chmod(conf, 0o600)  # radvd refuses a configuration others can write
+        with open(log, "w") as out:
+            proc = self.popen("ap", [RADVD, "-n", "-C", conf, "-p", pidfile, "-m", "logfile",
+                                     "-l", log, "-d", "1"],
+                              stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                              start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while not _read(pidfile).strip():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise LabError(f"radvd did not start in the AP: {_read(log)[-2000:]}")
+            time.sleep(0.02)
+
+    # IPv6 addresses of clients
+
+    def addresses6(self, role: str) -> Dict[str, List[str]]:
+        """
+        The global IPv6 addresses on C{eth0} of client C{role} now, by
+        kind: C{slaac} (stable), C{temporary} (privacy), C{tentative}
+        (DAD still running) and C{failed} (DAD failed).
+        """
+        found: Dict[str, List[str]] = {"slaac": [], "temporary": [], "tentative": [],
+                                       "failed": []}
+        with IPRoute(netns=self.netns(role)) as ipr:
+            for msg in ipr.get_addr(family=socket.AF_INET6, index=_index(ipr, CLIENT_IF)):
+                if msg["scope"] != 0:  # RT_SCOPE_UNIVERSE: not link-local
+                    continue
+                flags = msg.get_attr("IFA_FLAGS") or msg["flags"]
+                kind = ("failed" if flags & IFA_F_DADFAILED else
+                        "tentative" if flags & IFA_F_TENTATIVE else
+                        "temporary" if flags & IFA_F_TEMPORARY else "slaac")
+                found[kind].append(str(msg.get_attr("IFA_ADDRESS")))
+        return found
+
+    def wait_ipv6(self, role: str, timeout: float = 10.0) -> Dict[str, List[str]]:
+        """
+        Wait, at most C{timeout} seconds, until client C{role} has a SLAAC
+        and a temporary address from the LAN prefix, both past DAD; return
+        L{addresses6}. Raise L{LabError} if it does not happen in time.
+        """
+        if not self.ipv6:
+            raise LabError(f"lab {self.name} has no IPv6 (Lab(..., ipv6=True), up --ipv6)")
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.addresses6(role)
+            if found["slaac"] and found["temporary"]:
+                return found
+            if time.monotonic() > deadline:
+                raise LabError(f"{role} has no SLAAC and temporary IPv6 address after "
+                               f"{timeout} s: {found}")
+            time.sleep(0.05)
+
+    def client_addresses6(self, role: str, timeout: float = 10.0) -> List[str]:
+        """
+        Client C{role}'s global IPv6 addresses once usable (L{wait_ipv6}):
+        the SLAAC ones first, then the temporary ones.
+        """
+        found = self.wait_ipv6(role, timeout)
+        return found["slaac"] + found["temporary"]
 
     def down(self) -> None:
         """
@@ -262,6 +429,7 @@ class Lab:
             os.rmdir(self.etc_netns)
         except OSError:
             pass  # in use by another lab or by someone else
+        shutil.rmtree(self.radvd_dir, ignore_errors=True)
         try:
             os.unlink(self.state_path)
         except FileNotFoundError:
@@ -279,6 +447,9 @@ class Lab:
         os.makedirs(self.state_dir, mode=0o755, exist_ok=True)
         state = dict(self.layout.to_dict(), addresses=self.addresses, complete=complete,
                      pid=os.getpid(), namespaces=[self.netns(r) for r in self.roles])
+        if self.ipv6:
+            state.update(lan6=self.lan_prefix6, ap_address6=self.ap_address6,
+                         internet6=self.internet6, radvd_dir=self.radvd_dir)
         tmp = self.state_path + ".tmp"
         with open(tmp, "w") as f:
             json.dump(state, f, indent=1, sort_keys=True)
@@ -352,6 +523,9 @@ class Lab:
                                       state_file=self.state_path if os.path.exists(
                                           self.state_path) else None,
                                       namespaces={})
+        if self.ipv6:
+            result.update(lan6=self.lan_prefix6, ap_address6=self.ap_address6,
+                          internet6=self.internet6, radvd_dir=self.radvd_dir)
         present = set(self.namespaces())
         for ns in sorted(present, key=_role_order(self.layout)):
             role = self.layout.role_of(ns)
@@ -359,6 +533,14 @@ class Lab:
                 result["namespaces"][role] = dict(netns=ns, **_describe(ipr),
                                                   pids=nsutil.pids_in(ns))
         return result
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
 
 
 def _index(ipr: IPRoute, ifname: str) -> int:
@@ -403,7 +585,14 @@ def _describe(ipr: IPRoute) -> Dict[str, Any]:
         dst = f"{msg.get('dst')}/{msg['dst_len']}" if msg.get("dst") else "default"
         via = f" via {msg.get('gateway')}" if msg.get("gateway") else ""
         routes.append(f"{dst}{via} dev {names.get(msg.get('oif'))}")
-    return {"interfaces": interfaces, "routes": routes}
+    routes6 = []
+    for msg in ipr.get_routes(family=socket.AF_INET6, table=254):
+        dst = f"{msg.get('dst')}/{msg['dst_len']}" if msg.get("dst") else "default"
+        if dst.startswith(("fe80:", "ff00:")):
+            continue
+        via = f" via {msg.get('gateway')}" if msg.get("gateway") else ""
+        routes6.append(f"{dst}{via} dev {names.get(msg.get('oif'))}")
+    return {"interfaces": interfaces, "routes": routes, "routes6": routes6}
 
 
 __all__ = ["Lab", "LabError", "STATE_DIR", "ETC_NETNS"]

@@ -37,20 +37,31 @@ DEFAULT_BODY = "hello from the netsuite lab\n"
 class HttpPeer(Peer):
     """
     An HTTP server answering every request with 200 and C{body}.
+
+    An IPv6 C{address} (C{lab.internet6}) listens on IPv6; with C{ipv6}
+    and no address it listens on every address, IPv6 and IPv4 (C{::},
+    dual-stack), so one server answers C{lab.internet} and C{lab.internet6}.
     """
 
     label = "http"
     ready = r"^listening on "
 
     def __init__(self, netns: Optional[str], address: Optional[str] = None,
-                 port: int = 80, body: str = DEFAULT_BODY) -> None:
+                 port: int = 80, body: str = DEFAULT_BODY, ipv6: bool = False) -> None:
+        if ipv6 and address in (None, ""):
+            address = "::"
         super().__init__(netns, address)
         self.port = port
         self.body = body
 
     @property
+    def host(self) -> str:
+        return "::1" if self.address == "::" else super().host
+
+    @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}/"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
 
     def prepare(self, directory: str) -> List[str]:
         body = self.write("body", self.body)

@@ -25,16 +25,22 @@ def need(*programs: str) -> None:
         raise SkipTest(f"not installed: {', '.join(absent)}")
 
 
-def lab_name(test: TestCase, extra: str = "") -> str:
+def lab_name(test: TestCase, extra: str = "", prefix: str = "t") -> str:
     """A lab name unique to this test and this process."""
     digest = hashlib.sha1(f"{test.id()}:{os.getpid()}:{extra}".encode()).hexdigest()
-    return "t" + digest[:8]
+    return prefix + digest[:8]
 
 
 def make_lab(test: TestCase, clients: int = 2, addresses: bool = False,
-             extra: str = "") -> Lab:
-    """Build a lab for C{test}; it is removed at clean-up even if the test fails."""
+             extra: str = "", ipv6: bool = False) -> Lab:
+    """
+    Build a lab for C{test}; it is removed at clean-up even if the test
+    fails. An IPv6 lab's name starts with C{v6l}.
+    """
     need_root()
-    lab = Lab(lab_name(test, extra), clients=clients)
+    if ipv6:
+        need("radvd")
+    lab = Lab(lab_name(test, extra, prefix="v6l" if ipv6 else "t"), clients=clients,
+              ipv6=ipv6)
     test.addCleanup(lab.down)
     return lab.up(addresses=addresses)

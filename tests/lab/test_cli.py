@@ -67,6 +67,29 @@ class CommandLineTests(SynchronousTestCase):
                          if os.path.isdir(ETC_NETNS) else [], [])
         self.assertFalse(os.path.exists(lab.state_path))
 
+    def test_up_ipv6(self):
+        """
+        up --ipv6 builds the IPv6 lab; radvd outlives the command, so a
+        client gets its addresses and pings the IPv6 "internet"; status
+        shows the prefix; down removes radvd's directory.
+        """
+        need("busybox", "radvd")
+        built = run_cli("up", "--name", self.name, "--clients", "1", "--ipv6")
+        self.assertEqual(built.returncode, 0, built.stderr)
+        self.assertIn("IPv6: LAN 2001:db8:89::/64", built.stdout)
+        lab = Lab.load(self.name)
+        self.assertTrue(lab.ipv6)
+        addresses = lab.client_addresses6("c1", timeout=10)
+        ping = run_cli("exec", "c1", "--name", self.name, "--",
+                       "busybox", "ping", "-c", "1", "-W", "2", lab.internet6)
+        self.assertIn("1 packets received", ping.stdout)
+        code, out, err = self.call("status", "--name", self.name)
+        self.assertEqual(code, 0, err)
+        for address in addresses:
+            self.assertIn(address, out)
+        self.assertEqual(run_cli("down", "--name", self.name).returncode, 0)
+        self.assertFalse(os.path.exists(lab.radvd_dir))
+
     def test_lab_exists(self):
         """
         up refuses a name in use; list shows it.

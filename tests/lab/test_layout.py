@@ -2,9 +2,11 @@
 Tests for netsuite.lab.layout: names, MACs and addresses (no root needed).
 """
 
+import ipaddress
+
 from twisted.trial.unittest import SynchronousTestCase
 
-from netsuite.lab.layout import LabError, Layout
+from netsuite.lab.layout import LabError, Layout, lab_hash
 
 
 class LayoutTests(SynchronousTestCase):
@@ -79,3 +81,26 @@ class LayoutTests(SynchronousTestCase):
         layout = Layout(name="rt", clients=5, lan="10.1.0.0/24", wan="192.0.2.4/30",
                         internet="203.0.113.7")
         self.assertEqual(Layout.from_dict(layout.to_dict()), layout)
+        layout6 = Layout(name="rt6", ipv6=True)
+        self.assertEqual(Layout.from_dict(layout6.to_dict()), layout6)
+        old = layout.to_dict()
+        del old["ipv6"]  # a state file written before IPv6
+        self.assertFalse(Layout.from_dict(old).ipv6)
+
+    def test_ipv6_addresses(self):
+        """
+        The IPv6 prefixes are fixed documentation prefixes; a client's
+        SLAAC address is the LAN prefix and the modified EUI-64 of its MAC.
+        """
+        layout = Layout(name="lab1", ipv6=True)
+        self.assertEqual(layout.lan_prefix6, "2001:db8:89::/64")
+        self.assertEqual(layout.ap_address6, "2001:db8:89::1")
+        self.assertEqual(layout.wan_up_address6, "2001:db8:ff::1")
+        self.assertEqual(layout.wan_ap_address6, "2001:db8:ff::2")
+        self.assertEqual(layout.internet6, "2001:db8:100::1")
+        h = lab_hash("lab1")
+        self.assertEqual(layout.client_mac(2), f"02:4e:{h[:2]}:{h[2:]}:00:02")
+        # 02:4e:.. -> 00:4e:..:ff:fe:..: the universal/local bit flipped
+        self.assertEqual(layout.client_slaac6(2),
+                         str(ipaddress.ip_address(f"2001:db8:89::4e:{h[:2]}ff:fe{h[2:]}:2")))
+        self.assertFalse(Layout().ipv6)
