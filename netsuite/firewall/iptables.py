@@ -119,5 +119,6 @@ class StaticRules:
 
     def _count_jumps(self, jump: Jump) -> int:
         wanted = jump_rule(jump)
-        return sum(1 for rule in _without_counters(easy.dump_chain(jump.table, jump.builtin, ipv6=self.ipv6))
+        dumped = easy.dump_chain(jump.table, jump.builtin, ipv6=self.ipv6)
+        return sum(1 for rule in _without_counters(dumped)
                    if rule == wanted)

@@ -321,3 +321,29 @@ class IPv6StartTests(SynchronousTestCase):
         self.runner.run_next()
         self.assertEqual(self.successResultOf(checked),
                          ["IPv6: chain filter/NS6-FORWARD has other rules"])
+
+    def test_check_without_ip6tables(self):
+        """
+        When IPv6 appears on the LAN and ip6tables cannot be controlled,
+        the check still makes (and reports) its IPv4 repairs, and logs the
+        failure naming the cause, at every check.
+        """
+        from iptc.ip4tc import IPTCError
+        from netsuite.firewall.interfaces import FirewallError
+        firewall = self.make(lan_ipv6=None)
+        self.successResultOf(self.start(firewall))
+        firewall.network.ipv6 = "net.ipv6.conf.all.forwarding is 1"
+        firewall.rules.install = lambda: ["chain filter/NS-FORWARD has other rules"]
+
+        def refuse():
+            raise IPTCError("can't initialize ip6tables table `filter'")
+        firewall.rules6.install = refuse
+        for _ in range(2):
+            checked = firewall.check()
+            self.runner.run_next()
+            self.assertEqual(self.successResultOf(checked),
+                             ["chain filter/NS-FORWARD has other rules"])
+            [failure] = self.flushLoggedErrors(FirewallError)
+            self.assertIn("the LAN has IPv6 (net.ipv6.conf.all.forwarding is 1) but netsuite "
+                          "cannot control ip6tables (IPTCError", str(failure.value))
+        self.assertFalse(firewall.ipv6_active)
