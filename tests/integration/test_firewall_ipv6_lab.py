@@ -1,14 +1,16 @@
 """
 The LAN's IPv6 closed by netsuite (issue 17, "Closed by default"), in a
-real lab given IPv6 by hand (static addresses, as v6lab's
-C{Lab(ipv6=True)} plan gives: WAN 2001:db8:ff::/64, the internet
-2001:db8:100::1, LAN 2001:db8:89::/64), forwarding on in the access point,
-and a web server upstream on the internet address. Without netsuite the
+real lab with IPv6: C{Lab(ipv6=True)} where the lab has it (radvd, SLAAC),
+else the same layout given by hand (static addresses: WAN
+2001:db8:ff::/64, the internet 2001:db8:100::1, LAN 2001:db8:89::/64,
+forwarding on in the access point); a web server upstream on the internet
+address. Without netsuite the
 client reaches it; with netsuite (the firewall alone) an unauthorized
 client's TCP is reset in under a second, while netsuite runs, after a hand
 flush of ip6tables (restored by the check) and after a clean stop.
 """
 
+import inspect
 import os
 import shutil
 import tempfile
@@ -80,10 +82,17 @@ class IPv6ClosedLabTests(TestCase):
         absent = missing("ip", "ip6tables-legacy", "ip6tables-legacy-save", "ipset")
         if absent:
             raise SkipTest(f"not installed: {', '.join(absent)}")
-        self.lab = Lab("v6c" + lab_name(self)[1:], clients=1)
-        self.addCleanup(self.lab.down)
-        yield deferToThread(self.lab.up, True)
-        yield deferToThread(self.add_ipv6)
+        name = "v6c" + lab_name(self)[1:]
+        if "ipv6" in inspect.signature(Lab).parameters:
+            self.lab = Lab(name, clients=1, ipv6=True)
+            self.addCleanup(self.lab.down)
+            yield deferToThread(self.lab.up, True)
+            yield deferToThread(self.lab.client_addresses6, "c1")
+        else:
+            self.lab = Lab(name, clients=1)
+            self.addCleanup(self.lab.down)
+            yield deferToThread(self.lab.up, True)
+            yield deferToThread(self.add_ipv6)
         web = spawn(self, "web6", [PYTHON, "-u", "-m", "http.server", "--bind", INTERNET6,
                                    str(PORT)], netns=self.lab.netns("up"))
         yield web.when_line("Serving HTTP")
