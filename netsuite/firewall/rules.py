@@ -316,13 +316,18 @@ def _refuse6(s: FirewallSettings) -> List[Rule]:
 def chains6(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
     """
     netsuite's ip6tables chains and their rules, in order (installed when
-    the LAN has IPv6). NS6-FORWARD: towards the LAN only the answers of
-    allowed flows (nothing from the WAN opens a flow to a client); from
-    the LAN everything refused. NS6-INPUT: what a client needs to exist on
+    the LAN has IPv6). NS6-FORWARD: client to client left alone; towards
+    the LAN only the answers of allowed flows (nothing from the WAN opens
+    a flow to a client); from the LAN everything refused. NS6-INPUT: what a client needs to exist on
     the link and reach the portal (neighbour discovery, echo, DHCPv6 if
     served, DNS, the portal and lan_ports), the rest of the LAN dropped.
     """
     forward: List[Rule] = [
+        # Client to client (bridged: bridge-nf-call-ip6tables is 1 in every
+        # new namespace, and netsuite leaves it) is not netsuite's: as for
+        # IPv4, it goes on to the operator's rules.
+        {"in-interface": s.lan_interface, "out-interface": s.lan_interface,
+         "target": "RETURN"},
         {"out-interface": s.lan_interface,
          "conntrack": {"ctstate": "RELATED,ESTABLISHED"}, "target": "RETURN"},
         {"out-interface": s.lan_interface, "target": "DROP"},

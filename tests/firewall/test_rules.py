@@ -280,13 +280,16 @@ class Chains6Tests(SynchronousTestCase):
 
     def test_forward(self):
         """
-        Towards the LAN only the answers of allowed flows (then dropped);
+        Client to client (bridged, or back out of the LAN) is returned to
+        the operator's rules, as for IPv4; towards the LAN only the answers
+        of allowed flows (the rest dropped);
         from the LAN, TCP reset and the rest refused with an ICMPv6
         unreachable, so that clients fall back to IPv4 at once. Nothing is
         ACCEPTed.
         """
         forward = chains6(minimal(portal_port=8080))[("filter", "NS6-FORWARD")]
         self.assertEqual(forward, [
+            {"in-interface": "br-lan", "out-interface": "br-lan", "target": "RETURN"},
             {"out-interface": "br-lan", "conntrack": {"ctstate": "RELATED,ESTABLISHED"},
              "target": "RETURN"},
             {"out-interface": "br-lan", "target": "DROP"},
