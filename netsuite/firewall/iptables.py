@@ -15,8 +15,8 @@ from typing import Dict, List
 
 from iptc import easy
 
-from .rules import (ChainKey, FirewallSettings, Jump, Rule, chains, closed_chains, closed_jumps,
-                    jump_rule, jumps)
+from .rules import (ChainKey, FirewallSettings, Jump, Rule, chains, chains6, closed_chains,
+                    closed_chains6, closed_jumps, closed_jumps6, jump_rule, jumps, jumps6)
 
 __all__ = ["StaticRules"]
 
@@ -27,14 +27,22 @@ def _without_counters(rules: List[Rule]) -> List[Rule]:
 
 class StaticRules:
     """
-    The chains and jumps that L{netsuite.firewall.rules} describes.
+    The chains and jumps that L{netsuite.firewall.rules} describes: the
+    IPv4 ones (iptables), or with C{ipv6} the IPv6 ones (ip6tables).
     """
 
-    def __init__(self, settings: FirewallSettings) -> None:
-        self.chains: Dict[ChainKey, List[Rule]] = chains(settings)
-        self.jumps: List[Jump] = jumps(settings)
-        self.closed_chains = closed_chains(settings)
-        self.closed_jumps = closed_jumps(settings)
+    def __init__(self, settings: FirewallSettings, ipv6: bool = False) -> None:
+        self.ipv6 = ipv6
+        if ipv6:
+            self.chains: Dict[ChainKey, List[Rule]] = chains6(settings)
+            self.jumps: List[Jump] = jumps6(settings)
+            self.closed_chains = closed_chains6(settings)
+            self.closed_jumps = closed_jumps6(settings)
+        else:
+            self.chains = chains(settings)
+            self.jumps = jumps(settings)
+            self.closed_chains = closed_chains(settings)
+            self.closed_jumps = closed_jumps(settings)
 
     def problems(self) -> List[str]:
         """
@@ -45,9 +53,9 @@ class StaticRules:
     def _problems(self, chains: Dict[ChainKey, List[Rule]], jumps: List[Jump]) -> List[str]:
         found = []
         for (table, chain), rules in chains.items():
-            if not easy.has_chain(table, chain):
+            if not easy.has_chain(table, chain, ipv6=self.ipv6):
                 found.append(f"chain {table}/{chain} is missing")
-            elif _without_counters(easy.dump_chain(table, chain)) != rules:
+            elif _without_counters(easy.dump_chain(table, chain, ipv6=self.ipv6)) != rules:
                 found.append(f"chain {table}/{chain} has other rules")
         for jump in jumps:
             count = self._count_jumps(jump)
@@ -68,20 +76,20 @@ class StaticRules:
         if not repaired:
             return []
         for table, chain in chains:
-            if not easy.has_chain(table, chain):
-                easy.add_chain(table, chain)
+            if not easy.has_chain(table, chain, ipv6=self.ipv6):
+                easy.add_chain(table, chain, ipv6=self.ipv6)
         for (table, chain), rules in chains.items():
-            if _without_counters(easy.dump_chain(table, chain)) != rules:
-                easy.flush_chain(table, chain)
+            if _without_counters(easy.dump_chain(table, chain, ipv6=self.ipv6)) != rules:
+                easy.flush_chain(table, chain, ipv6=self.ipv6)
                 for rule in rules:
                     # add_rule changes the dict it is given.
-                    easy.add_rule(table, chain, copy.deepcopy(rule))
+                    easy.add_rule(table, chain, copy.deepcopy(rule), ipv6=self.ipv6)
         for jump in jumps:
             count = self._count_jumps(jump)
             if count != 1:
                 for _ in range(count):
-                    easy.delete_rule(jump.table, jump.builtin, jump_rule(jump))
-                easy.insert_rule(jump.table, jump.builtin, jump_rule(jump))
+                    easy.delete_rule(jump.table, jump.builtin, jump_rule(jump), ipv6=self.ipv6)
+                easy.insert_rule(jump.table, jump.builtin, jump_rule(jump), ipv6=self.ipv6)
         return repaired
 
     def close(self) -> None:
@@ -101,16 +109,16 @@ class StaticRules:
     def _remove(self, jumps: List[Jump], chains: List[ChainKey]) -> None:
         for jump in jumps:
             for _ in range(self._count_jumps(jump)):
-                easy.delete_rule(jump.table, jump.builtin, jump_rule(jump))
+                easy.delete_rule(jump.table, jump.builtin, jump_rule(jump), ipv6=self.ipv6)
         for table, chain in chains:
-            if easy.has_chain(table, chain):
-                easy.flush_chain(table, chain)
+            if easy.has_chain(table, chain, ipv6=self.ipv6):
+                easy.flush_chain(table, chain, ipv6=self.ipv6)
         for table, chain in chains:
-            if easy.has_chain(table, chain):
-                easy.delete_chain(table, chain)
+            if easy.has_chain(table, chain, ipv6=self.ipv6):
+                easy.delete_chain(table, chain, ipv6=self.ipv6)
 
-    @staticmethod
-    def _count_jumps(jump: Jump) -> int:
+    def _count_jumps(self, jump: Jump) -> int:
         wanted = jump_rule(jump)
-        return sum(1 for rule in _without_counters(easy.dump_chain(jump.table, jump.builtin))
+        dumped = easy.dump_chain(jump.table, jump.builtin, ipv6=self.ipv6)
+        return sum(1 for rule in _without_counters(dumped)
                    if rule == wanted)

@@ -57,6 +57,10 @@ class KernelFirewall:
         time is clamped to them.
     @param garden_max_entries: at most this many garden entries (the set's
         C{maxelem} too); adds beyond are refused, counted and logged.
+    @param ipv6: C{"auto"} installs the IPv6 rules (the LAN's IPv6
+        closed, L{netsuite.firewall.rules.chains6}) when the LAN has IPv6,
+        at start or when the periodic check first sees it; C{"on"} always;
+        C{"off"} never, and refuses to start on a LAN that has IPv6.
     """
 
     def __init__(self, settings: FirewallSettings, runner: IRunner, clock: IReactorTime,
@@ -65,7 +69,7 @@ class KernelFirewall:
                  bridge_netfilter: str = "fix", network: Optional[KernelNetwork] = None,
                  cut_delay: float = 0.2, lock_dir: str = "/run/netsuite",
                  garden_ttl: Tuple[int, int] = (60, 86400),
-                 garden_max_entries: int = 4096) -> None:
+                 garden_max_entries: int = 4096, ipv6: str = "auto") -> None:
         self.settings = settings
         self._run = runner.run
         self.clock = clock
@@ -79,6 +83,10 @@ class KernelFirewall:
         self.keep_clients = keep_clients
         self.bridge_netfilter = bridge_netfilter
         self.rules = StaticRules(settings)
+        self.ipv6 = ipv6
+        self.rules6 = StaticRules(settings, ipv6=True)
+        # whether this run installed the IPv6 rules (worker thread only)
+        self.ipv6_active = False
         self.sets = KernelSets(set_names(settings), settings.lan_network, smtp_window,
                                garden_max=garden_max_entries, garden_timeout=garden_ttl[0])
         self.garden_book = GardenBook(clock, settings.lan_network, *garden_ttl,
@@ -120,6 +128,7 @@ class KernelFirewall:
     def _install(self) -> Tuple[Dict[ipaddress.IPv4Address, Client],
                                 Dict[ipaddress.IPv4Address, int]]:
         self._check_bridge()
+        self._start_ipv6()
         garden: Dict[ipaddress.IPv4Address, int] = {}
         if self.sets.exists(self.sets.garden):
             if self.keep_clients:
@@ -165,6 +174,34 @@ class KernelFirewall:
         _log.warn("set net.bridge.bridge-nf-call-iptables to 0 in this namespace "
                   "({lan} is a bridge; TPROXY and IFB need it)", lan=self.settings.lan_interface)
 
+    def _start_ipv6(self) -> None:
+        why = self.network.lan_ipv6()
+        if self.ipv6 == "off":
+            if why is not None:
+                raise FirewallError(
+                    f"firewall.ipv6 is \"off\" but the LAN has IPv6 ({why}): unauthorized "
+                    "clients would walk around the portal over IPv6. Set firewall.ipv6 to "
+                    "\"auto\", or take IPv6 off the LAN.")
+            return
+        if self.ipv6 == "on" or why is not None:
+            self._install_ipv6(why or "firewall.ipv6 is \"on\"")
+
+    def _install_ipv6(self, why: str) -> List[str]:
+        try:
+            repaired = self.rules6.install()
+        except Exception as e:
+            raise FirewallError(
+                f"the LAN has IPv6 ({why}) but netsuite cannot control ip6tables "
+                f"({type(e).__name__}: {e}); refusing to start, as unauthorized clients "
+                "would walk around the portal over IPv6. Load ip6_tables and "
+                "ip6table_filter (and check iptables-legacy's ip6tables works), or take "
+                "IPv6 off the LAN.") from e
+        self.ipv6_active = True
+        if repaired:
+            _log.info("firewall IPv6 rules installed ({why}; {what})", why=why,
+                      what="; ".join(repaired))
+        return repaired
+
     def stop(self) -> "Deferred[None]":
         if self.keep_clients:
             _log.info("firewall stopping; {n} clients stay authorized (keep_clients)",
@@ -186,6 +223,8 @@ class KernelFirewall:
         self.flows.cut(to_cut | set(self.clients))
         self.flows.close()
         self.rules.close()  # fail closed: the LAN stays shut until removed
+        if self.ipv6_active:
+            self.rules6.close()
         self._teardown()
 
     def remove(self) -> "Deferred[None]":
@@ -194,6 +233,12 @@ class KernelFirewall:
     def _remove(self) -> None:
         self.owner.acquire()  # refused while another firewall runs here
         self.rules.remove()
+        try:
+            self.rules6.remove()
+        except Exception:
+            if self.network.lan_ipv6() is not None:
+                raise
+            # No IPv6 here, and ip6tables unusable: nothing of ours there.
         self._teardown()
 
     def _teardown(self) -> None:
@@ -419,4 +464,20 @@ class KernelFirewall:
             for client in clients.values():
                 self._apply_limits(client)
             repaired.append("rate limits restored")
+        try:
+            repaired += self._check_ipv6()
+        except Exception:
+            # The IPv4 repairs above stand (and are reported); this is logged
+            # at every check until ip6tables works.
+            _log.failure("the LAN's IPv6 is not closed: netsuite cannot control ip6tables")
         return repaired
+
+    def _check_ipv6(self) -> List[str]:
+        if self.ipv6_active:
+            return [f"IPv6: {what}" for what in self.rules6.install()]
+        if self.ipv6 == "auto":
+            why = self.network.lan_ipv6()
+            if why is not None:  # added since the start (by odhcpd, say)
+                self._install_ipv6(why)
+                return [f"IPv6 rules installed: the LAN has IPv6 now ({why})"]
+        return []

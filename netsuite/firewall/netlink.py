@@ -7,6 +7,7 @@ netfilter switch. Blocking calls, made from the firewall's worker thread.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 from typing import List, Optional
@@ -16,6 +17,7 @@ from pyroute2 import IPRoute
 __all__ = ["KernelNetwork", "BRIDGE_NF_CALL"]
 
 BRIDGE_NF_CALL = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+IPV6_FORWARDING = "/proc/sys/net/ipv6/conf/all/forwarding"
 ROUTE_LOCAL = 2  # RTN_LOCAL
 
 
@@ -27,11 +29,32 @@ class KernelNetwork:
     """
 
     def __init__(self, lan_interface: str, mark: int = 1, table: int = 100,
-                 proc_sys: str = BRIDGE_NF_CALL) -> None:
+                 proc_sys: str = BRIDGE_NF_CALL, ipv6_forwarding: str = IPV6_FORWARDING) -> None:
         self.lan_interface = lan_interface
         self.mark = mark
         self.table = table
         self._bridge_nf_call = proc_sys
+        self._ipv6_forwarding = ipv6_forwarding
+
+    # IPv6 on the LAN
+
+    def lan_ipv6(self) -> Optional[str]:
+        """
+        Why the LAN has IPv6 (an address other than link-local on the LAN
+        interface, or net.ipv6.conf.all.forwarding = 1), or None.
+        """
+        with IPRoute() as ipr:
+            index = ipr.link_lookup(ifname=self.lan_interface)
+            found = ipr.get_addr(family=socket.AF_INET6, index=index[0]) if index else []
+        for entry in found:
+            address = ipaddress.IPv6Address(entry.get_attr("IFA_ADDRESS"))
+            if not address.is_link_local:
+                return f"{address} on {self.lan_interface}"
+        if os.path.exists(self._ipv6_forwarding):
+            with open(self._ipv6_forwarding) as f:
+                if f.read().strip() == "1":
+                    return "net.ipv6.conf.all.forwarding is 1"
+        return None
 
     # bridge netfilter
 

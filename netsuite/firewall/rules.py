@@ -14,8 +14,8 @@ from typing import Any, Dict, List, Tuple
 
 import attr
 
-__all__ = ["FirewallSettings", "Jump", "Rule", "ChainKey", "chains", "closed_chains",
-           "closed_jumps", "jumps", "set_names"]
+__all__ = ["FirewallSettings", "Jump", "Rule", "ChainKey", "chains", "chains6", "closed_chains",
+           "closed_chains6", "closed_jumps", "closed_jumps6", "jumps", "jumps6", "set_names"]
 
 Rule = Dict[str, Any]
 ChainKey = Tuple[str, str]
@@ -59,6 +59,10 @@ class FirewallSettings:
     nfqueue_num: int = -1
     nfqueue_ports: Tuple[int, ...] = ()
     nfqueue_bypass: bool = True
+    dhcpv6: bool = False
+
+    def chain6(self, name: str) -> str:
+        return f"{self.prefix}6-{name}"
 
     @property
     def auth_set(self) -> str:
@@ -292,3 +296,77 @@ def closed_chains(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
 
 def closed_jumps(s: FirewallSettings) -> List[Jump]:
     return [Jump("filter", "FORWARD", s.chain("FORWARD"))]
+
+
+# IPv6 (ip6tables, the same python-iptables calls with ipv6=True). No IPv6
+# authorization exists yet: every client is unauthorized, so the LAN's IPv6
+# is closed. The chains are where dual stack goes later: a rule for
+# authorized clients (a MAC-keyed set) RETURNs from NS6-FORWARD ahead of
+# the rejects, as NS-FORWARD's authorized rule does for IPv4.
+
+_ND_TYPES = ("128", "133", "134", "135", "136")
+"""echo request, router solicitation and advertisement, neighbour
+solicitation and advertisement"""
+
+
+def _refuse6(s: FirewallSettings) -> List[Rule]:
+    """
+    Refuse forwarded IPv6 from the LAN fast, so that clients fall back to
+    IPv4 at once: TCP with a reset, the rest with an ICMPv6 unreachable.
+    """
+    return [_from_lan(s, protocol="tcp", target=_reject_reset()),
+            _from_lan(s, target={"REJECT": {"reject-with": "icmp6-adm-prohibited"}})]
+
+
+def chains6(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
+    """
+    netsuite's ip6tables chains and their rules, in order (installed when
+    the LAN has IPv6). NS6-FORWARD: client to client left alone; towards
+    the LAN only the answers of allowed flows (nothing from the WAN opens
+    a flow to a client); from the LAN everything refused. NS6-INPUT: what a client needs to exist on
+    the link and reach the portal (neighbour discovery, echo, DHCPv6 if
+    served, DNS, the portal and lan_ports), the rest of the LAN dropped.
+    """
+    forward: List[Rule] = [
+        # Client to client (bridged: bridge-nf-call-ip6tables is 1 in every
+        # new namespace, and netsuite leaves it) is not netsuite's: as for
+        # IPv4, it goes on to the operator's rules.
+        {"in-interface": s.lan_interface, "out-interface": s.lan_interface,
+         "target": "RETURN"},
+        {"out-interface": s.lan_interface,
+         "conntrack": {"ctstate": "RELATED,ESTABLISHED"}, "target": "RETURN"},
+        {"out-interface": s.lan_interface, "target": "DROP"},
+    ] + _refuse6(s)
+    ap_input: List[Rule] = [
+        _from_lan(s, conntrack={"ctstate": "RELATED,ESTABLISHED"}, target="ACCEPT"),
+    ]
+    for icmp_type in _ND_TYPES:
+        ap_input.append(_from_lan(s, protocol="icmpv6", icmp6={"icmpv6-type": icmp_type},
+                                  target="ACCEPT"))
+    if s.dhcpv6:
+        ap_input.append(_from_lan(s, protocol="udp", udp={"dport": "547"}, target="ACCEPT"))
+    for port in sorted({53, s.dns_port}):
+        ap_input += [_from_lan(s, protocol="udp", udp={"dport": str(port)}, target="ACCEPT"),
+                     _from_lan(s, protocol="tcp", tcp=_tcp(port), target="ACCEPT")]
+    for port in ((s.portal_port,) if s.portal_port else ()) + s.lan_ports:
+        ap_input.append(_from_lan(s, protocol="tcp", tcp=_tcp(port), target="ACCEPT"))
+    ap_input.append(_from_lan(s, target="DROP"))
+    return {("filter", s.chain6("FORWARD")): forward,
+            ("filter", s.chain6("INPUT")): ap_input}
+
+
+def jumps6(s: FirewallSettings) -> List[Jump]:
+    return [Jump("filter", "FORWARD", s.chain6("FORWARD")),
+            Jump("filter", "INPUT", s.chain6("INPUT"))]
+
+
+def closed_chains6(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
+    """
+    What a clean stop leaves of IPv6: forwarded IPv6 from the LAN refused
+    (fast, as while running); the access point itself left alone.
+    """
+    return {("filter", s.chain6("FORWARD")): _refuse6(s)}
+
+
+def closed_jumps6(s: FirewallSettings) -> List[Jump]:
+    return [Jump("filter", "FORWARD", s.chain6("FORWARD"))]

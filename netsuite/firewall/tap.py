@@ -80,6 +80,11 @@ SECTION = {
                       "(empty: bus.socket_dir)"),
     "bridge_netfilter": Field(str, "fix", "on a bridge with bridge-nf-call-iptables=1: "
                               "fix (set 0) or refuse", one_of("fix", "refuse")),
+    "ipv6": Field(str, "auto", "close the LAN's IPv6 (ip6tables): auto (when the LAN has "
+                  "IPv6), on, or off (refused on a LAN that has IPv6)",
+                  one_of("auto", "on", "off")),
+    "dhcpv6": Field(bool, False, "DHCPv6 is served on the LAN: open udp/547 of the access "
+                    "point to IPv6 clients"),
 }
 
 
@@ -95,7 +100,8 @@ def settings_from_config(section: Any) -> FirewallSettings:
         block_smtp=section.block_smtp, smtp_ports=tuple(section.smtp_ports),
         tproxy_port=section.tproxy_port, tproxy_ports=tuple(section.tproxy_ports),
         tproxy_mark=section.tproxy_mark, nfqueue_num=section.nfqueue_num,
-        nfqueue_ports=tuple(section.nfqueue_ports), nfqueue_bypass=section.nfqueue_bypass)
+        nfqueue_ports=tuple(section.nfqueue_ports), nfqueue_bypass=section.nfqueue_bypass,
+        dhcpv6=section.dhcpv6)
 
 
 def check(config: Any) -> None:
@@ -138,6 +144,6 @@ def firewall_from_config(config: Any, reactor: Any) -> Any:
         keep_clients=section.keep_clients, bridge_netfilter=section.bridge_netfilter,
         lock_dir=section.lock_dir or config.bus.socket_dir,
         garden_ttl=(section.garden_min_ttl, section.garden_max_ttl),
-        garden_max_entries=section.garden_max_entries,
+        garden_max_entries=section.garden_max_entries, ipv6=section.ipv6,
         network=KernelNetwork(section.lan_interface, section.tproxy_mark,
                               section.tproxy_table))

@@ -353,10 +353,10 @@ class KernelFirewallTests(FirewallContract, TestCase):
         self.settings = FirewallSettings("br-lan", "wan0", LAN, portal_port=8080)
         self.locks = self.mktemp()
 
-    def make(self, keep_clients=False, shaper=None, garden_max_entries=4096):
+    def make(self, keep_clients=False, shaper=None, garden_max_entries=4096, ipv6="auto"):
         firewall = KernelFirewall(self.settings, self.runner, reactor, shaper=shaper,
                                   keep_clients=keep_clients, lock_dir=self.locks,
-                                  garden_max_entries=garden_max_entries)
+                                  garden_max_entries=garden_max_entries, ipv6=ipv6)
         self.addCleanup(lambda: firewall.stop() if not keep_clients else None)
         self.addCleanup(firewall.remove)  # runs after the stop
         return firewall.start().addCallback(lambda _: firewall)
@@ -438,6 +438,51 @@ class KernelFirewallTests(FirewallContract, TestCase):
                           saved)
             yield firewall.stop()
             yield firewall.remove()
+
+    def rules6(self):
+        saved = in_netns(self.ns, "ip6tables-legacy-save")
+        return [line for line in saved.splitlines() if line.startswith(("-A", ":NS"))]
+
+    @inlineCallbacks
+    def test_ipv6_rules_in_kernel(self):
+        """
+        A LAN without IPv6 gets no IPv6 rule. Once br-lan has a global
+        IPv6 address, the start installs the IPv6 chains, a check finds
+        nothing to repair, and restores a hand flush of the ip6 filter
+        table; a clean stop leaves the LAN's forwarded IPv6 refused,
+        remove() takes it out. "off" is refused on that LAN.
+        """
+        firewall = yield self.make()
+        self.assertEqual(self.rules6(), [])
+        yield firewall.stop()
+        in_netns(self.ns, "ip", "addr", "add", "2001:db8:89::1/64", "dev", "br-lan", "nodad")
+        refused = KernelFirewall(self.settings, self.runner, reactor, lock_dir=self.locks,
+                                 ipv6="off")
+        failure = yield self.assertFailure(refused.start(), Exception)
+        self.assertIn("the LAN has IPv6 (2001:db8:89::1 on br-lan)", str(failure))
+        firewall = yield self.make()
+        running = self.rules6()
+        self.assertIn("-A FORWARD -j NS6-FORWARD", running)
+        self.assertIn("-A INPUT -j NS6-INPUT", running)
+        self.assertIn("-A NS6-FORWARD -i br-lan -p tcp -j REJECT --reject-with tcp-reset",
+                      running)
+        self.assertIn("-A NS6-FORWARD -i br-lan -j REJECT --reject-with icmp6-adm-prohibited",
+                      running)
+        self.assertIn("-A NS6-INPUT -i br-lan -p ipv6-icmp -m icmp6 --icmpv6-type 135 "
+                      "-j ACCEPT", running)
+        self.assertIn("-A NS6-INPUT -i br-lan -p tcp -m tcp --dport 8080 -j ACCEPT", running)
+        self.assertEqual((yield firewall.check()), [])
+        in_netns(self.ns, "ip6tables-legacy", "-F")
+        self.assertTrue(all("IPv6" in what for what in (yield firewall.check())))
+        self.assertEqual(self.rules6(), running)
+        self.assertEqual((yield firewall.check()), [])
+        yield firewall.stop()
+        self.assertEqual(sorted(self.rules6()), sorted([
+            ":NS6-FORWARD - [0:0]", "-A FORWARD -j NS6-FORWARD",
+            "-A NS6-FORWARD -i br-lan -p tcp -j REJECT --reject-with tcp-reset",
+            "-A NS6-FORWARD -i br-lan -j REJECT --reject-with icmp6-adm-prohibited"]))
+        yield firewall.remove()
+        self.assertEqual(self.rules6(), [])
 
     @inlineCallbacks
     def test_bridge_netfilter(self):

@@ -46,8 +46,29 @@ class FakeSets:
 
 
 class FakeRules:
+    def __init__(self):
+        self.installs = 0
+        self.closes = 0
+
     def install(self):
+        self.installs += 1
         return []
+
+    def close(self):
+        self.closes += 1
+
+
+class FakeNetwork:
+    """The LAN's IPv6 (why it has it, or None); not a bridge."""
+
+    def __init__(self, ipv6=None):
+        self.ipv6 = ipv6
+
+    def lan_ipv6(self):
+        return self.ipv6
+
+    def bridge_nf_call_iptables(self):
+        return None
 
 
 class FailingSets(FakeSets):
@@ -59,7 +80,7 @@ class CheckTests(SynchronousTestCase):
     def setUp(self):
         self.runner = HeldRunner()
         self.firewall = KernelFirewall(FirewallSettings("br-lan", "wan0", LAN), self.runner,
-                                       Clock(), lock_dir=self.mktemp())
+                                       Clock(), lock_dir=self.mktemp(), network=FakeNetwork())
         self.firewall.sets = FakeSets()
         self.firewall.rules = FakeRules()
 
@@ -134,7 +155,8 @@ class GardenBatchTests(SynchronousTestCase):
         self.runner = HeldRunner()
         self.clock = Clock()
         self.firewall = KernelFirewall(FirewallSettings("br-lan", "wan0", LAN), self.runner,
-                                       self.clock, lock_dir=self.mktemp())
+                                       self.clock, lock_dir=self.mktemp(),
+                                       network=FakeNetwork())
         self.firewall.sets = GardenSets()
 
     def test_adds_batched(self):
@@ -181,3 +203,147 @@ class GardenBatchTests(SynchronousTestCase):
         self.firewall.sets.fail = False
         self.firewall._garden_writes.flush()
         self.assertEqual(self.runner.calls, [])
+
+
+class StartSets(FakeSets):
+    """No set in the kernel yet."""
+
+    garden = "ns-garden"
+
+    def exists(self, name):
+        return False
+
+    def close(self):
+        pass
+
+
+class IPv6StartTests(SynchronousTestCase):
+    """
+    Whether the IPv6 rules go in (firewall.ipv6 and the LAN's IPv6), and
+    the refusals, with fake rules and a fake network (no kernel).
+    """
+
+    def make(self, mode="auto", lan_ipv6="2001:db8:89::1 on br-lan"):
+        self.runner = HeldRunner()
+        firewall = KernelFirewall(FirewallSettings("br-lan", "wan0", LAN), self.runner,
+                                  Clock(), lock_dir=self.mktemp(), network=FakeNetwork(lan_ipv6),
+                                  ipv6=mode)
+        firewall.sets = StartSets()
+        firewall.rules = FakeRules()
+        firewall.rules6 = FakeRules()
+        return firewall
+
+    def start(self, firewall):
+        started = firewall.start()
+        self.runner.run_next()
+        return started
+
+    def test_auto(self):
+        """
+        With "auto" the IPv6 rules go in when the LAN has IPv6, and not
+        when it has none.
+        """
+        with_ipv6 = self.make()
+        self.successResultOf(self.start(with_ipv6))
+        self.assertEqual((with_ipv6.rules6.installs, with_ipv6.ipv6_active), (1, True))
+        without = self.make(lan_ipv6=None)
+        self.successResultOf(self.start(without))
+        self.assertEqual((without.rules6.installs, without.ipv6_active), (0, False))
+
+    def test_on(self):
+        """
+        With "on" the IPv6 rules go in on a LAN without IPv6 too.
+        """
+        firewall = self.make("on", lan_ipv6=None)
+        self.successResultOf(self.start(firewall))
+        self.assertEqual(firewall.rules6.installs, 1)
+
+    def test_off_refused_on_ipv6_lan(self):
+        """
+        "off" on a LAN that has IPv6 refuses to start, saying why, before
+        any rule goes in; on a LAN without IPv6 it starts without them.
+        """
+        from netsuite.firewall.interfaces import FirewallError
+        firewall = self.make("off")
+        failure = self.failureResultOf(self.start(firewall), FirewallError)
+        self.assertIn('firewall.ipv6 is "off" but the LAN has IPv6 (2001:db8:89::1 on br-lan)',
+                      str(failure.value))
+        self.assertEqual((firewall.rules.installs, firewall.rules6.installs), (0, 0))
+        self.assertFalse(firewall.owner.held)
+        fine = self.make("off", lan_ipv6=None)
+        self.successResultOf(self.start(fine))
+        self.assertEqual((fine.rules.installs, fine.rules6.installs), (1, 0))
+
+    def test_refused_without_ip6tables(self):
+        """
+        When the LAN has IPv6 and ip6tables cannot be controlled (libiptc
+        fails: no ip6_tables module), the start is refused with a message
+        naming the cause, before any IPv4 rule goes in, and the namespace's
+        lock is let go.
+        """
+        from iptc.ip4tc import IPTCError
+        from netsuite.firewall.interfaces import FirewallError
+
+        class NoIp6tables(FakeRules):
+            def install(self):
+                raise IPTCError("can't initialize ip6tables table `filter': "
+                                "Table does not exist (do you need to insmod?)")
+        firewall = self.make()
+        firewall.rules6 = NoIp6tables()
+        failure = self.failureResultOf(self.start(firewall), FirewallError)
+        message = str(failure.value)
+        self.assertIn("the LAN has IPv6 (2001:db8:89::1 on br-lan) but netsuite cannot "
+                      "control ip6tables (IPTCError: can't initialize ip6tables table", message)
+        self.assertIn("refusing to start", message)
+        self.assertEqual(firewall.rules.installs, 0)
+        self.assertFalse(firewall.ipv6_active)
+        self.assertFalse(firewall.owner.held)
+
+    def test_check_covers_ipv6(self):
+        """
+        The periodic check repairs the IPv6 rules once they are in; with
+        "auto" it installs them when IPv6 appears on the LAN after the
+        start (an address added by another daemon).
+        """
+        firewall = self.make(lan_ipv6=None)
+        self.successResultOf(self.start(firewall))
+        checked = firewall.check()
+        self.runner.run_next()
+        self.assertEqual(self.successResultOf(checked), [])
+        self.assertEqual(firewall.rules6.installs, 0)
+        firewall.network.ipv6 = "2001:db8:89::1 on br-lan"
+        checked = firewall.check()
+        self.runner.run_next()
+        self.assertEqual(self.successResultOf(checked), [
+            "IPv6 rules installed: the LAN has IPv6 now (2001:db8:89::1 on br-lan)"])
+        firewall.rules6.install = lambda: ["chain filter/NS6-FORWARD has other rules"]
+        checked = firewall.check()
+        self.runner.run_next()
+        self.assertEqual(self.successResultOf(checked),
+                         ["IPv6: chain filter/NS6-FORWARD has other rules"])
+
+    def test_check_without_ip6tables(self):
+        """
+        When IPv6 appears on the LAN and ip6tables cannot be controlled,
+        the check still makes (and reports) its IPv4 repairs, and logs the
+        failure naming the cause, at every check.
+        """
+        from iptc.ip4tc import IPTCError
+        from netsuite.firewall.interfaces import FirewallError
+        firewall = self.make(lan_ipv6=None)
+        self.successResultOf(self.start(firewall))
+        firewall.network.ipv6 = "net.ipv6.conf.all.forwarding is 1"
+        firewall.rules.install = lambda: ["chain filter/NS-FORWARD has other rules"]
+
+        def refuse():
+            raise IPTCError("can't initialize ip6tables table `filter'")
+        firewall.rules6.install = refuse
+        for _ in range(2):
+            checked = firewall.check()
+            self.runner.run_next()
+            self.assertEqual(self.successResultOf(checked),
+                             ["chain filter/NS-FORWARD has other rules"])
+            [failure] = self.flushLoggedErrors(FirewallError)
+            self.assertIn("the LAN has IPv6 (net.ipv6.conf.all.forwarding is 1) but netsuite "
+                          "cannot control ip6tables (IPTCError", str(failure.value))
+        self.assertFalse(firewall.ipv6_active)

@@ -6,8 +6,8 @@ import ipaddress
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from netsuite.firewall.rules import (FirewallSettings, Jump, chains, closed_chains,
-                                     closed_jumps, jumps)
+from netsuite.firewall.rules import (FirewallSettings, Jump, chains, chains6, closed_chains,
+                                     closed_chains6, closed_jumps, closed_jumps6, jumps, jumps6)
 
 LAN = ipaddress.IPv4Network("10.89.0.0/24")
 
@@ -280,3 +280,70 @@ class ChainsTests(SynchronousTestCase):
                  and r["tcp"]["dport"] not in ("53",)]
         self.assertEqual(ports, ["5280", "8443"])
         self.assertEqual(ap_input[-1]["target"], "DROP")
+
+
+RESET = {"REJECT": {"reject-with": "tcp-reset"}}
+PROHIBITED = {"REJECT": {"reject-with": "icmp6-adm-prohibited"}}
+
+
+class Chains6Tests(SynchronousTestCase):
+    """
+    The IPv6 rules: the LAN's IPv6 closed (nobody is authorized for IPv6).
+    """
+
+    def test_forward(self):
+        """
+        Client to client (bridged, or back out of the LAN) is returned to
+        the operator's rules, as for IPv4; towards the LAN only the answers
+        of allowed flows (the rest dropped);
+        from the LAN, TCP reset and the rest refused with an ICMPv6
+        unreachable, so that clients fall back to IPv4 at once. Nothing is
+        ACCEPTed.
+        """
+        forward = chains6(minimal(portal_port=8080))[("filter", "NS6-FORWARD")]
+        self.assertEqual(forward, [
+            {"in-interface": "br-lan", "out-interface": "br-lan", "target": "RETURN"},
+            {"out-interface": "br-lan", "conntrack": {"ctstate": "RELATED,ESTABLISHED"},
+             "target": "RETURN"},
+            {"out-interface": "br-lan", "target": "DROP"},
+            {"protocol": "tcp", "in-interface": "br-lan", "target": RESET},
+            {"in-interface": "br-lan", "target": PROHIBITED}])
+
+    def test_input(self):
+        """
+        From the LAN the access point accepts established flows, neighbour
+        discovery, router solicitation and echo, DNS (53 and dns_port), the
+        portal and lan_ports; DHCPv6 only when served; the rest dropped.
+        """
+        ap_input = chains6(minimal(portal_port=8080, dns_port=5353, lan_ports=(8443,)))[
+            ("filter", "NS6-INPUT")]
+        self.assertTrue(all(rule["in-interface"] == "br-lan" for rule in ap_input))
+        self.assertEqual(ap_input[0]["conntrack"], {"ctstate": "RELATED,ESTABLISHED"})
+        self.assertEqual([r["icmp6"]["icmpv6-type"] for r in ap_input if "icmp6" in r],
+                         ["128", "133", "134", "135", "136"])
+        accepted = [(r["protocol"], r[r["protocol"]]["dport"]) for r in ap_input
+                    if r.get("protocol") in ("tcp", "udp")]
+        self.assertEqual(accepted, [("udp", "53"), ("tcp", "53"), ("udp", "5353"),
+                                    ("tcp", "5353"), ("tcp", "8080"), ("tcp", "8443")])
+        self.assertEqual(ap_input[-1], {"in-interface": "br-lan", "target": "DROP"})
+        self.assertEqual(targets(ap_input)[:-1], ["ACCEPT"] * (len(ap_input) - 1))
+        served = chains6(minimal(dhcpv6=True))[("filter", "NS6-INPUT")]
+        self.assertIn({"protocol": "udp", "in-interface": "br-lan", "udp": {"dport": "547"},
+                       "target": "ACCEPT"}, served)
+        self.assertNotIn("547", str(ap_input))
+
+    def test_jumps_and_closed(self):
+        """
+        One jump from FORWARD and INPUT each; a clean stop leaves the
+        LAN's forwarded IPv6 refused as while running, and the access
+        point alone.
+        """
+        s = minimal(prefix="AP2")
+        self.assertEqual(set(chains6(s)), {("filter", "AP26-FORWARD"),
+                                           ("filter", "AP26-INPUT")})
+        self.assertEqual(jumps6(s), [Jump("filter", "FORWARD", "AP26-FORWARD"),
+                                     Jump("filter", "INPUT", "AP26-INPUT")])
+        self.assertEqual(closed_chains6(s), {("filter", "AP26-FORWARD"): [
+            {"protocol": "tcp", "in-interface": "br-lan", "target": RESET},
+            {"in-interface": "br-lan", "target": PROHIBITED}]})
+        self.assertEqual(closed_jumps6(s), [Jump("filter", "FORWARD", "AP26-FORWARD")])
