@@ -4,6 +4,7 @@ a long time, in a lab; does memory grow, does anything fail, how slow was
 the slowest answer?
 
     bench/soak.sh [--duration SECONDS] [--warmup SECONDS] [--sample SECONDS]
+                  [--lab PREFIX] [--tmp-prefix PREFIX]
     (or .venv/bin/python bench/soak.py; --quick: 60 s)
 
 Needs root, perfdhcp (Debian package kea-admin), curl-free: the portal
@@ -30,7 +31,10 @@ stays inside it.
    steady size) to the last.
 
 Errors: DHCP exchanges without an ACK (perfdhcp drops), portal answers
-with a wrong status or body or a socket error, per kind; error/critical
+with a wrong status or body or a socket error, per kind (each portal
+answer that is not 2xx/3xx is printed with its time, client and page
+reason, and counted by reason in the SUMMARY line's
+C{portal_not_2xx_3xx}, JSON); error/critical
 lines in netsuite's log; listener errors and time-outs of the hook's
 mailboxes (/system/mailboxes). Target: RSS growth under 5 %, zero errors.
 The last line is a machine-readable SUMMARY.
@@ -64,6 +68,7 @@ MACS = 3000
 MAC_BASE = "00:0c:05:00:00:00"
 CHUNK = 30
 HOOKED = ("/dhcp/lookup", "/firewall/authorize")
+CLIENTS = ("c2", "c3")
 UPSTREAM_BODY = "the internet"
 PYTHON = sys.executable
 
@@ -251,7 +256,7 @@ def mailbox_errors(sockets: str) -> Dict[str, Dict[str, int]]:
 
 
 def soak(args: argparse.Namespace, tmp: str) -> Dict[str, Any]:
-    lab = Lab(f"nsbsk{os.getpid()}", clients=3)
+    lab = Lab(f"{args.lab}{os.getpid()}", clients=3)
     children: List[Child] = []
     upstream = None
     try:
@@ -290,7 +295,7 @@ def soak(args: argparse.Namespace, tmp: str) -> Dict[str, Any]:
                                  portal, f"http://{lab.internet}/", str(args.duration)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              cwd=ROOT)
-                   for c in ("c2", "c3")]
+                   for c in CLIENTS]
         samples: List[Tuple[float, int]] = []
         while time.monotonic() < end:
             value = rss_kib(daemon.pid)
@@ -303,7 +308,7 @@ def soak(args: argparse.Namespace, tmp: str) -> Dict[str, Any]:
             time.sleep(min(args.sample, max(0.0, end - time.monotonic())))
         samples.append((time.monotonic() - began, rss_kib(daemon.pid) or 0))
         portal_stats: Dict[str, Any] = {}
-        for client in clients:
+        for name, client in zip(CLIENTS, clients):
             out, err = client.communicate(timeout=60)
             try:
                 stats = json.loads(out.strip().splitlines()[-1])
@@ -312,11 +317,16 @@ def soak(args: argparse.Namespace, tmp: str) -> Dict[str, Any]:
                                     "first_errors": [err[-300:]]}}
             for kind, s in stats.items():
                 total = portal_stats.setdefault(kind, {"count": 0, "errors": 0,
-                                                       "slowest_ms": 0.0, "first_errors": []})
+                                                       "slowest_ms": 0.0, "first_errors": [],
+                                                       "reasons": {}, "answers": []})
                 total["count"] += s["count"]
                 total["errors"] += s["errors"]
                 total["slowest_ms"] = max(total["slowest_ms"], s["slowest_ms"])
                 total["first_errors"] += s["first_errors"][:5 - len(total["first_errors"])]
+                for why, n in s.get("reasons", {}).items():
+                    total["reasons"][why] = total["reasons"].get(why, 0) + n
+                total["answers"] += [[at, name, why]
+                                     for at, why in s.get("answers", [])]
         dhcp.join(timeout=CHUNK + 60)
         hooks = mailbox_errors(sockets)
         hook.stop(grace=5)
@@ -353,11 +363,16 @@ def report(args: argparse.Namespace, r: Dict[str, Any]) -> int:
     log(f"DHCP: {d['exchanges']} exchanges, {d['acked']} acked, errors {d['errors']}, "
         f"slowest {d['slowest_ms']:.1f} ms, p99 DO {d['p99_ms']['DISCOVER-OFFER']:.1f} ms "
         f"RA {d['p99_ms']['REQUEST-ACK']:.1f} ms {d['failures'] or ''}")
+    reasons: Dict[str, int] = {}
     for kind, s in sorted(r["portal"].items()):
         errors[f"portal-{kind}"] = s["errors"]
         slowest[f"portal-{kind}"] = s["slowest_ms"]
         log(f"portal {kind}: {s['count']} answers, errors {s['errors']}, slowest "
             f"{s['slowest_ms']:.1f} ms {s['first_errors'] or ''}")
+        for at, client, why in sorted(s.get("answers", [])):
+            log(f"  {kind} at t={at:.1f} s from {client}: {why}")
+        for why, n in s.get("reasons", {}).items():
+            reasons[why] = reasons.get(why, 0) + n
     for path, counts in sorted(r["hooks"].items()):
         errors[f"hook{path}"] = counts.get("errors", 0) + counts.get("timeouts", 0)
         log(f"hook {path}: {r['hook_calls'].get(path, '?')} calls, listener errors "
@@ -377,7 +392,7 @@ def report(args: argparse.Namespace, r: Dict[str, Any]) -> int:
         f"rss_growth_pct={growth:.2f} errors={total} slowest_ms={worst:.1f} "
         f"dhcp_exchanges={d['exchanges']} portal_cycles={r['portal'].get('logout', {}).get('count', 0)} "
         f"hook_calls={sum(v for v in r['hook_calls'].values() if isinstance(v, int))} "
-        f"pass={int(ok)}")
+        f"pass={int(ok)} portal_not_2xx_3xx={json.dumps(reasons, sort_keys=True)}")
     return 0 if ok else 1
 
 
@@ -389,6 +404,10 @@ def main() -> int:
     parser.add_argument("--sample", type=float, default=5.0, help="seconds between RSS samples")
     parser.add_argument("--rate", type=int, default=20, help="DHCP exchanges per second")
     parser.add_argument("--quick", action="store_true", help="60 s")
+    parser.add_argument("--lab", default="nsbsk",
+                        help="the lab's name prefix (nsbsk), its pid appended")
+    parser.add_argument("--tmp-prefix", default="nsbsoak-",
+                        help="the temporary directory's name prefix (nsbsoak-)")
     args = parser.parse_args()
     if args.quick:
         args.duration = 60.0
@@ -405,7 +424,7 @@ def main() -> int:
     log(f"Soak: all-in-one netsuite, {args.duration:.0f} s, DHCP {args.rate}/s over {MACS} "
         f"MACs ({LEASE_TIME} s leases), 2 portal clients looping, hooks on "
         f"{', '.join(HOOKED)}; RSS every {args.sample:.0f} s, growth after {args.warmup:.0f} s")
-    tmp = tempfile.mkdtemp(prefix="nsbsoak-")
+    tmp = tempfile.mkdtemp(prefix=args.tmp_prefix)
     try:
         return report(args, soak(args, tmp))
     finally:
