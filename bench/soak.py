@@ -34,7 +34,8 @@ Errors: DHCP exchanges without an ACK (perfdhcp drops), portal answers
 with a wrong status or body or a socket error, per kind (each portal
 answer that is not 2xx/3xx is printed with its time, client and page
 reason, and counted by reason in the SUMMARY line's
-C{portal_not_2xx_3xx}, JSON); error/critical
+C{portal_not_2xx_3xx}, JSON, the rest of the line; C{mac_late} counts the logins whose MAC the
+portal found only on a further look at the neighbour table); error/critical
 lines in netsuite's log; listener errors and time-outs of the hook's
 mailboxes (/system/mailboxes). Target: RSS growth under 5 %, zero errors.
 The last line is a machine-readable SUMMARY.
@@ -197,10 +198,14 @@ def _quantile(values: List[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
+MAC_LATE = "the MAC of {ip} found on look"
+"""How netsuite's log line starts when a login's MAC took a further look."""
+
+
 def log_counts(path: str) -> Tuple[Dict[str, int], List[str], List[str]]:
     """
-    Lines of netsuite's JSON log by level; the first error events; the
-    first warnings' formats.
+    Lines of netsuite's JSON log by level (and C{"mac-late"}: the
+    L{MAC_LATE} lines); the first error events; the first warnings' formats.
     """
     counts: Dict[str, int] = {}
     errors: List[str] = []
@@ -220,6 +225,8 @@ def log_counts(path: str) -> Tuple[Dict[str, int], List[str], List[str]]:
             level = level.get("name")
         level = str(level)
         counts[level] = counts.get(level, 0) + 1
+        if str(event.get("log_format", "")).startswith(MAC_LATE):
+            counts["mac-late"] = counts.get("mac-late", 0) + 1
         if level in ("error", "critical") and len(errors) < 5:
             # the whole event: its failure's traceback says where
             errors.append(json.dumps({k: v for k, v in event.items()
@@ -392,7 +399,7 @@ def report(args: argparse.Namespace, r: Dict[str, Any]) -> int:
         f"rss_growth_pct={growth:.2f} errors={total} slowest_ms={worst:.1f} "
         f"dhcp_exchanges={d['exchanges']} portal_cycles={r['portal'].get('logout', {}).get('count', 0)} "
         f"hook_calls={sum(v for v in r['hook_calls'].values() if isinstance(v, int))} "
-        f"pass={int(ok)} portal_not_2xx_3xx={json.dumps(reasons, sort_keys=True)}")
+        f"pass={int(ok)} mac_late={r['levels'].get('mac-late', 0)} portal_not_2xx_3xx={json.dumps(reasons, sort_keys=True)}")
     return 0 if ok else 1
 
 
