@@ -230,7 +230,8 @@ def log_counts(path: str) -> Tuple[Dict[str, int], List[str], List[str]]:
         if level in ("error", "critical") and len(errors) < 5:
             # the whole event: its failure's traceback says where
             errors.append(json.dumps({k: v for k, v in event.items()
-                                      if k in ("log_format", "log_namespace", "log_failure",
+                                      if k in ("log_time", "log_format", "log_namespace",
+                                               "log_failure",
                                                "log_text", "observer", "text")})[:3000])
         elif level == "warn" and len(warnings) < 5:
             warnings.append(str(event.get("log_format"))[:300])
@@ -294,6 +295,7 @@ def soak(args: argparse.Namespace, tmp: str) -> Dict[str, Any]:
         hook.wait_for_line("^ready", 30)
 
         began = time.monotonic()
+        log(f"  load started at {time.time():.1f} (the log's log_time)")
         end = began + args.duration
         dhcp = Dhcp(lab, args.rate, end)
         dhcp.start()
