@@ -401,7 +401,8 @@ def report(args: argparse.Namespace, r: Dict[str, Any]) -> int:
         f"rss_growth_pct={growth:.2f} errors={total} slowest_ms={worst:.1f} "
         f"dhcp_exchanges={d['exchanges']} portal_cycles={r['portal'].get('logout', {}).get('count', 0)} "
         f"hook_calls={sum(v for v in r['hook_calls'].values() if isinstance(v, int))} "
-        f"pass={int(ok)} mac_late={r['levels'].get('mac-late', 0)} portal_not_2xx_3xx={json.dumps(reasons, sort_keys=True)}")
+        f"pass={int(ok)} mac_late={r['levels'].get('mac-late', 0)} "
+        f"portal_not_2xx_3xx={json.dumps(reasons, sort_keys=True)}")
     return 0 if ok else 1
 
 
