@@ -4,8 +4,12 @@ SECONDS have passed, over and over: an upstream GET (redirected to the
 portal: 307), the login page, the login form (303), the upstream GET
 again (200, the upstream's body), the logout (303). Every answer is
 timed; a wrong status, a wrong body or a socket error counts as an error
-of that kind. At the end one JSON line: per kind, the count, errors, the
-slowest answer in ms, and the first few error texts.
+of that kind. An answer that is not 2xx/3xx is noted with its page's
+reason (its title and first paragraph, e.g. "503 Cannot connect: Your
+device could not be identified..."). At the end one JSON line: per kind,
+the count, errors, the slowest answer in ms, the first few error texts,
+the count of such answers by reason, and the first 200 of them (seconds
+since the start, reason).
 
     python bench/_soak_client.py PORTAL_URL UPSTREAM_URL SECONDS [PAUSE]
 """
@@ -19,6 +23,18 @@ import urllib.parse
 
 KINDS = ("redirect", "login-page", "login", "upstream", "logout")
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+TITLE = re.compile(r"<title>(.*?)</title>", re.S)
+PARAGRAPH = re.compile(r"<p[^>]*>(.*?)</p>", re.S)
+TAG = re.compile(r"<[^>]+>")
+NOTED = 200
+
+
+def reason(status, text):
+    """A page's reason: C{"503 Cannot connect: Your device could not..."}."""
+    title = TITLE.search(text)
+    paragraph = PARAGRAPH.search(text)
+    words = [TAG.sub("", m.group(1)).strip() for m in (title, paragraph) if m]
+    return " ".join(f"{status} {': '.join(w for w in words if w)}".split())[:160]
 
 
 class Fail(Exception):
@@ -52,13 +68,21 @@ def cookies_of(headers, jar):
 
 
 def main(portal, upstream, seconds, pause):
-    stats = {k: {"count": 0, "errors": 0, "slowest_ms": 0.0, "first_errors": []}
+    stats = {k: {"count": 0, "errors": 0, "slowest_ms": 0.0, "first_errors": [],
+                 "reasons": {}, "answers": []}
              for k in KINDS}
+    began_all = time.monotonic()
 
     def timed(kind, check, *args, **kw):
         began = time.monotonic()
         try:
             result = request(*args, **kw)
+            if not 200 <= result[0] < 400:
+                why = reason(result[0], result[2])
+                s = stats[kind]
+                s["reasons"][why] = s["reasons"].get(why, 0) + 1
+                if len(s["answers"]) < NOTED:
+                    s["answers"].append([round(time.monotonic() - began_all, 3), why])
             check(result)
         except (OSError, http.client.HTTPException, Fail) as e:
             stats[kind]["errors"] += 1

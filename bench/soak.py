@@ -4,6 +4,7 @@ a long time, in a lab; does memory grow, does anything fail, how slow was
 the slowest answer?
 
     bench/soak.sh [--duration SECONDS] [--warmup SECONDS] [--sample SECONDS]
+                  [--lab PREFIX] [--tmp-prefix PREFIX]
     (or .venv/bin/python bench/soak.py; --quick: 60 s)
 
 Needs root, perfdhcp (Debian package kea-admin), curl-free: the portal
@@ -30,7 +31,11 @@ stays inside it.
    steady size) to the last.
 
 Errors: DHCP exchanges without an ACK (perfdhcp drops), portal answers
-with a wrong status or body or a socket error, per kind; error/critical
+with a wrong status or body or a socket error, per kind (each portal
+answer that is not 2xx/3xx is printed with its time, client and page
+reason, and counted by reason in the SUMMARY line's
+C{portal_not_2xx_3xx}, JSON, the rest of the line; C{mac_late} counts the logins whose MAC the
+portal found only on a further look at the neighbour table); error/critical
 lines in netsuite's log; listener errors and time-outs of the hook's
 mailboxes (/system/mailboxes). Target: RSS growth under 5 %, zero errors.
 The last line is a machine-readable SUMMARY.
@@ -64,6 +69,7 @@ MACS = 3000
 MAC_BASE = "00:0c:05:00:00:00"
 CHUNK = 30
 HOOKED = ("/dhcp/lookup", "/firewall/authorize")
+CLIENTS = ("c2", "c3")
 UPSTREAM_BODY = "the internet"
 PYTHON = sys.executable
 
@@ -192,10 +198,14 @@ def _quantile(values: List[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
+MAC_LATE = "the MAC of {ip} found on look"
+"""How netsuite's log line starts when a login's MAC took a further look."""
+
+
 def log_counts(path: str) -> Tuple[Dict[str, int], List[str], List[str]]:
     """
-    Lines of netsuite's JSON log by level; the first error events; the
-    first warnings' formats.
+    Lines of netsuite's JSON log by level (and C{"mac-late"}: the
+    L{MAC_LATE} lines); the first error events; the first warnings' formats.
     """
     counts: Dict[str, int] = {}
     errors: List[str] = []
@@ -215,10 +225,13 @@ def log_counts(path: str) -> Tuple[Dict[str, int], List[str], List[str]]:
             level = level.get("name")
         level = str(level)
         counts[level] = counts.get(level, 0) + 1
+        if str(event.get("log_format", "")).startswith(MAC_LATE):
+            counts["mac-late"] = counts.get("mac-late", 0) + 1
         if level in ("error", "critical") and len(errors) < 5:
             # the whole event: its failure's traceback says where
             errors.append(json.dumps({k: v for k, v in event.items()
-                                      if k in ("log_format", "log_namespace", "log_failure",
+                                      if k in ("log_time", "log_format", "log_namespace",
+                                               "log_failure",
                                                "log_text", "observer", "text")})[:3000])
         elif level == "warn" and len(warnings) < 5:
             warnings.append(str(event.get("log_format"))[:300])
@@ -251,7 +264,7 @@ def mailbox_errors(sockets: str) -> Dict[str, Dict[str, int]]:
 
 
 def soak(args: argparse.Namespace, tmp: str) -> Dict[str, Any]:
-    lab = Lab(f"nsbsk{os.getpid()}", clients=3)
+    lab = Lab(f"{args.lab}{os.getpid()}", clients=3)
     children: List[Child] = []
     upstream = None
     try:
@@ -282,6 +295,7 @@ def soak(args: argparse.Namespace, tmp: str) -> Dict[str, Any]:
         hook.wait_for_line("^ready", 30)
 
         began = time.monotonic()
+        log(f"  load started at {time.time():.1f} (the log's log_time)")
         end = began + args.duration
         dhcp = Dhcp(lab, args.rate, end)
         dhcp.start()
@@ -290,7 +304,7 @@ def soak(args: argparse.Namespace, tmp: str) -> Dict[str, Any]:
                                  portal, f"http://{lab.internet}/", str(args.duration)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              cwd=ROOT)
-                   for c in ("c2", "c3")]
+                   for c in CLIENTS]
         samples: List[Tuple[float, int]] = []
         while time.monotonic() < end:
             value = rss_kib(daemon.pid)
@@ -303,7 +317,7 @@ def soak(args: argparse.Namespace, tmp: str) -> Dict[str, Any]:
             time.sleep(min(args.sample, max(0.0, end - time.monotonic())))
         samples.append((time.monotonic() - began, rss_kib(daemon.pid) or 0))
         portal_stats: Dict[str, Any] = {}
-        for client in clients:
+        for name, client in zip(CLIENTS, clients):
             out, err = client.communicate(timeout=60)
             try:
                 stats = json.loads(out.strip().splitlines()[-1])
@@ -312,11 +326,16 @@ def soak(args: argparse.Namespace, tmp: str) -> Dict[str, Any]:
                                     "first_errors": [err[-300:]]}}
             for kind, s in stats.items():
                 total = portal_stats.setdefault(kind, {"count": 0, "errors": 0,
-                                                       "slowest_ms": 0.0, "first_errors": []})
+                                                       "slowest_ms": 0.0, "first_errors": [],
+                                                       "reasons": {}, "answers": []})
                 total["count"] += s["count"]
                 total["errors"] += s["errors"]
                 total["slowest_ms"] = max(total["slowest_ms"], s["slowest_ms"])
                 total["first_errors"] += s["first_errors"][:5 - len(total["first_errors"])]
+                for why, n in s.get("reasons", {}).items():
+                    total["reasons"][why] = total["reasons"].get(why, 0) + n
+                total["answers"] += [[at, name, why]
+                                     for at, why in s.get("answers", [])]
         dhcp.join(timeout=CHUNK + 60)
         hooks = mailbox_errors(sockets)
         hook.stop(grace=5)
@@ -353,11 +372,16 @@ def report(args: argparse.Namespace, r: Dict[str, Any]) -> int:
     log(f"DHCP: {d['exchanges']} exchanges, {d['acked']} acked, errors {d['errors']}, "
         f"slowest {d['slowest_ms']:.1f} ms, p99 DO {d['p99_ms']['DISCOVER-OFFER']:.1f} ms "
         f"RA {d['p99_ms']['REQUEST-ACK']:.1f} ms {d['failures'] or ''}")
+    reasons: Dict[str, int] = {}
     for kind, s in sorted(r["portal"].items()):
         errors[f"portal-{kind}"] = s["errors"]
         slowest[f"portal-{kind}"] = s["slowest_ms"]
         log(f"portal {kind}: {s['count']} answers, errors {s['errors']}, slowest "
             f"{s['slowest_ms']:.1f} ms {s['first_errors'] or ''}")
+        for at, client, why in sorted(s.get("answers", [])):
+            log(f"  {kind} at t={at:.1f} s from {client}: {why}")
+        for why, n in s.get("reasons", {}).items():
+            reasons[why] = reasons.get(why, 0) + n
     for path, counts in sorted(r["hooks"].items()):
         errors[f"hook{path}"] = counts.get("errors", 0) + counts.get("timeouts", 0)
         log(f"hook {path}: {r['hook_calls'].get(path, '?')} calls, listener errors "
@@ -377,7 +401,8 @@ def report(args: argparse.Namespace, r: Dict[str, Any]) -> int:
         f"rss_growth_pct={growth:.2f} errors={total} slowest_ms={worst:.1f} "
         f"dhcp_exchanges={d['exchanges']} portal_cycles={r['portal'].get('logout', {}).get('count', 0)} "
         f"hook_calls={sum(v for v in r['hook_calls'].values() if isinstance(v, int))} "
-        f"pass={int(ok)}")
+        f"pass={int(ok)} mac_late={r['levels'].get('mac-late', 0)} "
+        f"portal_not_2xx_3xx={json.dumps(reasons, sort_keys=True)}")
     return 0 if ok else 1
 
 
@@ -389,6 +414,10 @@ def main() -> int:
     parser.add_argument("--sample", type=float, default=5.0, help="seconds between RSS samples")
     parser.add_argument("--rate", type=int, default=20, help="DHCP exchanges per second")
     parser.add_argument("--quick", action="store_true", help="60 s")
+    parser.add_argument("--lab", default="nsbsk",
+                        help="the lab's name prefix (nsbsk), its pid appended")
+    parser.add_argument("--tmp-prefix", default="nsbsoak-",
+                        help="the temporary directory's name prefix (nsbsoak-)")
     args = parser.parse_args()
     if args.quick:
         args.duration = 60.0
@@ -405,7 +434,7 @@ def main() -> int:
     log(f"Soak: all-in-one netsuite, {args.duration:.0f} s, DHCP {args.rate}/s over {MACS} "
         f"MACs ({LEASE_TIME} s leases), 2 portal clients looping, hooks on "
         f"{', '.join(HOOKED)}; RSS every {args.sample:.0f} s, growth after {args.warmup:.0f} s")
-    tmp = tempfile.mkdtemp(prefix="nsbsoak-")
+    tmp = tempfile.mkdtemp(prefix=args.tmp_prefix)
     try:
         return report(args, soak(args, tmp))
     finally:

@@ -178,6 +178,25 @@ def standard_output() -> TextIO:
     return os.fdopen(os.dup(1), "a", encoding="utf-8", buffering=1)
 
 
+def stdout_apart() -> None:
+    """
+    Make C{sys.stdout} write to a copy of file descriptor 1, before twistd
+    opens its log on it. python-iptables reads a rule's match and target
+    parameters by pointing descriptor 1 at a pipe for a moment (in the
+    firewall's thread): a log line written through descriptor 1 meanwhile
+    went into that pipe, so the rule read back wrong ("chain filter/NS-FORWARD
+    has other rules", the chain flushed and refilled), or, once the pipe
+    was closed, failed with BrokenPipeError ("Temporarily disabling
+    observer", the line lost); the soak saw both. The copy keeps pointing
+    at the real standard output.
+    """
+    if getattr(sys.stdout, "netsuite_apart", False):
+        return
+    sys.stdout.flush()
+    sys.stdout = standard_output()
+    sys.stdout.netsuite_apart = True  # type: ignore[attr-defined]
+
+
 class LogService(Service):
     """
     Adds this process's log observers: JSON lines to a file (C{"-"}: the

@@ -166,6 +166,9 @@ class ServicePlugin:
         return Options
 
     def makeService(self, options: Any, reactor: Any = None) -> MultiService:
+        if reactor is None:  # under twistd (a test gives its reactor)
+            from .process import stdout_apart
+            stdout_apart()
         return build_process(options, reactor)
 
 

@@ -26,4 +26,7 @@ class Options(ProcessOptions):
 
 
 def makeService(options: Options, reactor: Any = None) -> MultiService:
+    if reactor is None:  # under twistd (a test gives its reactor)
+        from .process import stdout_apart
+        stdout_apart()
     return build_process(options, reactor)

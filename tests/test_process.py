@@ -395,3 +395,53 @@ class StartInOrderTests(SynchronousTestCase):
                                        "stop dhcp", "stop log", "stop firewall"])
         self.dhcp.readiness.fire()
         self.assertFalse(self.portal.running)
+
+
+STDOUT_APART = """
+import os, sys
+sys.path.insert(0, sys.argv[1])
+from netsuite.process import stdout_apart
+if sys.argv[2] == "apart":
+    stdout_apart()
+# what python-iptables does to read a rule's parameters: fd 1 a pipe for a moment
+saved = os.dup(1)
+pipe = os.pipe()
+os.dup2(pipe[1], 1)
+sys.stdout.write("a log line\\n")
+sys.stdout.flush()
+os.close(pipe[1])
+os.dup2(saved, 1)
+os.set_blocking(pipe[0], False)
+try:
+    captured = os.read(pipe[0], 1024)
+except BlockingIOError:
+    captured = b""
+sys.stderr.write(repr(captured))
+"""
+
+
+class StdoutApartTests(SynchronousTestCase):
+    def run_child(self, mode):
+        import subprocess
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        done = subprocess.run([sys.executable, "-c", STDOUT_APART, root, mode],
+                              capture_output=True, timeout=60)
+        return done.stdout, done.stderr
+
+    def test_log_lines_miss_iptc_pipe(self):
+        """
+        With stdout_apart, a line written while python-iptables has fd 1
+        pointed at its pipe reaches the real standard output, not the
+        pipe (where it garbled the rule read back, or failed with
+        BrokenPipeError once the pipe was closed).
+        """
+        out, captured = self.run_child("apart")
+        self.assertEqual((out, captured), (b"a log line\n", b"b''"))
+
+    def test_without(self):
+        """
+        Without it, the line lands in python-iptables' pipe (the soak's
+        "chain ... has other rules" and BrokenPipeError).
+        """
+        out, captured = self.run_child("plain")
+        self.assertEqual((out, captured), (b"", b"b'a log line\\n'"))

@@ -9,9 +9,10 @@ it on logout, time-out or an operator's command.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, Optional, Sequence
 
 from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks, succeed
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from ..registry.interfaces import NO_ANSWER, IRegistry, Stop, join_address
@@ -52,6 +53,15 @@ STOPPED = "stopped"
 
 MacFinder = Callable[[ipaddress.IPv4Address], "Deferred[Optional[MAC]]"]
 
+MAC_RETRIES = (0.1, 0.3)
+"""
+Seconds to wait before each further look at the neighbour table for a
+client whose MAC neither it nor a DHCP lease gave: a client talking to
+the portal has an entry, but for a moment it can be missing from a read
+(evicted, being resolved again: a read of a busy table is not atomic), and
+a 503 for that is wrong. Only such lookups wait; 0.4 s at most.
+"""
+
 
 def _no_mac(ip: ipaddress.IPv4Address) -> "Deferred[Optional[MAC]]":
     return succeed(None)
@@ -82,6 +92,11 @@ class Portal:
     @param find_mac: C{ip -> Deferred(MAC or None)} (the neighbour table).
     @param move_session: a login with the username of a session on another
         IP/MAC moves that session here (phones randomize their MAC).
+    @param clock: times the further looks of L{mac_for} (the sessions' clock).
+    @param mac_retries: seconds before each of them (L{MAC_RETRIES}).
+
+    @ivar mac_late: MACs found only on a further look.
+    @ivar mac_unknown: lookups that found no MAC at all (a 503 for a login).
 
     @ivar last_logout: C{ip -> (reason, when)} of each client's last logout
         (kept in the session store: the operator page shows it after a
@@ -91,8 +106,13 @@ class Portal:
     def __init__(self, registry: IRegistry, sessions: Sessions, host: str,
                  firewall_process: str = "", dhcp_process: str = "",
                  find_mac: MacFinder = _no_mac, policy_text: str = "",
-                 move_session: bool = True) -> None:
+                 move_session: bool = True, clock: Any = None,
+                 mac_retries: Sequence[float] = MAC_RETRIES) -> None:
         self.registry = registry
+        self.clock = sessions.clock if clock is None else clock
+        self.mac_retries = tuple(mac_retries)
+        self.mac_late = 0
+        self.mac_unknown = 0
         self.sessions = sessions
         self.move_session = move_session
         self.last_logout = sessions.last_logout
@@ -173,15 +193,36 @@ class Portal:
     @inlineCallbacks
     def mac_for(self, ip: ipaddress.IPv4Address) -> Any:
         """
-        The MAC of C{ip}: the neighbour table's, else the DHCP lease's, else None.
+        The MAC of C{ip}: the neighbour table's, else the DHCP lease's, else
+        the neighbour table's on a further look after each of
+        C{mac_retries} seconds, else None.
         """
+        mac = yield self._neighbour_mac(ip)
+        if mac is None:
+            mac = yield self._lease_mac(ip)
+        for n, delay in enumerate(self.mac_retries if mac is None else (), 2):
+            yield deferLater(self.clock, delay, lambda: None)
+            mac = yield self._neighbour_mac(ip)
+            if mac is not None:
+                self.mac_late += 1
+                _log.info("the MAC of {ip} found on look {n} at the neighbour table "
+                          "({late} so far)", ip=ip, n=n, late=self.mac_late)
+                break
+        if mac is None:
+            self.mac_unknown += 1
+        return mac
+
+    @inlineCallbacks
+    def _neighbour_mac(self, ip: ipaddress.IPv4Address) -> Any:
         try:
             mac = yield self.find_mac(ip)
         except Exception:
             _log.failure("neighbour table lookup for {ip}", ip=ip)
-            mac = None
-        if mac is not None:
-            return MAC(mac)
+            return None
+        return None if mac is None else MAC(mac)
+
+    @inlineCallbacks
+    def _lease_mac(self, ip: ipaddress.IPv4Address) -> Any:
         try:
             leases = yield self.registry.send(self._at(self.dhcp_process, "/dhcp/leases"),
                                               {"ip": ip})

@@ -47,28 +47,46 @@ class NeighbourTable:
     """
     MAC lookups from the neighbour table, read at most every C{ttl} seconds
     while the addresses asked for are in it (reading 10,000 entries takes
-    about 5 ms), and again at once (but not more often than every
-    C{retry} seconds) for an address it does not know yet. Blocking: call
-    it in a thread; it is safe from several.
+    about 5 ms), and again for an address it does not know. A miss is
+    answered only from a read begun after it was asked: a client that has
+    just appeared is in no earlier read (at the soak's start, the second
+    client's first login came within 50 ms of the first's lookup and got a
+    503). Misses read the table at most every C{retry} seconds: one that
+    comes sooner waits in its thread for the rest of C{retry} (50 ms at
+    most). Blocking: call it in a thread; it is safe from several.
     """
 
     def __init__(self, path: str = "/proc/net/arp", ttl: float = 1.0, retry: float = 0.05,
-                 now: Any = time.monotonic) -> None:
+                 now: Any = time.monotonic, sleep: Any = time.sleep) -> None:
         self.path = path
         self.ttl = ttl
         self.retry = retry
         self._now = now
+        self._sleep = sleep
         self._lock = threading.Lock()
         self._table: Dict[str, MAC] = {}
-        self._read = float("-inf")
+        self._read = float("-inf")  # when the last read began
+
+    def _reread(self) -> None:
+        self._read = self._now()
+        self._table = read_neighbours(self.path)
 
     def __call__(self, ip: Any) -> Optional[MAC]:
         wanted = str(ipaddress.IPv4Address(str(ip)))
+        asked = self._now()
         with self._lock:
-            age = self._now() - self._read
-            if age > self.ttl or (wanted not in self._table and age > self.retry):
-                self._table = read_neighbours(self.path)
-                self._read = self._now()
+            fresh = self._read > asked  # (begun after it was asked, in another thread)
+            if self._now() - self._read > self.ttl:
+                self._reread()
+                fresh = True
+            if wanted in self._table or fresh:
+                return self._table.get(wanted)
+            wait = self._read + self.retry - self._now()
+        if wait > 0:
+            self._sleep(wait)
+        with self._lock:
+            if self._read <= asked:
+                self._reread()
             return self._table.get(wanted)
 
 

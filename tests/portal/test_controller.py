@@ -41,7 +41,10 @@ class ControllerTests(SynchronousTestCase):
 
     def test_authorize_needs_a_mac(self):
         f = PortalFixture()
-        answer = self.send(f, "/portal/authorize", {"ip": B})
+        d = f.registry.send("/portal/authorize", {"ip": B})
+        self.assertNoResult(d)  # the neighbour table is looked at again first
+        f.clock.pump(f.portal.mac_retries)
+        answer = self.successResultOf(d)
         self.assertEqual(answer["authorized"], False)
         self.assertIn("no MAC known", answer["error"])
         self.send(f, "/portal/authorize", {"ip": B, "mac": MAC_B})

@@ -9,6 +9,7 @@ import re
 import sqlite3
 from urllib.parse import quote
 
+from twisted.internet.defer import succeed
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
@@ -168,10 +169,39 @@ class LoginTests(SynchronousTestCase):
         self.assertEqual(self.f.firewall.clients, {})
 
     def test_no_mac(self):
+        """
+        A client whose MAC nothing knows, looked up again a moment later
+        and still not known, gets a 503 (counted).
+        """
         token = self.token(self.login_page())
         r = self.post_login(token, client=B)
+        self.f.clock.pump(self.f.portal.mac_retries)
         self.assertEqual(r.responseCode, 503)
+        self.assertIn("could not be identified", r.body().decode())
         self.assertEqual(self.f.firewall.clients, {})
+        self.assertEqual(self.f.portal.mac_unknown, 1)
+
+    def test_mac_found_on_second_look(self):
+        """
+        A neighbour lookup that finds nothing (the client's entry absent
+        for a moment, being resolved again) is tried again after a short
+        wait, not answered 503 at once: the soak's rare 503s.
+        """
+        looks = []
+
+        def find_mac(ip):
+            looks.append(self.f.clock.seconds())
+            return succeed(None if len(looks) == 1 else MAC_A)
+        self.f.portal.find_mac = find_mac
+        token = self.token(self.login_page())
+        r = self.post_login(token)
+        self.assertEqual(len(looks), 1)
+        self.assertFalse(r.finished, r.responseCode)
+        self.f.clock.advance(self.f.portal.mac_retries[0])
+        self.assertEqual(len(looks), 2)
+        self.assertEqual(r.responseCode, 303)
+        self.assertIn(A, self.f.firewall.clients)
+        self.assertEqual((self.f.portal.mac_late, self.f.portal.mac_unknown), (1, 0))
 
     def test_hook_refuses(self):
         """

@@ -38,22 +38,60 @@ class NeighbourTests(SynchronousTestCase):
         self.assertIsNone(table("10.89.0.12"))
         self.assertIsNone(table("10.89.0.13"))
 
-    def test_cached(self):
-        """
-        The table is read again after ttl seconds, or after retry seconds
-        for an address it does not know; not on every lookup.
-        """
+    def table(self, text=ARP):
         path = self.mktemp()
         with open(path, "w") as f:
-            f.write(ARP)
-        now = [0.0]
-        table = NeighbourTable(path, ttl=1.0, retry=0.05, now=lambda: now[0])
+            f.write(text)
+        now, slept, reads = [0.0], [], []
+        table = NeighbourTable(path, ttl=1.0, retry=0.05, now=lambda: now[0],
+                               sleep=lambda s: (slept.append(s), now.__setitem__(0, now[0] + s)))
+        real = table._reread
+        table._reread = lambda: (reads.append(now[0]), real())
+        return path, table, now, slept, reads
+
+    def test_cached(self):
+        """
+        While the addresses asked for are in it, the table is read again
+        only after ttl seconds, not on every lookup.
+        """
+        path, table, now, slept, reads = self.table()
+        self.assertEqual(table("10.89.0.11"), MAC("02:4e:00:00:00:0b"))
+        now[0] = 0.5
+        self.assertEqual(table("10.89.0.11"), MAC("02:4e:00:00:00:0b"))
+        now[0] = 1.1
+        self.assertEqual(table("10.89.0.11"), MAC("02:4e:00:00:00:0b"))
+        self.assertEqual((reads, slept), ([0.0, 1.1], []))
+
+    def test_new_client_soon_after_a_read(self):
+        """
+        A client that appeared after the last read, asked for within
+        retry seconds of it, is found: its lookup waits out the rest of
+        retry and reads again (it got None, and its login a 503, before).
+        """
+        path, table, now, slept, reads = self.table()
         self.assertEqual(table("10.89.0.11"), MAC("02:4e:00:00:00:0b"))
         with open(path, "a") as f:
             f.write("10.89.0.13       0x1         0x2         02:4e:00:00:00:0d     *        br-lan\n")
-        self.assertIsNone(table("10.89.0.13"))  # read 0 s ago: not again yet
-        now[0] = 0.1
+        now[0] = 0.02
         self.assertEqual(table("10.89.0.13"), MAC("02:4e:00:00:00:0d"))
+        self.assertEqual(len(slept), 1)
+        self.assertAlmostEqual(slept[0], 0.03)
+        self.assertEqual(len(reads), 2)
+
+    def test_misses_read_at_most_every_retry(self):
+        """
+        An address the table does not have costs a read, at most one per
+        retry seconds, and gets None.
+        """
+        path, table, now, slept, reads = self.table()
+        self.assertIsNone(table("10.89.0.99"))  # its own first read
+        now[0] = 0.01
+        self.assertIsNone(table("10.89.0.99"))  # waits, reads once more
+        self.assertEqual(reads, [0.0, 0.05])
+        now[0] = 0.2
+        self.assertIsNone(table("10.89.0.99"))  # the last read is older: one read, no wait
+        self.assertEqual(reads, [0.0, 0.05, 0.2])
+        self.assertEqual(len(slept), 1)
 
 
 class TapTests(SynchronousTestCase):
