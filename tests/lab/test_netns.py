@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import subprocess
+import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -191,6 +192,12 @@ class LabTests(SynchronousTestCase):
         proc = lab.popen("c1", ["sleep", "600"])
         stray = subprocess.Popen(nsutil.ns_argv(lab.netns("up"), ["sleep", "600"]))
         self.addCleanup(stray.wait, 10)
+        # `ip netns exec` enters the namespace a moment after it starts: a
+        # down() before that removes the namespace under it (exit 255)
+        deadline = time.monotonic() + 10
+        while stray.pid not in nsutil.pids_in(lab.netns("up")):
+            self.assertLess(time.monotonic(), deadline, "the stray never entered the namespace")
+            time.sleep(0.01)
         lab.down()
         self.assertIsNotNone(proc.poll())
         self.assertEqual(stray.wait(10), -9)
