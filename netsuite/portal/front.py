@@ -199,9 +199,12 @@ class PortalSite(Site):
 
     def front_counts(self) -> Dict[str, Any]:
         """
-        What C{/portal/front} answers: C{{redirected, connections, refused}}.
+        What C{/portal/front} answers: C{{redirected, connections, waiting,
+        refused}} (waiting: connections whose client is not reading their
+        answers, so that the front stopped reading them).
         """
         return {"redirected": self.redirected, "connections": len(self._open),
+                "waiting": sum(1 for wrapper in self._open if wrapper.wrappedProtocol.paused),
                 "refused": dict(self.refused)}
 
     def drop_client(self, ip: Any, keep: Any = None) -> int:
@@ -236,7 +239,7 @@ def declare_front(registry: Any, site: PortalSite) -> None:
     """
     declare_service(registry, "portal", {
         "/portal/front": "The portal port's counts: answers {redirected, connections, "
-                         "refused: {kind: count}} (kinds: bad-request, head-too-large, "
+                         "waiting, refused: {kind: count}} (kinds: bad-request, head-too-large, "
                          "head-timeout, pipeline-overflow, client-cap, total-cap)."},
         {}, {"/portal/front": lambda message: Stop(site.front_counts())})
 

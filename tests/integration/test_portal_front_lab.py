@@ -14,6 +14,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 
+from .procs import spawn
 from .test_portal_lab import PORT, PortalLab
 
 # Run in the client's namespace: pipeline GETs for SECONDS without reading
@@ -52,10 +53,10 @@ print(json.dumps({"sent": sent, "cut": cut, "kept": kept + (not cut)}))
 
 # Run in the client's namespace: send 54 KB of pipelined GETs for one of the
 # portal's own pages (answered by twisted.web, after the front's hand-over),
-# never read, and hold the connection for SECONDS.
+# never read until told to (a line on stdin), then read the first answer.
 PAGES = r"""
-import json, socket, sys, time
-host, port, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+import json, socket, sys
+host, port = sys.argv[1], int(sys.argv[2])
 request = b"GET /login HTTP/1.1\r\nHost: %s:%d\r\n\r\n" % (host.encode(), port)
 chunk = request * (54000 // len(request))
 s = socket.socket()
@@ -63,7 +64,8 @@ s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
 s.settimeout(5)
 s.connect((host, port))
 s.sendall(chunk)
-time.sleep(seconds)
+print("sent", flush=True)
+sys.stdin.readline()
 s.settimeout(1)
 first = s.recv(64).split(b"\r\n")[0].decode()
 print(json.dumps({"requests": chunk.count(b"GET "), "first": first}))
@@ -108,6 +110,17 @@ class FrontLimitsLabTests(PortalLab):
                               if "client-cap" in line]), 1)
 
     @inlineCallbacks
+    def until_front_waits(self, seconds=10.0):
+        """
+        Wait (bounded) until /portal/front counts a connection waiting for
+        its client to read: the front has stopped answering and reading it.
+        """
+        deadline = reactor.seconds() + seconds
+        while (yield self.bus.send("/portal/front", {}))["waiting"] < 1:
+            self.assertLess(reactor.seconds(), deadline, "no connection waits for its client")
+            yield deferLater(reactor, 0.05, lambda: None)
+
+    @inlineCallbacks
     def test_pages_to_a_client_that_never_reads(self):
         """
         54 KB of pipelined GETs for a portal page, never read: twisted.web
@@ -118,16 +131,16 @@ class FrontLimitsLabTests(PortalLab):
         """
         before = rss_mib(self.daemon.pid)
         logged = len(self.daemon.lines())
-        run = deferToThread(
-            self.lab.exec, "c1", [sys.executable, "-c", PAGES, self.lab.ap_address, str(PORT),
-                                  "4"], timeout=30)
-        yield deferLater(reactor, 3, lambda: None)
+        client = spawn(self, "pages", [sys.executable, "-c", PAGES, self.lab.ap_address,
+                                       str(PORT)], netns=self.lab.netns("c1"), stdin=True)
+        yield client.when_line("^sent$", timeout=10)
+        yield self.until_front_waits()
         grown = rss_mib(self.daemon.pid) - before
         answered = len([line for line in self.daemon.lines()[logged:]
                         if '"GET /login HTTP/1.1" 200' in line])
-        done = yield run
-        self.assertEqual(done.returncode, 0, done.stderr)
-        result = json.loads(done.stdout)
+        client.send("read\n")
+        result = json.loads((yield client.when_line("^{", timeout=10)))
+        self.assertEqual((yield client.when_ended()), 0, client.output())
         print(f"\nanswered {answered} of {result['requests']} while not read; "
               f"RSS +{grown:.1f} MiB", file=sys.stderr)
         self.assertEqual(result["first"], "HTTP/1.1 200 OK", result)

@@ -7,7 +7,6 @@ import json
 import os
 import socket
 import subprocess
-import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -190,14 +189,14 @@ class LabTests(SynchronousTestCase):
         lab = make_lab(self, clients=2)
         names = lab.namespaces()
         proc = lab.popen("c1", ["sleep", "600"])
-        stray = subprocess.Popen(nsutil.ns_argv(lab.netns("up"), ["sleep", "600"]))
-        self.addCleanup(stray.wait, 10)
         # `ip netns exec` enters the namespace a moment after it starts: a
-        # down() before that removes the namespace under it (exit 255)
-        deadline = time.monotonic() + 10
-        while stray.pid not in nsutil.pids_in(lab.netns("up")):
-            self.assertLess(time.monotonic(), deadline, "the stray never entered the namespace")
-            time.sleep(0.01)
+        # down() before that would remove the namespace under it (exit 255);
+        # the line says it is in
+        stray = subprocess.Popen(nsutil.ns_argv(lab.netns("up"), [
+            "sh", "-c", "echo in; exec sleep 600"]), stdout=subprocess.PIPE, text=True)
+        self.addCleanup(stray.stdout.close)
+        self.addCleanup(stray.wait, 10)
+        self.assertEqual(stray.stdout.readline(), "in\n")
         lab.down()
         self.assertIsNotNone(proc.poll())
         self.assertEqual(stray.wait(10), -9)

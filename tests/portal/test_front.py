@@ -311,7 +311,7 @@ class RedirectFrontTests(SynchronousTestCase):
         self.send(b"GET / HTTP/1.1\r\nHost: a.example\r\n\r\nGET http://[x/ HTTP/1.1\r\n"
                   b"Host: a.example\r\n\r\n")
         counts = self.successResultOf(self.f.registry.send("/portal/front", {}))
-        self.assertEqual(counts, {"redirected": 1, "connections": 1,
+        self.assertEqual(counts, {"redirected": 1, "connections": 1, "waiting": 0,
                                   "refused": {"bad-request": 1}})
 
 
@@ -356,6 +356,19 @@ class BackPressureTests(SynchronousTestCase):
         """
         self.assertIs(self.transport.producer, self.protocol.wrappedProtocol)
         self.assertTrue(self.transport.streaming)
+
+    def test_waiting_counted(self):
+        """
+        C{/portal/front}'s C{waiting} counts the connections paused because
+        their client does not read, until it reads again.
+        """
+        request = b"GET /p HTTP/1.1\r\nHost: a.example\r\n\r\n"
+        self.protocol.dataReceived(request * 200)
+        self.assertEqual(self.site.front_counts()["waiting"], 1)
+        while self.transport.producerState == "paused":
+            self.transport.clear()
+            self.protocol.wrappedProtocol.resumeProducing()
+        self.assertEqual(self.site.front_counts()["waiting"], 0)
 
     def test_paused_while_output_waits(self):
         """
