@@ -25,7 +25,8 @@ from twisted.web.server import NOT_DONE_YET
 
 from .auth import CLICK, CODE, PASSWORD, LoginLimiter
 from .controller import LoginRefused, Portal, SessionNotStored
-from .front import PortalSite, RedirectCache, request_path
+from .front import PortalSite
+from .redirects import RedirectCache, request_path
 from .operator import REALM, OperatorAuth, TooManyChecks, kick_address, render_clients
 from .pages import HTML, PROBES, Pages, data_size, duration, esc, in_words, safe_url
 

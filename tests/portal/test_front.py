@@ -7,7 +7,8 @@ from urllib.parse import quote
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from netsuite.portal.front import HEAD_LIMIT, PortalSite, RedirectCache, declare_front
+from netsuite.portal.front import HEAD_LIMIT, PortalSite, declare_front
+from netsuite.portal.redirects import RedirectCache
 from netsuite.portal.pages import Pages
 
 from .helpers import A, PortalFixture
