@@ -51,7 +51,8 @@ from typing import Any, Dict, List, Optional
 
 from netsuite.lab import Lab
 from netsuite.lab.child import TWISTD, Child, ChildError
-from netsuite.lab.peers import UnboundPeer, missing
+from netsuite.lab.dnspeers import UnboundPeer
+from netsuite.lab.peers import missing
 
 RESOLVERS = ["netsuite", "dnsmasq"]
 SETS = ["cached", "uncached"]

@@ -13,8 +13,8 @@ and awaits its lines.
 from .child import Child, ChildError
 from .layout import LabError, Layout
 from .netns import Lab
-from .peers import (DovecotPeer, HttpPeer, IodinedPeer, Peer, PeerError, SlapdPeer, SmtpPeer,
-                    UnboundPeer, iodine_tunnel)
+from .dnspeers import IodinedPeer, UnboundPeer, iodine_tunnel
+from .peers import DovecotPeer, HttpPeer, Peer, PeerError, SlapdPeer, SmtpPeer
 
 __all__ = ["Lab", "LabError", "Layout", "Child", "ChildError", "Peer", "PeerError",
            "HttpPeer", "SmtpPeer", "DovecotPeer", "SlapdPeer", "UnboundPeer", "IodinedPeer",

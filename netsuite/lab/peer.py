@@ -150,4 +150,25 @@ class Peer:
         return path
 
 
-__all__ = ["Peer", "PeerError", "PYTHON"]
+def binary(name: str) -> str:
+    """The path of the program C{name} (PATH, then the sbin directories)."""
+    path = shutil.which(name) or next(
+        (p for p in (f"/usr/sbin/{name}", f"/sbin/{name}", f"/usr/bin/{name}")
+         if os.path.exists(p)), None)
+    if path is None:
+        raise PeerError(f"{name} is not installed")
+    return path
+
+
+def missing(*names: str) -> List[str]:
+    """Which of the programs C{names} are not installed (for skips)."""
+    found = []
+    for name in names:
+        try:
+            binary(name)
+        except PeerError:
+            found.append(name)
+    return found
+
+
+__all__ = ["Peer", "PeerError", "PYTHON", "binary", "missing"]

@@ -25,7 +25,8 @@ from twisted.internet.threads import deferToThread
 
 from netsuite.bus import connect
 from netsuite.lab import Lab
-from netsuite.lab.peers import HttpPeer, IodinedPeer, UnboundPeer, iodine_tunnel
+from netsuite.lab.dnspeers import IodinedPeer, UnboundPeer, iodine_tunnel
+from netsuite.lab.peers import HttpPeer
 
 from .procs import socket_dir, spawn, write_config
 from .test_portal_lab import PORT, UPSTREAM_BODY, PortalLab, need_lab

@@ -11,8 +11,8 @@ import textwrap
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from netsuite.lab.peers import (DovecotPeer, HttpPeer, IodinedPeer, PeerError, SlapdPeer,
-                                SmtpPeer, UnboundPeer, iodine_tunnel)
+from netsuite.lab.dnspeers import IodinedPeer, UnboundPeer, iodine_tunnel
+from netsuite.lab.peers import DovecotPeer, HttpPeer, PeerError, SlapdPeer, SmtpPeer
 
 from .labs import make_lab, need
 

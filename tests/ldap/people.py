@@ -8,7 +8,8 @@ import socket
 
 from twisted.trial.unittest import SkipTest
 
-from netsuite.lab.peers import SlapdPeer, _binary, missing
+from netsuite.lab.peer import binary
+from netsuite.lab.peers import SlapdPeer, missing
 
 ALICE_PASSWORD = "wonderland"
 
@@ -38,6 +39,6 @@ def slapd_with_alice(test, suffix: str = "dc=example,dc=test", hosts=(),
             f"dn: uid=alice,ou=people,{suffix}\nobjectClass: account\n"
             f"objectClass: simpleSecurityObject\nuid: alice\n"
             f"userPassword: {ALICE_PASSWORD}\n\n")
-    slapd.run([_binary("ldapadd"), "-x", "-H", slapd.url, "-D", slapd.admin_dn,
+    slapd.run([binary("ldapadd"), "-x", "-H", slapd.url, "-D", slapd.admin_dn,
                "-w", slapd.password], input=ldif.encode(), timeout=10)
     return slapd
