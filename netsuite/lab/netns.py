@@ -24,36 +24,13 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 from typing import Any, Dict, List, Optional, Sequence
 
 from pyroute2 import IPRoute
 from pyroute2 import netns as _netns
 
-from . import nsutil
+from . import ipv6, nsutil
 from .layout import BRIDGE, CLIENT_IF, LAB_NETNS_RE, WAN, LabError, Layout
-
-# Address flags (linux/if_addr.h)
-IFA_F_TEMPORARY = 0x01
-IFA_F_NODAD = 0x02
-IFA_F_DADFAILED = 0x08
-IFA_F_TENTATIVE = 0x40
-
-# radvd in the AP (Lab(ipv6=True)): RAs every 3-10 s, the LAN prefix for
-# SLAAC; clients make a temporary (privacy) address too (use_tempaddr=2).
-RADVD = "/usr/sbin/radvd"
-RADVD_CONF = """# netsuite lab {name}: router advertisements on the AP's LAN
-interface {bridge} {{
-    AdvSendAdvert on;
-    MinRtrAdvInterval 3;
-    MaxRtrAdvInterval 10;
-    AdvDefaultLifetime 600;
-    prefix {prefix} {{
-        AdvOnLink on;
-        AdvAutonomous on;
-    }};
-}};
-"""
 
 STATE_DIR = "/run/netsuite-lab"
 ETC_NETNS = "/etc/netns"
@@ -262,7 +239,7 @@ class Lab:
             nsutil.sysctl(ap_ns, "net.ipv6.conf.default.accept_dad", "0")
         with IPRoute(netns=up_ns) as ipr:
             _up(ipr, "lo")
-            ipr.addr("add", index=_index(ipr, "lo"), address=lay.internet, prefixlen=32)
+            ipr.addr("add", index=nsutil.link_index(ipr, "lo"), address=lay.internet, prefixlen=32)
         with IPRoute(netns=ap_ns) as ipr:
             _up(ipr, "lo")
             ipr.link("add", ifname=BRIDGE, kind="bridge", address=lay.bridge_mac)
@@ -280,7 +257,7 @@ class Lab:
                          address=lay.ap_port_mac(i),
                          peer={"ifname": CLIENT_IF, "address": lay.client_mac(i),
                                "net_ns_fd": lay.netns(role)})
-                port = _index(ipr, lay.ap_port(i))
+                port = nsutil.link_index(ipr, lay.ap_port(i))
                 ipr.link("set", index=port, master=bridge, state="up")
             ipr.route("add", dst="0.0.0.0/0", gateway=lay.wan_up_address)
         nsutil.sysctl(ap_ns, "net.ipv4.ip_forward", "1")
@@ -303,73 +280,13 @@ class Lab:
             self._build6()
 
     def _build6(self) -> None:
-        """
-        Static IPv6 on the WAN link, the "internet" and the AP's LAN side
-        (no DAD: configured, not autoconfigured), forwarding in the AP,
-        routes both ways without NAT, then radvd on C{br-lan}.
-        """
-        lay = self.layout
-        ap_ns, up_ns = lay.netns("ap"), lay.netns("up")
-        nsutil.sysctl(ap_ns, "net.ipv6.conf.all.forwarding", "1")
-        with IPRoute(netns=up_ns) as ipr:
-            ipr.addr("add", index=_index(ipr, "lo"), address=lay.internet6, prefixlen=128)
-            ipr.addr("add", index=_index(ipr, lay.up_port), address=lay.wan_up_address6,
-                     prefixlen=64, flags=IFA_F_NODAD)
-            ipr.route("add", family=socket.AF_INET6, dst=lay.lan_prefix6,
-                      gateway=lay.wan_ap_address6)
-        with IPRoute(netns=ap_ns) as ipr:
-            ipr.addr("add", index=_index(ipr, WAN), address=lay.wan_ap_address6,
-                     prefixlen=64, flags=IFA_F_NODAD)
-            ipr.addr("add", index=_index(ipr, BRIDGE), address=lay.ap_address6,
-                     prefixlen=64, flags=IFA_F_NODAD)
-            ipr.route("add", family=socket.AF_INET6, dst="::/0",
-                      gateway=lay.wan_up_address6)
-        self._start_radvd()
-
-    def _start_radvd(self, timeout: float = 5.0) -> None:
-        if not os.path.exists(RADVD):
-            raise LabError(f"the IPv6 lab needs radvd ({RADVD}; Debian package radvd)")
-        directory = self.radvd_dir
-        shutil.rmtree(directory, ignore_errors=True)
-        os.makedirs(directory, mode=0o700)
-        conf = os.path.join(directory, "radvd.conf")
-        pidfile = os.path.join(directory, "radvd.pid")
-        log = os.path.join(directory, "radvd.log")
-        with open(conf, "w") as f:
-            f.write(RADVD_CONF.format(name=self.name, bridge=BRIDGE,
-                                      prefix=self.layout.lan_prefix6))
-        os.chmod(conf, 0o600)  # radvd refuses a configuration others can write
-        with open(log, "w") as out:
-            proc = self.popen("ap", [RADVD, "-n", "-C", conf, "-p", pidfile, "-m", "logfile",
-                                     "-l", log, "-d", "1"],
-                              stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                              start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while not _read(pidfile).strip():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise LabError(f"radvd did not start in the AP: {_read(log)[-2000:]}")
-            time.sleep(0.02)
+        ipv6.build(self.layout, self.radvd_dir, self.name, self.popen)
 
     # IPv6 addresses of clients
 
     def addresses6(self, role: str) -> Dict[str, List[str]]:
-        """
-        The global IPv6 addresses on C{eth0} of client C{role} now, by
-        kind: C{slaac} (stable), C{temporary} (privacy), C{tentative}
-        (DAD still running) and C{failed} (DAD failed).
-        """
-        found: Dict[str, List[str]] = {"slaac": [], "temporary": [], "tentative": [],
-                                       "failed": []}
-        with IPRoute(netns=self.netns(role)) as ipr:
-            for msg in ipr.get_addr(family=socket.AF_INET6, index=_index(ipr, CLIENT_IF)):
-                if msg["scope"] != 0:  # RT_SCOPE_UNIVERSE: not link-local
-                    continue
-                flags = msg.get_attr("IFA_FLAGS") or msg["flags"]
-                kind = ("failed" if flags & IFA_F_DADFAILED else
-                        "tentative" if flags & IFA_F_TENTATIVE else
-                        "temporary" if flags & IFA_F_TEMPORARY else "slaac")
-                found[kind].append(str(msg.get_attr("IFA_ADDRESS")))
-        return found
+        """Client C{role}'s global IPv6 addresses now, by kind (L{ipv6.addresses})."""
+        return ipv6.addresses(self.netns(role))
 
     def wait_ipv6(self, role: str, timeout: float = 10.0) -> Dict[str, List[str]]:
         """
@@ -379,15 +296,7 @@ class Lab:
         """
         if not self.ipv6:
             raise LabError(f"lab {self.name} has no IPv6 (Lab(..., ipv6=True), up --ipv6)")
-        deadline = time.monotonic() + timeout
-        while True:
-            found = self.addresses6(role)
-            if found["slaac"] and found["temporary"]:
-                return found
-            if time.monotonic() > deadline:
-                raise LabError(f"{role} has no SLAAC and temporary IPv6 address after "
-                               f"{timeout} s: {found}")
-            time.sleep(0.05)
+        return ipv6.wait(self.netns(role), role, timeout)
 
     def client_addresses6(self, role: str, timeout: float = 10.0) -> List[str]:
         """
@@ -535,23 +444,8 @@ class Lab:
         return result
 
 
-def _read(path: str) -> str:
-    try:
-        with open(path, errors="replace") as f:
-            return f.read()
-    except FileNotFoundError:
-        return ""
-
-
-def _index(ipr: IPRoute, ifname: str) -> int:
-    found = ipr.link_lookup(ifname=ifname)
-    if not found:
-        raise LabError(f"no interface {ifname}")
-    return int(found[0])
-
-
 def _up(ipr: IPRoute, ifname: str) -> int:
-    index = _index(ipr, ifname)
+    index = nsutil.link_index(ipr, ifname)
     ipr.link("set", index=index, state="up")
     return index
 

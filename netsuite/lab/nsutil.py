@@ -11,9 +11,11 @@ import os
 import shutil
 import signal
 import threading
-from typing import Callable, List, Optional, Sequence, TypeVar
+from typing import Any, Callable, List, Optional, Sequence, TypeVar
 
 from pyroute2 import netns as _netns
+
+from .layout import LabError
 
 NETNS_DIR = "/run/netns"
 IP = shutil.which("ip") or "/sbin/ip"
@@ -148,5 +150,22 @@ def remove(netns: str) -> bool:
     return True
 
 
+def read_text(path: str) -> str:
+    """A file's text, or "" when it is not there."""
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def link_index(ipr: Any, ifname: str) -> int:
+    """The index of interface C{ifname} seen through C{ipr} (a pyroute2 IPRoute)."""
+    found = ipr.link_lookup(ifname=ifname)
+    if not found:
+        raise LabError(f"no interface {ifname}")
+    return int(found[0])
+
+
 __all__ = ["ns_argv", "in_netns", "sysctl", "exists", "listed", "pids_in",
-           "kill_all", "remove", "IP", "NETNS_DIR"]
+           "kill_all", "remove", "read_text", "link_index", "IP", "NETNS_DIR"]
