@@ -13,9 +13,6 @@ host): the iodine tunnel came up, junk went both ways on port 53, names
 resolved upstream without netsuite.
 """
 
-import os
-import shutil
-import tempfile
 import time
 
 from twisted.internet import reactor
@@ -23,39 +20,18 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 
-from netsuite.bus import connect
-from netsuite.lab import Lab
 from netsuite.lab.dnspeers import IodinedPeer, UnboundPeer, iodine_tunnel
 from netsuite.lab.peers import HttpPeer
 
-from .procs import socket_dir, spawn, write_config
-from .test_portal_lab import PORT, UPSTREAM_BODY, PortalLab, need_lab
-from ..lab.labs import lab_name, need
+from .procs import spawn
+from .test_portal_lab import UPSTREAM_BODY, PortalLab
+from ..lab.labs import need
 
 GARDEN_IP = "198.51.100.2"   # garden.test
 OTHER_IP = "198.51.100.3"    # other.test
 ECHO_IP = "198.51.100.4"     # a non-DNS listener on port 53 (udp and tcp)
 TUNNEL_PASSWORD = "dnspeers-tunnel"
 
-
-CONFIG = """
-[firewall]
-enabled = true
-lan_network = "10.89.0.0/24"
-portal_port = {port}
-check_interval = 1.0
-shaping = false
-masquerade = false
-dns_port = 53
-[portal]
-enabled = true
-port = {port}
-interface_address = "{ap}"
-idle_timeout = 600.0
-sample_interval = 1.0
-session_file = "{sessions}"
-policy_text = "Be nice."
-{dns}"""
 
 DNS_SECTION = """
 [dns]
@@ -119,54 +95,55 @@ except OSError as e:
 
 class DnsLab(PortalLab):
     """
-    PortalLab's helpers (curl, login, assertRedirected) on a lab of our
-    own: unbound and iodined upstream, netsuite in the AP with the DNS
-    service when installed.
+    PortalLab with unbound and iodined upstream beside the web, and
+    netsuite in the AP with the DNS service.
     """
 
     timeout = 60
     garden = ["garden.test"]
     dns_apart = False  # run the DNS service in a process of its own ("dns")
+    lab_prefix = "dp"
 
     @inlineCallbacks
-    def setUp(self):
-        need_lab()
+    def start_peers(self):
+        """
+        unbound (the upstream resolver, with the test names) and iodined
+        upstream, beside the web.
+        """
         need("unbound", "iodine", "iodined", "dig")
-        self.lab = Lab("dp" + lab_name(self)[1:], clients=2)
-        self.addCleanup(self.lab.down)
-        yield deferToThread(self.lab.up, True)
         for ip in (GARDEN_IP, OTHER_IP, ECHO_IP):
             self.lab.exec("up", ["ip", "addr", "add", f"{ip}/32", "dev", "lo"], check=True)
         self.upstream_ip = self.lab.layout.wan_up_address
         up = self.lab.netns("up")
-        self.web = HttpPeer(up, None, 80, UPSTREAM_BODY)
+        self.upstream = HttpPeer(up, None, 80, UPSTREAM_BODY)
         self.iodined = IodinedPeer(up, self.lab.internet, password=TUNNEL_PASSWORD)
         self.resolver = UnboundPeer(up, self.upstream_ip, names={
             "x.test": self.lab.internet, "garden.test": GARDEN_IP, "other.test": OTHER_IP},
             delegate={"t.test": self.lab.internet}, ttl=60)
-        for peer in (self.web, self.iodined, self.resolver):
+        for peer in (self.upstream, self.iodined, self.resolver):
             self.addCleanup(peer.stop)
             yield deferToThread(peer.start)
-        self.sockets = socket_dir(self)
-        self.tmp = tempfile.mkdtemp(prefix="dnspeers-")
-        self.addCleanup(shutil.rmtree, self.tmp, True)
-        ap = self.lab.ap_address
-        dns = DNS_SECTION.format(enabled="false" if self.dns_apart else "true", ap=ap,
-                                 upstream=self.upstream_ip,
-                                 firewall="ap" if self.dns_apart else "",
-                                 garden="[" + ", ".join(f'"{n}"' for n in self.garden) + "]")
-        self.config = write_config(self, CONFIG.format(
-            port=PORT, ap=ap, sessions=os.path.join(self.tmp, "sessions.sqlite"),
-            dns=dns))
-        self.firewall_process = ""
-        yield self.start()
-        if self.dns_apart:
+
+    def firewall_more(self):
+        # no NAT: the upstream tells queries from the AP and from c1 apart
+        return "masquerade = false\ndns_port = 53\n"
+
+    def more_config(self):
+        return DNS_SECTION.format(
+            enabled="false" if self.dns_apart else "true", ap=self.lab.ap_address,
+            upstream=self.upstream_ip, firewall="ap" if self.dns_apart else "",
+            garden="[" + ", ".join(f'"{n}"' for n in self.garden) + "]")
+
+    @inlineCallbacks
+    def start(self):
+        """
+        netsuite (and, when apart, netsuite-dns) started; fires once the
+        access point's resolver answers.
+        """
+        yield super().start()
+        if self.dns_apart and getattr(self, "resolver_process", None) is None:
             self.resolver_process = self.spawn_daemon("netsuite-dns", "dns")
         yield self.until_resolves(self.lab.ap_address)
-        self.bus = connect(self.name, socket_dir=self.sockets, reactor=reactor)
-        self.addCleanup(self.bus.close)
-        self.portal = f"http://{ap}:{PORT}"
-        self.internet = f"http://{self.lab.internet}/"
 
     @inlineCallbacks
     def until_resolves(self, server, seconds=10.0):

@@ -35,7 +35,7 @@ portal_port = {port}
 check_interval = 1.0
 shaping = false
 keep_clients = {keep}
-
+{firewall_more}
 [portal]
 enabled = true
 port = {port}
@@ -65,23 +65,22 @@ class PortalLab(TestCase):
     idle = 600.0
     keep_clients = False
     firewall_process = ""  # else the firewall and the portal run apart
+    lab_prefix = "t"  # the lab's name starts with it (lab_name)
 
     @inlineCallbacks
     def setUp(self):
         need_lab()
-        self.lab = Lab(lab_name(self), clients=2)
+        self.lab = Lab(lab_name(self, prefix=self.lab_prefix), clients=2)
         self.addCleanup(self.lab.down)
         yield deferToThread(self.lab.up, True)
-        self.upstream = HttpPeer(self.lab.netns("up"), None, 80, UPSTREAM_BODY)
-        yield deferToThread(self.upstream.start)
-        self.addCleanup(self.upstream.stop)
+        yield self.start_peers()
         self.sockets = socket_dir(self)
         self.tmp = tempfile.mkdtemp(prefix="nsportal-")
         self.addCleanup(shutil.rmtree, self.tmp, True)
         self.config = write_config(self, CONFIG.format(
             port=PORT, ap=self.lab.ap_address, idle=self.idle,
             keep="true" if self.keep_clients else "false", firewall=self.firewall_process,
-            sessions=self.session_file()) + self.more_config())
+            sessions=self.session_file(), firewall_more=self.firewall_more()) + self.more_config())
         yield self.start()
         self.bus = connect(self.name, socket_dir=self.sockets, reactor=reactor)
         self.addCleanup(self.bus.close)
@@ -126,9 +125,25 @@ class PortalLab(TestCase):
         self.bus = connect(self.name, socket_dir=self.sockets, reactor=reactor)
         self.addCleanup(self.bus.close)
 
+    @inlineCallbacks
+    def start_peers(self):
+        """
+        Start the servers of the upstream (before netsuite): the web.
+        """
+        self.upstream = HttpPeer(self.lab.netns("up"), None, 80, UPSTREAM_BODY)
+        self.addCleanup(self.upstream.stop)
+        yield deferToThread(self.upstream.start)
+
+    def firewall_more(self):
+        """
+        TOML added to the [firewall] section.
+        """
+        return ""
+
     def more_config(self):
         """
-        TOML added to the config (files it names go in C{self.tmp}).
+        TOML added to the config, after the [portal] section (files it
+        names go in C{self.tmp}).
         """
         return ""
 
