@@ -128,12 +128,7 @@ class Resolver:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the resolver process so far."""
-        try:
-            with open(f"/proc/{self.pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, TypeError):
-            return float("nan")
+        return self.child.cpu_seconds() if self.child is not None else float("nan")
 
     def stop(self) -> None:
         if self.child is not None:

@@ -247,9 +247,9 @@ def bench_redirect(params: Dict[str, Any], tmp: str) -> Dict[str, Any]:
         wrk(lab, ns_url, params, params["warmup"])
         wrk(lab, ng_url, params, params["warmup"])
         # "ip netns exec ... twistd": ip execs, so the child's pid is twistd's
-        cpu0 = _proc_cpu(daemon.pid)
+        cpu0 = daemon.cpu_seconds()
         out["netsuite"] = wrk(lab, ns_url, params)
-        out["netsuite_cpu"] = (_proc_cpu(daemon.pid) - cpu0) / params["duration"]
+        out["netsuite_cpu"] = (daemon.cpu_seconds() - cpu0) / params["duration"]
         out["nginx"] = wrk(lab, ng_url, params)
         out["netsuite_fw"] = wrk(lab, fw_url, params, host=None)
         out["daemon_rss_kib"] = rss_kib(str(daemon.pid))
@@ -259,15 +259,6 @@ def bench_redirect(params: Dict[str, Any], tmp: str) -> Dict[str, Any]:
             child.stop()
         lab.down()
     return out
-
-
-def _proc_cpu(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except OSError:
-        return float("nan")
 
 
 # ---------------------------------------------------------------------------

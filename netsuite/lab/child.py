@@ -219,6 +219,18 @@ class Child:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def cpu_seconds(self) -> float:
+        """
+        User + system CPU seconds the process has used so far, from
+        C{/proc/PID/stat} (NaN when it is not running).
+        """
+        try:
+            with open(f"/proc/{self.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     @property
     def returncode(self) -> Optional[int]:
         """Its exit status once reaped (negative: the signal that ended it)."""

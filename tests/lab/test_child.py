@@ -89,6 +89,21 @@ class BlockingTests(SynchronousTestCase):
         self.assertEqual(child.lines(after=3), ["got more"])
         self.assertEqual(child.output(), "one\nready 1\nready 2\ngot more")
 
+    def test_cpu_seconds(self):
+        """
+        cpu_seconds is the CPU time the process has used: more than none
+        after a busy loop, NaN before the start and once it is gone.
+        """
+        child = python("import sys, time\nend = time.process_time() + 0.2\n"
+                       "while time.process_time() < end: pass\nprint('busy', flush=True)\n"
+                       "sys.stdin.readline()\n", stdin=True)
+        self.assertNotEqual(child.cpu_seconds(), child.cpu_seconds())  # NaN
+        self.start(child)
+        child.wait_for_line("^busy$")
+        self.assertGreaterEqual(child.cpu_seconds(), 0.1)
+        child.stop(5)
+        self.assertNotEqual(child.cpu_seconds(), child.cpu_seconds())
+
     def test_exited_first(self):
         """
         A child that exits before printing the line fails the wait with its
