@@ -2,7 +2,9 @@
 """
 The resolver's transports: a UDP port and TCP connections (RFC 1035
 4.2.2: two-byte length, then the message), bounded in connections, in
-idle time and in queries a connection has waiting.
+idle time, in queries a connection has waiting and in answers queued for
+a client that does not read (a TCP connection is its transport's
+producer: paused, it reads and answers nothing more).
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ class DNSStream(Int16StringReceiver, TimeoutMixin):
 
     def connectionMade(self) -> None:
         self.setTimeout(self.idle)
+        # the transport pauses us (no more queries read or answered) while
+        # its answers wait for a client that does not read them
+        self.transport.registerProducer(self, True)
 
     def stringReceived(self, data: bytes) -> None:
         self.resetTimeout()

@@ -301,6 +301,34 @@ class ServerTests(ServerFixture, SynchronousTestCase):
         protocol.connectionLost(None)
         self.assertEqual(factory.open, 0)
 
+    def test_tcp_paused_while_answers_wait(self) -> None:
+        """
+        A TCP connection is its transport's streaming producer: paused (the
+        client does not read its answers), it answers none of the queries
+        already read until resumed.
+        """
+        from twisted.internet.address import IPv4Address as Address
+        self.answer(query(b"x.test"))  # cached: answered at once
+        protocol = DNSStreamFactory(self.server).buildProtocol(Address("TCP", CLIENT, 4000))
+        protocol.callLater = self.clock.callLater
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        self.assertEqual((transport.producer, transport.streaming), (protocol, True))
+        protocol.pauseProducing()
+        self.assertEqual(transport.producerState, "paused")
+        data = query(b"x.test", id=9)
+        protocol.dataReceived((len(data).to_bytes(2, "big") + data) * 3)
+        self.assertEqual(transport.value(), b"")
+        protocol.resumeProducing()
+        self.assertEqual(transport.producerState, "producing")
+        out, ids = transport.value(), []
+        while out:
+            size = int.from_bytes(out[:2], "big")
+            ids.append(parse(out[2:2 + size]).id)
+            out = out[2 + size:]
+        self.assertEqual(ids, [9, 9, 9])
+        protocol.connectionLost(None)
+
 
 class WireCacheTests(ServerFixture, SynchronousTestCase):
     """
