@@ -60,6 +60,12 @@ class FirewallSettings:
     nfqueue_ports: Tuple[int, ...] = ()
     nfqueue_bypass: bool = True
     dhcpv6: bool = False
+    ipv6_mark: int = 2
+
+    @property
+    def nft_table(self) -> str:
+        """netsuite's nftables table (family ip6): the IPv6 clients by MAC."""
+        return self.prefix.lower()
 
     def chain6(self, name: str) -> str:
         return f"{self.prefix}6-{name}"

@@ -85,6 +85,9 @@ SECTION = {
                   one_of("auto", "on", "off")),
     "dhcpv6": Field(bool, False, "DHCPv6 is served on the LAN: open udp/547 of the access "
                     "point to IPv6 clients"),
+    "ipv6_mark": Field(int, 2, "fwmark bit (and mask) of IPv6 packets from authorized clients "
+                       "(set by netsuite's nftables table, matched by its ip6tables rules); "
+                       "must not overlap tproxy_mark", between(1, 2 ** 32 - 1, "a mark")),
 }
 
 
@@ -101,7 +104,7 @@ def settings_from_config(section: Any) -> FirewallSettings:
         tproxy_port=section.tproxy_port, tproxy_ports=tuple(section.tproxy_ports),
         tproxy_mark=section.tproxy_mark, nfqueue_num=section.nfqueue_num,
         nfqueue_ports=tuple(section.nfqueue_ports), nfqueue_bypass=section.nfqueue_bypass,
-        dhcpv6=section.dhcpv6)
+        dhcpv6=section.dhcpv6, ipv6_mark=section.ipv6_mark)
 
 
 def check(config: Any) -> None:
@@ -112,6 +115,9 @@ def check(config: Any) -> None:
     if section.garden_min_ttl > section.garden_max_ttl:
         raise ConfigError(f"{config.source}: [firewall] garden_min_ttl ({section.garden_min_ttl}) "
                           f"is longer than garden_max_ttl ({section.garden_max_ttl})")
+    if section.ipv6_mark & section.tproxy_mark:
+        raise ConfigError(f"{config.source}: [firewall] ipv6_mark (0x{section.ipv6_mark:x}) "
+                          f"overlaps tproxy_mark (0x{section.tproxy_mark:x})")
 
 
 def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:

@@ -208,6 +208,10 @@ class SettingsTests(SynchronousTestCase):
                         "test.toml", {"firewall": SECTION})
         error = self.assertRaises(ConfigError, check, crossed)
         self.assertIn("garden_min_ttl (600) is longer than garden_max_ttl (60)", str(error))
+        self.assertEqual(settings_from_config(default.firewall).ipv6_mark, 2)
+        overlapping = parse({"firewall": {"ipv6_mark": 3}}, "test.toml", {"firewall": SECTION})
+        error = self.assertRaises(ConfigError, check, overlapping)
+        self.assertIn("ipv6_mark (0x3) overlaps tproxy_mark (0x1)", str(error))
 
 
 class GardenMailboxTests(SynchronousTestCase):
