@@ -20,14 +20,25 @@ steps, which keeps them testable by feeding transcripts split anywhere.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Protocol, Sequence
+from typing import Any, Callable, Dict, List, Protocol, Sequence, Tuple
 
-__all__ = ["CLIENT", "SERVER", "Event", "Step", "Filter", "Chain"]
+__all__ = ["CLIENT", "SERVER", "Connection", "Event", "Step", "Filter", "MakeFilters", "Chain"]
 
 CLIENT = "client"
 """The direction of bytes sent by the client (towards the server)."""
 SERVER = "server"
 """The direction of bytes sent by the server (towards the client)."""
+
+
+@dataclass(frozen=True)
+class Connection:
+    """
+    What a protocol module is told of a new connection: the client's and
+    the original destination's (host, port).
+    """
+
+    client: Tuple[str, int]
+    server: Tuple[str, int]
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,11 @@ class Filter(Protocol):
         This direction was closed (half-close): flush what is held. Called
         once, and only on a filter that is not done.
         """
+
+
+MakeFilters = Callable[[Connection], Tuple[Filter, Filter]]
+"""A protocol module: the (client to server, server to client) filters of a
+new connection."""
 
 
 class Chain:
