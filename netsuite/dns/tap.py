@@ -31,8 +31,16 @@ DEFAULT_REFUSE = ["NULL", "TXT", "ANY", "MX", "SRV", "CNAME", "AXFR", "IXFR", "T
 
 
 def _upstream(text: str) -> Tuple[str, int]:
-    host, _, port = text.rpartition(":") if text.count(":") == 1 else (text, "", "")
-    address = ipaddress.IPv4Address(host or text)
+    """"IPv4", "IPv4:port", "IPv6" or "[IPv6]:port"."""
+    host, port = text, ""
+    if text.startswith("["):
+        host, _, port = text[1:].partition("]")
+        if port and not port.startswith(":"):
+            raise ValueError(text)
+        port = port[1:]
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    address = ipaddress.ip_address(host)
     number = int(port) if port else 53
     if not 0 < number < 65536:
         raise ValueError(text)
@@ -60,7 +68,8 @@ def _patterns(raw: Any) -> List[str]:
     return list(raw)
 
 
-UPSTREAMS = Kind('a list of "IPv4" or "IPv4:port" strings', _upstreams)
+UPSTREAMS = Kind('a list of "IPv4", "IPv4:port", "IPv6" or "[IPv6]:port" strings',
+                 _upstreams)
 QTYPES = Kind('a list of DNS query types ("TXT", "TYPE65399")', _types)
 NAME_PATTERNS = Kind('a list of names or "*.domain" patterns', _patterns)
 
@@ -70,7 +79,8 @@ SECTION = {
     "listen": Field(IPV4_LIST, ["10.89.0.1"], "addresses to answer on, UDP and TCP (the "
                     "access point's LAN address)"),
     "port": Field(PORT, 53, "the port"),
-    "upstreams": Field(UPSTREAMS, [], "resolvers to forward to, \"IPv4\" or \"IPv4:port\" "
+    "upstreams": Field(UPSTREAMS, [], "resolvers to forward to, \"IPv4\", \"IPv4:port\", "
+                       "\"IPv6\" or \"[IPv6]:port\" "
                        "([]: the nameservers of /etc/resolv.conf)"),
     "resolv_conf": Field(OPTIONAL_PATH, "/etc/resolv.conf", "where the system's resolvers "
                          "are read when upstreams is []"),

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import random
-from ipaddress import IPv4Address
+from ipaddress import IPv6Address, ip_address
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from twisted.internet.defer import Deferred, fail
@@ -69,16 +69,26 @@ def check_question(message: Any, question: Any) -> None:
 
 
 def resolv_conf_servers(text: str) -> List[Tuple[str, int]]:
-    """The IPv4 nameservers of a resolv.conf (127.0.0.1 when none, as twisted.names)."""
+    """
+    The nameservers of a resolv.conf, IPv4 and IPv6 (127.0.0.1 when none,
+    as twisted.names). Link-local IPv6 ones (C{fe80::1%eth0}) are skipped:
+    the pool's sockets are bound to no interface.
+    """
     servers = []
     for line in text.splitlines():
         fields = line.split()
         if len(fields) >= 2 and fields[0] == "nameserver":
             try:
-                servers.append((str(IPv4Address(fields[1])), 53))
+                address = ip_address(fields[1])
             except ValueError:
                 continue
+            if not (isinstance(address, IPv6Address) and address.is_link_local):
+                servers.append((str(address), 53))
     return servers or [("127.0.0.1", 53)]
+
+
+def _is_ipv6(server: Tuple[str, int]) -> bool:
+    return ":" in server[0]
 
 
 class UpstreamSocket(DatagramProtocol):
@@ -123,9 +133,10 @@ class _Query:
 
 class UpstreamClient:
     """
-    @param servers: the upstreams, [(IPv4 text, port)]; none: those of
-        C{resolv_conf}, read at start and again when it changes.
-    @param sockets: the UDP sockets of the pool.
+    @param servers: the upstreams, [(IPv4 or IPv6 text, port)]; none: those
+        of C{resolv_conf}, read at start and again when it changes.
+    @param sockets: the UDP sockets of the pool (one pool per address
+        family; the IPv6 one is opened when an IPv6 upstream is first asked).
     @param port_queries: queries a socket sends before it is replaced.
     @param port_seconds: seconds a socket is used before it is replaced.
     @param max_pending: queries in flight at once; more fail at once
@@ -146,10 +157,12 @@ class UpstreamClient:
         self.max_pending = max_pending
         self.random = rng or random.SystemRandom()
         self.slots: List[UpstreamSocket] = []
+        self.slots6: List[UpstreamSocket] = []
+        self.started = False
         self.retiring: Set[UpstreamSocket] = set()
         self.queries: Set[_Query] = set()
         self.tcp: Set[Any] = set()
-        self._next = 0
+        self._next = {False: 0, True: 0}
         self._resolv_mtime: Optional[float] = None
         self._resolv_loop: Optional[LoopingCall] = None
         self.counters: Dict[str, int] = {
@@ -168,7 +181,8 @@ class UpstreamClient:
             self._resolv_loop.start(RESOLV_CONF_INTERVAL, now=False)
         elif not self.servers:
             self.servers = [("127.0.0.1", 53)]
-        self.slots = [self._open() for _ in range(self.size)]
+        self.slots = [self._open(False) for _ in range(self.size)]
+        self.started = True
 
     def stop(self) -> None:
         """Fail what is in flight, close the sockets and TCP connections."""
@@ -176,10 +190,11 @@ class UpstreamClient:
             self._resolv_loop.stop()
         for query in list(self.queries):
             self._finish(query, Failure(error.DNSQueryTimeoutError(query.question)))
-        for sock in self.slots + list(self.retiring):
+        for sock in self.slots + self.slots6 + list(self.retiring):
             if sock.port is not None:
                 sock.port.stopListening()
-        self.slots, self.retiring = [], set()
+        self.slots, self.slots6, self.retiring = [], [], set()
+        self.started = False
         for protocol in list(self.tcp):
             protocol.transport.loseConnection()
 
@@ -199,27 +214,30 @@ class UpstreamClient:
         self._resolv_mtime = mtime
         self.servers = resolv_conf_servers(text)
 
-    def _open(self) -> UpstreamSocket:
+    def _open(self, ipv6: bool) -> UpstreamSocket:
         sock = UpstreamSocket(self, self.reactor.seconds())
         for attempt in range(OPEN_ATTEMPTS + 1):
             port = self.random.randrange(1024, 65536) if attempt < OPEN_ATTEMPTS else 0
             try:
-                sock.port = self.reactor.listenUDP(port, sock)
+                sock.port = self.reactor.listenUDP(port, sock, interface="::" if ipv6 else "")
                 return sock
             except CannotListenError:
                 continue
         raise CannotListenError("", 0, "no free UDP port")  # pragma: no cover (port 0)
 
-    def _socket(self) -> UpstreamSocket:
-        slot = self._next
-        self._next = (slot + 1) % len(self.slots)
-        sock = self.slots[slot]
+    def _socket(self, ipv6: bool) -> UpstreamSocket:
+        slots = self.slots6 if ipv6 else self.slots
+        if not slots:
+            slots += [self._open(ipv6) for _ in range(self.size)]
+        slot = self._next[ipv6]
+        self._next[ipv6] = (slot + 1) % len(slots)
+        sock = slots[slot]
         if (sock.sent >= self.port_queries
                 or self.reactor.seconds() - sock.born >= self.port_seconds):
             self.counters["port_replaced"] += 1
-            self.slots[slot] = self._open()
+            slots[slot] = self._open(ipv6)
             self._retire(sock)
-            sock = self.slots[slot]
+            sock = slots[slot]
         return sock
 
     def _retire(self, sock: UpstreamSocket) -> None:
@@ -238,7 +256,7 @@ class UpstreamClient:
         authority, additional), or of twisted.names' error for its rcode
         (C{DNSNameError}...), or C{DNSQueryTimeoutError}.
         """
-        if len(self.queries) >= self.max_pending or not self.slots:
+        if len(self.queries) >= self.max_pending or not self.started:
             self.counters["overloaded"] += 1
             return fail(Failure(error.DNSServerError(
                 "too many queries waiting for the upstreams")))
@@ -250,7 +268,12 @@ class UpstreamClient:
     def _try(self, query: _Query, last: Any = None) -> None:
         while query.tries and not query.done:
             seconds, server = query.tries.pop(0)
-            sock = self._socket()
+            try:
+                sock = self._socket(_is_ipv6(server))
+            except CannotListenError as e:  # no IPv6 on this host, say
+                self.counters["send_errors"] += 1
+                last = Failure(error.DNSQueryTimeoutError(f"{server[0]}: {e}"))
+                continue
             qid = self.random.randrange(65536)
             while qid in sock.pending:
                 qid = self.random.randrange(65536)
@@ -296,7 +319,7 @@ class UpstreamClient:
         if query is None:
             self.counters["unknown_id"] += 1  # late answers too
             return
-        if tuple(address) != query.server:
+        if tuple(address)[:2] != query.server:  # IPv6: (host, port, flow, scope)
             self.counters["bad_source"] += 1
             return
         try:

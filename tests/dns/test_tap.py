@@ -56,6 +56,10 @@ class TapTests(SynchronousTestCase):
                                                upstream_max_pending=9), registry, clock)
         upstream = service.server.upstream
         self.assertEqual(upstream.servers, [("192.0.2.53", 5353)])
+        self.assertEqual(tap._upstreams(["192.0.2.1", "2001:DB8::1", "[2001:db8::2]:5353"]),
+                         [("192.0.2.1", 53), ("2001:db8::1", 53), ("2001:db8::2", 5353)])
+        for bad in ["2001:db8::1]:53", "[2001:db8::1]53", "[2001:db8::1]:0", "host:53"]:
+            self.assertRaises(ValueError, tap._upstream, bad)
         self.assertEqual((upstream.size, upstream.port_queries, upstream.port_seconds,
                           upstream.max_pending), (3, 50, 60.0, 9))
         self.assertTrue(registry.describe("/dns/query"))

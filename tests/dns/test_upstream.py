@@ -16,12 +16,14 @@ from twisted.trial.unittest import SynchronousTestCase
 from netsuite.dns.upstream import UpstreamClient, resolv_conf_servers
 
 A, B = ("192.0.2.53", 53), ("192.0.2.54", 5353)
+V6 = ("2001:db8::53", 53)
 
 
 class FakePort:
-    def __init__(self, number, protocol):
+    def __init__(self, number, protocol, interface=""):
         self.number = number
         self.protocol = protocol
+        self.interface = interface
         self.written = []
         self.closed = False
 
@@ -41,9 +43,9 @@ class FakeReactor(MemoryReactorClock):
         self.busy = set()
 
     def listenUDP(self, port, protocol, interface="", maxPacketSize=8192):
-        if port in self.busy:
+        if port in self.busy or interface in self.busy:
             raise CannotListenError(interface, port, "in use")
-        fake = FakePort(port, protocol)
+        fake = FakePort(port, protocol, interface)
         self.udp.append(fake)
         protocol.makeConnection(fake)
         return fake
@@ -160,7 +162,7 @@ class UpstreamTests(SynchronousTestCase):
 
     def last_port(self):
         """The port of the newest write (the client goes round its slots)."""
-        order = self.client._next - 1
+        order = self.client._next[False] - 1
         return self.client.slots[order].port
 
     def test_late_answer_dropped(self):
@@ -284,10 +286,49 @@ class UpstreamTests(SynchronousTestCase):
         self.assertEqual(sent(port)[1], B)
 
 
+class IPv6UpstreamTests(SynchronousTestCase):
+    """An IPv6 upstream is asked from a pool of IPv6 sockets of its own."""
+
+    def setUp(self):
+        self.reactor = FakeReactor()
+        self.client = UpstreamClient(self.reactor, [V6, A], sockets=2, rng=random.Random(6))
+        self.client.start()
+        self.addCleanup(self.client.stop)
+        self.results = []
+
+    def ask(self):
+        d = self.client.query(dns.Query(b"x.test", dns.A), timeout=(1.0,))
+        d.addBoth(self.results.append)
+
+    def test_ipv6_pool_opened_when_first_asked(self):
+        self.assertEqual([p.interface for p in self.reactor.udp], ["", ""])
+        self.ask()
+        self.assertEqual([p.interface for p in self.reactor.udp], ["", "", "::", "::"])
+        port = self.reactor.udp[2]
+        message, address = sent(port)
+        self.assertEqual(address, V6)
+        # An IPv6 socket gives (host, port, flow info, scope id).
+        port.protocol.datagramReceived(reply(message), ("2001:db8::54", 53, 0, 0))
+        self.assertEqual(self.client.counters["bad_source"], 1)
+        port.protocol.datagramReceived(reply(message), V6 + (0, 0))
+        self.assertEqual(self.results[0][0][0].payload.dottedQuad(), "192.0.2.7")
+        self.client.stop()
+        self.assertTrue(all(p.closed for p in self.reactor.udp))
+
+    def test_no_ipv6_here_next_server(self):
+        """No IPv6 socket can be opened: counted, and the IPv4 upstream is asked."""
+        self.reactor.busy.add("::")
+        self.ask()
+        self.assertEqual(self.client.counters["send_errors"], 1)
+        self.assertEqual(sent(self.reactor.udp[0])[1], A)
+
+
 class ResolvConfTests(SynchronousTestCase):
     def test_servers(self):
-        text = "search lan\nnameserver 192.0.2.1\nnameserver ::1\nnameserver  10.0.0.1 \n#x\n"
-        self.assertEqual(resolv_conf_servers(text), [("192.0.2.1", 53), ("10.0.0.1", 53)])
+        text = ("search lan\nnameserver 192.0.2.1\nnameserver ::1\nnameserver  10.0.0.1 \n"
+                "nameserver fe80::1%eth0\nnameserver 2001:DB8::1\n#x\nnameserver bogus\n")
+        self.assertEqual(resolv_conf_servers(text), [("192.0.2.1", 53), ("::1", 53),
+                                                     ("10.0.0.1", 53), ("2001:db8::1", 53)])
         self.assertEqual(resolv_conf_servers(""), [("127.0.0.1", 53)])
 
     def test_read_and_reread(self):

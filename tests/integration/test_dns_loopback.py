@@ -1,9 +1,11 @@
 """
 netsuite-dns as a real twistd process forwarding to a real dnsmasq, both
 on loopback addresses of their own (ports 19553 and 19554; 19755 and 19756
-for the upstream client's test), queried with twisted.names' client.
+for the upstream client's test; 19757 and 19758 for the IPv6 upstream's),
+queried with twisted.names' client.
 """
 
+import os
 import re
 import shutil
 
@@ -35,6 +37,14 @@ upstreams = ["{POOL_UPSTREAM[0]}:{POOL_UPSTREAM[1]}"]
 upstream_sockets = 4
 preauth_rate = 1000.0
 preauth_burst = 1000
+"""
+V6_UPSTREAM = ("::1", 19757)
+V6_RESOLVER = ("127.0.0.96", 19758)
+V6_CONFIG = f"""
+[dns]
+listen = ["{V6_RESOLVER[0]}"]
+port = {V6_RESOLVER[1]}
+upstreams = ["[{V6_UPSTREAM[0]}]:{V6_UPSTREAM[1]}"]
 """
 PORT_LINE = re.compile(r"starting on \d+$|\(UDP Port \d+ Closed\)")
 
@@ -116,3 +126,18 @@ class LoopbackTests(TestCase):
         # at stop the pool's 4 ports and the resolver's own UDP port close: nothing else
         self.assertEqual(len(after), 4 + 1, "\n".join(after))
         self.assertEqual([line for line in after if "starting on" in line], [])
+
+    @inlineCallbacks
+    def test_ipv6_upstream(self):
+        """An upstream on an IPv6 address is asked from the IPv6 pool."""
+        if not os.path.exists("/proc/net/if_inet6"):
+            raise SkipTest("this kernel has no IPv6")
+        upstream = self.dnsmasq(V6_UPSTREAM, "dnsv6")
+        yield upstream.when_line(r"started, version")
+        daemon = spawn(self, "netsuite-dns dnsv6", TWISTD + [
+            "-n", "--pidfile=", "netsuite-dns", "--name", "dnsv6", "--socket-dir",
+            socket_dir(self), "--config", write_config(self, V6_CONFIG)])
+        yield daemon.when_line(r"dns ready")
+        resolver = client.Resolver(servers=[V6_RESOLVER], reactor=reactor)
+        answers, _, _ = yield resolver.lookupAddress("v6.x.test", timeout=(2,))
+        self.assertEqual([a.payload.dottedQuad() for a in answers], ["192.0.2.7"])
