@@ -8,7 +8,10 @@ What the server decides from the Ethernet frames (L{netsuite.dhcp.frames}):
    go to the protocol, as if from the UDP socket.
  - L{RogueWatch}: another DHCP server's OFFER, ACK or NAK seen on the LAN
    is counted (C{rogue_replies}), and reported (a warning and the event
-   C{/dhcp/rogue-server}) at most once per server per interval.
+   C{/dhcp/rogue-server}) at most once per server per interval. A reply
+   whose server identifier is this server's own is this server's answer
+   sent on by a relay agent on the LAN: counted (C{own_replies_relayed}),
+   not reported.
 
 All counters are the server's, in the answer of C{/dhcp/counters}.
 """
@@ -33,7 +36,7 @@ SERVER_PORT = 67
 ROGUE_EVENT = "/dhcp/rogue-server"
 REPLY_TYPES = frozenset({OFFER, ACK, NAK})
 COUNTERS = ("malformed_frames", "chaddr_mismatch", "frames_elsewhere", "rogue_replies",
-            "rogue_unreported")
+            "rogue_unreported", "own_replies_relayed")
 """The counters these add to the server's."""
 
 
@@ -117,10 +120,13 @@ class RogueWatch:
     counted (C{rogue_unreported}) but not reported until a remembered one
     has been quiet for an interval, so a sender forging MACs cannot flood
     the log or the bus, nor grow memory.
+
+    @param own: this server's identifiers (each subnet's server address).
     """
 
     def __init__(self, registry: Any, clock: Any, interface: str, counters: Dict[str, int],
-                 interval: float = 300.0, limit: int = 64) -> None:
+                 interval: float = 300.0, limit: int = 64,
+                 own: Iterable[IPv4Address] = ()) -> None:
         self.registry = registry
         self.clock = clock
         self.interface = interface
@@ -129,11 +135,15 @@ class RogueWatch:
             counters.setdefault(name, 0)
         self.interval = interval
         self.limit = limit
+        self.own = frozenset(own)
         self.servers: Dict[MAC, List[Any]] = {}  # MAC -> [replies, last reported, last seen]
 
     def saw(self, frame: Frame, reply: Packet) -> None:
         kind = reply.message_type
         if kind not in REPLY_TYPES:
+            return
+        if reply.server_id in self.own:
+            _count(self.counters, "own_replies_relayed")
             return
         _count(self.counters, "rogue_replies")
         now = self.clock.seconds()

@@ -308,7 +308,8 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
     if section.watch_servers:
         from .guard import RogueWatch
         rogues = RogueWatch(registry, reactor, section.interface, server.counters,
-                            interval=section.rogue_report_interval)
+                            interval=section.rogue_report_interval,
+                            own={s.server for s in subnets})
     destinations = {s.server for s in subnets}
     if direct is not None:
         destinations.add(direct.network.broadcast_address)

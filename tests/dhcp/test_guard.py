@@ -220,6 +220,25 @@ class RogueWatchTests(SynchronousTestCase):
         self.see(data=reply(INFORM))
         self.assertEqual((self.events, self.server.counters["rogue_replies"]), ([], 0))
 
+    def test_own_replies_relayed(self):
+        """
+        A reply with this server's identifier, sent on by a relay agent on
+        the LAN (its own MAC and address), is counted apart, not reported.
+        """
+        watch = RogueWatch(self.registry, self.clock, "br-lan", self.server.counters,
+                           own=[IPv4Address("10.89.0.1")])
+        frame = parse_frame(reply_frame(reply(server_id="10.89.0.1"), mac=OTHER,
+                                        source="10.89.0.254"))
+        watch.saw(frame, Packet.from_bytes(frame.payload))
+        self.registry.eventual.flush_sync()
+        self.assertEqual((self.events, self.warnings()), ([], []))
+        self.assertEqual((self.server.counters["rogue_replies"],
+                          self.server.counters["own_replies_relayed"]), (0, 1))
+        frame = parse_frame(reply_frame())  # another server's is still reported
+        watch.saw(frame, Packet.from_bytes(frame.payload))
+        self.registry.eventual.flush_sync()
+        self.assertEqual(len(self.events), 1)
+
     def test_bounded(self):
         """
         Past C{limit} servers remembered, a new one is counted, not
