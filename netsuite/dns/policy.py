@@ -17,7 +17,7 @@ from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Tuple
 
 from twisted.names import dns
 
-__all__ = ["Policy", "label_entropy", "qtype_number", "qtype_name", "REASONS"]
+__all__ = ["Policy", "RateLimit", "label_entropy", "qtype_number", "qtype_name", "REASONS"]
 
 REASONS = ("rate", "name_length", "label_length", "entropy", "qtype", "answer_size")
 """Why a query is refused before login."""
@@ -57,12 +57,42 @@ def qtype_name(number: int) -> str:
     return str(dns.QUERY_TYPES.get(number) or dns.EXT_QUERIES.get(number) or f"TYPE{number}")
 
 
-class _Client:
-    __slots__ = ("tokens", "stamp", "refusals", "reasons", "last_event", "suppressed")
+class RateLimit:
+    """
+    A token bucket per client: C{rate} queries per second, C{burst} at
+    once, for the C{max_clients} most recently seen (a forgotten one starts
+    again with a full bucket).
+    """
 
-    def __init__(self, tokens: float, now: float) -> None:
-        self.tokens = tokens
-        self.stamp = now
+    def __init__(self, clock: Any, rate: float, burst: float, max_clients: int = 4096) -> None:
+        self.clock = clock
+        self.rate = float(rate)
+        self.burst = float(burst)
+        self.max_clients = max_clients
+        self._buckets: "OrderedDict[str, List[float]]" = OrderedDict()  # ip -> [tokens, when]
+
+    def take(self, ip: str) -> bool:
+        """Whether C{ip} may make one more query now (it takes a token)."""
+        now = self.clock.seconds()
+        bucket = self._buckets.get(ip)
+        if bucket is None:
+            bucket = self._buckets[ip] = [self.burst, now]
+            if len(self._buckets) > self.max_clients:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(ip)
+            bucket[0] = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
+            bucket[1] = now
+        if bucket[0] < 1.0:
+            return False
+        bucket[0] -= 1.0
+        return True
+
+
+class _Client:
+    __slots__ = ("refusals", "reasons", "last_event", "suppressed")
+
+    def __init__(self) -> None:
         self.refusals = 0
         self.reasons: Counter = Counter()
         self.last_event: Optional[float] = None
@@ -96,8 +126,7 @@ class Policy:
                  suspect_threshold: int = 20, event_interval: float = 10.0,
                  max_clients: int = 4096) -> None:
         self.clock = clock
-        self.rate = float(rate)
-        self.burst = float(burst)
+        self.bucket = RateLimit(clock, rate, burst, max_clients)
         self.max_name = max_name
         self.max_label = max_label
         self.entropy = entropy
@@ -112,9 +141,8 @@ class Policy:
 
     def _client(self, ip: str) -> _Client:
         client = self._clients.get(ip)
-        now = self.clock.seconds()
         if client is None:
-            client = self._clients[ip] = _Client(self.burst, now)
+            client = self._clients[ip] = _Client()
             if len(self._clients) > self.max_clients:
                 self._clients.popitem(last=False)
         else:
@@ -127,13 +155,8 @@ class Policy:
         C{qtype} is refused (one of L{REASONS}), or None: answer it. Each
         query takes a token, refused or not.
         """
-        client = self._client(ip)
-        now = self.clock.seconds()
-        client.tokens = min(self.burst, client.tokens + (now - client.stamp) * self.rate)
-        client.stamp = now
-        if client.tokens < 1.0:
+        if not self.bucket.take(ip):
             return "rate"
-        client.tokens -= 1.0
         if len(name) > self.max_name:
             return "name_length"
         if qtype in self.refuse_types:

@@ -26,7 +26,7 @@ from twisted.names import dns, error
 from ..registry.interfaces import Stop
 from ..registry.registry import declare_service
 from .cache import Answer, Cache
-from .policy import Policy, qtype_name, qtype_number
+from .policy import Policy, RateLimit, qtype_name, qtype_number
 
 __all__ = ["DNSServer", "MAILBOXES", "EVENTS", "LocalNames"]
 
@@ -139,6 +139,8 @@ class DNSServer:
     @param garden: the L{netsuite.dns.garden.GardenNames}, and C{feeder},
         the L{netsuite.dns.garden.GardenFeeder} their addresses go to.
     @param limit_authorized: apply the policy to clients logged in too.
+    @param authorized_rate: the L{RateLimit} of clients logged in (else
+        unlimited), so that none can flood the resolver or its upstreams.
     @param max_pending: queries waiting for the upstream at once; more
         are dropped and counted (C{overloaded}).
     """
@@ -146,7 +148,8 @@ class DNSServer:
     def __init__(self, registry: Any, upstream: Any, cache: Cache, local: LocalNames,
                  policy: Policy, authorized: Any = (), garden: Any = None, feeder: Any = None,
                  limit_authorized: bool = False, max_pending: int = 1024,
-                 upstream_timeout: Sequence[float] = (1.0, 3.0)) -> None:
+                 upstream_timeout: Sequence[float] = (1.0, 3.0),
+                 authorized_rate: Optional[RateLimit] = None) -> None:
         self.registry = registry
         self.upstream = upstream
         self.cache = cache
@@ -156,6 +159,7 @@ class DNSServer:
         self.garden = garden
         self.feeder = feeder
         self.limit_authorized = limit_authorized
+        self.authorized_rate = authorized_rate
         self.max_pending = max_pending
         self.upstream_timeout = tuple(upstream_timeout)
         self.pending = 0
@@ -214,6 +218,8 @@ class DNSServer:
             reason = self.policy.check(ip, name, query.type)
             if reason is not None:
                 return self._refuse(message, ip, query, reason, tcp)
+        elif self.authorized_rate is not None and not self.authorized_rate.take(ip):
+            return self._refuse(message, ip, query, "rate", tcp)
         local = self.local.answer(name, query.type)
         if local is not None:
             self.counters["local"] += 1
@@ -284,6 +290,8 @@ class DNSServer:
                 message.fromStr(data)
                 self.counters["queries"] += 1
                 return self._refuse(message, ip, message.queries[0], reason, tcp)
+        elif self.authorized_rate is not None and not self.authorized_rate.take(ip):
+            return None  # refused the long way
         self.counters["queries"] += 1
         self.counters["cached"] += 1
         self.counters["answered"] += 1

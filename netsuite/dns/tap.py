@@ -108,6 +108,9 @@ SECTION = {
                               "logged in and has the garden set (\"\": this one)"),
     "limit_authorized": Field(bool, False, "apply the preauth_* limits to clients that "
                               "logged in too"),
+    "authorized_rate": Field(float, 100.0, "queries per second a client logged in may make "
+                             "(0: no limit)", at_least(0.0)),
+    "authorized_burst": Field(POSITIVE_INT, 400, "queries a client logged in may make at once"),
     "preauth_rate": Field(float, 10.0, "queries per second a client not logged in may make",
                           at_least(0.001)),
     "preauth_burst": Field(POSITIVE_INT, 40, "queries it may make at once"),
@@ -251,7 +254,7 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
     from .cache import Cache
     from .clients import AuthorizedClients
     from .garden import GardenFeeder, GardenNames
-    from .policy import Policy
+    from .policy import Policy, RateLimit
     from .protocol import DNSStreamFactory
     from .server import DNSServer
 
@@ -275,7 +278,10 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
                        GardenNames(section.garden_names), feeder,
                        limit_authorized=section.limit_authorized,
                        max_pending=section.max_pending,
-                       upstream_timeout=(first, section.upstream_timeout - first))
+                       upstream_timeout=(first, section.upstream_timeout - first),
+                       authorized_rate=RateLimit(reactor, section.authorized_rate,
+                                                 section.authorized_burst, section.max_clients)
+                       if section.authorized_rate else None)
     factory = DNSStreamFactory(server, max_connections=section.max_tcp_connections,
                                idle=section.tcp_idle_timeout)
     return DNSService(server, clients, feeder, [str(a) for a in section.listen],

@@ -9,7 +9,7 @@ from twisted.internet.task import Clock
 from twisted.names import dns
 from twisted.trial.unittest import SynchronousTestCase
 
-from netsuite.dns.policy import Policy, label_entropy, qtype_name, qtype_number
+from netsuite.dns.policy import Policy, RateLimit, label_entropy, qtype_name, qtype_number
 
 REAL_NAMES = [b"www.debian.org", b"connectivitycheck.gstatic.com", b"captive.apple.com",
               b"www.msftconnecttest.com", b"detectportal.firefox.com",
@@ -100,3 +100,20 @@ class PolicyTests(SynchronousTestCase):
         self.assertEqual(qtype_name(255), "ANY")
         self.assertEqual(qtype_name(65399), "TYPE65399")
         self.assertRaises(ValueError, qtype_number, "BOGUS")
+
+
+class RateLimitTests(SynchronousTestCase):
+    def test_bucket_per_client_bounded(self):
+        """
+        Each client has its own bucket; past max_clients the least recently
+        seen is forgotten (and starts again full).
+        """
+        clock = Clock()
+        limit = RateLimit(clock, rate=1.0, burst=2, max_clients=2)
+        self.assertEqual([limit.take("a") for _ in range(3)], [True, True, False])
+        self.assertTrue(limit.take("b"))
+        clock.advance(1.5)
+        self.assertEqual([limit.take("a") for _ in range(2)], [True, False])
+        limit.take("c")  # "b" is forgotten, "a" kept
+        self.assertEqual(sorted(limit._buckets), ["a", "c"])
+        self.assertFalse(limit.take("a"))

@@ -13,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from netsuite.dns.cache import Cache
 from netsuite.dns.clients import AuthorizedClients
 from netsuite.dns.garden import GardenFeeder, GardenNames
-from netsuite.dns.policy import Policy
+from netsuite.dns.policy import Policy, RateLimit
 from netsuite.dns.protocol import DNSDatagram, DNSStreamFactory
 from netsuite.dns.server import DNSServer, LocalNames
 from netsuite.registry.interfaces import Stop
@@ -194,6 +194,23 @@ class ServerTests(ServerFixture, SynchronousTestCase):
         self.authorized.add(OTHER)
         rcodes = [self.answer(query(b"x.test"), OTHER).rCode for _ in range(20)]
         self.assertEqual(set(rcodes), {dns.OK})
+
+    def test_rate_after_login(self) -> None:
+        """
+        With authorized_rate, a client logged in has a looser bucket of its
+        own: past it, REFUSED (counted as rate), on the fast path (cached
+        answers) as on the long one; the bucket refills with time.
+        """
+        self.server.authorized_rate = RateLimit(self.clock, rate=2.0, burst=10)
+        self.authorized.add(OTHER)
+        rcodes = [self.answer(query(b"x.test"), OTHER).rCode for _ in range(11)]
+        self.assertEqual(rcodes, [dns.OK] * 10 + [dns.EREFUSED])
+        self.assertEqual(len(self.upstream.queries), 1)  # the other 9 from the cache
+        self.assertEqual(self.server.all_counters()["refused_rate"], 1)
+        self.assertEqual(self.answer(query(b"x.test")).rCode, dns.OK)  # others' buckets
+        self.clock.advance(1)
+        rcodes = [self.answer(query(b"y.test"), OTHER).rCode for _ in range(3)]
+        self.assertEqual(rcodes, [dns.OK] * 2 + [dns.EREFUSED])
 
     def test_answer_size_before_login(self) -> None:
         ttl = 60
