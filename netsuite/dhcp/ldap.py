@@ -30,6 +30,7 @@ from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ..clock import clock_watch
 from ..config.fields import SECRET, between, not_empty, positive_at_most
 from ..config.schema import ConfigError, Field, Table, parse
 from ..registry.interfaces import Continue, Remember, Stop
@@ -138,12 +139,18 @@ class _Cache:
     """
     Values by key for C{ttl} seconds of C{clock}. Every entry lives as long,
     so the oldest are first: inserting sweeps the expired off the front.
+    Expiry times move with a step of the wall clock (L{netsuite.clock}):
+    an entry keeps the time it had left.
     """
 
     def __init__(self, clock: Any, ttl: float) -> None:
         self._clock = clock
         self._ttl = ttl
         self._items: Dict[Any, Tuple[float, Any]] = {}
+        clock_watch(clock).observe(self.shift)
+
+    def shift(self, seconds: float) -> None:
+        self._items = {key: (end + seconds, value) for key, (end, value) in self._items.items()}
 
     def get(self, key: Any) -> Any:
         item = self._items.get(key)

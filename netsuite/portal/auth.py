@@ -22,6 +22,7 @@ from typing import Any, Deque, Dict, Optional, Tuple
 
 from twisted.logger import Logger
 
+from ..clock import clock_watch
 from ..config.fields import NETWORK_LIST, OPTIONAL_PATH, SECONDS, SECRET, Secret, at_least
 from ..config.schema import Field
 from ..ldap import IDirectory, LdapDirectory, escape_dn_value, url_error
@@ -250,6 +251,8 @@ class LoginLimiter:
     a device cannot multiply its guesses by taking more addresses. Keys
     whose times have all left the window are dropped as the books grow,
     so memory follows the recent attempts, not every client ever seen.
+    The times move with a step of the wall clock (L{netsuite.clock}), so
+    that a step back does not lock a client out for as long.
     """
 
     def __init__(self, clock: Any, max_failures: int = 5, window: float = 60.0,
@@ -261,6 +264,13 @@ class LoginLimiter:
         self._failures: Dict[str, Deque[float]] = {}
         self._attempts: Dict[str, Deque[float]] = {}
         self._prune_at = _PRUNE_AT
+        clock_watch(clock).observe(self.shift)
+
+    def shift(self, seconds: float) -> None:
+        """The wall clock stepped by C{seconds}: move every recorded time."""
+        for book in (self._failures, self._attempts):
+            for key, times in book.items():
+                book[key] = deque(t + seconds for t in times)
 
     def _recent(self, book: Dict[str, Deque[float]], key: Any) -> Deque[float]:
         now = self.clock.seconds()

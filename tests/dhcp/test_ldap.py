@@ -28,7 +28,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from netsuite.bus import BusServerFactory
 from netsuite.config.fields import Secret
 from netsuite.config.schema import ConfigError
-from netsuite.dhcp.ldap import (DEFAULT_FILTER, LDAP_SECTION, LdapLookup, install,
+from netsuite.dhcp.ldap import (DEFAULT_FILTER, LDAP_SECTION, LdapLookup, _Cache, install,
                                 parse_settings, search_filter, settings_from_toml)
 from netsuite.dhcp.ldaphook import load_config, load_settings, parse_args, target
 from netsuite.dhcp.leases import LeaseStore
@@ -41,6 +41,7 @@ from netsuite.testing import SyncRunner
 from netsuite.registry import MAC, Continue, Registry, Remember, Stop
 
 from ..integration.procs import PYTHON, spawn, socket_dir, write_config
+from ..test_clock import watched
 from .test_server import LAN, RELAYED, request
 
 BASE = "ou=hosts,dc=example,dc=test"
@@ -110,6 +111,27 @@ def make_lookup(directory: MockDirectory, runner: Any = None, **table: Any
 
 def counts(lookup: LdapLookup) -> Dict[str, int]:
     return {k: v for k, v in lookup.counters.items() if v}
+
+
+class CacheTests(SynchronousTestCase):
+    def test_clock_steps(self):
+        """
+        An entry keeps the time it had left across a step of the wall
+        clock, back (it does not live an hour longer) or forward (it does
+        not expire at once).
+        """
+        clock, watch = watched()
+        cache = _Cache(clock, 300.0)
+        cache.put("a", 1)
+        clock.advance(100)
+        clock.step(-3600)
+        watch.check()
+        self.assertEqual(cache.left("a"), 200.0)
+        clock.step(7200)
+        watch.check()
+        self.assertEqual(cache.get("a"), 1)
+        clock.advance(200)
+        self.assertIsNone(cache.get("a"))
 
 
 class SettingsTests(SynchronousTestCase):

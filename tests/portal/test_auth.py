@@ -25,6 +25,7 @@ from netsuite.testing import HeldRunner, SyncRunner
 
 from ..ldap.people import slapd_with_alice
 from .helpers import A, B, MAC_A, PortalFixture
+from ..test_clock import watched
 
 MAC_B = "02:4e:00:00:00:0c"
 FAST = {"n": 16, "r": 1, "p": 1}
@@ -196,6 +197,22 @@ class RateLimitTests(SynchronousTestCase):
         limiter.succeeded(A)
         self.assertIsNone(limiter.retry_after(A))
         self.assertIsNone(LoginLimiter(f.clock, 0, 60).retry_after(A))
+
+    def test_clock_step_back(self):
+        """
+        After the wall clock steps an hour back, a client locked out for
+        30 s more waits 30 s, not an hour and 30 s.
+        """
+        clock, watch = watched()
+        limiter = LoginLimiter(clock, 3, 60)
+        for _ in range(3):
+            limiter.failed(A)
+            clock.advance(10)
+        clock.step(-3600)
+        watch.check()
+        self.assertEqual(limiter.retry_after(A), 30)
+        clock.advance(30)
+        self.assertIsNone(limiter.retry_after(A))
 
     def test_attempts(self):
         """
