@@ -59,7 +59,8 @@ class GardenFeeder:
     C{batch} addresses each, those with the same seconds in one request.
     An address already sent is sent again only once half its time is
     over. At most C{max_pending} addresses wait; more are dropped and
-    counted. A failed request is logged and its addresses dropped (the
+    counted. C{garden_full_refused} is the firewall's count of addresses
+    it refused because the garden set was full, as of its last answer. A failed request is logged and its addresses dropped (the
     next answer of the name sends them again).
     """
 
@@ -75,7 +76,8 @@ class GardenFeeder:
         self._known: Dict[IPv4Address, float] = {}  # ip -> when to send it again
         self._call: Any = None
         self._sending = False
-        self.counters = {"garden_sent": 0, "garden_dropped": 0, "garden_failures": 0}
+        self.counters = {"garden_sent": 0, "garden_dropped": 0, "garden_failures": 0,
+                         "garden_full_refused": 0}
 
     def add(self, records: Iterable[Tuple[IPv4Address, int]]) -> None:
         now = self.clock.seconds()
@@ -113,6 +115,9 @@ class GardenFeeder:
                 from twisted.python.failure import Failure
                 return failed(Failure(RuntimeError(f"no answer: {answer!r}")))
             self.counters["garden_sent"] += len(ips)
+            refused = answer.get("refused")
+            if isinstance(refused, int):  # the firewall's total: the set was full
+                self.counters["garden_full_refused"] = refused
             return None
 
         def failed(failure: Any) -> None:

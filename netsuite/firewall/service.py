@@ -36,7 +36,7 @@ MAILBOXES = {
     "/firewall/smtp/open": "Open SMTP for {ip} for {seconds?}; answers {open: true, seconds}.",
     "/firewall/smtp/close": "Close {ip}'s SMTP window; answers {open: false}.",
     "/firewall/smtp/windows": "Open SMTP windows: answers {ip-string: seconds left}.",
-    "/firewall/garden/add": "Open {ips: [IPv4...], seconds} to unauthorized clients (seconds clamped to [garden_min_ttl, garden_max_ttl], never lowered); answers {added: n}.",
+    "/firewall/garden/add": "Open {ips: [IPv4...], seconds} to unauthorized clients (seconds clamped to [garden_min_ttl, garden_max_ttl], never lowered); answers {added: n, refused: addresses refused since start because the set was full}.",
     "/firewall/garden": "The garden set: answers {ip-string: seconds left}.",
     "/firewall/garden/flush": "Empty the garden set; answers {flushed: n}.",
     "/firewall/clients": "Authorized clients: answers a list of {ip, mac, up_kbit, down_kbit}.",
@@ -131,7 +131,7 @@ class FirewallService(Service):
 
     def _add_garden(self, message: Message) -> "Deferred[Stop]":
         return self.firewall.add_garden(message.get("ips"), message.get("seconds")).addCallback(
-            lambda n: Stop({"added": n}))
+            lambda n: Stop({"added": n, "refused": self.firewall.garden_book.refused}))
 
     def _garden(self, message: Message) -> "Deferred[Stop]":
         return self.firewall.garden().addCallback(

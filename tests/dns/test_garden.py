@@ -63,6 +63,13 @@ class FeederTests(SynchronousTestCase):
         self.assertEqual(self.firewall.calls, [([A, B], 300), ([C], 60)])
         self.assertEqual(self.feeder.counters["garden_sent"], 3)
 
+    def test_full_refused_from_the_firewall(self) -> None:
+        """The firewall's count of addresses refused (garden set full) is kept."""
+        self.firewall.answers = [Stop({"added": 1, "refused": 4})]
+        self.feeder.add([(A, 300), (B, 300)])
+        self.clock.advance(0)
+        self.assertEqual(self.feeder.counters["garden_full_refused"], 4)
+
     def test_not_again_until_half_time(self) -> None:
         self.feeder.add([(A, 100)])
         self.clock.advance(0)

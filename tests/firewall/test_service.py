@@ -240,16 +240,27 @@ class GardenMailboxTests(SynchronousTestCase):
         """
         self.assertEqual(self.send("/firewall/garden/add",
                                    {"ips": ["198.51.100.7", "203.0.113.9"], "seconds": 7200}),
-                         {"added": 2})
+                         {"added": 2, "refused": 0})
         self.assertEqual(self.send("/firewall/garden"),
                          {"198.51.100.7": 3600, "203.0.113.9": 3600})
         self.assertEqual(self.send("/firewall/garden/add",
-                                   {"ips": ["192.0.2.1"], "seconds": 5}), {"added": 1})
+                                   {"ips": ["192.0.2.1"], "seconds": 5}), {"added": 1, "refused": 0})
         self.clock.advance(60)
         self.assertEqual(self.send("/firewall/garden"),
                          {"198.51.100.7": 3540, "203.0.113.9": 3540})
         self.assertEqual(self.send("/firewall/garden/flush"), {"flushed": 2})
         self.assertEqual(self.send("/firewall/garden"), {})
+
+    def test_full(self):
+        """Addresses refused because the set is full are counted in the answer."""
+        self.firewall.garden_book.max_entries = 2
+        answer = self.send("/firewall/garden/add",
+                           {"ips": ["198.51.100.7", "203.0.113.9", "198.51.100.8"],
+                            "seconds": 600})
+        self.assertEqual(answer, {"added": 2, "refused": 1})
+        self.assertEqual(self.send("/firewall/garden/add",
+                                   {"ips": ["198.51.100.9"], "seconds": 600}),
+                         {"added": 0, "refused": 2})
 
     def test_bad_add(self):
         """
