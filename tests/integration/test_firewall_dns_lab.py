@@ -258,7 +258,7 @@ class FirewallDnsLabTests(TestCase):
 
         answer = yield self.bus.send("/firewall/garden/add",
                                      {"ips": [self.lab.internet], "seconds": 2})
-        self.assertEqual(answer, {"added": 1})
+        self.assertEqual(answer, {"added": 1, "refused": 0})
         code, body = yield self.curl("c1", url)
         self.assertEqual((code, body), (0, UPSTREAM_BODY))
         garden = yield self.bus.send("/firewall/garden")
