@@ -83,6 +83,11 @@ class FirewallSettings:
         return f"{self.prefix.lower()}-smtp"
 
     @property
+    def smtp_servers_set(self) -> str:
+        """The per-(client, server) SMTP windows: C{hash:ip,port,ip}."""
+        return f"{self.prefix.lower()}-smtpto"
+
+    @property
     def garden_set(self) -> str:
         return f"{self.prefix.lower()}-garden"
 
@@ -163,8 +168,11 @@ def chains(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
     if s.block_smtp:
         for port in s.smtp_ports:
             client.append({"protocol": "tcp", "tcp": _tcp(port), "target": s.chain("SMTP")})
+        # A window to any destination (the client), or towards one server
+        # (client, port, server).
         smtp = [
             {"set": {"match-set": [s.smtp_set, "src"]}, "target": "RETURN"},
+            {"set": {"match-set": [s.smtp_servers_set, "src,dst,dst"]}, "target": "RETURN"},
             {"protocol": "tcp", "target": _reject_reset()},
         ]
     if s.nfqueue_num >= 0:

@@ -141,12 +141,16 @@ class ChainsTests(SynchronousTestCase):
 
     def test_smtp_chain(self):
         """
-        The SMTP chain returns for clients with an open window and resets
-        everyone else; with block_smtp off there is no such chain.
+        The SMTP chain returns for clients with an open window to any
+        destination, and for (client, port, server) with a window towards
+        that server, and resets everyone else; with block_smtp off there is
+        no such chain.
         """
         smtp = chains(minimal())[("filter", "NS-SMTP")]
-        self.assertEqual(smtp[0], {"set": {"match-set": ["ns-smtp", "src"]},
-                                   "target": "RETURN"})
+        self.assertEqual(smtp, [
+            {"set": {"match-set": ["ns-smtp", "src"]}, "target": "RETURN"},
+            {"set": {"match-set": ["ns-smtpto", "src,dst,dst"]}, "target": "RETURN"},
+            {"protocol": "tcp", "target": {"REJECT": {"reject-with": "tcp-reset"}}}])
         self.assertNotIn(("filter", "NS-SMTP"), chains(minimal(block_smtp=False)))
 
     def test_portal_redirect(self):
