@@ -53,6 +53,7 @@ class FirewallSettings:
     masquerade: bool = True
     block_smtp: bool = True
     smtp_ports: Tuple[int, ...] = (25,)
+    smtp_max_per_minute: int = 0
     tproxy_port: int = 0
     tproxy_ports: Tuple[int, ...] = ()
     tproxy_mark: int = 1
@@ -170,7 +171,21 @@ def chains(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
             client.append({"protocol": "tcp", "tcp": _tcp(port), "target": s.chain("SMTP")})
         # A window to any destination (the client), or towards one server
         # (client, port, server).
-        smtp = [
+        smtp = []
+        if s.smtp_max_per_minute:
+            # Even with a window: a client's SMTP SYN beyond the cap in the
+            # last 60 s is reset, in the kernel (xt_recent, per source; the
+            # refused ones count too). python-iptables cannot install
+            # hashlimit (its htable-expire comes out 0: EINVAL).
+            syn = {"tcp-flags": ["FIN,SYN,RST,ACK", "SYN"]}
+            seen = {"name": s.smtp_set, "mask": "255.255.255.255", "rsource": ""}
+            smtp += [
+                {"protocol": "tcp", "tcp": syn, "recent": dict(seen, set="")},
+                {"protocol": "tcp", "tcp": syn,
+                 "recent": dict(seen, rcheck="", seconds="60",
+                                hitcount=str(s.smtp_max_per_minute + 1)),
+                 "target": _reject_reset()}]
+        smtp += [
             {"set": {"match-set": [s.smtp_set, "src"]}, "target": "RETURN"},
             {"set": {"match-set": [s.smtp_servers_set, "src,dst,dst"]}, "target": "RETURN"},
             {"protocol": "tcp", "target": _reject_reset()},

@@ -449,6 +449,21 @@ class KernelFirewallTests(FirewallContract, TestCase):
         self.assertEqual((yield firewall.smtp_windows()), {})
 
     @inlineCallbacks
+    def test_smtp_cap_in_kernel(self):
+        """
+        smtp_max_per_minute's rules are installed as written, so the check
+        finds nothing to repair.
+        """
+        import attr
+        self.settings = attr.evolve(self.settings, smtp_max_per_minute=19)
+        firewall = yield self.make()
+        self.assertIn("-A NS-SMTP -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m recent "
+                      "--rcheck --seconds 60 --hitcount 20 --name ns-smtp --mask "
+                      "255.255.255.255 --rsource -j REJECT --reject-with tcp-reset",
+                      in_netns(self.ns, "iptables-legacy-save"))
+        self.assertEqual((yield firewall.check()), [])
+
+    @inlineCallbacks
     def test_rules_in_kernel(self):
         """
         Start-up installs each rule once, a second start (as after a crash)

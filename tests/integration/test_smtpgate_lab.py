@@ -35,6 +35,7 @@ enabled = true
 lan_network = "10.89.0.0/24"
 check_interval = 1.0
 lock_dir = "{locks}"
+smtp_max_per_minute = {cap}
 
 [smtpgate]
 window = {window}
@@ -103,6 +104,7 @@ class SmtpGateLab:
 
     timeout = 120
     window = 600
+    cap = 0
 
     @inlineCallbacks
     def setUp(self):
@@ -119,7 +121,7 @@ class SmtpGateLab:
         self.proxy = Standin(self, "mailproxy", "/mailproxy/login", self.sockets)
         self.portal = Standin(self, "portal", "/portal/logout", self.sockets)
         locks = os.path.abspath(self.mktemp())
-        self.config = write_config(self, CONFIG.format(locks=locks, window=self.window))
+        self.config = write_config(self, CONFIG.format(locks=locks, window=self.window, cap=self.cap))
         self.firewall = spawn(self, "netsuite firewall", [
             *TWISTD, "-n", "--pidfile=", "netsuite", "--name", "ap", "--socket-dir",
             self.sockets, "--config", self.config], netns=self.lab.netns("ap"))
@@ -240,6 +242,22 @@ class ShortWindowTests(SmtpGateLab, TestCase):
 
 class LongWindowTests(SmtpGateLab, TestCase):
     window = 600
+    cap = 3
+
+    @inlineCallbacks
+    def test_connection_cap(self):
+        """
+        With firewall.smtp_max_per_minute = 3, a client with a window opens
+        3 SMTP connections; the 4th is reset, another client's is not.
+        """
+        yield self.opened(1)
+        yield self.opened(2)
+        for _ in range(3):
+            got = yield self.smtp("c1", self.server)
+            self.assertEqual(got, "connected 220")
+        yield self.assertRefusedFast("c1", self.server)
+        got = yield self.smtp("c2", self.server)
+        self.assertEqual(got, "connected 220")
 
     @inlineCallbacks
     def test_portal_logout_closes(self):
