@@ -25,7 +25,7 @@ from netsuite.lab import Lab
 from netsuite.lab.peers import SmtpPeer
 from netsuite.registry import EVENT, Registry
 
-from .procs import TWISTD, socket_dir, spawn, write_config
+from .procs import ROOT, TWISTD, socket_dir, spawn, write_config
 from .test_firewall_lab import need_lab
 from ..lab.labs import lab_name
 
@@ -155,11 +155,21 @@ class SmtpGateLab:
         self.assertTrue(got.startswith("refused "), f"{client} -> {server}:25: {got}")
         self.assertLess(float(got.split()[1]), 1.0)
 
-    def login(self, index, outcome="success"):
+    def login(self, index, outcome="success", user="alice"):
         return self.proxy.publish({
             "ip": self.lab.client_address(index), "mac": self.lab.client_mac(index),
-            "server": self.server, "port": 143, "protocol": "imap", "user": "alice",
+            "server": self.server, "port": 143, "protocol": "imap", "user": user,
             "outcome": outcome, "evidence": "seen"})
+
+    @inlineCallbacks
+    def counted(self, key, n):
+        """Fire with the gate's counters once C{key} reached C{n} (10 s at most)."""
+        for _ in range(200):
+            counters = yield self.gate_bus.send("/smtpgate/counters", {})
+            if counters[key] >= n:
+                return counters
+            yield deferLater(reactor, 0.05, lambda: None)
+        raise AssertionError(f"{key} never reached {n}: {counters}")
 
     @inlineCallbacks
     def event(self, path, index):
@@ -194,11 +204,7 @@ class ShortWindowTests(SmtpGateLab, TestCase):
         """
         yield self.assertRefusedFast("c1", self.server)
         yield self.login(1, "failure")
-        for _ in range(200):  # 10 s at most
-            counters = yield self.gate_bus.send("/smtpgate/counters", {})
-            if counters["logins"]:
-                break
-            yield deferLater(reactor, 0.05, lambda: None)
+        counters = yield self.counted("logins", 1)
         self.assertEqual((counters["failures"], counters["opened"]), (1, 0))
         yield self.assertRefusedFast("c1", self.server)
         event = yield self.opened(1)
@@ -277,6 +283,25 @@ class LongWindowTests(SmtpGateLab, TestCase):
                          (self.lab.client_address(1), "portal-logout"))
         yield self.assertRefusedFast("c1", self.server)
         got = yield self.smtp("c2", self.server)
+        self.assertEqual(got, "connected 220")
+
+    @inlineCallbacks
+    def test_hook_refuses(self):
+        """
+        examples/smtp_allow_users.py on /smtpgate/decide: a login by a user
+        not listed opens nothing; a listed user's opens.
+        """
+        hook = spawn(self, "smtp_allow_users", [
+            sys.executable, os.path.join(ROOT, "examples", "smtp_allow_users.py"), "smtpgate",
+            self.sockets, "alice"])
+        yield hook.when_line("hooked")
+        yield self.login(1, user="mallory")
+        counters = yield self.counted("refused", 1)
+        self.assertEqual(counters["opened"], 0)
+        yield self.assertRefusedFast("c1", self.server)
+        event = yield self.opened(1)
+        self.assertEqual(str(event["ip"]), self.lab.client_address(1))
+        got = yield self.smtp("c1", self.server)
         self.assertEqual(got, "connected 220")
 
     @inlineCallbacks
