@@ -89,6 +89,23 @@ def window_seconds(seconds: Optional[int], default: int) -> int:
     return seconds
 
 
+def smtp_server(server: Any, network: ipaddress.IPv4Network) -> Optional[ipaddress.IPv4Address]:
+    """
+    The server of an SMTP window, checked (None: any destination): a
+    unicast IPv4 address outside the LAN.
+    """
+    if server is None:
+        return None
+    server = ipaddress.IPv4Address(server)
+    if (server.is_unspecified or server.is_multicast or server == BROADCAST
+            or server in network):
+        raise ValueError(f"an SMTP window cannot open towards {server}")
+    return server
+
+
+BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+
+
 class IFirewall(Interface):
     """
     netsuite's access control in the kernel. Every method that changes or
@@ -135,20 +152,25 @@ class IFirewall(Interface):
         Fires with ip -> L{Traffic} for every authorized client.
         """
 
-    def open_smtp(ip: ipaddress.IPv4Address, seconds: Optional[int] = None) -> object:
+    def open_smtp(ip: ipaddress.IPv4Address, seconds: Optional[int] = None,
+                  server: Optional[ipaddress.IPv4Address] = None) -> object:
         """
-        Let C{ip} reach SMTP for C{seconds} (None: the configured window);
-        the window closes by itself.
+        Let C{ip} reach SMTP for C{seconds} (None: the configured window):
+        any destination, or with C{server} (L{smtp_server}) that server
+        only; the window closes by itself. Opening again re-times it.
+        Fires with the seconds.
         """
 
     def close_smtp(ip: ipaddress.IPv4Address) -> object:
         """
-        Close C{ip}'s SMTP window now.
+        Close all of C{ip}'s SMTP windows now (any destination and towards
+        servers).
         """
 
     def smtp_windows() -> object:
         """
-        Fires with ip -> seconds left, for every open window.
+        Fires with client ip -> {None (any destination) or server ip:
+        seconds left}, for every open window.
         """
 
     def add_garden(ips: object, seconds: object) -> object:

@@ -19,7 +19,7 @@ from zope.interface import implementer
 from ..registry.values import MAC
 from ..runner import GroupCommit, IRunner
 from .interfaces import (Client, FirewallError, IFirewall, IShaper, Traffic, client_address,
-                         new_client, window_seconds)
+                         new_client, smtp_server, window_seconds)
 from .flows import FlowCutter
 from .garden import GardenBook
 from .iptables import StaticRules
@@ -88,7 +88,9 @@ class KernelFirewall:
         # whether this run installed the IPv6 rules (worker thread only)
         self.ipv6_active = False
         self.sets = KernelSets(set_names(settings), settings.lan_network, smtp_window,
-                               garden_max=garden_max_entries, garden_timeout=garden_ttl[0])
+                               garden_max=garden_max_entries, garden_timeout=garden_ttl[0],
+                               smtp_servers=settings.smtp_servers_set,
+                               smtp_ports=settings.smtp_ports)
         self.garden_book = GardenBook(clock, settings.lan_network, *garden_ttl,
                                       max_entries=garden_max_entries)
         # ip -> seconds: garden writes waiting for the next batch
@@ -352,13 +354,16 @@ class KernelFirewall:
 
     # SMTP windows
 
-    def open_smtp(self, ip: ipaddress.IPv4Address, seconds: Optional[int] = None) -> "Deferred[int]":
+    def open_smtp(self, ip: ipaddress.IPv4Address, seconds: Optional[int] = None,
+                  server: Optional[ipaddress.IPv4Address] = None) -> "Deferred[int]":
         try:
             ip = self._in_lan(ip)
             seconds = window_seconds(seconds, self.smtp_window)
+            server = smtp_server(server, self.settings.lan_network)
         except (ValueError, TypeError):
             return fail()
-        return self._run(self.sets.open_smtp, ip, seconds).addCallback(lambda _: seconds)
+        return self._run(self.sets.open_smtp, ip, seconds, server).addCallback(
+            lambda _: seconds)
 
     def close_smtp(self, ip: ipaddress.IPv4Address) -> "Deferred[None]":
         try:
@@ -367,7 +372,7 @@ class KernelFirewall:
             return fail()
         return self._run(self.sets.close_smtp, ip)
 
-    def smtp_windows(self) -> "Deferred[Dict[ipaddress.IPv4Address, int]]":
+    def smtp_windows(self) -> "Deferred[Dict[ipaddress.IPv4Address, Dict[Any, int]]]":
         return self._run(self.sets.smtp_windows)
 
     # the garden

@@ -9,8 +9,11 @@ from the firewall's worker thread.
  - C{<prefix>-down}: C{bitmap:ip} over the LAN, with counters: the same
    clients, matched C{dst} on the way to the LAN; its counters are the
    client's download.
- - C{<prefix>-smtp}: C{hash:ip} with timeouts: the open SMTP windows, which
-   the kernel expires by itself.
+ - C{<prefix>-smtp}: C{hash:ip} with timeouts: the open SMTP windows to any
+   destination, which the kernel expires by itself.
+ - C{<prefix>-smtpto}: C{hash:ip,port,ip} with timeouts: the SMTP windows
+   towards one server, an entry (client, SMTP port, server) per SMTP port
+   (matched C{src,dst,dst}); the kernel expires them too.
  - C{<prefix>-garden}: C{hash:ip} with timeouts, at most C{garden_max}
    entries: addresses open before login (matched C{dst}), added by the
    resolver for a garden name's records; the kernel expires them.
@@ -30,7 +33,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.nfnetlink.ipset import IPSET_FLAG_WITH_COUNTERS, ipset_msg
 
 from ..registry.values import MAC
-from .setwriter import IPSET_CMD_ADD, IPSET_CMD_DEL, SetReader, SetWriter
+from .setwriter import IPSET_CMD_ADD, IPSET_CMD_DEL, SetReader, SetWriter, WindowEntry
 
 __all__ = ["KernelSets", "SetCounters"]
 
@@ -42,16 +45,22 @@ IPSET_FLAG_LIST_HEADER = 1 << 2  # list the set's header only
 
 class KernelSets:
     """
-    Create, fill, read and remove netsuite's four sets.
+    Create, fill, read and remove netsuite's sets.
 
     @param names: (auth, down, smtp, garden) set names.
     @param network: the LAN, the range of the two bitmap sets.
     @param garden_max: the garden set's C{maxelem}.
+    @param smtp_servers: the name of the per-(client, server) SMTP windows'
+        set ("": C{names}' SMTP set's, with C{to} added).
+    @param smtp_ports: the SMTP ports a window towards a server opens.
     """
 
     def __init__(self, names: Tuple[str, str, str, str], network: ipaddress.IPv4Network,
-                 smtp_timeout: int, garden_max: int = 4096, garden_timeout: int = 60) -> None:
+                 smtp_timeout: int, garden_max: int = 4096, garden_timeout: int = 60,
+                 smtp_servers: str = "", smtp_ports: Sequence[int] = (25,)) -> None:
         self.auth, self.down, self.smtp, self.garden = names
+        self.smtp_servers = smtp_servers or self.smtp + "to"
+        self.smtp_ports = tuple(smtp_ports)
         self.network = network
         self.smtp_timeout = smtp_timeout
         self.garden_max = garden_max
@@ -97,7 +106,7 @@ class KernelSets:
 
     def create_missing(self) -> list[str]:
         """
-        Create whichever of the four sets does not exist; return their names.
+        Create whichever of the sets does not exist; return their names.
         """
         made = []
         if not self.exists(self.auth):
@@ -109,6 +118,10 @@ class KernelSets:
         if not self.exists(self.smtp):
             self.ipset.create(self.smtp, stype="hash:ip", timeout=self.smtp_timeout)
             made.append(self.smtp)
+        if not self.exists(self.smtp_servers):
+            self.ipset.create(self.smtp_servers, stype="hash:ip,port,ip",
+                              timeout=self.smtp_timeout)
+            made.append(self.smtp_servers)
         if not self.exists(self.garden):
             self.ipset.create(self.garden, stype="hash:ip", timeout=self.garden_timeout,
                               maxelem=self.garden_max)
@@ -146,14 +159,17 @@ class KernelSets:
 
     def destroy(self) -> None:
         """
-        Remove the four sets (they must no longer be referenced by rules).
+        Remove the sets (they must no longer be referenced by rules).
         """
-        for name in (self.auth, self.down, self.smtp, self.garden):
+        for name in self._names():
             if self.exists(name):
                 self.ipset.destroy(name)
 
+    def _names(self) -> Tuple[str, ...]:
+        return (self.auth, self.down, self.smtp, self.smtp_servers, self.garden)
+
     def flush(self) -> None:
-        for name in (self.auth, self.down, self.smtp, self.garden):
+        for name in self._names():
             if self.exists(name):
                 self.ipset.flush(name)
 
@@ -183,17 +199,42 @@ class KernelSets:
 
     # SMTP windows
 
-    def open_smtp(self, ip: ipaddress.IPv4Address, seconds: int) -> None:
-        self.writer.add(self.smtp, ip, timeout=seconds)
+    def open_smtp(self, ip: ipaddress.IPv4Address, seconds: int,
+                  server: Optional[ipaddress.IPv4Address] = None) -> None:
+        """
+        Open (or re-time) C{ip}'s window to any destination, or (with
+        C{server}) towards C{server} only, on every SMTP port.
+        """
+        if server is None:
+            self.writer.add(self.smtp, ip, timeout=seconds)
+        else:
+            self.writer.apply_windows([(IPSET_CMD_ADD, self.smtp_servers, ip, port, server,
+                                        seconds) for port in self.smtp_ports])
 
     def close_smtp(self, ip: ipaddress.IPv4Address) -> None:
+        """
+        Close every window of C{ip}: to any destination and towards servers.
+        """
         self.writer.delete(self.smtp, ip)
+        entries: list[WindowEntry] = [
+            (IPSET_CMD_DEL, self.smtp_servers, client, port, server, None)
+            for client, port, server, _ in self.reader.windows(self.smtp_servers)
+            if client == ip]
+        self.writer.apply_windows(entries)
 
-    def smtp_windows(self) -> Dict[ipaddress.IPv4Address, int]:
+    def smtp_windows(self) -> Dict[ipaddress.IPv4Address,
+                                   Dict[Optional[ipaddress.IPv4Address], int]]:
         """
-        ip -> seconds left, as the kernel counts them.
+        client -> {None (any destination) or server: seconds left}, as the
+        kernel counts them (a server's window: its longest of the ports).
         """
-        return {ip: left or 0 for ip, _, _, _, left in self.reader.rows(self.smtp)}
+        windows: Dict[ipaddress.IPv4Address, Dict[Optional[ipaddress.IPv4Address], int]] = {}
+        for ip, _, _, _, left in self.reader.rows(self.smtp):
+            windows.setdefault(ip, {})[None] = left or 0
+        for ip, _, server, left in self.reader.windows(self.smtp_servers):
+            mine = windows.setdefault(ip, {})
+            mine[server] = max(mine.get(server, 0), left or 0)
+        return windows
 
     # the garden
 

@@ -18,7 +18,7 @@ from zope.interface import implementer
 
 from ..registry.values import MAC
 from .interfaces import (Client, IFirewall, IShaper, Traffic, client_address, new_client,
-                         window_seconds)
+                         smtp_server, window_seconds)
 from .garden import GardenBook
 from .slots import check_limits, check_network, client_slot
 
@@ -30,6 +30,8 @@ class MemoryFirewall:
     """
     @ivar kernel_clients: the simulated auth set: ip -> (mac, Traffic).
     @ivar kernel_smtp: the simulated SMTP set: ip -> expiry time.
+    @ivar kernel_smtp_servers: the simulated per-server SMTP set: (ip,
+        server) -> expiry time.
     @ivar kernel_limits: the simulated tc classes: ip -> (up, down).
     @ivar kernel_garden: the simulated garden set: ip -> expiry time (the
         clock's; expired entries are gone from every answer).
@@ -53,6 +55,8 @@ class MemoryFirewall:
         self.clients: Dict[ipaddress.IPv4Address, Client] = {}
         self.kernel_clients: Dict[ipaddress.IPv4Address, Tuple[MAC, Traffic]] = {}
         self.kernel_smtp: Dict[ipaddress.IPv4Address, float] = {}
+        self.kernel_smtp_servers: Dict[Tuple[ipaddress.IPv4Address, ipaddress.IPv4Address],
+                                       float] = {}
         self.kernel_limits: Dict[ipaddress.IPv4Address, Tuple[int, int]] = {}
         self.rules_installed = False
         self.closed = False
@@ -77,6 +81,7 @@ class MemoryFirewall:
         """
         self.kernel_clients.clear()
         self.kernel_smtp.clear()
+        self.kernel_smtp_servers.clear()
         self.kernel_limits.clear()
         self.kernel_garden.clear()
         self.rules_installed = False
@@ -145,13 +150,18 @@ class MemoryFirewall:
         return succeed({ip: self.kernel_clients.get(ip, (None, Traffic()))[1]
                         for ip in self.clients})
 
-    def open_smtp(self, ip: ipaddress.IPv4Address, seconds: Optional[int] = None) -> "Deferred[int]":
+    def open_smtp(self, ip: ipaddress.IPv4Address, seconds: Optional[int] = None,
+                  server: Optional[ipaddress.IPv4Address] = None) -> "Deferred[int]":
         try:
             ip = self._in_lan(ip)
             seconds = window_seconds(seconds, self.smtp_window)
+            server = smtp_server(server, self.lan_network)
         except (ValueError, TypeError):
             return fail()
-        self.kernel_smtp[ip] = self.clock.seconds() + seconds
+        if server is None:
+            self.kernel_smtp[ip] = self.clock.seconds() + seconds
+        else:
+            self.kernel_smtp_servers[ip, server] = self.clock.seconds() + seconds
         return succeed(seconds)
 
     def close_smtp(self, ip: ipaddress.IPv4Address) -> "Deferred[None]":
@@ -160,13 +170,22 @@ class MemoryFirewall:
         except ValueError:
             return fail()
         self.kernel_smtp.pop(ip, None)
+        for key in [key for key in self.kernel_smtp_servers if key[0] == ip]:
+            del self.kernel_smtp_servers[key]
         return succeed(None)
 
-    def smtp_windows(self) -> "Deferred[Dict[ipaddress.IPv4Address, int]]":
+    def smtp_windows(self) -> "Deferred[Dict[ipaddress.IPv4Address, Dict[Any, int]]]":
         now = self.clock.seconds()
         for ip in [ip for ip, end in self.kernel_smtp.items() if end <= now]:
             del self.kernel_smtp[ip]
-        return succeed({ip: int(end - now) for ip, end in self.kernel_smtp.items()})
+        for key in [key for key, end in self.kernel_smtp_servers.items() if end <= now]:
+            del self.kernel_smtp_servers[key]
+        windows: Dict[ipaddress.IPv4Address, Dict[Any, int]] = {}
+        for ip, end in self.kernel_smtp.items():
+            windows.setdefault(ip, {})[None] = int(end - now)
+        for (ip, server), end in self.kernel_smtp_servers.items():
+            windows.setdefault(ip, {})[server] = int(end - now)
+        return succeed(windows)
 
     def _garden_left(self) -> Dict[ipaddress.IPv4Address, int]:
         now = self.clock.seconds()

@@ -53,6 +53,7 @@ class FirewallSettings:
     masquerade: bool = True
     block_smtp: bool = True
     smtp_ports: Tuple[int, ...] = (25,)
+    smtp_max_per_minute: int = 0
     tproxy_port: int = 0
     tproxy_ports: Tuple[int, ...] = ()
     tproxy_mark: int = 1
@@ -81,6 +82,11 @@ class FirewallSettings:
     @property
     def smtp_set(self) -> str:
         return f"{self.prefix.lower()}-smtp"
+
+    @property
+    def smtp_servers_set(self) -> str:
+        """The per-(client, server) SMTP windows: C{hash:ip,port,ip}."""
+        return f"{self.prefix.lower()}-smtpto"
 
     @property
     def garden_set(self) -> str:
@@ -163,8 +169,25 @@ def chains(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
     if s.block_smtp:
         for port in s.smtp_ports:
             client.append({"protocol": "tcp", "tcp": _tcp(port), "target": s.chain("SMTP")})
-        smtp = [
+        # A window to any destination (the client), or towards one server
+        # (client, port, server).
+        smtp = []
+        if s.smtp_max_per_minute:
+            # Even with a window: a client's SMTP SYN beyond the cap in the
+            # last 60 s is reset, in the kernel (xt_recent, per source; the
+            # refused ones count too). python-iptables cannot install
+            # hashlimit (its htable-expire comes out 0: EINVAL).
+            syn = {"tcp-flags": ["FIN,SYN,RST,ACK", "SYN"]}
+            seen = {"name": s.smtp_set, "mask": "255.255.255.255", "rsource": ""}
+            smtp += [
+                {"protocol": "tcp", "tcp": syn, "recent": dict(seen, set="")},
+                {"protocol": "tcp", "tcp": syn,
+                 "recent": dict(seen, rcheck="", seconds="60",
+                                hitcount=str(s.smtp_max_per_minute + 1)),
+                 "target": _reject_reset()}]
+        smtp += [
             {"set": {"match-set": [s.smtp_set, "src"]}, "target": "RETURN"},
+            {"set": {"match-set": [s.smtp_servers_set, "src,dst,dst"]}, "target": "RETURN"},
             {"protocol": "tcp", "target": _reject_reset()},
         ]
     if s.nfqueue_num >= 0:

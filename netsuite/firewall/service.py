@@ -33,9 +33,9 @@ _log = Logger()
 MAILBOXES = {
     "/firewall/authorize": "Authorize {ip, mac, up_kbit?, down_kbit?}; answers {authorized, ip, mac, up_kbit, down_kbit}.",
     "/firewall/deauthorize": "De-authorize {ip} and cut its connections; answers {deauthorized: was it authorized}.",
-    "/firewall/smtp/open": "Open SMTP for {ip} for {seconds?}; answers {open: true, seconds}.",
-    "/firewall/smtp/close": "Close {ip}'s SMTP window; answers {open: false}.",
-    "/firewall/smtp/windows": "Open SMTP windows: answers {ip-string: seconds left}.",
+    "/firewall/smtp/open": "Open SMTP for {ip} for {seconds?}, to any destination or towards {server?} (IPv4) only; opening again re-times it; answers {open: true, seconds}.",
+    "/firewall/smtp/close": "Close all of {ip}'s SMTP windows; answers {open: false}.",
+    "/firewall/smtp/windows": "Open SMTP windows: answers {ip-string: {\"any\" or server-string: seconds left}}.",
     "/firewall/garden/add": "Open {ips: [IPv4...], seconds} to unauthorized clients (seconds clamped to [garden_min_ttl, garden_max_ttl], never lowered); answers {added: n, refused: addresses refused since start because the set was full}.",
     "/firewall/garden": "The garden set: answers {ip-string: seconds left}.",
     "/firewall/garden/flush": "Empty the garden set; answers {flushed: n}.",
@@ -118,7 +118,8 @@ class FirewallService(Service):
         return self.firewall.deauthorize(ip).addCallbacks(done, not_a_client)
 
     def _open_smtp(self, message: Message) -> "Deferred[Stop]":
-        return self.firewall.open_smtp(_ip(message), message.get("seconds")).addCallback(
+        return self.firewall.open_smtp(_ip(message), message.get("seconds"),
+                                       message.get("server")).addCallback(
             lambda seconds: Stop({"open": True, "seconds": seconds}))
 
     def _close_smtp(self, message: Message) -> "Deferred[Stop]":
@@ -127,7 +128,9 @@ class FirewallService(Service):
 
     def _smtp_windows(self, message: Message) -> "Deferred[Stop]":
         return self.firewall.smtp_windows().addCallback(
-            lambda windows: Stop({str(ip): left for ip, left in windows.items()}))
+            lambda windows: Stop({str(ip): {("any" if to is None else str(to)): left
+                                            for to, left in mine.items()}
+                                  for ip, mine in windows.items()}))
 
     def _add_garden(self, message: Message) -> "Deferred[Stop]":
         return self.firewall.add_garden(message.get("ips"), message.get("seconds")).addCallback(

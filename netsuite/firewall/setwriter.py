@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..registry.values import MAC
 from .nfnetlink import (NLA_F_NESTED, NLA_F_NET_BYTEORDER, NLA_TYPE_MASK, NLM_F_ACK,
                         NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetfilterSocket, attr, message)
 
-__all__ = ["SetEntry", "SetWriter", "encode_entry", "IPSET_CMD_ADD", "IPSET_CMD_DEL"]
+__all__ = ["SetEntry", "WindowEntry", "SetWriter", "encode_entry", "IPSET_CMD_ADD",
+           "IPSET_CMD_DEL"]
 
 NFNL_SUBSYS_IPSET = 6
 IPSET_CMD_ADD = 9
@@ -34,8 +35,12 @@ IPSET_ATTR_SETNAME = 2
 IPSET_ATTR_DATA = 7
 IPSET_ATTR_IP = 1
 IPSET_ATTR_IPADDR_IPV4 = 1
+IPSET_ATTR_PORT = 4
 IPSET_ATTR_TIMEOUT = 6
+IPSET_ATTR_PROTO = 7
 IPSET_ATTR_ETHER = 17
+IPSET_ATTR_IP2 = 20
+TCP = 6
 
 BATCH = 100
 """Entries per send: the kernel's socket buffer refuses (ENOBUFS) a few hundred."""
@@ -46,14 +51,28 @@ IPSET_ERR_EXIST = 4103
 SetEntry = Tuple[int, str, ipaddress.IPv4Address, Optional[MAC], Optional[int]]
 """(command, set name, ip, mac or None, timeout or None)"""
 
+WindowEntry = Tuple[int, str, ipaddress.IPv4Address, int, ipaddress.IPv4Address, Optional[int]]
+"""(command, set name, client, TCP port, server, timeout or None): an entry
+of a C{hash:ip,port,ip} set."""
+
+
+def _ipv4(kind: int, ip: ipaddress.IPv4Address) -> bytes:
+    return attr(kind | NLA_F_NESTED, attr(IPSET_ATTR_IPADDR_IPV4 | NLA_F_NET_BYTEORDER, ip.packed))
+
 
 def encode_entry(command: int, name: str, ip: ipaddress.IPv4Address, mac: Optional[MAC] = None,
-                 timeout: Optional[int] = None, sequence: int = 0, exclusive: bool = False) -> bytes:
+                 timeout: Optional[int] = None, sequence: int = 0, exclusive: bool = False, *,
+                 port: Optional[int] = None, ip2: Optional[ipaddress.IPv4Address] = None) -> bytes:
     """
-    One ipset ADD or DEL netlink message for C{ip} (and C{mac}) in set C{name}.
+    One ipset ADD or DEL netlink message for C{ip} (and C{mac}) in set
+    C{name}; with C{port} and C{ip2}, for the C{hash:ip,port,ip} entry
+    (C{ip}, TCP C{port}, C{ip2}).
     """
-    data = attr(IPSET_ATTR_IP | NLA_F_NESTED,
-                attr(IPSET_ATTR_IPADDR_IPV4 | NLA_F_NET_BYTEORDER, ip.packed))
+    data = _ipv4(IPSET_ATTR_IP, ip)
+    if port is not None and ip2 is not None:
+        data += (attr(IPSET_ATTR_PORT | NLA_F_NET_BYTEORDER, struct.pack(">H", port))
+                 + attr(IPSET_ATTR_PROTO | NLA_F_NET_BYTEORDER, bytes([TCP]))
+                 + _ipv4(IPSET_ATTR_IP2, ip2))
     if timeout is not None:
         data += attr(IPSET_ATTR_TIMEOUT | NLA_F_NET_BYTEORDER, struct.pack(">I", timeout))
     if mac is not None:
@@ -77,13 +96,24 @@ class SetWriter(NetfilterSocket):
         (a new MAC or timeout); a delete of a missing one is not an error.
         Any other kernel error raises C{OSError}.
         """
-        for start in range(0, len(entries), BATCH):
+        self._send([lambda sequence, e=e: encode_entry(*e, sequence=sequence)
+                    for e in entries])
+
+    def apply_windows(self, entries: Sequence[WindowEntry]) -> None:
+        """
+        L{apply} for the entries of a C{hash:ip,port,ip} set.
+        """
+        self._send([lambda sequence, e=e: encode_entry(
+            e[0], e[1], e[2], None, e[5], sequence, port=e[3], ip2=e[4]) for e in entries])
+
+    def _send(self, encoders: Sequence[Callable[[int], bytes]]) -> None:
+        for start in range(0, len(encoders), BATCH):
             sequences = set()
             messages = []
-            for command, name, ip, mac, timeout in entries[start:start + BATCH]:
+            for encode in encoders[start:start + BATCH]:
                 sequence = self.next_sequence()
                 sequences.add(sequence)
-                messages.append(encode_entry(command, name, ip, mac, timeout, sequence))
+                messages.append(encode(sequence))
             self.open().send(b"".join(messages))
             self.replies(sequences, tolerated={IPSET_ERR_EXIST})
 
@@ -133,27 +163,59 @@ def _entries(adt: bytes) -> List[bytes]:
     return entries
 
 
+def _fields(messages: Sequence[bytes]) -> Iterator[Dict[int, bytes]]:
+    """
+    The attributes of each entry of a set's LIST dump.
+    """
+    for body in messages:
+        top = _attributes(body, 20, len(body))
+        for entry in _entries(top.get(IPSET_ATTR_ADT, b"")):
+            yield _attributes(entry, 0, len(entry))
+
+
+def _address(fields: Dict[int, bytes], kind: int) -> Optional[ipaddress.IPv4Address]:
+    nested = fields.get(kind, b"")
+    ip = _attributes(nested, 0, len(nested)).get(IPSET_ATTR_IPADDR_IPV4)
+    return ipaddress.IPv4Address(ip) if ip is not None and len(ip) == 4 else None
+
+
 def parse_list(messages: Sequence[bytes]) -> List[SetRow]:
     """
     The entries of a set from the messages of its LIST dump.
     """
     rows = []
-    for body in messages:
-        top = _attributes(body, 20, len(body))
-        for entry in _entries(top.get(IPSET_ATTR_ADT, b"")):
-            fields = _attributes(entry, 0, len(entry))
-            ip = _attributes(fields.get(IPSET_ATTR_IP, b""), 0,
-                             len(fields.get(IPSET_ATTR_IP, b""))).get(IPSET_ATTR_IPADDR_IPV4)
-            if ip is None or len(ip) != 4:
-                continue
-            mac = fields.get(IPSET_ATTR_ETHER)
-            timeout = fields.get(IPSET_ATTR_TIMEOUT)
-            rows.append((ipaddress.IPv4Address(ip), MAC(mac[:6]) if mac else None,
-                         struct.unpack(">Q", fields[IPSET_ATTR_BYTES])[0]
-                         if IPSET_ATTR_BYTES in fields else 0,
-                         struct.unpack(">Q", fields[IPSET_ATTR_PACKETS])[0]
-                         if IPSET_ATTR_PACKETS in fields else 0,
-                         struct.unpack(">I", timeout)[0] if timeout else None))
+    for fields in _fields(messages):
+        ip = _address(fields, IPSET_ATTR_IP)
+        if ip is None:
+            continue
+        mac = fields.get(IPSET_ATTR_ETHER)
+        timeout = fields.get(IPSET_ATTR_TIMEOUT)
+        rows.append((ip, MAC(mac[:6]) if mac else None,
+                     struct.unpack(">Q", fields[IPSET_ATTR_BYTES])[0]
+                     if IPSET_ATTR_BYTES in fields else 0,
+                     struct.unpack(">Q", fields[IPSET_ATTR_PACKETS])[0]
+                     if IPSET_ATTR_PACKETS in fields else 0,
+                     struct.unpack(">I", timeout)[0] if timeout else None))
+    return rows
+
+
+WindowRow = Tuple[ipaddress.IPv4Address, int, ipaddress.IPv4Address, Optional[int]]
+"""(client, port, server, seconds left) of a C{hash:ip,port,ip} entry."""
+
+
+def parse_windows(messages: Sequence[bytes]) -> List[WindowRow]:
+    """
+    The entries of a C{hash:ip,port,ip} set from its LIST dump.
+    """
+    rows = []
+    for fields in _fields(messages):
+        ip, ip2 = _address(fields, IPSET_ATTR_IP), _address(fields, IPSET_ATTR_IP2)
+        port = fields.get(IPSET_ATTR_PORT)
+        if ip is None or ip2 is None or port is None or len(port) != 2:
+            continue
+        timeout = fields.get(IPSET_ATTR_TIMEOUT)
+        rows.append((ip, struct.unpack(">H", port)[0], ip2,
+                     struct.unpack(">I", timeout)[0] if timeout else None))
     return rows
 
 
@@ -164,9 +226,16 @@ class SetReader(NetfilterSocket):
     """
 
     def rows(self, name: str) -> List[SetRow]:
+        return parse_list(self._dump(name))
+
+    def windows(self, name: str) -> List[WindowRow]:
+        """The entries of the C{hash:ip,port,ip} set C{name}."""
+        return parse_windows(self._dump(name))
+
+    def _dump(self, name: str) -> List[bytes]:
         sequence = self.next_sequence()
         attributes = (attr(IPSET_ATTR_PROTOCOL, bytes([IPSET_PROTOCOL]))
                       + attr(IPSET_ATTR_SETNAME, name.encode("ascii") + b"\0"))
         self.open().send(message(NFNL_SUBSYS_IPSET, IPSET_CMD_LIST,
                                  NLM_F_REQUEST | NLM_F_DUMP, sequence, attributes))
-        return parse_list(self.replies({sequence}))
+        return self.replies({sequence})

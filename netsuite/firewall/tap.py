@@ -58,6 +58,9 @@ SECTION = {
     "smtp_ports": Field(PORT_LIST, [25], "SMTP ports to block"),
     "smtp_window": Field(int, 600, "default seconds an SMTP window stays open",
                          between(1, 2147483, "seconds")),
+    "smtp_max_per_minute": Field(int, 0, "new SMTP connections a client may open per "
+                                 "minute, even with a window (0: no cap)",
+                                 between(0, 19, "a number of connections")),
     "tproxy_port": Field(PORT_OR_ZERO, 0, "TPROXY mail ports to this local port (0: off)"),
     "tproxy_ports": Field(PORT_LIST, [110, 143], "ports sent to the TPROXY port"),
     "tproxy_mark": Field(int, 1, "fwmark (and mask) of TPROXY'd packets",
@@ -101,6 +104,7 @@ def settings_from_config(section: Any) -> FirewallSettings:
         dns_port=section.dns_port, dns_after_login=section.dns_after_login,
         masquerade=section.masquerade,
         block_smtp=section.block_smtp, smtp_ports=tuple(section.smtp_ports),
+        smtp_max_per_minute=section.smtp_max_per_minute,
         tproxy_port=section.tproxy_port, tproxy_ports=tuple(section.tproxy_ports),
         tproxy_mark=section.tproxy_mark, nfqueue_num=section.nfqueue_num,
         nfqueue_ports=tuple(section.nfqueue_ports), nfqueue_bypass=section.nfqueue_bypass,

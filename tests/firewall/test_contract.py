@@ -145,10 +145,40 @@ class FirewallContract:
         self.assertEqual(seconds, 120)
         windows = yield firewall.smtp_windows()
         self.assertEqual(list(windows), [A])
-        self.assertTrue(110 <= windows[A] <= 120, windows)
+        self.assertEqual(list(windows[A]), [None])
+        self.assertTrue(110 <= windows[A][None] <= 120, windows)
         yield firewall.close_smtp(A)
         self.assertEqual((yield firewall.smtp_windows()), {})
         yield self.assertFailure(firewall.open_smtp(A, 0), ValueError)
+
+    @inlineCallbacks
+    def test_smtp_server_windows(self):
+        """
+        A window towards one server is listed under that server beside the
+        client's window to any destination; opening again re-times it;
+        closing closes both kinds for that client only; a server in the LAN
+        or not unicast is refused.
+        """
+        firewall = yield self.make()
+        yield firewall.open_smtp(A, 120, X)
+        yield firewall.open_smtp(A, 60, Y)
+        yield firewall.open_smtp(A, 30)
+        yield firewall.open_smtp(B, 120, X)
+        windows = yield firewall.smtp_windows()
+        self.assertEqual(sorted(windows), [A, B])
+        self.assertEqual(sorted(windows[A], key=str), sorted([None, X, Y], key=str))
+        self.assertTrue(110 <= windows[A][X] <= 120, windows)
+        self.assertTrue(50 <= windows[A][Y] <= 60, windows)
+        self.assertTrue(20 <= windows[A][None] <= 30, windows)
+        yield firewall.open_smtp(A, 300, Y)  # renewed
+        windows = yield firewall.smtp_windows()
+        self.assertTrue(290 <= windows[A][Y] <= 300, windows)
+        yield firewall.close_smtp(A)
+        windows = yield firewall.smtp_windows()
+        self.assertEqual(list(windows), [B])
+        self.assertEqual(list(windows[B]), [X])
+        for bad in (B, "10.89.0.1", "0.0.0.0", "224.0.0.5", "255.255.255.255", "nonsense"):
+            yield self.assertFailure(firewall.open_smtp(A, 60, bad), ValueError)
 
     @inlineCallbacks
     def test_check_restores(self):
@@ -267,6 +297,7 @@ class MemoryFirewallTests(FirewallContract, TestCase):
         if kernel is not None:  # the same simulated kernel, as after a restart
             firewall.kernel_clients = kernel.kernel_clients
             firewall.kernel_smtp = kernel.kernel_smtp
+            firewall.kernel_smtp_servers = kernel.kernel_smtp_servers
             firewall.kernel_limits = kernel.kernel_limits
             firewall.kernel_garden = kernel.kernel_garden
         self.firewall = firewall
@@ -294,6 +325,9 @@ class MemoryFirewallTests(FirewallContract, TestCase):
         self.clock.advance(29)
         self.assertEqual(list(self.successResultOf(self.firewall.smtp_windows())), [A])
         self.clock.advance(1)
+        self.assertEqual(self.successResultOf(self.firewall.smtp_windows()), {})
+        self.firewall.open_smtp(A, 30, X)
+        self.clock.advance(30)
         self.assertEqual(self.successResultOf(self.firewall.smtp_windows()), {})
 
     def test_garden_expires(self):
@@ -391,6 +425,43 @@ class KernelFirewallTests(FirewallContract, TestCase):
             return succeed("closed")
         running = any(line.startswith("-A NS-CLIENT") for line in rules)
         return succeed("running" if running else repr(rules))
+
+    @inlineCallbacks
+    def test_smtp_server_set_in_kernel(self):
+        """
+        A window towards a server is an entry (client, tcp:port, server)
+        per SMTP port in ns-smtpto, timed by the kernel, matched src,dst,dst
+        in NS-SMTP; when the set and its rule are removed by hand the check
+        restores both.
+        """
+        firewall = yield self.make()
+        yield firewall.open_smtp(A, 120, X)
+        saved = in_netns(self.ns, "ipset", "save", "ns-smtpto")
+        self.assertIn("create ns-smtpto hash:ip,port,ip", saved)
+        self.assertIn(f"add ns-smtpto {A},tcp:25,{X} timeout ", saved)
+        rule = "-A NS-SMTP -m set --match-set ns-smtpto src,dst,dst -j RETURN"
+        self.assertIn(rule, in_netns(self.ns, "iptables-legacy-save"))
+        in_netns(self.ns, "iptables-legacy", "-F", "NS-SMTP")
+        in_netns(self.ns, "ipset", "destroy", "ns-smtpto")
+        repaired = yield firewall.check()
+        self.assertIn("set ns-smtpto was missing", repaired)
+        self.assertIn(rule, in_netns(self.ns, "iptables-legacy-save"))
+        self.assertEqual((yield firewall.smtp_windows()), {})
+
+    @inlineCallbacks
+    def test_smtp_cap_in_kernel(self):
+        """
+        smtp_max_per_minute's rules are installed as written, so the check
+        finds nothing to repair.
+        """
+        import attr
+        self.settings = attr.evolve(self.settings, smtp_max_per_minute=19)
+        firewall = yield self.make()
+        self.assertIn("-A NS-SMTP -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m recent "
+                      "--rcheck --seconds 60 --hitcount 20 --name ns-smtp --mask "
+                      "255.255.255.255 --rsource -j REJECT --reject-with tcp-reset",
+                      in_netns(self.ns, "iptables-legacy-save"))
+        self.assertEqual((yield firewall.check()), [])
 
     @inlineCallbacks
     def test_rules_in_kernel(self):

@@ -141,13 +141,33 @@ class ChainsTests(SynchronousTestCase):
 
     def test_smtp_chain(self):
         """
-        The SMTP chain returns for clients with an open window and resets
-        everyone else; with block_smtp off there is no such chain.
+        The SMTP chain returns for clients with an open window to any
+        destination, and for (client, port, server) with a window towards
+        that server, and resets everyone else; with block_smtp off there is
+        no such chain.
         """
         smtp = chains(minimal())[("filter", "NS-SMTP")]
-        self.assertEqual(smtp[0], {"set": {"match-set": ["ns-smtp", "src"]},
-                                   "target": "RETURN"})
+        self.assertEqual(smtp, [
+            {"set": {"match-set": ["ns-smtp", "src"]}, "target": "RETURN"},
+            {"set": {"match-set": ["ns-smtpto", "src,dst,dst"]}, "target": "RETURN"},
+            {"protocol": "tcp", "target": {"REJECT": {"reject-with": "tcp-reset"}}}])
         self.assertNotIn(("filter", "NS-SMTP"), chains(minimal(block_smtp=False)))
+
+    def test_smtp_cap(self):
+        """
+        With smtp_max_per_minute, the SMTP chain first records each SYN
+        per source (xt_recent) and resets the one beyond the cap in 60 s,
+        windows or not.
+        """
+        smtp = chains(minimal(smtp_max_per_minute=5))[("filter", "NS-SMTP")]
+        syn = {"tcp-flags": ["FIN,SYN,RST,ACK", "SYN"]}
+        seen = {"name": "ns-smtp", "mask": "255.255.255.255", "rsource": ""}
+        self.assertEqual(smtp[:2], [
+            {"protocol": "tcp", "tcp": syn, "recent": dict(seen, set="")},
+            {"protocol": "tcp", "tcp": syn,
+             "recent": dict(seen, rcheck="", seconds="60", hitcount="6"),
+             "target": {"REJECT": {"reject-with": "tcp-reset"}}}])
+        self.assertEqual(len(smtp), 5)
 
     def test_portal_redirect(self):
         """

@@ -120,12 +120,30 @@ class FirewallServiceTests(SynchronousTestCase):
         """
         self.assertEqual(self.send("/firewall/smtp/open", {"ip": A, "seconds": 60}),
                          {"open": True, "seconds": 60})
-        self.assertEqual(self.send("/firewall/smtp/windows"), {"10.89.0.11": 60})
+        self.assertEqual(self.send("/firewall/smtp/windows"), {"10.89.0.11": {"any": 60}})
         self.clock.advance(61)
         self.assertEqual(self.send("/firewall/smtp/windows"), {})
         self.send("/firewall/smtp/open", {"ip": A})
-        self.assertEqual(self.send("/firewall/smtp/windows"), {"10.89.0.11": 600})
+        self.assertEqual(self.send("/firewall/smtp/windows"), {"10.89.0.11": {"any": 600}})
         self.assertEqual(self.send("/firewall/smtp/close", {"ip": A}), {"open": False})
+        self.assertEqual(self.send("/firewall/smtp/windows"), {})
+
+    def test_smtp_server_windows(self):
+        """
+        /firewall/smtp/open with a server opens a window towards it only,
+        listed under its address; /firewall/smtp/close closes both kinds.
+        """
+        server = ipaddress.IPv4Address("192.0.2.25")
+        self.assertEqual(self.send("/firewall/smtp/open",
+                                   {"ip": A, "seconds": 60, "server": server}),
+                         {"open": True, "seconds": 60})
+        self.send("/firewall/smtp/open", {"ip": A, "seconds": 30, "server": "192.0.2.26"})
+        self.send("/firewall/smtp/open", {"ip": A, "seconds": 90})
+        self.assertEqual(self.send("/firewall/smtp/windows"), {
+            "10.89.0.11": {"192.0.2.25": 60, "192.0.2.26": 30, "any": 90}})
+        self.assertEqual(self.firewall.kernel_smtp_servers,
+                         {(A, server): 60, (A, ipaddress.IPv4Address("192.0.2.26")): 30})
+        self.send("/firewall/smtp/close", {"ip": A})
         self.assertEqual(self.send("/firewall/smtp/windows"), {})
 
     def test_periodic_check(self):
