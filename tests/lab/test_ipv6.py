@@ -12,6 +12,7 @@ import time
 from twisted.trial.unittest import SynchronousTestCase
 
 from netsuite.lab import Lab, LabError
+from netsuite.lab.nsutil import read_text
 from netsuite.lab.peers import HttpPeer
 
 from .labs import lab_name, make_lab, need, need_root
@@ -111,11 +112,15 @@ class LabIPv6Tests(SynchronousTestCase):
                       status["namespaces"]["ap"]["routes6"])
         pids = self.lab.pids("ap")
         self.assertTrue(pids)
-        commands = [open(f"/proc/{pid}/comm").read().strip() for pid in pids]
+        commands = [read_text(f"/proc/{pid}/comm").strip() for pid in pids]
         self.assertIn("radvd", commands)
         self.assertTrue(os.path.isdir(self.lab.radvd_dir))
         loaded.down()  # another process's view of the lab removes it all
         self.assertFalse(os.path.exists(self.lab.radvd_dir))
+        # SIGKILLed: each is gone (or a zombie) once the kernel has ended it
+        deadline = time.monotonic() + 5.0
+        while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.02)
         for pid in pids:
             self.assertFalse(alive(pid), pid)
 
