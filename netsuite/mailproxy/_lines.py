@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Protocol, Sequence
 
-from netsuite.proxy.filters import Event
+from netsuite.proxy.filters import CLIENT, Event, Step
 
 __all__ = ["MAX_LINE", "MAX_USER", "LineReader", "Greeting", "user_text", "b64",
-           "printable", "login_event", "not_protocol", "too_long"]
+           "printable", "login_event", "not_protocol", "too_long", "Side"]
 
 MAX_LINE = 64 * 1024
 """The longest command or response line (outside a literal) a watcher
@@ -173,3 +173,36 @@ def not_protocol(protocol: str, first: bytes) -> Event:
 
 def too_long(protocol: str, direction: str) -> Event:
     return Event("too-long", {"protocol": protocol, "direction": direction})
+
+
+class _Session(Protocol):
+    done: bool
+
+    def feed_client(self, data: bytes) -> Step: ...
+
+    def feed_server(self, data: bytes) -> Step: ...
+
+
+class Side:
+    """
+    One direction's L{netsuite.proxy.filters.Filter}: feeds the session the
+    two directions share, and is done when it is.
+    """
+
+    def __init__(self, session: _Session, direction: str) -> None:
+        self.session = session
+        self.direction = direction
+        self._feed = session.feed_client if direction == CLIENT else session.feed_server
+
+    def __repr__(self) -> str:
+        return f"<{self.direction} filter of {self.session!r}>"
+
+    @property
+    def done(self) -> bool:
+        return self.session.done
+
+    def feed(self, data: bytes) -> Step:
+        return self._feed(data)
+
+    def end(self) -> Step:
+        return Step()  # nothing is ever held

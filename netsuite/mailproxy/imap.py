@@ -36,7 +36,7 @@ from typing import Dict, FrozenSet, List, Optional, Tuple
 
 from netsuite.proxy.filters import CLIENT, SERVER, Connection, Event, Step
 
-from ._lines import (MAX_LINE, Greeting, LineReader, b64, login_event, not_protocol,
+from ._lines import (MAX_LINE, Greeting, LineReader, Side, b64, login_event, not_protocol,
                      too_long, user_text)
 
 __all__ = ["imap", "ImapSession", "MAX_FAILURES", "MAX_PENDING"]
@@ -48,7 +48,8 @@ MAX_FAILURES = 5
 
 MAX_PENDING = 32
 """LOGIN, AUTHENTICATE and STARTTLS commands awaiting their answer at once
-(pipelined); one more cuts the connection."""
+(pipelined); past that, the connection is no longer inspected (event
+C{too-many})."""
 
 GREETINGS = (b"* OK", b"* PREAUTH", b"* BYE")
 
@@ -243,7 +244,7 @@ class ImapSession:
         if len(self._pending) >= MAX_PENDING and tag not in self._pending:
             self._events.append(Event("too-many", {"protocol": PROTOCOL,
                                                    "pending": len(self._pending)}))
-            self._pending.clear()
+            self._finish()
             return
         self._pending[tag] = what
 
@@ -325,33 +326,11 @@ class ImapSession:
                 self._finish()
 
 
-class _Side:
-    """One direction's filter: feeds the shared session."""
-
-    def __init__(self, session: ImapSession, direction: str) -> None:
-        self.session = session
-        self._feed = session.feed_client if direction == CLIENT else session.feed_server
-        self.direction = direction
-
-    def __repr__(self) -> str:
-        return f"<imap {self.direction} filter of {self.session!r}>"
-
-    @property
-    def done(self) -> bool:
-        return self.session.done
-
-    def feed(self, data: bytes) -> Step:
-        return self._feed(data)
-
-    def end(self) -> Step:
-        return Step()  # nothing is ever held
-
-
 def imap(conn: Connection, max_failures: int = MAX_FAILURES,
-         max_line: int = MAX_LINE) -> Tuple[_Side, _Side]:
+         max_line: int = MAX_LINE) -> Tuple[Side, Side]:
     """
     The (client to server, server to client) filters of a new IMAP
     connection, sharing one L{ImapSession}.
     """
     session = ImapSession(max_failures, max_line)
-    return _Side(session, CLIENT), _Side(session, SERVER)
+    return Side(session, CLIENT), Side(session, SERVER)
