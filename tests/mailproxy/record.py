@@ -1,0 +1,236 @@
+# -*- test-case-name: tests.mailproxy.test_golden -*-
+"""
+Record the golden transcripts of C{tests/mailproxy/transcripts/} from the
+lab's real dovecot (L{netsuite.lab.peers.DovecotPeer}) and SMTP sink, on
+loopback (ports 50143, 50110, 50025):
+
+    sudo .venv/bin/python -m tests.mailproxy.record [NAME ...]
+
+Each scenario is a small client: it sends its commands and reads until the
+answer it waits for, and every read is recorded as one chunk, in the order
+the bytes crossed (C{tests.mailproxy.session} has the file format). The
+user is alice, her password "secret"; the wrong one is "wrong".
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import re
+import socket
+import subprocess
+import sys
+import time
+from typing import Callable, Dict, List, Sequence, Tuple, Union
+
+from netsuite.lab.peers import DovecotPeer, SmtpPeer
+from netsuite.proxy.filters import CLIENT, SERVER
+
+from .session import HERE, Chunk, dumps
+
+HOST = "127.0.0.1"
+IMAP_PORT, POP3_PORT, SMTP_PORT = 50143, 50110, 50025
+USERS = {"alice": "secret"}
+
+MESSAGE = ("From: bob@example.test\nTo: alice@example.test\nSubject: not a login\n\n"
+           "a3 OK LOGIN completed\n+OK Logged in.\n.\n.+OK\n")
+
+
+def b64(text: str) -> bytes:
+    return base64.b64encode(text.encode())
+
+
+Step = Union[Tuple[str, bytes], Tuple[str, bytes, bytes]]
+SEND, EXPECT = "send", "expect"
+
+
+def send(data: bytes) -> Step:
+    return (SEND, data)
+
+
+def expect(pattern: bytes) -> Step:
+    """Read until what the server sent since the last expect matches C{pattern}."""
+    return (EXPECT, pattern)
+
+
+IMAP_OK = rb"(?m)^%s (OK|NO|BAD)[^\r\n]*\r\n"
+
+
+def tagged(tag: str) -> Step:
+    return expect(IMAP_OK % tag.encode())
+
+
+POP_LINE = rb"(?m)^(\+OK|-ERR|\+)[^\r\n]*\r\n"
+POP_DOT = rb"(?m)^\.\r\n"
+
+SCENARIOS: Dict[str, Tuple[int, str, List[Step]]] = {
+    "imap-login.txt": (IMAP_PORT, "LOGIN wrong then right, SELECT, FETCH of a message "
+                       "holding 'a3 OK LOGIN completed'", [
+        expect(rb"\r\n"),
+        send(b"a1 CAPABILITY\r\n"), tagged("a1"),
+        send(b"a2 LOGIN alice wrong\r\n"), tagged("a2"),
+        send(b'a3 LOGIN "alice" "secret"\r\n'), tagged("a3"),
+        send(b"a4 SELECT INBOX\r\n"), tagged("a4"),
+        send(b"a5 FETCH 1 BODY[]\r\n"), tagged("a5"),
+        send(b"a6 LOGOUT\r\n"), tagged("a6")]),
+    "imap-literals.txt": (IMAP_PORT, "LOGIN with synchronizing literals (wrong), then "
+                          "with LITERAL+ ones (right)", [
+        expect(rb"\r\n"),
+        send(b"a1 LOGIN {5}\r\n"), expect(rb"^\+[^\r\n]*\r\n"),
+        send(b"alice {5}\r\n"), expect(rb"^\+[^\r\n]*\r\n"),
+        send(b"wrong\r\n"), tagged("a1"),
+        send(b"a2 LOGIN {5+}\r\nalice {6+}\r\nsecret\r\n"), tagged("a2"),
+        send(b"a3 LOGOUT\r\n"), tagged("a3")]),
+    "imap-authenticate.txt": (IMAP_PORT, "AUTHENTICATE PLAIN cancelled, LOGIN wrong, "
+                              "PLAIN with SASL-IR right", [
+        expect(rb"\r\n"),
+        send(b"a1 AUTHENTICATE PLAIN\r\n"), expect(rb"^\+[^\r\n]*\r\n"),
+        send(b"*\r\n"), tagged("a1"),
+        send(b"a2 AUTHENTICATE LOGIN\r\n"), expect(rb"^\+[^\r\n]*\r\n"),
+        send(b64("alice") + b"\r\n"), expect(rb"^\+[^\r\n]*\r\n"),
+        send(b64("wrong") + b"\r\n"), tagged("a2"),
+        send(b"a3 AUTHENTICATE PLAIN " + b64("\0alice\0secret") + b"\r\n"), tagged("a3"),
+        send(b"a4 LOGOUT\r\n"), tagged("a4")]),
+    "imap-pipelined.txt": (IMAP_PORT, "NOOP, LOGIN wrong, LOGIN right, SELECT in one write;"
+                           " STARTTLS refused first (the lab's dovecot has no TLS)", [
+        expect(rb"\r\n"),
+        send(b"a0 STARTTLS\r\n"), tagged("a0"),
+        send(b"a1 NOOP\r\na2 LOGIN alice wrong\r\na3 LOGIN alice secret\r\n"
+             b"a4 SELECT INBOX\r\n"), tagged("a4"),
+        send(b"a5 LOGOUT\r\n"), tagged("a5")]),
+    "pop3-user.txt": (POP3_PORT, "CAPA, USER/PASS wrong then right, RETR of a message "
+                      "holding '+OK' lines", [
+        expect(POP_LINE),
+        send(b"CAPA\r\n"), expect(POP_DOT),
+        send(b"USER alice\r\n"), expect(POP_LINE),
+        send(b"PASS wrong\r\n"), expect(POP_LINE),
+        send(b"USER alice\r\n"), expect(POP_LINE),
+        send(b"PASS secret\r\n"), expect(POP_LINE),
+        send(b"RETR 1\r\n"), expect(POP_DOT),
+        send(b"QUIT\r\n"), expect(POP_LINE)]),
+    "pop3-auth.txt": (POP3_PORT, "AUTH list, AUTH PLAIN cancelled, AUTH LOGIN wrong, "
+                      "STLS refused, AUTH PLAIN with initial response right", [
+        expect(POP_LINE),
+        send(b"AUTH\r\n"), expect(POP_DOT),
+        send(b"AUTH PLAIN\r\n"), expect(POP_LINE),
+        send(b"*\r\n"), expect(POP_LINE),
+        send(b"AUTH LOGIN\r\n"), expect(POP_LINE),
+        send(b64("alice") + b"\r\n"), expect(POP_LINE),
+        send(b64("wrong") + b"\r\n"), expect(POP_LINE),
+        send(b"STLS\r\n"), expect(POP_LINE),
+        send(b"AUTH PLAIN " + b64("\0alice\0secret") + b"\r\n"), expect(POP_LINE),
+        send(b"QUIT\r\n"), expect(POP_LINE)]),
+    "pop3-pipelined.txt": (POP3_PORT, "APOP wrong, then CAPA, USER, PASS, STAT in one write",
+                           [expect(POP_LINE)]),  # APOP needs the greeting: see apop()
+    "pop3-in-use.txt": (POP3_PORT, "USER/PASS right while another session holds the "
+                        "mailbox (pop3_lock_session): -ERR [IN-USE]", [
+        expect(POP_LINE),
+        send(b"USER alice\r\n"), expect(POP_LINE),
+        send(b"PASS secret\r\n"), expect(POP_LINE)]),  # then dovecot closes
+    "smtp-greeting.txt": (SMTP_PORT, "the SMTP sink's greeting: not IMAP, not POP3", [
+        expect(rb"\r\n"), send(b"QUIT\r\n"), expect(rb"^221[^\r\n]*\r\n")]),
+}
+
+
+class RecordingDovecot(DovecotPeer):
+    """The lab's dovecot with APOP and POP3 session locks (for IN-USE)."""
+
+    def prepare(self, directory: str) -> List[str]:
+        argv = super().prepare(directory)
+        path = f"{directory}/dovecot.conf"
+        with open(path) as f:
+            conf = f.read()
+        conf = conf.replace("auth_mechanisms = plain login", "auth_mechanisms = plain login apop")
+        conf += "protocol pop3 {\n  pop3_lock_session = yes\n}\n"
+        with open(path, "w") as f:
+            f.write(conf)
+        return argv
+
+
+class Client:
+    """A recording client: every read and every write is one chunk."""
+
+    def __init__(self, port: int, timeout: float = 5.0) -> None:
+        self.sock = socket.create_connection((HOST, port), timeout=timeout)
+        self.chunks: List[Chunk] = []
+        self.deadline = timeout
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+        self.chunks.append((CLIENT, data))
+
+    def expect(self, pattern: bytes) -> bytes:
+        seen = b""
+        end = time.monotonic() + self.deadline
+        while not re.search(pattern, seen):
+            if time.monotonic() > end:
+                raise TimeoutError(f"no {pattern!r} in {seen!r}")
+            data = self.sock.recv(65536)
+            if not data:
+                raise EOFError(f"closed before {pattern!r}: {seen!r}")
+            self.chunks.append((SERVER, data))
+            seen += data
+        return seen
+
+    def run(self, steps: Sequence[Step]) -> bytes:
+        last = b""
+        for kind, data in steps:
+            last = self.send(data) if kind == SEND else self.expect(data)  # type: ignore
+        return last or b""
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def apop(client: Client) -> None:
+    """APOP wrong (the digest of the greeting's timestamp), then a pipelined login."""
+    import hashlib
+    greeting = client.expect(POP_LINE)
+    stamp = re.search(rb"<[^>]*>", greeting)
+    if stamp is None:
+        raise RuntimeError(f"no APOP timestamp in {greeting!r}")
+    digest = hashlib.md5(stamp.group(0) + b"wrong").hexdigest().encode()
+    client.run([send(b"APOP alice " + digest + b"\r\n"), expect(POP_LINE),
+                send(b"CAPA\r\nUSER alice\r\nPASS secret\r\nSTAT\r\n"),
+                expect(rb"(?m)^\+OK \d+ \d+\r\n"),  # STAT's answer, the last
+                send(b"QUIT\r\n"), expect(POP_LINE)])
+
+
+def record(names: Sequence[str]) -> None:
+    version = subprocess.run(["dovecot", "--version"], capture_output=True,
+                             text=True).stdout.strip()
+    today = datetime.date.today().isoformat()
+    dovecot = RecordingDovecot(None, HOST, users=USERS, imap_port=IMAP_PORT,
+                               pop3_port=POP3_PORT, auth_failure_delay=0)
+    smtp = SmtpPeer(None, HOST, port=SMTP_PORT)
+    with dovecot, smtp:
+        for name in names:
+            port, what, steps = SCENARIOS[name]
+            dovecot.add_message("alice", MESSAGE)
+            holder = None
+            if name == "pop3-in-use.txt":
+                holder = Client(POP3_PORT)
+                holder.run([expect(POP_LINE), send(b"USER alice\r\nPASS secret\r\n"),
+                            expect(rb"(?s)\+OK.*\+OK[^\r\n]*\r\n")])
+            client = Client(port, timeout=30.0 if holder else 5.0)
+            run: Callable[[Client], object] = (apop if name == "pop3-pipelined.txt"
+                                               else lambda c: c.run(steps))
+            try:
+                run(client)
+            finally:
+                client.close()
+                if holder is not None:
+                    holder.close()
+            server = "smtp sink (netsuite.lab.smtpsink)" if port == SMTP_PORT else \
+                f"dovecot {version}"
+            text = dumps(client.chunks, [
+                f"{name}: {what}",
+                f"recorded {today} by tests/mailproxy/record.py from {server} on "
+                f"{HOST}:{port}; alice's password is 'secret'"])
+            with open(f"{HERE}/{name}", "w") as f:
+                f.write(text)
+            print(f"{name}: {len(client.chunks)} chunks")
+
+
+if __name__ == "__main__":
+    record(sys.argv[1:] or sorted(SCENARIOS))
