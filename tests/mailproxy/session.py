@@ -49,13 +49,14 @@ def load(name: str) -> List[Chunk]:
         return loads(f.read())
 
 
-def play(make: MakeFilters, chunks: Iterable[Chunk]) -> Tuple[List[Event], Any, Any]:
+def play(make: MakeFilters, chunks: Iterable[Chunk],
+         connection: Connection = CONNECTION) -> Tuple[List[Event], Any, Any]:
     """
     Feed C{chunks} to a new connection's filters as a relay would: a
     direction's bytes go to its filter until it is done, and must come out
     unchanged. Return the events and the (client, server) filters.
     """
-    client, server = make(CONNECTION)
+    client, server = make(connection)
     events: List[Event] = []
     for direction, data in chunks:
         f = client if direction == CLIENT else server
