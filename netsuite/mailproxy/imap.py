@@ -16,7 +16,8 @@ side reads responses (literals skipped the same way) and decides:
     C{LOGIN} or C{AUTHENTICATE}; a tagged C{NO} or C{BAD} is a failure. An
     untagged response, a literal (message data) or a line that merely
     reads C{a1 OK LOGIN} anywhere else never counts. A cancelled
-    C{AUTHENTICATE} tried no password: it is no event.
+    C{AUTHENTICATE}, or one refused before any response (an unknown
+    mechanism), tried no password: it is no event.
   - the user is C{LOGIN}'s first argument, or the authentication identity
     (authcid) of PLAIN, or LOGIN's first response (base64). No password is
     kept: it is skipped where it is parsed.
@@ -304,8 +305,8 @@ class ImapSession:
             return
         if isinstance(what, _Authenticate):
             self._auth = None
-            if what.cancelled:
-                return
+            if what.cancelled or (what.responses == 0 and status != b"OK"):
+                return  # no password tried (an unknown mechanism, say)
             self._outcome(what.user, status)
         elif isinstance(what, _Command) and what.name == b"STARTTLS":
             if status == b"OK":

@@ -15,7 +15,8 @@ to their C{.} line, so message data is never read as a status.
     C{USER}), C{APOP}, or the last step of C{AUTH} (PLAIN or LOGIN, with an
     initial response or after C{+} continuations); C{-ERR} is a failure,
     but C{-ERR [IN-USE]} (RFC 2449) means right credentials and a locked
-    mailbox: outcome C{in-use}. A cancelled C{AUTH} (C{*}) is no event.
+    mailbox: outcome C{in-use}. A cancelled C{AUTH} (C{*}), or one refused
+    before any response (an unknown mechanism), is no event.
   - the user is C{USER}'s or C{APOP}'s argument, or the authcid of PLAIN,
     or LOGIN's first response. No password is kept.
 
@@ -205,8 +206,8 @@ class Pop3Session:
             self._multiline = True
         if isinstance(command, _Auth):
             self._auth = None
-            if not command.cancelled:
-                self._outcome(command.user, ok, line)
+            if not command.cancelled and (ok or command.responses > 0):
+                self._outcome(command.user, ok, line)  # else: no password tried
         elif command.name in (b"PASS", b"APOP"):
             self._outcome(command.user, ok, line)
         elif command.name == b"STLS" and ok:

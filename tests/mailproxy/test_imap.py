@@ -189,6 +189,14 @@ class LoginTests(TranscriptTests, SynchronousTestCase):
                     (C, b"a3 LOGIN alice secret\r\n"), (S, b"a3" + LOGGED_IN)],
                    [login("alice", "success")])
 
+    def test_authenticate_unknown_mechanism(self) -> None:
+        """An AUTHENTICATE refused before any response tried no password: no event."""
+        self.check([GREETING, (C, b"a1 AUTHENTICATE CRAM-MD5\r\n"),
+                    (S, b"a1 NO Unsupported authentication mechanism.\r\n"),
+                    (C, b"a2 AUTHENTICATE PLAIN\r\n"), (S, b"+ \r\n"),
+                    (C, b64(b"\0alice\0secret") + b"\r\n"), (S, b"a2" + LOGGED_IN)],
+                   [login("alice", "success")])
+
     def test_authenticate_pipelined_after_initial_response(self) -> None:
         """
         A command after a complete initial response is a command, not a SASL

@@ -136,6 +136,13 @@ class LoginTests(TranscriptTests, SynchronousTestCase):
                     (C, b"USER alice\r\nPASS secret\r\n"), (S, b"+OK\r\n+OK Logged in.\r\n")],
                    [login("alice", "success")])
 
+    def test_auth_unknown_mechanism(self) -> None:
+        """An AUTH refused before any response tried no password: no event."""
+        self.check([GREETING, (C, b"AUTH CRAM-MD5\r\n"),
+                    (S, b"-ERR Unsupported authentication mechanism.\r\n"),
+                    (C, b"AUTH PLAIN " + b64(b"\0alice\0wrong") + b"\r\n"), (S, FAILED)],
+                   [login("alice", "failure")])
+
     def test_stls(self) -> None:
         """STLS accepted: an event tls, both filters done."""
         events, client, server = play(pop3, [GREETING, (C, b"STLS\r\n"),
