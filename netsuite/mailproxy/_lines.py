@@ -127,8 +127,11 @@ class LineReader:
             if len(self._partial) + end - i > self._max_line:
                 self._partial = bytearray()
                 return False
-            line = bytes(self._partial + data[i:end])
-            self._partial = bytearray()
+            if self._partial:
+                line = bytes(self._partial) + data[i:end]
+                self._partial = bytearray()
+            else:
+                line = data[i:end]
             i = end + 1
             self._on_line(line[:-1] if line.endswith(b"\r") else line)
         return True

@@ -59,6 +59,16 @@ _STATUS = frozenset((b"OK", b"NO", b"BAD", b"BYE", b"PREAUTH"))
 _CAPABILITY_CODE = re.compile(rb"\[CAPABILITY ([^\]]*)\]", re.IGNORECASE)
 
 
+def trailing_literal(line: bytes) -> Optional["re.Match[bytes]"]:
+    """The literal announced at the end of C{line}, if any (cheap when none)."""
+    if not line.endswith(b"}"):
+        return None
+    start = line.rfind(b"{")
+    if start > 0 and line[start - 1:start] == b"~":
+        start -= 1
+    return _LITERAL.match(line, max(start, 0))
+
+
 def tokens(fragment: bytes) -> Tuple[List[bytes], Optional[Tuple[int, bool]]]:
     """
     The arguments of one line of a command (up to a literal): atoms and
@@ -68,7 +78,7 @@ def tokens(fragment: bytes) -> Tuple[List[bytes], Optional[Tuple[int, bool]]]:
     all the commands watched here need.
     """
     literal = None
-    found = _LITERAL.search(fragment)
+    found = trailing_literal(fragment)
     if found is not None and (found.start() == 0 or fragment[found.start() - 1:found.start()]
                               in (b" ", b"(")):
         literal = (int(found.group(1)), found.group(2) is None)
@@ -276,7 +286,7 @@ class ImapSession:
             self._tagged(head, status.upper(), text)
 
     def _maybe_literal(self, line: bytes) -> None:
-        found = _LITERAL.search(line)
+        found = trailing_literal(line)
         if found is not None:
             self._server.skip(int(found.group(1)))
             self._server_in_response = True

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from netsuite.mailproxy.imap import imap
+from netsuite.mailproxy.imap import imap, tokens
 from netsuite.proxy.filters import CLIENT as C
 from netsuite.proxy.filters import SERVER as S
 
@@ -238,7 +238,8 @@ class LoginTests(TranscriptTests, SynchronousTestCase):
 
     def test_starttls_refused(self) -> None:
         """STARTTLS refused: the session goes on in the clear and is watched."""
-        self.check([GREETING, (C, b"a1 STARTTLS\r\n"), (S, b"a1 BAD TLS support isn't enabled.\r\n"),
+        self.check([GREETING, (C, b"a1 STARTTLS\r\n"),
+                    (S, b"a1 BAD TLS support isn't enabled.\r\n"),
                     (C, b"a2 LOGIN alice secret\r\n"), (S, b"a2" + LOGGED_IN)],
                    [login("alice", "success")])
 
@@ -330,6 +331,19 @@ class WatchTests(SynchronousTestCase):
         client, server = imap(CONNECTION)
         server.feed(b"* OK hi")
         self.assertEqual((server.end().data, client.end().data), (b"", b""))
+
+
+class TokenTests(SynchronousTestCase):
+    def test_tokens(self) -> None:
+        """A command line's atoms, quoted strings and the literal it ends with."""
+        self.assertEqual(tokens(b'a1 LOGIN "al\\"ice" {5}'),
+                         ([b"a1", b"LOGIN", b'al"ice'], (5, True)))
+        self.assertEqual(tokens(b"a1 APPEND INBOX ~{12+}"),
+                         ([b"a1", b"APPEND", b"INBOX"], (12, False)))
+        self.assertEqual(tokens(b"{0}"), ([], (0, True)))
+        for line in (b"a1 LOGIN alice{5}", b"a1 LOGIN {5}x", b"a1 LOGIN {x}", b'a1 "{5}"'):
+            self.assertIsNone(tokens(line)[1], line)
+        self.assertEqual(tokens(b'a "unterminated'), ([b"a", b"unterminated"], None))
 
 
 def splits(draw: Any, chunks: Sequence[Chunk]) -> List[Chunk]:

@@ -26,7 +26,8 @@ BOUNDED = settings(max_examples=200, deadline=None, database=None)
 
 GREETING = (S, b"+OK Dovecot ready. <1896.697170952@dbc.mtview.ca.us>\r\n")
 FAILED = b"-ERR [AUTH] Authentication failed.\r\n"
-CAPA = b"+OK\r\nCAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nUSER\r\nSASL PLAIN LOGIN\r\n.\r\n"
+CAPA = (b"+OK\r\nCAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nUSER\r\n"
+        b"SASL PLAIN LOGIN\r\n.\r\n")
 
 
 def login(user: str, outcome: str) -> Tuple[str, Dict[str, Any]]:
