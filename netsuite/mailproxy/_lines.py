@@ -204,6 +204,11 @@ class Side:
     def done(self) -> bool:
         return self.session.done
 
+    @done.setter
+    def done(self, value: bool) -> None:
+        """Set by the proxy (say, to stop inspecting): both directions stop."""
+        self.session.done = value
+
     def feed(self, data: bytes) -> Step:
         return self._feed(data)
 

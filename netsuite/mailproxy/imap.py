@@ -185,7 +185,7 @@ class ImapSession:
         return self._feed(self._client, CLIENT, data)
 
     def feed_server(self, data: bytes) -> Step:
-        if self._greeting.decided is None:
+        if self._greeting.decided is None and not self.done:
             decided = self._greeting.feed(data)
             if decided is False:
                 self._finish()

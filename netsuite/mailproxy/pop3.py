@@ -125,7 +125,7 @@ class Pop3Session:
         return self._feed(self._client, CLIENT, data)
 
     def feed_server(self, data: bytes) -> Step:
-        if self._greeting.decided is None:
+        if self._greeting.decided is None and not self.done:
             if self._greeting.feed(data) is False:
                 self._finish()
                 return Step(data, [not_protocol(PROTOCOL, self._greeting.first)])

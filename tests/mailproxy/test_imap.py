@@ -326,6 +326,13 @@ class WatchTests(SynchronousTestCase):
                                    (S, b"a1" + FAILED)])
         self.assertEqual(values(events), [login("u" * 256, "failure")])
 
+    def test_set_done(self) -> None:
+        """A proxy that sets one filter done stops both."""
+        client, server = imap(CONNECTION)
+        client.done = True
+        self.assertTrue(server.done)
+        self.assertEqual(server.feed(b"220 not imap\r\n").events, [])
+
     def test_end(self) -> None:
         """Nothing is held: end() flushes nothing."""
         client, server = imap(CONNECTION)
