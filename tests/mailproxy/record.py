@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import base64
 import datetime
+import hashlib
 import re
 import socket
 import subprocess
 import sys
 import time
-from typing import Callable, Dict, List, Sequence, Tuple, Union
+from typing import Dict, List, Sequence, Tuple, Union
 
+from netsuite.lab.peer import binary
 from netsuite.lab.peers import DovecotPeer, SmtpPeer
 from netsuite.proxy.filters import CLIENT, SERVER
 
@@ -184,7 +186,6 @@ class Client:
 
 def apop(client: Client) -> None:
     """APOP wrong (the digest of the greeting's timestamp), then a pipelined login."""
-    import hashlib
     greeting = client.expect(POP_LINE)
     stamp = re.search(rb"<[^>]*>", greeting)
     if stamp is None:
@@ -196,40 +197,73 @@ def apop(client: Client) -> None:
                 send(b"QUIT\r\n"), expect(POP_LINE)])
 
 
+class Recorder:
+    """
+    The lab's dovecot and SMTP sink on loopback, and the scenarios run
+    against them: C{with Recorder(ports) as r: chunks = r.capture(name)}.
+    """
+
+    def __init__(self, imap_port: int = IMAP_PORT, pop3_port: int = POP3_PORT,
+                 smtp_port: int = SMTP_PORT) -> None:
+        self.ports = {IMAP_PORT: imap_port, POP3_PORT: pop3_port, SMTP_PORT: smtp_port}
+        self.dovecot = RecordingDovecot(None, HOST, users=USERS, imap_port=imap_port,
+                                        pop3_port=pop3_port, auth_failure_delay=0)
+        self.smtp = SmtpPeer(None, HOST, port=smtp_port)
+
+    def __enter__(self) -> "Recorder":
+        self.dovecot.start()
+        try:
+            self.smtp.start()
+        except BaseException:
+            self.dovecot.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.smtp.stop()
+        self.dovecot.stop()
+
+    def capture(self, name: str) -> List[Chunk]:
+        """Run scenario C{name}; return its chunks in the order they crossed."""
+        port, _, steps = SCENARIOS[name]
+        port = self.ports[port]
+        self.dovecot.add_message("alice", MESSAGE)
+        holder = None
+        if name == "pop3-in-use.txt":  # a first session holds the mailbox
+            holder = Client(self.ports[POP3_PORT])
+            holder.run([expect(POP_LINE), send(b"USER alice\r\nPASS secret\r\n"),
+                        expect(rb"(?s)\+OK.*\+OK[^\r\n]*\r\n")])
+        # dovecot answers IN-USE once its lock wait (about 10 s) is over
+        client = Client(port, timeout=30.0 if holder else 5.0)
+        try:
+            if name == "pop3-pipelined.txt":
+                apop(client)
+            else:
+                client.run(steps)
+        finally:
+            client.close()
+            if holder is not None:
+                holder.close()
+        return client.chunks
+
+
 def record(names: Sequence[str]) -> None:
-    version = subprocess.run(["dovecot", "--version"], capture_output=True,
+    version = subprocess.run([binary("dovecot"), "--version"], capture_output=True,
                              text=True).stdout.strip()
     today = datetime.date.today().isoformat()
-    dovecot = RecordingDovecot(None, HOST, users=USERS, imap_port=IMAP_PORT,
-                               pop3_port=POP3_PORT, auth_failure_delay=0)
-    smtp = SmtpPeer(None, HOST, port=SMTP_PORT)
-    with dovecot, smtp:
+    with Recorder() as recorder:
         for name in names:
-            port, what, steps = SCENARIOS[name]
-            dovecot.add_message("alice", MESSAGE)
-            holder = None
-            if name == "pop3-in-use.txt":
-                holder = Client(POP3_PORT)
-                holder.run([expect(POP_LINE), send(b"USER alice\r\nPASS secret\r\n"),
-                            expect(rb"(?s)\+OK.*\+OK[^\r\n]*\r\n")])
-            client = Client(port, timeout=30.0 if holder else 5.0)
-            run: Callable[[Client], object] = (apop if name == "pop3-pipelined.txt"
-                                               else lambda c: c.run(steps))
-            try:
-                run(client)
-            finally:
-                client.close()
-                if holder is not None:
-                    holder.close()
-            server = "smtp sink (netsuite.lab.smtpsink)" if port == SMTP_PORT else \
-                f"dovecot {version}"
-            text = dumps(client.chunks, [
+            port, what, _ = SCENARIOS[name]
+            chunks = recorder.capture(name)
+            server = ("smtp sink (netsuite.lab.smtpsink)" if port == SMTP_PORT
+                      else f"dovecot {version}")
+            text = dumps(chunks, [
                 f"{name}: {what}",
                 f"recorded {today} by tests/mailproxy/record.py from {server} on "
                 f"{HOST}:{port}; alice's password is 'secret'"])
             with open(f"{HERE}/{name}", "w") as f:
                 f.write(text)
-            print(f"{name}: {len(client.chunks)} chunks")
+            print(f"{name}: {len(chunks)} chunks")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,37 @@
+"""
+The IMAP and POP3 watchers on sessions with the lab's real dovecot, run
+now (not the golden transcripts of tests/mailproxy/transcripts, recorded
+once): each scenario of tests/mailproxy/record.py against dovecot and the
+SMTP sink on loopback (ports 50343, 50310, 50325), replayed through the
+filters, gives the events the golden test expects. A dovecot that changed
+its answers fails here first.
+"""
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.lab.labs import need
+from tests.mailproxy.record import SCENARIOS, Recorder
+from tests.mailproxy.session import every_split, play, values
+from tests.mailproxy.test_golden import EXPECTED
+from netsuite.mailproxy.imap import imap
+from netsuite.mailproxy.pop3 import pop3
+
+
+class LiveDovecotTests(SynchronousTestCase):
+    def test_scenarios(self):
+        """Every recorded scenario, run now, gives its golden events however split."""
+        need("dovecot")
+        recorder = Recorder(imap_port=50343, pop3_port=50310, smtp_port=50325)
+        with recorder:
+            for name in sorted(EXPECTED):
+                make, expected = EXPECTED[name]
+                chunks = recorder.capture(name)
+                for variant in every_split(chunks):
+                    events, _, _ = play(make, variant)
+                    self.assertEqual(values(events), expected, (name, variant))
+            greeting = recorder.capture("smtp-greeting.txt")
+        for make in (imap, pop3):
+            events, client, server = play(make, greeting)
+            self.assertEqual([e.name for e in events], ["not-protocol"])
+        self.assertEqual(sorted(EXPECTED) + ["smtp-greeting.txt"], sorted(SCENARIOS))
+        self.assertFalse(recorder.dovecot.running)
