@@ -22,7 +22,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Dict, List, Sequence, Tuple, Union
+from typing import Dict, List, Sequence, Tuple
 
 from netsuite.lab.peer import binary
 from netsuite.lab.peers import DovecotPeer, SmtpPeer
@@ -42,7 +42,7 @@ def b64(text: str) -> bytes:
     return base64.b64encode(text.encode())
 
 
-Step = Union[Tuple[str, bytes], Tuple[str, bytes, bytes]]
+Step = Tuple[str, bytes]
 SEND, EXPECT = "send", "expect"
 
 
@@ -177,8 +177,11 @@ class Client:
     def run(self, steps: Sequence[Step]) -> bytes:
         last = b""
         for kind, data in steps:
-            last = self.send(data) if kind == SEND else self.expect(data)  # type: ignore
-        return last or b""
+            if kind == SEND:
+                self.send(data)
+            else:
+                last = self.expect(data)
+        return last
 
     def close(self) -> None:
         self.sock.close()

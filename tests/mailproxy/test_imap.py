@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import base64
 from functools import partial
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple, cast
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from netsuite.mailproxy.imap import imap, tokens
+from netsuite.mailproxy.imap import ImapSession, imap, tokens
 from netsuite.proxy.filters import CLIENT as C
 from netsuite.proxy.filters import SERVER as S
 
@@ -246,14 +246,15 @@ class LoginTests(TranscriptTests, SynchronousTestCase):
     def test_capabilities(self) -> None:
         """The session knows the capabilities of the greeting, then of the login's OK."""
         client, server = imap(CONNECTION)
+        session = cast(ImapSession, client.session)
         server.feed(GREETING[1])
-        self.assertIn(b"AUTH=PLAIN", client.session.capabilities)
+        self.assertIn(b"AUTH=PLAIN", session.capabilities)
         server.feed(b"* CAPABILITY IMAP4rev1 STARTTLS\r\n")
-        self.assertEqual(client.session.capabilities, {b"IMAP4REV1", b"STARTTLS"})
+        self.assertEqual(session.capabilities, {b"IMAP4REV1", b"STARTTLS"})
         client.feed(b"a1 LOGIN alice secret\r\n")
         server.feed(b"a1" + LOGGED_IN)
-        self.assertIn(b"MOVE", client.session.capabilities)
-        self.assertNotIn(b"AUTH=PLAIN", client.session.capabilities)
+        self.assertIn(b"MOVE", session.capabilities)
+        self.assertNotIn(b"AUTH=PLAIN", session.capabilities)
 
     def test_too_many_failures(self) -> None:
         """After max_failures failed logins, the connection is no longer inspected."""
