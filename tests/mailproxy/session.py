@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import codecs
 import os
-from typing import Any, Dict, Iterable, List, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from netsuite.proxy.filters import CLIENT, SERVER, Connection, Event, MakeFilters
 
@@ -49,12 +49,13 @@ def load(name: str) -> List[Chunk]:
         return loads(f.read())
 
 
-def play(make: MakeFilters, chunks: Iterable[Chunk],
-         connection: Connection = CONNECTION) -> Tuple[List[Event], Any, Any]:
+def play(make: MakeFilters, chunks: Iterable[Chunk], connection: Connection = CONNECTION,
+         watch: Optional[Callable[[Any, Any], None]] = None) -> Tuple[List[Event], Any, Any]:
     """
     Feed C{chunks} to a new connection's filters as a relay would: a
     direction's bytes go to its filter until it is done, and must come out
     unchanged. Return the events and the (client, server) filters.
+    C{watch(client, server)} is called after each feed.
     """
     client, server = make(connection)
     events: List[Event] = []
@@ -66,6 +67,8 @@ def play(make: MakeFilters, chunks: Iterable[Chunk],
         if step.data != data:
             raise AssertionError(f"{direction} bytes changed: {data!r} -> {step.data!r}")
         events += step.events
+        if watch is not None:
+            watch(client, server)
         if step.cut:
             events.append(Event("cut"))
             break
@@ -110,16 +113,23 @@ class TranscriptTests:
     def check(self, chunks: Sequence[Chunk], expected: Sequence[Tuple[str, Dict[str, Any]]],
               make: Any = None, secrets: Sequence[bytes] = ()) -> None:
         make = make or type(self).make
+        hidden = tuple(secrets) + tuple(self.secrets)
+
+        def watch(client: Any, server: Any) -> None:
+            self.assertNoSecret([], client, server, hidden)
+
         for variant in every_split(chunks):
-            events, client, server = play(make, variant)
+            events, client, server = play(make, variant, watch=watch)
             self.assertEqual(values(events), list(expected), variant)  # type: ignore
-            self.assertNoSecret(events, client, server, tuple(secrets) + tuple(self.secrets))
+            self.assertNoSecret(events, client, server, hidden)
 
     def assertNoSecret(self, events: Sequence[Event], client: Any, server: Any,
                        secrets: Sequence[bytes]) -> None:
-        shown = [repr(client), repr(server), repr(getattr(client, "session", None))]
+        session = getattr(client, "session", None)
+        shown = [repr(client), repr(server), repr(session)]
+        shown += [repr(v) for v in vars(session).values()] if session is not None else []
         shown += [repr(e) for e in events] + [str(v) for e in events for v in e.values.values()]
         for secret in secrets:
             for text in shown:
                 if secret.decode("latin-1") in text:
-                    raise AssertionError(f"{secret!r} shown in {text!r}")
+                    self.fail(f"{secret!r} shown in {text!r}")  # type: ignore
