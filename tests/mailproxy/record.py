@@ -8,8 +8,9 @@ loopback (ports 50143, 50110, 50025):
 
 Each scenario is a small client: it sends its commands and reads until the
 answer it waits for, and every read is recorded as one chunk, in the order
-the bytes crossed (C{tests.mailproxy.session} has the file format). The
-user is alice, her password "secret"; the wrong one is "wrong".
+the bytes crossed (C{tests.mailproxy.session} has the file format); the
+C{curl-*} ones run curl through a recording relay (port 50144). The user is
+alice, her password "secret"; the wrong one is "wrong".
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import base64
 import datetime
 import hashlib
 import re
+import selectors
 import socket
 import subprocess
 import sys
@@ -134,6 +136,74 @@ SCENARIOS: Dict[str, Tuple[int, str, List[Step]]] = {
 }
 
 
+CURL = ["curl", "--silent", "--show-error", "--max-time", "10"]
+
+CURL_SCENARIOS: Dict[str, Tuple[int, str, List[str]]] = {
+    "curl-imap-plain.txt": (IMAP_PORT, "curl fetching INBOX message 1 (AUTHENTICATE PLAIN)",
+                            ["-u", "alice:secret", "imap://{host}:{port}/INBOX/;UID=1"]),
+    # (curl uses the LOGIN command only when no SASL mechanism it knows is offered)
+    "curl-imap-plain-wrong.txt": (IMAP_PORT, "curl with AUTHENTICATE PLAIN (curl sends "
+                                  "the initial response), wrong password",
+                                  ["-u", "alice:wrong", "imap://{host}:{port}/INBOX"]),
+    "curl-imap-sasl-ir.txt": (IMAP_PORT, "curl with AUTHENTICATE LOGIN and SASL-IR",
+                              ["-u", "alice:secret", "--sasl-ir", "--login-options",
+                               "AUTH=LOGIN", "imap://{host}:{port}/INBOX"]),
+    "curl-pop3-plain.txt": (POP3_PORT, "curl retrieving message 1 (AUTH PLAIN, SASL-IR)",
+                            ["-u", "alice:secret", "--sasl-ir", "pop3://{host}:{port}/1"]),
+    "curl-pop3-login-wrong.txt": (POP3_PORT, "curl with AUTH LOGIN, wrong password",
+                                  ["-u", "alice:wrong", "--login-options", "AUTH=LOGIN",
+                                   "pop3://{host}:{port}/"]),
+    "curl-pop3-apop.txt": (POP3_PORT, "curl with APOP, listing",
+                           ["-u", "alice:secret", "--login-options", "AUTH=+APOP",
+                            "pop3://{host}:{port}/"]),
+}
+
+
+def relay(listen: int, upstream: int, argv: Sequence[str],
+          timeout: float = 15.0) -> List[Chunk]:
+    """
+    Run C{argv} (a client told to connect to C{listen}) through a recording
+    relay to C{upstream}: every read either way is one chunk, in the order
+    the relay read them, as the proxy would see them. Half-closes are
+    passed on; bounded by C{timeout} seconds.
+    """
+    chunks: List[Chunk] = []
+    with socket.create_server((HOST, listen)) as listener:
+        listener.settimeout(timeout)
+        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            accepted, _ = listener.accept()
+            upstream_socket = socket.create_connection((HOST, upstream), timeout)
+            with accepted, upstream_socket, selectors.DefaultSelector() as selector:
+                peer = {accepted: upstream_socket, upstream_socket: accepted}
+                direction = {accepted: CLIENT, upstream_socket: SERVER}
+                for sock in peer:
+                    selector.register(sock, selectors.EVENT_READ)
+                end = time.monotonic() + timeout
+                while selector.get_map() and time.monotonic() < end:
+                    for key, _ in selector.select(1.0):
+                        sock = key.fileobj
+                        assert isinstance(sock, socket.socket)
+                        data = sock.recv(65536)
+                        if data:
+                            chunks.append((direction[sock], data))
+                            peer[sock].sendall(data)
+                        else:
+                            selector.unregister(sock)
+                            try:
+                                peer[sock].shutdown(socket.SHUT_WR)
+                            except OSError:
+                                pass
+            process.wait(timeout)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            if process.stderr is not None:
+                process.stderr.close()
+    return chunks
+
+
 class RecordingDovecot(DovecotPeer):
     """The lab's dovecot with APOP and POP3 session locks (for IN-USE)."""
 
@@ -209,6 +279,7 @@ class Recorder:
     def __init__(self, imap_port: int = IMAP_PORT, pop3_port: int = POP3_PORT,
                  smtp_port: int = SMTP_PORT) -> None:
         self.ports = {IMAP_PORT: imap_port, POP3_PORT: pop3_port, SMTP_PORT: smtp_port}
+        self.relay_port = imap_port + 1  # where curl connects, through the recording relay
         self.dovecot = RecordingDovecot(None, HOST, users=USERS, imap_port=imap_port,
                                         pop3_port=pop3_port, auth_failure_delay=0)
         self.smtp = SmtpPeer(None, HOST, port=smtp_port)
@@ -228,6 +299,12 @@ class Recorder:
 
     def capture(self, name: str) -> List[Chunk]:
         """Run scenario C{name}; return its chunks in the order they crossed."""
+        if name in CURL_SCENARIOS:
+            port, _, args = CURL_SCENARIOS[name]
+            self.dovecot.add_message("alice", MESSAGE)
+            argv = [binary("curl")] + CURL[1:] + [
+                a.format(host=HOST, port=self.relay_port) for a in args]
+            return relay(self.relay_port, self.ports[port], argv)
         port, _, steps = SCENARIOS[name]
         port = self.ports[port]
         self.dovecot.add_message("alice", MESSAGE)
@@ -253,10 +330,17 @@ class Recorder:
 def record(names: Sequence[str]) -> None:
     version = subprocess.run([binary("dovecot"), "--version"], capture_output=True,
                              text=True).stdout.strip()
+    curl = subprocess.run([binary("curl"), "--version"], capture_output=True,
+                          text=True).stdout.split("\n")[0].split(" (")[0]
     today = datetime.date.today().isoformat()
     with Recorder() as recorder:
         for name in names:
-            port, what, _ = SCENARIOS[name]
+            if name in CURL_SCENARIOS:
+                port, what, args = CURL_SCENARIOS[name]
+                line = " ".join(args).format(host=HOST, port=recorder.relay_port)
+                what += f" ({curl}: curl {line}, through the relay)"
+            else:
+                port, what, _ = SCENARIOS[name]
             chunks = recorder.capture(name)
             server = ("smtp sink (netsuite.lab.smtpsink)" if port == SMTP_PORT
                       else f"dovecot {version}")
@@ -270,4 +354,4 @@ def record(names: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    record(sys.argv[1:] or sorted(SCENARIOS))
+    record(sys.argv[1:] or sorted(list(SCENARIOS) + list(CURL_SCENARIOS)))

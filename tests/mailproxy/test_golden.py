@@ -32,6 +32,12 @@ EXPECTED: Dict[str, Tuple[Any, List[Tuple[str, Dict[str, Any]]]]] = {
     "pop3-auth.txt": (pop3, [login("pop3", "failure"), login("pop3", "success")]),
     "pop3-pipelined.txt": (pop3, [login("pop3", "failure"), login("pop3", "success")]),
     "pop3-in-use.txt": (pop3, [login("pop3", "in-use")]),
+    "curl-imap-plain.txt": (imap, [login("imap", "success")]),
+    "curl-imap-plain-wrong.txt": (imap, [login("imap", "failure")]),
+    "curl-imap-sasl-ir.txt": (imap, [login("imap", "success")]),
+    "curl-pop3-plain.txt": (pop3, [login("pop3", "success")]),
+    "curl-pop3-login-wrong.txt": (pop3, [login("pop3", "failure")]),
+    "curl-pop3-apop.txt": (pop3, [login("pop3", "success")]),
 }
 
 
