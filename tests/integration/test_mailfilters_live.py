@@ -3,9 +3,8 @@ The IMAP and POP3 watchers on sessions with the lab's real dovecot, run
 now (not the golden transcripts of tests/mailproxy/transcripts, recorded
 once): each scenario of tests/mailproxy/record.py against dovecot and the
 SMTP sink on loopback (ports 50343, 50310, 50325; curl's relay 50344),
-replayed through the
-filters, gives the events the golden test expects. A dovecot that changed
-its answers fails here first.
+replayed through the filters, gives the events the golden test expects. A
+dovecot (or curl) that changed its ways fails here first.
 """
 
 from twisted.trial.unittest import SynchronousTestCase
