@@ -2,29 +2,37 @@
 """
 Record the golden transcripts of C{tests/mailproxy/transcripts/} from the
 lab's real dovecot (L{netsuite.lab.peers.DovecotPeer}) and SMTP sink, on
-loopback (ports 50143, 50110, 50025):
+loopback (ports 50143, 50110, 50025; a second dovecot with TLS on 50146,
+50111, and IMAPS 50993, POP3S 50995):
 
     sudo .venv/bin/python -m tests.mailproxy.record [NAME ...]
 
 Each scenario is a small client: it sends its commands and reads until the
 answer it waits for, and every read is recorded as one chunk, in the order
-the bytes crossed (C{tests.mailproxy.session} has the file format); the
-C{curl-*} ones run curl through a recording relay (port 50144). The user is
-alice, her password "secret"; the wrong one is "wrong".
+the bytes crossed (C{tests.mailproxy.session} has the file format); after
+STARTTLS, or from the start on IMAPS and POP3S, the chunks are the TLS
+records. The C{curl-*} ones run curl through a recording relay (on a port
+the kernel picks). The user is alice, her password "secret"; the wrong one
+is "wrong".
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import hashlib
+import os
 import re
 import selectors
 import socket
+import ssl
 import subprocess
 import sys
 import time
-from typing import Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import twisted.test
 
 from netsuite.lab.peer import binary
 from netsuite.lab.peers import DovecotPeer, SmtpPeer
@@ -34,7 +42,11 @@ from .session import HERE, Chunk, dumps
 
 HOST = "127.0.0.1"
 IMAP_PORT, POP3_PORT, SMTP_PORT = 50143, 50110, 50025
+# a second dovecot, with TLS: STARTTLS and STLS, IMAPS and POP3S
+TLS_IMAP_PORT, TLS_POP3_PORT, IMAPS_PORT, POP3S_PORT = 50146, 50111, 50993, 50995
+SERVER_NAME = "mail.example.test"  # the name the TLS client asks for (SNI)
 USERS = {"alice": "secret"}
+CERTIFICATE = os.path.join(os.path.dirname(twisted.test.__file__), "server.pem")
 
 MESSAGE = ("From: bob@example.test\nTo: alice@example.test\nSubject: not a login\n\n"
            "a3 OK LOGIN completed\n+OK Logged in.\n.\n.+OK\n")
@@ -45,7 +57,7 @@ def b64(text: str) -> bytes:
 
 
 Step = Tuple[str, bytes]
-SEND, EXPECT = "send", "expect"
+SEND, EXPECT, TLS = "send", "expect", "tls"
 
 
 def send(data: bytes) -> Step:
@@ -55,6 +67,11 @@ def send(data: bytes) -> Step:
 def expect(pattern: bytes) -> Step:
     """Read until what the server sent since the last expect matches C{pattern}."""
     return (EXPECT, pattern)
+
+
+def tls(server_name: str = SERVER_NAME) -> Step:
+    """Start TLS (asking for C{server_name}); what follows goes through it."""
+    return (TLS, server_name.encode())
 
 
 IMAP_OK = rb"(?m)^%s (OK|NO|BAD)[^\r\n]*\r\n"
@@ -131,6 +148,26 @@ SCENARIOS: Dict[str, Tuple[int, str, List[Step]]] = {
         expect(POP_LINE),
         send(b"USER alice\r\n"), expect(POP_LINE),
         send(b"PASS secret\r\n"), expect(POP_LINE)]),  # then dovecot closes
+    "imap-starttls.txt": (TLS_IMAP_PORT, "STARTTLS accepted, then LOGIN inside TLS", [
+        expect(rb"\r\n"),
+        send(b"a1 STARTTLS\r\n"), tagged("a1"), tls(),
+        send(b"a2 LOGIN alice secret\r\n"), tagged("a2"),
+        send(b"a3 LOGOUT\r\n"), tagged("a3")]),
+    "pop3-stls.txt": (TLS_POP3_PORT, "STLS accepted, then USER/PASS inside TLS", [
+        expect(POP_LINE),
+        send(b"STLS\r\n"), expect(POP_LINE), tls(),
+        send(b"USER alice\r\nPASS secret\r\n"), expect(rb"(?s)\+OK.*\+OK[^\r\n]*\r\n"),
+        send(b"QUIT\r\n"), expect(POP_LINE)]),
+    "imaps.txt": (IMAPS_PORT, "IMAPS: TLS from the first byte, LOGIN, SELECT, LOGOUT", [
+        tls(), expect(rb"\r\n"),
+        send(b"a1 LOGIN alice secret\r\n"), tagged("a1"),
+        send(b"a2 SELECT INBOX\r\n"), tagged("a2"),
+        send(b"a3 LOGOUT\r\n"), tagged("a3")]),
+    "pop3s.txt": (POP3S_PORT, "POP3S: TLS from the first byte, AUTH PLAIN, STAT, QUIT", [
+        tls(), expect(POP_LINE),
+        send(b"AUTH PLAIN " + b64("\0alice\0secret") + b"\r\n"), expect(POP_LINE),
+        send(b"STAT\r\n"), expect(POP_LINE),
+        send(b"QUIT\r\n"), expect(POP_LINE)]),
     "smtp-greeting.txt": (SMTP_PORT, "the SMTP sink's greeting: not IMAP, not POP3", [
         expect(rb"\r\n"), send(b"QUIT\r\n"), expect(rb"^221[^\r\n]*\r\n")]),
 }
@@ -159,18 +196,20 @@ CURL_SCENARIOS: Dict[str, Tuple[int, str, List[str]]] = {
 }
 
 
-def relay(listen: int, upstream: int, argv: Sequence[str],
-          timeout: float = 15.0) -> List[Chunk]:
+def relay(upstream: int, argv: Sequence[str], timeout: float = 15.0) -> List[Chunk]:
     """
-    Run C{argv} (a client told to connect to C{listen}) through a recording
-    relay to C{upstream}: every read either way is one chunk, in the order
-    the relay read them, as the proxy would see them. Half-closes are
-    passed on; bounded by C{timeout} seconds.
+    Run C{argv} (a client, C{{port}} in its arguments replaced by the
+    relay's port, one the kernel picks) through a recording relay to
+    C{upstream}: every read either way is one chunk, in the order the relay
+    read them, as the proxy would see them. Half-closes are passed on;
+    bounded by C{timeout} seconds.
     """
     chunks: List[Chunk] = []
-    with socket.create_server((HOST, listen)) as listener:
+    with socket.create_server((HOST, 0)) as listener:
         listener.settimeout(timeout)
-        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        port = listener.getsockname()[1]
+        process = subprocess.Popen([a.format(host=HOST, port=port) for a in argv],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             accepted, _ = listener.accept()
             upstream_socket = socket.create_connection((HOST, upstream), timeout)
@@ -219,17 +258,85 @@ class RecordingDovecot(DovecotPeer):
         return argv
 
 
+class TlsDovecot(RecordingDovecot):
+    """
+    The recording dovecot with TLS (Twisted's test certificate): STARTTLS
+    and STLS on its IMAP and POP3 ports, and IMAPS and POP3S listeners.
+    """
+
+    def __init__(self, *args: Any, imaps_port: int, pop3s_port: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.imaps_port = imaps_port
+        self.pop3s_port = pop3s_port
+
+    def prepare(self, directory: str) -> List[str]:
+        argv = super().prepare(directory)
+        path = f"{directory}/dovecot.conf"
+        with open(path) as f:
+            conf = f.read()
+        conf = conf.replace("ssl = no", f"ssl = yes\nssl_cert = <{CERTIFICATE}\n"
+                                        f"ssl_key = <{CERTIFICATE}")
+        for name, port in (("imaps", self.imaps_port), ("pop3s", self.pop3s_port)):
+            conf = conf.replace(f"inet_listener {name} {{\n    port = 0\n",
+                                f"inet_listener {name} {{\n    port = {port}\n    ssl = yes\n")
+        with open(path, "w") as f:
+            f.write(conf)
+        return argv
+
+
 class Client:
-    """A recording client: every read and every write is one chunk."""
+    """
+    A recording client: every read and every write on the socket is one
+    chunk (after L{start_tls}, the TLS records: what a proxy sees).
+    """
 
     def __init__(self, port: int, timeout: float = 5.0) -> None:
         self.sock = socket.create_connection((HOST, port), timeout=timeout)
         self.chunks: List[Chunk] = []
         self.deadline = timeout
+        self.tls: Optional[ssl.SSLObject] = None
+        self._in, self._out = ssl.MemoryBIO(), ssl.MemoryBIO()
 
-    def send(self, data: bytes) -> None:
+    def _write(self, data: bytes) -> None:
         self.sock.sendall(data)
         self.chunks.append((CLIENT, data))
+
+    def _read(self, pattern: bytes, seen: bytes) -> bytes:
+        data = self.sock.recv(65536)
+        if not data:
+            raise EOFError(f"closed before {pattern!r}: {seen!r}")
+        self.chunks.append((SERVER, data))
+        return data
+
+    def _flush(self) -> None:
+        data = self._out.read()
+        if data:
+            self._write(data)
+
+    def start_tls(self, server_name: str) -> None:
+        """The TLS handshake (certificates unchecked: the lab's is a test one)."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        self.tls = context.wrap_bio(self._in, self._out, server_hostname=server_name)
+        end = time.monotonic() + self.deadline
+        while True:
+            try:
+                self.tls.do_handshake()
+                self._flush()
+                return
+            except ssl.SSLWantReadError:
+                self._flush()
+                if time.monotonic() > end:
+                    raise TimeoutError("TLS handshake")
+                self._in.write(self._read(b"handshake", b""))
+
+    def send(self, data: bytes) -> None:
+        if self.tls is None:
+            self._write(data)
+        else:
+            self.tls.write(data)
+            self._flush()
 
     def expect(self, pattern: bytes) -> bytes:
         seen = b""
@@ -237,11 +344,14 @@ class Client:
         while not re.search(pattern, seen):
             if time.monotonic() > end:
                 raise TimeoutError(f"no {pattern!r} in {seen!r}")
-            data = self.sock.recv(65536)
-            if not data:
-                raise EOFError(f"closed before {pattern!r}: {seen!r}")
-            self.chunks.append((SERVER, data))
-            seen += data
+            if self.tls is None:
+                seen += self._read(pattern, seen)
+                continue
+            try:
+                seen += self.tls.read(65536)
+            except ssl.SSLWantReadError:
+                self._flush()
+                self._in.write(self._read(pattern, seen))
         return seen
 
     def run(self, steps: Sequence[Step]) -> bytes:
@@ -249,6 +359,8 @@ class Client:
         for kind, data in steps:
             if kind == SEND:
                 self.send(data)
+            elif kind == TLS:
+                self.start_tls(data.decode())
             else:
                 last = self.expect(data)
         return last
@@ -272,45 +384,49 @@ def apop(client: Client) -> None:
 
 class Recorder:
     """
-    The lab's dovecot and SMTP sink on loopback, and the scenarios run
-    against them: C{with Recorder(ports) as r: chunks = r.capture(name)}.
+    The lab's dovecot (one without TLS, one with), and its SMTP sink, on
+    loopback, and the scenarios run against them: C{with Recorder() as r:
+    chunks = r.capture(name)}. Every port is the recording's plus
+    C{offset} (so a test can run beside a recording).
     """
 
-    def __init__(self, imap_port: int = IMAP_PORT, pop3_port: int = POP3_PORT,
-                 smtp_port: int = SMTP_PORT) -> None:
-        self.ports = {IMAP_PORT: imap_port, POP3_PORT: pop3_port, SMTP_PORT: smtp_port}
-        self.relay_port = imap_port + 1  # where curl connects, through the recording relay
-        self.dovecot = RecordingDovecot(None, HOST, users=USERS, imap_port=imap_port,
-                                        pop3_port=pop3_port, auth_failure_delay=0)
-        self.smtp = SmtpPeer(None, HOST, port=smtp_port)
+    def __init__(self, offset: int = 0) -> None:
+        self.offset = offset
+        port = self.port
+        self.dovecot = RecordingDovecot(None, HOST, users=USERS, imap_port=port(IMAP_PORT),
+                                        pop3_port=port(POP3_PORT), auth_failure_delay=0)
+        self.tls_dovecot = TlsDovecot(None, HOST, users=USERS, imap_port=port(TLS_IMAP_PORT),
+                                      pop3_port=port(TLS_POP3_PORT), auth_failure_delay=0,
+                                      imaps_port=port(IMAPS_PORT), pop3s_port=port(POP3S_PORT))
+        self.smtp = SmtpPeer(None, HOST, port=port(SMTP_PORT))
+        self._stack = contextlib.ExitStack()
+
+    def port(self, recorded: int) -> int:
+        return recorded + self.offset
 
     def __enter__(self) -> "Recorder":
-        self.dovecot.start()
-        try:
-            self.smtp.start()
-        except BaseException:
-            self.dovecot.stop()
-            raise
+        with contextlib.ExitStack() as stack:
+            for peer in (self.dovecot, self.tls_dovecot, self.smtp):
+                stack.enter_context(peer)
+            self._stack = stack.pop_all()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.smtp.stop()
-        self.dovecot.stop()
+        self._stack.close()
 
     def capture(self, name: str) -> List[Chunk]:
         """Run scenario C{name}; return its chunks in the order they crossed."""
         if name in CURL_SCENARIOS:
             port, _, args = CURL_SCENARIOS[name]
             self.dovecot.add_message("alice", MESSAGE)
-            argv = [binary("curl")] + CURL[1:] + [
-                a.format(host=HOST, port=self.relay_port) for a in args]
-            return relay(self.relay_port, self.ports[port], argv)
+            return relay(self.port(port), [binary("curl")] + CURL[1:] + args)
         port, _, steps = SCENARIOS[name]
-        port = self.ports[port]
-        self.dovecot.add_message("alice", MESSAGE)
+        (self.dovecot if port in (IMAP_PORT, POP3_PORT) else self.tls_dovecot).add_message(
+            "alice", MESSAGE)
+        port = self.port(port)
         holder = None
         if name == "pop3-in-use.txt":  # a first session holds the mailbox
-            holder = Client(self.ports[POP3_PORT])
+            holder = Client(self.port(POP3_PORT))
             holder.run([expect(POP_LINE), send(b"USER alice\r\nPASS secret\r\n"),
                         expect(rb"(?s)\+OK.*\+OK[^\r\n]*\r\n")])
         # dovecot answers IN-USE once its lock wait (about 10 s) is over
@@ -337,7 +453,7 @@ def record(names: Sequence[str]) -> None:
         for name in names:
             if name in CURL_SCENARIOS:
                 port, what, args = CURL_SCENARIOS[name]
-                line = " ".join(args).format(host=HOST, port=recorder.relay_port)
+                line = " ".join(args).format(host=HOST, port="RELAY")
                 what += f" ({curl}: curl {line}, through the relay)"
             else:
                 port, what, _ = SCENARIOS[name]
