@@ -269,13 +269,15 @@ class TrafficBook:
         self._base: Dict[MAC, List[int]] = {}
         self._last: Dict[MAC, Dict[Any, Counters]] = {}
 
-    def read(self, mac: MAC, readings: Dict[Any, Counters]) -> Counters:
+    def read(self, mac: MAC, readings: Optional[Dict[Any, Counters]]) -> Counters:
         """
         The MAC's total (bytes, packets) given its current C{readings}
-        (key -> counters).
+        (key -> counters; None: no new reading, the last total).
         """
         base = self._base.setdefault(mac, [0, 0])
         last = self._last.get(mac, {})
+        if readings is None:
+            readings = last
         for key, (nbytes, packets) in last.items():
             now = readings.get(key)
             if now is None or now[0] < nbytes or now[1] < packets:
