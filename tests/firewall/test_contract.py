@@ -484,6 +484,48 @@ class KernelFirewallTests(FirewallContract, TestCase):
         yield firewall.remove()
         self.assertEqual(self.rules6(), [])
 
+    def nft6(self, *what):
+        done = subprocess.run(["ip", "netns", "exec", self.ns, "nft", "list", *what],
+                              capture_output=True, text=True, timeout=10)
+        return done.stdout if done.returncode == 0 else None
+
+    @inlineCallbacks
+    def test_dual_stack_in_kernel(self):
+        """
+        On a LAN with IPv6 the nft table goes in with the LAN's prefix; an
+        authorized client's MAC is in auth6, out again when de-authorized;
+        a check finds nothing to repair, restores a flushed chain, a
+        deleted table (with the clients' MACs) and a deleted MAC; a clean
+        stop removes the table, as remove() does.
+        """
+        in_netns(self.ns, "ip", "addr", "add", "2001:db8:89::1/64", "dev", "br-lan", "nodad")
+        firewall = yield self.make()
+        self.assertIn("2001:db8:89::/64", self.nft6("set", "ip6", "ns", "lan6"))
+        yield firewall.authorize(A, MAC_A)
+        yield firewall.authorize(B, MAC_B)
+        self.assertIn(str(MAC_A), self.nft6("set", "ip6", "ns", "auth6"))
+        self.assertEqual((yield firewall.check()), [])
+        yield firewall.deauthorize(B)
+        self.assertNotIn(str(MAC_B), self.nft6("set", "ip6", "ns", "auth6"))
+        self.assertEqual((yield firewall.check()), [])
+        in_netns(self.ns, "nft", "flush", "chain", "ip6", "ns", "prerouting6")
+        self.assertEqual((yield firewall.check()),
+                         ["IPv6: nft table restored (chain prerouting6 changed)"])
+        in_netns(self.ns, "nft", "delete", "table", "ip6", "ns")
+        self.assertEqual((yield firewall.check()), ["IPv6: nft table restored (table missing)"])
+        self.assertIn(str(MAC_A), self.nft6("set", "ip6", "ns", "auth6"))
+        in_netns(self.ns, "nft", "delete", "element", "ip6", "ns", "auth6", f"{{ {MAC_A} }}")
+        self.assertEqual((yield firewall.check()), [
+            "IPv6: IPv6 authorized MACs restored (1 were missing, 0 extra)"])
+        self.assertEqual((yield firewall.check()), [])
+        yield firewall.stop()
+        self.assertIsNone(self.nft6("table", "ip6", "ns"))
+        firewall = yield self.make()
+        self.assertIsNotNone(self.nft6("table", "ip6", "ns"))
+        yield firewall.stop()
+        yield firewall.remove()
+        self.assertIsNone(self.nft6("table", "ip6", "ns"))
+
     @inlineCallbacks
     def test_bridge_netfilter(self):
         """
