@@ -296,6 +296,26 @@ class MemoryFirewallTests(FirewallContract, TestCase):
         self.clock.advance(1)
         self.assertEqual(self.successResultOf(self.firewall.smtp_windows()), {})
 
+    def test_ipv6_traffic(self):
+        """
+        A client's IPv6 bytes (counted by MAC) are in its traffic; a wipe
+        does not lower them, the check restores the MAC; de-authorized,
+        its MAC counts no more.
+        """
+        self.make()
+        self.firewall.authorize(A, MAC_A)
+        self.firewall.add_traffic(A, up=10)
+        self.firewall.add_traffic6(MAC_A, up=100, down=1000)
+        self.assertEqual(self.successResultOf(self.firewall.traffic()),
+                         {A: Traffic(110, 2, 1000, 1)})
+        self.firewall.kernel_macs6.clear()  # nft delete table by hand
+        self.firewall.add_traffic6(MAC_A, up=100)  # not counted: not let through
+        self.assertEqual(self.successResultOf(self.firewall.traffic())[A].bytes_up, 110)
+        self.assertEqual(self.successResultOf(self.firewall.check()),
+                         ["IPv6: IPv6 authorized MACs restored (1 were missing, 0 extra)"])
+        self.firewall.deauthorize(A)
+        self.assertEqual(self.firewall.kernel_macs6, set())
+
     def test_garden_expires(self):
         """
         The fake's garden entries expire by themselves at their time (the
