@@ -111,6 +111,8 @@ class KernelFirewall:
                                           clock=clock)
         self.network = network or KernelNetwork(settings.lan_interface, settings.tproxy_mark)
         self.clients: Dict[ipaddress.IPv4Address, Client] = {}
+        # MAC -> how many of the clients have it (IPv6 is authorized by MAC)
+        self._macs: Dict[MAC, int] = {}
         # ip -> authorizes queued on the runner and not yet done: the check
         # leaves those addresses alone (see check)
         self._adding: Dict[ipaddress.IPv4Address, int] = {}
@@ -123,6 +125,9 @@ class KernelFirewall:
                                  Dict[ipaddress.IPv4Address, int]]) -> None:
             found, garden = state
             self.clients = found
+            self._macs = {}
+            for client in found.values():
+                self._macs[client.mac] = self._macs.get(client.mac, 0) + 1
             self.garden_book.adopt(garden)
             if found:
                 _log.info("firewall adopted {n} authorized clients from the kernel",
@@ -288,8 +293,7 @@ class KernelFirewall:
         bound6: Set[Any] = set()
         if self.nft_active:
             try:
-                state = self.nft.state()
-                bound6 = set(state.bind) if state is not None else set()
+                bound6 = set(self.nft.bindings())
             except Exception:
                 _log.failure("could not read the IPv6 bindings; their flows are not cut")
         self.flows.cut(to_cut | set(self.clients) | bound6)
@@ -345,10 +349,12 @@ class KernelFirewall:
         # MAC loses its IPv6 (unless another client has it).
         before = self.clients.get(ip)
         old_mac = before.mac if before is not None and before.mac != client.mac and \
-            not self._mac_in_use(before.mac, but=ip) else None
+            self._macs.get(before.mac, 0) <= 1 else None
 
         def done(_: Any) -> Client:
+            self._forget(ip)
             self.clients[ip] = client
+            self._macs[client.mac] = self._macs.get(client.mac, 0) + 1
             return client
 
         def settled(result: Any) -> Any:
@@ -361,12 +367,18 @@ class KernelFirewall:
         self._adding[ip] = self._adding.get(ip, 0) + 1
         return self._run(self._add_client, client, old_mac).addCallback(done).addBoth(settled)
 
-    def _mac_in_use(self, mac: MAC, but: ipaddress.IPv4Address) -> bool:
+    def _forget(self, ip: ipaddress.IPv4Address) -> Optional[Client]:
         """
-        Does an authorized client other than C{but} have C{mac}? (Scans
-        only in the rare case of one address authorized for two MACs.)
+        Take C{ip} out of L{clients}; return its client, if it had one.
         """
-        return any(c.mac == mac and c.ip != but for c in self.clients.values())
+        client = self.clients.pop(ip, None)
+        if client is not None:
+            left = self._macs.get(client.mac, 0) - 1
+            if left > 0:
+                self._macs[client.mac] = left
+            else:
+                self._macs.pop(client.mac, None)
+        return client
 
     def _add_client(self, client: Client, old_mac: Optional[MAC] = None) -> None:
         # Limits first: if tc refuses, the client is not let in unshaped.
@@ -395,10 +407,10 @@ class KernelFirewall:
             ip = self._in_lan(ip)
         except ValueError:
             return fail()
-        client = self.clients.pop(ip, None)
+        client = self._forget(ip)
         known = client is not None
-        mac = client.mac if client is not None and not self._mac_in_use(client.mac, ip) \
-            else None
+        # Its MAC loses IPv6 unless another client has it.
+        mac = client.mac if client is not None and client.mac not in self._macs else None
 
         def removed(_: Any) -> bool:
             self._cut_soon(ip, mac)
@@ -457,10 +469,8 @@ class KernelFirewall:
         bound: List[Tuple[ipaddress.IPv6Address, MAC]] = []
         if macs and self.nft_active:
             try:
-                state = self.nft.state()
-                if state is not None:
-                    bound = [(a, m) for a, m in state.bind.items() if m in macs]
-                    self.nft.run(delete_bindings(self.settings, bound))
+                bound = [(a, m) for a, m in self.nft.bindings().items() if m in macs]
+                self.nft.run(delete_bindings(self.settings, bound))
             except Exception:
                 _log.failure("could not remove the IPv6 bindings of {n} de-authorized clients",
                              n=len(macs))

@@ -354,6 +354,18 @@ class KernelNft:
             output = json.loads(output)
         return parse_listing(output)
 
+    def bindings(self) -> Dict[ipaddress.IPv6Address, MAC]:
+        """
+        bind6 alone (address -> MAC; empty without a table): what a logout
+        needs, without reading every authorized MAC.
+        """
+        if not self.exists():
+            return {}
+        output = self.run([{"list": {"set": _in(self.settings, name=BIND)}}])
+        if isinstance(output, str):
+            output = json.loads(output)
+        return parse_listing(output).bind
+
     def remove(self) -> None:
         """
         Delete the table (harmless if it is not there).

@@ -439,6 +439,10 @@ class FakeNft:
                         rules={k: list(v) for k, v in self.table.rules.items()},
                         sets=list(self.table.sets))
 
+    def bindings(self):
+        state = self.state()
+        return state.bind if state is not None else {}
+
     def remove(self):
         self._need()
         self.table = None
@@ -629,3 +633,21 @@ class DualStackTests(SynchronousTestCase):
         self.assertEqual(list(self.firewall.clients), [A])
         self.assertEqual((set(crashed.table.auth), crashed.table.bind), ({MAC_A}, {A6: MAC_A}))
         self.assertEqual(crashed.installs, installs)  # kept, not made anew
+
+    def test_mac_shared_or_replaced(self):
+        """
+        A MAC two clients have keeps IPv6 until both are gone; an address
+        authorized anew for another MAC takes IPv6 from the old one.
+        """
+        self.start()
+        nft = self.firewall.nft
+        self.settle(self.firewall.authorize(A, MAC_A))
+        self.settle(self.firewall.authorize(B, MAC_A))
+        self.settle(self.firewall.deauthorize(A))
+        self.assertEqual(set(nft.table.auth), {MAC_A})
+        self.settle(self.firewall.deauthorize(B))
+        self.assertEqual(set(nft.table.auth), set())
+        self.settle(self.firewall.authorize(A, MAC_A))
+        self.settle(self.firewall.authorize(A, MAC_B))
+        self.assertEqual(set(nft.table.auth), {MAC_B})
+        self.assertEqual(self.firewall._macs, {MAC_B: 1})

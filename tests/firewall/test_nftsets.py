@@ -210,7 +210,8 @@ class KernelTableTests(SynchronousTestCase):
             nft.install([PREFIX], [MAC_A])
             nft.run(add_macs(S, [MAC_B]) + delete_macs(S, [MAC_A]))
             state = nft.state()
-            found.update(problems=state.problems(S), auth=state.auth, prefixes=state.prefixes)
+            found.update(problems=state.problems(S), auth=state.auth, prefixes=state.prefixes,
+                         bindings=nft.bindings())
             nft.run(set_prefixes(S, [ipaddress.IPv6Network("2001:db8:90::/56")]))
             found["new prefixes"] = nft.state().prefixes
             nft.remove()
@@ -219,6 +220,7 @@ class KernelTableTests(SynchronousTestCase):
             return found
         found = self.in_netns(work)
         self.assertEqual(found, {"exists before": False, "problems": [], "auth": {MAC_B: (0, 0)},
+                                 "bindings": {},
                                  "prefixes": [PREFIX],
                                  "new prefixes": [ipaddress.IPv6Network("2001:db8:90::/56")],
                                  "exists after": False})
