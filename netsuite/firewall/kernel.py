@@ -301,7 +301,12 @@ class KernelFirewall:
         self.rules.close()  # fail closed: the LAN stays shut until removed
         if self.ipv6_active:
             self.rules6.close()
-            self.nft.remove()  # after the close: its mark no longer opens anything
+            try:
+                self.nft.remove()  # after the close: its mark no longer opens anything
+            except Exception:
+                _log.failure("could not delete the nft table ip6 {table} (IPv6 is closed "
+                             "all the same: the closed NS6-FORWARD ignores its mark)",
+                             table=self.settings.nft_table)
             self.nft_active = False
         self._teardown()
 
@@ -313,7 +318,8 @@ class KernelFirewall:
         self.rules.remove()
         try:
             self.rules6.remove()
-            self.nft.remove()
+            if self.nft.available():  # without the module, netsuite made no table
+                self.nft.remove()
         except Exception:
             if self.network.lan_ipv6() is not None:
                 raise

@@ -322,6 +322,14 @@ class KernelNft:
             self._nft = nft
         return self._nft
 
+    def available(self) -> bool:
+        """Is libnftables' Python module installed?"""
+        try:
+            self.nft
+            return True
+        except NftError:
+            return False
+
     def run(self, commands: List[Command]) -> Any:
         """
         Run C{commands} in one transaction; C{NftError} if refused.

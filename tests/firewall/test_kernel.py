@@ -439,6 +439,9 @@ class FakeNft:
                         rules={k: list(v) for k, v in self.table.rules.items()},
                         sets=list(self.table.sets))
 
+    def available(self):
+        return True
+
     def bindings(self):
         state = self.state()
         return state.bind if state is not None else {}
@@ -651,3 +654,15 @@ class DualStackTests(SynchronousTestCase):
         self.settle(self.firewall.authorize(A, MAC_B))
         self.assertEqual(set(nft.table.auth), {MAC_B})
         self.assertEqual(self.firewall._macs, {MAC_B: 1})
+
+    def test_stop_when_nft_fails(self):
+        """
+        A table that cannot be deleted at stop is logged: the IPv6 rules are
+        closed all the same and the stop ends (the lock let go).
+        """
+        self.start()
+        self.firewall.nft.fail = True
+        self.settle(self.firewall.stop())
+        self.assertEqual(self.firewall.rules6.closes, 1)
+        self.assertFalse(self.firewall.owner.held)
+        self.assertTrue(self.flushLoggedErrors(OSError))
