@@ -12,6 +12,8 @@ L{FirewallSettings.nft_table}), driven through libnftables' JSON API
    claimed; an element's counter is that address's download.
  - set C{lan6} (an interval set): the LAN's IPv6 prefixes (from the LAN
    interface's global addresses); only an address in them can be claimed.
+ - set C{claims6} (C{ether_addr}, dynamic, timeout): each claiming MAC's
+   token bucket (L{CLAIM_BURST}, L{CLAIM_RATE}): claims beyond it fail.
  - chain C{prerouting6} (priority -150): a packet from the LAN whose
    (source, MAC) is bound and whose MAC is authorized refreshes the
    binding and gets C{ipv6_mark}; one from an authorized MAC with an
@@ -42,10 +44,16 @@ Command = Dict[str, Any]
 Counters = Tuple[int, int]
 """(bytes, packets)"""
 
-AUTH, BIND, OWNED, PREFIXES = "auth6", "bind6", "owned6", "lan6"
+AUTH, BIND, OWNED, PREFIXES, CLAIMS = "auth6", "bind6", "owned6", "lan6", "claims6"
 PREROUTING, FORWARD = "prerouting6", "forward6"
 MAX_ADDRESSES = 65535
 """the bind6 and owned6 sets' size: addresses claimed at once, all clients"""
+CLAIM_BURST, CLAIM_RATE = 16, 8
+"""a MAC claims at most CLAIM_BURST addresses at once, then CLAIM_RATE a
+minute (so at most about CLAIM_BURST + CLAIM_RATE * ipv6_timeout / 60
+addresses at a time): one client cannot fill the sets for the others"""
+CLAIMS_TIMEOUT = 600
+"""seconds a MAC's claim budget is remembered (longer than its refill)"""
 
 
 class NftError(Exception):
@@ -84,6 +92,9 @@ def expected_rules(s: FirewallSettings) -> Dict[str, List[List[Dict[str, Any]]]]
     # accepted those already bound).
     claim = [lan, _match(_SOURCE, f"@{PREFIXES}"), _match(_SOURCE, f"@{OWNED}", "!="),
              _match(_MAC, f"@{AUTH}"),
+             # The MAC's claim budget: over it, the rule stops here.
+             {"set": {"op": "add", "elem": _MAC, "set": f"@{CLAIMS}", "stmt": [
+                 {"limit": {"rate": CLAIM_RATE, "burst": CLAIM_BURST, "per": "minute"}}]}},
              {"set": {"op": "add", "elem": _SOURCE, "set": f"@{OWNED}"}},
              {"set": {"op": "add", "elem": _BOUND, "set": f"@{BIND}"}},
              mark]
@@ -119,6 +130,8 @@ def table_commands(s: FirewallSettings, prefixes: Sequence[ipaddress.IPv6Network
         {"add": {"set": _in(s, name=OWNED, type="ipv6_addr", flags=["timeout"],
                             timeout=timeout, size=MAX_ADDRESSES, stmt=[{"counter": None}])}},
         {"add": {"set": _in(s, name=PREFIXES, type="ipv6_addr", flags=["interval"])}},
+        {"add": {"set": _in(s, name=CLAIMS, type="ether_addr", flags=["timeout"],
+                            timeout=CLAIMS_TIMEOUT, size=MAX_ADDRESSES)}},
         {"add": {"chain": _in(s, name=PREROUTING, type="filter", hook="prerouting",
                               prio=-150, policy="accept")}},
         {"add": {"chain": _in(s, name=FORWARD, type="filter", hook="forward",
@@ -192,7 +205,7 @@ class NftState:
         What is not as L{table_commands} makes it (sets, chains, rules).
         """
         found = []
-        missing = {AUTH, BIND, OWNED, PREFIXES} - set(self.sets)
+        missing = {AUTH, BIND, OWNED, PREFIXES, CLAIMS} - set(self.sets)
         if missing:
             found.append(f"sets {', '.join(sorted(missing))} missing")
         for chain, rules in expected_rules(s).items():

@@ -380,7 +380,7 @@ class FakeNft:
         self._need()
         self.installs += 1
         self.table = NftState(auth={mac: (0, 0) for mac in macs}, prefixes=list(prefixes),
-                              sets=["auth6", "bind6", "owned6", "lan6"],
+                              sets=["auth6", "bind6", "owned6", "lan6", "claims6"],
                               rules={k: list(v) for k, v in
                                      expected_rules(self.settings).items()})
 

@@ -48,6 +48,9 @@ LISTING = {"nftables": [
                       {"elem": {"val": "not an address"}}]}},
     {"set": {"family": "ip6", "name": "lan6", "table": "ns", "type": "ipv6_addr",
              "flags": ["interval"], "elem": [{"prefix": {"addr": "2001:db8:89::", "len": 64}}]}},
+    {"set": {"family": "ip6", "name": "claims6", "table": "ns", "type": "ether_addr",
+             "flags": ["timeout"], "timeout": 600,
+             "elem": [{"elem": {"val": "02:4e:00:00:00:0b", "timeout": 600, "expires": 599}}]}},
     {"chain": {"family": "ip6", "table": "ns", "name": "prerouting6"}},
     {"chain": {"family": "ip6", "table": "ns", "name": "forward6"}},
 ] + [{"rule": {"family": "ip6", "table": "ns", "chain": chain, "expr": expr}}
@@ -68,7 +71,7 @@ class CommandTests(SynchronousTestCase):
                                         {"add": {"table": {"family": "ip6", "name": "ns"}}}])
         sets = {c["add"]["set"]["name"]: c["add"]["set"] for c in commands
                 if "set" in c.get("add", {})}
-        self.assertEqual(sorted(sets), ["auth6", "bind6", "lan6", "owned6"])
+        self.assertEqual(sorted(sets), ["auth6", "bind6", "claims6", "lan6", "owned6"])
         self.assertEqual((sets["bind6"]["timeout"], sets["owned6"]["timeout"]), (600, 600))
         self.assertEqual(sets["auth6"]["stmt"], [{"counter": None}])
         self.assertEqual(sets["owned6"]["stmt"], [{"counter": None}])
@@ -100,7 +103,12 @@ class CommandTests(SynchronousTestCase):
         self.assertIn({"match": {"op": "!=", "left": {"payload": {"protocol": "ip6",
                                                                   "field": "saddr"}},
                                  "right": "@owned6"}}, claim)
-        self.assertEqual([e["set"]["op"] for e in claim if "set" in e], ["add", "add"])
+        self.assertEqual([e["set"]["op"] for e in claim if "set" in e], ["add", "add", "add"])
+        # The MAC's claim budget comes before the claim.
+        self.assertEqual(claim[4], {"set": {"op": "add", "elem": {"payload": {
+            "protocol": "ether", "field": "saddr"}}, "set": "@claims6", "stmt": [
+            {"limit": {"rate": nftsets.CLAIM_RATE, "burst": nftsets.CLAIM_BURST,
+                       "per": "minute"}}]}})
         self.assertEqual(rules["forward6"][0][0]["match"]["right"], "br-lan")
 
     def test_elements(self):
@@ -141,7 +149,7 @@ class ParseTests(SynchronousTestCase):
         state.rules["prerouting6"] = []
         self.assertEqual(state.problems(S), ["sets bind6 missing", "chain prerouting6 changed",
                                              "chain forward6 missing"])
-        self.assertEqual(NftState().problems(S)[0], "sets auth6, bind6, lan6, owned6 missing")
+        self.assertEqual(NftState().problems(S)[0], "sets auth6, bind6, claims6, lan6, owned6 missing")
 
 
 class TrafficBookTests(SynchronousTestCase):

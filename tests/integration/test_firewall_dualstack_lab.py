@@ -21,6 +21,7 @@ from twisted.python import log
 from twisted.trial.unittest import SkipTest, TestCase
 
 from netsuite.bus import connect
+from netsuite.firewall.nftsets import CLAIM_BURST
 from netsuite.lab import Lab
 from netsuite.lab.peers import missing
 
@@ -30,6 +31,22 @@ from ..lab.labs import lab_name
 PORT = 47080
 BIG = 64 * 1024 * 1024  # the long download: minutes at the rate limit
 SMALL = 3 * 1024 * 1024  # the counted one
+
+# One TCP connection to the upstream from each source address given;
+# prints how many were answered.
+FROM_EACH = """
+import socket, sys
+host, port, ok = sys.argv[1], int(sys.argv[2]), 0
+for source in sys.argv[3:]:
+    s = socket.socket(socket.AF_INET6)
+    s.settimeout(2)
+    try:
+        s.bind((source, 0)); s.connect((host, port)); ok += 1
+    except OSError:
+        pass
+    s.close()
+print("answered", ok)
+"""
 
 CONFIG = """
 [firewall]
@@ -210,6 +227,35 @@ class DualStackLabTests(DualStackLab):
         self.assertEqual([line for line in left
                           if f"dport={PORT}" in line and "ESTABLISHED" in line], [])
         yield self.assert_refused("c1", slaac)
+
+    @inlineCallbacks
+    def test_claims_bounded(self):
+        """
+        One client cannot claim the whole prefix: of 3 x CLAIM_BURST new
+        addresses tried at once, about CLAIM_BURST get through (the
+        budget refills at CLAIM_RATE a minute); the addresses it had stay
+        its own, and another client still claims its address.
+        """
+        yield self.authorize(1)
+        yield self.authorize(2)
+        slaac = self.c1["slaac"][0]
+        yield self.assert_reaches("c1", slaac)
+        prefix = slaac.rsplit(":", 4)[0]
+        extra = [f"{prefix}:0:0:ca:{i:x}" for i in range(1, 3 * CLAIM_BURST + 1)]
+
+        def add_addresses():
+            for address in extra:
+                self.lab.exec("c1", ["ip", "-6", "addr", "add", f"{address}/64", "dev", "eth0",
+                                     "nodad"], check=True)
+        yield deferToThread(add_addresses)
+        done = yield deferToThread(self.lab.exec, "c1", [
+            PYTHON, "-c", FROM_EACH, self.lab.internet6, str(PORT), *extra], timeout=300)
+        answered = int(done.stdout.split()[1])
+        log.msg(f"{answered} of {len(extra)} new addresses got through")
+        self.assertGreaterEqual(answered, CLAIM_BURST - 2)  # the first claimed before
+        self.assertLessEqual(answered, CLAIM_BURST + 2)  # a refill or two meanwhile
+        yield self.assert_reaches("c1", slaac)
+        yield self.assert_reaches("c2", self.c2["slaac"][0])
 
     def rules6(self):
         saved = self.in_ap("ip6tables-legacy-save")
