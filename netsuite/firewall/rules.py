@@ -304,11 +304,12 @@ def closed_jumps(s: FirewallSettings) -> List[Jump]:
     return [Jump("filter", "FORWARD", s.chain("FORWARD"))]
 
 
-# IPv6 (ip6tables, the same python-iptables calls with ipv6=True). No IPv6
-# authorization exists yet: every client is unauthorized, so the LAN's IPv6
-# is closed. The chains are where dual stack goes later: a rule for
-# authorized clients (a MAC-keyed set) RETURNs from NS6-FORWARD ahead of
-# the rejects, as NS-FORWARD's authorized rule does for IPv4.
+# IPv6 (ip6tables, the same python-iptables calls with ipv6=True). The
+# LAN's IPv6 is closed; an authorized client's IPv6 packets carry the
+# fwmark bit ipv6_mark (set by the dual stack's nftables table, by MAC),
+# and packets without it are unauthorized. The chains are where dual stack
+# goes: a rule for marked packets RETURNs from NS6-FORWARD ahead of the
+# rejects, as NS-FORWARD's authorized rule does for IPv4.
 
 _ND_TYPES = ("128", "133", "134", "135", "136")
 """echo request, router solicitation and advertisement, neighbour
@@ -329,9 +330,11 @@ def chains6(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
     netsuite's ip6tables chains and their rules, in order (installed when
     the LAN has IPv6). NS6-FORWARD: client to client left alone; towards
     the LAN only the answers of allowed flows (nothing from the WAN opens
-    a flow to a client); from the LAN everything refused. NS6-INPUT: what a client needs to exist on
-    the link and reach the portal (neighbour discovery, echo, DHCPv6 if
-    served, DNS, the portal and lan_ports), the rest of the LAN dropped.
+    a flow to a client); from the LAN everything refused. NS6-INPUT: what
+    a client needs to exist on the link and reach the portal (neighbour
+    discovery, echo, DHCPv6 if served, DNS, the portal and lan_ports), the
+    rest of the LAN dropped. NS6-PREROUTING (with a portal port): HTTP of
+    packets without C{ipv6_mark} redirected to the portal.
     """
     forward: List[Rule] = [
         # Client to client (bridged: bridge-nf-call-ip6tables is 1 in every
@@ -357,19 +360,39 @@ def chains6(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
     for port in ((s.portal_port,) if s.portal_port else ()) + s.lan_ports:
         ap_input.append(_from_lan(s, protocol="tcp", tcp=_tcp(port), target="ACCEPT"))
     ap_input.append(_from_lan(s, target="DROP"))
-    return {("filter", s.chain6("FORWARD")): forward,
-            ("filter", s.chain6("INPUT")): ap_input}
+    result: Dict[ChainKey, List[Rule]] = {("filter", s.chain6("FORWARD")): forward,
+                                          ("filter", s.chain6("INPUT")): ap_input}
+    if s.portal_port:
+        # Unauthorized clients' HTTP lands on the portal, as for IPv4: a
+        # REDIRECT to the portal port on the LAN address the packet came to
+        # (the portal listens on "::" for it; NS6-INPUT accepts that port).
+        # The nat table sees a flow's first packet only: the mark is set
+        # before it (nftables at a priority below -100, dstnat's).
+        result[("nat", s.chain6("PREROUTING"))] = [
+            _from_lan(s, mark={"mark": _mark6(s)}, target="RETURN"),
+            _from_lan(s, protocol="tcp", tcp=_tcp(80),
+                      target={"REDIRECT": {"to-ports": str(s.portal_port)}})]
+    return result
+
+
+def _mark6(s: FirewallSettings) -> str:
+    return f"0x{s.ipv6_mark:x}/0x{s.ipv6_mark:x}"
 
 
 def jumps6(s: FirewallSettings) -> List[Jump]:
-    return [Jump("filter", "FORWARD", s.chain6("FORWARD")),
-            Jump("filter", "INPUT", s.chain6("INPUT"))]
+    result = [Jump("filter", "FORWARD", s.chain6("FORWARD")),
+              Jump("filter", "INPUT", s.chain6("INPUT"))]
+    if s.portal_port:
+        result.append(Jump("nat", "PREROUTING", s.chain6("PREROUTING")))
+    return result
 
 
 def closed_chains6(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
     """
     What a clean stop leaves of IPv6: forwarded IPv6 from the LAN refused
-    (fast, as while running); the access point itself left alone.
+    (fast, as while running); the access point itself left alone. The
+    portal's redirect goes (nothing listens there any more): a client's
+    IPv6 HTTP is then refused with the rest, not sent to a closed port.
     """
     return {("filter", s.chain6("FORWARD")): _refuse6(s)}
 
