@@ -45,9 +45,24 @@ For N = 10, 1,000 and 10,000 clients already authorized:
      one address each (C{add_garden}), sequential and 100 outstanding
      (batched by the adapter).
 
+IPv6 (dual stack after login), same run, afterwards: three more adapters
+(prefixes XA, XB, XC) with C{ipv6="on"}, each with its own nft table
+(C{ip6 xa}, ...) whose auth6 set holds its N clients' MACs (and its ipsets
+their IPv4 entries):
+
+ (d) netsuite: C{KernelFirewall.authorize} / C{deauthorize} with IPv6
+     active (the ipset pair plus one nft element through libnftables'
+     JSON API), sequential, alternating between the sizes in blocks as in
+     (a); the nft element add+delete alone on the worker; C{check()} and
+     C{traffic()} (both read the whole table).
+ (e) one ip6tables rule per client, C{ip6tables -I FORWARD 1 -i br-lan -m mac
+     --mac-source M -j RETURN} (and C{-D}), through python-iptables
+     (libiptc) with autocommit, N rules inserted beforehand in one commit;
+     capped as (b).
+
 Targets: netsuite's cost at N=10,000 within 1.5x of its cost at N=10
 (sequential, median rounds, authorize and de-authorize), and at least 1,000
-sequential authorizations/s at every N.
+sequential authorizations/s at every N; the same for IPv6 (d).
 
 The last line is a machine-readable SUMMARY.
 """
@@ -74,6 +89,7 @@ from twisted.internet.task import Clock, deferLater
 from netsuite.firewall.flows import FlowCutter
 from netsuite.firewall.interfaces import Client
 from netsuite.firewall.kernel import KernelFirewall
+from netsuite.firewall.nftsets import add_macs, delete_macs
 from netsuite.firewall.rules import FirewallSettings
 from netsuite.runner import ThreadRunner
 from netsuite.testing import SyncRunner
@@ -245,6 +261,64 @@ class PerRule:
         return (t1 - t0) / len(ips), (t2 - t1) / len(ips)
 
 
+class PerRule6:
+    """
+    One ip6tables filter FORWARD rule per logged-in client, by MAC, through
+    python-iptables (libiptc, legacy back end); from the worker thread only.
+    """
+
+    def __init__(self, lan: str) -> None:
+        self.lan = lan
+
+    @property
+    def table(self) -> Any:
+        import iptc
+        return iptc.Table6(iptc.Table6.FILTER)
+
+    @property
+    def chain(self) -> Any:
+        import iptc
+        return iptc.Chain(self.table, "FORWARD")
+
+    def rule(self, mac: MAC) -> Any:
+        import iptc
+        rule = iptc.Rule6()
+        rule.in_interface = self.lan
+        match = rule.create_match("mac")
+        match.mac_source = str(mac)
+        rule.create_target("RETURN")
+        return rule
+
+    def login(self, mac: MAC) -> None:
+        """ip6tables -I FORWARD 1 -i LAN -m mac --mac-source MAC -j RETURN"""
+        self.chain.insert_rule(self.rule(mac))
+
+    def logout(self, mac: MAC) -> None:
+        """ip6tables -D FORWARD -i LAN -m mac --mac-source MAC -j RETURN"""
+        self.chain.delete_rule(self.rule(mac))
+
+    def prefill(self, macs: Sequence[MAC]) -> float:
+        """Insert all of C{macs} in one commit; return the seconds it took."""
+        started = time.perf_counter()
+        table = self.table
+        table.autocommit = False
+        try:
+            chain = self.chain
+            for mac in macs:
+                chain.insert_rule(self.rule(mac))
+            table.commit()
+        finally:
+            table.autocommit = True
+            table.refresh()
+        return time.perf_counter() - started
+
+    def count(self) -> int:
+        table = self.table
+        table.refresh()
+        return sum(1 for rule in self.chain.rules if rule.matches
+                   and rule.matches[0].name == "mac")
+
+
 # timing helpers (reactor thread) ---------------------------------------------
 
 async def sequential(op: Callable[[Any], Deferred],
@@ -339,6 +413,7 @@ class Bench:
         self.fresh_offset = 0
         self.fill_seconds: Dict[int, float] = {}
         self.rule_seconds: Dict[int, float] = {}
+        self.results6: Dict[int, Dict[str, Any]] = {}
 
     def fresh(self, count: int) -> List[ipaddress.IPv4Address]:
         """Addresses outside the prefilled range, in no set and no rule now."""
@@ -673,6 +748,9 @@ class Bench:
                 print(f"per-rule N={n:,}: {fmt_rate(results[n]['perrule']['auth'])} logins/s "
                       f"({time.perf_counter() - t0:.1f} s)")
                 sys.stdout.flush()
+
+            # (d) and (e): IPv6, on the same worker.
+            self.results6 = await Bench6(self).main()
         finally:
             for n in started:
                 await self.fws[n].stop()
@@ -682,6 +760,229 @@ class Bench:
         for n in SIZES:
             report_size(n, results[n])
         return results
+
+
+PREFIXES6 = {10: "XA", 1_000: "XB", 10_000: "XC"}  # the dual-stack adapters (d)
+
+
+class Bench6:
+    """
+    (d) and (e): IPv6 authorizations, on the same worker and namespace
+    after the IPv4 part, one dual-stack adapter per N.
+    """
+
+    def __init__(self, bench: Bench) -> None:
+        self.bench = bench
+        self.runner = bench.runner
+        self.p = bench.p
+        self.lock_dirs = {n: tempfile.mkdtemp(prefix=f"bfw-{PREFIXES6[n]}-") for n in SIZES}
+        self.fws = {n: KernelFirewall(FirewallSettings("br-lan", "wan0", LAN_NETWORK,
+                                                       prefix=PREFIXES6[n]),
+                                      self.runner, reactor, shaper=None,
+                                      cut_delay=CUT_DELAY * len(SIZES),
+                                      lock_dir=self.lock_dirs[n], ipv6="on")
+                    for n in SIZES}
+        self.perrule = PerRule6("br-lan")
+        self.prefilled_rules = 0
+
+    @staticmethod
+    def _fill_macs(fw: KernelFirewall, macs: Sequence[MAC]) -> None:
+        for start in range(0, len(macs), 1000):
+            fw.nft.run(add_macs(fw.settings, macs[start:start + 1000]))
+
+    @staticmethod
+    def _auth6_size(fw: KernelFirewall) -> int:
+        state = fw.nft.state()
+        return len(state.auth) if state is not None else -1
+
+    async def check_size(self, n: int, expected: int) -> None:
+        fw = self.fws[n]
+        size = await self.runner.run(self._auth6_size, fw)
+        sets = await self.runner.run(lambda: fw.sets.size(fw.sets.auth))
+        if (size, sets, len(fw.clients)) != (expected,) * 3:
+            raise RuntimeError(f"IPv6 N={n}: expected {expected} clients; auth6 holds {size}, "
+                               f"the ipset {sets}, the adapter knows {len(fw.clients)}")
+
+    async def start(self, n: int) -> None:
+        fw = self.fws[n]
+        await fw.start()
+        if not fw.nft_active:
+            raise RuntimeError(f"the dual-stack adapter {PREFIXES6[n]} has no nft table")
+        ips = [ip_at(PREFILLED, i) for i in range(n)]
+        await self.runner.run(Bench._write_sets, fw, IPSET_CMD_ADD, ips)
+        await self.runner.run(self._fill_macs, fw, [mac_for(ip) for ip in ips])
+        for ip in ips:
+            fw.clients[ip] = Client(ip, mac_for(ip), 0, 0)
+        await self.check_size(n, n)
+
+    async def round(self, number: int) -> Dict[int, Dict[str, float]]:
+        ops, block = self.p["ops"], self.p["block"]
+        ips = {n: self.bench.fresh(ops) for n in SIZES}
+        found: Dict[int, Dict[str, float]] = {n: {} for n in SIZES}
+        for phase in ("auth", "deauth"):
+            gc.collect()
+            spent = {n: 0.0 for n in SIZES}
+            cpu = {n: 0.0 for n in SIZES}
+            for index, start in enumerate(range(0, ops, block)):
+                for n in (SIZES if (index + number) % 2 == 0 else SIZES[::-1]):
+                    fw = self.fws[n]
+                    op = Bench.authorizer(fw) if phase == "auth" else Bench.deauthorizer(fw)
+                    c0 = time.process_time()
+                    total, _ = await sequential(op, ips[n][start:start + block])
+                    cpu[n] += time.process_time() - c0
+                    spent[n] += total
+            for n in SIZES:
+                found[n][phase] = ops / spent[n]
+                found[n][phase + "_cpu_us"] = cpu[n] / ops * 1e6
+                if phase == "auth":
+                    await self.check_size(n, n + ops)
+            if phase == "deauth":
+                await self.bench.drain()
+        for n in SIZES:
+            await self.check_size(n, n)
+        return found
+
+    @staticmethod
+    def _nft_pair(fw: KernelFirewall, macs: Sequence[MAC]) -> float:
+        """Seconds per nft element add+delete of one MAC, on this thread."""
+        t0 = time.perf_counter()
+        for mac in macs:
+            fw.nft.run(add_macs(fw.settings, [mac]))
+        for mac in macs:
+            fw.nft.run(delete_macs(fw.settings, [mac]))
+        return (time.perf_counter() - t0) / len(macs)
+
+    async def pieces(self, n: int) -> Dict[str, float]:
+        fw = self.fws[n]
+        macs = [mac_for(ip) for ip in self.bench.fresh(self.p["pieces"])]
+        pair = await self.runner.run(self._nft_pair, fw, macs)
+        t0 = time.perf_counter()
+        repaired = await fw.check()
+        check_ms = (time.perf_counter() - t0) * 1e3
+        if repaired:
+            raise RuntimeError(f"IPv6 N={n}: check() repaired {repaired}")
+        t0 = time.perf_counter()
+        traffic = await fw.traffic()
+        traffic_ms = (time.perf_counter() - t0) * 1e3
+        if len(traffic) != n:
+            raise RuntimeError(f"traffic() gave {len(traffic)} clients, not {n}")
+        return {"nft_pair_us": pair * 1e6, "check_ms": check_ms, "traffic_ms": traffic_ms}
+
+    async def per_rule(self, n: int) -> Dict[str, float]:
+        macs = [mac_for(ip_at(PREFILLED, i)) for i in range(self.prefilled_rules, n)]
+        fill = await self.runner.run(self.perrule.prefill, macs)
+        self.prefilled_rules = n
+        ops = self.p["perrule_ops"][n]
+        rounds = self.p["rounds"]
+        each = max(1, ops // rounds)
+        auth, deauth = [], []
+        for _ in range(rounds):
+            fresh = [mac_for(ip) for ip in self.bench.fresh(each)]
+            gc.collect()
+            total, _ = await sequential(lambda m: self.runner.run(self.perrule.login, m), fresh)
+            auth.append(each / total)
+            total, _ = await sequential(lambda m: self.runner.run(self.perrule.logout, m), fresh)
+            deauth.append(each / total)
+        count = await self.runner.run(self.perrule.count)
+        if count != n:
+            raise RuntimeError(f"expected {n} per-client ip6tables rules, found {count}")
+        return {"auth": median(auth), "deauth": median(deauth), "ops": each * rounds,
+                "fill_s": fill}
+
+    async def main(self) -> Dict[int, Dict[str, Any]]:
+        started = []
+        results: Dict[int, Dict[str, Any]] = {}
+        try:
+            for n in SIZES:
+                await self.start(n)
+                started.append(n)
+            for n in SIZES:  # warm-up, untimed
+                ips = self.bench.fresh(self.p["warmup"])
+                await sequential(Bench.authorizer(self.fws[n]), ips)
+                await sequential(Bench.deauthorizer(self.fws[n]), ips)
+            await self.bench.drain()
+            rounds: Dict[int, List[Dict[str, float]]] = {n: [] for n in SIZES}
+            for number in range(self.p["rounds"]):
+                found = await self.round(number)
+                for n in SIZES:
+                    rounds[n].append(found[n])
+                print(f"IPv6 round {number + 1}/{self.p['rounds']}: "
+                      + ", ".join(f"N={n:,} {fmt_rate(found[n]['auth'])} auth/s"
+                                  for n in SIZES))
+                sys.stdout.flush()
+            for n in SIZES:
+                results[n] = {
+                    "auth": median([r["auth"] for r in rounds[n]]),
+                    "deauth": median([r["deauth"] for r in rounds[n]]),
+                    "auth_rounds": [r["auth"] for r in rounds[n]],
+                    "deauth_rounds": [r["deauth"] for r in rounds[n]],
+                    "auth_cpu_us": median([r["auth_cpu_us"] for r in rounds[n]]),
+                    "deauth_cpu_us": median([r["deauth_cpu_us"] for r in rounds[n]]),
+                    "pieces": await self.pieces(n),
+                    "perrule": await self.per_rule(n)}
+                print(f"IPv6 per-rule N={n:,}: "
+                      f"{fmt_rate(results[n]['perrule']['auth'])} logins/s")
+                sys.stdout.flush()
+        finally:
+            for n in started:
+                await self.fws[n].stop()
+            for path in self.lock_dirs.values():
+                shutil.rmtree(path, ignore_errors=True)
+        return results
+
+
+def report6(results: Dict[int, Dict[str, Any]]) -> Dict[str, float]:
+    """(d) and (e) across N; the SUMMARY's IPv6 keys."""
+    lo, hi = SIZES[0], SIZES[-1]
+    print("\n=== IPv6 (dual stack): authorize = ipset pair + one nft auth6 element; "
+          "per-rule = one ip6tables -m mac rule per client (cost = us per operation)")
+    print(f"{'method':36} " + " ".join(f"{'N=' + format(n, ','):>10}" for n in SIZES)
+          + f" {'cost(10k)/cost(10)':>19}")
+    for label, get in (
+            ("netsuite authorize, IPv6 on (seq)", lambda n: 1e6 / results[n]["auth"]),
+            ("netsuite de-authorize, IPv6 on", lambda n: 1e6 / results[n]["deauth"]),
+            ("netsuite authorize CPU time", lambda n: results[n]["auth_cpu_us"]),
+            ("nft element add+delete (worker)", lambda n: results[n]["pieces"]["nft_pair_us"]),
+            ("per-rule ip6tables login (iptc)", lambda n: 1e6 / results[n]["perrule"]["auth"]),
+            ("per-rule ip6tables logout (iptc)",
+             lambda n: 1e6 / results[n]["perrule"]["deauth"])):
+        values = [get(n) for n in SIZES]
+        print(f"{label:36} " + " ".join(f"{v:10.1f}" for v in values)
+              + f" {values[-1] / values[0]:19.2f}")
+    print("rounds (IPv6 auth/s): " + "; ".join(
+        f"N={n:,} " + " ".join(fmt_rate(v) for v in results[n]["auth_rounds"]) for n in SIZES))
+    print("IPv6 speed-up netsuite/per-rule (ops/s ratio): " + ", ".join(
+        f"N={n:,}: authorize {results[n]['auth'] / results[n]['perrule']['auth']:.1f}x, "
+        f"de-authorize {results[n]['deauth'] / results[n]['perrule']['deauth']:.1f}x"
+        for n in SIZES))
+    print("IPv6 other calls: " + ", ".join(
+        f"N={n:,}: check() {results[n]['pieces']['check_ms']:.1f} ms, traffic() "
+        f"{results[n]['pieces']['traffic_ms']:.1f} ms" for n in SIZES)
+          + "; per-rule prefill in one commit: " + ", ".join(
+              f"{results[n]['perrule']['fill_s'] * 1e3:.0f} ms" for n in SIZES))
+    flat = max(results[lo]["auth"] / results[hi]["auth"],
+               results[lo]["deauth"] / results[hi]["deauth"])
+    lowest = min(results[n]["auth"] for n in SIZES)
+    pass_flat, pass_auth = flat <= 1.5, lowest >= 1000
+    print(f"TARGET IPv6 flat cost (cost(10,000)/cost(10) <= 1.5): "
+          f"{'PASS' if pass_flat else 'FAIL'} ({flat:.2f})")
+    print(f"TARGET IPv6 >= 1,000 authorizations/s (sequential, every N): "
+          f"{'PASS' if pass_auth else 'FAIL'} (lowest {lowest:,.0f}/s)")
+    summary: Dict[str, float] = {}
+    for n in SIZES:
+        summary[f"auth6_per_s_{n}"] = results[n]["auth"]
+        summary[f"deauth6_per_s_{n}"] = results[n]["deauth"]
+    for n in SIZES:
+        summary[f"perrule6_auth_per_s_{n}"] = results[n]["perrule"]["auth"]
+    for n in SIZES:
+        summary[f"speedup6_{n}"] = results[n]["auth"] / results[n]["perrule"]["auth"]
+    summary["flatness6"] = flat
+    summary["nft_pair_us"] = median([results[n]["pieces"]["nft_pair_us"] for n in SIZES])
+    summary["check6_ms_10000"] = results[hi]["pieces"]["check_ms"]
+    summary["traffic6_ms_10000"] = results[hi]["pieces"]["traffic_ms"]
+    summary["pass_flat6"] = int(pass_flat)
+    summary["pass_auth6"] = int(pass_auth)
+    return summary
 
 
 def aggregate_rounds(rounds: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -943,6 +1244,7 @@ def main() -> int:
         return 1
     load = machine_load(jiffies, cpu_before)
     summary, pass_flat, pass_auth = summarize(result)
+    summary.update(report6(bench.results6))
     print(load)
     print(f"total {time.perf_counter() - started:.1f} s; namespace {ns} removed")
     print("SUMMARY " + " ".join(f"{k}={format_number(v)}" for k, v in summary.items()))

@@ -14,10 +14,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 APT_PACKAGES=(python3 python3-venv python3-dev gcc iproute2 iptables ipset conntrack busybox
               dovecot-imapd dovecot-pop3d slapd ldap-utils udhcpc isc-dhcp-client curl
               chromium chromium-driver tcpdump faketime dnsmasq-base
-              kea-admin unbound iodine dnsperf bind9-dnsutils radvd "$@")
+              kea-admin unbound iodine dnsperf bind9-dnsutils radvd nftables python3-nftables
+              "$@")
 # kea-admin: perfdhcp, for the fault tests; unbound, iodine (iodined and the
 # client), dnsperf and bind9-dnsutils (dig): the DNS lab peers and bench/dns.sh;
-# radvd: router advertisements in the IPv6 lab (netsuite-lab up --ipv6)
+# radvd: router advertisements in the IPv6 lab (netsuite-lab up --ipv6);
+# python3-nftables: libnftables' Python module, for the firewall's IPv6 table
+# (dual stack after login), linked into .venv below; nftables: the nft tool
+# the tests read the table with
 
 LOG="$PWD/.setup.log"
 : >"$LOG"
@@ -63,3 +67,10 @@ step "pip install pip setuptools wheel" "${PIP[@]}" --upgrade pip setuptools whe
 # An editable install: setup.py's package_dir puts the checkout itself on
 # sys.path (a static .pth), so twistd finds twisted/plugins/ and netsuite here.
 step "pip install -e .[test]" "${PIP[@]}" -e '.[test]'
+# python3-nftables is Debian's (a ctypes wrapper of libnftables, not on PyPI
+# in this version) and the venv does not see the system's site-packages: link
+# the module in.
+SITE=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+step "link the nftables module into .venv" ln -sfn /usr/lib/python3/dist-packages/nftables \
+    "$SITE/nftables"
+step "import nftables in .venv" .venv/bin/python -c 'import nftables; nftables.Nftables()'

@@ -25,6 +25,8 @@ from .garden import GardenBook
 from .iptables import StaticRules
 from .kernelsets import KernelSets
 from .netlink import KernelNetwork
+from .nftsets import (KernelNft, NftState, TrafficBook, add_macs, delete_bindings, delete_macs,
+                      set_prefixes)
 from .owner import OwnerLock
 from .rules import FirewallSettings, set_names
 
@@ -61,6 +63,10 @@ class KernelFirewall:
         closed, L{netsuite.firewall.rules.chains6}) when the LAN has IPv6,
         at start or when the periodic check first sees it; C{"on"} always;
         C{"off"} never, and refuses to start on a LAN that has IPv6.
+        With the IPv6 rules, authorized clients get IPv6 too (dual stack):
+        their MACs in netsuite's nftables table (L{netsuite.firewall.nftsets});
+        if nftables cannot be used, IPv6 stays closed for everyone (logged,
+        tried again at each check).
     """
 
     def __init__(self, settings: FirewallSettings, runner: IRunner, clock: IReactorTime,
@@ -87,6 +93,13 @@ class KernelFirewall:
         self.rules6 = StaticRules(settings, ipv6=True)
         # whether this run installed the IPv6 rules (worker thread only)
         self.ipv6_active = False
+        # Dual stack (worker thread only): the nft table, whether it is in
+        # place, and the IPv6 totals that only grow.
+        self.nft = KernelNft(settings)
+        self.nft_active = False
+        self.up6, self.down6 = TrafficBook(), TrafficBook()
+        # MACs de-authorized whose IPv6 bindings and flows go in the next cut
+        self._to_cut6: Set[MAC] = set()
         self.sets = KernelSets(set_names(settings), settings.lan_network, smtp_window,
                                garden_max=garden_max_entries, garden_timeout=garden_ttl[0])
         self.garden_book = GardenBook(clock, settings.lan_network, *garden_ttl,
@@ -98,6 +111,8 @@ class KernelFirewall:
                                           clock=clock)
         self.network = network or KernelNetwork(settings.lan_interface, settings.tproxy_mark)
         self.clients: Dict[ipaddress.IPv4Address, Client] = {}
+        # MAC -> how many of the clients have it (IPv6 is authorized by MAC)
+        self._macs: Dict[MAC, int] = {}
         # ip -> authorizes queued on the runner and not yet done: the check
         # leaves those addresses alone (see check)
         self._adding: Dict[ipaddress.IPv4Address, int] = {}
@@ -110,6 +125,9 @@ class KernelFirewall:
                                  Dict[ipaddress.IPv4Address, int]]) -> None:
             found, garden = state
             self.clients = found
+            self._macs = {}
+            for client in found.values():
+                self._macs[client.mac] = self._macs.get(client.mac, 0) + 1
             self.garden_book.adopt(garden)
             if found:
                 _log.info("firewall adopted {n} authorized clients from the kernel",
@@ -146,6 +164,7 @@ class KernelFirewall:
                     self._remove_client(ip)
                 self.flows.cut(set(found))
                 found = {}
+        self._start_nft(found)
         self.sets.create_missing()
         repaired = self.rules.install()
         if repaired:
@@ -202,6 +221,56 @@ class KernelFirewall:
                       what="; ".join(repaired))
         return repaired
 
+    def _start_nft(self, found: Dict[ipaddress.IPv4Address, Client]) -> None:
+        """
+        Dual stack: with C{keep_clients}, a sound table left by the last run
+        is kept (the bindings too) with its MACs brought to C{found}'s;
+        otherwise the table is made anew, and the IPv6 flows of the last
+        run's clients are cut.
+        """
+        if not self.ipv6_active:
+            return
+        try:
+            state = self.nft.state()
+            macs = {client.mac for client in found.values()}
+            if state is not None and self.keep_clients and not state.problems(self.settings):
+                self.nft.run(self._nft_repairs(state, macs, drop_extra=True)[0])
+            else:
+                self.nft.install(self._prefixes6(), macs)
+                if state is not None and not self.keep_clients:
+                    self.flows.cut(set(state.bind))
+            self.nft_active = True
+        except Exception:
+            _log.failure("netsuite cannot use nftables: IPv6 stays closed for every client "
+                         "(tried again at each check)")
+
+    def _prefixes6(self) -> List[ipaddress.IPv6Network]:
+        prefixes = self.network.lan_prefixes6()
+        self.flows.local6 = prefixes
+        return prefixes
+
+    def _nft_repairs(self, state: NftState, macs: AbstractSet[MAC],
+                     drop_extra: bool) -> Tuple[List[Any], List[str]]:
+        """
+        The commands that bring the table's MACs to C{macs} (removing the
+        others only with C{drop_extra}) and its prefixes to the LAN's; and
+        what they repair.
+        """
+        commands: List[Any] = []
+        repaired = []
+        missing = macs - state.auth.keys()
+        extra = state.auth.keys() - macs if drop_extra else set()
+        if missing or extra:
+            commands += add_macs(self.settings, sorted(missing))
+            commands += delete_macs(self.settings, sorted(extra))
+            repaired.append(f"IPv6 authorized MACs restored ({len(missing)} were missing, "
+                            f"{len(extra)} extra)")
+        prefixes = self._prefixes6()
+        if sorted(state.prefixes) != prefixes:
+            commands += set_prefixes(self.settings, prefixes)
+            repaired.append("IPv6 LAN prefixes updated")
+        return commands, repaired
+
     def stop(self) -> "Deferred[None]":
         if self.keep_clients:
             _log.info("firewall stopping; {n} clients stay authorized (keep_clients)",
@@ -210,6 +279,7 @@ class KernelFirewall:
         if self._cutting is not None and self._cutting.active():
             self._cutting.cancel()
         to_cut, self._to_cut = self._to_cut, set()
+        self._to_cut6 = set()
         self._garden_writes.cancel_retry()
         self._garden_pending.clear()
         self.garden_book.clear()
@@ -220,11 +290,24 @@ class KernelFirewall:
             # Never started, or refused: the state is another process's.
             self._let_go()
             return
-        self.flows.cut(to_cut | set(self.clients))
+        bound6: Set[Any] = set()
+        if self.nft_active:
+            try:
+                bound6 = set(self.nft.bindings())
+            except Exception:
+                _log.failure("could not read the IPv6 bindings; their flows are not cut")
+        self.flows.cut(to_cut | set(self.clients) | bound6)
         self.flows.close()
         self.rules.close()  # fail closed: the LAN stays shut until removed
         if self.ipv6_active:
             self.rules6.close()
+            try:
+                self.nft.remove()  # after the close: its mark no longer opens anything
+            except Exception:
+                _log.failure("could not delete the nft table ip6 {table} (IPv6 is closed "
+                             "all the same: the closed NS6-FORWARD ignores its mark)",
+                             table=self.settings.nft_table)
+            self.nft_active = False
         self._teardown()
 
     def remove(self) -> "Deferred[None]":
@@ -235,6 +318,8 @@ class KernelFirewall:
         self.rules.remove()
         try:
             self.rules6.remove()
+            if self.nft.available():  # without the module, netsuite made no table
+                self.nft.remove()
         except Exception:
             if self.network.lan_ipv6() is not None:
                 raise
@@ -266,9 +351,16 @@ class KernelFirewall:
         except (ValueError, TypeError):
             return fail()
         ip = client.ip
+        # A client whose address is authorized anew for another MAC: that
+        # MAC loses its IPv6 (unless another client has it).
+        before = self.clients.get(ip)
+        old_mac = before.mac if before is not None and before.mac != client.mac and \
+            self._macs.get(before.mac, 0) <= 1 else None
 
         def done(_: Any) -> Client:
+            self._forget(ip)
             self.clients[ip] = client
+            self._macs[client.mac] = self._macs.get(client.mac, 0) + 1
             return client
 
         def settled(result: Any) -> Any:
@@ -277,13 +369,36 @@ class KernelFirewall:
                 del self._adding[ip]
             return result
         self._to_cut.discard(ip)
+        self._to_cut6.discard(client.mac)
         self._adding[ip] = self._adding.get(ip, 0) + 1
-        return self._run(self._add_client, client).addCallback(done).addBoth(settled)
+        return self._run(self._add_client, client, old_mac).addCallback(done).addBoth(settled)
 
-    def _add_client(self, client: Client) -> None:
+    def _forget(self, ip: ipaddress.IPv4Address) -> Optional[Client]:
+        """
+        Take C{ip} out of L{clients}; return its client, if it had one.
+        """
+        client = self.clients.pop(ip, None)
+        if client is not None:
+            left = self._macs.get(client.mac, 0) - 1
+            if left > 0:
+                self._macs[client.mac] = left
+            else:
+                self._macs.pop(client.mac, None)
+        return client
+
+    def _add_client(self, client: Client, old_mac: Optional[MAC] = None) -> None:
         # Limits first: if tc refuses, the client is not let in unshaped.
         self._apply_limits(client)
         self.sets.add_client(client.ip, client.mac)
+        if self.nft_active:
+            # IPv6 after IPv4: a failure here leaves the client with IPv4
+            # only until the next check restores its MAC.
+            try:
+                self.nft.run(add_macs(self.settings, [client.mac])
+                             + (delete_macs(self.settings, [old_mac]) if old_mac else []))
+            except Exception:
+                _log.failure("could not authorize {mac} for IPv6 (the check tries again)",
+                             mac=str(client.mac))
 
     def _apply_limits(self, client: Client) -> None:
         if self.shaper is None:
@@ -298,34 +413,48 @@ class KernelFirewall:
             ip = self._in_lan(ip)
         except ValueError:
             return fail()
-        known = self.clients.pop(ip, None) is not None
+        client = self._forget(ip)
+        known = client is not None
+        # Its MAC loses IPv6 unless another client has it.
+        mac = client.mac if client is not None and client.mac not in self._macs else None
 
         def removed(_: Any) -> bool:
-            self._cut_soon(ip)
+            self._cut_soon(ip, mac)
             return known
-        return self._run(self._remove_client, ip).addCallback(removed)
+        return self._run(self._remove_client, ip, mac).addCallback(removed)
 
-    def _remove_client(self, ip: ipaddress.IPv4Address) -> None:
+    def _remove_client(self, ip: ipaddress.IPv4Address, mac: Optional[MAC] = None) -> None:
         """
-        Out of the sets: from now on its packets, established flows
-        included, stop at the firewall. Its conntrack entries go shortly
-        after (L{_cut_soon}).
+        Out of the sets (and C{mac} out of auth6): from now on its packets,
+        established flows included, stop at the firewall. Its conntrack
+        entries (and IPv6 bindings) go shortly after (L{_cut_soon}).
         """
         self.sets.remove_client(ip)
+        if mac is not None and self.nft_active:
+            try:
+                self.nft.run(delete_macs(self.settings, [mac]))
+            except Exception:
+                # Not there (flushed by hand): nothing to remove; else the
+                # check removes it.
+                _log.failure("could not remove {mac} from the IPv6 clients", mac=str(mac))
         if self.shaper is not None:
             self.shaper.unlimit(ip)
 
-    def _cut_soon(self, ip: ipaddress.IPv4Address) -> None:
+    def _cut_soon(self, ip: ipaddress.IPv4Address, mac: Optional[MAC] = None) -> None:
         """
-        Delete C{ip}'s conntrack entries with those of every client
-        de-authorized in the next C{cut_delay} seconds: one table dump.
+        Delete C{ip}'s conntrack entries (and C{mac}'s IPv6 bindings and
+        flows) with those of every client de-authorized in the next
+        C{cut_delay} seconds: one table dump.
         """
         self._to_cut.add(ip)
+        if mac is not None:
+            self._to_cut6.add(mac)
         if self._cutting is None or not self._cutting.active():
             self._cutting = self.clock.callLater(self.cut_delay, self._cut_now)
 
     def _cut_now(self) -> "Deferred[int]":
         to_cut, self._to_cut = self._to_cut, set()
+        macs, self._to_cut6 = self._to_cut6, set()
 
         def cut(count: int) -> int:
             if count:
@@ -336,19 +465,71 @@ class KernelFirewall:
         def failed(failure: Any) -> None:
             _log.failure("could not cut the connections of {ips}", failure,
                          ips=sorted(str(ip) for ip in to_cut))
-        return self._run(self.flows.cut, to_cut).addCallbacks(cut, failed)
+        return self._run(self._cut, to_cut, macs).addCallbacks(cut, failed)
+
+    def _cut(self, ips: Set[ipaddress.IPv4Address], macs: Set[MAC]) -> int:
+        """
+        Remove C{macs}' IPv6 bindings (their addresses free to be claimed
+        again) and cut the flows of C{ips} and of those addresses at once.
+        """
+        bound: List[Tuple[ipaddress.IPv6Address, MAC]] = []
+        if macs and self.nft_active:
+            try:
+                bound = [(a, m) for a, m in self.nft.bindings().items() if m in macs]
+                self.nft.run(delete_bindings(self.settings, bound))
+            except Exception:
+                _log.failure("could not remove the IPv6 bindings of {n} de-authorized clients",
+                             n=len(macs))
+            for mac in macs:
+                self.up6.forget(mac)
+                self.down6.forget(mac)
+        return self.flows.cut(set(ips) | {a for a, _ in bound})
 
     def traffic(self) -> "Deferred[Dict[ipaddress.IPv4Address, Traffic]]":
+        clients = dict(self.clients)
+
         def read() -> Dict[ipaddress.IPv4Address, Traffic]:
             up = self.sets.clients()
             down = self.sets.downloads()
+            up6, down6 = self._traffic6({c.mac for c in clients.values()})
             result = {}
-            for ip in list(self.clients):
+            for ip, client in clients.items():
                 bytes_up, packets_up = up.get(ip, (None, (0, 0)))[1]
                 bytes_down, packets_down = down.get(ip, (0, 0))
-                result[ip] = Traffic(bytes_up, packets_up, bytes_down, packets_down)
+                u6, d6 = up6.get(client.mac, (0, 0)), down6.get(client.mac, (0, 0))
+                result[ip] = Traffic(bytes_up + u6[0], packets_up + u6[1],
+                                     bytes_down + d6[0], packets_down + d6[1])
             return result
         return self._run(read)
+
+    def _traffic6(self, macs: AbstractSet[MAC]) -> Tuple[Dict[MAC, Tuple[int, int]],
+                                                         Dict[MAC, Tuple[int, int]]]:
+        """
+        MAC -> IPv6 (bytes, packets) up, and down: the auth6 counter, and
+        the sum over the MAC's owned6 addresses; totals that only grow
+        (L{TrafficBook}), the last ones if the table cannot be read.
+        """
+        if not self.ipv6_active:
+            return {}, {}
+        state: Optional[NftState] = None
+        try:
+            state = self.nft.state() if self.nft_active else None
+        except Exception:
+            _log.failure("could not read the IPv6 counters (the last ones are used)")
+            return ({mac: self.up6.read(mac, None) for mac in macs},
+                    {mac: self.down6.read(mac, None) for mac in macs})
+        state = state or NftState()
+        owned: Dict[MAC, Dict[Any, Tuple[int, int]]] = {}
+        for address, counters in state.owned.items():
+            mac = state.bind.get(address)
+            if mac in macs:
+                owned.setdefault(mac, {})[address] = counters
+        up = {mac: self.up6.read(mac, {"auth6": state.auth[mac]} if mac in state.auth else {})
+              for mac in macs}
+        down = {mac: self.down6.read(mac, owned.get(mac, {})) for mac in macs}
+        self.up6.keep(macs)
+        self.down6.keep(macs)
+        return up, down
 
     # SMTP windows
 
@@ -470,6 +651,10 @@ class KernelFirewall:
             # The IPv4 repairs above stand (and are reported); this is logged
             # at every check until ip6tables works.
             _log.failure("the LAN's IPv6 is not closed: netsuite cannot control ip6tables")
+        try:
+            repaired += self._check_nft(clients, adding)
+        except Exception:
+            _log.failure("netsuite cannot use nftables: IPv6 is closed for every client")
         return repaired
 
     def _check_ipv6(self) -> List[str]:
@@ -481,3 +666,29 @@ class KernelFirewall:
                 self._install_ipv6(why)
                 return [f"IPv6 rules installed: the LAN has IPv6 now ({why})"]
         return []
+
+    def _check_nft(self, clients: Dict[ipaddress.IPv4Address, Client],
+                   adding: AbstractSet[ipaddress.IPv4Address]) -> List[str]:
+        """
+        The table as made, the clients' MACs in auth6 (others removed,
+        unless an authorize is under way), the prefixes the LAN's. A table
+        deleted or changed by hand is made anew (clients claim their
+        addresses again with their next packet).
+        """
+        if not self.ipv6_active:
+            return []
+        macs = {client.mac for client in clients.values()}
+        state = self.nft.state()
+        problems = ["table missing"] if state is None else state.problems(self.settings)
+        if problems:
+            self.nft.install(self._prefixes6(), macs)
+            if not self.nft_active:  # the first time in this run: not a repair
+                self.nft_active = True
+                _log.info("IPv6 for authorized clients ready (nftables table ip6 {table})",
+                          table=self.settings.nft_table)
+                return []
+            return [f"IPv6: nft table restored ({'; '.join(problems)})"]
+        self.nft_active = True
+        commands, repaired = self._nft_repairs(state, macs, drop_extra=not adding)
+        self.nft.run(commands)
+        return [f"IPv6: {what}" for what in repaired]

@@ -10,7 +10,7 @@ test can flush.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -33,6 +33,10 @@ class MemoryFirewall:
     @ivar kernel_limits: the simulated tc classes: ip -> (up, down).
     @ivar kernel_garden: the simulated garden set: ip -> expiry time (the
         clock's; expired entries are gone from every answer).
+    @ivar kernel_macs6: the simulated auth6 set (dual stack): the MACs
+        authorized for IPv6; their IPv6 bytes (L{add_traffic6}) are in
+        their clients' L{traffic}, totals that a wipe does not lower (as
+        the kernel adapter's).
     @ivar rules_installed: whether the simulated static rules are in place.
     @ivar closed: whether the simulated closed-LAN rules (what a clean stop
         leaves) are in place.
@@ -54,6 +58,8 @@ class MemoryFirewall:
         self.kernel_clients: Dict[ipaddress.IPv4Address, Tuple[MAC, Traffic]] = {}
         self.kernel_smtp: Dict[ipaddress.IPv4Address, float] = {}
         self.kernel_limits: Dict[ipaddress.IPv4Address, Tuple[int, int]] = {}
+        self.kernel_macs6: Set[MAC] = set()
+        self.traffic6: Dict[MAC, Traffic] = {}
         self.rules_installed = False
         self.closed = False
         self.cut: List[ipaddress.IPv4Address] = []
@@ -71,6 +77,17 @@ class MemoryFirewall:
                 t.bytes_up + up, t.packets_up + (packets if up else 0),
                 t.bytes_down + down, t.packets_down + (packets if down else 0)))
 
+    def add_traffic6(self, mac: MAC, up: int = 0, down: int = 0, packets: int = 1) -> None:
+        """
+        Count IPv6 traffic of C{mac}, as the nft table's counters would
+        (only while the MAC is authorized for IPv6).
+        """
+        if mac in self.kernel_macs6:
+            t = self.traffic6.get(mac, Traffic())
+            self.traffic6[mac] = Traffic(
+                t.bytes_up + up, t.packets_up + (packets if up else 0),
+                t.bytes_down + down, t.packets_down + (packets if down else 0))
+
     def wipe(self) -> None:
         """
         Do what a distribution's firewall restart does: flush everything.
@@ -79,6 +96,7 @@ class MemoryFirewall:
         self.kernel_smtp.clear()
         self.kernel_limits.clear()
         self.kernel_garden.clear()
+        self.kernel_macs6.clear()
         self.rules_installed = False
 
     # IFirewall
@@ -88,10 +106,12 @@ class MemoryFirewall:
             self.clients = {ip: Client(ip, mac, *self.kernel_limits.get(ip, (0, 0)))
                             for ip, (mac, _) in self.kernel_clients.items()}
             self.garden_book.adopt(self._garden_left())
+            self.kernel_macs6 = {c.mac for c in self.clients.values()}
         else:
             self.kernel_clients.clear()
             self.kernel_limits.clear()
             self.kernel_garden.clear()
+            self.kernel_macs6.clear()
         self.rules_installed = True
         self.closed = False
         return succeed(None)
@@ -119,12 +139,21 @@ class MemoryFirewall:
         except (ValueError, TypeError):
             return fail()
         ip = client.ip
+        before = self.clients.get(ip)
         self._install(client)
         self.clients[ip] = client
+        if before is not None and before.mac != client.mac:
+            self._drop_mac6(before.mac)
         return succeed(client)
+
+    def _drop_mac6(self, mac: MAC) -> None:
+        if all(c.mac != mac for c in self.clients.values()):
+            self.kernel_macs6.discard(mac)
+            self.traffic6.pop(mac, None)
 
     def _install(self, client: Client) -> None:
         self.kernel_clients[client.ip] = (client.mac, Traffic())
+        self.kernel_macs6.add(client.mac)
         if client.up_kbit or client.down_kbit:
             self.kernel_limits[client.ip] = (client.up_kbit, client.down_kbit)
         else:
@@ -135,15 +164,23 @@ class MemoryFirewall:
             ip = self._in_lan(ip)
         except ValueError:
             return fail()
-        known = self.clients.pop(ip, None) is not None
+        client = self.clients.pop(ip, None)
+        known = client is not None
+        if client is not None:
+            self._drop_mac6(client.mac)
         self.kernel_clients.pop(ip, None)
         self.kernel_limits.pop(ip, None)
         self.cut.append(ip)
         return succeed(known)
 
     def traffic(self) -> "Deferred[Dict[ipaddress.IPv4Address, Traffic]]":
-        return succeed({ip: self.kernel_clients.get(ip, (None, Traffic()))[1]
-                        for ip in self.clients})
+        result = {}
+        for ip, client in self.clients.items():
+            t = self.kernel_clients.get(ip, (None, Traffic()))[1]
+            t6 = self.traffic6.get(client.mac, Traffic())
+            result[ip] = Traffic(t.bytes_up + t6.bytes_up, t.packets_up + t6.packets_up,
+                                 t.bytes_down + t6.bytes_down, t.packets_down + t6.packets_down)
+        return succeed(result)
 
     def open_smtp(self, ip: ipaddress.IPv4Address, seconds: Optional[int] = None) -> "Deferred[int]":
         try:
@@ -200,6 +237,13 @@ class MemoryFirewall:
             for ip, left in missing_garden.items():
                 self.kernel_garden[ip] = self.clock.seconds() + left
             repaired.append(f"garden entries restored ({len(missing_garden)} were missing)")
+        macs = {client.mac for client in self.clients.values()}
+        if self.kernel_macs6 != macs:
+            missing = len(macs - self.kernel_macs6)
+            extra = len(self.kernel_macs6 - macs)
+            self.kernel_macs6 = macs
+            repaired.append(f"IPv6: IPv6 authorized MACs restored ({missing} were missing, "
+                            f"{extra} extra)")
         if set(self.kernel_clients) != set(self.clients):
             missing = len(self.clients.keys() - self.kernel_clients.keys())
             for ip in self.kernel_clients.keys() - self.clients.keys():

@@ -56,6 +56,22 @@ class KernelNetwork:
                     return "net.ipv6.conf.all.forwarding is 1"
         return None
 
+    def lan_prefixes6(self) -> List[ipaddress.IPv6Network]:
+        """
+        The LAN's IPv6 prefixes: the networks of the LAN interface's
+        addresses other than link-local (sorted, without repeats).
+        """
+        with IPRoute() as ipr:
+            index = ipr.link_lookup(ifname=self.lan_interface)
+            found = ipr.get_addr(family=socket.AF_INET6, index=index[0]) if index else []
+        prefixes = set()
+        for entry in found:
+            address = ipaddress.IPv6Address(entry.get_attr("IFA_ADDRESS"))
+            if not address.is_link_local:
+                prefixes.add(ipaddress.IPv6Network(f"{address}/{entry['prefixlen']}",
+                                                   strict=False))
+        return sorted(prefixes)
+
     # bridge netfilter
 
     def lan_is_bridge(self) -> bool:

@@ -35,11 +35,12 @@ def attr(kind: int, payload: bytes) -> bytes:
     return struct.pack("=HH", 4 + len(payload), kind) + payload + b"\0" * (-len(payload) % 4)
 
 
-def message(subsystem: int, kind: int, flags: int, sequence: int, attributes: bytes) -> bytes:
+def message(subsystem: int, kind: int, flags: int, sequence: int, attributes: bytes,
+            family: int = socket.AF_INET) -> bytes:
     """
-    One nfnetlink message (IPv4) of C{subsystem}.
+    One nfnetlink message of C{subsystem} (IPv4 unless C{family} says).
     """
-    body = struct.pack("=BBH", socket.AF_INET, 0, 0) + attributes
+    body = struct.pack("=BBH", family, 0, 0) + attributes
     return struct.pack("=IHHII", 16 + len(body), (subsystem << 8) | kind, flags,
                        sequence, 0) + body
 

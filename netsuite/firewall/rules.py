@@ -61,6 +61,7 @@ class FirewallSettings:
     nfqueue_bypass: bool = True
     dhcpv6: bool = False
     ipv6_mark: int = 2
+    ipv6_timeout: int = 1800
 
     @property
     def nft_table(self) -> str:
@@ -304,12 +305,13 @@ def closed_jumps(s: FirewallSettings) -> List[Jump]:
     return [Jump("filter", "FORWARD", s.chain("FORWARD"))]
 
 
-# IPv6 (ip6tables, the same python-iptables calls with ipv6=True). The
-# LAN's IPv6 is closed; an authorized client's IPv6 packets carry the
-# fwmark bit ipv6_mark (set by the dual stack's nftables table, by MAC),
-# and packets without it are unauthorized. The chains are where dual stack
-# goes: a rule for marked packets RETURNs from NS6-FORWARD ahead of the
-# rejects, as NS-FORWARD's authorized rule does for IPv4.
+# IPv6 (ip6tables, the same python-iptables calls with ipv6=True). The LAN's
+# IPv6 is closed but for authorized clients: netsuite's nftables table
+# (netsuite.firewall.nftsets) marks their packets (ipv6_mark) when their
+# MAC is authorized and their source address bound to that MAC, and
+# NS6-FORWARD RETURNs marked packets ahead of the refusals, as NS-FORWARD's
+# authorized rule does for IPv4. Unmarked packets are unauthorized: their
+# HTTP is redirected to the portal (NS6-PREROUTING).
 
 _ND_TYPES = ("128", "133", "134", "135", "136")
 """echo request, router solicitation and advertisement, neighbour
@@ -330,11 +332,12 @@ def chains6(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
     netsuite's ip6tables chains and their rules, in order (installed when
     the LAN has IPv6). NS6-FORWARD: client to client left alone; towards
     the LAN only the answers of allowed flows (nothing from the WAN opens
-    a flow to a client); from the LAN everything refused. NS6-INPUT: what
-    a client needs to exist on the link and reach the portal (neighbour
-    discovery, echo, DHCPv6 if served, DNS, the portal and lan_ports), the
-    rest of the LAN dropped. NS6-PREROUTING (with a portal port): HTTP of
-    packets without C{ipv6_mark} redirected to the portal.
+    a flow to a client); from the LAN what netsuite's nft table marked
+    (authorized clients) RETURNs, everything else is refused. NS6-INPUT:
+    what a client needs to exist on the link and reach the portal
+    (neighbour discovery, echo, DHCPv6 if served, DNS, the portal and
+    lan_ports), the rest of the LAN dropped. NS6-PREROUTING (with a portal
+    port): HTTP of packets without C{ipv6_mark} redirected to the portal.
     """
     forward: List[Rule] = [
         # Client to client (bridged: bridge-nf-call-ip6tables is 1 in every
@@ -345,6 +348,8 @@ def chains6(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
         {"out-interface": s.lan_interface,
          "conntrack": {"ctstate": "RELATED,ESTABLISHED"}, "target": "RETURN"},
         {"out-interface": s.lan_interface, "target": "DROP"},
+        # Authorized (dual stack after login): marked by netsuite's nft table.
+        _from_lan(s, mark={"mark": _mark6(s)}, target="RETURN"),
     ] + _refuse6(s)
     ap_input: List[Rule] = [
         _from_lan(s, conntrack={"ctstate": "RELATED,ESTABLISHED"}, target="ACCEPT"),

@@ -88,6 +88,9 @@ SECTION = {
     "ipv6_mark": Field(int, 2, "fwmark bit (and mask) of IPv6 packets from authorized clients "
                        "(set by netsuite's nftables table, matched by its ip6tables rules); "
                        "must not overlap tproxy_mark", between(1, 2 ** 32 - 1, "a mark")),
+    "ipv6_timeout": Field(int, 1800, "seconds an authorized client's IPv6 address stays bound "
+                          "to its MAC after its last packet (then any authorized MAC may "
+                          "claim it)", between(60, 86400, "seconds")),
 }
 
 
@@ -104,7 +107,7 @@ def settings_from_config(section: Any) -> FirewallSettings:
         tproxy_port=section.tproxy_port, tproxy_ports=tuple(section.tproxy_ports),
         tproxy_mark=section.tproxy_mark, nfqueue_num=section.nfqueue_num,
         nfqueue_ports=tuple(section.nfqueue_ports), nfqueue_bypass=section.nfqueue_bypass,
-        dhcpv6=section.dhcpv6, ipv6_mark=section.ipv6_mark)
+        dhcpv6=section.dhcpv6, ipv6_mark=section.ipv6_mark, ipv6_timeout=section.ipv6_timeout)
 
 
 def check(config: Any) -> None:

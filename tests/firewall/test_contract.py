@@ -296,6 +296,26 @@ class MemoryFirewallTests(FirewallContract, TestCase):
         self.clock.advance(1)
         self.assertEqual(self.successResultOf(self.firewall.smtp_windows()), {})
 
+    def test_ipv6_traffic(self):
+        """
+        A client's IPv6 bytes (counted by MAC) are in its traffic; a wipe
+        does not lower them, the check restores the MAC; de-authorized,
+        its MAC counts no more.
+        """
+        self.make()
+        self.firewall.authorize(A, MAC_A)
+        self.firewall.add_traffic(A, up=10)
+        self.firewall.add_traffic6(MAC_A, up=100, down=1000)
+        self.assertEqual(self.successResultOf(self.firewall.traffic()),
+                         {A: Traffic(110, 2, 1000, 1)})
+        self.firewall.kernel_macs6.clear()  # nft delete table by hand
+        self.firewall.add_traffic6(MAC_A, up=100)  # not counted: not let through
+        self.assertEqual(self.successResultOf(self.firewall.traffic())[A].bytes_up, 110)
+        self.assertEqual(self.successResultOf(self.firewall.check()),
+                         ["IPv6: IPv6 authorized MACs restored (1 were missing, 0 extra)"])
+        self.firewall.deauthorize(A)
+        self.assertEqual(self.firewall.kernel_macs6, set())
+
     def test_garden_expires(self):
         """
         The fake's garden entries expire by themselves at their time (the
@@ -492,6 +512,48 @@ class KernelFirewallTests(FirewallContract, TestCase):
             "-A NS6-FORWARD -i br-lan -j REJECT --reject-with icmp6-adm-prohibited"]))
         yield firewall.remove()
         self.assertEqual(self.rules6(), [])
+
+    def nft6(self, *what):
+        done = subprocess.run(["ip", "netns", "exec", self.ns, "nft", "list", *what],
+                              capture_output=True, text=True, timeout=10)
+        return done.stdout if done.returncode == 0 else None
+
+    @inlineCallbacks
+    def test_dual_stack_in_kernel(self):
+        """
+        On a LAN with IPv6 the nft table goes in with the LAN's prefix; an
+        authorized client's MAC is in auth6, out again when de-authorized;
+        a check finds nothing to repair, restores a flushed chain, a
+        deleted table (with the clients' MACs) and a deleted MAC; a clean
+        stop removes the table, as remove() does.
+        """
+        in_netns(self.ns, "ip", "addr", "add", "2001:db8:89::1/64", "dev", "br-lan", "nodad")
+        firewall = yield self.make()
+        self.assertIn("2001:db8:89::/64", self.nft6("set", "ip6", "ns", "lan6"))
+        yield firewall.authorize(A, MAC_A)
+        yield firewall.authorize(B, MAC_B)
+        self.assertIn(str(MAC_A), self.nft6("set", "ip6", "ns", "auth6"))
+        self.assertEqual((yield firewall.check()), [])
+        yield firewall.deauthorize(B)
+        self.assertNotIn(str(MAC_B), self.nft6("set", "ip6", "ns", "auth6"))
+        self.assertEqual((yield firewall.check()), [])
+        in_netns(self.ns, "nft", "flush", "chain", "ip6", "ns", "prerouting6")
+        self.assertEqual((yield firewall.check()),
+                         ["IPv6: nft table restored (chain prerouting6 changed)"])
+        in_netns(self.ns, "nft", "delete", "table", "ip6", "ns")
+        self.assertEqual((yield firewall.check()), ["IPv6: nft table restored (table missing)"])
+        self.assertIn(str(MAC_A), self.nft6("set", "ip6", "ns", "auth6"))
+        in_netns(self.ns, "nft", "delete", "element", "ip6", "ns", "auth6", f"{{ {MAC_A} }}")
+        self.assertEqual((yield firewall.check()), [
+            "IPv6: IPv6 authorized MACs restored (1 were missing, 0 extra)"])
+        self.assertEqual((yield firewall.check()), [])
+        yield firewall.stop()
+        self.assertIsNone(self.nft6("table", "ip6", "ns"))
+        firewall = yield self.make()
+        self.assertIsNotNone(self.nft6("table", "ip6", "ns"))
+        yield firewall.stop()
+        yield firewall.remove()
+        self.assertIsNone(self.nft6("table", "ip6", "ns"))
 
     @inlineCallbacks
     def test_bridge_netfilter(self):

@@ -11,7 +11,7 @@ import subprocess
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from netsuite.firewall.flows import (CTA_IP_V4_SRC, CTA_TUPLE_IP, CTA_TUPLE_ORIG,
+from netsuite.firewall.flows import (CTA_IP_V4_SRC, CTA_IP_V6_SRC, CTA_TUPLE_IP, CTA_TUPLE_ORIG,
                                      CTA_TUPLE_REPLY, FlowCutter, _original_source,
                                      _top_attributes, _tuple_source)
 from netsuite.firewall.nfnetlink import NLA_F_NESTED, attr, message
@@ -53,6 +53,17 @@ class ParseTests(SynchronousTestCase):
         self.assertEqual(_tuple_source(attributes, CTA_TUPLE_REPLY),
                          ipaddress.IPv4Address("10.89.0.1").packed)
 
+    def test_ipv6_source(self):
+        """
+        An IPv6 entry's source is its 16 bytes.
+        """
+        source = ipaddress.IPv6Address("2001:db8:89::11")
+        tuple6 = attr(CTA_TUPLE_ORIG | NLA_F_NESTED, attr(CTA_TUPLE_IP | NLA_F_NESTED,
+                      attr(CTA_IP_V6_SRC, source.packed)
+                      + attr(4, ipaddress.IPv6Address("2001:db8:100::1").packed)))
+        attributes = _top_attributes(message(1, 0, 2, 7, tuple6, socket.AF_INET6))
+        self.assertEqual(_original_source(attributes), source.packed)
+
     def test_no_tuple(self):
         """
         A message without an original tuple has no source.
@@ -70,14 +81,56 @@ class CutTests(SynchronousTestCase):
         for argv in (["ip", "link", "set", "lo", "up"],
                      ["ip", "addr", "add", "10.9.0.1/24", "dev", "lo"],
                      ["ip", "addr", "add", "10.9.0.2/24", "dev", "lo"],
+                     ["ip", "addr", "add", "2001:db8:9::1/64", "dev", "lo", "nodad"],
+                     ["ip", "addr", "add", "2001:db8:9::2/64", "dev", "lo", "nodad"],
                      ["iptables-legacy", "-A", "INPUT", "-m", "conntrack", "--ctstate", "NEW",
+                      "-j", "ACCEPT"],
+                     ["ip6tables-legacy", "-A", "INPUT", "-m", "conntrack", "--ctstate", "NEW",
                       "-j", "ACCEPT"]):
             subprocess.run(["ip", "netns", "exec", self.ns, *argv], check=True)
 
     def count(self, source):
-        out = subprocess.run(["ip", "netns", "exec", self.ns, "conntrack", "-L", "-s", source],
-                             capture_output=True, text=True, check=True).stdout
+        family = ["-f", "ipv6"] if ":" in source else []
+        out = subprocess.run(["ip", "netns", "exec", self.ns, "conntrack", "-L", *family,
+                              "-s", source], capture_output=True, text=True, check=True).stdout
         return len(out.splitlines())
+
+    def test_cut_ipv6(self):
+        """
+        IPv4 and IPv6 sources are cut in one call; other sources stay.
+        """
+        import threading
+        result = {}
+
+        def work():
+            enter_netns(self.ns)  # this thread only
+            server4, server6 = socket.socket(), socket.socket(socket.AF_INET6)
+            server4.bind(("10.9.0.1", 5555))
+            server6.bind(("2001:db8:9::1", 5555))
+            sockets = [server4, server6]
+            for server in (server4, server6):
+                server.listen(10)
+            for server, source in [(server4, "10.9.0.2"), (server6, "2001:db8:9::2"),
+                                   (server6, "2001:db8:9::2"), (server6, "2001:db8:9::1")]:
+                client = socket.create_connection(server.getsockname()[:2],
+                                                  source_address=(source, 0))
+                sockets += [client, server.accept()[0]]
+            cutter = FlowCutter()
+            result["before"] = (self.count("10.9.0.2"), self.count("2001:db8:9::2"),
+                                self.count("2001:db8:9::1"))
+            result["cut"] = cutter.cut({ipaddress.IPv4Address("10.9.0.2"),
+                                        ipaddress.IPv6Address("2001:db8:9::2")})
+            result["after"] = (self.count("10.9.0.2"), self.count("2001:db8:9::2"),
+                               self.count("2001:db8:9::1"))
+            cutter.close()
+            for s in sockets:
+                s.close()
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join(30)
+        self.assertEqual(result["before"], (1, 2, 1))
+        self.assertEqual(result["cut"], 3)
+        self.assertEqual(result["after"], (0, 0, 1))
 
     def test_cut(self):
         """

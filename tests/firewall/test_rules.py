@@ -295,8 +295,8 @@ class Chains6Tests(SynchronousTestCase):
         """
         Client to client (bridged, or back out of the LAN) is returned to
         the operator's rules, as for IPv4; towards the LAN only the answers
-        of allowed flows (the rest dropped);
-        from the LAN, TCP reset and the rest refused with an ICMPv6
+        of allowed flows (the rest dropped); from the LAN, what the nft
+        table marked (authorized clients, ipv6_mark) RETURNed, the rest: TCP reset and the rest refused with an ICMPv6
         unreachable, so that clients fall back to IPv4 at once. Nothing is
         ACCEPTed.
         """
@@ -306,8 +306,12 @@ class Chains6Tests(SynchronousTestCase):
             {"out-interface": "br-lan", "conntrack": {"ctstate": "RELATED,ESTABLISHED"},
              "target": "RETURN"},
             {"out-interface": "br-lan", "target": "DROP"},
+            {"in-interface": "br-lan", "mark": {"mark": "0x2/0x2"}, "target": "RETURN"},
             {"protocol": "tcp", "in-interface": "br-lan", "target": RESET},
             {"in-interface": "br-lan", "target": PROHIBITED}])
+        # The authorized clients' mark (set by the nft table) is ipv6_mark.
+        self.assertIn({"in-interface": "br-lan", "mark": {"mark": "0x8/0x8"}, "target": "RETURN"},
+                      chains6(minimal(ipv6_mark=8))[("filter", "NS6-FORWARD")])
 
     def test_input(self):
         """

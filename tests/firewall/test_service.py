@@ -212,6 +212,11 @@ class SettingsTests(SynchronousTestCase):
         overlapping = parse({"firewall": {"ipv6_mark": 3}}, "test.toml", {"firewall": SECTION})
         error = self.assertRaises(ConfigError, check, overlapping)
         self.assertIn("ipv6_mark (0x3) overlaps tproxy_mark (0x1)", str(error))
+        self.assertEqual(settings_from_config(default.firewall).ipv6_timeout, 1800)
+        chosen = parse({"firewall": {"ipv6_timeout": 600}}, "test.toml", {"firewall": SECTION})
+        self.assertEqual(settings_from_config(chosen.firewall).ipv6_timeout, 600)
+        self.assertRaises(ConfigError, parse, {"firewall": {"ipv6_timeout": 5}},
+                          "test.toml", {"firewall": SECTION})
 
 
 class GardenMailboxTests(SynchronousTestCase):
