@@ -12,6 +12,7 @@ client. After a clean stop its IPv6 HTTP is refused (the redirect is gone
 with the portal).
 """
 
+import importlib.util
 import os
 import re
 import shutil
@@ -205,9 +206,7 @@ class PortalDualStackLabTests(TestCase):
     @inlineCallbacks
     def setUp(self):
         need_lab("conntrack", "nft")
-        try:
-            import nftables  # noqa: F401
-        except ImportError:
+        if importlib.util.find_spec("nftables") is None:
             raise SkipTest("python3-nftables is not installed (scripts/setup.sh links it)")
         self.lab = Lab(lab_name(self, prefix="v6p"), clients=2, ipv6=True)
         self.addCleanup(self.lab.down)
