@@ -79,6 +79,24 @@ class ControllerTests(SynchronousTestCase):
         f.registry.eventual.flush_sync()
         self.assertEqual([m["reason"] for m in told], ["idle-timeout", "idle-timeout"])
 
+    def test_idle_timeout_counts_ipv6(self):
+        """
+        A client busy only over IPv6 (its bytes counted by MAC, dual stack
+        after login) is active, not idle; its IPv6 bytes count in its
+        session's data.
+        """
+        from netsuite.registry.values import MAC
+        f = PortalFixture(idle_timeout=60)
+        self.send(f, "/portal/authorize", {"ip": A})
+        for _ in range(3):
+            f.clock.advance(40)
+            f.firewall.add_traffic6(MAC(MAC_A), down=1000)
+            self.assertEqual(self.successResultOf(f.portal.sample()), [])
+        self.assertEqual(list(f.firewall.clients), [A])
+        self.assertEqual(f.sessions.get(A).bytes_used, 3000)
+        f.clock.advance(70)
+        self.assertEqual(self.successResultOf(f.portal.sample()), [(A, "idle-timeout")])
+
     def test_session_timeout(self):
         f = PortalFixture(session_timeout=100)
         self.send(f, "/portal/authorize", {"ip": A})
