@@ -11,14 +11,54 @@ never flushes a chain it does not own.
 from __future__ import annotations
 
 import copy
+import ctypes
+import os
+import shutil
+import tempfile
 from typing import Dict, List
 
-from iptc import easy
+from iptc import easy, xtables
 
 from .rules import (ChainKey, FirewallSettings, Jump, Rule, chains, chains6, closed_chains,
                     closed_chains6, closed_jumps, closed_jumps6, jump_rule, jumps, jumps6)
 
 __all__ = ["StaticRules"]
+
+
+_NAT_LOADED: List[bool] = []
+"""Whether both families' NAT targets are loaded (once per process)."""
+
+
+def load_nat() -> None:
+    """
+    Make python-iptables find both families' NAT targets (REDIRECT,
+    MASQUERADE), before any rule uses one. iptables 1.8.9 builds every
+    family's NAT targets into one C{libxt_NAT.so}, whose constructor
+    registers only those of the family libxtables is set to at its first
+    load, and a library loads once per process: after IPv4's REDIRECT,
+    IPv6's is never found (a rule using it is an "invalid rule"), and the
+    other way round. So the library is loaded for IPv4, then a private copy
+    of it (another library to the loader) for IPv6: its constructor
+    registers IPv6's targets. Done before any IPv6 NAT target is looked up
+    (after a failed look-up REDIRECT stays unfound). Blocking; from the
+    worker thread.
+    """
+    if _NAT_LOADED:
+        return
+    original = os.path.join(xtables._xtables_libdir, "libxt_NAT.so")
+    if not xtables.xtables(xtables.NFPROTO_IPV4).find_target("REDIRECT"):
+        raise OSError(f"python-iptables finds no IPv4 REDIRECT target ({original})")
+    private = tempfile.mkdtemp(prefix="netsuite-xtables-")
+    try:
+        path = os.path.join(private, "libxt_NAT.so")
+        shutil.copyfile(original, path)
+        xtables.xtables._xtables_set_nfproto(xtables.NFPROTO_IPV6)
+        ctypes.CDLL(path)  # its constructor registers the IPv6 targets
+    finally:
+        shutil.rmtree(private, ignore_errors=True)  # mapped: no longer needed
+    if not xtables.xtables(xtables.NFPROTO_IPV6).find_target("REDIRECT"):
+        raise OSError(f"python-iptables finds no IPv6 REDIRECT target (a copy of {original})")
+    _NAT_LOADED.append(True)
 
 
 def _without_counters(rules: List[Rule]) -> List[Rule]:
@@ -43,6 +83,7 @@ class StaticRules:
             self.jumps = jumps(settings)
             self.closed_chains = closed_chains(settings)
             self.closed_jumps = closed_jumps(settings)
+        self._nat = any(table == "nat" for table, _ in self.chains)
 
     def problems(self) -> List[str]:
         """
@@ -51,6 +92,8 @@ class StaticRules:
         return self._problems(self.chains, self.jumps)
 
     def _problems(self, chains: Dict[ChainKey, List[Rule]], jumps: List[Jump]) -> List[str]:
+        if self._nat:
+            load_nat()
         found = []
         for (table, chain), rules in chains.items():
             if not easy.has_chain(table, chain, ipv6=self.ipv6):
@@ -107,6 +150,8 @@ class StaticRules:
         self._remove(self.jumps, list(self.chains))
 
     def _remove(self, jumps: List[Jump], chains: List[ChainKey]) -> None:
+        if self._nat:
+            load_nat()
         for jump in jumps:
             for _ in range(self._count_jumps(jump)):
                 easy.delete_rule(jump.table, jump.builtin, jump_rule(jump), ipv6=self.ipv6)

@@ -215,8 +215,8 @@ class KernelFirewall:
                 f"the LAN has IPv6 ({why}) but netsuite cannot control ip6tables "
                 f"({type(e).__name__}: {e}); refusing to start, as unauthorized clients "
                 "would walk around the portal over IPv6. Load ip6_tables and "
-                "ip6table_filter (and check iptables-legacy's ip6tables works), or take "
-                "IPv6 off the LAN.") from e
+                "ip6table_filter (and ip6table_nat with a portal port; check "
+                "iptables-legacy's ip6tables works), or take IPv6 off the LAN.") from e
         self.ipv6_active = True
         if repaired:
             _log.info("firewall IPv6 rules installed ({why}; {what})", why=why,

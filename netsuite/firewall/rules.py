@@ -333,7 +333,8 @@ def closed_jumps(s: FirewallSettings) -> List[Jump]:
 # (netsuite.firewall.nftsets) marks their packets (ipv6_mark) when their
 # MAC is authorized and their source address bound to that MAC, and
 # NS6-FORWARD RETURNs marked packets ahead of the refusals, as NS-FORWARD's
-# authorized rule does for IPv4.
+# authorized rule does for IPv4. Unmarked packets are unauthorized: their
+# HTTP is redirected to the portal (NS6-PREROUTING).
 
 _ND_TYPES = ("128", "133", "134", "135", "136")
 """echo request, router solicitation and advertisement, neighbour
@@ -355,9 +356,11 @@ def chains6(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
     the LAN has IPv6). NS6-FORWARD: client to client left alone; towards
     the LAN only the answers of allowed flows (nothing from the WAN opens
     a flow to a client); from the LAN what netsuite's nft table marked
-    (authorized clients) RETURNs, everything else is refused. NS6-INPUT: what a client needs to exist on
-    the link and reach the portal (neighbour discovery, echo, DHCPv6 if
-    served, DNS, the portal and lan_ports), the rest of the LAN dropped.
+    (authorized clients) RETURNs, everything else is refused. NS6-INPUT:
+    what a client needs to exist on the link and reach the portal
+    (neighbour discovery, echo, DHCPv6 if served, DNS, the portal and
+    lan_ports), the rest of the LAN dropped. NS6-PREROUTING (with a portal
+    port): HTTP of packets without C{ipv6_mark} redirected to the portal.
     """
     forward: List[Rule] = [
         # Client to client (bridged: bridge-nf-call-ip6tables is 1 in every
@@ -369,7 +372,7 @@ def chains6(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
          "conntrack": {"ctstate": "RELATED,ESTABLISHED"}, "target": "RETURN"},
         {"out-interface": s.lan_interface, "target": "DROP"},
         # Authorized (dual stack after login): marked by netsuite's nft table.
-        _from_lan(s, mark={"mark": f"0x{s.ipv6_mark:x}/0x{s.ipv6_mark:x}"}, target="RETURN"),
+        _from_lan(s, mark={"mark": _mark6(s)}, target="RETURN"),
     ] + _refuse6(s)
     ap_input: List[Rule] = [
         _from_lan(s, conntrack={"ctstate": "RELATED,ESTABLISHED"}, target="ACCEPT"),
@@ -385,19 +388,39 @@ def chains6(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
     for port in ((s.portal_port,) if s.portal_port else ()) + s.lan_ports:
         ap_input.append(_from_lan(s, protocol="tcp", tcp=_tcp(port), target="ACCEPT"))
     ap_input.append(_from_lan(s, target="DROP"))
-    return {("filter", s.chain6("FORWARD")): forward,
-            ("filter", s.chain6("INPUT")): ap_input}
+    result: Dict[ChainKey, List[Rule]] = {("filter", s.chain6("FORWARD")): forward,
+                                          ("filter", s.chain6("INPUT")): ap_input}
+    if s.portal_port:
+        # Unauthorized clients' HTTP lands on the portal, as for IPv4: a
+        # REDIRECT to the portal port on the LAN address the packet came to
+        # (the portal listens on "::" for it; NS6-INPUT accepts that port).
+        # The nat table sees a flow's first packet only: the mark is set
+        # before it (nftables at a priority below -100, dstnat's).
+        result[("nat", s.chain6("PREROUTING"))] = [
+            _from_lan(s, mark={"mark": _mark6(s)}, target="RETURN"),
+            _from_lan(s, protocol="tcp", tcp=_tcp(80),
+                      target={"REDIRECT": {"to-ports": str(s.portal_port)}})]
+    return result
+
+
+def _mark6(s: FirewallSettings) -> str:
+    return f"0x{s.ipv6_mark:x}/0x{s.ipv6_mark:x}"
 
 
 def jumps6(s: FirewallSettings) -> List[Jump]:
-    return [Jump("filter", "FORWARD", s.chain6("FORWARD")),
-            Jump("filter", "INPUT", s.chain6("INPUT"))]
+    result = [Jump("filter", "FORWARD", s.chain6("FORWARD")),
+              Jump("filter", "INPUT", s.chain6("INPUT"))]
+    if s.portal_port:
+        result.append(Jump("nat", "PREROUTING", s.chain6("PREROUTING")))
+    return result
 
 
 def closed_chains6(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
     """
     What a clean stop leaves of IPv6: forwarded IPv6 from the LAN refused
-    (fast, as while running); the access point itself left alone.
+    (fast, as while running); the access point itself left alone. The
+    portal's redirect goes (nothing listens there any more): a client's
+    IPv6 HTTP is then refused with the rest, not sent to a closed port.
     """
     return {("filter", s.chain6("FORWARD")): _refuse6(s)}
 

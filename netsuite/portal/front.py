@@ -81,24 +81,31 @@ class PortalSite(Site):
     @ivar redirected: requests answered by the fronts (not access-logged:
         a busy hotspot sees thousands a minute; C{/portal/request} has
         them for listeners).
+    IPv6 clients (whose HTTP the firewall redirects here too) are held to
+    C{max_ipv6} connections together besides: a client has as many IPv6
+    addresses as it cares to make up in the LAN's /64, so the per-address
+    cap alone would not stop one from filling the portal.
+
     @ivar refused: what was refused, by kind (C{bad-request},
         C{head-too-large}, C{head-timeout}, C{pipeline-overflow},
-        C{client-cap}, C{total-cap}): logged once per client and kind a
-        minute, counted every time.
+        C{client-cap}, C{total-cap}, C{ipv6-cap}): logged once per client
+        and kind a minute, counted every time.
     """
 
     def __init__(self, resource: "PortalResource", *args: Any, head_timeout: float = 10.0,
                  max_connections: int = 1024, max_per_client: int = 32,
-                 **kwargs: Any) -> None:
+                 max_ipv6: int = 256, **kwargs: Any) -> None:
         kwargs.setdefault("requestFactory", PortalRequest)
         Site.__init__(self, resource, *args, **kwargs)
         self.head_timeout = head_timeout
         self.max_connections = max_connections
         self.max_per_client = max_per_client
+        self.max_ipv6 = max_ipv6
         self.redirected = 0
         self.refused: Dict[str, int] = {}
         self._open: Dict[Any, str] = {}
         self._per_client: Dict[str, int] = {}
+        self._open6 = 0
         self._noticed: Dict[Tuple[str, str], float] = {}
         self._date: Tuple[int, bytes] = (-1, b"")
 
@@ -110,12 +117,16 @@ class PortalSite(Site):
         if self._per_client.get(host, 0) >= self.max_per_client:
             self.refuse("client-cap", host)
             return None
+        if ":" in host and self._open6 >= self.max_ipv6:
+            self.refuse("ipv6-cap", host)
+            return None
         return ProtocolWrapper(self, RedirectFront(self, addr))
 
     def registerProtocol(self, protocol: Any) -> None:
         host = str(getattr(protocol.getPeer(), "host", ""))
         self._open[protocol] = host
         self._per_client[host] = self._per_client.get(host, 0) + 1
+        self._open6 += ":" in host
 
     def unregisterProtocol(self, protocol: Any) -> None:
         host = self._open.pop(protocol, None)
@@ -123,6 +134,7 @@ class PortalSite(Site):
             left = self._per_client.pop(host) - 1
             if left:
                 self._per_client[host] = left
+            self._open6 -= ":" in host
 
     def refuse(self, kind: str, client: str) -> None:
         """
@@ -145,11 +157,13 @@ class PortalSite(Site):
 
     def front_counts(self) -> Dict[str, Any]:
         """
-        What C{/portal/front} answers: C{{redirected, connections, waiting,
-        refused}} (waiting: connections whose client is not reading their
-        answers, so that the front stopped reading them).
+        What C{/portal/front} answers: C{{redirected, connections,
+        connections_ipv6, waiting, refused}} (waiting: connections whose
+        client is not reading their answers, so that the front stopped
+        reading them).
         """
         return {"redirected": self.redirected, "connections": len(self._open),
+                "connections_ipv6": self._open6,
                 "waiting": sum(1 for wrapper in self._open if wrapper.wrappedProtocol.paused),
                 "refused": dict(self.refused)}
 
@@ -185,8 +199,9 @@ def declare_front(registry: Any, site: PortalSite) -> None:
     """
     declare_service(registry, "portal", {
         "/portal/front": "The portal port's counts: answers {redirected, connections, "
-                         "waiting, refused: {kind: count}} (kinds: bad-request, head-too-large, "
-                         "head-timeout, pipeline-overflow, client-cap, total-cap)."},
+                         "connections_ipv6, waiting, refused: {kind: count}} (kinds: "
+                         "bad-request, head-too-large, head-timeout, pipeline-overflow, "
+                         "client-cap, total-cap, ipv6-cap)."},
         {}, {"/portal/front": lambda message: Stop(site.front_counts())})
 
 

@@ -196,6 +196,8 @@ class PortalResource(Resource):
             self.portal.request_seen(ip, host, path, method)
         if host != self.portal.host.lower():
             return self._foreign(request, ip, host, uri, path)
+        if ip.version == 6:
+            return self._over_ipv6(request, path, method)
         routes = {("/login", "GET"): self._login_page, ("/login", "POST"): self._login,
                  ("/logout", "POST"): self._logout, ("/status", "GET"): self._status,
                  ("/api", "GET"): self._api, ("/", "GET"): self._root,
@@ -215,11 +217,29 @@ class PortalResource(Resource):
         """
         A request for another site: the client is not (yet) authorized.
         """
-        if path in PROBES and self.portal.sessions.get(ip) is not None:
+        if path in PROBES and ip.version == 4 and self.portal.sessions.get(ip) is not None:
             code, content_type, body = PROBES[path]
             return self._respond(request, code, body, content_type)
         location, body = self.foreign_redirect(host, uri)
         return self._redirected(request, location, body, 307)
+
+    def _over_ipv6(self, request: Any, path: str, method: str) -> bytes:
+        """
+        The portal's own pages asked for over IPv6 (a client's IPv6 HTTP
+        redirected here, or a portal name with an IPv6 address). A session
+        is an IPv4 address and its MAC, so the login, status, logout and API
+        are served over IPv4: a 303 to the login page (at C{portal.host},
+        keeping C{url}), never an error. The template's static files are
+        served (they name no client).
+        """
+        if path.startswith("/static/") and method in ("GET", "HEAD"):
+            return self._static(request, path[len("/static/"):])
+        try:
+            url = safe_url(self._arg(request, b"url"))
+        except BadInput:
+            url = None
+        query = "?url=" + quote(url, safe="") if url else ""
+        return self.redirect(request, self._url("/login" + query), 303)
 
     def _static(self, request: Any, name: str) -> bytes:
         """

@@ -8,7 +8,9 @@ firewall's counters and end the sessions that timed out.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import socket
 import threading
 import time
 from typing import Any, Dict, Optional, Sequence
@@ -18,13 +20,14 @@ from twisted.internet.defer import gatherResults
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.server import Site
 
 from ..registry.values import MAC
 from ..services import Readiness
 from .controller import Portal
 
-__all__ = ["PortalService", "NeighbourTable", "neighbour_mac", "read_neighbours"]
+__all__ = ["PortalService", "NeighbourTable", "neighbour_mac", "read_neighbours", "listen_ipv6"]
 
 _log = Logger()
 
@@ -94,6 +97,26 @@ neighbour_mac = NeighbourTable()
 """C{ip}'s MAC from this namespace's neighbour table, or None (blocking)."""
 
 
+def listen_ipv6(reactor: Any, port: int, factory: Any) -> Any:
+    """
+    Listen on C{[::]:port}, IPv6 only (IPv4 has its own listener on the
+    same port, on C{interface_address}): where the firewall's IPv6 REDIRECT
+    sends unauthorized clients' HTTP (to the address of the LAN interface
+    it came in on, whichever that is). Twisted's C{listenTCP} cannot set
+    C{IPV6_V6ONLY}: the socket is made here and adopted.
+    """
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("::", port))
+        sock.listen(50)  # listenTCP's backlog
+        sock.setblocking(False)
+        return reactor.adoptStreamPort(sock.fileno(), socket.AF_INET6, factory)
+    finally:
+        sock.close()  # the reactor holds its own copy
+
+
 class PortalService(Service):
     """
     @param portal: the controller.
@@ -114,13 +137,17 @@ class PortalService(Service):
         clients either (it lets them all go as it stops, next), asks the
         firewall to deauthorize each.
     @param firewall_keeps_clients: C{[firewall] keep_clients}.
+    @param ipv6_port: also listen on C{[::]} on this port, IPv6 only
+        (L{listen_ipv6}); None: IPv4 only. A machine without IPv6 at all
+        is told in the log and served over IPv4.
     """
 
     def __init__(self, portal: Portal, site: Site, reactor: Any, endpoint: str,
                  sample_interval: float = 10.0, api_site: Optional[Site] = None,
                  api_endpoint: Any = None, api_url: str = "",
                  announcer: Any = None, followers: Sequence[Any] = (),
-                 keep_sessions: bool = True, firewall_keeps_clients: bool = False) -> None:
+                 keep_sessions: bool = True, firewall_keeps_clients: bool = False,
+                 ipv6_port: Optional[int] = None) -> None:
         self.portal = portal
         self.site = site
         self.reactor = reactor
@@ -133,8 +160,10 @@ class PortalService(Service):
         self.followers = list(followers)
         self.keep_sessions = keep_sessions
         self.firewall_keeps_clients = firewall_keeps_clients
+        self.ipv6_port = ipv6_port
         self.readiness = Readiness()
         self.port: Any = None
+        self.port6: Any = None
         self.api_port: Any = None
         self._sampling: Optional[LoopingCall] = None
 
@@ -145,8 +174,18 @@ class PortalService(Service):
 
         def listening(port: Any) -> None:
             self.port = port
-            _log.info("portal ready on {endpoint} as http://{host}/",
-                      endpoint=self.endpoint, host=self.portal.host,
+            also = ""
+            if self.ipv6_port is not None:
+                try:
+                    self.port6 = listen_ipv6(self.reactor, self.ipv6_port, self.site)
+                    also = f" and [::]:{self.port6.getHost().port} (IPv6)"
+                except OSError as e:
+                    if e.errno != errno.EAFNOSUPPORT:
+                        failed(Failure(), f"[::]:{self.ipv6_port}")
+                        return
+                    _log.warn("portal: this machine has no IPv6; serving IPv4 only")
+            _log.info("portal ready on {endpoint}{also} as http://{host}/",
+                      endpoint=self.endpoint, also=also, host=self.portal.host,
                       netsuite_event="portal-ready")
             self.readiness.fire()
 
@@ -196,7 +235,7 @@ class PortalService(Service):
         if not self.keep_sessions:
             deauthorize = self.firewall_keeps_clients or not self.portal.firewall_here()
             stopping.append(self.portal.end_all(deauthorize=deauthorize))
-        for name in ("port", "api_port"):
+        for name in ("port", "port6", "api_port"):
             port = getattr(self, name)
             if port is not None:
                 setattr(self, name, None)

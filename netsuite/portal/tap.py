@@ -92,6 +92,10 @@ SECTION = {
     "tls_key": Field(OPTIONAL_PATH, "", "PEM private key of tls_certificate"),
     "venue_info_url": Field(str, "", "a page about the venue, given to clients as the "
                             "Captive Portal API's venue-info-url (\"\": none)", _http_url),
+    "ipv6": Field(bool, True, "also accept IPv6 on the portal port (on [::], IPv6 only), "
+                  "where the firewall redirects unauthorized clients' IPv6 HTTP"),
+    "max_connections_ipv6": Field(POSITIVE_INT, 256, "open IPv6 connections to the portal "
+                                  "port, all IPv6 clients together"),
     "head_timeout": Field(POSITIVE_SECONDS, 10.0, "seconds a request head may take to "
                           "arrive, from its first byte"),
     "max_connections": Field(POSITIVE_INT, 1024, "open connections to the portal port, "
@@ -181,7 +185,8 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
                               **install(portal, section.auth, section.operator, reactor, checks))
     site = PortalSite(resource, head_timeout=section.head_timeout,
                       max_connections=section.max_connections,
-                      max_per_client=section.max_connections_per_client)
+                      max_per_client=section.max_connections_per_client,
+                      max_ipv6=section.max_connections_ipv6)
     declare_front(registry, site)
     site.displayTracebacks = False
     address = section.interface_address.replace(":", "\\:")
@@ -190,11 +195,13 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
     deauthorized = DeauthorizedEnds(portal, section.firewall_process)
     keep = keep_sessions(config)
     settings = api_settings(section, config.source)
+    ipv6_port = section.port if section.ipv6 else None
     if settings is None:
         return PortalService(portal, site, reactor, endpoint, section.sample_interval,
                              followers=[f for f in (lease_ends, deauthorized) if f],
                              keep_sessions=keep,
-                             firewall_keeps_clients=config.firewall.keep_clients)
+                             firewall_keeps_clients=config.firewall.keep_clients,
+                             ipv6_port=ipv6_port)
     resource.secure_base = settings.url[:-len("/api")]
     api_site = Site(ApiResource(resource, host))
     api_site.displayTracebacks = False
@@ -205,7 +212,8 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
                          api_url=settings.url,
                          announcer=Announcer(registry, settings.url, section.dhcp_process),
                          followers=[f for f in (lease_ends, deauthorized) if f],
-                         keep_sessions=keep, firewall_keeps_clients=config.firewall.keep_clients)
+                         keep_sessions=keep, firewall_keeps_clients=config.firewall.keep_clients,
+                         ipv6_port=ipv6_port)
 
 
 def check(config: Any) -> None:

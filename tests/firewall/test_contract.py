@@ -562,7 +562,16 @@ class KernelFirewallTests(FirewallContract, TestCase):
         self.assertIn("-A NS6-INPUT -i br-lan -p ipv6-icmp -m icmp6 --icmpv6-type 135 "
                       "-j ACCEPT", running)
         self.assertIn("-A NS6-INPUT -i br-lan -p tcp -m tcp --dport 8080 -j ACCEPT", running)
+        self.assertIn("-A PREROUTING -j NS6-PREROUTING", running)
+        self.assertIn("-A NS6-PREROUTING -i br-lan -m mark --mark 0x2/0x2 -j RETURN", running)
+        self.assertIn("-A NS6-PREROUTING -i br-lan -p tcp -m tcp --dport 80 -j REDIRECT "
+                      "--to-ports 8080", running)
         self.assertEqual((yield firewall.check()), [])
+        in_netns(self.ns, "ip6tables-legacy", "-t", "nat", "-F")
+        self.assertEqual((yield firewall.check()), [
+            "IPv6: chain nat/NS6-PREROUTING has other rules",
+            "IPv6: nat/PREROUTING has 0 jumps to NS6-PREROUTING"])
+        self.assertEqual(self.rules6(), running)
         in_netns(self.ns, "ip6tables-legacy", "-F")
         self.assertTrue(all("IPv6" in what for what in (yield firewall.check())))
         self.assertEqual(self.rules6(), running)

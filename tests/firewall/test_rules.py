@@ -358,16 +358,43 @@ class Chains6Tests(SynchronousTestCase):
 
     def test_jumps_and_closed(self):
         """
-        One jump from FORWARD and INPUT each; a clean stop leaves the
-        LAN's forwarded IPv6 refused as while running, and the access
-        point alone.
+        One jump from FORWARD and INPUT each (and nat PREROUTING with a
+        portal port); a clean stop leaves the LAN's forwarded IPv6 refused
+        as while running, and the access point alone: no redirect to a
+        portal that is gone.
         """
         s = minimal(prefix="AP2")
         self.assertEqual(set(chains6(s)), {("filter", "AP26-FORWARD"),
                                            ("filter", "AP26-INPUT")})
         self.assertEqual(jumps6(s), [Jump("filter", "FORWARD", "AP26-FORWARD"),
                                      Jump("filter", "INPUT", "AP26-INPUT")])
-        self.assertEqual(closed_chains6(s), {("filter", "AP26-FORWARD"): [
+        closed = {("filter", "AP26-FORWARD"): [
             {"protocol": "tcp", "in-interface": "br-lan", "target": RESET},
-            {"in-interface": "br-lan", "target": PROHIBITED}]})
+            {"in-interface": "br-lan", "target": PROHIBITED}]}
+        self.assertEqual(closed_chains6(s), closed)
         self.assertEqual(closed_jumps6(s), [Jump("filter", "FORWARD", "AP26-FORWARD")])
+        with_portal = minimal(prefix="AP2", portal_port=8080)
+        self.assertIn(("nat", "AP26-PREROUTING"), chains6(with_portal))
+        self.assertEqual(jumps6(with_portal)[-1],
+                         Jump("nat", "PREROUTING", "AP26-PREROUTING"))
+        self.assertEqual(closed_chains6(with_portal), closed)
+        self.assertEqual(closed_jumps6(with_portal), closed_jumps6(s))
+
+    def test_portal_redirect(self):
+        """
+        With a portal port, IPv6 HTTP from the LAN without the ipv6_mark
+        bit (an unauthorized client) is redirected to the portal port,
+        which NS6-INPUT accepts; marked packets (authorized) are returned
+        first; nothing else is redirected. Without a portal port, no nat
+        chain.
+        """
+        own = chains6(minimal(portal_port=8080, ipv6_mark=4))
+        self.assertEqual(own[("nat", "NS6-PREROUTING")], [
+            {"in-interface": "br-lan", "mark": {"mark": "0x4/0x4"}, "target": "RETURN"},
+            {"protocol": "tcp", "in-interface": "br-lan", "tcp": {"dport": "80"},
+             "target": {"REDIRECT": {"to-ports": "8080"}}}])
+        self.assertIn({"protocol": "tcp", "in-interface": "br-lan",
+                       "tcp": {"dport": "8080"}, "target": "ACCEPT"},
+                      own[("filter", "NS6-INPUT")])
+        self.assertEqual(set(chains6(minimal())), {("filter", "NS6-FORWARD"),
+                                                   ("filter", "NS6-INPUT")})

@@ -312,7 +312,8 @@ class RedirectFrontTests(SynchronousTestCase):
         self.send(b"GET / HTTP/1.1\r\nHost: a.example\r\n\r\nGET http://[x/ HTTP/1.1\r\n"
                   b"Host: a.example\r\n\r\n")
         counts = self.successResultOf(self.f.registry.send("/portal/front", {}))
-        self.assertEqual(counts, {"redirected": 1, "connections": 1, "waiting": 0,
+        self.assertEqual(counts, {"redirected": 1, "connections": 1, "connections_ipv6": 0,
+                                  "waiting": 0,
                                   "refused": {"bad-request": 1}})
 
 
@@ -692,6 +693,54 @@ class ConnectionCapTests(SynchronousTestCase):
         self.assertIsNone(self.connect("10.89.0.41"))
         self.assertEqual(self.site.refused, {"total-cap": 2})
         self.assertEqual(len(self.refusals()), 2)
+
+    def test_ipv6(self):
+        """
+        IPv6 clients are capped per address as IPv4's, and all together at
+        max_ipv6 (one client making up addresses cannot fill the portal);
+        IPv4 clients still connect; /portal/front counts them.
+        """
+        from twisted.internet.address import IPv6Address as Address
+        from twisted.internet.testing import StringTransport
+        self.site = PortalSite(self.f.resource, reactor=self.f.clock, max_connections=10,
+                               max_per_client=2, max_ipv6=3)
+
+        def connect6(host):
+            peer = Address("TCP", host, 40000)
+            protocol = self.site.buildProtocol(peer)
+            if protocol is not None:
+                protocol.makeConnection(StringTransport(peerAddress=peer))
+            return protocol
+        first = connect6("2001:db8:89::1:1")
+        self.assertIsNotNone(connect6("2001:db8:89::1:1"))
+        self.assertIsNone(connect6("2001:db8:89::1:1"))
+        self.assertIsNotNone(connect6("2001:db8:89::1:2"))
+        self.assertIsNone(connect6("2001:db8:89::1:3"))
+        self.assertIsNotNone(self.connect("10.89.0.11"))
+        self.assertEqual(self.site.refused, {"client-cap": 1, "ipv6-cap": 1})
+        self.assertEqual(self.site.front_counts()["connections_ipv6"], 3)
+        first.connectionLost(None)
+        self.assertEqual(self.site.front_counts()["connections_ipv6"], 2)
+        self.assertIsNotNone(connect6("2001:db8:89::1:3"))
+
+    def test_ipv6_redirect(self):
+        """
+        The front answers an IPv6 client's plain foreign GET with the same
+        307 as an IPv4 client's.
+        """
+        from twisted.internet.address import IPv6Address as Address
+        from twisted.internet.testing import StringTransport
+        answers = []
+        for peer in (Address("TCP", "2001:db8:89::1:1", 40000),
+                     Address("TCP", "10.89.0.11", 40000)):
+            protocol = self.site.buildProtocol(peer)
+            transport = StringTransport(peerAddress=peer)
+            protocol.makeConnection(transport)
+            protocol.dataReceived(b"GET /a HTTP/1.1\r\nHost: example.com\r\n\r\n")
+            answers.append(transport.value())
+        self.assertTrue(answers[0].startswith(b"HTTP/1.1 307 "), answers[0][:40])
+        self.assertEqual(answers[0], answers[1])
+        self.assertEqual(self.site.redirected, 2)
 
     def test_notices_bounded(self):
         """

@@ -4,6 +4,7 @@ and logout through the firewall's mailboxes, the probes, the API and the
 static files.
 """
 
+import ipaddress
 import json
 import re
 import sqlite3
@@ -80,6 +81,68 @@ class RedirectTests(SynchronousTestCase):
         self.assertIn(b"Success", r.body())
         r = self.f.request(b"GET", b"/connecttest.txt", b"www.msftconnecttest.com")
         self.assertEqual(r.body(), b"Microsoft Connect Test")
+
+
+class IPv6ClientTests(SynchronousTestCase):
+    """
+    A client's IPv6 HTTP, redirected to the portal by the firewall: the
+    same redirect and captive probe answers as over IPv4; the portal's own
+    pages (the login first) send it to the IPv4 login page, never an error.
+    """
+
+    V6 = ipaddress.IPv6Address("2001:db8:89::5054:ff:fe00:b")
+
+    def setUp(self):
+        self.f = PortalFixture()
+        self.f.sessions.login(A, MAC_A)  # logged in over IPv4: IPv6 is not it
+
+    def test_redirect(self):
+        seen = []
+        self.f.registry.watch("/portal/request", seen.append)
+        r = self.f.request(b"GET", b"/some/page", b"example.com", client=self.V6)
+        over_ipv4 = self.f.request(b"GET", b"/some/page", b"example.com", client=B)
+        self.assertEqual(r.responseCode, 307)
+        self.assertEqual(r.header(b"location"), over_ipv4.header(b"location"))
+        self.assertEqual(r.body(), over_ipv4.body())
+        self.assertEqual(seen[0]["ip"], self.V6)
+
+    def test_probes(self):
+        """
+        Every OS probe over IPv6 gets the captive answer (the redirect),
+        as an unauthorized client's over IPv4.
+        """
+        for host, path in [(b"captive.apple.com", b"/hotspot-detect.html"),
+                           (b"connectivitycheck.gstatic.com", b"/generate_204"),
+                           (b"www.msftconnecttest.com", b"/connecttest.txt"),
+                           (b"detectportal.firefox.com", b"/canonical.html")]:
+            r = self.f.request(b"GET", path, host, client=self.V6)
+            self.assertEqual(r.responseCode, 307, path)
+            self.assertTrue(r.header(b"location").startswith(
+                b"http://10.89.0.1:5280/login?url="), path)
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_own_pages(self):
+        """
+        The login page, a login, the status, logout, the API and the root
+        asked for over IPv6: 303 to the IPv4 login page (its url kept when
+        it is a URL); nobody logged in or out.
+        """
+        login = b"http://10.89.0.1:5280/login"
+        for method, path, args in [
+                (b"GET", b"/login", {b"url": [b"http://example.com/a?b=1"]}),
+                (b"POST", b"/login", {b"csrf": [b"A" * 32], b"accept": [b"1"],
+                                      b"url": [b"http://example.com/a?b=1"]}),
+                (b"GET", b"/status", {}), (b"POST", b"/logout", {}), (b"GET", b"/api", {}),
+                (b"GET", b"/", {}), (b"GET", b"/login", {b"url": [b"javascript:x"]}),
+                (b"GET", b"/login", {b"url": [b"\xff"]})]:
+            r = self.f.request(method, path, args=args, client=self.V6,
+                               cookies={CSRF_COOKIE: b"A" * 32})
+            self.assertEqual(r.responseCode, 303, (method, path))
+            expected = login + (b"?url=http%3A%2F%2Fexample.com%2Fa%3Fb%3D1"
+                                if b"url" in args and b"example" in args[b"url"][0] else b"")
+            self.assertEqual(r.header(b"location"), expected, (method, path, args))
+        self.assertEqual([s.ip for s in self.f.sessions.all()], [A])
+        self.assertEqual(self.flushLoggedErrors(), [])
 
 
 class LoginTests(SynchronousTestCase):

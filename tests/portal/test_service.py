@@ -139,11 +139,18 @@ class TapTests(SynchronousTestCase):
         options = PLUGIN.options()
         options.parseOptions(["--config", self.write(
             f'[portal]\nsession_file = "{session_file}"\nhead_timeout = 4.5\n'
-            f'max_connections = 100\nmax_connections_per_client = 3\n')])
+            f'max_connections = 100\nmax_connections_per_client = 3\n'
+            f'max_connections_ipv6 = 7\nport = 8080\n')])
         [service] = [s for s in PLUGIN.makeService(options) if isinstance(s, PortalService)]
         site = service.site
-        self.assertEqual((site.head_timeout, site.max_connections, site.max_per_client),
-                         (4.5, 100, 3))
+        self.assertEqual((site.head_timeout, site.max_connections, site.max_per_client,
+                          site.max_ipv6), (4.5, 100, 3, 7))
+        self.assertEqual(service.ipv6_port, 8080)
+        options = PLUGIN.options()
+        options.parseOptions(["--config", self.write(
+            f'[portal]\nsession_file = "{session_file}"\nipv6 = false\n')])
+        [service] = [s for s in PLUGIN.makeService(options) if isinstance(s, PortalService)]
+        self.assertIsNone(service.ipv6_port)
         options = PLUGIN.options()
         self.assertRaises(Exception, options.parseOptions, ["--config", self.write(
             f'[portal]\nsession_file = "{session_file}"\nmax_connections = 0\n')])
@@ -201,6 +208,41 @@ class ServiceTests(TestCase):
         self.assertEqual(response.code, 307)
         self.assertEqual(response.headers.getRawHeaders(b"cache-control"), [b"no-store"])
         yield readBody(response)
+
+
+    @inlineCallbacks
+    def test_serves_ipv6(self):
+        """
+        With ipv6_port, the service listens on [::] too, IPv6 only (beside
+        an IPv4 listener on every address, same port): an IPv6 client gets
+        the redirect, and a stop closes both.
+        """
+        import socket
+        from twisted.web.server import Site
+        from netsuite.portal.resource import PortalResource
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+        f = PortalFixture()
+        service = PortalService(f.portal, Site(PortalResource(f.portal, f.clock)), reactor,
+                                f"tcp:{port}:interface=0.0.0.0", 0, ipv6_port=port)
+        service.startService()
+        self.addCleanup(service.stopService)
+        self.assertEqual(service.port6.getHost().port, port)
+        for url in (b"http://127.0.0.1:%d/x" % port, b"http://[::1]:%d/x" % port):
+            response = yield Agent(reactor).request(b"GET", url)
+            self.assertEqual(response.code, 307, url)
+            self.assertTrue(response.headers.getRawHeaders(b"location")[0].startswith(
+                b"http://10.89.0.1:5280/login?url="))
+            yield readBody(response)
+        yield service.stopService()
+        self.assertIsNone(service.port6)
+        again = socket.socket(socket.AF_INET6)
+        self.addCleanup(again.close)
+        again.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        again.bind(("::", port))  # no listener left (TIME_WAIT aside)
 
 
 class StopTests(SynchronousTestCase):
