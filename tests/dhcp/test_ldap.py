@@ -113,7 +113,7 @@ def counts(lookup: LdapLookup) -> Dict[str, int]:
     return {k: v for k, v in lookup.counters.items() if v}
 
 
-class CacheTests(SynchronousTestCase):
+class CacheClockStepTests(SynchronousTestCase):
     def test_clock_steps(self):
         """
         An entry keeps the time it had left across a step of the wall

@@ -5,6 +5,7 @@ back with the ipset and iptables-legacy tools).
 """
 
 import ipaddress
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -600,9 +601,7 @@ class KernelFirewallTests(FirewallContract, TestCase):
         """
         if shutil.which("nft") is None:
             raise SkipTest("needs nft (apt install nftables)")
-        try:
-            import nftables  # noqa: F401
-        except ImportError:
+        if importlib.util.find_spec("nftables") is None:
             raise SkipTest("needs python3-nftables (scripts/setup.sh links it into .venv)")
         in_netns(self.ns, "ip", "addr", "add", "2001:db8:89::1/64", "dev", "br-lan", "nodad")
         firewall = yield self.make()

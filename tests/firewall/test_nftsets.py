@@ -6,6 +6,7 @@ network namespace (root): made, read back as made, the binding rules.
 
 import ipaddress
 import json
+import importlib.util
 import os
 import subprocess
 import threading
@@ -172,9 +173,7 @@ class TrafficBookTests(SynchronousTestCase):
 def nft_missing():
     if os.getuid() != 0:
         raise SkipTest("needs root to make a network namespace")
-    try:
-        import nftables  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("nftables") is None:
         raise SkipTest("python3-nftables is not installed (scripts/setup.sh links it)")
 
 

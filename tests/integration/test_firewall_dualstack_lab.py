@@ -10,6 +10,7 @@ repaired by the periodic check; netsuite stopped, IPv6 is closed for all;
 the counters show IPv6-only bytes.
 """
 
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -88,9 +89,7 @@ class DualStackLab(TestCase):
                          "curl", "conntrack")
         if absent:
             raise SkipTest(f"not installed: {', '.join(absent)}")
-        try:
-            import nftables  # noqa: F401
-        except ImportError:
+        if importlib.util.find_spec("nftables") is None:
             raise SkipTest("python3-nftables is not installed (scripts/setup.sh links it)")
         self.lab = Lab("v6a" + lab_name(self)[1:], clients=2, ipv6=True)
         self.addCleanup(self.lab.down)
