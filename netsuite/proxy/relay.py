@@ -251,8 +251,7 @@ class Relay:
     def _connect_timed_out(self) -> None:
         del self._timers["connect"]
         self.proxy.counters["connect_timeout"] += 1
-        self._cancel_connect()
-        self.close(abort=True)
+        self.close(abort=True)  # gives up the attempt
 
     # bytes
 
