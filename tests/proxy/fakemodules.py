@@ -105,3 +105,30 @@ def broken(conn: Connection) -> Tuple[Broken, Greeting]:
 
 
 not_callable = 42
+
+
+class Counted:
+    """Passes bytes on unchanged; done once C{after} bytes went by (0: never)."""
+
+    def __init__(self, after: int) -> None:
+        self.after = after
+        self.seen = 0
+        self.done = False
+
+    def feed(self, data: bytes) -> Step:
+        self.seen += len(data)
+        self.done = bool(self.after) and self.seen >= self.after
+        return Step(data)
+
+    def end(self) -> Step:
+        return Step()
+
+
+def midway(conn: Connection) -> Tuple[Counted, Counted]:
+    """Inspects the first 100,000 bytes up and 5,000 down, then is done."""
+    return Counted(100_000), Counted(5_000)
+
+
+def watching(conn: Connection) -> Tuple[Counted, Counted]:
+    """Passes everything and is never done (no cut-through)."""
+    return Counted(0), Counted(0)

@@ -11,13 +11,12 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from netsuite.proxy.filters import CLIENT, SERVER, Event
+from netsuite.proxy.filters import Event
 from netsuite.proxy.intercept import fixed_destination
 from netsuite.proxy.modules import find, relay
 from netsuite.proxy.relay import Proxy, ProxySettings
 from netsuite.proxy.track import CLOSING, CONNECTING, INSPECTING, RELAYING, Tracked
 
-from . import fakemodules
 
 SETTINGS = ProxySettings(connect_timeout=5, inspect_idle=60, idle=600, max_held=100,
                          max_connections=3, close_timeout=10)
