@@ -123,8 +123,16 @@ def original_destination(sock: socket.socket) -> Address:
 
 
 def redirect_destination(transport: Any) -> Address:
-    """REDIRECT: the original destination conntrack recorded."""
-    return original_destination(transport.getHandle())
+    """
+    REDIRECT: the original destination conntrack recorded. A connection
+    made to the listener itself (not redirected) has its own address there:
+    that is no destination either (it would connect the proxy to itself).
+    """
+    found = original_destination(transport.getHandle())
+    host = transport.getHost()
+    if found == (host.host, host.port):
+        raise OSError(errno.ENOPROTOOPT, "not a redirected connection")
+    return found
 
 
 def fixed_destination(host: str, port: int) -> Callable[[Any], Address]:

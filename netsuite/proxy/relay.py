@@ -87,13 +87,17 @@ class Proxy(protocol.ServerFactory):
     @param destination: the original destination of an accepted connection.
     @param outbound: how to connect out to it.
     @param on_event: called with (tracked connection, event) for each event.
+    @param on_open: called with each new tracked connection (its original
+        destination known), before the connection out is made.
     """
 
     def __init__(self, reactor: IReactorTime, modules: Sequence[Tuple[str, MakeFilters]],
                  destination: Destination, outbound: Outbound,
                  settings: ProxySettings = ProxySettings(),
-                 on_event: Callable[[Tracked, Event], None] = lambda entry, event: None) -> None:
+                 on_event: Callable[[Tracked, Event], None] = lambda entry, event: None,
+                 on_open: Callable[[Tracked], None] = lambda entry: None) -> None:
         self.reactor = reactor
+        self.on_open = on_open
         self.modules = list(modules)
         self.destination = destination
         self.outbound = outbound
@@ -217,6 +221,10 @@ class Relay:
             return
         self.chains = {CLIENT: Chain([pair[0] for pair in self.pairs]),
                        SERVER: Chain([pair[1] for pair in self.pairs])}
+        try:
+            proxy.on_open(self.entry)
+        except Exception:
+            _log.failure("proxy: on_open callback failed")
         self._timers["connect"] = self.clock.callLater(
             self.settings.connect_timeout, self._connect_timed_out)
         self._timers["idle"] = self.clock.callLater(self.settings.inspect_idle, self._check_idle)
