@@ -196,7 +196,13 @@ class _Connecting:
         self.factory.clientConnectionFailed(None, Failure(reason))
 
     def connectionLost(self, reason: Failure) -> None:
-        self.cancel()
+        # a refused or unreachable connect is reported as an error event
+        # (EPOLLERR), which the reactor hands here rather than to doWrite
+        if self.sock.fileno() == -1:
+            return
+        code = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        self._fail(error.ConnectError(string=os.strerror(code) if code
+                                      else reason.getErrorMessage()))
 
     def cancel(self) -> None:
         if self.sock.fileno() != -1:

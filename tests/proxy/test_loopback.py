@@ -6,6 +6,7 @@ are integration tests (real time, bounded by trial's timeout).
 """
 
 import hashlib
+import os
 import random
 import socket
 from typing import Any, Dict, List, Tuple
@@ -16,7 +17,7 @@ from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
-from netsuite.proxy.intercept import fixed_destination, listen, tcp_outbound
+from netsuite.proxy.intercept import fixed_destination, listen, tcp_outbound, transparent_outbound
 from netsuite.proxy.modules import find
 from netsuite.proxy.relay import Proxy, ProxySettings
 from netsuite.proxy.splice import unsent
@@ -79,9 +80,10 @@ def client(port: int, payload: bytes) -> Dict[str, Any]:
 class LoopbackTests(TestCase):
     timeout = 60
 
-    def start(self, module: str, to_port: int, **settings: Any) -> Tuple[Proxy, int, List[Any]]:
+    def start(self, module: str, to_port: int, transparent: bool = False,
+              **settings: Any) -> Tuple[Proxy, int, List[Any]]:
         relays: List[Any] = []
-        real = tcp_outbound(reactor)
+        real = transparent_outbound(reactor) if transparent else tcp_outbound(reactor)
 
         def outbound(server: Any, client: Any, factory: Any) -> Any:
             relays.append(factory.relay)
@@ -94,10 +96,11 @@ class LoopbackTests(TestCase):
         return proxy, port.getHost().port, relays
 
     @inlineCallbacks
-    def transfer(self, module: str, **settings: Any):  # type: ignore[no-untyped-def]
+    def transfer(self, module: str, transparent: bool = False,
+                 **settings: Any):  # type: ignore[no-untyped-def]
         up, down = blob(UP, 1), blob(DOWN, 2)
         server = Upstream(down)
-        proxy, port, relays = self.start(module, server.port, **settings)
+        proxy, port, relays = self.start(module, server.port, transparent, **settings)
         served = deferToThread(server.serve)
         got = yield deferToThread(client, port, up)
         seen = yield served
@@ -170,3 +173,31 @@ class LoopbackTests(TestCase):
         self.assertLessEqual(unsent(server_transport), 4 * 65536)
         self.assertLess(proxy.table.describe()[0]["from_client"], sent)
         relay.close(abort=True)
+
+    @inlineCallbacks
+    def test_transparent_outbound(self):  # type: ignore[no-untyped-def]
+        """An IP_TRANSPARENT socket bound to the client's address, connected and adopted."""
+        if os.getuid() != 0:
+            self.skipTest("IP_TRANSPARENT needs CAP_NET_ADMIN")
+        proxy = yield self.transfer("relay", transparent=True)
+        self.assertEqual(proxy.counters["cut_through"], 1)
+
+    @inlineCallbacks
+    def test_connection_refused(self):  # type: ignore[no-untyped-def]
+        """Nobody at the original destination: the client's connection is closed, counted."""
+        closed = socket.socket()
+        closed.bind(("127.0.0.1", 0))
+        unused = closed.getsockname()[1]
+        closed.close()
+        for transparent in ((False, True) if os.getuid() == 0 else (False,)):
+            proxy, port, relays = self.start("relay", unused, transparent)
+
+            def attempt() -> bytes:
+                try:  # the reset may come before connect() returns
+                    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                        return s.recv(10)
+                except ConnectionResetError:
+                    return b"reset"
+            got = yield deferToThread(attempt)
+            self.assertEqual(got, b"reset")
+            self.assertEqual(proxy.counters["connect_failed"], 1)
