@@ -153,6 +153,11 @@ class ClientSide(_Side):
             _log.info("proxy: no original destination for {peer}: {error}",
                       peer=self.transport.getPeer(), error=e)
             self.transport.loseConnection()
+        except Exception:
+            self.factory.counters["no_destination"] += 1
+            _log.failure("proxy: finding the destination of {peer} failed",
+                         peer=self.transport.getPeer())
+            self.transport.loseConnection()
 
 
 class ServerSide(_Side):
