@@ -35,9 +35,10 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from twisted.internet import protocol
+from twisted.internet.defer import maybeDeferred
 from twisted.internet.interfaces import IDelayedCall, IHalfCloseableProtocol, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -58,6 +59,9 @@ Address = Tuple[str, int]
 Destination = Callable[[object], Address]
 """The original destination of an accepted connection, from its transport
 (see L{netsuite.proxy.intercept}); raises C{OSError} when there is none."""
+Modules = Union[Sequence[Tuple[str, MakeFilters]],
+                Callable[[Connection], Sequence[Tuple[str, MakeFilters]]]]
+"""An instance's modules, or a function choosing them for a connection."""
 Outbound = Callable[[Address, Address, protocol.ClientFactory], Callable[[], None]]
 """Connect out: C{(server, client, factory)}, returns a function that gives
 up the attempt. The factory's C{clientConnectionFailed} hears of failures."""
@@ -83,22 +87,34 @@ class Proxy(protocol.ServerFactory):
     """
     One proxy instance: the factory of its listening port(s).
 
-    @param modules: (name, module) in chain order.
+    @param modules: (name, module) in chain order; or a function of the
+        L{Connection} giving them (one listener for several ports: TPROXY
+        sends every diverted port to one).
     @param destination: the original destination of an accepted connection.
     @param outbound: how to connect out to it.
     @param on_event: called with (tracked connection, event) for each event.
     @param on_open: called with each new tracked connection (its original
         destination known), before the connection out is made.
+    @param admit: if given, asked about each new tracked connection before
+        the connection out is made: True (or a Deferred firing True) lets it
+        through; False, a failure, or no answer within C{connect_timeout}
+        closes it (counted C{refused}, C{admit_failed}, C{connect_timeout}).
     """
 
-    def __init__(self, reactor: IReactorTime, modules: Sequence[Tuple[str, MakeFilters]],
+    def __init__(self, reactor: IReactorTime, modules: Modules,
                  destination: Destination, outbound: Outbound,
                  settings: ProxySettings = ProxySettings(),
                  on_event: Callable[[Tracked, Event], None] = lambda entry, event: None,
-                 on_open: Callable[[Tracked], None] = lambda entry: None) -> None:
+                 on_open: Callable[[Tracked], None] = lambda entry: None,
+                 admit: Optional[Callable[[Tracked], Any]] = None) -> None:
         self.reactor = reactor
         self.on_open = on_open
-        self.modules = list(modules)
+        self.admit = admit
+        if callable(modules):
+            self.select = modules
+        else:
+            fixed = list(modules)
+            self.select = lambda conn: fixed
         self.destination = destination
         self.outbound = outbound
         self.settings = settings
@@ -205,8 +221,9 @@ class Relay:
         client_address = (peer.host, peer.port)
         server_address = proxy.destination(client.transport)
         self.connection = Connection(client_address, server_address)
+        modules = list(proxy.select(self.connection))
         self.entry = proxy.table.add(client_address, server_address,
-                                     [name for name, _ in proxy.modules])
+                                     [name for name, _ in modules])
         self.pairs: List[Tuple[Filter, Filter]] = []
         self.chains = {CLIENT: Chain([]), SERVER: Chain([])}
         self.held = {CLIENT: 0, SERVER: 0}
@@ -215,8 +232,9 @@ class Relay:
         self.closing = False
         self.cut_through: Optional[splice.CutThrough] = None
         self._timers: Dict[str, IDelayedCall] = {}
+        self._cancel_connect: Callable[[], None] = lambda: None
         try:
-            for name, make in proxy.modules:
+            for name, make in modules:
                 self.pairs.append(make(self.connection))
         except Exception:
             _log.failure("proxy: module failed on a new connection from {client}",
@@ -233,7 +251,31 @@ class Relay:
         self._timers["connect"] = self.clock.callLater(
             self.settings.connect_timeout, self._connect_timed_out)
         self._timers["idle"] = self.clock.callLater(self.settings.inspect_idle, self._check_idle)
-        self._cancel_connect = proxy.outbound(server_address, client_address, _Outward(self))
+        if proxy.admit is None:
+            self._connect_out()
+        else:
+            maybeDeferred(proxy.admit, self.entry).addCallbacks(self._admitted,
+                                                                self._admit_failed)
+
+    def _admitted(self, allowed: object) -> None:
+        if self.closing:
+            return
+        if allowed is True:
+            self._connect_out()
+        else:
+            self.proxy.counters["refused"] += 1
+            self.close(abort=True)
+
+    def _admit_failed(self, reason: Failure) -> None:
+        _log.failure("proxy: the admission of {client} failed", reason,
+                     client=self.connection.client)
+        self.proxy.counters["admit_failed"] += 1
+        if not self.closing:
+            self.close(abort=True)
+
+    def _connect_out(self) -> None:
+        self._cancel_connect = self.proxy.outbound(self.connection.server,
+                                                   self.connection.client, _Outward(self))
 
     # the server side
 
@@ -446,7 +488,7 @@ class Relay:
             for name in ("connect", "idle"):
                 self._cancel(name)
             if self.sides[SERVER] is None:
-                self._cancel_connect_quietly()
+                self._cancel_connect()
             if not abort:
                 self._timers["close"] = self.clock.callLater(self.settings.close_timeout,
                                                              self._close_timed_out)
@@ -459,11 +501,6 @@ class Relay:
             else:
                 transport.loseConnection()
         self._maybe_forget()
-
-    def _cancel_connect_quietly(self) -> None:
-        cancel = getattr(self, "_cancel_connect", None)
-        if cancel is not None:
-            cancel()
 
     def _close_timed_out(self) -> None:
         del self._timers["close"]

@@ -6,6 +6,7 @@ on string transports and a clock.
 from typing import Any, List, Optional, Tuple
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
@@ -48,13 +49,15 @@ class FakeOutbound:
 
 class Harness:
     def __init__(self, test: SynchronousTestCase, *modules: str,
-                 settings: ProxySettings = SETTINGS, destination: Any = None) -> None:
+                 settings: ProxySettings = SETTINGS, destination: Any = None,
+                 select: Any = None, admit: Any = None) -> None:
         self.reactor = MemoryReactorClock()
         self.outbound = FakeOutbound()
         self.events: List[Tuple[Tracked, Event]] = []
-        self.proxy = Proxy(self.reactor, [(m, find(m)) for m in modules],
+        self.proxy = Proxy(self.reactor, select or [(m, find(m)) for m in modules],
                            destination or fixed_destination("192.0.2.9", 143), self.outbound,
-                           settings, on_event=lambda entry, event: self.events.append((entry, event)))
+                           settings, on_event=lambda entry, event: self.events.append((entry, event)),
+                           admit=admit)
 
     def accept(self, port: int = 40000) -> Tuple[Any, Transport]:
         peer = IPv4Address("TCP", "10.0.0.5", port)
@@ -150,6 +153,51 @@ class ConnectTests(SynchronousTestCase):
             h.accept(port)
         self.assertIsNone(h.proxy.buildProtocol(IPv4Address("TCP", "10.0.0.5", 4)))
         self.assertEqual(h.proxy.counters["refused_full"], 1)
+
+
+class AdmitTests(SynchronousTestCase):
+    def test_admitted_later(self) -> None:
+        asked: List[Deferred] = []
+        h = Harness(self, LINES, admit=lambda entry: asked.append(Deferred()) or asked[-1])
+        c, ct = h.accept()
+        self.assertEqual(len(asked), 1)
+        self.assertEqual(h.outbound.calls, [])  # not before the answer
+        asked[0].callback(True)
+        self.assertEqual(len(h.outbound.calls), 1)
+        s, st = h.connect()
+        self.assertEqual(ct.producerState, "producing")
+
+    def test_refused(self) -> None:
+        h = Harness(self, LINES, admit=lambda entry: entry.server[1] != 143)
+        c, ct = h.accept()
+        self.assertTrue(ct.disconnected)
+        self.assertEqual(h.outbound.calls, [])
+        self.assertEqual(h.proxy.counters["refused"], 1)
+
+    def test_admission_fails(self) -> None:
+        h = Harness(self, LINES, admit=lambda entry: fail(ValueError("hook")))
+        c, ct = h.accept()
+        self.assertTrue(ct.disconnected)
+        self.assertEqual(h.proxy.counters["admit_failed"], 1)
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+
+    def test_no_answer(self) -> None:
+        h = Harness(self, LINES, admit=lambda entry: Deferred())
+        c, ct = h.accept()
+        h.reactor.advance(5)
+        self.assertTrue(ct.disconnected)
+        self.assertEqual(h.proxy.counters["connect_timeout"], 1)
+
+
+class SelectTests(SynchronousTestCase):
+    def test_modules_by_destination_port(self) -> None:
+        """One listener, several ports: the modules are chosen per connection."""
+        by_port = {143: [(LINES, find(LINES))]}
+        h = Harness(self, select=lambda conn: by_port.get(conn.server[1], [("relay", relay)]),
+                    destination=lambda transport: ("192.0.2.9", transport.getPeer().port))
+        h.accept(143)
+        h.accept(25)
+        self.assertEqual([e["modules"] for e in h.proxy.connections()], [[LINES], ["relay"]])
 
 
 class FilterTests(SynchronousTestCase):
