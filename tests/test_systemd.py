@@ -66,6 +66,11 @@ NEEDS: Dict[str, FrozenSet[str]] = {
     # netsuite/dns/tap.py: binds dns.port (53, see PORTS), UDP and TCP; the
     # firewall is reached over the bus.
     "dns": frozenset({"CAP_NET_BIND_SERVICE"}),
+    # netsuite/mailproxy/tap.py and netsuite/proxy/intercept.py:
+    # IP_TRANSPARENT (CAP_NET_RAW or CAP_NET_ADMIN) on the TPROXY listener
+    # and on each outbound socket of mailproxy.spoof_source, made while it
+    # runs; port 10143 (see PORTS).
+    "mailproxy": frozenset({"CAP_NET_RAW"}),
     # netsuite/dhcp/ldaphook.py: a bus client and an LDAP client.
     LDAPHOOK: frozenset(),
 }
@@ -78,6 +83,7 @@ START_ONLY: Dict[str, FrozenSet[str]] = {
     "dhcp": frozenset({"CAP_NET_BIND_SERVICE", "CAP_NET_RAW"}),  # port 67, the packet socket
     "portal": frozenset(),
     "dns": frozenset({"CAP_NET_BIND_SERVICE"}),  # port 53, bound in privilegedStartService
+    "mailproxy": frozenset(),
 }
 
 # The ports each service binds by default: below 1024 takes CAP_NET_BIND_SERVICE.
@@ -86,6 +92,7 @@ PORTS: Dict[str, Callable[[Any], List[int]]] = {
     "dhcp": lambda config: [config.dhcp.port],
     "portal": lambda config: [config.portal.port, config.portal.api_port],
     "dns": lambda config: [config.dns.port],
+    "mailproxy": lambda config: [config.mailproxy.port],
     LDAPHOOK: lambda config: [],
 }
 
@@ -96,6 +103,7 @@ WRITES: Dict[str, Callable[[Any], List[str]]] = {
     "dhcp": lambda config: [config.dhcp.lease_file],  # dhcp/tap.py: LeaseStore, SQLite WAL
     "portal": lambda config: [config.portal.session_file],  # portal/tap.py: SessionStore
     "dns": lambda config: [],  # memory only
+    "mailproxy": lambda config: [],  # memory only
 }
 
 STATE_ROOTS = {"StateDirectory": "/var/lib", "RuntimeDirectory": "/run",
