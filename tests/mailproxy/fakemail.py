@@ -1,4 +1,7 @@
-"""A stand-in mail module for the service's tests: a login per "LOGIN user ok|no" line."""
+"""
+A stand-in mail module for the service's tests: a login per "LOGIN user
+ok|no" line; done after a successful one.
+"""
 
 from typing import Tuple
 
@@ -13,12 +16,15 @@ class Logins:
     def feed(self, data: bytes) -> Step:
         events = []
         for line in data.split(b"\n"):
-            words = line.decode().split()
+            words = line.decode("latin-1").split()
             if len(words) == 3 and words[0] == "LOGIN":
                 events.append(Event("login", {
                     "protocol": "imap", "user": words[1],
                     "outcome": "success" if words[2] == "ok" else "failure",
                     "evidence": "seen"}))
+                if words[2] == "ok":
+                    self.done = True
+                    break
         return Step(data, events)
 
     def end(self) -> Step:
