@@ -346,6 +346,8 @@ class Relay:
             if not self._act(direction, step):
                 return
             self.held[direction] = 0
+        if self.cut_through is not None:
+            return  # it started with this direction ended: the splice half-closes
         if other is not None:
             other.transport.loseWriteConnection()
         if self.ended == {CLIENT, SERVER}:

@@ -132,3 +132,18 @@ def midway(conn: Connection) -> Tuple[Counted, Counted]:
 def watching(conn: Connection) -> Tuple[Counted, Counted]:
     """Passes everything and is never done (no cut-through)."""
     return Counted(0), Counted(0)
+
+
+class UntilEnd(Counted):
+    """Passes bytes on, never done until its direction ends."""
+
+    def end(self) -> Step:
+        self.done = True
+        return Step()
+
+
+def until_end(conn: Connection) -> Tuple[UntilEnd, Counted]:
+    """The client direction inspected to its end, the server's not at all."""
+    server = Counted(1)
+    server.done = True
+    return UntilEnd(0), server

@@ -201,3 +201,14 @@ class LoopbackTests(TestCase):
             got = yield deferToThread(attempt)
             self.assertEqual(got, b"reset")
             self.assertEqual(proxy.counters["connect_failed"], 1)
+
+    @inlineCallbacks
+    def test_cut_through_after_a_half_close(self):  # type: ignore[no-untyped-def]
+        """
+        The last filter is done only when the client half-closes: the cut
+        through starts with that direction ended (the splice, not Twisted,
+        half-closes the server side).
+        """
+        proxy = yield self.transfer("tests.proxy.fakemodules:until_end")
+        self.assertEqual(proxy.counters["cut_through"], 1)
+        self.assertEqual(proxy.counters["splice_error"], 0)
