@@ -2,7 +2,7 @@
 The proxy framework's relay on loopback (docs/mailproxy.md), beside
 direct and HAProxy in tcp mode (with and without splice), in one run:
 
-    .venv/bin/python bench/proxy.py [--seconds 4] [--connections 2000]
+    scripts/bench.sh proxy [--quick] [--seconds 4] [--connections 2000]
 
 For each path, iperf3's throughput (one stream, client to server), the
 relay's CPU seconds per Gbit/s of it, and connections/s (connect, one
@@ -142,7 +142,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--connections", type=int, default=2000)
+    parser.add_argument("--quick", action="store_true", help="1 s and 400 connections a path")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.seconds, args.connections = 1.0, 400
     tmp = tempfile.mkdtemp(prefix="pxc-bench-")
     started: List[Child] = []
     try:
