@@ -185,6 +185,8 @@ class ServerSide(_Side):
 
 
 class _Outward(protocol.ClientFactory):
+    noisy = False  # no "Starting factory" log line per connection
+
     def __init__(self, relay: "Relay") -> None:
         self.relay = relay
 
