@@ -80,7 +80,7 @@ class BenchArgumentTests(SynchronousTestCase):
         self.assertEqual(done.returncode, 0, done.stderr)
         setup, *runs = done.stdout.splitlines()
         self.assertEqual(setup, "setup: scripts/setup.sh kea-dhcp4-server kea-admin dnsmasq "
-                         "slapd nginx-light wrk")
+                         "slapd nginx-light wrk iperf3 haproxy")
         names = [run.split("bench/")[1].split(".py")[0] for run in runs]
         self.assertEqual(sorted(names), benchmarks())
         self.assertEqual(runs, [f"run: .venv/bin/python bench/{name}.py --quick"

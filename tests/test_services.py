@@ -64,7 +64,7 @@ class FoundTests(SynchronousTestCase):
         """
         error = self.assertRaises(UnknownService, find_service, "dhpc")
         self.assertIn("no netsuite service named 'dhpc'", str(error))
-        self.assertIn("dhcp, dns, firewall, portal", str(error))
+        self.assertIn("(installed: dhcp, dns, firewall, ", str(error))
         self.assertIs(find_service("echo", [ECHO]), ECHO)
 
     def test_lazy(self):

@@ -69,6 +69,11 @@ NEEDS: Dict[str, FrozenSet[str]] = {
     # netsuite/smtpgate/: binds nothing; the SMTP windows are the firewall's,
     # opened and closed over the bus.
     "smtpgate": frozenset(),
+    # netsuite/mailproxy/tap.py and netsuite/proxy/intercept.py:
+    # IP_TRANSPARENT (CAP_NET_RAW or CAP_NET_ADMIN) on the TPROXY listener
+    # and on each outbound socket of mailproxy.spoof_source, made while it
+    # runs; port 10143 (see PORTS).
+    "mailproxy": frozenset({"CAP_NET_RAW"}),
     # netsuite/dhcp/ldaphook.py: a bus client and an LDAP client.
     LDAPHOOK: frozenset(),
 }
@@ -82,6 +87,7 @@ START_ONLY: Dict[str, FrozenSet[str]] = {
     "portal": frozenset(),
     "dns": frozenset({"CAP_NET_BIND_SERVICE"}),  # port 53, bound in privilegedStartService
     "smtpgate": frozenset(),
+    "mailproxy": frozenset(),
 }
 
 # The ports each service binds by default: below 1024 takes CAP_NET_BIND_SERVICE.
@@ -91,6 +97,7 @@ PORTS: Dict[str, Callable[[Any], List[int]]] = {
     "portal": lambda config: [config.portal.port, config.portal.api_port],
     "dns": lambda config: [config.dns.port],
     "smtpgate": lambda config: [],
+    "mailproxy": lambda config: [config.mailproxy.port],
     LDAPHOOK: lambda config: [],
 }
 
@@ -102,6 +109,7 @@ WRITES: Dict[str, Callable[[Any], List[str]]] = {
     "portal": lambda config: [config.portal.session_file],  # portal/tap.py: SessionStore
     "dns": lambda config: [],  # memory only
     "smtpgate": lambda config: [],  # memory only
+    "mailproxy": lambda config: [],  # memory only
 }
 
 STATE_ROOTS = {"StateDirectory": "/var/lib", "RuntimeDirectory": "/run",
