@@ -371,6 +371,14 @@ def chains6(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
         {"out-interface": s.lan_interface,
          "conntrack": {"ctstate": "RELATED,ESTABLISHED"}, "target": "RETURN"},
         {"out-interface": s.lan_interface, "target": "DROP"},
+    ]
+    if s.block_smtp:
+        # SMTP over IPv6 stays closed after login too: the SMTP gate's
+        # windows are IPv4 (refused fast, so that a client falls back to
+        # IPv4, where its window applies).
+        forward += [_from_lan(s, protocol="tcp", tcp=_tcp(port), target=_reject_reset())
+                    for port in s.smtp_ports]
+    forward += [
         # Authorized (dual stack after login): marked by netsuite's nft table.
         _from_lan(s, mark={"mark": _mark6(s)}, target="RETURN"),
     ] + _refuse6(s)

@@ -326,9 +326,17 @@ class Chains6Tests(SynchronousTestCase):
             {"out-interface": "br-lan", "conntrack": {"ctstate": "RELATED,ESTABLISHED"},
              "target": "RETURN"},
             {"out-interface": "br-lan", "target": "DROP"},
+            {"protocol": "tcp", "in-interface": "br-lan", "tcp": {"dport": "25"},
+             "target": RESET},
             {"in-interface": "br-lan", "mark": {"mark": "0x2/0x2"}, "target": "RETURN"},
             {"protocol": "tcp", "in-interface": "br-lan", "target": RESET},
             {"in-interface": "br-lan", "target": PROHIBITED}])
+        # SMTP over IPv6 is refused to authorized clients too (the gate's
+        # windows are IPv4), unless SMTP is not blocked at all.
+        self.assertNotIn("tcp", [r.get("tcp") and "tcp" for r in chains6(
+            minimal(block_smtp=False))[("filter", "NS6-FORWARD")]])
+        smtp = chains6(minimal(smtp_ports=(25, 587)))[("filter", "NS6-FORWARD")]
+        self.assertEqual([r["tcp"]["dport"] for r in smtp if "tcp" in r], ["25", "587"])
         # The authorized clients' mark (set by the nft table) is ipv6_mark.
         self.assertIn({"in-interface": "br-lan", "mark": {"mark": "0x8/0x8"}, "target": "RETURN"},
                       chains6(minimal(ipv6_mark=8))[("filter", "NS6-FORWARD")])

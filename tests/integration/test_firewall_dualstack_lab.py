@@ -49,6 +49,19 @@ for source in sys.argv[3:]:
 print("answered", ok)
 """
 
+# A TCP listener that accepts and holds connections (an SMTP server, for
+# the firewall: the port is open upstream).
+LISTEN = """
+import socket, sys
+s = socket.socket(socket.AF_INET6)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(16)
+print("listening", flush=True)
+held = []
+while True:
+    held.append(s.accept()[0])
+"""
+
 CONFIG = """
 [firewall]
 enabled = true
@@ -195,6 +208,24 @@ class DualStackLabTests(DualStackLab):
         bound = yield deferToThread(self.in_ap, "nft", "list", "set", "ip6", "ns", "bind6")
         self.assertIn(f"{slaac} . {self.lab.client_mac(1)}", bound)
         self.assertNotIn(f"{slaac} . {self.lab.client_mac(2)}", bound)
+
+    @inlineCallbacks
+    def test_smtp_closed_over_ipv6(self):
+        """
+        After login SMTP over IPv6 is refused at once (a reset: the SMTP
+        gate's windows are IPv4), while the rest of IPv6 goes through.
+        """
+        slaac = self.c1["slaac"][0]
+        listener = spawn(self, "smtp6", [PYTHON, "-u", "-c", LISTEN, self.lab.internet6, "25"],
+                         netns=self.lab.netns("up"))
+        yield listener.when_line("listening")
+        yield self.authorize(1)
+        yield self.assert_reaches("c1", slaac)
+        done = yield deferToThread(self.lab.exec, "c1", [
+            "curl", "-6", "-s", "--max-time", "3", "-w", "%{time_total}", "--interface", slaac,
+            f"telnet://[{self.lab.internet6}]:25"], timeout=15)
+        self.assertEqual(done.returncode, 7, done.stdout)  # connection refused: a reset
+        self.assertLess(float(done.stdout.strip() or "9"), 1.0)
 
     @inlineCallbacks
     def test_logout_cuts_download(self):
