@@ -788,11 +788,11 @@ class Bench6:
     @staticmethod
     def _fill_macs(fw: KernelFirewall, macs: Sequence[MAC]) -> None:
         for start in range(0, len(macs), 1000):
-            fw.nft.run(add_macs(fw.settings, macs[start:start + 1000]))
+            fw.v6.nft.run(add_macs(fw.settings, macs[start:start + 1000]))
 
     @staticmethod
     def _auth6_size(fw: KernelFirewall) -> int:
-        state = fw.nft.state()
+        state = fw.v6.nft.state()
         return len(state.auth) if state is not None else -1
 
     async def check_size(self, n: int, expected: int) -> None:
@@ -806,7 +806,7 @@ class Bench6:
     async def start(self, n: int) -> None:
         fw = self.fws[n]
         await fw.start()
-        if not fw.nft_active:
+        if not fw.v6.nft_active:
             raise RuntimeError(f"the dual-stack adapter {PREFIXES6[n]} has no nft table")
         ips = [ip_at(PREFILLED, i) for i in range(n)]
         await self.runner.run(Bench._write_sets, fw, IPSET_CMD_ADD, ips)
@@ -847,9 +847,9 @@ class Bench6:
         """Seconds per nft element add+delete of one MAC, on this thread."""
         t0 = time.perf_counter()
         for mac in macs:
-            fw.nft.run(add_macs(fw.settings, [mac]))
+            fw.v6.nft.run(add_macs(fw.settings, [mac]))
         for mac in macs:
-            fw.nft.run(delete_macs(fw.settings, [mac]))
+            fw.v6.nft.run(delete_macs(fw.settings, [mac]))
         return (time.perf_counter() - t0) / len(macs)
 
     async def pieces(self, n: int) -> Dict[str, float]:

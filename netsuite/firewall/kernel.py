@@ -23,10 +23,9 @@ from .interfaces import (Client, FirewallError, IFirewall, IShaper, Traffic, cli
 from .flows import FlowCutter
 from .garden import GardenBook
 from .iptables import StaticRules
+from .kernel6 import KernelIPv6
 from .kernelsets import KernelSets
 from .netlink import KernelNetwork
-from .nftsets import (KernelNft, NftState, TrafficBook, add_macs, delete_bindings, delete_macs,
-                      set_prefixes)
 from .owner import OwnerLock
 from .rules import FirewallSettings, set_names
 
@@ -59,14 +58,9 @@ class KernelFirewall:
         time is clamped to them.
     @param garden_max_entries: at most this many garden entries (the set's
         C{maxelem} too); adds beyond are refused, counted and logged.
-    @param ipv6: C{"auto"} installs the IPv6 rules (the LAN's IPv6
-        closed, L{netsuite.firewall.rules.chains6}) when the LAN has IPv6,
-        at start or when the periodic check first sees it; C{"on"} always;
-        C{"off"} never, and refuses to start on a LAN that has IPv6.
-        With the IPv6 rules, authorized clients get IPv6 too (dual stack):
-        their MACs in netsuite's nftables table (L{netsuite.firewall.nftsets});
-        if nftables cannot be used, IPv6 stays closed for everyone (logged,
-        tried again at each check).
+    @param ipv6: C{"auto"}, C{"on"} or C{"off"}: the IPv6 half,
+        L{netsuite.firewall.kernel6.KernelIPv6} (the LAN's IPv6 closed, and
+        dual stack for authorized clients by MAC).
     """
 
     def __init__(self, settings: FirewallSettings, runner: IRunner, clock: IReactorTime,
@@ -89,15 +83,6 @@ class KernelFirewall:
         self.keep_clients = keep_clients
         self.bridge_netfilter = bridge_netfilter
         self.rules = StaticRules(settings)
-        self.ipv6 = ipv6
-        self.rules6 = StaticRules(settings, ipv6=True)
-        # whether this run installed the IPv6 rules (worker thread only)
-        self.ipv6_active = False
-        # Dual stack (worker thread only): the nft table, whether it is in
-        # place, and the IPv6 totals that only grow.
-        self.nft = KernelNft(settings)
-        self.nft_active = False
-        self.up6, self.down6 = TrafficBook(), TrafficBook()
         # MACs de-authorized whose IPv6 bindings and flows go in the next cut
         self._to_cut6: Set[MAC] = set()
         self.sets = KernelSets(set_names(settings), settings.lan_network, smtp_window,
@@ -112,6 +97,7 @@ class KernelFirewall:
                                           what="garden entries", give_back=self._give_back_garden,
                                           clock=clock)
         self.network = network or KernelNetwork(settings.lan_interface, settings.tproxy_mark)
+        self.v6 = KernelIPv6(settings, self.network, self.flows, ipv6, keep_clients)
         self.clients: Dict[ipaddress.IPv4Address, Client] = {}
         # MAC -> how many of the clients have it (IPv6 is authorized by MAC)
         self._macs: Dict[MAC, int] = {}
@@ -148,7 +134,7 @@ class KernelFirewall:
     def _install(self) -> Tuple[Dict[ipaddress.IPv4Address, Client],
                                 Dict[ipaddress.IPv4Address, int]]:
         self._check_bridge()
-        self._start_ipv6()
+        self.v6.start()
         garden: Dict[ipaddress.IPv4Address, int] = {}
         if self.sets.exists(self.sets.garden):
             if self.keep_clients:
@@ -166,7 +152,7 @@ class KernelFirewall:
                     self._remove_client(ip)
                 self.flows.cut(set(found))
                 found = {}
-        self._start_nft(found)
+        self.v6.adopt({client.mac for client in found.values()})
         self.sets.create_missing()
         repaired = self.rules.install()
         if repaired:
@@ -195,84 +181,6 @@ class KernelFirewall:
         _log.warn("set net.bridge.bridge-nf-call-iptables to 0 in this namespace "
                   "({lan} is a bridge; TPROXY and IFB need it)", lan=self.settings.lan_interface)
 
-    def _start_ipv6(self) -> None:
-        why = self.network.lan_ipv6()
-        if self.ipv6 == "off":
-            if why is not None:
-                raise FirewallError(
-                    f"firewall.ipv6 is \"off\" but the LAN has IPv6 ({why}): unauthorized "
-                    "clients would walk around the portal over IPv6. Set firewall.ipv6 to "
-                    "\"auto\", or take IPv6 off the LAN.")
-            return
-        if self.ipv6 == "on" or why is not None:
-            self._install_ipv6(why or "firewall.ipv6 is \"on\"")
-
-    def _install_ipv6(self, why: str) -> List[str]:
-        try:
-            repaired = self.rules6.install()
-        except Exception as e:
-            raise FirewallError(
-                f"the LAN has IPv6 ({why}) but netsuite cannot control ip6tables "
-                f"({type(e).__name__}: {e}); refusing to start, as unauthorized clients "
-                "would walk around the portal over IPv6. Load ip6_tables and "
-                "ip6table_filter (and ip6table_nat with a portal port; check "
-                "iptables-legacy's ip6tables works), or take IPv6 off the LAN.") from e
-        self.ipv6_active = True
-        if repaired:
-            _log.info("firewall IPv6 rules installed ({why}; {what})", why=why,
-                      what="; ".join(repaired))
-        return repaired
-
-    def _start_nft(self, found: Dict[ipaddress.IPv4Address, Client]) -> None:
-        """
-        Dual stack: with C{keep_clients}, a sound table left by the last run
-        is kept (the bindings too) with its MACs brought to C{found}'s;
-        otherwise the table is made anew, and the IPv6 flows of the last
-        run's clients are cut.
-        """
-        if not self.ipv6_active:
-            return
-        try:
-            state = self.nft.state()
-            macs = {client.mac for client in found.values()}
-            if state is not None and self.keep_clients and not state.problems(self.settings):
-                self.nft.run(self._nft_repairs(state, macs, drop_extra=True)[0])
-            else:
-                self.nft.install(self._prefixes6(), macs)
-                if state is not None and not self.keep_clients:
-                    self.flows.cut(set(state.bind))
-            self.nft_active = True
-        except Exception:
-            _log.failure("netsuite cannot use nftables: IPv6 stays closed for every client "
-                         "(tried again at each check)")
-
-    def _prefixes6(self) -> List[ipaddress.IPv6Network]:
-        prefixes = self.network.lan_prefixes6()
-        self.flows.local6 = prefixes
-        return prefixes
-
-    def _nft_repairs(self, state: NftState, macs: AbstractSet[MAC],
-                     drop_extra: bool) -> Tuple[List[Any], List[str]]:
-        """
-        The commands that bring the table's MACs to C{macs} (removing the
-        others only with C{drop_extra}) and its prefixes to the LAN's; and
-        what they repair.
-        """
-        commands: List[Any] = []
-        repaired = []
-        missing = macs - state.auth.keys()
-        extra = state.auth.keys() - macs if drop_extra else set()
-        if missing or extra:
-            commands += add_macs(self.settings, sorted(missing))
-            commands += delete_macs(self.settings, sorted(extra))
-            repaired.append(f"IPv6 authorized MACs restored ({len(missing)} were missing, "
-                            f"{len(extra)} extra)")
-        prefixes = self._prefixes6()
-        if sorted(state.prefixes) != prefixes:
-            commands += set_prefixes(self.settings, prefixes)
-            repaired.append("IPv6 LAN prefixes updated")
-        return commands, repaired
-
     def stop(self) -> "Deferred[None]":
         if self.keep_clients:
             _log.info("firewall stopping; {n} clients stay authorized (keep_clients)",
@@ -292,24 +200,10 @@ class KernelFirewall:
             # Never started, or refused: the state is another process's.
             self._let_go()
             return
-        bound6: Set[Any] = set()
-        if self.nft_active:
-            try:
-                bound6 = set(self.nft.bindings())
-            except Exception:
-                _log.failure("could not read the IPv6 bindings; their flows are not cut")
-        self.flows.cut(to_cut | set(self.clients) | bound6)
+        self.flows.cut(to_cut | set(self.clients) | self.v6.bound())
         self.flows.close()
         self.rules.close()  # fail closed: the LAN stays shut until removed
-        if self.ipv6_active:
-            self.rules6.close()
-            try:
-                self.nft.remove()  # after the close: its mark no longer opens anything
-            except Exception:
-                _log.failure("could not delete the nft table ip6 {table} (IPv6 is closed "
-                             "all the same: the closed NS6-FORWARD ignores its mark)",
-                             table=self.settings.nft_table)
-            self.nft_active = False
+        self.v6.close()
         self._teardown()
 
     def remove(self) -> "Deferred[None]":
@@ -318,14 +212,7 @@ class KernelFirewall:
     def _remove(self) -> None:
         self.owner.acquire()  # refused while another firewall runs here
         self.rules.remove()
-        try:
-            self.rules6.remove()
-            if self.nft.available():  # without the module, netsuite made no table
-                self.nft.remove()
-        except Exception:
-            if self.network.lan_ipv6() is not None:
-                raise
-            # No IPv6 here, and ip6tables unusable: nothing of ours there.
+        self.v6.remove()
         self._teardown()
 
     def _teardown(self) -> None:
@@ -392,15 +279,7 @@ class KernelFirewall:
         # Limits first: if tc refuses, the client is not let in unshaped.
         self._apply_limits(client)
         self.sets.add_client(client.ip, client.mac)
-        if self.nft_active:
-            # IPv6 after IPv4: a failure here leaves the client with IPv4
-            # only until the next check restores its MAC.
-            try:
-                self.nft.run(add_macs(self.settings, [client.mac])
-                             + (delete_macs(self.settings, [old_mac]) if old_mac else []))
-            except Exception:
-                _log.failure("could not authorize {mac} for IPv6 (the check tries again)",
-                             mac=str(client.mac))
+        self.v6.authorize(client.mac, old_mac)
 
     def _apply_limits(self, client: Client) -> None:
         if self.shaper is None:
@@ -432,13 +311,8 @@ class KernelFirewall:
         entries (and IPv6 bindings) go shortly after (L{_cut_soon}).
         """
         self.sets.remove_client(ip)
-        if mac is not None and self.nft_active:
-            try:
-                self.nft.run(delete_macs(self.settings, [mac]))
-            except Exception:
-                # Not there (flushed by hand): nothing to remove; else the
-                # check removes it.
-                _log.failure("could not remove {mac} from the IPv6 clients", mac=str(mac))
+        if mac is not None:
+            self.v6.deauthorize(mac)
         if self.shaper is not None:
             self.shaper.unlimit(ip)
 
@@ -474,18 +348,7 @@ class KernelFirewall:
         Remove C{macs}' IPv6 bindings (their addresses free to be claimed
         again) and cut the flows of C{ips} and of those addresses at once.
         """
-        bound: List[Tuple[ipaddress.IPv6Address, MAC]] = []
-        if macs and self.nft_active:
-            try:
-                bound = [(a, m) for a, m in self.nft.bindings().items() if m in macs]
-                self.nft.run(delete_bindings(self.settings, bound))
-            except Exception:
-                _log.failure("could not remove the IPv6 bindings of {n} de-authorized clients",
-                             n=len(macs))
-            for mac in macs:
-                self.up6.forget(mac)
-                self.down6.forget(mac)
-        return self.flows.cut(set(ips) | {a for a, _ in bound})
+        return self.flows.cut(set(ips) | self.v6.unbind(macs))
 
     def traffic(self) -> "Deferred[Dict[ipaddress.IPv4Address, Traffic]]":
         clients = dict(self.clients)
@@ -493,7 +356,7 @@ class KernelFirewall:
         def read() -> Dict[ipaddress.IPv4Address, Traffic]:
             up = self.sets.clients()
             down = self.sets.downloads()
-            up6, down6 = self._traffic6({c.mac for c in clients.values()})
+            up6, down6 = self.v6.traffic({c.mac for c in clients.values()})
             result = {}
             for ip, client in clients.items():
                 bytes_up, packets_up = up.get(ip, (None, (0, 0)))[1]
@@ -503,35 +366,6 @@ class KernelFirewall:
                                      bytes_down + d6[0], packets_down + d6[1])
             return result
         return self._run(read)
-
-    def _traffic6(self, macs: AbstractSet[MAC]) -> Tuple[Dict[MAC, Tuple[int, int]],
-                                                         Dict[MAC, Tuple[int, int]]]:
-        """
-        MAC -> IPv6 (bytes, packets) up, and down: the auth6 counter, and
-        the sum over the MAC's owned6 addresses; totals that only grow
-        (L{TrafficBook}), the last ones if the table cannot be read.
-        """
-        if not self.ipv6_active:
-            return {}, {}
-        state: Optional[NftState] = None
-        try:
-            state = self.nft.state() if self.nft_active else None
-        except Exception:
-            _log.failure("could not read the IPv6 counters (the last ones are used)")
-            return ({mac: self.up6.read(mac, None) for mac in macs},
-                    {mac: self.down6.read(mac, None) for mac in macs})
-        state = state or NftState()
-        owned: Dict[MAC, Dict[Any, Tuple[int, int]]] = {}
-        for address, counters in state.owned.items():
-            mac = state.bind.get(address)
-            if mac in macs:
-                owned.setdefault(mac, {})[address] = counters
-        up = {mac: self.up6.read(mac, {"auth6": state.auth[mac]} if mac in state.auth else {})
-              for mac in macs}
-        down = {mac: self.down6.read(mac, owned.get(mac, {})) for mac in macs}
-        self.up6.keep(macs)
-        self.down6.keep(macs)
-        return up, down
 
     # SMTP windows
 
@@ -650,50 +484,5 @@ class KernelFirewall:
             for client in clients.values():
                 self._apply_limits(client)
             repaired.append("rate limits restored")
-        try:
-            repaired += self._check_ipv6()
-        except Exception:
-            # The IPv4 repairs above stand (and are reported); this is logged
-            # at every check until ip6tables works.
-            _log.failure("the LAN's IPv6 is not closed: netsuite cannot control ip6tables")
-        try:
-            repaired += self._check_nft(clients, adding)
-        except Exception:
-            _log.failure("netsuite cannot use nftables: IPv6 is closed for every client")
-        return repaired
-
-    def _check_ipv6(self) -> List[str]:
-        if self.ipv6_active:
-            return [f"IPv6: {what}" for what in self.rules6.install()]
-        if self.ipv6 == "auto":
-            why = self.network.lan_ipv6()
-            if why is not None:  # added since the start (by odhcpd, say)
-                self._install_ipv6(why)
-                return [f"IPv6 rules installed: the LAN has IPv6 now ({why})"]
-        return []
-
-    def _check_nft(self, clients: Dict[ipaddress.IPv4Address, Client],
-                   adding: AbstractSet[ipaddress.IPv4Address]) -> List[str]:
-        """
-        The table as made, the clients' MACs in auth6 (others removed,
-        unless an authorize is under way), the prefixes the LAN's. A table
-        deleted or changed by hand is made anew (clients claim their
-        addresses again with their next packet).
-        """
-        if not self.ipv6_active:
-            return []
-        macs = {client.mac for client in clients.values()}
-        state = self.nft.state()
-        problems = ["table missing"] if state is None else state.problems(self.settings)
-        if problems:
-            self.nft.install(self._prefixes6(), macs)
-            if not self.nft_active:  # the first time in this run: not a repair
-                self.nft_active = True
-                _log.info("IPv6 for authorized clients ready (nftables table ip6 {table})",
-                          table=self.settings.nft_table)
-                return []
-            return [f"IPv6: nft table restored ({'; '.join(problems)})"]
-        self.nft_active = True
-        commands, repaired = self._nft_repairs(state, macs, drop_extra=not adding)
-        self.nft.run(commands)
-        return [f"IPv6: {what}" for what in repaired]
+        # The IPv4 repairs above stand (and are reported) whatever IPv6's do.
+        return repaired + self.v6.check({c.mac for c in clients.values()}, bool(adding))

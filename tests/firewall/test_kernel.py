@@ -240,8 +240,8 @@ class IPv6StartTests(SynchronousTestCase):
                                   ipv6=mode)
         firewall.sets = StartSets()
         firewall.rules = FakeRules()
-        firewall.rules6 = FakeRules()
-        firewall.nft = FakeNft(firewall.settings)  # not the host's nftables
+        firewall.v6.rules = FakeRules()
+        firewall.v6.nft = FakeNft(firewall.settings)  # not the host's nftables
         return firewall
 
     def start(self, firewall):
@@ -256,10 +256,10 @@ class IPv6StartTests(SynchronousTestCase):
         """
         with_ipv6 = self.make()
         self.successResultOf(self.start(with_ipv6))
-        self.assertEqual((with_ipv6.rules6.installs, with_ipv6.ipv6_active), (1, True))
+        self.assertEqual((with_ipv6.v6.rules.installs, with_ipv6.v6.active), (1, True))
         without = self.make(lan_ipv6=None)
         self.successResultOf(self.start(without))
-        self.assertEqual((without.rules6.installs, without.ipv6_active), (0, False))
+        self.assertEqual((without.v6.rules.installs, without.v6.active), (0, False))
 
     def test_on(self):
         """
@@ -267,7 +267,7 @@ class IPv6StartTests(SynchronousTestCase):
         """
         firewall = self.make("on", lan_ipv6=None)
         self.successResultOf(self.start(firewall))
-        self.assertEqual(firewall.rules6.installs, 1)
+        self.assertEqual(firewall.v6.rules.installs, 1)
 
     def test_off_refused_on_ipv6_lan(self):
         """
@@ -279,11 +279,11 @@ class IPv6StartTests(SynchronousTestCase):
         failure = self.failureResultOf(self.start(firewall), FirewallError)
         self.assertIn('firewall.ipv6 is "off" but the LAN has IPv6 (2001:db8:89::1 on br-lan)',
                       str(failure.value))
-        self.assertEqual((firewall.rules.installs, firewall.rules6.installs), (0, 0))
+        self.assertEqual((firewall.rules.installs, firewall.v6.rules.installs), (0, 0))
         self.assertFalse(firewall.owner.held)
         fine = self.make("off", lan_ipv6=None)
         self.successResultOf(self.start(fine))
-        self.assertEqual((fine.rules.installs, fine.rules6.installs), (1, 0))
+        self.assertEqual((fine.rules.installs, fine.v6.rules.installs), (1, 0))
 
     def test_refused_without_ip6tables(self):
         """
@@ -300,14 +300,14 @@ class IPv6StartTests(SynchronousTestCase):
                 raise IPTCError("can't initialize ip6tables table `filter': "
                                 "Table does not exist (do you need to insmod?)")
         firewall = self.make()
-        firewall.rules6 = NoIp6tables()
+        firewall.v6.rules = NoIp6tables()
         failure = self.failureResultOf(self.start(firewall), FirewallError)
         message = str(failure.value)
         self.assertIn("the LAN has IPv6 (2001:db8:89::1 on br-lan) but netsuite cannot "
                       "control ip6tables (IPTCError: can't initialize ip6tables table", message)
         self.assertIn("refusing to start", message)
         self.assertEqual(firewall.rules.installs, 0)
-        self.assertFalse(firewall.ipv6_active)
+        self.assertFalse(firewall.v6.active)
         self.assertFalse(firewall.owner.held)
 
     def test_check_covers_ipv6(self):
@@ -321,13 +321,13 @@ class IPv6StartTests(SynchronousTestCase):
         checked = firewall.check()
         self.runner.run_next()
         self.assertEqual(self.successResultOf(checked), [])
-        self.assertEqual(firewall.rules6.installs, 0)
+        self.assertEqual(firewall.v6.rules.installs, 0)
         firewall.network.ipv6 = "2001:db8:89::1 on br-lan"
         checked = firewall.check()
         self.runner.run_next()
         self.assertEqual(self.successResultOf(checked), [
             "IPv6 rules installed: the LAN has IPv6 now (2001:db8:89::1 on br-lan)"])
-        firewall.rules6.install = lambda: ["chain filter/NS6-FORWARD has other rules"]
+        firewall.v6.rules.install = lambda: ["chain filter/NS6-FORWARD has other rules"]
         checked = firewall.check()
         self.runner.run_next()
         self.assertEqual(self.successResultOf(checked),
@@ -348,7 +348,7 @@ class IPv6StartTests(SynchronousTestCase):
 
         def refuse():
             raise IPTCError("can't initialize ip6tables table `filter'")
-        firewall.rules6.install = refuse
+        firewall.v6.rules.install = refuse
         for _ in range(2):
             checked = firewall.check()
             self.runner.run_next()
@@ -357,7 +357,7 @@ class IPv6StartTests(SynchronousTestCase):
             [failure] = self.flushLoggedErrors(FirewallError)
             self.assertIn("the LAN has IPv6 (net.ipv6.conf.all.forwarding is 1) but netsuite "
                           "cannot control ip6tables (IPTCError", str(failure.value))
-        self.assertFalse(firewall.ipv6_active)
+        self.assertFalse(firewall.v6.active)
 
 
 class FakeNft:
@@ -494,9 +494,9 @@ class DualStackTests(SynchronousTestCase):
                                   network=FakeNetwork("2001:db8:89::1 on br-lan"))
         firewall.sets = TrafficSets()
         firewall.rules = FakeRules()
-        firewall.rules6 = FakeRules()
-        firewall.nft = FakeNft(firewall.settings)
-        firewall.flows = FakeFlows()
+        firewall.v6.rules = FakeRules()
+        firewall.v6.nft = FakeNft(firewall.settings)
+        firewall.flows = firewall.v6.flows = FakeFlows()
         return firewall
 
     def settle(self, d):
@@ -506,7 +506,7 @@ class DualStackTests(SynchronousTestCase):
 
     def start(self):
         self.settle(self.firewall.start())
-        self.assertTrue(self.firewall.nft_active)
+        self.assertTrue(self.firewall.v6.nft_active)
 
     def test_login_and_logout(self):
         """
@@ -515,7 +515,7 @@ class DualStackTests(SynchronousTestCase):
         of its IPv6 addresses are cut with its IPv4 ones.
         """
         self.start()
-        nft = self.firewall.nft
+        nft = self.firewall.v6.nft
         self.assertEqual(nft.table.prefixes, [PREFIX6])
         self.settle(self.firewall.authorize(A, MAC_A))
         self.settle(self.firewall.authorize(B, MAC_B))
@@ -540,7 +540,7 @@ class DualStackTests(SynchronousTestCase):
         self.start()
         self.settle(self.firewall.authorize(A, MAC_A))
         self.firewall.sets.members[A] = MAC_A
-        nft = self.firewall.nft
+        nft = self.firewall.v6.nft
         nft.claim(A6, MAC_A, up=500, down=7000)
         nft.claim(A6b, MAC_A, up=500, down=3000)
         nft.claim(B6, MAC_B if MAC_B in nft.table.auth else MAC_A, down=0)
@@ -566,7 +566,7 @@ class DualStackTests(SynchronousTestCase):
         """
         self.start()
         self.settle(self.firewall.authorize(A, MAC_A))
-        nft = self.firewall.nft
+        nft = self.firewall.v6.nft
         self.assertEqual(self.settle(self.firewall.check()), [])
         nft.remove()
         self.assertEqual(self.settle(self.firewall.check()),
@@ -589,17 +589,17 @@ class DualStackTests(SynchronousTestCase):
         client (logged); logins get IPv4; a check installs the table once
         nftables works, with the clients' MACs.
         """
-        self.firewall.nft.fail = True
+        self.firewall.v6.nft.fail = True
         self.settle(self.firewall.start())
-        self.assertFalse(self.firewall.nft_active)
+        self.assertFalse(self.firewall.v6.nft_active)
         self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
         self.settle(self.firewall.authorize(A, MAC_A))
         self.assertEqual(self.firewall.sets.members, {A: MAC_A})
         self.settle(self.firewall.check())
         self.flushLoggedErrors(OSError)
-        self.firewall.nft.fail = False
+        self.firewall.v6.nft.fail = False
         self.assertEqual(self.settle(self.firewall.check()), [])  # a first install: no repair
-        self.assertEqual(set(self.firewall.nft.table.auth), {MAC_A})
+        self.assertEqual(set(self.firewall.v6.nft.table.auth), {MAC_A})
 
     def test_stop_and_restart(self):
         """
@@ -610,16 +610,16 @@ class DualStackTests(SynchronousTestCase):
         """
         self.start()
         self.settle(self.firewall.authorize(A, MAC_A))
-        self.firewall.nft.claim(A6, MAC_A)
+        self.firewall.v6.nft.claim(A6, MAC_A)
         self.settle(self.firewall.stop())
-        self.assertIsNone(self.firewall.nft.table)
+        self.assertIsNone(self.firewall.v6.nft.table)
         self.assertIn(A6, set.union(*self.firewall.flows.cuts))
 
-        crashed = self.firewall.nft
+        crashed = self.firewall.v6.nft
         crashed.install([PREFIX6], [MAC_A])
         crashed.claim(A6, MAC_A)
         self.firewall = self.make()
-        self.firewall.nft = crashed
+        self.firewall.v6.nft = crashed
         self.start()
         self.assertEqual((crashed.table.auth, crashed.table.bind), ({}, {}))
         self.assertEqual(self.firewall.flows.cuts, [{A6}])
@@ -627,7 +627,7 @@ class DualStackTests(SynchronousTestCase):
         crashed.install([PREFIX6], [MAC_A, MAC_B])
         crashed.claim(A6, MAC_A)
         self.firewall = self.make(keep_clients=True)
-        self.firewall.nft = crashed
+        self.firewall.v6.nft = crashed
         self.firewall.sets.members = {A: MAC_A}
         self.firewall.sets.exists = lambda name: True
         self.firewall.sets.garden_entries = lambda: {}
@@ -643,7 +643,7 @@ class DualStackTests(SynchronousTestCase):
         authorized anew for another MAC takes IPv6 from the old one.
         """
         self.start()
-        nft = self.firewall.nft
+        nft = self.firewall.v6.nft
         self.settle(self.firewall.authorize(A, MAC_A))
         self.settle(self.firewall.authorize(B, MAC_A))
         self.settle(self.firewall.deauthorize(A))
@@ -661,8 +661,8 @@ class DualStackTests(SynchronousTestCase):
         closed all the same and the stop ends (the lock let go).
         """
         self.start()
-        self.firewall.nft.fail = True
+        self.firewall.v6.nft.fail = True
         self.settle(self.firewall.stop())
-        self.assertEqual(self.firewall.rules6.closes, 1)
+        self.assertEqual(self.firewall.v6.rules.closes, 1)
         self.assertFalse(self.firewall.owner.held)
         self.assertTrue(self.flushLoggedErrors(OSError))
