@@ -156,9 +156,9 @@ def main(argv: Optional[List[str]] = None) -> None:
                       "smtpgate ready"):
             wait_for(daemon, ready)
 
-        def curl(role: str, url: str, *extra: str) -> str:
+        def curl(role: str, url: str, *extra: str, seconds: int = 3) -> str:
             print(f"   {role}$ curl {' '.join(extra + (url,))}", flush=True)
-            done = lab.exec(role, ["curl", "-sS", "--max-time", "3", *extra, url])
+            done = lab.exec(role, ["curl", "-sS", "--max-time", str(seconds), *extra, url])
             return done.stdout or done.stderr
 
         def dhcp(role: str) -> None:
@@ -196,7 +196,7 @@ def main(argv: Optional[List[str]] = None) -> None:
             with open(os.path.join(work, message), "w") as f:
                 f.write(f"From: {role}@lan.test\r\nTo: bob@upstream.test\r\n"
                         f"Subject: hello from {role}\r\n\r\nsent from the hotspot\r\n")
-            argv = ["curl", "-sS", "--max-time", "3", f"smtp://{server}/", "--mail-from",
+            argv = ["curl", "-sS", "--max-time", "10", f"smtp://{server}/", "--mail-from",
                     f"{role}@lan.test", "--mail-rcpt", "bob@upstream.test", "-T", message]
             print(f"   {role}$ {' '.join(argv[:1] + argv[4:])}", flush=True)
             done = lab.exec(role, argv, cwd=work)
@@ -254,7 +254,8 @@ def main(argv: Optional[List[str]] = None) -> None:
             "proxy, and the SMTP gate opens SMTP for c1, towards that server only")
         watches = {path: watch(path) for path in ("/mailproxy/login", "/smtpgate/opened")}
         smtp("c1", lab.internet)
-        out = curl("c1", f"imap://{lab.internet}/", "-u", f"{MAIL_USER}:{MAIL_PASSWORD}")
+        out = curl("c1", f"imap://{lab.internet}/", "-u", f"{MAIL_USER}:{MAIL_PASSWORD}",
+                   seconds=10)
         print(f"   -> {first_line(out).strip()}", flush=True)
         for path, child in watches.items():
             print(f"   -> ap:{path} {wait_for(child, '{', 10).strip()}", flush=True)
