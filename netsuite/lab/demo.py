@@ -1,12 +1,17 @@
 # -*- test-case-name: tests.integration.test_demo -*-
 """
 The demo: a simulated access point in network namespaces with netsuite in
-it (firewall, DHCP server and captive portal in one process), two clients
-and an upstream "internet". Client c1 gets its address from netsuite-dhcp,
-is redirected to the portal, logs in and reaches the internet; a hook
-script in another process refuses client c2 at the firewall, so its login
-fails; the operator logs c1 out over the bus and it is captive again.
-Everything is removed at the end.
+it (firewall, DHCP server, captive portal, DNS resolver, mail proxy and
+SMTP gate in one process), two clients and an upstream "internet" (a web
+server, an SMTP sink and dovecot). Client c1 gets its address from
+netsuite-dhcp, is redirected to the portal, logs in and reaches the
+internet; a hook script in another process refuses client c2 at the
+firewall, so its login fails until the script exits. c1's SMTP is refused
+until it logs in to IMAP through the mail proxy; then the SMTP gate opens
+SMTP for c1 towards that server (the events are shown as netsuite-hook
+watch prints them) and its message reaches the sink, while c1's SMTP to
+another server and c2's stay refused. The operator logs c1 out over the
+bus and it is captive again. Everything is removed at the end.
 
     python -m netsuite.lab.demo [--name NAME]
 """
@@ -19,14 +24,17 @@ import re
 import subprocess
 import sys
 import tempfile
-from typing import List, Optional
+from typing import List, Optional, Union
 
 from .child import PACKAGE_ROOT, PYTHON, TWISTD, Child, ChildError
 from .netns import Lab
-from .peers import HttpPeer
+from .peer import Peer, PeerError
+from .peers import DovecotPeer, HttpPeer, SmtpPeer
 
 BIN = os.path.dirname(sys.executable)
 PORTAL_PORT = 5280
+PROXY_PORT = 10143
+MAIL_USER, MAIL_PASSWORD = "alice", "secret"  # the demo's mail account upstream
 
 CONFIG = """
 [process]
@@ -37,6 +45,14 @@ enabled = true
 lan_network = "10.89.0.0/24"
 portal_port = {portal_port}
 check_interval = 2.0
+tproxy_port = {proxy_port}
+
+[mailproxy]
+enabled = true
+port = {proxy_port}
+
+[smtpgate]
+enabled = true
 
 [dhcp]
 enabled = true
@@ -82,14 +98,14 @@ def say(text: str) -> None:
     print(f"\n== {text}", flush=True)
 
 
-def wait_for(child: Child, text: str, seconds: float = 60.0) -> None:
+def wait_for(child: Union[Child, Peer], text: str, seconds: float = 60.0) -> str:
     """
-    Wait until C{child} printed C{text}; if it does not in time (a netsuite
-    daemon then shows its threads' stacks) or exits, stop the demo with its
-    last lines.
+    Wait until C{child} printed C{text} and return that line; if it does not
+    in time (a netsuite daemon then shows its threads' stacks) or exits,
+    stop the demo with its last lines.
     """
     try:
-        child.wait_for_line(re.escape(text), seconds)
+        return child.wait_for_line(re.escape(text), seconds)[0]
     except ChildError as e:
         raise SystemExit(f"demo: {e}") from None
 
@@ -108,13 +124,15 @@ def main(argv: Optional[List[str]] = None) -> None:
     sockets = os.path.join(work, "sockets")
     config = os.path.join(work, "netsuite.toml")
     with open(config, "w") as f:
-        f.write(CONFIG.format(work=work, portal_port=PORTAL_PORT))
+        f.write(CONFIG.format(work=work, portal_port=PORTAL_PORT, proxy_port=PROXY_PORT))
     script = os.path.join(work, "udhcpc.sh")
     with open(script, "w") as f:
         f.write(UDHCPC_SCRIPT)
     os.chmod(script, 0o755)
     lab = Lab(args.name, clients=2)
     web = HttpPeer(lab.netns("up"), None, 80, "hello from the internet\n")
+    sink = SmtpPeer(lab.netns("up"), None, 25)
+    mail = DovecotPeer(lab.netns("up"), None, {MAIL_USER: MAIL_PASSWORD})
     children: List[Child] = []
     try:
         say(f"building the lab: access point, upstream, 2 clients "
@@ -122,20 +140,25 @@ def main(argv: Optional[List[str]] = None) -> None:
         lab.up(addresses=False)
         internet = f"http://{lab.internet}/"
         portal = f"http://{lab.ap_address}:{PORTAL_PORT}"
-        web.start()
+        try:
+            for peer in (web, sink, mail):
+                peer.start(10)
+        except (ChildError, PeerError) as e:
+            raise SystemExit(f"demo: {e}") from None
 
         say("starting netsuite in the access point: firewall, DHCP server, captive portal, "
-            "DNS resolver")
+            "DNS resolver, mail proxy, SMTP gate")
         daemon = Child([TWISTD, "-n", "--pidfile=", "netsuite", "--config", config,
                         "--socket-dir", sockets], label="netsuite", netns=lab.netns("ap"),
                        cwd=PACKAGE_ROOT)
         children.append(daemon.start())
-        for ready in ("firewall ready", "dhcp ready", "dns ready"):
+        for ready in ("firewall ready", "dhcp ready", "dns ready", "mailproxy ready",
+                      "smtpgate ready"):
             wait_for(daemon, ready)
 
-        def curl(role: str, url: str, *extra: str) -> str:
+        def curl(role: str, url: str, *extra: str, seconds: int = 3) -> str:
             print(f"   {role}$ curl {' '.join(extra + (url,))}", flush=True)
-            done = lab.exec(role, ["curl", "-sS", "--max-time", "3", *extra, url])
+            done = lab.exec(role, ["curl", "-sS", "--max-time", str(seconds), *extra, url])
             return done.stdout or done.stderr
 
         def dhcp(role: str) -> None:
@@ -166,6 +189,26 @@ def main(argv: Optional[List[str]] = None) -> None:
                 f"&url=http%3A%2F%2F{lab.internet}%2F", f"{portal}/login"]).stdout
             print(f"   {role}$ (accepts the usage policy on {portal}/login)\n"
                   f"   -> {out.strip()}", flush=True)
+
+        def smtp(role: str, server: str) -> None:
+            # curl sends the message (its file in the work directory).
+            message = f"{role}.eml"
+            with open(os.path.join(work, message), "w") as f:
+                f.write(f"From: {role}@lan.test\r\nTo: bob@upstream.test\r\n"
+                        f"Subject: hello from {role}\r\n\r\nsent from the hotspot\r\n")
+            argv = ["curl", "-sS", "--max-time", "10", f"smtp://{server}/", "--mail-from",
+                    f"{role}@lan.test", "--mail-rcpt", "bob@upstream.test", "-T", message]
+            print(f"   {role}$ {' '.join(argv[:1] + argv[4:])}", flush=True)
+            done = lab.exec(role, argv, cwd=work)
+            print(f"   -> {first_line(done.stderr).strip() or 'sent'}", flush=True)
+
+        def watch(path: str) -> Child:
+            print(f"   $ netsuite-hook watch ap:{path} &", flush=True)
+            child = Child([os.path.join(BIN, "netsuite-hook"), "--socket-dir", sockets,
+                           "watch", f"ap:{path}"], label=f"watch {path}")
+            children.append(child.start())
+            wait_for(child, "netsuite-hook: watching")
+            return child
 
         def hook(*args: str) -> None:
             argv = [os.path.join(BIN, "netsuite-hook"), "--socket-dir", sockets, *args]
@@ -203,6 +246,27 @@ def main(argv: Optional[List[str]] = None) -> None:
               flush=True)
         hook("list", "ap:/firewall/authorize")
 
+        say("the hook script exits, and its listener with it: c2's login goes through")
+        deny.stop()
+        login("c2")
+
+        say("SMTP stays closed until a mail login: c1 logs in to IMAP through the mail "
+            "proxy, and the SMTP gate opens SMTP for c1, towards that server only")
+        watches = {path: watch(path) for path in ("/mailproxy/login", "/smtpgate/opened")}
+        smtp("c1", lab.internet)
+        out = curl("c1", f"imap://{lab.internet}/", "-u", f"{MAIL_USER}:{MAIL_PASSWORD}",
+                   seconds=10)
+        print(f"   -> {first_line(out).strip()}", flush=True)
+        for path, child in watches.items():
+            print(f"   -> ap:{path} {wait_for(child, '{', 10).strip()}", flush=True)
+        smtp("c1", lab.internet)
+        stored = wait_for(sink, "stored ", 5)
+        subject = re.search(rb"Subject: [^\r\n]*", sink.messages()[-1]["data"])
+        print(f"   -> the SMTP sink upstream {stored.strip()} "
+              f"({subject.group().decode() if subject else 'no subject'})", flush=True)
+        smtp("c1", lab.wan_up_address)
+        smtp("c2", lab.internet)
+
         say("the operator logs c1 out over the bus: captive again")
         hook("send", "ap:/portal/deauthorize", f"ip={_address(lab, 'c1')}")
         print(f"   -> {first_line(curl('c1', internet, '-i')).strip()}", flush=True)
@@ -210,6 +274,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     finally:
         for child in reversed(children):
             child.stop(10)
+        mail.stop()
+        sink.stop()
         web.stop()
         lab.down()
         subprocess.run(["rm", "-rf", work], check=False)
