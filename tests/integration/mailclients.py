@@ -36,11 +36,11 @@ def imap_login(host, user, password):
     out(outcome="success")
 
 
-def imap_connect(host):
-    """A bare connect to port 143: the greeting, a reset, or the time it hung."""
+def imap_connect(host, wait):
+    """A bare connect to port 143 (C{wait} s at most): the greeting, a reset, or a time-out."""
     start = time.monotonic()
     try:
-        s = socket.create_connection((host, 143), timeout=8)
+        s = socket.create_connection((host, 143), timeout=float(wait))
         data = s.recv(64)
         out(got="greeting" if data else "closed", first=data.decode(errors="replace"),
             seconds=round(time.monotonic() - start, 3))
