@@ -169,7 +169,8 @@ class DovecotPeer(Peer):
     by C{mail_user}) and the anvil auth penalty off.
 
     @param auth_failure_delay: dovecot's delay before a wrong-password
-        answer (its default is 2 s); C{None} keeps the default.
+        answer in whole seconds (its default is 2 s; dovecot 2.3 takes no
+        milliseconds for it, so a fraction is rounded); C{None} keeps the default.
     """
 
     label = "dovecot"
@@ -202,7 +203,7 @@ class DovecotPeer(Peer):
                 os.makedirs(path, exist_ok=True)
                 os.chown(path, user.pw_uid, user.pw_gid)
         delay = ("" if self.auth_failure_delay is None
-                 else f"auth_failure_delay = {int(self.auth_failure_delay * 1000)} msecs")
+                 else f"auth_failure_delay = {round(self.auth_failure_delay)} secs")
         config = self.write("dovecot.conf", DOVECOT_CONF.format(
             listen=self.address or "*", dir=directory,
             instance="netsuite-" + os.path.basename(directory),
