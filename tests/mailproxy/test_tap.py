@@ -45,7 +45,7 @@ class TapTests(SynchronousTestCase):
 
     def test_bad_values(self) -> None:
         for key, value in [("modules", {"http": "imap"}), ("modules", {"0": "imap"}),
-                           ("modules", {"143": 5}), ("mode", "nfqueue"),
+                           ("modules", {"143": 5}), ("mode", "queue"), ("nfqueue_num", -1),
                            ("listen6", "10.0.0.1"), ("max_held", 0)]:
             self.assertRaises(ConfigError, config, **{key: value})
 
