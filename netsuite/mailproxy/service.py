@@ -193,9 +193,13 @@ class MailProxyService(Service):
 
     def __init__(self, mailproxy: MailProxy, reactor: Any, listeners: List[Tuple[str, int]],
                  transparent: bool, runner: Optional[Any] = None,
-                 reader: Optional[Any] = None) -> None:
+                 reader: Optional[Any] = None,
+                 can_give_verdicts: Optional[Callable[[], bool]] = None) -> None:
         self.mailproxy = mailproxy
         self.reader = reader
+        if can_give_verdicts is None:
+            from ..proxy.nfqueue import can_give_verdicts
+        self.can_give_verdicts = can_give_verdicts
         self.reactor = reactor
         self.listeners = listeners
         self.transparent = transparent
@@ -225,6 +229,14 @@ class MailProxyService(Service):
 
     def startService(self) -> None:
         Service.startService(self)
+        if self.reader is not None and self.reader.running and not self.can_give_verdicts():
+            # after twistd --uid: the verdicts would be refused and every SYN
+            # would wait in the queue; unbound, the queue fails as configured
+            # (nfqueue_bypass: the SYNs pass and the proxy closes their
+            # connections; without: they are dropped)
+            _log.critical("mailproxy: nfqueue mode needs CAP_NET_ADMIN once started (its "
+                          "verdicts); the queue is not read")
+            self.reader.stop()
         _log.info("mailproxy ready on {listeners}", netsuite_event="mailproxy-ready",
                   listeners=", ".join(f"{h}:{p}" for h, p in self.listeners))
         self.readiness.fire()

@@ -34,7 +34,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-__all__ = ["SynTable", "parse_syn", "QueueReader", "COPY_RANGE"]
+__all__ = ["SynTable", "parse_syn", "QueueReader", "COPY_RANGE", "can_give_verdicts"]
 
 _log = Logger()
 
@@ -136,6 +136,17 @@ class SynTable:
             self.counters["syn_missing"] += 1
             raise OSError(f"no queued SYN recorded for {peer.host} port {peer.port}")
         return found
+
+
+def can_give_verdicts(status: str = "/proc/self/status") -> bool:
+    """
+    Whether this process may give verdicts: the kernel takes nfnetlink
+    messages only from a sender with CAP_NET_ADMIN, and libnetfilter_queue
+    ignores a refused verdict (the packet would wait in the queue).
+    """
+    from ..capabilities import parse_status
+    with open(status) as f:
+        return "CAP_NET_ADMIN" in parse_status(f.read()).effective
 
 
 def _netfilterqueue() -> Any:

@@ -212,6 +212,65 @@ class TlsHeuristicTests(SynchronousTestCase):
                           lambda **hooks: None, {}, [], tls_seconds=5.0)
 
 
+class FakeReader:
+    num = 9
+
+    def __init__(self, fail: bool = False) -> None:
+        self.running = False
+        self.fail = fail
+
+    def start(self) -> None:
+        if self.fail:
+            raise OSError("Failed to create queue 9.")
+        self.running = True
+
+    def stop(self) -> None:
+        self.running = False
+
+
+class ServiceReaderTests(SynchronousTestCase):
+    """The nfqueue mode's reader in the service's life."""
+
+    def service(self, reader: FakeReader, capable: bool) -> Any:
+        from netsuite.mailproxy.service import MailProxyService
+        return MailProxyService(Harness().mailproxy, MemoryReactorClock(), [], False,
+                                reader=reader, can_give_verdicts=lambda: capable)
+
+    def test_started_and_stopped(self) -> None:
+        reader = FakeReader()
+        service = self.service(reader, True)
+        service.privilegedStartService()
+        self.assertTrue(reader.running)
+        service.startService()
+        self.assertTrue(reader.running)
+        service.stopService()
+        self.assertFalse(reader.running)
+
+    def test_cannot_bind(self) -> None:
+        service = self.service(FakeReader(fail=True), True)
+        self.assertRaises(SystemExit, service.privilegedStartService)
+
+    def test_no_verdicts_without_cap_net_admin(self) -> None:
+        """Kept bound without CAP_NET_ADMIN, the queue would hold every SYN: unbound."""
+        reader = FakeReader()
+        service = self.service(reader, False)
+        service.privilegedStartService()
+        service.startService()
+        self.assertFalse(reader.running)
+
+    def test_can_give_verdicts(self) -> None:
+        from netsuite.proxy.nfqueue import can_give_verdicts
+        path = self.mktemp()
+        status = ("Uid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nGroups:\t\nNoNewPrivs:\t0\n"
+                  "CapInh:\t0\nCapPrm:\t{c}\nCapEff:\t{c}\nCapBnd:\t{c}\nCapAmb:\t0\n")
+        with open(path, "w") as f:
+            f.write(status.format(c="0000000000001000"))  # CAP_NET_ADMIN is 12
+        self.assertTrue(can_give_verdicts(path))
+        with open(path, "w") as f:
+            f.write(status.format(c="0000000000002000"))  # CAP_NET_RAW
+        self.assertFalse(can_give_verdicts(path))
+
+
 class MacTests(SynchronousTestCase):
     def test_ipv4_only(self) -> None:
         mac_for = ipv4_mac(lambda ip: MAC("02:00:00:00:00:07"), SyncRunner())
