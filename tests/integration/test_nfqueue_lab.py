@@ -10,7 +10,8 @@ Without a reader for the firewall's queue (the proxy here reads another
 one): with nfqueue_bypass the SYN passes, the connection reaches the
 proxy with no record of its SYN, and is closed at once (counted); without
 bypass the SYN is dropped and the client's connect times out; the proxy
-sees nothing. Both bounded in time.
+sees nothing. With no proxy process at all (and bypass) the redirect meets
+a closed port: refused. All bounded in time.
 """
 
 import hashlib
@@ -183,6 +184,15 @@ class NfqueueLabTests(TestCase):
         self.assertLess(float(result[-1]), 1.0, "closed fast, no hang")
         self.assertEqual(counters, {"no_destination": 1, "syn_missing": 1})
         self.assertLess(time.monotonic() - started, 60)
+
+    @inlineCallbacks
+    def test_no_proxy_bypass(self):  # type: ignore[no-untyped-def]
+        """No proxy process at all, bypass: the redirect meets a closed port: refused at once."""
+        server = yield self.start(mailproxy=False, bypass=True)
+        result = yield self.probe()
+        self.assertEqual(result[:3], ["probe", "error", "111"], result)  # ECONNREFUSED
+        self.assertLess(float(result[3]), 1.0)
+        self.assertFalse([line for line in server.lines() if line.startswith("peer")])
 
     @inlineCallbacks
     def test_no_reader_no_bypass(self):  # type: ignore[no-untyped-def]
