@@ -25,7 +25,7 @@ from twisted.logger import Logger
 from ..proxy.filters import CLIENT, SERVER, Connection, Event, MakeFilters
 from ..proxy.intercept import listen
 from ..proxy.relay import Proxy
-from ..proxy.track import Tracked
+from ..proxy.track import CLOSING, Tracked
 from ..registry.interfaces import NO_ANSWER, Stop
 from ..registry.registry import declare_service
 from ..services import Readiness
@@ -128,7 +128,8 @@ class MailProxy:
     def _tls_decide(self, entry: Tracked, values: Mapping[str, Any],
                     since: Mapping[str, int]) -> None:
         del self._tls_timers[entry.id]
-        busy = all(entry.received[d] > since[d] for d in (CLIENT, SERVER))
+        busy = entry.state != CLOSING and all(entry.received[d] > since[d]
+                                              for d in (CLIENT, SERVER))
         if not busy:
             self.counters["tls_idle"] = self.counters.get("tls_idle", 0) + 1
             return

@@ -197,6 +197,17 @@ class TlsHeuristicTests(SynchronousTestCase):
         self.assertEqual(seen, [])
         self.assertEqual(h.ask("/mailproxy/counters")["tls_abandoned"], 1)
 
+    def test_closing_is_not_open(self) -> None:
+        """Still flushing its last bytes when the timer fires: not open, no login."""
+        h = Harness(port=993, tls_seconds=60.0)
+        c, s, seen = self.handshake(h)
+        c.dataReceived(record(23, b"a" * 40))
+        s.dataReceived(record(23, b"b" * 400))
+        c.connectionLost(Failure(ConnectionDone()))  # the server side is closing
+        h.reactor.advance(60)
+        h.registry.eventual.flush_sync()
+        self.assertEqual(seen, [])
+
     def test_off_by_default(self) -> None:
         h = Harness(port=993)
         c, s, seen = self.handshake(h)
