@@ -27,7 +27,10 @@ setup(
         "zope.interface>=6.0",
     ],
     # atheris: the long fuzz campaigns of scripts/fuzz.py (a manylinux wheel)
-    extras_require={"test": ["pyflakes>=3.0", "hypothesis>=6.0", "atheris>=2.3"]},
+    # NetfilterQueue: the mail proxy's nfqueue mode (built from source: it needs
+    # libnetfilter-queue-dev, python3-dev and gcc, which scripts/setup.sh installs)
+    extras_require={"test": ["pyflakes>=3.0", "hypothesis>=6.0", "atheris>=2.3"],
+                    "nfqueue": ["NetfilterQueue>=1.1.0"]},
     entry_points={"console_scripts": ["netsuite-hook = netsuite.scripts.hook:main",
                                       "netsuite-lab = netsuite.lab.cli:main"]},
 )

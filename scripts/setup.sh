@@ -15,13 +15,15 @@ APT_PACKAGES=(python3 python3-venv python3-dev gcc iproute2 iptables ipset connt
               dovecot-imapd dovecot-pop3d slapd ldap-utils udhcpc isc-dhcp-client curl
               chromium chromium-driver tcpdump faketime dnsmasq-base
               kea-admin unbound iodine dnsperf bind9-dnsutils radvd nftables python3-nftables
+              libnetfilter-queue-dev
               "$@")
 # kea-admin: perfdhcp, for the fault tests; unbound, iodine (iodined and the
 # client), dnsperf and bind9-dnsutils (dig): the DNS lab peers and bench/dns.sh;
 # radvd: router advertisements in the IPv6 lab (netsuite-lab up --ipv6);
 # python3-nftables: libnftables' Python module, for the firewall's IPv6 table
 # (dual stack after login), linked into .venv below; nftables: the nft tool
-# the tests read the table with
+# the tests read the table with; libnetfilter-queue-dev (with python3-dev and gcc):
+# to build NetfilterQueue (PyPI has only its source), the mail proxy's nfqueue mode
 
 LOG="$PWD/.setup.log"
 : >"$LOG"
@@ -66,7 +68,7 @@ PIP=(.venv/bin/pip install --disable-pip-version-check --no-input)
 step "pip install pip setuptools wheel" "${PIP[@]}" --upgrade pip setuptools wheel
 # An editable install: setup.py's package_dir puts the checkout itself on
 # sys.path (a static .pth), so twistd finds twisted/plugins/ and netsuite here.
-step "pip install -e .[test]" "${PIP[@]}" -e '.[test]'
+step "pip install -e .[test,nfqueue]" "${PIP[@]}" -e '.[test,nfqueue]'
 # python3-nftables is Debian's (a ctypes wrapper of libnftables, not on PyPI
 # in this version) and the venv does not see the system's site-packages: link
 # the module in.

@@ -60,6 +60,7 @@ class FirewallSettings:
     nfqueue_num: int = -1
     nfqueue_ports: Tuple[int, ...] = ()
     nfqueue_bypass: bool = True
+    nfqueue_redirect_port: int = 0
     dhcpv6: bool = False
     ipv6_mark: int = 2
     ipv6_timeout: int = 1800
@@ -191,7 +192,7 @@ def chains(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
             {"set": {"match-set": [s.smtp_servers_set, "src,dst,dst"]}, "target": "RETURN"},
             {"protocol": "tcp", "target": _reject_reset()},
         ]
-    if s.nfqueue_num >= 0:
+    if s.nfqueue_num >= 0 and not s.nfqueue_redirect_port:
         for port in s.nfqueue_ports:
             client.append({"protocol": "tcp", "tcp": _tcp(port, syn=True),
                            "target": _nfqueue(s)})
@@ -230,6 +231,11 @@ def chains(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
                 ap_input.append(_from_lan(s, protocol="tcp", tcp=_tcp(port, syn=True),
                                           mark={"mark": _mark(s)}, target=_nfqueue(s)))
         ap_input.append(_from_lan(s, mark={"mark": _mark(s)}, target="ACCEPT"))
+    if _nfqueue_redirect(s):
+        # The mail proxy's nfqueue mode: what the REDIRECT below sent there,
+        # not a client's own connection to that port.
+        ap_input.append(_from_lan(s, protocol="tcp", tcp=_tcp(s.nfqueue_redirect_port),
+                                  conntrack={"ctstate": "DNAT"}, target="ACCEPT"))
     # The resolver's port (where port 53 is redirected) and port 53 itself
     # (a client asking the access point directly, after login).
     for port in sorted({53, s.dns_port}):
@@ -249,6 +255,14 @@ def chains(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
         return [_from_lan(s, protocol="udp", udp={"dport": "53"}, **only, target=to_resolver),
                 _from_lan(s, protocol="tcp", tcp=_tcp(53), **only, target=to_resolver)]
     prerouting: List[Rule] = []
+    if _nfqueue_redirect(s):
+        # The mail proxy's nfqueue mode: authorized clients' connections to
+        # nfqueue_ports go to the proxy (their SYNs were queued in mangle
+        # NS-QUEUE first, before this rewrites their destination).
+        for port in s.nfqueue_ports:
+            prerouting.append(_from_lan(
+                s, protocol="tcp", tcp=_tcp(port), set=_authorized(s),
+                target={"REDIRECT": {"to-ports": str(s.nfqueue_redirect_port)}}))
     if s.dns_after_login == "netsuite":
         prerouting += redirect_dns() if s.preauth_dns else redirect_dns(set=_authorized(s))
     prerouting.append(_from_lan(s, set=_authorized(s), target="RETURN"))
@@ -287,7 +301,19 @@ def chains(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
                 target={"TPROXY": {"on-port": str(s.tproxy_port), "on-ip": "0.0.0.0",
                                    "tproxy-mark": mark}}))
         result[("mangle", s.chain("TPROXY"))] = tproxy
+    if _nfqueue_redirect(s):
+        # The queue reader must see the destination the client chose: in
+        # mangle PREROUTING, ahead of nat's REDIRECT (in filter the SYN is
+        # already rewritten). This replaces NS-CLIENT's NFQUEUE rules:
+        # redirected SYNs are not forwarded.
+        result[("mangle", s.chain("QUEUE"))] = [
+            _from_lan(s, protocol="tcp", tcp=_tcp(port, syn=True), set=_authorized(s),
+                      target=_nfqueue(s)) for port in s.nfqueue_ports]
     return result
+
+
+def _nfqueue_redirect(s: FirewallSettings) -> bool:
+    return s.nfqueue_num >= 0 and bool(s.nfqueue_redirect_port) and bool(s.nfqueue_ports)
 
 
 def _mark(s: FirewallSettings) -> str:
@@ -306,6 +332,8 @@ def jumps(s: FirewallSettings) -> List[Jump]:
         result.append(Jump("nat", "POSTROUTING", s.chain("POSTROUTING")))
     if ("mangle", s.chain("TPROXY")) in own:
         result.append(Jump("mangle", "PREROUTING", s.chain("TPROXY")))
+    if ("mangle", s.chain("QUEUE")) in own:
+        result.append(Jump("mangle", "PREROUTING", s.chain("QUEUE")))
     return result
 
 

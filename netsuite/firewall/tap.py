@@ -70,6 +70,9 @@ SECTION = {
                          between(-1, 65535, "a queue number")),
     "nfqueue_ports": Field(PORT_LIST, [], "ports whose SYNs go to the queue"),
     "nfqueue_bypass": Field(bool, True, "let packets pass when nobody reads the queue"),
+    "nfqueue_redirect_port": Field(PORT_OR_ZERO, 0, "the mail proxy's nfqueue mode: REDIRECT "
+                                   "authorized clients' nfqueue_ports to this local port, their "
+                                   "SYNs queued before the rewrite (0: off)"),
     "shaping": Field(bool, True, "per-client rate limits with tc (HTB, IFB)"),
     "ifb_interface": Field(INTERFACE, "ifb-ns0", "IFB device for upload limits"),
     "default_up_kbit": Field(int, 0, "upload limit of a client (0: unlimited)", at_least(0)),
@@ -111,6 +114,7 @@ def settings_from_config(section: Any) -> FirewallSettings:
         tproxy_port=section.tproxy_port, tproxy_ports=tuple(section.tproxy_ports),
         tproxy_mark=section.tproxy_mark, nfqueue_num=section.nfqueue_num,
         nfqueue_ports=tuple(section.nfqueue_ports), nfqueue_bypass=section.nfqueue_bypass,
+        nfqueue_redirect_port=section.nfqueue_redirect_port,
         dhcpv6=section.dhcpv6, ipv6_mark=section.ipv6_mark, ipv6_timeout=section.ipv6_timeout)
 
 
@@ -125,6 +129,11 @@ def check(config: Any) -> None:
     if section.ipv6_mark & section.tproxy_mark:
         raise ConfigError(f"{config.source}: [firewall] ipv6_mark (0x{section.ipv6_mark:x}) "
                           f"overlaps tproxy_mark (0x{section.tproxy_mark:x})")
+    both = set(section.nfqueue_ports) & set(section.tproxy_ports)
+    if section.nfqueue_redirect_port and section.tproxy_port and both:
+        raise ConfigError(f"{config.source}: [firewall] nfqueue_ports and tproxy_ports both "
+                          f"hold {sorted(both)}: a port is redirected (nfqueue_redirect_port) "
+                          f"or TPROXY'd, not both")
 
 
 def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:

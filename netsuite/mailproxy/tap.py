@@ -10,7 +10,8 @@ from typing import Any, Dict, List, Tuple
 
 from twisted.application.service import Service
 
-from ..config.fields import IPV4, PATH, PORT, POSITIVE_INT, POSITIVE_SECONDS, Kind, one_of
+from ..config.fields import (IPV4, PATH, PORT, POSITIVE_INT, POSITIVE_SECONDS, Kind, between,
+                             one_of)
 from ..config.schema import ConfigError, Field
 
 __all__ = ["SECTION", "CAPABILITIES", "check", "serviceFromConfig"]
@@ -51,8 +52,21 @@ IPV6_OR_NONE = Kind('an IPv6 address such as "::", or "" for none', _ipv6_or_non
 SECTION = {
     "enabled": Field(bool, False, "run the mail proxy in this process"),
     "mode": Field(str, "tproxy", "how connections reach the proxy: tproxy (the firewall's "
-                  "TPROXY rules, tproxy_port) or redirect (REDIRECT, SO_ORIGINAL_DST)",
-                  one_of("tproxy", "redirect")),
+                  "TPROXY rules, tproxy_port), redirect (REDIRECT, SO_ORIGINAL_DST) or "
+                  "nfqueue (the SYN queued and recorded, then REDIRECTed: "
+                  "firewall.nfqueue_redirect_port)",
+                  one_of("tproxy", "redirect", "nfqueue")),
+    "nfqueue_num": Field(int, 0, "nfqueue mode: the queue read (firewall.nfqueue_num)",
+                         between(0, 65535, "a queue number")),
+    "nfqueue_entries": Field(POSITIVE_INT, 4096, "nfqueue mode: SYNs recorded at most (a new "
+                             "one pushes the oldest out)"),
+    "nfqueue_seconds": Field(POSITIVE_SECONDS, 30.0, "nfqueue mode: seconds a SYN's record "
+                             "waits for its connection"),
+    "tls_heuristic": Field(bool, False, "on the TLS ports (modules tls): infer a login from a "
+                           "session still open, with data both ways, tls_seconds after its "
+                           "handshake (evidence \"inferred\")"),
+    "tls_seconds": Field(POSITIVE_SECONDS, 60.0, "seconds after the TLS handshake before a "
+                         "login is inferred"),
     "listen": Field(IPV4, "0.0.0.0", "IPv4 address of the listener"),
     "listen6": Field(IPV6_OR_NONE, "", "IPv6 address of a second listener (\"\": none)"),
     "port": Field(PORT, 10143, "the listener's port (firewall.tproxy_port in tproxy mode)"),
@@ -106,6 +120,16 @@ def check(config: Any) -> None:
         raise ConfigError(f"{config.source}: [mailproxy] port ({section.port}) is not "
                           f"[firewall] tproxy_port ({tproxy_port}), where TPROXY sends the "
                           f"connections")
+    firewall = config.firewall
+    if section.mode == "nfqueue":
+        if firewall.nfqueue_num >= 0 and firewall.nfqueue_num != section.nfqueue_num:
+            raise ConfigError(f"{config.source}: [mailproxy] nfqueue_num ({section.nfqueue_num})"
+                              f" is not [firewall] nfqueue_num ({firewall.nfqueue_num})")
+        redirect = firewall.nfqueue_redirect_port
+        if redirect and redirect != section.port:
+            raise ConfigError(f"{config.source}: [mailproxy] port ({section.port}) is not "
+                              f"[firewall] nfqueue_redirect_port ({redirect}), where the "
+                              f"queued connections are redirected")
 
 
 def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
@@ -123,7 +147,14 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
         close_timeout=section.close_timeout, cut_through=section.cut_through)
     outbound = (transparent_outbound(reactor) if section.spoof_source
                 else tcp_outbound(reactor, timeout=section.connect_timeout))
-    destination = destination_for(section.mode)
+    reader = None
+    if section.mode == "nfqueue":
+        from ..proxy.nfqueue import QueueReader, SynTable
+        syns = SynTable(reactor, section.nfqueue_entries, section.nfqueue_seconds)
+        reader = QueueReader(reactor, syns, section.nfqueue_num)
+        destination = destination_for("nfqueue", syn_table=syns)
+    else:
+        destination = destination_for(section.mode)
 
     def make_proxy(**hooks: Any) -> Proxy:
         select = hooks.pop("select")
@@ -131,8 +162,13 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
 
     runner = ThreadRunner(reactor, name="netsuite-mailproxy-neighbours")
     mailproxy = MailProxy(registry, make_proxy, by_port, default,
-                          ipv4_mac(NeighbourTable(section.neighbour_table), runner))
+                          ipv4_mac(NeighbourTable(section.neighbour_table), runner),
+                          clock=reactor,
+                          tls_seconds=section.tls_seconds if section.tls_heuristic else None)
+    if reader is not None:
+        mailproxy.syn_counters = reader.counters
     listeners = [(str(section.listen), section.port)]
     if section.listen6:
         listeners.append((section.listen6, section.port))
-    return MailProxyService(mailproxy, reactor, listeners, section.mode == "tproxy", runner)
+    return MailProxyService(mailproxy, reactor, listeners, section.mode == "tproxy", runner,
+                            reader=reader)

@@ -3,7 +3,7 @@
 Interception: where an intercepted connection was going, and connecting
 out to it.
 
-Two modes (the firewall adapter installs their rules: C{tproxy_port},
+Three modes (the firewall adapter installs their rules: C{tproxy_port},
 C{tproxy_ports}, and the policy routing of C{tproxy_mark} and
 C{tproxy_table}):
 
@@ -15,6 +15,10 @@ C{tproxy_table}):
   - C{redirect}: a plain listener behind C{REDIRECT}; the original
     destination is C{getsockopt(SO_ORIGINAL_DST)} (C{OSError} 92 when
     conntrack has none: the relay closes the connection).
+
+  - C{nfqueue}: a plain listener behind C{REDIRECT}, the original
+    destination from the record the queue reader made of the
+    connection's SYN (L{netsuite.proxy.nfqueue}).
 
 Plus C{forward}: every connection to one fixed destination (tests,
 benchmarks, and a proxy in front of one server).
@@ -42,7 +46,7 @@ __all__ = ["MODES", "IP_TRANSPARENT", "IPV6_TRANSPARENT", "SO_ORIGINAL_DST",
            "fixed_destination", "destination_for", "tcp_outbound", "transparent_outbound",
            "original_destination"]
 
-MODES = ("tproxy", "redirect", "forward")
+MODES = ("tproxy", "redirect", "nfqueue", "forward")
 
 SOL_IP = socket.SOL_IP  # 0
 SOL_IPV6 = 41
@@ -140,14 +144,18 @@ def fixed_destination(host: str, port: int) -> Callable[[Any], Address]:
     return lambda transport: (host, port)
 
 
-def destination_for(mode: str, to: Optional[Address] = None) -> Callable[[Any], Address]:
+def destination_for(mode: str, to: Optional[Address] = None,
+                    syn_table: Any = None) -> Callable[[Any], Address]:
+    """The destination of a mode (C{nfqueue}: of its L{netsuite.proxy.nfqueue.SynTable})."""
+    if mode == "nfqueue" and syn_table is not None:
+        return syn_table.destination  # type: ignore[no-any-return]
     if mode == "tproxy":
         return tproxy_destination
     if mode == "redirect":
         return redirect_destination
     if mode == "forward" and to is not None:
         return fixed_destination(*to)
-    raise ValueError(f"unknown interception mode {mode!r} (or forward without a destination)")
+    raise ValueError(f"unknown interception mode {mode!r} (or forward without a destination, nfqueue without a table)")
 
 
 def tcp_outbound(reactor: Any, timeout: float = 30.0) -> Callable[..., Callable[[], None]]:

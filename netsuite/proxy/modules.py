@@ -23,6 +23,7 @@ MODULES: Mapping[str, str] = {
     "imap": "netsuite.mailproxy.imap:imap",
     "pop3": "netsuite.mailproxy.pop3:pop3",
     "relay": "netsuite.proxy.modules:relay",
+    "tls": "netsuite.mailproxy.tls:tls_login",
 }
 """The modules netsuite knows by name, and where each one lives."""
 

@@ -95,6 +95,8 @@ class Proxy(protocol.ServerFactory):
     @param on_event: called with (tracked connection, event) for each event.
     @param on_open: called with each new tracked connection (its original
         destination known), before the connection out is made.
+    @param on_close: called with each tracked connection once it is gone
+        (both sides closed), if C{on_open} heard of it.
     @param admit: if given, asked about each new tracked connection before
         the connection out is made: True (or a Deferred firing True) lets it
         through; False, a failure, or no answer within C{connect_timeout}
@@ -106,9 +108,11 @@ class Proxy(protocol.ServerFactory):
                  settings: ProxySettings = ProxySettings(),
                  on_event: Callable[[Tracked, Event], None] = lambda entry, event: None,
                  on_open: Callable[[Tracked], None] = lambda entry: None,
-                 admit: Optional[Callable[[Tracked], Any]] = None) -> None:
+                 admit: Optional[Callable[[Tracked], Any]] = None,
+                 on_close: Callable[[Tracked], None] = lambda entry: None) -> None:
         self.reactor = reactor
         self.on_open = on_open
+        self.on_close = on_close
         self.admit = admit
         if callable(modules):
             self.select = modules
@@ -235,6 +239,7 @@ class Relay:
         self.cut_through: Optional[splice.CutThrough] = None
         self._timers: Dict[str, IDelayedCall] = {}
         self._cancel_connect: Callable[[], None] = lambda: None
+        self._opened = False
         try:
             for name, make in modules:
                 self.pairs.append(make(self.connection))
@@ -246,6 +251,7 @@ class Relay:
             return
         self.chains = {CLIENT: Chain([pair[0] for pair in self.pairs]),
                        SERVER: Chain([pair[1] for pair in self.pairs])}
+        self._opened = True
         try:
             proxy.on_open(self.entry)
         except Exception:
@@ -523,4 +529,10 @@ class Relay:
         if gone:
             self._cancel("close")
             self.proxy.table.remove(self.entry)
+            if self._opened:
+                self._opened = False
+                try:
+                    self.proxy.on_close(self.entry)
+                except Exception:
+                    _log.failure("proxy: on_close callback failed")
 

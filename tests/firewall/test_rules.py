@@ -219,6 +219,44 @@ class ChainsTests(SynchronousTestCase):
                                                            "queue-bypass": ""}})
         self.assertEqual(queued[0]["tcp"]["tcp-flags"], ["FIN,SYN,RST,ACK", "SYN"])
 
+    def test_nfqueue_redirect(self):
+        """
+        With nfqueue_redirect_port (the mail proxy's nfqueue mode), the SYNs
+        are queued in mangle NS-QUEUE, ahead of nat's REDIRECT (so the reader
+        sees the destination the client chose), not in NS-CLIENT (redirected
+        SYNs are not forwarded); authorized clients' connections to the
+        ports are redirected, and NS-INPUT accepts only redirected ones.
+        """
+        s = minimal(nfqueue_num=3, nfqueue_ports=(143, 110), nfqueue_redirect_port=10143)
+        own = chains(s)
+        self.assertEqual(own[("mangle", "NS-QUEUE")], [
+            {"protocol": "tcp", "in-interface": "br-lan",
+             "tcp": {"dport": str(port), "tcp-flags": ["FIN,SYN,RST,ACK", "SYN"]},
+             "set": {"match-set": ["ns-auth", "src,src"]},
+             "target": {"NFQUEUE": {"queue-num": "3", "queue-bypass": ""}}}
+            for port in (143, 110)])
+        self.assertFalse([r for r in own[("filter", "NS-CLIENT")]
+                          if isinstance(r.get("target"), dict) and "NFQUEUE" in r["target"]])
+        prerouting = own[("nat", "NS-PREROUTING")]
+        self.assertEqual(prerouting[:2], [
+            {"protocol": "tcp", "in-interface": "br-lan", "tcp": {"dport": str(port)},
+             "set": {"match-set": ["ns-auth", "src,src"]},
+             "target": {"REDIRECT": {"to-ports": "10143"}}} for port in (143, 110)])
+        self.assertEqual(prerouting[2]["target"], "RETURN", "ahead of the authorized RETURN")
+        accept = {"protocol": "tcp", "in-interface": "br-lan", "tcp": {"dport": "10143"},
+                  "conntrack": {"ctstate": "DNAT"}, "target": "ACCEPT"}
+        ap_input = own[("filter", "NS-INPUT")]
+        self.assertIn(accept, ap_input)
+        self.assertLess(ap_input.index(accept), len(ap_input) - 1)
+        self.assertIn(Jump("mangle", "PREROUTING", "NS-QUEUE"), jumps(s))
+        self.assertNotIn(Jump("mangle", "PREROUTING", "NS-QUEUE"),
+                         jumps(minimal(nfqueue_num=3, nfqueue_ports=(143,))))
+        # off without a queue: nothing redirected to a proxy nobody told of SYNs
+        off = chains(minimal(nfqueue_ports=(143,), nfqueue_redirect_port=10143))
+        self.assertNotIn(("mangle", "NS-QUEUE"), off)
+        self.assertNotIn(accept, off[("filter", "NS-INPUT")])
+        self.assertEqual(len(off[("nat", "NS-PREROUTING")]), 4)
+
     def test_input_default_deny(self):
         """
         The access point accepts DHCP, DNS and ICMP from the LAN and drops

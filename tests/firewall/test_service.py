@@ -230,6 +230,14 @@ class SettingsTests(SynchronousTestCase):
         overlapping = parse({"firewall": {"ipv6_mark": 3}}, "test.toml", {"firewall": SECTION})
         error = self.assertRaises(ConfigError, check, overlapping)
         self.assertIn("ipv6_mark (0x3) overlaps tproxy_mark (0x1)", str(error))
+        queued = {"nfqueue_num": 0, "nfqueue_ports": [143], "nfqueue_redirect_port": 10144}
+        chosen = parse({"firewall": queued}, "test.toml", {"firewall": SECTION})
+        check(chosen)
+        self.assertEqual(settings_from_config(chosen.firewall).nfqueue_redirect_port, 10144)
+        both = parse({"firewall": dict(queued, tproxy_port=10143)}, "test.toml",
+                     {"firewall": SECTION})
+        error = self.assertRaises(ConfigError, check, both)
+        self.assertIn("nfqueue_ports and tproxy_ports both hold [143]", str(error))
         self.assertEqual(settings_from_config(default.firewall).ipv6_timeout, 1800)
         chosen = parse({"firewall": {"ipv6_timeout": 600}}, "test.toml", {"firewall": SECTION})
         self.assertEqual(settings_from_config(chosen.firewall).ipv6_timeout, 600)

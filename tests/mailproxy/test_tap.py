@@ -45,7 +45,7 @@ class TapTests(SynchronousTestCase):
 
     def test_bad_values(self) -> None:
         for key, value in [("modules", {"http": "imap"}), ("modules", {"0": "imap"}),
-                           ("modules", {"143": 5}), ("mode", "nfqueue"),
+                           ("modules", {"143": 5}), ("mode", "queue"), ("nfqueue_num", -1),
                            ("listen6", "10.0.0.1"), ("max_held", 0)]:
             self.assertRaises(ConfigError, config, **{key: value})
 
@@ -58,6 +58,42 @@ class TapTests(SynchronousTestCase):
         tap.check(config(firewall={"tproxy_port": 10143}))
         tap.check(config(mode="redirect", firewall={"tproxy_port": 10000}))
         self.assertRaises(ConfigError, tap.check, config(mode="redirect", spoof_source=True))
+
+    def test_check_nfqueue(self) -> None:
+        """nfqueue mode: the queue and the port are the firewall's, when it has them."""
+        tap.check(config(mode="nfqueue"))
+        tap.check(config(mode="nfqueue", nfqueue_num=3, firewall={
+            "nfqueue_num": 3, "nfqueue_redirect_port": 10143, "tproxy_port": 10000}))
+        e = self.assertRaises(ConfigError, tap.check, config(mode="nfqueue", firewall={
+            "nfqueue_num": 3}))
+        self.assertIn("nfqueue_num (0) is not [firewall] nfqueue_num (3)", str(e))
+        e = self.assertRaises(ConfigError, tap.check, config(mode="nfqueue", firewall={
+            "nfqueue_num": 0, "nfqueue_redirect_port": 10000}))
+        self.assertIn("is not [firewall] nfqueue_redirect_port (10000)", str(e))
+
+    def test_service_nfqueue(self) -> None:
+        """nfqueue mode: a plain listener, a queue reader, destinations from its table."""
+        registry, clock = registry_on_clock("mailproxy")
+        service = tap.serviceFromConfig(
+            config(mode="nfqueue", nfqueue_num=5, nfqueue_entries=7, nfqueue_seconds=3.0),
+            registry, MemoryReactorClock())
+        self.assertFalse(service.transparent)
+        reader = service.reader
+        self.assertEqual((reader.num, reader.table.max_entries, reader.table.ttl), (5, 7, 3.0))
+        self.assertEqual(service.mailproxy.proxy.destination, reader.table.destination)
+        reader.table.counters["syn_recorded"] += 1
+        self.assertEqual(service.mailproxy.all_counters()["syn_recorded"], 1)
+        service.runner.stop()
+
+    def test_tls_heuristic_keys(self) -> None:
+        registry, clock = registry_on_clock("mailproxy")
+        service = tap.serviceFromConfig(config(), registry, MemoryReactorClock())
+        self.assertIsNone(service.mailproxy.tls_seconds)
+        service.runner.stop()
+        service = tap.serviceFromConfig(config(tls_heuristic=True, tls_seconds=5.0),
+                                        registry_on_clock("mailproxy")[0], MemoryReactorClock())
+        self.assertEqual(service.mailproxy.tls_seconds, 5.0)
+        service.runner.stop()
 
     def test_service(self) -> None:
         registry, clock = registry_on_clock("mailproxy")

@@ -7,7 +7,7 @@ from typing import Any, List, Optional, Tuple
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail
-from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.error import ConnectionDone, ConnectionRefusedError
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -399,3 +399,29 @@ class IdleTests(SynchronousTestCase):
         self.assertTrue(ct.disconnected)
         self.assertEqual(h.reactor.getDelayedCalls(), [])
         self.assertEqual(h.proxy.counters["idle_timeout"], 1)
+
+
+class OnCloseTests(SynchronousTestCase):
+    def test_on_close_once(self) -> None:
+        """on_close hears of each opened connection once, when both sides are gone."""
+        h = Harness(self, LINES)
+        closed: List[Tracked] = []
+        h.proxy.on_close = closed.append
+        c, ct, s, st = h.both()
+        ct.loseConnection()
+        c.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(closed, [])
+        s.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual([e.id for e in closed], [1])
+        c.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(len(closed), 1)
+
+    def test_not_opened_not_closed(self) -> None:
+        def none(transport: Any) -> Any:
+            raise OSError(92, "Protocol not available")
+        h = Harness(self, LINES, destination=none)
+        closed: List[Tracked] = []
+        h.proxy.on_close = closed.append
+        c, ct = h.accept()
+        c.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(closed, [])
