@@ -23,6 +23,7 @@ from .interfaces import (Client, FirewallError, IFirewall, IShaper, Traffic, cli
 from .flows import FlowCutter
 from .garden import GardenBook
 from .iptables import StaticRules
+from .divert import KernelDivert
 from .kernel6 import KernelIPv6
 from .kernelsets import KernelSets
 from .netlink import KernelNetwork
@@ -98,6 +99,7 @@ class KernelFirewall:
                                           clock=clock)
         self.network = network or KernelNetwork(settings.lan_interface, settings.tproxy_mark)
         self.v6 = KernelIPv6(settings, self.network, self.flows, ipv6, keep_clients)
+        self.divert = KernelDivert(settings, self.v6.nft)  # with tproxy_port
         self.clients: Dict[ipaddress.IPv4Address, Client] = {}
         # MAC -> how many of the clients have it (IPv6 is authorized by MAC)
         self._macs: Dict[MAC, int] = {}
@@ -154,6 +156,8 @@ class KernelFirewall:
                 found = {}
         self.v6.adopt({client.mac for client in found.values()})
         self.sets.create_missing()
+        if self.settings.tproxy_port:
+            self._install_divert()
         repaired = self.rules.install()
         if repaired:
             _log.info("firewall rules installed ({what})", what="; ".join(repaired))
@@ -166,6 +170,16 @@ class KernelFirewall:
             for client in found.values():
                 self._apply_limits(client)
         return found, garden
+
+    def _install_divert(self) -> None:
+        try:
+            self.divert.install()
+        except Exception as e:
+            raise FirewallError(
+                f"firewall.tproxy_port is {self.settings.tproxy_port} but netsuite cannot make "
+                f"its nftables table ip {self.settings.nft_table} ({type(e).__name__}: {e}): "
+                "the mail ports would be reset for every client. Install python3-nftables "
+                "(and load nft_tproxy), or set tproxy_port to 0.") from e
 
     def _check_bridge(self) -> None:
         value = self.network.bridge_nf_call_iptables()
@@ -218,6 +232,12 @@ class KernelFirewall:
     def _teardown(self) -> None:
         if self.settings.tproxy_port:
             self.network.remove_tproxy_routing()
+            try:
+                # After the rules: nothing sets the divert mark any more.
+                self.divert.remove()
+            except Exception:
+                _log.failure("could not delete the nft table ip {table} (harmless: "
+                             "nothing marks packets for it now)", table=self.settings.nft_table)
         if self.shaper is not None:
             self.shaper.teardown()
         self.sets.destroy()
@@ -475,6 +495,11 @@ class KernelFirewall:
                 for client in settled.values():
                     self.sets.add_client(client.ip, client.mac)
                 repaired.append(f"authorized clients restored ({len(missing)} were missing)")
+        if self.settings.tproxy_port:
+            problems = self.divert.problems()
+            if problems:
+                self.divert.install()
+                repaired.append(f"TPROXY diversion restored ({'; '.join(problems)})")
         repaired += self.rules.install()
         if self.settings.tproxy_port and self.network.tproxy_routing_problems():
             self.network.install_tproxy_routing()

@@ -357,10 +357,11 @@ class KernelNft:
     def install(self, prefixes: Sequence[ipaddress.IPv6Network], macs: Iterable[MAC]) -> None:
         self.run(table_commands(self.settings, prefixes, macs))
 
-    def exists(self) -> bool:
-        rc, output, _ = self.nft.json_cmd({"nftables": [{"list": {"tables": {"family": "ip6"}}}]})
+    def exists(self, family: str = "ip6") -> bool:
+        """Is there netsuite's table of C{family} (ip6; ip: L{netsuite.firewall.divert})?"""
+        rc, output, _ = self.nft.json_cmd({"nftables": [{"list": {"tables": {"family": family}}}]})
         if rc != 0:
-            raise NftError("nftables cannot list the ip6 tables")
+            raise NftError(f"nftables cannot list the {family} tables")
         return any(item.get("table", {}).get("name") == self.settings.nft_table
                    for item in (output or {}).get("nftables", ()))
 

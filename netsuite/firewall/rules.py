@@ -57,6 +57,7 @@ class FirewallSettings:
     tproxy_port: int = 0
     tproxy_ports: Tuple[int, ...] = ()
     tproxy_mark: int = 1
+    divert_mark: int = 4
     nfqueue_num: int = -1
     nfqueue_ports: Tuple[int, ...] = ()
     nfqueue_bypass: bool = True
@@ -164,6 +165,13 @@ def chains(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
         {"out-interface": s.lan_interface,
          "conntrack": {"ctstate": "RELATED,ESTABLISHED"}, "target": "RETURN"},
     ]
+    if s.tproxy_port:
+        # First: a packet marked for the proxy (NS-TPROXY) that the proxy
+        # did not take (nothing listens: netsuite.firewall.divert) is
+        # routed on, towards the server; reset it, so that the client
+        # fails at once instead of reaching the server unwatched or hanging.
+        forward.insert(0, _from_lan(s, protocol="tcp", mark={"mark": _divert_mark(s)},
+                                    target=_reject_reset()))
     client: List[Rule] = [
         {"conntrack": {"ctstate": "RELATED,ESTABLISHED"}, "target": "RETURN"},
     ]
@@ -295,11 +303,13 @@ def chains(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
         ]
         tproxy: List[Rule] = [
             {"protocol": "tcp", "socket": {"transparent": ""}, "target": s.chain("DIVERT")}]
+        # Authorized clients' mail ports are only marked here: netsuite's
+        # nft chain does the TPROXY (xt TPROXY drops what no socket takes;
+        # nft's falls through, and NS-FORWARD resets it).
         for port in s.tproxy_ports:
             tproxy.append(_from_lan(
                 s, protocol="tcp", tcp=_tcp(port), set=_authorized(s),
-                target={"TPROXY": {"on-port": str(s.tproxy_port), "on-ip": "0.0.0.0",
-                                   "tproxy-mark": mark}}))
+                target={"MARK": {"set-xmark": _divert_mark(s)}}))
         result[("mangle", s.chain("TPROXY"))] = tproxy
     if _nfqueue_redirect(s):
         # The queue reader must see the destination the client chose: in
@@ -318,6 +328,10 @@ def _nfqueue_redirect(s: FirewallSettings) -> bool:
 
 def _mark(s: FirewallSettings) -> str:
     return f"0x{s.tproxy_mark:x}/0x{s.tproxy_mark:x}"
+
+
+def _divert_mark(s: FirewallSettings) -> str:
+    return f"0x{s.divert_mark:x}/0x{s.divert_mark:x}"
 
 
 def jumps(s: FirewallSettings) -> List[Jump]:

@@ -65,6 +65,10 @@ SECTION = {
     "tproxy_ports": Field(PORT_LIST, [110, 143], "ports sent to the TPROXY port"),
     "tproxy_mark": Field(int, 1, "fwmark (and mask) of TPROXY'd packets",
                          between(1, 2 ** 32 - 1, "a mark")),
+    "divert_mark": Field(int, 4, "fwmark bit (and mask) netsuite's iptables sets on authorized "
+                         "clients' tproxy_ports for its nftables tproxy chain; what the proxy "
+                         "does not take keeps it and is reset; must not overlap tproxy_mark "
+                         "or ipv6_mark", between(1, 2 ** 32 - 1, "a mark")),
     "tproxy_table": Field(int, 100, "routing table delivering marked packets locally"),
     "nfqueue_num": Field(int, -1, "NFQUEUE number for SYNs of nfqueue_ports (-1: off)",
                          between(-1, 65535, "a queue number")),
@@ -112,7 +116,8 @@ def settings_from_config(section: Any) -> FirewallSettings:
         block_smtp=section.block_smtp, smtp_ports=tuple(section.smtp_ports),
         smtp_max_per_minute=section.smtp_max_per_minute,
         tproxy_port=section.tproxy_port, tproxy_ports=tuple(section.tproxy_ports),
-        tproxy_mark=section.tproxy_mark, nfqueue_num=section.nfqueue_num,
+        tproxy_mark=section.tproxy_mark, divert_mark=section.divert_mark,
+        nfqueue_num=section.nfqueue_num,
         nfqueue_ports=tuple(section.nfqueue_ports), nfqueue_bypass=section.nfqueue_bypass,
         nfqueue_redirect_port=section.nfqueue_redirect_port,
         dhcpv6=section.dhcpv6, ipv6_mark=section.ipv6_mark, ipv6_timeout=section.ipv6_timeout)
@@ -134,6 +139,11 @@ def check(config: Any) -> None:
         raise ConfigError(f"{config.source}: [firewall] nfqueue_ports and tproxy_ports both "
                           f"hold {sorted(both)}: a port is redirected (nfqueue_redirect_port) "
                           f"or TPROXY'd, not both")
+    for name in ("tproxy_mark", "ipv6_mark"):
+        if section.divert_mark & getattr(section, name):
+            raise ConfigError(f"{config.source}: [firewall] divert_mark "
+                              f"(0x{section.divert_mark:x}) overlaps {name} "
+                              f"(0x{getattr(section, name):x})")
 
 
 def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:

@@ -192,19 +192,37 @@ class ChainsTests(SynchronousTestCase):
 
     def test_tproxy(self):
         """
-        With a TPROXY port, authorized clients' mail ports are diverted to
-        it with the mark, established transparent sockets are marked, and
-        marked packets are accepted on input.
+        With a TPROXY port, authorized clients' mail ports get the divert
+        mark (netsuite's nft chain diverts them: netsuite.firewall.divert),
+        established transparent sockets are marked, and marked packets are
+        accepted on input.
         """
         own = chains(minimal(tproxy_port=10143, tproxy_ports=(110, 143)))
         tproxy = own[("mangle", "NS-TPROXY")]
         self.assertEqual(tproxy[0]["socket"], {"transparent": ""})
-        self.assertEqual(tproxy[2]["target"], {"TPROXY": {
-            "on-port": "10143", "on-ip": "0.0.0.0", "tproxy-mark": "0x1/0x1"}})
-        self.assertEqual(tproxy[2]["set"], {"match-set": ["ns-auth", "src,src"]})
+        self.assertEqual(tproxy[0]["target"], "NS-DIVERT")
+        self.assertEqual(tproxy[2], {
+            "protocol": "tcp", "in-interface": "br-lan", "tcp": {"dport": "143"},
+            "set": {"match-set": ["ns-auth", "src,src"]},
+            "target": {"MARK": {"set-xmark": "0x4/0x4"}}})
+        self.assertFalse([r for r in tproxy if "TPROXY" in str(r["target"])])
         self.assertIn({"in-interface": "br-lan", "mark": {"mark": "0x1/0x1"},
                        "target": "ACCEPT"}, own[("filter", "NS-INPUT")])
         self.assertNotIn(("mangle", "NS-TPROXY"), chains(minimal()))
+
+    def test_tproxy_missed_reset(self):
+        """
+        A packet with the divert mark in NS-FORWARD is one the proxy did
+        not take (nothing listens): NS-FORWARD resets its TCP first, ahead
+        of the authorized clients' rules; without a TPROXY port there is no
+        such rule.
+        """
+        forward = chains(minimal(tproxy_port=10143, divert_mark=0x10))[("filter", "NS-FORWARD")]
+        self.assertEqual(forward[0], {
+            "protocol": "tcp", "in-interface": "br-lan", "mark": {"mark": "0x10/0x10"},
+            "target": {"REJECT": {"reject-with": "tcp-reset"}}})
+        forward = chains(minimal())[("filter", "NS-FORWARD")]
+        self.assertFalse([r for r in forward if "mark" in r])
 
     def test_nfqueue(self):
         """

@@ -238,6 +238,12 @@ class SettingsTests(SynchronousTestCase):
                      {"firewall": SECTION})
         error = self.assertRaises(ConfigError, check, both)
         self.assertIn("nfqueue_ports and tproxy_ports both hold [143]", str(error))
+        self.assertEqual(settings_from_config(default.firewall).divert_mark, 4)
+        for mark, other in ((5, "tproxy_mark (0x1)"), (6, "ipv6_mark (0x2)")):
+            overlapping = parse({"firewall": {"divert_mark": mark}}, "test.toml",
+                                {"firewall": SECTION})
+            error = self.assertRaises(ConfigError, check, overlapping)
+            self.assertIn(f"divert_mark (0x{mark:x}) overlaps {other}", str(error))
         self.assertEqual(settings_from_config(default.firewall).ipv6_timeout, 1800)
         chosen = parse({"firewall": {"ipv6_timeout": 600}}, "test.toml", {"firewall": SECTION})
         self.assertEqual(settings_from_config(chosen.firewall).ipv6_timeout, 600)

@@ -339,18 +339,17 @@ class FailureTests(MailLab, TestCase):
     @inlineCallbacks
     def test_proxy_killed(self):
         """
-        With the proxy killed (SIGKILL) and the firewall up, the firewall's
-        TPROXY rule still diverts the clients' IMAP and POP3: the kernel's
-        TPROXY target drops a SYN no listener takes, so a new IMAP
-        connection is never answered (the client waits for its own connect
-        time-out; fail closed, but not fast: docs/mailproxy.md) and nothing
-        reaches the server; SMTP stays closed (a reset, at once).
+        With the proxy killed (SIGKILL) and the firewall up, a new IMAP
+        connection is refused at once (a reset, under 1 s: the nft tproxy
+        finds no listener, the packet keeps the divert mark and NS-FORWARD
+        resets it; docs/mailproxy.md), and SMTP stays closed (a reset).
         Restarted, the proxy serves and a login opens SMTP again.
         """
         self.proxy.signal("KILL")
         yield self.proxy.when_ended()
-        got = yield self.mail("c1", "imap_connect", self.server, 2)
-        self.assertEqual(got["got"], "timeout")
+        got = yield self.mail("c1", "imap_connect", self.server, 5)
+        self.assertEqual(got["got"], "refused")
+        self.assertLess(got["seconds"], 1.0)
         yield self.assertRefusedFast("c1", self.server)
         mark = self.gate.line_count
         yield self.start_proxy()
@@ -363,6 +362,28 @@ class FailureTests(MailLab, TestCase):
         self.assertEqual(got["outcome"], "success")
         yield self.event("/smtpgate/opened", 1, before)
         yield self.assertOpen("c1", self.server)
+
+    @inlineCallbacks
+    def test_divert_flushed(self):
+        """
+        netsuite's nft chain flushed by hand: meanwhile a new IMAP
+        connection is refused at once (the mark alone is reset, never
+        passed to the server unwatched); the firewall's periodic check
+        (check_interval 1 s) restores the chain and IMAP goes through the
+        proxy again.
+        """
+        mark = self.firewall.line_count
+        yield self.execute("ap", ["nft", "flush", "chain", "ip", "ns", "divert"])
+        got = yield self.mail("c1", "imap_connect", self.server, 5)
+        if got["got"] != "greeting":  # the check may have been faster than the client
+            self.assertEqual(got["got"], "refused")
+            self.assertLess(got["seconds"], 1.0)
+        yield self.firewall.when_line("TPROXY diversion restored", after=mark, timeout=10)
+        connections = (yield self.proxy_bus.send("/mailproxy/counters"))["connections"]
+        got = yield self.mail("c1", "imap_connect", self.server, 2)
+        self.assertEqual((got["got"], got["first"][:4]), ("greeting", "* OK"))
+        counters = yield self.proxy_bus.send("/mailproxy/counters")
+        self.assertEqual(counters["connections"], connections + 1)
 
     @inlineCallbacks
     def test_gate_killed(self):
@@ -382,6 +403,7 @@ class FailureTests(MailLab, TestCase):
                  for line in run(["iptables-legacy-save"]).splitlines()
                  if not line.startswith("#")]
         return {"iptables": rules, "rule": run(["ip", "rule"]).splitlines(),
+                "nft": run(["nft", "list", "table", "ip", "ns"]).splitlines(),
                 "route": run(["ip", "route", "show", "table", str(TABLE)]).splitlines()}
 
     @inlineCallbacks
@@ -396,6 +418,7 @@ class FailureTests(MailLab, TestCase):
         self.assertEqual(len([r for r in before["rule"] if f"lookup {TABLE}" in r]), 1)
         self.assertEqual(len(before["route"]), 1)
         self.assertTrue([r for r in before["iptables"] if "TPROXY" in r])
+        self.assertEqual(len([r for r in before["nft"] if "tproxy to" in r]), 1)
         for signal in ("KILL", "TERM"):
             self.firewall.signal(signal)
             yield self.firewall.when_ended()
