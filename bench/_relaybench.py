@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from typing import List, Optional, Sequence
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
