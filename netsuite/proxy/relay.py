@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from twisted.internet import protocol, tcp
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IHalfCloseableProtocol, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -275,9 +275,16 @@ class Relay:
         self._timers["idle"] = self.clock.callLater(self.settings.inspect_idle, self._check_idle)
         if proxy.admit is None:
             self._connect_out()
-        else:
-            maybeDeferred(proxy.admit, self.entry).addCallbacks(self._admitted,
-                                                                self._admit_failed)
+            return
+        try:
+            verdict = proxy.admit(self.entry)
+        except Exception:
+            self._admit_failed(Failure())
+            return
+        if isinstance(verdict, Deferred):
+            verdict.addCallbacks(self._admitted, self._admit_failed)
+        else:  # an answer at once (no listener on the decision): no Deferred per connection
+            self._admitted(verdict)
 
     def _admitted(self, allowed: object) -> None:
         if self.closing:
@@ -308,6 +315,15 @@ class Relay:
             return
         self.sides[SERVER] = side
         client_t, server_t = self._transport(CLIENT), self._transport(SERVER)
+        for transport in (client_t, server_t):
+            # what a filter or the other side passes on goes out at once (no Nagle
+            # wait on a command or an answer), as HAProxy does
+            no_delay = getattr(transport, "setTcpNoDelay", None)
+            if no_delay is not None:
+                try:
+                    no_delay(True)
+                except OSError:
+                    pass  # a socket already reset: its read or write finds out
         server_t.registerProducer(client_t, True)
         client_t.registerProducer(server_t, True)
         self.entry.state = INSPECTING
