@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
-from typing import List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -168,18 +169,41 @@ def haproxy(name: str, listen: str, port: int, server: str, iperf_to: int, echo_
     return Path(name, listen, port, port + 1, [child])
 
 
-def measure(path: Path, seconds: float, connections: int,
-            netns: Optional[str] = None) -> dict:
-    """iperf3 throughput, the relay's CPU per Gbit/s, connections/s; printed."""
-    before = path.cpu()
-    gbits = iperf(path.host, path.iperf_port, seconds, netns)
-    cpu = path.cpu() - before
-    rate = connections_per_second(path.host, path.echo_port, connections, netns=netns)
-    result = {"gbit": gbits, "cpu_per_gbit": cpu / seconds / gbits if path.children else 0.0,
-              "conn_s": rate}
-    print(f"{path.name:15} {gbits:6.2f} Gbit/s  CPU {100 * result['cpu_per_gbit']:5.1f} "
-          f"% of a core per Gbit/s  {rate:7.0f} connections/s", flush=True)
-    return result
+def measure(paths: Sequence[Path], seconds: float, connections: int,
+            netns: Optional[str] = None, rounds: int = 3) -> Dict[str, Dict[str, float]]:
+    """
+    For each path: iperf3 throughput and the relay's CPU per Gbit/s; then
+    connections/s, in C{rounds} rounds taking turns between the paths (each
+    a third of C{connections}), the median of each path's rounds: short runs
+    of short connections swing with whatever else the machine does, and
+    taking turns spreads that over every path. Printed, and returned.
+    """
+    results: Dict[str, Dict[str, float]] = {}
+    for path in paths:
+        before = path.cpu()
+        gbits = iperf(path.host, path.iperf_port, seconds, netns)
+        cpu = path.cpu() - before
+        results[path.name] = {"gbit": gbits,
+                              "cpu_per_gbit": cpu / seconds / gbits if path.children else 0.0}
+    rates = in_turns({path.name: (lambda p=path: connections_per_second(
+        p.host, p.echo_port, max(connections // rounds, 4), netns=netns)) for path in paths},
+        rounds)
+    for path in paths:
+        result = results[path.name]
+        result["conn_s"] = rates[path.name]
+        print(f"{path.name:15} {result['gbit']:6.2f} Gbit/s  CPU "
+              f"{100 * result['cpu_per_gbit']:5.1f} % of a core per Gbit/s  "
+              f"{result['conn_s']:7.0f} connections/s", flush=True)
+    return results
+
+
+def in_turns(runs: Dict[str, Callable[[], float]], rounds: int) -> Dict[str, float]:
+    """Each run C{rounds} times, taking turns; the median of each one's results."""
+    got: Dict[str, List[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            got[name].append(run())
+    return {name: statistics.median(values) for name, values in got.items()}
 
 
 def summary(results: dict, ratios: dict) -> str:

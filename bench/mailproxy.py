@@ -32,12 +32,12 @@ import os
 import shutil
 import sys
 import tempfile
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _relaybench import (PYTHON, ROOT, Child, Path, echo_server, haproxy,  # noqa: E402
-                         iperf_server, load_average, measure, run_in, summary)
+                         in_turns, iperf_server, load_average, measure, run_in, summary)
 
 from netsuite.lab import Lab  # noqa: E402
 from netsuite.lab.peers import DovecotPeer  # noqa: E402
@@ -189,11 +189,11 @@ def main(argv: Optional[List[str]] = None) -> None:
             started += path.children
             paths.append(path)
         print(f"load average {load_average()}", flush=True)
-        results: Dict[str, Dict[str, float]] = {}
-        for path in paths:
-            results[path.name] = measure(path, args.seconds, args.connections, client)
-        logins = {"direct": logins_per_second(lab, server, IMAP_DIRECT, args.logins),
-                  "proxied": logins_per_second(lab, server, IMAP_PROXIED, args.logins)}
+        results = measure(paths, args.seconds, args.connections, client)
+        each = max(args.logins // 3, 4)
+        logins = in_turns({
+            "direct": lambda: logins_per_second(lab, server, IMAP_DIRECT, each),
+            "proxied": lambda: logins_per_second(lab, server, IMAP_PROXIED, each)}, 3)
         for name, rate in logins.items():
             print(f"imap logins {name:8} {rate:7.0f} logins/s", flush=True)
         r = results

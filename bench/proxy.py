@@ -20,7 +20,7 @@ import argparse
 import os
 import sys
 import tempfile
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -68,9 +68,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         for path in paths:
             started += path.children
         print(f"load average {load_average()}", flush=True)
-        results: Dict[str, Dict[str, float]] = {}
-        for path in paths:
-            results[path.name] = measure(path, args.seconds, args.connections)
+        results = measure(paths, args.seconds, args.connections)
         r = results
         ratios = {
             "inspected_vs_haproxy": r["inspected"]["gbit"] / r["haproxy"]["gbit"],
