@@ -172,25 +172,29 @@ def haproxy(name: str, listen: str, port: int, server: str, iperf_to: int, echo_
 def measure(paths: Sequence[Path], seconds: float, connections: int,
             netns: Optional[str] = None, rounds: int = 3) -> Dict[str, Dict[str, float]]:
     """
-    For each path: iperf3 throughput and the relay's CPU per Gbit/s; then
-    connections/s, in C{rounds} rounds taking turns between the paths (each
-    a third of C{connections}), the median of each path's rounds: short runs
-    of short connections swing with whatever else the machine does, and
-    taking turns spreads that over every path. Printed, and returned.
+    For each path: iperf3 throughput (C{seconds} a round), the relay's CPU
+    per Gbit/s, and connections/s (a third of C{connections} a round); in
+    C{rounds} rounds taking turns between the paths, the median of each
+    path's rounds: short runs swing with whatever else the machine does,
+    and taking turns spreads that over every path. Printed, and returned.
     """
-    results: Dict[str, Dict[str, float]] = {}
-    for path in paths:
+    cpu: Dict[str, float] = {path.name: 0.0 for path in paths}
+
+    def throughput(path: Path) -> float:
         before = path.cpu()
         gbits = iperf(path.host, path.iperf_port, seconds, netns)
-        cpu = path.cpu() - before
-        results[path.name] = {"gbit": gbits,
-                              "cpu_per_gbit": cpu / seconds / gbits if path.children else 0.0}
+        cpu[path.name] += (path.cpu() - before) / seconds / gbits / rounds
+        return gbits
+
+    gbit = in_turns({path.name: (lambda p=path: throughput(p)) for path in paths}, rounds)
     rates = in_turns({path.name: (lambda p=path: connections_per_second(
         p.host, p.echo_port, max(connections // rounds, 4), netns=netns)) for path in paths},
         rounds)
+    results: Dict[str, Dict[str, float]] = {}
     for path in paths:
-        result = results[path.name]
-        result["conn_s"] = rates[path.name]
+        result = results[path.name] = {
+            "gbit": gbit[path.name], "cpu_per_gbit": cpu[path.name] if path.children else 0.0,
+            "conn_s": rates[path.name]}
         print(f"{path.name:15} {result['gbit']:6.2f} Gbit/s  CPU "
               f"{100 * result['cpu_per_gbit']:5.1f} % of a core per Gbit/s  "
               f"{result['conn_s']:7.0f} connections/s", flush=True)

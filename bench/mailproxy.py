@@ -1,14 +1,15 @@
 """
 netsuite-mailproxy's speed in a lab (docs/mailproxy.md, Speed), in one run:
 
-    scripts/bench.sh mailproxy [--quick] [--seconds 4] [--connections 2000] [--logins 1000]
+    scripts/bench.sh mailproxy [--quick] [--seconds 2] [--connections 2000] [--logins 1000]
 
 A client namespace behind the access point, whose all-in-one netsuite
 (the firewall with its TPROXY rules and routing, and the mail proxy)
 diverts the client's connections to the upstream's ports to the proxy.
 For each path, one iperf3 stream client to server (Gbit/s), the relay's
 CPU seconds per Gbit/s of it (the AP's netsuite or HAProxy process), and
-connections/s (connect, one byte each way, close; 4 client threads):
+connections/s (connect, one byte each way, close; 4 client threads), in
+three rounds taking turns between the paths, the median of each:
 
   - direct: forwarded by the AP's kernel (a port the firewall does not divert);
   - cut_through: through TPROXY and the mail proxy, module relay (done at
@@ -18,8 +19,9 @@ connections/s (connect, one byte each way, close; 4 client threads):
   - haproxy, haproxy_splice: HAProxy 2.6 on the AP in tcp mode, without and
     with option splice-auto (the client connects to the AP's address).
 
-Then IMAP logins/s (4 threads of short sessions: greeting, LOGIN, LOGOUT)
-through the proxy's imap module beside straight to dovecot (the anvil auth
+Then IMAP logins/s (4 threads of short sessions: greeting, LOGIN, LOGOUT;
+three rounds taking turns) through the proxy's imap module beside straight
+to dovecot (the anvil auth
 penalty off). Needs root, iperf3, haproxy and dovecot (scripts/bench.sh
 installs them). Ends with one SUMMARY line. Noisy on a shared 2-core
 machine: compare within one run (the load average is printed).
@@ -150,11 +152,11 @@ def start_ap(lab: Lab, tmp: str) -> Child:
 
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--seconds", type=float, default=2.0, help="a round (3 rounds)")
     parser.add_argument("--connections", type=int, default=2000)
     parser.add_argument("--logins", type=int, default=1000)
     parser.add_argument("--quick", action="store_true",
-                        help="1 s, 400 connections and 200 logins a path")
+                        help="1 s rounds, 400 connections and 200 logins a path")
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.connections, args.logins = 1.0, 400, 200

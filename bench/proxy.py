@@ -2,11 +2,12 @@
 The proxy framework's relay on loopback (docs/mailproxy.md), beside
 direct and HAProxy in tcp mode (with and without splice), in one run:
 
-    scripts/bench.sh proxy [--quick] [--seconds 4] [--connections 2000]
+    scripts/bench.sh proxy [--quick] [--seconds 2] [--connections 2000]
 
 For each path, iperf3's throughput (one stream, client to server), the
 relay's CPU seconds per Gbit/s of it, and connections/s (connect, one
-byte each way, close; 4 client threads). Paths: direct; netsuite cut
+byte each way, close; 4 client threads): three rounds taking turns between
+the paths, the median of each (bench/_relaybench.py). Paths: direct; netsuite cut
 through from the first byte (module relay); netsuite relayed by Python
 (--no-cut-through); netsuite inspected all the way (a filter that passes
 every byte and is never done); HAProxy tcp; HAProxy tcp with splice. Needs
@@ -46,9 +47,9 @@ def netsuite(name: str, port: int, *args: str) -> Path:
 
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--seconds", type=float, default=2.0, help="a round (3 rounds)")
     parser.add_argument("--connections", type=int, default=2000)
-    parser.add_argument("--quick", action="store_true", help="1 s and 400 connections a path")
+    parser.add_argument("--quick", action="store_true", help="1 s rounds and 400 connections a path")
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.connections = 1.0, 400
