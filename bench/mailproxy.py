@@ -21,8 +21,7 @@ three rounds taking turns between the paths, the median of each:
 
 Then IMAP logins/s (4 threads of short sessions: greeting, LOGIN, LOGOUT;
 three rounds taking turns) through the proxy's imap module beside straight
-to dovecot (the anvil auth
-penalty off). Needs root, iperf3, haproxy and dovecot (scripts/bench.sh
+to dovecot (the anvil auth penalty off). Needs root, iperf3, haproxy and dovecot (scripts/bench.sh
 installs them). Ends with one SUMMARY line. Noisy on a shared 2-core
 machine: compare within one run (the load average is printed).
 """
