@@ -16,7 +16,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # The benchmarks, in the order "all" runs them, and the Debian packages of
 # the peers each one compares with (setup.sh installs the rest). A new
 # benchmark is bench/NAME.py and one line here.
-BENCHMARKS=(bus firewall dhcp dns portal stop soak proxy)
+BENCHMARKS=(bus firewall dhcp dns portal stop soak proxy mailproxy)
 declare -A PEERS=(
     [bus]=""                                          # a raw Unix-socket echo, in Python
     [firewall]=""                                     # one iptables rule per client
@@ -26,6 +26,7 @@ declare -A PEERS=(
     [stop]=""                                         # no peer; slapd, udhcpc, curl come with setup.sh
     [soak]="kea-admin"                                # perfdhcp
     [proxy]="iperf3 haproxy"                          # the proxy framework's relay (docs/mailproxy.md)
+    [mailproxy]="iperf3 haproxy"                      # in a lab; dovecot comes with setup.sh (docs/mailproxy.md)
 )
 
 usage() {

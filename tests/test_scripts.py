@@ -48,10 +48,10 @@ class ScriptTests(SynchronousTestCase):
 
     def test_bench_wrappers(self) -> None:
         """
-        bench/dhcp.sh and bench/portal.sh are scripts/bench.sh with their
-        benchmark.
+        bench/dhcp.sh, portal.sh, proxy.sh and mailproxy.sh are
+        scripts/bench.sh with their benchmark.
         """
-        for name in ("dhcp", "portal"):
+        for name in ("dhcp", "portal", "proxy", "mailproxy"):
             with open(os.path.join(ROOT, "bench", f"{name}.sh")) as f:
                 last = f.read().strip().splitlines()[-1]
             self.assertEqual(last, f'exec "$(dirname "$0")/../scripts/bench.sh" {name} "$@"')

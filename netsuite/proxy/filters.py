@@ -95,7 +95,10 @@ class Chain:
 
     @property
     def done(self) -> bool:
-        return all(f.done for f in self.filters)
+        for f in self.filters:  # asked for each chunk: a loop, not all() of a generator
+            if not f.done:
+                return False
+        return True
 
     def feed(self, data: bytes) -> Step:
         return self._run(data, final=False)

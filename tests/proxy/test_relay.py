@@ -3,19 +3,22 @@ L{netsuite.proxy.relay}: one intercepted connection through its filters,
 on string transports and a clock.
 """
 
+import socket
 from typing import Any, List, Optional, Tuple
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail
+from twisted.internet import tcp
 from twisted.internet.error import ConnectionDone, ConnectionRefusedError
-from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.internet.protocol import Protocol
+from twisted.internet.testing import MemoryReactor, MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from netsuite.proxy.filters import Event
 from netsuite.proxy.intercept import fixed_destination
 from netsuite.proxy.modules import find, relay
-from netsuite.proxy.relay import Proxy, ProxySettings
+from netsuite.proxy.relay import Proxy, ProxySettings, send
 from netsuite.proxy.track import CLOSING, CONNECTING, INSPECTING, RELAYING, Tracked
 
 
@@ -29,9 +32,13 @@ class Transport(StringTransport):
     def __init__(self, peer: Optional[IPv4Address] = None) -> None:
         super().__init__(peerAddress=peer)
         self.write_closed = False
+        self.no_delay = False
 
     def loseWriteConnection(self) -> None:
         self.write_closed = True
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        self.no_delay = enabled
 
 
 class FakeOutbound:
@@ -102,6 +109,14 @@ class ConnectTests(SynchronousTestCase):
         self.assertIs(ct.producer, st)
         self.assertTrue(st.streaming and ct.streaming)
         self.assertEqual(h.proxy.connections()[0]["state"], INSPECTING)
+
+    def test_no_delay(self) -> None:
+        """Both sides send without Nagle's wait, once connected."""
+        h = Harness(self, LINES)
+        c, ct = h.accept()
+        self.assertFalse(ct.no_delay)
+        s, st = h.connect()
+        self.assertTrue(ct.no_delay and st.no_delay)
 
     def test_back_pressure_both_ways(self) -> None:
         """
@@ -178,6 +193,17 @@ class AdmitTests(SynchronousTestCase):
         h = Harness(self, LINES, admit=lambda entry: fail(ValueError("hook")))
         c, ct = h.accept()
         self.assertTrue(ct.disconnected)
+        self.assertEqual(h.proxy.counters["admit_failed"], 1)
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+
+    def test_admission_raises(self) -> None:
+        """An admit that raises (no Deferred) is a failed admission too."""
+        def admit(entry: Tracked) -> bool:
+            raise ValueError("hook")
+        h = Harness(self, LINES, admit=admit)
+        c, ct = h.accept()
+        self.assertTrue(ct.disconnected)
+        self.assertEqual(h.outbound.calls, [])
         self.assertEqual(h.proxy.counters["admit_failed"], 1)
         self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
 
@@ -425,3 +451,48 @@ class OnCloseTests(SynchronousTestCase):
         c, ct = h.accept()
         c.connectionLost(Failure(ConnectionDone()))
         self.assertEqual(closed, [])
+
+
+class SendTests(SynchronousTestCase):
+    """
+    L{send}: a chunk for a TCP transport with nothing buffered goes out at
+    once; otherwise it is buffered behind what is, in order.
+    """
+
+    def transport(self) -> Tuple[tcp.Connection, socket.socket, MemoryReactor]:
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        self.addCleanup(theirs.close)
+        theirs.settimeout(5)
+        reactor = MemoryReactor()
+        transport = tcp.Connection(ours, Protocol(), reactor)
+        transport.connected = True
+        return transport, theirs, reactor
+
+    def test_sent_at_once(self) -> None:
+        transport, theirs, reactor = self.transport()
+        send(transport, b"a chunk")
+        self.assertEqual(theirs.recv(100), b"a chunk")
+        self.assertEqual((transport._tempDataLen, reactor.getWriters()), (0, []))
+
+    def test_behind_what_is_buffered(self) -> None:
+        transport, theirs, reactor = self.transport()
+        transport.write(b"first ")
+        send(transport, b"second")
+        self.assertEqual(transport._tempDataLen, 12)  # nothing sent before the buffer
+        self.assertEqual(reactor.getWriters(), [transport])
+        transport.doWrite()
+        self.assertEqual(theirs.recv(100), b"first second")
+
+    def test_not_after_close(self) -> None:
+        """A transport closing (or half-closed) gets what Twisted's write does."""
+        transport, theirs, reactor = self.transport()
+        transport.loseWriteConnection()
+        send(transport, b"late")
+        self.assertEqual(transport._tempDataLen, 4)  # buffered, written before the shutdown
+
+    def test_string_transport(self) -> None:
+        """Any other transport: its write."""
+        transport = StringTransport()
+        send(transport, b"x")
+        self.assertEqual(transport.value(), b"x")
