@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Callable, Optional, Protocol, Sequence
+from typing import Callable, List, Optional, Sequence
 
-from netsuite.proxy.filters import CLIENT, Event, Step
+from netsuite.proxy.filters import CLIENT, SERVER, Event, Step
 
 __all__ = ["MAX_LINE", "MAX_USER", "LineReader", "Greeting", "user_text", "b64",
-           "printable", "login_event", "not_protocol", "too_long", "Side"]
+           "printable", "login_event", "not_protocol", "too_long", "WatchedSession", "Side"]
 
 MAX_LINE = 64 * 1024
 """The longest command or response line (outside a literal) a watcher
@@ -178,12 +178,54 @@ def too_long(protocol: str, direction: str) -> Event:
     return Event("too-long", {"protocol": protocol, "direction": direction})
 
 
-class _Session(Protocol):
-    done: bool
+class WatchedSession:
+    """
+    What an IMAP and a POP3 session share: a line reader per direction
+    (calling C{_client_line} and C{_server_line}), the greeting check, the
+    events gathered during one feed, and the end of inspection
+    (C{_finish}: both directions passed on untouched from then on).
+    """
 
-    def feed_client(self, data: bytes) -> Step: ...
+    protocol = ""
+    greetings: Sequence[bytes] = ()
 
-    def feed_server(self, data: bytes) -> Step: ...
+    def __init__(self, max_line: int = MAX_LINE,
+                 client_literal: Optional[Callable[[bytes], None]] = None) -> None:
+        self.done = False
+        self._events: List[Event] = []
+        self._greeting = Greeting(self.greetings)
+        self._client = LineReader(self._client_line, max_line, client_literal)
+        self._server = LineReader(self._server_line, max_line)
+
+    def _client_line(self, line: bytes) -> None:
+        raise NotImplementedError
+
+    def _server_line(self, line: bytes) -> None:
+        raise NotImplementedError
+
+    def feed_client(self, data: bytes) -> Step:
+        return self._feed(self._client, CLIENT, data)
+
+    def feed_server(self, data: bytes) -> Step:
+        if self._greeting.decided is None and not self.done:
+            if self._greeting.feed(data) is False:
+                self._finish()
+                return Step(data, [not_protocol(self.protocol, self._greeting.first)])
+        return self._feed(self._server, SERVER, data)
+
+    def _feed(self, reader: LineReader, direction: str, data: bytes) -> Step:
+        if self.done:
+            return Step(data)
+        ok = reader.feed(data)
+        events, self._events = self._events, []
+        if not ok:
+            self._finish()
+            return Step(data, events + [too_long(self.protocol, direction)], cut=True)
+        return Step(data, events)
+
+    def _finish(self) -> None:
+        self.done = True
+        self._client.stopped = self._server.stopped = True
 
 
 class Side:
@@ -192,7 +234,7 @@ class Side:
     two directions share, and is done when it is.
     """
 
-    def __init__(self, session: _Session, direction: str) -> None:
+    def __init__(self, session: WatchedSession, direction: str) -> None:
         self.session = session
         self.direction = direction
         self._feed = session.feed_client if direction == CLIENT else session.feed_server

@@ -35,10 +35,9 @@ from __future__ import annotations
 import re
 from typing import Dict, FrozenSet, List, Optional, Tuple
 
-from netsuite.proxy.filters import CLIENT, SERVER, Connection, Event, Step
+from netsuite.proxy.filters import CLIENT, SERVER, Connection, Event
 
-from ._lines import (MAX_LINE, Greeting, LineReader, Side, b64, login_event, not_protocol,
-                     too_long, user_text)
+from ._lines import MAX_LINE, Side, WatchedSession, b64, login_event, user_text
 
 __all__ = ["imap", "ImapSession", "MAX_FAILURES", "MAX_PENDING"]
 
@@ -152,7 +151,7 @@ class _Authenticate:
             self.user = decoded
 
 
-class ImapSession:
+class ImapSession(WatchedSession):
     """
     The parse state of one IMAP connection, shared by its two filters.
 
@@ -161,15 +160,14 @@ class ImapSession:
     @ivar failures: failed logins so far.
     """
 
+    protocol = PROTOCOL
+    greetings = GREETINGS
+
     def __init__(self, max_failures: int = MAX_FAILURES, max_line: int = MAX_LINE) -> None:
+        super().__init__(max_line, self._client_literal)
         self.max_failures = max_failures
         self.capabilities: FrozenSet[bytes] = frozenset()
         self.failures = 0
-        self.done = False
-        self._events: List[Event] = []
-        self._greeting = Greeting(GREETINGS)
-        self._client = LineReader(self._client_line, max_line, self._client_literal)
-        self._server = LineReader(self._server_line, max_line)
         self._command: Optional[_Command] = None
         self._pending: Dict[bytes, object] = {}  # tag -> _Command or _Authenticate
         self._auth: Optional[_Authenticate] = None
@@ -178,33 +176,6 @@ class ImapSession:
     def __repr__(self) -> str:
         return (f"<ImapSession done={self.done} failures={self.failures} "
                 f"pending={sorted(self._pending)!r}>")
-
-    # the two directions
-
-    def feed_client(self, data: bytes) -> Step:
-        return self._feed(self._client, CLIENT, data)
-
-    def feed_server(self, data: bytes) -> Step:
-        if self._greeting.decided is None and not self.done:
-            decided = self._greeting.feed(data)
-            if decided is False:
-                self._finish()
-                return Step(data, [not_protocol(PROTOCOL, self._greeting.first)])
-        return self._feed(self._server, SERVER, data)
-
-    def _feed(self, reader: LineReader, direction: str, data: bytes) -> Step:
-        if self.done:
-            return Step(data)
-        ok = reader.feed(data)
-        events, self._events = self._events, []
-        if not ok:
-            self._finish()
-            return Step(data, events + [too_long(PROTOCOL, direction)], cut=True)
-        return Step(data, events)
-
-    def _finish(self) -> None:
-        self.done = True
-        self._client.stopped = self._server.stopped = True
 
     # the client: commands
 

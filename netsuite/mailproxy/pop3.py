@@ -29,12 +29,11 @@ filters are done. A line longer than C{max_line} bytes cuts the connection.
 from __future__ import annotations
 
 from collections import deque
-from typing import Deque, List, Optional, Tuple
+from typing import Deque, Optional, Tuple
 
-from netsuite.proxy.filters import CLIENT, SERVER, Connection, Event, Step
+from netsuite.proxy.filters import CLIENT, SERVER, Connection, Event
 
-from ._lines import (MAX_LINE, Greeting, LineReader, Side, b64, login_event, not_protocol,
-                     too_long, user_text)
+from ._lines import MAX_LINE, Side, WatchedSession, b64, login_event, user_text
 
 __all__ = ["pop3", "Pop3Session", "MAX_FAILURES", "MAX_PENDING"]
 
@@ -96,22 +95,21 @@ class _Auth(_Command):
             self.user = decoded
 
 
-class Pop3Session:
+class Pop3Session(WatchedSession):
     """
     The parse state of one POP3 connection, shared by its two filters.
 
     @ivar failures: failed logins so far.
     """
 
+    protocol = PROTOCOL
+    greetings = GREETINGS
+
     def __init__(self, max_failures: int = MAX_FAILURES, max_line: int = MAX_LINE) -> None:
+        super().__init__(max_line)
         self.max_failures = max_failures
         self.failures = 0
-        self.done = False
-        self._events: List[Event] = []
-        self._greeting = Greeting(GREETINGS)
         self._greeted = False
-        self._client = LineReader(self._client_line, max_line)
-        self._server = LineReader(self._server_line, max_line)
         self._queue: Deque[_Command] = deque()
         self._auth: Optional[_Auth] = None
         self._user: Optional[bytes] = None
@@ -120,30 +118,6 @@ class Pop3Session:
     def __repr__(self) -> str:
         return (f"<Pop3Session done={self.done} failures={self.failures} "
                 f"pending={len(self._queue)}>")
-
-    def feed_client(self, data: bytes) -> Step:
-        return self._feed(self._client, CLIENT, data)
-
-    def feed_server(self, data: bytes) -> Step:
-        if self._greeting.decided is None and not self.done:
-            if self._greeting.feed(data) is False:
-                self._finish()
-                return Step(data, [not_protocol(PROTOCOL, self._greeting.first)])
-        return self._feed(self._server, SERVER, data)
-
-    def _feed(self, reader: LineReader, direction: str, data: bytes) -> Step:
-        if self.done:
-            return Step(data)
-        ok = reader.feed(data)
-        events, self._events = self._events, []
-        if not ok:
-            self._finish()
-            return Step(data, events + [too_long(PROTOCOL, direction)], cut=True)
-        return Step(data, events)
-
-    def _finish(self) -> None:
-        self.done = True
-        self._client.stopped = self._server.stopped = True
 
     # the client: commands
 
