@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Protocol, Sequence
 
 from netsuite.proxy.filters import CLIENT, SERVER, Event, Step
 
@@ -178,6 +178,14 @@ def too_long(protocol: str, direction: str) -> Event:
     return Event("too-long", {"protocol": protocol, "direction": direction})
 
 
+class _Session(Protocol):
+    done: bool
+
+    def feed_client(self, data: bytes) -> Step: ...
+
+    def feed_server(self, data: bytes) -> Step: ...
+
+
 class WatchedSession:
     """
     What an IMAP and a POP3 session share: a line reader per direction
@@ -234,7 +242,7 @@ class Side:
     two directions share, and is done when it is.
     """
 
-    def __init__(self, session: WatchedSession, direction: str) -> None:
+    def __init__(self, session: _Session, direction: str) -> None:
         self.session = session
         self.direction = direction
         self._feed = session.feed_client if direction == CLIENT else session.feed_server
