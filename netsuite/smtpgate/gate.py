@@ -13,8 +13,10 @@ to any destination. The gate then asks the firewall to open the window
 (C{/firewall/smtp/open} with a server, or without one) for C{window}
 seconds; each further success renews it. The window lives in a
 kernel-timed set: it ends by itself, even with the gate down. A portal
-logout (C{/portal/logout}) or a C{/smtpgate/close} closes the client's
-windows at once. Failures open nothing; they are counted.
+logout (C{/portal/logout}), the firewall's de-authorization of the client
+(C{/firewall/deauthorized}: an operator's, say) or a C{/smtpgate/close}
+closes the client's windows at once (a logout and its de-authorization
+close once, not twice). Failures open nothing; they are counted.
 
 Fail closed: with the gate (or the proxy) down nothing opens; what is open
 expires in the kernel.
@@ -137,6 +139,10 @@ class SmtpGate:
         # decided before a close must not land after it)
         self._pending: Dict[ipaddress.IPv4Address, int] = {}
         self._closes: Dict[ipaddress.IPv4Address, int] = {}
+        # ip -> whether the gate's last act for it was an open (True) or a
+        # close (False): a logout and the de-authorization it causes close
+        # once; an address not here (since a restart) is closed anyway.
+        self._last: Dict[ipaddress.IPv4Address, bool] = {}
         self._watchers: List[Any] = []
         declare_service(registry, "smtpgate", MAILBOXES, EVENTS, {
             "/smtpgate/decide": self._decide,
@@ -154,6 +160,9 @@ class SmtpGate:
                     "mailproxy_process", "no SMTP window will open")
         self._watch(self._at(self.portal_process, "/portal/logout"), self._logout,
                     "portal_process", "windows end only when they expire or on /smtpgate/close")
+        self._watch(self._at(self.firewall_process, "/firewall/deauthorized"),
+                    self._deauthorized, "firewall_process",
+                    "an operator's de-authorization leaves the client's windows to expire")
 
     def _watch(self, address: str, fn: Any, key: str, consequence: str) -> None:
         if address.startswith("/") and not self.registry.describe(address):
@@ -238,6 +247,7 @@ class SmtpGate:
             for answer in answers:
                 _answered(answer, "open", "/firewall/smtp/open")
             self.counters["opened"] += 1
+            self._remember(ip, True)
             self.registry.send("/smtpgate/opened", {"ip": ip, "servers": servers,
                                                     "seconds": seconds, "reason": reason})
             return servers
@@ -273,6 +283,7 @@ class SmtpGate:
         ip = _ipv4(ip)
         if ip in self._pending:
             self._closes[ip] = self._closes.get(ip, 0) + 1
+        self._remember(ip, False)
 
         def closed(answer: Any) -> Dict[str, Any]:
             _answered(answer, "open", "/firewall/smtp/close")
@@ -282,12 +293,26 @@ class SmtpGate:
         return self.registry.send(self._at(self.firewall_process, "/firewall/smtp/close"),
                                   {"ip": ip}).addCallback(closed)
 
+    def _remember(self, ip: ipaddress.IPv4Address, opened: bool) -> None:
+        if ip not in self._last and len(self._last) >= 65536:
+            self._last = {k: v for k, v in self._last.items() if v}  # forget the closed
+        self._last[ip] = opened
+
     def _logout(self, message: Any) -> None:
+        self._close_once(message, "portal-logout")
+
+    def _deauthorized(self, message: Any) -> None:
+        self._close_once(message, "deauthorized")
+
+    def _close_once(self, message: Any, reason: str) -> None:
+        """Close, unless the gate's last act for the client was a close."""
         try:
             ip = _ipv4(message["ip"])
         except (TypeError, KeyError, ValueError):
             return
-        self.close(ip, "portal-logout").addErrback(self._failed, "closing", ip)
+        if self._last.get(ip) is False and ip not in self._pending:
+            return
+        self.close(ip, reason).addErrback(self._failed, "closing", ip)
 
     def _close(self, message: Message) -> "Deferred[Stop]":
         reason = message.get("reason") or "requested"

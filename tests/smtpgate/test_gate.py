@@ -19,6 +19,7 @@ from netsuite.testing import registry_on_clock
 LAN = ipaddress.IPv4Network("10.89.0.0/24")
 A = ipaddress.IPv4Address("10.89.0.11")
 B = ipaddress.IPv4Address("10.89.0.12")
+C = ipaddress.IPv4Address("10.89.0.13")
 IMAP = ipaddress.IPv4Address("192.0.2.10")
 OTHER = ipaddress.IPv4Address("192.0.2.20")
 SMTP1 = ipaddress.IPv4Address("198.51.100.25")
@@ -183,6 +184,39 @@ class GateTests(SynchronousTestCase):
                                         "reason": "logout"})
         self.assertEqual(self.windows(), {B: {IMAP: 900}})
         self.assertIn(("/smtpgate/closed", {"ip": A, "reason": "portal-logout"}), self.events)
+
+    def test_deauthorized_closes_once(self):
+        """
+        The firewall's de-authorization of a client (an operator's) closes
+        its windows; a portal logout and the de-authorization it causes
+        close once, in either order; a client whose windows the gate does
+        not know of (since a restart) is closed all the same.
+        """
+        def closed():
+            return [m for path, m in self.events if path == "/smtpgate/closed"]
+        self.publish("/mailproxy/login", login())
+        self.publish("/mailproxy/login", login(ip=B))
+        self.successResultOf(self.firewall.authorize(A, MAC("02:4e:00:00:00:0b")))
+        self.successResultOf(self.firewall.authorize(B, MAC("02:4e:00:00:00:0c")))
+        self.successResultOf(self.registry.send("/firewall/deauthorize", {"ip": A}))
+        self.registry.eventual.flush_sync()
+        self.assertEqual(self.windows(), {B: {IMAP: 900}})
+        self.assertEqual(closed(), [{"ip": A, "reason": "deauthorized"}])
+        self.publish("/portal/logout", {"ip": A, "reason": "logout"})  # after: nothing more
+        self.assertEqual(len(closed()), 1)
+
+        self.publish("/portal/logout", {"ip": B, "reason": "logout"})
+        self.successResultOf(self.registry.send("/firewall/deauthorize", {"ip": B}))
+        self.registry.eventual.flush_sync()
+        self.assertEqual(self.windows(), {})
+        self.assertEqual(closed()[1:], [{"ip": B, "reason": "portal-logout"}])
+
+        self.publish("/mailproxy/login", login())  # open again: closed again
+        self.publish("/portal/logout", {"ip": A, "reason": "logout"})
+        self.assertEqual((self.windows(), len(closed())), ({}, 3))
+        self.successResultOf(self.firewall.open_smtp(C, 60))  # not the gate's
+        self.publish("/portal/logout", {"ip": C, "reason": "logout"})
+        self.assertEqual((self.windows(), closed()[-1]), ({}, {"ip": C, "reason": "portal-logout"}))
 
     def test_close_mailbox(self):
         """
