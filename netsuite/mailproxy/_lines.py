@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Callable, List, Optional, Protocol, Sequence
+from typing import Callable, List, Optional, Protocol, Sequence, Tuple
 
 from netsuite.proxy.filters import CLIENT, SERVER, Event, Step
 
@@ -197,8 +197,10 @@ class WatchedSession:
     protocol = ""
     greetings: Sequence[bytes] = ()
 
-    def __init__(self, max_line: int = MAX_LINE,
+    def __init__(self, max_failures: int, max_line: int = MAX_LINE,
                  client_literal: Optional[Callable[[bytes], None]] = None) -> None:
+        self.max_failures = max_failures
+        self.failures = 0
         self.done = False
         self._events: List[Event] = []
         self._greeting = Greeting(self.greetings)
@@ -234,6 +236,23 @@ class WatchedSession:
     def _finish(self) -> None:
         self.done = True
         self._client.stopped = self._server.stopped = True
+
+    def _login(self, user: str, outcome: str) -> None:
+        """
+        The server's answer to a login: its event; a success ends the
+        inspection, and so does the C{max_failures}th failure.
+        """
+        self._events.append(login_event(self.protocol, user, outcome))
+        if outcome == "success":
+            self._finish()
+        elif outcome == "failure":
+            self.failures += 1
+            if self.failures >= self.max_failures:
+                self._finish()
+
+    def sides(self) -> Tuple["Side", "Side"]:
+        """The (client to server, server to client) filters of this session."""
+        return Side(self, CLIENT), Side(self, SERVER)
 
 
 class Side:

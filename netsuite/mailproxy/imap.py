@@ -35,9 +35,9 @@ from __future__ import annotations
 import re
 from typing import Dict, FrozenSet, List, Optional, Tuple
 
-from netsuite.proxy.filters import CLIENT, SERVER, Connection, Event
+from netsuite.proxy.filters import Connection, Event
 
-from ._lines import MAX_LINE, Side, WatchedSession, b64, login_event, user_text
+from ._lines import MAX_LINE, Side, WatchedSession, b64, user_text
 
 __all__ = ["imap", "ImapSession", "MAX_FAILURES", "MAX_PENDING"]
 
@@ -164,10 +164,8 @@ class ImapSession(WatchedSession):
     greetings = GREETINGS
 
     def __init__(self, max_failures: int = MAX_FAILURES, max_line: int = MAX_LINE) -> None:
-        super().__init__(max_line, self._client_literal)
-        self.max_failures = max_failures
+        super().__init__(max_failures, max_line, self._client_literal)
         self.capabilities: FrozenSet[bytes] = frozenset()
-        self.failures = 0
         self._command: Optional[_Command] = None
         self._pending: Dict[bytes, object] = {}  # tag -> _Command or _Authenticate
         self._auth: Optional[_Authenticate] = None
@@ -299,13 +297,9 @@ class ImapSession(WatchedSession):
     def _outcome(self, user: Optional[bytes], status: bytes) -> None:
         name = user_text(user or b"")
         if status == b"OK":
-            self._events.append(login_event(PROTOCOL, name, "success"))
-            self._finish()
+            self._login(name, "success")
         elif status in (b"NO", b"BAD"):
-            self._events.append(login_event(PROTOCOL, name, "failure"))
-            self.failures += 1
-            if self.failures >= self.max_failures:
-                self._finish()
+            self._login(name, "failure")
 
 
 def imap(conn: Connection, max_failures: int = MAX_FAILURES,
@@ -314,5 +308,4 @@ def imap(conn: Connection, max_failures: int = MAX_FAILURES,
     The (client to server, server to client) filters of a new IMAP
     connection, sharing one L{ImapSession}.
     """
-    session = ImapSession(max_failures, max_line)
-    return Side(session, CLIENT), Side(session, SERVER)
+    return ImapSession(max_failures, max_line).sides()

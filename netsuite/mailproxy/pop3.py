@@ -31,9 +31,9 @@ from __future__ import annotations
 from collections import deque
 from typing import Deque, Optional, Tuple
 
-from netsuite.proxy.filters import CLIENT, SERVER, Connection, Event
+from netsuite.proxy.filters import Connection, Event
 
-from ._lines import MAX_LINE, Side, WatchedSession, b64, login_event, user_text
+from ._lines import MAX_LINE, Side, WatchedSession, b64, user_text
 
 __all__ = ["pop3", "Pop3Session", "MAX_FAILURES", "MAX_PENDING"]
 
@@ -106,9 +106,7 @@ class Pop3Session(WatchedSession):
     greetings = GREETINGS
 
     def __init__(self, max_failures: int = MAX_FAILURES, max_line: int = MAX_LINE) -> None:
-        super().__init__(max_line)
-        self.max_failures = max_failures
-        self.failures = 0
+        super().__init__(max_failures, max_line)
         self._greeted = False
         self._queue: Deque[_Command] = deque()
         self._auth: Optional[_Auth] = None
@@ -191,15 +189,11 @@ class Pop3Session(WatchedSession):
     def _outcome(self, user: Optional[bytes], ok: bool, line: bytes) -> None:
         name = user_text(user or b"")
         if ok:
-            self._events.append(login_event(PROTOCOL, name, "success"))
-            self._finish()
+            self._login(name, "success")
         elif line[4:].lstrip().upper().startswith(b"[IN-USE]"):
-            self._events.append(login_event(PROTOCOL, name, "in-use"))
+            self._login(name, "in-use")
         else:
-            self._events.append(login_event(PROTOCOL, name, "failure"))
-            self.failures += 1
-            if self.failures >= self.max_failures:
-                self._finish()
+            self._login(name, "failure")
 
 
 def pop3(conn: Connection, max_failures: int = MAX_FAILURES,
@@ -208,5 +202,4 @@ def pop3(conn: Connection, max_failures: int = MAX_FAILURES,
     The (client to server, server to client) filters of a new POP3
     connection, sharing one L{Pop3Session}.
     """
-    session = Pop3Session(max_failures, max_line)
-    return Side(session, CLIENT), Side(session, SERVER)
+    return Pop3Session(max_failures, max_line).sides()
