@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.mailproxy.test_service -*-
 """
-The mail proxy's service: one proxy instance (L{netsuite.proxy.relay.Proxy})
+The mail proxy's service: one proxy instance (L{netsuite.proxy.proxy.Proxy})
 on its listeners, its modules chosen by the original destination's port,
 and its mailboxes: logins announced on C{/mailproxy/login}, each
 connection offered to C{/mailproxy/connect} before it is relayed (when
@@ -24,7 +24,7 @@ from twisted.logger import Logger
 
 from ..proxy.filters import CLIENT, SERVER, Connection, Event, MakeFilters
 from ..proxy.intercept import listen
-from ..proxy.relay import Proxy
+from ..proxy.proxy import Proxy
 from ..proxy.track import CLOSING, Tracked
 from ..registry.interfaces import NO_ANSWER, Stop
 from ..registry.registry import declare_service

@@ -135,7 +135,7 @@ def check(config: Any) -> None:
 def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
     from ..portal.service import NeighbourTable
     from ..proxy.intercept import destination_for, tcp_outbound, transparent_outbound
-    from ..proxy.relay import Proxy, ProxySettings
+    from ..proxy.proxy import Proxy, ProxySettings
     from ..runner import ThreadRunner
     from .service import MailProxy, MailProxyService, ipv4_mac
 

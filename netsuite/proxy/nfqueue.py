@@ -125,7 +125,7 @@ class SynTable:
 
     def destination(self, transport: Any) -> Address:
         """
-        The proxy's C{destination} (L{netsuite.proxy.relay.Destination}):
+        The proxy's C{destination} (L{netsuite.proxy.proxy.Destination}):
         the record of the accepted connection's peer.
 
         @raise OSError: when there is none.

@@ -2,8 +2,8 @@
 """
 Relaying one intercepted connection through its filters.
 
-L{Proxy} is the factory of a proxy instance's listening port. For each
-accepted connection (the client side) it finds the original destination,
+L{netsuite.proxy.proxy.Proxy} is the factory of a proxy instance's
+listening port. For each accepted connection (the client side) it finds the original destination,
 connects out to it (the server side) and, in a L{Relay}, feeds what each
 side sends through that direction's L{Chain} and writes what the chain
 passes on to the other side:
@@ -33,111 +33,27 @@ connection they belong to.
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from twisted.internet import protocol, tcp
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, IHalfCloseableProtocol, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IHalfCloseableProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from . import splice
-from .filters import CLIENT, SERVER, Chain, Connection, Event, Filter, MakeFilters, Step
-from .track import (CLOSING, CONNECTING, CUT_THROUGH, INSPECTING, RELAYING, ConnectionTable,
-                    Tracked)
+from .filters import CLIENT, SERVER, Chain, Connection, Event, Filter, Step
+from .track import CLOSING, CONNECTING, CUT_THROUGH, INSPECTING, RELAYING
 
-__all__ = ["ProxySettings", "Proxy", "Relay", "Destination", "Outbound", "OTHER"]
+if TYPE_CHECKING:
+    from .proxy import Proxy
+
+__all__ = ["Relay", "ClientSide", "ServerSide", "send", "OTHER"]
 
 _log = Logger()
 
 OTHER = {CLIENT: SERVER, SERVER: CLIENT}
-
-Address = Tuple[str, int]
-Destination = Callable[[object], Address]
-"""The original destination of an accepted connection, from its transport
-(see L{netsuite.proxy.intercept}); raises C{OSError} when there is none."""
-Modules = Union[Sequence[Tuple[str, MakeFilters]],
-                Callable[[Connection], Sequence[Tuple[str, MakeFilters]]]]
-"""An instance's modules, or a function choosing them for a connection."""
-Outbound = Callable[[Address, Address, protocol.ClientFactory], Callable[[], None]]
-"""Connect out: C{(server, client, factory)}, returns a function that gives
-up the attempt. The factory's C{clientConnectionFailed} hears of failures."""
-
-
-@dataclass(frozen=True)
-class ProxySettings:
-    connect_timeout: float = 10.0
-    inspect_idle: float = 120.0
-    """Idle time-out while some filter still inspects."""
-    idle: float = 1800.0
-    """Idle time-out once every filter is done (IMAP IDLE re-issues every 29 min)."""
-    max_held: int = 65536
-    """Bytes the filters of one direction may hold before the connection is cut."""
-    max_connections: int = 1000
-    close_timeout: float = 10.0
-    """A closing connection whose peers do not take its last bytes is aborted then."""
-    cut_through: bool = True
-    """Relay in the kernel once every filter is done (where the transports allow)."""
-
-
-class Proxy(protocol.ServerFactory):
-    """
-    One proxy instance: the factory of its listening port(s).
-
-    @param modules: (name, module) in chain order; or a function of the
-        L{Connection} giving them (one listener for several ports: TPROXY
-        sends every diverted port to one).
-    @param destination: the original destination of an accepted connection.
-    @param outbound: how to connect out to it.
-    @param on_event: called with (tracked connection, event) for each event.
-    @param on_open: called with each new tracked connection (its original
-        destination known), before the connection out is made.
-    @param on_close: called with each tracked connection once it is gone
-        (both sides closed), if C{on_open} heard of it.
-    @param admit: if given, asked about each new tracked connection before
-        the connection out is made: True (or a Deferred firing True) lets it
-        through; False, a failure, or no answer within C{connect_timeout}
-        closes it (counted C{refused}, C{admit_failed}, C{connect_timeout}).
-    """
-
-    def __init__(self, reactor: IReactorTime, modules: Modules,
-                 destination: Destination, outbound: Outbound,
-                 settings: ProxySettings = ProxySettings(),
-                 on_event: Callable[[Tracked, Event], None] = lambda entry, event: None,
-                 on_open: Callable[[Tracked], None] = lambda entry: None,
-                 admit: Optional[Callable[[Tracked], Any]] = None,
-                 on_close: Callable[[Tracked], None] = lambda entry: None) -> None:
-        self.reactor = reactor
-        self.on_open = on_open
-        self.on_close = on_close
-        self.admit = admit
-        if callable(modules):
-            self.select = modules
-        else:
-            fixed = list(modules)
-            self.select = lambda conn: fixed
-        self.destination = destination
-        self.outbound = outbound
-        self.settings = settings
-        self.on_event = on_event
-        self.table = ConnectionTable(reactor)
-        self.counters: "Counter[str]" = Counter()
-
-    def buildProtocol(self, addr: object) -> Optional[protocol.Protocol]:
-        if len(self.table) >= self.settings.max_connections:
-            self.counters["refused_full"] += 1
-            return None  # Twisted closes the accepted connection
-        side = ClientSide()
-        side.factory = self
-        return side
-
-    def connections(self) -> List[Dict[str, object]]:
-        """The live connections, as plain dicts (C{/mailproxy/connections})."""
-        return self.table.describe()  # type: ignore[return-value]
-
 
 def send(transport: Any, data: bytes) -> None:
     """

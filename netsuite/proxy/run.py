@@ -21,7 +21,7 @@ from typing import List, Optional, Tuple
 
 from .intercept import MODES, destination_for, listen, tcp_outbound, transparent_outbound
 from .modules import find_all
-from .relay import Proxy, ProxySettings
+from .proxy import Proxy, ProxySettings
 
 
 def _address(text: str) -> Tuple[str, int]:

@@ -16,7 +16,7 @@ from netsuite.mailproxy.service import MailProxy, ipv4_mac
 from netsuite.mailproxy.tls import tls_login
 from netsuite.proxy.intercept import fixed_destination
 from netsuite.proxy.modules import relay
-from netsuite.proxy.relay import Proxy, ProxySettings
+from netsuite.proxy.proxy import Proxy, ProxySettings
 from netsuite.registry.interfaces import CONTINUE, Stop
 from netsuite.registry.values import MAC
 from netsuite.testing import SyncRunner, registry_on_clock

@@ -19,7 +19,7 @@ from twisted.trial.unittest import TestCase
 
 from netsuite.proxy.intercept import fixed_destination, listen, tcp_outbound, transparent_outbound
 from netsuite.proxy.modules import find
-from netsuite.proxy.relay import Proxy, ProxySettings
+from netsuite.proxy.proxy import Proxy, ProxySettings
 from netsuite.proxy.splice import unsent
 
 UP = 24 * 1024 * 1024

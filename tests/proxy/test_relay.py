@@ -18,7 +18,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from netsuite.proxy.filters import Event
 from netsuite.proxy.intercept import fixed_destination
 from netsuite.proxy.modules import find, relay
-from netsuite.proxy.relay import Proxy, ProxySettings, send
+from netsuite.proxy.proxy import Proxy, ProxySettings
+from netsuite.proxy.relay import send
 from netsuite.proxy.track import CLOSING, CONNECTING, INSPECTING, RELAYING, Tracked
 
 
