@@ -11,17 +11,18 @@ from __future__ import annotations
 import ipaddress
 from typing import AbstractSet, Any, Dict, List, Optional, Set, Tuple
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from ..registry.values import MAC
-from ..runner import GroupCommit, IRunner
+from ..runner import IRunner
 from .interfaces import (Client, FirewallError, IFirewall, IShaper, Traffic, client_address,
                          new_client, smtp_server, window_seconds)
 from .flows import FlowCutter
 from .garden import GardenBook
+from .gardenwrites import GardenWrites
 from .iptables import StaticRules
 from .divert import KernelDivert
 from .kernel6 import KernelIPv6
@@ -92,11 +93,7 @@ class KernelFirewall:
                                smtp_ports=settings.smtp_ports)
         self.garden_book = GardenBook(clock, settings.lan_network, *garden_ttl,
                                       max_entries=garden_max_entries)
-        # ip -> seconds: garden writes waiting for the next batch
-        self._garden_pending: Dict[ipaddress.IPv4Address, int] = {}
-        self._garden_writes = GroupCommit(self._take_garden, self._write_garden, runner,
-                                          what="garden entries", give_back=self._give_back_garden,
-                                          clock=clock)
+        self.garden_writes = GardenWrites(self.garden_book, lambda: self.sets, runner, clock)
         self.network = network or KernelNetwork(settings.lan_interface, settings.tproxy_mark)
         self.v6 = KernelIPv6(settings, self.network, self.flows, ipv6, keep_clients)
         self.divert = KernelDivert(settings, self.v6.nft)  # with tproxy_port
@@ -204,9 +201,7 @@ class KernelFirewall:
             self._cutting.cancel()
         to_cut, self._to_cut = self._to_cut, set()
         self._to_cut6 = set()
-        self._garden_writes.cancel_retry()
-        self._garden_pending.clear()
-        self.garden_book.clear()
+        self.garden_writes.drop()
         return self._run(self._stop, to_cut)
 
     def _stop(self, to_cut: Set[ipaddress.IPv4Address]) -> None:
@@ -413,41 +408,13 @@ class KernelFirewall:
     # the garden
 
     def add_garden(self, ips: Any, seconds: Any) -> "Deferred[int]":
-        try:
-            writes, accepted = self.garden_book.plan(ips, seconds)
-        except ValueError:
-            return fail()
-        if not writes:
-            return succeed(accepted)
-        for ip, left in writes:
-            self._garden_pending[ip] = max(left, self._garden_pending.get(ip, 0))
-
-        def written(ok: bool) -> int:
-            if not ok:
-                raise FirewallError("the kernel refused the garden entries (logged); "
-                                    "they are tried again")
-            return accepted
-        return self._garden_writes.durable().addCallback(written)
-
-    def _take_garden(self) -> Dict[ipaddress.IPv4Address, int]:
-        writes, self._garden_pending = self._garden_pending, {}
-        return writes
-
-    def _give_back_garden(self, writes: Dict[ipaddress.IPv4Address, int]) -> None:
-        for ip, seconds in writes.items():
-            if ip in self.garden_book.ends:  # not flushed since
-                self._garden_pending.setdefault(ip, seconds)
-
-    def _write_garden(self, writes: Dict[ipaddress.IPv4Address, int], durable: bool) -> None:
-        self.sets.add_garden(sorted(writes.items()))
+        return self.garden_writes.add(ips, seconds)
 
     def garden(self) -> "Deferred[Dict[ipaddress.IPv4Address, int]]":
         return self._run(self.sets.garden_entries)
 
     def flush_garden(self) -> "Deferred[int]":
-        self._garden_pending.clear()
-        n = self.garden_book.clear()
-        return self._run(self.sets.flush_garden).addCallback(lambda _: n)
+        return self.garden_writes.flush()
 
     # the periodic check
 
@@ -462,10 +429,7 @@ class KernelFirewall:
         """
         clients = dict(self.clients)
         adding = set(self._adding)
-        # Entries about to expire, or still waiting for their batch, are
-        # not missing.
-        garden = {ip: left for ip, left in self.garden_book.left().items()
-                  if left > 2 and ip not in self._garden_pending}
+        garden = self.garden_writes.expected()
 
         def logged(repaired: List[str]) -> List[str]:
             if repaired:

@@ -211,7 +211,7 @@ class GardenBatchTests(SynchronousTestCase):
         self.failureResultOf(lost, FirewallError)
         self.firewall.garden_book.clear()  # as flush_garden does, before its runner call
         self.firewall.sets.fail = False
-        self.firewall._garden_writes.flush()
+        self.firewall.garden_writes._writes.flush()
         self.assertEqual(self.runner.calls, [])
 
 
