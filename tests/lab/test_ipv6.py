@@ -7,6 +7,7 @@ upstream web server; they need root and radvd.
 import ipaddress
 import json
 import os
+import select
 import time
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -117,11 +118,17 @@ class LabIPv6Tests(SynchronousTestCase):
         self.assertTrue(os.path.isdir(self.lab.radvd_dir))
         loaded.down()  # another process's view of the lab removes it all
         self.assertFalse(os.path.exists(self.lab.radvd_dir))
-        # SIGKILLed: each is gone (or a zombie) once the kernel has ended it
-        deadline = time.monotonic() + 5.0
-        while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        # SIGKILLed: wait for each one's exit itself (its pidfd turns
+        # readable), 5 s at most.
         for pid in pids:
+            try:
+                fd = os.pidfd_open(pid)
+            except ProcessLookupError:
+                continue  # gone already
+            try:
+                select.select([fd], [], [], 5.0)
+            finally:
+                os.close(fd)
             self.assertFalse(alive(pid), pid)
 
 
