@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
@@ -148,3 +148,15 @@ def kill(child: Child, name: str = "KILL") -> "Deferred[Optional[int]]":
 __all__ = ["Child", "spawn", "socket_dir", "write_config", "dhclient_files", "start_daemon",
            "restart_daemon", "run_script", "thread_privileges", "kill", "ROOT", "PYTHON",
            "TWISTD"]
+
+
+def first_event(bus: Any, path: str) -> "Tuple[Deferred, Deferred]":
+    """
+    Watch C{path} on C{bus}: (fires once the watch is attached, fires with
+    the first message).
+    """
+    attached: Deferred = Deferred()
+    first: Deferred = Deferred()
+    bus.watch(path, lambda m: None if first.called else first.callback(m),
+              on_attach=lambda: None if attached.called else attached.callback(None))
+    return attached, first

@@ -14,7 +14,7 @@ import os
 import random
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import inlineCallbacks
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
@@ -23,7 +23,7 @@ from netsuite.lab import Lab
 from netsuite.lab.child import PYTHON
 
 from ..lab.labs import lab_name, need, need_root
-from .procs import TWISTD, socket_dir, spawn, write_config
+from .procs import TWISTD, first_event, socket_dir, spawn, write_config
 from .test_proxy_lab import DOWN, SERVER, SERVER_PORT, UP, digest
 
 PROXY_PORT = 49110
@@ -101,11 +101,7 @@ class MailProxyLabTests(TestCase):
     @inlineCallbacks
     def relay(self, spoof: bool):  # type: ignore[no-untyped-def]
         server = yield self.start(spoof)
-        logins: Deferred = Deferred()
-        attached: Deferred = Deferred()
-        self.bus.watch("/mailproxy/login",
-                       lambda m: None if logins.called else logins.callback(m),
-                       on_attach=lambda: None if attached.called else attached.callback(None))
+        attached, logins = first_event(self.bus, "/mailproxy/login")
         yield attached
         client = spawn(self, "client", [PYTHON, "-u", "-c", CLIENT, self.lab.internet,
                                         str(SERVER_PORT), str(UP)],
