@@ -25,6 +25,7 @@ setup(
         "cryptography>=41.0",
         "Twisted>=23.10.0",
         "zope.interface>=6.0",
+        "prometheus_client>=0.17",
     ],
     # atheris: the long fuzz campaigns of scripts/fuzz.py (a manylinux wheel)
     # NetfilterQueue: the mail proxy's nfqueue mode (built from source: it needs

@@ -15,7 +15,7 @@ APT_PACKAGES=(python3 python3-venv python3-dev gcc iproute2 iptables ipset connt
               dovecot-imapd dovecot-pop3d slapd ldap-utils udhcpc isc-dhcp-client curl
               chromium chromium-driver tcpdump faketime dnsmasq-base
               kea-admin unbound iodine dnsperf bind9-dnsutils radvd nftables python3-nftables
-              libnetfilter-queue-dev
+              libnetfilter-queue-dev python3-rrdtool rrdtool
               "$@")
 # kea-admin: perfdhcp, for the fault tests; unbound, iodine (iodined and the
 # client), dnsperf and bind9-dnsutils (dig): the DNS lab peers and bench/dns.sh;
@@ -23,7 +23,9 @@ APT_PACKAGES=(python3 python3-venv python3-dev gcc iproute2 iptables ipset connt
 # python3-nftables: libnftables' Python module, for the firewall's IPv6 table
 # (dual stack after login), linked into .venv below; nftables: the nft tool
 # the tests read the table with; libnetfilter-queue-dev (with python3-dev and gcc):
-# to build NetfilterQueue (PyPI has only its source), the mail proxy's nfqueue mode
+# to build NetfilterQueue (PyPI has only its source), the mail proxy's nfqueue mode;
+# python3-rrdtool: librrd's Python binding, netsuite-stats' round-robin store and
+# graphs, linked into .venv below; rrdtool: the rrdtool command, to look at them
 
 LOG="$PWD/.setup.log"
 : >"$LOG"
@@ -76,3 +78,8 @@ SITE=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purel
 step "link the nftables module into .venv" ln -sfn /usr/lib/python3/dist-packages/nftables \
     "$SITE/nftables"
 step "import nftables in .venv" .venv/bin/python -c 'import nftables; nftables.Nftables()'
+# The same for python3-rrdtool (an extension module built for Debian's Python).
+for so in /usr/lib/python3/dist-packages/rrdtool*.so; do
+    step "link the rrdtool module into .venv" ln -sfn "$so" "$SITE/$(basename "$so")"
+done
+step "import rrdtool in .venv" .venv/bin/python -c 'import rrdtool; rrdtool.lib_version()'

@@ -74,6 +74,9 @@ NEEDS: Dict[str, FrozenSet[str]] = {
     # and on each outbound socket of mailproxy.spoof_source, made while it
     # runs; port 10143 (see PORTS).
     "mailproxy": frozenset({"CAP_NET_RAW"}),
+    # netsuite/stats/: reads the firewall's counters over the bus and the
+    # uplink interface's from netlink (RTM_GETLINK, unprivileged).
+    "stats": frozenset(),
     # netsuite/dhcp/ldaphook.py: a bus client and an LDAP client.
     LDAPHOOK: frozenset(),
 }
@@ -88,6 +91,7 @@ START_ONLY: Dict[str, FrozenSet[str]] = {
     "dns": frozenset({"CAP_NET_BIND_SERVICE"}),  # port 53, bound in privilegedStartService
     "smtpgate": frozenset(),
     "mailproxy": frozenset(),
+    "stats": frozenset(),
 }
 
 # The ports each service binds by default: below 1024 takes CAP_NET_BIND_SERVICE.
@@ -98,6 +102,7 @@ PORTS: Dict[str, Callable[[Any], List[int]]] = {
     "dns": lambda config: [config.dns.port],
     "smtpgate": lambda config: [],
     "mailproxy": lambda config: [config.mailproxy.port],
+    "stats": lambda config: [],
     LDAPHOOK: lambda config: [],
 }
 
@@ -110,6 +115,8 @@ WRITES: Dict[str, Callable[[Any], List[str]]] = {
     "dns": lambda config: [],  # memory only
     "smtpgate": lambda config: [],  # memory only
     "mailproxy": lambda config: [],  # memory only
+    # stats/store.py: the round-robin files under stats.directory
+    "stats": lambda config: [config.stats.directory + "/uplink.rrd"],
 }
 
 STATE_ROOTS = {"StateDirectory": "/var/lib", "RuntimeDirectory": "/run",

@@ -1,0 +1,80 @@
+# -*- test-case-name: tests.stats.test_tap -*-
+"""
+C{twistd netsuite-stats}, and the C{[stats]} section of the config: the
+sampler and its store (the core keys), the accounting log, the Prometheus
+endpoint, the operator's graphs and the extrusion detectors (a table
+each).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.service import MultiService
+
+from ..config.fields import INTERFACE, PATH, Kind
+from ..config.schema import ConfigError, Field
+from ..services import Readiness
+from . import layout
+
+__all__ = ["SECTION", "CAPABILITIES", "check", "serviceFromConfig", "StatsService"]
+
+# It reads the firewall's counters over the bus and an interface's from
+# netlink (unprivileged). The extrusion detectors' queue needs CAP_NET_ADMIN.
+CAPABILITIES: "frozenset[str]" = frozenset()
+
+
+def _interval(raw: Any) -> int:
+    if not isinstance(raw, int) or isinstance(raw, bool) or not layout.valid_step(raw):
+        raise ValueError(raw)
+    return raw
+
+
+INTERVAL = Kind("seconds that divide 300 (1, 2, 5, 10, 15, 20, 30, 60, ... 300)", _interval)
+OPTIONAL_INTERFACE = Kind('an interface name, or "" for the firewall\'s wan_interface',
+                          lambda raw: raw if raw == "" else INTERFACE.convert(raw))
+
+SECTION = {
+    "enabled": Field(bool, False, "run the stats service in this process"),
+    "interval": Field(INTERVAL, 10, "seconds between samples of the kernel's counters (the "
+                      "series' step; it must divide 300)"),
+    "directory": Field(PATH, "/var/lib/netsuite/stats", "the round-robin files: "
+                       f"uplink.rrd and clients/MAC.rrd (about {layout.BYTES_PER_FILE // 1000} "
+                       "KB a client at a 10 s interval, whatever the history)"),
+    "uplink_interface": Field(OPTIONAL_INTERFACE, "", "the interface whose counters are the "
+                              "uplink's (\"\": firewall.wan_interface)"),
+    "firewall_process": Field(str, "", "process running the firewall, whose /firewall/counters "
+                              "are sampled (\"\": this one)"),
+    "portal_process": Field(str, "", "process running the portal, whose /portal/login and "
+                            "/portal/logout events make the accounting log (\"\": this one)"),
+}
+
+
+def check(config: Any) -> None:
+    """Checks across keys, made when a process that runs stats starts."""
+    section = config.stats
+    if section.directory in ("", "/"):
+        raise ConfigError(f"{config.source}: stats.directory must be a directory of its own")
+
+
+class StatsService(MultiService):
+    """
+    The sampler and whatever of the rest the config enables, as child
+    services; ready once its children are started.
+    """
+
+    def __init__(self) -> None:
+        MultiService.__init__(self)
+        self.readiness = Readiness()
+
+    def startService(self) -> None:
+        MultiService.startService(self)
+        self.readiness.fire()
+
+    def when_ready(self) -> Any:
+        return self.readiness.when()
+
+
+def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> StatsService:
+    service = StatsService()
+    return service
