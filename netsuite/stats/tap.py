@@ -8,7 +8,7 @@ each).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, List
 
 from twisted.application.service import MultiService
 
@@ -16,6 +16,7 @@ from ..config.fields import INTERFACE, PATH, Kind
 from ..config.schema import ConfigError, Field
 from ..services import Readiness
 from . import layout
+from .model import Traffic
 
 __all__ = ["SECTION", "CAPABILITIES", "check", "serviceFromConfig", "StatsService"]
 
@@ -60,11 +61,13 @@ def check(config: Any) -> None:
 class StatsService(MultiService):
     """
     The sampler and whatever of the rest the config enables, as child
-    services; ready once its children are started.
+    services, around one L{Traffic} model they share; ready once its
+    children are started.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, traffic: Traffic) -> None:
         MultiService.__init__(self)
+        self.traffic = traffic
         self.readiness = Readiness()
 
     def startService(self) -> None:
@@ -76,5 +79,12 @@ class StatsService(MultiService):
 
 
 def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> StatsService:
-    service = StatsService()
+    service = StatsService(Traffic())
+    # Each part adds its child services and mailboxes (one function each).
+    for part in PARTS:
+        part(service, config, registry, reactor)
     return service
+
+
+PARTS: "List[Callable[[StatsService, Any, Any, Any], None]]" = []
+"""The parts of the service, in the order they are built and started."""
