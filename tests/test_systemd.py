@@ -102,7 +102,7 @@ PORTS: Dict[str, Callable[[Any], List[int]]] = {
     "dns": lambda config: [config.dns.port],
     "smtpgate": lambda config: [],
     "mailproxy": lambda config: [config.mailproxy.port],
-    "stats": lambda config: [],
+    "stats": lambda config: [config.stats.metrics.port],  # stats/metrics.py: /metrics
     LDAPHOOK: lambda config: [],
 }
 
@@ -116,7 +116,9 @@ WRITES: Dict[str, Callable[[Any], List[str]]] = {
     "smtpgate": lambda config: [],  # memory only
     "mailproxy": lambda config: [],  # memory only
     # stats/store.py: the round-robin files under stats.directory
-    "stats": lambda config: [config.stats.directory + "/uplink.rrd"],
+    "stats": lambda config: [config.stats.directory + "/uplink.rrd",
+                             # stats/accounting.py: the accounting log
+                             config.stats.accounting.path],
 }
 
 STATE_ROOTS = {"StateDirectory": "/var/lib", "RuntimeDirectory": "/run",

@@ -88,3 +88,14 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> StatsService:
 
 PARTS: "List[Callable[[StatsService, Any, Any, Any], None]]" = []
 """The parts of the service, in the order they are built and started."""
+
+
+# The accounting log and the Prometheus metrics: a sub-table and a part each
+# (netsuite/stats/accounting.py, metrics.py; metrics reads the accounting's
+# counters, so it comes after it).
+from ..config.schema import Table  # noqa: E402
+from . import accounting, metrics  # noqa: E402
+
+SECTION["accounting"] = Table(accounting.FIELDS, "the accounting log of sessions")
+SECTION["metrics"] = Table(metrics.FIELDS, "Prometheus metrics over HTTP")
+PARTS += [accounting.part, metrics.part]

@@ -5,6 +5,7 @@ C{twistd netsuite-stats}'s section and service (L{netsuite.stats.tap}).
 import os
 import re
 
+from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
 from netsuite.config.schema import ConfigError, parse
@@ -31,6 +32,12 @@ class TapTests(SynchronousTestCase):
         keys = set(re.findall(r"^#? ?([a-z_0-9]+) =", section, re.M))
         plain = {k for k, v in tap.SECTION.items() if hasattr(v, "default")}
         self.assertEqual(keys & plain, plain)
+        # each sub-table ([stats.accounting], ...) in a block of its own after it
+        for name, table in tap.SECTION.items():
+            if hasattr(table, "fields"):
+                block = text.split(f"\n[stats.{name}]\n", 1)[1].split("\n[", 1)[0]
+                keys = set(re.findall(r"^#? ?([a-z_0-9]+) =", block, re.M))
+                self.assertEqual(keys & set(table.fields), set(table.fields), name)
 
     def test_bad_values(self):
         for key, value in [("interval", 7), ("interval", 0), ("interval", True),
@@ -41,7 +48,8 @@ class TapTests(SynchronousTestCase):
 
     def test_service(self):
         registry, clock = registry_on_clock("ap")
-        service = tap.serviceFromConfig(config(interval=5), registry, clock)
+        reactor = MemoryReactorClock()  # the metrics' port listens on it
+        service = tap.serviceFromConfig(config(interval=5), registry, reactor)
         service.startService()
         self.assertTrue(self.successResultOf(service.when_ready()) is None)
         service.stopService()
