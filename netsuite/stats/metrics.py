@@ -22,6 +22,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web.http import HTTPChannel
@@ -419,8 +420,6 @@ def sources(config: Any, here: str) -> Dict[str, Tuple[str, Any]]:
 
 def part(service: Any, config: Any, registry: Any, reactor: Any) -> None:
     """Add the metrics endpoint to the stats C{service}, if the config enables it."""
-    from twisted.application.internet import StreamServerEndpointService
-    from twisted.application.service import Service
     from twisted.internet.endpoints import TCP4ServerEndpoint
 
     from ..runner import ThreadRunner
@@ -460,5 +459,47 @@ def part(service: Any, config: Any, registry: Any, reactor: Any) -> None:
 
     Gathering().setServiceParent(service)
     endpoint = TCP4ServerEndpoint(reactor, section.port, interface=section.address or "")
-    StreamServerEndpointService(endpoint, metrics_site(resource, section.max_connections,
-                                                       reactor)).setServiceParent(service)
+    _Server(endpoint, metrics_site(resource, section.max_connections, reactor),
+            f"{section.address or '0.0.0.0'}:{section.port}").setServiceParent(service)
+
+
+class _Server(Service):
+    """
+    The HTTP port, bound before twistd drops privileges; says "metrics
+    ready" once it listens. A port it cannot bind is logged, and the rest
+    of stats (the accounting log) goes on.
+    """
+
+    def __init__(self, endpoint: Any, site: Site, where: str) -> None:
+        self.endpoint, self.site, self.where = endpoint, site, where
+        self._listening: Any = None
+        self.port: Any = None
+
+    def privilegedStartService(self) -> None:
+        Service.privilegedStartService(self)
+        self._listening = self.endpoint.listen(self.site)
+        self._listening.addCallbacks(self._listened, self._failed)
+
+    def startService(self) -> None:
+        Service.startService(self)
+        if self._listening is None:
+            self.privilegedStartService()
+
+    def _listened(self, port: Any) -> None:
+        self.port = port
+        _log.info("metrics ready: http://{where}/metrics", where=self.where,
+                  netsuite_event="stats-metrics-ready")
+
+    def _failed(self, failure: Any) -> None:
+        _log.failure("metrics: cannot listen on {where} ([stats.metrics] address, port)",
+                     failure, where=self.where)
+
+    def stopService(self) -> Any:
+        Service.stopService(self)
+        listening, self._listening = self._listening, None
+        port, self.port = self.port, None
+        if port is not None:
+            return port.stopListening()
+        if listening is not None:
+            listening.cancel()
+        return None
