@@ -174,16 +174,17 @@ class AccountingLog:
                 self._size, self._day = 0, None
             self.prune(time.time())
         chunk: List[str] = []
+        size = self._size  # the file's, with the chunk (the lines are ASCII)
         for when, line in writes:
             day = _utc_day(when)
-            if self._size + sum(map(len, chunk)) and (
-                    (self.rotate_daily and self._day is not None and day != self._day) or
-                    (self.rotate_bytes and
-                     self._size + sum(map(len, chunk)) >= self.rotate_bytes)):
+            if size and ((self.rotate_daily and self._day is not None and day != self._day) or
+                         (self.rotate_bytes and size >= self.rotate_bytes)):
                 self._append(chunk)
                 chunk = []
                 self._rotate(when)
+                size = 0
             chunk.append(line + "\n")
+            size += len(line) + 1
             self._day = day
         self._append(chunk)
         self.written += len(writes)

@@ -3,6 +3,7 @@ The accounting log (L{netsuite.stats.accounting}).
 """
 
 import calendar
+import errno
 import json
 import os
 import shutil
@@ -150,6 +151,26 @@ class AccountingLogTests(TempDir, SynchronousTestCase):
         self.clock.advance(5)
         self.assertEqual(lines(self.path), [{"n": 1}, {"n": 2}])
         self.assertEqual((log.failures, log.pending, log.written), (1, 0, 2))
+
+    def test_half_written(self):
+        """
+        A write cut short (the disk filled up mid-way) is undone: no half
+        record in the file, and the record is written whole, once, later.
+        """
+        log = self.log()
+        log.append({"n": 1})
+        real = os.write
+
+        def full(fd, data):
+            real(fd, bytes(data[:5]))
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.patch(os, "write", full)
+        log.append({"n": 2, "pad": "x" * 100})
+        self.assertEqual(lines(self.path), [{"n": 1}])
+        self.assertEqual((log.failures, log.pending), (1, 1))
+        self.patch(os, "write", real)
+        self.clock.advance(5)
+        self.assertEqual([r["n"] for r in lines(self.path)], [1, 2])
 
     def test_bounded(self):
         """While the log cannot be written, at most max_pending records wait."""
