@@ -148,12 +148,13 @@ class StatsExportLabTests(TestCase):
         The download shows in /metrics within one interval (within 5 %),
         keyed by IP and MAC; the idle client stays about zero; the
         session's record holds the download; the mailbox counters of both
-        processes are there.
+        processes are there. A restarted stats adopts the idle client's
+        session, and writes it at its logout.
         """
         ip1, mac1 = self.lab.client_address(1), self.lab.client_mac(1)
         ip2, mac2 = self.lab.client_address(2), self.lab.client_mac(2)
         jar, token = yield self.login("c1")
-        yield self.login("c2")
+        jar2, token2 = yield self.login("c2")
         code, size = yield self.curl("c1", "-o", "/dev/null", "-w", "%{size_download}",
                                      f"http://{self.lab.internet}/file")
         self.assertEqual((code, int(size)), (0, SIZE))
@@ -204,3 +205,25 @@ class StatsExportLabTests(TestCase):
         self.assertLess(record["bytes_up"], 0.05 * SIZE)
         self.assertLess(record["start_epoch"], record["end_epoch"])
         self.assertLessEqual(record["end_epoch"], time.time())
+
+        # stats restarts: the session under way (c2's) is adopted from the portal
+        self.stats.signal("TERM")
+        yield self.stats.when_ended()
+        self.stats = self.spawn("netsuite-stats", "stats")
+        yield self.stats.when_line("metrics ready")
+
+        @inlineCallbacks
+        def adopted():
+            found = yield self.scrape()
+            return found.get(("netsuite_accounting_open_sessions", frozenset())) == 1
+        yield self.until(adopted, "the adopted session", 3 * INTERVAL)
+        code, out = yield self.curl("c2", "-c", jar2, "-b", jar2, "-o", "/dev/null", "-w",
+                                    "%{http_code}", "--data", f"csrf={token2}",
+                                    f"{self.portal}/logout")
+        self.assertEqual((code, out), (0, "303"))
+        [_, again] = yield self.until(lambda: self.records()[1:] and self.records(),
+                                      "the adopted session's record", 5)
+        self.assertEqual((again["ip"], again["mac"], again["adopted"], again["reason"]),
+                         (ip2, mac2, True, "logout"))
+        self.assertLess(again["start_epoch"], record["end_epoch"])  # the portal's start
+        self.assertLess(again["bytes_down"], 0.005 * SIZE)
