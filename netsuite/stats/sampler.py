@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, gatherResults, succeed
@@ -122,6 +122,7 @@ class Sampler(Service):
             ("samples", "skipped", "errors", "uplink_errors", "clients"), 0)
         self.counters["last_sample_seconds"] = 0.0
         self._busy = False
+        self._stopping: List[Deferred[None]] = []
         self._call: Any = None
         self._firewall = _Failures(f"reading {self.address}")
         self._uplink = _Failures(f"reading {uplink_interface or 'the uplink'}'s counters")
@@ -130,6 +131,9 @@ class Sampler(Service):
 
     def startService(self) -> None:
         Service.startService(self)
+        _log.info("stats sampling {address} and {uplink} every {interval} s",
+                  address=self.address, uplink=self.uplink_interface or "no uplink",
+                  interval=self.interval, netsuite_event="stats-sampling")
         self._schedule()
 
     def stopService(self) -> "Deferred[None]":
@@ -137,8 +141,13 @@ class Sampler(Service):
         if self._call is not None and self._call.active():
             self._call.cancel()
         self._call = None
-        # A sample under way ends (its model update is harmless).
-        return succeed(None)
+        # A sample under way ends first (bounded by the bus's deadline), so
+        # that the store, stopped after, gets its values.
+        if not self._busy:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._stopping.append(waiter)
+        return waiter
 
     def _schedule(self) -> None:
         now = self.clock.seconds()
@@ -198,6 +207,9 @@ class Sampler(Service):
 
         def done(_: Any) -> None:
             self._busy = False
+            stopping, self._stopping = self._stopping, []
+            for waiter in stopping:
+                waiter.callback(None)
 
         d = gatherResults([firewall, uplink], consumeErrors=True)
         d.addCallbacks(got, failed)

@@ -45,6 +45,9 @@ _log = Logger()
 KEEP_SECONDS = max(kept for _, _, kept in layout.ARCHIVES)
 """How long a file's longest archive reaches back: older files are empty."""
 
+MAX_PATHS = 100_000
+"""The most file names kept worked out (more: worked out again)."""
+
 Sample = Dict[str, List[Tuple[int, Tuple[int, ...]]]]
 """What one batch writes: file -> [(timestamp, values)], oldest first."""
 
@@ -84,6 +87,8 @@ class Store:
         # file -> its last update's time (read from the file the first time)
         self._last: Dict[str, int] = {}
         self._failing = False
+        # MAC -> its file (what add() would work out again each sample)
+        self._paths: Dict[str, str] = {}
         self._create_args = layout.create_args(step)
 
     def subscribe(self, traffic: Traffic) -> Callable[[], None]:
@@ -97,11 +102,16 @@ class Store:
         """Queue one sample (the clients' and the uplink's raw counters) and write."""
         when = int(round(now))
         sample: Sample = {}
+        paths = self._paths
+        if len(paths) > MAX_PATHS:
+            paths.clear()
         for usage in clients:
-            try:
-                path = layout.client_file(self.directory, usage.mac)
-            except ValueError:
-                continue
+            path = paths.get(usage.mac)
+            if path is None:
+                try:
+                    path = paths[usage.mac] = layout.client_file(self.directory, usage.mac)
+                except ValueError:
+                    continue
             # Two addresses of one device (a renumbering within a sample):
             # the file takes the first, rrdtool takes one value a second.
             sample.setdefault(path, [(when, usage.raw.values())])
@@ -128,10 +138,13 @@ class Store:
     def _start(self) -> None:
         if self._busy or not self._waiting:
             return
-        batch: Sample = {}
-        for sample in self._waiting:
-            for path, values in sample.items():
-                batch.setdefault(path, []).extend(values)
+        if len(self._waiting) == 1:
+            batch = self._waiting[0]
+        else:
+            batch = {}
+            for sample in self._waiting:
+                for path, values in sample.items():
+                    batch.setdefault(path, []).extend(values)
         self._waiting = []
         self._busy = True
 

@@ -157,6 +157,27 @@ class SamplerTests(SynchronousTestCase):
         self.clock.advance(10)
         self.assertEqual(len(held), 2)
 
+    def test_stop_waits_for_the_sample(self):
+        """
+        Stopping waits for a sample under way (the store, stopped after,
+        gets it) and takes no more.
+        """
+        self.firewall_service.stopService()
+        self.registry, self.clock = registry_on_clock("ap", default_deadline=30)
+        self.sampler = Sampler(self.traffic, self.registry, self.clock, self.runner, 10)
+        self.registry.declare("/firewall/counters")
+        held = []
+        self.registry.listen("/firewall/counters", lambda m: held.append(Deferred()) or held[-1])
+        self.sampler.startService()
+        self.clock.advance(10)
+        stopped = self.sampler.stopService()
+        self.assertNoResult(stopped)
+        held[0].callback(Stop({"count": 0, "rows": b""}))
+        self.successResultOf(stopped)
+        self.assertEqual(self.sampler.counters["samples"], 1)
+        self.clock.advance(100)
+        self.assertEqual(len(held), 1)
+
     def test_firewall_missing_or_late(self):
         """
         No firewall answering (nothing listening, or later than the bus's
