@@ -29,9 +29,10 @@ MAILBOXES = {
                             "click-through listener (last) accepts method 'click'.",
     "/portal/authorize": "Log {ip, mac?} in without asking (an operator); answers {authorized, ip, mac}.",
     "/portal/deauthorize": "Log {ip, reason?} out; answers {deauthorized: had it a session}.",
-    "/portal/sessions": "The sessions: answers a list of {ip, mac, started, last_active, "
-                        "bytes_seen, bytes_used, reason, username, seconds_remaining, "
-                        "bytes_remaining}.",
+    "/portal/sessions": "The sessions {after?, limit?}: answers a list of {ip, mac, started, "
+                        "last_active, bytes_seen, bytes_used, reason, username, "
+                        "seconds_remaining, bytes_remaining}, in address order (a page: "
+                        "at most limit, past the address after).",
 }
 EVENTS = {
     "/portal/request": "Event: the portal caught a request {ip, host, path, method}.",
@@ -162,7 +163,21 @@ class Portal:
             lambda session: Stop({"deauthorized": session is not None, "ip": ip}))
 
     def _sessions(self, message: Message) -> Stop:
-        return Stop([self.session_value(s) for s in self.sessions.all()])
+        """
+        The sessions in address order; a page of them with C{limit} (at
+        most that many) and C{after} (those past that address), since a
+        list of thousands outgrows a bus message.
+        """
+        sessions = self.sessions.all()
+        after, limit = message.get("after"), message.get("limit")
+        if after is not None:
+            after = ipaddress.IPv4Address(str(after))
+            sessions = [s for s in sessions if s.ip > after]
+        if limit is not None:
+            if type(limit) is not int or limit < 1:
+                raise ValueError(f"limit must be an integer > 0, not {limit!r}")
+            sessions = sessions[:limit]
+        return Stop([self.session_value(s) for s in sessions])
 
     def session_value(self, s: Session) -> Message:
         return {"ip": s.ip, "mac": s.mac, "started": s.started,

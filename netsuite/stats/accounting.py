@@ -32,6 +32,7 @@ import os
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
+from twisted.internet.defer import inlineCallbacks
 from twisted.logger import Logger
 
 from ..config.fields import PATH, POSITIVE_INT
@@ -40,7 +41,8 @@ from ..registry.interfaces import InvalidAddress, UnknownMailbox, join_address
 from ..runner import GroupCommit, IRunner
 from .model import ZERO, Totals, Traffic, Usage
 
-__all__ = ["FIELDS", "AccountingLog", "Sessions", "record", "rotated_name", "part"]
+__all__ = ["FIELDS", "AccountingLog", "Sessions", "record", "rotated_name", "portal_sessions",
+           "part"]
 
 _log = Logger()
 
@@ -237,6 +239,38 @@ class AccountingLog:
         return doomed
 
 
+PAGE = 1000
+"""Sessions asked for in one /portal/sessions message (a page: they outgrow one)."""
+
+
+@inlineCallbacks
+def portal_sessions(registry: Any, address: str, clock: Any, deadline: float,
+                    page: int = PAGE) -> Any:
+    """
+    Every session of the portal at C{address} (its C{/portal/sessions}),
+    a page at a time, each page within C{deadline}; fires with the list.
+    A portal that ignores paging answers all at once: that is all.
+    """
+    found: List[Any] = []
+    after: Any = None
+    while True:
+        message: Dict[str, Any] = {"limit": page}
+        if after is not None:
+            message["after"] = after
+        d = registry.send(address, message)
+        d.addTimeout(deadline, clock)
+        answer = yield d
+        if not isinstance(answer, list):
+            raise ValueError(f"{address} answered {answer!r}, not a list")
+        if after is not None and answer and \
+                ipaddress.IPv4Address(str(answer[0].get("ip"))) <= after:
+            return found  # no paging there: the first answer was all
+        found += answer
+        if len(answer) < page:
+            return found
+        after = ipaddress.IPv4Address(str(answer[-1].get("ip")))
+
+
 class _Open:
     """A session under way, and what its address's L{Usage} counted in it."""
 
@@ -366,8 +400,8 @@ class Sessions:
         Ask the portal for its sessions: adopt those not known here, close
         with reason C{unheard} those it no longer has.
         """
-        d = self.registry.send(self._at("/portal/sessions"), {})
-        d.addTimeout(self.deadline, self.clock)
+        d = portal_sessions(self.registry, self._at("/portal/sessions"), self.clock,
+                            self.deadline)
 
         def got(answer: Any) -> None:
             if not isinstance(answer, list):

@@ -33,6 +33,7 @@ from ..config.fields import PORT, POSITIVE_INT, POSITIVE_SECONDS, STR_LIST, ipv4
 from ..config.schema import Field
 from ..registry.interfaces import InvalidAddress, UnknownMailbox, join_address
 from ..runner import IRunner
+from .accounting import portal_sessions
 from .model import Traffic
 
 __all__ = ["FIELDS", "Gatherer", "PortalEvents", "Snapshot", "families", "render",
@@ -59,7 +60,8 @@ FIELDS = {
 
 class Gatherer:
     """
-    Asks each source (a name -> C{(address, message)}) every C{interval}
+    Asks each source (a name -> C{(address, message)}, the message a
+    dict, or a function that asks and returns a Deferred) every C{interval}
     seconds, all at once, each within C{deadline}; keeps the last answers
     (L{answers}) and whether each source answered the last round (L{up}).
     A round still under way when the next is due is not doubled.
@@ -95,7 +97,8 @@ class Gatherer:
         for name, (address, message) in self.sources.items():
             self._busy += 1
             try:
-                d = self.registry.send(address, dict(message))
+                d = message() if callable(message) else self.registry.send(address,
+                                                                           dict(message))
             except Exception as e:  # a local mailbox that is not (yet) there
                 d = Deferred()
                 d.errback(e)
@@ -429,6 +432,9 @@ def part(service: Any, config: Any, registry: Any, reactor: Any) -> None:
         return
     here = registry.name
     wanted = sources(config, here)
+    sessions_at = wanted["portal_sessions"][0]  # a page at a time: thousands outgrow a message
+    wanted["portal_sessions"] = (sessions_at, lambda: portal_sessions(
+        registry, sessions_at, reactor, min(section.deadline, config.stats.interval)))
     gatherer = Gatherer(registry, reactor, {}, config.stats.interval, section.deadline)
     events = PortalEvents(registry, config.stats.portal_process)
     accounting = getattr(service, "accounting", None)

@@ -11,6 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from netsuite.portal.sessions import SessionStore
 from netsuite.registry import Stop
+from netsuite.registry.interfaces import NO_ANSWER
 from netsuite.testing import HeldRunner
 
 from .helpers import A, B, MAC_A, PortalFixture
@@ -38,6 +39,26 @@ class ControllerTests(SynchronousTestCase):
         self.assertEqual(told, [{"ip": A, "mac": MAC_A, "reason": "admin"}])
         self.assertEqual(self.send(f, "/portal/deauthorize", {"ip": A}),
                          {"deauthorized": False, "ip": A})
+
+    def test_sessions_in_pages(self):
+        """
+        /portal/sessions {after, limit}: a page of the sessions in address
+        order, those past C{after}; a bad limit answers nothing.
+        """
+        f = PortalFixture()
+        addresses = [f"10.89.0.{n}" for n in (30, 4, 17)]
+        for n, ip in enumerate(addresses):
+            self.send(f, "/portal/authorize", {"ip": ip, "mac": f"02:4e:00:00:01:{n:02x}"})
+
+        def page(**message):
+            return [str(s["ip"]) for s in self.send(f, "/portal/sessions", message)]
+        self.assertEqual(page(), ["10.89.0.4", "10.89.0.17", "10.89.0.30"])
+        self.assertEqual(page(limit=2), ["10.89.0.4", "10.89.0.17"])
+        self.assertEqual(page(limit=2, after="10.89.0.17"), ["10.89.0.30"])
+        self.assertEqual(page(after=ipaddress.IPv4Address("10.89.0.30")), [])
+        self.assertIs(self.successResultOf(f.registry.send("/portal/sessions", {"limit": 0})),
+                      NO_ANSWER)
+        self.flushLoggedErrors(ValueError)
 
     def test_authorize_needs_a_mac(self):
         f = PortalFixture()

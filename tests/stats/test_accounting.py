@@ -4,6 +4,7 @@ The accounting log (L{netsuite.stats.accounting}).
 
 import calendar
 import errno
+import ipaddress
 import json
 import os
 import shutil
@@ -14,7 +15,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from netsuite.registry.interfaces import EVENT, Stop
 from netsuite.registry.values import MAC
-from netsuite.stats.accounting import AccountingLog, Sessions, record, rotated_name
+from netsuite.stats.accounting import (AccountingLog, Sessions, portal_sessions, record,
+                                       rotated_name)
 from netsuite.stats.model import Totals, Traffic
 from netsuite.testing import SyncRunner, registry_on_clock
 
@@ -287,6 +289,25 @@ class SessionsTests(TempDir, SynchronousTestCase):
         self.assertEqual((rec["ip"], rec["reason"], rec["adopted"], rec["start_epoch"],
                           rec["method"], rec["bytes_down"]),
                          ("10.0.0.5", "unheard", True, NOON - 600, "click", 900))
+
+    def test_adopt_in_pages(self):
+        """The portal's sessions are asked for a page at a time."""
+        asked = []
+
+        def paged(message):
+            asked.append(dict(message))
+            after = ipaddress.IPv4Address(str(message.get("after", "0.0.0.0")))
+            page = [s for s in self.portal if ipaddress.IPv4Address(s["ip"]) > after]
+            return Stop(page[:message["limit"]])
+        self.registry.listen("/portal/sessions", paged, first=True)
+        self.portal = [{"ip": f"10.0.0.{n}", "mac": MAC(f"02:00:00:00:00:{n:02x}"),
+                        "started": NOON, "username": "", "reason": "click"}
+                       for n in range(2, 7)]
+        found = self.successResultOf(portal_sessions(self.registry, "/portal/sessions",
+                                                     self.clock, 5, page=2))
+        self.assertEqual([s["ip"] for s in found], [s["ip"] for s in self.portal])
+        self.assertEqual([m.get("after") for m in asked],
+                         [None] + [ipaddress.IPv4Address(a) for a in ("10.0.0.3", "10.0.0.5")])
 
     def test_adopt_on_attach(self):
         """Watching the portal asks for its sessions at once."""
