@@ -52,7 +52,8 @@ def _serve_netsuite(port: int, n: int, lag_file: str) -> None:
     from twisted.internet.task import LoopingCall
 
     from netsuite.runner import ThreadRunner
-    from netsuite.stats.metrics import MetricsResource, Snapshot, metrics_site
+    from netsuite.stats.metrics import Snapshot
+    from netsuite.stats.metricshttp import MetricsResource, metrics_site
     from netsuite.stats.model import Totals, Traffic
 
     traffic = Traffic()

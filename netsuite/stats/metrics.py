@@ -9,11 +9,12 @@ counters of every configured process.
 A collector must answer at once, so what lives in other processes is
 gathered beforehand: L{Gatherer} asks each source once an interval, all at
 once, each within a deadline; a source that does not answer is a gap in
-the metrics (and C{netsuite_source_up 0}), never a stall. A scrape takes
-a snapshot of the figures on the reactor (a list per client: cheap) and
-renders the text in a thread (at 10,000 clients, 40,000 series, the
-rendering takes a few hundred milliseconds); at most C{max_scrapes} render at
-once, and the HTTP server holds at most C{max_connections}.
+the metrics (and C{netsuite_source_up 0}), never a stall. A scrape
+(L{netsuite.stats.metricshttp}) takes a snapshot of the figures on the
+reactor (a tuple per client: cheap) and renders the text in a thread (at
+10,000 clients, 40,000 series, rendering takes some 230 ms); at most
+C{max_scrapes} render at once, and the HTTP server holds at most
+C{max_connections}.
 """
 
 from __future__ import annotations
@@ -21,19 +22,16 @@ from __future__ import annotations
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import generate_latest
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
-from twisted.web.http import HTTPChannel
-from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Site
 
 from ..config.fields import PORT, POSITIVE_INT, POSITIVE_SECONDS, STR_LIST, ipv4_text
 from ..config.schema import Field
 from ..registry.interfaces import InvalidAddress, UnknownMailbox, join_address
-from ..runner import IRunner
 from .accounting import portal_sessions
+from .metricshttp import MetricsResource, MetricsServer, metrics_site
 from .model import Traffic
 
 __all__ = ["FIELDS", "Gatherer", "PortalEvents", "Snapshot", "families", "render",
@@ -324,90 +322,6 @@ def render(snap: Snapshot) -> bytes:
     return generate_latest(_Frozen(snap))  # type: ignore[arg-type]
 
 
-class MetricsResource(Resource):
-    """
-    C{/metrics}: a snapshot taken at once, rendered by C{runner}; at most
-    C{max_scrapes} at a time (503 beyond).
-    """
-
-    isLeaf = True
-
-    def __init__(self, snapshot: Any, runner: IRunner, max_scrapes: int = 2) -> None:
-        Resource.__init__(self)
-        self.snapshot = snapshot
-        self.runner = runner
-        self.max_scrapes = max_scrapes
-        self.scraping = 0
-        self.scrapes = self.refused = 0
-
-    def render_GET(self, request: Any) -> Any:
-        if request.postpath not in ([b"metrics"], [b"metrics", b""]):
-            request.setResponseCode(404)
-            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-            return b"not found: the metrics are at /metrics\n"
-        if self.scraping >= self.max_scrapes:
-            self.refused += 1
-            request.setResponseCode(503)
-            request.setHeader(b"retry-after", b"1")
-            return b"busy: too many scrapes at once\n"
-        self.scraping += 1
-        self.scrapes += 1
-        gone: List[bool] = []
-        request.notifyFinish().addErrback(lambda _: gone.append(True))
-
-        def done(body: bytes) -> None:
-            if not gone:
-                request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode("ascii"))
-                request.write(body)
-                request.finish()
-
-        def failed(failure: Any) -> None:
-            _log.failure("metrics: a scrape failed", failure)
-            if not gone:
-                request.setResponseCode(500)
-                request.finish()
-
-        def settled(_: Any) -> None:
-            self.scraping -= 1
-        self.runner.run(render, self.snapshot()).addCallbacks(done, failed).addBoth(settled)
-        return NOT_DONE_YET
-
-
-class _Channel(HTTPChannel):
-    def connectionLost(self, reason: Any) -> None:
-        self.site.open -= 1
-        HTTPChannel.connectionLost(self, reason)
-
-
-class _BoundedSite(Site):
-    """A site holding at most C{max_connections} connections (more are closed)."""
-
-    protocol = _Channel
-
-    def __init__(self, resource: Resource, max_connections: int, **kwargs: Any) -> None:
-        Site.__init__(self, resource, **kwargs)
-        self.max_connections = max_connections
-        self.open = 0
-        self.refused = 0
-
-    def buildProtocol(self, addr: Any) -> Any:
-        if self.open >= self.max_connections:
-            self.refused += 1
-            return None
-        channel = Site.buildProtocol(self, addr)
-        channel.site = self
-        self.open += 1
-        return channel
-
-
-def metrics_site(resource: Resource, max_connections: int, reactor: Any = None) -> Site:
-    """The HTTP site of C{resource}: bounded connections, a 10 s idle time-out."""
-    kwargs = {"reactor": reactor} if reactor is not None else {}
-    site = _BoundedSite(resource, max_connections, timeout=10, **kwargs)
-    site.displayTracebacks = False
-    return site
-
-
 def sources(config: Any, here: str) -> Dict[str, Tuple[str, Any]]:
     """What the gatherer asks, by name: C{name -> (address, message)}."""
     section = config.stats.metrics
@@ -465,47 +379,5 @@ def part(service: Any, config: Any, registry: Any, reactor: Any) -> None:
 
     Gathering().setServiceParent(service)
     endpoint = TCP4ServerEndpoint(reactor, section.port, interface=section.address or "")
-    _Server(endpoint, metrics_site(resource, section.max_connections, reactor),
+    MetricsServer(endpoint, metrics_site(resource, section.max_connections, reactor),
             f"{section.address or '0.0.0.0'}:{section.port}").setServiceParent(service)
-
-
-class _Server(Service):
-    """
-    The HTTP port, bound before twistd drops privileges; says "metrics
-    ready" once it listens. A port it cannot bind is logged, and the rest
-    of stats (the accounting log) goes on.
-    """
-
-    def __init__(self, endpoint: Any, site: Site, where: str) -> None:
-        self.endpoint, self.site, self.where = endpoint, site, where
-        self._listening: Any = None
-        self.port: Any = None
-
-    def privilegedStartService(self) -> None:
-        Service.privilegedStartService(self)
-        self._listening = self.endpoint.listen(self.site)
-        self._listening.addCallbacks(self._listened, self._failed)
-
-    def startService(self) -> None:
-        Service.startService(self)
-        if self._listening is None:
-            self.privilegedStartService()
-
-    def _listened(self, port: Any) -> None:
-        self.port = port
-        _log.info("metrics ready: http://{where}/metrics", where=self.where,
-                  netsuite_event="stats-metrics-ready")
-
-    def _failed(self, failure: Any) -> None:
-        _log.failure("metrics: cannot listen on {where} ([stats.metrics] address, port)",
-                     failure, where=self.where)
-
-    def stopService(self) -> Any:
-        Service.stopService(self)
-        listening, self._listening = self._listening, None
-        port, self.port = self.port, None
-        if port is not None:
-            return port.stopListening()
-        if listening is not None:
-            listening.cancel()
-        return None

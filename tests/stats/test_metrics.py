@@ -14,7 +14,7 @@ from twisted.web.test.requesthelper import DummyRequest
 from netsuite.config.schema import parse
 from netsuite.registry.interfaces import EVENT, Stop
 from netsuite.services import all_sections
-from netsuite.stats import metrics, tap
+from netsuite.stats import metricshttp, tap
 from netsuite.stats.metrics import (Gatherer, MetricsResource, PortalEvents, Snapshot,
                                     metrics_site, render, sources)
 from netsuite.stats.model import Totals, Traffic
@@ -280,7 +280,7 @@ class PartTests(SynchronousTestCase):
         service.startService()
         self.addCleanup(service.stopService)
         [(port, factory, backlog, interface)] = [
-            s for s in reactor.tcpServers if isinstance(s[1], metrics._BoundedSite)]
+            s for s in reactor.tcpServers if isinstance(s[1], metricshttp._BoundedSite)]
         self.assertEqual((port, interface), (9420, "127.0.0.1"))
         self.assertIs(factory.resource, service.metrics)
 
@@ -289,4 +289,4 @@ class PartTests(SynchronousTestCase):
         reactor = MemoryReactorClock()
         tap.serviceFromConfig(config(enabled=False), registry, reactor).startService()
         self.assertEqual([s for s in reactor.tcpServers
-                          if isinstance(s[1], metrics._BoundedSite)], [])
+                          if isinstance(s[1], metricshttp._BoundedSite)], [])
