@@ -30,7 +30,7 @@ import ipaddress
 import json
 import os
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from twisted.internet.defer import inlineCallbacks
 from twisted.logger import Logger
@@ -318,6 +318,8 @@ class Sessions:
         self.adopted = 0
         self._watchers: List[Any] = []
         self._unsubscribe: Any = None
+        # the addresses events spoke of while each adoption waits for its answer
+        self._touched: List[Set[str]] = []
 
     def _at(self, path: str) -> str:
         return join_address(self.portal_process, path, self.registry.name)
@@ -371,6 +373,7 @@ class Sessions:
             self.malformed += 1
             _log.warn("accounting: a malformed login event was dropped ({error})", error=e)
             return
+        self._touch(ip)
         if ip in self.open:  # the portal ends a replaced session first; be sure
             self._end(ip, "replaced")
         self._begin(ip, mac, message.get("username") or None, method, self.clock.seconds(),
@@ -385,7 +388,12 @@ class Sessions:
             self.malformed += 1
             _log.warn("accounting: a malformed logout event was dropped ({error})", error=e)
             return
+        self._touch(ip)
         self._end(ip, reason)
+
+    def _touch(self, ip: str) -> None:
+        for touched in self._touched:
+            touched.add(ip)
 
     def _end(self, ip: str, reason: str) -> None:
         session = self.open.pop(ip, None)
@@ -400,12 +408,13 @@ class Sessions:
         Ask the portal for its sessions: adopt those not known here, close
         with reason C{unheard} those it no longer has.
         """
+        touched: Set[str] = set()
+        self._touched.append(touched)
         d = portal_sessions(self.registry, self._at("/portal/sessions"), self.clock,
                             self.deadline)
 
         def got(answer: Any) -> None:
-            if not isinstance(answer, list):
-                return
+            # What events said meanwhile is newer than the answer: it stands.
             theirs = {}
             for item in answer:
                 try:
@@ -413,11 +422,11 @@ class Sessions:
                     theirs[ip] = (mac, item)
                 except (KeyError, TypeError, ValueError):
                     self.malformed += 1
-            for ip in [ip for ip, s in self.open.items()
-                       if ip not in theirs or theirs[ip][0] != s.mac]:
+            for ip in [ip for ip, s in self.open.items() if ip not in touched and
+                       (ip not in theirs or theirs[ip][0] != s.mac)]:
                 self._end(ip, "unheard")
             for ip, (mac, item) in theirs.items():
-                if ip not in self.open:
+                if ip not in self.open and ip not in touched:
                     started = item.get("started")
                     start = float(started) if isinstance(started, (int, float)) else \
                         self.clock.seconds()
@@ -427,7 +436,7 @@ class Sessions:
         d.addCallback(got)
         d.addErrback(lambda f: _log.failure("accounting: could not read the portal's "
                                             "sessions", f))
-        return d
+        return d.addBoth(lambda _: self._touched.remove(touched))
 
 
 def part(service: Any, config: Any, registry: Any, reactor: Any) -> None:

@@ -10,6 +10,7 @@ import os
 import shutil
 import tempfile
 
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -308,6 +309,24 @@ class SessionsTests(TempDir, SynchronousTestCase):
         self.assertEqual([s["ip"] for s in found], [s["ip"] for s in self.portal])
         self.assertEqual([m.get("after") for m in asked],
                          [None] + [ipaddress.IPv4Address(a) for a in ("10.0.0.3", "10.0.0.5")])
+
+    def test_events_during_adoption(self):
+        """
+        Events heard while the portal's answer is on its way are newer than
+        it: a login then is not closed as unheard, a logout then is not
+        adopted again.
+        """
+        held = []
+        self.registry.listen("/portal/sessions", lambda m: held.append(Deferred()) or held[-1],
+                             first=True)
+        d = self.sessions.adopt()
+        self.event("/portal/login", ip="10.0.0.2", mac=MAC(A), reason="click")
+        self.event("/portal/logout", ip="10.0.0.3", mac=MAC(B), reason="logout")
+        held[0].callback(Stop([{"ip": "10.0.0.3", "mac": MAC(B), "started": NOON,
+                                "username": "", "reason": "click"}]))
+        self.successResultOf(d)
+        self.assertEqual(list(self.sessions.open), ["10.0.0.2"])
+        self.assertEqual((self.records(), self.sessions._touched), ([], []))
 
     def test_adopt_on_attach(self):
         """Watching the portal asks for its sessions at once."""
