@@ -382,7 +382,14 @@ def file_size(directory: str, step: int) -> int:
 
 
 PARTS: List[Tuple[str, Callable[[Context], Awaitable[Dict[str, float]]]]] = []
-"""More parts, run after the core with the same lab and sizes: (name, fn)."""
+"""
+More parts, run after the core with the same lab and sizes: (name, fn),
+C{fn(context)} a coroutine that prints its own figures and returns its
+SUMMARY keys (prefixed with its name). A part lives in a module of its
+own, C{bench/_stats_NAME.py} with C{async def run(context)}, added here
+with one line: C{PARTS.append(("NAME", _stats_NAME.run))} after an import
+of it. By then each size's traffic model holds its N clients (sampled).
+"""
 
 
 # the report

@@ -8,8 +8,9 @@ message for 10,000 clients) and reads the uplink interface's counters
 whose subscribers (the store, the metrics, ...) take it from there.
 
 A sample still under way when the next is due is skipped and counted,
-never queued. A failing or late firewall (the bus's deadline) or uplink
-read is counted, and logged once per run of failures; the sample goes on
+never queued. A failing or late firewall (the bus's deadline, or the
+sampler's own: twice the interval) or uplink read is counted, and logged
+once per run of failures; the sample goes on
 without the part that failed (no uplink reading: the clients still
 count; no firewall answer: no sample).
 """
@@ -98,6 +99,9 @@ class Sampler(Service):
     @param uplink_interface: whose counters are the uplink's (C{""}: none).
     @param read_uplink: C{(interface) -> Totals}, blocking (L{read_link}).
     @param timer: a monotonic clock, for how long a sample takes.
+    @param deadline: seconds the firewall's answer and the uplink's read
+        may take (by default twice the interval, at least 5): one that
+        hangs fails then, and sampling goes on.
 
     @ivar counters: samples (done), skipped (due while one was under way),
         errors (firewall answers missing or malformed), uplink_errors,
@@ -108,8 +112,10 @@ class Sampler(Service):
     def __init__(self, traffic: Traffic, registry: Any, clock: Any, runner: Any,
                  interval: int, firewall_process: str = "", uplink_interface: str = "",
                  read_uplink: Callable[[str], Totals] = read_link,
-                 timer: Callable[[], float] = time.monotonic) -> None:
+                 timer: Callable[[], float] = time.monotonic,
+                 deadline: Optional[float] = None) -> None:
         self.traffic = traffic
+        self.deadline = deadline if deadline is not None else max(2.0 * interval, 5.0)
         self.registry = registry
         self.clock = clock
         self.runner = runner
@@ -172,9 +178,11 @@ class Sampler(Service):
             return succeed(None)
         now = self.clock.seconds()
         started = self.timer()
-        firewall = self.registry.send(self.address, {"compact": True}).addCallback(parse_compact)
+        firewall = self.registry.send(self.address, {"compact": True})
+        firewall.addTimeout(self.deadline, self.clock).addCallback(parse_compact)
         if self.uplink_interface:
             uplink = self.runner.run(self.read_uplink, self.uplink_interface)
+            uplink.addTimeout(self.deadline, self.clock)
         else:
             uplink = succeed(None)
 

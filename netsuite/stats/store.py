@@ -173,11 +173,16 @@ class Store:
                     if last is None:
                         created += 1
                         last = values[0][0] - 1
-                fresh = [(t, v) for t, v in values if t > last]
-                stale += len(values) - len(fresh)
+                # rrdtool takes times that only go forward, a second apart
+                fresh = []
+                for t, v in values:
+                    if t > last:
+                        fresh.append(f"{t}:" + ":".join(map(str, v)))
+                        last = t
+                    else:
+                        stale += 1
                 if fresh:
-                    rrdtool.update(path, *(f"{t}:" + ":".join(map(str, v)) for t, v in fresh))
-                    last = fresh[-1][0]
+                    rrdtool.update(path, *fresh)
                 self._last[path] = last
             except (rrdtool.OperationalError, OSError) as e:
                 # Read it again next time (it may have been replaced).

@@ -134,9 +134,9 @@ class SamplerTests(SynchronousTestCase):
         skipped and counted, not queued; once it ends, sampling goes on.
         """
         self.firewall_service.stopService()
-        self.registry, self.clock = registry_on_clock("ap", default_deadline=30)
+        self.registry, self.clock = registry_on_clock("ap", default_deadline=60)
         self.sampler = Sampler(self.traffic, self.registry, self.clock, self.runner, 10,
-                               read_uplink=self.uplink)
+                               read_uplink=self.uplink, deadline=60)
         self.registry.declare("/firewall/counters")
         held = []
 
@@ -204,6 +204,39 @@ class SamplerTests(SynchronousTestCase):
         self.assertEqual(self.sampler.counters["samples"], 1)
         self.assertEqual(self.sampler.counters["skipped"], 0)
         self.assertEqual(list(self.traffic.clients), ["10.89.0.11"])
+
+    def test_hung_answers(self):
+        """
+        A firewall answer or an uplink read that hangs fails at the
+        sampler's deadline (twice the interval), counted; the samples due
+        meanwhile are skipped, and sampling goes on.
+        """
+        self.firewall_service.stopService()
+        self.registry, self.clock = registry_on_clock("ap", default_deadline=300)
+        self.registry.declare("/firewall/counters")
+        hung = self.registry.listen("/firewall/counters", lambda m: Deferred())
+        from netsuite.testing import HeldRunner
+        runner = HeldRunner()
+        self.sampler = Sampler(self.traffic, self.registry, self.clock, runner, 10,
+                               uplink_interface="wan0", read_uplink=self.uplink)
+        self.assertEqual(self.sampler.deadline, 20.0)
+        self.start()
+        self.clock.advance(10)
+        self.clock.advance(10)
+        self.assertEqual(self.sampler.counters["skipped"], 1)
+        self.assertEqual(self.sampler.counters["errors"], 0)
+        hung.remove()
+        self.registry.listen("/firewall/counters", lambda m: Stop({"count": 0, "rows": b""}))
+        # 20 s after it started, the sample fails; the one due then starts
+        self.clock.advance(10)
+        self.assertEqual((self.sampler.counters["errors"],
+                          self.sampler.counters["uplink_errors"]), (1, 1))
+        self.assertEqual(self.sampler.counters["samples"], 0)
+        runner.calls[-1][0].callback(Totals(1, 2, 3, 4))
+        self.assertEqual(self.sampler.counters["samples"], 1)
+        self.assertEqual(self.traffic.uplink.raw, Totals(1, 2, 3, 4))
+        self.assertEqual(self.sampler.counters["uplink_errors"], 1)
+        self.assertEqual(self.sampler.counters["skipped"], 1)
 
     def test_uplink_failure(self):
         """

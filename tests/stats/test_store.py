@@ -10,7 +10,7 @@ import tempfile
 from twisted.trial.unittest import SynchronousTestCase
 
 from netsuite.stats import layout
-from netsuite.stats.model import Totals, Traffic
+from netsuite.stats.model import Totals, Traffic, Usage
 from netsuite.stats.store import KEEP_SECONDS, Store, StoreService
 from netsuite.testing import HeldRunner, SyncRunner
 
@@ -134,6 +134,23 @@ class StoreTests(SynchronousTestCase):
         # T, then T + 30 and T + 40 together (T + 10 and T + 20 dropped,
         # within the heartbeat: rrdtool spreads the rate over the gap).
         self.assertEqual([rows[T + 10 * i][1] for i in range(1, 5)], [100.0] * 4)
+
+    def test_same_second_in_one_batch(self):
+        """
+        Two waiting samples in the same second (a clock step) go in one
+        batch: the second one is stale, the file takes the first.
+        """
+        runner = HeldRunner()
+        store = Store(self.directory, 10, runner)
+        usage = Usage("10.89.0.11", MAC_A, raw=Totals(0, 1000, 0, 0))
+        store.add(T, [usage])
+        store.add(T + 10.2, [usage])
+        store.add(T + 9.8, [usage])
+        runner.run_next()
+        runner.run_next()
+        self.assertEqual(store.counters["stale"], 1)
+        self.assertEqual(store.counters["errors"], 0)
+        self.assertEqual(rrdtool.last(self.file(MAC_A)), T + 10)
 
     def test_broken_file(self):
         """
