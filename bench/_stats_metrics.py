@@ -157,6 +157,31 @@ def measure(clients: int = 10_000, scrapes: int = 20) -> Dict[str, Any]:
             "metrics_bytes": ours["bytes"], "metrics_baseline_bytes": base["bytes"]}
 
 
+def _print(summary: Dict[str, Any]) -> None:
+    print(f"/metrics at {summary['metrics_clients']} clients "
+          f"({summary['metrics_series']} series, {summary['metrics_bytes']} bytes):")
+    print(f"  netsuite  median {summary['metrics_scrape_ms']} ms, p95 "
+          f"{summary['metrics_scrape_p95_ms']} ms, reactor's worst lag "
+          f"{summary['metrics_reactor_max_lag_ms']} ms")
+    print(f"  baseline  median {summary['metrics_baseline_ms']} ms "
+          "(prometheus_client.start_http_server, same series)")
+    print(f"  ratio netsuite/baseline {summary['metrics_ratio']}")
+
+
+async def run(context: Any) -> Dict[str, Any]:
+    """
+    bench/stats.py's part (C{PARTS.append(("metrics", _stats_metrics.run))}):
+    L{measure} at 10,000 clients in a thread (its servers are child
+    processes on loopback; the lab is not needed), printed; its keys.
+    """
+    from twisted.internet.threads import deferToThread
+
+    scrapes = 20 if context.params.get("rounds", 7) >= 7 else 5  # FULL, or --quick
+    summary = await deferToThread(measure, 10_000, scrapes)
+    _print(summary)
+    return summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=10_000)
@@ -170,14 +195,7 @@ def main() -> None:
     if args.serve == "baseline":
         return _serve_baseline(args.port, args.clients)
     summary = measure(args.clients, args.scrapes)
-    print(f"/metrics at {summary['metrics_clients']} clients "
-          f"({summary['metrics_series']} series, {summary['metrics_bytes']} bytes):")
-    print(f"  netsuite  median {summary['metrics_scrape_ms']} ms, p95 "
-          f"{summary['metrics_scrape_p95_ms']} ms, reactor's worst lag "
-          f"{summary['metrics_reactor_max_lag_ms']} ms")
-    print(f"  baseline  median {summary['metrics_baseline_ms']} ms "
-          "(prometheus_client.start_http_server, same series)")
-    print(f"  ratio netsuite/baseline {summary['metrics_ratio']}")
+    _print(summary)
     print("SUMMARY " + " ".join(f"{k}={v}" for k, v in summary.items()))
 
 
