@@ -32,7 +32,7 @@ from ..registry.values import Message
 
 __all__ = ["hash_password", "verify_password", "parse_users", "UsersFile", "LdapBind",
            "bind_dn", "LoginLimiter", "AUTH_SECTION", "OPERATOR_SECTION",
-           "install", "PASSWORD", "CLICK", "CODE", "METHODS"]
+           "install", "operator_auth", "PASSWORD", "CLICK", "CODE", "METHODS"]
 
 _log = Logger()
 
@@ -417,16 +417,25 @@ def install(portal: Any, auth: Any, operator: Any, reactor: Any,
         method = auth.method
     portal.move_session = bool(auth.move_session)
     portal.sessions.quota_bytes = int(auth.quota_bytes)
-    from .operator import OperatorAuth
-    checker = None
-    if operator.username and operator.password_hash:
-        checker = OperatorAuth((operator.username, operator.password_hash.reveal()), runner,
-                               reactor, operator.admin_networks, operator.max_failures,
-                               operator.max_checks, operator.failure_window)
     return {"method": method,
             "limiter": LoginLimiter(reactor, auth.max_failures, auth.failure_window,
                                     auth.max_attempts),
-            "operator": checker}
+            "operator": operator_auth(operator, runner, reactor)}
+
+
+def operator_auth(operator: Any, runner: IRunner, clock: Any) -> Any:
+    """
+    The L{netsuite.portal.operator.OperatorAuth} of a C{[portal.operator]}
+    table (None when it sets no credentials): the portal's operator page
+    and the stats service's graphs check the same credentials, each with
+    its own rate limits. C{runner} runs the scrypt checks.
+    """
+    from .operator import OperatorAuth
+    if not (operator.username and operator.password_hash):
+        return None
+    return OperatorAuth((operator.username, operator.password_hash.reveal()), runner,
+                        clock, operator.admin_networks, operator.max_failures,
+                        operator.max_checks, operator.failure_window)
 
 
 def main(argv: Any = None, stdin: Any = None, stdout: Any = None,
