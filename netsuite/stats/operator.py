@@ -112,15 +112,16 @@ class GraphCache:
         if kept is not None and self.clock.seconds() - kept[0] < self.refresh:
             self._kept.move_to_end(key)
             return succeed(kept[1])
-        waiting = self._drawing.get(key)
-        if waiting is None:
-            if len(self._drawing) >= self.max_renders:
-                return fail(Busy())
-            waiting = self._drawing[key] = []
-            self.renders += 1
-            self.runner.run(self.draw, path, args).addBoth(self._drawn, key)
         d: "Deferred[Optional[bytes]]" = Deferred()
-        waiting.append(d)
+        waiting = self._drawing.get(key)
+        if waiting is not None:
+            waiting.append(d)
+            return d
+        if len(self._drawing) >= self.max_renders:
+            return fail(Busy())
+        self._drawing[key] = [d]
+        self.renders += 1
+        self.runner.run(self.draw, path, args).addBoth(self._drawn, key)
         return d
 
     def _drawn(self, result: Any, key: Any) -> None:
@@ -230,6 +231,7 @@ class OperatorPages(Resource):
         return (text + "\n").encode("utf-8")
 
     def _html(self, request: Any, title: str, body: str) -> bytes:
+        request.setResponseCode(200)
         request.setHeader(b"Content-Type", HTML)
         return _page(title, body)
 
@@ -289,6 +291,7 @@ class OperatorPages(Resource):
         def drawn(image: Optional[bytes]) -> bytes:
             if image is None:
                 return self._text(request, 404, "No traffic recorded for this one.")
+            request.setResponseCode(200)
             request.setHeader(b"Content-Type", b"image/png")
             request.setHeader(b"Cache-Control", b"private, max-age=%d" % self.cache.refresh)
             return image
