@@ -24,9 +24,11 @@ from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
+from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
+from zope.interface import implementer
 
 from ..config.fields import OPTIONAL_PATH, PORT, POSITIVE_INT, POSITIVE_SECONDS, ipv4_text
 from ..config.schema import ConfigError, Field
@@ -157,7 +159,7 @@ def _page(title: str, body: str) -> bytes:
 def _graphs(name: str, title: str) -> str:
     return "\n".join(
         f'<h2>{esc(period.capitalize())}</h2><img src="/graph/{esc(name)}/{period}.png" '
-        f'width="{graphs.WIDTH}" alt="{esc(title)}, last {period}">' for period in graphs.PERIODS)
+        f'alt="{esc(title)}, last {period}">' for period in graphs.PERIODS)
 
 
 class OperatorPages(Resource):
@@ -330,6 +332,23 @@ def check(config: Any) -> Any:
                     "[stats.operator]", "host")
 
 
+@implementer(IStreamServerEndpoint)
+class _Announced:
+    """An endpoint that logs the site's URL once it listens."""
+
+    def __init__(self, endpoint: Any, url: str) -> None:
+        self.endpoint = endpoint
+        self.url = url
+
+    def listen(self, factory: Any) -> "Deferred[Any]":
+        def listening(port: Any) -> Any:
+            _log.info("stats operator page on {url}", url=self.url,
+                      netsuite_event="stats-operator-ready")
+            return port
+        d: "Deferred[Any]" = self.endpoint.listen(factory)
+        return d.addCallback(listening)
+
+
 def add_operator(service: Any, config: Any, reactor: Any) -> None:
     """Add the HTTPS site of C{[stats.operator]} to C{service} (a StatsService)."""
     from twisted.application.internet import StreamServerEndpointService
@@ -350,6 +369,8 @@ def add_operator(service: Any, config: Any, reactor: Any) -> None:
                           section.top)
     site = Site(pages)
     site.displayTracebacks = False
-    server = StreamServerEndpointService(api_endpoint(reactor, settings, tls), site)
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    server = StreamServerEndpointService(_Announced(api_endpoint(reactor, settings, tls),
+                                                    f"https://{host}:{settings.port}/"), site)
     server.setName("stats-operator")
     server.setServiceParent(service)

@@ -299,7 +299,7 @@ class ConfigTests(SynchronousTestCase):
         registry, clock = registry_on_clock("ap")
         service = tap.serviceFromConfig(config, registry, clock)
         site = service.getServiceNamed("stats-operator")
-        self.assertEqual(site.endpoint._port, 18444)
+        self.assertEqual(site.endpoint.url, "https://stats.example:18444/")
 
     def test_problems(self):
         """No credentials, no certificate, a certificate of another name: errors saying so."""
