@@ -237,6 +237,10 @@ class Browser:
         """The value of C{script} (a function body) run in the page with C{args}."""
         return self.call("POST", self._s("/execute/sync"), {"script": script, "args": list(args)})
 
+    def execute_async(self, script: str, *args: Any) -> Any:
+        """What C{script} passes to its last argument (a callback), within the script time-out."""
+        return self.call("POST", self._s("/execute/async"), {"script": script, "args": list(args)})
+
     def click(self, css: str) -> None:
         self.call("POST", self._s(f"/element/{self.find(css)}/click"), {})
 

@@ -106,6 +106,15 @@ class Image:
                     n += 1
         return n
 
+    def columns(self, colour, tolerance=8):
+        """How many pixels near C{colour} each column holds."""
+        found = []
+        for x in range(self.width):
+            found.append(sum(1 for y in range(self.height)
+                             if all(abs(a - b) <= tolerance
+                                    for a, b in zip(self.pixel(x, y), colour))))
+        return found
+
 
 def rgb(hex_colour):
     return tuple(int(hex_colour[i:i + 2], 16) for i in (0, 2, 4))
