@@ -374,6 +374,13 @@ AUTH_SECTION = {
 """C{[portal.auth]}: with users_file or ldap_url set, the login asks for a
 username and password (method "password") unless C{method} says otherwise."""
 
+
+def _https_url(value: Any) -> Optional[str]:
+    from .pages import safe_url
+    return None if not value or (value.startswith("https://") and safe_url(value) == value) \
+        else "an https:// URL"
+
+
 OPERATOR_SECTION = {
     "username": Field(str, "", "the operator page's HTTP Basic user (\"\": no operator page)"),
     "password_hash": Field(SECRET, "", "its password, scrypt$N$r$p$salt$hash "
@@ -385,8 +392,11 @@ OPERATOR_SECTION = {
     "max_checks": Field(int, 20, "operator password checks in all per failure_window "
                         "before a 429 (0: no limit)", at_least(0)),
     "failure_window": Field(SECONDS, 60.0, "seconds over which those count"),
+    "graphs_url": Field(str, "", "the operator's traffic graphs ([stats.operator], "
+                        "https://host:port/), linked from the page (\"\": no link)", _https_url),
 }
 """C{[portal.operator]}: the C{/operator} page."""
+
 
 
 def install(portal: Any, auth: Any, operator: Any, reactor: Any,

@@ -84,6 +84,7 @@ class PortalResource(Resource):
         self.template_dir = template_dir
         self.venue_info_url = venue_info_url
         self.secure_base = ""  # "https://host:port" of the HTTPS site, when there is one
+        self.graphs_url = ""  # the stats service's operator graphs, linked from /operator
         self.method = method
         self.limiter = limiter if limiter is not None else LoginLimiter(clock)
         self.operator = operator
@@ -487,7 +488,8 @@ class PortalResource(Resource):
 
     def _operator(self, request: Any, ip: Any) -> Any:
         def page() -> bytes:
-            body = render_clients(self.portal, self.clock.seconds(), self._token(request))
+            body = render_clients(self.portal, self.clock.seconds(), self._token(request),
+                                  self.graphs_url)
             return self._respond(request, 200, self.pages.page("Clients", body))
         return self._as_operator(request, ip, page)
 

@@ -207,6 +207,7 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
                              firewall_keeps_clients=config.firewall.keep_clients,
                              ipv6_port=ipv6_port)
     resource.secure_base = settings.url[:-len("/api")]
+    resource.graphs_url = section.operator.graphs_url
     api_site = Site(ApiResource(resource, host))
     api_site.displayTracebacks = False
     tls_options = load_tls(settings, config.source)
