@@ -11,7 +11,10 @@ import re
 import shutil
 import tempfile
 
+from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from netsuite.config.schema import ConfigError, parse
@@ -300,6 +303,12 @@ class ConfigTests(SynchronousTestCase):
         service = tap.serviceFromConfig(config, registry, clock)
         site = service.getServiceNamed("stats-operator")
         self.assertEqual(site.endpoint.url, "https://stats.example:18444/")
+        # once it listens, it says where
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        site.endpoint.endpoint = type("Listening", (), {"listen": lambda _, f: succeed("port")})()
+        self.assertEqual(self.successResultOf(site.endpoint.listen(None)), "port")
+        self.assertEqual([e["url"] for e in events if "url" in e],
+                         ["https://stats.example:18444/"])
 
     def test_problems(self):
         """No credentials, no certificate, a certificate of another name: errors saying so."""
