@@ -20,6 +20,7 @@ from ..registry.interfaces import IRegistry, Stop
 from ..registry.registry import declare_service
 from ..registry.values import MAC, Message
 from ..services import Readiness
+from .compact import ROW_SIZE, pack_rows
 from .interfaces import Client, IFirewall, NotInLan
 
 __all__ = ["FirewallService", "MAILBOXES", "REFUSALS"]
@@ -40,7 +41,7 @@ MAILBOXES = {
     "/firewall/garden": "The garden set: answers {ip-string: seconds left}.",
     "/firewall/garden/flush": "Empty the garden set; answers {flushed: n}.",
     "/firewall/clients": "Authorized clients: answers a list of {ip, mac, up_kbit, down_kbit}.",
-    "/firewall/counters": "Traffic per authorized client: answers {ip-string: {bytes_up, packets_up, bytes_down, packets_down}}.",
+    "/firewall/counters": "Traffic per authorized client: answers {ip-string: {bytes_up, packets_up, bytes_down, packets_down}}; with {compact: true}, {count, rows: bytes} (42-byte rows of IPv4, MAC and the four counters: netsuite.firewall.compact).",
 }
 EVENTS = {
     "/firewall/authorized": "Event: a client was authorized {ip, mac, up_kbit, down_kbit}.",
@@ -52,6 +53,10 @@ EVENTS = {
 def _client_value(client: Client) -> Message:
     return {"ip": client.ip, "mac": client.mac, "up_kbit": client.up_kbit,
             "down_kbit": client.down_kbit}
+
+
+def _compact(rows: bytes) -> Message:
+    return {"count": len(rows) // ROW_SIZE, "rows": rows}
 
 
 def _ip(message: Message) -> ipaddress.IPv4Address:
@@ -147,6 +152,11 @@ class FirewallService(Service):
         return Stop([_client_value(c) for _, c in sorted(self.firewall.clients.items())])
 
     def _counters(self, message: Message) -> "Deferred[Stop]":
+        if message.get("compact"):
+            # The MACs as the traffic read sees them (both taken now).
+            macs = {ip: MAC(c.mac).packed for ip, c in self.firewall.clients.items()}
+            return self.firewall.traffic().addCallback(lambda traffic: Stop(
+                _compact(pack_rows(traffic, macs))))
         return self.firewall.traffic().addCallback(lambda traffic: Stop({
             str(ip): {"bytes_up": t.bytes_up, "packets_up": t.packets_up,
                       "bytes_down": t.bytes_down, "packets_down": t.packets_down}

@@ -94,7 +94,26 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> StatsService:
     return service
 
 
-PARTS: "List[Callable[[StatsService, Any, Any, Any], None]]" = []
+def _sampler(service: StatsService, config: Any, registry: Any, reactor: Any) -> None:
+    """The core: the sampler, the store and their mailboxes (docs/stats.md)."""
+    from ..runner import ThreadRunner
+    from .sampler import Sampler
+    from .store import Store, StoreService
+    from .usage import declare_core
+    section = config.stats
+    store = Store(section.directory, section.interval,
+                  ThreadRunner(reactor, name="netsuite-stats-store"))
+    store.subscribe(service.traffic)
+    StoreService(store, reactor).setServiceParent(service)
+    sampler = Sampler(service.traffic, registry, reactor,
+                      ThreadRunner(reactor, name="netsuite-stats-netlink", finish=False),
+                      section.interval, section.firewall_process,
+                      section.uplink_interface or config.firewall.wan_interface)
+    sampler.setServiceParent(service)
+    declare_core(registry, service.traffic, sampler, store)
+
+
+PARTS: "List[Callable[[StatsService, Any, Any, Any], None]]" = [_sampler]
 """The parts of the service, in the order they are built and started."""
 
 

@@ -113,6 +113,42 @@ class FirewallServiceTests(SynchronousTestCase):
         self.assertEqual(told, [{"ip": A}])
         self.assertEqual(self.firewall.cut, [A, A])
 
+    def test_compact_counters(self):
+        """
+        /firewall/counters with {compact: true} answers every client's
+        address, MAC and counters as 42-byte rows, the old form unchanged.
+        """
+        from netsuite.firewall.compact import unpack_rows
+        B, MAC_B = ipaddress.IPv4Address("10.89.0.12"), MAC("02:4e:00:00:00:0c")
+        self.send("/firewall/authorize", {"ip": B, "mac": MAC_B})
+        self.send("/firewall/authorize", {"ip": A, "mac": MAC_A})
+        self.firewall.add_traffic(A, up=1000, down=5000, packets=3)
+        answer = self.send("/firewall/counters", {"compact": True})
+        self.assertEqual(answer["count"], 2)
+        self.assertEqual(list(unpack_rows(answer["rows"])), [
+            ("10.89.0.11", "02:4e:00:00:00:0b", 1000, 5000, 3, 3),
+            ("10.89.0.12", "02:4e:00:00:00:0c", 0, 0, 0, 0)])
+        self.assertEqual(self.send("/firewall/counters")["10.89.0.11"]["bytes_down"], 5000)
+
+    def test_compact_counters_fit_the_bus(self):
+        """
+        10,000 clients' compact counters, encoded for the bus, fit its
+        1 MiB message limit.
+        """
+        from netsuite.bus.arguments import MAX_MESSAGE
+        from netsuite.registry.values import dumps
+        firewall = MemoryFirewall(self.clock, ipaddress.IPv4Network("10.64.0.0/16"))
+        registry = Registry("big", self.clock)
+        FirewallService(firewall, registry, self.clock, check_interval=0)
+        for i in range(10000):
+            self.successResultOf(firewall.authorize(ipaddress.IPv4Address("10.64.0.10") + i,
+                                                    MAC(bytes([2, 0, 0, 0, i >> 8, i & 255]))))
+            firewall.add_traffic(ipaddress.IPv4Address("10.64.0.10") + i, up=10 ** 11,
+                                 down=10 ** 12, packets=10 ** 9)
+        answer = self.successResultOf(registry.send("/firewall/counters", {"compact": True}))
+        self.assertEqual(answer["count"], 10000)
+        self.assertLess(len(dumps(answer)), MAX_MESSAGE)
+
     def test_smtp_mailboxes(self):
         """
         /firewall/smtp/open opens a window that /firewall/smtp/windows lists
