@@ -10,6 +10,7 @@ holds the graphs' down colour, not only background and grid.
 
 import os
 import shutil
+import sys
 import tempfile
 import time
 
@@ -66,6 +67,31 @@ tls_key = "{key}"
 refresh = 1.0
 """
 
+# A download at a steady rate: reads paced, and a small receive buffer so
+# that the window, and so the traffic through the access point, follows
+# them (curl's --limit-rate paces reads only: a 6 MB body would be in the
+# kernel's buffers, and counted, in the first half second). Prints the
+# body's size.
+DOWNLOAD = """
+import socket, sys, time
+host, rate = sys.argv[1], int(sys.argv[2])
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
+s.settimeout(10)
+s.connect((host, 80))
+s.sendall(b"GET / HTTP/1.1\\r\\nHost: lab\\r\\nConnection: close\\r\\n\\r\\n")
+data, start = b"", time.monotonic()
+while True:
+    chunk = s.recv(16384)
+    if not chunk:
+        break
+    data += chunk
+    ahead = len(data) / rate - (time.monotonic() - start)
+    if ahead > 0:
+        time.sleep(ahead)
+print(len(data.split(b"\\r\\n\\r\\n", 1)[1]))
+"""
+
 # In the page: once every image has come (or failed), the natural width of
 # each (0: broken).
 IMAGES_LOADED = """
@@ -107,10 +133,17 @@ class OperatorGraphsBrowserTests(TestCase):
                                                     "mac": self.lab.client_mac(1)})
 
     def download(self):
-        done = self.lab.exec("c1", ["curl", "-s", "--max-time", "40", "--limit-rate",
-                                    str(RATE), "-o", "/dev/null", "-w", "%{size_download}",
-                                    f"http://{self.lab.internet}/"], timeout=45)
-        return done.returncode, done.stdout
+        done = self.lab.exec("c1", [sys.executable, "-c", DOWNLOAD, self.lab.internet,
+                                    str(RATE)], timeout=45)
+        return done.returncode, done.stdout.strip()
+
+    @inlineCallbacks
+    def until_known(self, ip, seconds=10.0):
+        deadline = time.monotonic() + seconds
+        while not (yield self.bus.send("/stats/usage", {"ip": ip}))["found"]:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"stats does not know {ip} after {seconds} s")
+            yield deferLater(reactor, 0.2, lambda: None)
 
     def plotted(self, png, what):
         """
@@ -131,6 +164,9 @@ class OperatorGraphsBrowserTests(TestCase):
         have a plotted area of the down colour in the browser's
         screenshots.
         """
+        # stats knows c1 (its first reading) before the download: the
+        # download is then traffic between two readings, not its first
+        yield self.until_known(self.lab.client_address(1))
         code, got = yield deferToThread(self.download)
         self.assertEqual((code, got), (0, str(SIZE)))
         ended = time.time()
@@ -138,6 +174,8 @@ class OperatorGraphsBrowserTests(TestCase):
         files = [layout.uplink_file(self.directory),
                  layout.client_file(self.directory, self.lab.client_mac(1).lower())]
         yield until_sampled(files, ended + 1)
+        usage = yield self.bus.send("/stats/usage", {"ip": self.lab.client_address(1)})
+        self.assertGreaterEqual(usage["usage"]["today"]["bytes_down"], SIZE)
 
         browser = yield deferToThread(Browser, self.lab, "c1")
         self.addCleanup(deferToThread, browser.close)
