@@ -1,14 +1,16 @@
 """
 The operator's traffic graphs in a real lab, seen by a real browser:
-netsuite (firewall and stats, sampling every second) runs in the access
-point; client c1, authorized, downloads from the upstream at a steady
-rate; then headless Chromium in c1 loads the operator page over HTTPS
-with the operator's credentials, and the screenshots of the uplink's and
-the client's hour graphs are read back pixel by pixel: the plotted area
-holds the graphs' down colour, not only background and grid.
+netsuite (firewall, portal and stats, sampling every second) runs in the
+access point; client c1 logs in at the portal and downloads from the
+upstream at a steady rate; its status page then says what it used today
+(asked of /stats/usage); headless Chromium in c1 loads the operator page
+over HTTPS with the operator's credentials, and the screenshots of the
+uplink's and the client's hour graphs are read back pixel by pixel: the
+plotted area holds the graphs' down colour, not only background and grid.
 """
 
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -24,6 +26,7 @@ from netsuite.bus import connect
 from netsuite.lab import Lab
 from netsuite.lab.peers import HttpPeer
 from netsuite.portal.auth import hash_password
+from netsuite.portal.pages import data_size
 from netsuite.stats import graphs, layout
 
 from ..lab.labs import lab_name
@@ -44,14 +47,25 @@ CONFIG = """
 [firewall]
 enabled = true
 lan_network = "10.89.0.0/24"
+portal_port = 5280
 check_interval = 1.0
 shaping = false
-lan_ports = [{port}]
+lan_ports = [8443, {port}]
 lock_dir = "{locks}"
+
+[portal]
+enabled = true
+port = 5280
+interface_address = "{ap}"
+session_file = "{sessions}"
+sample_interval = 1.0
+tls_certificate = "{cert}"
+tls_key = "{key}"
 
 [portal.operator]
 username = "op"
 password_hash = "{hash}"
+graphs_url = "https://{ap}:{port}/"
 
 [stats]
 enabled = true
@@ -121,16 +135,34 @@ class OperatorGraphsBrowserTests(TestCase):
         self.sockets = socket_dir(self)
         self.config = write_config(self, CONFIG.format(
             port=PORT, locks=os.path.join(self.tmp, "locks"), directory=self.directory,
-            hash=hash_password(PASSWORD), ap=self.lab.ap_address, cert=cert, key=key))
+            hash=hash_password(PASSWORD), ap=self.lab.ap_address, cert=cert, key=key,
+            sessions=os.path.join(self.tmp, "sessions.sqlite")))
         self.daemon = spawn(self, "netsuite", [
             *TWISTD, "-n", "--pidfile=", "netsuite", "--name", "ap", "--socket-dir",
             self.sockets, "--config", self.config], netns=self.lab.netns("ap"))
         yield self.daemon.when_line("firewall ready")
+        yield self.daemon.when_line("portal ready")
         yield self.daemon.when_line("stats operator page on ")
         self.bus = connect("ap", socket_dir=self.sockets, reactor=reactor)
         self.addCleanup(self.bus.close)
-        yield self.bus.send("/firewall/authorize", {"ip": self.lab.client_address(1),
-                                                    "mac": self.lab.client_mac(1)})
+        self.portal = f"http://{self.lab.ap_address}:5280"
+        self.jar = os.path.join(self.tmp, "c1.jar")
+
+    def curl(self, *args):
+        done = self.lab.exec("c1", ["curl", "-s", "--max-time", "5", "-c", self.jar, "-b",
+                                    self.jar, *args])
+        return done.returncode, done.stdout
+
+    @inlineCallbacks
+    def login(self):
+        """c1 accepts the policy at the portal (which authorizes it in the firewall)."""
+        code, page = yield deferToThread(self.curl, f"{self.portal}/login")
+        self.assertEqual(code, 0)
+        token = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+        code, out = yield deferToThread(
+            self.curl, "-o", "/dev/null", "-w", "%{http_code}", "--data",
+            f"csrf={token}&url=&accept=1", f"{self.portal}/login")
+        self.assertEqual((code, out), (0, "303"))
 
     def download(self):
         done = self.lab.exec("c1", [sys.executable, "-c", DOWNLOAD, self.lab.internet,
@@ -164,6 +196,7 @@ class OperatorGraphsBrowserTests(TestCase):
         have a plotted area of the down colour in the browser's
         screenshots.
         """
+        yield self.login()
         # stats knows c1 (its first reading) before the download: the
         # download is then traffic between two readings, not its first
         yield self.until_known(self.lab.client_address(1))
@@ -175,7 +208,17 @@ class OperatorGraphsBrowserTests(TestCase):
                  layout.client_file(self.directory, self.lab.client_mac(1).lower())]
         yield until_sampled(files, ended + 1)
         usage = yield self.bus.send("/stats/usage", {"ip": self.lab.client_address(1)})
-        self.assertGreaterEqual(usage["usage"]["today"]["bytes_down"], SIZE)
+        down = usage["usage"]["today"]["bytes_down"]
+        self.assertGreaterEqual(down, SIZE)
+        # the client's status page says so
+        code, status = yield deferToThread(self.curl, f"{self.portal}/status")
+        self.assertEqual(code, 0)
+        self.assertIn(f"Used today: {data_size(down)} down", status)
+        # the portal's operator page links to the graphs
+        code, page = yield deferToThread(self.curl, "-k", "-u", f"op:{PASSWORD}",
+                                         f"https://{self.lab.ap_address}:8443/operator")
+        self.assertIn(f'<a href="https://{self.lab.ap_address}:{PORT}/">Traffic graphs</a>',
+                      page)
 
         browser = yield deferToThread(Browser, self.lab, "c1")
         self.addCleanup(deferToThread, browser.close)
