@@ -7,7 +7,8 @@ names files and builds arguments, and reads or draws nothing itself
 
 A graph shows bits per second (the files keep bytes per second): down
 (to the client, or in from the internet on the uplink) as a filled area,
-up as a line over it, with the last, average and maximum of each below.
+up as a line over it, with the last, average and maximum of each below
+(where there is no sample, as no traffic).
 """
 
 from __future__ import annotations
@@ -70,9 +71,12 @@ def graph_args(path: str, title: str, period: str, end: Any = "now",
                  f"DEF:{name}_peak={source}:{direction}:MAX",
                  f"CDEF:{name}={name}_bytes,8,*",
                  f"CDEF:{name}_max={name}_peak,8,*",
-                 f"VDEF:{name}_last={name},LAST",
-                 f"VDEF:{name}_avg={name},AVERAGE",
-                 f"VDEF:{name}_top={name}_max,MAXIMUM"]
+                 # the legend counts no sample as no traffic (not "nan")
+                 f"CDEF:{name}_z={name},UN,0,{name},IF",
+                 f"CDEF:{name}_max_z={name}_max,UN,0,{name}_max,IF",
+                 f"VDEF:{name}_last={name}_z,LAST",
+                 f"VDEF:{name}_avg={name}_z,AVERAGE",
+                 f"VDEF:{name}_top={name}_max_z,MAXIMUM"]
     args += [f"AREA:down#{DOWN_COLOUR}:down",
              "GPRINT:down_last:now %6.1lf %sb/s", "GPRINT:down_avg:average %6.1lf %sb/s",
              "GPRINT:down_top:max %6.1lf %sb/s\\n",

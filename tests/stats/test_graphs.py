@@ -116,10 +116,16 @@ class RenderTests(SynchronousTestCase):
         self.assertEqual(image.count(up, (left, top, split - 3, bottom)), 0)
 
     def test_no_traffic(self):
-        """A file with no samples draws an empty plot: no down colour."""
+        """
+        A file with no samples draws an empty plot (no down colour) and
+        says no traffic in its legend (not "nan").
+        """
         path = make_file(layout.uplink_file(self.directory), seconds=0)
-        _, image, box = self.draw(path, "Uplink")
+        answer, image, box = self.draw(path, "Uplink")
         self.assertEqual(image.count(rgb(graphs.DOWN_COLOUR), box), 0)
+        legends = [v for k, v in answer.items() if k.startswith("legend[")]
+        self.assertIn("now    0.0  b/s", legends)
+        self.assertFalse([text for text in legends if "nan" in text], legends)
 
     def test_longer_periods(self):
         """The day and week graphs draw from the same file (its consolidated rows)."""
