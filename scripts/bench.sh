@@ -16,7 +16,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # The benchmarks, in the order "all" runs them, and the Debian packages of
 # the peers each one compares with (setup.sh installs the rest). A new
 # benchmark is bench/NAME.py and one line here.
-BENCHMARKS=(bus firewall dhcp dns portal stop soak proxy mailproxy)
+BENCHMARKS=(bus firewall dhcp dns portal stop soak proxy mailproxy stats)
 declare -A PEERS=(
     [bus]=""                                          # a raw Unix-socket echo, in Python
     [firewall]=""                                     # one iptables rule per client
@@ -27,6 +27,7 @@ declare -A PEERS=(
     [soak]="kea-admin"                                # perfdhcp
     [proxy]="iperf3 haproxy"                          # the proxy framework's relay (docs/mailproxy.md)
     [mailproxy]="iperf3 haproxy"                      # in a lab; dovecot comes with setup.sh (docs/mailproxy.md)
+    [stats]=""                                        # ipset, rrdtool come with setup.sh (docs/stats.md)
 )
 
 usage() {

@@ -130,6 +130,9 @@ class Sampler(Service):
 
     def startService(self) -> None:
         Service.startService(self)
+        _log.info("stats sampling {address} and {uplink} every {interval} s",
+                  address=self.address, uplink=self.uplink_interface or "no uplink",
+                  interval=self.interval, netsuite_event="stats-sampling")
         self._schedule()
 
     def stopService(self) -> "Deferred[None]":
