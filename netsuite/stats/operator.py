@@ -27,7 +27,8 @@ from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET
+from twisted.web.http import HTTPChannel
+from twisted.web.server import NOT_DONE_YET, Request, Site
 from zope.interface import implementer
 
 from ..config.fields import OPTIONAL_PATH, PORT, POSITIVE_INT, POSITIVE_SECONDS, ipv4_text
@@ -36,8 +37,8 @@ from ..portal.operator import REALM, TooManyChecks
 from ..portal.pages import data_size, esc
 from . import graphs
 
-__all__ = ["OPERATOR_SECTION", "GraphCache", "Busy", "OperatorPages", "rate", "tls_settings",
-           "check", "add_operator"]
+__all__ = ["OPERATOR_SECTION", "GraphCache", "Busy", "OperatorPages", "BoundedSite", "rate",
+           "tls_settings", "check", "add_operator"]
 
 _log = Logger()
 
@@ -332,6 +333,62 @@ def check(config: Any) -> Any:
                     "[stats.operator]", "host")
 
 
+MAX_CONNECTIONS = 32
+MAX_BODY = 4096
+IDLE_TIMEOUT = 60
+"""What one site holds: open connections in all (more are closed at once),
+bytes of a request body (its pages take none: past that the connection is
+cut), seconds a connection may stay idle."""
+
+
+class _Request(Request):
+    """A request whose body is cut past L{MAX_BODY} bytes."""
+
+    received = 0
+
+    def handleContentChunk(self, data: bytes) -> None:
+        self.received += len(data)
+        if self.received > MAX_BODY:
+            self.channel.transport.abortConnection()
+            return
+        Request.handleContentChunk(self, data)
+
+
+class _Channel(HTTPChannel):
+    """Counts itself in its site's open connections."""
+
+    def connectionMade(self) -> None:
+        self.site.open += 1
+        HTTPChannel.connectionMade(self)
+
+    def connectionLost(self, reason: Any) -> None:
+        self.site.open -= 1
+        HTTPChannel.connectionLost(self, reason)
+
+
+class BoundedSite(Site):
+    """
+    The operator's site: at most C{max_connections} open connections (more
+    are closed at once), request bodies of at most L{MAX_BODY} bytes, idle
+    connections closed after L{IDLE_TIMEOUT} seconds; HTTP/1.1.
+    """
+
+    protocol = _Channel
+    requestFactory = _Request
+    displayTracebacks = False
+
+    def __init__(self, resource: Any, max_connections: int = MAX_CONNECTIONS,
+                 reactor: Any = None) -> None:
+        Site.__init__(self, resource, timeout=IDLE_TIMEOUT, reactor=reactor)
+        self.max_connections = max_connections
+        self.open = 0
+
+    def buildProtocol(self, addr: Any) -> Any:
+        if self.open >= self.max_connections:
+            return None
+        return Site.buildProtocol(self, addr)
+
+
 @implementer(IStreamServerEndpoint)
 class _Announced:
     """An endpoint that logs the site's URL once it listens."""
@@ -352,7 +409,6 @@ class _Announced:
 def add_operator(service: Any, config: Any, reactor: Any) -> None:
     """Add the HTTPS site of C{[stats.operator]} to C{service} (a StatsService)."""
     from twisted.application.internet import StreamServerEndpointService
-    from twisted.web.server import Site
 
     from ..portal.auth import operator_auth
     from ..portal.tls import api_endpoint
@@ -367,8 +423,7 @@ def add_operator(service: Any, config: Any, reactor: Any) -> None:
     pages = OperatorPages(service.traffic, config.stats.directory,
                           operator_auth(config.portal.operator, checks, reactor), cache,
                           section.top)
-    site = Site(pages)
-    site.displayTracebacks = False
+    site = BoundedSite(pages, reactor=reactor)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     server = StreamServerEndpointService(_Announced(api_endpoint(reactor, settings, tls),
                                                     f"https://{host}:{settings.port}/"), site)

@@ -11,10 +11,13 @@ import re
 import shutil
 import tempfile
 
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import succeed
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
-from twisted.internet.testing import EventLoggingObserver
+from twisted.internet.testing import EventLoggingObserver, StringTransport
 from twisted.logger import globalLogPublisher
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from netsuite.config.schema import ConfigError, parse
@@ -24,7 +27,8 @@ from netsuite.portal.testing import FakeRequest
 from netsuite.services import all_sections
 from netsuite.stats import graphs, layout, tap
 from netsuite.stats.model import Totals, Traffic
-from netsuite.stats.operator import Busy, GraphCache, OperatorPages, rate
+from netsuite.stats.operator import (IDLE_TIMEOUT, MAX_BODY, BoundedSite, Busy, GraphCache,
+                                     OperatorPages, rate)
 from netsuite.testing import HeldRunner, SyncRunner, registry_on_clock
 
 from ..portal.test_tls import make_ca_and_certificate
@@ -271,6 +275,53 @@ class CacheTests(SynchronousTestCase):
         self.assertEqual(len(self.cache), 3)
         self.successResultOf(self.cache.get("a", "a", []))
         self.assertNoResult(self.cache.get("b", "b", []))  # b went: drawn again
+
+
+class SiteTests(SynchronousTestCase):
+    """What one stranger can hold of the site (L{BoundedSite})."""
+
+    def setUp(self):
+        self.p = Pages(self)
+        self.site = BoundedSite(self.p.resource, max_connections=2, reactor=self.p.clock)
+
+    def connect(self):
+        channel = self.site.buildProtocol(IPv4Address("TCP", "10.89.0.2", 40000))
+        if channel is not None:
+            channel.makeConnection(StringTransport(peerAddress=IPv4Address(
+                "TCP", "10.89.0.2", 40000)))
+        return channel
+
+    def test_connections(self):
+        """Past max_connections open, a new one is refused; one closed frees a place."""
+        one, _ = self.connect(), self.connect()
+        self.assertIsNone(self.connect())
+        one.connectionLost(Failure(ConnectionDone()))
+        self.assertIsNotNone(self.connect())
+
+    def test_body(self):
+        """A request body past MAX_BODY bytes cuts the connection."""
+        channel = self.connect()
+        channel.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+                             + b"x" * MAX_BODY)
+        self.assertFalse(channel.transport.disconnecting)
+        channel.dataReceived(b"x")
+        self.assertTrue(channel.transport.disconnected)  # aborted
+
+    def test_idle(self):
+        """An idle connection is closed after IDLE_TIMEOUT seconds."""
+        channel = self.connect()
+        self.p.clock.advance(IDLE_TIMEOUT - 1)
+        self.assertFalse(channel.transport.disconnecting)
+        self.p.clock.advance(1)
+        self.assertTrue(channel.transport.disconnecting)
+
+    def test_page(self):
+        """A whole request through the site: a page."""
+        channel = self.connect()
+        channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\nAuthorization: " + GOOD
+                             + b"\r\n\r\n")
+        self.assertIn(b"HTTP/1.1 200 OK", channel.transport.value())
+        self.assertIn(b"Top talkers today", channel.transport.value())
 
 
 class ConfigTests(SynchronousTestCase):
