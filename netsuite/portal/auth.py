@@ -32,7 +32,7 @@ from ..registry.values import Message
 
 __all__ = ["hash_password", "verify_password", "parse_users", "UsersFile", "LdapBind",
            "bind_dn", "LoginLimiter", "AUTH_SECTION", "OPERATOR_SECTION",
-           "install", "PASSWORD", "CLICK", "CODE", "METHODS"]
+           "install", "operator_auth", "PASSWORD", "CLICK", "CODE", "METHODS"]
 
 _log = Logger()
 
@@ -374,6 +374,13 @@ AUTH_SECTION = {
 """C{[portal.auth]}: with users_file or ldap_url set, the login asks for a
 username and password (method "password") unless C{method} says otherwise."""
 
+
+def _https_url(value: Any) -> Optional[str]:
+    from .pages import safe_url
+    return None if not value or (value.startswith("https://") and safe_url(value) == value) \
+        else "an https:// URL"
+
+
 OPERATOR_SECTION = {
     "username": Field(str, "", "the operator page's HTTP Basic user (\"\": no operator page)"),
     "password_hash": Field(SECRET, "", "its password, scrypt$N$r$p$salt$hash "
@@ -385,8 +392,11 @@ OPERATOR_SECTION = {
     "max_checks": Field(int, 20, "operator password checks in all per failure_window "
                         "before a 429 (0: no limit)", at_least(0)),
     "failure_window": Field(SECONDS, 60.0, "seconds over which those count"),
+    "graphs_url": Field(str, "", "the operator's traffic graphs ([stats.operator], "
+                        "https://host:port/), linked from the page (\"\": no link)", _https_url),
 }
 """C{[portal.operator]}: the C{/operator} page."""
+
 
 
 def install(portal: Any, auth: Any, operator: Any, reactor: Any,
@@ -417,16 +427,25 @@ def install(portal: Any, auth: Any, operator: Any, reactor: Any,
         method = auth.method
     portal.move_session = bool(auth.move_session)
     portal.sessions.quota_bytes = int(auth.quota_bytes)
-    from .operator import OperatorAuth
-    checker = None
-    if operator.username and operator.password_hash:
-        checker = OperatorAuth((operator.username, operator.password_hash.reveal()), runner,
-                               reactor, operator.admin_networks, operator.max_failures,
-                               operator.max_checks, operator.failure_window)
     return {"method": method,
             "limiter": LoginLimiter(reactor, auth.max_failures, auth.failure_window,
                                     auth.max_attempts),
-            "operator": checker}
+            "operator": operator_auth(operator, runner, reactor)}
+
+
+def operator_auth(operator: Any, runner: IRunner, clock: Any) -> Any:
+    """
+    The L{netsuite.portal.operator.OperatorAuth} of a C{[portal.operator]}
+    table (None when it sets no credentials): the portal's operator page
+    and the stats service's graphs check the same credentials, each with
+    its own rate limits. C{runner} runs the scrypt checks.
+    """
+    from .operator import OperatorAuth
+    if not (operator.username and operator.password_hash):
+        return None
+    return OperatorAuth((operator.username, operator.password_hash.reveal()), runner,
+                        clock, operator.admin_networks, operator.max_failures,
+                        operator.max_checks, operator.failure_window)
 
 
 def main(argv: Any = None, stdin: Any = None, stdout: Any = None,

@@ -121,9 +121,10 @@ def _when(seconds: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds)) + " UTC"
 
 
-def render_clients(portal: Any, now: float, token: str) -> str:
+def render_clients(portal: Any, now: float, token: str, graphs_url: str = "") -> str:
     """
-    The operator page's body: the table of clients with a kick form each.
+    The operator page's body: the table of clients with a kick form each
+    (and a link to the traffic graphs at C{graphs_url}, if any).
     """
     rows = []
     sessions = {s.ip: s for s in portal.sessions.all()}
@@ -144,7 +145,9 @@ def render_clients(portal: Any, now: float, token: str) -> str:
                     f"<td>{_esc(_when(s.started))}</td><td>{int(max(0, now - s.last_active))}</td>"
                     f"<td>{int(s.bytes_used)}</td><td>{_esc(last_reason)}</td>"
                     f"<td>{kick}</td></tr>")
-    return ("<table><tr><th>IP</th><th>MAC</th><th>User</th><th>Since</th>"
+    graphs = (f'<p><a href="{_esc(graphs_url)}">Traffic graphs</a></p>\n'
+              if graphs_url else "")
+    return (graphs + "<table><tr><th>IP</th><th>MAC</th><th>User</th><th>Since</th>"
             "<th>Idle (s)</th><th>Bytes</th><th>Last logout</th><th></th></tr>\n"
             + "\n".join(rows) + "\n</table>")
 

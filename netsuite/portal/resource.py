@@ -29,6 +29,7 @@ from .front import PortalSite
 from .redirects import RedirectCache, request_path
 from .operator import REALM, OperatorAuth, TooManyChecks, kick_address, render_clients
 from .pages import HTML, PROBES, Pages, data_size, duration, esc, in_words, safe_url
+from .usage import usage_line, usage_today
 
 __all__ = ["PortalResource", "CSRF_COOKIE", "BadInput"]
 
@@ -64,6 +65,8 @@ class PortalResource(Resource):
         at C{/static/NAME} ("": none).
     @param venue_info_url: the API's C{venue-info-url} ("": none).
     @param pages: lays the pages out (default: the built-in layout).
+    @param stats_process: the process whose C{/stats/usage} the status
+        page asks for the usage today (C{""}: this one; None: none).
     @ivar pages: the same; replacing it drops the redirects kept.
     """
 
@@ -73,13 +76,15 @@ class PortalResource(Resource):
                  limiter: Optional[LoginLimiter] = None,
                  operator: Optional[OperatorAuth] = None,
                  template_dir: str = "", venue_info_url: str = "",
-                 pages: Optional[Pages] = None) -> None:
+                 pages: Optional[Pages] = None, stats_process: Optional[str] = None) -> None:
         Resource.__init__(self)
+        self.stats_process = stats_process
         self.portal = portal
         self.clock = clock
         self.template_dir = template_dir
         self.venue_info_url = venue_info_url
         self.secure_base = ""  # "https://host:port" of the HTTPS site, when there is one
+        self.graphs_url = ""  # the stats service's operator graphs, linked from /operator
         self.method = method
         self.limiter = limiter if limiter is not None else LoginLimiter(clock)
         self.operator = operator
@@ -396,7 +401,7 @@ class PortalResource(Resource):
         return self._later(request, lambda: self.portal.logout(ip, "logout").addCallback(
             lambda _: self.redirect(request, self._url("/login"), 303)))
 
-    def _status(self, request: Any, ip: Any) -> bytes:
+    def _status(self, request: Any, ip: Any) -> Any:
         session = self.portal.sessions.get(ip)
         if session is None:
             return self.redirect(request, self._url("/login"), 303)
@@ -410,14 +415,17 @@ class PortalResource(Resource):
         if sessions.idle_timeout:
             remaining += (f"<p>A device that stays idle for {in_words(sessions.idle_timeout)} "
                           f"is logged out.</p>")
-        return self._respond(request, 200, self.pages.page("Connected", (
-            f"<p>Connected as {esc(session.ip)} ({esc(session.mac)}).</p>"
-            f"<p>Time used: {duration(used)}</p>"
-            f"<p>Data used: {data_size(session.bytes_used)}</p>{remaining}"
-            f'<form method="post" action="/logout">'
-            f'<input type="hidden" name="csrf" value="{esc(self._token(request))}">'
-            f'<button type="submit">Log out</button></form>'
-            f'<p><a href="/login">Log in again</a></p>')))
+        def page(today: Any) -> bytes:
+            return self._respond(request, 200, self.pages.page("Connected", (
+                f"<p>Connected as {esc(session.ip)} ({esc(session.mac)}).</p>"
+                f"<p>Time used: {duration(used)}</p><p>Data used: "
+                f"{data_size(session.bytes_used)}</p>{usage_line(today)}{remaining}"
+                f'<form method="post" action="/logout">'
+                f'<input type="hidden" name="csrf" value="{esc(self._token(request))}">'
+                f'<button type="submit">Log out</button></form>'
+                f'<p><a href="/login">Log in again</a></p>')))
+        return self._later(request, lambda: usage_today(
+            self.portal.registry, self.stats_process, ip, self.clock).addCallback(page))
 
     def _api(self, request: Any, ip: Any) -> bytes:
         """
@@ -480,7 +488,8 @@ class PortalResource(Resource):
 
     def _operator(self, request: Any, ip: Any) -> Any:
         def page() -> bytes:
-            body = render_clients(self.portal, self.clock.seconds(), self._token(request))
+            body = render_clients(self.portal, self.clock.seconds(), self._token(request),
+                                  self.graphs_url)
             return self._respond(request, 200, self.pages.page("Clients", body))
         return self._as_operator(request, ip, page)
 

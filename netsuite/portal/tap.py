@@ -66,6 +66,9 @@ SECTION = {
     "firewall_process": Field(str, "", "process running the firewall (\"\": this one)"),
     "dhcp_process": Field(str, "", "process whose /dhcp/leases gives unknown MACs "
                           "(\"\": this one)"),
+    "stats_process": Field(str, "", "process running stats, whose /stats/usage gives the "
+                           "status page's usage today (\"\": this one; the page goes without "
+                           "it when stats does not answer within half a second)"),
     "end_with_lease": Field(bool, True, "end a client's session when dhcp_process says "
                             "its lease was released or expired"),
     "keep_sessions": Field(KEEP_SESSIONS, "firewall", "whether a clean stop keeps the "
@@ -182,6 +185,7 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
                               f"{layout}: {e.strerror}") from None
     resource = PortalResource(portal, reactor, template_dir=section.template_dir,
                               venue_info_url=section.venue_info_url, pages=pages,
+                              stats_process=section.stats_process,
                               **install(portal, section.auth, section.operator, reactor, checks))
     site = PortalSite(resource, head_timeout=section.head_timeout,
                       max_connections=section.max_connections,
@@ -203,6 +207,7 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> Service:
                              firewall_keeps_clients=config.firewall.keep_clients,
                              ipv6_port=ipv6_port)
     resource.secure_base = settings.url[:-len("/api")]
+    resource.graphs_url = section.operator.graphs_url
     api_site = Site(ApiResource(resource, host))
     api_site.displayTracebacks = False
     tls_options = load_tls(settings, config.source)

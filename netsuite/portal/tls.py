@@ -93,26 +93,29 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-def load_tls(settings: ApiSettings, source: str = "config") -> Any:
+def load_tls(settings: ApiSettings, source: str = "config", where: str = "[portal]",
+             host_key: str = "api_host") -> Any:
     """
     Read the certificate (and chain) and key; check they belong together
     and that the certificate names C{settings.host}. Return the
-    C{CertificateOptions}, or raise L{ConfigError}.
+    C{CertificateOptions}, or raise L{ConfigError} naming the section
+    C{where} (and C{host_key}, the key of the host), as the stats
+    service's operator page (C{[stats.operator]}) loads its own.
     """
     try:
         from OpenSSL import crypto
         from twisted.internet import ssl
     except ImportError as e:  # pragma: no cover - a dependency
-        raise ConfigError(f"{source}: [portal] tls_certificate needs pyOpenSSL: {e}") from None
+        raise ConfigError(f"{source}: {where} tls_certificate needs pyOpenSSL: {e}") from None
     try:
         with open(settings.certificate, "rb") as f:
             certificates = _PEM_CERT_RE.findall(f.read())
         with open(settings.key, "rb") as f:
             key_pem = f.read()
     except OSError as e:
-        raise ConfigError(f"{source}: [portal] cannot read the TLS files: {e}") from None
+        raise ConfigError(f"{source}: {where} cannot read the TLS files: {e}") from None
     if not certificates:
-        raise ConfigError(f"{source}: [portal] tls_certificate {settings.certificate!r} "
+        raise ConfigError(f"{source}: {where} tls_certificate {settings.certificate!r} "
                           f"holds no PEM certificate")
     try:
         leaf = ssl.Certificate.loadPEM(certificates[0])
@@ -122,15 +125,15 @@ def load_tls(settings: ApiSettings, source: str = "config") -> Any:
                                          extraCertChain=chain or None)
         options.getContext()  # checks that the key matches the certificate
     except Exception as e:
-        raise ConfigError(f"{source}: [portal] bad tls_certificate or tls_key: {e}") from None
-    problem = _names_mismatch(leaf.original.to_cryptography(), settings.host)
+        raise ConfigError(f"{source}: {where} bad tls_certificate or tls_key: {e}") from None
+    problem = _names_mismatch(leaf.original.to_cryptography(), settings.host, host_key)
     if problem:
-        raise ConfigError(f"{source}: [portal] the certificate {settings.certificate!r} "
+        raise ConfigError(f"{source}: {where} the certificate {settings.certificate!r} "
                           f"{problem}")
     return options
 
 
-def _names_mismatch(certificate: Any, host: str) -> Optional[str]:
+def _names_mismatch(certificate: Any, host: str, host_key: str = "api_host") -> Optional[str]:
     """
     Why C{certificate} (a cryptography certificate) does not name C{host},
     or None when it does.
@@ -145,7 +148,7 @@ def _names_mismatch(certificate: Any, host: str) -> Optional[str]:
             verify_certificate_hostname(certificate, host.rstrip("."))
     except (service_identity.VerificationError,
             service_identity.CertificateError) as e:
-        return f"does not name api_host {host!r} ({e})"
+        return f"does not name {host_key} {host!r} ({e})"
     return None
 
 

@@ -13,7 +13,7 @@ from typing import Any, Callable, List
 from twisted.application.service import MultiService
 
 from ..config.fields import INTERFACE, PATH, Kind
-from ..config.schema import ConfigError, Field
+from ..config.schema import ConfigError, Field, Table
 from ..services import Readiness
 from . import layout
 from .model import Traffic
@@ -50,12 +50,20 @@ SECTION = {
                             "/portal/logout events make the accounting log (\"\": this one)"),
 }
 
+# The operator's graphs (netsuite.stats.operator).
+from .operator import OPERATOR_SECTION  # noqa: E402
+SECTION["operator"] = Table(OPERATOR_SECTION, "the operator's traffic graphs over HTTPS, "
+                            "behind [portal.operator]'s credentials")
+
 
 def check(config: Any) -> None:
     """Checks across keys, made when a process that runs stats starts."""
     section = config.stats
     if section.directory in ("", "/"):
         raise ConfigError(f"{config.source}: stats.directory must be a directory of its own")
+    if section.operator.enabled:
+        from .operator import check as check_operator
+        check_operator(config)
 
 
 class StatsService(MultiService):
@@ -109,10 +117,19 @@ PARTS: "List[Callable[[StatsService, Any, Any, Any], None]]" = [_sampler]
 """The parts of the service, in the order they are built and started."""
 
 
+def _operator(service: StatsService, config: Any, registry: Any, reactor: Any) -> None:
+    """C{[stats.operator]}: the operator's graphs over HTTPS (L{netsuite.stats.operator})."""
+    if config.stats.operator.enabled:
+        from .operator import add_operator
+        add_operator(service, config, reactor)
+
+
+PARTS.append(_operator)
+
+
 # The accounting log and the Prometheus metrics: a sub-table and a part each
 # (netsuite/stats/accounting.py, metrics.py; metrics reads the accounting's
 # counters, so it comes after it).
-from ..config.schema import Table  # noqa: E402
 from . import accounting, metrics  # noqa: E402
 
 SECTION["accounting"] = Table(accounting.FIELDS, "the accounting log of sessions")

@@ -185,8 +185,10 @@ class Browser:
             raise BrowserError(f"{method} {path}: {answer}")
         return answer["value"]
 
-    def start(self) -> "Browser":
+    def start(self, **capabilities: Any) -> "Browser":
+        """Start the session; C{capabilities} are added (C{acceptInsecureCerts=True})."""
         value = self.call("POST", "/session", {"capabilities": {"alwaysMatch": {
+            **capabilities,
             "browserName": "chrome",
             # "none": Debian's Chromium opens https://start.duckduckgo.com/ in its
             # first tab, and with "normal" (or "eager") every command waits for
@@ -223,6 +225,21 @@ class Browser:
         if not isinstance(value, dict) or ELEMENT not in value:
             raise BrowserError(f"no element {css!r}: {value!r}")
         return value[ELEMENT]
+
+    def screenshot(self, css: Optional[str] = None) -> bytes:
+        """A PNG of the window, or of the element C{css} only."""
+        import base64
+        path = self._s("/screenshot") if css is None else self._s(
+            f"/element/{self.find(css)}/screenshot")
+        return base64.b64decode(self.call("GET", path))
+
+    def execute(self, script: str, *args: Any) -> Any:
+        """The value of C{script} (a function body) run in the page with C{args}."""
+        return self.call("POST", self._s("/execute/sync"), {"script": script, "args": list(args)})
+
+    def execute_async(self, script: str, *args: Any) -> Any:
+        """What C{script} passes to its last argument (a callback), within the script time-out."""
+        return self.call("POST", self._s("/execute/async"), {"script": script, "args": list(args)})
 
     def click(self, css: str) -> None:
         self.call("POST", self._s(f"/element/{self.find(css)}/click"), {})

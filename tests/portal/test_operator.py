@@ -201,6 +201,23 @@ class OperatorTests(SynchronousTestCase):
         self.assertIn("idle-timeout", body)
         self.assertEqual(r.header(b"cache-control"), b"no-store")
 
+    def test_graphs_link(self):
+        """
+        With [portal.operator] graphs_url, the page links to the stats
+        service's graphs; without, no link; the key takes https URLs only.
+        """
+        self.assertNotIn("Traffic graphs", self.get(basic("op", "s3cret")).body().decode())
+        self.f.resource.graphs_url = 'https://10.89.0.1:8444/?a="b"'
+        body = self.get(basic("op", "s3cret")).body().decode()
+        self.assertIn('<a href="https://10.89.0.1:8444/?a=&quot;b&quot;">Traffic graphs</a>',
+                      body)
+        from netsuite.config.schema import ConfigError, parse
+        from netsuite.services import all_sections
+        for bad in ("http://10.89.0.1:8444/", "javascript:alert(1)", "https://a b/"):
+            with self.assertRaises(ConfigError) as caught:
+                parse({"portal": {"operator": {"graphs_url": bad}}}, "t.toml", all_sections())
+            self.assertIn("portal.operator.graphs_url", str(caught.exception))
+
     def test_kick(self):
         self.successResultOf(self.f.registry.send("/portal/authorize", {"ip": A}))
         told = []

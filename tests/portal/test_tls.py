@@ -188,6 +188,24 @@ class TapTests(SynchronousTestCase):
                                                       + operator)])
         self.assertEqual(options.config.portal.operator.username, "op")
 
+    def test_stats_keys(self):
+        """
+        [portal] stats_process reaches the status page ("" by default: this
+        process) and [portal.operator] graphs_url the operator page.
+        """
+        operator = (f'\n[portal.operator]\nusername = "op"\n'
+                    f'password_hash = "{hash_password("x", n=16, r=1, p=1)}"\n'
+                    f'graphs_url = "https://portal.example:8444/"\n')
+        for extra, process in (("", ""), ('stats_process = "stats"\n', "stats")):
+            options = PLUGIN.options()
+            options.parseOptions(["--config", self.config(
+                'api_host = "portal.example"\n' + extra + operator)])
+            top = PLUGIN.makeService(options)
+            [service] = [s for s in top if isinstance(s, PortalService)]
+            resource = service.site.resource
+            self.assertEqual(resource.stats_process, process)
+            self.assertEqual(resource.graphs_url, "https://portal.example:8444/")
+
     def test_wrong_host(self):
         from twisted.python import usage
         self.assertRaises(usage.UsageError, PLUGIN.options().parseOptions,

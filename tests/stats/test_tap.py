@@ -39,6 +39,15 @@ class TapTests(SynchronousTestCase):
                 keys = set(re.findall(r"^#? ?([a-z_0-9]+) =", block, re.M))
                 self.assertEqual(keys & set(table.fields), set(table.fields), name)
 
+    def test_example_documents_operator_keys(self):
+        """[stats.operator] (netsuite.stats.operator) documents each of its keys."""
+        from netsuite.stats.operator import OPERATOR_SECTION
+        with open(EXAMPLE) as f:
+            text = f.read()
+        table = text.split("\n[stats.operator]\n", 1)[1].split("\n[", 1)[0]
+        keys = set(re.findall(r"^#? ?([a-z_0-9]+) =", table, re.M))
+        self.assertEqual(keys, set(OPERATOR_SECTION))
+
     def test_bad_values(self):
         for key, value in [("interval", 7), ("interval", 0), ("interval", True),
                            ("uplink_interface", "a/b")]:
