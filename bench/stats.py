@@ -391,6 +391,10 @@ with one line: C{PARTS.append(("NAME", _stats_NAME.run))} after an import
 of it. By then each size's traffic model holds its N clients (sampled).
 """
 
+import _stats_metrics  # noqa: E402  (bench/ is on the path: this is a script)
+
+PARTS.append(("metrics", _stats_metrics.run))
+
 
 # the report
 
