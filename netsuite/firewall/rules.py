@@ -62,6 +62,7 @@ class FirewallSettings:
     nfqueue_ports: Tuple[int, ...] = ()
     nfqueue_bypass: bool = True
     nfqueue_redirect_port: int = 0
+    extrusion_queue: int = -1
     dhcpv6: bool = False
     ipv6_mark: int = 2
     ipv6_timeout: int = 1800
@@ -319,6 +320,14 @@ def chains(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
         result[("mangle", s.chain("QUEUE"))] = [
             _from_lan(s, protocol="tcp", tcp=_tcp(port, syn=True), set=_authorized(s),
                       target=_nfqueue(s)) for port in s.nfqueue_ports]
+    if s.extrusion_queue >= 0:
+        # The stats' extrusion detectors: the SYN of every TCP connection
+        # forwarded from the LAN, in mangle (its verdict, accept, goes on to
+        # filter: NS-SMTP still refuses), always with bypass (no reader: it
+        # passes).
+        result[("mangle", s.chain("EXTRUSION"))] = [_from_lan(
+            s, protocol="tcp", tcp={"tcp-flags": ["FIN,SYN,RST,ACK", "SYN"]},
+            target={"NFQUEUE": {"queue-num": str(s.extrusion_queue), "queue-bypass": ""}})]
     return result
 
 
@@ -348,6 +357,8 @@ def jumps(s: FirewallSettings) -> List[Jump]:
         result.append(Jump("mangle", "PREROUTING", s.chain("TPROXY")))
     if ("mangle", s.chain("QUEUE")) in own:
         result.append(Jump("mangle", "PREROUTING", s.chain("QUEUE")))
+    if ("mangle", s.chain("EXTRUSION")) in own:
+        result.append(Jump("mangle", "FORWARD", s.chain("EXTRUSION")))
     return result
 
 
