@@ -13,16 +13,19 @@ from typing import Any, Callable, List
 from twisted.application.service import MultiService
 
 from ..config.fields import INTERFACE, PATH, Kind
-from ..config.schema import ConfigError, Field
+from ..config.schema import ConfigError, Field, Table
 from ..services import Readiness
-from . import layout
+from . import guard, layout
 from .model import Traffic
 
 __all__ = ["SECTION", "CAPABILITIES", "check", "serviceFromConfig", "StatsService"]
 
 # It reads the firewall's counters over the bus and an interface's from
-# netlink (unprivileged). The extrusion detectors' queue needs CAP_NET_ADMIN.
-CAPABILITIES: "frozenset[str]" = frozenset()
+# netlink (unprivileged). The extrusion detectors' queue needs CAP_NET_ADMIN
+# once started: the kernel takes each verdict only from a process that has
+# it (netsuite.nfqueue.can_give_verdicts). Declared whether or not
+# [stats.extrusion] is enabled: a unit cannot know the config.
+CAPABILITIES: "frozenset[str]" = frozenset({"CAP_NET_ADMIN"})
 
 
 def _interval(raw: Any) -> int:
@@ -48,6 +51,7 @@ SECTION = {
                               "are sampled (\"\": this one)"),
     "portal_process": Field(str, "", "process running the portal, whose /portal/login and "
                             "/portal/logout events make the accounting log (\"\": this one)"),
+    "extrusion": Table(guard.SECTION, "the extrusion detectors (netsuite.stats.guard)"),
 }
 
 
@@ -56,6 +60,7 @@ def check(config: Any) -> None:
     section = config.stats
     if section.directory in ("", "/"):
         raise ConfigError(f"{config.source}: stats.directory must be a directory of its own")
+    guard.check(config)
 
 
 class StatsService(MultiService):
@@ -88,3 +93,5 @@ def serviceFromConfig(config: Any, registry: Any, reactor: Any) -> StatsService:
 
 PARTS: "List[Callable[[StatsService, Any, Any, Any], None]]" = []
 """The parts of the service, in the order they are built and started."""
+
+PARTS.append(guard.add_extrusion)

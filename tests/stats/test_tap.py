@@ -7,7 +7,7 @@ import re
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from netsuite.config.schema import ConfigError, parse
+from netsuite.config.schema import ConfigError, Table, parse
 from netsuite.services import all_sections, find_service
 from netsuite.stats import tap
 from netsuite.testing import registry_on_clock
@@ -31,6 +31,16 @@ class TapTests(SynchronousTestCase):
         keys = set(re.findall(r"^#? ?([a-z_0-9]+) =", section, re.M))
         plain = {k for k, v in tap.SECTION.items() if hasattr(v, "default")}
         self.assertEqual(keys & plain, plain)
+
+    def test_example_documents_extrusion(self):
+        """[stats.extrusion] documents every key of its table."""
+        from netsuite.stats import guard
+        with open(EXAMPLE) as f:
+            text = f.read()
+        section = text.split("\n[stats.extrusion]\n", 1)[1].split("\n[", 1)[0]
+        keys = set(re.findall(r"^#? ?([a-z_0-9]+) =", section, re.M))
+        self.assertEqual(keys, set(guard.SECTION))
+        self.assertIsInstance(tap.SECTION["extrusion"], Table)
 
     def test_bad_values(self):
         for key, value in [("interval", 7), ("interval", 0), ("interval", True),
