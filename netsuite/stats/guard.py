@@ -292,6 +292,9 @@ class GuardService(Service):
             _log.critical("stats: extrusion detection needs CAP_NET_ADMIN once started (its "
                           "verdicts); the queue is not read")
             self.reader.stop()
+        else:
+            _log.info("stats: extrusion detection reading queue {num}", num=self.reader.num,
+                      netsuite_event="extrusion-ready")
         self.sweep.start(60.0, now=False)
 
     def stopService(self) -> None:
