@@ -10,8 +10,10 @@ and netsuite-stats reads the queue with every detector counting (the rate
 detector's threshold set out of reach, so that none is held off); in
 "off", no queue. From each lab's client to its upstream: one iperf3 stream
 (Gbit/s) and connections/s (connect, one byte each way, close; 4 client
-threads), in three rounds taking turns between the labs, the median of
-each; and the stats process's CPU per 1,000 connections. Targets: on/off
+threads), in five rounds taking turns between the labs (the order
+reversed every other round), the median of each; and the stats process's
+CPU per 1,000 connections. C{--both-off} runs the same with no queue in
+either lab: the ratios it prints are the noise of the machine. Targets: on/off
 >= 0.95 for throughput (only SYNs are queued), >= 0.8 for connections/s.
 Needs root, iperf3 and NetfilterQueue. Ends with one SUMMARY line (the
 lead's bench/stats.py takes L{measure}'s keys). Noisy on a shared 2-core
@@ -23,14 +25,15 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import sys
 import tempfile
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _relaybench import (ROOT, Child, connections_per_second, echo_server,  # noqa: E402
-                         in_turns, iperf, iperf_server, load_average, run_in)
+                         iperf, iperf_server, load_average, run_in)
 
 from netsuite.lab import Lab  # noqa: E402
 
@@ -65,6 +68,7 @@ class Side:
         self.lab = Lab(f"{name}{os.getpid() % 10000}", clients=1)
         self.children: List[Child] = []
         self.stats: Optional[Child] = None
+        self.stats_on = on
 
     def up(self) -> None:
         lab = self.lab
@@ -88,7 +92,7 @@ class Side:
         firewall.wait_for_line("firewall ready", 60)
         run_in(ap, [HOOK, "--socket-dir", sockets, "send", "ap:/firewall/authorize",
                     f"ip={lab.client_address(1)}", f"mac={lab.client_mac(1)}"], timeout=30)
-        if self.on:
+        if self.stats_on:
             self.stats = Child([TWISTD, "-n", "--pidfile=", "netsuite-stats", "--name", "stats",
                                 "--socket-dir", sockets, "--config", config],
                                label=f"{self.name}-stats", netns=ap, cwd=ROOT, keep=200).start()
@@ -108,24 +112,41 @@ class Side:
         self.lab.down()
 
 
-def measure(seconds: float = 2.0, connections: int = 3000, rounds: int = 3) -> Dict[str, float]:
+def alternating(runs: Dict[str, Callable[[], float]], rounds: int) -> Dict[str, float]:
+    """
+    Each run C{rounds} times, taking turns, the order reversed every other
+    round (whoever goes first does not always get the quieter moment); the
+    median of each one's results.
+    """
+    got: Dict[str, List[float]] = {name: [] for name in runs}
+    names = list(runs)
+    for i in range(rounds):
+        for name in (names if i % 2 == 0 else names[::-1]):
+            got[name].append(runs[name]())
+    return {name: statistics.median(values) for name, values in got.items()}
+
+
+def measure(seconds: float = 2.0, connections: int = 3000, rounds: int = 5,
+            both_off: bool = False) -> Dict[str, float]:
     """
     Run both labs; return the summary keys (C{extrusion_*}): each side's
     Gbit/s and connections/s, the ratios, the stats' CPU ms per 1,000
-    connections.
+    connections. With C{both_off}, the "on" lab has no queue either (its
+    stats process reads an empty one): the ratios are then the noise.
     """
     tmp = tempfile.mkdtemp(prefix="extrusion-bench-")
-    sides = [Side("exon", True, tmp), Side("exoff", False, tmp)]
+    sides = [Side("exon", not both_off, tmp), Side("exoff", False, tmp)]
+    sides[0].stats_on = True
     try:
         for side in sides:
             side.up()
         on, off = sides
         print(f"load average {load_average()}", flush=True)
-        gbit = in_turns({s.name: (lambda s=s: s.throughput(seconds)) for s in sides}, rounds)
+        gbit = alternating({s.name: (lambda s=s: s.throughput(seconds)) for s in sides}, rounds)
         each = max(connections // rounds, 4)
         assert on.stats is not None
         cpu_before = on.stats.cpu_seconds()
-        rates = in_turns({s.name: (lambda s=s: s.rate(each)) for s in sides}, rounds)
+        rates = alternating({s.name: (lambda s=s: s.rate(each)) for s in sides}, rounds)
         cpu = on.stats.cpu_seconds() - cpu_before
         result = {
             "extrusion_gbit_on": gbit[on.name], "extrusion_gbit_off": gbit[off.name],
@@ -155,11 +176,14 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=2.0, help="an iperf3 round (3 rounds)")
     parser.add_argument("--connections", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="1 s rounds, 600 connections")
+    parser.add_argument("--both-off", action="store_true",
+                        help="no queue in either lab (stats runs in both): the noise floor")
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.connections = 1.0, 600
-    result = measure(args.seconds, args.connections)
+    result = measure(args.seconds, args.connections, args.rounds, args.both_off)
     print("SUMMARY " + " ".join(f"{k}={v:.2f}" for k, v in result.items()), flush=True)
 
 

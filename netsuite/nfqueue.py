@@ -162,7 +162,12 @@ class QueueReader:
         except OSError as e:
             self.counters["queue_errors"] += 1
             _log.warn("nfqueue: reading queue {num} failed: {error}", num=self.num, error=e)
-        self.table.read_done()
+        try:
+            self.table.read_done()
+        except Exception:
+            # raised out of doRead, it would end the reader (connectionLost)
+            self.counters["sink_errors"] += 1
+            _log.failure("nfqueue: queue {num}'s sink failed", num=self.num)
 
     def connectionLost(self, reason: Failure) -> None:
         _log.error("nfqueue: queue {num} lost: {reason}", num=self.num,

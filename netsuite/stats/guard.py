@@ -315,17 +315,18 @@ def actions_from_config(items: List[str]) -> Dict[str, List[str]]:
 
 
 def add_extrusion(service: Any, config: Any, registry: Any, reactor: Any,
-                  make_queue: Optional[Any] = None) -> Optional[GuardService]:
-    """The stats service's extrusion part (L{netsuite.stats.tap.PARTS})."""
+                  make_queue: Optional[Any] = None) -> None:
+    """
+    The stats service's extrusion part (L{netsuite.stats.tap.PARTS}): a
+    L{GuardService} child when C{[stats.extrusion]} is enabled.
+    """
     section = config.stats.extrusion
     if not section.enabled:
-        return None
+        return
     from ..nfqueue import QueueReader
     guard = Guard(registry, reactor, Detectors(thresholds_from_config(section)),
                   actions_from_config(section.actions), section.quarantine_seconds,
                   section.action_deadline, section.smtpgate_process, config.stats.portal_process)
     extra = {} if make_queue is None else {"make_queue": make_queue}
     reader = QueueReader(reactor, guard, section.queue, max_len=section.queue_length, **extra)
-    part = GuardService(guard, reader, reactor)
-    part.setServiceParent(service)
-    return part
+    GuardService(guard, reader, reactor).setServiceParent(service)

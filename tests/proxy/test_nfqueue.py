@@ -230,6 +230,8 @@ class ReaderTests(SynchronousTestCase):
 
             def read_done(self) -> None:
                 self.done += 1
+                if self.done == 2:
+                    raise RuntimeError("broken after the verdicts")
 
         sink = Sink()
         verifyObject(ISynSink, sink)
@@ -242,6 +244,11 @@ class ReaderTests(SynchronousTestCase):
         self.assertEqual([p.verdict for p in packets], ["accept", "drop", "accept"])
         self.assertEqual((sink.counters["sink_errors"], sink.done), (1, 1))
         self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+        self.queue.pending.append(FakePacket(tcp4("10.89.0.11", 40001, "192.0.2.9", 443)))
+        reader.doRead()  # read_done raises: counted, logged, the reader goes on
+        self.assertEqual((sink.counters["sink_errors"], sink.done), (2, 2))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertTrue(reader.running)
 
     def test_read_error_counted(self) -> None:
         self.reader.start()

@@ -197,8 +197,10 @@ class ServiceTests(SynchronousTestCase):
         queue = FakeQueue()
         from netsuite.stats.guard import add_extrusion
         service = tap.StatsService(tap.Traffic())
-        part = add_extrusion(service, config({"queue": 9, "queue_length": 64}), registry,
-                             reactor, make_queue=lambda: queue)
+        add_extrusion(service, config({"queue": 9, "queue_length": 64}), registry, reactor,
+                      make_queue=lambda: queue)
+        [part] = list(service)
+        self.assertIsInstance(part, GuardService)
         part.can_give_verdicts = lambda: True
         service.privilegedStartService()
         service.startService()
