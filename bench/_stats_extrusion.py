@@ -2,7 +2,8 @@
 The extrusion detectors' cost on forwarding (docs/stats.md, "Extrusion
 detection"), in one run:
 
-    python bench/_stats_extrusion.py [--quick] [--seconds 2] [--connections 3000]
+    python bench/_stats_extrusion.py [--quick] [--seconds 2] [--connections 3500] [--rounds 7]
+                                     [--both-off]
 
 Two labs side by side, alike but for one thing: in "on", the AP's firewall
 queues the SYN of every forwarded TCP connection (firewall.extrusion_queue)
@@ -10,9 +11,10 @@ and netsuite-stats reads the queue with every detector counting (the rate
 detector's threshold set out of reach, so that none is held off); in
 "off", no queue. From each lab's client to its upstream: one iperf3 stream
 (Gbit/s) and connections/s (connect, one byte each way, close; 4 client
-threads), in five rounds taking turns between the labs (the order
-reversed every other round), the median of each; and the stats process's
-CPU per 1,000 connections. C{--both-off} runs the same with no queue in
+threads), in seven pairs of rounds, back to back (the order reversed
+every other pair): the median of each side and the median of the pairs'
+ratios (what the summary's ratios are); and the stats process's CPU per
+1,000 connections. C{--both-off} runs the same with no queue in
 either lab: the ratios it prints are the noise of the machine. Targets: on/off
 >= 0.95 for throughput (only SYNs are queued), >= 0.8 for connections/s.
 Needs root, iperf3 and NetfilterQueue. Ends with one SUMMARY line (the
@@ -28,7 +30,7 @@ import shutil
 import statistics
 import sys
 import tempfile
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -102,8 +104,8 @@ class Side:
     def throughput(self, seconds: float) -> float:
         return iperf(self.lab.internet, IPERF, seconds, self.lab.netns("c1"))
 
-    def rate(self, connections: int) -> float:
-        return connections_per_second(self.lab.internet, ECHO, connections,
+    def rate(self, connections: int, threads: int = 4) -> float:
+        return connections_per_second(self.lab.internet, ECHO, connections, threads,
                                       netns=self.lab.netns("c1"))
 
     def down(self) -> None:
@@ -112,21 +114,28 @@ class Side:
         self.lab.down()
 
 
-def alternating(runs: Dict[str, Callable[[], float]], rounds: int) -> Dict[str, float]:
+def paired(on: Callable[[], float], off: Callable[[], float],
+           rounds: int) -> Tuple[float, float, float]:
     """
-    Each run C{rounds} times, taking turns, the order reversed every other
-    round (whoever goes first does not always get the quieter moment); the
-    median of each one's results.
+    C{rounds} pairs of runs, back to back (the order reversed every other
+    pair, so that neither always gets the quieter moment): the median of
+    each side's results, and the median of the pairs' ratios (on/off),
+    which the load of a shared machine moves less than either.
     """
-    got: Dict[str, List[float]] = {name: [] for name in runs}
-    names = list(runs)
+    ons: List[float] = []
+    offs: List[float] = []
     for i in range(rounds):
-        for name in (names if i % 2 == 0 else names[::-1]):
-            got[name].append(runs[name]())
-    return {name: statistics.median(values) for name, values in got.items()}
+        if i % 2 == 0:
+            ons.append(on())
+            offs.append(off())
+        else:
+            offs.append(off())
+            ons.append(on())
+    ratios = [a / b for a, b in zip(ons, offs)]
+    return statistics.median(ons), statistics.median(offs), statistics.median(ratios)
 
 
-def measure(seconds: float = 2.0, connections: int = 3000, rounds: int = 5,
+def measure(seconds: float = 2.0, connections: int = 3500, rounds: int = 7,
             both_off: bool = False) -> Dict[str, float]:
     """
     Run both labs; return the summary keys (C{extrusion_*}): each side's
@@ -142,22 +151,23 @@ def measure(seconds: float = 2.0, connections: int = 3000, rounds: int = 5,
             side.up()
         on, off = sides
         print(f"load average {load_average()}", flush=True)
-        gbit = alternating({s.name: (lambda s=s: s.throughput(seconds)) for s in sides}, rounds)
+        gbit_on, gbit_off, gbit_ratio = paired(lambda: on.throughput(seconds),
+                                               lambda: off.throughput(seconds), rounds)
         each = max(connections // rounds, 4)
         assert on.stats is not None
         cpu_before = on.stats.cpu_seconds()
-        rates = alternating({s.name: (lambda s=s: s.rate(each)) for s in sides}, rounds)
+        conn_on, conn_off, conn_ratio = paired(lambda: on.rate(each), lambda: off.rate(each),
+                                               rounds)
         cpu = on.stats.cpu_seconds() - cpu_before
         result = {
-            "extrusion_gbit_on": gbit[on.name], "extrusion_gbit_off": gbit[off.name],
-            "extrusion_throughput_ratio": gbit[on.name] / gbit[off.name],
-            "extrusion_conn_s_on": rates[on.name], "extrusion_conn_s_off": rates[off.name],
-            "extrusion_conn_s_ratio": rates[on.name] / rates[off.name],
+            "extrusion_gbit_on": gbit_on, "extrusion_gbit_off": gbit_off,
+            "extrusion_throughput_ratio": gbit_ratio,
+            "extrusion_conn_s_on": conn_on, "extrusion_conn_s_off": conn_off,
+            "extrusion_conn_s_ratio": conn_ratio,
             "extrusion_cpu_ms_per_1000": 1000.0 * cpu / (each * rounds / 1000.0),
         }
-        for side in sides:
-            print(f"{side.name:6} {gbit[side.name]:6.2f} Gbit/s  {rates[side.name]:7.0f} "
-                  "connections/s", flush=True)
+        print(f"on     {gbit_on:6.2f} Gbit/s  {conn_on:7.0f} connections/s", flush=True)
+        print(f"off    {gbit_off:6.2f} Gbit/s  {conn_off:7.0f} connections/s", flush=True)
         print(f"stats CPU: {result['extrusion_cpu_ms_per_1000']:.1f} ms per 1,000 connections",
               flush=True)
         print(f"throughput on/off: {result['extrusion_throughput_ratio']:.2f} (target >= 0.95)",
@@ -175,8 +185,8 @@ def measure(seconds: float = 2.0, connections: int = 3000, rounds: int = 5,
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=2.0, help="an iperf3 round (3 rounds)")
-    parser.add_argument("--connections", type=int, default=3000)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=3500)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="1 s rounds, 600 connections")
     parser.add_argument("--both-off", action="store_true",
                         help="no queue in either lab (stats runs in both): the noise floor")
