@@ -325,10 +325,14 @@ def chains(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
         # forwarded from the LAN, in mangle (its verdict, accept, goes on to
         # filter: NS-SMTP still refuses), always with bypass (no reader: it
         # passes).
-        result[("mangle", s.chain("EXTRUSION"))] = [_from_lan(
-            s, protocol="tcp", tcp={"tcp-flags": ["FIN,SYN,RST,ACK", "SYN"]},
-            target={"NFQUEUE": {"queue-num": str(s.extrusion_queue), "queue-bypass": ""}})]
+        result[("mangle", s.chain("EXTRUSION"))] = [_extrusion(s)]
     return result
+
+
+def _extrusion(s: FirewallSettings) -> Rule:
+    return _from_lan(s, protocol="tcp", tcp={"tcp-flags": ["FIN,SYN,RST,ACK", "SYN"]},
+                     target={"NFQUEUE": {"queue-num": str(s.extrusion_queue),
+                                         "queue-bypass": ""}})
 
 
 def _nfqueue_redirect(s: FirewallSettings) -> bool:
@@ -451,6 +455,8 @@ def chains6(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
     ap_input.append(_from_lan(s, target="DROP"))
     result: Dict[ChainKey, List[Rule]] = {("filter", s.chain6("FORWARD")): forward,
                                           ("filter", s.chain6("INPUT")): ap_input}
+    if s.extrusion_queue >= 0:  # as for IPv4, into the same queue
+        result[("mangle", s.chain6("EXTRUSION"))] = [_extrusion(s)]
     if s.portal_port:
         # Unauthorized clients' HTTP lands on the portal, as for IPv4: a
         # REDIRECT to the portal port on the LAN address the packet came to
@@ -473,6 +479,8 @@ def jumps6(s: FirewallSettings) -> List[Jump]:
               Jump("filter", "INPUT", s.chain6("INPUT"))]
     if s.portal_port:
         result.append(Jump("nat", "PREROUTING", s.chain6("PREROUTING")))
+    if s.extrusion_queue >= 0:
+        result.append(Jump("mangle", "FORWARD", s.chain6("EXTRUSION")))
     return result
 
 

@@ -187,6 +187,16 @@ class Detectors:
                 break
             clients.popitem(last=False)
 
+    def ipv4_of(self, mac: str) -> Optional[str]:
+        """
+        The IPv4 address of the client with C{mac} that was active last,
+        if one is followed (a dual-stack client's, for its IPv6 address).
+        """
+        for ip, client in reversed(self.clients.items()):
+            if client.mac == mac and ":" not in ip:
+                return ip
+        return None
+
     def _client(self, ip: str, now: float) -> _Client:
         clients = self.clients
         client = clients.get(ip)

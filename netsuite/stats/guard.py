@@ -93,7 +93,8 @@ MAILBOXES = {
     "/stats/extrusion/counters": "What the detectors saw and did: answers {connections, "
                                  "detections, destinations, ports, smtp, rate, clients, "
                                  "clients_dropped, quarantined, quarantine_dropped, actions, "
-                                 "action_errors, queue_dropped, queue_errors, sink_errors}.",
+                                 "action_errors, actions_skipped, queue_dropped, queue_errors, "
+                                 "sink_errors}.",
     "/stats/extrusion/quarantine": "Quarantine {ip, seconds?} (0: release); answers {ip, "
                                    "seconds}.",
 }
@@ -145,8 +146,9 @@ class Guard:
         self.smtpgate_process = smtpgate_process
         self.portal_process = portal_process
         self.counters: "Counter[str]" = Counter()
-        self.quarantined: Dict[str, float] = {}  # ip -> until
-        self.max_quarantined = detectors.thresholds.max_clients
+        # ip (str) or MAC (6 bytes) -> until
+        self.quarantined: Dict[Any, float] = {}
+        self.max_quarantined = 2 * detectors.thresholds.max_clients
         self._pending: List[Tuple[str, Optional[str], str, int]] = []
         declare_service(registry, "stats", MAILBOXES, EVENTS, {
             "/stats/extrusion/counters": self._counters,
@@ -157,14 +159,17 @@ class Guard:
 
     def syn(self, client: Tuple[str, int], server: Tuple[str, int], packet: Any) -> bool:
         ip = client[0]
-        if self.quarantined and ip in self.quarantined:
-            if self.quarantined[ip] > self.clock.seconds():
-                self.counters["quarantine_dropped"] += 1
-                return False
-            del self.quarantined[ip]
         hw = packet.get_hw()
-        mac = hw[:6].hex(":") if hw else None
-        self._pending.append((ip, mac, server[0], server[1]))
+        if self.quarantined:
+            # by address, and by MAC (its other addresses: IPv6, a new lease)
+            for key in (ip, hw[:6] if hw else None):
+                until = self.quarantined.get(key)
+                if until is not None:
+                    if until > self.clock.seconds():
+                        self.counters["quarantine_dropped"] += 1
+                        return False
+                    del self.quarantined[key]
+        self._pending.append((ip, hw[:6].hex(":") if hw else None, server[0], server[1]))
         return True
 
     def read_done(self) -> None:
@@ -187,29 +192,45 @@ class Guard:
                    "samples": [{"ip": _ip(h), "port": p} for h, p in d.samples]}
         self._send("/stats/extrusion", message, "event")
         reason = REASONS[d.detector]
+        # the SMTP gate's and the portal's clients are IPv4: an IPv6 client
+        # is acted on by the IPv4 address of its MAC, if one is known
+        ipv4 = d.ip if ":" not in d.ip else (d.mac and self.detectors.ipv4_of(d.mac))
         for action in self.actions.get(d.detector, []):
             self.counters["actions"] += 1
             if action == "quarantine":
-                self.quarantine(d.ip, self.quarantine_seconds)
+                self.quarantine(d.ip, self.quarantine_seconds, d.mac)
+            elif not ipv4:
+                self.counters["actions_skipped"] += 1
+                _log.warn("extrusion: {action} skipped for {ip}: no IPv4 address known for "
+                          "it", action=action, ip=d.ip)
             elif action == "close-smtp":
                 self._send(join_address(self.smtpgate_process, "/smtpgate/close",
                                         self.registry.name),
-                           {"ip": _ip(d.ip), "reason": reason}, action, "closed")
+                           {"ip": _ip(ipv4), "reason": reason}, action, "closed")
             elif action == "deauthorize":
                 self._send(join_address(self.portal_process, "/portal/deauthorize",
                                         self.registry.name),
-                           {"ip": _ip(d.ip), "reason": reason}, action, "deauthorized")
+                           {"ip": _ip(ipv4), "reason": reason}, action, "deauthorized")
 
-    def quarantine(self, ip: str, seconds: float) -> None:
+    def quarantine(self, ip: str, seconds: float, mac: Optional[str] = None) -> None:
+        """
+        Drop the new connections of C{ip} (and of C{mac}, whatever its
+        address) for C{seconds}; 0 releases them.
+        """
+        keys: List[Any] = [ip] + ([bytes.fromhex(mac.replace(":", ""))] if mac else [])
         if seconds <= 0:
-            self.quarantined.pop(ip, None)
+            for key in keys:
+                self.quarantined.pop(key, None)
             return
-        if ip not in self.quarantined and len(self.quarantined) >= self.max_quarantined:
-            self.expire()
-            if len(self.quarantined) >= self.max_quarantined:  # the one ending first goes
-                del self.quarantined[min(self.quarantined, key=self.quarantined.__getitem__)]
-        self.quarantined[ip] = self.clock.seconds() + seconds
-        _log.warn("extrusion: {ip} quarantined for {seconds} s", ip=ip, seconds=seconds)
+        until = self.clock.seconds() + seconds
+        for key in keys:
+            if key not in self.quarantined and len(self.quarantined) >= self.max_quarantined:
+                self.expire()
+                if len(self.quarantined) >= self.max_quarantined:  # the one ending first goes
+                    del self.quarantined[min(self.quarantined, key=self.quarantined.__getitem__)]
+            self.quarantined[key] = until
+        _log.warn("extrusion: {ip} ({mac}) quarantined for {seconds} s", ip=ip,
+                  mac=mac or "?", seconds=seconds)
 
     def _send(self, address: str, message: Message, what: str,
               answer_key: Optional[str] = None) -> None:
@@ -243,9 +264,10 @@ class Guard:
 
     def _counters(self, message: Message) -> Stop:
         counters = dict(self.detectors.counters)
-        counters.update({"clients": len(self.detectors), "quarantined": len(self.quarantined)})
-        for key in ("quarantine_dropped", "actions", "action_errors", "queue_dropped",
-                    "queue_errors", "sink_errors"):
+        counters.update({"clients": len(self.detectors), "quarantined": sum(
+            1 for key in self.quarantined if isinstance(key, str))})
+        for key in ("quarantine_dropped", "actions", "action_errors", "actions_skipped",
+                    "queue_dropped", "queue_errors", "sink_errors"):
             counters[key] = self.counters[key]
         return Stop(counters)
 

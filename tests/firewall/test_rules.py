@@ -292,6 +292,11 @@ class ChainsTests(SynchronousTestCase):
                          chains(minimal())[("filter", "NS-CLIENT")])
         self.assertNotIn(("mangle", "NS-EXTRUSION"), chains(minimal()))
         self.assertNotIn(Jump("mangle", "FORWARD", "NS-EXTRUSION"), jumps(minimal()))
+        # IPv6 (ip6tables) alike, into the same queue
+        self.assertEqual(chains6(s)[("mangle", "NS6-EXTRUSION")],
+                         chains(s)[("mangle", "NS-EXTRUSION")])
+        self.assertIn(Jump("mangle", "FORWARD", "NS6-EXTRUSION"), jumps6(s))
+        self.assertNotIn(("mangle", "NS6-EXTRUSION"), chains6(minimal()))
         # one without bypass is another setting's (nfqueue_bypass): not this one's
         self.assertIn("queue-bypass", chains(minimal(extrusion_queue=5, nfqueue_bypass=False))[
             ("mangle", "NS-EXTRUSION")][0]["target"]["NFQUEUE"])

@@ -72,16 +72,13 @@ import socket, sys, time
 host, first, last = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 print("start", time.time(), flush=True)
 for port in range(first, last + 1):
-    s = socket.socket()
-    s.settimeout(0.3)
     try:
-        s.connect((host, port))
+        socket.create_connection((host, port), timeout=0.3).close()
         got = "open"
     except ConnectionRefusedError:
         got = "refused"
     except OSError as e:
         got = type(e).__name__
-    s.close()
     print(port, got, flush=True)
 """
 
@@ -117,15 +114,18 @@ except OSError as e:
 class ExtrusionLab:
     timeout = 60
     actions = '["smtp:close-smtp"]'
+    ipv6 = False
 
     @inlineCallbacks
     def setUp(self):
         need_lab()
         if importlib.util.find_spec("netfilterqueue") is None:
             raise SkipTest("NetfilterQueue is not installed (scripts/setup.sh builds it)")
-        self.lab = Lab(lab_name(self, prefix="ext"), clients=2)
+        self.lab = Lab(lab_name(self, prefix="ext"), clients=2, ipv6=self.ipv6)
         self.addCleanup(self.lab.down)
         yield deferToThread(self.lab.up, True)
+        if self.ipv6:
+            yield deferToThread(self.lab.wait_ipv6, "c1")
         self.sink = SmtpPeer(self.lab.netns("up"), None, 25)
         yield deferToThread(self.sink.start)
         self.addCleanup(self.sink.stop)
@@ -230,6 +230,37 @@ class ScanTests(ExtrusionLab, TestCase):
         self.assertEqual((counters["ports"], counters["action_errors"]), (1, 0))
         self.assertGreaterEqual(counters["quarantine_dropped"], 1)
         self.assertEqual(self.event("ports", 2), None)
+
+
+class DualStackScanTests(ExtrusionLab, TestCase):
+    actions = '["ports:deauthorize", "ports:quarantine"]'
+    ipv6 = True
+
+    @inlineCallbacks
+    def test_ipv6_port_scan(self):
+        """
+        A port scan over IPv6 (the firewall's ip6tables rule queues it too)
+        raises the event with the client's IPv6 address and its MAC; the
+        portal is asked about the client's IPv4 address (its MAC's), and
+        the quarantine holds the MAC: the client's IPv4 connections are
+        dropped too.
+        """
+        self.assertEqual((yield self.probe("c1", self.lab.wan_up_address, WEB)), "connected")
+        lines = yield self.script("c1", SCAN, self.lab.internet6, 1, 22)
+        started = float(lines[0].split()[1])
+        yield until(lambda: [m for t, m in self.events if m["ip"].version == 6], "an IPv6 event",
+                    5.0)
+        [(arrived, event)] = [(t, m) for t, m in self.events if m["ip"].version == 6]
+        print(f"\nIPv6 port scan: event {arrived - started:.3f} s after the first connect")
+        self.assertLess(arrived - started, 5.0)
+        self.assertIn(event["ip"], ipaddress.ip_network(self.lab.lan_prefix6))
+        self.assertEqual((event["detector"], event["mac"]), ("ports", self.lab.client_mac(1)))
+        yield until(lambda: self.deauthorized, "a /portal/deauthorize", 5.0)
+        self.assertEqual(self.deauthorized[0][1]["ip"],
+                         ipaddress.ip_address(self.lab.client_address(1)))
+        self.assertEqual((yield self.probe("c1", self.lab.wan_up_address, WEB)),
+                         "TimeoutError")
+        self.assertEqual((yield self.probe("c2", self.lab.wan_up_address, WEB)), "connected")
 
 
 class SmtpBurstTests(ExtrusionLab, TestCase):

@@ -168,3 +168,14 @@ class DetectorTests(SynchronousTestCase):
         for i in range(1000):
             self.assertEqual(self.feed(d, f"192.0.2.{i % 250}", 25 + i), [])
         self.assertEqual(d.counters["connections"], 1000)
+
+    def test_ipv4_of(self):
+        """The IPv4 address last active with a MAC (for a dual-stack client's IPv6)."""
+        d = Detectors(off())
+        self.assertIsNone(d.ipv4_of(MAC))
+        self.feed(d, "192.0.2.9", 80, ip="10.89.0.5")
+        self.feed(d, "2001:db8::9", 80, ip="2001:db8:89::5")
+        self.feed(d, "192.0.2.9", 80, ip=IP)
+        d.connection(self.clock.seconds(), "10.89.0.6", "02:00:00:00:00:66", "192.0.2.9", 80)
+        self.assertEqual(d.ipv4_of(MAC), IP)
+        self.assertIsNone(d.ipv4_of("02:00:00:00:00:99"))

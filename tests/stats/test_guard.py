@@ -17,7 +17,7 @@ from netsuite.stats import tap
 from netsuite.stats.extrusion import Detectors, Thresholds
 from netsuite.stats.guard import Guard, GuardService, actions_from_config
 
-from ..proxy.test_nfqueue import FakePacket, FakeQueue, tcp4
+from ..proxy.test_nfqueue import FakePacket, FakeQueue, tcp4, tcp6
 
 CLIENT = "10.89.0.11"
 MAC = bytes.fromhex("024e00000011") + b"\0\0"
@@ -63,8 +63,11 @@ class GuardTests(SynchronousTestCase):
         self.registry.declare(path)
         self.registry.listen(path, lambda m: self.sent[path].append(m) or answer)
 
-    def syns(self, dests, src=CLIENT, sport=40000):
-        packets = [Packet(tcp4(src, sport + i, host, port)) for i, (host, port) in
+    def syns(self, dests, src=CLIENT, sport=40000, hw=None):
+        """SYNs from C{src} (its MAC 02:4e:00:00:00:LAST-OCTET, unless C{hw})."""
+        if hw is None:
+            hw = bytes.fromhex("024e000000") + bytes([int(src.rsplit(".", 1)[1])]) + b"\0\0"
+        packets = [Packet(tcp4(src, sport + i, host, port), hw) for i, (host, port) in
                    enumerate(dests)]
         self.queue.pending += packets
         self.reader.doRead()
@@ -84,7 +87,7 @@ class GuardTests(SynchronousTestCase):
         self.assertEqual(verdicts, ["accept"] * 25)
         [event] = self.events
         self.assertEqual({k: v for k, v in event.items() if k != "samples"}, {
-            "ip": self.ip(CLIENT), "mac": "02:4e:00:00:00:11", "detector": "destinations",
+            "ip": self.ip(CLIENT), "mac": "02:4e:00:00:00:0b", "detector": "destinations",
             "count": 20, "window": 60.0, "threshold": 20})
         self.assertEqual(len(event["samples"]), 10)
         self.assertEqual(event["samples"][-1], {"ip": self.ip("192.0.2.19"), "port": 80})
@@ -127,6 +130,46 @@ class GuardTests(SynchronousTestCase):
         self.assertEqual(self.syns([("192.0.2.9", 80)]), ["accept"])
         counters = self.successResultOf(self.registry.send("/stats/extrusion/counters", {}))
         self.assertEqual((counters["quarantine_dropped"], counters["quarantined"]), (3, 0))
+
+    def test_quarantine_by_mac(self):
+        """
+        A quarantine holds the client's MAC too: its SYNs from another
+        address (IPv6, a new lease) are dropped as well.
+        """
+        self.make(actions=("ports:quarantine",))
+        self.syns([("192.0.2.9", port) for port in range(1, 11)])
+        self.assertEqual(self.syns([("192.0.2.9", 80)], src="10.89.0.99",
+                                   hw=bytes.fromhex("024e0000000b0000")), ["drop"])
+        self.assertEqual(self.syns([("192.0.2.9", 80)], src="10.89.0.99"), ["accept"])
+
+    def test_ipv6_client(self):
+        """
+        An IPv6 client's detection: the event carries its IPv6 address;
+        the SMTP gate is asked about the IPv4 address of its MAC, or, with
+        none known, the action is skipped (counted).
+        """
+        self.make()
+        self.stand_in("/smtpgate/close", Stop({"closed": True}))
+        hw = bytes.fromhex("024e000000160000")
+        packets = [Packet(tcp6("2001:db8:89::16", 40000 + i, "2001:db8:100::1", 25), hw)
+                   for i in range(5)]
+        self.queue.pending += packets
+        self.reader.doRead()
+        self.registry.eventual.flush_sync()
+        self.assertEqual(self.events[0]["ip"], self.ip("2001:db8:89::16"))
+        self.assertEqual(self.sent["/smtpgate/close"], [])
+        counters = self.successResultOf(self.registry.send("/stats/extrusion/counters", {}))
+        self.assertEqual(counters["actions_skipped"], 1)
+        # the same MAC seen on IPv4 first
+        self.syns([("192.0.2.9", 80)], src="10.89.0.22")
+        hw2 = bytes.fromhex("024e000000170000")
+        self.syns([("192.0.2.9", 80)], src="10.89.0.23", hw=hw2)
+        self.queue.pending += [Packet(tcp6("2001:db8:89::17", 40000 + i, "2001:db8:100::1", 25),
+                                      hw2) for i in range(5)]
+        self.reader.doRead()
+        self.registry.eventual.flush_sync()
+        self.assertEqual(self.sent["/smtpgate/close"],
+                         [{"ip": self.ip("10.89.0.23"), "reason": "smtp-burst"}])
 
     def test_quarantine_mailbox(self):
         """/stats/extrusion/quarantine quarantines an address, seconds 0 releases it."""
