@@ -83,6 +83,9 @@ SECTION = {
                      "(its new connections dropped)", _actions),
     "quarantine_seconds": Field(POSITIVE_SECONDS, 600.0, "seconds a quarantined client's new "
                                 "connections are dropped"),
+    "quarantine_mac": Field(bool, True, "a quarantine holds the client's MAC too (its "
+                            "other addresses: IPv6, a new lease); off where clients share a "
+                            "MAC (behind a repeater that rewrites it)"),
     "action_deadline": Field(POSITIVE_SECONDS, 5.0, "seconds an action (a message to "
                              "another service) may take"),
     "smtpgate_process": Field(str, "", "process running the SMTP gate (\"\": this one); the "
@@ -136,12 +139,13 @@ class Guard:
     def __init__(self, registry: Any, clock: Any, detectors: Detectors,
                  actions: Dict[str, List[str]], quarantine_seconds: float = 600.0,
                  deadline: float = 5.0, smtpgate_process: str = "",
-                 portal_process: str = "") -> None:
+                 portal_process: str = "", quarantine_mac: bool = True) -> None:
         self.registry = registry
         self.clock = clock
         self.detectors = detectors
         self.actions = actions
         self.quarantine_seconds = quarantine_seconds
+        self.quarantine_mac = quarantine_mac
         self.deadline = deadline
         self.smtpgate_process = smtpgate_process
         self.portal_process = portal_process
@@ -198,7 +202,8 @@ class Guard:
         for action in self.actions.get(d.detector, []):
             self.counters["actions"] += 1
             if action == "quarantine":
-                self.quarantine(d.ip, self.quarantine_seconds, d.mac)
+                self.quarantine(d.ip, self.quarantine_seconds,
+                                d.mac if self.quarantine_mac else None)
             elif not ipv4:
                 self.counters["actions_skipped"] += 1
                 _log.warn("extrusion: {action} skipped for {ip}: no IPv4 address known for "
@@ -348,7 +353,8 @@ def add_extrusion(service: Any, config: Any, registry: Any, reactor: Any,
     from ..nfqueue import QueueReader
     guard = Guard(registry, reactor, Detectors(thresholds_from_config(section)),
                   actions_from_config(section.actions), section.quarantine_seconds,
-                  section.action_deadline, section.smtpgate_process, config.stats.portal_process)
+                  section.action_deadline, section.smtpgate_process, config.stats.portal_process,
+                  section.quarantine_mac)
     extra = {} if make_queue is None else {"make_queue": make_queue}
     reader = QueueReader(reactor, guard, section.queue, max_len=section.queue_length, **extra)
     GuardService(guard, reader, reactor).setServiceParent(service)

@@ -141,6 +141,14 @@ class GuardTests(SynchronousTestCase):
         self.assertEqual(self.syns([("192.0.2.9", 80)], src="10.89.0.99",
                                    hw=bytes.fromhex("024e0000000b0000")), ["drop"])
         self.assertEqual(self.syns([("192.0.2.9", 80)], src="10.89.0.99"), ["accept"])
+        # quarantine_mac = false: the address only
+        self.setUp()
+        self.make(actions=("ports:quarantine",))
+        self.guard.quarantine_mac = False
+        self.syns([("192.0.2.9", port) for port in range(1, 11)])
+        self.assertEqual(self.syns([("192.0.2.9", 80)]), ["drop"])
+        self.assertEqual(self.syns([("192.0.2.9", 80)], src="10.89.0.99",
+                                   hw=bytes.fromhex("024e0000000b0000")), ["accept"])
 
     def test_ipv6_client(self):
         """
