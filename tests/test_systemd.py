@@ -76,7 +76,10 @@ NEEDS: Dict[str, FrozenSet[str]] = {
     "mailproxy": frozenset({"CAP_NET_RAW"}),
     # netsuite/stats/: reads the firewall's counters over the bus and the
     # uplink interface's from netlink (RTM_GETLINK, unprivileged).
-    "stats": frozenset(),
+    # netsuite/stats/guard.py: CAP_NET_ADMIN for the extrusion queue's
+    # verdicts (netsuite/nfqueue.py; the kernel takes them only from a
+    # process that has it), whether [stats.extrusion] is enabled or not.
+    "stats": frozenset({"CAP_NET_ADMIN"}),
     # netsuite/dhcp/ldaphook.py: a bus client and an LDAP client.
     LDAPHOOK: frozenset(),
 }

@@ -62,6 +62,7 @@ class FirewallSettings:
     nfqueue_ports: Tuple[int, ...] = ()
     nfqueue_bypass: bool = True
     nfqueue_redirect_port: int = 0
+    extrusion_queue: int = -1
     dhcpv6: bool = False
     ipv6_mark: int = 2
     ipv6_timeout: int = 1800
@@ -319,7 +320,19 @@ def chains(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
         result[("mangle", s.chain("QUEUE"))] = [
             _from_lan(s, protocol="tcp", tcp=_tcp(port, syn=True), set=_authorized(s),
                       target=_nfqueue(s)) for port in s.nfqueue_ports]
+    if s.extrusion_queue >= 0:
+        # The stats' extrusion detectors: the SYN of every TCP connection
+        # forwarded from the LAN, in mangle (its verdict, accept, goes on to
+        # filter: NS-SMTP still refuses), always with bypass (no reader: it
+        # passes).
+        result[("mangle", s.chain("EXTRUSION"))] = [_extrusion(s)]
     return result
+
+
+def _extrusion(s: FirewallSettings) -> Rule:
+    return _from_lan(s, protocol="tcp", tcp={"tcp-flags": ["FIN,SYN,RST,ACK", "SYN"]},
+                     target={"NFQUEUE": {"queue-num": str(s.extrusion_queue),
+                                         "queue-bypass": ""}})
 
 
 def _nfqueue_redirect(s: FirewallSettings) -> bool:
@@ -348,6 +361,8 @@ def jumps(s: FirewallSettings) -> List[Jump]:
         result.append(Jump("mangle", "PREROUTING", s.chain("TPROXY")))
     if ("mangle", s.chain("QUEUE")) in own:
         result.append(Jump("mangle", "PREROUTING", s.chain("QUEUE")))
+    if ("mangle", s.chain("EXTRUSION")) in own:
+        result.append(Jump("mangle", "FORWARD", s.chain("EXTRUSION")))
     return result
 
 
@@ -440,6 +455,8 @@ def chains6(s: FirewallSettings) -> Dict[ChainKey, List[Rule]]:
     ap_input.append(_from_lan(s, target="DROP"))
     result: Dict[ChainKey, List[Rule]] = {("filter", s.chain6("FORWARD")): forward,
                                           ("filter", s.chain6("INPUT")): ap_input}
+    if s.extrusion_queue >= 0:  # as for IPv4, into the same queue
+        result[("mangle", s.chain6("EXTRUSION"))] = [_extrusion(s)]
     if s.portal_port:
         # Unauthorized clients' HTTP lands on the portal, as for IPv4: a
         # REDIRECT to the portal port on the LAN address the packet came to
@@ -462,6 +479,8 @@ def jumps6(s: FirewallSettings) -> List[Jump]:
               Jump("filter", "INPUT", s.chain6("INPUT"))]
     if s.portal_port:
         result.append(Jump("nat", "PREROUTING", s.chain6("PREROUTING")))
+    if s.extrusion_queue >= 0:
+        result.append(Jump("mangle", "FORWARD", s.chain6("EXTRUSION")))
     return result
 
 

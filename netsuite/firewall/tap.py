@@ -77,6 +77,10 @@ SECTION = {
     "nfqueue_redirect_port": Field(PORT_OR_ZERO, 0, "the mail proxy's nfqueue mode: REDIRECT "
                                    "authorized clients' nfqueue_ports to this local port, their "
                                    "SYNs queued before the rewrite (0: off)"),
+    "extrusion_queue": Field(int, -1, "NFQUEUE number for the SYN of every TCP connection "
+                             "forwarded from the LAN, read by the stats' extrusion detectors "
+                             "(stats.extrusion.queue), always with bypass (-1: off)",
+                             between(-1, 65535, "a queue number")),
     "shaping": Field(bool, True, "per-client rate limits with tc (HTB, IFB)"),
     "ifb_interface": Field(INTERFACE, "ifb-ns0", "IFB device for upload limits"),
     "default_up_kbit": Field(int, 0, "upload limit of a client (0: unlimited)", at_least(0)),
@@ -120,6 +124,7 @@ def settings_from_config(section: Any) -> FirewallSettings:
         nfqueue_num=section.nfqueue_num,
         nfqueue_ports=tuple(section.nfqueue_ports), nfqueue_bypass=section.nfqueue_bypass,
         nfqueue_redirect_port=section.nfqueue_redirect_port,
+        extrusion_queue=section.extrusion_queue,
         dhcpv6=section.dhcpv6, ipv6_mark=section.ipv6_mark, ipv6_timeout=section.ipv6_timeout)
 
 
@@ -139,6 +144,10 @@ def check(config: Any) -> None:
         raise ConfigError(f"{config.source}: [firewall] nfqueue_ports and tproxy_ports both "
                           f"hold {sorted(both)}: a port is redirected (nfqueue_redirect_port) "
                           f"or TPROXY'd, not both")
+    if section.extrusion_queue >= 0 and section.extrusion_queue == section.nfqueue_num:
+        raise ConfigError(f"{config.source}: [firewall] extrusion_queue and nfqueue_num are "
+                          f"both {section.nfqueue_num}: the stats and the mail proxy each "
+                          "read a queue of their own")
     for name in ("tproxy_mark", "ipv6_mark"):
         if section.divert_mark & getattr(section, name):
             raise ConfigError(f"{config.source}: [firewall] divert_mark "

@@ -15,14 +15,17 @@ from twisted.application.service import MultiService
 from ..config.fields import INTERFACE, PATH, Kind
 from ..config.schema import ConfigError, Field, Table
 from ..services import Readiness
-from . import layout
+from . import guard, layout
 from .model import Traffic
 
 __all__ = ["SECTION", "CAPABILITIES", "check", "serviceFromConfig", "StatsService"]
 
 # It reads the firewall's counters over the bus and an interface's from
-# netlink (unprivileged). The extrusion detectors' queue needs CAP_NET_ADMIN.
-CAPABILITIES: "frozenset[str]" = frozenset()
+# netlink (unprivileged). The extrusion detectors' queue needs CAP_NET_ADMIN
+# once started: the kernel takes each verdict only from a process that has
+# it (netsuite.nfqueue.can_give_verdicts). Declared whether or not
+# [stats.extrusion] is enabled: a unit cannot know the config.
+CAPABILITIES: "frozenset[str]" = frozenset({"CAP_NET_ADMIN"})
 
 
 def _interval(raw: Any) -> int:
@@ -48,6 +51,7 @@ SECTION = {
                               "are sampled (\"\": this one)"),
     "portal_process": Field(str, "", "process running the portal, whose /portal/login and "
                             "/portal/logout events make the accounting log (\"\": this one)"),
+    "extrusion": Table(guard.SECTION, "the extrusion detectors (netsuite.stats.guard)"),
 }
 
 # The operator's graphs (netsuite.stats.operator).
@@ -64,6 +68,7 @@ def check(config: Any) -> None:
     if section.operator.enabled:
         from .operator import check as check_operator
         check_operator(config)
+    guard.check(config)
 
 
 class StatsService(MultiService):
@@ -135,3 +140,5 @@ from . import accounting, metrics  # noqa: E402
 SECTION["accounting"] = Table(accounting.FIELDS, "the accounting log of sessions")
 SECTION["metrics"] = Table(metrics.FIELDS, "Prometheus metrics over HTTP")
 PARTS += [accounting.part, metrics.part]
+
+PARTS.append(guard.add_extrusion)

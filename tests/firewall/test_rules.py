@@ -275,6 +275,32 @@ class ChainsTests(SynchronousTestCase):
         self.assertNotIn(accept, off[("filter", "NS-INPUT")])
         self.assertEqual(len(off[("nat", "NS-PREROUTING")]), 4)
 
+    def test_extrusion_queue(self):
+        """
+        With extrusion_queue, the SYN of every TCP connection forwarded from
+        the LAN goes to that queue, with bypass, in mangle FORWARD (ahead of
+        filter, where NS-SMTP still refuses what the reader accepts); off
+        by default.
+        """
+        s = minimal(extrusion_queue=5)
+        self.assertEqual(chains(s)[("mangle", "NS-EXTRUSION")], [
+            {"protocol": "tcp", "in-interface": "br-lan",
+             "tcp": {"tcp-flags": ["FIN,SYN,RST,ACK", "SYN"]},
+             "target": {"NFQUEUE": {"queue-num": "5", "queue-bypass": ""}}}])
+        self.assertIn(Jump("mangle", "FORWARD", "NS-EXTRUSION"), jumps(s))
+        self.assertEqual(chains(s)[("filter", "NS-CLIENT")],
+                         chains(minimal())[("filter", "NS-CLIENT")])
+        self.assertNotIn(("mangle", "NS-EXTRUSION"), chains(minimal()))
+        self.assertNotIn(Jump("mangle", "FORWARD", "NS-EXTRUSION"), jumps(minimal()))
+        # IPv6 (ip6tables) alike, into the same queue
+        self.assertEqual(chains6(s)[("mangle", "NS6-EXTRUSION")],
+                         chains(s)[("mangle", "NS-EXTRUSION")])
+        self.assertIn(Jump("mangle", "FORWARD", "NS6-EXTRUSION"), jumps6(s))
+        self.assertNotIn(("mangle", "NS6-EXTRUSION"), chains6(minimal()))
+        # one without bypass is another setting's (nfqueue_bypass): not this one's
+        self.assertIn("queue-bypass", chains(minimal(extrusion_queue=5, nfqueue_bypass=False))[
+            ("mangle", "NS-EXTRUSION")][0]["target"]["NFQUEUE"])
+
     def test_input_default_deny(self):
         """
         The access point accepts DHCP, DNS and ICMP from the LAN and drops

@@ -274,6 +274,14 @@ class SettingsTests(SynchronousTestCase):
                      {"firewall": SECTION})
         error = self.assertRaises(ConfigError, check, both)
         self.assertIn("nfqueue_ports and tproxy_ports both hold [143]", str(error))
+        self.assertEqual(settings_from_config(default.firewall).extrusion_queue, -1)
+        shared = parse({"firewall": {"nfqueue_num": 3, "extrusion_queue": 3}}, "test.toml",
+                       {"firewall": SECTION})
+        error = self.assertRaises(ConfigError, check, shared)
+        self.assertIn("extrusion_queue and nfqueue_num are both 3", str(error))
+        self.assertEqual(settings_from_config(parse(
+            {"firewall": {"extrusion_queue": 4}}, "test.toml",
+            {"firewall": SECTION}).firewall).extrusion_queue, 4)
         self.assertEqual(settings_from_config(default.firewall).divert_mark, 4)
         for mark, other in ((5, "tproxy_mark (0x1)"), (6, "ipv6_mark (0x2)")):
             overlapping = parse({"firewall": {"divert_mark": mark}}, "test.toml",

@@ -5,13 +5,17 @@ the queue reader with a fake queue on a memory reactor.
 
 import socket
 import struct
+from collections import Counter
 from typing import Any, List, Optional
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
 
+from netsuite.nfqueue import ISynSink
 from netsuite.proxy.intercept import destination_for
 from netsuite.proxy.nfqueue import COPY_RANGE, QueueReader, SynTable, parse_syn
 
@@ -175,6 +179,9 @@ class ReaderTests(SynchronousTestCase):
         self.table = SynTable(self.reactor)
         self.reader = QueueReader(self.reactor, self.table, 7, make_queue=lambda: self.queue)
 
+    def test_table_is_a_sink(self) -> None:
+        verifyObject(ISynSink, self.table)
+
     def test_start_stop(self) -> None:
         self.assertFalse(self.reader.running)
         self.reader.start()
@@ -204,6 +211,44 @@ class ReaderTests(SynchronousTestCase):
         self.assertEqual([p.verdict for p in packets], ["drop", "drop"])
         self.assertEqual(self.table.counters["queue_dropped"], 2)
         self.assertEqual(len(self.table), 0)
+
+    def test_sink_decides(self) -> None:
+        """
+        The sink's answer is the verdict; a sink that raises gets its SYN
+        accepted (fail open), counted and logged; read_done follows each
+        read.
+        """
+        @implementer(ISynSink)
+        class Sink:
+            counters: Counter = Counter()
+            done = 0
+
+            def syn(self, client: Any, server: Any, packet: Any) -> bool:
+                if server[1] == 1:
+                    raise ValueError("broken")
+                return server[1] != 25
+
+            def read_done(self) -> None:
+                self.done += 1
+                if self.done == 2:
+                    raise RuntimeError("broken after the verdicts")
+
+        sink = Sink()
+        verifyObject(ISynSink, sink)
+        reader = QueueReader(self.reactor, sink, 7, make_queue=lambda: self.queue)
+        reader.start()
+        packets = [FakePacket(tcp4("10.89.0.11", 40000, "192.0.2.9", port))
+                   for port in (443, 25, 1)]
+        self.queue.pending += packets
+        reader.doRead()
+        self.assertEqual([p.verdict for p in packets], ["accept", "drop", "accept"])
+        self.assertEqual((sink.counters["sink_errors"], sink.done), (1, 1))
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+        self.queue.pending.append(FakePacket(tcp4("10.89.0.11", 40001, "192.0.2.9", 443)))
+        reader.doRead()  # read_done raises: counted, logged, the reader goes on
+        self.assertEqual((sink.counters["sink_errors"], sink.done), (2, 2))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertTrue(reader.running)
 
     def test_read_error_counted(self) -> None:
         self.reader.start()

@@ -8,7 +8,7 @@ import re
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
-from netsuite.config.schema import ConfigError, parse
+from netsuite.config.schema import ConfigError, Table, parse
 from netsuite.services import all_sections, find_service
 from netsuite.stats import tap
 from netsuite.testing import registry_on_clock
@@ -47,6 +47,16 @@ class TapTests(SynchronousTestCase):
         table = text.split("\n[stats.operator]\n", 1)[1].split("\n[", 1)[0]
         keys = set(re.findall(r"^#? ?([a-z_0-9]+) =", table, re.M))
         self.assertEqual(keys, set(OPERATOR_SECTION))
+
+    def test_example_documents_extrusion(self):
+        """[stats.extrusion] documents every key of its table."""
+        from netsuite.stats import guard
+        with open(EXAMPLE) as f:
+            text = f.read()
+        section = text.split("\n[stats.extrusion]\n", 1)[1].split("\n[", 1)[0]
+        keys = set(re.findall(r"^#? ?([a-z_0-9]+) =", section, re.M))
+        self.assertEqual(keys, set(guard.SECTION))
+        self.assertIsInstance(tap.SECTION["extrusion"], Table)
 
     def test_bad_values(self):
         for key, value in [("interval", 7), ("interval", 0), ("interval", True),
