@@ -7,7 +7,7 @@ stats ask of the kernel; and the shaper's, what the adapter asks of tc.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import attr
 from zope.interface import Attribute, Interface
@@ -16,7 +16,7 @@ from ..registry.values import MAC
 from .slots import check_limits
 
 __all__ = ["IFirewall", "IShaper", "Client", "Traffic", "FirewallError", "NotInLan", "client_address",
-           "new_client", "window_seconds"]
+           "new_client", "window_seconds", "Rates"]
 
 
 class FirewallError(Exception):
@@ -66,17 +66,27 @@ def client_address(network: ipaddress.IPv4Network, ip: Any) -> ipaddress.IPv4Add
     return ip
 
 
+Rates = Mapping[MAC, Tuple[Optional[int], Optional[int]]]
+"""Per-device limits (C{[firewall.rates]}): MAC -> (up, down) in kbit/s,
+None for a direction it does not set."""
+
+
 def new_client(network: ipaddress.IPv4Network, ip: Any, mac: Any, up_kbit: Optional[int],
-               down_kbit: Optional[int], defaults: Tuple[int, int]) -> Client:
+               down_kbit: Optional[int], defaults: Tuple[int, int],
+               rates: Optional[Rates] = None) -> Client:
     """
-    The L{Client} to authorize (limits default to C{defaults}), checked
-    completely, limits included, before anything touches the kernel: a
-    refused authorize changes nothing.
+    The L{Client} to authorize, checked completely, limits included,
+    before anything touches the kernel: a refused authorize changes
+    nothing. Each direction's limit is the first of: the one given (the
+    caller's, from the login's back end), the device's in C{rates}, the
+    default in C{defaults}.
     """
-    up = defaults[0] if up_kbit is None else up_kbit
-    down = defaults[1] if down_kbit is None else down_kbit
+    mac = MAC(mac)
+    device = (rates or {}).get(mac, (None, None))
+    up, down = (given if given is not None else own if own is not None else default
+                for given, own, default in zip((up_kbit, down_kbit), device, defaults))
     check_limits(up, down)
-    return Client(client_address(network, ip), MAC(mac), up, down)
+    return Client(client_address(network, ip), mac, up, down)
 
 
 def window_seconds(seconds: Optional[int], default: int) -> int:

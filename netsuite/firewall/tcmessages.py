@@ -29,6 +29,7 @@ from pyroute2.netlink.rtnl import (
     RTM_DELQDISC,
     RTM_DELTCLASS,
     RTM_DELTFILTER,
+    RTM_GETTCLASS,
     RTM_GETTFILTER,
     RTM_NEWQDISC,
     RTM_NEWTCLASS,
@@ -40,8 +41,9 @@ from pyroute2.netlink.rtnl.tcmsg import cls_u32, sched_htb, tcmsg
 from pyroute2.netlink.rtnl.tcmsg.common import calc_xmittime
 from pyroute2.netlink.rtnl.tcmsg.common_act import get_tca_action
 
-from .tcreaders import (ETH_P_ALL, ETH_P_IP, REDIRECT_PRIO, class_limit, filter_info,
-                        found_filter, htb_defcls, htb_rate, is_hash_link, is_hash_table,
+from .tcreaders import (ETH_P_ALL, ETH_P_IP, REDIRECT_PRIO, class_limit, client_class,
+                        filter_info, found_filter, htb_ceil, htb_defcls, htb_rate,
+                        is_hash_link, is_hash_table,
                         is_htb_root, link_kind, redirects_only_to, u32_link, u32_sel)
 from .slots import (
     DEFAULT_MINOR,
@@ -61,10 +63,12 @@ from .slots import (
 
 __all__ = [
     "tc_message", "filter_info", "htb_class_options",
-    "add_htb_root", "delete_root", "set_class", "delete_class", "add_hash_table",
+    "add_htb_root", "delete_root", "set_class", "get_class", "fair_quantum", "delete_class",
+    "add_hash_table",
     "set_hash_link", "set_client_filter", "delete_client_filter", "add_ingress",
     "delete_ingress", "set_redirect", "get_tree_filter",
-    "found_filter", "link_kind", "is_htb_root", "htb_defcls", "htb_rate", "class_limit",
+    "found_filter", "link_kind", "is_htb_root", "htb_defcls", "htb_rate", "htb_ceil",
+    "client_class", "class_limit",
     "u32_link", "u32_sel", "is_hash_table", "is_hash_link", "redirects_only_to",
 ]
 
@@ -173,33 +177,50 @@ def tc_message(index: int, handle: int = 0, parent: int = 0, info: int = 0,
     return msg
 
 
-def htb_class_options(kbit: int) -> Dict[str, Any]:
+def htb_class_options(kbit: int, ceil_kbit: Optional[int] = None,
+                      quantum: Optional[int] = None) -> Dict[str, Any]:
     """
-    TCA_OPTIONS of an HTB class with rate = ceil = C{kbit}.
+    TCA_OPTIONS of an HTB class with rate C{kbit} and ceil C{ceil_kbit}
+    (None: the rate).
 
-    The burst is one MTU, what tc gives by default (rate / HZ + mtu, where
+    The bursts are one MTU, what tc gives by default (rate / HZ + mtu, where
     HZ is the 1e9 of /proc/net/psched). The rate tables tc (and pyroute2)
     compute are left out: with the link layer given in the ratespec the
     kernel does not need them, and computing them in Python was the larger
     part of a limit() call.
+
+    The quantum (None: rate / 10, r2q's default, from one MTU to 200000
+    bytes, HTB's own bounds) decides how a parent's excess is shared by the
+    children that borrow it: in proportion to their quanta. A root class
+    never borrows; giving one keeps the kernel from logging "quantum of
+    class is big/small".
     """
     rate = kbit_to_bytes(kbit)
-    buffer = calc_xmittime(rate, MTU)
-    # The quantum only matters to classes that borrow, and ours never do
-    # (every class is a root class with ceil = rate); giving one keeps the
-    # kernel from logging "quantum of class is big/small".
-    quantum = max(MTU, min(rate // 10, 200000))
+    ceil = rate if ceil_kbit is None else kbit_to_bytes(ceil_kbit)
+    if quantum is None:
+        quantum = max(MTU, min(rate // 10, 200000))
     parms = {
         'rate_cell_log': 0, 'rate___reserved': LINKLAYER_ETHERNET, 'rate_overhead': 0,
         'rate_cell_align': 0, 'rate_mpu': 0, 'rate': min(rate, 0xFFFFFFFF),
         'ceil_cell_log': 0, 'ceil___reserved': LINKLAYER_ETHERNET, 'ceil_overhead': 0,
-        'ceil_cell_align': 0, 'ceil_mpu': 0, 'ceil': min(rate, 0xFFFFFFFF),
-        'buffer': buffer, 'cbuffer': buffer, 'quantum': quantum, 'level': 0, 'prio': 0,
+        'ceil_cell_align': 0, 'ceil_mpu': 0, 'ceil': min(ceil, 0xFFFFFFFF),
+        'buffer': calc_xmittime(rate, MTU), 'cbuffer': calc_xmittime(ceil, MTU),
+        'quantum': quantum, 'level': 0, 'prio': 0,
     }
     attrs: List[List[Any]] = [['TCA_HTB_PARMS', parms]]
-    if rate > 0xFFFFFFFF:
-        attrs += [['TCA_HTB_RATE64', rate], ['TCA_HTB_CEIL64', rate]]
+    if rate > 0xFFFFFFFF or ceil > 0xFFFFFFFF:
+        attrs += [['TCA_HTB_RATE64', rate], ['TCA_HTB_CEIL64', ceil]]
     return {'attrs': attrs}
+
+
+def fair_quantum(capacity_kbit: int) -> int:
+    """
+    The quantum of every client class under the uplink: the same for all,
+    so that the clients that borrow share the excess equally; what the
+    uplink sends in 20 ms, from one MTU to 64 KiB (a GSO packet: a larger
+    quantum only makes the turns longer).
+    """
+    return max(MTU, min(kbit_to_bytes(capacity_kbit) // 50, 65536))
 
 
 # --- the requests, ready to send (one ack each) -----------------------------
@@ -231,12 +252,22 @@ def delete_root(index: int) -> Any:
     return _request(RTM_DELQDISC, REQ, index, parent=TC_H_ROOT)
 
 
-def set_class(index: int, classid: int, kbit: int) -> Any:
+def set_class(index: int, classid: int, kbit: int, parent: int = ROOT_HANDLE,
+              ceil_kbit: Optional[int] = None, quantum: Optional[int] = None) -> Any:
     """
-    Add or replace the HTB class C{classid} at rate = ceil = C{kbit}.
+    Add or replace the HTB class C{classid} under C{parent} (the qdisc, or
+    the uplink's class) at rate C{kbit}, ceil C{ceil_kbit} (None: the rate).
     """
-    return _request(RTM_NEWTCLASS, REPLACE, index, handle=classid, parent=ROOT_HANDLE,
-                    attrs=[('TCA_KIND', 'htb'), ('TCA_OPTIONS', htb_class_options(kbit))])
+    return _request(RTM_NEWTCLASS, REPLACE, index, handle=classid, parent=parent,
+                    attrs=[('TCA_KIND', 'htb'),
+                           ('TCA_OPTIONS', htb_class_options(kbit, ceil_kbit, quantum))])
+
+
+def get_class(index: int, classid: int) -> Any:
+    """
+    Ask for one class by its id (not a dump); ENOENT if there is none.
+    """
+    return _request(RTM_GETTCLASS, REQ, index, handle=classid)
 
 
 def delete_class(index: int, classid: int) -> Any:

@@ -23,6 +23,7 @@ from .slots import (
     HASH_DIVISOR,
     HASH_HT,
     ROOT_HANDLE,
+    UPLINK_CLASSID,
     address_of,
     bytes_to_kbit,
     field_offset,
@@ -31,8 +32,8 @@ from .slots import (
 
 __all__ = [
     "filter_info", "found_filter", "link_kind", "is_htb_root", "htb_defcls", "htb_rate",
-    "class_limit", "u32_link", "u32_sel", "is_hash_table", "is_hash_link",
-    "redirects_only_to",
+    "htb_ceil", "client_class", "class_limit", "u32_link", "u32_sel", "is_hash_table",
+    "is_hash_link", "redirects_only_to",
 ]
 
 ETH_P_ALL = 0x0003
@@ -85,19 +86,39 @@ def htb_rate(cls: Any) -> int:
     return int(opts.get_attr('TCA_HTB_PARMS')['rate'])
 
 
-def class_limit(cls: Any, network: IPv4Network) -> Optional[Tuple[IPv4Address, int]]:
+def htb_ceil(cls: Any) -> int:
+    opts = cls.get_attr('TCA_OPTIONS')
+    ceil64 = opts.get_attr('TCA_HTB_CEIL64')
+    if ceil64:
+        return int(ceil64)
+    return int(opts.get_attr('TCA_HTB_PARMS')['ceil'])
+
+
+def client_class(cls: Any, network: IPv4Network) -> Optional[Tuple[IPv4Address, int, int]]:
     """
-    The client and its kbit/s of a dumped HTB class, or None if the class
-    is not a client's.
+    The client, the parent (the qdisc C{1:}, or the uplink's class) and
+    the ceil in kbit/s of a dumped HTB class, or None if the class is not a
+    client's.
     """
+    if cls['handle'] >> 16 != ROOT_HANDLE >> 16:
+        return None
     # a class right under the qdisc is dumped with parent TC_H_ROOT
-    if (cls['parent'] not in (ROOT_HANDLE, TC_H_ROOT)
-            or cls['handle'] >> 16 != ROOT_HANDLE >> 16):
+    parent = ROOT_HANDLE if cls['parent'] == TC_H_ROOT else cls['parent']
+    if parent not in (ROOT_HANDLE, UPLINK_CLASSID):
         return None
     ip = address_of(cls['handle'] & 0xFFFF, network)
     if ip is None:
         return None
-    return ip, bytes_to_kbit(htb_rate(cls))
+    return ip, parent, bytes_to_kbit(htb_ceil(cls))
+
+
+def class_limit(cls: Any, network: IPv4Network) -> Optional[Tuple[IPv4Address, int]]:
+    """
+    The client and its kbit/s (its ceil) of a dumped HTB class, or None if
+    the class is not a client's.
+    """
+    found = client_class(cls, network)
+    return None if found is None else (found[0], found[2])
 
 
 def u32_link(opts: Any) -> Optional[int]:
