@@ -339,8 +339,9 @@ class Shaper:
         if capacity:
             rate, ceil = fair_class(capacity, self.uplink.guarantee(capacity, self.lan_network),
                                     kbit)
+            quantum = tc.fair_quantum(capacity)
             self._request(tc.set_class(index, slot.classid, rate, parent=UPLINK_CLASSID,
-                                       ceil_kbit=ceil, quantum=tc.fair_quantum(capacity)))
+                                       ceil_kbit=ceil, quantum=quantum, cburst=quantum))
         else:
             self._request(tc.set_class(index, slot.classid, kbit))
         self._request(tc.set_client_filter(index, slot, ip, direction))
