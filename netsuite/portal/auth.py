@@ -18,19 +18,21 @@ import hmac
 import secrets
 import sys
 from collections import deque
-from typing import Any, Deque, Dict, Optional, Tuple
+from typing import Any, Deque, Dict, List, Optional, Tuple
 
 from twisted.logger import Logger
 
 from ..clock import clock_watch
 from ..config.fields import NETWORK_LIST, OPTIONAL_PATH, SECONDS, SECRET, Secret, at_least
-from ..config.schema import Field
+from ..config.schema import ConfigError, Field
 from ..ldap import IDirectory, LdapDirectory, escape_dn_value, url_error
 from ..runner import IRunner
 from ..registry.interfaces import CONTINUE, Stop
 from ..registry.values import Message
+from .rates import Rates, attribute_rates, parse_rates
 
-__all__ = ["hash_password", "verify_password", "parse_users", "UsersFile", "LdapBind",
+__all__ = ["hash_password", "verify_password", "parse_users", "read_users", "UsersFile",
+           "LdapBind",
            "bind_dn", "LoginLimiter", "AUTH_SECTION", "OPERATOR_SECTION",
            "install", "PASSWORD", "CLICK", "CODE", "METHODS"]
 
@@ -106,22 +108,47 @@ def verify_password(password: str, encoded: str) -> bool:
     return bool(digest) and hmac.compare_digest(computed, digest)
 
 
-def parse_users(text: str) -> Dict[str, str]:
+def read_users(text: str, source: str = "users file") -> Tuple[
+        Dict[str, str], Dict[str, Rates], List[Tuple[str, bool]]]:
     """
-    C{username -> hash} of a users file: C{username:scrypt$...} lines;
-    blank lines and C{#} comments are skipped, malformed lines logged.
+    A users file: C{username:scrypt$...} lines, each with an optional third
+    field of rates (C{:up_kbit=1000,down_kbit=4000}, L{rates.parse_rates});
+    blank lines and C{#} comments are skipped. Returns C{username -> hash},
+    C{username -> rates} (users with rates only) and, for each malformed
+    line (left out: its user cannot log in), C{("<source> line N: what is
+    wrong", whether it is the rates)}.
     """
-    users = {}
+    users: Dict[str, str] = {}
+    rates: Dict[str, Rates] = {}
+    errors: List[Tuple[str, bool]] = []
     for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        name, sep, encoded = line.partition(":")
+        name, sep, rest = line.partition(":")
+        encoded, has_rates, rates_text = rest.partition(":")
         if not sep or not name or check_hash(encoded) is not None or not encoded:
-            _log.warn("users file line {number} is not username:scrypt$N$r$p$salt$hash",
-                      number=number)
+            errors.append((f"{source} line {number}: not "
+                           f"username:scrypt$N$r$p$salt$hash[:up_kbit=N,down_kbit=N]", False))
             continue
+        if has_rates:
+            try:
+                rates[name] = parse_rates(rates_text)
+            except ValueError as e:
+                errors.append((f"{source} line {number}: user {name!r}: {e}", True))
+                continue
         users[name] = encoded
+    return users, rates, errors
+
+
+def parse_users(text: str) -> Dict[str, str]:
+    """
+    C{username -> hash} of a users file (L{read_users}); malformed lines
+    logged.
+    """
+    users, _, errors = read_users(text)
+    for error, _ in errors:
+        _log.warn("{error}", error=error)
     return users
 
 
@@ -156,7 +183,23 @@ class UsersFile:
         self.last = last
         self._stamp: Any = None
         self._users: Dict[str, str] = {}
+        self._rates: Dict[str, Rates] = {}
         self._dummy = _dummy_hash(None)
+
+    def check(self) -> None:
+        """
+        At start: a line with a bad rate is a L{ConfigError} naming the
+        file and the line (later, when the file changes, it is logged and
+        its user left out). An unreadable file is only logged, as later.
+        """
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                text = f.read()
+        except (OSError, UnicodeDecodeError):
+            return
+        for error, bad_rate in read_users(text, self.path)[2]:
+            if bad_rate:
+                raise ConfigError(error)
 
     def users(self) -> Dict[str, str]:
         import os
@@ -165,12 +208,14 @@ class UsersFile:
             stamp = (stat.st_mtime_ns, stat.st_size)
             if stamp != self._stamp:
                 with open(self.path, encoding="utf-8") as f:
-                    self._users = parse_users(f.read())
+                    self._users, self._rates, errors = read_users(f.read(), self.path)
+                for error, _ in errors:
+                    _log.warn("{error}", error=error)
                 self._stamp = stamp
                 self._dummy = _dummy_hash(next(iter(self._users.values()), None))
-        except OSError as e:
+        except (OSError, UnicodeDecodeError) as e:
             _log.warn("cannot read the users file {path}: {error}", path=self.path, error=e)
-            self._users, self._stamp = {}, None
+            self._users, self._rates, self._stamp = {}, {}, None
         return self._users
 
     def __call__(self, message: Message) -> Any:
@@ -182,8 +227,9 @@ class UsersFile:
         if encoded is None:
             return self.runner.run(verify_password, password, self._dummy).addCallback(
                 lambda _: Stop({"ok": False, "message": WRONG}) if self.last else CONTINUE)
+        rates = self._rates.get(username, {})
         return self.runner.run(verify_password, password, encoded).addCallback(
-            lambda ok: Stop({"ok": True, "username": username}) if ok
+            lambda ok: Stop({"ok": True, "username": username, **rates}) if ok
             else Stop({"ok": False, "message": WRONG}))
 
 
