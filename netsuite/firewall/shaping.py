@@ -15,6 +15,12 @@ Layout, on the LAN interface C{lan} and an IFB device C{ifb}::
         2:<b>:<n> match dst/32            on the source address instead)
                   classid 1:<off>
 
+With an uplink capacity in a direction (L{slots.Uplink}), that tree also
+has the uplink's class C{1:fffe} (rate = ceil = capacity, a root class)
+and every client's class is under it, one without a limit of its own too:
+rate the guarantee, ceil its limit or the capacity, the same quantum for
+all (fair shares: C{docs/firewall-shaping.md}).
+
 Every client's identifiers are derived from its host offset C{off} in the LAN
 network (L{slots.client_slot}): the class is C{1:<off>} and its u32 node
 C{2:<low byte of the address>:<(off >> 8) + 1>} in a 256-bucket hash table

@@ -230,6 +230,26 @@ class SettingsTests(SynchronousTestCase):
         check(parse({"firewall": {"lan_network": "10.1.0.0/16", "uplink_down_kbit": 1000,
                                   "shaping": False}}, "test.toml", {"firewall": SECTION}))
 
+    def test_example_documents_every_key(self):
+        """
+        etc/netsuite.toml's [firewall] section has every key, the per-MAC
+        rates as the [firewall.rates] table after it, and loads.
+        """
+        import os
+        import re
+        from netsuite.config.schema import load
+        example = os.path.join(os.path.dirname(__file__), "..", "..", "etc", "netsuite.toml")
+        with open(example) as f:
+            text = f.read()
+        section = text.split("\n[firewall]\n", 1)[1].split("\n[", 1)[0]
+        keys = set(re.findall(r"^([a-z_0-9]+) =", section, re.M))
+        self.assertEqual(keys | {"rates"}, set(SECTION))
+        self.assertIn("\n[firewall.rates]\n", text)
+        from netsuite.services import all_sections
+        config = load(example, all_sections())
+        self.assertEqual((config.firewall.rates, config.firewall.uplink_down_kbit), ({}, 0))
+        self.assertEqual(config.portal.auth.ldap_up_attribute, "")
+
     def test_preauth_dns(self):
         """
         preauth_dns is on unless the [firewall] section turns it off.
