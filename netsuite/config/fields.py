@@ -20,6 +20,7 @@ __all__ = ["Kind", "Secret", "kind_of", "STR", "INT", "FLOAT", "BOOL", "STR_LIST
            "NETWORK", "NETWORK_LIST", "INTERFACE", "PORT", "PORT_OR_ZERO", "PORT_LIST",
            "SECONDS", "POSITIVE_SECONDS", "PATH", "OPTIONAL_PATH", "SECRET",
            "SERVER_ENDPOINT_LIST", "CLIENT_ENDPOINT_MAP", "MAC_OR_NONE", "CLIENT_ID",
+           "RATE_MAP", "MAX_KBIT",
            "one_of", "between", "positive", "at_least", "positive_at_most", "not_empty",
            "ipv4_text", "path"]
 
@@ -122,6 +123,29 @@ def _str_map(raw: Any) -> Any:
     if not isinstance(raw, dict) or not all(type(v) is str for v in raw.values()):
         raise TypeError(raw)
     return dict(raw)
+
+
+MAX_KBIT = 10_000_000
+"""The largest rate in kbit/s (10 gbit/s), the shaper's."""
+
+
+def _rates(raw: Any) -> Any:
+    """
+    C{{ up_kbit = N, down_kbit = N }} (either may be left out: None) as
+    C{(up, down)}.
+    """
+    if not isinstance(raw, dict) or not raw or set(raw) - {"up_kbit", "down_kbit"}:
+        raise ValueError(raw)
+    for value in raw.values():
+        if type(value) is not int or not 0 <= value <= MAX_KBIT:
+            raise ValueError(raw)
+    return (raw.get("up_kbit"), raw.get("down_kbit"))
+
+
+def _rate_map(raw: Any) -> Any:
+    if not isinstance(raw, dict):
+        raise TypeError(raw)
+    return {MAC(key): _rates(value) for key, value in raw.items()}
 
 
 def _port(low: int) -> Callable[[Any], int]:
@@ -236,6 +260,8 @@ CLIENT_ENDPOINT_MAP = Kind("a table of Twisted client endpoint strings (tcp:host
                            _client_map)
 MAC_OR_NONE = Kind("a MAC address such as \"02:00:00:00:00:01\", or \"\" for none",
                    _str(lambda raw: MAC(raw) if raw else None))
+RATE_MAP = Kind("a table of MAC address -> { up_kbit = N, down_kbit = N } (kbit/s from 0, "
+                "no limit, to 10000000; either may be left out)", _rate_map)
 CLIENT_ID = Kind("option 61 as hex bytes (two or more), such as \"01:02:00:00:00:00:01\", "
                  "or \"\" for none", _str(_client_id))
 

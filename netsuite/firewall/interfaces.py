@@ -7,7 +7,7 @@ stats ask of the kernel; and the shaper's, what the adapter asks of tc.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import attr
 from zope.interface import Attribute, Interface
@@ -16,7 +16,7 @@ from ..registry.values import MAC
 from .slots import check_limits
 
 __all__ = ["IFirewall", "IShaper", "Client", "Traffic", "FirewallError", "NotInLan", "client_address",
-           "new_client", "window_seconds"]
+           "new_client", "window_seconds", "Rates"]
 
 
 class FirewallError(Exception):
@@ -66,17 +66,27 @@ def client_address(network: ipaddress.IPv4Network, ip: Any) -> ipaddress.IPv4Add
     return ip
 
 
+Rates = Mapping[MAC, Tuple[Optional[int], Optional[int]]]
+"""Per-device limits (C{[firewall.rates]}): MAC -> (up, down) in kbit/s,
+None for a direction it does not set."""
+
+
 def new_client(network: ipaddress.IPv4Network, ip: Any, mac: Any, up_kbit: Optional[int],
-               down_kbit: Optional[int], defaults: Tuple[int, int]) -> Client:
+               down_kbit: Optional[int], defaults: Tuple[int, int],
+               rates: Optional[Rates] = None) -> Client:
     """
-    The L{Client} to authorize (limits default to C{defaults}), checked
-    completely, limits included, before anything touches the kernel: a
-    refused authorize changes nothing.
+    The L{Client} to authorize, checked completely, limits included,
+    before anything touches the kernel: a refused authorize changes
+    nothing. Each direction's limit is the first of: the one given (the
+    caller's, from the login's back end), the device's in C{rates}, the
+    default in C{defaults}.
     """
-    up = defaults[0] if up_kbit is None else up_kbit
-    down = defaults[1] if down_kbit is None else down_kbit
+    mac = MAC(mac)
+    device = (rates or {}).get(mac, (None, None))
+    up, down = (given if given is not None else own if own is not None else default
+                for given, own, default in zip((up_kbit, down_kbit), device, defaults))
     check_limits(up, down)
-    return Client(client_address(network, ip), MAC(mac), up, down)
+    return Client(client_address(network, ip), mac, up, down)
 
 
 def window_seconds(seconds: Optional[int], default: int) -> int:
@@ -217,6 +227,13 @@ class IShaper(Interface):
     direction. A client is an address of the LAN network other than its
     network and broadcast addresses; the LAN is a /16 to a /30, or the
     shaper refuses to be built (C{ValueError}).
+
+    A shaper may be built with an uplink capacity per direction
+    (L{netsuite.firewall.slots.Uplink}; the LAN is then a /17 to a /30):
+    in such a direction every client given to L{limit} shares the uplink
+    fairly with the others, capped by its own limit if it has one, and
+    C{limit(ip, 0, 0)} is not C{unlimit(ip)}: it puts the client in its
+    fair share.
     """
 
     def setup() -> None:
@@ -228,9 +245,12 @@ class IShaper(Interface):
         Idempotent: on a sound layout it changes nothing, client limits
         included, so that a restart throttles everyone as before; a part
         that is missing or not its own is rebuilt, empty (a flushed root
-        has lost its clients' limits anyway). The caller compares
-        L{limits} with what it wants afterwards and unlimits the rest, or a
-        recycled address inherits a stale limit. C{LookupError} if the LAN
+        has lost its clients' limits anyway), and so is one made with fair
+        shares for a shaper without them or the other way round. The caller
+        compares L{limits} with what it wants afterwards, unlimits the rest
+        (or a recycled address inherits a stale limit) and sets its clients'
+        limits again (after a change of uplink capacity, their classes
+        still have the old one). C{LookupError} if the LAN
         interface is missing; C{RuntimeError} if the IFB's name is taken by
         another kind of device.
         """
@@ -246,7 +266,7 @@ class IShaper(Interface):
     def limit(ip: ipaddress.IPv4Address, up_kbit: int, down_kbit: int) -> None:
         """
         Set (add or replace) the client's limits; C{limit(ip, 0, 0)} is
-        C{unlimit(ip)}.
+        C{unlimit(ip)}, except with an uplink capacity (see above).
 
         C{ValueError}, before anything changes, if C{ip} is not a client
         address of the LAN or a limit is not an int from 0 to 10,000,000.
@@ -269,7 +289,9 @@ class IShaper(Interface):
         The limits in place, read back (from the kernel's classes, not from
         memory of what was asked): client address -> (up_kbit, down_kbit),
         0 for a direction without a limit; clients without a limit (and
-        those whose classes were flushed) are absent. Costs one class dump per direction, so it grows with the
+        those whose classes were flushed) are absent, except that with an
+        uplink capacity every client given to L{limit} is there, (0, 0)
+        for one without limits of its own. Costs one class dump per direction, so it grows with the
         number of limited clients. C{LookupError} without an IFB device.
         """
 

@@ -18,8 +18,8 @@ from zope.interface import implementer
 
 from ..registry.values import MAC
 from ..runner import IRunner
-from .interfaces import (Client, FirewallError, IFirewall, IShaper, Traffic, client_address,
-                         new_client, smtp_server, window_seconds)
+from .interfaces import (Client, FirewallError, IFirewall, IShaper, Rates, Traffic,
+                         client_address, new_client, smtp_server, window_seconds)
 from .flows import FlowCutter
 from .garden import GardenBook
 from .gardenwrites import GardenWrites
@@ -50,6 +50,8 @@ class KernelFirewall:
     @param smtp_window: default seconds of an SMTP window.
     @param default_limits: (up, down) kbit/s for clients authorized without
         limits of their own (0: unlimited).
+    @param rates: per-device limits (L{interfaces.Rates}), before the
+        defaults (L{interfaces.new_client}).
     @param keep_clients: leave authorized clients (and the rules) in the
         kernel on stop, and adopt them on the next start.
     @param bridge_netfilter: C{"fix"} sets bridge-nf-call-iptables to 0 on
@@ -71,8 +73,10 @@ class KernelFirewall:
                  bridge_netfilter: str = "fix", network: Optional[KernelNetwork] = None,
                  cut_delay: float = 0.2, lock_dir: str = "/run/netsuite",
                  garden_ttl: Tuple[int, int] = (60, 86400),
-                 garden_max_entries: int = 4096, ipv6: str = "auto") -> None:
+                 garden_max_entries: int = 4096, ipv6: str = "auto",
+                 rates: Optional[Rates] = None) -> None:
         self.settings = settings
+        self.rates = dict(rates or {})
         self._run = runner.run
         self.clock = clock
         self.cut_delay = cut_delay
@@ -251,7 +255,7 @@ class KernelFirewall:
                   down_kbit: Optional[int] = None) -> "Deferred[Client]":
         try:
             client = new_client(self.settings.lan_network, ip, mac, up_kbit, down_kbit,
-                                self.default_limits)
+                                self.default_limits, self.rates)
         except (ValueError, TypeError):
             return fail()
         ip = client.ip
@@ -299,10 +303,9 @@ class KernelFirewall:
     def _apply_limits(self, client: Client) -> None:
         if self.shaper is None:
             return
-        if client.up_kbit or client.down_kbit:
-            self.shaper.limit(client.ip, client.up_kbit, client.down_kbit)
-        else:
-            self.shaper.unlimit(client.ip)
+        # limit(ip, 0, 0) is unlimit(ip), except with an uplink capacity
+        # (fair shares), where every client has a class
+        self.shaper.limit(client.ip, client.up_kbit, client.down_kbit)
 
     def deauthorize(self, ip: ipaddress.IPv4Address) -> "Deferred[bool]":
         try:

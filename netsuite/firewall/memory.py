@@ -17,10 +17,11 @@ from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
 from ..registry.values import MAC
-from .interfaces import (Client, IFirewall, IShaper, Traffic, client_address, new_client,
-                         smtp_server, window_seconds)
+from .interfaces import (Client, IFirewall, IShaper, Rates, Traffic, client_address,
+                         new_client, smtp_server, window_seconds)
 from .garden import GardenBook
-from .slots import check_limits, check_network, client_slot
+from .slots import (NO_UPLINK, Uplink, check_limits, check_network, check_uplink, client_slot,
+                    fair_class)
 
 __all__ = ["MemoryFirewall", "MemoryShaper"]
 
@@ -47,8 +48,9 @@ class MemoryFirewall:
     def __init__(self, clock: IReactorTime, lan_network: ipaddress.IPv4Network,
                  smtp_window: int = 600, default_limits: Tuple[int, int] = (0, 0),
                  keep_clients: bool = False, garden_ttl: Tuple[int, int] = (60, 86400),
-                 garden_max_entries: int = 4096) -> None:
+                 garden_max_entries: int = 4096, rates: Optional[Rates] = None) -> None:
         self.clock = clock
+        self.rates = dict(rates or {})
         self.garden_book = GardenBook(clock, lan_network, *garden_ttl,
                                       max_entries=garden_max_entries)
         self.kernel_garden: Dict[ipaddress.IPv4Address, float] = {}
@@ -140,7 +142,7 @@ class MemoryFirewall:
                   down_kbit: Optional[int] = None) -> "Deferred[Client]":
         try:
             client = new_client(self.lan_network, ip, mac, up_kbit, down_kbit,
-                                self.default_limits)
+                                self.default_limits, self.rates)
         except (ValueError, TypeError):
             return fail()
         ip = client.ip
@@ -281,14 +283,20 @@ class MemoryFirewall:
 class MemoryShaper:
     """
     @ivar kernel_limits: the simulated client classes: ip -> (up, down).
+    @ivar kernel_classes: the same classes as the kernel's would be: ip ->
+        direction ("up", "down") -> (parent, rate, ceil), the parent
+        "uplink" (fair shares: L{slots.fair_class}) or "root".
     @ivar ifb: whether the simulated IFB device exists.
     @ivar qdiscs: whether the simulated qdiscs (roots, tree, redirect) are
         in place.
     """
 
-    def __init__(self, lan_network: ipaddress.IPv4Network) -> None:
+    def __init__(self, lan_network: ipaddress.IPv4Network,
+                 uplink: Uplink = NO_UPLINK) -> None:
         self.lan_network = check_network(ipaddress.IPv4Network(lan_network))
+        self.uplink = check_uplink(uplink, self.lan_network)
         self.kernel_limits: Dict[ipaddress.IPv4Address, Tuple[int, int]] = {}
+        self.kernel_classes: Dict[ipaddress.IPv4Address, Dict[str, Tuple[str, int, int]]] = {}
         self.ifb = False
         self.qdiscs = False
 
@@ -303,6 +311,7 @@ class MemoryShaper:
         """
         self.qdiscs = False
         self.kernel_limits.clear()
+        self.kernel_classes.clear()
 
     # IShaper
 
@@ -312,6 +321,7 @@ class MemoryShaper:
     def teardown(self) -> None:
         self.ifb = self.qdiscs = False
         self.kernel_limits.clear()
+        self.kernel_classes.clear()
 
     def _address(self, ip: Any) -> ipaddress.IPv4Address:
         client_slot(ip, self.lan_network)  # refuses what the kernel one refuses
@@ -327,15 +337,25 @@ class MemoryShaper:
         self._need_ifb()
         if not self.qdiscs:
             raise LookupError("the qdiscs were flushed: call setup()")
-        if up_kbit or down_kbit:
+        classes = {}
+        for direction, kbit, match in (("up", up_kbit, "src"), ("down", down_kbit, "dst")):
+            capacity = self.uplink.capacity(match)
+            if capacity:
+                guarantee = self.uplink.guarantee(capacity, self.lan_network)
+                classes[direction] = ("uplink", *fair_class(capacity, guarantee, kbit))
+            elif kbit:
+                classes[direction] = ("root", kbit, kbit)
+        if classes:
             self.kernel_limits[ip] = (up_kbit, down_kbit)
+            self.kernel_classes[ip] = classes
         else:
-            self.kernel_limits.pop(ip, None)
+            self.unlimit(ip)
 
     def unlimit(self, ip: ipaddress.IPv4Address) -> None:
         ip = self._address(ip)
         self._need_ifb()
         self.kernel_limits.pop(ip, None)
+        self.kernel_classes.pop(ip, None)
 
     def limits(self) -> Dict[ipaddress.IPv4Address, Tuple[int, int]]:
         self._need_ifb()

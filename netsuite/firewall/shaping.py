@@ -15,6 +15,12 @@ Layout, on the LAN interface C{lan} and an IFB device C{ifb}::
         2:<b>:<n> match dst/32            on the source address instead)
                   classid 1:<off>
 
+With an uplink capacity in a direction (L{slots.Uplink}), that tree also
+has the uplink's class C{1:fffe} (rate = ceil = capacity, a root class)
+and every client's class is under it, one without a limit of its own too:
+rate the guarantee, ceil its limit or the capacity, the same quantum for
+all (fair shares: C{docs/firewall-shaping.md}).
+
 Every client's identifiers are derived from its host offset C{off} in the LAN
 network (L{slots.client_slot}): the class is C{1:<off>} and its u32 node
 C{2:<low byte of the address>:<(off >> 8) + 1>} in a 256-bucket hash table
@@ -53,11 +59,18 @@ from .slots import (
     HASH_HT,
     INGRESS_HANDLE,
     LINK_HANDLE,
+    NO_UPLINK,
     UNLIMITED_KBIT,
+    UPLINK_CLASSID,
+    UPLINK_MIN_PREFIXLEN,
     ClientSlot,
+    Uplink,
+    bytes_to_kbit,
     check_limits,
     check_network,
+    check_uplink,
     client_slot,
+    fair_class,
 )
 
 __all__ = ["Shaper"]
@@ -80,12 +93,20 @@ class Shaper:
     L{setup} keeps the client classes it finds under a well-formed layout
     (after a crash or a restart): compare L{limits} with what should be set
     and L{unlimit} what is stale, or a recycled address inherits a limit.
+
+    With an C{uplink} capacity in a direction, that direction's tree has
+    the uplink's class C{1:fffe} (rate = ceil = capacity) and every client
+    limited there, C{limit(ip, 0, 0)} included, a class under it
+    (L{netsuite.firewall.slots.fair_class}): fair shares, drawn in
+    C{docs/firewall-shaping.md}.
     """
 
     def __init__(self, lan_ifname: str, lan_network: IPv4Network,
-                 ifb_ifname: str = "ifb-ns0", ipr: Optional[IPRoute] = None):
+                 ifb_ifname: str = "ifb-ns0", ipr: Optional[IPRoute] = None,
+                 uplink: Uplink = NO_UPLINK):
         self.lan_ifname = lan_ifname
         self.lan_network = check_network(ipaddress.IPv4Network(lan_network))
+        self.uplink = check_uplink(uplink, self.lan_network)
         self.ifb_ifname = ifb_ifname
         self._ipr = ipr
         self._own_ipr = ipr is None
@@ -215,11 +236,24 @@ class Shaper:
         self._ifb_index = link['index']
         return self._ifb_index
 
+    def _has_uplink_class(self, index: int) -> bool:
+        """
+        Does the tree have the uplink's class? (On a /16 1:fffe would be a
+        client's, and fair shares are refused there.)
+        """
+        if self.lan_network.prefixlen < UPLINK_MIN_PREFIXLEN:
+            return False
+        return self._request(tc.get_class(index, UPLINK_CLASSID), ignore=_ABSENT)
+
     def _ensure_htb(self, index: int, direction: str, current: Any) -> None:
+        capacity = self.uplink.capacity(direction)
         ours = (
             tc.is_htb_root(current)
             and tc.htb_defcls(current) == DEFAULT_MINOR
             and self._tree_matches(index, direction)
+            # a tree with fair shares and one without cannot be turned into
+            # each other class by class (the kernel moves no class)
+            and self._has_uplink_class(index) == bool(capacity)
         )
         if not ours:
             # replacing the root drops whatever classes and filters it held
@@ -227,6 +261,8 @@ class Shaper:
                 self._request(tc.delete_root(index), ignore=_ABSENT)
             self._request(tc.add_htb_root(index))
         self._request(tc.set_class(index, DEFAULT_CLASSID, UNLIMITED_KBIT))
+        if capacity:
+            self._request(tc.set_class(index, UPLINK_CLASSID, capacity))
         if not ours:
             # the hash table 2: (256 buckets), and the node in 800: that
             # sends LAN addresses into it
@@ -283,13 +319,14 @@ class Shaper:
     def limit(self, ip: IPv4Address, up_kbit: int, down_kbit: int) -> None:
         """
         Set (add or replace) the client's limits in kbit/s (1000 bit/s);
-        0 leaves that direction unlimited.
+        0 leaves that direction unlimited (without an uplink capacity
+        there) or at the uplink's fair share.
         """
         slot = client_slot(ip, self.lan_network)
         check_limits(up_kbit, down_kbit)
         with self._lock:
             for (index, direction), kbit in zip(self._devices(), (down_kbit, up_kbit)):
-                if kbit:
+                if kbit or self.uplink.capacity(direction):
                     self._set(index, direction, IPv4Address(ip), slot, kbit)
                 else:
                     self._clear(index, slot)
@@ -304,7 +341,15 @@ class Shaper:
                 self._clear(index, slot)
 
     def _set(self, index: int, direction: str, ip: IPv4Address, slot: ClientSlot, kbit: int) -> None:
-        self._request(tc.set_class(index, slot.classid, kbit))
+        capacity = self.uplink.capacity(direction)
+        if capacity:
+            rate, ceil = fair_class(capacity, self.uplink.guarantee(capacity, self.lan_network),
+                                    kbit)
+            quantum = tc.fair_quantum(capacity)
+            self._request(tc.set_class(index, slot.classid, rate, parent=UPLINK_CLASSID,
+                                       ceil_kbit=ceil, quantum=quantum, cburst=quantum))
+        else:
+            self._request(tc.set_class(index, slot.classid, kbit))
         self._request(tc.set_client_filter(index, slot, ip, direction))
 
     def _clear(self, index: int, slot: ClientSlot) -> None:
@@ -315,15 +360,25 @@ class Shaper:
     def limits(self) -> Dict[IPv4Address, Tuple[int, int]]:
         """
         The limits set in the kernel: address -> (up_kbit, down_kbit), 0 for
-        a direction without a limit. Read from the HTB classes.
+        a direction without a limit. Read from the HTB classes: under the
+        uplink's class, a ceil that is the uplink's capacity is no limit
+        (0), and a client with such classes only is there with (0, 0).
         """
         with self._lock:
             found: Dict[IPv4Address, List[int]] = {}
             for (index, _), position in zip(self._devices(), (1, 0)):
-                for msg in self.ipr.get_classes(index=index):
-                    limit = tc.class_limit(msg, self.lan_network)
-                    if limit is not None:
-                        found.setdefault(limit[0], [0, 0])[position] = limit[1]
+                msgs = list(self.ipr.get_classes(index=index))
+                uplink = [tc.htb_rate(m) for m in msgs if m['handle'] == UPLINK_CLASSID
+                          and self.lan_network.prefixlen >= UPLINK_MIN_PREFIXLEN]
+                for msg in msgs:
+                    client = tc.client_class(msg, self.lan_network)
+                    if client is None:
+                        continue
+                    ip, parent, ceil = client
+                    if parent == UPLINK_CLASSID and uplink and \
+                            ceil == bytes_to_kbit(uplink[0]):
+                        ceil = 0
+                    found.setdefault(ip, [0, 0])[position] = ceil
             return {ip: (up, down) for ip, (up, down) in found.items()}
 
     def intact(self) -> bool:
@@ -340,10 +395,12 @@ class Shaper:
                     return False
                 self._lan_index, self._ifb_index = lan['index'], ifb['index']
                 qdiscs = self._qdiscs()
-                for index in (lan['index'], ifb['index']):
+                for index, direction in ((lan['index'], "dst"), (ifb['index'], "src")):
                     if not tc.is_htb_root(qdiscs.get((index, TC_H_ROOT))):
                         return False
                     if self._get_filter(index, LINK_HANDLE) is None:
+                        return False
+                    if self.uplink.capacity(direction) and not self._has_uplink_class(index):
                         return False
                 ingress = qdiscs.get((lan['index'], TC_H_INGRESS))
                 if ingress is None or ingress.get_attr('TCA_KIND') != 'ingress':

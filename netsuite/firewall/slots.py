@@ -29,6 +29,10 @@ __all__ = [
     "network_match_key",
     "kbit_to_bytes",
     "bytes_to_kbit",
+    "Uplink",
+    "NO_UPLINK",
+    "check_uplink",
+    "fair_class",
 ]
 
 # --- fixed identifiers ------------------------------------------------------
@@ -52,6 +56,12 @@ IP_DST_OFFSET = 16
 
 MIN_PREFIXLEN = 16              # minor = host offset must fit under 0xffff
 MAX_PREFIXLEN = 30              # at least two hosts
+
+# fair shares of the uplink (L{Uplink})
+UPLINK_MINOR = 0xFFFE           # class 1:fffe: the uplink, parent of every client class
+UPLINK_CLASSID = ROOT_HANDLE | UPLINK_MINOR
+UPLINK_MIN_PREFIXLEN = 17       # so that no client offset is 0xfffe
+MIN_GUARANTEE_KBIT = 8          # below this HTB's burst of one MTU lasts over a second
 
 
 @dataclass(frozen=True)
@@ -187,3 +197,78 @@ def kbit_to_bytes(kbit: int) -> int:
 
 def bytes_to_kbit(rate: int) -> int:
     return (rate * 8 + 500) // 1000
+
+
+@dataclass(frozen=True)
+class Uplink:
+    """
+    The uplink's capacity per direction in kbit/s (0: that direction is not
+    shared: clients without a limit of their own are not shaped, as before
+    fair shares), and the number of clients its guaranteed rates are sized
+    for (0: every client address of the LAN).
+
+    With a capacity, every client has an HTB class under the uplink's class
+    C{1:fffe} (rate = ceil = capacity): its guaranteed rate is
+    L{guarantee}, its ceil its own limit or the capacity, so idle capacity
+    is lent to the active clients, in equal shares (all classes have the
+    same quantum).
+    """
+
+    up_kbit: int = 0
+    down_kbit: int = 0
+    clients: int = 0
+
+    @property
+    def on(self) -> bool:
+        return bool(self.up_kbit or self.down_kbit)
+
+    def capacity(self, direction: str) -> int:
+        """
+        The capacity of the direction whose u32 tree matches C{direction}
+        ("dst": download, on the LAN; "src": upload, on the IFB).
+        """
+        field_offset(direction)
+        return self.down_kbit if direction == "dst" else self.up_kbit
+
+    def guarantee(self, capacity: int, network: IPv4Network) -> int:
+        """
+        Each client's guaranteed rate: C{capacity} / L{clients} (or / the
+        LAN's client addresses), at least L{MIN_GUARANTEE_KBIT}. HTB lets a
+        class under its rate send without asking its parent, so guarantees
+        that add up to more than the capacity would let the clients
+        together exceed it; the shares of what is left over do not depend
+        on the guarantee (equal quanta share it equally).
+        """
+        clients = self.clients or network.num_addresses - 2
+        return max(MIN_GUARANTEE_KBIT, capacity // max(1, clients))
+
+
+NO_UPLINK = Uplink()
+
+
+def check_uplink(uplink: Uplink, network: IPv4Network) -> Uplink:
+    """
+    C{uplink}, if it can share C{network}'s clients' traffic; else
+    C{ValueError}.
+    """
+    for kbit in (uplink.up_kbit, uplink.down_kbit):
+        if not isinstance(kbit, int) or not 0 <= kbit <= UNLIMITED_KBIT:
+            raise ValueError(f"an uplink capacity is an int of kbit/s from 0 to "
+                             f"{UNLIMITED_KBIT}, not {kbit!r}")
+    if not isinstance(uplink.clients, int) or uplink.clients < 0:
+        raise ValueError(f"the uplink's number of clients is an int >= 0, not {uplink.clients!r}")
+    if uplink.on and IPv4Network(network).prefixlen < UPLINK_MIN_PREFIXLEN:
+        raise ValueError(f"LAN {network}: fair shares of the uplink need a prefix from "
+                         f"/{UPLINK_MIN_PREFIXLEN} to /{MAX_PREFIXLEN} (class 1:fffe is the "
+                         f"uplink's, and on a /16 it is a client's)")
+    return uplink
+
+
+def fair_class(capacity: int, guarantee: int, limit: int) -> Tuple[int, int]:
+    """
+    (rate, ceil) in kbit/s of a client's class under the uplink: ceil is
+    its own C{limit}, or the C{capacity} when it has none (0); rate the
+    C{guarantee}, or the ceil if that is lower.
+    """
+    ceil = limit or capacity
+    return min(guarantee, ceil), ceil

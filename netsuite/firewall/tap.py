@@ -9,8 +9,8 @@ from typing import Any
 
 from twisted.application.service import Service
 
-from ..config.fields import (INTERFACE, NETWORK, NETWORK_LIST, OPTIONAL_PATH, PORT, PORT_LIST,
-                             PORT_OR_ZERO, SECONDS, at_least, between, one_of)
+from ..config.fields import (INTERFACE, MAX_KBIT, NETWORK, NETWORK_LIST, OPTIONAL_PATH, PORT,
+                             PORT_LIST, PORT_OR_ZERO, RATE_MAP, SECONDS, between, one_of)
 from ..config.schema import ConfigError, Field
 from .rules import FirewallSettings
 
@@ -83,9 +83,21 @@ SECTION = {
                              between(-1, 65535, "a queue number")),
     "shaping": Field(bool, True, "per-client rate limits with tc (HTB, IFB)"),
     "ifb_interface": Field(INTERFACE, "ifb-ns0", "IFB device for upload limits"),
-    "default_up_kbit": Field(int, 0, "upload limit of a client (0: unlimited)", at_least(0)),
+    "default_up_kbit": Field(int, 0, "upload limit of a client (0: unlimited)",
+                             between(0, MAX_KBIT, "kbit/s")),
     "default_down_kbit": Field(int, 0, "download limit of a client (0: unlimited)",
-                               at_least(0)),
+                               between(0, MAX_KBIT, "kbit/s")),
+    "uplink_up_kbit": Field(int, 0, "the uplink's upload capacity, shared fairly by the "
+                            "clients (0: upload not shared, as without it)",
+                            between(0, MAX_KBIT, "kbit/s")),
+    "uplink_down_kbit": Field(int, 0, "the uplink's download capacity, shared fairly by the "
+                              "clients (0: download not shared)",
+                              between(0, MAX_KBIT, "kbit/s")),
+    "uplink_clients": Field(int, 0, "clients the guaranteed share (capacity / this) is sized "
+                            "for (0: every client address of lan_network)",
+                            between(0, 65534, "a number of clients")),
+    "rates": Field(RATE_MAP, {}, "per-device limits: MAC -> { up_kbit, down_kbit }, for "
+                   "clients authorized without limits of their own"),
     "keep_clients": Field(bool, False, "keep authorized clients online across a restart"),
     "check_interval": Field(SECONDS, 5.0, "seconds between checks of the kernel state "
                             "(0: never)"),
@@ -148,6 +160,11 @@ def check(config: Any) -> None:
         raise ConfigError(f"{config.source}: [firewall] extrusion_queue and nfqueue_num are "
                           f"both {section.nfqueue_num}: the stats and the mail proxy each "
                           "read a queue of their own")
+    if section.shaping and (section.uplink_up_kbit or section.uplink_down_kbit) and \
+            section.lan_network.prefixlen < 17:
+        raise ConfigError(f"{config.source}: [firewall] uplink_up_kbit/uplink_down_kbit: fair "
+                          f"shares need a lan_network of /17 or smaller, not "
+                          f"{section.lan_network}")
     for name in ("tproxy_mark", "ipv6_mark"):
         if section.divert_mark & getattr(section, name):
             raise ConfigError(f"{config.source}: [firewall] divert_mark "
@@ -177,12 +194,15 @@ def firewall_from_config(config: Any, reactor: Any) -> Any:
     shaper = None
     if section.shaping:
         from .shaping import Shaper
-        shaper = Shaper(section.lan_interface, settings.lan_network, section.ifb_interface)
+        from .slots import Uplink
+        shaper = Shaper(section.lan_interface, settings.lan_network, section.ifb_interface,
+                        uplink=Uplink(section.uplink_up_kbit, section.uplink_down_kbit,
+                                      section.uplink_clients))
     return KernelFirewall(
         settings, ThreadRunner(reactor, name="netsuite-firewall"), reactor, shaper=shaper,
         smtp_window=section.smtp_window,
         default_limits=(section.default_up_kbit, section.default_down_kbit),
-        keep_clients=section.keep_clients, bridge_netfilter=section.bridge_netfilter,
+        rates=section.rates, keep_clients=section.keep_clients, bridge_netfilter=section.bridge_netfilter,
         lock_dir=section.lock_dir or config.bus.socket_dir,
         garden_ttl=(section.garden_min_ttl, section.garden_max_ttl),
         garden_max_entries=section.garden_max_entries, ipv6=section.ipv6,

@@ -14,7 +14,7 @@ import ssl
 import threading
 import time
 import urllib.parse
-from typing import Any, Callable, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Set, Tuple
 
 import ldap3
 from ldap3.utils.conv import escape_filter_chars
@@ -243,17 +243,39 @@ class LdapDirectory:
     # binds
 
     def bind(self, dn: str, password: str, budget: float) -> bool:
+        return self.bind_read(dn, password, (), budget) is not None
+
+    def bind_read(self, dn: str, password: str, attributes: Sequence[str],
+                  budget: float) -> Optional[Dict[str, Tuple[str, ...]]]:
+        """
+        See L{IDirectory.bind_read}: one fresh connection, the bind, then
+        (with C{attributes}) a base search of C{dn} as that user, all within
+        C{budget}.
+        """
         if not password:
-            return False  # an empty password is an unauthenticated bind: never a login
+            return None  # an empty password is an unauthenticated bind: never a login
         end = time.monotonic() + budget
         connection = self._open(self.url, dn, password, budget)
         try:
             _narrow(connection, end)
-            if connection.bind():
-                return True
-            if result_code(connection) in REFUSED_BIND_CODES:
-                return False
-            raise DirectoryError(f"bind failed: {(connection.result or {}).get('description')}")
+            if not connection.bind():
+                if result_code(connection) in REFUSED_BIND_CODES:
+                    return None
+                raise DirectoryError(
+                    f"bind failed: {(connection.result or {}).get('description')}")
+            if not attributes:
+                return {}
+            _narrow(connection, end)
+            connection.search(dn, "(objectClass=*)", ldap3.BASE, attributes=list(attributes),
+                              size_limit=1, time_limit=max(1, math.ceil(_remaining(end))))
+            if result_code(connection) != 0:
+                raise DirectoryError(f"reading {dn!r} after its bind failed: "
+                                     f"{(connection.result or {}).get('description')}")
+            for item in connection.response or ():
+                if item.get("type") == "searchResEntry":
+                    return {name.lower(): tuple(_text(v) for v in found)
+                            for name, found in item["raw_attributes"].items() if found}
+            return {}
         finally:
             _unbind(connection)
 

@@ -6,7 +6,7 @@ each within a deadline for the whole request.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 from zope.interface import Interface
 
@@ -58,6 +58,20 @@ class IDirectory(Interface):
         connection each time, never reused.
 
         @param budget: seconds for connect and bind together.
+        @raise TimeoutError: C{budget} ran out.
+        @raise Exception: the directory failed or could not be reached.
+        """
+
+    def bind_read(dn: str, password: str, attributes: Sequence[str],
+                  budget: float) -> Optional[Dict[str, Tuple[str, ...]]]:
+        """
+        L{bind}, and then, as that user on the same connection, the values
+        of C{attributes} of the entry C{dn} (names lower-cased; absent
+        ones left out): None where L{bind} is False, C{{}} for no
+        attributes asked.
+
+        @param budget: seconds for connect, bind and read together.
+        @raise DirectoryError: the entry could not be read.
         @raise TimeoutError: C{budget} ran out.
         @raise Exception: the directory failed or could not be reached.
         """

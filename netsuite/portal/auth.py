@@ -2,8 +2,10 @@
 """
 Login back ends for C{/portal/authenticate} (method C{"password"}): a
 users file of scrypt hashes and an LDAP simple bind (L{netsuite.ldap}, in
-a thread, within a deadline); the login rate limit (per IP and per MAC); the C{[portal.auth]} and
-C{[portal.operator]} config tables.
+a thread, within a deadline), either of which may give the user's rates
+(L{netsuite.portal.rates}); the login rate limit (per IP and per MAC,
+L{netsuite.portal.limiter}); the C{[portal.auth]} and C{[portal.operator]}
+config tables.
 
 C{python -m netsuite.portal.auth hash} reads a password on stdin and prints
 its C{scrypt$N$r$p$salt$hash} (add C{username:} in front for a users file).
@@ -17,20 +19,21 @@ import hashlib
 import hmac
 import secrets
 import sys
-from collections import deque
-from typing import Any, Deque, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from twisted.logger import Logger
 
-from ..clock import clock_watch
 from ..config.fields import NETWORK_LIST, OPTIONAL_PATH, SECONDS, SECRET, Secret, at_least
-from ..config.schema import Field
+from ..config.schema import ConfigError, Field
 from ..ldap import IDirectory, LdapDirectory, escape_dn_value, url_error
 from ..runner import IRunner
 from ..registry.interfaces import CONTINUE, Stop
 from ..registry.values import Message
+from .limiter import LoginLimiter
+from .rates import Rates, attribute_rates, parse_rates
 
-__all__ = ["hash_password", "verify_password", "parse_users", "UsersFile", "LdapBind",
+__all__ = ["hash_password", "verify_password", "parse_users", "read_users", "UsersFile",
+           "LdapBind",
            "bind_dn", "LoginLimiter", "AUTH_SECTION", "OPERATOR_SECTION",
            "install", "operator_auth", "PASSWORD", "CLICK", "CODE", "METHODS"]
 
@@ -106,22 +109,47 @@ def verify_password(password: str, encoded: str) -> bool:
     return bool(digest) and hmac.compare_digest(computed, digest)
 
 
-def parse_users(text: str) -> Dict[str, str]:
+def read_users(text: str, source: str = "users file") -> Tuple[
+        Dict[str, str], Dict[str, Rates], List[Tuple[str, bool]]]:
     """
-    C{username -> hash} of a users file: C{username:scrypt$...} lines;
-    blank lines and C{#} comments are skipped, malformed lines logged.
+    A users file: C{username:scrypt$...} lines, each with an optional third
+    field of rates (C{:up_kbit=1000,down_kbit=4000}, L{rates.parse_rates});
+    blank lines and C{#} comments are skipped. Returns C{username -> hash},
+    C{username -> rates} (users with rates only) and, for each malformed
+    line (left out: its user cannot log in), C{("<source> line N: what is
+    wrong", whether it is the rates)}.
     """
-    users = {}
+    users: Dict[str, str] = {}
+    rates: Dict[str, Rates] = {}
+    errors: List[Tuple[str, bool]] = []
     for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        name, sep, encoded = line.partition(":")
+        name, sep, rest = line.partition(":")
+        encoded, has_rates, rates_text = rest.partition(":")
         if not sep or not name or check_hash(encoded) is not None or not encoded:
-            _log.warn("users file line {number} is not username:scrypt$N$r$p$salt$hash",
-                      number=number)
+            errors.append((f"{source} line {number}: not "
+                           f"username:scrypt$N$r$p$salt$hash[:up_kbit=N,down_kbit=N]", False))
             continue
+        if has_rates:
+            try:
+                rates[name] = parse_rates(rates_text)
+            except ValueError as e:
+                errors.append((f"{source} line {number}: user {name!r}: {e}", True))
+                continue
         users[name] = encoded
+    return users, rates, errors
+
+
+def parse_users(text: str) -> Dict[str, str]:
+    """
+    C{username -> hash} of a users file (L{read_users}); malformed lines
+    logged.
+    """
+    users, _, errors = read_users(text)
+    for error, _ in errors:
+        _log.warn("{error}", error=error)
     return users
 
 
@@ -156,7 +184,23 @@ class UsersFile:
         self.last = last
         self._stamp: Any = None
         self._users: Dict[str, str] = {}
+        self._rates: Dict[str, Rates] = {}
         self._dummy = _dummy_hash(None)
+
+    def check(self) -> None:
+        """
+        At start: a line with a bad rate is a L{ConfigError} naming the
+        file and the line (later, when the file changes, it is logged and
+        its user left out). An unreadable file is only logged, as later.
+        """
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                text = f.read()
+        except (OSError, UnicodeDecodeError):
+            return
+        for error, bad_rate in read_users(text, self.path)[2]:
+            if bad_rate:
+                raise ConfigError(error)
 
     def users(self) -> Dict[str, str]:
         import os
@@ -165,12 +209,14 @@ class UsersFile:
             stamp = (stat.st_mtime_ns, stat.st_size)
             if stamp != self._stamp:
                 with open(self.path, encoding="utf-8") as f:
-                    self._users = parse_users(f.read())
+                    self._users, self._rates, errors = read_users(f.read(), self.path)
+                for error, _ in errors:
+                    _log.warn("{error}", error=error)
                 self._stamp = stamp
                 self._dummy = _dummy_hash(next(iter(self._users.values()), None))
-        except OSError as e:
+        except (OSError, UnicodeDecodeError) as e:
             _log.warn("cannot read the users file {path}: {error}", path=self.path, error=e)
-            self._users, self._stamp = {}, None
+            self._users, self._rates, self._stamp = {}, {}, None
         return self._users
 
     def __call__(self, message: Message) -> Any:
@@ -182,8 +228,9 @@ class UsersFile:
         if encoded is None:
             return self.runner.run(verify_password, password, self._dummy).addCallback(
                 lambda _: Stop({"ok": False, "message": WRONG}) if self.last else CONTINUE)
+        rates = self._rates.get(username, {})
         return self.runner.run(verify_password, password, encoded).addCallback(
-            lambda ok: Stop({"ok": True, "username": username}) if ok
+            lambda ok: Stop({"ok": True, "username": username, **rates}) if ok
             else Stop({"ok": False, "message": WRONG}))
 
 
@@ -210,16 +257,23 @@ class LdapBind:
     (C{{user}} escaped), run by C{runner} in a thread, answered within
     C{deadline} seconds (C{clock}-timed). Refused credentials: C{ok} false;
     a directory that fails or does not answer in time: C{ok} false with a
-    message saying so.
+    message saying so. With C{up_attribute} or C{down_attribute}, the
+    user's entry is read after the bind (as the user,
+    L{IDirectory.bind_read}) and those attributes are the answer's
+    C{up_kbit}, C{down_kbit} (L{rates.attribute_rates}); a value that is
+    no rate refuses the login (logged), rather than let it in without the
+    limit meant for it.
     """
 
     def __init__(self, directory: IDirectory, template: str, deadline: float, clock: Any,
-                 runner: IRunner) -> None:
+                 runner: IRunner, up_attribute: str = "", down_attribute: str = "") -> None:
         self.directory = directory
         self.template = template
         self.deadline = deadline
         self.clock = clock
         self.runner = runner
+        self.up_attribute = up_attribute
+        self.down_attribute = down_attribute
 
     def __call__(self, message: Message) -> Any:
         credentials = _credentials(message)
@@ -227,12 +281,21 @@ class LdapBind:
             return CONTINUE
         username, password = credentials
         dn = bind_dn(self.template, username)
-        work = self.runner.run(self.directory.bind, dn, password, self.deadline)
+        names = [name for name in (self.up_attribute, self.down_attribute) if name]
+        work = self.runner.run(self.directory.bind_read, dn, password, names, self.deadline)
         work.addTimeout(self.deadline, self.clock)
 
-        def done(ok: bool) -> Stop:
-            return Stop({"ok": True, "username": username}) if ok \
-                else Stop({"ok": False, "message": WRONG})
+        def done(entry: Optional[Dict[str, Tuple[str, ...]]]) -> Stop:
+            if entry is None:
+                return Stop({"ok": False, "message": WRONG})
+            try:
+                rates = attribute_rates(entry, self.up_attribute, self.down_attribute)
+            except ValueError as e:
+                _log.warn("LDAP login of {user!r} refused: {dn}: {error}", user=username,
+                          dn=dn, error=e)
+                return Stop({"ok": False, "message": "your account's rate limit is not "
+                                                     "valid; please tell the operator"})
+            return Stop({"ok": True, "username": username, **rates})
 
         def failed(failure: Any) -> Stop:
             _log.warn("LDAP login of {user!r} failed: {error}", user=username,
@@ -242,94 +305,6 @@ class LdapBind:
         return work.addCallbacks(done, failed)
 
 
-class LoginLimiter:
-    """
-    Login attempts per client, clock-driven: at most C{max_failures}
-    failed ones and C{max_attempts} in all (accepted or not) in C{window}
-    seconds (0: no limit). A client is one or more keys (its IP address,
-    its MAC): each is counted, and the most limited one decides, so that
-    a device cannot multiply its guesses by taking more addresses. Keys
-    whose times have all left the window are dropped as the books grow,
-    so memory follows the recent attempts, not every client ever seen.
-    The times move with a step of the wall clock (L{netsuite.clock}), so
-    that a step back does not lock a client out for as long.
-    """
-
-    def __init__(self, clock: Any, max_failures: int = 5, window: float = 60.0,
-                 max_attempts: int = 0) -> None:
-        self.clock = clock
-        self.max_failures = max_failures
-        self.max_attempts = max_attempts
-        self.window = window
-        self._failures: Dict[str, Deque[float]] = {}
-        self._attempts: Dict[str, Deque[float]] = {}
-        self._prune_at = _PRUNE_AT
-        clock_watch(clock).observe(self.shift)
-
-    def shift(self, seconds: float) -> None:
-        """The wall clock stepped by C{seconds}: move every recorded time."""
-        for book in (self._failures, self._attempts):
-            for key, times in book.items():
-                book[key] = deque(t + seconds for t in times)
-
-    def _recent(self, book: Dict[str, Deque[float]], key: Any) -> Deque[float]:
-        now = self.clock.seconds()
-        times = book.get(str(key))
-        if times is None:
-            return deque()
-        while times and times[0] <= now - self.window:
-            times.popleft()
-        if not times:
-            del book[str(key)]
-        return times
-
-    def _wait(self, times: Deque[float], limit: int) -> Optional[int]:
-        if not limit or len(times) < limit:
-            return None
-        wait = times[-limit] + self.window - self.clock.seconds()
-        return max(1, int(wait + 0.999))
-
-    def retry_after(self, *clients: Any) -> Optional[int]:
-        """
-        Seconds before C{clients} (keys of one client) may try again, or
-        None if it may now.
-        """
-        waits = [w for key in clients
-                 for w in (self._wait(self._recent(self._failures, key), self.max_failures),
-                           self._wait(self._recent(self._attempts, key), self.max_attempts))
-                 if w is not None]
-        return max(waits) if waits else None
-
-    def _note(self, clients: Tuple[Any, ...], book: Dict[str, Deque[float]],
-              limit: int) -> None:
-        if not limit:
-            return
-        for key in clients:
-            self._recent(book, key)
-            times = book.setdefault(str(key), deque())
-            times.append(self.clock.seconds())
-            while len(times) > limit:
-                times.popleft()
-        if len(book) >= self._prune_at:
-            for key in list(book):
-                self._recent(book, key)
-            self._prune_at = max(_PRUNE_AT, 2 * len(book))
-
-    def attempted(self, *clients: Any) -> None:
-        """
-        C{clients} tries to log in (counted whatever the outcome).
-        """
-        self._note(clients, self._attempts, self.max_attempts)
-
-    def failed(self, *clients: Any) -> None:
-        self._note(clients, self._failures, self.max_failures)
-
-    def succeeded(self, *clients: Any) -> None:
-        for key in clients:
-            self._failures.pop(str(key), None)
-
-
-_PRUNE_AT = 1024
 
 
 def _method(value: Any) -> Optional[str]:
@@ -349,12 +324,18 @@ def _hash(secret: Secret) -> Optional[str]:
 
 
 AUTH_SECTION = {
-    "users_file": Field(OPTIONAL_PATH, "", "file of username:scrypt$N$r$p$salt$hash lines (\"\": none)"),
+    "users_file": Field(OPTIONAL_PATH, "", "file of username:scrypt$N$r$p$salt$hash lines, "
+                        "each with :up_kbit=N,down_kbit=N after it if the user has rates "
+                        "of its own (\"\": none)"),
     "ldap_url": Field(str, "", "ldap:// or ldaps:// URL for a simple-bind login (\"\": none)",
                       _ldap_url),
     "ldap_bind_dn": Field(str, "uid={user},ou=people,dc=example,dc=test",
                           "the DN to bind as; {user} is the username, escaped", _template),
     "ldap_deadline": Field(SECONDS, 3.0, "seconds an LDAP login may take, connect included"),
+    "ldap_up_attribute": Field(str, "", "attribute of the user's entry holding its upload "
+                               "limit in kbit/s, read after the bind (\"\": none)"),
+    "ldap_down_attribute": Field(str, "", "attribute of the user's entry holding its download "
+                                 "limit in kbit/s (\"\": none)"),
     "max_failures": Field(int, 5, "failed logins per client IP, and per MAC, per "
                           "failure_window before a 429 (0: no limit)", at_least(0)),
     "max_attempts": Field(int, 20, "login attempts, accepted or not, per client IP, and "
@@ -415,12 +396,14 @@ def install(portal: Any, auth: Any, operator: Any, reactor: Any,
     if auth.ldap_url:
         portal.registry.listen("/portal/authenticate",
                                LdapBind(LdapDirectory(auth.ldap_url), auth.ldap_bind_dn,
-                                        auth.ldap_deadline, reactor, runner),
+                                        auth.ldap_deadline, reactor, runner,
+                                        auth.ldap_up_attribute, auth.ldap_down_attribute),
                                first=True, tags=dict(tags, backend="ldap"))
         method = PASSWORD
     if auth.users_file:
-        portal.registry.listen("/portal/authenticate",
-                               UsersFile(auth.users_file, runner, last=not auth.ldap_url),
+        users = UsersFile(auth.users_file, runner, last=not auth.ldap_url)
+        users.check()
+        portal.registry.listen("/portal/authenticate", users,
                                first=True, tags=dict(tags, backend="users-file"))
         method = PASSWORD
     if auth.method:

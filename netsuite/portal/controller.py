@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from ..registry.interfaces import NO_ANSWER, IRegistry, Stop, join_address
 from ..registry.registry import declare_service
 from ..registry.values import MAC, Message
+from .rates import Rates, answer_rates, session_rates
 from .sessions import Session, Sessions
 
 __all__ = ["Portal", "MAILBOXES", "EVENTS", "LoginRefused", "SessionNotStored", "STOPPED"]
@@ -25,8 +26,9 @@ __all__ = ["Portal", "MAILBOXES", "EVENTS", "LoginRefused", "SessionNotStored", 
 _log = Logger()
 
 MAILBOXES = {
-    "/portal/authenticate": "May {ip, mac, method} log in? Answer {ok, message?}; the stock "
-                            "click-through listener (last) accepts method 'click'.",
+    "/portal/authenticate": "May {ip, mac, method} log in? Answer {ok, message?, up_kbit?, "
+                            "down_kbit?} (the user's rates, passed to /firewall/authorize); "
+                            "the stock click-through listener (last) accepts method 'click'.",
     "/portal/authorize": "Log {ip, mac?} in without asking (an operator); answers {authorized, ip, mac}.",
     "/portal/deauthorize": "Log {ip, reason?} out; answers {deauthorized: had it a session}.",
     "/portal/sessions": "The sessions {after?, limit?}: answers a list of {ip, mac, started, "
@@ -252,20 +254,30 @@ class Portal:
     def authenticate(self, ip: ipaddress.IPv4Address, mac: MAC, method: str,
                      extra: Optional[Message] = None) -> Any:
         """
-        Run the C{/portal/authenticate} chain; fires with C{(ok, message)}.
+        Run the C{/portal/authenticate} chain; fires with C{(ok, message,
+        rates)}, the rates (C{up_kbit}, C{down_kbit}) the answer gave, if
+        any (L{netsuite.portal.rates}); a bad one refuses the login.
         """
         answer = yield self.registry.send("/portal/authenticate",
                                           dict(extra or {}, ip=ip, mac=mac, method=method))
         if answer is NO_ANSWER or not isinstance(answer, dict):
-            return False, "nobody accepted the login"
-        return bool(answer.get("ok")), str(answer.get("message") or "")
+            return False, "nobody accepted the login", {}
+        ok = bool(answer.get("ok"))
+        try:
+            rates = answer_rates(answer) if ok else {}
+        except ValueError as e:
+            _log.warn("a login back end answered {ip} with a bad rate: {error}", ip=ip,
+                      error=e)
+            return False, "the login could not be completed (a bad rate limit)", {}
+        return ok, str(answer.get("message") or ""), rates
 
     @inlineCallbacks
     def login(self, ip: ipaddress.IPv4Address, mac: MAC, reason: str,
-              username: str = "") -> Any:
+              username: str = "", rates: Optional[Rates] = None) -> Any:
         """
-        Authorize C{ip}/C{mac} in the firewall, record the session, tell
-        C{/portal/login}; fires with the L{Session}. With C{move_session},
+        Authorize C{ip}/C{mac} in the firewall (with C{rates}, the back
+        end's C{up_kbit}, C{down_kbit}: L{netsuite.portal.rates}), record
+        the session, tell C{/portal/login}; fires with the L{Session}. With C{move_session},
         the sessions of C{username} on another IP or MAC end (reason
         C{moved}) and this one carries on their start time and byte count.
 
@@ -280,12 +292,16 @@ class Portal:
         if self.move_session and username:
             moved = [s for s in self.sessions.by_username(username)
                      if (s.ip, s.mac) != (ip, mac)]
+        rates = dict(rates or {})
         answer = yield self.registry.send(
-            self._at(self.firewall_process, "/firewall/authorize"), {"ip": ip, "mac": mac})
+            self._at(self.firewall_process, "/firewall/authorize"),
+            dict(rates, ip=ip, mac=mac))
         if not isinstance(answer, dict) or not answer.get("authorized"):
             reason = answer.get("reason") if isinstance(answer, dict) else None
             raise LoginRefused(str(reason or "the network did not accept this device"))
         if current is not None and (current.mac, current.username) == (mac, username):
+            if session_rates(current.up_kbit, current.down_kbit) != rates:
+                current = self.sessions.set_rates(ip, rates) or current
             return current
         if current is not None and current not in moved:
             # the firewall entry was just replaced: end the session only
@@ -299,7 +315,7 @@ class Portal:
             else:  # same IP, new MAC: the firewall entry was just replaced
                 self.sessions.logout(old.ip, "moved")
                 self._ended(old, "moved")
-        session = self.sessions.login(ip, mac, reason, username, started, bytes_base)
+        session = self.sessions.login(ip, mac, reason, username, started, bytes_base, rates)
         stored = yield self._stored()
         if not stored:
             yield self._undo_login(ip)
@@ -428,7 +444,8 @@ class Portal:
             try:
                 yield self.registry.send(
                     self._at(self.firewall_process, "/firewall/authorize"),
-                    {"ip": session.ip, "mac": session.mac})
+                    dict(session_rates(session.up_kbit, session.down_kbit),
+                         ip=session.ip, mac=session.mac))
                 restored += 1
             except Exception:
                 _log.failure("could not restore the session of {ip}", ip=session.ip)

@@ -365,13 +365,13 @@ class PortalResource(Resource):
             if wait is not None:
                 return self._too_many(request, ip, wait)
             self.limiter.attempted(mac)
-            ok, message = await self.portal.authenticate(ip, mac, self.method, extra)
+            ok, message, rates = await self.portal.authenticate(ip, mac, self.method, extra)
             if not ok:
                 self.limiter.failed(ip, mac)
                 return self._login_page(request, ip, message or "Login refused.", 403)
             self.limiter.succeeded(ip, mac)
             try:
-                await self.portal.login(ip, mac, self.method, username)
+                await self.portal.login(ip, mac, self.method, username, rates)
             except LoginRefused as refused:
                 return self._login_page(request, ip, f"Access refused: {refused}", 403)
             except SessionNotStored:

@@ -37,7 +37,9 @@ class Session:
     One logged-in client. C{reason} says how it logged in (C{click}, C{admin}...);
     C{username} who (C{""}: nobody in particular); C{bytes_base} the bytes
     used before the session moved to this IP/MAC (the firewall's counters
-    start again at 0).
+    start again at 0); C{up_kbit} and C{down_kbit} the rates the login's
+    back end gave (None: none, the firewall chooses), asked of the
+    firewall again when the session is restored.
     """
     ip: IPv4Address
     mac: MAC
@@ -47,6 +49,8 @@ class Session:
     reason: str = "click"
     username: str = ""
     bytes_base: int = 0
+    up_kbit: Optional[int] = None
+    down_kbit: Optional[int] = None
 
     @property
     def bytes_used(self) -> int:
@@ -85,6 +89,9 @@ class SessionStore:
         if "bytes_base" not in columns:
             self.db.execute("ALTER TABLE sessions ADD COLUMN bytes_base INTEGER NOT NULL "
                             "DEFAULT 0")
+        for name in ("up_kbit", "down_kbit"):  # NULL: no rate of the session's own
+            if name not in columns:
+                self.db.execute(f"ALTER TABLE sessions ADD COLUMN {name} INTEGER")
         self.db.execute("CREATE TABLE IF NOT EXISTS logouts (ip TEXT PRIMARY KEY, "
                         "reason TEXT NOT NULL, at REAL NOT NULL)")
         self.db.commit()
@@ -101,7 +108,8 @@ class SessionStore:
 
     def load(self) -> List[Session]:
         rows = self.db.execute("SELECT ip, mac, started, last_active, bytes_seen, reason, "
-                               "username, bytes_base FROM sessions ORDER BY ip")
+                               "username, bytes_base, up_kbit, down_kbit FROM sessions "
+                               "ORDER BY ip")
         return [Session(IPv4Address(ip), MAC(mac), *rest) for ip, mac, *rest in rows]
 
     # queued changes
@@ -145,14 +153,15 @@ class SessionStore:
             else:
                 puts.append((str(value.ip), str(value.mac), value.started, value.last_active,
                              value.bytes_seen, value.reason, value.username,
-                             value.bytes_base))
+                             value.bytes_base, value.up_kbit, value.down_kbit))
         with self.db:
             if deletes:
                 self.db.executemany("DELETE FROM sessions WHERE ip = ?", deletes)
             if puts:
                 self.db.executemany(
                     "INSERT OR REPLACE INTO sessions (ip, mac, started, last_active, "
-                    "bytes_seen, reason, username, bytes_base) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "bytes_seen, reason, username, bytes_base, up_kbit, down_kbit) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     puts)
             if logouts:
                 self.db.executemany(
@@ -225,15 +234,33 @@ class Sessions:
         return [s for s in self.all() if username and s.username == username]
 
     def login(self, ip: Any, mac: Any, reason: str = "click", username: str = "",
-              started: Optional[float] = None, bytes_base: int = 0) -> Session:
+              started: Optional[float] = None, bytes_base: int = 0,
+              rates: Optional[Mapping[str, int]] = None) -> Session:
         """
         Start (or restart) the session of C{ip}; C{started} and
-        C{bytes_base} carry over what a moved session had. Stored on the
-        next commit (L{durable}).
+        C{bytes_base} carry over what a moved session had; C{rates} are the
+        back end's (L{netsuite.portal.rates}). Stored on the next commit
+        (L{durable}).
         """
         now = self.clock.seconds()
+        rates = rates or {}
         session = Session(_ip(ip), MAC(mac), now if started is None else started, now,
-                          0, reason, username, bytes_base)
+                          0, reason, username, bytes_base, rates.get("up_kbit"),
+                          rates.get("down_kbit"))
+        self.sessions[session.ip] = session
+        self.store.put(session)
+        return session
+
+    def set_rates(self, ip: Any, rates: Mapping[str, int]) -> Optional[Session]:
+        """
+        Give the session of C{ip} (if any) these rates (a login again, after
+        the back end's rates changed); stored on the next commit.
+        """
+        session = self.sessions.get(_ip(ip))
+        if session is None:
+            return None
+        session = replace(session, up_kbit=rates.get("up_kbit"),
+                          down_kbit=rates.get("down_kbit"))
         self.sessions[session.ip] = session
         self.store.put(session)
         return session

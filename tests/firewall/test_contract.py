@@ -21,6 +21,7 @@ from netsuite.firewall.kernel import KernelFirewall
 from netsuite.firewall.memory import MemoryFirewall, MemoryShaper
 from netsuite.firewall.owner import FirewallOwned, netns_key
 from netsuite.firewall.rules import FirewallSettings
+from netsuite.firewall.slots import Uplink
 from netsuite.runner import ThreadRunner
 from netsuite.registry.values import MAC
 
@@ -105,6 +106,21 @@ class FirewallContract:
             self.assertEqual((yield self.kernel_clients()), {B: MAC_B}, (up, down))
             self.assertEqual(list(firewall.clients), [B])
         self.assertEqual((yield firewall.check()), [])
+
+    @inlineCallbacks
+    def test_rates(self):
+        """
+        Each direction's limit is the first of: the one given to authorize
+        (the login's back end's), the device's (rates, by MAC), the
+        default; an explicit 0 (no limit) counts as given.
+        """
+        firewall = yield self.make(rates={MAC_A: (100, None)}, default_limits=(10, 20))
+        self.assertEqual((yield firewall.authorize(A, MAC_A)), Client(A, MAC_A, 100, 20))
+        self.assertEqual((yield firewall.authorize(A, MAC_A, 5)), Client(A, MAC_A, 5, 20))
+        self.assertEqual((yield firewall.authorize(A, MAC_A, None, 0)),
+                         Client(A, MAC_A, 100, 0))
+        self.assertEqual((yield firewall.authorize(B, MAC_B)), Client(B, MAC_B, 10, 20))
+        self.assertEqual(firewall.clients[A], Client(A, MAC_A, 100, 0))
 
     @inlineCallbacks
     def test_stop_closes_the_lan(self):
@@ -291,10 +307,12 @@ class MemoryFirewallTests(FirewallContract, TestCase):
         self.clock = Clock()
         self.firewall = None
 
-    def make(self, keep_clients=False, garden_max_entries=4096):
+    def make(self, keep_clients=False, garden_max_entries=4096, rates=None,
+             default_limits=(0, 0)):
         kernel = self.firewall
         firewall = MemoryFirewall(self.clock, LAN, keep_clients=keep_clients,
-                                  garden_max_entries=garden_max_entries)
+                                  garden_max_entries=garden_max_entries, rates=rates,
+                                  default_limits=default_limits)
         if kernel is not None:  # the same simulated kernel, as after a restart
             firewall.kernel_clients = kernel.kernel_clients
             firewall.kernel_smtp = kernel.kernel_smtp
@@ -408,10 +426,12 @@ class KernelFirewallTests(FirewallContract, TestCase):
         self.settings = FirewallSettings("br-lan", "wan0", LAN, portal_port=8080)
         self.locks = self.mktemp()
 
-    def make(self, keep_clients=False, shaper=None, garden_max_entries=4096, ipv6="auto"):
+    def make(self, keep_clients=False, shaper=None, garden_max_entries=4096, ipv6="auto",
+             rates=None, default_limits=(0, 0)):
         firewall = KernelFirewall(self.settings, self.runner, reactor, shaper=shaper,
                                   keep_clients=keep_clients, lock_dir=self.locks,
-                                  garden_max_entries=garden_max_entries, ipv6=ipv6)
+                                  garden_max_entries=garden_max_entries, ipv6=ipv6,
+                                  rates=rates, default_limits=default_limits)
         self.addCleanup(lambda: firewall.stop() if not keep_clients else None)
         self.addCleanup(firewall.remove)  # runs after the stop
         return firewall.start().addCallback(lambda _: firewall)
@@ -721,3 +741,33 @@ class KernelFirewallTests(FirewallContract, TestCase):
         self.assertEqual(shaper.limits(), {})
         yield fresh.stop()
         self.assertFalse(shaper.intact())
+
+    @inlineCallbacks
+    def test_fair_shares(self):
+        """
+        With an uplink capacity every authorized client has classes, one
+        without limits of its own as (0, 0): de-authorization removes them,
+        a check restores them after a flush, a start with keep_clients
+        adopts them and one without drops them.
+        """
+        shaper = MemoryShaper(LAN, Uplink(up_kbit=8000, down_kbit=20000))
+        firewall = yield self.make(keep_clients=True, shaper=shaper)
+        yield firewall.authorize(A, MAC_A)
+        yield firewall.authorize(B, MAC_B, 512, 0)
+        self.assertEqual(shaper.limits(), {A: (0, 0), B: (512, 0)})
+        self.assertEqual(shaper.kernel_classes[A]["down"], ("uplink", 78, 20000))
+        shaper.flush()
+        self.assertIn("rate limits restored", (yield firewall.check()))
+        self.assertEqual(shaper.limits(), {A: (0, 0), B: (512, 0)})
+        yield firewall.stop()
+        again = yield self.make(keep_clients=True, shaper=shaper)
+        self.assertEqual(again.clients, {A: Client(A, MAC_A), B: Client(B, MAC_B, 512, 0)})
+        self.assertEqual(shaper.limits(), {A: (0, 0), B: (512, 0)})
+        yield again.stop()
+        fresh = yield self.make(shaper=shaper)
+        self.assertEqual(shaper.limits(), {})
+        yield fresh.authorize(A, MAC_A)
+        yield fresh.authorize(B, MAC_B)
+        yield fresh.deauthorize(B)
+        self.assertEqual(shaper.limits(), {A: (0, 0)})
+        yield fresh.stop()

@@ -228,6 +228,64 @@ class SettingsTests(SynchronousTestCase):
                                   "test.toml", {"firewall": SECTION})
         self.assertIn("test.toml: key 'firewall.lan_network'", str(error))
 
+    def test_fair_share_keys(self):
+        """
+        The uplink's capacities and clients, and per-device rates by MAC
+        ([firewall.rates], either direction may be left out); a bad rate is
+        refused naming the key and the file; a capacity on a LAN larger
+        than a /17 is refused by the check.
+        """
+        from netsuite.config.schema import ConfigError
+        from netsuite.firewall.tap import check
+        default = parse({"firewall": {}}, "test.toml", {"firewall": SECTION})
+        self.assertEqual((default.firewall.uplink_up_kbit, default.firewall.uplink_down_kbit,
+                          default.firewall.uplink_clients, default.firewall.rates),
+                         (0, 0, 0, {}))
+        chosen = parse({"firewall": {
+            "uplink_down_kbit": 20000, "uplink_up_kbit": 5000, "uplink_clients": 20,
+            "rates": {"02:4E:00:00:00:0B": {"up_kbit": 1000, "down_kbit": 4000},
+                      "02:4e:00:00:00:0c": {"down_kbit": 0}}}},
+            "test.toml", {"firewall": SECTION})
+        self.assertEqual(chosen.firewall.rates, {MAC_A: (1000, 4000),
+                                                 MAC("02:4e:00:00:00:0c"): (None, 0)})
+        check(chosen)
+        for bad in ({"nope": {"up_kbit": 1}}, {"02:4e:00:00:00:0b": {"up_kbit": -1}},
+                    {"02:4e:00:00:00:0b": {"up_kbit": "fast"}},
+                    {"02:4e:00:00:00:0b": {"upload": 1}}, {"02:4e:00:00:00:0b": {}},
+                    {"02:4e:00:00:00:0b": 1000}, {"02:4e:00:00:00:0b": {"down_kbit": 10 ** 8}}):
+            error = self.assertRaises(ConfigError, parse, {"firewall": {"rates": bad}},
+                                      "test.toml", {"firewall": SECTION})
+            self.assertIn("test.toml: key 'firewall.rates'", str(error))
+        error = self.assertRaises(ConfigError, parse, {"firewall": {"uplink_up_kbit": -5}},
+                                  "test.toml", {"firewall": SECTION})
+        self.assertIn("firewall.uplink_up_kbit", str(error))
+        wide = parse({"firewall": {"lan_network": "10.1.0.0/16", "uplink_down_kbit": 1000}},
+                     "test.toml", {"firewall": SECTION})
+        error = self.assertRaises(ConfigError, check, wide)
+        self.assertIn("uplink", str(error))
+        check(parse({"firewall": {"lan_network": "10.1.0.0/16", "uplink_down_kbit": 1000,
+                                  "shaping": False}}, "test.toml", {"firewall": SECTION}))
+
+    def test_example_documents_every_key(self):
+        """
+        etc/netsuite.toml's [firewall] section has every key, the per-MAC
+        rates as the [firewall.rates] table after it, and loads.
+        """
+        import os
+        import re
+        from netsuite.config.schema import load
+        example = os.path.join(os.path.dirname(__file__), "..", "..", "etc", "netsuite.toml")
+        with open(example) as f:
+            text = f.read()
+        section = text.split("\n[firewall]\n", 1)[1].split("\n[", 1)[0]
+        keys = set(re.findall(r"^([a-z_0-9]+) =", section, re.M))
+        self.assertEqual(keys | {"rates"}, set(SECTION))
+        self.assertIn("\n[firewall.rates]\n", text)
+        from netsuite.services import all_sections
+        config = load(example, all_sections())
+        self.assertEqual((config.firewall.rates, config.firewall.uplink_down_kbit), ({}, 0))
+        self.assertEqual(config.portal.auth.ldap_up_attribute, "")
+
     def test_preauth_dns(self):
         """
         preauth_dns is on unless the [firewall] section turns it off.

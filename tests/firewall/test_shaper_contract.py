@@ -11,7 +11,7 @@ from zope.interface.verify import verifyObject
 from netsuite.firewall.interfaces import IShaper
 from netsuite.firewall.memory import MemoryShaper
 from netsuite.firewall.shaping import Shaper
-from netsuite.firewall.slots import UNLIMITED_KBIT
+from netsuite.firewall.slots import NO_UPLINK, UNLIMITED_KBIT, Uplink
 
 from .shaperlab import TC, KernelTestsMixin, run
 
@@ -132,7 +132,75 @@ class ShaperContract:
         self.assertEqual(self.shaper.limits(), {self.ip_a: (1000, 2000)})
 
 
-class MemoryShaperTests(ShaperContract, SynchronousTestCase):
+class FairShareContract:
+    """
+    What every IShaper does with an uplink capacity. Subclasses provide
+    what L{ShaperContract} asks for, and C{build(network, uplink)}.
+    """
+
+    UPLINK = Uplink(up_kbit=8000, down_kbit=20000)
+
+    def test_fair_read_back(self):
+        """
+        With a capacity both ways every client limited has classes,
+        C{limit(ip, 0, 0)} included, read back as (0, 0); a limit of its
+        own reads back as set (even above the capacity); unlimit() removes
+        the client; a second setup() keeps them all.
+        """
+        shaper = self.build(self.network, self.UPLINK)
+        shaper.setup()
+        a, b = self.ip_a, self.ip_b
+        shaper.limit(a, 0, 0)
+        shaper.limit(b, 1000, 0)
+        self.assertEqual(shaper.limits(), {a: (0, 0), b: (1000, 0)})
+        shaper.limit(b, 1000, 30000)
+        shaper.setup()
+        self.assertTrue(shaper.intact())
+        self.assertEqual(shaper.limits(), {a: (0, 0), b: (1000, 30000)})
+        shaper.unlimit(a)
+        shaper.unlimit(a)
+        self.assertEqual(shaper.limits(), {b: (1000, 30000)})
+        shaper.limit(b, 0, 0)
+        self.assertEqual(shaper.limits(), {b: (0, 0)})
+
+    def test_fair_one_direction(self):
+        """
+        With a download capacity only, upload is as without fair shares: a
+        client without an upload limit has no upload class, one with a
+        limit has it; limits() reads both back.
+        """
+        shaper = self.build(self.network, Uplink(down_kbit=20000))
+        shaper.setup()
+        shaper.limit(self.ip_a, 0, 0)
+        shaper.limit(self.ip_b, 500, 0)
+        self.assertEqual(shaper.limits(), {self.ip_a: (0, 0), self.ip_b: (500, 0)})
+        self.assertTrue(shaper.intact())
+
+    def test_fair_flushed(self):
+        """
+        A flush takes the clients' classes with the qdiscs; setup() makes
+        the layout intact again, and clients can be put back.
+        """
+        shaper = self.build(self.network, self.UPLINK)
+        shaper.setup()
+        shaper.limit(self.ip_a, 0, 0)
+        self.flush()
+        self.assertFalse(shaper.intact())
+        self.assertEqual(shaper.limits(), {})
+        shaper.setup()
+        self.assertTrue(shaper.intact())
+        shaper.limit(self.ip_a, 0, 0)
+        self.assertEqual(shaper.limits(), {self.ip_a: (0, 0)})
+
+    def test_fair_refuses_a_16(self):
+        """
+        A shaper with fair shares on a /16 cannot be built.
+        """
+        self.assertRaises(ValueError, self.build, IPv4Network("10.1.0.0/16"), self.UPLINK)
+        self.build(IPv4Network("10.1.0.0/16"))
+
+
+class MemoryShaperTests(ShaperContract, FairShareContract, SynchronousTestCase):
     """
     The contract, for the in-memory shaper.
     """
@@ -143,11 +211,30 @@ class MemoryShaperTests(ShaperContract, SynchronousTestCase):
         self.ip_b = self.network.network_address + 20
         self.shaper = self.build(self.network)
 
-    def build(self, network):
-        return MemoryShaper(network)
+    def build(self, network, uplink=NO_UPLINK):
+        self.built = MemoryShaper(network, uplink)
+        return self.built
 
     def flush(self):
-        self.shaper.flush()
+        self.built.flush()
+
+    def test_fair_classes(self):
+        """
+        The simulated classes are the kernel's: under the uplink, rate the
+        guarantee (capacity / the LAN's 254 client addresses) or a lower
+        ceil, ceil the client's limit or the capacity; without a capacity
+        in a direction, root classes at rate = ceil.
+        """
+        shaper = self.build(self.network, Uplink(down_kbit=20000))
+        shaper.setup()
+        shaper.limit(self.ip_a, 500, 0)
+        shaper.limit(self.ip_b, 0, 50)
+        self.assertEqual(shaper.kernel_classes, {
+            self.ip_a: {"up": ("root", 500, 500), "down": ("uplink", 78, 20000)},
+            self.ip_b: {"down": ("uplink", 50, 50)},
+        })
+        shaper.unlimit(self.ip_a)
+        self.assertEqual(list(shaper.kernel_classes), [self.ip_b])
 
     def test_flushed_refuses_limits(self):
         """
@@ -160,7 +247,8 @@ class MemoryShaperTests(ShaperContract, SynchronousTestCase):
         self.assertEqual(self.shaper.kernel_limits, {})
 
 
-class KernelShaperTests(ShaperContract, KernelTestsMixin, SynchronousTestCase):
+class KernelShaperTests(ShaperContract, FairShareContract, KernelTestsMixin,
+                        SynchronousTestCase):
     """
     The contract, for the kernel shaper on the bridge of a lab of its own.
     """
@@ -170,8 +258,8 @@ class KernelShaperTests(ShaperContract, KernelTestsMixin, SynchronousTestCase):
         self.network = self.lab.network
         self.ip_a, self.ip_b = self.lab.ip_a, self.lab.ip_b
 
-    def build(self, network):
-        return Shaper("br0", network, ipr=self.lab.ipr)
+    def build(self, network, uplink=NO_UPLINK):
+        return Shaper("br0", network, ipr=self.lab.ipr, uplink=uplink)
 
     def flush(self):
         for argv in (["dev", "br0", "root"], ["dev", "br0", "ingress"],

@@ -15,6 +15,7 @@ from ipaddress import IPv4Network
 from twisted.trial.unittest import SynchronousTestCase
 
 from netsuite.firewall.shaping import Shaper
+from netsuite.firewall.slots import Uplink
 
 from .shaperlab import IP, TC, KernelTestsMixin, run
 
@@ -206,3 +207,108 @@ class LimitTests(KernelTestsMixin, SynchronousTestCase):
             self.assertGreaterEqual(rates[key], 0.25 * limit_bits, report)
         for key in ("B down", "B up", "A down, unlimited", "A up, unlimited"):
             self.assertGreaterEqual(rates[key], 5 * limit_bits, report)
+
+
+class FairShareTests(KernelTestsMixin, SynchronousTestCase):
+    """
+    The class tree of fair shares, read back with tc.
+    """
+
+    UPLINK = Uplink(up_kbit=8000, down_kbit=20000)
+
+    def fair(self, uplink=UPLINK):
+        return Shaper("br0", self.lab.network, ipr=self.lab.ipr, uplink=uplink)
+
+    def parents(self, dev):
+        """
+        handle -> (parent, rate, ceil) as tc prints them ("root" for a root
+        class).
+        """
+        out = run([TC, "-n", self.lab.ap, "class", "show", "dev", dev]).stdout
+        found = {}
+        for line in out.splitlines():
+            words = line.split()
+            if words[:2] == ["class", "htb"]:
+                parent = "root" if words[3] == "root" else words[4]
+                found[words[2]] = (parent, words[words.index("rate") + 1],
+                                   words[words.index("ceil") + 1])
+        return found
+
+    def test_tree(self):
+        """
+        Each direction has the uplink's class 1:fffe at its capacity and
+        each client a class under it: rate the guarantee (capacity / 254),
+        ceil its own limit or the capacity; the default class stays a root
+        class outside it.
+        """
+        shaper = self.fair()
+        shaper.setup()
+        shaper.limit(self.lab.ip_a, 0, 0)
+        shaper.limit(self.lab.ip_b, 1000, 4000)
+        self.assertEqual(self.parents("br0"), {
+            "1:ffff": ("root", "10Gbit", "10Gbit"),
+            "1:fffe": ("root", "20Mbit", "20Mbit"),
+            "1:a": ("1:fffe", "78Kbit", "20Mbit"),
+            "1:14": ("1:fffe", "78Kbit", "4Mbit"),
+        })
+        self.assertEqual(self.parents("ifb-ns0"), {
+            "1:ffff": ("root", "10Gbit", "10Gbit"),
+            "1:fffe": ("root", "8Mbit", "8Mbit"),
+            "1:a": ("1:fffe", "31Kbit", "8Mbit"),
+            "1:14": ("1:fffe", "31Kbit", "1Mbit"),
+        })
+
+    def test_switching(self):
+        """
+        A tree without fair shares and one with cannot be turned into each
+        other class by class: setup() with the other setting rebuilds the
+        tree empty (the firewall then puts its clients back), both ways.
+        """
+        plain = Shaper("br0", self.lab.network, ipr=self.lab.ipr)
+        plain.setup()
+        plain.limit(self.lab.ip_a, 1000, 1000)
+        shaper = self.fair()
+        self.assertFalse(shaper.intact())
+        shaper.setup()
+        self.assertTrue(shaper.intact())
+        self.assertEqual(shaper.limits(), {})
+        shaper.limit(self.lab.ip_a, 1000, 1000)
+        self.assertEqual(self.parents("br0")["1:a"][0], "1:fffe")
+        plain.setup()
+        self.assertEqual(plain.limits(), {})
+        self.assertNotIn("1:fffe", self.parents("br0"))
+
+    def test_capacity_changed(self):
+        """
+        Read back by a shaper with another capacity (a restart with a new
+        config), a client without a limit of its own still reads as (0, 0):
+        "no limit" is a ceil equal to the uplink class's rate in the tree,
+        whatever the new capacity; setup() sets the new capacity and keeps
+        the clients' classes, which the firewall then sets again
+        (KernelFirewall.start puts back every client it adopts).
+        """
+        self.fair().setup()
+        self.fair().limit(self.lab.ip_a, 0, 0)
+        self.fair().limit(self.lab.ip_b, 0, 4000)
+        other = self.fair(Uplink(up_kbit=4000, down_kbit=10000))
+        self.assertEqual(other.limits(), {self.lab.ip_a: (0, 0), self.lab.ip_b: (0, 4000)})
+        other.setup()
+        self.assertEqual(self.parents("br0")["1:fffe"], ("root", "10Mbit", "10Mbit"))
+        other.limit(self.lab.ip_a, 0, 0)
+        other.limit(self.lab.ip_b, 0, 4000)
+        self.assertEqual(other.limits(), {self.lab.ip_a: (0, 0), self.lab.ip_b: (0, 4000)})
+        self.assertEqual(self.parents("br0")["1:a"], ("1:fffe", "39Kbit", "10Mbit"))
+
+    def test_uplink_class_deleted(self):
+        """
+        With no client under it, another tool can delete the uplink's
+        class: the layout is then not intact, and setup() puts it back.
+        """
+        shaper = self.fair()
+        shaper.setup()
+        run([TC, "-n", self.lab.ap, "class", "del", "dev", "br0", "classid", "1:fffe"])
+        self.assertFalse(shaper.intact())
+        shaper.setup()
+        self.assertTrue(shaper.intact())
+        shaper.limit(self.lab.ip_a, 0, 0)
+        self.assertEqual(shaper.limits(), {self.lab.ip_a: (0, 0)})

@@ -10,12 +10,18 @@ from twisted.trial.unittest import SynchronousTestCase
 from netsuite.firewall.slots import (
     DEFAULT_MINOR,
     HASH_HT,
+    MIN_GUARANTEE_KBIT,
+    NO_UPLINK,
     ROOT_HANDLE,
     UNLIMITED_KBIT,
+    UPLINK_CLASSID,
+    Uplink,
     address_of,
     bytes_to_kbit,
     check_limits,
+    check_uplink,
     client_slot,
+    fair_class,
     ip_match_key,
     kbit_to_bytes,
     network_match_key,
@@ -150,3 +156,64 @@ class U32KeyTests(SynchronousTestCase):
         self.assertRaises(ValueError, u32_key, 1, 0xFF, 2)          # unaligned
         self.assertRaises(ValueError, u32_key, 0x100, 0xFF, 0)      # value outside mask
         self.assertRaises(ValueError, ip_match_key, IPv4Address("10.0.0.1"), "both")
+
+
+class UplinkTests(SynchronousTestCase):
+    """
+    The uplink's capacity, the guarantee of each client under it and a
+    client's (rate, ceil).
+    """
+
+    def test_capacity(self):
+        """
+        Download is shaped where the tree matches dst (the LAN), upload
+        where it matches src (the IFB); no capacity is off.
+        """
+        uplink = Uplink(up_kbit=1000, down_kbit=20000)
+        self.assertEqual((uplink.capacity("dst"), uplink.capacity("src")), (20000, 1000))
+        self.assertTrue(uplink.on)
+        self.assertFalse(NO_UPLINK.on)
+        self.assertTrue(Uplink(down_kbit=1).on)
+        self.assertRaises(ValueError, uplink.capacity, "both")
+
+    def test_guarantee(self):
+        """
+        The guarantee is the capacity over the expected clients (by default
+        every client address of the LAN, so that guarantees never add up to
+        more than the capacity), at least 8 kbit/s.
+        """
+        net24, net17 = IPv4Network("10.0.0.0/24"), IPv4Network("10.0.0.0/17")
+        self.assertEqual(Uplink(down_kbit=20000).guarantee(20000, net24), 20000 // 254)
+        self.assertEqual(Uplink(down_kbit=20000, clients=10).guarantee(20000, net24), 2000)
+        self.assertEqual(Uplink(down_kbit=20000).guarantee(20000, net17), MIN_GUARANTEE_KBIT)
+        self.assertEqual(Uplink(down_kbit=100, clients=1).guarantee(100, net24), 100)
+
+    def test_fair_class(self):
+        """
+        A client without a limit of its own may take the whole capacity;
+        with one, that is its ceil; its rate is the guarantee, unless its
+        ceil is lower.
+        """
+        self.assertEqual(fair_class(20000, 78, 0), (78, 20000))
+        self.assertEqual(fair_class(20000, 78, 4000), (78, 4000))
+        self.assertEqual(fair_class(20000, 78, 50), (50, 50))
+        self.assertEqual(fair_class(20000, 78, 30000), (78, 30000))
+
+    def test_check_uplink(self):
+        """
+        Capacities are ints of kbit/s up to 10 gbit/s, clients an int >= 0,
+        and fair shares need a LAN of /17 or smaller (class 1:fffe is the
+        uplink's; on a /16 it is a client's); without a capacity a /16 is
+        fine.
+        """
+        net = IPv4Network("10.0.0.0/24")
+        self.assertEqual(check_uplink(Uplink(5, 6, 7), net), Uplink(5, 6, 7))
+        for bad in (Uplink(-1), Uplink(UNLIMITED_KBIT + 1), Uplink(1.5), Uplink(1, 1, -1)):
+            self.assertRaises(ValueError, check_uplink, bad, net)
+        sixteen = IPv4Network("10.1.0.0/16")
+        self.assertEqual(check_uplink(NO_UPLINK, sixteen), NO_UPLINK)
+        error = self.assertRaises(ValueError, check_uplink, Uplink(down_kbit=1000), sixteen)
+        self.assertIn("/17", str(error))
+        self.assertEqual(check_uplink(Uplink(down_kbit=1000), IPv4Network("10.1.0.0/17")),
+                         Uplink(down_kbit=1000))
+        self.assertEqual(address_of(UPLINK_CLASSID & 0xFFFF, IPv4Network("10.1.0.0/17")), None)

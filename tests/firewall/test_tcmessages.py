@@ -11,7 +11,9 @@ id 0. A run in a namespace sends the same bytes.
 
 from ipaddress import IPv4Address, IPv4Network
 
+from pyroute2.netlink.rtnl import RTM_GETTCLASS
 from pyroute2.netlink.rtnl.tcmsg import tcmsg
+from pyroute2.netlink.rtnl.tcmsg.common import calc_xmittime
 from twisted.trial.unittest import SynchronousTestCase
 
 from netsuite.firewall import tcmessages as tc
@@ -20,6 +22,7 @@ from netsuite.firewall.slots import (
     LINK_HANDLE,
     ROOT_HANDLE,
     UNLIMITED_KBIT,
+    UPLINK_CLASSID,
     client_slot,
     ip_match_key,
 )
@@ -211,3 +214,60 @@ class ReadBackTests(SynchronousTestCase):
         self.assertTrue(tc.redirects_only_to(redirect, IFB))
         self.assertFalse(tc.redirects_only_to(redirect, 9))
         self.assertFalse(tc.redirects_only_to([], IFB))
+
+
+class FairShareMessageTests(SynchronousTestCase):
+    """
+    The classes of fair shares: the uplink's, and a client's under it.
+    """
+
+    def decoded(self, msg):
+        back = tcmsg(encoded(msg))
+        back.decode()
+        return back
+
+    def test_client_class(self):
+        """
+        A client's class under the uplink carries its parent, rate and ceil,
+        the quantum and a ceil burst of that quantum (its rate burst stays
+        one MTU), and reads back as its address, parent and ceil.
+        """
+        msg = tc.set_class(LAN, SLOT.classid, 78, parent=UPLINK_CLASSID, ceil_kbit=20000,
+                           quantum=50000, cburst=50000)
+        back = self.decoded(msg)
+        self.assertEqual((back['handle'], back['parent']), (SLOT.classid, UPLINK_CLASSID))
+        parms = back.get_attr('TCA_OPTIONS').get_attr('TCA_HTB_PARMS')
+        self.assertEqual((parms['rate'], parms['ceil'], parms['quantum']),
+                         (78 * 125, 20000 * 125, 50000))
+        self.assertEqual(parms['buffer'], calc_xmittime(78 * 125, tc.MTU))
+        self.assertEqual(parms['cbuffer'], calc_xmittime(20000 * 125, 50000))
+        self.assertEqual(tc.client_class(back, NET), (IP, UPLINK_CLASSID, 20000))
+        self.assertEqual(tc.class_limit(back, NET), (IP, 20000))
+
+    def test_uplink_class(self):
+        """
+        The uplink's class is a root class (rate = ceil) and no client's;
+        a class under any other parent is no client's either.
+        """
+        back = self.decoded(tc.set_class(LAN, UPLINK_CLASSID, 20000))
+        self.assertEqual(back['parent'], ROOT_HANDLE)
+        self.assertEqual(tc.htb_rate(back), tc.htb_ceil(back))
+        self.assertIsNone(tc.client_class(back, NET))
+        other = self.decoded(tc.set_class(LAN, SLOT.classid, 10, parent=ROOT_HANDLE | 5))
+        self.assertIsNone(tc.client_class(other, NET))
+
+    def test_get_class(self):
+        """
+        One class asked for by its id.
+        """
+        msg = tc.get_class(LAN, UPLINK_CLASSID)
+        self.assertEqual((msg['header']['type'], msg['index'], msg['handle']),
+                         (RTM_GETTCLASS, LAN, UPLINK_CLASSID))
+
+    def test_fair_quantum(self):
+        """
+        Twenty milliseconds of the uplink, from one MTU to 64 KiB.
+        """
+        self.assertEqual(tc.fair_quantum(20000), 50000)
+        self.assertEqual(tc.fair_quantum(100), tc.MTU)
+        self.assertEqual(tc.fair_quantum(1_000_000), 65536)

@@ -89,6 +89,18 @@ class DirectoryContract:
         self.assertIs(self.directory.bind(f"uid=bob,{PEOPLE}", "wonderland", 5.0), False)
         self.assertIs(self.directory.bind(ALICE, "", 5.0), False)
 
+    def test_bind_read(self):
+        """
+        bind_read() binds and reads the entry's asked attributes as that
+        user (absent ones left out); refused credentials are None, no
+        attributes asked {}.
+        """
+        self.assertEqual(self.directory.bind_read(ALICE, "wonderland", ["uid", "description"],
+                                                  5.0), {"uid": ("alice",)})
+        self.assertEqual(self.directory.bind_read(ALICE, "wonderland", [], 5.0), {})
+        self.assertIsNone(self.directory.bind_read(ALICE, "nope", ["uid"], 5.0))
+        self.assertIsNone(self.directory.bind_read(ALICE, "", ["uid"], 5.0))
+
     def test_bindEscaped(self):
         """
         A user name made to look like more of a DN stays one (escaped)

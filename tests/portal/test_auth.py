@@ -563,7 +563,7 @@ class LdapBindUnitTests(SynchronousTestCase):
         class Runner:
             def run(self, fn, *args):
                 calls.append(args)
-                return succeed(args[1] == "right")
+                return succeed({} if args[1] == "right" else None)
         backend = LdapBind(MemoryDirectory(), "uid={user},dc=t", 2.0, f.clock, Runner())
         answer = self.successResultOf(backend({"method": PASSWORD, "username": "a,b",
                                                "password": "right"}))
@@ -592,6 +592,7 @@ class LdapBindUnitTests(SynchronousTestCase):
         open(path, "w").close()
         section = SimpleNamespace(users_file=path, ldap_url="ldap://127.0.0.1:1/",
                                   ldap_bind_dn="uid={user},dc=t", ldap_deadline=1.0,
+                                  ldap_up_attribute="", ldap_down_attribute="",
                                   max_failures=3, failure_window=30.0, move_session=False,
                                   quota_bytes=99, max_attempts=7, method="")
         operator = SimpleNamespace(username="op", password_hash=Secret(hash_password("x", **FAST)),
